@@ -1,0 +1,405 @@
+//! The local administration API on a Unix socket: entries, join tokens, agents, bundle,
+//! health. Callers are checked by their socket peer uid; every change is audited.
+
+use std::os::unix::fs::MetadataExt;
+use std::sync::Arc;
+
+use chrono::Duration;
+use ring::rand::{SecureRandom, SystemRandom};
+use tonic::transport::server::UdsConnectInfo;
+use tonic::{Request, Response, Status};
+use trustdeck_datastore::{AttestedNode, AuditRecord, Entry, NewEntry};
+use trustdeck_proto::admin::server_admin_server::ServerAdmin;
+use trustdeck_proto::admin::*;
+use trustdeck_spiffe::{Selector, SpiffeId};
+
+use crate::ctx::{ServerCtx, ds_status};
+use crate::node_api::join_token_agent_id;
+
+/// Default join token lifetime.
+pub const DEFAULT_TOKEN_TTL: Duration = Duration::minutes(10);
+
+/// The admin service.
+pub struct AdminApi {
+    ctx: Arc<ServerCtx>,
+    own_uid: u32,
+}
+
+impl AdminApi {
+    /// A service over shared state.
+    pub fn new(ctx: Arc<ServerCtx>) -> Self {
+        let own_uid = std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(0);
+        Self { ctx, own_uid }
+    }
+
+    /// The caller's uid, if allowed.
+    fn caller<T>(&self, req: &Request<T>) -> Result<String, Status> {
+        let uid = req
+            .extensions()
+            .get::<UdsConnectInfo>()
+            .and_then(|i| i.peer_cred)
+            .map(|c| c.uid())
+            .ok_or_else(|| Status::unauthenticated("admin API: peer credentials unavailable"))?;
+        if uid == 0 || uid == self.own_uid || self.ctx.config.admin_allowed_uids.contains(&uid) {
+            Ok(format!("uid:{uid}"))
+        } else {
+            Err(Status::permission_denied(format!(
+                "uid {uid} is not allowed to administer this server (allowed: root, uid {}, admin_allowed_uids)",
+                self.own_uid
+            )))
+        }
+    }
+
+    async fn audit(&self, actor: &str, action: &str, target: &str, detail: String, outcome: &Result<(), Status>) {
+        let mut id = [0u8; 12];
+        let _ = SystemRandom::new().fill(&mut id);
+        let rec = AuditRecord {
+            id: hex::encode(id),
+            at: self.ctx.clock.now().timestamp(),
+            actor: actor.into(),
+            action: action.into(),
+            target: target.into(),
+            detail,
+            outcome: match outcome {
+                Ok(()) => "ok".into(),
+                Err(s) => format!("refused: {}", s.message()),
+            },
+        };
+        tracing::info!(actor, action, target, outcome = %rec.outcome, "audit");
+        if let Err(e) = self.ctx.ds.append_audit(&rec).await {
+            tracing::error!(error = %e, "could not write audit record");
+        }
+    }
+}
+
+fn entry_info(e: Entry) -> EntryInfo {
+    EntryInfo {
+        id: e.id,
+        spiffe_id: e.spiffe_id,
+        parent_id: e.parent_id,
+        selectors: e.selectors,
+        x509_ttl_secs: e.x509_ttl_secs,
+        jwt_ttl_secs: e.jwt_ttl_secs,
+        downstream: e.downstream,
+        dns_names: e.dns_names,
+        created_at: e.created_at,
+    }
+}
+
+fn agent_info(n: AttestedNode) -> AgentInfo {
+    AgentInfo {
+        spiffe_id: n.spiffe_id,
+        attestation_type: n.attestation_type,
+        cert_serial: n.cert_serial,
+        cert_not_after: n.cert_not_after,
+        banned: n.banned,
+        selectors: n.selectors,
+        created_at: n.created_at,
+        updated_at: n.updated_at,
+    }
+}
+
+/// Checks an entry request; every problem is named.
+pub fn validate_entry(
+    req: &CreateEntryRequest,
+    td: &trustdeck_spiffe::TrustDomain,
+) -> Result<NewEntry, String> {
+    let id = SpiffeId::parse(&req.spiffe_id).map_err(|e| format!("spiffe_id: {e}"))?;
+    id.require_path().map_err(|e| format!("spiffe_id: {e}"))?;
+    if id.trust_domain() != td {
+        return Err(format!(
+            "spiffe_id {id} is not in this server's trust domain {td}"
+        ));
+    }
+    let parent = SpiffeId::parse(&req.parent_id).map_err(|e| format!("parent_id: {e}"))?;
+    if parent.trust_domain() != td {
+        return Err(format!(
+            "parent_id {parent} is not in this server's trust domain {td}"
+        ));
+    }
+    if req.selectors.is_empty() {
+        return Err("at least one selector is required (e.g. unix:uid:1000)".into());
+    }
+    let mut selectors = Vec::new();
+    for s in &req.selectors {
+        let sel = Selector::parse(s).map_err(|e| format!("selector: {e}"))?;
+        selectors.push(sel.to_string());
+    }
+    for (name, v) in [("x509_ttl", req.x509_ttl_secs), ("jwt_ttl", req.jwt_ttl_secs)] {
+        if v < 0 {
+            return Err(format!("{name} must not be negative, got {v}"));
+        }
+    }
+    for d in &req.dns_names {
+        let ok = !d.is_empty()
+            && d.len() <= 253
+            && d.split('.').all(|l| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'*')
+            });
+        if !ok {
+            return Err(format!("dns name {d:?} is not a valid DNS name"));
+        }
+    }
+    Ok(NewEntry {
+        spiffe_id: id.to_string(),
+        parent_id: parent.to_string(),
+        selectors,
+        x509_ttl_secs: req.x509_ttl_secs,
+        jwt_ttl_secs: req.jwt_ttl_secs,
+        downstream: req.downstream,
+        dns_names: req.dns_names.clone(),
+    })
+}
+
+#[tonic::async_trait]
+impl ServerAdmin for AdminApi {
+    async fn create_entry(
+        &self,
+        request: Request<CreateEntryRequest>,
+    ) -> Result<Response<EntryInfo>, Status> {
+        let actor = self.caller(&request)?;
+        let req = request.into_inner();
+        let result = async {
+            let new = validate_entry(&req, &self.ctx.config.trust_domain)
+                .map_err(Status::invalid_argument)?;
+            if new.x509_ttl_secs > 0
+                && Duration::seconds(new.x509_ttl_secs) >= self.ctx.config.ca_ttl
+            {
+                return Err(Status::invalid_argument(format!(
+                    "x509_ttl {}s is not shorter than the CA TTL {}s: an SVID never outlives its issuer",
+                    new.x509_ttl_secs,
+                    self.ctx.config.ca_ttl.num_seconds()
+                )));
+            }
+            self.ctx
+                .ds
+                .create_entry(&new, self.ctx.clock.now().timestamp())
+                .await
+                .map_err(ds_status)
+        }
+        .await;
+        let outcome = result.as_ref().map(|_| ()).map_err(Clone::clone);
+        let target = result
+            .as_ref()
+            .map(|e| e.id.clone())
+            .unwrap_or_else(|_| req.spiffe_id.clone());
+        self.audit(
+            &actor,
+            "entry.create",
+            &target,
+            format!(
+                "spiffe_id={} parent_id={} selectors={:?} downstream={}",
+                req.spiffe_id, req.parent_id, req.selectors, req.downstream
+            ),
+            &outcome,
+        )
+        .await;
+        Ok(Response::new(entry_info(result?)))
+    }
+
+    async fn list_entries(
+        &self,
+        request: Request<ListEntriesRequest>,
+    ) -> Result<Response<ListEntriesResponse>, Status> {
+        self.caller(&request)?;
+        let f = request.into_inner();
+        let entries = self.ctx.ds.list_entries().await.map_err(ds_status)?;
+        let entries = entries
+            .into_iter()
+            .filter(|e| f.id.is_empty() || e.id == f.id)
+            .filter(|e| f.spiffe_id.is_empty() || e.spiffe_id == f.spiffe_id)
+            .filter(|e| f.parent_id.is_empty() || e.parent_id == f.parent_id)
+            .map(entry_info)
+            .collect();
+        Ok(Response::new(ListEntriesResponse { entries }))
+    }
+
+    async fn delete_entry(
+        &self,
+        request: Request<DeleteEntryRequest>,
+    ) -> Result<Response<DeleteEntryResponse>, Status> {
+        let actor = self.caller(&request)?;
+        let id = request.into_inner().id;
+        let result = async {
+            let entry = self
+                .ctx
+                .ds
+                .get_entry(&id)
+                .await
+                .map_err(ds_status)?
+                .ok_or_else(|| Status::not_found(format!("no entry with id {id:?}")))?;
+            self.ctx.ds.delete_entry(&id).await.map_err(ds_status)?;
+            Ok(entry)
+        }
+        .await;
+        let outcome = result.as_ref().map(|_| ()).map_err(Clone::clone);
+        self.audit(&actor, "entry.delete", &id, String::new(), &outcome).await;
+        Ok(Response::new(DeleteEntryResponse {
+            deleted: Some(entry_info(result?)),
+        }))
+    }
+
+    async fn create_join_token(
+        &self,
+        request: Request<CreateJoinTokenRequest>,
+    ) -> Result<Response<CreateJoinTokenResponse>, Status> {
+        let actor = self.caller(&request)?;
+        let ttl_secs = request.into_inner().ttl_secs;
+        let result = async {
+            if ttl_secs < 0 {
+                return Err(Status::invalid_argument("ttl must not be negative"));
+            }
+            let ttl = if ttl_secs == 0 {
+                DEFAULT_TOKEN_TTL
+            } else {
+                Duration::seconds(ttl_secs)
+            };
+            let mut raw = [0u8; 16];
+            SystemRandom::new()
+                .fill(&mut raw)
+                .map_err(|_| Status::internal("random number generator failed"))?;
+            let token = hex::encode(raw);
+            let now = self.ctx.clock.now();
+            let expires_at = (now + ttl).timestamp();
+            self.ctx
+                .ds
+                .create_join_token(&token, expires_at, now.timestamp())
+                .await
+                .map_err(ds_status)?;
+            Ok((token, expires_at))
+        }
+        .await;
+        let outcome = result.as_ref().map(|_| ()).map_err(Clone::clone);
+        let agent_id = result
+            .as_ref()
+            .map(|(t, _)| join_token_agent_id(&self.ctx.config.trust_domain, t).to_string())
+            .unwrap_or_default();
+        // The token itself is a credential: the audit names the agent ID only by a prefix.
+        self.audit(
+            &actor,
+            "token.generate",
+            agent_id.get(..agent_id.len().saturating_sub(24)).unwrap_or(""),
+            format!("ttl={ttl_secs}s"),
+            &outcome,
+        )
+        .await;
+        let (token, expires_at) = result?;
+        Ok(Response::new(CreateJoinTokenResponse {
+            token,
+            expires_at,
+            agent_spiffe_id: agent_id,
+        }))
+    }
+
+    async fn list_agents(
+        &self,
+        request: Request<ListAgentsRequest>,
+    ) -> Result<Response<ListAgentsResponse>, Status> {
+        self.caller(&request)?;
+        let agents = self.ctx.ds.list_nodes().await.map_err(ds_status)?;
+        Ok(Response::new(ListAgentsResponse {
+            agents: agents.into_iter().map(agent_info).collect(),
+        }))
+    }
+
+    async fn evict_agent(
+        &self,
+        request: Request<AgentRequest>,
+    ) -> Result<Response<AgentInfo>, Status> {
+        let actor = self.caller(&request)?;
+        let id = request.into_inner().spiffe_id;
+        let result = async {
+            let node = self
+                .ctx
+                .ds
+                .get_node(&id)
+                .await
+                .map_err(ds_status)?
+                .ok_or_else(|| Status::not_found(format!("no attested agent {id:?}")))?;
+            self.ctx.ds.delete_node(&id).await.map_err(ds_status)?;
+            Ok(node)
+        }
+        .await;
+        let outcome = result.as_ref().map(|_| ()).map_err(Clone::clone);
+        self.audit(&actor, "agent.evict", &id, String::new(), &outcome).await;
+        Ok(Response::new(agent_info(result?)))
+    }
+
+    async fn ban_agent(
+        &self,
+        request: Request<AgentRequest>,
+    ) -> Result<Response<AgentInfo>, Status> {
+        let actor = self.caller(&request)?;
+        let id = request.into_inner().spiffe_id;
+        let result = async {
+            let now = self.ctx.clock.now().timestamp();
+            let found = self
+                .ctx
+                .ds
+                .set_node_banned(&id, true, now)
+                .await
+                .map_err(ds_status)?;
+            if !found {
+                return Err(Status::not_found(format!("no attested agent {id:?}")));
+            }
+            self.ctx
+                .ds
+                .get_node(&id)
+                .await
+                .map_err(ds_status)?
+                .ok_or_else(|| Status::not_found(format!("no attested agent {id:?}")))
+        }
+        .await;
+        let outcome = result.as_ref().map(|_| ()).map_err(Clone::clone);
+        self.audit(&actor, "agent.ban", &id, String::new(), &outcome).await;
+        Ok(Response::new(agent_info(result?)))
+    }
+
+    async fn get_bundle(
+        &self,
+        request: Request<GetBundleRequest>,
+    ) -> Result<Response<GetBundleResponse>, Status> {
+        self.caller(&request)?;
+        let b = self.ctx.ca.bundle();
+        Ok(Response::new(GetBundleResponse {
+            trust_domain: b.trust_domain.to_string(),
+            spiffe_json: b.to_json(),
+            pem: b.to_pem(),
+            sequence: b.sequence,
+        }))
+    }
+
+    async fn health(
+        &self,
+        request: Request<HealthRequest>,
+    ) -> Result<Response<HealthResponse>, Status> {
+        self.caller(&request)?;
+        let st = self.ctx.ca.snapshot();
+        let now = self.ctx.clock.now();
+        let mut warnings = self.ctx.config.warnings.clone();
+        let x509 = st.x509_active.as_ref();
+        let serving = x509.is_some_and(|a| a.window().contains(now))
+            && st.jwt_active.as_ref().is_some_and(|k| k.window.contains(now));
+        if !serving {
+            warnings.push("no valid active CA: issuance is failing".into());
+        }
+        if let Err(e) = self.ctx.ds.list_join_tokens().await {
+            warnings.push(format!("datastore: {e}"));
+        }
+        Ok(Response::new(HealthResponse {
+            serving,
+            trust_domain: self.ctx.config.trust_domain.to_string(),
+            active_x509_authority: x509.map(|a| a.subject().to_string()).unwrap_or_default(),
+            active_x509_not_after: x509.map(|a| a.window().not_after.timestamp()).unwrap_or(0),
+            active_jwt_not_after: st
+                .jwt_active
+                .as_ref()
+                .map(|k| k.window.not_after.timestamp())
+                .unwrap_or(0),
+            bundle_sequence: st.bundle.sequence,
+            warnings,
+        }))
+    }
+}

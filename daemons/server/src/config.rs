@@ -1,0 +1,462 @@
+//! The server's TOML configuration: parsed and checked without touching the network or disk.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use chrono::Duration;
+use serde::Deserialize;
+use trustdeck_spiffe::TrustDomain;
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The TOML is malformed or has unknown or mistyped keys.
+    #[error("config {path} is invalid: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// What toml said, with line and column.
+        message: String,
+    },
+    /// A value is out of range or inconsistent with another.
+    #[error("config {path}: {message}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// The problem.
+        message: String,
+    },
+}
+
+/// Parses durations like `90s`, `15m`, `1h`, `7d`, `1h30m`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Err("empty duration".into());
+    }
+    let mut total = Duration::zero();
+    let mut num = String::new();
+    let mut saw_unit = false;
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            num.push(c);
+            continue;
+        }
+        let n: i64 = num
+            .parse()
+            .map_err(|_| format!("invalid duration {s:?}: expected a number before '{c}'"))?;
+        num.clear();
+        let d = match c {
+            's' => Duration::seconds(n),
+            'm' => Duration::minutes(n),
+            'h' => Duration::hours(n),
+            'd' => Duration::days(n),
+            _ => {
+                return Err(format!(
+                    "invalid duration {s:?}: unknown unit '{c}' (use s, m, h or d)"
+                ));
+            }
+        };
+        total += d;
+        saw_unit = true;
+    }
+    if !num.is_empty() || !saw_unit {
+        return Err(format!(
+            "invalid duration {s:?}: every number needs a unit (s, m, h or d), e.g. \"90s\""
+        ));
+    }
+    Ok(total)
+}
+
+fn de_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_duration(&s).map_err(serde::de::Error::custom)
+}
+
+fn de_opt_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let s = Option::<String>::deserialize(d)?;
+    s.map(|s| parse_duration(&s).map_err(serde::de::Error::custom))
+        .transpose()
+}
+
+/// Where CA and JWT signing keys live.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum KeyManagerConfig {
+    /// In memory: lost on restart (the CA rotates on every start).
+    Memory,
+    /// PKCS#8 files under `dir` (default `<data_dir>/keys`), mode 0600.
+    Disk {
+        /// Key directory.
+        dir: Option<PathBuf>,
+    },
+}
+
+/// x509pop node attestation settings.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct X509PopConfig {
+    /// PEM file with the CA certificates node certificates must chain to.
+    pub ca_bundle_path: PathBuf,
+}
+
+/// Node attestors.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct NodeAttestationConfig {
+    /// Enables `x509pop` when present. `join_token` is always available.
+    pub x509pop: Option<X509PopConfig>,
+}
+
+/// Per-caller rate limits on the node API.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    /// Sustained X509-SVID/JWT-SVID signatures per second per caller.
+    pub signs_per_second: f64,
+    /// Burst size.
+    pub burst: f64,
+    /// Attestation attempts per second per source address.
+    pub attestations_per_second: f64,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            signs_per_second: 500.0,
+            burst: 1000.0,
+            attestations_per_second: 20.0,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    trust_domain: String,
+    #[serde(default = "default_bind")]
+    bind_address: String,
+    data_dir: PathBuf,
+    datastore: Option<String>,
+    admin_socket: Option<PathBuf>,
+    #[serde(default)]
+    admin_allowed_uids: Vec<u32>,
+    #[serde(default = "default_ca_ttl", deserialize_with = "de_duration")]
+    ca_ttl: Duration,
+    #[serde(default = "default_ca_cn")]
+    ca_common_name: String,
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    jwt_key_ttl: Option<Duration>,
+    #[serde(default = "default_x509_ttl", deserialize_with = "de_duration")]
+    default_x509_svid_ttl: Duration,
+    #[serde(default = "default_jwt_ttl", deserialize_with = "de_duration")]
+    default_jwt_svid_ttl: Duration,
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    agent_svid_ttl: Option<Duration>,
+    #[serde(default = "default_rotation_tick", deserialize_with = "de_duration")]
+    rotation_check_interval: Duration,
+    #[serde(default = "default_key_manager")]
+    key_manager: KeyManagerConfig,
+    #[serde(default)]
+    node_attestation: NodeAttestationConfig,
+    #[serde(default)]
+    rate_limit: RateLimitConfig,
+}
+
+fn default_bind() -> String {
+    "127.0.0.1:8081".into()
+}
+fn default_ca_ttl() -> Duration {
+    Duration::hours(24)
+}
+fn default_ca_cn() -> String {
+    "trustdeck CA".into()
+}
+fn default_x509_ttl() -> Duration {
+    Duration::hours(1)
+}
+fn default_jwt_ttl() -> Duration {
+    Duration::minutes(5)
+}
+fn default_rotation_tick() -> Duration {
+    Duration::seconds(1)
+}
+fn default_key_manager() -> KeyManagerConfig {
+    KeyManagerConfig::Disk { dir: None }
+}
+
+/// A checked server configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the config came from (for messages).
+    pub source: String,
+    /// The trust domain.
+    pub trust_domain: TrustDomain,
+    /// Node API listen address (port 0 picks a free port).
+    pub bind_address: SocketAddr,
+    /// State directory.
+    pub data_dir: PathBuf,
+    /// Datastore URL (`sqlite://...` or `postgres://...`).
+    pub datastore: String,
+    /// Admin Unix socket.
+    pub admin_socket: PathBuf,
+    /// Extra uids allowed on the admin socket (root and the server's own uid always are).
+    pub admin_allowed_uids: Vec<u32>,
+    /// Lifetime of self-signed CAs.
+    pub ca_ttl: Duration,
+    /// Subject CN of the CA.
+    pub ca_common_name: String,
+    /// Lifetime of JWT signing keys.
+    pub jwt_key_ttl: Duration,
+    /// Default workload X509-SVID TTL.
+    pub default_x509_svid_ttl: Duration,
+    /// Default JWT-SVID TTL.
+    pub default_jwt_svid_ttl: Duration,
+    /// Agent SVID TTL.
+    pub agent_svid_ttl: Duration,
+    /// How often rotation is checked.
+    pub rotation_check_interval: Duration,
+    /// Key storage.
+    pub key_manager: KeyManagerConfig,
+    /// Node attestors.
+    pub node_attestation: NodeAttestationConfig,
+    /// Rate limits.
+    pub rate_limit: RateLimitConfig,
+    /// Non-fatal problems, logged at start and reported by `healthcheck`.
+    pub warnings: Vec<String>,
+}
+
+impl Config {
+    /// Reads and checks a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses and checks config text; `source` names it in errors.
+    pub fn parse(text: &str, source: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: source.to_string(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        let invalid = |message: String| ConfigError::Invalid {
+            path: source.to_string(),
+            message,
+        };
+        let trust_domain = TrustDomain::parse(&raw.trust_domain)
+            .map_err(|e| invalid(format!("trust_domain: {e}")))?;
+        let bind_address: SocketAddr = raw.bind_address.parse().map_err(|e| {
+            invalid(format!(
+                "bind_address {:?} is not an IP:port address: {e}",
+                raw.bind_address
+            ))
+        })?;
+        if !raw.data_dir.is_absolute() {
+            return Err(invalid(format!(
+                "data_dir {:?} must be an absolute path",
+                raw.data_dir
+            )));
+        }
+        let datastore = raw.datastore.unwrap_or_else(|| {
+            format!("sqlite://{}", raw.data_dir.join("datastore.sqlite3").display())
+        });
+        if !(datastore.starts_with("sqlite:") || datastore.starts_with("postgres://")) {
+            return Err(invalid(format!(
+                "datastore must start with sqlite:// or postgres://, got {:?}",
+                redact(&datastore)
+            )));
+        }
+        let admin_socket = raw
+            .admin_socket
+            .unwrap_or_else(|| raw.data_dir.join("admin.sock"));
+        if admin_socket.as_os_str().len() > 100 {
+            return Err(invalid(format!(
+                "admin_socket path {:?} is longer than 100 bytes (Unix socket limit)",
+                admin_socket
+            )));
+        }
+        let positive = |name: &str, d: Duration| {
+            if d <= Duration::zero() {
+                Err(invalid(format!("{name} must be positive")))
+            } else {
+                Ok(d)
+            }
+        };
+        let ca_ttl = positive("ca_ttl", raw.ca_ttl)?;
+        let x509 = positive("default_x509_svid_ttl", raw.default_x509_svid_ttl)?;
+        let jwt = positive("default_jwt_svid_ttl", raw.default_jwt_svid_ttl)?;
+        let jwt_key_ttl = positive("jwt_key_ttl", raw.jwt_key_ttl.unwrap_or(ca_ttl))?;
+        let agent_svid_ttl = positive("agent_svid_ttl", raw.agent_svid_ttl.unwrap_or(x509))?;
+        let tick = positive("rotation_check_interval", raw.rotation_check_interval)?;
+        for (name, d) in [("default_x509_svid_ttl", x509), ("agent_svid_ttl", agent_svid_ttl)] {
+            if d >= ca_ttl {
+                return Err(invalid(format!(
+                    "{name} ({}s) must be shorter than ca_ttl ({}s): an SVID never outlives its issuer",
+                    d.num_seconds(),
+                    ca_ttl.num_seconds()
+                )));
+            }
+        }
+        if jwt >= jwt_key_ttl {
+            return Err(invalid(format!(
+                "default_jwt_svid_ttl ({}s) must be shorter than jwt_key_ttl ({}s)",
+                jwt.num_seconds(),
+                jwt_key_ttl.num_seconds()
+            )));
+        }
+        let mut warnings = Vec::new();
+        for (name, d) in [("default_x509_svid_ttl", x509), ("agent_svid_ttl", agent_svid_ttl)] {
+            if let Some(w) = trustdeck_pki::rotation::svid_ttl_warning(name, d, ca_ttl) {
+                warnings.push(w);
+            }
+        }
+        if let Some(w) =
+            trustdeck_pki::rotation::svid_ttl_warning("default_jwt_svid_ttl", jwt, jwt_key_ttl)
+        {
+            warnings.push(w);
+        }
+        let rl = &raw.rate_limit;
+        if !(rl.signs_per_second > 0.0 && rl.burst >= 1.0 && rl.attestations_per_second > 0.0) {
+            return Err(invalid(
+                "rate_limit: signs_per_second and attestations_per_second must be > 0 and burst >= 1"
+                    .into(),
+            ));
+        }
+        Ok(Config {
+            source: source.to_string(),
+            trust_domain,
+            bind_address,
+            data_dir: raw.data_dir,
+            datastore,
+            admin_socket,
+            admin_allowed_uids: raw.admin_allowed_uids,
+            ca_ttl,
+            ca_common_name: raw.ca_common_name,
+            jwt_key_ttl,
+            default_x509_svid_ttl: x509,
+            default_jwt_svid_ttl: jwt,
+            agent_svid_ttl,
+            rotation_check_interval: tick,
+            key_manager: raw.key_manager,
+            node_attestation: raw.node_attestation,
+            rate_limit: raw.rate_limit,
+            warnings,
+        })
+    }
+
+    /// Directory of the disk key manager.
+    pub fn key_dir(&self) -> Option<PathBuf> {
+        match &self.key_manager {
+            KeyManagerConfig::Disk { dir } => {
+                Some(dir.clone().unwrap_or_else(|| self.data_dir.join("keys")))
+            }
+            KeyManagerConfig::Memory => None,
+        }
+    }
+}
+
+/// Removes a password from a URL for messages.
+pub fn redact(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        if let Some((creds, host)) = rest.split_once('@') {
+            if let Some((user, _)) = creds.split_once(':') {
+                return format!("{scheme}://{user}:***@{host}");
+            }
+        }
+    }
+    url.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+trust_domain = "example.org"
+bind_address = "127.0.0.1:0"
+data_dir = "/var/lib/trustdeck"
+ca_ttl = "24h"
+default_x509_svid_ttl = "1h"
+
+[key_manager]
+type = "disk"
+"#;
+
+    #[test]
+    fn parses_defaults() {
+        let c = Config::parse(GOOD, "t.toml").unwrap();
+        assert_eq!(c.trust_domain.as_str(), "example.org");
+        assert_eq!(
+            c.datastore,
+            "sqlite:///var/lib/trustdeck/datastore.sqlite3"
+        );
+        assert_eq!(c.admin_socket, PathBuf::from("/var/lib/trustdeck/admin.sock"));
+        assert_eq!(c.jwt_key_ttl, Duration::hours(24));
+        assert_eq!(c.default_jwt_svid_ttl, Duration::minutes(5));
+        assert_eq!(c.key_dir(), Some(PathBuf::from("/var/lib/trustdeck/keys")));
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    }
+
+    #[test]
+    fn truncated_config_names_the_position() {
+        let cut = &GOOD[..GOOD.find("ca_ttl").unwrap() + 10];
+        let e = Config::parse(cut, "t.toml").unwrap_err().to_string();
+        assert!(e.contains("t.toml") && e.contains("line"), "{e}");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_named() {
+        let e = Config::parse(&format!("{GOOD}\nca_tll = \"1h\"\n"), "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ca_tll"), "{e}");
+        let e = Config::parse(&GOOD.replace("24h", "24x"), "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown unit 'x'"), "{e}");
+        let e = Config::parse(&GOOD.replace("example.org", "Example.org"), "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("trust_domain"), "{e}");
+        let e = Config::parse(&GOOD.replace("\"1h\"", "\"48h\""), "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("never outlives"), "{e}");
+    }
+
+    #[test]
+    fn svid_ttl_above_a_sixth_of_ca_ttl_warns() {
+        let c = Config::parse(&GOOD.replace("\"1h\"", "\"5h\""), "t.toml").unwrap();
+        assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
+        assert!(c.warnings[0].contains("one sixth"));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::minutes(90));
+        assert_eq!(parse_duration("90s").unwrap(), Duration::seconds(90));
+        assert!(parse_duration("90").is_err());
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("h").is_err());
+    }
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            redact("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+    }
+}

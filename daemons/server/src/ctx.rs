@@ -1,0 +1,134 @@
+//! State shared by the server's APIs.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use tonic::Status;
+use trustdeck_datastore::{AttestedNode, Datastore, DatastoreError, Entry};
+use trustdeck_spiffe::SpiffeId;
+
+use crate::ca_manager::CaManager;
+use crate::config::Config;
+use crate::ratelimit::RateLimiter;
+
+/// A source of the current time; tests inject their own.
+pub trait Clock: Send + Sync {
+    /// Now.
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The system clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// Everything the APIs share.
+pub struct ServerCtx {
+    /// Configuration.
+    pub config: Config,
+    /// Datastore.
+    pub ds: Datastore,
+    /// Certificate authorities.
+    pub ca: Arc<CaManager>,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+    /// The server's own SPIFFE ID (also the parent of node-alias entries).
+    pub server_id: SpiffeId,
+    /// Trusted CAs for x509pop (empty: x509pop disabled).
+    pub x509pop_cas: Vec<Vec<u8>>,
+    /// Signing rate limit per agent.
+    pub sign_limiter: RateLimiter,
+    /// Attestation rate limit per source address.
+    pub attest_limiter: RateLimiter,
+    /// Origin of the rate limiters' clock.
+    pub origin: Instant,
+}
+
+impl ServerCtx {
+    /// Seconds since start, for rate limiters.
+    pub fn mono(&self) -> f64 {
+        self.origin.elapsed().as_secs_f64()
+    }
+}
+
+/// The conventional SPIFFE ID of a server of `td`.
+pub fn server_spiffe_id(td: &trustdeck_spiffe::TrustDomain) -> SpiffeId {
+    SpiffeId::from_segments(td, &["trustdeck", "server"]).unwrap_or_else(|_| td.id())
+}
+
+/// Maps a datastore error to a gRPC status, naming the problem.
+pub fn ds_status(e: DatastoreError) -> Status {
+    match e {
+        DatastoreError::AlreadyExists { .. } => Status::already_exists(e.to_string()),
+        DatastoreError::TokenNotFound { .. }
+        | DatastoreError::TokenUsed { .. }
+        | DatastoreError::TokenExpired { .. } => Status::permission_denied(e.to_string()),
+        DatastoreError::Conflict { .. } => Status::aborted(e.to_string()),
+        _ => Status::unavailable(format!("datastore: {e}")),
+    }
+}
+
+/// An agent that passed authentication on the node API.
+#[derive(Debug, Clone)]
+pub struct AuthedAgent {
+    /// Its SPIFFE ID.
+    pub id: SpiffeId,
+    /// Its datastore record.
+    pub node: AttestedNode,
+}
+
+impl ServerCtx {
+    /// Authenticates the caller of a node API request as an attested, unbanned agent.
+    pub async fn authenticate_agent<T>(
+        &self,
+        req: &tonic::Request<T>,
+    ) -> Result<AuthedAgent, Status> {
+        let id = trustdeck_transport::peer_spiffe_id(req).ok_or_else(|| {
+            Status::unauthenticated(
+                "no client SVID presented: attest first and call with the agent SVID",
+            )
+        })?;
+        if id.trust_domain() != &self.config.trust_domain {
+            return Err(Status::permission_denied(format!(
+                "caller {id} is not in trust domain {}",
+                self.config.trust_domain
+            )));
+        }
+        let node = self
+            .ds
+            .get_node(id.as_str())
+            .await
+            .map_err(ds_status)?
+            .ok_or_else(|| {
+                Status::permission_denied(format!(
+                    "{id} is not an attested agent (never attested, or evicted: attest again)"
+                ))
+            })?;
+        if node.banned {
+            return Err(Status::permission_denied(format!(
+                "agent {id} is banned; an operator must evict it before it can attest again"
+            )));
+        }
+        Ok(AuthedAgent { id, node })
+    }
+
+    /// The entries `agent` is authorised for.
+    pub async fn agent_entries(&self, agent: &AuthedAgent) -> Result<Vec<Entry>, Status> {
+        let all = self.ds.list_entries().await.map_err(ds_status)?;
+        Ok(crate::authz::authorized_entries(
+            agent.id.as_str(),
+            &agent.node.selectors,
+            self.server_id.as_str(),
+            &all,
+        )
+        .into_iter()
+        .cloned()
+        .collect())
+    }
+}

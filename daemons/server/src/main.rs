@@ -1,0 +1,485 @@
+//! `trustdeck-server`: run the server, or administer a running one over its admin socket.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use trustdeck_proto::admin::server_admin_client::ServerAdminClient;
+use trustdeck_proto::admin::*;
+use trustdeck_server::config::{Config, parse_duration};
+
+/// The trustdeck SPIFFE server.
+#[derive(Parser)]
+#[command(name = "trustdeck-server", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+struct Target {
+    /// Admin socket of the running server.
+    #[arg(long, env = "TRUSTDECK_SERVER_SOCKET", global = true)]
+    socket: Option<PathBuf>,
+    /// Read the admin socket path from this server config.
+    #[arg(long, short, global = true)]
+    config: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Run {
+        /// Config file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Check a config file and print its warnings.
+    CheckConfig {
+        /// Config file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Join tokens.
+    Token {
+        #[command(subcommand)]
+        cmd: TokenCmd,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Registration entries.
+    Entry {
+        #[command(subcommand)]
+        cmd: EntryCmd,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Attested agents.
+    Agent {
+        #[command(subcommand)]
+        cmd: AgentCmd,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// The trust bundle.
+    Bundle {
+        #[command(subcommand)]
+        cmd: BundleCmd,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Exit 0 when the server is serving with a valid CA.
+    Healthcheck {
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCmd {
+    /// Generate a single-use join token.
+    Generate {
+        /// Lifetime, e.g. 10m.
+        #[arg(long, default_value = "10m")]
+        ttl: String,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum EntryCmd {
+    /// Create a registration entry.
+    Create {
+        /// SPIFFE ID of the workload, e.g. spiffe://example.org/prod/gcp/payments/api.
+        #[arg(long)]
+        spiffe_id: String,
+        /// Parent: an agent's SPIFFE ID or a node alias.
+        #[arg(long)]
+        parent_id: String,
+        /// Selector `type:value`, repeatable (all must match).
+        #[arg(long = "selector", required = true)]
+        selectors: Vec<String>,
+        /// X509-SVID TTL (default: the server's).
+        #[arg(long)]
+        x509_ttl: Option<String>,
+        /// JWT-SVID TTL (default: the server's).
+        #[arg(long)]
+        jwt_ttl: Option<String>,
+        /// The entry identifies a downstream server (may get an intermediate CA).
+        #[arg(long)]
+        downstream: bool,
+        /// DNS SAN, repeatable.
+        #[arg(long = "dns")]
+        dns_names: Vec<String>,
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
+    },
+    /// Show entries (all, or filtered).
+    Show {
+        #[arg(long)]
+        id: Option<String>,
+        #[arg(long)]
+        spiffe_id: Option<String>,
+        #[arg(long)]
+        parent_id: Option<String>,
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
+    },
+    /// Delete an entry.
+    Delete {
+        #[arg(long)]
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum AgentCmd {
+    /// List attested agents.
+    List {
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
+    },
+    /// Evict an agent: it must attest again.
+    Evict {
+        #[arg(long)]
+        spiffe_id: String,
+    },
+    /// Ban an agent: it cannot renew or attest again until evicted.
+    Ban {
+        #[arg(long)]
+        spiffe_id: String,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum BundleFormat {
+    Pem,
+    Spiffe,
+}
+
+#[derive(Subcommand)]
+enum BundleCmd {
+    /// Print the trust bundle.
+    Show {
+        #[arg(long, value_enum, default_value = "pem")]
+        format: BundleFormat,
+    },
+}
+
+const DEFAULT_SOCKET: &str = "/tmp/trustdeck-server/admin.sock";
+
+fn socket_path(t: &Target) -> Result<PathBuf> {
+    if let Some(s) = &t.socket {
+        return Ok(s.clone());
+    }
+    if let Some(c) = &t.config {
+        return Ok(Config::load(c)?.admin_socket);
+    }
+    Ok(PathBuf::from(DEFAULT_SOCKET))
+}
+
+async fn client(t: &Target) -> Result<ServerAdminClient<tonic::transport::Channel>> {
+    let path = socket_path(t)?;
+    if !path.exists() {
+        bail!(
+            "admin socket {} does not exist: is the server running? (use --socket or --config)",
+            path.display()
+        );
+    }
+    let ch = trustdeck_transport::connect::uds_channel(&path)?;
+    Ok(ServerAdminClient::new(ch))
+}
+
+fn status_err(s: tonic::Status) -> anyhow::Error {
+    anyhow::anyhow!("{} ({:?})", s.message(), s.code())
+}
+
+fn ttl_secs(s: &Option<String>, what: &str) -> Result<i64> {
+    match s {
+        None => Ok(0),
+        Some(s) => Ok(parse_duration(s)
+            .map_err(|e| anyhow::anyhow!("--{what}: {e}"))?
+            .num_seconds()),
+    }
+}
+
+fn rfc3339(secs: i64) -> String {
+    chrono::DateTime::from_timestamp(secs, 0)
+        .map(|t| t.to_rfc3339())
+        .unwrap_or_else(|| secs.to_string())
+}
+
+fn print_entry(e: &EntryInfo) {
+    println!("Entry ID      : {}", e.id);
+    println!("SPIFFE ID     : {}", e.spiffe_id);
+    println!("Parent ID     : {}", e.parent_id);
+    for s in &e.selectors {
+        println!("Selector      : {s}");
+    }
+    println!("X509-SVID TTL : {}", ttl_text(e.x509_ttl_secs));
+    println!("JWT-SVID TTL  : {}", ttl_text(e.jwt_ttl_secs));
+    if e.downstream {
+        println!("Downstream    : true");
+    }
+    for d in &e.dns_names {
+        println!("DNS name      : {d}");
+    }
+    println!();
+}
+
+fn ttl_text(s: i64) -> String {
+    if s == 0 {
+        "default".into()
+    } else {
+        format!("{s}s")
+    }
+}
+
+fn entry_json(e: &EntryInfo) -> serde_json::Value {
+    serde_json::json!({
+        "id": e.id, "spiffe_id": e.spiffe_id, "parent_id": e.parent_id,
+        "selectors": e.selectors, "x509_ttl_secs": e.x509_ttl_secs,
+        "jwt_ttl_secs": e.jwt_ttl_secs, "downstream": e.downstream,
+        "dns_names": e.dns_names, "created_at": rfc3339(e.created_at),
+    })
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TRUSTDECK_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::env::var_os("NO_COLOR").is_none())
+        .init();
+}
+
+async fn run_server(config: &Path) -> Result<()> {
+    let config = Config::load(config)?;
+    let mut server = trustdeck_server::runtime::start(config)
+        .await
+        .context("trustdeck-server failed to start")?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+        _ = server.wait() => { tracing::error!("a server task ended unexpectedly"); }
+    }
+    tracing::info!("shutting down");
+    server.shutdown().await;
+    Ok(())
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Run { config } => {
+            init_logging();
+            run_server(&config).await
+        }
+        Command::CheckConfig { config } => {
+            let c = Config::load(&config)?;
+            for w in &c.warnings {
+                println!("warning: {w}");
+            }
+            println!("config {} is valid", config.display());
+            Ok(())
+        }
+        Command::Token { cmd, target } => match cmd {
+            TokenCmd::Generate { ttl } => {
+                let ttl = parse_duration(&ttl).map_err(|e| anyhow::anyhow!("--ttl: {e}"))?;
+                let r = client(&target)
+                    .await?
+                    .create_join_token(CreateJoinTokenRequest {
+                        ttl_secs: ttl.num_seconds(),
+                    })
+                    .await
+                    .map_err(status_err)?
+                    .into_inner();
+                println!("Token: {}", r.token);
+                println!("Agent SPIFFE ID: {}", r.agent_spiffe_id);
+                println!("Expires: {}", rfc3339(r.expires_at));
+                Ok(())
+            }
+        },
+        Command::Entry { cmd, target } => {
+            let mut c = client(&target).await?;
+            match cmd {
+                EntryCmd::Create {
+                    spiffe_id,
+                    parent_id,
+                    selectors,
+                    x509_ttl,
+                    jwt_ttl,
+                    downstream,
+                    dns_names,
+                    output,
+                } => {
+                    let e = c
+                        .create_entry(CreateEntryRequest {
+                            spiffe_id,
+                            parent_id,
+                            selectors,
+                            x509_ttl_secs: ttl_secs(&x509_ttl, "x509-ttl")?,
+                            jwt_ttl_secs: ttl_secs(&jwt_ttl, "jwt-ttl")?,
+                            downstream,
+                            dns_names,
+                        })
+                        .await
+                        .map_err(status_err)?
+                        .into_inner();
+                    if output == Output::Json {
+                        println!("{}", entry_json(&e));
+                    } else {
+                        print_entry(&e);
+                    }
+                    Ok(())
+                }
+                EntryCmd::Show {
+                    id,
+                    spiffe_id,
+                    parent_id,
+                    output,
+                } => {
+                    let r = c
+                        .list_entries(ListEntriesRequest {
+                            id: id.unwrap_or_default(),
+                            spiffe_id: spiffe_id.unwrap_or_default(),
+                            parent_id: parent_id.unwrap_or_default(),
+                        })
+                        .await
+                        .map_err(status_err)?
+                        .into_inner();
+                    if output == Output::Json {
+                        let v: Vec<_> = r.entries.iter().map(entry_json).collect();
+                        println!("{}", serde_json::Value::Array(v));
+                    } else {
+                        println!("Found {} entries", r.entries.len());
+                        for e in &r.entries {
+                            print_entry(e);
+                        }
+                    }
+                    Ok(())
+                }
+                EntryCmd::Delete { id } => {
+                    let r = c
+                        .delete_entry(DeleteEntryRequest { id })
+                        .await
+                        .map_err(status_err)?
+                        .into_inner();
+                    if let Some(e) = r.deleted {
+                        println!("Deleted entry {} ({})", e.id, e.spiffe_id);
+                    }
+                    Ok(())
+                }
+            }
+        }
+        Command::Agent { cmd, target } => {
+            let mut c = client(&target).await?;
+            match cmd {
+                AgentCmd::List { output } => {
+                    let r = c
+                        .list_agents(ListAgentsRequest {})
+                        .await
+                        .map_err(status_err)?
+                        .into_inner();
+                    if output == Output::Json {
+                        let v: Vec<_> = r
+                            .agents
+                            .iter()
+                            .map(|a| {
+                                serde_json::json!({
+                                    "spiffe_id": a.spiffe_id, "attestation_type": a.attestation_type,
+                                    "cert_serial": a.cert_serial, "cert_not_after": rfc3339(a.cert_not_after),
+                                    "banned": a.banned, "selectors": a.selectors,
+                                })
+                            })
+                            .collect();
+                        println!("{}", serde_json::Value::Array(v));
+                    } else {
+                        println!("Found {} attested agents", r.agents.len());
+                        for a in &r.agents {
+                            println!("SPIFFE ID   : {}", a.spiffe_id);
+                            println!("Attestation : {}", a.attestation_type);
+                            println!("SVID expiry : {}", rfc3339(a.cert_not_after));
+                            println!("Banned      : {}", a.banned);
+                            println!();
+                        }
+                    }
+                    Ok(())
+                }
+                AgentCmd::Evict { spiffe_id } => {
+                    c.evict_agent(AgentRequest {
+                        spiffe_id: spiffe_id.clone(),
+                    })
+                    .await
+                    .map_err(status_err)?;
+                    println!("Agent {spiffe_id} evicted");
+                    Ok(())
+                }
+                AgentCmd::Ban { spiffe_id } => {
+                    c.ban_agent(AgentRequest {
+                        spiffe_id: spiffe_id.clone(),
+                    })
+                    .await
+                    .map_err(status_err)?;
+                    println!("Agent {spiffe_id} banned");
+                    Ok(())
+                }
+            }
+        }
+        Command::Bundle { cmd, target } => match cmd {
+            BundleCmd::Show { format } => {
+                let r = client(&target)
+                    .await?
+                    .get_bundle(GetBundleRequest {})
+                    .await
+                    .map_err(status_err)?
+                    .into_inner();
+                match format {
+                    BundleFormat::Pem => print!("{}", r.pem),
+                    BundleFormat::Spiffe => println!("{}", r.spiffe_json),
+                }
+                Ok(())
+            }
+        },
+        Command::Healthcheck { target } => {
+            let r = client(&target)
+                .await?
+                .health(HealthRequest {})
+                .await
+                .map_err(status_err)?
+                .into_inner();
+            for w in &r.warnings {
+                eprintln!("warning: {w}");
+            }
+            if !r.serving {
+                bail!("server is not healthy");
+            }
+            println!(
+                "Server is healthy (trust domain {}, CA valid until {}, bundle sequence {})",
+                r.trust_domain,
+                rfc3339(r.active_x509_not_after),
+                r.bundle_sequence
+            );
+            Ok(())
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,414 @@
+//! The node API served to agents over mTLS.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use chrono::Duration;
+use ring::rand::{SecureRandom, SystemRandom};
+use tokio::sync::mpsc;
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+use trustdeck_datastore::AttestedNode;
+use trustdeck_pki::csr::verify_csr;
+use trustdeck_pki::x509pop;
+use trustdeck_proto::node::node_server::Node;
+use trustdeck_proto::node::{
+    AttestParams, AttestRequest, AttestResponse, AttestResult, FetchBundleRequest,
+    FetchBundleResponse, MintJwtSvidRequest, MintJwtSvidResponse, RenewAgentRequest,
+    RenewAgentResponse, SignX509SvidsRequest, SignX509SvidsResponse, SvidResult,
+    SyncEntriesRequest, SyncEntriesResponse, attest_request, attest_response,
+};
+use trustdeck_spiffe::SpiffeId;
+
+use crate::ctx::{AuthedAgent, ServerCtx, ds_status};
+
+/// Most CSRs accepted in one SignX509Svids call.
+pub const MAX_BATCH: usize = 1000;
+
+/// The node API service.
+pub struct NodeApi {
+    ctx: Arc<ServerCtx>,
+}
+
+impl NodeApi {
+    /// A service over shared state.
+    pub fn new(ctx: Arc<ServerCtx>) -> Self {
+        Self { ctx }
+    }
+}
+
+/// The agent ID a join token yields.
+pub fn join_token_agent_id(td: &trustdeck_spiffe::TrustDomain, token: &str) -> SpiffeId {
+    SpiffeId::from_segments(td, &["trustdeck", "agent", "join_token", token])
+        .unwrap_or_else(|_| td.id())
+}
+
+struct Attested {
+    id: SpiffeId,
+    kind: &'static str,
+    selectors: Vec<String>,
+}
+
+fn entry_to_proto(e: trustdeck_datastore::Entry) -> trustdeck_proto::node::Entry {
+    trustdeck_proto::node::Entry {
+        id: e.id,
+        spiffe_id: e.spiffe_id,
+        parent_id: e.parent_id,
+        selectors: e.selectors,
+        x509_ttl_secs: e.x509_ttl_secs,
+        jwt_ttl_secs: e.jwt_ttl_secs,
+        downstream: e.downstream,
+        dns_names: e.dns_names,
+    }
+}
+
+type AttestStream = Pin<Box<dyn Stream<Item = Result<AttestResponse, Status>> + Send>>;
+
+impl NodeApi {
+    async fn attest_dialogue(
+        ctx: Arc<ServerCtx>,
+        mut inbound: Streaming<AttestRequest>,
+        tx: mpsc::Sender<Result<AttestResponse, Status>>,
+        source: String,
+    ) -> Result<AttestResponse, Status> {
+        if let Err(wait) = ctx.attest_limiter.check(&source, ctx.mono(), 1.0) {
+            return Err(Status::resource_exhausted(format!(
+                "too many attestation attempts from {source}; retry in {wait:.1}s"
+            )));
+        }
+        let first = inbound
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("attestation stream closed before params"))?;
+        let Some(attest_request::Step::Params(params)) = first.step else {
+            return Err(Status::invalid_argument(
+                "the first attestation message must carry AttestParams",
+            ));
+        };
+        let AttestParams {
+            attestation_type,
+            payload,
+            csr,
+        } = params;
+        let csr = verify_csr(&csr)
+            .map_err(|e| Status::invalid_argument(format!("agent CSR: {e}")))?;
+        let td = &ctx.config.trust_domain;
+        let now = ctx.clock.now();
+        let attested = match attestation_type.as_str() {
+            "join_token" => {
+                let token = payload
+                    .first()
+                    .and_then(|p| std::str::from_utf8(p).ok())
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .ok_or_else(|| Status::invalid_argument("join_token: empty token"))?
+                    .to_string();
+                if !token
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                {
+                    return Err(Status::invalid_argument(
+                        "join_token: token has characters outside [A-Za-z0-9_-]",
+                    ));
+                }
+                ctx.ds
+                    .consume_join_token(&token, now.timestamp())
+                    .await
+                    .map_err(ds_status)?;
+                Attested {
+                    id: join_token_agent_id(td, &token),
+                    kind: "join_token",
+                    selectors: vec![],
+                }
+            }
+            "x509pop" => {
+                if ctx.x509pop_cas.is_empty() {
+                    return Err(Status::failed_precondition(
+                        "x509pop attestation is not enabled on this server",
+                    ));
+                }
+                let node = x509pop::verify_chain(&payload, &ctx.x509pop_cas, now)
+                    .map_err(|e| Status::permission_denied(e.to_string()))?;
+                let mut nonce = [0u8; 32];
+                SystemRandom::new()
+                    .fill(&mut nonce)
+                    .map_err(|_| Status::internal("random number generator failed"))?;
+                tx.send(Ok(AttestResponse {
+                    step: Some(attest_response::Step::Challenge(nonce.to_vec())),
+                }))
+                .await
+                .map_err(|_| Status::cancelled("agent went away"))?;
+                let reply = tokio::time::timeout(std::time::Duration::from_secs(30), inbound.message())
+                    .await
+                    .map_err(|_| Status::deadline_exceeded("x509pop: no challenge response within 30s"))??
+                    .ok_or_else(|| Status::invalid_argument("x509pop: stream closed before the challenge response"))?;
+                let Some(attest_request::Step::ChallengeResponse(sig)) = reply.step else {
+                    return Err(Status::invalid_argument(
+                        "x509pop: expected a challenge response",
+                    ));
+                };
+                x509pop::verify_proof(&node.leaf_spki, &nonce, &sig)
+                    .map_err(|e| Status::permission_denied(e.to_string()))?;
+                let id = SpiffeId::from_segments(
+                    td,
+                    &["trustdeck", "agent", "x509pop", &node.fingerprint],
+                )
+                .map_err(|e| Status::internal(e.to_string()))?;
+                Attested {
+                    id,
+                    kind: "x509pop",
+                    selectors: node.selectors,
+                }
+            }
+            other => {
+                return Err(Status::invalid_argument(format!(
+                    "unknown attestation type {other:?} (supported: join_token, x509pop)"
+                )));
+            }
+        };
+        let existing = ctx.ds.get_node(attested.id.as_str()).await.map_err(ds_status)?;
+        if existing.as_ref().is_some_and(|n| n.banned) {
+            return Err(Status::permission_denied(format!(
+                "agent {} is banned; an operator must evict it before it can attest again",
+                attested.id
+            )));
+        }
+        let ca = ctx.ca.x509_ca().map_err(|e| Status::unavailable(e.to_string()))?;
+        let svid = ca
+            .issue_x509_svid(&csr, &attested.id, &[], ctx.config.agent_svid_ttl, now)
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        ctx.ds
+            .upsert_node(&AttestedNode {
+                spiffe_id: attested.id.to_string(),
+                attestation_type: attested.kind.into(),
+                cert_serial: svid.serial_hex.clone(),
+                cert_not_after: svid.not_after.timestamp(),
+                banned: false,
+                selectors: attested.selectors.clone(),
+                created_at: existing.map(|n| n.created_at).unwrap_or(now.timestamp()),
+                updated_at: now.timestamp(),
+            })
+            .await
+            .map_err(ds_status)?;
+        tracing::info!(agent = %attested.id, method = attested.kind, %source, "agent attested");
+        Ok(AttestResponse {
+            step: Some(attest_response::Step::Result(AttestResult {
+                spiffe_id: attested.id.to_string(),
+                svid_chain: svid.chain,
+                bundle: ctx.ca.bundle().to_json().into_bytes(),
+                selectors: attested.selectors,
+            })),
+        })
+    }
+
+    fn limit(&self, agent: &AuthedAgent, cost: usize) -> Result<(), Status> {
+        self.ctx
+            .sign_limiter
+            .check(agent.id.as_str(), self.ctx.mono(), cost as f64)
+            .map_err(|wait| {
+                Status::resource_exhausted(format!(
+                    "rate limit for {} exceeded; retry in {wait:.2}s",
+                    agent.id
+                ))
+            })
+    }
+}
+
+#[tonic::async_trait]
+impl Node for NodeApi {
+    type AttestStream = AttestStream;
+
+    async fn attest(
+        &self,
+        request: Request<Streaming<AttestRequest>>,
+    ) -> Result<Response<Self::AttestStream>, Status> {
+        let source = request
+            .extensions()
+            .get::<trustdeck_transport::PeerInfo>()
+            .and_then(|p| p.addr)
+            .map(|a| a.ip().to_string())
+            .unwrap_or_else(|| "unknown".into());
+        let inbound = request.into_inner();
+        let (tx, rx) = mpsc::channel(4);
+        let ctx = self.ctx.clone();
+        tokio::spawn(async move {
+            let result = Self::attest_dialogue(ctx, inbound, tx.clone(), source.clone()).await;
+            if let Err(e) = &result {
+                tracing::warn!(%source, error = %e.message(), "attestation failed");
+            }
+            let _ = tx.send(result).await;
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn renew_agent(
+        &self,
+        request: Request<RenewAgentRequest>,
+    ) -> Result<Response<RenewAgentResponse>, Status> {
+        let agent = self.ctx.authenticate_agent(&request).await?;
+        self.limit(&agent, 1)?;
+        let csr = verify_csr(&request.get_ref().csr)
+            .map_err(|e| Status::invalid_argument(format!("agent CSR: {e}")))?;
+        let now = self.ctx.clock.now();
+        let ca = self.ctx.ca.x509_ca().map_err(|e| Status::unavailable(e.to_string()))?;
+        let svid = ca
+            .issue_x509_svid(&csr, &agent.id, &[], self.ctx.config.agent_svid_ttl, now)
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        self.ctx
+            .ds
+            .update_node_cert(
+                agent.id.as_str(),
+                &svid.serial_hex,
+                svid.not_after.timestamp(),
+                now.timestamp(),
+            )
+            .await
+            .map_err(ds_status)?;
+        Ok(Response::new(RenewAgentResponse {
+            svid_chain: svid.chain,
+        }))
+    }
+
+    async fn sync_entries(
+        &self,
+        request: Request<SyncEntriesRequest>,
+    ) -> Result<Response<SyncEntriesResponse>, Status> {
+        let agent = self.ctx.authenticate_agent(&request).await?;
+        let entries = self.ctx.agent_entries(&agent).await?;
+        let bundle = self.ctx.ca.bundle();
+        Ok(Response::new(SyncEntriesResponse {
+            entries: entries.into_iter().map(entry_to_proto).collect(),
+            bundle: bundle.to_json().into_bytes(),
+            bundle_sequence: bundle.sequence,
+        }))
+    }
+
+    async fn sign_x509_svids(
+        &self,
+        request: Request<SignX509SvidsRequest>,
+    ) -> Result<Response<SignX509SvidsResponse>, Status> {
+        let agent = self.ctx.authenticate_agent(&request).await?;
+        let csrs = &request.get_ref().csrs;
+        if csrs.len() > MAX_BATCH {
+            return Err(Status::invalid_argument(format!(
+                "at most {MAX_BATCH} CSRs per call, got {}",
+                csrs.len()
+            )));
+        }
+        self.limit(&agent, csrs.len().max(1))?;
+        let entries = self.ctx.agent_entries(&agent).await?;
+        let ca = self.ctx.ca.x509_ca().map_err(|e| Status::unavailable(e.to_string()))?;
+        let now = self.ctx.clock.now();
+        let mut results = Vec::with_capacity(csrs.len());
+        for item in csrs {
+            let outcome = (|| -> Result<SvidResult, Status> {
+                let csr = verify_csr(&item.csr).map_err(|e| {
+                    Status::invalid_argument(format!("CSR for entry {:?}: {e}", item.entry_id))
+                })?;
+                let requested = csr.spiffe_id.clone().ok_or_else(|| {
+                    Status::invalid_argument("workload CSR must carry the SPIFFE ID as a URI SAN")
+                })?;
+                let entry = if item.entry_id.is_empty() {
+                    entries.iter().find(|e| e.spiffe_id == requested.as_str())
+                } else {
+                    entries.iter().find(|e| e.id == item.entry_id)
+                };
+                let entry = entry.ok_or_else(|| {
+                    Status::permission_denied(if item.entry_id.is_empty() {
+                        format!("agent {} is not authorised for SPIFFE ID {requested}", agent.id)
+                    } else {
+                        format!(
+                            "agent {} is not authorised for entry {:?}",
+                            agent.id, item.entry_id
+                        )
+                    })
+                })?;
+                if entry.spiffe_id != requested.as_str() {
+                    return Err(Status::permission_denied(format!(
+                        "CSR asks for SPIFFE ID {requested} but entry {} is for {}; agent {} is not authorised for it",
+                        entry.id, entry.spiffe_id, agent.id
+                    )));
+                }
+                let ttl = if entry.x509_ttl_secs > 0 {
+                    Duration::seconds(entry.x509_ttl_secs)
+                } else {
+                    self.ctx.config.default_x509_svid_ttl
+                };
+                let svid = ca
+                    .issue_x509_svid(&csr, &requested, &entry.dns_names, ttl, now)
+                    .map_err(|e| Status::unavailable(e.to_string()))?;
+                Ok(SvidResult {
+                    entry_id: entry.id.clone(),
+                    spiffe_id: requested.to_string(),
+                    chain: svid.chain,
+                    expires_at: svid.not_after.timestamp(),
+                    error_code: 0,
+                    error_message: String::new(),
+                })
+            })();
+            results.push(outcome.unwrap_or_else(|s| {
+                tracing::info!(agent = %agent.id, entry = %item.entry_id, error = %s.message(), "SVID refused");
+                SvidResult {
+                    entry_id: item.entry_id.clone(),
+                    spiffe_id: String::new(),
+                    chain: vec![],
+                    expires_at: 0,
+                    error_code: s.code() as i32,
+                    error_message: s.message().to_string(),
+                }
+            }));
+        }
+        Ok(Response::new(SignX509SvidsResponse { results }))
+    }
+
+    async fn mint_jwt_svid(
+        &self,
+        request: Request<MintJwtSvidRequest>,
+    ) -> Result<Response<MintJwtSvidResponse>, Status> {
+        let agent = self.ctx.authenticate_agent(&request).await?;
+        let req = request.get_ref();
+        if req.audience.is_empty() || req.audience.iter().any(|a| a.is_empty()) {
+            return Err(Status::invalid_argument("audience must not be empty"));
+        }
+        self.limit(&agent, 1)?;
+        let entries = self.ctx.agent_entries(&agent).await?;
+        let entry = entries
+            .iter()
+            .find(|e| e.id == req.entry_id)
+            .ok_or_else(|| {
+                Status::permission_denied(format!(
+                    "agent {} is not authorised for entry {:?}",
+                    agent.id, req.entry_id
+                ))
+            })?;
+        let sub = SpiffeId::parse(&entry.spiffe_id)
+            .map_err(|e| Status::internal(format!("stored entry {}: {e}", entry.id)))?;
+        let ttl = if entry.jwt_ttl_secs > 0 {
+            Duration::seconds(entry.jwt_ttl_secs)
+        } else {
+            self.ctx.config.default_jwt_svid_ttl
+        };
+        let (token, exp) = self
+            .ctx
+            .ca
+            .mint_jwt_svid(&sub, &req.audience, ttl, self.ctx.clock.now())
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        Ok(Response::new(MintJwtSvidResponse {
+            token,
+            expires_at: exp.timestamp(),
+        }))
+    }
+
+    async fn fetch_bundle(
+        &self,
+        request: Request<FetchBundleRequest>,
+    ) -> Result<Response<FetchBundleResponse>, Status> {
+        self.ctx.authenticate_agent(&request).await?;
+        let b = self.ctx.ca.bundle();
+        Ok(Response::new(FetchBundleResponse {
+            bundle: b.to_json().into_bytes(),
+            sequence: b.sequence,
+        }))
+    }
+}

@@ -1,0 +1,13 @@
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    for p in ["workload.proto", "node.proto", "admin.proto"] {
+        println!("cargo:rerun-if-changed=proto/{p}");
+    }
+    tonic_prost_build::configure()
+        .build_server(true)
+        .build_client(true)
+        .compile_protos(
+            &["proto/workload.proto", "proto/node.proto", "proto/admin.proto"],
+            &["proto"],
+        )?;
+    Ok(())
+}

@@ -1,0 +1,14 @@
+//! Transport plumbing shared by every daemon and the console.
+//!
+//! - [`tls`]: rustls configurations whose identity and trust roots can change at run time
+//!   (SVID renewal, bundle rotation), verifying peers as SPIFFE IDs.
+//! - [`serve`]: an mTLS accept loop feeding tonic, with the peer's certificates in each request.
+//! - [`connect`]: tonic channels over mTLS TCP or a Unix socket.
+#![forbid(unsafe_code)]
+
+pub mod connect;
+pub mod serve;
+pub mod tls;
+
+pub use serve::{PeerInfo, peer_spiffe_id};
+pub use tls::{SharedIdentity, SharedRoots, TlsError};

@@ -1,0 +1,372 @@
+//! Harness for end-to-end tests: starts real daemons as child processes in private temp dirs
+//! (port 0, own sockets) and talks to them as agents and operators would.
+#![forbid(unsafe_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_stream::StreamExt;
+use trustdeck_pki::SigningKey;
+use trustdeck_pki::keys::SoftwareKey;
+use trustdeck_proto::node::node_client::NodeClient;
+use trustdeck_proto::node::*;
+use trustdeck_spiffe::{SpiffeId, TrustDomain};
+use trustdeck_transport::{SharedIdentity, SharedRoots};
+
+/// Directory holding the workspace's built binaries (next to the test executable's `deps/`).
+pub fn bin_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("TRUSTDECK_BIN_DIR") {
+        return PathBuf::from(d);
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("test binary lives in target/<profile>/deps")
+        .to_path_buf()
+}
+
+/// Path of a workspace binary; panics with a hint when it was not built.
+pub fn bin(name: &str) -> PathBuf {
+    let p = bin_dir().join(name);
+    assert!(
+        p.exists(),
+        "{} not found: run `cargo build --workspace --bins` first",
+        p.display()
+    );
+    p
+}
+
+/// A running `trustdeck-server` child process.
+pub struct ServerProc {
+    /// Private directory (config, data, logs).
+    pub dir: tempfile::TempDir,
+    /// Config file.
+    pub config: PathBuf,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Child process.
+    pub child: Option<Child>,
+    /// Contents of `server.json`.
+    pub endpoints: serde_json::Value,
+}
+
+/// The config text for a test server in `dir`; `extra` is appended.
+pub fn server_config(dir: &Path, extra: &str) -> String {
+    format!(
+        r#"trust_domain = "example.org"
+bind_address = "127.0.0.1:0"
+data_dir = "{data}"
+ca_ttl = "1h"
+default_x509_svid_ttl = "10m"
+rotation_check_interval = "1s"
+{extra}
+"#,
+        data = dir.join("data").display()
+    )
+}
+
+impl ServerProc {
+    /// Starts a server with the default test config plus `extra` TOML.
+    pub fn start(extra: &str) -> ServerProc {
+        let dir = tempfile::Builder::new()
+            .prefix("td-e2e-")
+            .tempdir_in("/tmp")
+            .expect("tempdir");
+        let config = dir.path().join("server.toml");
+        std::fs::write(&config, server_config(dir.path(), extra)).expect("write config");
+        let data_dir = dir.path().join("data");
+        let mut s = ServerProc {
+            dir,
+            config,
+            data_dir,
+            child: None,
+            endpoints: serde_json::Value::Null,
+        };
+        s.spawn();
+        s
+    }
+
+    /// (Re)starts the process with the same config and data.
+    pub fn spawn(&mut self) {
+        let _ = std::fs::remove_file(self.data_dir.join("server.json"));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("server.log"))
+            .expect("log file");
+        let child = Command::new(bin("trustdeck-server"))
+            .arg("run")
+            .arg("--config")
+            .arg(&self.config)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn trustdeck-server");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let path = self.data_dir.join("server.json");
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&path) {
+                if let Ok(v) = serde_json::from_str(&text) {
+                    self.endpoints = v;
+                    return;
+                }
+            }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!("server exited with {status} during start:\n{}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server did not start within 30s:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// Node API address.
+    pub fn addr(&self) -> String {
+        self.endpoints["node_api"].as_str().unwrap_or_default().to_string()
+    }
+
+    /// Runs `trustdeck-server <args> --config <config>`.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(bin("trustdeck-server"))
+            .args(args)
+            .arg("--config")
+            .arg(&self.config)
+            .output()
+            .expect("run trustdeck-server CLI")
+    }
+
+    /// Runs the CLI and returns stdout, panicking with stderr on failure.
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "trustdeck-server {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Generates a join token with `ttl` and returns it.
+    pub fn token(&self, ttl: &str) -> String {
+        let out = self.cli_ok(&["token", "generate", "--ttl", ttl]);
+        out.lines()
+            .find_map(|l| l.strip_prefix("Token: "))
+            .expect("token line")
+            .trim()
+            .to_string()
+    }
+
+    /// The bundle's X.509 authorities (DER) from `bundle show --format pem`.
+    pub fn bundle_roots(&self) -> Vec<Vec<u8>> {
+        trustdeck_spiffe::pem::decode_certs(&self.cli_ok(&["bundle", "show", "--format", "pem"]))
+            .expect("bundle PEM")
+    }
+
+    /// Stops the process with SIGTERM and waits for it.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for ServerProc {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The server's SPIFFE ID in the test trust domain.
+pub fn server_id() -> SpiffeId {
+    SpiffeId::parse("spiffe://example.org/trustdeck/server").expect("id")
+}
+
+/// An agent's session with a server over the node API.
+pub struct AgentSession {
+    /// Agent SPIFFE ID.
+    pub id: SpiffeId,
+    /// SVID chain.
+    pub svid: Vec<Vec<u8>>,
+    /// Node API client with the agent SVID.
+    pub client: NodeClient<tonic::transport::Channel>,
+    /// Server address.
+    pub addr: String,
+    /// Trust roots.
+    pub roots: SharedRoots,
+    /// Identity presented.
+    pub identity: SharedIdentity,
+}
+
+/// A node API client without a client certificate (for attestation).
+pub fn anonymous_client(addr: &str, roots: &[Vec<u8>]) -> NodeClient<tonic::transport::Channel> {
+    let roots = SharedRoots::new(roots).expect("roots");
+    let cfg = trustdeck_transport::tls::client_config(SharedIdentity::new(), roots, server_id())
+        .expect("tls");
+    NodeClient::new(trustdeck_transport::connect::mtls_channel(addr, cfg).expect("channel"))
+}
+
+/// Makes a CSR for `id` with a fresh key; returns (CSR DER, key).
+pub fn csr_for(id: &str) -> (Vec<u8>, Arc<dyn SigningKey>) {
+    let key: Arc<dyn SigningKey> = Arc::new(SoftwareKey::ephemeral().expect("key").0);
+    let id = SpiffeId::parse(id).expect("id");
+    (trustdeck_pki::csr::make_csr(&key, Some(&id)).expect("csr"), key)
+}
+
+/// Runs an attestation dialogue; `answer` signs x509pop challenges.
+pub async fn attest(
+    client: &mut NodeClient<tonic::transport::Channel>,
+    kind: &str,
+    payload: Vec<Vec<u8>>,
+    csr: Vec<u8>,
+    answer: impl Fn(&[u8]) -> Vec<u8>,
+) -> Result<AttestResult, tonic::Status> {
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(AttestRequest {
+        step: Some(attest_request::Step::Params(AttestParams {
+            attestation_type: kind.into(),
+            payload,
+            csr,
+        })),
+    })
+    .await
+    .expect("send");
+    let mut inbound = client
+        .attest(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await?
+        .into_inner();
+    while let Some(msg) = inbound.next().await {
+        match msg?.step {
+            Some(attest_response::Step::Challenge(nonce)) => {
+                tx.send(AttestRequest {
+                    step: Some(attest_request::Step::ChallengeResponse(answer(&nonce))),
+                })
+                .await
+                .expect("send");
+            }
+            Some(attest_response::Step::Result(r)) => return Ok(r),
+            None => {}
+        }
+    }
+    Err(tonic::Status::unknown("attestation stream ended without a result"))
+}
+
+impl AgentSession {
+    /// Attests with a join token and opens an authenticated session.
+    pub async fn join(addr: &str, roots: &[Vec<u8>], token: &str) -> Result<Self, tonic::Status> {
+        let mut anon = anonymous_client(addr, roots);
+        let (key, pkcs8) = SoftwareKey::ephemeral().expect("key");
+        let key: Arc<dyn SigningKey> = Arc::new(key);
+        let csr = trustdeck_pki::csr::make_csr(&key, None).expect("csr");
+        let r = attest(
+            &mut anon,
+            "join_token",
+            vec![token.as_bytes().to_vec()],
+            csr,
+            |_| vec![],
+        )
+        .await?;
+        Ok(Self::from_result(addr, roots, r, &pkcs8))
+    }
+
+    /// An authenticated session from an attestation result and the agent key.
+    pub fn from_result(addr: &str, roots: &[Vec<u8>], r: AttestResult, pkcs8: &[u8]) -> Self {
+        let identity = SharedIdentity::new();
+        identity.set(r.svid_chain.clone(), pkcs8).expect("identity");
+        let roots = SharedRoots::new(roots).expect("roots");
+        let cfg = trustdeck_transport::tls::client_config(identity.clone(), roots.clone(), server_id())
+            .expect("tls");
+        let client =
+            NodeClient::new(trustdeck_transport::connect::mtls_channel(addr, cfg).expect("channel"));
+        Self {
+            id: SpiffeId::parse(&r.spiffe_id).expect("agent id"),
+            svid: r.svid_chain,
+            client,
+            addr: addr.to_string(),
+            roots,
+            identity,
+        }
+    }
+
+    /// Signs one workload CSR.
+    pub async fn sign(&mut self, entry_id: &str, csr: Vec<u8>) -> Result<SvidResult, tonic::Status> {
+        let mut r = self
+            .client
+            .sign_x509_svids(SignX509SvidsRequest {
+                csrs: vec![SvidCsr {
+                    entry_id: entry_id.into(),
+                    csr,
+                }],
+            })
+            .await?
+            .into_inner();
+        Ok(r.results.remove(0))
+    }
+
+    /// Authorised entries.
+    pub async fn entries(&mut self) -> Result<Vec<Entry>, tonic::Status> {
+        Ok(self
+            .client
+            .sync_entries(SyncEntriesRequest {})
+            .await?
+            .into_inner()
+            .entries)
+    }
+}
+
+/// The test trust domain.
+pub fn td() -> TrustDomain {
+    TrustDomain::parse("example.org").expect("td")
+}
+
+/// Writes DER certificates as one PEM file.
+pub fn write_pem(path: &Path, ders: &[Vec<u8>]) {
+    std::fs::write(path, trustdeck_spiffe::pem::encode_certs(ders)).expect("write pem");
+}
+
+/// `openssl verify -CAfile bundle [-untrusted chain] leaf`; returns (success, output).
+pub fn openssl_verify(dir: &Path, roots: &[Vec<u8>], chain: &[Vec<u8>]) -> (bool, String) {
+    let ca = dir.join("verify-bundle.pem");
+    let leaf = dir.join("verify-leaf.pem");
+    let inter = dir.join("verify-intermediates.pem");
+    write_pem(&ca, roots);
+    write_pem(&leaf, &chain[..1]);
+    let mut cmd = Command::new("openssl");
+    cmd.arg("verify").arg("-CAfile").arg(&ca);
+    if chain.len() > 1 {
+        write_pem(&inter, &chain[1..]);
+        cmd.arg("-untrusted").arg(&inter);
+    }
+    let out = cmd.arg(&leaf).output().expect("openssl");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
