@@ -22,8 +22,8 @@
 use std::fmt;
 use std::time::Duration;
 
-use sqlx::{AnyConnection, AnyPool, Connection};
 use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyConnection, AnyPool, Connection};
 use sqlx::{AssertSqlSafe, Row};
 
 /// The schema migrations, embedded from `./migrations`.
@@ -31,6 +31,9 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// How long a SQLite connection waits for a lock held by another connection.
 const SQLITE_BUSY_TIMEOUT_MS: u64 = 5_000;
+
+/// How long opening the datastore, or waiting for a pooled connection, may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How many values go into one `IN (...)` list.
 const IN_LIST_CHUNK: usize = 500;
@@ -352,9 +355,8 @@ impl Datastore {
     pub async fn open(url: &str) -> Result<Datastore, DatastoreError> {
         sqlx::any::install_default_drivers();
         let shown = redact_url(url);
-        let backend = Backend::from_url(url).ok_or_else(|| DatastoreError::UnsupportedUrl {
-            url: shown.clone(),
-        })?;
+        let backend = Backend::from_url(url)
+            .ok_or_else(|| DatastoreError::UnsupportedUrl { url: shown.clone() })?;
 
         let (connect_url, in_memory) = match backend {
             Backend::Sqlite => sqlite_connect_url(url),
@@ -379,8 +381,12 @@ impl Datastore {
         // timeout, while operators need the actual cause. For SQLite, reading
         // the schema fails on a file that is not a database, before anything
         // could write to it.
-        let mut probe = AnyConnection::connect(&connect_url)
+        let mut probe = tokio::time::timeout(CONNECT_TIMEOUT, AnyConnection::connect(&connect_url))
             .await
+            .map_err(|_| DatastoreError::Open {
+                url: shown.clone(),
+                reason: format!("no connection within {} seconds", CONNECT_TIMEOUT.as_secs()),
+            })?
             .map_err(open_err)?;
         let probe_sql = match backend {
             Backend::Sqlite => "SELECT count(*) FROM sqlite_master",
@@ -403,7 +409,7 @@ impl Datastore {
             Backend::Sqlite => AnyPoolOptions::new().max_connections(8),
             Backend::Postgres => AnyPoolOptions::new().max_connections(16),
         }
-        .acquire_timeout(Duration::from_secs(30));
+        .acquire_timeout(CONNECT_TIMEOUT);
         let options = match backend {
             Backend::Sqlite => options.after_connect(|conn, _meta| {
                 Box::pin(async move {
@@ -666,14 +672,15 @@ impl Datastore {
         banned: bool,
         now: i64,
     ) -> Result<bool, DatastoreError> {
-        let result =
-            sqlx::query("UPDATE attested_nodes SET banned = $1, updated_at = $2 WHERE spiffe_id = $3")
-                .bind(i64::from(banned))
-                .bind(now)
-                .bind(spiffe_id)
-                .execute(&self.pool)
-                .await
-                .map_err(query_err("set node banned"))?;
+        let result = sqlx::query(
+            "UPDATE attested_nodes SET banned = $1, updated_at = $2 WHERE spiffe_id = $3",
+        )
+        .bind(i64::from(banned))
+        .bind(now)
+        .bind(spiffe_id)
+        .execute(&self.pool)
+        .await
+        .map_err(query_err("set node banned"))?;
         Ok(result.rows_affected() > 0)
     }
 

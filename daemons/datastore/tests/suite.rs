@@ -43,9 +43,8 @@ fn journal(id: &str, kind: &str, status: &str, created_at: i64) -> CaJournalReco
         status: status.to_owned(),
         key_backend: "disk".to_owned(),
         key_ref: format!("keys/{id}"),
-        certificate_chain_pem: x509.then(|| {
-            "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".to_owned()
-        }),
+        certificate_chain_pem: x509
+            .then(|| "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".to_owned()),
         public_key_der_b64: (!x509).then(|| "MFkwEwYHKoZIzj0CAQ==".to_owned()),
         kid: (!x509).then(|| format!("kid-{id}")),
         not_before: created_at,
@@ -183,7 +182,11 @@ async fn entries(ds: &Datastore) {
         .unwrap();
     let temp = ds
         .create_entry(
-            &new_entry("spiffe://td.example/zz-temp", "spiffe://td.example/node/c", &[]),
+            &new_entry(
+                "spiffe://td.example/zz-temp",
+                "spiffe://td.example/node/c",
+                &[],
+            ),
             NOW + 3,
         )
         .await
@@ -257,7 +260,11 @@ async fn entries(ds: &Datastore) {
     // A deleted entry's identity can be registered again.
     let again = ds
         .create_entry(
-            &new_entry("spiffe://td.example/zz-temp", "spiffe://td.example/node/c", &[]),
+            &new_entry(
+                "spiffe://td.example/zz-temp",
+                "spiffe://td.example/node/c",
+                &[],
+            ),
             NOW + 4,
         )
         .await
@@ -267,13 +274,13 @@ async fn entries(ds: &Datastore) {
 }
 
 async fn nodes(ds: &Datastore) {
-    assert_eq!(ds.get_node("spiffe://td.example/agent/1").await.unwrap(), None);
+    assert_eq!(
+        ds.get_node("spiffe://td.example/agent/1").await.unwrap(),
+        None
+    );
     let n1 = node("spiffe://td.example/agent/1", NOW);
     ds.upsert_node(&n1).await.unwrap();
-    assert_eq!(
-        ds.get_node(&n1.spiffe_id).await.unwrap(),
-        Some(n1.clone())
-    );
+    assert_eq!(ds.get_node(&n1.spiffe_id).await.unwrap(), Some(n1.clone()));
 
     // Re-attestation: everything but created_at is replaced.
     let mut n1b = node("spiffe://td.example/agent/1", NOW + 100);
@@ -344,7 +351,9 @@ async fn nodes(ds: &Datastore) {
 }
 
 async fn join_tokens(ds: &Datastore) {
-    ds.create_join_token("tok-once", NOW + 600, NOW).await.unwrap();
+    ds.create_join_token("tok-once", NOW + 600, NOW)
+        .await
+        .unwrap();
     ds.create_join_token("tok-short", NOW + 10, NOW + 1)
         .await
         .unwrap();
@@ -399,7 +408,14 @@ async fn join_tokens(ds: &Datastore) {
     let tokens = ds.list_join_tokens().await.unwrap();
     let summary: Vec<_> = tokens
         .iter()
-        .map(|t| (t.token.as_str(), t.expires_at, t.used_at.is_some(), t.created_at))
+        .map(|t| {
+            (
+                t.token.as_str(),
+                t.expires_at,
+                t.used_at.is_some(),
+                t.created_at,
+            )
+        })
         .collect();
     assert_eq!(
         summary,
@@ -486,7 +502,8 @@ async fn ca_state(ds: &Datastore) {
         .unwrap_err();
     assert!(matches!(err, DatastoreError::Conflict { .. }), "{err:?}");
     assert!(
-        err.to_string().contains("expected sequence 1, found sequence 2"),
+        err.to_string()
+            .contains("expected sequence 1, found sequence 2"),
         "{err}"
     );
     assert_eq!(snapshot(ds).await, before);
@@ -574,7 +591,10 @@ async fn corrupt_rows(ds: &Datastore, url: &str) {
         .unwrap_err();
     match &err {
         DatastoreError::Corrupt { what } => {
-            assert!(what.contains("agent/bad") && what.contains("banned"), "{what}")
+            assert!(
+                what.contains("agent/bad") && what.contains("banned"),
+                "{what}"
+            )
         }
         other => panic!("bad flag: {other:?}"),
     }
@@ -682,7 +702,10 @@ async fn open_errors_are_clear() {
     let err = Datastore::open("mysql://root:pw@localhost/x")
         .await
         .unwrap_err();
-    assert!(matches!(err, DatastoreError::UnsupportedUrl { .. }), "{err:?}");
+    assert!(
+        matches!(err, DatastoreError::UnsupportedUrl { .. }),
+        "{err:?}"
+    );
     assert!(!err.to_string().contains("pw@"), "{err}");
 
     // Nothing listens on port 1: the error names the URL, not the password.
