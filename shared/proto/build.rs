@@ -6,7 +6,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_server(true)
         .build_client(true)
         .compile_protos(
-            &["proto/workload.proto", "proto/node.proto", "proto/admin.proto"],
+            &[
+                "proto/workload.proto",
+                "proto/node.proto",
+                "proto/admin.proto",
+            ],
             &["proto"],
         )?;
     Ok(())

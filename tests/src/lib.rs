@@ -108,11 +108,11 @@ impl ServerProc {
         let deadline = Instant::now() + Duration::from_secs(30);
         let path = self.data_dir.join("server.json");
         loop {
-            if let Ok(text) = std::fs::read_to_string(&path) {
-                if let Ok(v) = serde_json::from_str(&text) {
-                    self.endpoints = v;
-                    return;
-                }
+            if let Ok(text) = std::fs::read_to_string(&path)
+                && let Ok(v) = serde_json::from_str(&text)
+            {
+                self.endpoints = v;
+                return;
             }
             if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
                 panic!("server exited with {status} during start:\n{}", self.log());
@@ -133,7 +133,10 @@ impl ServerProc {
 
     /// Node API address.
     pub fn addr(&self) -> String {
-        self.endpoints["node_api"].as_str().unwrap_or_default().to_string()
+        self.endpoints["node_api"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     }
 
     /// Runs `trustdeck-server <args> --config <config>`.
@@ -235,7 +238,10 @@ pub fn anonymous_client(addr: &str, roots: &[Vec<u8>]) -> NodeClient<tonic::tran
 pub fn csr_for(id: &str) -> (Vec<u8>, Arc<dyn SigningKey>) {
     let key: Arc<dyn SigningKey> = Arc::new(SoftwareKey::ephemeral().expect("key").0);
     let id = SpiffeId::parse(id).expect("id");
-    (trustdeck_pki::csr::make_csr(&key, Some(&id)).expect("csr"), key)
+    (
+        trustdeck_pki::csr::make_csr(&key, Some(&id)).expect("csr"),
+        key,
+    )
 }
 
 /// Runs an attestation dialogue; `answer` signs x509pop challenges.
@@ -273,7 +279,9 @@ pub async fn attest(
             None => {}
         }
     }
-    Err(tonic::Status::unknown("attestation stream ended without a result"))
+    Err(tonic::Status::unknown(
+        "attestation stream ended without a result",
+    ))
 }
 
 impl AgentSession {
@@ -299,10 +307,12 @@ impl AgentSession {
         let identity = SharedIdentity::new();
         identity.set(r.svid_chain.clone(), pkcs8).expect("identity");
         let roots = SharedRoots::new(roots).expect("roots");
-        let cfg = trustdeck_transport::tls::client_config(identity.clone(), roots.clone(), server_id())
-            .expect("tls");
-        let client =
-            NodeClient::new(trustdeck_transport::connect::mtls_channel(addr, cfg).expect("channel"));
+        let cfg =
+            trustdeck_transport::tls::client_config(identity.clone(), roots.clone(), server_id())
+                .expect("tls");
+        let client = NodeClient::new(
+            trustdeck_transport::connect::mtls_channel(addr, cfg).expect("channel"),
+        );
         Self {
             id: SpiffeId::parse(&r.spiffe_id).expect("agent id"),
             svid: r.svid_chain,
@@ -314,7 +324,11 @@ impl AgentSession {
     }
 
     /// Signs one workload CSR.
-    pub async fn sign(&mut self, entry_id: &str, csr: Vec<u8>) -> Result<SvidResult, tonic::Status> {
+    pub async fn sign(
+        &mut self,
+        entry_id: &str,
+        csr: Vec<u8>,
+    ) -> Result<SvidResult, tonic::Status> {
         let mut r = self
             .client
             .sign_x509_svids(SignX509SvidsRequest {

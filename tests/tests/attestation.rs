@@ -74,23 +74,41 @@ async fn x509pop_attests_and_reattests_after_eviction() {
     );
     // A node alias entry matching the node's selectors gives it a workload entry.
     server.cli_ok(&[
-        "entry", "create", "--spiffe-id", "spiffe://example.org/node/onprem",
-        "--parent-id", "spiffe://example.org/trustdeck/server",
-        "--selector", "x509pop:subject:cn:node-1",
+        "entry",
+        "create",
+        "--spiffe-id",
+        "spiffe://example.org/node/onprem",
+        "--parent-id",
+        "spiffe://example.org/trustdeck/server",
+        "--selector",
+        "x509pop:subject:cn:node-1",
     ]);
     server.cli_ok(&[
-        "entry", "create", "--spiffe-id", "spiffe://example.org/prod/onprem/data/db",
-        "--parent-id", "spiffe://example.org/node/onprem", "--selector", "unix:uid:70",
+        "entry",
+        "create",
+        "--spiffe-id",
+        "spiffe://example.org/prod/onprem/data/db",
+        "--parent-id",
+        "spiffe://example.org/node/onprem",
+        "--selector",
+        "unix:uid:70",
     ]);
     let entries = agent.entries().await.expect("sync");
     assert_eq!(entries.len(), 1, "{entries:?}");
-    assert_eq!(entries[0].spiffe_id, "spiffe://example.org/prod/onprem/data/db");
+    assert_eq!(
+        entries[0].spiffe_id,
+        "spiffe://example.org/prod/onprem/data/db"
+    );
 
     // Evicted: the old SVID no longer works ...
     server.cli_ok(&["agent", "evict", "--spiffe-id", agent.id.as_str()]);
-    let e = agent.entries().await.err().expect("evicted agent synced");
+    let e = agent.entries().await.expect_err("evicted agent synced");
     assert_eq!(e.code(), tonic::Code::PermissionDenied);
-    assert!(e.message().contains("not an attested agent"), "{}", e.message());
+    assert!(
+        e.message().contains("not an attested agent"),
+        "{}",
+        e.message()
+    );
     // ... and x509pop attests again with the same identity.
     let mut again = x509pop_attest(&server, &roots, &cert, &key)
         .await
@@ -105,8 +123,7 @@ async fn x509pop_attests_and_reattests_after_eviction() {
         .client
         .renew_agent(RenewAgentRequest { csr })
         .await
-        .err()
-        .expect("banned agent renewed");
+        .expect_err("banned agent renewed");
     assert!(e.message().contains("banned"), "{}", e.message());
     let e = x509pop_attest(&server, &roots, &cert, &key)
         .await
@@ -129,7 +146,11 @@ async fn x509pop_attests_and_reattests_after_eviction() {
         .await
         .err()
         .expect("proof with the wrong key accepted");
-    assert!(e.message().contains("proof of possession"), "{}", e.message());
+    assert!(
+        e.message().contains("proof of possession"),
+        "{}",
+        e.message()
+    );
 }
 
 #[tokio::test]
@@ -156,8 +177,16 @@ async fn renewal_and_per_caller_rate_limits() {
     let id = "spiffe://example.org/w";
     let ea = {
         let out = server.cli_ok(&[
-            "entry", "create", "--spiffe-id", id, "--parent-id", a.id.as_str(),
-            "--selector", "unix:uid:1", "--output", "json",
+            "entry",
+            "create",
+            "--spiffe-id",
+            id,
+            "--parent-id",
+            a.id.as_str(),
+            "--selector",
+            "unix:uid:1",
+            "--output",
+            "json",
         ]);
         serde_json::from_str::<serde_json::Value>(&out).expect("json")["id"]
             .as_str()
@@ -166,8 +195,16 @@ async fn renewal_and_per_caller_rate_limits() {
     };
     let eb = {
         let out = server.cli_ok(&[
-            "entry", "create", "--spiffe-id", id, "--parent-id", b.id.as_str(),
-            "--selector", "unix:uid:1", "--output", "json",
+            "entry",
+            "create",
+            "--spiffe-id",
+            id,
+            "--parent-id",
+            b.id.as_str(),
+            "--selector",
+            "unix:uid:1",
+            "--output",
+            "json",
         ]);
         serde_json::from_str::<serde_json::Value>(&out).expect("json")["id"]
             .as_str()
@@ -179,7 +216,7 @@ async fn renewal_and_per_caller_rate_limits() {
         assert_eq!(a.sign(&ea, csr).await.expect("sign").error_code, 0);
     }
     let (csr, _) = csr_for(id);
-    let e = a.sign(&ea, csr).await.err().expect("rate limit not applied");
+    let e = a.sign(&ea, csr).await.expect_err("rate limit not applied");
     assert_eq!(e.code(), tonic::Code::ResourceExhausted);
     assert!(e.message().contains("rate limit"), "{}", e.message());
     // Another caller is unaffected.

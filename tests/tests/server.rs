@@ -93,7 +93,11 @@ async fn same_flow_on_postgresql() {
         .args([&base, "-qc", &format!("CREATE DATABASE {db}")])
         .output()
         .expect("psql");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let url = match base.rsplit_once('/') {
         Some((prefix, _)) => format!("{prefix}/{db}"),
         None => panic!("bad url {base}"),
@@ -120,22 +124,23 @@ async fn bad_input_gets_clear_errors_and_loses_nothing() {
 
     // Malformed SPIFFE IDs and selectors in `entry create`: a clear error, nothing stored.
     let cases: &[(&[&str], &str)] = &[
-        (&["--spiffe-id", "spiffe://Example.org/x"], "trust domain character 'E'"),
+        (
+            &["--spiffe-id", "spiffe://Example.org/x"],
+            "trust domain character 'E'",
+        ),
         (&["--spiffe-id", "spiffe://example.org/a//b"], "empty"),
         (&["--spiffe-id", "spiffe://example.org/a/../b"], ".."),
         (&["--spiffe-id", "https://example.org/a"], "scheme"),
         (&["--spiffe-id", "spiffe://example.org"], "path"),
-        (&["--spiffe-id", "spiffe://other.org/a"], "not in this server's trust domain"),
+        (
+            &["--spiffe-id", "spiffe://other.org/a"],
+            "not in this server's trust domain",
+        ),
         (&["--selector", "unix"], "selector"),
         (&["--selector", "unix:uid: 1000"], "whitespace"),
     ];
     for (args, expect) in cases {
-        let mut full = vec![
-            "entry",
-            "create",
-            "--parent-id",
-            agent.id.as_str(),
-        ];
+        let mut full = vec!["entry", "create", "--parent-id", agent.id.as_str()];
         if !args.contains(&"--spiffe-id") {
             full.extend(["--spiffe-id", "spiffe://example.org/ok"]);
         }
@@ -151,7 +156,10 @@ async fn bad_input_gets_clear_errors_and_loses_nothing() {
             "{args:?}: error should mention {expect:?}: {err}"
         );
     }
-    assert_eq!(server.cli_ok(&["entry", "show", "--output", "json"]), before);
+    assert_eq!(
+        server.cli_ok(&["entry", "show", "--output", "json"]),
+        before
+    );
 
     // A reused join token is refused, naming the reason.
     let anon_err = AgentSession::join(&server.addr(), &roots, &token)
@@ -159,7 +167,11 @@ async fn bad_input_gets_clear_errors_and_loses_nothing() {
         .err()
         .expect("reused token accepted");
     assert_eq!(anon_err.code(), tonic::Code::PermissionDenied);
-    assert!(anon_err.message().contains("already used"), "{}", anon_err.message());
+    assert!(
+        anon_err.message().contains("already used"),
+        "{}",
+        anon_err.message()
+    );
     // An expired one too.
     let short = server.token("1s");
     tokio::time::sleep(Duration::from_millis(2100)).await;
@@ -173,17 +185,30 @@ async fn bad_input_gets_clear_errors_and_loses_nothing() {
         .await
         .err()
         .expect("unknown token accepted");
-    assert!(e.message().contains("not found") || e.message().contains("unknown"), "{}", e.message());
+    assert!(
+        e.message().contains("not found") || e.message().contains("unknown"),
+        "{}",
+        e.message()
+    );
 
     // A CSR for a SPIFFE ID the agent is not authorised for.
     let (csr, _) = csr_for("spiffe://example.org/prod/gcp/payments/admin");
     let r = agent.sign("", csr.clone()).await.expect("call");
     assert_eq!(r.error_code, tonic::Code::PermissionDenied as i32);
-    assert!(r.error_message.contains("not authorised for SPIFFE ID"), "{}", r.error_message);
+    assert!(
+        r.error_message.contains("not authorised for SPIFFE ID"),
+        "{}",
+        r.error_message
+    );
     assert!(r.chain.is_empty());
     // ... also when it names its own entry.
     let r = agent.sign(&entry_id, csr).await.expect("call");
-    assert_eq!(r.error_code, tonic::Code::PermissionDenied as i32, "{}", r.error_message);
+    assert_eq!(
+        r.error_code,
+        tonic::Code::PermissionDenied as i32,
+        "{}",
+        r.error_message
+    );
     // A CSR with a bad signature.
     let (mut bad, _) = csr_for(good_id);
     let n = bad.len();
@@ -192,7 +217,10 @@ async fn bad_input_gets_clear_errors_and_loses_nothing() {
     assert_eq!(r.error_code, tonic::Code::InvalidArgument as i32);
     assert!(r.error_message.contains("signature"), "{}", r.error_message);
     // Garbage.
-    let r = agent.sign(&entry_id, b"garbage".to_vec()).await.expect("call");
+    let r = agent
+        .sign(&entry_id, b"garbage".to_vec())
+        .await
+        .expect("call");
     assert_eq!(r.error_code, tonic::Code::InvalidArgument as i32);
 
     // A caller with no SVID gets nothing.
@@ -200,8 +228,7 @@ async fn bad_input_gets_clear_errors_and_loses_nothing() {
     let e = anon
         .sync_entries(trustdeck_proto::node::SyncEntriesRequest {})
         .await
-        .err()
-        .expect("anonymous sync");
+        .expect_err("anonymous sync");
     assert_eq!(e.code(), tonic::Code::Unauthenticated);
 
     // The server keeps serving: the good request still works, nothing was lost.
@@ -241,8 +268,12 @@ async fn truncated_config_and_corrupt_sqlite_are_refused_without_damage() {
         .expect("run");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(err.contains("datastore") && err.contains("not a") , "{err}");
-    assert_eq!(std::fs::read(&db).expect("read"), garbage, "corrupt file was modified");
+    assert!(err.contains("datastore") && err.contains("not a"), "{err}");
+    assert_eq!(
+        std::fs::read(&db).expect("read"),
+        garbage,
+        "corrupt file was modified"
+    );
 }
 
 #[tokio::test]
@@ -263,9 +294,18 @@ async fn restart_keeps_ca_bundle_sequence_and_entries() {
     server.stop();
     server.spawn();
 
-    assert_eq!(server.cli_ok(&["bundle", "show", "--format", "spiffe"]), bundle);
-    assert_eq!(server.cli_ok(&["entry", "show", "--output", "json"]), entries);
-    assert_eq!(server.cli_ok(&["agent", "list", "--output", "json"]), agents);
+    assert_eq!(
+        server.cli_ok(&["bundle", "show", "--format", "spiffe"]),
+        bundle
+    );
+    assert_eq!(
+        server.cli_ok(&["entry", "show", "--output", "json"]),
+        entries
+    );
+    assert_eq!(
+        server.cli_ok(&["agent", "list", "--output", "json"]),
+        agents
+    );
     // The agent needs a new session (new address), not a new attestation: its SVID still works.
     // A fresh agent attests and gets an SVID that verifies against the bundle from before.
     let token = server.token("10m");

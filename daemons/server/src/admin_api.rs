@@ -28,7 +28,9 @@ pub struct AdminApi {
 impl AdminApi {
     /// A service over shared state.
     pub fn new(ctx: Arc<ServerCtx>) -> Self {
-        let own_uid = std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(0);
+        let own_uid = std::fs::metadata("/proc/self")
+            .map(|m| m.uid())
+            .unwrap_or(0);
         Self { ctx, own_uid }
     }
 
@@ -50,7 +52,14 @@ impl AdminApi {
         }
     }
 
-    async fn audit(&self, actor: &str, action: &str, target: &str, detail: String, outcome: &Result<(), Status>) {
+    async fn audit(
+        &self,
+        actor: &str,
+        action: &str,
+        target: &str,
+        detail: String,
+        outcome: &Result<(), Status>,
+    ) {
         let mut id = [0u8; 12];
         let _ = SystemRandom::new().fill(&mut id);
         let rec = AuditRecord {
@@ -125,7 +134,10 @@ pub fn validate_entry(
         let sel = Selector::parse(s).map_err(|e| format!("selector: {e}"))?;
         selectors.push(sel.to_string());
     }
-    for (name, v) in [("x509_ttl", req.x509_ttl_secs), ("jwt_ttl", req.jwt_ttl_secs)] {
+    for (name, v) in [
+        ("x509_ttl", req.x509_ttl_secs),
+        ("jwt_ttl", req.jwt_ttl_secs),
+    ] {
         if v < 0 {
             return Err(format!("{name} must not be negative, got {v}"));
         }
@@ -136,7 +148,8 @@ pub fn validate_entry(
             && d.split('.').all(|l| {
                 !l.is_empty()
                     && l.len() <= 63
-                    && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'*')
+                    && l.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'*')
             });
         if !ok {
             return Err(format!("dns name {d:?} is not a valid DNS name"));
@@ -235,7 +248,8 @@ impl ServerAdmin for AdminApi {
         }
         .await;
         let outcome = result.as_ref().map(|_| ()).map_err(Clone::clone);
-        self.audit(&actor, "entry.delete", &id, String::new(), &outcome).await;
+        self.audit(&actor, "entry.delete", &id, String::new(), &outcome)
+            .await;
         Ok(Response::new(DeleteEntryResponse {
             deleted: Some(entry_info(result?)),
         }))
@@ -280,7 +294,9 @@ impl ServerAdmin for AdminApi {
         self.audit(
             &actor,
             "token.generate",
-            agent_id.get(..agent_id.len().saturating_sub(24)).unwrap_or(""),
+            agent_id
+                .get(..agent_id.len().saturating_sub(24))
+                .unwrap_or(""),
             format!("ttl={ttl_secs}s"),
             &outcome,
         )
@@ -323,7 +339,8 @@ impl ServerAdmin for AdminApi {
         }
         .await;
         let outcome = result.as_ref().map(|_| ()).map_err(Clone::clone);
-        self.audit(&actor, "agent.evict", &id, String::new(), &outcome).await;
+        self.audit(&actor, "agent.evict", &id, String::new(), &outcome)
+            .await;
         Ok(Response::new(agent_info(result?)))
     }
 
@@ -353,7 +370,8 @@ impl ServerAdmin for AdminApi {
         }
         .await;
         let outcome = result.as_ref().map(|_| ()).map_err(Clone::clone);
-        self.audit(&actor, "agent.ban", &id, String::new(), &outcome).await;
+        self.audit(&actor, "agent.ban", &id, String::new(), &outcome)
+            .await;
         Ok(Response::new(agent_info(result?)))
     }
 
@@ -381,7 +399,10 @@ impl ServerAdmin for AdminApi {
         let mut warnings = self.ctx.config.warnings.clone();
         let x509 = st.x509_active.as_ref();
         let serving = x509.is_some_and(|a| a.window().contains(now))
-            && st.jwt_active.as_ref().is_some_and(|k| k.window.contains(now));
+            && st
+                .jwt_active
+                .as_ref()
+                .is_some_and(|k| k.window.contains(now));
         if !serving {
             warnings.push("no valid active CA: issuance is failing".into());
         }

@@ -81,12 +81,37 @@ mod tests {
     fn direct_alias_and_nested() {
         let entries = vec![
             entry("1", "spiffe://td/web", AGENT, &["unix:uid:1000"]),
-            entry("2", "spiffe://td/other", "spiffe://td/trustdeck/agent/x", &["unix:uid:1"]),
-            entry("3", "spiffe://td/node/gcp", SERVER, &["x509pop:subject:cn:n1"]),
-            entry("4", "spiffe://td/db", "spiffe://td/node/gcp", &["unix:uid:5"]),
-            entry("5", "spiffe://td/sidecar", "spiffe://td/web", &["unix:uid:6"]),
+            entry(
+                "2",
+                "spiffe://td/other",
+                "spiffe://td/trustdeck/agent/x",
+                &["unix:uid:1"],
+            ),
+            entry(
+                "3",
+                "spiffe://td/node/gcp",
+                SERVER,
+                &["x509pop:subject:cn:n1"],
+            ),
+            entry(
+                "4",
+                "spiffe://td/db",
+                "spiffe://td/node/gcp",
+                &["unix:uid:5"],
+            ),
+            entry(
+                "5",
+                "spiffe://td/sidecar",
+                "spiffe://td/web",
+                &["unix:uid:6"],
+            ),
             entry("6", "spiffe://td/nope", SERVER, &["x509pop:subject:cn:n2"]),
-            entry("7", "spiffe://td/nope-child", "spiffe://td/nope", &["unix:uid:7"]),
+            entry(
+                "7",
+                "spiffe://td/nope-child",
+                "spiffe://td/nope",
+                &["unix:uid:7"],
+            ),
         ];
         let got: Vec<&str> =
             authorized_entries(AGENT, &["x509pop:subject:cn:n1".into()], SERVER, &entries)

@@ -141,9 +141,8 @@ impl CaManager {
         let td = settings.trust_domain.clone();
         let stored = ds.get_bundle(td.as_str()).await?;
         let bundle = match &stored {
-            Some(rec) => Bundle::from_json(&td, rec.document.as_bytes()).map_err(|e| {
-                CaManagerError::Corrupt(format!("stored bundle for {td}: {e}"))
-            })?,
+            Some(rec) => Bundle::from_json(&td, rec.document.as_bytes())
+                .map_err(|e| CaManagerError::Corrupt(format!("stored bundle for {td}: {e}")))?,
             None => Bundle::new(td.clone()),
         };
         let journal = ds.list_ca_journal().await?;
@@ -522,7 +521,10 @@ impl CaManager {
         for r in &deletes {
             events.push(CaEvent {
                 kind: "pruned".into(),
-                message: format!("expired {} authority {} removed from the bundle", r.kind, r.id),
+                message: format!(
+                    "expired {} authority {} removed from the bundle",
+                    r.kind, r.id
+                ),
             });
         }
 
@@ -537,7 +539,10 @@ impl CaManager {
         if !changed && !authorities_changed {
             return Ok(events);
         }
-        let stored = self.ds.get_bundle(self.settings.trust_domain.as_str()).await?;
+        let stored = self
+            .ds
+            .get_bundle(self.settings.trust_domain.as_str())
+            .await?;
         let expected = stored.as_ref().map(|b| b.sequence);
         bundle.sequence = if authorities_changed {
             cur.bundle.sequence + 1
@@ -606,10 +611,10 @@ fn build_bundle(
                     CaManagerError::Corrupt(format!("journal {} certificate: {e}", r.id))
                 })?;
                 // A self-signed authority is its own root; an intermediate's root is last.
-                if let Some(root) = certs.last() {
-                    if !b.x509_authorities.contains(root) {
-                        b.x509_authorities.push(root.clone());
-                    }
+                if let Some(root) = certs.last()
+                    && !b.x509_authorities.contains(root)
+                {
+                    b.x509_authorities.push(root.clone());
                 }
             }
             "jwt" => {

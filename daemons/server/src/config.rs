@@ -270,12 +270,15 @@ impl Config {
             )));
         }
         let datastore = raw.datastore.unwrap_or_else(|| {
-            format!("sqlite://{}", raw.data_dir.join("datastore.sqlite3").display())
+            format!(
+                "sqlite://{}",
+                raw.data_dir.join("datastore.sqlite3").display()
+            )
         });
         if !(datastore.starts_with("sqlite:") || datastore.starts_with("postgres://")) {
             return Err(invalid(format!(
                 "datastore must start with sqlite:// or postgres://, got {:?}",
-                redact(&datastore)
+                trustdeck_datastore::redact_url(&datastore)
             )));
         }
         let admin_socket = raw
@@ -300,7 +303,10 @@ impl Config {
         let jwt_key_ttl = positive("jwt_key_ttl", raw.jwt_key_ttl.unwrap_or(ca_ttl))?;
         let agent_svid_ttl = positive("agent_svid_ttl", raw.agent_svid_ttl.unwrap_or(x509))?;
         let tick = positive("rotation_check_interval", raw.rotation_check_interval)?;
-        for (name, d) in [("default_x509_svid_ttl", x509), ("agent_svid_ttl", agent_svid_ttl)] {
+        for (name, d) in [
+            ("default_x509_svid_ttl", x509),
+            ("agent_svid_ttl", agent_svid_ttl),
+        ] {
             if d >= ca_ttl {
                 return Err(invalid(format!(
                     "{name} ({}s) must be shorter than ca_ttl ({}s): an SVID never outlives its issuer",
@@ -317,7 +323,10 @@ impl Config {
             )));
         }
         let mut warnings = Vec::new();
-        for (name, d) in [("default_x509_svid_ttl", x509), ("agent_svid_ttl", agent_svid_ttl)] {
+        for (name, d) in [
+            ("default_x509_svid_ttl", x509),
+            ("agent_svid_ttl", agent_svid_ttl),
+        ] {
             if let Some(w) = trustdeck_pki::rotation::svid_ttl_warning(name, d, ca_ttl) {
                 warnings.push(w);
             }
@@ -367,18 +376,6 @@ impl Config {
     }
 }
 
-/// Removes a password from a URL for messages.
-pub fn redact(url: &str) -> String {
-    if let Some((scheme, rest)) = url.split_once("://") {
-        if let Some((creds, host)) = rest.split_once('@') {
-            if let Some((user, _)) = creds.split_once(':') {
-                return format!("{scheme}://{user}:***@{host}");
-            }
-        }
-    }
-    url.to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -398,11 +395,11 @@ type = "disk"
     fn parses_defaults() {
         let c = Config::parse(GOOD, "t.toml").unwrap();
         assert_eq!(c.trust_domain.as_str(), "example.org");
+        assert_eq!(c.datastore, "sqlite:///var/lib/trustdeck/datastore.sqlite3");
         assert_eq!(
-            c.datastore,
-            "sqlite:///var/lib/trustdeck/datastore.sqlite3"
+            c.admin_socket,
+            PathBuf::from("/var/lib/trustdeck/admin.sock")
         );
-        assert_eq!(c.admin_socket, PathBuf::from("/var/lib/trustdeck/admin.sock"));
         assert_eq!(c.jwt_key_ttl, Duration::hours(24));
         assert_eq!(c.default_jwt_svid_ttl, Duration::minutes(5));
         assert_eq!(c.key_dir(), Some(PathBuf::from("/var/lib/trustdeck/keys")));
@@ -450,13 +447,5 @@ type = "disk"
         assert!(parse_duration("90").is_err());
         assert!(parse_duration("").is_err());
         assert!(parse_duration("h").is_err());
-    }
-
-    #[test]
-    fn redacts_passwords() {
-        assert_eq!(
-            redact("postgres://u:secret@h:5432/db"),
-            "postgres://u:***@h:5432/db"
-        );
     }
 }

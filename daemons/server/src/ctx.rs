@@ -66,7 +66,7 @@ pub fn server_spiffe_id(td: &trustdeck_spiffe::TrustDomain) -> SpiffeId {
 pub fn ds_status(e: DatastoreError) -> Status {
     match e {
         DatastoreError::AlreadyExists { .. } => Status::already_exists(e.to_string()),
-        DatastoreError::TokenNotFound { .. }
+        DatastoreError::TokenNotFound
         | DatastoreError::TokenUsed { .. }
         | DatastoreError::TokenExpired { .. } => Status::permission_denied(e.to_string()),
         DatastoreError::Conflict { .. } => Status::aborted(e.to_string()),

@@ -91,8 +91,8 @@ impl NodeApi {
             payload,
             csr,
         } = params;
-        let csr = verify_csr(&csr)
-            .map_err(|e| Status::invalid_argument(format!("agent CSR: {e}")))?;
+        let csr =
+            verify_csr(&csr).map_err(|e| Status::invalid_argument(format!("agent CSR: {e}")))?;
         let td = &ctx.config.trust_domain;
         let now = ctx.clock.now();
         let attested = match attestation_type.as_str() {
@@ -139,10 +139,17 @@ impl NodeApi {
                 }))
                 .await
                 .map_err(|_| Status::cancelled("agent went away"))?;
-                let reply = tokio::time::timeout(std::time::Duration::from_secs(30), inbound.message())
-                    .await
-                    .map_err(|_| Status::deadline_exceeded("x509pop: no challenge response within 30s"))??
-                    .ok_or_else(|| Status::invalid_argument("x509pop: stream closed before the challenge response"))?;
+                let reply =
+                    tokio::time::timeout(std::time::Duration::from_secs(30), inbound.message())
+                        .await
+                        .map_err(|_| {
+                            Status::deadline_exceeded("x509pop: no challenge response within 30s")
+                        })??
+                        .ok_or_else(|| {
+                            Status::invalid_argument(
+                                "x509pop: stream closed before the challenge response",
+                            )
+                        })?;
                 let Some(attest_request::Step::ChallengeResponse(sig)) = reply.step else {
                     return Err(Status::invalid_argument(
                         "x509pop: expected a challenge response",
@@ -167,14 +174,21 @@ impl NodeApi {
                 )));
             }
         };
-        let existing = ctx.ds.get_node(attested.id.as_str()).await.map_err(ds_status)?;
+        let existing = ctx
+            .ds
+            .get_node(attested.id.as_str())
+            .await
+            .map_err(ds_status)?;
         if existing.as_ref().is_some_and(|n| n.banned) {
             return Err(Status::permission_denied(format!(
                 "agent {} is banned; an operator must evict it before it can attest again",
                 attested.id
             )));
         }
-        let ca = ctx.ca.x509_ca().map_err(|e| Status::unavailable(e.to_string()))?;
+        let ca = ctx
+            .ca
+            .x509_ca()
+            .map_err(|e| Status::unavailable(e.to_string()))?;
         let svid = ca
             .issue_x509_svid(&csr, &attested.id, &[], ctx.config.agent_svid_ttl, now)
             .map_err(|e| Status::unavailable(e.to_string()))?;
@@ -251,7 +265,11 @@ impl Node for NodeApi {
         let csr = verify_csr(&request.get_ref().csr)
             .map_err(|e| Status::invalid_argument(format!("agent CSR: {e}")))?;
         let now = self.ctx.clock.now();
-        let ca = self.ctx.ca.x509_ca().map_err(|e| Status::unavailable(e.to_string()))?;
+        let ca = self
+            .ctx
+            .ca
+            .x509_ca()
+            .map_err(|e| Status::unavailable(e.to_string()))?;
         let svid = ca
             .issue_x509_svid(&csr, &agent.id, &[], self.ctx.config.agent_svid_ttl, now)
             .map_err(|e| Status::unavailable(e.to_string()))?;
@@ -298,7 +316,11 @@ impl Node for NodeApi {
         }
         self.limit(&agent, csrs.len().max(1))?;
         let entries = self.ctx.agent_entries(&agent).await?;
-        let ca = self.ctx.ca.x509_ca().map_err(|e| Status::unavailable(e.to_string()))?;
+        let ca = self
+            .ctx
+            .ca
+            .x509_ca()
+            .map_err(|e| Status::unavailable(e.to_string()))?;
         let now = self.ctx.clock.now();
         let mut results = Vec::with_capacity(csrs.len());
         for item in csrs {
@@ -316,7 +338,10 @@ impl Node for NodeApi {
                 };
                 let entry = entry.ok_or_else(|| {
                     Status::permission_denied(if item.entry_id.is_empty() {
-                        format!("agent {} is not authorised for SPIFFE ID {requested}", agent.id)
+                        format!(
+                            "agent {} is not authorised for SPIFFE ID {requested}",
+                            agent.id
+                        )
                     } else {
                         format!(
                             "agent {} is not authorised for entry {:?}",

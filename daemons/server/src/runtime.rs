@@ -19,7 +19,7 @@ use trustdeck_transport::{SharedIdentity, SharedRoots};
 
 use crate::admin_api::AdminApi;
 use crate::ca_manager::{CaManager, CaSettings};
-use crate::config::{Config, KeyManagerConfig, redact};
+use crate::config::{Config, KeyManagerConfig};
 use crate::ctx::{Clock, ServerCtx, SystemClock, server_spiffe_id};
 use crate::node_api::NodeApi;
 use crate::ratelimit::RateLimiter;
@@ -107,7 +107,7 @@ async fn open_datastore(config: &Config) -> Result<Datastore, RunError> {
     Datastore::open(&config.datastore)
         .await
         .map_err(|source| RunError::Datastore {
-            url: redact(&config.datastore),
+            url: trustdeck_datastore::redact_url(&config.datastore),
             source,
         })
 }
@@ -116,7 +116,9 @@ fn key_manager(config: &Config) -> Result<Arc<dyn KeyManager>, RunError> {
     Ok(match &config.key_manager {
         KeyManagerConfig::Memory => Arc::new(MemoryKeyManager::new()),
         KeyManagerConfig::Disk { .. } => {
-            let dir = config.key_dir().unwrap_or_else(|| config.data_dir.join("keys"));
+            let dir = config
+                .key_dir()
+                .unwrap_or_else(|| config.data_dir.join("keys"));
             Arc::new(DiskKeyManager::new(&dir)?)
         }
     })
@@ -145,7 +147,8 @@ impl ServerSvid {
         let (key, pkcs8) = SoftwareKey::ephemeral()?;
         let key: Arc<dyn trustdeck_pki::SigningKey> = Arc::new(key);
         let csr = trustdeck_pki::csr::verify_csr(
-            &trustdeck_pki::csr::make_csr(&key, Some(id)).map_err(|e| RunError::Other(e.to_string()))?,
+            &trustdeck_pki::csr::make_csr(&key, Some(id))
+                .map_err(|e| RunError::Other(e.to_string()))?,
         )
         .map_err(|e| RunError::Other(e.to_string()))?;
         let svid = ca
@@ -211,8 +214,10 @@ pub async fn start_with_clock(
     }
     let x509pop_cas = match &config.node_attestation.x509pop {
         Some(x) => {
-            let text = std::fs::read_to_string(&x.ca_bundle_path)
-                .map_err(io(format!("x509pop ca_bundle_path {}", x.ca_bundle_path.display())))?;
+            let text = std::fs::read_to_string(&x.ca_bundle_path).map_err(io(format!(
+                "x509pop ca_bundle_path {}",
+                x.ca_bundle_path.display()
+            )))?;
             trustdeck_spiffe::pem::decode_certs(&text).map_err(|e| {
                 RunError::Other(format!(
                     "x509pop ca_bundle_path {}: {e}",
@@ -246,7 +251,13 @@ pub async fn start_with_clock(
         renew_at: clock.now(),
     };
     let svid_ttl = ctx.config.agent_svid_ttl;
-    svid.refresh(ca.x509_ca()?.as_ref(), &server_id, svid_ttl, clock.now(), true)?;
+    svid.refresh(
+        ca.x509_ca()?.as_ref(),
+        &server_id,
+        svid_ttl,
+        clock.now(),
+        true,
+    )?;
     let roots = SharedRoots::new(&ca.bundle().x509_authorities)
         .map_err(|e| RunError::Other(e.to_string()))?;
     let tls = trustdeck_transport::tls::server_config(identity.clone(), roots.clone())
@@ -322,10 +333,10 @@ pub async fn start_with_clock(
                     tracing::error!(error = %e, "could not update TLS roots");
                 }
             }
-            if let Ok(ca) = loop_ctx.ca.x509_ca() {
-                if let Err(e) = svid.refresh(&ca, &loop_ctx.server_id, svid_ttl, now, false) {
-                    tracing::error!(error = %e, "server SVID renewal failed");
-                }
+            if let Ok(ca) = loop_ctx.ca.x509_ca()
+                && let Err(e) = svid.refresh(&ca, &loop_ctx.server_id, svid_ttl, now, false)
+            {
+                tracing::error!(error = %e, "server SVID renewal failed");
             }
         }
     });

@@ -37,13 +37,19 @@ fn main() {
     // Bare crypto: verify a signature over a CSR-sized message, sign a TBS-sized message.
     let rng = SystemRandom::new();
     let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng).expect("k");
-    let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref(), &rng)
-        .expect("k");
+    let pair =
+        EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref(), &rng).expect("k");
     let csr_info = vec![0x42u8; csr.len() - 72];
     let sig = pair.sign(&rng, &csr_info).expect("sign");
     let public = pair.public_key().as_ref().to_vec();
     let sample_svid = ca
-        .issue_x509_svid(&verify_csr(&csr).expect("csr"), &id, &[], chrono::Duration::hours(1), now)
+        .issue_x509_svid(
+            &verify_csr(&csr).expect("csr"),
+            &id,
+            &[],
+            chrono::Duration::hours(1),
+            now,
+        )
         .expect("svid");
     let tbs = vec![0x24u8; sample_svid.chain[0].len() - 72];
 
@@ -85,7 +91,16 @@ fn main() {
     let bare_rate = n / t_bare.as_secs_f64();
     let full_rate = n / t_full.as_secs_f64();
     println!("iterations per path:            {}", per_round * rounds);
-    println!("bare P-256 verify+sign:         {bare_rate:>10.0} /s ({:.1} us each)", 1e6 / bare_rate);
-    println!("SVID issuance (verify CSR, build, sign via trait): {full_rate:>10.0} /s ({:.1} us each)", 1e6 / full_rate);
-    println!("ratio issuance/bare:            {:.3} (target >= 0.8)", full_rate / bare_rate);
+    println!(
+        "bare P-256 verify+sign:         {bare_rate:>10.0} /s ({:.1} us each)",
+        1e6 / bare_rate
+    );
+    println!(
+        "SVID issuance (verify CSR, build, sign via trait): {full_rate:>10.0} /s ({:.1} us each)",
+        1e6 / full_rate
+    );
+    println!(
+        "ratio issuance/bare:            {:.3} (target >= 0.8)",
+        full_rate / bare_rate
+    );
 }

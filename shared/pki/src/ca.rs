@@ -299,7 +299,13 @@ mod tests {
         assert_eq!(svid.not_after, now() + Duration::hours(24));
         // An expired CA issues nothing.
         let err = ca
-            .issue_x509_svid(&csr, &id, &[], Duration::hours(1), now() + Duration::hours(25))
+            .issue_x509_svid(
+                &csr,
+                &id,
+                &[],
+                Duration::hours(1),
+                now() + Duration::hours(25),
+            )
             .unwrap_err();
         assert!(matches!(err, CaError::NotValid { .. }), "{err}");
     }

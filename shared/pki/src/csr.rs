@@ -57,8 +57,8 @@ impl rcgen::PublicKeyData for VerifiedCsr {
 /// Parses a CSR, checks its key is P-256, verifies its self-signature and extracts the
 /// SPIFFE ID it requests, if any.
 pub fn verify_csr(der: &[u8]) -> Result<VerifiedCsr, CsrError> {
-    let (rest, csr) = X509CertificationRequest::from_der(der)
-        .map_err(|e| CsrError::Malformed(e.to_string()))?;
+    let (rest, csr) =
+        X509CertificationRequest::from_der(der).map_err(|e| CsrError::Malformed(e.to_string()))?;
     if !rest.is_empty() {
         return Err(CsrError::Malformed(format!(
             "{} trailing bytes after the request",
@@ -157,14 +157,22 @@ mod tests {
     fn csr_without_spiffe_id_has_none_and_two_are_refused() {
         let k = key();
         let params = rcgen::CertificateParams::new(vec!["host.example.org".to_string()]).unwrap();
-        let der = params.serialize_request(&RcgenKey(k.clone())).unwrap().der().to_vec();
+        let der = params
+            .serialize_request(&RcgenKey(k.clone()))
+            .unwrap()
+            .der()
+            .to_vec();
         assert_eq!(verify_csr(&der).unwrap().spiffe_id, None);
         let mut params = rcgen::CertificateParams::default();
         params.subject_alt_names = vec![
             rcgen::SanType::URI("spiffe://example.org/a".try_into().unwrap()),
             rcgen::SanType::URI("spiffe://example.org/b".try_into().unwrap()),
         ];
-        let der = params.serialize_request(&RcgenKey(k)).unwrap().der().to_vec();
+        let der = params
+            .serialize_request(&RcgenKey(k))
+            .unwrap()
+            .der()
+            .to_vec();
         assert_eq!(verify_csr(&der), Err(CsrError::UriSanCount(2)));
     }
 }

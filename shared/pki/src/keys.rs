@@ -62,7 +62,9 @@ pub enum KeyError {
         reason: String,
     },
     /// A key file is readable by others than its owner.
-    #[error("key file {path} has mode {mode:o}; refusing to use a private key readable by group or others (chmod 600)")]
+    #[error(
+        "key file {path} has mode {mode:o}; refusing to use a private key readable by group or others (chmod 600)"
+    )]
     InsecurePermissions {
         /// The file.
         path: PathBuf,
@@ -198,12 +200,13 @@ impl SoftwareKey {
     /// Generates a fresh key; returns it with its PKCS#8 DER (for persisting backends).
     pub fn generate(key_id: &str, storage: KeyStorage) -> Result<(Self, Vec<u8>), KeyError> {
         let rng = SystemRandom::new();
-        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng).map_err(
-            |_| KeyError::Sign {
-                key_id: key_id.to_string(),
-                reason: "key generation failed".into(),
-            },
-        )?;
+        let pkcs8 =
+            EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng).map_err(|_| {
+                KeyError::Sign {
+                    key_id: key_id.to_string(),
+                    reason: "key generation failed".into(),
+                }
+            })?;
         let key = Self::from_pkcs8(key_id, pkcs8.as_ref(), storage)?;
         Ok((key, pkcs8.as_ref().to_vec()))
     }

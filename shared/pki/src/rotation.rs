@@ -150,15 +150,30 @@ mod tests {
     fn full_rotation_cycle_with_injected_clock() {
         let a = Window::new(t(0), t(600));
         assert_eq!(decide(t(0), None, None), Decision::MintAndActivate);
-        assert_eq!(decide(t(10), Some(a), None), Decision::Idle { until: t(300) });
-        assert_eq!(decide(t(299), Some(a), None), Decision::Idle { until: t(300) });
+        assert_eq!(
+            decide(t(10), Some(a), None),
+            Decision::Idle { until: t(300) }
+        );
+        assert_eq!(
+            decide(t(299), Some(a), None),
+            Decision::Idle { until: t(300) }
+        );
         assert_eq!(decide(t(300), Some(a), None), Decision::Prepare);
         let b = Window::new(t(300), t(900));
-        assert_eq!(decide(t(300), Some(a), Some(b)), Decision::Idle { until: t(500) });
-        assert_eq!(decide(t(499), Some(a), Some(b)), Decision::Idle { until: t(500) });
+        assert_eq!(
+            decide(t(300), Some(a), Some(b)),
+            Decision::Idle { until: t(500) }
+        );
+        assert_eq!(
+            decide(t(499), Some(a), Some(b)),
+            Decision::Idle { until: t(500) }
+        );
         assert_eq!(decide(t(500), Some(a), Some(b)), Decision::Activate);
         // After activation b is active, nothing prepared.
-        assert_eq!(decide(t(500), Some(b), None), Decision::Idle { until: t(600) });
+        assert_eq!(
+            decide(t(500), Some(b), None),
+            Decision::Idle { until: t(600) }
+        );
         assert_eq!(decide(t(600), Some(b), None), Decision::Prepare);
     }
 
@@ -177,7 +192,9 @@ mod tests {
     fn ttl_relationships() {
         assert_eq!(cap_not_after(t(100), t(50)), t(50));
         assert_eq!(cap_not_after(t(10), t(50)), t(10));
-        assert!(svid_ttl_warning("x509 SVID TTL", Duration::hours(1), Duration::hours(6)).is_none());
+        assert!(
+            svid_ttl_warning("x509 SVID TTL", Duration::hours(1), Duration::hours(6)).is_none()
+        );
         let w = svid_ttl_warning("x509 SVID TTL", Duration::hours(2), Duration::hours(6)).unwrap();
         assert!(w.contains("7200s") && w.contains("3600s"), "{w}");
         assert_eq!(renew_at(t(0), t(3600)), t(1800));

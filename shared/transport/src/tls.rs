@@ -128,7 +128,11 @@ impl SharedRoots {
     }
 
     fn store(&self) -> Arc<RootCertStore> {
-        self.0.read().unwrap_or_else(|p| p.into_inner()).store.clone()
+        self.0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .store
+            .clone()
     }
 
     fn client_verifier(&self) -> Arc<dyn ClientCertVerifier> {
