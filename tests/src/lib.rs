@@ -160,6 +160,25 @@ impl ServerProc {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Creates an entry for `spiffe_id` parented to `parent_id` (selector `unix:uid:1000`)
+    /// and returns its id.
+    pub fn create_entry(&self, parent_id: &str, spiffe_id: &str) -> String {
+        let out = self.cli_ok(&[
+            "entry",
+            "create",
+            "--spiffe-id",
+            spiffe_id,
+            "--parent-id",
+            parent_id,
+            "--selector",
+            "unix:uid:1000",
+            "--output",
+            "json",
+        ]);
+        let v: serde_json::Value = serde_json::from_str(&out).expect("entry json");
+        v["id"].as_str().expect("id").to_string()
+    }
+
     /// Generates a join token with `ttl` and returns it.
     pub fn token(&self, ttl: &str) -> String {
         let out = self.cli_ok(&["token", "generate", "--ttl", ttl]);

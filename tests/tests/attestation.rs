@@ -175,42 +175,8 @@ async fn renewal_and_per_caller_rate_limits() {
     assert_eq!(info.spiffe_id, a.id);
     // Agent a spent one token on renewal; two more signatures pass, then it is limited.
     let id = "spiffe://example.org/w";
-    let ea = {
-        let out = server.cli_ok(&[
-            "entry",
-            "create",
-            "--spiffe-id",
-            id,
-            "--parent-id",
-            a.id.as_str(),
-            "--selector",
-            "unix:uid:1",
-            "--output",
-            "json",
-        ]);
-        serde_json::from_str::<serde_json::Value>(&out).expect("json")["id"]
-            .as_str()
-            .expect("id")
-            .to_string()
-    };
-    let eb = {
-        let out = server.cli_ok(&[
-            "entry",
-            "create",
-            "--spiffe-id",
-            id,
-            "--parent-id",
-            b.id.as_str(),
-            "--selector",
-            "unix:uid:1",
-            "--output",
-            "json",
-        ]);
-        serde_json::from_str::<serde_json::Value>(&out).expect("json")["id"]
-            .as_str()
-            .expect("id")
-            .to_string()
-    };
+    let ea = server.create_entry(a.id.as_str(), id);
+    let eb = server.create_entry(b.id.as_str(), id);
     for _ in 0..2 {
         let (csr, _) = csr_for(id);
         assert_eq!(a.sign(&ea, csr).await.expect("sign").error_code, 0);

@@ -6,23 +6,6 @@ use std::time::Duration;
 use trustdeck_e2e::*;
 use trustdeck_spiffe::x509;
 
-fn agent_entry(server: &ServerProc, agent_id: &str, spiffe_id: &str) -> String {
-    let out = server.cli_ok(&[
-        "entry",
-        "create",
-        "--spiffe-id",
-        spiffe_id,
-        "--parent-id",
-        agent_id,
-        "--selector",
-        "unix:uid:1000",
-        "--output",
-        "json",
-    ]);
-    let v: serde_json::Value = serde_json::from_str(&out).expect("entry json");
-    v["id"].as_str().expect("id").to_string()
-}
-
 fn entry_count(server: &ServerProc) -> usize {
     let out = server.cli_ok(&["entry", "show", "--output", "json"]);
     serde_json::from_str::<serde_json::Value>(&out)
@@ -49,7 +32,7 @@ async fn issue_and_verify(server: &ServerProc) {
     assert!(ok, "openssl verify agent SVID: {text}");
 
     let id = "spiffe://example.org/prod/gcp/payments/api-server";
-    let entry_id = agent_entry(server, agent.id.as_str(), id);
+    let entry_id = server.create_entry(agent.id.as_str(), id);
     let entries = agent.entries().await.expect("sync");
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0].id, entry_id);
@@ -119,7 +102,7 @@ async fn bad_input_gets_clear_errors_and_loses_nothing() {
         .await
         .expect("attest");
     let good_id = "spiffe://example.org/prod/gcp/payments/api";
-    let entry_id = agent_entry(&server, agent.id.as_str(), good_id);
+    let entry_id = server.create_entry(agent.id.as_str(), good_id);
     let before = server.cli_ok(&["entry", "show", "--output", "json"]);
 
     // Malformed SPIFFE IDs and selectors in `entry create`: a clear error, nothing stored.
@@ -286,7 +269,7 @@ async fn restart_keeps_ca_bundle_sequence_and_entries() {
         .await
         .expect("attest");
     let id = "spiffe://example.org/prod/onprem/data/postgres-primary";
-    let entry_id = agent_entry(&server, agent.id.as_str(), id);
+    let entry_id = server.create_entry(agent.id.as_str(), id);
     let entries = server.cli_ok(&["entry", "show", "--output", "json"]);
     let agents = server.cli_ok(&["agent", "list", "--output", "json"]);
     drop(agent);
@@ -313,7 +296,7 @@ async fn restart_keeps_ca_bundle_sequence_and_entries() {
         .await
         .expect("attest after restart");
     let id2 = "spiffe://example.org/prod/onprem/data/postgres-replica";
-    let e2 = agent_entry(&server, agent2.id.as_str(), id2);
+    let e2 = server.create_entry(agent2.id.as_str(), id2);
     let (csr, _) = csr_for(id2);
     let r = agent2.sign(&e2, csr).await.expect("sign");
     assert_eq!(r.error_code, 0, "{}", r.error_message);

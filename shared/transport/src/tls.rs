@@ -144,6 +144,21 @@ impl SharedRoots {
     }
 }
 
+/// Checks a handshake signature with the ring provider's algorithms (both verifiers share it).
+fn handshake_signature(
+    message: &[u8],
+    cert: &CertificateDer<'_>,
+    dss: &DigitallySignedStruct,
+    tls13: bool,
+) -> Result<HandshakeSignatureValid, rustls::Error> {
+    let algs = &provider().signature_verification_algorithms;
+    if tls13 {
+        verify_tls13_signature(message, cert, dss, algs)
+    } else {
+        verify_tls12_signature(message, cert, dss, algs)
+    }
+}
+
 /// Verifies client certificates against the current roots; clients without a certificate are
 /// let through to calls that do not need one (attestation), and the service checks the rest.
 #[derive(Debug)]
@@ -177,12 +192,7 @@ impl ClientCertVerifier for SpiffeClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &provider().signature_verification_algorithms,
-        )
+        handshake_signature(message, cert, dss, false)
     }
     fn verify_tls13_signature(
         &self,
@@ -190,12 +200,7 @@ impl ClientCertVerifier for SpiffeClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &provider().signature_verification_algorithms,
-        )
+        handshake_signature(message, cert, dss, true)
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         provider()
@@ -245,12 +250,7 @@ impl ServerCertVerifier for SpiffeServerVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &provider().signature_verification_algorithms,
-        )
+        handshake_signature(message, cert, dss, false)
     }
     fn verify_tls13_signature(
         &self,
@@ -258,12 +258,7 @@ impl ServerCertVerifier for SpiffeServerVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &provider().signature_verification_algorithms,
-        )
+        handshake_signature(message, cert, dss, true)
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         provider()
