@@ -7,6 +7,8 @@ use chrono::Duration;
 use serde::Deserialize;
 use trustdeck_spiffe::TrustDomain;
 
+pub use trustdeck_pki::rotation::parse_duration;
+
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -35,57 +37,6 @@ pub enum ConfigError {
         /// The problem.
         message: String,
     },
-}
-
-/// Parses durations like `90s`, `15m`, `1h`, `7d`, `1h30m`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    if s.is_empty() {
-        return Err("empty duration".into());
-    }
-    let mut total = Duration::zero();
-    let mut num = String::new();
-    let mut saw_unit = false;
-    for c in s.chars() {
-        if c.is_ascii_digit() {
-            num.push(c);
-            continue;
-        }
-        let n: i64 = num
-            .parse()
-            .map_err(|_| format!("invalid duration {s:?}: expected a number before '{c}'"))?;
-        num.clear();
-        let d = match c {
-            's' => Duration::seconds(n),
-            'm' => Duration::minutes(n),
-            'h' => Duration::hours(n),
-            'd' => Duration::days(n),
-            _ => {
-                return Err(format!(
-                    "invalid duration {s:?}: unknown unit '{c}' (use s, m, h or d)"
-                ));
-            }
-        };
-        total += d;
-        saw_unit = true;
-    }
-    if !num.is_empty() || !saw_unit {
-        return Err(format!(
-            "invalid duration {s:?}: every number needs a unit (s, m, h or d), e.g. \"90s\""
-        ));
-    }
-    Ok(total)
-}
-
-fn de_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let s = String::deserialize(d)?;
-    parse_duration(&s).map_err(serde::de::Error::custom)
-}
-
-fn de_opt_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-    let s = Option::<String>::deserialize(d)?;
-    s.map(|s| parse_duration(&s).map_err(serde::de::Error::custom))
-        .transpose()
 }
 
 /// Where CA and JWT signing keys live.
@@ -150,19 +101,31 @@ struct RawConfig {
     admin_socket: Option<PathBuf>,
     #[serde(default)]
     admin_allowed_uids: Vec<u32>,
-    #[serde(default = "default_ca_ttl", deserialize_with = "de_duration")]
+    #[serde(
+        default = "default_ca_ttl",
+        deserialize_with = "trustdeck_pki::rotation::de_duration"
+    )]
     ca_ttl: Duration,
     #[serde(default = "default_ca_cn")]
     ca_common_name: String,
-    #[serde(default, deserialize_with = "de_opt_duration")]
+    #[serde(default, deserialize_with = "trustdeck_pki::rotation::de_opt_duration")]
     jwt_key_ttl: Option<Duration>,
-    #[serde(default = "default_x509_ttl", deserialize_with = "de_duration")]
+    #[serde(
+        default = "default_x509_ttl",
+        deserialize_with = "trustdeck_pki::rotation::de_duration"
+    )]
     default_x509_svid_ttl: Duration,
-    #[serde(default = "default_jwt_ttl", deserialize_with = "de_duration")]
+    #[serde(
+        default = "default_jwt_ttl",
+        deserialize_with = "trustdeck_pki::rotation::de_duration"
+    )]
     default_jwt_svid_ttl: Duration,
-    #[serde(default, deserialize_with = "de_opt_duration")]
+    #[serde(default, deserialize_with = "trustdeck_pki::rotation::de_opt_duration")]
     agent_svid_ttl: Option<Duration>,
-    #[serde(default = "default_rotation_tick", deserialize_with = "de_duration")]
+    #[serde(
+        default = "default_rotation_tick",
+        deserialize_with = "trustdeck_pki::rotation::de_duration"
+    )]
     rotation_check_interval: Duration,
     #[serde(default = "default_key_manager")]
     key_manager: KeyManagerConfig,
@@ -438,14 +401,5 @@ type = "disk"
         let c = Config::parse(&GOOD.replace("\"1h\"", "\"5h\""), "t.toml").unwrap();
         assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
         assert!(c.warnings[0].contains("one sixth"));
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("1h30m").unwrap(), Duration::minutes(90));
-        assert_eq!(parse_duration("90s").unwrap(), Duration::seconds(90));
-        assert!(parse_duration("90").is_err());
-        assert!(parse_duration("").is_err());
-        assert!(parse_duration("h").is_err());
     }
 }

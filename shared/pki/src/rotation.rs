@@ -126,6 +126,66 @@ pub fn renew_at(issued: DateTime<Utc>, not_after: DateTime<Utc>) -> DateTime<Utc
     issued + (not_after - issued) / 2
 }
 
+/// Parses durations like `500ms`, `90s`, `15m`, `1h`, `7d`, `1h30m`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Err("empty duration".into());
+    }
+    let mut total = Duration::zero();
+    let mut num = String::new();
+    let mut saw_unit = false;
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() {
+            num.push(c);
+            continue;
+        }
+        let n: i64 = num
+            .parse()
+            .map_err(|_| format!("invalid duration {s:?}: expected a number before '{c}'"))?;
+        num.clear();
+        let d = match c {
+            'm' if chars.peek() == Some(&'s') => {
+                chars.next();
+                Duration::milliseconds(n)
+            }
+            's' => Duration::seconds(n),
+            'm' => Duration::minutes(n),
+            'h' => Duration::hours(n),
+            'd' => Duration::days(n),
+            _ => {
+                return Err(format!(
+                    "invalid duration {s:?}: unknown unit '{c}' (use ms, s, m, h or d)"
+                ));
+            }
+        };
+        total += d;
+        saw_unit = true;
+    }
+    if !num.is_empty() || !saw_unit {
+        return Err(format!(
+            "invalid duration {s:?}: every number needs a unit (s, m, h or d), e.g. \"90s\""
+        ));
+    }
+    Ok(total)
+}
+
+/// serde helper: a duration written as text (`"90s"`).
+pub fn de_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = <String as serde::Deserialize>::deserialize(d)?;
+    parse_duration(&s).map_err(serde::de::Error::custom)
+}
+
+/// serde helper: an optional duration written as text.
+pub fn de_opt_duration<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Duration>, D::Error> {
+    let s = <Option<String> as serde::Deserialize>::deserialize(d)?;
+    s.map(|s| parse_duration(&s).map_err(serde::de::Error::custom))
+        .transpose()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,6 +246,28 @@ mod tests {
         // Down past both: mint a fresh one.
         assert_eq!(decide(t(1000), Some(a), Some(b)), Decision::MintAndActivate);
         assert_eq!(decide(t(1000), Some(a), None), Decision::MintAndActivate);
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::minutes(90));
+        assert_eq!(parse_duration("90s").unwrap(), Duration::seconds(90));
+        assert_eq!(
+            parse_duration("250ms").unwrap(),
+            Duration::milliseconds(250)
+        );
+        assert_eq!(
+            parse_duration("1m500ms").unwrap(),
+            Duration::milliseconds(60_500)
+        );
+        assert!(parse_duration("90").is_err());
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("h").is_err());
+        assert!(
+            parse_duration("5x")
+                .unwrap_err()
+                .contains("unknown unit 'x'")
+        );
     }
 
     #[test]

@@ -1,0 +1,148 @@
+//! The agent's SVID cache: an immutable snapshot replaced on every change and published on a
+//! watch channel, so every Workload API stream sees whole states.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use trustdeck_spiffe::{Bundle, SpiffeId};
+
+use crate::attestor;
+
+/// A workload X509-SVID with its private key.
+pub struct WorkloadSvid {
+    /// Entry it was issued for.
+    pub entry_id: String,
+    /// Its SPIFFE ID.
+    pub spiffe_id: SpiffeId,
+    /// DER chain, leaf first.
+    pub chain: Vec<Vec<u8>>,
+    /// PKCS#8 DER private key.
+    pub key_pkcs8: Vec<u8>,
+    /// Issued at (the leaf's not_before).
+    pub not_before: DateTime<Utc>,
+    /// Expiry.
+    pub not_after: DateTime<Utc>,
+    /// When the agent rotates it (half the TTL, minus jitter).
+    pub renew_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for WorkloadSvid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkloadSvid")
+            .field("entry_id", &self.entry_id)
+            .field("spiffe_id", &self.spiffe_id)
+            .field("not_after", &self.not_after)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WorkloadSvid {
+    /// The chain as concatenated DER (Workload API wire form).
+    pub fn chain_der(&self) -> Vec<u8> {
+        self.chain.concat()
+    }
+}
+
+/// A registration entry that applies to workloads on this node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalEntry {
+    /// Entry id.
+    pub id: String,
+    /// SPIFFE ID.
+    pub spiffe_id: SpiffeId,
+    /// Selectors, all of which a workload must have.
+    pub selectors: Vec<String>,
+    /// X509-SVID TTL in seconds (0 = server default).
+    pub x509_ttl_secs: i64,
+    /// JWT-SVID TTL in seconds (0 = server default).
+    pub jwt_ttl_secs: i64,
+    /// DNS SANs.
+    pub dns_names: Vec<String>,
+}
+
+/// One consistent state of the cache.
+#[derive(Debug)]
+pub struct Cache {
+    /// Increases on every published change.
+    pub revision: u64,
+    /// The trust bundle.
+    pub bundle: Arc<Bundle>,
+    /// Entries for this node's workloads, by SPIFFE ID then id.
+    pub entries: Vec<LocalEntry>,
+    /// SVIDs by entry id.
+    pub svids: HashMap<String, Arc<WorkloadSvid>>,
+    /// Whether at least one sync with the server has completed.
+    pub synced: bool,
+}
+
+impl Cache {
+    /// An empty, unsynced cache.
+    pub fn new(bundle: Arc<Bundle>) -> Self {
+        Self {
+            revision: 0,
+            bundle,
+            entries: Vec::new(),
+            svids: HashMap::new(),
+            synced: false,
+        }
+    }
+
+    /// Entries matching a workload's selectors, in cache order.
+    pub fn matching<'a>(&'a self, selectors: &[String]) -> Vec<&'a LocalEntry> {
+        self.entries
+            .iter()
+            .filter(|e| attestor::matches(&e.selectors, selectors))
+            .collect()
+    }
+}
+
+/// Entries that identify workloads on this node: the synced entries whose parent is not
+/// another synced entry (those are for nested workloads, e.g. a downstream server's agents).
+pub fn local_entries(entries: &[trustdeck_proto::node::Entry]) -> Vec<LocalEntry> {
+    let ids: std::collections::HashSet<&str> =
+        entries.iter().map(|e| e.spiffe_id.as_str()).collect();
+    let mut out: Vec<LocalEntry> = entries
+        .iter()
+        .filter(|e| !ids.contains(e.parent_id.as_str()))
+        .filter_map(|e| {
+            Some(LocalEntry {
+                id: e.id.clone(),
+                spiffe_id: SpiffeId::parse(&e.spiffe_id).ok()?,
+                selectors: e.selectors.clone(),
+                x509_ttl_secs: e.x509_ttl_secs,
+                jwt_ttl_secs: e.jwt_ttl_secs,
+                dns_names: e.dns_names.clone(),
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| (a.spiffe_id.as_str(), &a.id).cmp(&(b.spiffe_id.as_str(), &b.id)));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn e(id: &str, spiffe_id: &str, parent: &str) -> trustdeck_proto::node::Entry {
+        trustdeck_proto::node::Entry {
+            id: id.into(),
+            spiffe_id: spiffe_id.into(),
+            parent_id: parent.into(),
+            selectors: vec!["unix:uid:1".into()],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn nested_entries_are_not_local() {
+        let agent = "spiffe://td/trustdeck/agent/x";
+        let got = local_entries(&[
+            e("2", "spiffe://td/b", agent),
+            e("1", "spiffe://td/a", agent),
+            e("3", "spiffe://td/c", "spiffe://td/a"),
+        ]);
+        let ids: Vec<_> = got.iter().map(|e| e.id.as_str()).collect();
+        assert_eq!(ids, vec!["1", "2"]);
+    }
+}

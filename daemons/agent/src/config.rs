@@ -1,0 +1,229 @@
+//! The agent's TOML configuration, checked without I/O.
+
+use std::path::{Path, PathBuf};
+
+use chrono::Duration;
+use serde::Deserialize;
+use trustdeck_pki::rotation::{de_duration, de_opt_duration};
+use trustdeck_spiffe::{SpiffeId, TrustDomain};
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Malformed TOML or unknown keys.
+    #[error("config {path} is invalid: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// What toml said, with line and column.
+        message: String,
+    },
+    /// A value is out of range or inconsistent.
+    #[error("config {path}: {message}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// The problem.
+        message: String,
+    },
+}
+
+/// How the agent proves its node's identity.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum NodeAttestation {
+    /// A single-use join token (given here or in the file `token_path`).
+    JoinToken {
+        /// The token.
+        token: Option<String>,
+        /// A file holding the token.
+        token_path: Option<PathBuf>,
+    },
+    /// Proof of possession of a node certificate's key.
+    X509pop {
+        /// PEM certificate chain, leaf first.
+        cert_path: PathBuf,
+        /// PEM PKCS#8 private key of the leaf.
+        key_path: PathBuf,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    trust_domain: String,
+    server_address: String,
+    server_spiffe_id: Option<String>,
+    trust_bundle_path: PathBuf,
+    data_dir: PathBuf,
+    socket_path: Option<PathBuf>,
+    node_attestation: NodeAttestation,
+    #[serde(default = "default_sync", deserialize_with = "de_duration")]
+    sync_interval: Duration,
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    max_backoff: Option<Duration>,
+    #[serde(default = "default_hash_limit")]
+    max_hash_bytes: u64,
+}
+
+fn default_sync() -> Duration {
+    Duration::seconds(1)
+}
+
+fn default_hash_limit() -> u64 {
+    64 * 1024 * 1024
+}
+
+/// A checked agent configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where it came from.
+    pub source: String,
+    /// Trust domain.
+    pub trust_domain: TrustDomain,
+    /// Server node API address (`host:port`).
+    pub server_address: String,
+    /// The SPIFFE ID the server must present.
+    pub server_spiffe_id: SpiffeId,
+    /// PEM bundle used to trust the server before the first attestation.
+    pub trust_bundle_path: PathBuf,
+    /// State: agent SVID, key, bundle.
+    pub data_dir: PathBuf,
+    /// Workload API socket.
+    pub socket_path: PathBuf,
+    /// Node attestation method.
+    pub node_attestation: NodeAttestation,
+    /// How often entries and the bundle are synced.
+    pub sync_interval: Duration,
+    /// Longest wait between retries while the server is unreachable.
+    pub max_backoff: Duration,
+    /// Largest executable hashed for `unix:sha256`.
+    pub max_hash_bytes: u64,
+}
+
+impl Config {
+    /// Reads and checks a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses and checks config text.
+    pub fn parse(text: &str, source: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: source.to_string(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        let invalid = |message: String| ConfigError::Invalid {
+            path: source.to_string(),
+            message,
+        };
+        let trust_domain = TrustDomain::parse(&raw.trust_domain)
+            .map_err(|e| invalid(format!("trust_domain: {e}")))?;
+        let server_spiffe_id = match raw.server_spiffe_id {
+            Some(s) => {
+                SpiffeId::parse(&s).map_err(|e| invalid(format!("server_spiffe_id: {e}")))?
+            }
+            None => SpiffeId::from_segments(&trust_domain, &["trustdeck", "server"])
+                .map_err(|e| invalid(e.to_string()))?,
+        };
+        if !raw.data_dir.is_absolute() {
+            return Err(invalid(format!(
+                "data_dir {:?} must be an absolute path",
+                raw.data_dir
+            )));
+        }
+        let socket_path = raw
+            .socket_path
+            .unwrap_or_else(|| raw.data_dir.join("workload.sock"));
+        if !socket_path.is_absolute() || socket_path.as_os_str().len() > 100 {
+            return Err(invalid(format!(
+                "socket_path {:?} must be absolute and at most 100 bytes (Unix socket limit)",
+                socket_path
+            )));
+        }
+        if let NodeAttestation::JoinToken { token, token_path } = &raw.node_attestation {
+            if token.is_none() == token_path.is_none() {
+                return Err(invalid(
+                    "node_attestation join_token needs exactly one of `token` or `token_path`"
+                        .into(),
+                ));
+            }
+        }
+        if raw.sync_interval <= Duration::zero() {
+            return Err(invalid("sync_interval must be positive".into()));
+        }
+        Ok(Config {
+            source: source.to_string(),
+            trust_domain,
+            server_address: raw.server_address,
+            server_spiffe_id,
+            trust_bundle_path: raw.trust_bundle_path,
+            data_dir: raw.data_dir,
+            socket_path,
+            node_attestation: raw.node_attestation,
+            sync_interval: raw.sync_interval,
+            max_backoff: raw.max_backoff.unwrap_or(Duration::seconds(30)),
+            max_hash_bytes: raw.max_hash_bytes,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+trust_domain = "example.org"
+server_address = "127.0.0.1:8081"
+trust_bundle_path = "/etc/trustdeck/bundle.pem"
+data_dir = "/var/lib/trustdeck/agent"
+sync_interval = "500ms"
+
+[node_attestation]
+type = "join_token"
+token = "abc"
+"#;
+
+    #[test]
+    fn parses() {
+        let c = Config::parse(GOOD, "a.toml").unwrap();
+        assert_eq!(
+            c.server_spiffe_id.as_str(),
+            "spiffe://example.org/trustdeck/server"
+        );
+        assert_eq!(
+            c.socket_path,
+            PathBuf::from("/var/lib/trustdeck/agent/workload.sock")
+        );
+        assert_eq!(c.sync_interval, Duration::milliseconds(500));
+    }
+
+    #[test]
+    fn rejects_bad_input_with_names() {
+        let e = Config::parse(&GOOD.replace("token = \"abc\"", ""), "a.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("exactly one of"), "{e}");
+        let e = Config::parse(&GOOD[..GOOD.len() - 20], "a.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("a.toml"), "{e}");
+        let e = Config::parse(&GOOD.replace("join_token", "aws_iid"), "a.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("aws_iid"), "{e}");
+    }
+}

@@ -1,0 +1,20 @@
+//! trustdeck-agent: attests its node to a server, keeps workload SVIDs fresh in a cache, and
+//! serves them over the SPIFFE Workload API on a Unix socket.
+//!
+//! - [`config`]: TOML configuration, checked without I/O.
+//! - [`agent`]: the engine: attestation, agent SVID renewal, sync, rotation, JWT-SVIDs.
+//! - [`cache`]: immutable cache snapshots published to Workload API streams.
+//! - [`attestor`]: workload attestation `unix`.
+//! - [`workload_api`], [`workload_client`]: the Workload API server and a client.
+//! - [`state`]: what the agent persists in its data directory.
+//! - [`runtime`]: wiring.
+#![forbid(unsafe_code)]
+
+pub mod agent;
+pub mod attestor;
+pub mod cache;
+pub mod config;
+pub mod runtime;
+pub mod state;
+pub mod workload_api;
+pub mod workload_client;

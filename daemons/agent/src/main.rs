@@ -1,0 +1,301 @@
+//! `trustdeck-agent`: run the agent, or use its Workload API as a workload would.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use tokio_stream::StreamExt;
+use trustdeck_agent::config::Config;
+use trustdeck_agent::workload_client::{self, WorkloadClient};
+use trustdeck_proto::workload::*;
+use trustdeck_spiffe::pem;
+
+/// The trustdeck agent.
+#[derive(Parser)]
+#[command(name = "trustdeck-agent", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+struct Target {
+    /// Workload API socket (default: $SPIFFE_ENDPOINT_SOCKET, or the config's socket_path).
+    #[arg(long, global = true)]
+    socket: Option<PathBuf>,
+    /// Read socket_path from this agent config.
+    #[arg(long, short, global = true)]
+    config: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the agent.
+    Run {
+        /// Config file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Use the Workload API.
+    Api {
+        #[command(subcommand)]
+        cmd: ApiCmd,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Exit 0 when the agent answers on its Workload API socket.
+    Healthcheck {
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+#[derive(Subcommand)]
+enum ApiCmd {
+    /// Fetch SVIDs or JWT-SVIDs.
+    Fetch {
+        #[command(subcommand)]
+        what: FetchCmd,
+    },
+    /// Validate a JWT-SVID.
+    Validate {
+        #[command(subcommand)]
+        what: ValidateCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum FetchCmd {
+    /// The X.509 context: SVIDs, keys and bundle.
+    X509 {
+        /// Write svid.N.pem, svid.N.key and bundle.0.pem into this directory.
+        #[arg(long)]
+        write: Option<PathBuf>,
+    },
+    /// JWT-SVIDs for an audience.
+    Jwt {
+        #[arg(long, required = true)]
+        audience: Vec<String>,
+        #[arg(long)]
+        spiffe_id: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ValidateCmd {
+    /// Validate a JWT-SVID through the agent.
+    Jwt {
+        #[arg(long)]
+        audience: String,
+        #[arg(long)]
+        svid: String,
+    },
+}
+
+fn socket(t: &Target) -> Result<PathBuf> {
+    if let Some(s) = &t.socket {
+        return Ok(s.clone());
+    }
+    if let Some(c) = &t.config {
+        return Ok(Config::load(c)?.socket_path);
+    }
+    workload_client::socket_from_env()
+        .context("no Workload API socket: pass --socket, --config, or set SPIFFE_ENDPOINT_SOCKET")
+}
+
+fn client(t: &Target) -> Result<WorkloadClient> {
+    let path = socket(t)?;
+    if !path.exists() {
+        bail!(
+            "Workload API socket {} does not exist: is the agent running?",
+            path.display()
+        );
+    }
+    Ok(workload_client::connect(&path)?)
+}
+
+fn status_err(s: tonic::Status) -> anyhow::Error {
+    anyhow::anyhow!("{} ({:?})", s.message(), s.code())
+}
+
+fn split_der(mut der: &[u8]) -> Result<Vec<Vec<u8>>> {
+    let mut out = Vec::new();
+    while !der.is_empty() {
+        let (rest, _) = x509_parser::parse_x509_certificate(der)
+            .map_err(|e| anyhow::anyhow!("bad certificate in response: {e}"))?;
+        let used = der.len() - rest.len();
+        out.push(der[..used].to_vec());
+        der = rest;
+    }
+    Ok(out)
+}
+
+fn write_file(path: &Path, data: &str, mode: u32) -> Result<()> {
+    let _ = std::fs::remove_file(path);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .with_context(|| format!("write {}", path.display()))?;
+    f.write_all(data.as_bytes())?;
+    Ok(())
+}
+
+async fn fetch_x509(t: &Target, write: Option<PathBuf>) -> Result<()> {
+    let mut stream = client(t)?
+        .fetch_x509svid(X509svidRequest {})
+        .await
+        .map_err(status_err)?
+        .into_inner();
+    let resp = stream
+        .next()
+        .await
+        .context("stream ended without a response")?
+        .map_err(status_err)?;
+    for (i, s) in resp.svids.iter().enumerate() {
+        let chain = split_der(&s.x509_svid)?;
+        let info = trustdeck_spiffe::x509::check_leaf(&chain[0])?;
+        println!("SPIFFE ID:        {}", s.spiffe_id);
+        println!("SVID valid after: {}", info.not_before.to_rfc3339());
+        println!("SVID valid until: {}", info.not_after.to_rfc3339());
+        println!("Chain length:     {}", chain.len());
+        if let Some(dir) = &write {
+            std::fs::create_dir_all(dir)?;
+            write_file(
+                &dir.join(format!("svid.{i}.pem")),
+                &pem::encode_certs(&chain),
+                0o644,
+            )?;
+            write_file(
+                &dir.join(format!("svid.{i}.key")),
+                &pem::encode("PRIVATE KEY", &s.x509_svid_key),
+                0o600,
+            )?;
+            if i == 0 {
+                write_file(
+                    &dir.join("bundle.0.pem"),
+                    &pem::encode_certs(&split_der(&s.bundle)?),
+                    0o644,
+                )?;
+            }
+        }
+        println!();
+    }
+    if let Some(dir) = &write {
+        println!("Wrote {} SVID(s) to {}", resp.svids.len(), dir.display());
+    }
+    Ok(())
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TRUSTDECK_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(
+            std::env::var_os("NO_COLOR").is_none()
+                && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        )
+        .init();
+}
+
+async fn run_agent(config: &Path) -> Result<()> {
+    let config = Config::load(config)?;
+    let mut agent = trustdeck_agent::runtime::start(config)
+        .await
+        .context("trustdeck-agent failed to start")?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+        _ = agent.wait() => { tracing::error!("an agent task ended unexpectedly"); }
+    }
+    tracing::info!("shutting down");
+    agent.shutdown().await;
+    Ok(())
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Run { config } => {
+            init_logging();
+            run_agent(&config).await
+        }
+        Command::Api { cmd, target } => match cmd {
+            ApiCmd::Fetch {
+                what: FetchCmd::X509 { write },
+            } => fetch_x509(&target, write).await,
+            ApiCmd::Fetch {
+                what:
+                    FetchCmd::Jwt {
+                        audience,
+                        spiffe_id,
+                    },
+            } => {
+                let r = client(&target)?
+                    .fetch_jwtsvid(JwtsvidRequest {
+                        audience,
+                        spiffe_id: spiffe_id.unwrap_or_default(),
+                    })
+                    .await
+                    .map_err(status_err)?
+                    .into_inner();
+                for s in r.svids {
+                    println!("token({}):\n{}", s.spiffe_id, s.svid);
+                }
+                Ok(())
+            }
+            ApiCmd::Validate {
+                what: ValidateCmd::Jwt { audience, svid },
+            } => {
+                let r = client(&target)?
+                    .validate_jwtsvid(ValidateJwtsvidRequest { audience, svid })
+                    .await
+                    .map_err(status_err)?
+                    .into_inner();
+                println!("SVID is valid.");
+                println!("SPIFFE ID : {}", r.spiffe_id);
+                if let Some(c) = r.claims {
+                    let mut keys: Vec<_> = c.fields.keys().cloned().collect();
+                    keys.sort();
+                    println!("Claims    : {}", keys.join(", "));
+                }
+                Ok(())
+            }
+        },
+        Command::Healthcheck { target } => {
+            let r = client(&target)?
+                .fetch_jwt_bundles(JwtBundlesRequest {})
+                .await;
+            let first = match r {
+                Ok(s) => s.into_inner().next().await.transpose(),
+                Err(e) => Err(e),
+            };
+            match first {
+                // PermissionDenied means the agent answered but this caller has no identity.
+                Ok(_) => {}
+                Err(e) if e.code() == tonic::Code::PermissionDenied => {}
+                Err(e) => return Err(status_err(e).context("agent is not healthy")),
+            }
+            println!("Agent is healthy.");
+            Ok(())
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,306 @@
+//! The SPIFFE Workload API on a Unix socket, wire-compatible with standard clients.
+//!
+//! Every call must carry `workload.spiffe.io: true` (else `InvalidArgument`). Callers are
+//! attested from the socket peer's credentials; a caller with no matching entry gets
+//! `PermissionDenied`. Streams send the full state at once and again on every change.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::server::UdsConnectInfo;
+use tonic::{Request, Response, Status};
+use trustdeck_proto::WORKLOAD_HEADER;
+use trustdeck_proto::workload::spiffe_workload_api_server::SpiffeWorkloadApi;
+use trustdeck_proto::workload::*;
+
+use crate::agent::Agent;
+use crate::attestor::UnixAttestor;
+use crate::cache::Cache;
+
+/// How long a new caller waits for its SVIDs while the agent is starting or an entry was just
+/// created; after that it gets `Unavailable`.
+pub const FIRST_SVID_WAIT: Duration = Duration::from_secs(10);
+
+/// Rejects calls without the Workload API security header.
+#[allow(clippy::result_large_err)]
+pub fn check_header(req: Request<()>) -> Result<Request<()>, Status> {
+    match req.metadata().get(WORKLOAD_HEADER) {
+        Some(v) if v == "true" => Ok(req),
+        _ => Err(Status::invalid_argument(
+            "security header missing: Workload API calls must carry gRPC metadata `workload.spiffe.io: true`",
+        )),
+    }
+}
+
+/// The Workload API service.
+pub struct WorkloadApi {
+    agent: Arc<Agent>,
+    attestor: Arc<UnixAttestor>,
+}
+
+impl WorkloadApi {
+    /// A service over the agent.
+    pub fn new(agent: Arc<Agent>) -> Self {
+        let limit = agent.config().max_hash_bytes;
+        Self {
+            agent,
+            attestor: Arc::new(UnixAttestor::new(limit)),
+        }
+    }
+
+    fn selectors<T>(&self, req: &Request<T>) -> Result<Vec<String>, Status> {
+        let cred = req
+            .extensions()
+            .get::<UdsConnectInfo>()
+            .and_then(|i| i.peer_cred)
+            .ok_or_else(|| Status::internal("cannot read the caller's credentials"))?;
+        Ok(self.attestor.attest(cred.pid(), cred.uid(), cred.gid()))
+    }
+}
+
+fn td_key(cache: &Cache) -> String {
+    cache.bundle.trust_domain.id().to_string()
+}
+
+/// The X509-SVID response for a workload, or why there is none.
+fn x509_view(cache: &Cache, selectors: &[String]) -> Result<Option<X509svidResponse>, Status> {
+    let matched = cache.matching(selectors);
+    if matched.is_empty() {
+        return if cache.synced {
+            Err(Status::permission_denied(
+                "no identity issued: no registration entry matches this process",
+            ))
+        } else {
+            Ok(None)
+        };
+    }
+    let bundle = cache.bundle.x509_authorities_der_concat();
+    let svids: Vec<X509svid> = matched
+        .iter()
+        .filter_map(|e| cache.svids.get(&e.id))
+        .map(|s| X509svid {
+            spiffe_id: s.spiffe_id.to_string(),
+            x509_svid: s.chain_der(),
+            x509_svid_key: s.key_pkcs8.clone(),
+            bundle: bundle.clone(),
+            hint: String::new(),
+        })
+        .collect();
+    if svids.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(X509svidResponse {
+        svids,
+        crl: vec![],
+        federated_bundles: HashMap::new(),
+    }))
+}
+
+fn require_identity(cache: &Cache, selectors: &[String]) -> Result<bool, Status> {
+    if !cache.matching(selectors).is_empty() {
+        Ok(true)
+    } else if cache.synced {
+        Err(Status::permission_denied(
+            "no identity issued: no registration entry matches this process",
+        ))
+    } else {
+        Ok(false)
+    }
+}
+
+/// Streams `view(cache)` to the client: at once, then whenever it changes. `Ok(None)` means
+/// "not ready yet": the stream waits (up to [`FIRST_SVID_WAIT`] for the first message).
+fn stream_views<T, F>(
+    mut rx: watch::Receiver<Arc<Cache>>,
+    view: F,
+) -> Result<ReceiverStream<Result<T, Status>>, Status>
+where
+    T: Clone + PartialEq + Send + 'static,
+    F: Fn(&Cache) -> Result<Option<T>, Status> + Send + 'static,
+{
+    let current = rx.borrow_and_update().clone();
+    let first = view(&current)?;
+    let (tx, out) = mpsc::channel(4);
+    tokio::spawn(async move {
+        let mut last: Option<T> = None;
+        let mut pending = first;
+        let deadline = tokio::time::Instant::now() + FIRST_SVID_WAIT;
+        loop {
+            if let Some(v) = pending.take() {
+                if last.as_ref() != Some(&v) {
+                    // Keep what was sent to suppress repeats of an unchanged state.
+                    if tx.send(Ok(v.clone())).await.is_err() {
+                        return;
+                    }
+                    last = Some(v);
+                }
+            }
+            let wait_first = last.is_none();
+            tokio::select! {
+                _ = tx.closed() => return,
+                changed = rx.changed() => {
+                    if changed.is_err() {
+                        let _ = tx.send(Err(Status::unavailable("agent is shutting down"))).await;
+                        return;
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline), if wait_first => {
+                    let _ = tx.send(Err(Status::unavailable(
+                        "agent has no SVID for this workload yet (starting, or the server is unreachable)",
+                    ))).await;
+                    return;
+                }
+            }
+            let current = rx.borrow_and_update().clone();
+            match view(&current) {
+                Ok(v) => pending = v,
+                Err(e) => {
+                    let _ = tx.send(Err(e)).await;
+                    return;
+                }
+            }
+        }
+    });
+    Ok(ReceiverStream::new(out))
+}
+
+#[tonic::async_trait]
+impl SpiffeWorkloadApi for WorkloadApi {
+    type FetchX509SVIDStream = ReceiverStream<Result<X509svidResponse, Status>>;
+    type FetchX509BundlesStream = ReceiverStream<Result<X509BundlesResponse, Status>>;
+    type FetchJWTBundlesStream = ReceiverStream<Result<JwtBundlesResponse, Status>>;
+
+    async fn fetch_x509svid(
+        &self,
+        request: Request<X509svidRequest>,
+    ) -> Result<Response<Self::FetchX509SVIDStream>, Status> {
+        let selectors = self.selectors(&request)?;
+        let s = stream_views(self.agent.subscribe(), move |c| x509_view(c, &selectors))?;
+        Ok(Response::new(s))
+    }
+
+    async fn fetch_x509_bundles(
+        &self,
+        request: Request<X509BundlesRequest>,
+    ) -> Result<Response<Self::FetchX509BundlesStream>, Status> {
+        let selectors = self.selectors(&request)?;
+        let s = stream_views(self.agent.subscribe(), move |c| {
+            if !require_identity(c, &selectors)? {
+                return Ok(None);
+            }
+            let mut bundles = HashMap::new();
+            bundles.insert(td_key(c), c.bundle.x509_authorities_der_concat());
+            Ok(Some(X509BundlesResponse {
+                crl: vec![],
+                bundles,
+            }))
+        })?;
+        Ok(Response::new(s))
+    }
+
+    async fn fetch_jwtsvid(
+        &self,
+        request: Request<JwtsvidRequest>,
+    ) -> Result<Response<JwtsvidResponse>, Status> {
+        let selectors = self.selectors(&request)?;
+        let req = request.into_inner();
+        if req.audience.is_empty() || req.audience.iter().any(|a| a.is_empty()) {
+            return Err(Status::invalid_argument("audience must not be empty"));
+        }
+        let cache = self.agent.cache();
+        if !require_identity(&cache, &selectors)? {
+            return Err(Status::unavailable(
+                "agent is starting: entries not synced yet",
+            ));
+        }
+        let mut matched = cache.matching(&selectors);
+        if !req.spiffe_id.is_empty() {
+            matched.retain(|e| e.spiffe_id.as_str() == req.spiffe_id);
+            if matched.is_empty() {
+                return Err(Status::permission_denied(format!(
+                    "this process has no identity {}",
+                    req.spiffe_id
+                )));
+            }
+        }
+        let mut svids = Vec::with_capacity(matched.len());
+        for e in matched {
+            let token = self.agent.jwt_svid(e, &req.audience).await?;
+            svids.push(Jwtsvid {
+                spiffe_id: e.spiffe_id.to_string(),
+                svid: token,
+                hint: String::new(),
+            });
+        }
+        Ok(Response::new(JwtsvidResponse { svids }))
+    }
+
+    async fn fetch_jwt_bundles(
+        &self,
+        request: Request<JwtBundlesRequest>,
+    ) -> Result<Response<Self::FetchJWTBundlesStream>, Status> {
+        let selectors = self.selectors(&request)?;
+        let s = stream_views(self.agent.subscribe(), move |c| {
+            if !require_identity(c, &selectors)? {
+                return Ok(None);
+            }
+            let mut bundles = HashMap::new();
+            bundles.insert(td_key(c), c.bundle.jwks_json().into_bytes());
+            Ok(Some(JwtBundlesResponse { bundles }))
+        })?;
+        Ok(Response::new(s))
+    }
+
+    async fn validate_jwtsvid(
+        &self,
+        request: Request<ValidateJwtsvidRequest>,
+    ) -> Result<Response<ValidateJwtsvidResponse>, Status> {
+        let req = request.into_inner();
+        if req.audience.is_empty() {
+            return Err(Status::invalid_argument("audience must not be empty"));
+        }
+        if req.svid.is_empty() {
+            return Err(Status::invalid_argument("svid must not be empty"));
+        }
+        let cache = self.agent.cache();
+        let v = trustdeck_spiffe::jwt::validate(
+            &req.svid,
+            &req.audience,
+            &cache.bundle.jwt_authorities,
+            chrono::Utc::now(),
+        )
+        .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        Ok(Response::new(ValidateJwtsvidResponse {
+            spiffe_id: v.spiffe_id.to_string(),
+            claims: Some(json_struct(&v.claims)),
+        }))
+    }
+}
+
+/// JSON object to `google.protobuf.Struct`.
+pub fn json_struct(map: &serde_json::Map<String, serde_json::Value>) -> prost_types::Struct {
+    prost_types::Struct {
+        fields: map
+            .iter()
+            .map(|(k, v)| (k.clone(), json_value(v)))
+            .collect(),
+    }
+}
+
+fn json_value(v: &serde_json::Value) -> prost_types::Value {
+    use prost_types::value::Kind;
+    let kind = match v {
+        serde_json::Value::Null => Kind::NullValue(0),
+        serde_json::Value::Bool(b) => Kind::BoolValue(*b),
+        serde_json::Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or(0.0)),
+        serde_json::Value::String(s) => Kind::StringValue(s.clone()),
+        serde_json::Value::Array(a) => Kind::ListValue(prost_types::ListValue {
+            values: a.iter().map(json_value).collect(),
+        }),
+        serde_json::Value::Object(o) => Kind::StructValue(json_struct(o)),
+    };
+    prost_types::Value { kind: Some(kind) }
+}
