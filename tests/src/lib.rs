@@ -54,10 +54,15 @@ pub struct ServerProc {
 
 /// The config text for a test server in `dir`; `extra` is appended.
 pub fn server_config(dir: &Path, extra: &str) -> String {
+    // A test that needs a fixed address passes its own bind_address.
+    let bind = if extra.contains("bind_address") {
+        ""
+    } else {
+        "bind_address = \"127.0.0.1:0\"\n"
+    };
     format!(
         r#"trust_domain = "example.org"
-bind_address = "127.0.0.1:0"
-data_dir = "{data}"
+{bind}data_dir = "{data}"
 ca_ttl = "1h"
 default_x509_svid_ttl = "10m"
 rotation_check_interval = "1s"
@@ -221,6 +226,175 @@ impl Drop for ServerProc {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (for servers that must come back on the same address).
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+/// A running `trustdeck-agent` child process.
+pub struct AgentProc {
+    /// Private directory.
+    pub dir: tempfile::TempDir,
+    /// Config file.
+    pub config: PathBuf,
+    /// Workload API socket.
+    pub socket: PathBuf,
+    /// Child process.
+    pub child: Option<Child>,
+}
+
+impl AgentProc {
+    /// Starts an agent for `server` with the given `[node_attestation]` body and extra
+    /// top-level TOML; waits until its Workload API socket exists.
+    pub fn start(server: &ServerProc, attestation: &str, extra: &str) -> AgentProc {
+        let dir = tempfile::Builder::new()
+            .prefix("td-agent-")
+            .tempdir_in("/tmp")
+            .expect("tempdir");
+        let bundle = dir.path().join("bootstrap.pem");
+        std::fs::write(
+            &bundle,
+            server.cli_ok(&["bundle", "show", "--format", "pem"]),
+        )
+        .expect("bundle");
+        let config = dir.path().join("agent.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"trust_domain = "example.org"
+server_address = "{addr}"
+trust_bundle_path = "{bundle}"
+data_dir = "{data}"
+sync_interval = "200ms"
+max_backoff = "1s"
+{extra}
+[node_attestation]
+{attestation}
+"#,
+                addr = server.addr(),
+                bundle = bundle.display(),
+                data = dir.path().join("data").display(),
+            ),
+        )
+        .expect("config");
+        let socket = dir.path().join("data").join("workload.sock");
+        let mut a = AgentProc {
+            dir,
+            config,
+            socket,
+            child: None,
+        };
+        a.spawn();
+        a
+    }
+
+    /// Starts the process.
+    pub fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("agent.log"))
+            .expect("log");
+        self.child = Some(
+            Command::new(bin("trustdeck-agent"))
+                .arg("run")
+                .arg("--config")
+                .arg(&self.config)
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("spawn trustdeck-agent"),
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.socket.exists() {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!("agent exited with {status} during start:\n{}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "agent did not start:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The agent's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
+    }
+
+    /// A Workload API client that sends the security header.
+    pub fn client(&self) -> trustdeck_agent::workload_client::WorkloadClient {
+        trustdeck_agent::workload_client::connect(&self.socket).expect("client")
+    }
+}
+
+impl Drop for AgentProc {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The uid of this test process.
+pub fn my_uid() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").expect("proc").uid()
+}
+
+/// Runs the py-spiffe client script (`tests/python/workload_client.py`) and parses its JSON.
+pub fn py_spiffe(socket: &Path, args: &[&str]) -> serde_json::Value {
+    let venv = std::env::var_os("TRUSTDECK_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
+                .join(".cache/trustdeck/venv")
+        });
+    let python = venv.join("bin/python");
+    assert!(
+        python.exists(),
+        "py-spiffe virtualenv missing at {}: run ./scripts/setup.sh",
+        venv.display()
+    );
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/workload_client.py");
+    let out = Command::new(python)
+        .arg(script)
+        .arg(socket)
+        .args(args)
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "py-spiffe client failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "py-spiffe output is not JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+/// Polls `f` every 100 ms until it returns `Some`, or panics after `secs` with `what`.
+pub fn wait_for<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {secs}s waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

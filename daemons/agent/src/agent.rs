@@ -83,6 +83,9 @@ struct AgentSvid {
     renew_at: DateTime<Utc>,
 }
 
+/// JWT-SVIDs by (entry id, sorted audience): token and when to mint a new one.
+type JwtCache = HashMap<(String, Vec<String>), (String, DateTime<Utc>)>;
+
 /// The agent engine, shared by the sync loop and the Workload API.
 pub struct Agent {
     config: Config,
@@ -92,7 +95,7 @@ pub struct Agent {
     svid: Mutex<Option<AgentSvid>>,
     cache_tx: watch::Sender<Arc<Cache>>,
     status_tx: watch::Sender<ServerStatus>,
-    jwt_cache: Mutex<HashMap<(String, Vec<String>), (String, DateTime<Utc>)>>,
+    jwt_cache: Mutex<JwtCache>,
 }
 
 fn leaf_window(chain: &[Vec<u8>]) -> Result<(SpiffeId, DateTime<Utc>, DateTime<Utc>), AgentError> {
@@ -600,10 +603,9 @@ impl Agent {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(&key)
+            && now < *renew
         {
-            if now < *renew {
-                return Ok(tok.clone());
-            }
+            return Ok(tok.clone());
         }
         let r = self
             .client()

@@ -154,13 +154,12 @@ impl Config {
                 socket_path
             )));
         }
-        if let NodeAttestation::JoinToken { token, token_path } = &raw.node_attestation {
-            if token.is_none() == token_path.is_none() {
-                return Err(invalid(
-                    "node_attestation join_token needs exactly one of `token` or `token_path`"
-                        .into(),
-                ));
-            }
+        if let NodeAttestation::JoinToken { token, token_path } = &raw.node_attestation
+            && token.is_none() == token_path.is_none()
+        {
+            return Err(invalid(
+                "node_attestation join_token needs exactly one of `token` or `token_path`".into(),
+            ));
         }
         if raw.sync_interval <= Duration::zero() {
             return Err(invalid("sync_interval must be positive".into()));

@@ -2,12 +2,12 @@
 //! serves them over the SPIFFE Workload API on a Unix socket.
 //!
 //! - [`config`]: TOML configuration, checked without I/O.
-//! - [`agent`]: the engine: attestation, agent SVID renewal, sync, rotation, JWT-SVIDs.
+//! - [`agent`]: the engine (attestation, agent SVID renewal, sync, rotation, JWT-SVIDs).
 //! - [`cache`]: immutable cache snapshots published to Workload API streams.
 //! - [`attestor`]: workload attestation `unix`.
 //! - [`workload_api`], [`workload_client`]: the Workload API server and a client.
 //! - [`state`]: what the agent persists in its data directory.
-//! - [`runtime`]: wiring.
+//! - [`runtime`]: wiring of the above.
 #![forbid(unsafe_code)]
 
 pub mod agent;

@@ -78,9 +78,13 @@ fn x509_view(cache: &Cache, selectors: &[String]) -> Result<Option<X509svidRespo
         };
     }
     let bundle = cache.bundle.x509_authorities_der_concat();
+    let now = chrono::Utc::now();
+    // An expired SVID is never handed out: while the server is unreachable, workloads keep
+    // the cached ones only until they expire.
     let svids: Vec<X509svid> = matched
         .iter()
         .filter_map(|e| cache.svids.get(&e.id))
+        .filter(|s| s.not_after > now)
         .map(|s| X509svid {
             spiffe_id: s.spiffe_id.to_string(),
             x509_svid: s.chain_der(),
@@ -129,14 +133,14 @@ where
         let mut pending = first;
         let deadline = tokio::time::Instant::now() + FIRST_SVID_WAIT;
         loop {
-            if let Some(v) = pending.take() {
-                if last.as_ref() != Some(&v) {
-                    // Keep what was sent to suppress repeats of an unchanged state.
-                    if tx.send(Ok(v.clone())).await.is_err() {
-                        return;
-                    }
-                    last = Some(v);
+            if let Some(v) = pending.take()
+                && last.as_ref() != Some(&v)
+            {
+                // Keep what was sent to suppress repeats of an unchanged state.
+                if tx.send(Ok(v.clone())).await.is_err() {
+                    return;
                 }
+                last = Some(v);
             }
             let wait_first = last.is_none();
             tokio::select! {

@@ -1,0 +1,273 @@
+//! End-to-end: real server and agent processes, and real SPIFFE clients on the agent's
+//! Workload API socket (py-spiffe, plus a raw gRPC client for the protocol edge cases).
+
+use std::time::Duration;
+
+use tokio_stream::StreamExt;
+use trustdeck_e2e::*;
+use trustdeck_proto::workload::spiffe_workload_api_client::SpiffeWorkloadApiClient;
+use trustdeck_proto::workload::*;
+
+fn join_attestation(server: &ServerProc) -> (String, String) {
+    let token = server.token("10m");
+    let agent_id = format!("spiffe://example.org/trustdeck/agent/join_token/{token}");
+    (
+        format!("type = \"join_token\"\ntoken = \"{token}\"\n"),
+        agent_id,
+    )
+}
+
+fn entry_for_me(server: &ServerProc, agent_id: &str, spiffe_id: &str, ttl: &str) -> String {
+    let uid = my_uid().to_string();
+    let out = server.cli_ok(&[
+        "entry",
+        "create",
+        "--spiffe-id",
+        spiffe_id,
+        "--parent-id",
+        agent_id,
+        "--selector",
+        &format!("unix:uid:{uid}"),
+        "--x509-ttl",
+        ttl,
+        "--output",
+        "json",
+    ]);
+    serde_json::from_str::<serde_json::Value>(&out).expect("json")["id"]
+        .as_str()
+        .expect("id")
+        .to_string()
+}
+
+fn full_py_spiffe_flow(server_extra: &str) {
+    let server = ServerProc::start(server_extra);
+    let (attestation, agent_id) = join_attestation(&server);
+    let id = "spiffe://example.org/prod/gcp/payments/api-server";
+    entry_for_me(&server, &agent_id, id, "6s");
+    let agent = AgentProc::start(&server, &attestation, "");
+
+    let r = py_spiffe(
+        &agent.socket,
+        &["full", "--rotations", "1", "--timeout", "30"],
+    );
+    let x509 = &r["x509"][0];
+    assert_eq!(x509["spiffe_id"], id, "{r}");
+    assert_eq!(r["jwt"]["spiffe_id"], id);
+    assert_eq!(r["validated_spiffe_id"], id);
+    assert_eq!(r["locally_validated_spiffe_id"], id);
+    let kids = r["jwt_bundles"]["example.org"].as_array().expect("kids");
+    assert!(!kids.is_empty(), "JWT bundle has no keys: {r}");
+    // The chain py-spiffe received verifies with openssl against the bundle it received.
+    let chain = trustdeck_spiffe::pem::decode_certs(x509["chain_pem"].as_str().expect("pem"))
+        .expect("chain");
+    let roots = trustdeck_spiffe::pem::decode_certs(x509["bundle_pem"].as_str().expect("pem"))
+        .expect("bundle");
+    let (ok, text) = openssl_verify(agent.dir.path(), &roots, &chain);
+    assert!(ok, "openssl verify: {text}");
+    // A rotated SVID arrived on the stream, without the client asking.
+    let stream = r["stream"].as_array().expect("stream");
+    assert!(stream.len() >= 2, "no rotation seen on the stream: {r}");
+    assert_ne!(stream[0]["serial"], stream[1]["serial"]);
+    assert!(
+        r["stream_errors"].as_array().is_some_and(|e| e.is_empty()),
+        "{r}"
+    );
+}
+
+#[test]
+fn py_spiffe_fetches_validates_and_receives_rotations() {
+    full_py_spiffe_flow("");
+}
+
+#[test]
+fn py_spiffe_flow_with_postgresql_datastore() {
+    let Ok(base) = std::env::var("TRUSTDECK_TEST_POSTGRES_URL") else {
+        assert!(
+            std::env::var("TRUSTDECK_REQUIRE_POSTGRES").is_err(),
+            "TRUSTDECK_REQUIRE_POSTGRES is set but TRUSTDECK_TEST_POSTGRES_URL is not"
+        );
+        eprintln!("SKIP: TRUSTDECK_TEST_POSTGRES_URL not set");
+        return;
+    };
+    let db = format!("td_wl_{}", std::process::id());
+    let psql = |sql: &str| {
+        std::process::Command::new("psql")
+            .args([&base, "-qc", sql])
+            .output()
+            .expect("psql")
+    };
+    let out = psql(&format!("CREATE DATABASE {db}"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let url = format!("{}/{db}", base.rsplit_once('/').expect("url").0);
+    full_py_spiffe_flow(&format!("datastore = \"{url}\""));
+    let _ = psql(&format!("DROP DATABASE {db} WITH (FORCE)"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_codes_follow_the_spec() {
+    let server = ServerProc::start("");
+    let (attestation, agent_id) = join_attestation(&server);
+    let agent = AgentProc::start(&server, &attestation, "");
+
+    // No security header: InvalidArgument.
+    let ch = trustdeck_transport::connect::uds_channel(&agent.socket).expect("channel");
+    let mut raw = SpiffeWorkloadApiClient::new(ch);
+    let e = raw
+        .fetch_x509svid(X509svidRequest {})
+        .await
+        .expect_err("call without header accepted");
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+    assert!(
+        e.message().contains("workload.spiffe.io"),
+        "{}",
+        e.message()
+    );
+
+    // An entry that does not match this process: PermissionDenied, for py-spiffe too.
+    server.cli_ok(&[
+        "entry",
+        "create",
+        "--spiffe-id",
+        "spiffe://example.org/other",
+        "--parent-id",
+        &agent_id,
+        "--selector",
+        "unix:uid:4242424",
+    ]);
+    let mut c = agent.client();
+    let e = wait_for(10, "PermissionDenied for a process with no entry", || {
+        let r = tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(async {
+                match c.fetch_x509svid(X509svidRequest {}).await {
+                    Ok(mut s) => s.get_mut().next().await.and_then(|m| m.err()),
+                    Err(e) => Some(e),
+                }
+            })
+        });
+        r.filter(|e| e.code() != tonic::Code::Unavailable)
+    });
+    assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e:?}");
+    let py = py_spiffe(
+        &agent.socket,
+        &["error", "--call", "x509", "--timeout", "15"],
+    );
+    assert_eq!(py["error"], "PERMISSION_DENIED", "{py}");
+
+    // Empty audience: InvalidArgument.
+    let e = c
+        .fetch_jwtsvid(JwtsvidRequest {
+            audience: vec![],
+            spiffe_id: String::new(),
+        })
+        .await
+        .expect_err("empty audience accepted");
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    let e = c
+        .validate_jwtsvid(ValidateJwtsvidRequest {
+            audience: String::new(),
+            svid: "x".into(),
+        })
+        .await
+        .expect_err("empty audience accepted");
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    // A garbage token is refused with InvalidArgument, naming the problem.
+    let e = c
+        .validate_jwtsvid(ValidateJwtsvidRequest {
+            audience: "a".into(),
+            svid: "not.a.jwt".into(),
+        })
+        .await
+        .expect_err("garbage token accepted");
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn server_outage_serves_cache_and_rotation_resumes() {
+    let port = free_port();
+    let mut server = ServerProc::start(&format!("bind_address = \"127.0.0.1:{port}\"\n"));
+    let (attestation, agent_id) = join_attestation(&server);
+    let id = "spiffe://example.org/prod/onprem/data/postgres-primary";
+    entry_for_me(&server, &agent_id, id, "8s");
+    let agent = AgentProc::start(&server, &attestation, "");
+    let mut c = agent.client();
+    let first = async |c: &mut trustdeck_agent::workload_client::WorkloadClient| {
+        let mut s = c
+            .fetch_x509svid(X509svidRequest {})
+            .await
+            .expect("fetch")
+            .into_inner();
+        let m = s.next().await.expect("message").expect("ok");
+        let leaf = split_first_cert(&m.svids[0].x509_svid);
+        trustdeck_spiffe::x509::check_leaf(&leaf).expect("leaf")
+    };
+    let before = first(&mut c).await;
+    assert_eq!(before.spiffe_id.as_str(), id);
+
+    server.stop();
+    // Cached SVID still served while it is valid; JWT-SVIDs need the server: Unavailable.
+    let during = first(&mut c).await;
+    assert!(during.not_after > chrono::Utc::now());
+    let e = c
+        .fetch_jwtsvid(JwtsvidRequest {
+            audience: vec!["db".into()],
+            spiffe_id: String::new(),
+        })
+        .await
+        .expect_err("JWT-SVID without server");
+    assert_eq!(e.code(), tonic::Code::Unavailable, "{e:?}");
+    // Wait past the SVID's expiry: the expired SVID is not handed out.
+    let until = before.not_after.max(during.not_after);
+    let wait = (until - chrono::Utc::now()).num_milliseconds().max(0) as u64 + 500;
+    tokio::time::sleep(Duration::from_millis(wait)).await;
+    let mut s = c
+        .fetch_x509svid(X509svidRequest {})
+        .await
+        .expect("fetch")
+        .into_inner();
+    let got = tokio::time::timeout(Duration::from_secs(2), s.next()).await;
+    assert!(got.is_err(), "an expired SVID was served: {got:?}");
+    drop(s);
+
+    // Server back on the same address: the same agent (not restarted) rotates again.
+    server.spawn();
+    let after = wait_for_async(&mut c, 20).await;
+    assert!(
+        after.not_after > until,
+        "no fresh SVID after the server came back"
+    );
+    assert!(agent.child.is_some());
+}
+
+fn split_first_cert(der: &[u8]) -> Vec<u8> {
+    let (rest, _) = x509_parser::parse_x509_certificate(der).expect("cert");
+    der[..der.len() - rest.len()].to_vec()
+}
+
+async fn wait_for_async(
+    c: &mut trustdeck_agent::workload_client::WorkloadClient,
+    secs: u64,
+) -> trustdeck_spiffe::LeafInfo {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Ok(Ok(mut s)) =
+            tokio::time::timeout(Duration::from_secs(2), c.fetch_x509svid(X509svidRequest {})).await
+            && let Ok(Some(Ok(m))) =
+                tokio::time::timeout(Duration::from_secs(2), s.get_mut().next()).await
+        {
+            let leaf = split_first_cert(&m.svids[0].x509_svid);
+            let info = trustdeck_spiffe::x509::check_leaf(&leaf).expect("leaf");
+            if info.not_after > chrono::Utc::now() {
+                return info;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no valid SVID within {secs}s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
