@@ -421,15 +421,9 @@ impl Agent {
     }
 
     fn publish(&self, f: impl FnOnce(&mut Cache)) {
-        let cur = self.cache();
-        let mut next = Cache {
-            revision: cur.revision + 1,
-            bundle: cur.bundle.clone(),
-            entries: cur.entries.clone(),
-            svids: cur.svids.clone(),
-            synced: cur.synced,
-        };
+        let mut next = self.cache().next_revision();
         f(&mut next);
+        next.reindex();
         self.cache_tx.send_replace(Arc::new(next));
     }
 
@@ -509,6 +503,7 @@ impl Agent {
                 fresh.push(Arc::new(WorkloadSvid {
                     entry_id: r.entry_id,
                     spiffe_id: id,
+                    chain_der: r.chain.concat(),
                     chain: r.chain,
                     key_pkcs8: key,
                     not_before: nb,

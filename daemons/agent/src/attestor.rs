@@ -33,10 +33,16 @@ pub fn matches(entry_selectors: &[String], workload_selectors: &[String]) -> boo
 
 type HashKey = (std::path::PathBuf, u64, Option<SystemTime>);
 
-/// Attests Unix processes; keeps a small cache of executable hashes.
+/// How long user and group names are cached.
+const NAME_TTL: std::time::Duration = std::time::Duration::from_secs(10);
+
+type NameCache = HashMap<(bool, u32), (Option<String>, std::time::Instant)>;
+
+/// Attests Unix processes; keeps small caches of executable hashes and user/group names.
 pub struct UnixAttestor {
     max_hash_bytes: u64,
     hashes: Mutex<HashMap<HashKey, String>>,
+    names: Mutex<NameCache>,
 }
 
 impl UnixAttestor {
@@ -45,22 +51,37 @@ impl UnixAttestor {
         Self {
             max_hash_bytes,
             hashes: Mutex::new(HashMap::new()),
+            names: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The name of a user (`group == false`) or group id, cached for [`NAME_TTL`].
+    fn name(&self, group: bool, id: u32) -> Option<String> {
+        let now = std::time::Instant::now();
+        let mut names = self.names.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((n, at)) = names.get(&(group, id))
+            && now.duration_since(*at) < NAME_TTL
+        {
+            return n.clone();
+        }
+        let db = if group { "/etc/group" } else { "/etc/passwd" };
+        let n = std::fs::read_to_string(db)
+            .ok()
+            .and_then(|text| lookup_name(&text, id));
+        if names.len() > 4096 {
+            names.clear();
+        }
+        names.insert((group, id), (n.clone(), now));
+        n
     }
 
     /// Selectors for the process `pid` running as `uid`/`gid`.
     pub fn attest(&self, pid: Option<i32>, uid: u32, gid: u32) -> Vec<String> {
         let mut out = vec![format!("unix:uid:{uid}"), format!("unix:gid:{gid}")];
-        if let Some(name) = std::fs::read_to_string("/etc/passwd")
-            .ok()
-            .and_then(|db| lookup_name(&db, uid))
-        {
+        if let Some(name) = self.name(false, uid) {
             out.push(format!("unix:user:{name}"));
         }
-        if let Some(name) = std::fs::read_to_string("/etc/group")
-            .ok()
-            .and_then(|db| lookup_name(&db, gid))
-        {
+        if let Some(name) = self.name(true, gid) {
             out.push(format!("unix:group:{name}"));
         }
         let Some(pid) = pid.filter(|p| *p > 0) else {

@@ -17,6 +17,8 @@ pub struct WorkloadSvid {
     pub spiffe_id: SpiffeId,
     /// DER chain, leaf first.
     pub chain: Vec<Vec<u8>>,
+    /// The chain as concatenated DER (Workload API wire form), built once.
+    pub chain_der: Vec<u8>,
     /// PKCS#8 DER private key.
     pub key_pkcs8: Vec<u8>,
     /// Issued at (the leaf's not_before).
@@ -34,13 +36,6 @@ impl std::fmt::Debug for WorkloadSvid {
             .field("spiffe_id", &self.spiffe_id)
             .field("not_after", &self.not_after)
             .finish_non_exhaustive()
-    }
-}
-
-impl WorkloadSvid {
-    /// The chain as concatenated DER (Workload API wire form).
-    pub fn chain_der(&self) -> Vec<u8> {
-        self.chain.concat()
     }
 }
 
@@ -74,24 +69,64 @@ pub struct Cache {
     pub svids: HashMap<String, Arc<WorkloadSvid>>,
     /// Whether at least one sync with the server has completed.
     pub synced: bool,
+    /// Entry positions by selector, for matching without scanning every entry.
+    by_selector: HashMap<String, Vec<usize>>,
+    /// The bundle's X.509 authorities as concatenated DER, built once.
+    pub bundle_der: Vec<u8>,
 }
 
 impl Cache {
     /// An empty, unsynced cache.
     pub fn new(bundle: Arc<Bundle>) -> Self {
-        Self {
+        let mut c = Self {
             revision: 0,
             bundle,
             entries: Vec::new(),
             svids: HashMap::new(),
             synced: false,
+            by_selector: HashMap::new(),
+            bundle_der: Vec::new(),
+        };
+        c.reindex();
+        c
+    }
+
+    /// A copy to modify into the next revision.
+    pub fn next_revision(&self) -> Cache {
+        Cache {
+            revision: self.revision + 1,
+            bundle: self.bundle.clone(),
+            entries: self.entries.clone(),
+            svids: self.svids.clone(),
+            synced: self.synced,
+            by_selector: HashMap::new(),
+            bundle_der: Vec::new(),
         }
+    }
+
+    /// Rebuilds the derived fields after `entries` or `bundle` changed.
+    pub fn reindex(&mut self) {
+        self.by_selector.clear();
+        for (i, e) in self.entries.iter().enumerate() {
+            for s in &e.selectors {
+                self.by_selector.entry(s.clone()).or_default().push(i);
+            }
+        }
+        self.bundle_der = self.bundle.x509_authorities_der_concat();
     }
 
     /// Entries matching a workload's selectors, in cache order.
     pub fn matching<'a>(&'a self, selectors: &[String]) -> Vec<&'a LocalEntry> {
-        self.entries
+        let mut idx: Vec<usize> = selectors
             .iter()
+            .filter_map(|s| self.by_selector.get(s))
+            .flatten()
+            .copied()
+            .collect();
+        idx.sort_unstable();
+        idx.dedup();
+        idx.into_iter()
+            .map(|i| &self.entries[i])
             .filter(|e| attestor::matches(&e.selectors, selectors))
             .collect()
     }
@@ -123,6 +158,34 @@ pub fn local_entries(entries: &[trustdeck_proto::node::Entry]) -> Vec<LocalEntry
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn matching_uses_the_index_and_requires_all_selectors() {
+        let td = trustdeck_spiffe::TrustDomain::parse("td").unwrap();
+        let mut c = Cache::new(Arc::new(Bundle::new(td)));
+        let entry = |id: &str, sels: &[&str]| LocalEntry {
+            id: id.into(),
+            spiffe_id: SpiffeId::parse(&format!("spiffe://td/{id}")).unwrap(),
+            selectors: sels.iter().map(|s| s.to_string()).collect(),
+            x509_ttl_secs: 0,
+            jwt_ttl_secs: 0,
+            dns_names: vec![],
+        };
+        c.entries = vec![
+            entry("a", &["unix:uid:1"]),
+            entry("b", &["unix:uid:1", "unix:path:/bin/x"]),
+            entry("c", &["unix:uid:2"]),
+        ];
+        c.reindex();
+        let w = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let ids = |v: Vec<&LocalEntry>| v.iter().map(|e| e.id.clone()).collect::<Vec<_>>();
+        assert_eq!(ids(c.matching(&w(&["unix:uid:1"]))), vec!["a"]);
+        assert_eq!(
+            ids(c.matching(&w(&["unix:uid:1", "unix:path:/bin/x"]))),
+            vec!["a", "b"]
+        );
+        assert!(c.matching(&w(&["unix:uid:3"])).is_empty());
+    }
 
     fn e(id: &str, spiffe_id: &str, parent: &str) -> trustdeck_proto::node::Entry {
         trustdeck_proto::node::Entry {

@@ -8,8 +8,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::pin::Pin;
 use tokio::sync::{mpsc, watch};
-use tokio_stream::wrappers::ReceiverStream;
+
+use tokio_stream::wrappers::{ReceiverStream, WatchStream};
+use tokio_stream::{Stream, StreamExt};
 use tonic::transport::server::UdsConnectInfo;
 use tonic::{Request, Response, Status};
 use trustdeck_proto::WORKLOAD_HEADER;
@@ -77,7 +80,7 @@ fn x509_view(cache: &Cache, selectors: &[String]) -> Result<Option<X509svidRespo
             Ok(None)
         };
     }
-    let bundle = cache.bundle.x509_authorities_der_concat();
+    let bundle = &cache.bundle_der;
     let now = chrono::Utc::now();
     // An expired SVID is never handed out: while the server is unreachable, workloads keep
     // the cached ones only until they expire.
@@ -87,7 +90,7 @@ fn x509_view(cache: &Cache, selectors: &[String]) -> Result<Option<X509svidRespo
         .filter(|s| s.not_after > now)
         .map(|s| X509svid {
             spiffe_id: s.spiffe_id.to_string(),
-            x509_svid: s.chain_der(),
+            x509_svid: s.chain_der.clone(),
             x509_svid_key: s.key_pkcs8.clone(),
             bundle: bundle.clone(),
             hint: String::new(),
@@ -117,16 +120,27 @@ fn require_identity(cache: &Cache, selectors: &[String]) -> Result<bool, Status>
 
 /// Streams `view(cache)` to the client: at once, then whenever it changes. `Ok(None)` means
 /// "not ready yet": the stream waits (up to [`FIRST_SVID_WAIT`] for the first message).
-fn stream_views<T, F>(
-    mut rx: watch::Receiver<Arc<Cache>>,
-    view: F,
-) -> Result<ReceiverStream<Result<T, Status>>, Status>
+fn stream_views<T, F>(mut rx: watch::Receiver<Arc<Cache>>, view: F) -> Result<ViewStream<T>, Status>
 where
     T: Clone + PartialEq + Send + 'static,
     F: Fn(&Cache) -> Result<Option<T>, Status> + Send + 'static,
 {
     let current = rx.borrow_and_update().clone();
     let first = view(&current)?;
+    if first.is_some() {
+        // Ready now (the common case): adapt the watch channel directly, no task per stream.
+        // The first item is the current state; later items are changes, repeats suppressed.
+        let mut last: Option<T> = None;
+        let s = WatchStream::new(rx).filter_map(move |cache| match view(&cache) {
+            Ok(Some(v)) if last.as_ref() != Some(&v) => {
+                last = Some(v.clone());
+                Some(Ok(v))
+            }
+            Ok(_) => None,
+            Err(e) => Some(Err(e)),
+        });
+        return Ok(Box::pin(s));
+    }
     let (tx, out) = mpsc::channel(4);
     tokio::spawn(async move {
         let mut last: Option<T> = None;
@@ -168,14 +182,17 @@ where
             }
         }
     });
-    Ok(ReceiverStream::new(out))
+    Ok(Box::pin(ReceiverStream::new(out)))
 }
+
+/// A Workload API response stream.
+pub type ViewStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl SpiffeWorkloadApi for WorkloadApi {
-    type FetchX509SVIDStream = ReceiverStream<Result<X509svidResponse, Status>>;
-    type FetchX509BundlesStream = ReceiverStream<Result<X509BundlesResponse, Status>>;
-    type FetchJWTBundlesStream = ReceiverStream<Result<JwtBundlesResponse, Status>>;
+    type FetchX509SVIDStream = ViewStream<X509svidResponse>;
+    type FetchX509BundlesStream = ViewStream<X509BundlesResponse>;
+    type FetchJWTBundlesStream = ViewStream<JwtBundlesResponse>;
 
     async fn fetch_x509svid(
         &self,
@@ -196,7 +213,7 @@ impl SpiffeWorkloadApi for WorkloadApi {
                 return Ok(None);
             }
             let mut bundles = HashMap::new();
-            bundles.insert(td_key(c), c.bundle.x509_authorities_der_concat());
+            bundles.insert(td_key(c), c.bundle_der.clone());
             Ok(Some(X509BundlesResponse {
                 crl: vec![],
                 bundles,
