@@ -329,8 +329,8 @@ max_backoff = "1s"
     }
 
     /// A Workload API client that sends the security header.
-    pub fn client(&self) -> trustdeck_agent::workload_client::WorkloadClient {
-        trustdeck_agent::workload_client::connect(&self.socket).expect("client")
+    pub fn client(&self) -> trustdeck_transport::workload_client::WorkloadClient {
+        trustdeck_transport::workload_client::connect(&self.socket).expect("client")
     }
 }
 

@@ -194,7 +194,7 @@ async fn server_outage_serves_cache_and_rotation_resumes() {
     entry_for_me(&server, &agent_id, id, "8s");
     let agent = AgentProc::start(&server, &attestation, "");
     let mut c = agent.client();
-    let first = async |c: &mut trustdeck_agent::workload_client::WorkloadClient| {
+    let first = async |c: &mut trustdeck_transport::workload_client::WorkloadClient| {
         let mut s = c
             .fetch_x509svid(X509svidRequest {})
             .await
@@ -248,7 +248,7 @@ fn split_first_cert(der: &[u8]) -> Vec<u8> {
 }
 
 async fn wait_for_async(
-    c: &mut trustdeck_agent::workload_client::WorkloadClient,
+    c: &mut trustdeck_transport::workload_client::WorkloadClient,
     secs: u64,
 ) -> trustdeck_spiffe::LeafInfo {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);

@@ -5,7 +5,7 @@
 //! - [`agent`]: the engine (attestation, agent SVID renewal, sync, rotation, JWT-SVIDs).
 //! - [`cache`]: immutable cache snapshots published to Workload API streams.
 //! - [`attestor`]: workload attestation `unix`.
-//! - [`workload_api`], [`workload_client`]: the Workload API server and a client.
+//! - [`workload_api`]: the Workload API server.
 //! - [`state`]: what the agent persists in its data directory.
 //! - [`runtime`]: wiring of the above.
 #![forbid(unsafe_code)]
@@ -17,4 +17,3 @@ pub mod config;
 pub mod runtime;
 pub mod state;
 pub mod workload_api;
-pub mod workload_client;

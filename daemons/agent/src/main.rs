@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use tokio_stream::StreamExt;
 use trustdeck_agent::config::Config;
-use trustdeck_agent::workload_client::{self, WorkloadClient};
+use trustdeck_transport::workload_client::{self, WorkloadClient};
 use trustdeck_proto::workload::*;
 use trustdeck_spiffe::pem;
 

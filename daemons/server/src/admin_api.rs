@@ -398,11 +398,20 @@ impl ServerAdmin for AdminApi {
         let now = self.ctx.clock.now();
         let mut warnings = self.ctx.config.warnings.clone();
         let x509 = st.x509_active.as_ref();
-        let serving = x509.is_some_and(|a| a.window().contains(now))
-            && st
-                .jwt_active
-                .as_ref()
-                .is_some_and(|k| k.window.contains(now));
+        let jwt_ok = self.ctx.upstream.is_some()
+            || st.jwt_active.as_ref().is_some_and(|k| k.window.contains(now));
+        let serving = x509.is_some_and(|a| a.window().contains(now)) && jwt_ok;
+        if let Some(up) = &self.ctx.upstream {
+            let s = up.status();
+            if s.state != "connected" {
+                warnings.push(format!(
+                    "upstream {} since {}: {}",
+                    s.state,
+                    s.since.to_rfc3339(),
+                    s.last_error.unwrap_or_default()
+                ));
+            }
+        }
         if !serving {
             warnings.push("no valid active CA: issuance is failing".into());
         }

@@ -40,6 +40,9 @@ pub enum CaManagerError {
     /// A JWT could not be minted.
     #[error("JWT-SVID minting failed: {0}")]
     Jwt(String),
+    /// The upstream refused or could not be reached.
+    #[error("upstream: {0}")]
+    Upstream(String),
 }
 
 /// A JWT signing key and its validity.
@@ -93,7 +96,7 @@ pub struct CaEvent {
 }
 
 /// Settings of the CA manager.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct CaSettings {
     /// Trust domain.
     pub trust_domain: TrustDomain,
@@ -103,6 +106,9 @@ pub struct CaSettings {
     pub ca_common_name: String,
     /// JWT key lifetime.
     pub jwt_key_ttl: Duration,
+    /// For a downstream server: the upstream that signs its intermediate CA, signs its
+    /// JWT-SVIDs and owns the bundle. `None` for the upstream (root) server.
+    pub upstream: Option<Arc<crate::upstream::Upstream>>,
 }
 
 /// Owns the CA state; cheap to share behind an `Arc`.
@@ -307,35 +313,61 @@ impl CaManager {
         st
     }
 
-    fn mint_x509(
+    async fn mint_x509(
         &self,
         now: DateTime<Utc>,
         status: &str,
     ) -> Result<(CaJournalRecord, Arc<X509Authority>), CaManagerError> {
         let id = self.random_id("x509")?;
         let key = self.km.generate(&id)?;
-        let ca = X509Authority::self_signed(
-            &self.settings.trust_domain,
-            key.clone(),
-            &self.settings.ca_common_name,
-            now,
-            self.settings.ca_ttl,
-        );
+        let ca = match &self.settings.upstream {
+            None => X509Authority::self_signed(
+                &self.settings.trust_domain,
+                key.clone(),
+                &self.settings.ca_common_name,
+                now,
+                self.settings.ca_ttl,
+            )
+            .map_err(CaManagerError::from),
+            Some(up) => async {
+                let csr = trustdeck_pki::csr::make_csr(&key, None)
+                    .map_err(|e| CaManagerError::Upstream(e.to_string()))?;
+                let (mut chain, _) = up
+                    .mint_intermediate(csr, self.settings.ca_ttl)
+                    .await
+                    .map_err(|s| {
+                        CaManagerError::Upstream(format!(
+                            "intermediate CA request failed: {} ({:?})",
+                            s.message(),
+                            s.code()
+                        ))
+                    })?;
+                if chain.is_empty() {
+                    return Err(CaManagerError::Upstream("upstream returned no chain".into()));
+                }
+                let own = chain.remove(0);
+                X509Authority::from_parts(&self.settings.trust_domain, own, chain, key.clone())
+                    .map_err(CaManagerError::from)
+            }
+            .await,
+        };
         let ca = match ca {
             Ok(ca) => ca,
             Err(e) => {
                 let _ = self.km.delete(&id);
-                return Err(e.into());
+                return Err(e);
             }
         };
         let w = ca.window();
+        let mut chain = vec![ca.cert_der().to_vec()];
+        chain.extend(ca.upstream_chain().iter().cloned());
         let rec = CaJournalRecord {
             id: id.clone(),
             kind: "x509".into(),
             status: status.into(),
             key_backend: key.storage().to_string(),
             key_ref: id,
-            certificate_chain_pem: Some(pem::encode("CERTIFICATE", ca.cert_der())),
+            certificate_chain_pem: Some(pem::encode_certs(&chain)),
             public_key_der_b64: Some(B64.encode(key.public_key_spki())),
             kid: None,
             not_before: ts(w.not_before),
@@ -412,59 +444,70 @@ impl CaManager {
             }
         };
 
-        // X.509
-        let result: Result<(), CaManagerError> = (|| {
-            match decide(
-                now,
-                x509_active.as_ref().map(|a| a.window()),
-                x509_prepared.as_ref().map(|a| a.window()),
-            ) {
-                Decision::MintAndActivate => {
-                    let (rec, ca) = self.mint_x509(now, "active")?;
-                    minted_keys.push(rec.key_ref.clone());
-                    set_status(&mut journal, "x509", "active", "old");
-                    set_status(&mut journal, "x509", "prepared", "old");
-                    events.push(CaEvent {
-                        kind: "x509-activated".into(),
-                        message: format!(
-                            "new X.509 CA {} minted and activated (valid until {})",
-                            rec.id,
-                            ca.window().not_after
-                        ),
-                    });
-                    journal.push(rec);
-                    x509_active = Some(ca);
-                    x509_prepared = None;
-                }
-                Decision::Prepare => {
-                    let (rec, ca) = self.mint_x509(now, "prepared")?;
-                    minted_keys.push(rec.key_ref.clone());
-                    events.push(CaEvent {
-                        kind: "x509-prepared".into(),
-                        message: format!(
-                            "X.509 CA {} prepared and published in the bundle",
-                            rec.id
-                        ),
-                    });
-                    journal.push(rec);
-                    x509_prepared = Some(ca);
-                }
-                Decision::Activate => {
-                    set_status(&mut journal, "x509", "active", "old");
-                    set_status(&mut journal, "x509", "prepared", "active");
-                    events.push(CaEvent {
-                        kind: "x509-activated".into(),
-                        message: "prepared X.509 CA activated".into(),
-                    });
-                    x509_active = x509_prepared.take();
-                }
-                Decision::Idle { .. } => {}
+        // X.509: decide, mint (may call the upstream), then apply.
+        let x509_decision = decide(
+            now,
+            x509_active.as_ref().map(|a| a.window()),
+            x509_prepared.as_ref().map(|a| a.window()),
+        );
+        let minted = match x509_decision {
+            Decision::MintAndActivate => Some(self.mint_x509(now, "active").await?),
+            Decision::Prepare => Some(self.mint_x509(now, "prepared").await?),
+            _ => None,
+        };
+        if let Some((rec, _)) = &minted {
+            minted_keys.push(rec.key_ref.clone());
+        }
+        match (x509_decision, minted) {
+            (Decision::MintAndActivate, Some((rec, ca))) => {
+                set_status(&mut journal, "x509", "active", "old");
+                set_status(&mut journal, "x509", "prepared", "old");
+                events.push(CaEvent {
+                    kind: "x509-activated".into(),
+                    message: format!(
+                        "new X.509 CA {} minted and activated (valid until {})",
+                        rec.id,
+                        ca.window().not_after
+                    ),
+                });
+                journal.push(rec);
+                x509_active = Some(ca);
+                x509_prepared = None;
             }
-            match decide(
+            (Decision::Prepare, Some((rec, ca))) => {
+                // A prepared one that is no longer usable (nearly expired) is replaced.
+                set_status(&mut journal, "x509", "prepared", "old");
+                events.push(CaEvent {
+                    kind: "x509-prepared".into(),
+                    message: format!("X.509 CA {} prepared and published in the bundle", rec.id),
+                });
+                journal.push(rec);
+                x509_prepared = Some(ca);
+            }
+            (Decision::Activate, _) => {
+                set_status(&mut journal, "x509", "active", "old");
+                set_status(&mut journal, "x509", "prepared", "active");
+                events.push(CaEvent {
+                    kind: "x509-activated".into(),
+                    message: "prepared X.509 CA activated".into(),
+                });
+                x509_active = x509_prepared.take();
+            }
+            _ => {}
+        }
+
+        // JWT keys live only on the root: downstream servers forward JWT-SVIDs upstream.
+        let jwt_decision = if self.settings.upstream.is_some() {
+            Decision::Idle { until: now }
+        } else {
+            decide(
                 now,
                 jwt_active.as_ref().map(|k| k.window),
                 jwt_prepared.as_ref().map(|k| k.window),
-            ) {
+            )
+        };
+        let result: Result<(), CaManagerError> = (|| {
+            match jwt_decision {
                 Decision::MintAndActivate => {
                     let (rec, k) = self.mint_jwt(now, "active")?;
                     minted_keys.push(rec.key_ref.clone());
@@ -481,6 +524,7 @@ impl CaManager {
                 Decision::Prepare => {
                     let (rec, k) = self.mint_jwt(now, "prepared")?;
                     minted_keys.push(rec.key_ref.clone());
+                    set_status(&mut journal, "jwt", "prepared", "old");
                     events.push(CaEvent {
                         kind: "jwt-prepared".into(),
                         message: format!("JWT key {} prepared and published", k.kid),
@@ -528,11 +572,15 @@ impl CaManager {
             });
         }
 
-        let mut bundle = build_bundle(
-            &self.settings.trust_domain,
-            &journal,
-            refresh_hint(self.settings.ca_ttl),
-        )?;
+        let mut bundle = if self.settings.upstream.is_some() {
+            (*cur.bundle).clone()
+        } else {
+            build_bundle(
+                &self.settings.trust_domain,
+                &journal,
+                refresh_hint(self.settings.ca_ttl),
+            )?
+        };
         let changed = journal != cur.journal;
         let authorities_changed = bundle.x509_authorities != cur.bundle.x509_authorities
             || bundle.jwt_authorities != cur.bundle.jwt_authorities;
@@ -591,6 +639,52 @@ impl CaManager {
             self.bundle_tx.send_replace(bundle);
         }
         Ok(events)
+    }
+}
+
+impl CaManager {
+    /// A downstream server adopts its upstream's bundle (same sequence): committed, then
+    /// published to agents. Returns whether it changed.
+    pub async fn set_upstream_bundle(
+        &self,
+        b: Bundle,
+        now: DateTime<Utc>,
+    ) -> Result<bool, CaManagerError> {
+        let _guard = self.rotate_lock.lock().await;
+        let cur = self.snapshot();
+        if cur.bundle.sequence == b.sequence
+            && cur.bundle.x509_authorities == b.x509_authorities
+            && cur.bundle.jwt_authorities == b.jwt_authorities
+        {
+            return Ok(false);
+        }
+        let stored = self.ds.get_bundle(self.settings.trust_domain.as_str()).await?;
+        let record = BundleRecord {
+            trust_domain: self.settings.trust_domain.as_str().to_string(),
+            sequence: b.sequence as i64,
+            document: b.to_json(),
+            updated_at: ts(now),
+        };
+        self.ds
+            .commit_ca_state(&[], &[], &record, stored.map(|r| r.sequence))
+            .await?;
+        let b = Arc::new(b);
+        let next = CaState {
+            x509_active: cur.x509_active.clone(),
+            x509_prepared: cur.x509_prepared.clone(),
+            jwt_active: None,
+            jwt_prepared: None,
+            journal: cur.journal.clone(),
+            bundle: b.clone(),
+        };
+        *self.state.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
+        self.bundle_tx.send_replace(b);
+        Ok(true)
+    }
+
+    /// Whether this manager's CA is an intermediate minted by an upstream.
+    pub fn is_downstream(&self) -> bool {
+        self.settings.upstream.is_some()
     }
 }
 

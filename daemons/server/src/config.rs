@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::Duration;
 use serde::Deserialize;
-use trustdeck_spiffe::TrustDomain;
+use trustdeck_spiffe::{SpiffeId, TrustDomain};
 
 pub use trustdeck_pki::rotation::parse_duration;
 
@@ -58,6 +58,23 @@ pub enum KeyManagerConfig {
 pub struct X509PopConfig {
     /// PEM file with the CA certificates node certificates must chain to.
     pub ca_bundle_path: PathBuf,
+}
+
+/// The downstream role: where the upstream is and how this server gets its identity.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// Upstream node API address (`host:port`).
+    pub address: String,
+    /// The SPIFFE ID the upstream presents (default `spiffe://<td>/trustdeck/server`).
+    pub spiffe_id: Option<String>,
+    /// Workload API socket of the local agent that attests this node to the upstream.
+    pub workload_api_socket: PathBuf,
+    /// This server's SPIFFE ID as registered upstream (an entry marked `downstream`);
+    /// defaults to the first SVID the local agent hands out.
+    pub own_spiffe_id: Option<String>,
+    /// How often the upstream's bundle is polled (default 500ms).
+    pub bundle_poll_interval: Option<String>,
 }
 
 /// Node attestors.
@@ -133,6 +150,8 @@ struct RawConfig {
     node_attestation: NodeAttestationConfig,
     #[serde(default)]
     rate_limit: RateLimitConfig,
+    server_spiffe_id: Option<String>,
+    upstream: Option<UpstreamConfig>,
 }
 
 fn default_bind() -> String {
@@ -194,8 +213,27 @@ pub struct Config {
     pub node_attestation: NodeAttestationConfig,
     /// Rate limits.
     pub rate_limit: RateLimitConfig,
+    /// The SPIFFE ID of this server's TLS SVID and the parent of node-alias entries.
+    pub server_spiffe_id: SpiffeId,
+    /// Downstream role: the upstream link. `None` for the upstream (root) server.
+    pub upstream: Option<Upstream>,
     /// Non-fatal problems, logged at start and reported by `healthcheck`.
     pub warnings: Vec<String>,
+}
+
+/// A checked upstream link.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    /// Node API address.
+    pub address: String,
+    /// What the upstream presents.
+    pub spiffe_id: SpiffeId,
+    /// Local agent socket.
+    pub workload_api_socket: PathBuf,
+    /// This server's SPIFFE ID upstream.
+    pub own_spiffe_id: Option<SpiffeId>,
+    /// Bundle poll interval.
+    pub bundle_poll_interval: Duration,
 }
 
 impl Config {
@@ -299,6 +337,52 @@ impl Config {
         {
             warnings.push(w);
         }
+        let server_spiffe_id = match &raw.server_spiffe_id {
+            Some(s) => SpiffeId::parse(s).map_err(|e| invalid(format!("server_spiffe_id: {e}")))?,
+            None => SpiffeId::from_segments(&trust_domain, &["trustdeck", "server"])
+                .map_err(|e| invalid(e.to_string()))?,
+        };
+        if server_spiffe_id.trust_domain() != &trust_domain {
+            return Err(invalid(format!(
+                "server_spiffe_id {server_spiffe_id} is not in trust domain {trust_domain}"
+            )));
+        }
+        let upstream = match &raw.upstream {
+            None => None,
+            Some(u) => {
+                let spiffe_id = match &u.spiffe_id {
+                    Some(s) => {
+                        SpiffeId::parse(s).map_err(|e| invalid(format!("upstream.spiffe_id: {e}")))?
+                    }
+                    None => SpiffeId::from_segments(&trust_domain, &["trustdeck", "server"])
+                        .map_err(|e| invalid(e.to_string()))?,
+                };
+                let own_spiffe_id = u
+                    .own_spiffe_id
+                    .as_deref()
+                    .map(SpiffeId::parse)
+                    .transpose()
+                    .map_err(|e| invalid(format!("upstream.own_spiffe_id: {e}")))?;
+                let bundle_poll_interval = match &u.bundle_poll_interval {
+                    Some(d) => parse_duration(d)
+                        .map_err(|e| invalid(format!("upstream.bundle_poll_interval: {e}")))?,
+                    None => Duration::milliseconds(500),
+                };
+                if !u.workload_api_socket.is_absolute() {
+                    return Err(invalid(format!(
+                        "upstream.workload_api_socket {:?} must be an absolute path",
+                        u.workload_api_socket
+                    )));
+                }
+                Some(Upstream {
+                    address: u.address.clone(),
+                    spiffe_id,
+                    workload_api_socket: u.workload_api_socket.clone(),
+                    own_spiffe_id,
+                    bundle_poll_interval,
+                })
+            }
+        };
         let rl = &raw.rate_limit;
         if !(rl.signs_per_second > 0.0 && rl.burst >= 1.0 && rl.attestations_per_second > 0.0) {
             return Err(invalid(
@@ -324,6 +408,8 @@ impl Config {
             key_manager: raw.key_manager,
             node_attestation: raw.node_attestation,
             rate_limit: raw.rate_limit,
+            server_spiffe_id,
+            upstream,
             warnings,
         })
     }

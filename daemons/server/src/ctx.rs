@@ -48,6 +48,8 @@ pub struct ServerCtx {
     pub attest_limiter: RateLimiter,
     /// Origin of the rate limiters' clock.
     pub origin: Instant,
+    /// Downstream role: the link to the upstream.
+    pub upstream: Option<Arc<crate::upstream::Upstream>>,
 }
 
 impl ServerCtx {
@@ -55,11 +57,6 @@ impl ServerCtx {
     pub fn mono(&self) -> f64 {
         self.origin.elapsed().as_secs_f64()
     }
-}
-
-/// The conventional SPIFFE ID of a server of `td`.
-pub fn server_spiffe_id(td: &trustdeck_spiffe::TrustDomain) -> SpiffeId {
-    SpiffeId::from_segments(td, &["trustdeck", "server"]).unwrap_or_else(|_| td.id())
 }
 
 /// Maps a datastore error to a gRPC status, naming the problem.
@@ -116,6 +113,28 @@ impl ServerCtx {
             )));
         }
         Ok(AuthedAgent { id, node })
+    }
+
+    /// Authenticates the caller as a downstream server: its SVID must match an entry marked
+    /// `downstream`.
+    pub async fn authenticate_downstream<T>(
+        &self,
+        req: &tonic::Request<T>,
+    ) -> Result<SpiffeId, Status> {
+        let id = trustdeck_transport::peer_spiffe_id(req).ok_or_else(|| {
+            Status::unauthenticated("no client SVID presented: downstream servers call with their SVID")
+        })?;
+        let entries = self.ds.list_entries().await.map_err(ds_status)?;
+        if entries
+            .iter()
+            .any(|e| e.downstream && e.spiffe_id == id.as_str())
+        {
+            Ok(id)
+        } else {
+            Err(Status::permission_denied(format!(
+                "{id} is not a downstream server: no registration entry for it is marked downstream"
+            )))
+        }
     }
 
     /// The entries `agent` is authorised for.

@@ -1,12 +1,13 @@
-//! trustdeck-server: a SPIFFE server. This scope is the upstream role: a self-signed
-//! root CA, registration entries, node attestation (join_token, x509pop) and workload SVID
-//! signing for agents over mTLS.
+//! trustdeck-server: a SPIFFE server, either the upstream (self-signed root CA, JWT keys) or a
+//! downstream (intermediate CA minted by its upstream, JWT-SVIDs forwarded upstream), with
+//! registration entries, node attestation (join_token, x509pop) and SVID signing for agents.
 //!
 //! - [`config`]: TOML configuration, checked without I/O.
 //! - [`ca_manager`]: X.509 CA and JWT key, rotation, CA journal and bundle.
 //! - [`node_api`]: the agent-facing API (mTLS).
 //! - [`admin_api`]: the local admin API (Unix socket), used by the CLI.
 //! - [`authz`], [`ratelimit`]: pure policy pieces.
+//! - [`upstream`]: a downstream server's link to its upstream (identity from the local agent).
 //! - [`runtime`]: wiring and the rotation loop.
 #![forbid(unsafe_code)]
 
@@ -18,3 +19,4 @@ pub mod ctx;
 pub mod node_api;
 pub mod ratelimit;
 pub mod runtime;
+pub mod upstream;

@@ -15,7 +15,8 @@ use trustdeck_pki::x509pop;
 use trustdeck_proto::node::node_server::Node;
 use trustdeck_proto::node::{
     AttestParams, AttestRequest, AttestResponse, AttestResult, FetchBundleRequest,
-    FetchBundleResponse, MintJwtSvidRequest, MintJwtSvidResponse, RenewAgentRequest,
+    FetchBundleResponse, MintIntermediateRequest, MintIntermediateResponse,
+    MintJwtSvidForRequest, MintJwtSvidRequest, MintJwtSvidResponse, RenewAgentRequest,
     RenewAgentResponse, SignX509SvidsRequest, SignX509SvidsResponse, SvidResult,
     SyncEntriesRequest, SyncEntriesResponse, attest_request, attest_response,
 };
@@ -216,6 +217,39 @@ impl NodeApi {
         })
     }
 
+    /// Mints a JWT-SVID with the root's key: locally on the upstream, forwarded upstream on a
+    /// downstream server (which fails with `Unavailable` when the upstream is unreachable).
+    async fn mint_jwt(
+        &self,
+        sub: &SpiffeId,
+        audience: &[String],
+        ttl: Duration,
+    ) -> Result<MintJwtSvidResponse, Status> {
+        match &self.ctx.upstream {
+            Some(up) => up.mint_jwt_for(sub.as_str(), audience, ttl).await.map_err(|s| {
+                if s.code() == tonic::Code::InvalidArgument {
+                    s
+                } else {
+                    Status::unavailable(format!(
+                        "JWT-SVIDs are signed upstream and the upstream is unreachable: {}",
+                        s.message()
+                    ))
+                }
+            }),
+            None => {
+                let (token, exp) = self
+                    .ctx
+                    .ca
+                    .mint_jwt_svid(sub, audience, ttl, self.ctx.clock.now())
+                    .map_err(|e| Status::unavailable(e.to_string()))?;
+                Ok(MintJwtSvidResponse {
+                    token,
+                    expires_at: exp.timestamp(),
+                })
+            }
+        }
+    }
+
     fn limit(&self, agent: &AuthedAgent, cost: usize) -> Result<(), Status> {
         self.ctx
             .sign_limiter
@@ -414,26 +448,78 @@ impl Node for NodeApi {
         } else {
             self.ctx.config.default_jwt_svid_ttl
         };
-        let (token, exp) = self
-            .ctx
-            .ca
-            .mint_jwt_svid(&sub, &req.audience, ttl, self.ctx.clock.now())
-            .map_err(|e| Status::unavailable(e.to_string()))?;
-        Ok(Response::new(MintJwtSvidResponse {
-            token,
-            expires_at: exp.timestamp(),
-        }))
+        Ok(Response::new(self.mint_jwt(&sub, &req.audience, ttl).await?))
     }
 
     async fn fetch_bundle(
         &self,
         request: Request<FetchBundleRequest>,
     ) -> Result<Response<FetchBundleResponse>, Status> {
-        self.ctx.authenticate_agent(&request).await?;
+        if let Err(e) = self.ctx.authenticate_agent(&request).await {
+            // Downstream servers poll the bundle too.
+            if self.ctx.authenticate_downstream(&request).await.is_err() {
+                return Err(e);
+            }
+        }
         let b = self.ctx.ca.bundle();
         Ok(Response::new(FetchBundleResponse {
             bundle: b.to_json().into_bytes(),
             sequence: b.sequence,
         }))
+    }
+
+    async fn mint_intermediate(
+        &self,
+        request: Request<MintIntermediateRequest>,
+    ) -> Result<Response<MintIntermediateResponse>, Status> {
+        let caller = self.ctx.authenticate_downstream(&request).await?;
+        let req = request.into_inner();
+        let csr = verify_csr(&req.csr)
+            .map_err(|e| Status::invalid_argument(format!("intermediate CSR: {e}")))?;
+        let ttl = if req.ttl_secs > 0 {
+            Duration::seconds(req.ttl_secs)
+        } else {
+            self.ctx.config.ca_ttl
+        };
+        let now = self.ctx.clock.now();
+        let ca = self
+            .ctx
+            .ca
+            .x509_ca()
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        let cn = format!("trustdeck intermediate CA for {}", caller.path());
+        let issued = ca
+            .sign_intermediate(&csr, &cn, ttl, now)
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        tracing::info!(downstream = %caller, not_after = %issued.not_after, "intermediate CA signed");
+        Ok(Response::new(MintIntermediateResponse {
+            chain: issued.chain,
+            bundle: self.ctx.ca.bundle().to_json().into_bytes(),
+        }))
+    }
+
+    async fn mint_jwt_svid_for(
+        &self,
+        request: Request<MintJwtSvidForRequest>,
+    ) -> Result<Response<MintJwtSvidResponse>, Status> {
+        self.ctx.authenticate_downstream(&request).await?;
+        let req = request.into_inner();
+        if req.audience.is_empty() || req.audience.iter().any(|a| a.is_empty()) {
+            return Err(Status::invalid_argument("audience must not be empty"));
+        }
+        let sub = SpiffeId::parse(&req.spiffe_id)
+            .map_err(|e| Status::invalid_argument(format!("spiffe_id: {e}")))?;
+        if sub.trust_domain() != &self.ctx.config.trust_domain {
+            return Err(Status::permission_denied(format!(
+                "{sub} is not in trust domain {}",
+                self.ctx.config.trust_domain
+            )));
+        }
+        let ttl = if req.ttl_secs > 0 {
+            Duration::seconds(req.ttl_secs)
+        } else {
+            self.ctx.config.default_jwt_svid_ttl
+        };
+        Ok(Response::new(self.mint_jwt(&sub, &req.audience, ttl).await?))
     }
 }

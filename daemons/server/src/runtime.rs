@@ -20,7 +20,8 @@ use trustdeck_transport::{SharedIdentity, SharedRoots};
 use crate::admin_api::AdminApi;
 use crate::ca_manager::{CaManager, CaSettings};
 use crate::config::{Config, KeyManagerConfig};
-use crate::ctx::{Clock, ServerCtx, SystemClock, server_spiffe_id};
+use crate::ctx::{Clock, ServerCtx, SystemClock};
+use crate::upstream::{Upstream, UpstreamSettings};
 use crate::node_api::NodeApi;
 use crate::ratelimit::RateLimiter;
 
@@ -202,15 +203,63 @@ pub async fn start_with_clock(
         .map_err(io(format!("chmod data_dir {}", config.data_dir.display())))?;
     let ds = open_datastore(&config).await?;
     let km = key_manager(&config)?;
+    let upstream = match &config.upstream {
+        None => None,
+        Some(u) => Some(
+            Upstream::start(
+                UpstreamSettings {
+                    address: u.address.clone(),
+                    upstream_spiffe_id: u.spiffe_id.clone(),
+                    workload_api_socket: u.workload_api_socket.clone(),
+                    own_spiffe_id: u.own_spiffe_id.clone(),
+                    trust_domain: config.trust_domain.clone(),
+                },
+                std::time::Duration::from_secs(120),
+            )
+            .await
+            .map_err(|e| RunError::Other(e.to_string()))?,
+        ),
+    };
     let settings = CaSettings {
         trust_domain: config.trust_domain.clone(),
         ca_ttl: config.ca_ttl,
         ca_common_name: config.ca_common_name.clone(),
         jwt_key_ttl: config.jwt_key_ttl,
+        upstream: upstream.clone(),
     };
-    let (ca, events) = CaManager::load(settings, ds.clone(), km, clock.now()).await?;
+    // A downstream server without a usable intermediate needs its upstream: keep asking.
+    let (ca, events) = loop {
+        match CaManager::load(settings.clone(), ds.clone(), km.clone(), clock.now()).await {
+            Ok(x) => break x,
+            Err(e) if upstream.is_some() => {
+                tracing::warn!(error = %e, "no intermediate CA yet; retrying");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
     for e in &events {
         tracing::info!(kind = %e.kind, "{}", e.message);
+    }
+    if let Some(up) = &upstream {
+        // The bundle is the upstream's: fetch it before serving (a stored one will do while
+        // the upstream is unreachable).
+        loop {
+            match up.fetch_bundle().await {
+                Ok(b) => {
+                    ca.set_upstream_bundle(b, clock.now()).await?;
+                    break;
+                }
+                Err(e) if !ca.bundle().x509_authorities.is_empty() => {
+                    tracing::warn!(error = %e.message(), "upstream unreachable; serving the stored bundle");
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e.message(), "waiting for the upstream's bundle");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+            }
+        }
     }
     let x509pop_cas = match &config.node_attestation.x509pop {
         Some(x) => {
@@ -227,7 +276,7 @@ pub async fn start_with_clock(
         }
         None => Vec::new(),
     };
-    let server_id = server_spiffe_id(&config.trust_domain);
+    let server_id = config.server_spiffe_id.clone();
     let ctx = Arc::new(ServerCtx {
         sign_limiter: RateLimiter::new(config.rate_limit.signs_per_second, config.rate_limit.burst),
         attest_limiter: RateLimiter::new(
@@ -241,6 +290,7 @@ pub async fn start_with_clock(
         server_id: server_id.clone(),
         x509pop_cas,
         origin: Instant::now(),
+        upstream: upstream.clone(),
     });
 
     // TLS identity and roots.
@@ -340,6 +390,34 @@ pub async fn start_with_clock(
             }
         }
     });
+
+    // Downstream: follow the upstream's bundle.
+    if let Some(up) = upstream.clone() {
+        let mut rx = shutdown_rx.clone();
+        let poll_ctx = ctx.clone();
+        let every = ctx
+            .config
+            .upstream
+            .as_ref()
+            .and_then(|u| u.bundle_poll_interval.to_std().ok())
+            .unwrap_or(std::time::Duration::from_millis(500));
+        tasks.spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = rx.wait_for(|s| *s) => break,
+                    _ = tokio::time::sleep(every) => {}
+                }
+                match up.fetch_bundle().await {
+                    Ok(b) => match poll_ctx.ca.set_upstream_bundle(b, poll_ctx.clock.now()).await {
+                        Ok(true) => tracing::info!(sequence = poll_ctx.ca.bundle().sequence, "bundle updated from upstream"),
+                        Ok(false) => {}
+                        Err(e) => tracing::error!(error = %e, "could not store the upstream's bundle"),
+                    },
+                    Err(e) => tracing::debug!(error = %e.message(), "upstream bundle poll failed"),
+                }
+            }
+        });
+    }
 
     let endpoints = Endpoints {
         trust_domain: ctx.config.trust_domain.to_string(),

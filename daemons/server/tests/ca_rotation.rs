@@ -20,6 +20,7 @@ fn settings() -> CaSettings {
         ca_ttl: Duration::seconds(600),
         ca_common_name: "test CA".into(),
         jwt_key_ttl: Duration::seconds(600),
+        upstream: None,
     }
 }
 

@@ -229,6 +229,54 @@ impl X509Authority {
         })
     }
 
+    /// Signs an intermediate CA over the CSR's key for a downstream server, valid from `now`
+    /// for `ttl` but never past this CA's own expiry. The chain returned is the new
+    /// intermediate followed by this CA's chain up to (not including) the root.
+    pub fn sign_intermediate(
+        &self,
+        csr: &VerifiedCsr,
+        common_name: &str,
+        ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<IssuedSvid, CaError> {
+        if ttl <= Duration::zero() {
+            return Err(CaError::BadTtl(ttl.num_seconds()));
+        }
+        if !self.window.contains(now) {
+            return Err(CaError::NotValid {
+                subject: self.subject.clone(),
+                now,
+                not_before: self.window.not_before,
+                not_after: self.window.not_after,
+            });
+        }
+        let now = to_secs(now);
+        let not_before = std::cmp::max(now - BACKDATE, self.window.not_before);
+        let not_after = std::cmp::min(now + ttl, self.window.not_after);
+        let serial = random_serial(&self.rng)?;
+        let params = x509::ca_params(
+            &self.trust_domain,
+            common_name,
+            &serial,
+            not_before,
+            not_after,
+            None,
+        )?;
+        let cert = params
+            .signed_by(csr, &self.issuer)
+            .map_err(|e| CaError::Sign(e.to_string()))?;
+        let mut chain = vec![cert.der().to_vec()];
+        if !self.is_root() {
+            chain.push(self.cert_der.clone());
+            chain.extend(self.upstream_chain.iter().cloned());
+        }
+        Ok(IssuedSvid {
+            chain,
+            not_after,
+            serial_hex: hex::encode(&serial),
+        })
+    }
+
     /// Whether this CA is a self-signed root.
     pub fn is_root(&self) -> bool {
         self.self_signed
@@ -308,6 +356,45 @@ mod tests {
             )
             .unwrap_err();
         assert!(matches!(err, CaError::NotValid { .. }), "{err}");
+    }
+
+    #[test]
+    fn intermediates_chain_to_the_root_and_issue_leaves() {
+        let root = root();
+        let td = TrustDomain::parse("example.org").unwrap();
+        let ik = key();
+        let csr = verify_csr(&make_csr(&ik, None).unwrap()).unwrap();
+        let t = now() + Duration::minutes(1);
+        // Asked for longer than the root lives: capped at the root's expiry.
+        let issued = root
+            .sign_intermediate(&csr, "segment CA", Duration::days(30), t)
+            .unwrap();
+        assert_eq!(issued.chain.len(), 1);
+        assert_eq!(issued.not_after, root.window().not_after);
+        let info = x509::check_ca(&issued.chain[0]).unwrap();
+        assert_eq!(info.not_after, root.window().not_after);
+        let (_, c) = parse_x509_certificate(&issued.chain[0]).unwrap();
+        let (_, r) = parse_x509_certificate(root.cert_der()).unwrap();
+        c.verify_signature(Some(r.public_key())).unwrap();
+        // The intermediate issues leaves whose chain is leaf, intermediate.
+        let inter = X509Authority::from_parts(&td, issued.chain[0].clone(), vec![], ik).unwrap();
+        assert!(!inter.is_root());
+        let wk = key();
+        let id = SpiffeId::parse("spiffe://example.org/dmz/web").unwrap();
+        let leaf_csr = verify_csr(&make_csr(&wk, Some(&id)).unwrap()).unwrap();
+        let svid = inter
+            .issue_x509_svid(&leaf_csr, &id, &[], Duration::hours(1), t)
+            .unwrap();
+        assert_eq!(svid.chain.len(), 2);
+        assert_eq!(svid.chain[1], issued.chain[0]);
+        // A second level: its chain carries both intermediates.
+        let k2 = key();
+        let csr2 = verify_csr(&make_csr(&k2, None).unwrap()).unwrap();
+        let level2 = inter
+            .sign_intermediate(&csr2, "leaf segment CA", Duration::hours(2), t)
+            .unwrap();
+        assert_eq!(level2.chain.len(), 2);
+        assert_eq!(level2.chain[1], issued.chain[0]);
     }
 
     #[test]

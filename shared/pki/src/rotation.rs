@@ -51,6 +51,12 @@ impl Window {
         self.not_before <= now && now < self.not_after
     }
 
+    /// Whether `now` is past the activation point of this window itself: an authority this
+    /// close to its expiry is never activated (it would need replacing at once).
+    pub fn nearly_expired(&self, now: DateTime<Utc>) -> bool {
+        now >= self.activate_at()
+    }
+
     /// Time left at `now` (zero when expired).
     pub fn remaining(&self, now: DateTime<Utc>) -> Duration {
         std::cmp::max(self.not_after - now, Duration::zero())
@@ -76,7 +82,7 @@ pub enum Decision {
 
 /// Decides the next rotation step from the active and prepared windows.
 pub fn decide(now: DateTime<Utc>, active: Option<Window>, prepared: Option<Window>) -> Decision {
-    let prepared_usable = prepared.filter(|w| w.contains(now));
+    let prepared_usable = prepared.filter(|w| w.contains(now) && !w.nearly_expired(now));
     match active.filter(|w| w.contains(now)) {
         None => match prepared_usable {
             Some(_) => Decision::Activate,
@@ -268,6 +274,16 @@ mod tests {
                 .unwrap_err()
                 .contains("unknown unit 'x'")
         );
+    }
+
+    #[test]
+    fn a_nearly_expired_successor_is_never_activated() {
+        let a = Window::new(t(0), t(600));
+        // Prepared successor that (capped by its issuer) is already in its last sixth.
+        let short = Window::new(t(300), t(310));
+        assert!(short.nearly_expired(t(500)));
+        assert_eq!(decide(t(500), Some(a), Some(short)), Decision::Prepare);
+        assert_eq!(decide(t(650), Some(a), Some(short)), Decision::MintAndActivate);
     }
 
     #[test]

@@ -4,11 +4,13 @@
 //!   (SVID renewal, bundle rotation), verifying peers as SPIFFE IDs.
 //! - [`serve`]: an mTLS accept loop feeding tonic, with the peer's certificates in each request.
 //! - [`connect`]: tonic channels over mTLS TCP or a Unix socket.
+//! - [`workload_client`]: a SPIFFE Workload API client.
 #![forbid(unsafe_code)]
 
 pub mod connect;
 pub mod serve;
 pub mod tls;
+pub mod workload_client;
 
 pub use serve::{PeerInfo, peer_spiffe_id};
 pub use tls::{SharedIdentity, SharedRoots, TlsError};

@@ -1,5 +1,6 @@
 //! A Workload API client over a Unix socket, adding the security header to every call. Used
-//! by `trustdeck-agent api ...`, and by tests and benchmarks.
+//! by `trustdeck-agent api ...`, by downstream servers to get their own SVID from a local
+//! agent, and by tests and benchmarks.
 
 use std::path::{Path, PathBuf};
 
@@ -27,7 +28,7 @@ pub type WorkloadClient = SpiffeWorkloadApiClient<InterceptedService<Channel, He
 
 /// Connects (lazily) to the Workload API at `socket`.
 pub fn connect(socket: &Path) -> Result<WorkloadClient, tonic::transport::Error> {
-    let ch = trustdeck_transport::connect::uds_channel(socket)?;
+    let ch = crate::connect::uds_channel(socket)?;
     Ok(SpiffeWorkloadApiClient::with_interceptor(ch, Header))
 }
 

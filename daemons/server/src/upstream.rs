@@ -1,0 +1,344 @@
+//! A downstream server's link to its upstream.
+//!
+//! The downstream never holds a bootstrap credential (seed 000 §3.3): a local agent attests
+//! the node to the upstream, and this module takes the server's own X509-SVID from that
+//! agent's Workload API socket, keeps it current from the stream, and uses it for mTLS to the
+//! upstream's node API (intermediate CA, JWT-SVIDs, bundle).
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::watch;
+use tokio_stream::StreamExt;
+use tonic::Status;
+use tonic::transport::Channel;
+use trustdeck_proto::node::node_client::NodeClient;
+use trustdeck_proto::node::*;
+use trustdeck_proto::workload::X509svidRequest;
+use trustdeck_spiffe::{Bundle, SpiffeId, TrustDomain};
+use trustdeck_transport::{SharedIdentity, SharedRoots};
+
+/// An SVID from the local agent: chain, PKCS#8 key, bundle roots, SPIFFE ID.
+type LocalSvid = (Vec<Vec<u8>>, Vec<u8>, Vec<Vec<u8>>, SpiffeId);
+
+/// Consecutive failed calls after which the upstream counts as lost rather than degraded.
+pub const LOST_AFTER_FAILURES: u32 = 3;
+
+/// Upstream connection state, for health and the admin stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamStatus {
+    /// `connected`, `degraded` (a call failed) or `lost` (several in a row failed).
+    pub state: &'static str,
+    /// Since when the state holds.
+    pub since: DateTime<Utc>,
+    /// The last error.
+    pub last_error: Option<String>,
+    /// Consecutive failures.
+    pub failures: u32,
+    /// Sequence of the last bundle received from the upstream.
+    pub last_bundle_sequence: Option<u64>,
+}
+
+/// Settings of the upstream link.
+#[derive(Debug, Clone)]
+pub struct UpstreamSettings {
+    /// Upstream node API address.
+    pub address: String,
+    /// SPIFFE ID the upstream must present.
+    pub upstream_spiffe_id: SpiffeId,
+    /// The local agent's Workload API socket.
+    pub workload_api_socket: PathBuf,
+    /// This server's SPIFFE ID as registered upstream (picks among several SVIDs); the first
+    /// SVID when unset.
+    pub own_spiffe_id: Option<SpiffeId>,
+    /// Trust domain.
+    pub trust_domain: TrustDomain,
+}
+
+/// The upstream link.
+pub struct Upstream {
+    settings: UpstreamSettings,
+    identity: SharedIdentity,
+    roots: SharedRoots,
+    client: Mutex<NodeClient<Channel>>,
+    status: watch::Sender<UpstreamStatus>,
+    own_id: Mutex<Option<SpiffeId>>,
+}
+
+/// Why the upstream link could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum UpstreamError {
+    /// The local agent's Workload API gave no usable SVID.
+    #[error("local agent Workload API {socket}: {message}")]
+    LocalAgent {
+        /// The socket.
+        socket: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// TLS setup failed.
+    #[error("upstream TLS: {0}")]
+    Tls(String),
+}
+
+fn split_der(mut der: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    while !der.is_empty() {
+        match x509_parser::parse_x509_certificate(der) {
+            Ok((rest, _)) => {
+                out.push(der[..der.len() - rest.len()].to_vec());
+                der = rest;
+            }
+            Err(_) => break,
+        }
+    }
+    out
+}
+
+impl Upstream {
+    /// Connects to the local agent, waits up to `wait` for this server's SVID, and prepares
+    /// the mTLS client for the upstream. The SVID is then kept current in the background.
+    pub async fn start(settings: UpstreamSettings, wait: Duration) -> Result<Arc<Self>, UpstreamError> {
+        let socket = settings.workload_api_socket.display().to_string();
+        let local = |message: String| UpstreamError::LocalAgent {
+            socket: socket.clone(),
+            message,
+        };
+        let deadline = tokio::time::Instant::now() + wait;
+        let (chain, key, roots, id) = loop {
+            match Self::fetch_svid(&settings).await {
+                Ok(x) => break x,
+                Err(e) if tokio::time::Instant::now() >= deadline => return Err(local(e)),
+                Err(e) => {
+                    tracing::info!(error = %e, "waiting for this server's SVID from the local agent");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        };
+        let identity = SharedIdentity::new();
+        identity
+            .set(chain, &key)
+            .map_err(|e| UpstreamError::Tls(e.to_string()))?;
+        let roots = SharedRoots::new(&roots).map_err(|e| UpstreamError::Tls(e.to_string()))?;
+        let client = Self::make_client(&settings, &identity, &roots)?;
+        let (status, _) = watch::channel(UpstreamStatus {
+            state: "connected",
+            since: Utc::now(),
+            last_error: None,
+            failures: 0,
+            last_bundle_sequence: None,
+        });
+        tracing::info!(spiffe_id = %id, "got this server's SVID from the local agent");
+        let up = Arc::new(Self {
+            settings,
+            identity,
+            roots,
+            client: Mutex::new(client),
+            status,
+            own_id: Mutex::new(Some(id)),
+        });
+        tokio::spawn(up.clone().watch_local_svid());
+        Ok(up)
+    }
+
+    fn make_client(
+        settings: &UpstreamSettings,
+        identity: &SharedIdentity,
+        roots: &SharedRoots,
+    ) -> Result<NodeClient<Channel>, UpstreamError> {
+        let tls = trustdeck_transport::tls::client_config(
+            identity.clone(),
+            roots.clone(),
+            settings.upstream_spiffe_id.clone(),
+        )
+        .map_err(|e| UpstreamError::Tls(e.to_string()))?;
+        let ch = trustdeck_transport::connect::mtls_channel(&settings.address, tls)
+            .map_err(|e| UpstreamError::Tls(format!("upstream address {}: {e}", settings.address)))?;
+        Ok(NodeClient::new(ch))
+    }
+
+    async fn fetch_svid(settings: &UpstreamSettings) -> Result<LocalSvid, String> {
+        let mut c = trustdeck_transport::workload_client::connect(&settings.workload_api_socket)
+            .map_err(|e| e.to_string())?;
+        let mut s = c
+            .fetch_x509svid(X509svidRequest {})
+            .await
+            .map_err(|e| format!("{} ({:?})", e.message(), e.code()))?
+            .into_inner();
+        let m = tokio::time::timeout(Duration::from_secs(5), s.next())
+            .await
+            .map_err(|_| "no answer within 5s".to_string())?
+            .ok_or("stream ended")?
+            .map_err(|e| format!("{} ({:?})", e.message(), e.code()))?;
+        Self::pick(settings, m)
+    }
+
+    fn pick(settings: &UpstreamSettings, m: trustdeck_proto::workload::X509svidResponse) -> Result<LocalSvid, String> {
+        let svid = match &settings.own_spiffe_id {
+            Some(id) => m.svids.iter().find(|s| s.spiffe_id == id.as_str()),
+            None => m.svids.first(),
+        }
+        .ok_or_else(|| match &settings.own_spiffe_id {
+            Some(id) => format!("the local agent has no SVID {id} for this process"),
+            None => "the local agent returned no SVID".into(),
+        })?;
+        let id = SpiffeId::parse(&svid.spiffe_id).map_err(|e| e.to_string())?;
+        let chain = split_der(&svid.x509_svid);
+        let roots = split_der(&svid.bundle);
+        if chain.is_empty() || roots.is_empty() {
+            return Err("SVID or bundle is empty".into());
+        }
+        Ok((chain, svid.x509_svid_key.clone(), roots, id))
+    }
+
+    /// Follows the local agent's stream: every rotated SVID replaces the identity and opens a
+    /// fresh connection to the upstream.
+    async fn watch_local_svid(self: Arc<Self>) {
+        loop {
+            let stream = async {
+                let mut c =
+                    trustdeck_transport::workload_client::connect(&self.settings.workload_api_socket)
+                        .map_err(|e| e.to_string())?;
+                let mut s = c
+                    .fetch_x509svid(X509svidRequest {})
+                    .await
+                    .map_err(|e| e.message().to_string())?
+                    .into_inner();
+                while let Some(m) = s.next().await {
+                    let m = m.map_err(|e| e.message().to_string())?;
+                    let (chain, key, roots, id) = Self::pick(&self.settings, m)?;
+                    if let Err(e) = self.identity.set(chain, &key) {
+                        tracing::error!(error = %e, "local SVID rejected");
+                        continue;
+                    }
+                    if let Err(e) = self.roots.set(&roots) {
+                        tracing::error!(error = %e, "local bundle rejected");
+                    }
+                    *self.own_id.lock().unwrap_or_else(|p| p.into_inner()) = Some(id);
+                    match Self::make_client(&self.settings, &self.identity, &self.roots) {
+                        Ok(c) => *self.client.lock().unwrap_or_else(|p| p.into_inner()) = c,
+                        Err(e) => tracing::error!(error = %e, "upstream client"),
+                    }
+                }
+                Ok::<(), String>(())
+            }
+            .await;
+            if let Err(e) = stream {
+                tracing::warn!(error = %e, "local agent stream ended; reconnecting");
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    fn client(&self) -> NodeClient<Channel> {
+        self.client.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// This server's SPIFFE ID as the upstream knows it.
+    pub fn own_id(&self) -> Option<SpiffeId> {
+        self.own_id.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The connection state.
+    pub fn status(&self) -> UpstreamStatus {
+        self.status.borrow().clone()
+    }
+
+    /// Subscribes to connection state changes.
+    pub fn subscribe(&self) -> watch::Receiver<UpstreamStatus> {
+        self.status.subscribe()
+    }
+
+    fn record<T>(&self, r: &Result<T, Status>) {
+        let now = Utc::now();
+        self.status.send_if_modified(|s| {
+            let before = (s.state, s.last_error.clone());
+            match r {
+                Ok(_) => {
+                    s.failures = 0;
+                    s.last_error = None;
+                    if s.state != "connected" {
+                        s.state = "connected";
+                        s.since = now;
+                    }
+                }
+                Err(e) => {
+                    s.failures += 1;
+                    s.last_error = Some(format!("{} ({:?})", e.message(), e.code()));
+                    let state = if s.failures >= LOST_AFTER_FAILURES {
+                        "lost"
+                    } else {
+                        "degraded"
+                    };
+                    if s.state != state && !(s.state == "lost" && state == "degraded") {
+                        s.since = now;
+                        s.state = state;
+                    }
+                }
+            }
+            before != (s.state, s.last_error.clone())
+        });
+    }
+
+    /// The upstream's bundle.
+    pub async fn fetch_bundle(&self) -> Result<Bundle, Status> {
+        let r = self
+            .client()
+            .fetch_bundle(FetchBundleRequest {})
+            .await
+            .map(|r| r.into_inner());
+        self.record(&r);
+        let r = r?;
+        let b = Bundle::from_json(&self.settings.trust_domain, &r.bundle)
+            .map_err(|e| Status::internal(format!("upstream bundle: {e}")))?;
+        self.status.send_if_modified(|s| {
+            let changed = s.last_bundle_sequence != Some(b.sequence);
+            s.last_bundle_sequence = Some(b.sequence);
+            changed
+        });
+        Ok(b)
+    }
+
+    /// Asks the upstream to sign an intermediate CA for `csr`; returns the chain (new
+    /// intermediate first) and the upstream's bundle JSON.
+    pub async fn mint_intermediate(
+        &self,
+        csr: Vec<u8>,
+        ttl: chrono::Duration,
+    ) -> Result<(Vec<Vec<u8>>, Vec<u8>), Status> {
+        let r = self
+            .client()
+            .mint_intermediate(MintIntermediateRequest {
+                csr,
+                ttl_secs: ttl.num_seconds(),
+            })
+            .await
+            .map(|r| r.into_inner());
+        self.record(&r);
+        let r = r?;
+        Ok((r.chain, r.bundle))
+    }
+
+    /// Has the upstream mint a JWT-SVID for `sub`.
+    pub async fn mint_jwt_for(
+        &self,
+        sub: &str,
+        audience: &[String],
+        ttl: chrono::Duration,
+    ) -> Result<MintJwtSvidResponse, Status> {
+        let r = self
+            .client()
+            .mint_jwt_svid_for(MintJwtSvidForRequest {
+                spiffe_id: sub.to_string(),
+                audience: audience.to_vec(),
+                ttl_secs: ttl.num_seconds(),
+            })
+            .await
+            .map(|r| r.into_inner());
+        self.record(&r);
+        r
+    }
+}
