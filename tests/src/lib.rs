@@ -136,6 +136,14 @@ impl ServerProc {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
     }
 
+    /// The SPIFFE ID this server presents.
+    pub fn server_spiffe_id(&self) -> String {
+        self.endpoints["spiffe_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
     /// Node API address.
     pub fn addr(&self) -> String {
         self.endpoints["node_api"]
@@ -340,6 +348,65 @@ impl Drop for AgentProc {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+}
+
+/// A downstream server and the local agent beside it that gives it its identity.
+pub struct Downstream {
+    /// The agent that attests this node to the parent server.
+    pub local_agent: AgentProc,
+    /// The downstream server.
+    pub server: ServerProc,
+    /// Its SPIFFE ID upstream (the `downstream` entry).
+    pub spiffe_id: String,
+    /// The SPIFFE ID of its TLS SVID (what its agents expect).
+    pub server_spiffe_id: String,
+}
+
+impl Downstream {
+    /// Starts a downstream server for segment `name` under `parent`: registers a
+    /// `downstream` entry on the parent for a local agent, starts that agent, then the
+    /// server with `[upstream]` pointing at the parent. `extra` is added to the server config
+    /// (top-level keys only).
+    pub fn start(parent: &ServerProc, name: &str, extra: &str) -> Downstream {
+        let token = parent.token("10m");
+        let local_id = format!("spiffe://example.org/trustdeck/agent/join_token/{token}");
+        let spiffe_id = format!("spiffe://example.org/{name}/trustdeck-server");
+        parent.cli_ok(&[
+            "entry", "create", "--spiffe-id", &spiffe_id, "--parent-id", &local_id,
+            "--selector", &format!("unix:uid:{}", my_uid()), "--downstream",
+        ]);
+        let local_agent = AgentProc::start(
+            parent,
+            &format!("type = \"join_token\"\ntoken = \"{token}\"\n"),
+            &format!("server_spiffe_id = \"{}\"\n", parent.server_spiffe_id()),
+        );
+        let server_spiffe_id = format!("spiffe://example.org/{name}/trustdeck/server");
+        let server = ServerProc::start(&format!(
+            "server_spiffe_id = \"{server_spiffe_id}\"\n{extra}\n[upstream]\naddress = \"{addr}\"\nspiffe_id = \"{up}\"\nworkload_api_socket = \"{sock}\"\nown_spiffe_id = \"{spiffe_id}\"\nbundle_poll_interval = \"250ms\"\n",
+            addr = parent.addr(),
+            up = parent.server_spiffe_id(),
+            sock = local_agent.socket.display(),
+        ));
+        Downstream {
+            local_agent,
+            server,
+            spiffe_id,
+            server_spiffe_id,
+        }
+    }
+
+    /// Starts a workload agent attested to this downstream server with a join token; returns
+    /// it with its SPIFFE ID.
+    pub fn workload_agent(&self) -> (AgentProc, String) {
+        let token = self.server.token("10m");
+        let id = format!("spiffe://example.org/trustdeck/agent/join_token/{token}");
+        let a = AgentProc::start(
+            &self.server,
+            &format!("type = \"join_token\"\ntoken = \"{token}\"\n"),
+            &format!("server_spiffe_id = \"{}\"\n", self.server_spiffe_id),
+        );
+        (a, id)
     }
 }
 

@@ -487,7 +487,9 @@ impl Node for NodeApi {
             .ca
             .x509_ca()
             .map_err(|e| Status::unavailable(e.to_string()))?;
-        let cn = format!("trustdeck intermediate CA for {}", caller.path());
+        // The subject names the downstream; RFC 5280 caps a CN at 64 bytes (paths are ASCII).
+        let mut cn = format!("trustdeck CA {}", caller.path());
+        cn.truncate(64);
         let issued = ca
             .sign_intermediate(&csr, &cn, ttl, now)
             .map_err(|e| Status::unavailable(e.to_string()))?;

@@ -1,0 +1,198 @@
+//! End-to-end: nested topology (seed 000 §3–5) with real processes: an upstream root server,
+//! downstream servers that get their identity from a local agent and their intermediate CA
+//! from the upstream, and workload agents in each segment.
+
+use std::time::Duration;
+
+use tokio_stream::StreamExt;
+use trustdeck_e2e::*;
+use trustdeck_proto::workload::{JwtsvidRequest, ValidateJwtsvidRequest, X509svidRequest};
+
+fn entry_for_me(server: &ServerProc, parent: &str, spiffe_id: &str, ttl: &str) {
+    server.cli_ok(&[
+        "entry", "create", "--spiffe-id", spiffe_id, "--parent-id", parent,
+        "--selector", &format!("unix:uid:{}", my_uid()), "--x509-ttl", ttl,
+    ]);
+}
+
+fn split(der: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut rest = der;
+    while !rest.is_empty() {
+        let (r, _) = x509_parser::parse_x509_certificate(rest).expect("cert");
+        out.push(rest[..rest.len() - r.len()].to_vec());
+        rest = r;
+    }
+    out
+}
+
+/// The first X509-SVID response for this process from `agent`, retried until one arrives.
+async fn x509(agent: &AgentProc, spiffe_id: &str, secs: u64) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        let mut c = agent.client();
+        if let Ok(Ok(mut s)) =
+            tokio::time::timeout(Duration::from_secs(3), c.fetch_x509svid(X509svidRequest {})).await
+        {
+            if let Ok(Some(Ok(m))) =
+                tokio::time::timeout(Duration::from_secs(3), s.get_mut().next()).await
+            {
+                if let Some(svid) = m.svids.iter().find(|s| s.spiffe_id == spiffe_id) {
+                    return (split(&svid.x509_svid), split(&svid.bundle));
+                }
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no SVID {spiffe_id} within {secs}s:\n{}",
+            agent.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn jwt(agent: &AgentProc, audience: &str) -> Result<String, tonic::Status> {
+    let r = agent
+        .client()
+        .fetch_jwtsvid(JwtsvidRequest {
+            audience: vec![audience.into()],
+            spiffe_id: String::new(),
+        })
+        .await?
+        .into_inner();
+    Ok(r.svids[0].svid.clone())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn segments_validate_each_other_with_nothing_segment_specific() {
+    let root = ServerProc::start("");
+    let gcp = Downstream::start(&root, "gcp", "");
+    let dmz = Downstream::start(&root, "dmz", "");
+    let (gcp_agent, gcp_agent_id) = gcp.workload_agent();
+    let (dmz_agent, dmz_agent_id) = dmz.workload_agent();
+    let gcp_id = "spiffe://example.org/prod/gcp/payments/api-server";
+    let dmz_id = "spiffe://example.org/prod/dmz/edge/gateway";
+    entry_for_me(&gcp.server, &gcp_agent_id, gcp_id, "10m");
+    entry_for_me(&dmz.server, &dmz_agent_id, dmz_id, "10m");
+
+    // Real clients in each segment.
+    let g = py_spiffe(&gcp_agent.socket, &["full", "--timeout", "20"]);
+    let d = py_spiffe(&dmz_agent.socket, &["full", "--timeout", "20"]);
+    assert_eq!(g["x509"][0]["spiffe_id"], gcp_id, "{g}");
+    assert_eq!(d["x509"][0]["spiffe_id"], dmz_id, "{d}");
+    assert_eq!(g["validated_spiffe_id"], gcp_id);
+    assert_eq!(d["locally_validated_spiffe_id"], dmz_id);
+    let pem = |v: &serde_json::Value, k: &str| {
+        trustdeck_spiffe::pem::decode_certs(v["x509"][0][k].as_str().expect("pem")).expect("certs")
+    };
+    let (g_chain, g_bundle) = (pem(&g, "chain_pem"), pem(&g, "bundle_pem"));
+    let (d_chain, d_bundle) = (pem(&d, "chain_pem"), pem(&d, "bundle_pem"));
+    // Chains run leaf -> segment intermediate; bundles hold the root only, the same root.
+    assert_eq!(g_chain.len(), 2);
+    assert_eq!(d_chain.len(), 2);
+    assert_ne!(g_chain[1], d_chain[1], "each segment has its own intermediate");
+    assert_eq!(g_bundle, root.bundle_roots());
+    assert_eq!(d_bundle, g_bundle);
+    // A gcp workload validates a dmz workload's chain with its own bundle, and vice versa.
+    let (ok, text) = openssl_verify(gcp_agent.dir.path(), &g_bundle, &d_chain);
+    assert!(ok, "gcp validating dmz: {text}");
+    let (ok, text) = openssl_verify(dmz_agent.dir.path(), &d_bundle, &g_chain);
+    assert!(ok, "dmz validating gcp: {text}");
+    // JWT-SVIDs are signed by the upstream's key: a dmz token validates through the gcp agent.
+    let token = d["jwt"]["token"].as_str().expect("token").to_string();
+    let v = gcp_agent
+        .client()
+        .validate_jwtsvid(ValidateJwtsvidRequest {
+            audience: "trustdeck-test".into(),
+            svid: token,
+        })
+        .await
+        .expect("cross-segment JWT validation")
+        .into_inner();
+    assert_eq!(v.spiffe_id, dmz_id);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upstream_unreachable_jwt_fails_at_once_x509_goes_on() {
+    let port = free_port();
+    let mut root = ServerProc::start(&format!("bind_address = \"127.0.0.1:{port}\"\n"));
+    let seg = Downstream::start(&root, "onprem", "");
+    let (agent, agent_id) = seg.workload_agent();
+    let id = "spiffe://example.org/prod/onprem/data/postgres-primary";
+    entry_for_me(&seg.server, &agent_id, id, "10m");
+    x509(&agent, id, 15).await;
+    jwt(&agent, "db").await.expect("JWT-SVID while connected");
+
+    root.stop();
+    // JWT-SVID issuance fails at once (fresh audience: nothing cached).
+    let t = std::time::Instant::now();
+    let e = jwt(&agent, "other-audience").await.expect_err("JWT-SVID without upstream");
+    assert_eq!(e.code(), tonic::Code::Unavailable, "{e:?}");
+    assert!(t.elapsed() < Duration::from_secs(6), "JWT failure took {:?}", t.elapsed());
+    // X.509 issuance continues: a brand-new entry gets its SVID from the intermediate.
+    let new_id = "spiffe://example.org/prod/onprem/data/postgres-replica";
+    entry_for_me(&seg.server, &agent_id, new_id, "10m");
+    let (chain, bundle) = x509(&agent, new_id, 15).await;
+    let (ok, text) = openssl_verify(agent.dir.path(), &bundle, &chain);
+    assert!(ok, "{text}");
+    // The downstream reports the upstream as lost.
+    let health = seg.server.cli(&["healthcheck"]);
+    let err = String::from_utf8_lossy(&health.stderr);
+    wait_for(10, "upstream reported lost", || {
+        let h = seg.server.cli(&["healthcheck"]);
+        String::from_utf8_lossy(&h.stderr)
+            .contains("upstream lost")
+            .then_some(())
+    });
+    assert!(health.status.success(), "X.509 still serving: {err}");
+
+    // Upstream back: JWT-SVIDs resume with no restart and no manual step.
+    root.spawn();
+    wait_for_async_ok(20, || jwt(&agent, "third-audience")).await;
+}
+
+async fn wait_for_async_ok<T, E: std::fmt::Debug, F, Fut>(secs: u64, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        match f().await {
+            Ok(v) => return v,
+            Err(e) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "still failing after {secs}s: {e:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_levels_root_intermediate_leaf_servers() {
+    let root = ServerProc::start("");
+    let mid = Downstream::start(&root, "region-eu", "");
+    let leaf = Downstream::start(&mid.server, "region-eu-factory", "");
+    let (agent, agent_id) = leaf.workload_agent();
+    let id = "spiffe://example.org/prod/onprem/factory/plc-gateway";
+    entry_for_me(&leaf.server, &agent_id, id, "10m");
+    let (chain, bundle) = x509(&agent, id, 20).await;
+    // leaf SVID -> leaf server's intermediate -> mid server's intermediate; bundle = root.
+    assert_eq!(chain.len(), 3, "chain should be leaf, 2 intermediates");
+    assert_eq!(bundle, root.bundle_roots());
+    let (ok, text) = openssl_verify(agent.dir.path(), &bundle, &chain);
+    assert!(ok, "{text}");
+    // JWT-SVIDs are forwarded two levels up and validate against the root's keys.
+    let token = jwt(&agent, "plc").await.expect("JWT two levels down");
+    let v = agent
+        .client()
+        .validate_jwtsvid(ValidateJwtsvidRequest {
+            audience: "plc".into(),
+            svid: token,
+        })
+        .await
+        .expect("validate")
+        .into_inner();
+    assert_eq!(v.spiffe_id, id);
+}
