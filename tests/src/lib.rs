@@ -54,21 +54,27 @@ pub struct ServerProc {
 
 /// The config text for a test server in `dir`; `extra` is appended.
 pub fn server_config(dir: &Path, extra: &str) -> String {
-    // A test that needs a fixed address passes its own bind_address.
-    let bind = if extra.contains("bind_address") {
-        ""
-    } else {
-        "bind_address = \"127.0.0.1:0\"\n"
-    };
+    // Keys the test sets in `extra` replace the defaults below.
+    let mut base = String::new();
+    for (key, value) in [
+        ("bind_address", "\"127.0.0.1:0\""),
+        ("ca_ttl", "\"1h\""),
+        ("default_x509_svid_ttl", "\"10m\""),
+        ("rotation_check_interval", "\"1s\""),
+    ] {
+        if !extra
+            .lines()
+            .any(|l| l.trim_start().starts_with(&format!("{key} ")))
+        {
+            base.push_str(&format!("{key} = {value}\n"));
+        }
+    }
     format!(
         r#"trust_domain = "example.org"
-{bind}data_dir = "{data}"
-ca_ttl = "1h"
-default_x509_svid_ttl = "10m"
-rotation_check_interval = "1s"
-{extra}
+data_dir = "{data}"
+{base}{extra}
 "#,
-        data = dir.join("data").display()
+        data = dir.join("data").display(),
     )
 }
 
@@ -302,6 +308,8 @@ max_backoff = "1s"
 
     /// Starts the process.
     pub fn spawn(&mut self) {
+        // A killed agent leaves its socket file behind; wait for the new one.
+        let _ = std::fs::remove_file(&self.socket);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -373,8 +381,15 @@ impl Downstream {
         let local_id = format!("spiffe://example.org/trustdeck/agent/join_token/{token}");
         let spiffe_id = format!("spiffe://example.org/{name}/trustdeck-server");
         parent.cli_ok(&[
-            "entry", "create", "--spiffe-id", &spiffe_id, "--parent-id", &local_id,
-            "--selector", &format!("unix:uid:{}", my_uid()), "--downstream",
+            "entry",
+            "create",
+            "--spiffe-id",
+            &spiffe_id,
+            "--parent-id",
+            &local_id,
+            "--selector",
+            &format!("unix:uid:{}", my_uid()),
+            "--downstream",
         ]);
         let local_agent = AgentProc::start(
             parent,
@@ -401,13 +416,62 @@ impl Downstream {
     pub fn workload_agent(&self) -> (AgentProc, String) {
         let token = self.server.token("10m");
         let id = format!("spiffe://example.org/trustdeck/agent/join_token/{token}");
-        let a = AgentProc::start(
-            &self.server,
-            &format!("type = \"join_token\"\ntoken = \"{token}\"\n"),
-            &format!("server_spiffe_id = \"{}\"\n", self.server_spiffe_id),
-        );
-        (a, id)
+        (
+            self.agent_with(&format!("type = \"join_token\"\ntoken = \"{token}\"\n")),
+            id,
+        )
     }
+
+    /// Starts a workload agent attested to this downstream server with the given
+    /// `[node_attestation]` body.
+    pub fn agent_with(&self, attestation: &str) -> AgentProc {
+        AgentProc::start(
+            &self.server,
+            attestation,
+            &format!("server_spiffe_id = \"{}\"\n", self.server_spiffe_id),
+        )
+    }
+}
+
+/// Verifies `chain` (leaf first) up to one of `roots` at `now` with x509-parser: every
+/// signature and every validity window.
+pub fn verify_chain(chain: &[Vec<u8>], roots: &[Vec<u8>], now: i64) -> Result<(), String> {
+    use x509_parser::prelude::*;
+    let at = ASN1Time::from_timestamp(now).map_err(|e| e.to_string())?;
+    let parsed: Vec<X509Certificate<'_>> = chain
+        .iter()
+        .map(|d| {
+            parse_x509_certificate(d)
+                .map(|x| x.1)
+                .map_err(|e| e.to_string())
+        })
+        .collect::<Result<_, _>>()?;
+    for (i, c) in parsed.iter().enumerate() {
+        if !c.validity().is_valid_at(at) {
+            return Err(format!(
+                "certificate {i} ({}) not valid at {now}",
+                c.subject()
+            ));
+        }
+        if let Some(issuer) = parsed.get(i + 1) {
+            c.verify_signature(Some(issuer.public_key()))
+                .map_err(|e| format!("certificate {i} not signed by {}: {e}", issuer.subject()))?;
+        }
+    }
+    let top = parsed.last().ok_or("empty chain")?;
+    for r in roots {
+        let Ok((_, root)) = parse_x509_certificate(r) else {
+            continue;
+        };
+        if root.validity().is_valid_at(at) && top.verify_signature(Some(root.public_key())).is_ok()
+        {
+            return Ok(());
+        }
+    }
+    Err(format!(
+        "{} does not chain to any root in the bundle",
+        top.subject()
+    ))
 }
 
 /// The uid of this test process.
@@ -625,6 +689,16 @@ pub fn write_pem(path: &Path, ders: &[Vec<u8>]) {
 
 /// `openssl verify -CAfile bundle [-untrusted chain] leaf`; returns (success, output).
 pub fn openssl_verify(dir: &Path, roots: &[Vec<u8>], chain: &[Vec<u8>]) -> (bool, String) {
+    openssl_verify_at(dir, roots, chain, None)
+}
+
+/// `openssl verify` as of `at` (Unix seconds), or now.
+pub fn openssl_verify_at(
+    dir: &Path,
+    roots: &[Vec<u8>],
+    chain: &[Vec<u8>],
+    at: Option<i64>,
+) -> (bool, String) {
     let ca = dir.join("verify-bundle.pem");
     let leaf = dir.join("verify-leaf.pem");
     let inter = dir.join("verify-intermediates.pem");
@@ -632,6 +706,9 @@ pub fn openssl_verify(dir: &Path, roots: &[Vec<u8>], chain: &[Vec<u8>]) -> (bool
     write_pem(&leaf, &chain[..1]);
     let mut cmd = Command::new("openssl");
     cmd.arg("verify").arg("-CAfile").arg(&ca);
+    if let Some(t) = at {
+        cmd.arg("-attime").arg(t.to_string());
+    }
     if chain.len() > 1 {
         write_pem(&inter, &chain[1..]);
         cmd.arg("-untrusted").arg(&inter);

@@ -10,8 +10,16 @@ use trustdeck_proto::workload::{JwtsvidRequest, ValidateJwtsvidRequest, X509svid
 
 fn entry_for_me(server: &ServerProc, parent: &str, spiffe_id: &str, ttl: &str) {
     server.cli_ok(&[
-        "entry", "create", "--spiffe-id", spiffe_id, "--parent-id", parent,
-        "--selector", &format!("unix:uid:{}", my_uid()), "--x509-ttl", ttl,
+        "entry",
+        "create",
+        "--spiffe-id",
+        spiffe_id,
+        "--parent-id",
+        parent,
+        "--selector",
+        &format!("unix:uid:{}", my_uid()),
+        "--x509-ttl",
+        ttl,
     ]);
 }
 
@@ -90,7 +98,10 @@ async fn segments_validate_each_other_with_nothing_segment_specific() {
     // Chains run leaf -> segment intermediate; bundles hold the root only, the same root.
     assert_eq!(g_chain.len(), 2);
     assert_eq!(d_chain.len(), 2);
-    assert_ne!(g_chain[1], d_chain[1], "each segment has its own intermediate");
+    assert_ne!(
+        g_chain[1], d_chain[1],
+        "each segment has its own intermediate"
+    );
     assert_eq!(g_bundle, root.bundle_roots());
     assert_eq!(d_bundle, g_bundle);
     // A gcp workload validates a dmz workload's chain with its own bundle, and vice versa.
@@ -126,9 +137,15 @@ async fn upstream_unreachable_jwt_fails_at_once_x509_goes_on() {
     root.stop();
     // JWT-SVID issuance fails at once (fresh audience: nothing cached).
     let t = std::time::Instant::now();
-    let e = jwt(&agent, "other-audience").await.expect_err("JWT-SVID without upstream");
+    let e = jwt(&agent, "other-audience")
+        .await
+        .expect_err("JWT-SVID without upstream");
     assert_eq!(e.code(), tonic::Code::Unavailable, "{e:?}");
-    assert!(t.elapsed() < Duration::from_secs(6), "JWT failure took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(6),
+        "JWT failure took {:?}",
+        t.elapsed()
+    );
     // X.509 issuance continues: a brand-new entry gets its SVID from the intermediate.
     let new_id = "spiffe://example.org/prod/onprem/data/postgres-replica";
     entry_for_me(&seg.server, &agent_id, new_id, "10m");

@@ -9,9 +9,9 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use tokio_stream::StreamExt;
 use trustdeck_agent::config::Config;
-use trustdeck_transport::workload_client::{self, WorkloadClient};
 use trustdeck_proto::workload::*;
 use trustdeck_spiffe::pem;
+use trustdeck_transport::workload_client::{self, WorkloadClient};
 
 /// The trustdeck agent.
 #[derive(Parser)]

@@ -399,7 +399,10 @@ impl ServerAdmin for AdminApi {
         let mut warnings = self.ctx.config.warnings.clone();
         let x509 = st.x509_active.as_ref();
         let jwt_ok = self.ctx.upstream.is_some()
-            || st.jwt_active.as_ref().is_some_and(|k| k.window.contains(now));
+            || st
+                .jwt_active
+                .as_ref()
+                .is_some_and(|k| k.window.contains(now));
         let serving = x509.is_some_and(|a| a.window().contains(now)) && jwt_ok;
         if let Some(up) = &self.ctx.upstream {
             let s = up.status();

@@ -329,27 +329,31 @@ impl CaManager {
                 self.settings.ca_ttl,
             )
             .map_err(CaManagerError::from),
-            Some(up) => async {
-                let csr = trustdeck_pki::csr::make_csr(&key, None)
-                    .map_err(|e| CaManagerError::Upstream(e.to_string()))?;
-                let (mut chain, _) = up
-                    .mint_intermediate(csr, self.settings.ca_ttl)
-                    .await
-                    .map_err(|s| {
-                        CaManagerError::Upstream(format!(
-                            "intermediate CA request failed: {} ({:?})",
-                            s.message(),
-                            s.code()
-                        ))
-                    })?;
-                if chain.is_empty() {
-                    return Err(CaManagerError::Upstream("upstream returned no chain".into()));
+            Some(up) => {
+                async {
+                    let csr = trustdeck_pki::csr::make_csr(&key, None)
+                        .map_err(|e| CaManagerError::Upstream(e.to_string()))?;
+                    let (mut chain, _) = up
+                        .mint_intermediate(csr, self.settings.ca_ttl)
+                        .await
+                        .map_err(|s| {
+                            CaManagerError::Upstream(format!(
+                                "intermediate CA request failed: {} ({:?})",
+                                s.message(),
+                                s.code()
+                            ))
+                        })?;
+                    if chain.is_empty() {
+                        return Err(CaManagerError::Upstream(
+                            "upstream returned no chain".into(),
+                        ));
+                    }
+                    let own = chain.remove(0);
+                    X509Authority::from_parts(&self.settings.trust_domain, own, chain, key.clone())
+                        .map_err(CaManagerError::from)
                 }
-                let own = chain.remove(0);
-                X509Authority::from_parts(&self.settings.trust_domain, own, chain, key.clone())
-                    .map_err(CaManagerError::from)
+                .await
             }
-            .await,
         };
         let ca = match ca {
             Ok(ca) => ca,
@@ -658,7 +662,10 @@ impl CaManager {
         {
             return Ok(false);
         }
-        let stored = self.ds.get_bundle(self.settings.trust_domain.as_str()).await?;
+        let stored = self
+            .ds
+            .get_bundle(self.settings.trust_domain.as_str())
+            .await?;
         let record = BundleRecord {
             trust_domain: self.settings.trust_domain.as_str().to_string(),
             sequence: b.sequence as i64,

@@ -316,7 +316,8 @@ impl Config {
                 )));
             }
         }
-        if jwt >= jwt_key_ttl {
+        // A downstream server has no JWT key (JWT-SVIDs are signed upstream).
+        if raw.upstream.is_none() && jwt >= jwt_key_ttl {
             return Err(invalid(format!(
                 "default_jwt_svid_ttl ({}s) must be shorter than jwt_key_ttl ({}s)",
                 jwt.num_seconds(),
@@ -332,10 +333,12 @@ impl Config {
                 warnings.push(w);
             }
         }
-        if let Some(w) =
-            trustdeck_pki::rotation::svid_ttl_warning("default_jwt_svid_ttl", jwt, jwt_key_ttl)
-        {
-            warnings.push(w);
+        if raw.upstream.is_none() {
+            if let Some(w) =
+                trustdeck_pki::rotation::svid_ttl_warning("default_jwt_svid_ttl", jwt, jwt_key_ttl)
+            {
+                warnings.push(w);
+            }
         }
         let server_spiffe_id = match &raw.server_spiffe_id {
             Some(s) => SpiffeId::parse(s).map_err(|e| invalid(format!("server_spiffe_id: {e}")))?,
@@ -351,9 +354,8 @@ impl Config {
             None => None,
             Some(u) => {
                 let spiffe_id = match &u.spiffe_id {
-                    Some(s) => {
-                        SpiffeId::parse(s).map_err(|e| invalid(format!("upstream.spiffe_id: {e}")))?
-                    }
+                    Some(s) => SpiffeId::parse(s)
+                        .map_err(|e| invalid(format!("upstream.spiffe_id: {e}")))?,
                     None => SpiffeId::from_segments(&trust_domain, &["trustdeck", "server"])
                         .map_err(|e| invalid(e.to_string()))?,
                 };

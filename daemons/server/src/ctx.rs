@@ -122,7 +122,9 @@ impl ServerCtx {
         req: &tonic::Request<T>,
     ) -> Result<SpiffeId, Status> {
         let id = trustdeck_transport::peer_spiffe_id(req).ok_or_else(|| {
-            Status::unauthenticated("no client SVID presented: downstream servers call with their SVID")
+            Status::unauthenticated(
+                "no client SVID presented: downstream servers call with their SVID",
+            )
         })?;
         let entries = self.ds.list_entries().await.map_err(ds_status)?;
         if entries

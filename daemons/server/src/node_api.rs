@@ -15,10 +15,10 @@ use trustdeck_pki::x509pop;
 use trustdeck_proto::node::node_server::Node;
 use trustdeck_proto::node::{
     AttestParams, AttestRequest, AttestResponse, AttestResult, FetchBundleRequest,
-    FetchBundleResponse, MintIntermediateRequest, MintIntermediateResponse,
-    MintJwtSvidForRequest, MintJwtSvidRequest, MintJwtSvidResponse, RenewAgentRequest,
-    RenewAgentResponse, SignX509SvidsRequest, SignX509SvidsResponse, SvidResult,
-    SyncEntriesRequest, SyncEntriesResponse, attest_request, attest_response,
+    FetchBundleResponse, MintIntermediateRequest, MintIntermediateResponse, MintJwtSvidForRequest,
+    MintJwtSvidRequest, MintJwtSvidResponse, RenewAgentRequest, RenewAgentResponse,
+    SignX509SvidsRequest, SignX509SvidsResponse, SvidResult, SyncEntriesRequest,
+    SyncEntriesResponse, attest_request, attest_response,
 };
 use trustdeck_spiffe::SpiffeId;
 
@@ -226,16 +226,19 @@ impl NodeApi {
         ttl: Duration,
     ) -> Result<MintJwtSvidResponse, Status> {
         match &self.ctx.upstream {
-            Some(up) => up.mint_jwt_for(sub.as_str(), audience, ttl).await.map_err(|s| {
-                if s.code() == tonic::Code::InvalidArgument {
-                    s
-                } else {
-                    Status::unavailable(format!(
-                        "JWT-SVIDs are signed upstream and the upstream is unreachable: {}",
-                        s.message()
-                    ))
-                }
-            }),
+            Some(up) => up
+                .mint_jwt_for(sub.as_str(), audience, ttl)
+                .await
+                .map_err(|s| {
+                    if s.code() == tonic::Code::InvalidArgument {
+                        s
+                    } else {
+                        Status::unavailable(format!(
+                            "JWT-SVIDs are signed upstream and the upstream is unreachable: {}",
+                            s.message()
+                        ))
+                    }
+                }),
             None => {
                 let (token, exp) = self
                     .ctx
@@ -448,7 +451,9 @@ impl Node for NodeApi {
         } else {
             self.ctx.config.default_jwt_svid_ttl
         };
-        Ok(Response::new(self.mint_jwt(&sub, &req.audience, ttl).await?))
+        Ok(Response::new(
+            self.mint_jwt(&sub, &req.audience, ttl).await?,
+        ))
     }
 
     async fn fetch_bundle(
@@ -522,6 +527,8 @@ impl Node for NodeApi {
         } else {
             self.ctx.config.default_jwt_svid_ttl
         };
-        Ok(Response::new(self.mint_jwt(&sub, &req.audience, ttl).await?))
+        Ok(Response::new(
+            self.mint_jwt(&sub, &req.audience, ttl).await?,
+        ))
     }
 }

@@ -21,9 +21,9 @@ use crate::admin_api::AdminApi;
 use crate::ca_manager::{CaManager, CaSettings};
 use crate::config::{Config, KeyManagerConfig};
 use crate::ctx::{Clock, ServerCtx, SystemClock};
-use crate::upstream::{Upstream, UpstreamSettings};
 use crate::node_api::NodeApi;
 use crate::ratelimit::RateLimiter;
+use crate::upstream::{Upstream, UpstreamSettings};
 
 /// Why the server could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -408,10 +408,19 @@ pub async fn start_with_clock(
                     _ = tokio::time::sleep(every) => {}
                 }
                 match up.fetch_bundle().await {
-                    Ok(b) => match poll_ctx.ca.set_upstream_bundle(b, poll_ctx.clock.now()).await {
-                        Ok(true) => tracing::info!(sequence = poll_ctx.ca.bundle().sequence, "bundle updated from upstream"),
+                    Ok(b) => match poll_ctx
+                        .ca
+                        .set_upstream_bundle(b, poll_ctx.clock.now())
+                        .await
+                    {
+                        Ok(true) => tracing::info!(
+                            sequence = poll_ctx.ca.bundle().sequence,
+                            "bundle updated from upstream"
+                        ),
                         Ok(false) => {}
-                        Err(e) => tracing::error!(error = %e, "could not store the upstream's bundle"),
+                        Err(e) => {
+                            tracing::error!(error = %e, "could not store the upstream's bundle")
+                        }
                     },
                     Err(e) => tracing::debug!(error = %e.message(), "upstream bundle poll failed"),
                 }

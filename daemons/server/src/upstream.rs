@@ -101,7 +101,10 @@ fn split_der(mut der: &[u8]) -> Vec<Vec<u8>> {
 impl Upstream {
     /// Connects to the local agent, waits up to `wait` for this server's SVID, and prepares
     /// the mTLS client for the upstream. The SVID is then kept current in the background.
-    pub async fn start(settings: UpstreamSettings, wait: Duration) -> Result<Arc<Self>, UpstreamError> {
+    pub async fn start(
+        settings: UpstreamSettings,
+        wait: Duration,
+    ) -> Result<Arc<Self>, UpstreamError> {
         let socket = settings.workload_api_socket.display().to_string();
         let local = |message: String| UpstreamError::LocalAgent {
             socket: socket.clone(),
@@ -155,8 +158,10 @@ impl Upstream {
             settings.upstream_spiffe_id.clone(),
         )
         .map_err(|e| UpstreamError::Tls(e.to_string()))?;
-        let ch = trustdeck_transport::connect::mtls_channel(&settings.address, tls)
-            .map_err(|e| UpstreamError::Tls(format!("upstream address {}: {e}", settings.address)))?;
+        let ch =
+            trustdeck_transport::connect::mtls_channel(&settings.address, tls).map_err(|e| {
+                UpstreamError::Tls(format!("upstream address {}: {e}", settings.address))
+            })?;
         Ok(NodeClient::new(ch))
     }
 
@@ -176,7 +181,10 @@ impl Upstream {
         Self::pick(settings, m)
     }
 
-    fn pick(settings: &UpstreamSettings, m: trustdeck_proto::workload::X509svidResponse) -> Result<LocalSvid, String> {
+    fn pick(
+        settings: &UpstreamSettings,
+        m: trustdeck_proto::workload::X509svidResponse,
+    ) -> Result<LocalSvid, String> {
         let svid = match &settings.own_spiffe_id {
             Some(id) => m.svids.iter().find(|s| s.spiffe_id == id.as_str()),
             None => m.svids.first(),
@@ -199,9 +207,10 @@ impl Upstream {
     async fn watch_local_svid(self: Arc<Self>) {
         loop {
             let stream = async {
-                let mut c =
-                    trustdeck_transport::workload_client::connect(&self.settings.workload_api_socket)
-                        .map_err(|e| e.to_string())?;
+                let mut c = trustdeck_transport::workload_client::connect(
+                    &self.settings.workload_api_socket,
+                )
+                .map_err(|e| e.to_string())?;
                 let mut s = c
                     .fetch_x509svid(X509svidRequest {})
                     .await
@@ -234,12 +243,18 @@ impl Upstream {
     }
 
     fn client(&self) -> NodeClient<Channel> {
-        self.client.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.client
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// This server's SPIFFE ID as the upstream knows it.
     pub fn own_id(&self) -> Option<SpiffeId> {
-        self.own_id.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.own_id
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The connection state.

@@ -283,7 +283,10 @@ mod tests {
         let short = Window::new(t(300), t(310));
         assert!(short.nearly_expired(t(500)));
         assert_eq!(decide(t(500), Some(a), Some(short)), Decision::Prepare);
-        assert_eq!(decide(t(650), Some(a), Some(short)), Decision::MintAndActivate);
+        assert_eq!(
+            decide(t(650), Some(a), Some(short)),
+            Decision::MintAndActivate
+        );
     }
 
     #[test]
