@@ -283,7 +283,6 @@ impl AgentProc {
 server_address = "{addr}"
 trust_bundle_path = "{bundle}"
 data_dir = "{data}"
-sync_interval = "200ms"
 max_backoff = "1s"
 {extra}
 [node_attestation]
@@ -398,7 +397,7 @@ impl Downstream {
         );
         let server_spiffe_id = format!("spiffe://example.org/{name}/trustdeck/server");
         let server = ServerProc::start(&format!(
-            "server_spiffe_id = \"{server_spiffe_id}\"\n{extra}\n[upstream]\naddress = \"{addr}\"\nspiffe_id = \"{up}\"\nworkload_api_socket = \"{sock}\"\nown_spiffe_id = \"{spiffe_id}\"\nbundle_poll_interval = \"250ms\"\n",
+            "server_spiffe_id = \"{server_spiffe_id}\"\n{extra}\n[upstream]\naddress = \"{addr}\"\nspiffe_id = \"{up}\"\nworkload_api_socket = \"{sock}\"\nown_spiffe_id = \"{spiffe_id}\"\n",
             addr = parent.addr(),
             up = parent.server_spiffe_id(),
             sock = local_agent.socket.display(),

@@ -83,7 +83,9 @@ async fn segments_validate_each_other_with_nothing_segment_specific() {
     entry_for_me(&gcp.server, &gcp_agent_id, gcp_id, "10m");
     entry_for_me(&dmz.server, &dmz_agent_id, dmz_id, "10m");
 
-    // Real clients in each segment.
+    // Wait until each agent has synced its new entry, then use real clients in each segment.
+    x509(&gcp_agent, gcp_id, 15).await;
+    x509(&dmz_agent, dmz_id, 15).await;
     let g = py_spiffe(&gcp_agent.socket, &["full", "--timeout", "20"]);
     let d = py_spiffe(&dmz_agent.socket, &["full", "--timeout", "20"]);
     assert_eq!(g["x509"][0]["spiffe_id"], gcp_id, "{g}");

@@ -221,10 +221,12 @@ impl Agent {
             state::save_svid(&self.config.data_dir, chain, key)
                 .map_err(|e| AgentError::Local(e.to_string()))?;
         }
+        // Half life counts from when the SVID was received, not from its backdated not_before.
+        let received = std::cmp::max(nb, Utc::now());
         *self.svid.lock().unwrap_or_else(|p| p.into_inner()) = Some(AgentSvid {
             id,
             not_after: na,
-            renew_at: trustdeck_pki::rotation::renew_at(nb, na),
+            renew_at: trustdeck_pki::rotation::renew_at(received, na),
         });
         self.reconnect()
     }
@@ -508,7 +510,11 @@ impl Agent {
                     key_pkcs8: key,
                     not_before: nb,
                     not_after: na,
-                    renew_at: jittered_renew_at(nb, na, rand::rng().random::<f64>()),
+                    renew_at: jittered_renew_at(
+                        std::cmp::max(nb, now),
+                        na,
+                        rand::rng().random::<f64>(),
+                    ),
                 }));
             }
         }
@@ -575,10 +581,38 @@ impl Agent {
                     wait = std::cmp::min(wait * 2, max);
                 }
             }
+            // Wake early when an SVID is due before the next round.
+            let due = self
+                .next_due()
+                .map(|t| {
+                    (t - Utc::now())
+                        .to_std()
+                        .unwrap_or(std::time::Duration::ZERO)
+                })
+                .map(|d| d.max(std::time::Duration::from_millis(20)));
+            let sleep = match due {
+                Some(d) if d < wait => d,
+                _ => wait,
+            };
             tokio::select! {
                 _ = shutdown.wait_for(|s| *s) => return,
-                _ = tokio::time::sleep(wait) => {}
+                _ = tokio::time::sleep(sleep) => {}
             }
+        }
+    }
+
+    /// The earliest renewal due: the agent SVID's or a workload SVID's.
+    fn next_due(&self) -> Option<DateTime<Utc>> {
+        let agent = self
+            .svid
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|s| s.renew_at);
+        let workloads = self.cache().svids.values().map(|s| s.renew_at).min();
+        match (agent, workloads) {
+            (Some(a), Some(w)) => Some(a.min(w)),
+            (a, w) => a.or(w),
         }
     }
 

@@ -76,7 +76,7 @@ struct RawConfig {
 }
 
 fn default_sync() -> Duration {
-    Duration::seconds(1)
+    Duration::milliseconds(500)
 }
 
 fn default_hash_limit() -> u64 {

@@ -73,7 +73,7 @@ pub struct UpstreamConfig {
     /// This server's SPIFFE ID as registered upstream (an entry marked `downstream`);
     /// defaults to the first SVID the local agent hands out.
     pub own_spiffe_id: Option<String>,
-    /// How often the upstream's bundle is polled (default 500ms).
+    /// How often the upstream's bundle is polled (default 250ms).
     pub bundle_poll_interval: Option<String>,
 }
 
@@ -368,7 +368,7 @@ impl Config {
                 let bundle_poll_interval = match &u.bundle_poll_interval {
                     Some(d) => parse_duration(d)
                         .map_err(|e| invalid(format!("upstream.bundle_poll_interval: {e}")))?,
-                    None => Duration::milliseconds(500),
+                    None => Duration::milliseconds(250),
                 };
                 if !u.workload_api_socket.is_absolute() {
                     return Err(invalid(format!(

@@ -400,7 +400,7 @@ pub async fn start_with_clock(
             .upstream
             .as_ref()
             .and_then(|u| u.bundle_poll_interval.to_std().ok())
-            .unwrap_or(std::time::Duration::from_millis(500));
+            .unwrap_or(std::time::Duration::from_millis(250));
         tasks.spawn(async move {
             loop {
                 tokio::select! {

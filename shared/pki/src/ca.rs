@@ -101,6 +101,17 @@ fn to_secs(t: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp(t.timestamp(), 0).unwrap_or(t)
 }
 
+/// Rounds up to a whole second (X.509 times have second precision): a TTL is never cut short
+/// by truncation.
+fn ceil_secs(t: DateTime<Utc>) -> DateTime<Utc> {
+    let down = to_secs(t);
+    if down < t {
+        down + Duration::seconds(1)
+    } else {
+        down
+    }
+}
+
 impl X509Authority {
     /// Mints a self-signed root CA valid from `now` for `ttl`.
     pub fn self_signed(
@@ -208,9 +219,8 @@ impl X509Authority {
                 not_after: self.window.not_after,
             });
         }
-        let now = to_secs(now);
-        let not_before = std::cmp::max(now - BACKDATE, self.window.not_before);
-        let not_after = std::cmp::min(now + ttl, self.window.not_after);
+        let not_before = std::cmp::max(to_secs(now) - BACKDATE, self.window.not_before);
+        let not_after = std::cmp::min(ceil_secs(now + ttl), self.window.not_after);
         let serial = random_serial(&self.rng)?;
         let params = x509::leaf_params(id, dns_names, &serial, not_before, not_after)?;
         let cert = params
@@ -250,9 +260,8 @@ impl X509Authority {
                 not_after: self.window.not_after,
             });
         }
-        let now = to_secs(now);
-        let not_before = std::cmp::max(now - BACKDATE, self.window.not_before);
-        let not_after = std::cmp::min(now + ttl, self.window.not_after);
+        let not_before = std::cmp::max(to_secs(now) - BACKDATE, self.window.not_before);
+        let not_after = std::cmp::min(ceil_secs(now + ttl), self.window.not_after);
         let serial = random_serial(&self.rng)?;
         let params = x509::ca_params(
             &self.trust_domain,
@@ -395,6 +404,25 @@ mod tests {
             .unwrap();
         assert_eq!(level2.chain.len(), 2);
         assert_eq!(level2.chain[1], issued.chain[0]);
+    }
+
+    #[test]
+    fn sub_second_now_never_shortens_the_ttl() {
+        let ca = root();
+        let wk = key();
+        let id = SpiffeId::parse("spiffe://example.org/w").unwrap();
+        let csr = verify_csr(&make_csr(&wk, Some(&id)).unwrap()).unwrap();
+        let t = now() + Duration::milliseconds(60_700);
+        let svid = ca
+            .issue_x509_svid(&csr, &id, &[], Duration::seconds(2), t)
+            .unwrap();
+        assert!(
+            svid.not_after >= t + Duration::seconds(2),
+            "{} < {}",
+            svid.not_after,
+            t
+        );
+        assert!(svid.not_after < t + Duration::seconds(3));
     }
 
     #[test]
