@@ -68,10 +68,10 @@ async fn fetch(agent: &AgentProc, wait: Duration) -> Result<Held, String> {
 async fn fetch_until(agent: &AgentProc, secs: u64, what: &str, ok: impl Fn(&Held) -> bool) -> Held {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
     loop {
-        if let Ok(h) = fetch(agent, Duration::from_secs(2)).await {
-            if ok(&h) {
-                return h;
-            }
+        if let Ok(h) = fetch(agent, Duration::from_secs(2)).await
+            && ok(&h)
+        {
+            return h;
         }
         assert!(
             tokio::time::Instant::now() < deadline,

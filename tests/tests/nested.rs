@@ -41,14 +41,11 @@ async fn x509(agent: &AgentProc, spiffe_id: &str, secs: u64) -> (Vec<Vec<u8>>, V
         let mut c = agent.client();
         if let Ok(Ok(mut s)) =
             tokio::time::timeout(Duration::from_secs(3), c.fetch_x509svid(X509svidRequest {})).await
-        {
-            if let Ok(Some(Ok(m))) =
+            && let Ok(Some(Ok(m))) =
                 tokio::time::timeout(Duration::from_secs(3), s.get_mut().next()).await
-            {
-                if let Some(svid) = m.svids.iter().find(|s| s.spiffe_id == spiffe_id) {
-                    return (split(&svid.x509_svid), split(&svid.bundle));
-                }
-            }
+            && let Some(svid) = m.svids.iter().find(|s| s.spiffe_id == spiffe_id)
+        {
+            return (split(&svid.x509_svid), split(&svid.bundle));
         }
         assert!(
             tokio::time::Instant::now() < deadline,
@@ -214,4 +211,57 @@ async fn three_levels_root_intermediate_leaf_servers() {
         .expect("validate")
         .into_inner();
     assert_eq!(v.spiffe_id, id);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn only_downstream_entries_get_an_intermediate() {
+    let root = ServerProc::start("");
+    let token = root.token("10m");
+    let agent_id = format!("spiffe://example.org/trustdeck/agent/join_token/{token}");
+    // An ordinary workload entry (not marked downstream) for this process.
+    let id = "spiffe://example.org/prod/gcp/payments/api-server";
+    entry_for_me(&root, &agent_id, id, "10m");
+    let agent = AgentProc::start(
+        &root,
+        &format!("type = \"join_token\"\ntoken = \"{token}\"\n"),
+        "",
+    );
+    let mut c = agent.client();
+    let mut s = c
+        .fetch_x509svid(X509svidRequest {})
+        .await
+        .expect("fetch")
+        .into_inner();
+    let m = s.next().await.expect("message").expect("ok");
+    let svid = &m.svids[0];
+    // Call the upstream's node API with that workload SVID.
+    let identity = trustdeck_transport::SharedIdentity::new();
+    identity
+        .set(split(&svid.x509_svid), &svid.x509_svid_key)
+        .expect("identity");
+    let roots = trustdeck_transport::SharedRoots::new(&root.bundle_roots()).expect("roots");
+    let tls = trustdeck_transport::tls::client_config(identity, roots, server_id()).expect("tls");
+    let mut node = trustdeck_proto::node::node_client::NodeClient::new(
+        trustdeck_transport::connect::mtls_channel(&root.addr(), tls).expect("channel"),
+    );
+    let (csr, _) = csr_for(id);
+    let e = node
+        .mint_intermediate(trustdeck_proto::node::MintIntermediateRequest { csr, ttl_secs: 600 })
+        .await
+        .expect_err("intermediate for a non-downstream caller");
+    assert_eq!(e.code(), tonic::Code::PermissionDenied);
+    assert!(
+        e.message().contains("not a downstream server"),
+        "{}",
+        e.message()
+    );
+    let e = node
+        .mint_jwt_svid_for(trustdeck_proto::node::MintJwtSvidForRequest {
+            spiffe_id: "spiffe://example.org/anything".into(),
+            audience: vec!["x".into()],
+            ttl_secs: 60,
+        })
+        .await
+        .expect_err("JWT-SVID minting for a non-downstream caller");
+    assert_eq!(e.code(), tonic::Code::PermissionDenied);
 }

@@ -333,12 +333,11 @@ impl Config {
                 warnings.push(w);
             }
         }
-        if raw.upstream.is_none() {
-            if let Some(w) =
+        if raw.upstream.is_none()
+            && let Some(w) =
                 trustdeck_pki::rotation::svid_ttl_warning("default_jwt_svid_ttl", jwt, jwt_key_ttl)
-            {
-                warnings.push(w);
-            }
+        {
+            warnings.push(w);
         }
         let server_spiffe_id = match &raw.server_spiffe_id {
             Some(s) => SpiffeId::parse(s).map_err(|e| invalid(format!("server_spiffe_id: {e}")))?,
