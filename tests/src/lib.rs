@@ -473,6 +473,34 @@ pub fn verify_chain(chain: &[Vec<u8>], roots: &[Vec<u8>], now: i64) -> Result<()
     ))
 }
 
+/// Creates an entry on `server` for processes of this test's uid.
+pub fn entry_for_me(server: &ServerProc, parent: &str, spiffe_id: &str, ttl: &str) {
+    server.cli_ok(&[
+        "entry",
+        "create",
+        "--spiffe-id",
+        spiffe_id,
+        "--parent-id",
+        parent,
+        "--selector",
+        &format!("unix:uid:{}", my_uid()),
+        "--x509-ttl",
+        ttl,
+    ]);
+}
+
+/// Splits concatenated DER certificates (Workload API wire form).
+pub fn split_der(der: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut rest = der;
+    while !rest.is_empty() {
+        let (r, _) = x509_parser::parse_x509_certificate(rest).expect("certificate");
+        out.push(rest[..rest.len() - r.len()].to_vec());
+        rest = r;
+    }
+    out
+}
+
 /// The uid of this test process.
 pub fn my_uid() -> u32 {
     use std::os::unix::fs::MetadataExt;

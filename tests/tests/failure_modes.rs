@@ -8,32 +8,6 @@ use tokio_stream::StreamExt;
 use trustdeck_e2e::*;
 use trustdeck_proto::workload::X509svidRequest;
 
-fn entry_for_me(server: &ServerProc, parent: &str, spiffe_id: &str, ttl: &str) {
-    server.cli_ok(&[
-        "entry",
-        "create",
-        "--spiffe-id",
-        spiffe_id,
-        "--parent-id",
-        parent,
-        "--selector",
-        &format!("unix:uid:{}", my_uid()),
-        "--x509-ttl",
-        ttl,
-    ]);
-}
-
-fn split(der: &[u8]) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    let mut rest = der;
-    while !rest.is_empty() {
-        let (r, _) = x509_parser::parse_x509_certificate(rest).expect("cert");
-        out.push(rest[..rest.len() - r.len()].to_vec());
-        rest = r;
-    }
-    out
-}
-
 struct Held {
     chain: Vec<Vec<u8>>,
     bundle: Vec<Vec<u8>>,
@@ -55,10 +29,10 @@ async fn fetch(agent: &AgentProc, wait: Duration) -> Result<Held, String> {
         .ok_or("stream ended")?
         .map_err(|e| format!("{:?}: {}", e.code(), e.message()))?;
     let svid = m.svids.first().ok_or("no SVID")?;
-    let chain = split(&svid.x509_svid);
+    let chain = split_der(&svid.x509_svid);
     let info = trustdeck_spiffe::x509::check_leaf(&chain[0]).map_err(|e| e.to_string())?;
     Ok(Held {
-        bundle: split(&svid.bundle),
+        bundle: split_der(&svid.bundle),
         not_after: info.not_after.timestamp(),
         serial: info.serial_hex,
         chain,

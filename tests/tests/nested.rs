@@ -8,32 +8,6 @@ use tokio_stream::StreamExt;
 use trustdeck_e2e::*;
 use trustdeck_proto::workload::{JwtsvidRequest, ValidateJwtsvidRequest, X509svidRequest};
 
-fn entry_for_me(server: &ServerProc, parent: &str, spiffe_id: &str, ttl: &str) {
-    server.cli_ok(&[
-        "entry",
-        "create",
-        "--spiffe-id",
-        spiffe_id,
-        "--parent-id",
-        parent,
-        "--selector",
-        &format!("unix:uid:{}", my_uid()),
-        "--x509-ttl",
-        ttl,
-    ]);
-}
-
-fn split(der: &[u8]) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    let mut rest = der;
-    while !rest.is_empty() {
-        let (r, _) = x509_parser::parse_x509_certificate(rest).expect("cert");
-        out.push(rest[..rest.len() - r.len()].to_vec());
-        rest = r;
-    }
-    out
-}
-
 /// The first X509-SVID response for this process from `agent`, retried until one arrives.
 async fn x509(agent: &AgentProc, spiffe_id: &str, secs: u64) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
@@ -45,7 +19,7 @@ async fn x509(agent: &AgentProc, spiffe_id: &str, secs: u64) -> (Vec<Vec<u8>>, V
                 tokio::time::timeout(Duration::from_secs(3), s.get_mut().next()).await
             && let Some(svid) = m.svids.iter().find(|s| s.spiffe_id == spiffe_id)
         {
-            return (split(&svid.x509_svid), split(&svid.bundle));
+            return (split_der(&svid.x509_svid), split_der(&svid.bundle));
         }
         assert!(
             tokio::time::Instant::now() < deadline,
@@ -237,7 +211,7 @@ async fn only_downstream_entries_get_an_intermediate() {
     // Call the upstream's node API with that workload SVID.
     let identity = trustdeck_transport::SharedIdentity::new();
     identity
-        .set(split(&svid.x509_svid), &svid.x509_svid_key)
+        .set(split_der(&svid.x509_svid), &svid.x509_svid_key)
         .expect("identity");
     let roots = trustdeck_transport::SharedRoots::new(&root.bundle_roots()).expect("roots");
     let tls = trustdeck_transport::tls::client_config(identity, roots, server_id()).expect("tls");

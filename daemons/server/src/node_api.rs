@@ -39,6 +39,24 @@ impl NodeApi {
     }
 }
 
+/// `secs` as a TTL, or `default` when zero or negative.
+fn ttl_or(secs: i64, default: Duration) -> Duration {
+    if secs > 0 {
+        Duration::seconds(secs)
+    } else {
+        default
+    }
+}
+
+/// Refuses an empty audience list or an empty audience.
+fn check_audience(audience: &[String]) -> Result<(), Status> {
+    if audience.is_empty() || audience.iter().any(|a| a.is_empty()) {
+        Err(Status::invalid_argument("audience must not be empty"))
+    } else {
+        Ok(())
+    }
+}
+
 /// The agent ID a join token yields.
 pub fn join_token_agent_id(td: &trustdeck_spiffe::TrustDomain, token: &str) -> SpiffeId {
     SpiffeId::from_segments(td, &["trustdeck", "agent", "join_token", token])
@@ -392,11 +410,7 @@ impl Node for NodeApi {
                         entry.id, entry.spiffe_id, agent.id
                     )));
                 }
-                let ttl = if entry.x509_ttl_secs > 0 {
-                    Duration::seconds(entry.x509_ttl_secs)
-                } else {
-                    self.ctx.config.default_x509_svid_ttl
-                };
+                let ttl = ttl_or(entry.x509_ttl_secs, self.ctx.config.default_x509_svid_ttl);
                 let svid = ca
                     .issue_x509_svid(&csr, &requested, &entry.dns_names, ttl, now)
                     .map_err(|e| Status::unavailable(e.to_string()))?;
@@ -430,9 +444,7 @@ impl Node for NodeApi {
     ) -> Result<Response<MintJwtSvidResponse>, Status> {
         let agent = self.ctx.authenticate_agent(&request).await?;
         let req = request.get_ref();
-        if req.audience.is_empty() || req.audience.iter().any(|a| a.is_empty()) {
-            return Err(Status::invalid_argument("audience must not be empty"));
-        }
+        check_audience(&req.audience)?;
         self.limit(&agent, 1)?;
         let entries = self.ctx.agent_entries(&agent).await?;
         let entry = entries
@@ -446,11 +458,7 @@ impl Node for NodeApi {
             })?;
         let sub = SpiffeId::parse(&entry.spiffe_id)
             .map_err(|e| Status::internal(format!("stored entry {}: {e}", entry.id)))?;
-        let ttl = if entry.jwt_ttl_secs > 0 {
-            Duration::seconds(entry.jwt_ttl_secs)
-        } else {
-            self.ctx.config.default_jwt_svid_ttl
-        };
+        let ttl = ttl_or(entry.jwt_ttl_secs, self.ctx.config.default_jwt_svid_ttl);
         Ok(Response::new(
             self.mint_jwt(&sub, &req.audience, ttl).await?,
         ))
@@ -481,11 +489,7 @@ impl Node for NodeApi {
         let req = request.into_inner();
         let csr = verify_csr(&req.csr)
             .map_err(|e| Status::invalid_argument(format!("intermediate CSR: {e}")))?;
-        let ttl = if req.ttl_secs > 0 {
-            Duration::seconds(req.ttl_secs)
-        } else {
-            self.ctx.config.ca_ttl
-        };
+        let ttl = ttl_or(req.ttl_secs, self.ctx.config.ca_ttl);
         let now = self.ctx.clock.now();
         let ca = self
             .ctx
@@ -511,9 +515,7 @@ impl Node for NodeApi {
     ) -> Result<Response<MintJwtSvidResponse>, Status> {
         self.ctx.authenticate_downstream(&request).await?;
         let req = request.into_inner();
-        if req.audience.is_empty() || req.audience.iter().any(|a| a.is_empty()) {
-            return Err(Status::invalid_argument("audience must not be empty"));
-        }
+        check_audience(&req.audience)?;
         let sub = SpiffeId::parse(&req.spiffe_id)
             .map_err(|e| Status::invalid_argument(format!("spiffe_id: {e}")))?;
         if sub.trust_domain() != &self.ctx.config.trust_domain {
@@ -522,11 +524,7 @@ impl Node for NodeApi {
                 self.ctx.config.trust_domain
             )));
         }
-        let ttl = if req.ttl_secs > 0 {
-            Duration::seconds(req.ttl_secs)
-        } else {
-            self.ctx.config.default_jwt_svid_ttl
-        };
+        let ttl = ttl_or(req.ttl_secs, self.ctx.config.default_jwt_svid_ttl);
         Ok(Response::new(
             self.mint_jwt(&sub, &req.audience, ttl).await?,
         ))

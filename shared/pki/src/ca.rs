@@ -208,30 +208,13 @@ impl X509Authority {
                 td: self.trust_domain.to_string(),
             });
         }
-        if ttl <= Duration::zero() {
-            return Err(CaError::BadTtl(ttl.num_seconds()));
-        }
-        if !self.window.contains(now) {
-            return Err(CaError::NotValid {
-                subject: self.subject.clone(),
-                now,
-                not_before: self.window.not_before,
-                not_after: self.window.not_after,
-            });
-        }
-        let not_before = std::cmp::max(to_secs(now) - BACKDATE, self.window.not_before);
-        let not_after = std::cmp::min(ceil_secs(now + ttl), self.window.not_after);
+        let (not_before, not_after) = self.validity(ttl, now)?;
         let serial = random_serial(&self.rng)?;
         let params = x509::leaf_params(id, dns_names, &serial, not_before, not_after)?;
         let cert = params
             .signed_by(csr, &self.issuer)
             .map_err(|e| CaError::Sign(e.to_string()))?;
-        let mut chain = Vec::with_capacity(1 + self.upstream_chain.len());
-        chain.push(cert.der().to_vec());
-        if !self.is_root() {
-            chain.push(self.cert_der.clone());
-            chain.extend(self.upstream_chain.iter().cloned());
-        }
+        let chain = self.chain_with(cert.der().to_vec());
         Ok(IssuedSvid {
             chain,
             not_after,
@@ -249,19 +232,7 @@ impl X509Authority {
         ttl: Duration,
         now: DateTime<Utc>,
     ) -> Result<IssuedSvid, CaError> {
-        if ttl <= Duration::zero() {
-            return Err(CaError::BadTtl(ttl.num_seconds()));
-        }
-        if !self.window.contains(now) {
-            return Err(CaError::NotValid {
-                subject: self.subject.clone(),
-                now,
-                not_before: self.window.not_before,
-                not_after: self.window.not_after,
-            });
-        }
-        let not_before = std::cmp::max(to_secs(now) - BACKDATE, self.window.not_before);
-        let not_after = std::cmp::min(ceil_secs(now + ttl), self.window.not_after);
+        let (not_before, not_after) = self.validity(ttl, now)?;
         let serial = random_serial(&self.rng)?;
         let params = x509::ca_params(
             &self.trust_domain,
@@ -274,16 +245,47 @@ impl X509Authority {
         let cert = params
             .signed_by(csr, &self.issuer)
             .map_err(|e| CaError::Sign(e.to_string()))?;
-        let mut chain = vec![cert.der().to_vec()];
-        if !self.is_root() {
-            chain.push(self.cert_der.clone());
-            chain.extend(self.upstream_chain.iter().cloned());
-        }
+        let chain = self.chain_with(cert.der().to_vec());
         Ok(IssuedSvid {
             chain,
             not_after,
             serial_hex: hex::encode(&serial),
         })
+    }
+
+    /// The validity of a certificate issued at `now` for `ttl`: backdated for clock skew,
+    /// never before nor after this CA's own window.
+    fn validity(
+        &self,
+        ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<(DateTime<Utc>, DateTime<Utc>), CaError> {
+        if ttl <= Duration::zero() {
+            return Err(CaError::BadTtl(ttl.num_seconds()));
+        }
+        if !self.window.contains(now) {
+            return Err(CaError::NotValid {
+                subject: self.subject.clone(),
+                now,
+                not_before: self.window.not_before,
+                not_after: self.window.not_after,
+            });
+        }
+        Ok((
+            std::cmp::max(to_secs(now) - BACKDATE, self.window.not_before),
+            std::cmp::min(ceil_secs(now + ttl), self.window.not_after),
+        ))
+    }
+
+    /// `issued` followed by this CA's chain up to (not including) the root.
+    fn chain_with(&self, issued: Vec<u8>) -> Vec<Vec<u8>> {
+        let mut chain = Vec::with_capacity(2 + self.upstream_chain.len());
+        chain.push(issued);
+        if !self.is_root() {
+            chain.push(self.cert_der.clone());
+            chain.extend(self.upstream_chain.iter().cloned());
+        }
+        chain
     }
 
     /// Whether this CA is a self-signed root.
