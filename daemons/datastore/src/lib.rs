@@ -447,6 +447,15 @@ impl Datastore {
         self.backend
     }
 
+    /// Checks that the database answers (`SELECT 1`).
+    pub async fn ping(&self) -> Result<(), DatastoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(query_err("ping"))?;
+        Ok(())
+    }
+
     /// Closes every connection; later calls on this datastore (or its clones)
     /// fail.
     pub async fn close(&self) {
