@@ -63,34 +63,10 @@ async fn join_token_agent_gets_workload_svids_that_openssl_verifies() {
 
 #[tokio::test]
 async fn same_flow_on_postgresql() {
-    let Ok(base) = std::env::var("TRUSTDECK_TEST_POSTGRES_URL") else {
-        assert!(
-            std::env::var("TRUSTDECK_REQUIRE_POSTGRES").is_err(),
-            "TRUSTDECK_REQUIRE_POSTGRES is set but TRUSTDECK_TEST_POSTGRES_URL is not"
-        );
-        eprintln!("SKIP: TRUSTDECK_TEST_POSTGRES_URL not set");
-        return;
-    };
-    let db = format!("td_e2e_{}", std::process::id());
-    let out = std::process::Command::new("psql")
-        .args([&base, "-qc", &format!("CREATE DATABASE {db}")])
-        .output()
-        .expect("psql");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let url = match base.rsplit_once('/') {
-        Some((prefix, _)) => format!("{prefix}/{db}"),
-        None => panic!("bad url {base}"),
-    };
-    let server = ServerProc::start(&format!("datastore = \"{url}\""));
-    issue_and_verify(&server).await;
-    drop(server);
-    let _ = std::process::Command::new("psql")
-        .args([&base, "-qc", &format!("DROP DATABASE {db}")])
-        .output();
+    if let Some(db) = PgDatabase::create("e2e") {
+        let server = ServerProc::start(&db.config_line());
+        issue_and_verify(&server).await;
+    }
 }
 
 #[tokio::test]
@@ -259,7 +235,7 @@ async fn truncated_config_and_corrupt_sqlite_are_refused_without_damage() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn restart_keeps_ca_bundle_sequence_and_entries() {
     let mut server = ServerProc::start("");
     let roots = server.bundle_roots();

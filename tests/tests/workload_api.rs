@@ -81,35 +81,25 @@ fn py_spiffe_fetches_validates_and_receives_rotations() {
 
 #[test]
 fn py_spiffe_flow_with_postgresql_datastore() {
-    let Ok(base) = std::env::var("TRUSTDECK_TEST_POSTGRES_URL") else {
-        assert!(
-            std::env::var("TRUSTDECK_REQUIRE_POSTGRES").is_err(),
-            "TRUSTDECK_REQUIRE_POSTGRES is set but TRUSTDECK_TEST_POSTGRES_URL is not"
-        );
-        eprintln!("SKIP: TRUSTDECK_TEST_POSTGRES_URL not set");
-        return;
-    };
-    let db = format!("td_wl_{}", std::process::id());
-    let psql = |sql: &str| {
-        std::process::Command::new("psql")
-            .args([&base, "-qc", sql])
-            .output()
-            .expect("psql")
-    };
-    let out = psql(&format!("CREATE DATABASE {db}"));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let url = format!("{}/{db}", base.rsplit_once('/').expect("url").0);
-    full_py_spiffe_flow(&format!("datastore = \"{url}\""));
-    let _ = psql(&format!("DROP DATABASE {db} WITH (FORCE)"));
+    if let Some(db) = PgDatabase::create("wl") {
+        full_py_spiffe_flow(&db.config_line());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn status_codes_follow_the_spec() {
-    let server = ServerProc::start("");
+    status_codes(String::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_codes_follow_the_spec_on_postgresql() {
+    if let Some(db) = PgDatabase::create("sc") {
+        status_codes(db.config_line()).await;
+    }
+}
+
+async fn status_codes(server_extra: String) {
+    let server = ServerProc::start(&server_extra);
     let (attestation, agent_id) = join_attestation(&server);
     let agent = AgentProc::start(&server, &attestation, "");
 
@@ -187,8 +177,21 @@ async fn status_codes_follow_the_spec() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn server_outage_serves_cache_and_rotation_resumes() {
+    server_outage(String::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn server_outage_serves_cache_and_rotation_resumes_on_postgresql() {
+    if let Some(db) = PgDatabase::create("so") {
+        server_outage(db.config_line()).await;
+    }
+}
+
+async fn server_outage(server_extra: String) {
     let port = free_port();
-    let mut server = ServerProc::start(&format!("bind_address = \"127.0.0.1:{port}\"\n"));
+    let mut server = ServerProc::start(&format!(
+        "bind_address = \"127.0.0.1:{port}\"\n{server_extra}"
+    ));
     let (attestation, agent_id) = join_attestation(&server);
     let id = "spiffe://example.org/prod/onprem/data/postgres-primary";
     entry_for_me(&server, &agent_id, id, "8s");

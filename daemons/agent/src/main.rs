@@ -216,7 +216,13 @@ async fn run_agent(config: &Path) -> Result<()> {
         _ = agent.wait() => { tracing::error!("an agent task ended unexpectedly"); }
     }
     tracing::info!("shutting down");
-    agent.shutdown().await;
+    // Streams get a grace period; a workload that never hangs up does not keep us alive.
+    if tokio::time::timeout(std::time::Duration::from_secs(3), agent.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("Workload API streams still open after 3s; exiting");
+    }
     Ok(())
 }
 

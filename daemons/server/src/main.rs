@@ -172,6 +172,9 @@ enum BundleCmd {
     },
 }
 
+/// How long open connections may take to finish after SIGTERM/SIGINT.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
 const DEFAULT_SOCKET: &str = "/tmp/trustdeck-server/admin.sock";
 
 fn socket_path(t: &Target) -> Result<PathBuf> {
@@ -275,7 +278,14 @@ async fn run_server(config: &Path) -> Result<()> {
         _ = server.wait() => { tracing::error!("a server task ended unexpectedly"); }
     }
     tracing::info!("shutting down");
-    server.shutdown().await;
+    // Connections get a grace period to finish; a client that never closes does not keep the
+    // server alive.
+    if tokio::time::timeout(SHUTDOWN_GRACE, server.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(grace = ?SHUTDOWN_GRACE, "connections still open after the grace period; exiting");
+    }
     Ok(())
 }
 
