@@ -7,35 +7,7 @@ use serde::Deserialize;
 use trustdeck_pki::rotation::{de_duration, de_opt_duration};
 use trustdeck_spiffe::{SpiffeId, TrustDomain};
 
-/// Why a configuration was refused.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// The file could not be read.
-    #[error("cannot read config {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// Malformed TOML or unknown keys.
-    #[error("config {path} is invalid: {message}")]
-    Parse {
-        /// The file.
-        path: String,
-        /// What toml said, with line and column.
-        message: String,
-    },
-    /// A value is out of range or inconsistent.
-    #[error("config {path}: {message}")]
-    Invalid {
-        /// The file.
-        path: String,
-        /// The problem.
-        message: String,
-    },
-}
+pub use trustdeck_runtime::ConfigError;
 
 /// How the agent proves its node's identity.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -113,19 +85,13 @@ pub struct Config {
 impl Config {
     /// Reads and checks a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = trustdeck_runtime::read_config(path)?;
         Self::parse(&text, &path.display().to_string())
     }
 
     /// Parses and checks config text.
     pub fn parse(text: &str, source: &str) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: source.to_string(),
-            message: e.to_string().trim_end().to_string(),
-        })?;
+        let raw: RawConfig = trustdeck_runtime::parse_toml(text, source)?;
         let invalid = |message: String| ConfigError::Invalid {
             path: source.to_string(),
             message,

@@ -191,45 +191,24 @@ async fn fetch_x509(t: &Target, write: Option<PathBuf>) -> Result<()> {
     Ok(())
 }
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("TRUSTDECK_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(
-            std::env::var_os("NO_COLOR").is_none()
-                && std::io::IsTerminal::is_terminal(&std::io::stderr()),
-        )
-        .init();
-}
-
 async fn run_agent(config: &Path) -> Result<()> {
     let config = Config::load(config)?;
     let mut agent = trustdeck_agent::runtime::start(config)
         .await
         .context("trustdeck-agent failed to start")?;
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+        r = trustdeck_runtime::terminated() => r?,
         _ = agent.wait() => { tracing::error!("an agent task ended unexpectedly"); }
     }
     tracing::info!("shutting down");
-    // Streams get a grace period; a workload that never hangs up does not keep us alive.
-    if tokio::time::timeout(std::time::Duration::from_secs(3), agent.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("Workload API streams still open after 3s; exiting");
-    }
+    trustdeck_runtime::shutdown_within_grace(agent.shutdown()).await;
     Ok(())
 }
 
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Run { config } => {
-            init_logging();
+            trustdeck_runtime::init_logging();
             run_agent(&config).await
         }
         Command::Api { cmd, target } => match cmd {

@@ -9,35 +9,7 @@ use trustdeck_spiffe::{SpiffeId, TrustDomain};
 
 pub use trustdeck_pki::rotation::parse_duration;
 
-/// Why a configuration was refused.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// The file could not be read.
-    #[error("cannot read config {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// The TOML is malformed or has unknown or mistyped keys.
-    #[error("config {path} is invalid: {message}")]
-    Parse {
-        /// The file.
-        path: String,
-        /// What toml said, with line and column.
-        message: String,
-    },
-    /// A value is out of range or inconsistent with another.
-    #[error("config {path}: {message}")]
-    Invalid {
-        /// The file.
-        path: String,
-        /// The problem.
-        message: String,
-    },
-}
+pub use trustdeck_runtime::ConfigError;
 
 /// Where CA and JWT signing keys live.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -239,19 +211,13 @@ pub struct Upstream {
 impl Config {
     /// Reads and checks a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = trustdeck_runtime::read_config(path)?;
         Self::parse(&text, &path.display().to_string())
     }
 
     /// Parses and checks config text; `source` names it in errors.
     pub fn parse(text: &str, source: &str) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: source.to_string(),
-            message: e.to_string().trim_end().to_string(),
-        })?;
+        let raw: RawConfig = trustdeck_runtime::parse_toml(text, source)?;
         let invalid = |message: String| ConfigError::Invalid {
             path: source.to_string(),
             message,

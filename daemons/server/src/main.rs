@@ -172,9 +172,6 @@ enum BundleCmd {
     },
 }
 
-/// How long open connections may take to finish after SIGTERM/SIGINT.
-const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
-
 const DEFAULT_SOCKET: &str = "/tmp/trustdeck-server/admin.sock";
 
 fn socket_path(t: &Target) -> Result<PathBuf> {
@@ -253,46 +250,24 @@ fn entry_json(e: &EntryInfo) -> serde_json::Value {
     })
 }
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("TRUSTDECK_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(
-            std::env::var_os("NO_COLOR").is_none()
-                && std::io::IsTerminal::is_terminal(&std::io::stderr()),
-        )
-        .init();
-}
-
 async fn run_server(config: &Path) -> Result<()> {
     let config = Config::load(config)?;
     let mut server = trustdeck_server::runtime::start(config)
         .await
         .context("trustdeck-server failed to start")?;
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+        r = trustdeck_runtime::terminated() => r?,
         _ = server.wait() => { tracing::error!("a server task ended unexpectedly"); }
     }
     tracing::info!("shutting down");
-    // Connections get a grace period to finish; a client that never closes does not keep the
-    // server alive.
-    if tokio::time::timeout(SHUTDOWN_GRACE, server.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!(grace = ?SHUTDOWN_GRACE, "connections still open after the grace period; exiting");
-    }
+    trustdeck_runtime::shutdown_within_grace(server.shutdown()).await;
     Ok(())
 }
 
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Run { config } => {
-            init_logging();
+            trustdeck_runtime::init_logging();
             run_server(&config).await
         }
         Command::CheckConfig { config } => {

@@ -1,0 +1,121 @@
+//! Process plumbing shared by trustdeck's binaries: reading TOML config files with errors that
+//! name the file and position, logging to stderr, and shutting down on signals with a bound.
+#![forbid(unsafe_code)]
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How long open connections and streams may take to finish after SIGTERM/SIGINT.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The TOML is malformed or has unknown or mistyped keys.
+    #[error("config {path} is invalid: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// What toml said, with line and column.
+        message: String,
+    },
+    /// A value is out of range or inconsistent with another.
+    #[error("config {path}: {message}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// The problem.
+        message: String,
+    },
+}
+
+/// Reads a config file.
+pub fn read_config(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Parses TOML text; `source` names it in errors.
+pub fn parse_toml<T: serde::de::DeserializeOwned>(
+    text: &str,
+    source: &str,
+) -> Result<T, ConfigError> {
+    toml::from_str(text).map_err(|e| ConfigError::Parse {
+        path: source.to_string(),
+        message: e.to_string().trim_end().to_string(),
+    })
+}
+
+/// Logs to stderr, filtered by `TRUSTDECK_LOG` (default `info`); colour only on a terminal and
+/// without `NO_COLOR`.
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TRUSTDECK_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(
+            std::env::var_os("NO_COLOR").is_none()
+                && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        )
+        .init();
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn terminated() -> std::io::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r,
+        _ = term.recv() => Ok(()),
+    }
+}
+
+/// Runs a graceful shutdown for at most [`SHUTDOWN_GRACE`]: a peer that never closes does not
+/// keep the process alive.
+pub async fn shutdown_within_grace(shutdown: impl Future<Output = ()>) {
+    if tokio::time::timeout(SHUTDOWN_GRACE, shutdown)
+        .await
+        .is_err()
+    {
+        tracing::warn!(grace = ?SHUTDOWN_GRACE, "connections still open after the grace period; exiting");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct C {
+        a: u32,
+    }
+
+    #[test]
+    fn toml_errors_name_the_source_and_position() {
+        let e = parse_toml::<C>("a = 1\nb = 2\n", "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("x.toml") && e.contains("line 2") && e.contains('b'),
+            "{e}"
+        );
+        let e = read_config(Path::new("/nonexistent/trustdeck.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("/nonexistent/trustdeck.toml"), "{e}");
+    }
+}
