@@ -189,3 +189,23 @@ async fn renewal_and_per_caller_rate_limits() {
     let (csr, _) = csr_for(id);
     assert_eq!(b.sign(&eb, csr).await.expect("sign b").error_code, 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expired_agent_svid_is_refused_on_a_live_connection() {
+    let server = ServerProc::start("agent_svid_ttl = \"2s\"\n");
+    let roots = server.bundle_roots();
+    let mut agent = AgentSession::join(&server.addr(), &roots, &server.token("10m"))
+        .await
+        .expect("attest");
+    // The same connection works while the SVID is valid ...
+    agent.entries().await.expect("sync with a valid SVID");
+    let not_after = trustdeck_spiffe::x509::check_leaf(&agent.svid[0])
+        .expect("leaf")
+        .not_after;
+    let wait = (not_after - chrono::Utc::now()).num_milliseconds().max(0) as u64 + 1200;
+    tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+    // ... and is refused once it has expired, although the TLS session is still up.
+    let e = agent.entries().await.expect_err("expired SVID accepted");
+    assert_eq!(e.code(), tonic::Code::Unauthenticated, "{e:?}");
+    assert!(e.message().contains("expired"), "{}", e.message());
+}

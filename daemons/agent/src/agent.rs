@@ -24,7 +24,7 @@ use crate::config::{Config, NodeAttestation};
 use crate::state;
 
 /// Most CSRs sent in one call.
-const BATCH: usize = 500;
+const BATCH: usize = 100;
 
 /// Errors of the agent engine.
 #[derive(Debug, thiserror::Error)]
@@ -468,6 +468,7 @@ impl Agent {
             })
             .collect();
         let mut fresh: Vec<Arc<WorkloadSvid>> = Vec::new();
+        let mut sign_error = None;
         for chunk in needs.chunks(BATCH) {
             let mut keys = Vec::with_capacity(chunk.len());
             let mut csrs = Vec::with_capacity(chunk.len());
@@ -483,13 +484,18 @@ impl Agent {
                     csr,
                 });
             }
-            let results = self
+            // A failed batch (rate limited, server gone) keeps what earlier batches got.
+            let results = match self
                 .client()
                 .sign_x509_svids(SignX509SvidsRequest { csrs })
                 .await
-                .map_err(|s| AgentError::from_status(&addr, s))?
-                .into_inner()
-                .results;
+            {
+                Ok(r) => r.into_inner().results,
+                Err(s) => {
+                    sign_error = Some(AgentError::from_status(&addr, s));
+                    break;
+                }
+            };
             for (r, key) in results.into_iter().zip(keys) {
                 if r.error_code != 0 {
                     tracing::warn!(entry = %r.entry_id, error = %r.error_message, "workload SVID refused");
@@ -519,11 +525,12 @@ impl Agent {
             }
         }
         let entries_changed = cache.entries != entries;
+        // SVIDs of deleted entries, and expired ones (never served), leave the cache.
         let stale: Vec<String> = cache
             .svids
-            .keys()
-            .filter(|id| !entries.iter().any(|e| &e.id == *id))
-            .cloned()
+            .iter()
+            .filter(|(id, s)| s.not_after <= now || !entries.iter().any(|e| &e.id == *id))
+            .map(|(id, _)| id.clone())
             .collect();
         if entries_changed || !fresh.is_empty() || !stale.is_empty() || !cache.synced {
             if !fresh.is_empty() {
@@ -540,7 +547,10 @@ impl Agent {
                 c.synced = true;
             });
         }
-        Ok(())
+        match sign_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     /// Runs sync rounds until `shutdown` turns true; the server being unreachable only slows
@@ -581,17 +591,14 @@ impl Agent {
                     wait = std::cmp::min(wait * 2, max);
                 }
             }
-            // Wake early when an SVID is due before the next round.
+            // Wake early when an SVID falls due before the next round (only after a good
+            // round: while failing, the backoff decides).
             let due = self
                 .next_due()
-                .map(|t| {
-                    (t - Utc::now())
-                        .to_std()
-                        .unwrap_or(std::time::Duration::ZERO)
-                })
+                .and_then(|t| (t - Utc::now()).to_std().ok())
                 .map(|d| d.max(std::time::Duration::from_millis(20)));
             let sleep = match due {
-                Some(d) if d < wait => d,
+                Some(d) if d < wait && wait == base => d,
                 _ => wait,
             };
             tokio::select! {
@@ -602,14 +609,23 @@ impl Agent {
     }
 
     /// The earliest renewal due: the agent SVID's or a workload SVID's.
+    /// Past-due ones are left out: they are retried on the normal schedule.
     fn next_due(&self) -> Option<DateTime<Utc>> {
+        let now = Utc::now();
         let agent = self
             .svid
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .as_ref()
-            .map(|s| s.renew_at);
-        let workloads = self.cache().svids.values().map(|s| s.renew_at).min();
+            .map(|s| s.renew_at)
+            .filter(|t| *t > now);
+        let workloads = self
+            .cache()
+            .svids
+            .values()
+            .map(|s| s.renew_at)
+            .filter(|t| *t > now)
+            .min();
         match (agent, workloads) {
             (Some(a), Some(w)) => Some(a.min(w)),
             (a, w) => a.or(w),

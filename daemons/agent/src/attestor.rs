@@ -2,12 +2,11 @@
 //!
 //! `unix:uid`, `unix:gid`, `unix:user`, `unix:group` come from the peer's credentials and the
 //! passwd/group databases; `unix:path` and `unix:sha256` from `/proc/<pid>/exe` (hashing is
-//! bounded in size and cached by path, size and modification time).
+//! bounded in size and cached by device, inode, size and change time).
 
 use std::collections::HashMap;
 use std::io::Read;
 use std::sync::Mutex;
-use std::time::SystemTime;
 
 use ring::digest::{Context, SHA256};
 
@@ -31,7 +30,9 @@ pub fn matches(entry_selectors: &[String], workload_selectors: &[String]) -> boo
             .all(|s| workload_selectors.contains(s))
 }
 
-type HashKey = (std::path::PathBuf, u64, Option<SystemTime>);
+/// Device, inode, size and change time: a file's owner can reset its mtime after replacing
+/// the contents, but not its ctime.
+type HashKey = (u64, u64, u64, i64, i64);
 
 /// How long user and group names are cached.
 const NAME_TTL: std::time::Duration = std::time::Duration::from_secs(10);
@@ -112,7 +113,14 @@ impl UnixAttestor {
             tracing::info!(exe = %exe.display(), size = meta.len(), limit = self.max_hash_bytes, "executable too large to hash; no unix:sha256 selector");
             return Ok(None);
         }
-        let key = (exe.to_path_buf(), meta.len(), meta.modified().ok());
+        use std::os::unix::fs::MetadataExt;
+        let key = (
+            meta.dev(),
+            meta.ino(),
+            meta.len(),
+            meta.ctime(),
+            meta.ctime_nsec(),
+        );
         if let Some(h) = self
             .hashes
             .lock()

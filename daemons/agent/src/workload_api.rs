@@ -54,13 +54,18 @@ impl WorkloadApi {
         }
     }
 
-    fn selectors<T>(&self, req: &Request<T>) -> Result<Vec<String>, Status> {
+    /// Attests the caller. Reading `/proc` and hashing an executable block, so this runs on
+    /// the blocking pool, never on a runtime worker.
+    async fn selectors<T>(&self, req: &Request<T>) -> Result<Vec<String>, Status> {
         let cred = req
             .extensions()
             .get::<UdsConnectInfo>()
             .and_then(|i| i.peer_cred)
             .ok_or_else(|| Status::internal("cannot read the caller's credentials"))?;
-        Ok(self.attestor.attest(cred.pid(), cred.uid(), cred.gid()))
+        let attestor = self.attestor.clone();
+        tokio::task::spawn_blocking(move || attestor.attest(cred.pid(), cred.uid(), cred.gid()))
+            .await
+            .map_err(|e| Status::internal(format!("workload attestation failed: {e}")))
     }
 }
 
@@ -198,7 +203,7 @@ impl SpiffeWorkloadApi for WorkloadApi {
         &self,
         request: Request<X509svidRequest>,
     ) -> Result<Response<Self::FetchX509SVIDStream>, Status> {
-        let selectors = self.selectors(&request)?;
+        let selectors = self.selectors(&request).await?;
         let s = stream_views(self.agent.subscribe(), move |c| x509_view(c, &selectors))?;
         Ok(Response::new(s))
     }
@@ -207,7 +212,7 @@ impl SpiffeWorkloadApi for WorkloadApi {
         &self,
         request: Request<X509BundlesRequest>,
     ) -> Result<Response<Self::FetchX509BundlesStream>, Status> {
-        let selectors = self.selectors(&request)?;
+        let selectors = self.selectors(&request).await?;
         let s = stream_views(self.agent.subscribe(), move |c| {
             if !require_identity(c, &selectors)? {
                 return Ok(None);
@@ -226,7 +231,7 @@ impl SpiffeWorkloadApi for WorkloadApi {
         &self,
         request: Request<JwtsvidRequest>,
     ) -> Result<Response<JwtsvidResponse>, Status> {
-        let selectors = self.selectors(&request)?;
+        let selectors = self.selectors(&request).await?;
         let req = request.into_inner();
         if req.audience.is_empty() || req.audience.iter().any(|a| a.is_empty()) {
             return Err(Status::invalid_argument("audience must not be empty"));
@@ -263,7 +268,7 @@ impl SpiffeWorkloadApi for WorkloadApi {
         &self,
         request: Request<JwtBundlesRequest>,
     ) -> Result<Response<Self::FetchJWTBundlesStream>, Status> {
-        let selectors = self.selectors(&request)?;
+        let selectors = self.selectors(&request).await?;
         let s = stream_views(self.agent.subscribe(), move |c| {
             if !require_identity(c, &selectors)? {
                 return Ok(None);

@@ -1,7 +1,6 @@
 //! The local administration API on a Unix socket: entries, join tokens, agents, bundle,
 //! health. Callers are checked by their socket peer uid; every change is audited.
 
-use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
 
 use chrono::Duration;
@@ -28,9 +27,7 @@ pub struct AdminApi {
 impl AdminApi {
     /// A service over shared state.
     pub fn new(ctx: Arc<ServerCtx>) -> Self {
-        let own_uid = std::fs::metadata("/proc/self")
-            .map(|m| m.uid())
-            .unwrap_or(0);
+        let own_uid = effective_uid().unwrap_or(0);
         Self { ctx, own_uid }
     }
 
@@ -79,6 +76,14 @@ impl AdminApi {
             tracing::error!(error = %e, "could not write audit record");
         }
     }
+}
+
+/// This process's effective uid, from `/proc/self/status` (the owner of `/proc/self` is root
+/// for non-dumpable processes, e.g. binaries with file capabilities).
+fn effective_uid() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+    line.split_whitespace().nth(2)?.parse().ok()
 }
 
 fn entry_info(e: Entry) -> EntryInfo {
@@ -140,6 +145,12 @@ pub fn validate_entry(
     ] {
         if v < 0 {
             return Err(format!("{name} must not be negative, got {v}"));
+        }
+        if v > crate::node_api::MAX_TTL_SECS {
+            return Err(format!(
+                "{name} {v}s is longer than ten years ({}s)",
+                crate::node_api::MAX_TTL_SECS
+            ));
         }
     }
     for d in &req.dns_names {
@@ -262,8 +273,11 @@ impl ServerAdmin for AdminApi {
         let actor = self.caller(&request)?;
         let ttl_secs = request.into_inner().ttl_secs;
         let result = async {
-            if ttl_secs < 0 {
-                return Err(Status::invalid_argument("ttl must not be negative"));
+            if !(0..=crate::node_api::MAX_TTL_SECS).contains(&ttl_secs) {
+                return Err(Status::invalid_argument(format!(
+                    "ttl must be between 0 and {}s, got {ttl_secs}",
+                    crate::node_api::MAX_TTL_SECS
+                )));
             }
             let ttl = if ttl_secs == 0 {
                 DEFAULT_TOKEN_TTL

@@ -212,7 +212,11 @@ impl CaManager {
                 key.kid
             )));
         }
-        let exp = std::cmp::min(now + ttl, key.window.not_after);
+        let exp = now
+            .checked_add_signed(ttl)
+            .map_or(key.window.not_after, |t| {
+                std::cmp::min(t, key.window.not_after)
+            });
         let claims = JwtClaims {
             sub: sub.clone(),
             aud: audience.to_vec(),
@@ -576,6 +580,13 @@ impl CaManager {
             });
         }
 
+        // From here on, any failure must not leave the keys minted above behind.
+        let discard = |e: CaManagerError| {
+            for k in &minted_keys {
+                let _ = self.km.delete(k);
+            }
+            e
+        };
         let mut bundle = if self.settings.upstream.is_some() {
             (*cur.bundle).clone()
         } else {
@@ -583,7 +594,8 @@ impl CaManager {
                 &self.settings.trust_domain,
                 &journal,
                 refresh_hint(self.settings.ca_ttl),
-            )?
+            )
+            .map_err(discard)?
         };
         let changed = journal != cur.journal;
         let authorities_changed = bundle.x509_authorities != cur.bundle.x509_authorities
@@ -594,7 +606,8 @@ impl CaManager {
         let stored = self
             .ds
             .get_bundle(self.settings.trust_domain.as_str())
-            .await?;
+            .await
+            .map_err(|e| discard(e.into()))?;
         let expected = stored.as_ref().map(|b| b.sequence);
         bundle.sequence = if authorities_changed {
             cur.bundle.sequence + 1
@@ -618,10 +631,7 @@ impl CaManager {
             .commit_ca_state(&upserts, &delete_ids, &record, expected)
             .await
         {
-            for k in &minted_keys {
-                let _ = self.km.delete(k);
-            }
-            return Err(e.into());
+            return Err(discard(e.into()));
         }
         // Keys of pruned authorities are no longer needed.
         for r in &deletes {

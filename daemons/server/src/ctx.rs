@@ -112,7 +112,36 @@ impl ServerCtx {
                 "agent {id} is banned; an operator must evict it before it can attest again"
             )));
         }
+        // The handshake checked the SVID once; a long-lived connection must not outlive it.
+        // SVIDs issued before the node's current attestation (an eviction and re-attestation
+        // since) are refused. The serial is not compared: a renewal whose answer was lost must
+        // not strand the agent with a still-valid SVID.
+        let leaf = self.peer_leaf(req)?;
+        let slack = trustdeck_pki::ca::BACKDATE + chrono::Duration::seconds(1);
+        if leaf.not_before.timestamp() + slack.num_seconds() < node.created_at {
+            return Err(Status::permission_denied(format!(
+                "{id} is not an attested agent: this SVID predates its current attestation (evicted since?)"
+            )));
+        }
         Ok(AuthedAgent { id, node })
+    }
+
+    /// The caller's leaf certificate, refused once it has expired.
+    fn peer_leaf<T>(&self, req: &tonic::Request<T>) -> Result<trustdeck_spiffe::LeafInfo, Status> {
+        let certs = trustdeck_transport::serve::peer_certs(req)
+            .ok_or_else(|| Status::unauthenticated("no client SVID presented"))?;
+        let leaf = certs
+            .first()
+            .ok_or_else(|| Status::unauthenticated("no client SVID presented"))?;
+        let info = trustdeck_spiffe::x509::check_leaf(leaf.as_ref())
+            .map_err(|e| Status::unauthenticated(format!("client SVID: {e}")))?;
+        if self.clock.now() >= info.not_after {
+            return Err(Status::unauthenticated(format!(
+                "client SVID {} expired at {}",
+                info.spiffe_id, info.not_after
+            )));
+        }
+        Ok(info)
     }
 
     /// Authenticates the caller as a downstream server: its SVID must match an entry marked
@@ -126,6 +155,7 @@ impl ServerCtx {
                 "no client SVID presented: downstream servers call with their SVID",
             )
         })?;
+        self.peer_leaf(req)?;
         let entries = self.ds.list_entries().await.map_err(ds_status)?;
         if entries
             .iter()

@@ -24,6 +24,9 @@ use trustdeck_spiffe::SpiffeId;
 
 use crate::ctx::{AuthedAgent, ServerCtx, ds_status};
 
+/// Longest an attestation dialogue may take, start to end.
+pub const ATTEST_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Most CSRs accepted in one SignX509Svids call.
 pub const MAX_BATCH: usize = 1000;
 
@@ -42,11 +45,15 @@ impl NodeApi {
 /// `secs` as a TTL, or `default` when zero or negative.
 fn ttl_or(secs: i64, default: Duration) -> Duration {
     if secs > 0 {
-        Duration::seconds(secs)
+        Duration::try_seconds(secs.min(MAX_TTL_SECS)).unwrap_or(default)
     } else {
         default
     }
 }
+
+/// Longest TTL anything is asked for (ten years); larger requests are cut to it (and then to
+/// the issuer's expiry).
+pub const MAX_TTL_SECS: i64 = 10 * 366 * 24 * 3600;
 
 /// Refuses an empty audience list or an empty audience.
 fn check_audience(audience: &[String]) -> Result<(), Status> {
@@ -67,6 +74,8 @@ struct Attested {
     id: SpiffeId,
     kind: &'static str,
     selectors: Vec<String>,
+    /// A join token to consume once the SVID is issued (so a failed issuance does not burn it).
+    join_token: Option<String>,
 }
 
 fn entry_to_proto(e: trustdeck_datastore::Entry) -> trustdeck_proto::node::Entry {
@@ -131,14 +140,11 @@ impl NodeApi {
                         "join_token: token has characters outside [A-Za-z0-9_-]",
                     ));
                 }
-                ctx.ds
-                    .consume_join_token(&token, now.timestamp())
-                    .await
-                    .map_err(ds_status)?;
                 Attested {
                     id: join_token_agent_id(td, &token),
                     kind: "join_token",
                     selectors: vec![],
+                    join_token: Some(token),
                 }
             }
             "x509pop" => {
@@ -185,6 +191,7 @@ impl NodeApi {
                     id,
                     kind: "x509pop",
                     selectors: node.selectors,
+                    join_token: None,
                 }
             }
             other => {
@@ -211,6 +218,12 @@ impl NodeApi {
         let svid = ca
             .issue_x509_svid(&csr, &attested.id, &[], ctx.config.agent_svid_ttl, now)
             .map_err(|e| Status::unavailable(e.to_string()))?;
+        if let Some(token) = &attested.join_token {
+            ctx.ds
+                .consume_join_token(token, now.timestamp())
+                .await
+                .map_err(ds_status)?;
+        }
         ctx.ds
             .upsert_node(&AttestedNode {
                 spiffe_id: attested.id.to_string(),
@@ -302,7 +315,17 @@ impl Node for NodeApi {
         let (tx, rx) = mpsc::channel(4);
         let ctx = self.ctx.clone();
         tokio::spawn(async move {
-            let result = Self::attest_dialogue(ctx, inbound, tx.clone(), source.clone()).await;
+            let result = tokio::time::timeout(
+                ATTEST_DEADLINE,
+                Self::attest_dialogue(ctx, inbound, tx.clone(), source.clone()),
+            )
+            .await
+            .unwrap_or_else(|_| {
+                Err(Status::deadline_exceeded(format!(
+                    "attestation not completed within {}s",
+                    ATTEST_DEADLINE.as_secs()
+                )))
+            });
             if let Err(e) = &result {
                 tracing::warn!(%source, error = %e.message(), "attestation failed");
             }
@@ -524,7 +547,9 @@ impl Node for NodeApi {
                 self.ctx.config.trust_domain
             )));
         }
-        let ttl = ttl_or(req.ttl_secs, self.ctx.config.default_jwt_svid_ttl);
+        // A downstream may ask for less than this server's JWT-SVID TTL, never more.
+        let default = self.ctx.config.default_jwt_svid_ttl;
+        let ttl = std::cmp::min(ttl_or(req.ttl_secs, default), default);
         Ok(Response::new(
             self.mint_jwt(&sub, &req.audience, ttl).await?,
         ))

@@ -23,7 +23,11 @@ impl RateLimiter {
 
     /// Takes `cost` tokens from `key`'s bucket at time `now` (seconds). On refusal returns how
     /// many seconds until enough tokens are back.
+    ///
+    /// A batch costing more than the burst needs a full bucket (and empties it), so a large
+    /// batch is slowed down, never refused forever.
     pub fn check(&self, key: &str, now: f64, cost: f64) -> Result<(), f64> {
+        let cost = cost.min(self.burst);
         let mut b = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         if b.len() > 100_000 {
             // Forget idle callers rather than grow without bound.
@@ -58,5 +62,14 @@ mod tests {
         // After 0.1 s one token is back.
         r.check("a", 0.1, 1.0).unwrap();
         assert!(r.check("a", 0.1, 1.0).is_err());
+    }
+
+    #[test]
+    fn a_batch_larger_than_the_burst_waits_for_a_full_bucket() {
+        let r = RateLimiter::new(10.0, 5.0);
+        r.check("a", 0.0, 100.0).unwrap();
+        let wait = r.check("a", 0.0, 100.0).unwrap_err();
+        assert!((wait - 0.5).abs() < 1e-9, "{wait}");
+        r.check("a", 0.5, 100.0).unwrap();
     }
 }

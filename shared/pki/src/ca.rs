@@ -271,9 +271,14 @@ impl X509Authority {
                 not_after: self.window.not_after,
             });
         }
+        // A TTL too large to add is simply capped at this CA's expiry.
+        let requested = now
+            .checked_add_signed(ttl)
+            .map(ceil_secs)
+            .unwrap_or(self.window.not_after);
         Ok((
             std::cmp::max(to_secs(now) - BACKDATE, self.window.not_before),
-            std::cmp::min(ceil_secs(now + ttl), self.window.not_after),
+            std::cmp::min(requested, self.window.not_after),
         ))
     }
 

@@ -16,8 +16,14 @@ pub fn mtls_channel(
     config: Arc<rustls::ClientConfig>,
 ) -> Result<Channel, tonic::transport::Error> {
     let addr = addr.to_string();
+    // Node API calls are short: a frozen or silently unreachable server fails them in
+    // seconds instead of hanging the caller (keepalive pings detect dead connections).
     let endpoint = Endpoint::from_shared(format!("http://{addr}"))?
         .connect_timeout(std::time::Duration::from_secs(5))
+        .timeout(std::time::Duration::from_secs(15))
+        .http2_keep_alive_interval(std::time::Duration::from_secs(10))
+        .keep_alive_timeout(std::time::Duration::from_secs(5))
+        .keep_alive_while_idle(true)
         .tcp_nodelay(true);
     let connector = TlsConnector::from(config);
     Ok(
