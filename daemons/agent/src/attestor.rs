@@ -34,6 +34,13 @@ pub fn matches(entry_selectors: &[String], workload_selectors: &[String]) -> boo
 /// the contents, but not its ctime.
 type HashKey = (u64, u64, u64, i64, i64);
 
+/// The outcome of looking for an executable's hash.
+enum Hash {
+    Known(String),
+    TooLarge,
+    NotCached,
+}
+
 /// How long user and group names are cached.
 const NAME_TTL: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -78,6 +85,22 @@ impl UnixAttestor {
 
     /// Selectors for the process `pid` running as `uid`/`gid`.
     pub fn attest(&self, pid: Option<i32>, uid: u32, gid: u32) -> Vec<String> {
+        self.attest_inner(pid, uid, gid, true).unwrap_or_default()
+    }
+
+    /// Like [`attest`](Self::attest) but without hashing: `None` when the executable's hash is
+    /// not cached yet (the caller then runs [`attest`](Self::attest) where blocking is fine).
+    pub fn attest_cached(&self, pid: Option<i32>, uid: u32, gid: u32) -> Option<Vec<String>> {
+        self.attest_inner(pid, uid, gid, false)
+    }
+
+    fn attest_inner(
+        &self,
+        pid: Option<i32>,
+        uid: u32,
+        gid: u32,
+        may_hash: bool,
+    ) -> Option<Vec<String>> {
         let mut out = vec![format!("unix:uid:{uid}"), format!("unix:gid:{gid}")];
         if let Some(name) = self.name(false, uid) {
             out.push(format!("unix:user:{name}"));
@@ -86,32 +109,33 @@ impl UnixAttestor {
             out.push(format!("unix:group:{name}"));
         }
         let Some(pid) = pid.filter(|p| *p > 0) else {
-            return out;
+            return Some(out);
         };
         let exe = match std::fs::read_link(format!("/proc/{pid}/exe")) {
             Ok(p) => p,
             Err(e) => {
                 tracing::debug!(pid, error = %e, "cannot read workload executable path");
-                return out;
+                return Some(out);
             }
         };
         out.push(format!("unix:path:{}", exe.display()));
-        match self.sha256(pid, &exe) {
-            Ok(Some(h)) => out.push(format!("unix:sha256:{h}")),
-            Ok(None) => {}
+        match self.sha256(pid, &exe, may_hash) {
+            Ok(Hash::Known(h)) => out.push(format!("unix:sha256:{h}")),
+            Ok(Hash::TooLarge) => {}
+            Ok(Hash::NotCached) => return None,
             Err(e) => tracing::debug!(pid, error = %e, "cannot hash workload executable"),
         }
-        out
+        Some(out)
     }
 
-    fn sha256(&self, pid: i32, exe: &std::path::Path) -> std::io::Result<Option<String>> {
+    fn sha256(&self, pid: i32, exe: &std::path::Path, may_hash: bool) -> std::io::Result<Hash> {
         // Read through /proc/<pid>/exe: the file the process runs, even if the path was
         // replaced since.
         let proc_exe = format!("/proc/{pid}/exe");
         let meta = std::fs::metadata(&proc_exe)?;
         if meta.len() > self.max_hash_bytes {
             tracing::info!(exe = %exe.display(), size = meta.len(), limit = self.max_hash_bytes, "executable too large to hash; no unix:sha256 selector");
-            return Ok(None);
+            return Ok(Hash::TooLarge);
         }
         use std::os::unix::fs::MetadataExt;
         let key = (
@@ -127,7 +151,10 @@ impl UnixAttestor {
             .unwrap_or_else(|p| p.into_inner())
             .get(&key)
         {
-            return Ok(Some(h.clone()));
+            return Ok(Hash::Known(h.clone()));
+        }
+        if !may_hash {
+            return Ok(Hash::NotCached);
         }
         let mut f = std::fs::File::open(&proc_exe)?.take(self.max_hash_bytes + 1);
         let mut ctx = Context::new(&SHA256);
@@ -140,7 +167,7 @@ impl UnixAttestor {
             }
             total += n as u64;
             if total > self.max_hash_bytes {
-                return Ok(None);
+                return Ok(Hash::TooLarge);
             }
             ctx.update(&buf[..n]);
         }
@@ -150,7 +177,7 @@ impl UnixAttestor {
             cache.clear();
         }
         cache.insert(key, h.clone());
-        Ok(Some(h))
+        Ok(Hash::Known(h))
     }
 }
 
@@ -187,6 +214,14 @@ mod tests {
     fn attests_this_process() {
         let a = UnixAttestor::new(1 << 30);
         let me = std::process::id() as i32;
+        // Without a cached hash the cheap path declines; after a full attestation it answers
+        // with the same selectors.
+        let uid0 = std::fs::metadata("/proc/self")
+            .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
+            .unwrap();
+        assert!(a.attest_cached(Some(me), uid0, 0).is_none());
+        let full = a.attest(Some(me), uid0, 0);
+        assert_eq!(a.attest_cached(Some(me), uid0, 0), Some(full));
         let uid = std::fs::metadata("/proc/self")
             .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
             .unwrap();

@@ -54,14 +54,21 @@ impl WorkloadApi {
         }
     }
 
-    /// Attests the caller. Reading `/proc` and hashing an executable block, so this runs on
-    /// the blocking pool, never on a runtime worker.
+    /// Attests the caller. Hashing an executable blocks, so a hash-cache miss runs on the
+    /// blocking pool, never on a runtime worker.
     async fn selectors<T>(&self, req: &Request<T>) -> Result<Vec<String>, Status> {
         let cred = req
             .extensions()
             .get::<UdsConnectInfo>()
             .and_then(|i| i.peer_cred)
             .ok_or_else(|| Status::internal("cannot read the caller's credentials"))?;
+        // Cheap with a cached executable hash; hashing itself goes to the blocking pool.
+        if let Some(s) = self
+            .attestor
+            .attest_cached(cred.pid(), cred.uid(), cred.gid())
+        {
+            return Ok(s);
+        }
         let attestor = self.attestor.clone();
         tokio::task::spawn_blocking(move || attestor.attest(cred.pid(), cred.uid(), cred.gid()))
             .await
