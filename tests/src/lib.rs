@@ -491,14 +491,7 @@ pub fn entry_for_me(server: &ServerProc, parent: &str, spiffe_id: &str, ttl: &st
 
 /// Splits concatenated DER certificates (Workload API wire form).
 pub fn split_der(der: &[u8]) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    let mut rest = der;
-    while !rest.is_empty() {
-        let (r, _) = x509_parser::parse_x509_certificate(rest).expect("certificate");
-        out.push(rest[..rest.len() - r.len()].to_vec());
-        rest = r;
-    }
-    out
+    trustdeck_spiffe::pem::split_der(der).expect("certificates")
 }
 
 /// A fresh PostgreSQL database on the test cluster (`TRUSTDECK_TEST_POSTGRES_URL`), dropped
@@ -621,7 +614,7 @@ pub fn wait_for<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T
 
 /// The server's SPIFFE ID in the test trust domain.
 pub fn server_id() -> SpiffeId {
-    SpiffeId::parse("spiffe://example.org/trustdeck/server").expect("id")
+    trustdeck_transport::connect::default_server_id(&td())
 }
 
 /// An agent's session with a server over the node API.

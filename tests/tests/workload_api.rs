@@ -204,7 +204,7 @@ async fn server_outage(server_extra: String) {
             .expect("fetch")
             .into_inner();
         let m = s.next().await.expect("message").expect("ok");
-        let leaf = split_first_cert(&m.svids[0].x509_svid);
+        let leaf = split_der(&m.svids[0].x509_svid).remove(0);
         trustdeck_spiffe::x509::check_leaf(&leaf).expect("leaf")
     };
     let before = first(&mut c).await;
@@ -245,11 +245,6 @@ async fn server_outage(server_extra: String) {
     assert!(agent.child.is_some());
 }
 
-fn split_first_cert(der: &[u8]) -> Vec<u8> {
-    let (rest, _) = x509_parser::parse_x509_certificate(der).expect("cert");
-    der[..der.len() - rest.len()].to_vec()
-}
-
 async fn wait_for_async(
     c: &mut trustdeck_transport::workload_client::WorkloadClient,
     secs: u64,
@@ -261,7 +256,7 @@ async fn wait_for_async(
             && let Ok(Some(Ok(m))) =
                 tokio::time::timeout(Duration::from_secs(2), s.get_mut().next()).await
         {
-            let leaf = split_first_cert(&m.svids[0].x509_svid);
+            let leaf = split_der(&m.svids[0].x509_svid).remove(0);
             let info = trustdeck_spiffe::x509::check_leaf(&leaf).expect("leaf");
             if info.not_after > chrono::Utc::now() {
                 return info;

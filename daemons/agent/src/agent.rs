@@ -170,16 +170,13 @@ impl Agent {
         identity: &SharedIdentity,
         roots: &SharedRoots,
     ) -> Result<NodeClient<Channel>, AgentError> {
-        let tls = trustdeck_transport::tls::client_config(
-            identity.clone(),
-            roots.clone(),
-            config.server_spiffe_id.clone(),
+        trustdeck_transport::connect::node_client(
+            &config.server_address,
+            identity,
+            roots,
+            &config.server_spiffe_id,
         )
-        .map_err(|e| AgentError::Local(e.to_string()))?;
-        let ch = trustdeck_transport::connect::mtls_channel(&config.server_address, tls).map_err(
-            |e| AgentError::Local(format!("server_address {}: {e}", config.server_address)),
-        )?;
-        Ok(NodeClient::new(ch))
+        .map_err(|e| AgentError::Local(e.to_string()))
     }
 
     fn client(&self) -> NodeClient<Channel> {

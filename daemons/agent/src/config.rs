@@ -102,8 +102,7 @@ impl Config {
             Some(s) => {
                 SpiffeId::parse(&s).map_err(|e| invalid(format!("server_spiffe_id: {e}")))?
             }
-            None => SpiffeId::from_segments(&trust_domain, &["trustdeck", "server"])
-                .map_err(|e| invalid(e.to_string()))?,
+            None => trustdeck_transport::connect::default_server_id(&trust_domain),
         };
         if !raw.data_dir.is_absolute() {
             return Err(invalid(format!(

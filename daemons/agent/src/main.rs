@@ -121,18 +121,6 @@ fn status_err(s: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{} ({:?})", s.message(), s.code())
 }
 
-fn split_der(mut der: &[u8]) -> Result<Vec<Vec<u8>>> {
-    let mut out = Vec::new();
-    while !der.is_empty() {
-        let (rest, _) = x509_parser::parse_x509_certificate(der)
-            .map_err(|e| anyhow::anyhow!("bad certificate in response: {e}"))?;
-        let used = der.len() - rest.len();
-        out.push(der[..used].to_vec());
-        der = rest;
-    }
-    Ok(out)
-}
-
 fn write_file(path: &Path, data: &str, mode: u32) -> Result<()> {
     let _ = std::fs::remove_file(path);
     let mut f = std::fs::OpenOptions::new()
@@ -157,7 +145,7 @@ async fn fetch_x509(t: &Target, write: Option<PathBuf>) -> Result<()> {
         .context("stream ended without a response")?
         .map_err(status_err)?;
     for (i, s) in resp.svids.iter().enumerate() {
-        let chain = split_der(&s.x509_svid)?;
+        let chain = pem::split_der(&s.x509_svid)?;
         let info = trustdeck_spiffe::x509::check_leaf(&chain[0])?;
         println!("SPIFFE ID:        {}", s.spiffe_id);
         println!("SVID valid after: {}", info.not_before.to_rfc3339());
@@ -178,7 +166,7 @@ async fn fetch_x509(t: &Target, write: Option<PathBuf>) -> Result<()> {
             if i == 0 {
                 write_file(
                     &dir.join("bundle.0.pem"),
-                    &pem::encode_certs(&split_der(&s.bundle)?),
+                    &pem::encode_certs(&pem::split_der(&s.bundle)?),
                     0o644,
                 )?;
             }

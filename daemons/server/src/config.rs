@@ -307,8 +307,7 @@ impl Config {
         }
         let server_spiffe_id = match &raw.server_spiffe_id {
             Some(s) => SpiffeId::parse(s).map_err(|e| invalid(format!("server_spiffe_id: {e}")))?,
-            None => SpiffeId::from_segments(&trust_domain, &["trustdeck", "server"])
-                .map_err(|e| invalid(e.to_string()))?,
+            None => trustdeck_transport::connect::default_server_id(&trust_domain),
         };
         if server_spiffe_id.trust_domain() != &trust_domain {
             return Err(invalid(format!(
@@ -321,8 +320,7 @@ impl Config {
                 let spiffe_id = match &u.spiffe_id {
                     Some(s) => SpiffeId::parse(s)
                         .map_err(|e| invalid(format!("upstream.spiffe_id: {e}")))?,
-                    None => SpiffeId::from_segments(&trust_domain, &["trustdeck", "server"])
-                        .map_err(|e| invalid(e.to_string()))?,
+                    None => trustdeck_transport::connect::default_server_id(&trust_domain),
                 };
                 let own_spiffe_id = u
                     .own_spiffe_id

@@ -17,7 +17,7 @@ use tonic::transport::Channel;
 use trustdeck_proto::node::node_client::NodeClient;
 use trustdeck_proto::node::*;
 use trustdeck_proto::workload::X509svidRequest;
-use trustdeck_spiffe::{Bundle, SpiffeId, TrustDomain};
+use trustdeck_spiffe::{Bundle, SpiffeId, TrustDomain, pem};
 use trustdeck_transport::{SharedIdentity, SharedRoots};
 
 /// An SVID from the local agent: chain, PKCS#8 key, bundle roots, SPIFFE ID.
@@ -84,20 +84,6 @@ pub enum UpstreamError {
     Tls(String),
 }
 
-fn split_der(mut der: &[u8]) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    while !der.is_empty() {
-        match x509_parser::parse_x509_certificate(der) {
-            Ok((rest, _)) => {
-                out.push(der[..der.len() - rest.len()].to_vec());
-                der = rest;
-            }
-            Err(_) => break,
-        }
-    }
-    out
-}
-
 impl Upstream {
     /// Connects to the local agent, waits up to `wait` for this server's SVID, and prepares
     /// the mTLS client for the upstream. The SVID is then kept current in the background.
@@ -152,17 +138,13 @@ impl Upstream {
         identity: &SharedIdentity,
         roots: &SharedRoots,
     ) -> Result<NodeClient<Channel>, UpstreamError> {
-        let tls = trustdeck_transport::tls::client_config(
-            identity.clone(),
-            roots.clone(),
-            settings.upstream_spiffe_id.clone(),
+        trustdeck_transport::connect::node_client(
+            &settings.address,
+            identity,
+            roots,
+            &settings.upstream_spiffe_id,
         )
-        .map_err(|e| UpstreamError::Tls(e.to_string()))?;
-        let ch =
-            trustdeck_transport::connect::mtls_channel(&settings.address, tls).map_err(|e| {
-                UpstreamError::Tls(format!("upstream address {}: {e}", settings.address))
-            })?;
-        Ok(NodeClient::new(ch))
+        .map_err(|e| UpstreamError::Tls(e.to_string()))
     }
 
     async fn fetch_svid(settings: &UpstreamSettings) -> Result<LocalSvid, String> {
@@ -194,8 +176,8 @@ impl Upstream {
             None => "the local agent returned no SVID".into(),
         })?;
         let id = SpiffeId::parse(&svid.spiffe_id).map_err(|e| e.to_string())?;
-        let chain = split_der(&svid.x509_svid);
-        let roots = split_der(&svid.bundle);
+        let chain = pem::split_der(&svid.x509_svid).map_err(|e| format!("SVID chain: {e}"))?;
+        let roots = pem::split_der(&svid.bundle).map_err(|e| format!("bundle: {e}"))?;
         if chain.is_empty() || roots.is_empty() {
             return Err("SVID or bundle is empty".into());
         }

@@ -86,6 +86,35 @@ pub enum PemError {
         /// How many were found.
         count: usize,
     },
+    /// Concatenated DER certificates did not parse.
+    #[error("DER certificate #{index} at byte {offset} is malformed: {reason}")]
+    BadDer {
+        /// Zero-based index of the certificate.
+        index: usize,
+        /// Byte offset where it starts.
+        offset: usize,
+        /// What the parser reported.
+        reason: String,
+    },
+}
+
+/// Splits concatenated DER certificates (the Workload API's wire form for chains and bundles)
+/// into one DER blob each.
+pub fn split_der(der: &[u8]) -> Result<Vec<Vec<u8>>, PemError> {
+    let mut out = Vec::new();
+    let mut rest = der;
+    while !rest.is_empty() {
+        let offset = der.len() - rest.len();
+        let (after, _) =
+            x509_parser::parse_x509_certificate(rest).map_err(|e| PemError::BadDer {
+                index: out.len(),
+                offset,
+                reason: e.to_string(),
+            })?;
+        out.push(rest[..rest.len() - after.len()].to_vec());
+        rest = after;
+    }
+    Ok(out)
 }
 
 /// One decoded PEM block.

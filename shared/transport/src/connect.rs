@@ -43,6 +43,27 @@ pub fn mtls_channel(
     )
 }
 
+/// The SPIFFE ID a trustdeck server presents on its node API unless configured otherwise:
+/// `spiffe://<trust domain>/trustdeck/server`.
+pub fn default_server_id(td: &trustdeck_spiffe::TrustDomain) -> trustdeck_spiffe::SpiffeId {
+    trustdeck_spiffe::SpiffeId::from_segments(td, &["trustdeck", "server"])
+        .unwrap_or_else(|_| td.id())
+}
+
+/// A node API client for the server at `addr`, which must present `server_id`; presents
+/// `identity` when it has one, trusting `roots`. The channel follows later changes of both.
+pub fn node_client(
+    addr: &str,
+    identity: &crate::SharedIdentity,
+    roots: &crate::SharedRoots,
+    server_id: &trustdeck_spiffe::SpiffeId,
+) -> Result<trustdeck_proto::node::node_client::NodeClient<Channel>, crate::TlsError> {
+    let tls = crate::tls::client_config(identity.clone(), roots.clone(), server_id.clone())?;
+    let ch = mtls_channel(addr, tls)
+        .map_err(|e| crate::TlsError::Config(format!("server address {addr}: {e}")))?;
+    Ok(trustdeck_proto::node::node_client::NodeClient::new(ch))
+}
+
 /// A lazily connecting channel to a gRPC server on a Unix socket.
 pub fn uds_channel(path: impl Into<PathBuf>) -> Result<Channel, tonic::transport::Error> {
     let path = path.into();
