@@ -16,7 +16,8 @@ pub mod node {
     tonic::include_proto!("trustdeck.node.v1");
 }
 
-/// The server administration API (`trustdeck.admin.v1`).
+/// The administration APIs (`trustdeck.admin.v1`): `ServerAdmin` (operators) and
+/// `Observe` (read-only `Watch` stream, served by every daemon).
 pub mod admin {
     tonic::include_proto!("trustdeck.admin.v1");
 }
