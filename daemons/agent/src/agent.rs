@@ -79,6 +79,7 @@ pub struct ServerStatus {
 
 struct AgentSvid {
     id: SpiffeId,
+    not_before: DateTime<Utc>,
     not_after: DateTime<Utc>,
     renew_at: DateTime<Utc>,
 }
@@ -96,6 +97,7 @@ pub struct Agent {
     cache_tx: watch::Sender<Arc<Cache>>,
     status_tx: watch::Sender<ServerStatus>,
     jwt_cache: Mutex<JwtCache>,
+    hub: Arc<trustdeck_topology::Hub>,
 }
 
 fn leaf_window(chain: &[Vec<u8>]) -> Result<(SpiffeId, DateTime<Utc>, DateTime<Utc>), AgentError> {
@@ -151,6 +153,9 @@ impl Agent {
             since: Utc::now(),
             last_error: Some("not connected yet".into()),
         });
+        let hub = Arc::new(trustdeck_topology::Hub::new(crate::observe::identity(
+            &config,
+        )));
         let agent = Arc::new(Self {
             config,
             identity,
@@ -160,6 +165,7 @@ impl Agent {
             cache_tx,
             status_tx,
             jwt_cache: Mutex::new(HashMap::new()),
+            hub,
         });
         agent.load_stored_svid();
         Ok(agent)
@@ -222,6 +228,7 @@ impl Agent {
         let received = std::cmp::max(nb, Utc::now());
         *self.svid.lock().unwrap_or_else(|p| p.into_inner()) = Some(AgentSvid {
             id,
+            not_before: nb,
             not_after: na,
             renew_at: trustdeck_pki::rotation::renew_at(received, na),
         });
@@ -252,6 +259,11 @@ impl Agent {
         self.cache_tx.borrow().clone()
     }
 
+    /// Subscribes to server-status changes.
+    pub fn subscribe_status(&self) -> watch::Receiver<ServerStatus> {
+        self.status_tx.subscribe()
+    }
+
     /// Connection state to the server.
     pub fn server_status(&self) -> ServerStatus {
         self.status_tx.borrow().clone()
@@ -269,8 +281,60 @@ impl Agent {
         });
     }
 
-    /// Attests the node with the configured method and installs the resulting SVID.
+    /// What the admin `Watch` stream publishes.
+    pub fn hub(&self) -> &Arc<trustdeck_topology::Hub> {
+        &self.hub
+    }
+
+    /// The agent SVID's SPIFFE ID and validity, once attested.
+    pub fn svid_window(&self) -> Option<(SpiffeId, DateTime<Utc>, DateTime<Utc>)> {
+        self.svid
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|s| (s.id.clone(), s.not_before, s.not_after))
+    }
+
+    /// The agent SVID chain (DER, leaf first), once attested.
+    pub fn svid_chain(&self) -> Vec<Vec<u8>> {
+        self.identity
+            .current()
+            .map(|ck| ck.cert.iter().map(|c| c.as_ref().to_vec()).collect())
+            .unwrap_or_default()
+    }
+
+    /// A TLS server configuration presenting the agent SVID and trusting the bundle (for the
+    /// admin API over mTLS).
+    pub fn tls_server_config(&self) -> Result<Arc<rustls::ServerConfig>, AgentError> {
+        trustdeck_transport::tls::server_config(self.identity.clone(), self.roots.clone())
+            .map_err(|e| AgentError::Local(e.to_string()))
+    }
+
+    /// Attests the node with the configured method and installs the resulting SVID; the
+    /// outcome is an admin-stream event.
     pub async fn attest(&self) -> Result<(), AgentError> {
+        let r = self.attest_once().await;
+        let (sev, kind, msg) = match &r {
+            Ok(()) => (
+                trustdeck_topology::hub::Severity::Info,
+                "attestation-ok",
+                format!(
+                    "attested to {} as {}",
+                    self.config.server_address,
+                    self.agent_id().map(|i| i.to_string()).unwrap_or_default()
+                ),
+            ),
+            Err(e) => (
+                trustdeck_topology::hub::Severity::Warning,
+                "attestation-failed",
+                format!("attestation to {} failed: {e}", self.config.server_address),
+            ),
+        };
+        self.hub.event(sev, kind, msg, "", Utc::now());
+        r
+    }
+
+    async fn attest_once(&self) -> Result<(), AgentError> {
         let (payload, node_key) = match &self.config.node_attestation {
             NodeAttestation::JoinToken { token, token_path } => {
                 let t = match (token, token_path) {

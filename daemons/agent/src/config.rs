@@ -45,6 +45,13 @@ struct RawConfig {
     max_backoff: Option<Duration>,
     #[serde(default = "default_hash_limit")]
     max_hash_bytes: u64,
+    name: Option<String>,
+    segment: Option<String>,
+    admin_socket: Option<PathBuf>,
+    #[serde(default)]
+    admin_allowed_uids: Vec<u32>,
+    #[serde(default)]
+    admin: trustdeck_transport::admin::AdminSection,
 }
 
 fn default_sync() -> Duration {
@@ -80,6 +87,16 @@ pub struct Config {
     pub max_backoff: Duration,
     /// Largest executable hashed for `unix:sha256`.
     pub max_hash_bytes: u64,
+    /// Operator-facing name (admin stream, console).
+    pub name: String,
+    /// Segment (admin stream, console).
+    pub segment: String,
+    /// Admin Unix socket (the read-only `Observe` API).
+    pub admin_socket: PathBuf,
+    /// Who may call the admin API.
+    pub admin_access: trustdeck_transport::admin::AdminAccess,
+    /// Also serve the admin API on mTLS TCP here.
+    pub admin_bind_address: Option<std::net::SocketAddr>,
 }
 
 impl Config {
@@ -129,7 +146,22 @@ impl Config {
         if raw.sync_interval <= Duration::zero() {
             return Err(invalid("sync_interval must be positive".into()));
         }
+        let admin_socket = raw
+            .admin_socket
+            .unwrap_or_else(|| raw.data_dir.join("admin.sock"));
+        if !admin_socket.is_absolute() || admin_socket.as_os_str().len() > 100 {
+            return Err(invalid(format!(
+                "admin_socket {:?} must be absolute and at most 100 bytes (Unix socket limit)",
+                admin_socket
+            )));
+        }
+        let admin_access = raw.admin.access(&raw.admin_allowed_uids).map_err(invalid)?;
         Ok(Config {
+            name: raw.name.unwrap_or_else(|| "agent".into()),
+            segment: raw.segment.unwrap_or_default(),
+            admin_socket,
+            admin_access,
+            admin_bind_address: raw.admin.bind_address,
             source: source.to_string(),
             trust_domain,
             server_address: raw.server_address,

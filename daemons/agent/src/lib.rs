@@ -7,13 +7,15 @@
 //! - [`attestor`]: workload attestation `unix`.
 //! - [`workload_api`]: the Workload API server.
 //! - [`state`]: what the agent persists in its data directory.
-//! - [`runtime`]: wiring of the above.
+//! - [`observe`]: what the admin `Watch` stream publishes.
+//! - [`runtime`]: wiring of the above (Workload API socket, admin socket).
 #![forbid(unsafe_code)]
 
 pub mod agent;
 pub mod attestor;
 pub mod cache;
 pub mod config;
+pub mod observe;
 pub mod runtime;
 pub mod state;
 pub mod workload_api;

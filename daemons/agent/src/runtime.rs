@@ -7,7 +7,9 @@ use std::sync::Arc;
 use tokio::net::UnixListener;
 use tokio::sync::watch;
 use tokio_stream::wrappers::UnixListenerStream;
+use trustdeck_proto::admin::observe_server::ObserveServer;
 use trustdeck_proto::workload::spiffe_workload_api_server::SpiffeWorkloadApiServer;
+use trustdeck_transport::admin::ObserveService;
 
 use crate::agent::{Agent, AgentError};
 use crate::config::Config;
@@ -19,6 +21,10 @@ pub struct RunningAgent {
     pub agent: Arc<Agent>,
     /// The Workload API socket.
     pub socket: PathBuf,
+    /// The admin socket.
+    pub admin_socket: PathBuf,
+    /// The admin API on mTLS TCP, when configured.
+    pub admin_tcp: Option<std::net::SocketAddr>,
     shutdown: watch::Sender<bool>,
     tasks: tokio::task::JoinSet<()>,
 }
@@ -29,6 +35,7 @@ impl RunningAgent {
         let _ = self.shutdown.send(true);
         while self.tasks.join_next().await.is_some() {}
         let _ = std::fs::remove_file(&self.socket);
+        let _ = std::fs::remove_file(&self.admin_socket);
     }
 
     /// Waits until a task ends (normally never before shutdown).
@@ -37,7 +44,7 @@ impl RunningAgent {
     }
 }
 
-fn bind(path: &Path) -> Result<UnixListener, AgentError> {
+fn bind(path: &Path, mode: u32) -> Result<UnixListener, AgentError> {
     let local = |what: &str, e: std::io::Error| {
         AgentError::Local(format!("{what} {}: {e}", path.display()))
     };
@@ -47,15 +54,14 @@ fn bind(path: &Path) -> Result<UnixListener, AgentError> {
     if path.exists() {
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
             return Err(AgentError::Local(format!(
-                "Workload API socket {} is in use by another running agent",
+                "socket {} is in use by another running agent",
                 path.display()
             )));
         }
         std::fs::remove_file(path).map_err(|e| local("remove stale socket", e))?;
     }
     let l = UnixListener::bind(path).map_err(|e| local("bind", e))?;
-    // Any local process may connect: access is decided by workload attestation.
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o777))
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .map_err(|e| local("chmod", e))?;
     Ok(l)
 }
@@ -75,7 +81,26 @@ pub async fn start(config: Config) -> Result<RunningAgent, AgentError> {
         }
     }
     let socket = agent.config().socket_path.clone();
-    let listener = bind(&socket)?;
+    // Any local process may connect to the Workload API: access is decided by workload
+    // attestation. The admin socket is checked by peer uid.
+    let listener = bind(&socket, 0o777)?;
+    let admin_socket = agent.config().admin_socket.clone();
+    let admin_listener = bind(&admin_socket, 0o660)?;
+    let admin_tcp = match agent.config().admin_bind_address {
+        Some(a) => Some(
+            tokio::net::TcpListener::bind(a)
+                .await
+                .map_err(|e| AgentError::Local(format!("bind admin API on {a}: {e}")))?,
+        ),
+        None => None,
+    };
+    let admin_tcp_addr = match &admin_tcp {
+        Some(l) => Some(
+            l.local_addr()
+                .map_err(|e| AgentError::Local(format!("admin API address: {e}")))?,
+        ),
+        None => None,
+    };
     let (shutdown, rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(agent.clone().run(rx.clone()));
@@ -93,10 +118,54 @@ pub async fn start(config: Config) -> Result<RunningAgent, AgentError> {
             tracing::error!(error = %e, "Workload API stopped");
         }
     });
-    tracing::info!(socket = %socket.display(), agent = ?agent.agent_id().map(|i| i.to_string()), "trustdeck-agent serving the Workload API");
+    tasks.spawn(crate::observe::publish(agent.clone(), rx.clone()));
+    let observe = {
+        let chain_agent = agent.clone();
+        ObserveServer::new(ObserveService::new(
+            agent.hub().clone(),
+            Arc::new(agent.config().admin_access.clone()),
+            Arc::new(chrono::Utc::now),
+            Arc::new(move |n| crate::observe::chain_of(&chain_agent, n)),
+        ))
+        .max_encoding_message_size(64 << 20)
+    };
+    let mut arx = rx.clone();
+    let obs = observe.clone();
+    tasks.spawn(async move {
+        let r = tonic::transport::Server::builder()
+            .add_service(obs)
+            .serve_with_incoming_shutdown(UnixListenerStream::new(admin_listener), async move {
+                let _ = arx.wait_for(|s| *s).await;
+            })
+            .await;
+        if let Err(e) = r {
+            tracing::error!(error = %e, "admin API stopped");
+        }
+    });
+    if let Some(l) = admin_tcp {
+        let tls = agent.tls_server_config()?;
+        let mut arx = rx.clone();
+        tasks.spawn(async move {
+            let r = tonic::transport::Server::builder()
+                .add_service(observe)
+                .serve_with_incoming_shutdown(
+                    trustdeck_transport::serve::mtls_incoming(l, tls),
+                    async move {
+                        let _ = arx.wait_for(|s| *s).await;
+                    },
+                )
+                .await;
+            if let Err(e) = r {
+                tracing::error!(error = %e, "admin API (TCP) stopped");
+            }
+        });
+    }
+    tracing::info!(socket = %socket.display(), admin = %admin_socket.display(), agent = ?agent.agent_id().map(|i| i.to_string()), "trustdeck-agent serving the Workload API");
     Ok(RunningAgent {
         agent,
         socket,
+        admin_socket,
+        admin_tcp: admin_tcp_addr,
         shutdown,
         tasks,
     })

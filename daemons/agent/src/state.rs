@@ -70,6 +70,12 @@ pub fn ensure_dir(dir: &Path) -> Result<(), StateError> {
 }
 
 /// Saves the agent SVID and key (key first; both by rename).
+/// Where the agent key is stored (0600).
+pub fn key_path(dir: &Path) -> std::path::PathBuf {
+    dir.join(KEY)
+}
+
+/// Persists the agent SVID and its key.
 pub fn save_svid(dir: &Path, chain: &[Vec<u8>], key_pkcs8: &[u8]) -> Result<(), StateError> {
     write_private(
         &dir.join(KEY),

@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use chrono::Duration;
 use ring::rand::{SecureRandom, SystemRandom};
-use tonic::transport::server::UdsConnectInfo;
 use tonic::{Request, Response, Status};
 use trustdeck_datastore::{AttestedNode, AuditRecord, Entry, NewEntry};
 use trustdeck_proto::admin::server_admin_server::ServerAdmin;
@@ -21,32 +20,22 @@ pub const DEFAULT_TOKEN_TTL: Duration = Duration::minutes(10);
 /// The admin service.
 pub struct AdminApi {
     ctx: Arc<ServerCtx>,
-    own_uid: u32,
 }
 
 impl AdminApi {
     /// A service over shared state.
     pub fn new(ctx: Arc<ServerCtx>) -> Self {
-        let own_uid = effective_uid().unwrap_or(0);
-        Self { ctx, own_uid }
+        Self { ctx }
     }
 
-    /// The caller's uid, if allowed.
-    fn caller<T>(&self, req: &Request<T>) -> Result<String, Status> {
-        let uid = req
-            .extensions()
-            .get::<UdsConnectInfo>()
-            .and_then(|i| i.peer_cred)
-            .map(|c| c.uid())
-            .ok_or_else(|| Status::unauthenticated("admin API: peer credentials unavailable"))?;
-        if uid == 0 || uid == self.own_uid || self.ctx.config.admin_allowed_uids.contains(&uid) {
-            Ok(format!("uid:{uid}"))
-        } else {
-            Err(Status::permission_denied(format!(
-                "uid {uid} is not allowed to administer this server (allowed: root, uid {}, admin_allowed_uids)",
-                self.own_uid
-            )))
-        }
+    /// Any allowed caller (viewer or operator), for read-only methods.
+    fn reader<T>(&self, req: &Request<T>) -> Result<String, Status> {
+        Ok(self.ctx.config.admin_access.caller(req)?.actor)
+    }
+
+    /// An operator, for methods that change state.
+    fn operator<T>(&self, req: &Request<T>, method: &str) -> Result<String, Status> {
+        Ok(self.ctx.config.admin_access.operator(req, method)?.actor)
     }
 
     async fn audit(
@@ -72,18 +61,21 @@ impl AdminApi {
             },
         };
         tracing::info!(actor, action, target, outcome = %rec.outcome, "audit");
+        self.ctx.hub.event(
+            if outcome.is_ok() {
+                trustdeck_topology::hub::Severity::Info
+            } else {
+                trustdeck_topology::hub::Severity::Warning
+            },
+            "operator-action",
+            format!("{actor}: {action} {target} ({})", rec.outcome),
+            "",
+            self.ctx.clock.now(),
+        );
         if let Err(e) = self.ctx.ds.append_audit(&rec).await {
             tracing::error!(error = %e, "could not write audit record");
         }
     }
-}
-
-/// This process's effective uid, from `/proc/self/status` (the owner of `/proc/self` is root
-/// for non-dumpable processes, e.g. binaries with file capabilities).
-fn effective_uid() -> Option<u32> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
-    line.split_whitespace().nth(2)?.parse().ok()
 }
 
 fn entry_info(e: Entry) -> EntryInfo {
@@ -183,7 +175,7 @@ impl ServerAdmin for AdminApi {
         &self,
         request: Request<CreateEntryRequest>,
     ) -> Result<Response<EntryInfo>, Status> {
-        let actor = self.caller(&request)?;
+        let actor = self.operator(&request, "CreateEntry")?;
         let req = request.into_inner();
         let result = async {
             let new = validate_entry(&req, &self.ctx.config.trust_domain)
@@ -227,7 +219,7 @@ impl ServerAdmin for AdminApi {
         &self,
         request: Request<ListEntriesRequest>,
     ) -> Result<Response<ListEntriesResponse>, Status> {
-        self.caller(&request)?;
+        self.reader(&request)?;
         let f = request.into_inner();
         let entries = self.ctx.ds.list_entries().await.map_err(ds_status)?;
         let entries = entries
@@ -244,7 +236,7 @@ impl ServerAdmin for AdminApi {
         &self,
         request: Request<DeleteEntryRequest>,
     ) -> Result<Response<DeleteEntryResponse>, Status> {
-        let actor = self.caller(&request)?;
+        let actor = self.operator(&request, "DeleteEntry")?;
         let id = request.into_inner().id;
         let result = async {
             let entry = self
@@ -270,7 +262,7 @@ impl ServerAdmin for AdminApi {
         &self,
         request: Request<CreateJoinTokenRequest>,
     ) -> Result<Response<CreateJoinTokenResponse>, Status> {
-        let actor = self.caller(&request)?;
+        let actor = self.operator(&request, "CreateJoinToken")?;
         let ttl_secs = request.into_inner().ttl_secs;
         let result = async {
             if !(0..=crate::node_api::MAX_TTL_SECS).contains(&ttl_secs) {
@@ -327,7 +319,7 @@ impl ServerAdmin for AdminApi {
         &self,
         request: Request<ListAgentsRequest>,
     ) -> Result<Response<ListAgentsResponse>, Status> {
-        self.caller(&request)?;
+        self.reader(&request)?;
         let agents = self.ctx.ds.list_nodes().await.map_err(ds_status)?;
         Ok(Response::new(ListAgentsResponse {
             agents: agents.into_iter().map(agent_info).collect(),
@@ -338,7 +330,7 @@ impl ServerAdmin for AdminApi {
         &self,
         request: Request<AgentRequest>,
     ) -> Result<Response<AgentInfo>, Status> {
-        let actor = self.caller(&request)?;
+        let actor = self.operator(&request, "EvictAgent")?;
         let id = request.into_inner().spiffe_id;
         let result = async {
             let node = self
@@ -362,7 +354,7 @@ impl ServerAdmin for AdminApi {
         &self,
         request: Request<AgentRequest>,
     ) -> Result<Response<AgentInfo>, Status> {
-        let actor = self.caller(&request)?;
+        let actor = self.operator(&request, "BanAgent")?;
         let id = request.into_inner().spiffe_id;
         let result = async {
             let now = self.ctx.clock.now().timestamp();
@@ -393,7 +385,7 @@ impl ServerAdmin for AdminApi {
         &self,
         request: Request<GetBundleRequest>,
     ) -> Result<Response<GetBundleResponse>, Status> {
-        self.caller(&request)?;
+        self.reader(&request)?;
         let b = self.ctx.ca.bundle();
         Ok(Response::new(GetBundleResponse {
             trust_domain: b.trust_domain.to_string(),
@@ -407,7 +399,7 @@ impl ServerAdmin for AdminApi {
         &self,
         request: Request<HealthRequest>,
     ) -> Result<Response<HealthResponse>, Status> {
-        self.caller(&request)?;
+        self.reader(&request)?;
         let st = self.ctx.ca.snapshot();
         let now = self.ctx.clock.now();
         let mut warnings = self.ctx.config.warnings.clone();

@@ -90,6 +90,10 @@ struct RawConfig {
     admin_socket: Option<PathBuf>,
     #[serde(default)]
     admin_allowed_uids: Vec<u32>,
+    #[serde(default)]
+    admin: trustdeck_transport::admin::AdminSection,
+    name: Option<String>,
+    segment: Option<String>,
     #[serde(
         default = "default_ca_ttl",
         deserialize_with = "trustdeck_pki::rotation::de_duration"
@@ -165,6 +169,14 @@ pub struct Config {
     pub admin_socket: PathBuf,
     /// Extra uids allowed on the admin socket (root and the server's own uid always are).
     pub admin_allowed_uids: Vec<u32>,
+    /// Who may call the admin APIs (socket uids, mTLS SPIFFE IDs).
+    pub admin_access: trustdeck_transport::admin::AdminAccess,
+    /// Also serve the admin APIs on mTLS TCP here.
+    pub admin_bind_address: Option<SocketAddr>,
+    /// Operator-facing name (admin stream, console).
+    pub name: String,
+    /// Segment (admin stream, console).
+    pub segment: String,
     /// Lifetime of self-signed CAs.
     pub ca_ttl: Duration,
     /// Subject CN of the CA.
@@ -355,6 +367,20 @@ impl Config {
                     .into(),
             ));
         }
+        let admin_access = raw.admin.access(&raw.admin_allowed_uids).map_err(invalid)?;
+        let default_name = if upstream.is_some() {
+            "downstream"
+        } else {
+            "upstream"
+        };
+        let name = raw.name.unwrap_or_else(|| default_name.to_string());
+        let segment = raw.segment.unwrap_or_else(|| {
+            if upstream.is_some() {
+                name.clone()
+            } else {
+                "root".to_string()
+            }
+        });
         Ok(Config {
             source: source.to_string(),
             trust_domain,
@@ -363,6 +389,10 @@ impl Config {
             datastore,
             admin_socket,
             admin_allowed_uids: raw.admin_allowed_uids,
+            admin_access,
+            admin_bind_address: raw.admin.bind_address,
+            name,
+            segment,
             ca_ttl,
             ca_common_name: raw.ca_common_name,
             jwt_key_ttl,

@@ -50,6 +50,8 @@ pub struct ServerCtx {
     pub origin: Instant,
     /// Downstream role: the link to the upstream.
     pub upstream: Option<Arc<crate::upstream::Upstream>>,
+    /// What the admin `Watch` stream publishes.
+    pub hub: Arc<trustdeck_topology::Hub>,
 }
 
 impl ServerCtx {

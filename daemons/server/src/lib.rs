@@ -5,7 +5,8 @@
 //! - [`config`]: TOML configuration, checked without I/O.
 //! - [`ca_manager`]: X.509 CA and JWT key, rotation, CA journal and bundle.
 //! - [`node_api`]: the agent-facing API (mTLS).
-//! - [`admin_api`]: the local admin API (Unix socket), used by the CLI.
+//! - [`admin_api`]: the admin API (Unix socket, and mTLS TCP when configured), used by the CLI.
+//! - [`observe`]: what the admin `Watch` stream publishes (nodes, connectivity, events).
 //! - [`authz`], [`ratelimit`]: pure policy pieces.
 //! - [`upstream`]: a downstream server's link to its upstream (identity from the local agent).
 //! - [`runtime`]: wiring and the rotation loop.
@@ -17,6 +18,7 @@ pub mod ca_manager;
 pub mod config;
 pub mod ctx;
 pub mod node_api;
+pub mod observe;
 pub mod ratelimit;
 pub mod runtime;
 pub mod upstream;

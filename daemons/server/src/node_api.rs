@@ -21,6 +21,7 @@ use trustdeck_proto::node::{
     SyncEntriesResponse, attest_request, attest_response,
 };
 use trustdeck_spiffe::SpiffeId;
+use trustdeck_topology::hub::Severity;
 
 use crate::ctx::{AuthedAgent, ServerCtx, ds_status};
 
@@ -238,6 +239,31 @@ impl NodeApi {
             .await
             .map_err(ds_status)?;
         tracing::info!(agent = %attested.id, method = attested.kind, %source, "agent attested");
+        let node = crate::observe::agent_node(
+            ctx.server_id.as_str(),
+            &ctx.config.segment,
+            &AttestedNode {
+                spiffe_id: attested.id.to_string(),
+                attestation_type: attested.kind.into(),
+                cert_serial: svid.serial_hex.clone(),
+                cert_not_after: svid.not_after.timestamp(),
+                banned: false,
+                selectors: attested.selectors.clone(),
+                created_at: now.timestamp(),
+                updated_at: now.timestamp(),
+            },
+        );
+        ctx.hub.upsert(crate::observe::GROUP_AGENTS, node, now);
+        ctx.hub.event(
+            Severity::Info,
+            "attestation-ok",
+            format!(
+                "{} attested with {} from {source}",
+                attested.id, attested.kind
+            ),
+            &crate::observe::agent_node_id(attested.id.as_str()),
+            now,
+        );
         Ok(AttestResponse {
             step: Some(attest_response::Step::Result(AttestResult {
                 spiffe_id: attested.id.to_string(),
@@ -314,6 +340,7 @@ impl Node for NodeApi {
         let inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(4);
         let ctx = self.ctx.clone();
+        let ctx_events = self.ctx.clone();
         tokio::spawn(async move {
             let result = tokio::time::timeout(
                 ATTEST_DEADLINE,
@@ -328,6 +355,13 @@ impl Node for NodeApi {
             });
             if let Err(e) = &result {
                 tracing::warn!(%source, error = %e.message(), "attestation failed");
+                ctx_events.hub.event(
+                    Severity::Warning,
+                    "attestation-failed",
+                    format!("attestation from {source} refused: {}", e.message()),
+                    "",
+                    ctx_events.clock.now(),
+                );
             }
             let _ = tx.send(result).await;
         });
@@ -361,6 +395,16 @@ impl Node for NodeApi {
             )
             .await
             .map_err(ds_status)?;
+        if let Some(mut n) = self
+            .ctx
+            .hub
+            .node(&crate::observe::agent_node_id(agent.id.as_str()))
+        {
+            n.serial = svid.serial_hex.clone();
+            n.not_before = now.timestamp();
+            n.not_after = svid.not_after.timestamp();
+            self.ctx.hub.upsert(crate::observe::GROUP_AGENTS, n, now);
+        }
         Ok(Response::new(RenewAgentResponse {
             svid_chain: svid.chain,
         }))
@@ -437,6 +481,19 @@ impl Node for NodeApi {
                 let svid = ca
                     .issue_x509_svid(&csr, &requested, &entry.dns_names, ttl, now)
                     .map_err(|e| Status::unavailable(e.to_string()))?;
+                self.ctx.hub.upsert(
+                    crate::observe::GROUP_SVIDS,
+                    crate::observe::svid_node(
+                        agent.id.as_str(),
+                        &entry.id,
+                        requested.as_str(),
+                        &svid.serial_hex,
+                        now.timestamp(),
+                        svid.not_after.timestamp(),
+                        &self.ctx.config.segment,
+                    ),
+                    now,
+                );
                 Ok(SvidResult {
                     entry_id: entry.id.clone(),
                     spiffe_id: requested.to_string(),
@@ -526,6 +583,17 @@ impl Node for NodeApi {
             .sign_intermediate(&csr, &cn, ttl, now)
             .map_err(|e| Status::unavailable(e.to_string()))?;
         tracing::info!(downstream = %caller, not_after = %issued.not_after, "intermediate CA signed");
+        crate::observe::publish_intermediate(&self.ctx, caller.as_str(), &issued.chain, now);
+        self.ctx.hub.event(
+            Severity::Info,
+            "intermediate-signed",
+            format!(
+                "signed an intermediate CA for {caller}, valid until {}",
+                issued.not_after
+            ),
+            &crate::observe::server_node_id(caller.as_str()),
+            now,
+        );
         Ok(Response::new(MintIntermediateResponse {
             chain: issued.chain,
             bundle: self.ctx.ca.bundle().to_json().into_bytes(),

@@ -13,8 +13,11 @@ use tokio_stream::wrappers::UnixListenerStream;
 use trustdeck_datastore::Datastore;
 use trustdeck_pki::keys::{DiskKeyManager, MemoryKeyManager, SoftwareKey};
 use trustdeck_pki::{KeyManager, X509Authority};
+use trustdeck_proto::admin::observe_server::ObserveServer;
 use trustdeck_proto::admin::server_admin_server::ServerAdminServer;
 use trustdeck_proto::node::node_server::NodeServer;
+use trustdeck_topology::hub::Severity;
+use trustdeck_transport::admin::ObserveService;
 use trustdeck_transport::{SharedIdentity, SharedRoots};
 
 use crate::admin_api::AdminApi;
@@ -70,11 +73,17 @@ pub struct Endpoints {
     pub node_api: String,
     /// Admin Unix socket.
     pub admin_socket: PathBuf,
+    /// Admin API on mTLS TCP, when configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_tcp: Option<String>,
     /// The server's SPIFFE ID (what agents must expect).
     pub spiffe_id: String,
     /// Process id.
     pub pid: u32,
 }
+
+/// How often agents are re-read from the datastore for the admin stream.
+pub const AGENT_PUBLISH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The file name of the endpoints file inside `data_dir`.
 pub const ENDPOINTS_FILE: &str = "server.json";
@@ -238,8 +247,10 @@ pub async fn start_with_clock(
             Err(e) => return Err(e.into()),
         }
     };
+    let hub = crate::observe::new_hub(&config, config.server_spiffe_id.as_str(), clock.now());
     for e in &events {
         tracing::info!(kind = %e.kind, "{}", e.message);
+        hub.event(Severity::Info, &e.kind, e.message.clone(), "", clock.now());
     }
     if let Some(up) = &upstream {
         // The bundle is the upstream's: fetch it before serving (a stored one will do while
@@ -291,7 +302,12 @@ pub async fn start_with_clock(
         x509pop_cas,
         origin: Instant::now(),
         upstream: upstream.clone(),
+        hub: hub.clone(),
     });
+    crate::observe::publish_ca(&ctx, clock.now());
+    if let Err(e) = crate::observe::publish_agents(&ctx, clock.now()).await {
+        tracing::warn!(error = %e, "could not list agents for the admin stream");
+    }
 
     // TLS identity and roots.
     let identity = SharedIdentity::new();
@@ -320,14 +336,27 @@ pub async fn start_with_clock(
         .local_addr()
         .map_err(io("node API local address"))?;
     let admin_listener = bind_admin_socket(&ctx.config.admin_socket)?;
+    let admin_tcp = match ctx.config.admin_bind_address {
+        Some(a) => Some(
+            TcpListener::bind(a)
+                .await
+                .map_err(io(format!("bind admin API on {a}")))?,
+        ),
+        None => None,
+    };
+    let admin_tcp_addr = match &admin_tcp {
+        Some(l) => Some(l.local_addr().map_err(io("admin API local address"))?),
+        None => None,
+    };
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
 
     let node_svc = NodeServer::new(NodeApi::new(ctx.clone()));
     let mut rx = shutdown_rx.clone();
+    let node_tls = tls.clone();
     tasks.spawn(async move {
-        let incoming = trustdeck_transport::serve::mtls_incoming(listener, tls);
+        let incoming = trustdeck_transport::serve::mtls_incoming(listener, node_tls);
         let r = tonic::transport::Server::builder()
             .add_service(node_svc)
             .serve_with_incoming_shutdown(incoming, async move {
@@ -339,11 +368,24 @@ pub async fn start_with_clock(
         }
     });
 
+    let observe = {
+        let c = ctx.clone();
+        let chain_ctx = ctx.clone();
+        ObserveServer::new(ObserveService::new(
+            hub.clone(),
+            Arc::new(ctx.config.admin_access.clone()),
+            Arc::new(move || c.clock.now()),
+            Arc::new(move |n| crate::observe::chain_of(&chain_ctx, n)),
+        ))
+        .max_encoding_message_size(64 << 20)
+    };
     let admin_svc = ServerAdminServer::new(AdminApi::new(ctx.clone()));
     let mut rx = shutdown_rx.clone();
+    let (svc, obs) = (admin_svc.clone(), observe.clone());
     tasks.spawn(async move {
         let r = tonic::transport::Server::builder()
-            .add_service(admin_svc)
+            .add_service(svc)
+            .add_service(obs)
             .serve_with_incoming_shutdown(UnixListenerStream::new(admin_listener), async move {
                 let _ = rx.wait_for(|s| *s).await;
             })
@@ -352,6 +394,25 @@ pub async fn start_with_clock(
             tracing::error!(error = %e, "admin API stopped");
         }
     });
+    if let Some(l) = admin_tcp {
+        let mut rx = shutdown_rx.clone();
+        let tls = tls.clone();
+        tasks.spawn(async move {
+            let r = tonic::transport::Server::builder()
+                .add_service(admin_svc)
+                .add_service(observe)
+                .serve_with_incoming_shutdown(
+                    trustdeck_transport::serve::mtls_incoming(l, tls),
+                    async move {
+                        let _ = rx.wait_for(|s| *s).await;
+                    },
+                )
+                .await;
+            if let Err(e) = r {
+                tracing::error!(error = %e, "admin API (TCP) stopped");
+            }
+        });
+    }
 
     // Rotation loop: CA and JWT key rotation, bundle publication, server SVID renewal.
     let mut rx = shutdown_rx.clone();
@@ -373,10 +434,23 @@ pub async fn start_with_clock(
                 Ok(events) => {
                     for e in events {
                         tracing::info!(kind = %e.kind, "{}", e.message);
+                        loop_ctx
+                            .hub
+                            .event(Severity::Info, &e.kind, e.message, "", now);
                     }
                 }
-                Err(e) => tracing::error!(error = %e, "CA rotation failed; will retry"),
+                Err(e) => {
+                    tracing::error!(error = %e, "CA rotation failed; will retry");
+                    loop_ctx.hub.event(
+                        Severity::Error,
+                        "rotation-failed",
+                        format!("CA rotation failed (will retry): {e}"),
+                        "",
+                        now,
+                    );
+                }
             }
+            crate::observe::publish_ca(&loop_ctx, now);
             if bundle_rx.has_changed().unwrap_or(false) {
                 let b = bundle_rx.borrow_and_update().clone();
                 if let Err(e) = roots.set(&b.x509_authorities) {
@@ -390,6 +464,38 @@ pub async fn start_with_clock(
             }
         }
     });
+
+    // Admin stream: agents (and expired SVIDs) reconciled from the datastore.
+    let mut rx = shutdown_rx.clone();
+    let pub_ctx = ctx.clone();
+    tasks.spawn(async move {
+        loop {
+            tokio::select! {
+                _ = rx.wait_for(|s| *s) => break,
+                _ = tokio::time::sleep(AGENT_PUBLISH_INTERVAL) => {}
+            }
+            if let Err(e) = crate::observe::publish_agents(&pub_ctx, pub_ctx.clock.now()).await {
+                tracing::warn!(error = %e, "could not list agents for the admin stream");
+            }
+        }
+    });
+    // Admin stream: upstream connectivity.
+    if let Some(up) = upstream.clone() {
+        let mut rx = shutdown_rx.clone();
+        let c = ctx.clone();
+        let mut status = up.subscribe();
+        tasks.spawn(async move {
+            loop {
+                let s = status.borrow_and_update().clone();
+                c.hub
+                    .set_upstream(crate::observe::connectivity(&c.config, &s), c.clock.now());
+                tokio::select! {
+                    _ = rx.wait_for(|s| *s) => break,
+                    r = status.changed() => if r.is_err() { break },
+                }
+            }
+        });
+    }
 
     // Downstream: follow the upstream's bundle.
     if let Some(up) = upstream.clone() {
@@ -432,6 +538,7 @@ pub async fn start_with_clock(
         trust_domain: ctx.config.trust_domain.to_string(),
         node_api: node_addr.to_string(),
         admin_socket: ctx.config.admin_socket.clone(),
+        admin_tcp: admin_tcp_addr.map(|a| a.to_string()),
         spiffe_id: server_id.to_string(),
         pid: std::process::id(),
     };

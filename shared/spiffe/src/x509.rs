@@ -814,6 +814,60 @@ pub fn spiffe_id_of(der: &[u8]) -> Result<SpiffeId, ProfileError> {
     single_uri(&san.uris)
 }
 
+/// A certificate as "name: value" lines for an operator (console detail pane): subject,
+/// issuer, serial, validity, SANs, key identifiers, CA flag and key usage.
+pub fn describe(der: &[u8]) -> Result<Vec<String>, ProfileError> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| ProfileError::Parse {
+        reason: e.to_string(),
+    })?;
+    let (nb, na) = validity_of(&cert)?;
+    let hexs = |b: &[u8]| {
+        b.iter()
+            .map(|x| format!("{x:02x}"))
+            .collect::<Vec<_>>()
+            .join(":")
+    };
+    let mut out = vec![
+        format!("subject: {}", cert.subject()),
+        format!("issuer: {}", cert.issuer()),
+        format!("serial: {}", serial_to_hex(cert.raw_serial())),
+        format!("not before: {}", nb.to_rfc3339()),
+        format!("not after: {}", na.to_rfc3339()),
+    ];
+    if let Ok(Some(san)) = sans(&cert) {
+        for u in san.uris {
+            out.push(format!("URI SAN: {u}"));
+        }
+        for d in san.dns {
+            out.push(format!("DNS SAN: {d}"));
+        }
+    }
+    if let Ok((ca, path_len)) = basic_constraints(&cert) {
+        out.push(format!(
+            "CA: {ca}{}",
+            path_len
+                .map(|p| format!(" (path length {p})"))
+                .unwrap_or_default()
+        ));
+    }
+    if let Some(ext) = find_ext(&cert, &OID_X509_EXT_KEY_USAGE)
+        && let ParsedExtension::KeyUsage(ku) = ext.parsed_extension()
+    {
+        out.push(format!("key usage: {ku}"));
+    }
+    if let Ok(Some(k)) = subject_key_id(&cert) {
+        out.push(format!("subject key id: {}", hexs(&k)));
+    }
+    if let Ok(Some(k)) = authority_key_id(&cert) {
+        out.push(format!("authority key id: {}", hexs(&k)));
+    }
+    out.push(format!(
+        "public key: {}",
+        cert.public_key().algorithm.algorithm
+    ));
+    Ok(out)
+}
+
 /// The DER SubjectPublicKeyInfo of a DER certificate.
 pub fn public_key_of(der: &[u8]) -> Result<Vec<u8>, ProfileError> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| ProfileError::Parse {

@@ -1,0 +1,396 @@
+//! What the server publishes on its admin `Watch` stream: itself, its CA authorities (root or
+//! intermediate, active, prepared and old), its JWT keys, its agents and the workload SVIDs it
+//! issued to them, the intermediates it signed for downstreams, its upstream connectivity, and
+//! events. Builders here are pure functions of the CA state and datastore records.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use trustdeck_datastore::AttestedNode;
+use trustdeck_pki::X509Authority;
+use trustdeck_proto::admin::{Connectivity, DaemonIdentity, KeyStorage, Node, NodeKind};
+use trustdeck_topology::Hub;
+
+use crate::ca_manager::CaState;
+use crate::config::Config;
+use crate::ctx::ServerCtx;
+
+/// Hub group of the CA nodes (server, authorities, JWT keys).
+pub const GROUP_CA: &str = "ca";
+/// Hub group of agents.
+pub const GROUP_AGENTS: &str = "agents";
+/// Hub group of issued workload SVIDs.
+pub const GROUP_SVIDS: &str = "svids";
+/// Hub group of intermediates signed for downstreams.
+pub const GROUP_DOWNSTREAMS: &str = "downstreams";
+
+/// How long an expired SVID stays visible before it is dropped.
+pub const EXPIRED_GRACE_SECS: i64 = 60;
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// The daemon identity for a config.
+pub fn identity(config: &Config, spiffe_id: &str, started_at: DateTime<Utc>) -> DaemonIdentity {
+    DaemonIdentity {
+        name: config.name.clone(),
+        role: if config.upstream.is_some() {
+            "downstream".into()
+        } else {
+            "upstream".into()
+        },
+        segment: config.segment.clone(),
+        spiffe_id: spiffe_id.into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        trust_domain: config.trust_domain.to_string(),
+        started_at: started_at.timestamp(),
+    }
+}
+
+/// Node id of a server.
+pub fn server_node_id(spiffe_id: &str) -> String {
+    format!("server:{spiffe_id}")
+}
+
+/// Node id of an agent.
+pub fn agent_node_id(spiffe_id: &str) -> String {
+    format!("agent:{spiffe_id}")
+}
+
+/// Node id of a workload SVID held by an agent for an entry.
+pub fn svid_node_id(agent: &str, entry_id: &str) -> String {
+    format!("svid:{agent}#{entry_id}")
+}
+
+/// Node id of an X.509 authority (by subject key id; by serial when it has none).
+pub fn x509_node_id(der: &[u8]) -> Option<(String, trustdeck_spiffe::x509::CaInfo)> {
+    let info = trustdeck_spiffe::x509::check_ca(der).ok()?;
+    let id = match &info.subject_key_id {
+        Some(k) => format!("x509:{}", hex(k)),
+        None => format!("x509:serial:{}", info.serial_hex),
+    };
+    Some((id, info))
+}
+
+fn storage(s: &trustdeck_pki::KeyStorage) -> KeyStorage {
+    KeyStorage {
+        backend: s.backend().into(),
+        detail: s.to_string(),
+    }
+}
+
+fn authority_node(
+    a: &X509Authority,
+    state: &str,
+    parent: &str,
+    label: &str,
+    segment: &str,
+) -> Option<Node> {
+    let (id, info) = x509_node_id(a.cert_der())?;
+    Some(Node {
+        id,
+        parent: parent.into(),
+        kind: NodeKind::X509Authority as i32,
+        label: label.into(),
+        subject: info.subject,
+        state: state.into(),
+        not_before: info.not_before.timestamp(),
+        not_after: info.not_after.timestamp(),
+        key_storage: Some(storage(&a.key().storage())),
+        serial: info.serial_hex,
+        issuer_key_id: info.authority_key_id.map(|k| hex(&k)).unwrap_or_default(),
+        segment: segment.into(),
+        spiffe_id: info
+            .trust_domain
+            .map(|t| t.id().to_string())
+            .unwrap_or_default(),
+        ..Default::default()
+    })
+}
+
+/// The server node and its CA authorities and JWT keys.
+pub fn ca_nodes(config: &Config, server_id: &str, st: &CaState) -> Vec<Node> {
+    let me = server_node_id(server_id);
+    let downstream = config.upstream.is_some();
+    let seg = config.segment.as_str();
+    let ca_label = if downstream {
+        "intermediate CA"
+    } else {
+        "root CA"
+    };
+    let mut out = Vec::new();
+    let active = st.x509_active.as_ref();
+    out.push(Node {
+        id: me.clone(),
+        parent: config
+            .upstream
+            .as_ref()
+            .map(|u| server_node_id(u.spiffe_id.as_str()))
+            .unwrap_or_default(),
+        kind: NodeKind::Server as i32,
+        label: config.name.clone(),
+        spiffe_id: server_id.into(),
+        subject: active.map(|a| a.subject().to_string()).unwrap_or_default(),
+        state: if active.is_some() { "serving" } else { "no CA" }.into(),
+        not_before: active
+            .map(|a| a.window().not_before.timestamp())
+            .unwrap_or(0),
+        not_after: active
+            .map(|a| a.window().not_after.timestamp())
+            .unwrap_or(0),
+        key_storage: active.map(|a| storage(&a.key().storage())),
+        segment: seg.into(),
+        ..Default::default()
+    });
+    let mut held: Vec<&[u8]> = Vec::new();
+    for (a, state) in [(&st.x509_active, "active"), (&st.x509_prepared, "prepared")] {
+        if let Some(a) = a {
+            held.push(a.cert_der());
+            out.extend(authority_node(a, state, &me, ca_label, seg));
+        }
+    }
+    if !downstream {
+        // Older roots still in the bundle (kept until they expire, for validation only).
+        for der in &st.bundle.x509_authorities {
+            if held.contains(&der.as_slice()) {
+                continue;
+            }
+            if let Some((id, info)) = x509_node_id(der) {
+                out.push(Node {
+                    id,
+                    parent: me.clone(),
+                    kind: NodeKind::X509Authority as i32,
+                    label: ca_label.into(),
+                    subject: info.subject,
+                    state: "old".into(),
+                    not_before: info.not_before.timestamp(),
+                    not_after: info.not_after.timestamp(),
+                    serial: info.serial_hex,
+                    segment: seg.into(),
+                    ..Default::default()
+                });
+            }
+        }
+        let mut jwt_held = Vec::new();
+        for (k, state) in [(&st.jwt_active, "active"), (&st.jwt_prepared, "prepared")] {
+            if let Some(k) = k {
+                jwt_held.push(k.kid.clone());
+                out.push(Node {
+                    id: format!("jwt:{}", k.kid),
+                    parent: me.clone(),
+                    kind: NodeKind::JwtAuthority as i32,
+                    label: "JWT key".into(),
+                    subject: format!("kid {}", k.kid),
+                    state: state.into(),
+                    not_before: k.window.not_before.timestamp(),
+                    not_after: k.window.not_after.timestamp(),
+                    key_storage: Some(storage(&k.key.storage())),
+                    segment: seg.into(),
+                    ..Default::default()
+                });
+            }
+        }
+        for j in &st.bundle.jwt_authorities {
+            if jwt_held.contains(&j.key_id) {
+                continue;
+            }
+            out.push(Node {
+                id: format!("jwt:{}", j.key_id),
+                parent: me.clone(),
+                kind: NodeKind::JwtAuthority as i32,
+                label: "JWT key".into(),
+                subject: format!("kid {}", j.key_id),
+                state: "old".into(),
+                not_after: j.expires_at.map(|t| t.timestamp()).unwrap_or(0),
+                segment: seg.into(),
+                ..Default::default()
+            });
+        }
+    }
+    out
+}
+
+/// An attested agent.
+pub fn agent_node(server_id: &str, segment: &str, n: &AttestedNode) -> Node {
+    Node {
+        id: agent_node_id(&n.spiffe_id),
+        parent: server_node_id(server_id),
+        kind: NodeKind::Agent as i32,
+        label: "agent".into(),
+        spiffe_id: n.spiffe_id.clone(),
+        state: if n.banned { "banned" } else { "attested" }.into(),
+        not_before: n.updated_at,
+        not_after: n.cert_not_after,
+        key_storage: Some(KeyStorage {
+            backend: "disk".into(),
+            detail: format!("on the agent's node ({} attestation)", n.attestation_type),
+        }),
+        serial: n.cert_serial.clone(),
+        selectors: n.selectors.clone(),
+        segment: segment.into(),
+        ..Default::default()
+    }
+}
+
+/// A workload SVID issued to an agent.
+#[allow(clippy::too_many_arguments)]
+pub fn svid_node(
+    agent: &str,
+    entry_id: &str,
+    spiffe_id: &str,
+    serial: &str,
+    not_before: i64,
+    not_after: i64,
+    segment: &str,
+) -> Node {
+    Node {
+        id: svid_node_id(agent, entry_id),
+        parent: agent_node_id(agent),
+        kind: NodeKind::WorkloadSvid as i32,
+        label: "workload".into(),
+        spiffe_id: spiffe_id.into(),
+        state: "issued".into(),
+        not_before,
+        not_after,
+        key_storage: Some(KeyStorage {
+            backend: "agent".into(),
+            detail: format!("generated and held by {agent}"),
+        }),
+        serial: serial.into(),
+        entry_id: entry_id.into(),
+        segment: segment.into(),
+        ..Default::default()
+    }
+}
+
+/// Publishes the CA nodes.
+pub fn publish_ca(ctx: &ServerCtx, now: DateTime<Utc>) {
+    let nodes = ca_nodes(&ctx.config, ctx.server_id.as_str(), &ctx.ca.snapshot());
+    ctx.hub.replace_group(GROUP_CA, nodes, now);
+}
+
+/// Publishes the agents from the datastore and drops SVIDs of agents that are gone or that
+/// expired a while ago.
+pub async fn publish_agents(ctx: &ServerCtx, now: DateTime<Utc>) -> Result<(), String> {
+    let nodes = ctx.ds.list_nodes().await.map_err(|e| e.to_string())?;
+    let agents: std::collections::HashSet<String> =
+        nodes.iter().map(|n| agent_node_id(&n.spiffe_id)).collect();
+    let seg = ctx.config.segment.as_str();
+    ctx.hub.replace_group(
+        GROUP_AGENTS,
+        nodes
+            .iter()
+            .map(|n| agent_node(ctx.server_id.as_str(), seg, n))
+            .collect(),
+        now,
+    );
+    let cutoff = now.timestamp() - EXPIRED_GRACE_SECS;
+    ctx.hub.remove_where(
+        |n| {
+            n.kind == NodeKind::WorkloadSvid as i32
+                && (n.not_after < cutoff || !agents.contains(&n.parent))
+        },
+        now,
+    );
+    Ok(())
+}
+
+/// Publishes an intermediate this (upstream) server signed for a downstream, replacing the
+/// one signed before, with a placeholder node for the downstream server itself (its own
+/// stream, when the console has it, carries more).
+pub fn publish_intermediate(
+    ctx: &ServerCtx,
+    downstream: &str,
+    chain: &[Vec<u8>],
+    now: DateTime<Utc>,
+) {
+    let Some(leaf) = chain.first() else { return };
+    let Some((id, info)) = x509_node_id(leaf) else {
+        return;
+    };
+    let ds_node = server_node_id(downstream);
+    ctx.hub.remove_where(
+        |n| n.parent == ds_node && n.state == "issued" && n.id != id,
+        now,
+    );
+    let me = server_node_id(ctx.server_id.as_str());
+    ctx.hub.upsert(
+        GROUP_DOWNSTREAMS,
+        Node {
+            id: ds_node.clone(),
+            parent: me,
+            kind: NodeKind::Server as i32,
+            label: "downstream".into(),
+            spiffe_id: downstream.into(),
+            state: "issued".into(),
+            not_before: info.not_before.timestamp(),
+            not_after: info.not_after.timestamp(),
+            ..Default::default()
+        },
+        now,
+    );
+    ctx.hub.upsert(
+        GROUP_DOWNSTREAMS,
+        Node {
+            id,
+            parent: ds_node,
+            kind: NodeKind::X509Authority as i32,
+            label: "intermediate CA".into(),
+            subject: info.subject,
+            state: "issued".into(),
+            not_before: info.not_before.timestamp(),
+            not_after: info.not_after.timestamp(),
+            serial: info.serial_hex,
+            issuer_key_id: info.authority_key_id.map(|k| hex(&k)).unwrap_or_default(),
+            ..Default::default()
+        },
+        now,
+    );
+}
+
+/// The upstream link's state as published.
+pub fn connectivity(config: &Config, s: &crate::upstream::UpstreamStatus) -> Connectivity {
+    Connectivity {
+        configured: true,
+        state: s.state.into(),
+        since: s.since.timestamp(),
+        last_error: s.last_error.clone().unwrap_or_default(),
+        peer: config
+            .upstream
+            .as_ref()
+            .map(|u| format!("upstream {}", u.address))
+            .unwrap_or_default(),
+        last_bundle_sequence: s.last_bundle_sequence.unwrap_or(0),
+    }
+}
+
+/// The DER chain of a node this server can show: its own authorities and bundle roots.
+pub fn chain_of(ctx: &ServerCtx, node: &Node) -> Vec<Vec<u8>> {
+    let st = ctx.ca.snapshot();
+    for a in [&st.x509_active, &st.x509_prepared].into_iter().flatten() {
+        if x509_node_id(a.cert_der()).map(|(id, _)| id) == Some(node.id.clone()) {
+            let mut c = vec![a.cert_der().to_vec()];
+            c.extend(a.upstream_chain().iter().cloned());
+            return c;
+        }
+    }
+    if node.id == server_node_id(ctx.server_id.as_str())
+        && let Some(a) = &st.x509_active
+    {
+        let mut c = vec![a.cert_der().to_vec()];
+        c.extend(a.upstream_chain().iter().cloned());
+        return c;
+    }
+    st.bundle
+        .x509_authorities
+        .iter()
+        .find(|d| x509_node_id(d).map(|(id, _)| id) == Some(node.id.clone()))
+        .map(|d| vec![d.clone()])
+        .unwrap_or_default()
+}
+
+/// A new hub for this server.
+pub fn new_hub(config: &Config, server_id: &str, now: DateTime<Utc>) -> Arc<Hub> {
+    Arc::new(Hub::new(identity(config, server_id, now)))
+}

@@ -1,0 +1,284 @@
+//! Admin API access and the `Watch` stream shared by every daemon.
+//!
+//! A caller is an *operator* (may change things) or a *viewer* (may only read). Over the
+//! admin Unix socket the peer's uid decides; over mTLS TCP the SPIFFE ID of its client
+//! certificate does. Anyone else is refused, and a viewer calling a mutating method is refused
+//! with `PermissionDenied`.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use tokio_stream::Stream;
+use tonic::transport::server::UdsConnectInfo;
+use tonic::{Request, Status};
+use trustdeck_proto::admin::WatchMessage;
+use trustdeck_spiffe::SpiffeId;
+use trustdeck_topology::Hub;
+
+/// What a caller may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    /// Read-only: `Watch`, `GetNode`, listings, health.
+    Viewer,
+    /// Everything, audited.
+    Operator,
+}
+
+/// Who may call the admin APIs.
+#[derive(Debug, Clone, Default)]
+pub struct AdminAccess {
+    /// The daemon's own effective uid (an operator over the socket, as is root).
+    pub own_uid: u32,
+    /// More operator uids (socket).
+    pub operator_uids: Vec<u32>,
+    /// Viewer uids (socket).
+    pub viewer_uids: Vec<u32>,
+    /// Operator SPIFFE IDs (mTLS).
+    pub operator_ids: Vec<SpiffeId>,
+    /// Viewer SPIFFE IDs (mTLS).
+    pub viewer_ids: Vec<SpiffeId>,
+}
+
+/// An authenticated admin caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// `uid:1000` or a SPIFFE ID, for audit records.
+    pub actor: String,
+    /// What it may do.
+    pub role: Role,
+}
+
+/// This process's effective uid, from `/proc/self/status` (the owner of `/proc/self` is root
+/// for non-dumpable processes, e.g. binaries with file capabilities).
+pub fn effective_uid() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+    line.split_whitespace().nth(2)?.parse().ok()
+}
+
+impl AdminAccess {
+    /// Who is calling, and with which role; refused callers get a message naming why.
+    pub fn caller<T>(&self, req: &Request<T>) -> Result<Caller, Status> {
+        if let Some(info) = req.extensions().get::<UdsConnectInfo>() {
+            let uid = info.peer_cred.map(|c| c.uid()).ok_or_else(|| {
+                Status::unauthenticated("admin API: peer credentials unavailable")
+            })?;
+            let role = if uid == 0 || uid == self.own_uid || self.operator_uids.contains(&uid) {
+                Role::Operator
+            } else if self.viewer_uids.contains(&uid) {
+                Role::Viewer
+            } else {
+                return Err(Status::permission_denied(format!(
+                    "uid {uid} may not use this admin socket (operators: root, uid {} and the configured operator uids; viewers: the configured viewer uids)",
+                    self.own_uid
+                )));
+            };
+            return Ok(Caller {
+                actor: format!("uid:{uid}"),
+                role,
+            });
+        }
+        let id = crate::serve::peer_spiffe_id(req).ok_or_else(|| {
+            Status::unauthenticated("admin API over TCP needs a client X509-SVID (mTLS)")
+        })?;
+        let role = if self.operator_ids.contains(&id) {
+            Role::Operator
+        } else if self.viewer_ids.contains(&id) {
+            Role::Viewer
+        } else {
+            return Err(Status::permission_denied(format!(
+                "{id} is neither an admin viewer nor an operator of this daemon"
+            )));
+        };
+        Ok(Caller {
+            actor: id.to_string(),
+            role,
+        })
+    }
+
+    /// Like [`caller`](Self::caller), and refuses viewers: for methods that change state.
+    pub fn operator<T>(&self, req: &Request<T>, method: &str) -> Result<Caller, Status> {
+        let c = self.caller(req)?;
+        if c.role < Role::Operator {
+            return Err(Status::permission_denied(format!(
+                "{} is a viewer: {method} needs an operator (viewers may only watch and read)",
+                c.actor
+            )));
+        }
+        Ok(c)
+    }
+}
+
+/// A boxed `Watch` response stream.
+pub type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchMessage, Status>> + Send>>;
+
+/// Serves a hub as a `Watch` stream: the snapshot chunks, then every delta in order. A
+/// subscriber too slow to keep up gets a fresh snapshot instead of a gap.
+pub fn watch_stream(
+    hub: Arc<Hub>,
+    now: impl Fn() -> DateTime<Utc> + Send + 'static,
+) -> WatchStream {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<WatchMessage, Status>>(64);
+    tokio::spawn(async move {
+        'resubscribe: loop {
+            let sub = hub.subscribe(now());
+            let mut deltas = sub.deltas;
+            for m in sub.snapshot {
+                if tx.send(Ok(m)).await.is_err() {
+                    return;
+                }
+            }
+            loop {
+                let next = tokio::select! {
+                    m = deltas.recv() => m,
+                    _ = tx.closed() => return,
+                };
+                match next {
+                    Ok(m) => {
+                        if tx.send(Ok((*m).clone())).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(missed = n, "admin watcher lagged; sending a new snapshot");
+                        continue 'resubscribe;
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        }
+    });
+    Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
+}
+
+/// The `[admin]` table of a daemon's configuration.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminSection {
+    /// Serve the admin APIs on mTLS TCP too (e.g. `127.0.0.1:0`).
+    pub bind_address: Option<std::net::SocketAddr>,
+    /// Uids that may watch over the socket.
+    pub viewer_uids: Vec<u32>,
+    /// SPIFFE IDs that may operate over mTLS.
+    pub operators: Vec<String>,
+    /// SPIFFE IDs that may watch over mTLS.
+    pub viewers: Vec<String>,
+}
+
+impl AdminSection {
+    /// The access rules, with every SPIFFE ID checked; errors name the bad value.
+    pub fn access(&self, operator_uids: &[u32]) -> Result<AdminAccess, String> {
+        let ids = |what: &str, v: &[String]| -> Result<Vec<SpiffeId>, String> {
+            v.iter()
+                .map(|s| SpiffeId::parse(s).map_err(|e| format!("admin.{what}: {e}")))
+                .collect()
+        };
+        Ok(AdminAccess {
+            own_uid: effective_uid().unwrap_or(0),
+            operator_uids: operator_uids.to_vec(),
+            viewer_uids: self.viewer_uids.clone(),
+            operator_ids: ids("operators", &self.operators)?,
+            viewer_ids: ids("viewers", &self.viewers)?,
+        })
+    }
+}
+
+/// A source of the daemon's current time.
+pub type NowFn = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+/// Finds the DER chain (leaf first) of a node, when the daemon holds it.
+pub type ChainFn = Arc<dyn Fn(&trustdeck_proto::admin::Node) -> Vec<Vec<u8>> + Send + Sync>;
+
+/// The read-only `Observe` service (`Watch`, `GetNode`) over a daemon's hub.
+pub struct ObserveService {
+    hub: Arc<Hub>,
+    access: Arc<AdminAccess>,
+    now: NowFn,
+    chain: ChainFn,
+}
+
+impl ObserveService {
+    /// A service for `hub`, callable by every viewer and operator of `access`.
+    pub fn new(hub: Arc<Hub>, access: Arc<AdminAccess>, now: NowFn, chain: ChainFn) -> Self {
+        Self {
+            hub,
+            access,
+            now,
+            chain,
+        }
+    }
+}
+
+/// Node fields as "name: value" lines.
+pub fn node_fields(n: &trustdeck_proto::admin::Node) -> Vec<String> {
+    let mut f = vec![
+        format!("id: {}", n.id),
+        format!(
+            "kind: {}",
+            trustdeck_proto::admin::NodeKind::try_from(n.kind)
+                .map(|k| k.as_str_name())
+                .unwrap_or("UNKNOWN")
+        ),
+        format!("state: {}", n.state),
+    ];
+    let mut opt = |name: &str, v: &str| {
+        if !v.is_empty() {
+            f.push(format!("{name}: {v}"));
+        }
+    };
+    opt("SPIFFE ID", &n.spiffe_id);
+    opt("subject", &n.subject);
+    opt("segment", &n.segment);
+    opt("serial", &n.serial);
+    opt("issuer key id", &n.issuer_key_id);
+    opt("entry", &n.entry_id);
+    opt("selectors", &n.selectors.join(" "));
+    if let Some(k) = &n.key_storage {
+        f.push(format!("key storage: {} ({})", k.backend, k.detail));
+    }
+    f
+}
+
+#[tonic::async_trait]
+impl trustdeck_proto::admin::observe_server::Observe for ObserveService {
+    type WatchStream = WatchStream;
+
+    async fn watch(
+        &self,
+        request: Request<trustdeck_proto::admin::WatchRequest>,
+    ) -> Result<tonic::Response<WatchStream>, Status> {
+        let caller = self.access.caller(&request)?;
+        tracing::debug!(actor = %caller.actor, "admin watcher connected");
+        let now = self.now.clone();
+        Ok(tonic::Response::new(watch_stream(
+            self.hub.clone(),
+            move || now(),
+        )))
+    }
+
+    async fn get_node(
+        &self,
+        request: Request<trustdeck_proto::admin::GetNodeRequest>,
+    ) -> Result<tonic::Response<trustdeck_proto::admin::NodeDetail>, Status> {
+        self.access.caller(&request)?;
+        let id = &request.get_ref().id;
+        let node = self
+            .hub
+            .node(id)
+            .ok_or_else(|| Status::not_found(format!("no node {id:?} on this daemon")))?;
+        let chain = (self.chain)(&node);
+        let mut fields = node_fields(&node);
+        if let Some(leaf) = chain.first() {
+            match trustdeck_spiffe::x509::describe(leaf) {
+                Ok(lines) => fields.extend(lines),
+                Err(e) => fields.push(format!("certificate: unreadable ({e})")),
+            }
+            fields.push(format!("chain length: {}", chain.len()));
+        }
+        Ok(tonic::Response::new(trustdeck_proto::admin::NodeDetail {
+            node: Some(node),
+            chain_der: chain,
+            fields,
+        }))
+    }
+}
