@@ -132,6 +132,9 @@ pub struct Fleet {
     pub events: VecDeque<FleetEvent>,
     /// Increases on every change (views cache on it).
     pub generation: u64,
+    /// Events ever added (the first of [`events`](Self::events) is number
+    /// `events_total - events.len()`).
+    pub events_total: u64,
 }
 
 /// A node in the merged tree.
@@ -274,10 +277,12 @@ impl Fleet {
                 .collect(),
             events: VecDeque::new(),
             generation: 0,
+            events_total: 0,
         }
     }
 
     fn push_event(&mut self, daemon: String, event: Event) {
+        self.events_total += 1;
         self.events.push_back(FleetEvent { daemon, event });
         while self.events.len() > FLEET_EVENTS {
             self.events.pop_front();
@@ -363,6 +368,16 @@ impl Fleet {
             return;
         };
         if ds.conn == conn {
+            return;
+        }
+        // Still lost: keep when it started, show the latest reason.
+        if let (DaemonConn::Lost { since, .. }, DaemonConn::Lost { error, .. }) = (&ds.conn, &conn)
+        {
+            ds.conn = DaemonConn::Lost {
+                since: *since,
+                error: error.clone(),
+            };
+            self.generation += 1;
             return;
         }
         let was_live = ds.is_live();
@@ -1034,6 +1049,23 @@ mod tests {
         assert_eq!(h.unreachable, vec!["gcp".to_string()]);
         assert_eq!(h.exit_code(), 3);
         assert_eq!(f.events.back().unwrap().event.kind, "console-unreachable");
+        // Still lost: the start is kept, the reason updated, no second event.
+        f.set_conn(
+            1,
+            DaemonConn::Lost {
+                since: at(1020),
+                error: "timed out".into(),
+            },
+            at(1020),
+        );
+        assert_eq!(
+            f.daemons[1].conn,
+            DaemonConn::Lost {
+                since: at(1010),
+                error: "timed out".into()
+            }
+        );
+        assert_eq!(f.events_total, 1);
     }
 
     #[test]

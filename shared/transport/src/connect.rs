@@ -15,7 +15,6 @@ pub fn mtls_channel(
     addr: &str,
     config: Arc<rustls::ClientConfig>,
 ) -> Result<Channel, tonic::transport::Error> {
-    let addr = addr.to_string();
     // Node API calls are short: a frozen or silently unreachable server fails them in
     // seconds instead of hanging the caller (keepalive pings detect dead connections).
     let endpoint = Endpoint::from_shared(format!("http://{addr}"))?
@@ -25,22 +24,58 @@ pub fn mtls_channel(
         .keep_alive_timeout(std::time::Duration::from_secs(5))
         .keep_alive_while_idle(true)
         .tcp_nodelay(true);
+    Ok(tls_over(endpoint, addr, config))
+}
+
+fn tls_over(endpoint: Endpoint, addr: &str, config: Arc<rustls::ClientConfig>) -> Channel {
+    let addr = addr.to_string();
     let connector = TlsConnector::from(config);
-    Ok(
-        endpoint.connect_with_connector_lazy(tower::service_fn(move |_| {
-            let addr = addr.clone();
-            let connector = connector.clone();
-            async move {
-                let tcp = TcpStream::connect(&addr).await?;
-                tcp.set_nodelay(true)?;
-                // The name is not used for verification; SPIFFE IDs are.
-                let name = ServerName::try_from("trustdeck.invalid")
-                    .map_err(|e| std::io::Error::other(e.to_string()))?;
-                let tls = connector.connect(name, tcp).await?;
-                Ok::<_, std::io::Error>(TokioIo::new(tls))
-            }
-        })),
-    )
+    endpoint.connect_with_connector_lazy(tower::service_fn(move |_| {
+        let addr = addr.clone();
+        let connector = connector.clone();
+        async move {
+            let tcp = TcpStream::connect(&addr).await?;
+            tcp.set_nodelay(true)?;
+            // The name is not used for verification; SPIFFE IDs are.
+            let name = ServerName::try_from("trustdeck.invalid")
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            let tls = connector.connect(name, tcp).await?;
+            Ok::<_, std::io::Error>(TokioIo::new(tls))
+        }
+    }))
+}
+
+/// Settings for long-lived admin streams: no request timeout (a `Watch` lasts for hours), but
+/// keepalive pings so a frozen daemon (`kill -STOP`) is noticed within about 5 seconds.
+fn watch_endpoint(uri: String) -> Result<Endpoint, tonic::transport::Error> {
+    Ok(Endpoint::from_shared(uri)?
+        .connect_timeout(std::time::Duration::from_secs(3))
+        .http2_keep_alive_interval(std::time::Duration::from_secs(2))
+        .keep_alive_timeout(std::time::Duration::from_secs(3))
+        .keep_alive_while_idle(true))
+}
+
+/// A channel for admin streams over a Unix socket.
+pub fn watch_channel_uds(path: impl Into<PathBuf>) -> Result<Channel, tonic::transport::Error> {
+    let path = path.into();
+    Ok(watch_endpoint("http://localhost".into())?.connect_with_connector_lazy(
+        tower::service_fn(move |_| {
+            let path = path.clone();
+            async move { Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(path).await?)) }
+        }),
+    ))
+}
+
+/// A channel for admin streams over mTLS TCP.
+pub fn watch_channel_tls(
+    addr: &str,
+    config: Arc<rustls::ClientConfig>,
+) -> Result<Channel, tonic::transport::Error> {
+    Ok(tls_over(
+        watch_endpoint(format!("http://{addr}"))?,
+        addr,
+        config,
+    ))
 }
 
 /// The SPIFFE ID a trustdeck server presents on its node API unless configured otherwise:

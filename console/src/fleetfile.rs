@@ -1,0 +1,279 @@
+//! The fleet file: which daemons the console and CLI talk to.
+//!
+//! ```json
+//! {"trust_domain": "demo.trustdeck",
+//!  "servers": [{"name": "upstream", "role": "upstream", "segment": "root",
+//!               "admin": "unix:///tmp/demo/upstream/admin.sock", "pid": 123}],
+//!  "agents":  [{"name": "gcp-workloads-1", "segment": "gcp", "serves": "workloads",
+//!               "workload_socket": "/tmp/demo/gcp-w1/workload.sock",
+//!               "admin": "unix:///tmp/demo/gcp-w1/admin.sock", "pid": 456}]}
+//! ```
+//!
+//! `admin` is `unix:///absolute/path` (or a bare absolute path) for a local admin socket, or
+//! `https://host:port` for the admin API over mTLS; the latter needs `spiffe_id` (what the
+//! daemon must present) and a client SVID (see `--workload-socket`).
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use trustdeck_spiffe::SpiffeId;
+
+/// Why a fleet file is unusable.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FleetFileError {
+    /// Could not read it.
+    #[error("fleet file {path}: {source}")]
+    Read {
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Not valid JSON of the expected shape.
+    #[error("fleet file {path}: {message}")]
+    Invalid {
+        /// The path.
+        path: PathBuf,
+        /// What is wrong, with line and column when known.
+        message: String,
+    },
+}
+
+/// A server entry.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ServerEntry {
+    /// Name shown by the console.
+    pub name: String,
+    /// `upstream` or `downstream`.
+    pub role: String,
+    /// Segment.
+    #[serde(default)]
+    pub segment: String,
+    /// Admin endpoint.
+    pub admin: String,
+    /// What the daemon presents over mTLS (for `https://` endpoints).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spiffe_id: Option<String>,
+    /// Process id (lets a user simulate an outage with `kill -STOP`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    /// Node API address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_api: Option<String>,
+}
+
+/// An agent entry.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AgentEntry {
+    /// Name shown by the console.
+    pub name: String,
+    /// Segment.
+    #[serde(default)]
+    pub segment: String,
+    /// `workloads` (serves workloads) or `server` (gives a downstream server its identity).
+    #[serde(default)]
+    pub serves: String,
+    /// Absolute path of its Workload API socket.
+    #[serde(default)]
+    pub workload_socket: String,
+    /// Admin endpoint.
+    pub admin: String,
+    /// What the daemon presents over mTLS (for `https://` endpoints).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spiffe_id: Option<String>,
+    /// Process id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+}
+
+/// A fleet file.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct FleetFile {
+    /// Trust domain.
+    #[serde(default)]
+    pub trust_domain: String,
+    /// Servers.
+    #[serde(default)]
+    pub servers: Vec<ServerEntry>,
+    /// Agents.
+    #[serde(default)]
+    pub agents: Vec<AgentEntry>,
+}
+
+/// An admin endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// A local admin socket.
+    Unix(PathBuf),
+    /// mTLS TCP, presenting `server_id`.
+    Tls {
+        /// `host:port`.
+        addr: String,
+        /// What the daemon must present.
+        server_id: SpiffeId,
+    },
+}
+
+/// One daemon to watch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// Name.
+    pub name: String,
+    /// `upstream`, `downstream` or `agent`.
+    pub role: String,
+    /// Segment.
+    pub segment: String,
+    /// Where.
+    pub endpoint: Endpoint,
+    /// As written in the file.
+    pub admin: String,
+}
+
+/// Parses an admin endpoint.
+pub fn parse_endpoint(admin: &str, spiffe_id: Option<&str>) -> Result<Endpoint, String> {
+    if let Some(p) = admin.strip_prefix("unix://") {
+        let p = Path::new(p);
+        if !p.is_absolute() {
+            return Err(format!(
+                "admin {admin:?}: a unix:// endpoint needs an absolute path (unix:///...)"
+            ));
+        }
+        return Ok(Endpoint::Unix(p.to_path_buf()));
+    }
+    if admin.starts_with('/') {
+        return Ok(Endpoint::Unix(PathBuf::from(admin)));
+    }
+    if let Some(addr) = admin.strip_prefix("https://") {
+        let addr = addr.trim_end_matches('/');
+        if !addr.contains(':') {
+            return Err(format!(
+                "admin {admin:?}: https:// endpoint needs host:port"
+            ));
+        }
+        let id = spiffe_id.ok_or_else(|| {
+            format!("admin {admin:?}: an https:// endpoint needs \"spiffe_id\" (what the daemon presents)")
+        })?;
+        let server_id = SpiffeId::parse(id).map_err(|e| format!("spiffe_id {id:?}: {e}"))?;
+        return Ok(Endpoint::Tls {
+            addr: addr.to_string(),
+            server_id,
+        });
+    }
+    Err(format!(
+        "admin {admin:?}: expected unix:///path/to/admin.sock or https://host:port"
+    ))
+}
+
+impl FleetFile {
+    /// Reads and checks a fleet file.
+    pub fn load(path: &Path) -> Result<Self, FleetFileError> {
+        let text = std::fs::read_to_string(path).map_err(|source| FleetFileError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and checks fleet file text.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, FleetFileError> {
+        let invalid = |message: String| FleetFileError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        };
+        let f: FleetFile = serde_json::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        if f.servers.is_empty() && f.agents.is_empty() {
+            return Err(invalid("no servers and no agents: nothing to watch".into()));
+        }
+        f.targets().map_err(invalid)?;
+        Ok(f)
+    }
+
+    /// The daemons to watch, servers first.
+    pub fn targets(&self) -> Result<Vec<Target>, String> {
+        let mut out = Vec::new();
+        let mut names = std::collections::HashSet::new();
+        for s in &self.servers {
+            if s.role != "upstream" && s.role != "downstream" {
+                return Err(format!(
+                    "server {:?}: role must be \"upstream\" or \"downstream\", got {:?}",
+                    s.name, s.role
+                ));
+            }
+            out.push(Target {
+                name: s.name.clone(),
+                role: s.role.clone(),
+                segment: s.segment.clone(),
+                endpoint: parse_endpoint(&s.admin, s.spiffe_id.as_deref())
+                    .map_err(|e| format!("server {:?}: {e}", s.name))?,
+                admin: s.admin.clone(),
+            });
+        }
+        for a in &self.agents {
+            out.push(Target {
+                name: a.name.clone(),
+                role: "agent".into(),
+                segment: a.segment.clone(),
+                endpoint: parse_endpoint(&a.admin, a.spiffe_id.as_deref())
+                    .map_err(|e| format!("agent {:?}: {e}", a.name))?,
+                admin: a.admin.clone(),
+            });
+        }
+        for t in &out {
+            if !names.insert(t.name.clone()) {
+                return Err(format!("name {:?} is used twice", t.name));
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"{"trust_domain": "td",
+      "servers": [{"name": "up", "role": "upstream", "segment": "root", "admin": "unix:///tmp/a.sock", "pid": 1},
+                  {"name": "gcp", "role": "downstream", "segment": "gcp", "admin": "https://127.0.0.1:8443", "spiffe_id": "spiffe://td/gcp"}],
+      "agents": [{"name": "w1", "segment": "gcp", "serves": "workloads", "workload_socket": "/tmp/w.sock", "admin": "/tmp/w-admin.sock"}]}"#;
+
+    #[test]
+    fn parses_endpoints() {
+        let f = FleetFile::parse(GOOD, Path::new("f.json")).unwrap();
+        let t = f.targets().unwrap();
+        assert_eq!(t.len(), 3);
+        assert_eq!(t[0].endpoint, Endpoint::Unix("/tmp/a.sock".into()));
+        assert!(matches!(&t[1].endpoint, Endpoint::Tls { addr, .. } if addr == "127.0.0.1:8443"));
+        assert_eq!(t[2].role, "agent");
+    }
+
+    #[test]
+    fn bad_files_are_named() {
+        let e = FleetFile::parse(&GOOD[..GOOD.len() - 10], Path::new("f.json"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("f.json") && e.contains("line"), "{e}");
+        let e = FleetFile::parse(
+            &GOOD.replace("unix:///tmp/a.sock", "tmp/a.sock"),
+            Path::new("f.json"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("server \"up\"") && e.contains("unix:///"), "{e}");
+        let e = FleetFile::parse(
+            &GOOD.replace(", \"spiffe_id\": \"spiffe://td/gcp\"", ""),
+            Path::new("f.json"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("spiffe_id"), "{e}");
+        let e = FleetFile::parse(&GOOD.replace("\"w1\"", "\"gcp\""), Path::new("f.json"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("used twice"), "{e}");
+        let e = FleetFile::parse("{}", Path::new("f.json"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("nothing to watch"), "{e}");
+    }
+}
