@@ -1,0 +1,1227 @@
+//! Whole-console snapshots on ratatui's `TestBackend` (every view, at 80×24 and 160×48, with
+//! colour on and off), style checks, and tests of `update` (keys, filter, commands,
+//! collapse/expand, selection across deltas, revision gaps, the generated help).
+//!
+//! The fleet is fixed: an upstream ("root" segment) with root CAs and a JWT authority, and two
+//! downstreams, "gcp" (healthy upstream link) and "dmz" (upstream lost), with agents and
+//! workload SVIDs. `now` is fixed, so the snapshots are deterministic.
+
+use chrono::{DateTime, Utc};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::style::Color;
+use trustdeck_console::app::{App, BINDINGS, COMMANDS, Effect, Mode, Msg, View, update};
+use trustdeck_console::view;
+use trustdeck_proto::admin::NodeDetail;
+use trustdeck_topology::fleet::{DaemonConn, Fleet, Thresholds};
+use trustdeck_topology::{
+    Body, Connectivity, DaemonIdentity, Delta, Event, KeyStorage, Node, NodeKind, Snapshot,
+    WatchMessage,
+};
+
+const M: i64 = 60;
+const H: i64 = 3600;
+const D: i64 = 86_400;
+const TD: &str = "spiffe://demo.trustdeck";
+
+fn now() -> DateTime<Utc> {
+    "2026-11-24T07:12:03Z".parse().expect("fixed time")
+}
+
+fn t(off: i64) -> i64 {
+    now().timestamp() + off
+}
+
+fn at(off: i64) -> DateTime<Utc> {
+    now() + chrono::Duration::seconds(off)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn node(
+    id: &str,
+    parent: &str,
+    kind: NodeKind,
+    label: &str,
+    spiffe_id: &str,
+    state: &str,
+    life: (i64, i64),
+    key: (&str, &str),
+    segment: &str,
+) -> Node {
+    Node {
+        id: id.into(),
+        parent: parent.into(),
+        kind: kind as i32,
+        label: label.into(),
+        spiffe_id: spiffe_id.into(),
+        state: state.into(),
+        not_before: if life.1 == 0 { 0 } else { t(life.0) },
+        not_after: if life.1 == 0 { 0 } else { t(life.1) },
+        key_storage: (!key.0.is_empty()).then(|| KeyStorage {
+            backend: key.0.into(),
+            detail: key.1.into(),
+        }),
+        segment: segment.into(),
+        ..Default::default()
+    }
+}
+
+fn server_id(name: &str) -> String {
+    format!("{TD}/trustdeck/server/{name}")
+}
+
+fn svid(agent: &str, entry: &str, path: &str, life: (i64, i64), seg: &str) -> Node {
+    let mut n = node(
+        &format!("svid:{agent}#{entry}"),
+        &format!("agent:{agent}"),
+        NodeKind::WorkloadSvid,
+        path,
+        &format!("{TD}/{}", path_with_platform(path, seg)),
+        "issued",
+        life,
+        ("agent", ""),
+        seg,
+    );
+    n.entry_id = entry.into();
+    let mut parts = path.split('/');
+    let _env = parts.next();
+    if let (Some(team), Some(w)) = (parts.next(), parts.next()) {
+        n.selectors = vec![format!("k8s:ns:{team}"), format!("k8s:sa:{w}")];
+    }
+    n.serial = format!("{:x}", n.not_after);
+    n
+}
+
+/// `prod/payments/api` in segment `gcp` → `prod/gcp/payments/api`.
+fn path_with_platform(path: &str, seg: &str) -> String {
+    match path.split_once('/') {
+        Some((env, rest)) => format!("{env}/{seg}/{rest}"),
+        None => path.to_string(),
+    }
+}
+
+fn agent(seg: &str, host: &str, label: &str, life: (i64, i64)) -> (String, Node) {
+    let id = format!("{TD}/trustdeck/agent/{seg}/{host}");
+    let n = node(
+        &format!("agent:{id}"),
+        &format!("server:{}", server_id(seg_server(seg))),
+        NodeKind::Agent,
+        label,
+        &id,
+        "attested",
+        life,
+        ("disk", "/var/lib/trustdeck/agent/svid.key"),
+        seg,
+    );
+    (id, n)
+}
+
+fn seg_server(seg: &str) -> &str {
+    match seg {
+        "root" => "upstream",
+        s => s,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn snapshot(
+    name: &str,
+    role: &str,
+    seg: &str,
+    nodes: Vec<Node>,
+    up: Option<Connectivity>,
+    events: Vec<Event>,
+    skew_ms: i64,
+    at_: DateTime<Utc>,
+) -> WatchMessage {
+    WatchMessage {
+        revision: 1,
+        daemon_time_ms: at_.timestamp_millis() + skew_ms,
+        body: Some(Body::Snapshot(Snapshot {
+            identity: Some(DaemonIdentity {
+                name: name.into(),
+                role: role.into(),
+                segment: seg.into(),
+                spiffe_id: server_id(name),
+                version: "0.1.0".into(),
+                trust_domain: "demo.trustdeck".into(),
+                started_at: t(-3 * D),
+            }),
+            nodes,
+            upstream: up,
+            events,
+            partial: false,
+        })),
+    }
+}
+
+fn ev(seq: u64, off: i64, severity: &str, kind: &str, message: &str, node_id: &str) -> Event {
+    Event {
+        seq,
+        at_ms: t(off) * 1000,
+        severity: severity.into(),
+        kind: kind.into(),
+        message: message.into(),
+        node_id: node_id.into(),
+    }
+}
+
+fn upstream_nodes() -> Vec<Node> {
+    let up = format!("server:{}", server_id("upstream"));
+    let mut root26 = node(
+        "x509:a1b2c3d4",
+        &up,
+        NodeKind::X509Authority,
+        "root CA 2026",
+        "",
+        "active",
+        (-60 * D, 305 * D),
+        ("pkcs11", "softhsm2 token trustdeck-root, label root-2026"),
+        "root",
+    );
+    root26.subject = "O=trustdeck, CN=demo.trustdeck root 2026".into();
+    root26.serial = "4f:1a:9c:02".into();
+    let mut nodes = vec![
+        node(
+            &up,
+            "",
+            NodeKind::Server,
+            "upstream",
+            &server_id("upstream"),
+            "serving",
+            (0, 0),
+            ("", ""),
+            "root",
+        ),
+        root26,
+        node(
+            "x509:d4e5f6a7",
+            &up,
+            NodeKind::X509Authority,
+            "root CA 2027",
+            "",
+            "prepared",
+            (-D, 364 * D),
+            ("pkcs11", "softhsm2 token trustdeck-root, label root-2027"),
+            "root",
+        ),
+        node(
+            "x509:0a0b0c0d",
+            &up,
+            NodeKind::X509Authority,
+            "root CA 2025",
+            "",
+            "old",
+            (-400 * D, -35 * D),
+            ("pkcs11", "softhsm2 token trustdeck-root, label root-2025"),
+            "root",
+        ),
+        node(
+            "jwt:7f3a",
+            &up,
+            NodeKind::JwtAuthority,
+            "JWT key 7f3a",
+            "",
+            "active",
+            (-6 * H, 18 * H),
+            ("memory", ""),
+            "root",
+        ),
+    ];
+    let (aid, a) = agent("root", "node-1", "root-agent-1", (-30 * M, 30 * M));
+    nodes.push(a);
+    for (entry, name, life) in [
+        ("e-gcp", "gcp", (-20 * M, 40 * M)),
+        ("e-dmz", "dmz", (-25 * M, 35 * M)),
+    ] {
+        let mut n = node(
+            &format!("svid:{aid}#{entry}"),
+            &format!("agent:{aid}"),
+            NodeKind::WorkloadSvid,
+            &format!("{name} server"),
+            &server_id(name),
+            "issued",
+            life,
+            ("agent", ""),
+            "root",
+        );
+        n.entry_id = entry.into();
+        nodes.push(n);
+        // The upstream's placeholder for the downstream server (its own stream wins).
+        nodes.push(node(
+            &format!("server:{}", server_id(name)),
+            &up,
+            NodeKind::Server,
+            name,
+            &server_id(name),
+            "issued",
+            (0, 0),
+            ("", ""),
+            name,
+        ));
+    }
+    nodes
+}
+
+fn downstream_nodes(seg: &str) -> Vec<Node> {
+    let srv = format!("server:{}", server_id(seg));
+    let up = format!("server:{}", server_id("upstream"));
+    let mut nodes = vec![node(
+        &srv,
+        &up,
+        NodeKind::Server,
+        seg,
+        &server_id(seg),
+        "serving",
+        (0, 0),
+        ("", ""),
+        seg,
+    )];
+    let tpm = ("tpm", "/dev/tpmrm0 handle 0x81000001");
+    match seg {
+        "gcp" => {
+            let mut i41 = node(
+                "x509:11aa41",
+                &srv,
+                NodeKind::X509Authority,
+                "gcp intermediate 41",
+                "",
+                "active",
+                (-10 * H, 2 * H),
+                tpm,
+                seg,
+            );
+            i41.issuer_key_id = "a1b2c3d4".into();
+            i41.subject = "O=trustdeck, CN=gcp intermediate 41".into();
+            nodes.push(i41);
+            nodes.push(node(
+                "x509:22bb42",
+                &srv,
+                NodeKind::X509Authority,
+                "gcp intermediate 42",
+                "",
+                "prepared",
+                (-H, 11 * H),
+                tpm,
+                seg,
+            ));
+            let (a1, n1) = agent(seg, "node-1", "gcp-agent-1", (-50 * M, 10 * M));
+            nodes.push(n1);
+            nodes.push(svid(
+                &a1,
+                "e-7c21",
+                "prod/payments/api",
+                (-30 * M, 30 * M),
+                seg,
+            ));
+            nodes.push(svid(
+                &a1,
+                "e-7c22",
+                "prod/payments/worker",
+                (-(55 * M + 50), 4 * M + 10),
+                seg,
+            ));
+            nodes.push(svid(
+                &a1,
+                "e-7c23",
+                "prod/ledger/db",
+                (-40 * M, 20 * M),
+                seg,
+            ));
+            let (a2, n2) = agent(seg, "node-2", "gcp-agent-2", (-35 * M, 25 * M));
+            nodes.push(n2);
+            nodes.push(svid(
+                &a2,
+                "e-9d01",
+                "prod/search/indexer",
+                (-15 * M, 45 * M),
+                seg,
+            ));
+            nodes.push(svid(
+                &a2,
+                "e-9d02",
+                "staging/search/indexer",
+                (-58 * M, 2 * M),
+                seg,
+            ));
+        }
+        _ => {
+            nodes.push(node(
+                "x509:33cc17",
+                &srv,
+                NodeKind::X509Authority,
+                "dmz intermediate 17",
+                "",
+                "active",
+                (-10 * H, 2 * H),
+                ("disk", "/var/lib/trustdeck/server/ca.key"),
+                seg,
+            ));
+            let (a1, n1) = agent(seg, "edge-1", "dmz-agent-1", (-20 * M, 40 * M));
+            nodes.push(n1);
+            nodes.push(svid(
+                &a1,
+                "e-3e01",
+                "prod/edge/proxy",
+                (-35 * M, 25 * M),
+                seg,
+            ));
+            nodes.push(svid(&a1, "e-3e02", "prod/edge/waf", (-10 * M, 50 * M), seg));
+        }
+    }
+    nodes
+}
+
+/// The fixed fleet, every stream received `heard` seconds before `now`.
+fn fleet(heard: i64) -> Fleet {
+    let mut f = Fleet::new([
+        (
+            "upstream".to_string(),
+            "unix:///run/trustdeck/upstream/admin.sock".to_string(),
+            "upstream".to_string(),
+            "root".to_string(),
+        ),
+        (
+            "gcp".to_string(),
+            "https://gcp-server.demo:8443".to_string(),
+            "downstream".to_string(),
+            "gcp".to_string(),
+        ),
+        (
+            "dmz".to_string(),
+            "https://dmz-server.demo:8443".to_string(),
+            "downstream".to_string(),
+            "dmz".to_string(),
+        ),
+    ]);
+    let when = at(-heard);
+    let worker = format!("svid:{TD}/trustdeck/agent/gcp/node-1#e-7c22");
+    f.apply(
+        0,
+        snapshot(
+            "upstream",
+            "upstream",
+            "root",
+            upstream_nodes(),
+            Some(Connectivity {
+                configured: false,
+                ..Default::default()
+            }),
+            vec![
+                ev(
+                    1,
+                    -2 * H,
+                    "info",
+                    "x509-prepared",
+                    "prepared root CA 2027 (pkcs11 label root-2027)",
+                    "x509:d4e5f6a7",
+                ),
+                ev(
+                    2,
+                    -10 * M,
+                    "info",
+                    "attestation-ok",
+                    "agent root/node-1 attested (join_token)",
+                    "",
+                ),
+            ],
+            0,
+            when,
+        ),
+        when,
+    )
+    .expect("upstream snapshot");
+    f.apply(
+        1,
+        snapshot(
+            "gcp",
+            "downstream",
+            "gcp",
+            downstream_nodes("gcp"),
+            Some(Connectivity {
+                configured: true,
+                state: "connected".into(),
+                since: t(-3 * H),
+                peer: "upstream.demo:8443".into(),
+                last_bundle_sequence: 12,
+                ..Default::default()
+            }),
+            vec![
+                ev(
+                    1,
+                    -H,
+                    "info",
+                    "x509-prepared",
+                    "prepared gcp intermediate 42",
+                    "x509:22bb42",
+                ),
+                ev(
+                    2,
+                    -3 * M,
+                    "warning",
+                    "svid-renewal-late",
+                    "prod/payments/worker: renewal overdue (half-life passed 25m ago)",
+                    &worker,
+                ),
+            ],
+            0,
+            when,
+        ),
+        when,
+    )
+    .expect("gcp snapshot");
+    f.apply(
+        2,
+        snapshot(
+            "dmz",
+            "downstream",
+            "dmz",
+            downstream_nodes("dmz"),
+            Some(Connectivity {
+                configured: true,
+                state: "lost".into(),
+                since: t(-5 * M),
+                last_error: "tls handshake: connection reset by peer".into(),
+                peer: "upstream.demo:8443".into(),
+                last_bundle_sequence: 12,
+            }),
+            vec![
+                ev(
+                    1,
+                    -5 * M,
+                    "error",
+                    "upstream-lost",
+                    "upstream upstream.demo:8443: tls handshake: connection reset by peer",
+                    "",
+                ),
+                ev(
+                    2,
+                    -M,
+                    "warning",
+                    "jwt-unavailable",
+                    "JWT-SVID minting paused: upstream lost",
+                    "",
+                ),
+            ],
+            2000,
+            when,
+        ),
+        when,
+    )
+    .expect("dmz snapshot");
+    f
+}
+
+fn app_sized(f: Fleet, w: u16, h: u16) -> App {
+    let mut app = App::new(f, Thresholds::default());
+    update(&mut app, Msg::Resize(w, h), now());
+    app
+}
+
+fn base(w: u16, h: u16) -> App {
+    app_sized(fleet(2), w, h)
+}
+
+/// gcp unreachable for 40 s (last heard 45 s ago).
+fn unreachable(w: u16, h: u16) -> App {
+    let mut f = fleet(45);
+    f.set_conn(
+        1,
+        DaemonConn::Lost {
+            since: at(-40),
+            error: "connection refused (os error 111)".into(),
+        },
+        at(-40),
+    );
+    app_sized(f, w, h)
+}
+
+fn draw(app: &App, w: u16, h: u16, color: bool) -> Terminal<TestBackend> {
+    let mut term = Terminal::new(TestBackend::new(w, h)).expect("test terminal");
+    term.draw(|f| view::render(app, f, now(), color))
+        .expect("draw");
+    term
+}
+
+fn text(term: &Terminal<TestBackend>) -> String {
+    term.backend().to_string()
+}
+
+/// Plain lines of the screen (no quotes), for assertions.
+fn lines(term: &Terminal<TestBackend>) -> Vec<String> {
+    let buf = term.backend().buffer();
+    (0..buf.area.height)
+        .map(|y| {
+            (0..buf.area.width)
+                .map(|x| buf[(x, y)].symbol().to_string())
+                .collect::<String>()
+        })
+        .collect()
+}
+
+fn key(c: KeyCode) -> Msg {
+    Msg::Key(KeyEvent::new(c, KeyModifiers::NONE))
+}
+
+fn ch(c: char) -> Msg {
+    key(KeyCode::Char(c))
+}
+
+fn typed(app: &mut App, s: &str) -> Vec<Effect> {
+    let mut fx = Vec::new();
+    for c in s.chars() {
+        fx.extend(update(app, ch(c), now()));
+    }
+    fx
+}
+
+fn with_view(mut app: App, v: View) -> App {
+    let fx = typed(&mut app, &format!(":{}", v.name()));
+    assert!(!fx.contains(&Effect::Quit));
+    update(&mut app, key(KeyCode::Enter), now());
+    assert_eq!(app.view, v);
+    app
+}
+
+/// Snapshots one screen without colour, and checks that colour changes no text.
+fn snap(name: &str, app: &App, w: u16, h: u16) {
+    let plain = text(&draw(app, w, h, false));
+    let colored = text(&draw(app, w, h, true));
+    assert_eq!(plain, colored, "{name}: colour must not change the text");
+    insta::assert_snapshot!(name, plain);
+}
+
+const SIZES: [(u16, u16); 2] = [(80, 24), (160, 48)];
+
+#[test]
+fn tree_view() {
+    for (w, h) in SIZES {
+        snap(&format!("tree_{w}x{h}"), &base(w, h), w, h);
+    }
+}
+
+#[test]
+fn tree_view_scrolled_to_the_end() {
+    let mut app = base(80, 24);
+    update(&mut app, ch('G'), now());
+    snap("tree_end_80x24", &app, 80, 24);
+}
+
+#[test]
+fn expiring_view() {
+    for (w, h) in SIZES {
+        snap(
+            &format!("expiring_{w}x{h}"),
+            &with_view(base(w, h), View::Expiring),
+            w,
+            h,
+        );
+    }
+}
+
+#[test]
+fn segments_view() {
+    for (w, h) in SIZES {
+        snap(
+            &format!("segments_{w}x{h}"),
+            &with_view(base(w, h), View::Segments),
+            w,
+            h,
+        );
+    }
+}
+
+#[test]
+fn events_view() {
+    for (w, h) in SIZES {
+        snap(
+            &format!("events_{w}x{h}"),
+            &with_view(base(w, h), View::Events),
+            w,
+            h,
+        );
+    }
+}
+
+#[test]
+fn daemons_view() {
+    for (w, h) in SIZES {
+        snap(
+            &format!("daemons_{w}x{h}"),
+            &with_view(unreachable(w, h), View::Daemons),
+            w,
+            h,
+        );
+    }
+}
+
+fn worker_id() -> String {
+    format!("svid:{TD}/trustdeck/agent/gcp/node-1#e-7c22")
+}
+
+fn detail_app(w: u16, h: u16, answer: bool) -> App {
+    let mut app = base(w, h);
+    assert!(app.show_in_tree(&worker_id(), now()));
+    let fx = update(&mut app, ch('d'), now());
+    assert!(fx.contains(&Effect::FetchDetail {
+        daemon: 1,
+        node_id: worker_id()
+    }));
+    assert_eq!(app.mode, Mode::Detail);
+    if answer {
+        let node = app.detail.as_ref().map(|d| d.node.clone());
+        update(
+            &mut app,
+            Msg::Detail {
+                node_id: worker_id(),
+                result: Ok(NodeDetail {
+                    node,
+                    chain_der: vec![vec![0x30; 600], vec![0x30; 800]],
+                    fields: vec![
+                        "issuer: O=trustdeck, CN=gcp intermediate 41".into(),
+                        "signature: ECDSA P-256 SHA-256".into(),
+                        "URI SAN: spiffe://demo.trustdeck/prod/gcp/payments/worker".into(),
+                    ],
+                }),
+            },
+            now(),
+        );
+    }
+    app
+}
+
+#[test]
+fn detail_popup() {
+    for (w, h) in SIZES {
+        snap(&format!("detail_{w}x{h}"), &detail_app(w, h, true), w, h);
+    }
+    snap("detail_loading_80x24", &detail_app(80, 24, false), 80, 24);
+    let mut app = detail_app(80, 24, false);
+    update(
+        &mut app,
+        Msg::Detail {
+            node_id: worker_id(),
+            result: Err("GetNode: deadline exceeded".into()),
+        },
+        now(),
+    );
+    let l = lines(&draw(&app, 80, 24, false)).join("\n");
+    assert!(l.contains("could not fetch the detail from gcp: GetNode: deadline exceeded"));
+}
+
+#[test]
+fn help_overlay() {
+    for (w, h) in SIZES {
+        let mut app = base(w, h);
+        update(&mut app, ch('?'), now());
+        assert_eq!(app.mode, Mode::Help);
+        snap(&format!("help_{w}x{h}"), &app, w, h);
+    }
+}
+
+#[test]
+fn filter_mode() {
+    for (w, h) in SIZES {
+        let mut app = base(w, h);
+        typed(&mut app, "/payments");
+        assert_eq!(app.mode, Mode::Filter);
+        snap(&format!("filter_{w}x{h}"), &app, w, h);
+    }
+}
+
+#[test]
+fn command_mode() {
+    for (w, h) in SIZES {
+        let mut app = base(w, h);
+        typed(&mut app, ":se");
+        assert_eq!(app.mode, Mode::Command);
+        snap(&format!("command_{w}x{h}"), &app, w, h);
+    }
+}
+
+#[test]
+fn unknown_command() {
+    let mut app = base(80, 24);
+    typed(&mut app, ":frobnicate");
+    update(&mut app, key(KeyCode::Enter), now());
+    assert_eq!(app.mode, Mode::Normal);
+    let status = app.status.clone().expect("a status message");
+    assert!(status.text.contains("unknown command \":frobnicate\""));
+    snap("unknown_command_80x24", &app, 80, 24);
+    // The next key clears it.
+    update(&mut app, ch('j'), now());
+    assert!(app.status.is_none());
+}
+
+#[test]
+fn too_small() {
+    for (w, h) in [(79, 24), (80, 23), (40, 10)] {
+        let app = base(w, h);
+        let term = draw(&app, w, h, false);
+        // Wrapped on very small terminals: compare with the whitespace folded.
+        let l = lines(&term).join(" ");
+        let folded = l.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(
+            folded.contains(&format!(
+                "terminal too small: need at least 80×24, have {w}×{h}"
+            )),
+            "{l}"
+        );
+    }
+    snap("too_small_79x24", &base(79, 24), 79, 24);
+}
+
+#[test]
+fn unreachable_daemon_is_stale() {
+    for (w, h) in SIZES {
+        let app = unreachable(w, h);
+        let l = lines(&draw(&app, w, h, false)).join("\n");
+        assert!(l.contains("STALE 45s"), "{l}");
+        assert!(l.contains("daemons 2/3 live"));
+        snap(&format!("unreachable_{w}x{h}"), &app, w, h);
+    }
+}
+
+#[test]
+fn upstream_lost_on_a_downstream() {
+    let app = with_view(base(160, 48), View::Segments);
+    let l = lines(&draw(&app, 160, 48, false)).join("\n");
+    assert!(l.contains(
+        "upstream       ✗ lost since 2026-11-24 07:07:03Z (5m 00s): tls handshake: connection reset by peer"
+    ));
+    assert!(l.contains(
+        "upstream LOST → X.509 continues until 2026-11-24 09:12:03Z (in 2h 00m), JWT stopped"
+    ));
+    assert!(l.contains(
+        "upstream lost now → X.509 continues until 2026-11-24 18:12:03Z (in 11h 00m), JWT stops now"
+    ));
+    assert!(l.contains("server lost now → workloads fail at 2026-11-24 07:14:03Z (in 2m 00s)"));
+    let small = base(80, 24);
+    let l = lines(&draw(&small, 80, 24, false)).join("\n");
+    assert!(l.contains("✗ lost 5m 00s"), "{l}");
+    assert!(l.contains("JWT stopped"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Colour
+
+fn find(term: &Terminal<TestBackend>, row_has: &str, cell_text: &str) -> (u16, u16) {
+    let l = lines(term);
+    for (y, line) in l.iter().enumerate() {
+        if line.contains(row_has)
+            && let Some(bx) = line.find(cell_text)
+        {
+            let x = line[..bx].chars().count();
+            return (x as u16, y as u16);
+        }
+    }
+    panic!(
+        "no row with {row_has:?} and {cell_text:?}:\n{}",
+        l.join("\n")
+    );
+}
+
+#[test]
+fn critical_countdown_is_red_only_with_colour() {
+    let app = base(160, 48);
+    let on = draw(&app, 160, 48, true);
+    let (x, y) = find(&on, "staging/search/indexer", "2m 00s");
+    assert_eq!(on.backend().buffer()[(x, y)].fg, Color::Red);
+    let (lx, ly) = find(&on, "staging/search/indexer", "✗ critical");
+    assert_eq!(on.backend().buffer()[(lx, ly)].fg, Color::Red);
+    let (wx, wy) = find(&on, "prod/payments/worker", "! warning");
+    assert_eq!(on.backend().buffer()[(wx, wy)].fg, Color::Yellow);
+    let (ox, oy) = find(&on, "prod/payments/api", "✓ ok");
+    assert_eq!(on.backend().buffer()[(ox, oy)].fg, Color::Green);
+
+    let off = draw(&app, 160, 48, false);
+    let (x, y) = find(&off, "staging/search/indexer", "2m 00s");
+    assert_eq!(off.backend().buffer()[(x, y)].fg, Color::Reset);
+    // No colour anywhere without colour.
+    let buf = off.backend().buffer();
+    for c in buf.content() {
+        assert_eq!(c.fg, Color::Reset);
+        assert_eq!(c.bg, Color::Reset);
+    }
+}
+
+#[test]
+fn selection_is_reversed_with_and_without_colour() {
+    use ratatui::style::Modifier;
+    for color in [true, false] {
+        let app = base(80, 24);
+        let term = draw(&app, 80, 24, color);
+        let (x, y) = find(&term, "upstream", "upstream");
+        // Row 0 of the tree is the upstream server, selected at start.
+        let l = lines(&term);
+        let row = l
+            .iter()
+            .position(|s| s.contains("SRV  upstream"))
+            .expect("row");
+        assert!(y as usize <= row);
+        let _ = x;
+        let cell = &term.backend().buffer()[(5, row as u16)];
+        assert!(cell.modifier.contains(Modifier::REVERSED));
+    }
+}
+
+#[test]
+fn stale_marker_is_styled_with_colour() {
+    let app = unreachable(160, 48);
+    let on = draw(&app, 160, 48, true);
+    let (x, y) = find(&on, "gcp-agent-1", "STALE 45s");
+    assert_eq!(on.backend().buffer()[(x, y)].fg, Color::Yellow);
+    insta::assert_debug_snapshot!("tree_80x24_color_styles", {
+        let t = draw(&base(80, 24), 80, 24, true);
+        t.backend().buffer().clone()
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// update
+
+#[test]
+fn moving_and_quitting() {
+    let mut app = base(80, 24);
+    assert_eq!(app.cursor(View::Tree), 0);
+    assert_eq!(update(&mut app, ch('j'), now()), vec![Effect::Redraw]);
+    update(&mut app, key(KeyCode::Down), now());
+    assert_eq!(app.cursor(View::Tree), 2);
+    update(&mut app, ch('k'), now());
+    assert_eq!(app.cursor(View::Tree), 1);
+    update(&mut app, ch('G'), now());
+    assert_eq!(app.cursor(View::Tree), app.rows().len() - 1);
+    update(&mut app, ch('g'), now());
+    assert_eq!(app.cursor(View::Tree), 0);
+    update(&mut app, key(KeyCode::PageDown), now());
+    assert!(app.cursor(View::Tree) > 5);
+    // An unbound key changes nothing and draws nothing.
+    assert_eq!(update(&mut app, ch('Z'), now()), vec![]);
+    assert_eq!(update(&mut app, Msg::Tick, now()), vec![Effect::Redraw]);
+    assert_eq!(
+        update(&mut app, ch('q'), now()),
+        vec![Effect::Quit, Effect::Redraw]
+    );
+    let ctrl_c = Msg::Key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL));
+    let mut app = base(80, 24);
+    typed(&mut app, "/abc");
+    assert!(update(&mut app, ctrl_c, now()).contains(&Effect::Quit));
+}
+
+#[test]
+fn tab_cycles_views_and_esc_goes_back() {
+    let mut app = base(80, 24);
+    for v in [
+        View::Expiring,
+        View::Segments,
+        View::Events,
+        View::Daemons,
+        View::Tree,
+    ] {
+        update(&mut app, key(KeyCode::Tab), now());
+        assert_eq!(app.view, v);
+    }
+    update(&mut app, key(KeyCode::BackTab), now());
+    assert_eq!(app.view, View::Daemons);
+    update(&mut app, key(KeyCode::Esc), now());
+    assert_eq!(app.view, View::Tree);
+}
+
+#[test]
+fn filter_narrows_and_esc_clears() {
+    let mut app = base(80, 24);
+    let all = app.rows().len();
+    typed(&mut app, "/payments");
+    let ids: Vec<String> = app
+        .rows()
+        .iter()
+        .map(|r| app.tree().nodes[r.idx].node.label.clone())
+        .collect();
+    assert_eq!(
+        ids,
+        vec![
+            "upstream",
+            "gcp",
+            "gcp-agent-1",
+            "prod/payments/api",
+            "prod/payments/worker"
+        ]
+    );
+    update(&mut app, key(KeyCode::Backspace), now());
+    assert_eq!(app.filter, "payment");
+    update(&mut app, key(KeyCode::Enter), now());
+    assert_eq!(app.mode, Mode::Normal);
+    assert_eq!(app.filter, "payment");
+    assert_eq!(app.len(View::Expiring), 2);
+    update(&mut app, key(KeyCode::Esc), now());
+    assert!(app.filter.is_empty());
+    assert_eq!(app.rows().len(), all);
+    // Esc while typing clears it too.
+    typed(&mut app, "/dmz");
+    assert!(app.rows().len() < all);
+    update(&mut app, key(KeyCode::Esc), now());
+    assert_eq!(app.mode, Mode::Normal);
+    assert_eq!(app.rows().len(), all);
+}
+
+#[test]
+fn commands() {
+    let mut app = base(80, 24);
+    for (cmd, v) in [
+        ("expiring", View::Expiring),
+        ("seg", View::Segments),
+        ("events", View::Events),
+        ("dm", View::Daemons),
+        ("tree", View::Tree),
+    ] {
+        typed(&mut app, &format!(":{cmd}"));
+        update(&mut app, key(KeyCode::Enter), now());
+        assert_eq!(app.view, v, "{cmd}");
+        assert!(app.status.is_none());
+    }
+    typed(&mut app, ":da");
+    update(&mut app, key(KeyCode::Tab), now());
+    assert_eq!(app.command, "daemons");
+    update(&mut app, key(KeyCode::Esc), now());
+    assert_eq!(app.view, View::Tree);
+    typed(&mut app, ":nope");
+    assert!(update(&mut app, key(KeyCode::Enter), now()).contains(&Effect::Redraw));
+    assert!(
+        app.status
+            .as_ref()
+            .is_some_and(|s| s.text.contains("unknown command \":nope\""))
+    );
+    typed(&mut app, ":mouse");
+    update(&mut app, key(KeyCode::Enter), now());
+    assert!(app.mouse);
+    for q in [":q", ":quit"] {
+        let mut app = base(80, 24);
+        typed(&mut app, q);
+        assert!(update(&mut app, key(KeyCode::Enter), now()).contains(&Effect::Quit));
+    }
+}
+
+fn select(app: &mut App, label: &str) {
+    let pos = app
+        .rows()
+        .iter()
+        .position(|r| app.tree().nodes[r.idx].node.label == label)
+        .expect("row");
+    let cur = app.cursor(View::Tree);
+    let (k, n) = if pos >= cur {
+        (KeyCode::Down, pos - cur)
+    } else {
+        (KeyCode::Up, cur - pos)
+    };
+    for _ in 0..n {
+        update(app, key(k), now());
+    }
+    assert_eq!(
+        app.tree().nodes[app.selected_node().expect("selection")]
+            .node
+            .label,
+        label
+    );
+}
+
+#[test]
+fn collapse_and_expand() {
+    let mut app = base(80, 24);
+    let all = app.rows().len();
+    select(&mut app, "gcp-agent-1");
+    update(&mut app, ch('h'), now());
+    assert_eq!(app.rows().len(), all - 3);
+    // h again goes to the parent.
+    update(&mut app, ch('h'), now());
+    assert_eq!(
+        app.selected_id(),
+        Some(format!("server:{}", server_id("gcp")).as_str())
+    );
+    select(&mut app, "gcp-agent-1");
+    update(&mut app, ch('l'), now());
+    assert_eq!(app.rows().len(), all);
+    // l on an expanded node goes to its first child.
+    update(&mut app, ch('l'), now());
+    assert_eq!(
+        app.tree().nodes[app.selected_node().expect("sel")]
+            .node
+            .label,
+        "prod/ledger/db"
+    );
+    // enter toggles a node with children...
+    select(&mut app, "gcp-agent-2");
+    update(&mut app, key(KeyCode::Enter), now());
+    assert_eq!(app.rows().len(), all - 2);
+    update(&mut app, key(KeyCode::Enter), now());
+    assert_eq!(app.rows().len(), all);
+    // ...and opens the detail of a leaf.
+    select(&mut app, "prod/search/indexer");
+    let fx = update(&mut app, key(KeyCode::Enter), now());
+    assert!(matches!(fx[0], Effect::FetchDetail { daemon: 1, .. }));
+    update(&mut app, key(KeyCode::Esc), now());
+    assert_eq!(app.mode, Mode::Normal);
+    assert!(app.detail.is_none());
+    // c collapses every agent, keeping the selection on the nearest visible ancestor.
+    update(&mut app, ch('c'), now());
+    assert_eq!(app.rows().len(), all - 9);
+    assert_eq!(
+        app.tree().nodes[app.selected_node().expect("sel")]
+            .node
+            .label,
+        "gcp-agent-2"
+    );
+    update(&mut app, ch('e'), now());
+    assert_eq!(app.rows().len(), all);
+}
+
+#[test]
+fn selection_survives_a_delta() {
+    let mut app = base(80, 24);
+    select(&mut app, "prod/payments/worker");
+    let before = app.cursor(View::Tree);
+    // dmz (drawn above gcp) loses a workload: the row index moves, the selection does not.
+    let fx = update(
+        &mut app,
+        Msg::Stream {
+            daemon: 2,
+            msg: WatchMessage {
+                revision: 2,
+                daemon_time_ms: now().timestamp_millis(),
+                body: Some(Body::Delta(Delta {
+                    removes: vec![format!("svid:{TD}/trustdeck/agent/dmz/edge-1#e-3e02")],
+                    ..Default::default()
+                })),
+            },
+        },
+        now(),
+    );
+    assert_eq!(fx, vec![Effect::Redraw]);
+    assert_eq!(app.cursor(View::Tree), before - 1);
+    assert_eq!(
+        app.tree().nodes[app.selected_node().expect("sel")]
+            .node
+            .label,
+        "prod/payments/worker"
+    );
+}
+
+#[test]
+fn revision_gap_resubscribes() {
+    let mut app = base(80, 24);
+    let fx = update(
+        &mut app,
+        Msg::Stream {
+            daemon: 1,
+            msg: WatchMessage {
+                revision: 7,
+                daemon_time_ms: 0,
+                body: Some(Body::Delta(Delta::default())),
+            },
+        },
+        now(),
+    );
+    assert_eq!(fx, vec![Effect::Resubscribe(1)]);
+}
+
+#[test]
+fn connection_loss_redraws() {
+    let mut app = base(80, 24);
+    let fx = update(
+        &mut app,
+        Msg::Conn {
+            daemon: 2,
+            conn: DaemonConn::Lost {
+                since: now(),
+                error: "eof".into(),
+            },
+        },
+        now(),
+    );
+    assert_eq!(fx, vec![Effect::Redraw]);
+    assert!(!app.health().unreachable.is_empty());
+}
+
+#[test]
+fn detail_answers_for_other_nodes_are_ignored() {
+    let mut app = detail_app(80, 24, false);
+    let fx = update(
+        &mut app,
+        Msg::Detail {
+            node_id: "x509:nope".into(),
+            result: Err("x".into()),
+        },
+        now(),
+    );
+    assert!(fx.is_empty());
+    assert!(app.detail.as_ref().is_some_and(|d| d.fetched.is_none()));
+}
+
+#[test]
+fn mouse_only_when_enabled() {
+    let click = |row| {
+        Msg::Mouse(MouseEvent {
+            kind: MouseEventKind::Down(MouseButton::Left),
+            column: 10,
+            row,
+            modifiers: KeyModifiers::NONE,
+        })
+    };
+    let mut app = base(80, 24);
+    let area = view::list_area(&app, View::Tree, ratatui::layout::Rect::new(0, 0, 80, 24));
+    assert!(update(&mut app, click(area.y + 3), now()).is_empty());
+    assert_eq!(app.cursor(View::Tree), 0);
+    app.mouse = true;
+    update(&mut app, click(area.y + 3), now());
+    assert_eq!(app.cursor(View::Tree), 3);
+    let wheel = Msg::Mouse(MouseEvent {
+        kind: MouseEventKind::ScrollDown,
+        column: 10,
+        row: 10,
+        modifiers: KeyModifiers::NONE,
+    });
+    update(&mut app, wheel, now());
+    assert_eq!(app.cursor(View::Tree), 6);
+}
+
+#[test]
+fn help_is_generated_from_the_keymap() {
+    let mut app = base(160, 120);
+    update(&mut app, ch('?'), now());
+    let l = lines(&draw(&app, 160, 120, false)).join("\n");
+    for b in BINDINGS {
+        assert!(l.contains(b.keys), "help lacks keys {:?}", b.keys);
+        assert!(l.contains(b.help), "help lacks {:?}", b.help);
+    }
+    for c in COMMANDS {
+        for n in c.names {
+            assert!(l.contains(&format!(":{n}")), "help lacks :{n}");
+        }
+        assert!(l.contains(c.help));
+    }
+    // The footer hints come from the same map.
+    let app = base(80, 24);
+    let l = lines(&draw(&app, 80, 24, false));
+    let footer = l.last().expect("footer");
+    for b in trustdeck_console::app::keymap(Mode::Normal, View::Tree) {
+        if !b.hint.is_empty() && footer.contains(b.hint) {
+            assert!(footer.contains(&format!("{} {}", b.keys, b.hint)));
+        }
+    }
+    assert!(footer.contains("? help"));
+}
+
+#[test]
+fn no_tmux_prefix_bindings() {
+    for b in BINDINGS {
+        for k in b.codes {
+            if k.mods.contains(KeyModifiers::CONTROL) {
+                assert!(
+                    !matches!(k.code, KeyCode::Char('a' | 'b' | 'd')),
+                    "{} collides with a tmux/screen prefix",
+                    b.keys
+                );
+            }
+        }
+    }
+}
