@@ -1106,7 +1106,7 @@ impl App {
         self.detail = Some(DetailState {
             node_id: node_id.clone(),
             daemon: t.source,
-            node: t.node.clone(),
+            node: (*t.node).clone(),
             fetched: None,
             scroll: 0,
         });

@@ -150,10 +150,13 @@ async fn main() {
             break;
         }
     }
-    for (label, n, pause) in [
+    for (phase, (label, n, pause)) in [
         ("paced (200/s)", 1000usize, Duration::from_millis(5)),
         ("burst (back to back)", 5000usize, Duration::ZERO),
-    ] {
+    ]
+    .into_iter()
+    .enumerate()
+    {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Instant>();
         let h = hub.clone();
         let producer = tokio::spawn(async move {
@@ -161,19 +164,21 @@ async fn main() {
                 let now = Utc::now();
                 let i = k % AGENTS;
                 tx.send(Instant::now()).expect("send");
-                h.upsert(
+                let changed = h.upsert(
                     GROUP_SVIDS,
                     svid_node(
                         &agent(i),
                         &format!("entry-{i}-0"),
                         &format!("spiffe://bench.td/prod/gcp/team0/workload{i}"),
-                        &format!("{:032x}", k + 10_000_000),
+                        // A new serial each time: every re-issue is a change.
+                        &format!("{phase}{k:031x}"),
                         now.timestamp(),
                         now.timestamp() + 600 + k as i64,
                         "bench",
                     ),
                     now,
                 );
+                assert!(changed, "every re-issue is a change");
                 if !pause.is_zero() {
                     tokio::time::sleep(pause).await;
                 }
@@ -182,7 +187,10 @@ async fn main() {
         let mut lat = Vec::with_capacity(n);
         let mut last_rev = 0;
         while lat.len() < n {
-            let m = s.message().await.expect("ok").expect("open");
+            let m = match tokio::time::timeout(Duration::from_secs(10), s.message()).await {
+                Ok(m) => m.expect("ok").expect("open"),
+                Err(_) => panic!("{label}: stalled after {} of {n} deltas", lat.len()),
+            };
             let got = Instant::now();
             assert!(m.revision > last_rev, "ordered");
             last_rev = m.revision;

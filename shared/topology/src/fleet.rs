@@ -4,6 +4,7 @@
 //! messages and connection changes, and passes `now`.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -66,8 +67,8 @@ pub struct DaemonState {
     pub segment_hint: String,
     /// What the daemon said about itself.
     pub identity: Option<DaemonIdentity>,
-    /// Its nodes.
-    pub nodes: HashMap<String, Node>,
+    /// Its nodes (shared with the merged tree, never copied).
+    pub nodes: HashMap<String, Arc<Node>>,
     /// Its upstream connectivity.
     pub upstream: Option<Connectivity>,
     /// Last applied revision (0: none yet).
@@ -141,7 +142,7 @@ pub struct Fleet {
 #[derive(Debug, Clone)]
 pub struct TreeNode {
     /// The node.
-    pub node: Node,
+    pub node: Arc<Node>,
     /// Index of the daemon it came from.
     pub source: usize,
     /// Children, sorted.
@@ -329,7 +330,10 @@ impl Fleet {
                 if s.partial {
                     ds.pending = Some((rev, nodes));
                 } else {
-                    ds.nodes = nodes.into_iter().map(|n| (n.id.clone(), n)).collect();
+                    ds.nodes = nodes
+                        .into_iter()
+                        .map(|n| (n.id.clone(), Arc::new(n)))
+                        .collect();
                     ds.revision = rev;
                     ds.conn = DaemonConn::Live;
                 }
@@ -346,7 +350,7 @@ impl Fleet {
                     ds.nodes.remove(&id);
                 }
                 for n in delta.upserts {
-                    ds.nodes.insert(n.id.clone(), n);
+                    ds.nodes.insert(n.id.clone(), Arc::new(n));
                 }
                 if let Some(u) = delta.upstream {
                     ds.upstream = u.configured.then_some(u);
@@ -429,9 +433,11 @@ impl Fleet {
         let mut tree = Tree::default();
         let mut ids: Vec<(&str, usize)> = chosen.into_iter().collect();
         ids.sort_unstable();
+        tree.nodes.reserve(ids.len());
+        tree.by_id.reserve(ids.len());
         for (id, d) in ids {
             let node = self.daemons[d].nodes[id].clone();
-            tree.by_id.insert(node.id.clone(), tree.nodes.len());
+            tree.by_id.insert(id.to_string(), tree.nodes.len());
             tree.nodes.push(TreeNode {
                 node,
                 source: d,
@@ -440,8 +446,7 @@ impl Fleet {
             });
         }
         for i in 0..tree.nodes.len() {
-            let parent = tree.nodes[i].node.parent.clone();
-            match tree.by_id.get(&parent) {
+            match tree.by_id.get(&tree.nodes[i].node.parent) {
                 Some(&p) if p != i => {
                     tree.nodes[i].parent = Some(p);
                     tree.nodes[p].children.push(i);
@@ -449,23 +454,33 @@ impl Fleet {
                 _ => tree.roots.push(i),
             }
         }
-        let key = |t: &Tree, i: usize| {
-            let n = &t.nodes[i].node;
-            (
-                kind_rank(n.kind),
-                n.segment.clone(),
-                n.label.clone(),
-                n.id.clone(),
-            )
+        // Siblings: authorities, JWT keys, servers, agents, workloads; then by segment, label
+        // and id. Compared by reference: no string is copied.
+        let nodes = &tree.nodes;
+        let cmp = |a: &usize, b: &usize| {
+            let (x, y) = (&nodes[*a].node, &nodes[*b].node);
+            (kind_rank(x.kind), &x.segment, &x.label, &x.id).cmp(&(
+                kind_rank(y.kind),
+                &y.segment,
+                &y.label,
+                &y.id,
+            ))
         };
         let mut roots = std::mem::take(&mut tree.roots);
-        roots.sort_by_key(|&i| key(&tree, i));
-        tree.roots = roots;
-        for i in 0..tree.nodes.len() {
-            let mut c = std::mem::take(&mut tree.nodes[i].children);
-            c.sort_by_key(|&j| key(&tree, j));
-            tree.nodes[i].children = c;
+        roots.sort_by(cmp);
+        let mut children: Vec<Vec<usize>> = tree
+            .nodes
+            .iter()
+            .map(|t| {
+                let mut c = t.children.clone();
+                c.sort_by(cmp);
+                c
+            })
+            .collect();
+        for (t, c) in tree.nodes.iter_mut().zip(children.iter_mut()) {
+            t.children = std::mem::take(c);
         }
+        tree.roots = roots;
         tree
     }
 
