@@ -123,7 +123,7 @@ fn parse_secs(s: &str) -> Result<Duration, String> {
     let v: f64 = num
         .parse()
         .map_err(|_| format!("{s:?} is not a duration (e.g. 5s, 500ms, 1m)"))?;
-    if !(v > 0.0) {
+    if v.is_nan() || v <= 0.0 {
         return Err(format!("{s:?} must be positive"));
     }
     Ok(Duration::from_secs_f64(v * mult))
@@ -263,9 +263,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let fleet = status::collect(&targets, tls, timeout).await?;
             let now = chrono::Utc::now();
             let report = fleet.status_report(now, &th);
-            match output {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-                Output::Table => print!("{}", status::table(&fleet, now, &th)),
+            {
+                let text = match output {
+                    Output::Json => serde_json::to_string_pretty(&report)?,
+                    Output::Table => status::table(&fleet, now, &th),
+                };
+                status::out(text.trim_end());
             }
             let code = report["exit_code"].as_i64().unwrap_or(3);
             Ok(ExitCode::from(code as u8))
@@ -323,7 +326,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             };
             tracing::info!(fleet = %demo.fleet_path.display(), "demo topology running");
             let result = if no_console {
-                println!("{}", demo.fleet_path.display());
+                status::out(&demo.fleet_path.display().to_string());
                 let _ = trustdeck_runtime::terminated().await;
                 Ok(())
             } else {

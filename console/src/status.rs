@@ -14,6 +14,13 @@ use trustdeck_topology::{DaemonConn, Fleet};
 use crate::client::{ClientError, ClientTls, Update, Watcher};
 use crate::fleetfile::Target;
 
+/// Writes a line to stdout; false when stdout is gone (a closed pipe ends `watch` quietly).
+pub fn out(line: &str) -> bool {
+    use std::io::Write;
+    let mut o = std::io::stdout().lock();
+    writeln!(o, "{line}").and_then(|()| o.flush()).is_ok()
+}
+
 /// A fleet model for these targets.
 pub fn fleet_for(targets: &[Target]) -> Fleet {
     Fleet::new(targets.iter().map(|t| {
@@ -271,7 +278,10 @@ pub async fn watch(
         let (lines, n) = event_lines(&fleet, next);
         next = n;
         for l in lines {
-            println!("{l}");
+            if !out(&l) {
+                watcher.stop().await;
+                return Ok(());
+            }
         }
         if settled(&fleet) {
             let now = Utc::now();
@@ -279,17 +289,18 @@ pub async fn watch(
             let h = fleet.health(&tree, now, &th);
             let key = (h.level.as_str().to_string(), h.exit_code());
             if last_health.as_ref() != Some(&key) {
-                println!(
-                    "{}",
-                    serde_json::json!({
-                        "type": "health",
-                        "at": now.to_rfc3339(),
-                        "level": h.level,
-                        "exit_code": h.exit_code(),
-                        "unreachable": h.unreachable,
-                        "reasons": h.reasons,
-                    })
-                );
+                let line = serde_json::json!({
+                    "type": "health",
+                    "at": now.to_rfc3339(),
+                    "level": h.level,
+                    "exit_code": h.exit_code(),
+                    "unreachable": h.unreachable,
+                    "reasons": h.reasons,
+                })
+                .to_string();
+                if !out(&line) {
+                    break;
+                }
                 last_health = Some(key);
             }
         }

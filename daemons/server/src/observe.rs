@@ -110,7 +110,12 @@ fn authority_node(
 }
 
 /// The server node and its CA authorities and JWT keys.
-pub fn ca_nodes(config: &Config, server_id: &str, st: &CaState) -> Vec<Node> {
+pub fn ca_nodes(
+    config: &Config,
+    server_id: &str,
+    alias: Option<String>,
+    st: &CaState,
+) -> Vec<Node> {
     let me = server_node_id(server_id);
     let downstream = config.upstream.is_some();
     let seg = config.segment.as_str();
@@ -141,6 +146,7 @@ pub fn ca_nodes(config: &Config, server_id: &str, st: &CaState) -> Vec<Node> {
             .unwrap_or(0),
         key_storage: active.map(|a| storage(&a.key().storage())),
         segment: seg.into(),
+        aliases: alias.map(|a| vec![server_node_id(&a)]).unwrap_or_default(),
         ..Default::default()
     });
     let mut held: Vec<&[u8]> = Vec::new();
@@ -266,7 +272,18 @@ pub fn svid_node(
 
 /// Publishes the CA nodes.
 pub fn publish_ca(ctx: &ServerCtx, now: DateTime<Utc>) {
-    let nodes = ca_nodes(&ctx.config, ctx.server_id.as_str(), &ctx.ca.snapshot());
+    // Upstream, this server is known by its upstream-facing SVID's ID.
+    let alias = ctx
+        .upstream
+        .as_ref()
+        .and_then(|u| u.own_id())
+        .map(|id| id.to_string());
+    let nodes = ca_nodes(
+        &ctx.config,
+        ctx.server_id.as_str(),
+        alias,
+        &ctx.ca.snapshot(),
+    );
     ctx.hub.replace_group(GROUP_CA, nodes, now);
 }
 

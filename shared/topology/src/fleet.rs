@@ -430,6 +430,18 @@ impl Fleet {
                 }
             }
         }
+        // A live node's aliases replace placeholders with those ids.
+        let mut aliases: Vec<(String, String)> = Vec::new();
+        for (&id, &d) in &chosen {
+            if self.daemons[d].is_live() {
+                for a in &self.daemons[d].nodes[id].aliases {
+                    aliases.push((a.clone(), id.to_string()));
+                }
+            }
+        }
+        for (a, _) in &aliases {
+            chosen.remove(a.as_str());
+        }
         let mut tree = Tree::default();
         let mut ids: Vec<(&str, usize)> = chosen.into_iter().collect();
         ids.sort_unstable();
@@ -444,6 +456,11 @@ impl Fleet {
                 children: Vec::new(),
                 parent: None,
             });
+        }
+        for (a, real) in aliases {
+            if let Some(&i) = tree.by_id.get(&real) {
+                tree.by_id.entry(a).or_insert(i);
+            }
         }
         for i in 0..tree.nodes.len() {
             match tree.by_id.get(&tree.nodes[i].node.parent) {
@@ -991,6 +1008,80 @@ mod tests {
                 "svid:a1#w2"
             ]
         );
+    }
+
+    #[test]
+    fn a_live_node_replaces_the_placeholder_it_aliases() {
+        let mut f = fleet();
+        let up_placeholder = vec![
+            n(
+                "server:spiffe://td/up",
+                "",
+                NodeKind::Server,
+                "serving",
+                0,
+                10_000,
+            ),
+            n(
+                "server:spiffe://td/gcp-svid",
+                "server:spiffe://td/up",
+                NodeKind::Server,
+                "issued",
+                0,
+                5000,
+            ),
+            n(
+                "x509:i9",
+                "server:spiffe://td/gcp-svid",
+                NodeKind::X509Authority,
+                "issued",
+                0,
+                5000,
+            ),
+        ];
+        f.apply(
+            0,
+            snap(
+                6,
+                "upstream",
+                "root",
+                "spiffe://td/up",
+                up_placeholder,
+                None,
+            ),
+            at(1000),
+        )
+        .unwrap();
+        let mut gcp_server = n(
+            "server:spiffe://td/gcp",
+            "server:spiffe://td/up",
+            NodeKind::Server,
+            "serving",
+            0,
+            5000,
+        );
+        gcp_server.aliases = vec!["server:spiffe://td/gcp-svid".into()];
+        f.apply(
+            1,
+            snap(
+                10,
+                "downstream",
+                "gcp",
+                "spiffe://td/gcp",
+                vec![gcp_server],
+                Some("connected"),
+            ),
+            at(1000),
+        )
+        .unwrap();
+        let t = f.tree();
+        assert!(
+            !t.nodes
+                .iter()
+                .any(|x| x.node.id == "server:spiffe://td/gcp-svid")
+        );
+        let i9 = t.by_id["x509:i9"];
+        assert_eq!(t.nodes[i9].parent, Some(t.by_id["server:spiffe://td/gcp"]));
     }
 
     #[test]
