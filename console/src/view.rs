@@ -441,10 +441,12 @@ pub fn render(app: &App, frame: &mut Frame, now: DateTime<Utc>, color: bool) {
 
 fn header(app: &App, buf: &mut Buffer, r: Rect, now: DateTime<Utc>, th: Theme) {
     let h = app.health();
-    let word = match h.level {
-        Level::Ok => "HEALTHY",
-        Level::Warning => "WARNING",
-        Level::Critical => "CRITICAL",
+    // A daemon the console cannot see makes "healthy" unknowable: say so (exit code 3).
+    let (level, word) = match h.level {
+        Level::Ok if !h.unreachable.is_empty() => (Level::Critical, "PARTIAL VIEW"),
+        Level::Ok => (Level::Ok, "HEALTHY"),
+        Level::Warning => (Level::Warning, "WARNING"),
+        Level::Critical => (Level::Critical, "CRITICAL"),
     };
     let live = app.fleet.daemons.iter().filter(|d| d.is_live()).count();
     let total = app.fleet.daemons.len();
@@ -471,8 +473,8 @@ fn header(app: &App, buf: &mut Buffer, r: Rect, now: DateTime<Utc>, th: Theme) {
         ),
         (Cow::Borrowed(" │ "), th.dim()),
         (
-            Cow::Owned(format!("{} {word}", h.level.symbol())),
-            th.level_strong(h.level),
+            Cow::Owned(format!("{} {word}", level.symbol())),
+            th.level_strong(level),
         ),
         (Cow::Borrowed(" │ "), th.dim()),
         (

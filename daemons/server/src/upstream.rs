@@ -23,6 +23,9 @@ use trustdeck_transport::{SharedIdentity, SharedRoots};
 /// An SVID from the local agent: chain, PKCS#8 key, bundle roots, SPIFFE ID.
 type LocalSvid = (Vec<Vec<u8>>, Vec<u8>, Vec<Vec<u8>>, SpiffeId);
 
+/// Deadline of one bundle poll.
+pub const BUNDLE_POLL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Consecutive failed calls after which the upstream counts as lost rather than degraded.
 pub const LOST_AFTER_FAILURES: u32 = 3;
 
@@ -282,9 +285,13 @@ impl Upstream {
 
     /// The upstream's bundle.
     pub async fn fetch_bundle(&self) -> Result<Bundle, Status> {
+        // A short deadline: this poll is also how a frozen upstream (kill -STOP, a hung
+        // process, a black-holed network) is noticed, within a few seconds.
+        let mut req = tonic::Request::new(FetchBundleRequest {});
+        req.set_timeout(BUNDLE_POLL_TIMEOUT);
         let r = self
             .client()
-            .fetch_bundle(FetchBundleRequest {})
+            .fetch_bundle(req)
             .await
             .map(|r| r.into_inner());
         self.record(&r);
