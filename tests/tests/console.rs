@@ -17,7 +17,7 @@ fn segment<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Val
         .unwrap_or_else(|| panic!("no segment {name}: {report}"))
 }
 
-fn tiers<'a>(report: &'a serde_json::Value) -> &'a Vec<serde_json::Value> {
+fn tiers(report: &serde_json::Value) -> &Vec<serde_json::Value> {
     report["tiers"].as_array().expect("tiers")
 }
 

@@ -813,7 +813,7 @@ mod tests {
     ) -> WatchMessage {
         WatchMessage {
             revision: rev,
-            daemon_time_ms: 1000_000,
+            daemon_time_ms: 1_000_000,
             body: Some(Body::Snapshot(Snapshot {
                 identity: Some(DaemonIdentity {
                     name: seg.into(),
