@@ -770,6 +770,10 @@ fn too_small() {
         );
     }
     snap("too_small_79x24", &base(79, 24), 79, 24);
+    // The message says q quits: it does, at any size.
+    let mut app = base(40, 10);
+    let fx = update(&mut app, key(KeyCode::Char('q')), now());
+    assert!(fx.iter().any(|e| matches!(e, Effect::Quit)), "{fx:?}");
 }
 
 #[test]
