@@ -15,6 +15,8 @@ use trustdeck_proto::node::*;
 use trustdeck_spiffe::{SpiffeId, TrustDomain};
 use trustdeck_transport::{SharedIdentity, SharedRoots};
 
+pub mod hsm;
+
 /// Directory holding the workspace's built binaries (next to the test executable's `deps/`).
 pub fn bin_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("TRUSTDECK_BIN_DIR") {
@@ -50,6 +52,8 @@ pub struct ServerProc {
     pub child: Option<Child>,
     /// Contents of `server.json`.
     pub endpoints: serde_json::Value,
+    /// Extra environment of the process.
+    pub env: Vec<(String, String)>,
 }
 
 /// The config text for a test server in `dir`; `extra` is appended.
@@ -81,6 +85,12 @@ data_dir = "{data}"
 impl ServerProc {
     /// Starts a server with the default test config plus `extra` TOML.
     pub fn start(extra: &str) -> ServerProc {
+        Self::start_with_env(extra, &[])
+    }
+
+    /// Like [`start`](Self::start), with extra environment variables for the process (e.g.
+    /// `SOFTHSM2_CONF`).
+    pub fn start_with_env(extra: &str, env: &[(&str, &str)]) -> ServerProc {
         let dir = tempfile::Builder::new()
             .prefix("td-e2e-")
             .tempdir_in("/tmp")
@@ -94,6 +104,10 @@ impl ServerProc {
             data_dir,
             child: None,
             endpoints: serde_json::Value::Null,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         s.spawn();
         s
@@ -111,6 +125,7 @@ impl ServerProc {
             .arg("run")
             .arg("--config")
             .arg(&self.config)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -135,6 +150,50 @@ impl ServerProc {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// (Re)starts the process expecting it to refuse to start: waits (up to 30 s) for it to
+    /// exit with a failure, and checks it never wrote `server.json`.
+    pub fn spawn_expect_failure(&mut self) {
+        let _ = std::fs::remove_file(self.data_dir.join("server.json"));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("server.log"))
+            .expect("log file");
+        let mut child = Command::new(bin("trustdeck-server"))
+            .arg("run")
+            .arg("--config")
+            .arg(&self.config)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn trustdeck-server");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                assert!(
+                    !status.success(),
+                    "the server must refuse to start:\n{}",
+                    self.log()
+                );
+                break;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "the server kept running instead of refusing:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(
+            !self.data_dir.join("server.json").exists(),
+            "it never served"
+        );
     }
 
     /// The server's log so far.

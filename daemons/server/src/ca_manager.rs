@@ -43,6 +43,9 @@ pub enum CaManagerError {
     /// The upstream refused or could not be reached.
     #[error("upstream: {0}")]
     Upstream(String),
+    /// A CA key the journal names is not in the (persistent) key manager.
+    #[error("CA key unavailable, refusing to start: {0}")]
+    KeyUnavailable(String),
 }
 
 /// A JWT signing key and its validity.
@@ -163,7 +166,7 @@ impl CaManager {
             rng: SystemRandom::new(),
         });
         let mut events = Vec::new();
-        let state = mgr.build_state(journal, mgr.snapshot().bundle.clone(), &mut events);
+        let state = mgr.build_state(journal, mgr.snapshot().bundle.clone(), &mut events)?;
         *mgr.state.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(state);
         events.extend(mgr.rotate(now).await?);
         Ok((mgr, events))
@@ -245,7 +248,7 @@ impl CaManager {
         journal: Vec<CaJournalRecord>,
         bundle: Arc<Bundle>,
         events: &mut Vec<CaEvent>,
-    ) -> CaState {
+    ) -> Result<CaState, CaManagerError> {
         let td = &self.settings.trust_domain;
         let mut st = CaState::empty(Vec::new(), bundle);
         for rec in journal.iter() {
@@ -254,6 +257,14 @@ impl CaManager {
             }
             let key = match self.km.load(&rec.key_ref) {
                 Ok(k) => k,
+                // A disk or HSM key that cannot be loaded is an operator problem (wrong token,
+                // wrong directory, deleted key): stop rather than silently mint a new CA.
+                Err(e) if self.km.persistent() => {
+                    return Err(CaManagerError::KeyUnavailable(format!(
+                        "{} authority {} ({}, key {:?} stored in {}): {e}",
+                        rec.kind, rec.id, rec.status, rec.key_ref, rec.key_backend
+                    )));
+                }
                 Err(e) => {
                     events.push(CaEvent {
                         kind: "key-unavailable".into(),
@@ -314,7 +325,7 @@ impl CaManager {
             }
         }
         st.journal = journal;
-        st
+        Ok(st)
     }
 
     async fn mint_x509(

@@ -22,6 +22,28 @@ pub enum KeyManagerConfig {
         /// Key directory.
         dir: Option<PathBuf>,
     },
+    /// Inside a PKCS#11 token (HSM): generated there, sensitive, never extractable.
+    Pkcs11 {
+        /// The PKCS#11 module, e.g. `/usr/lib/softhsm/libsofthsm2.so`.
+        module: PathBuf,
+        /// The token, by label.
+        token_label: Option<String>,
+        /// The token, by slot id.
+        slot: Option<u64>,
+        /// Prefix of every key label in the token.
+        #[serde(default = "default_key_label_prefix")]
+        key_label_prefix: String,
+        /// A file holding the user PIN (first line).
+        pin_file: Option<PathBuf>,
+        /// An environment variable holding the user PIN.
+        pin_env: Option<String>,
+        /// Refused: a PIN never belongs in the config file (kept only to say so clearly).
+        pin: Option<String>,
+    },
+}
+
+fn default_key_label_prefix() -> String {
+    "trustdeck-".into()
 }
 
 /// x509pop node attestation settings.
@@ -360,6 +382,32 @@ impl Config {
                 })
             }
         };
+        if let KeyManagerConfig::Pkcs11 {
+            token_label,
+            slot,
+            pin_file,
+            pin_env,
+            pin,
+            ..
+        } = &raw.key_manager
+        {
+            if pin.is_some() {
+                return Err(invalid(
+                    "key_manager: a PIN must not be written in the config file; use pin_file or pin_env"
+                        .into(),
+                ));
+            }
+            if pin_file.is_some() == pin_env.is_some() {
+                return Err(invalid(
+                    "key_manager pkcs11 needs exactly one of pin_file or pin_env".into(),
+                ));
+            }
+            if token_label.is_none() && slot.is_none() {
+                return Err(invalid(
+                    "key_manager pkcs11 needs token_label (or slot) to find the token".into(),
+                ));
+            }
+        }
         let rl = &raw.rate_limit;
         if !(rl.signs_per_second > 0.0 && rl.burst >= 1.0 && rl.attestations_per_second > 0.0) {
             return Err(invalid(
@@ -415,7 +463,7 @@ impl Config {
             KeyManagerConfig::Disk { dir } => {
                 Some(dir.clone().unwrap_or_else(|| self.data_dir.join("keys")))
             }
-            KeyManagerConfig::Memory => None,
+            KeyManagerConfig::Memory | KeyManagerConfig::Pkcs11 { .. } => None,
         }
     }
 }

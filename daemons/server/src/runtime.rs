@@ -131,6 +131,45 @@ fn key_manager(config: &Config) -> Result<Arc<dyn KeyManager>, RunError> {
                 .unwrap_or_else(|| config.data_dir.join("keys"));
             Arc::new(DiskKeyManager::new(&dir)?)
         }
+        KeyManagerConfig::Pkcs11 {
+            module,
+            token_label,
+            slot,
+            key_label_prefix,
+            pin_file,
+            pin_env,
+            ..
+        } => {
+            let pin = match (pin_file, pin_env) {
+                (Some(f), _) => std::fs::read_to_string(f)
+                    .map_err(io(format!("key_manager pin_file {}", f.display())))?
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string(),
+                (None, Some(var)) => std::env::var(var).map_err(|_| {
+                    RunError::Other(format!(
+                        "key_manager pin_env: environment variable {var} is not set"
+                    ))
+                })?,
+                (None, None) => {
+                    return Err(RunError::Other(
+                        "key_manager pkcs11: no pin_file or pin_env".into(),
+                    ));
+                }
+            };
+            let km = trustdeck_pki::pkcs11::Pkcs11KeyManager::open(
+                &trustdeck_pki::pkcs11::Pkcs11Settings {
+                    module: module.clone(),
+                    token_label: token_label.clone(),
+                    slot: *slot,
+                    key_label_prefix: key_label_prefix.clone(),
+                    pin,
+                },
+            )?;
+            tracing::info!(token = km.token(), "CA keys in PKCS#11 token");
+            Arc::new(km)
+        }
     })
 }
 

@@ -157,6 +157,11 @@ pub trait SigningKey: Send + Sync + fmt::Debug {
 pub trait KeyManager: Send + Sync {
     /// Backend name for logs and the CA journal.
     fn backend(&self) -> &'static str;
+    /// Whether keys survive a restart (disk, HSM). A key such a manager cannot load is an
+    /// error to stop on, never a reason to mint a replacement.
+    fn persistent(&self) -> bool {
+        false
+    }
     /// Generates a new P-256 key under `key_id`.
     fn generate(&self, key_id: &str) -> Result<Arc<dyn SigningKey>, KeyError>;
     /// Loads an existing key.
@@ -165,7 +170,7 @@ pub trait KeyManager: Send + Sync {
     fn delete(&self, key_id: &str) -> Result<(), KeyError>;
 }
 
-fn check_key_id(key_id: &str) -> Result<(), KeyError> {
+pub(crate) fn check_key_id(key_id: &str) -> Result<(), KeyError> {
     let ok = !key_id.is_empty()
         && key_id.len() <= 128
         && key_id
@@ -329,6 +334,9 @@ impl DiskKeyManager {
 impl KeyManager for DiskKeyManager {
     fn backend(&self) -> &'static str {
         "disk"
+    }
+    fn persistent(&self) -> bool {
+        true
     }
     fn generate(&self, key_id: &str) -> Result<Arc<dyn SigningKey>, KeyError> {
         check_key_id(key_id)?;

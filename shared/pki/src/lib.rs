@@ -8,6 +8,7 @@
 pub mod ca;
 pub mod csr;
 pub mod keys;
+pub mod pkcs11;
 pub mod rotation;
 pub mod x509pop;
 

@@ -1,0 +1,148 @@
+//! A throwaway SoftHSM2 token per test: its own token directory and config file (pointed to by
+//! `SOFTHSM2_CONF`), initialised with `softhsm2-util`, inspected with `pkcs11-tool` (OpenSC) in
+//! child processes, so no PKCS#11 context lives in the test process.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The SoftHSM2 module installed by `scripts/setup.sh` (Debian 12).
+pub const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+
+/// A SoftHSM2 token in a private directory.
+pub struct SoftHsm {
+    /// The directory (config, tokens, PIN file).
+    pub dir: tempfile::TempDir,
+    /// The `SOFTHSM2_CONF` file.
+    pub conf: PathBuf,
+    /// Token label.
+    pub label: String,
+    /// User PIN.
+    pub pin: String,
+}
+
+impl SoftHsm {
+    /// Creates and initialises a token labelled `label` with user PIN `pin`.
+    pub fn new(label: &str, pin: &str) -> SoftHsm {
+        assert!(
+            Path::new(MODULE).exists(),
+            "{MODULE} missing: run scripts/setup.sh (installs softhsm2)"
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("td-hsm-")
+            .tempdir_in("/tmp")
+            .expect("tempdir");
+        let tokens = dir.path().join("tokens");
+        std::fs::create_dir_all(&tokens).expect("token dir");
+        let conf = dir.path().join("softhsm2.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+                tokens.display()
+            ),
+        )
+        .expect("conf");
+        let h = SoftHsm {
+            dir,
+            conf,
+            label: label.into(),
+            pin: pin.into(),
+        };
+        let out = h
+            .cmd("softhsm2-util")
+            .args([
+                "--init-token",
+                "--free",
+                "--label",
+                label,
+                "--so-pin",
+                "so-5678",
+                "--pin",
+                pin,
+            ])
+            .output()
+            .expect("softhsm2-util");
+        assert!(
+            out.status.success(),
+            "init token: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        h
+    }
+
+    /// A command with `SOFTHSM2_CONF` set.
+    pub fn cmd(&self, program: &str) -> Command {
+        let mut c = Command::new(program);
+        c.env("SOFTHSM2_CONF", &self.conf);
+        c
+    }
+
+    /// Writes the PIN to a 0600 file and returns its path.
+    pub fn pin_file(&self, pin: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let p = self.dir.path().join(format!("pin-{}", pin.len()));
+        std::fs::write(&p, format!("{pin}\n")).expect("pin file");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        p
+    }
+
+    /// The `[key_manager]` TOML for this token, the PIN read from `pin_file`.
+    pub fn key_manager_toml(&self, pin_file: &Path) -> String {
+        format!(
+            "[key_manager]\ntype = \"pkcs11\"\nmodule = \"{MODULE}\"\ntoken_label = \"{}\"\nkey_label_prefix = \"td-\"\npin_file = \"{}\"\n",
+            self.label,
+            pin_file.display()
+        )
+    }
+
+    /// The environment a server using this token needs.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![("SOFTHSM2_CONF", self.conf.display().to_string())]
+    }
+
+    /// `pkcs11-tool --list-objects` output for this token, logged in.
+    pub fn list_objects(&self) -> String {
+        let out = self
+            .cmd("pkcs11-tool")
+            .args([
+                "--module",
+                MODULE,
+                "--token-label",
+                &self.label,
+                "--login",
+                "--pin",
+                &self.pin,
+                "--list-objects",
+            ])
+            .output()
+            .expect("pkcs11-tool");
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    }
+
+    /// Deletes the private key labelled `label`.
+    pub fn delete_private_key(&self, label: &str) {
+        let out = self
+            .cmd("pkcs11-tool")
+            .args([
+                "--module",
+                MODULE,
+                "--token-label",
+                &self.label,
+                "--login",
+                "--pin",
+                &self.pin,
+                "--delete-object",
+                "--type",
+                "privkey",
+                "--label",
+                label,
+            ])
+            .output()
+            .expect("pkcs11-tool");
+        assert!(
+            out.status.success(),
+            "delete: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
