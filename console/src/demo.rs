@@ -164,6 +164,7 @@ impl Demo {
         bin: &Path,
         args: &[&str],
         dir: &Path,
+        env: &[(String, String)],
     ) -> Result<u32, DemoError> {
         let log = dir.join("log");
         let out = std::fs::File::create(&log).map_err(io(format!("create {}", log.display())))?;
@@ -172,6 +173,7 @@ impl Demo {
             .args(args)
             .env("TRUSTDECK_LOG", "info")
             .env("NO_COLOR", "1")
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
@@ -236,6 +238,12 @@ impl Demo {
             dir.join("admin.sock").display(),
         );
         std::fs::write(&config, text).map_err(io(format!("write {}", config.display())))?;
+        let (key_manager, env) = hsm_for(name, &dir)?;
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&config)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, key_manager.as_bytes()))
+            .map_err(io(format!("write {}", config.display())))?;
         let endpoints = data.join("server.json");
         let _ = std::fs::remove_file(&endpoints);
         let pid = self
@@ -244,6 +252,7 @@ impl Demo {
                 bin,
                 &["run", "--config", &config.display().to_string()],
                 &dir,
+                &env,
             )
             .await?;
         self.wait_for(name, &dir.join("log"), || endpoints.exists())
@@ -321,6 +330,7 @@ impl Demo {
                 bin,
                 &["run", "--config", &config.display().to_string()],
                 &dir,
+                &[],
             )
             .await?;
         let (ws, asock) = (workload_socket.clone(), admin_sock.clone());
@@ -495,6 +505,84 @@ impl Demo {
         }
         let _ = std::fs::remove_file(&self.fleet_path);
     }
+}
+
+/// The SoftHSM2 module the demo keeps CA keys in when it is installed.
+pub const SOFTHSM_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+
+/// A `[key_manager]` section and the environment for one server: a private SoftHSM2 token
+/// (its own directory, config and random PIN in a 0600 file) when SoftHSM2 is installed, so
+/// the demo's CA keys are HSM-backed as the key policy wants; disk keys otherwise (the console
+/// then shows the policy breach).
+fn hsm_for(name: &str, dir: &Path) -> Result<(String, Vec<(String, String)>), DemoError> {
+    use std::os::unix::fs::PermissionsExt;
+    let util = std::process::Command::new("softhsm2-util")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !util || !Path::new(SOFTHSM_MODULE).exists() {
+        tracing::warn!(
+            server = name,
+            "SoftHSM2 not installed: CA keys on disk (a key-policy breach)"
+        );
+        return Ok(("\n[key_manager]\ntype = \"disk\"\n".into(), Vec::new()));
+    }
+    let hsm = dir.join("hsm");
+    let tokens = hsm.join("tokens");
+    std::fs::create_dir_all(&tokens).map_err(io(format!("create {}", tokens.display())))?;
+    std::fs::set_permissions(&hsm, std::fs::Permissions::from_mode(0o700))
+        .map_err(io(format!("chmod {}", hsm.display())))?;
+    let conf = hsm.join("softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+            tokens.display()
+        ),
+    )
+    .map_err(io(format!("write {}", conf.display())))?;
+    let mut pin = [0u8; 12];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut pin))
+        .map_err(io("read /dev/urandom"))?;
+    let pin: String = pin.iter().map(|b| format!("{b:02x}")).collect();
+    let pin_file = hsm.join("pin");
+    std::fs::write(&pin_file, format!("{pin}\n"))
+        .map_err(io(format!("write {}", pin_file.display())))?;
+    std::fs::set_permissions(&pin_file, std::fs::Permissions::from_mode(0o600))
+        .map_err(io(format!("chmod {}", pin_file.display())))?;
+    let label = format!("trustdeck-{name}");
+    let out = std::process::Command::new("softhsm2-util")
+        .env("SOFTHSM2_CONF", &conf)
+        .args([
+            "--init-token",
+            "--free",
+            "--label",
+            &label,
+            "--so-pin",
+            &pin,
+            "--pin",
+            &pin,
+        ])
+        .output()
+        .map_err(io("softhsm2-util --init-token"))?;
+    if !out.status.success() {
+        return Err(DemoError::Start {
+            name: name.into(),
+            message: format!(
+                "softhsm2-util --init-token failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+            log: conf.display().to_string(),
+        });
+    }
+    Ok((
+        format!(
+            "\n[key_manager]\ntype = \"pkcs11\"\nmodule = \"{SOFTHSM_MODULE}\"\ntoken_label = \"{label}\"\nkey_label_prefix = \"ca-\"\npin_file = \"{}\"\n",
+            pin_file.display()
+        ),
+        vec![("SOFTHSM2_CONF".into(), conf.display().to_string())],
+    ))
 }
 
 fn admin_socket_of(s: &ServerEntry) -> PathBuf {

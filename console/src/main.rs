@@ -48,6 +48,9 @@ struct FleetArgs {
     /// A tier is critical below this fraction of its lifetime left.
     #[arg(long, default_value_t = 0.05, global = true)]
     crit_fraction: f64,
+    /// Do not flag CA keys outside an HSM (by default: root CA critical, intermediate warning).
+    #[arg(long, global = true)]
+    no_key_policy: bool,
 }
 
 #[derive(Args, Clone)]
@@ -137,6 +140,7 @@ fn thresholds(f: &FleetArgs) -> Result<Thresholds> {
     Ok(Thresholds {
         warn_fraction: f.warn_fraction,
         crit_fraction: f.crit_fraction,
+        key_policy: !f.no_key_policy,
     })
 }
 

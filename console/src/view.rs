@@ -867,7 +867,29 @@ fn tree_row(
         .as_ref()
         .map(|k| k.backend.as_str())
         .unwrap_or("");
-    cell(buf, x, y, cols.key, key, th.dim(), Align::Left);
+    // A CA key outside an HSM breaches the key policy: say so in the row, not only in colour.
+    let breach = app
+        .thresholds
+        .key_policy
+        .then(|| trustdeck_topology::fleet::key_policy(app.fleet.daemons[t.source].role(), n))
+        .flatten();
+    match breach {
+        Some((level, _)) => {
+            let text = format!("{key} {}", level.symbol());
+            cell(
+                buf,
+                x,
+                y,
+                cols.key,
+                &text,
+                th.level_strong(level),
+                Align::Left,
+            );
+        }
+        None => {
+            cell(buf, x, y, cols.key, key, th.dim(), Align::Left);
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -250,6 +250,40 @@ fn kind_rank(k: i32) -> u8 {
     }
 }
 
+/// The key-storage policy of seed 000 §3.2: the root CA key (tier 0) must be in an HSM
+/// (critical otherwise), intermediates (tier 1) should be (a warning otherwise). Returns the
+/// breach for a signing authority (active or prepared), if any.
+pub fn key_policy(role: &str, n: &Node) -> Option<(Level, String)> {
+    if n.kind != NodeKind::X509Authority as i32 || !(n.state == "active" || n.state == "prepared") {
+        return None;
+    }
+    let backend = n
+        .key_storage
+        .as_ref()
+        .map(|k| k.backend.as_str())
+        .unwrap_or("unknown");
+    if backend == "pkcs11" {
+        return None;
+    }
+    match role {
+        "upstream" => Some((
+            Level::Critical,
+            format!(
+                "tier 0 {} {} key is in {backend}, not an HSM",
+                n.state, n.label
+            ),
+        )),
+        "downstream" => Some((
+            Level::Warning,
+            format!(
+                "tier 1 {} {} key is in {backend}, not an HSM",
+                n.state, n.label
+            ),
+        )),
+        _ => None,
+    }
+}
+
 /// Whether a node counts towards health (old authorities are kept only for validation).
 pub fn counts_for_health(n: &Node) -> bool {
     n.not_after > 0 && n.state != "old" && n.state != "banned"
@@ -618,6 +652,17 @@ impl Fleet {
                 }
             }
         }
+        if th.key_policy {
+            for t in &tree.nodes {
+                if let Some((l, why)) = key_policy(self.daemons[t.source].role(), &t.node) {
+                    h.level = h.level.max(l);
+                    h.reasons.push(format!(
+                        "{}: key policy: {why}",
+                        self.daemons[t.source].name
+                    ));
+                }
+            }
+        }
         for i in 0..tree.nodes.len() {
             let l = self.node_level(tree, i, now, th);
             if l > Level::Ok {
@@ -665,6 +710,8 @@ impl Fleet {
                     "seconds_remaining": n.not_after - dnow.timestamp(),
                     "key_storage": n.key_storage.as_ref().map(|k| serde_json::json!({"backend": k.backend, "detail": k.detail})),
                     "level": self.node_level(&tree, i, now, th),
+                    "key_policy": key_policy(self.daemons[t.source].role(), n)
+                        .map(|(l, why)| serde_json::json!({"level": l, "breach": why})),
                     "stale": !self.daemons[t.source].is_live(),
                 })
             })
@@ -1175,21 +1222,80 @@ mod tests {
     }
 
     #[test]
+    fn keys_outside_an_hsm_breach_the_policy() {
+        let mut f = fleet();
+        let t = f.tree();
+        // Fixture authorities have no key storage: root critical, intermediates warnings.
+        let h = f.health(&t, at(1000), &Thresholds::default());
+        assert_eq!(h.level, Level::Critical);
+        assert!(
+            h.reasons
+                .iter()
+                .any(|r| r.contains("tier 0") && r.contains("not an HSM")),
+            "{:?}",
+            h.reasons
+        );
+        assert!(
+            h.reasons
+                .iter()
+                .any(|r| r.starts_with("gcp: key policy: tier 1")),
+            "{:?}",
+            h.reasons
+        );
+        let hsm = |mut n: Node| {
+            n.key_storage = Some(trustdeck_proto::admin::KeyStorage {
+                backend: "pkcs11".into(),
+                detail: "pkcs11:token=t;label=l".into(),
+            });
+            n
+        };
+        let up: Vec<Node> = f.daemons[0]
+            .nodes
+            .values()
+            .map(|n| hsm((**n).clone()))
+            .collect();
+        f.apply(
+            0,
+            snap(6, "upstream", "root", "spiffe://td/up", up, None),
+            at(1000),
+        )
+        .unwrap();
+        let t = f.tree();
+        let h = f.health(&t, at(1000), &Thresholds::default());
+        assert_eq!(h.level, Level::Warning, "{:?}", h.reasons);
+        let off = Thresholds {
+            key_policy: false,
+            ..Thresholds::default()
+        };
+        assert_eq!(f.health(&t, at(1000), &off).level, Level::Ok);
+    }
+
+    #[test]
     fn thresholds_drive_health() {
         let f = fleet();
         let t = f.tree();
         assert_eq!(
-            f.health(&t, at(1000), &Thresholds::default()).exit_code(),
+            f.health(
+                &t,
+                at(1000),
+                &Thresholds {
+                    key_policy: false,
+                    ..Thresholds::default()
+                }
+            )
+            .exit_code(),
             0
         );
         let strict = Thresholds {
             warn_fraction: 0.99,
             crit_fraction: 0.0,
+            key_policy: false,
         };
         assert_eq!(f.health(&t, at(1000), &strict).exit_code(), 1);
         let stricter = Thresholds {
             warn_fraction: 0.99,
             crit_fraction: 0.99,
+            key_policy: false,
         };
         assert_eq!(f.health(&t, at(1000), &stricter).exit_code(), 2);
         let exp = f.expiring(&t, 3);

@@ -45,6 +45,8 @@ pub struct Thresholds {
     pub warn_fraction: f64,
     /// Remaining fraction below which a tier is critical.
     pub crit_fraction: f64,
+    /// Flag CA keys outside an HSM (tier 0 critical, tier 1 warning).
+    pub key_policy: bool,
 }
 
 impl Default for Thresholds {
@@ -52,6 +54,7 @@ impl Default for Thresholds {
         Self {
             warn_fraction: 0.10,
             crit_fraction: 0.05,
+            key_policy: true,
         }
     }
 }
