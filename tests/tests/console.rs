@@ -84,6 +84,9 @@ fn demo_and_status_report_real_values_with_threshold_exit_codes() {
         })
         .expect("root tier");
     assert_eq!(rfc3339(&root["not_after"]), root_na.timestamp());
+    // The demo keeps CA keys in SoftHSM2 tokens, as the key policy wants.
+    assert_eq!(root["key_storage"]["backend"], "pkcs11", "{root}");
+    assert!(root["key_policy"].is_null(), "{root}");
     let left = root["seconds_remaining"].as_i64().expect("seconds");
     assert!((left - (root_na.timestamp() - now)).abs() <= 10, "{root}");
     for seg in ["gcp", "dmz"] {
@@ -97,6 +100,7 @@ fn demo_and_status_report_real_values_with_threshold_exit_codes() {
             s["if_upstream_lost"]["x509_until"], inter["not_after"],
             "{s}"
         );
+        assert_eq!(inter["key_storage"]["backend"], "pkcs11", "{inter}");
         assert_eq!(s["if_upstream_lost"]["jwt_stops_now"], true);
         let secs = s["if_server_lost"]["seconds"].as_i64().expect("seconds");
         // Workload SVIDs live 5 minutes (not_after is rounded up to the next second).
