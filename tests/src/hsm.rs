@@ -100,10 +100,9 @@ impl SoftHsm {
         vec![("SOFTHSM2_CONF", self.conf.display().to_string())]
     }
 
-    /// `pkcs11-tool --list-objects` output for this token, logged in.
-    pub fn list_objects(&self) -> String {
-        let out = self
-            .cmd("pkcs11-tool")
+    /// Runs `pkcs11-tool` logged in to this token with `args`.
+    fn pkcs11_tool(&self, args: &[&str]) -> std::process::Output {
+        self.cmd("pkcs11-tool")
             .args([
                 "--module",
                 MODULE,
@@ -112,33 +111,21 @@ impl SoftHsm {
                 "--login",
                 "--pin",
                 &self.pin,
-                "--list-objects",
             ])
+            .args(args)
             .output()
-            .expect("pkcs11-tool");
+            .expect("pkcs11-tool (install opensc)")
+    }
+
+    /// `pkcs11-tool --list-objects` output for this token.
+    pub fn list_objects(&self) -> String {
+        let out = self.pkcs11_tool(&["--list-objects"]);
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
     }
 
     /// Deletes the private key labelled `label`.
     pub fn delete_private_key(&self, label: &str) {
-        let out = self
-            .cmd("pkcs11-tool")
-            .args([
-                "--module",
-                MODULE,
-                "--token-label",
-                &self.label,
-                "--login",
-                "--pin",
-                &self.pin,
-                "--delete-object",
-                "--type",
-                "privkey",
-                "--label",
-                label,
-            ])
-            .output()
-            .expect("pkcs11-tool");
+        let out = self.pkcs11_tool(&["--delete-object", "--type", "privkey", "--label", label]);
         assert!(
             out.status.success(),
             "delete: {}",

@@ -113,24 +113,27 @@ impl ServerProc {
         s
     }
 
-    /// (Re)starts the process with the same config and data.
-    pub fn spawn(&mut self) {
-        let _ = std::fs::remove_file(self.data_dir.join("server.json"));
+    /// `trustdeck-server run` with this config and environment, logging to `server.log`.
+    fn command(&self) -> Command {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.dir.path().join("server.log"))
             .expect("log file");
-        let child = Command::new(bin("trustdeck-server"))
-            .arg("run")
+        let mut c = Command::new(bin("trustdeck-server"));
+        c.arg("run")
             .arg("--config")
             .arg(&self.config)
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn trustdeck-server");
-        self.child = Some(child);
+            .stderr(log);
+        c
+    }
+
+    /// (Re)starts the process with the same config and data.
+    pub fn spawn(&mut self) {
+        let _ = std::fs::remove_file(self.data_dir.join("server.json"));
+        self.child = Some(self.command().spawn().expect("spawn trustdeck-server"));
         let deadline = Instant::now() + Duration::from_secs(30);
         let path = self.data_dir.join("server.json");
         loop {
@@ -156,20 +159,7 @@ impl ServerProc {
     /// exit with a failure, and checks it never wrote `server.json`.
     pub fn spawn_expect_failure(&mut self) {
         let _ = std::fs::remove_file(self.data_dir.join("server.json"));
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join("server.log"))
-            .expect("log file");
-        let mut child = Command::new(bin("trustdeck-server"))
-            .arg("run")
-            .arg("--config")
-            .arg(&self.config)
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn trustdeck-server");
+        let mut child = self.command().spawn().expect("spawn trustdeck-server");
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(Some(status)) = child.try_wait() {

@@ -27,6 +27,19 @@ pub enum NodeAttestation {
         /// PEM PKCS#8 private key of the leaf.
         key_path: PathBuf,
     },
+    /// A DevID key resident in the node's TPM 2.0, certified by a DevID CA, and the TPM's
+    /// endorsement key certificate (see `trustdeck-agent tpm provision`).
+    TpmDevid {
+        /// TCTI of the TPM (default: `$TPM2TOOLS_TCTI`, `$TCTI`, else `device:/dev/tpmrm0`).
+        tcti: Option<String>,
+        /// PEM DevID certificate chain, leaf first.
+        devid_cert_path: PathBuf,
+        /// The DevID key blobs written by `tpm provision` (`TPM2B_PUBLIC || TPM2B_PRIVATE`;
+        /// the private part is wrapped by the TPM and useless elsewhere).
+        devid_key_path: PathBuf,
+        /// PEM or DER EK certificate; read from the TPM's NV index 0x01c00002 when absent.
+        ek_cert_path: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Deserialize)]
@@ -143,6 +156,14 @@ impl Config {
                 "node_attestation join_token needs exactly one of `token` or `token_path`".into(),
             ));
         }
+        if let NodeAttestation::TpmDevid { tcti: Some(t), .. } = &raw.node_attestation
+            && t.trim().is_empty()
+        {
+            return Err(invalid(
+                "node_attestation tpm_devid: `tcti` must not be empty (omit it for the default)"
+                    .into(),
+            ));
+        }
         if raw.sync_interval <= Duration::zero() {
             return Err(invalid("sync_interval must be positive".into()));
         }
@@ -205,6 +226,28 @@ token = "abc"
             PathBuf::from("/var/lib/trustdeck/agent/workload.sock")
         );
         assert_eq!(c.sync_interval, Duration::milliseconds(500));
+    }
+
+    #[test]
+    fn parses_tpm_devid() {
+        let text = GOOD.replace(
+            "type = \"join_token\"\ntoken = \"abc\"",
+            "type = \"tpm_devid\"\ntcti = \"swtpm:host=127.0.0.1,port=2321\"\ndevid_cert_path = \"/etc/devid.pem\"\ndevid_key_path = \"/etc/devid.key\"",
+        );
+        let c = Config::parse(&text, "a.toml").unwrap();
+        assert_eq!(
+            c.node_attestation,
+            NodeAttestation::TpmDevid {
+                tcti: Some("swtpm:host=127.0.0.1,port=2321".into()),
+                devid_cert_path: "/etc/devid.pem".into(),
+                devid_key_path: "/etc/devid.key".into(),
+                ek_cert_path: None,
+            }
+        );
+        let e = Config::parse(&text.replace("devid_key_path", "key_path"), "a.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("key_path"), "{e}");
     }
 
     #[test]

@@ -35,10 +35,9 @@ fn agent(i: usize) -> String {
     format!("spiffe://bench.td/trustdeck/agent/join_token/{i:08x}")
 }
 
-fn fill(hub: &Hub) {
-    let now = Utc::now();
-    let t = now.timestamp();
-    let agents: Vec<_> = (0..AGENTS)
+/// The agent nodes a server with `AGENTS` attested agents publishes.
+fn agent_nodes(t: i64) -> Vec<trustdeck_proto::admin::Node> {
+    (0..AGENTS)
         .map(|i| {
             agent_node(
                 SERVER,
@@ -55,7 +54,13 @@ fn fill(hub: &Hub) {
                 },
             )
         })
-        .collect();
+        .collect()
+}
+
+fn fill(hub: &Hub) {
+    let now = Utc::now();
+    let t = now.timestamp();
+    let agents = agent_nodes(t);
     hub.replace_group(GROUP_AGENTS, agents, now);
     for i in 0..AGENTS {
         for e in 0..SVIDS_PER_AGENT {
@@ -213,24 +218,7 @@ async fn main() {
     // The periodic agent reconcile with nothing changed.
     let now = Utc::now();
     let t0 = now.timestamp();
-    let agents: Vec<_> = (0..AGENTS)
-        .map(|i| {
-            agent_node(
-                SERVER,
-                "bench",
-                &AttestedNode {
-                    spiffe_id: agent(i),
-                    attestation_type: "join_token".into(),
-                    cert_serial: format!("{i:032x}"),
-                    cert_not_after: t0 + 3600,
-                    banned: false,
-                    selectors: vec!["join_token:x".into()],
-                    created_at: t0,
-                    updated_at: t0,
-                },
-            )
-        })
-        .collect();
+    let agents = agent_nodes(t0);
     let mut rec = Vec::new();
     for _ in 0..10 {
         let a = agents.clone();

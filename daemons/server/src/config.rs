@@ -54,6 +54,17 @@ pub struct X509PopConfig {
     pub ca_bundle_path: PathBuf,
 }
 
+/// tpm_devid node attestation settings.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TpmDevIdConfig {
+    /// PEM file with the CA certificates DevID certificates must chain to.
+    pub devid_ca_bundle_path: PathBuf,
+    /// PEM file with the certificates that may issue EK certificates (the TPM
+    /// manufacturers' CAs, intermediates included: the node sends only its EK certificate).
+    pub endorsement_ca_bundle_path: PathBuf,
+}
+
 /// The downstream role: where the upstream is and how this server gets its identity.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -77,6 +88,8 @@ pub struct UpstreamConfig {
 pub struct NodeAttestationConfig {
     /// Enables `x509pop` when present. `join_token` is always available.
     pub x509pop: Option<X509PopConfig>,
+    /// Enables `tpm_devid` when present.
+    pub tpm_devid: Option<TpmDevIdConfig>,
 }
 
 /// Per-caller rate limits on the node API.

@@ -1,6 +1,6 @@
 //! trustdeck-server: a SPIFFE server, either the upstream (self-signed root CA, JWT keys) or a
 //! downstream (intermediate CA minted by its upstream, JWT-SVIDs forwarded upstream), with
-//! registration entries, node attestation (join_token, x509pop) and SVID signing for agents.
+//! registration entries, node attestation (join_token, x509pop, tpm_devid) and SVID signing for agents.
 //!
 //! - [`config`]: TOML configuration, checked without I/O.
 //! - [`ca_manager`]: X.509 CA and JWT key, rotation, CA journal and bundle.
@@ -21,4 +21,5 @@ pub mod node_api;
 pub mod observe;
 pub mod ratelimit;
 pub mod runtime;
+pub mod tpm_devid;
 pub mod upstream;

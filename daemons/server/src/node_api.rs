@@ -162,6 +162,7 @@ impl NodeApi {
                     .map_err(|_| Status::internal("random number generator failed"))?;
                 tx.send(Ok(AttestResponse {
                     step: Some(attest_response::Step::Challenge(nonce.to_vec())),
+                    tpm_devid_challenge: None,
                 }))
                 .await
                 .map_err(|_| Status::cancelled("agent went away"))?;
@@ -195,9 +196,19 @@ impl NodeApi {
                     join_token: None,
                 }
             }
+            "tpm_devid" => {
+                let node =
+                    crate::tpm_devid::attest(&ctx, &payload, &mut inbound, &tx).await?;
+                Attested {
+                    id: node.id,
+                    kind: "tpm_devid",
+                    selectors: node.selectors,
+                    join_token: None,
+                }
+            }
             other => {
                 return Err(Status::invalid_argument(format!(
-                    "unknown attestation type {other:?} (supported: join_token, x509pop)"
+                    "unknown attestation type {other:?} (supported: join_token, x509pop, tpm_devid)"
                 )));
             }
         };
@@ -225,34 +236,19 @@ impl NodeApi {
                 .await
                 .map_err(ds_status)?;
         }
-        ctx.ds
-            .upsert_node(&AttestedNode {
-                spiffe_id: attested.id.to_string(),
-                attestation_type: attested.kind.into(),
-                cert_serial: svid.serial_hex.clone(),
-                cert_not_after: svid.not_after.timestamp(),
-                banned: false,
-                selectors: attested.selectors.clone(),
-                created_at: existing.map(|n| n.created_at).unwrap_or(now.timestamp()),
-                updated_at: now.timestamp(),
-            })
-            .await
-            .map_err(ds_status)?;
+        let record = AttestedNode {
+            spiffe_id: attested.id.to_string(),
+            attestation_type: attested.kind.into(),
+            cert_serial: svid.serial_hex.clone(),
+            cert_not_after: svid.not_after.timestamp(),
+            banned: false,
+            selectors: attested.selectors.clone(),
+            created_at: existing.map(|n| n.created_at).unwrap_or(now.timestamp()),
+            updated_at: now.timestamp(),
+        };
+        ctx.ds.upsert_node(&record).await.map_err(ds_status)?;
         tracing::info!(agent = %attested.id, method = attested.kind, %source, "agent attested");
-        let node = crate::observe::agent_node(
-            ctx.server_id.as_str(),
-            &ctx.config.segment,
-            &AttestedNode {
-                spiffe_id: attested.id.to_string(),
-                attestation_type: attested.kind.into(),
-                cert_serial: svid.serial_hex.clone(),
-                cert_not_after: svid.not_after.timestamp(),
-                banned: false,
-                selectors: attested.selectors.clone(),
-                created_at: now.timestamp(),
-                updated_at: now.timestamp(),
-            },
-        );
+        let node = crate::observe::agent_node(ctx.server_id.as_str(), &ctx.config.segment, &record);
         ctx.hub.upsert(crate::observe::GROUP_AGENTS, node, now);
         ctx.hub.event(
             Severity::Info,
@@ -265,6 +261,7 @@ impl NodeApi {
             now,
         );
         Ok(AttestResponse {
+            tpm_devid_challenge: None,
             step: Some(attest_response::Step::Result(AttestResult {
                 spiffe_id: attested.id.to_string(),
                 svid_chain: svid.chain,
