@@ -379,6 +379,53 @@ async fn viewers_only_read_operators_change_others_are_refused() {
     let audit = server.log();
     assert!(audit.contains(operator), "audit names the operator");
 
+    // The console's own client: `trustdeck status` over mTLS with the viewer's SVID from the
+    // Workload API, and refused with the stranger's.
+    let fleet = agent.dir.path().join("fleet.json");
+    std::fs::write(
+        &fleet,
+        serde_json::json!({
+            "trust_domain": "example.org",
+            "servers": [{"name": "core", "role": "upstream", "segment": "root",
+                         "admin": format!("https://{addr}"), "spiffe_id": server.server_spiffe_id()}],
+        })
+        .to_string(),
+    )
+    .expect("fleet file");
+    let status = |id: &str| {
+        let out = std::process::Command::new(bin("trustdeck"))
+            .args([
+                "status",
+                "--output",
+                "json",
+                "--no-key-policy",
+                "--spiffe-id",
+                id,
+                "--fleet",
+            ])
+            .arg(&fleet)
+            .arg("--workload-socket")
+            .arg(&agent.socket)
+            .output()
+            .expect("trustdeck status");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+        (out.status.code(), v)
+    };
+    let (code, v) = status(viewer);
+    assert_eq!(code, Some(0), "{v}");
+    assert_eq!(v["daemons"][0]["reachable"], true, "{v}");
+    assert!(v["tiers"].as_array().is_some_and(|t| !t.is_empty()), "{v}");
+    let (code, v) = status(stranger);
+    assert_eq!(code, Some(3), "{v}");
+    assert!(
+        v["daemons"][0]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("neither an admin viewer nor an operator"),
+        "{v}"
+    );
+
     // Anyone else in the trust domain is refused, even for watching.
     let (mut sobs, mut sadm) = tls_clients(&agent, stranger, &server, &addr).await;
     let e = sobs.watch(WatchRequest {}).await.expect_err("stranger");
