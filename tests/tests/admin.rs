@@ -170,6 +170,7 @@ async fn agent_watch_shows_its_svids_and_server_link() {
     );
     let admin = agent.dir.path().join("data").join("admin.sock");
     let mut c = observe_uds(admin).await;
+    let agent_id = &agent_id;
     let nodes = wait_for_async(20, "the agent's SVID in its snapshot", || {
         let mut c = c.clone();
         async move {
@@ -177,6 +178,9 @@ async fn agent_watch_shows_its_svids_and_server_link() {
             let (id, nodes, up, _) = snapshot(&mut s).await;
             assert_eq!(id.role, "agent");
             assert_eq!(id.name, "gcp-w1");
+            if id.spiffe_id != *agent_id {
+                return None;
+            }
             let up = up?;
             (up.state == "connected" && nodes.iter().any(|n| n.spiffe_id == wid)).then_some(nodes)
         }

@@ -118,6 +118,9 @@ pub async fn publish(agent: Arc<Agent>, mut shutdown: tokio::sync::watch::Receiv
     loop {
         let cache = cache_rx.borrow_and_update().clone();
         let now = Utc::now();
+        if let Some(id) = agent.agent_id() {
+            agent.hub().set_spiffe_id(id.as_str(), now);
+        }
         agent
             .hub()
             .replace_group(GROUP_LOCAL, nodes(&agent, &cache), now);

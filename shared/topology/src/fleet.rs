@@ -389,6 +389,9 @@ impl Fleet {
                 if let Some(u) = delta.upstream {
                     ds.upstream = u.configured.then_some(u);
                 }
+                if let Some(id) = delta.identity {
+                    ds.identity = Some(id);
+                }
                 new_events.extend(delta.events);
             }
         }
@@ -1167,6 +1170,7 @@ mod tests {
                     ..Default::default()
                 }),
                 events: vec![],
+                identity: None,
             })),
         };
         f.apply(1, d(10, vec![], Some("lost")), at(1001)).unwrap();

@@ -295,6 +295,26 @@ impl Hub {
         true
     }
 
+    /// Sets the daemon's SPIFFE ID (an agent learns it when it attests). Returns whether
+    /// anything changed.
+    pub fn set_spiffe_id(&self, spiffe_id: &str, now: DateTime<Utc>) -> bool {
+        let mut st = self.lock();
+        if st.identity.spiffe_id == spiffe_id {
+            return false;
+        }
+        st.identity.spiffe_id = spiffe_id.to_string();
+        let identity = st.identity.clone();
+        self.publish(
+            &mut st,
+            Delta {
+                identity: Some(identity),
+                ..Default::default()
+            },
+            now,
+        );
+        true
+    }
+
     /// Records an event.
     pub fn event(
         &self,
@@ -469,6 +489,21 @@ mod tests {
         assert_eq!(s.events[1].severity, "error");
         assert!(s.events[1].message.contains("connection refused"));
         assert_eq!(s.upstream.as_ref().unwrap().state, "lost");
+    }
+
+    #[test]
+    fn identity_changes_are_deltas() {
+        let hub = Hub::new(DaemonIdentity::default());
+        let mut sub = hub.subscribe(now());
+        assert!(hub.set_spiffe_id("spiffe://td/agent", now()));
+        assert!(!hub.set_spiffe_id("spiffe://td/agent", now()));
+        let m = sub.deltas.try_recv().unwrap();
+        assert_eq!(
+            delta(&m).identity.as_ref().unwrap().spiffe_id,
+            "spiffe://td/agent"
+        );
+        assert!(sub.deltas.try_recv().is_err());
+        assert_eq!(hub.identity().spiffe_id, "spiffe://td/agent");
     }
 
     #[test]
