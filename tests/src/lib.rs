@@ -16,6 +16,7 @@ use trustdeck_spiffe::{SpiffeId, TrustDomain};
 use trustdeck_transport::{SharedIdentity, SharedRoots};
 
 pub mod hsm;
+pub mod tpm;
 
 /// Directory holding the workspace's built binaries (next to the test executable's `deps/`).
 pub fn bin_dir() -> PathBuf {

@@ -349,7 +349,7 @@ impl Agent {
                         return Err(AgentError::Local("no join token configured".into()));
                     }
                 };
-                (vec![t.into_bytes()], None)
+                (vec![t.into_bytes()], Prover::None)
             }
             NodeAttestation::X509pop {
                 cert_path,
@@ -373,12 +373,38 @@ impl Agent {
                 let key = rcgen::KeyPair::from_pem(&key_pem).map_err(|e| {
                     AgentError::Local(format!("x509pop key_path {}: {e}", key_path.display()))
                 })?;
-                (certs, Some(key))
+                (certs, Prover::X509(key))
+            }
+            NodeAttestation::TpmDevid {
+                tcti,
+                devid_cert_path,
+                devid_key_path,
+                ek_cert_path,
+            } => {
+                let tcti = tcti
+                    .clone()
+                    .unwrap_or_else(trustdeck_tpm::device::default_tcti);
+                let (chain, key, evidence) = tpm_evidence(
+                    tcti.clone(),
+                    devid_cert_path.clone(),
+                    devid_key_path.clone(),
+                    ek_cert_path.clone(),
+                )
+                .await?;
+                (
+                    chain,
+                    Prover::Tpm {
+                        tcti,
+                        key,
+                        evidence,
+                    },
+                )
             }
         };
         let kind = match &self.config.node_attestation {
             NodeAttestation::JoinToken { .. } => "join_token",
             NodeAttestation::X509pop { .. } => "x509pop",
+            NodeAttestation::TpmDevid { .. } => "tpm_devid",
         };
         let (key, pkcs8) =
             SoftwareKey::ephemeral().map_err(|e| AgentError::Local(e.to_string()))?;
@@ -395,6 +421,13 @@ impl Agent {
                 })),
             })
             .await;
+        if let Prover::Tpm { evidence, .. } = &node_key {
+            let _ = tx
+                .send(AttestRequest {
+                    step: Some(attest_request::Step::TpmDevidEvidence(evidence.clone())),
+                })
+                .await;
+        }
         let addr = self.config.server_address.clone();
         let classify = |s: Status| match s.code() {
             Code::PermissionDenied | Code::InvalidArgument | Code::FailedPrecondition => {
@@ -415,12 +448,27 @@ impl Agent {
             .map_err(classify)?
             .into_inner();
         while let Some(msg) = inbound.next().await {
-            match msg.map_err(classify)?.step {
+            let msg = msg.map_err(classify)?;
+            if let Some(ch) = msg.tpm_devid_challenge {
+                let Prover::Tpm { tcti, key, .. } = &node_key else {
+                    return Err(AgentError::AttestationRefused(format!(
+                        "server sent a TPM challenge for {kind} attestation"
+                    )));
+                };
+                let proof = tpm_answer(tcti.clone(), key.clone(), ch).await?;
+                let _ = tx
+                    .send(AttestRequest {
+                        step: Some(attest_request::Step::TpmDevidProof(proof)),
+                    })
+                    .await;
+                continue;
+            }
+            match msg.step {
                 Some(attest_response::Step::Challenge(nonce)) => {
-                    let Some(k) = &node_key else {
-                        return Err(AgentError::AttestationRefused(
-                            "server sent a challenge for join_token attestation".into(),
-                        ));
+                    let Prover::X509(k) = &node_key else {
+                        return Err(AgentError::AttestationRefused(format!(
+                            "server sent an x509pop challenge for {kind} attestation"
+                        )));
                     };
                     let sig = rcgen::SigningKey::sign(
                         k,
@@ -737,6 +785,103 @@ impl Agent {
         cache.insert(key, (r.token.clone(), renew));
         Ok(r.token)
     }
+}
+
+/// What answers the server's challenge, per attestation method.
+enum Prover {
+    /// join_token: no challenge.
+    None,
+    /// x509pop: the node certificate's key.
+    X509(rcgen::KeyPair),
+    /// tpm_devid: the TPM and the DevID key blobs.
+    Tpm {
+        tcti: String,
+        key: Arc<trustdeck_tpm::device::DevIdKey>,
+        evidence: TpmDevidEvidence,
+    },
+}
+
+fn read_der_or_pem(path: &std::path::Path, what: &str) -> Result<Vec<Vec<u8>>, AgentError> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| AgentError::Local(format!("tpm_devid {what} {}: {e}", path.display())))?;
+    if bytes.first() == Some(&0x30) {
+        return Ok(vec![bytes]);
+    }
+    let text = String::from_utf8(bytes).map_err(|_| {
+        AgentError::Local(format!(
+            "tpm_devid {what} {}: neither DER nor PEM",
+            path.display()
+        ))
+    })?;
+    let certs = trustdeck_spiffe::pem::decode_certs(&text)
+        .map_err(|e| AgentError::Local(format!("tpm_devid {what} {}: {e}", path.display())))?;
+    if certs.is_empty() {
+        return Err(AgentError::Local(format!(
+            "tpm_devid {what} {}: no certificate",
+            path.display()
+        )));
+    }
+    Ok(certs)
+}
+
+/// Reads the DevID chain and key blobs and asks the TPM for the EK (certificate from NV
+/// unless a file is configured) and the public areas. Blocking TPM I/O runs off the runtime.
+async fn tpm_evidence(
+    tcti: String,
+    cert_path: std::path::PathBuf,
+    key_path: std::path::PathBuf,
+    ek_cert_path: Option<std::path::PathBuf>,
+) -> Result<
+    (
+        Vec<Vec<u8>>,
+        Arc<trustdeck_tpm::device::DevIdKey>,
+        TpmDevidEvidence,
+    ),
+    AgentError,
+> {
+    tokio::task::spawn_blocking(move || {
+        let chain = read_der_or_pem(&cert_path, "devid_cert_path")?;
+        let key = trustdeck_tpm::device::DevIdKey::read(&key_path)
+            .map_err(|e| AgentError::Local(format!("tpm_devid: {e}")))?;
+        let local =
+            |e: trustdeck_tpm::device::DeviceError| AgentError::Local(format!("tpm_devid: {e}"));
+        let mut tpm = trustdeck_tpm::device::Tpm::open(&tcti).map_err(local)?;
+        let ek_cert = match &ek_cert_path {
+            Some(p) => read_der_or_pem(p, "ek_cert_path")?.remove(0),
+            None => tpm.ek_certificate().map_err(local)?,
+        };
+        let ek_public = tpm.ek_public().map_err(local)?;
+        let evidence = TpmDevidEvidence {
+            ek_cert,
+            ek_public,
+            devid_public: key.public.clone(),
+        };
+        Ok((chain, Arc::new(key), evidence))
+    })
+    .await
+    .map_err(|e| AgentError::Local(format!("tpm_devid: TPM task failed: {e}")))?
+}
+
+/// Answers a TPM challenge: signs the nonce with the DevID key and activates the credential.
+async fn tpm_answer(
+    tcti: String,
+    key: Arc<trustdeck_tpm::device::DevIdKey>,
+    ch: TpmDevidChallenge,
+) -> Result<TpmDevidProof, AgentError> {
+    tokio::task::spawn_blocking(move || {
+        let local =
+            |e: trustdeck_tpm::device::DeviceError| AgentError::Local(format!("tpm_devid: {e}"));
+        let mut tpm = trustdeck_tpm::device::Tpm::open(&tcti).map_err(local)?;
+        let (signature, activated_secret) = tpm
+            .answer_challenge(&key, &ch.nonce, &ch.credential_blob, &ch.encrypted_secret)
+            .map_err(local)?;
+        Ok(TpmDevidProof {
+            signature,
+            activated_secret,
+        })
+    })
+    .await
+    .map_err(|e| AgentError::Local(format!("tpm_devid: TPM task failed: {e}")))?
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 //! - [`workload_api`]: the Workload API server.
 //! - [`state`]: what the agent persists in its data directory.
 //! - [`observe`]: what the admin `Watch` stream publishes.
+//! - [`tpm`]: `trustdeck-agent tpm provision|show` (DevID keys for `tpm_devid`).
 //! - [`runtime`]: wiring of the above (Workload API socket, admin socket).
 #![forbid(unsafe_code)]
 
@@ -18,4 +19,5 @@ pub mod config;
 pub mod observe;
 pub mod runtime;
 pub mod state;
+pub mod tpm;
 pub mod workload_api;

@@ -51,6 +51,40 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// TPM 2.0 DevID keys for `tpm_devid` node attestation.
+    Tpm {
+        #[command(subcommand)]
+        cmd: TpmCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum TpmCmd {
+    /// Create a DevID key in the TPM; write its blobs, a CSR signed by it, and the EK
+    /// certificate.
+    Provision {
+        /// TCTI (default: $TPM2TOOLS_TCTI, $TCTI, else device:/dev/tpmrm0).
+        #[arg(long)]
+        tcti: Option<String>,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// Subject common name of the CSR (default: the host name).
+        #[arg(long)]
+        cn: Option<String>,
+        /// Replace an existing devid.key.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Show the EK certificate and whether a DevID key loads in this TPM.
+    Show {
+        /// TCTI (default: $TPM2TOOLS_TCTI, $TCTI, else device:/dev/tpmrm0).
+        #[arg(long)]
+        tcti: Option<String>,
+        /// A DevID key file to try.
+        #[arg(long)]
+        devid_key: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -241,6 +275,29 @@ async fn run(cli: Cli) -> Result<()> {
                 Ok(())
             }
         },
+        Command::Tpm { cmd } => {
+            let report = tokio::task::spawn_blocking(move || match cmd {
+                TpmCmd::Provision {
+                    tcti,
+                    out,
+                    cn,
+                    force,
+                } => {
+                    let cn = cn
+                        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+                        .map(|s| s.trim().to_string())
+                        .filter(|s| !s.is_empty())
+                        .unwrap_or_else(|| "trustdeck-node".into());
+                    trustdeck_agent::tpm::provision(tcti, &out, &cn, force)
+                }
+                TpmCmd::Show { tcti, devid_key } => {
+                    trustdeck_agent::tpm::show(tcti, devid_key.as_deref())
+                }
+            })
+            .await??;
+            print!("{report}");
+            Ok(())
+        }
         Command::Healthcheck { target } => {
             let r = client(&target)?
                 .fetch_jwt_bundles(JwtBundlesRequest {})

@@ -197,8 +197,7 @@ impl NodeApi {
                 }
             }
             "tpm_devid" => {
-                let node =
-                    crate::tpm_devid::attest(&ctx, &payload, &mut inbound, &tx).await?;
+                let node = crate::tpm_devid::attest(&ctx, &payload, &mut inbound, &tx).await?;
                 Attested {
                     id: node.id,
                     kind: "tpm_devid",

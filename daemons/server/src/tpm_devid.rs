@@ -128,12 +128,9 @@ pub async fn attest(
     let rng = SystemRandom::new();
     let nonce: [u8; 32] = random(&rng)?;
     let secret: [u8; 32] = random(&rng)?;
-    let credential = trustdeck_tpm::credential::make_credential(
-        &device.ek,
-        &device.devid_name,
-        &secret,
-    )
-    .map_err(|e| Status::permission_denied(format!("tpm_devid: {e}")))?;
+    let credential =
+        trustdeck_tpm::credential::make_credential(&device.ek, &device.devid_name, &secret)
+            .map_err(|e| Status::permission_denied(format!("tpm_devid: {e}")))?;
     tx.send(Ok(AttestResponse {
         step: None,
         tpm_devid_challenge: Some(TpmDevidChallenge {

@@ -1,0 +1,707 @@
+//! Verification of `tpm_devid` evidence, pure: the caller supplies `now`, the trust bundles
+//! and the random challenge.
+//!
+//! Evidence: the DevID certificate chain (leaf first), the EK certificate, and the marshalled
+//! `TPM2B_PUBLIC` areas of the EK and the DevID key. [`verify_evidence`] checks that
+//! - the DevID chain verifies up to a certificate of the DevID CA bundle;
+//! - the DevID public area holds the certificate's key and describes a TPM-generated,
+//!   non-duplicable signing key (`fixedTPM`, `fixedParent`, `sensitiveDataOrigin`, `sign`);
+//! - the EK certificate is issued by a certificate of the endorsement CA bundle and holds the
+//!   key of the EK public area.
+//!
+//! The server then challenges the node ([`crate::credential::make_credential`] and a nonce)
+//! and checks the answer with [`verify_proof`] and [`verify_secret`].
+
+use chrono::{DateTime, Utc};
+use ring::digest::{SHA256, digest};
+use ring::signature::{self, UnparsedPublicKey};
+use x509_parser::prelude::*;
+
+use crate::public::{ECC_NIST_P256, PublicArea, PublicKey, attr};
+
+/// Domain separation prefix of the signed nonce.
+pub const CHALLENGE_CONTEXT: &[u8] = b"trustdeck tpm_devid challenge v1\0";
+
+/// The bytes a node signs with its DevID key for a nonce.
+pub fn challenge_message(nonce: &[u8]) -> Vec<u8> {
+    let mut m = CHALLENGE_CONTEXT.to_vec();
+    m.extend_from_slice(nonce);
+    m
+}
+
+/// Attributes a DevID key must have.
+pub const DEVID_REQUIRED: u32 =
+    attr::FIXED_TPM | attr::FIXED_PARENT | attr::SENSITIVE_DATA_ORIGIN | attr::SIGN;
+
+/// Why `tpm_devid` attestation failed. Every message starts with `tpm_devid:` and names the
+/// problem.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TpmDevIdError {
+    /// A piece of evidence is missing.
+    #[error("tpm_devid: no {0} presented")]
+    Missing(&'static str),
+    /// A certificate or public area could not be parsed.
+    #[error("tpm_devid: {what} is malformed: {reason}")]
+    Malformed {
+        /// Which piece.
+        what: String,
+        /// Why.
+        reason: String,
+    },
+    /// A certificate is outside its validity window.
+    #[error("tpm_devid: {what} ({subject}) is not valid at {now}")]
+    Expired {
+        /// Which certificate.
+        what: String,
+        /// Its subject.
+        subject: String,
+        /// The instant.
+        now: DateTime<Utc>,
+    },
+    /// The DevID chain does not verify up to the DevID CA bundle.
+    #[error(
+        "tpm_devid: DevID certificate {subject} does not chain to the DevID CA bundle {bundle}: {reason}"
+    )]
+    DevIdUntrusted {
+        /// Leaf subject.
+        subject: String,
+        /// The bundle's path (or name).
+        bundle: String,
+        /// Why.
+        reason: String,
+    },
+    /// The EK certificate is not issued by the endorsement CA bundle.
+    #[error(
+        "tpm_devid: EK certificate {subject} does not chain to the endorsement CA bundle {bundle}: {reason}"
+    )]
+    EkUntrusted {
+        /// EK certificate issuer and subject.
+        subject: String,
+        /// The bundle's path (or name).
+        bundle: String,
+        /// Why.
+        reason: String,
+    },
+    /// The EK public area does not hold the EK certificate's key, or is no EK.
+    #[error("tpm_devid: EK public area does not match the EK certificate: {0}")]
+    EkMismatch(String),
+    /// The DevID public area does not hold the DevID certificate's key.
+    #[error("tpm_devid: DevID public area does not match the DevID certificate: {0}")]
+    DevIdMismatch(String),
+    /// The DevID key is not a TPM-resident signing key.
+    #[error("tpm_devid: DevID key is not a TPM-resident signing key: {0}")]
+    DevIdAttributes(String),
+    /// The nonce signature does not verify.
+    #[error("tpm_devid: proof of possession failed: {0}")]
+    BadProof(String),
+    /// The activated secret is wrong.
+    #[error(
+        "tpm_devid: credential activation failed: the returned secret does not match this dialogue's (the DevID key is not resident in the TPM of this EK, or the response was replayed)"
+    )]
+    BadSecret,
+}
+
+/// A node whose evidence verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedDevice {
+    /// SHA-256 of the DevID certificate, hex (the agent ID's last segment).
+    pub fingerprint: String,
+    /// SHA-256 of the EK certificate, hex.
+    pub ek_fingerprint: String,
+    /// Selectors: `tpm_devid:subject:cn:<cn>`, `tpm_devid:issuer:cn:<cn>`,
+    /// `tpm_devid:fingerprint:<sha256>`, `tpm_devid:ek:fingerprint:<sha256>`.
+    pub selectors: Vec<String>,
+    /// The DevID certificate's SubjectPublicKeyInfo DER (verifies the nonce signature).
+    pub devid_spki: Vec<u8>,
+    /// The DevID key's TPM name (bound into the credential).
+    pub devid_name: Vec<u8>,
+    /// The EK public area (the credential is encrypted to it).
+    pub ek: PublicArea,
+}
+
+/// The evidence a node presents.
+#[derive(Debug, Clone, Copy)]
+pub struct Evidence<'a> {
+    /// DevID certificate chain, DER, leaf first.
+    pub devid_chain: &'a [Vec<u8>],
+    /// EK certificate, DER.
+    pub ek_cert: &'a [u8],
+    /// EK `TPM2B_PUBLIC`.
+    pub ek_public: &'a [u8],
+    /// DevID key `TPM2B_PUBLIC`.
+    pub devid_public: &'a [u8],
+}
+
+/// A named set of trusted CA certificates (DER); the name appears in errors.
+#[derive(Debug, Clone, Copy)]
+pub struct Bundle<'a> {
+    /// Where it came from (a path).
+    pub name: &'a str,
+    /// Certificates.
+    pub certs: &'a [Vec<u8>],
+}
+
+/// SHA-256 of bytes, hex.
+pub fn sha256_hex(b: &[u8]) -> String {
+    hex::encode(digest(&SHA256, b).as_ref())
+}
+
+fn parse<'a>(what: &str, der: &'a [u8]) -> Result<X509Certificate<'a>, TpmDevIdError> {
+    let malformed = |reason: String| TpmDevIdError::Malformed {
+        what: what.to_string(),
+        reason,
+    };
+    let (rest, c) = parse_x509_certificate(der).map_err(|e| malformed(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(malformed(format!("{} trailing bytes", rest.len())));
+    }
+    Ok(c)
+}
+
+/// Checks validity at `now` and signatures along `certs` (leaf first) and finds the bundle
+/// certificate that issued the last one (or is it). Returns the anchor's DER, or why not.
+fn chain_to<'b>(
+    certs: &[X509Certificate<'_>],
+    ders: &[&[u8]],
+    bundle: &'b [Vec<u8>],
+    now: ASN1Time,
+) -> Result<&'b [u8], String> {
+    for pair in certs.windows(2) {
+        if !pair[1].is_ca() {
+            return Err(format!("intermediate {} is not a CA", pair[1].subject()));
+        }
+        pair[0]
+            .verify_signature(Some(pair[1].public_key()))
+            .map_err(|e| {
+                format!(
+                    "{} is not signed by {}: {e}",
+                    pair[0].subject(),
+                    pair[1].subject()
+                )
+            })?;
+    }
+    let (top, top_der) = match (certs.last(), ders.last()) {
+        (Some(t), Some(d)) => (t, *d),
+        _ => return Err("empty chain".into()),
+    };
+    let mut saw_issuer_name = false;
+    for der in bundle {
+        let Ok((_, ca)) = parse_x509_certificate(der) else {
+            continue;
+        };
+        if der.as_slice() == top_der {
+            return Ok(der);
+        }
+        if ca.subject() != top.issuer() {
+            continue;
+        }
+        saw_issuer_name = true;
+        if !ca.validity().is_valid_at(now) {
+            continue;
+        }
+        if top.verify_signature(Some(ca.public_key())).is_ok() {
+            return Ok(der);
+        }
+    }
+    Err(if saw_issuer_name {
+        format!(
+            "a certificate named {} is in the bundle but did not sign {} (or has expired)",
+            top.issuer(),
+            top.subject()
+        )
+    } else {
+        format!("its issuer {} is not in the bundle", top.issuer())
+    })
+}
+
+fn common_names(name: &X509Name<'_>) -> Vec<String> {
+    name.iter_common_name()
+        .filter_map(|cn| cn.as_str().ok().map(str::to_string))
+        .collect()
+}
+
+/// Verifies the evidence against the DevID and endorsement CA bundles at `now`.
+pub fn verify_evidence(
+    ev: Evidence<'_>,
+    devid_cas: Bundle<'_>,
+    endorsement_cas: Bundle<'_>,
+    now: DateTime<Utc>,
+) -> Result<VerifiedDevice, TpmDevIdError> {
+    if ev.devid_chain.is_empty() {
+        return Err(TpmDevIdError::Missing("DevID certificate"));
+    }
+    if ev.ek_cert.is_empty() {
+        return Err(TpmDevIdError::Missing("EK certificate"));
+    }
+    if ev.ek_public.is_empty() {
+        return Err(TpmDevIdError::Missing("EK public area"));
+    }
+    if ev.devid_public.is_empty() {
+        return Err(TpmDevIdError::Missing("DevID public area"));
+    }
+    let asn1_now =
+        ASN1Time::from_timestamp(now.timestamp()).map_err(|e| TpmDevIdError::Malformed {
+            what: "the current time".into(),
+            reason: e.to_string(),
+        })?;
+
+    // DevID chain.
+    let certs: Vec<X509Certificate<'_>> = ev
+        .devid_chain
+        .iter()
+        .enumerate()
+        .map(|(i, d)| parse(&format!("DevID certificate {i}"), d))
+        .collect::<Result<_, _>>()?;
+    let leaf = &certs[0];
+    let subject = leaf.subject().to_string();
+    for (i, c) in certs.iter().enumerate() {
+        if !c.validity().is_valid_at(asn1_now) {
+            return Err(TpmDevIdError::Expired {
+                what: format!("DevID certificate {i}"),
+                subject: c.subject().to_string(),
+                now,
+            });
+        }
+    }
+    let ders: Vec<&[u8]> = ev.devid_chain.iter().map(Vec::as_slice).collect();
+    chain_to(&certs, &ders, devid_cas.certs, asn1_now).map_err(|reason| {
+        TpmDevIdError::DevIdUntrusted {
+            subject: subject.clone(),
+            bundle: devid_cas.name.to_string(),
+            reason,
+        }
+    })?;
+
+    // DevID public area against the certificate.
+    let devid = PublicArea::from_tpm2b(ev.devid_public).map_err(|e| TpmDevIdError::Malformed {
+        what: "DevID public area".into(),
+        reason: e.to_string(),
+    })?;
+    let devid_spki = leaf.public_key();
+    match_key(&devid, devid_spki).map_err(TpmDevIdError::DevIdMismatch)?;
+    if !devid.has(DEVID_REQUIRED) {
+        return Err(TpmDevIdError::DevIdAttributes(format!(
+            "attributes {} lack {}",
+            attr::describe(devid.attributes),
+            attr::describe(DEVID_REQUIRED & !devid.attributes)
+        )));
+    }
+    let devid_name = devid.name().ok_or_else(|| {
+        TpmDevIdError::DevIdAttributes(format!(
+            "name algorithm 0x{:04x} is not SHA-256",
+            devid.name_alg
+        ))
+    })?;
+
+    // EK certificate and public area.
+    let ek_cert = parse("EK certificate", ev.ek_cert)?;
+    let ek_label = format!("(issuer {})", ek_cert.issuer());
+    if !ek_cert.validity().is_valid_at(asn1_now) {
+        return Err(TpmDevIdError::Expired {
+            what: "EK certificate".into(),
+            subject: ek_label,
+            now,
+        });
+    }
+    chain_to(
+        std::slice::from_ref(&ek_cert),
+        &[ev.ek_cert],
+        endorsement_cas.certs,
+        asn1_now,
+    )
+    .map_err(|reason| TpmDevIdError::EkUntrusted {
+        subject: ek_label.clone(),
+        bundle: endorsement_cas.name.to_string(),
+        reason,
+    })?;
+    let ek = PublicArea::from_tpm2b(ev.ek_public).map_err(|e| TpmDevIdError::Malformed {
+        what: "EK public area".into(),
+        reason: e.to_string(),
+    })?;
+    match_key(&ek, ek_cert.public_key()).map_err(TpmDevIdError::EkMismatch)?;
+    if !ek.has(attr::FIXED_TPM | attr::FIXED_PARENT | attr::RESTRICTED | attr::DECRYPT)
+        || ek.has(attr::SIGN)
+    {
+        return Err(TpmDevIdError::EkMismatch(format!(
+            "not a restricted decryption key fixed to its TPM: attributes {}",
+            attr::describe(ek.attributes)
+        )));
+    }
+
+    let fingerprint = sha256_hex(&ev.devid_chain[0]);
+    let ek_fingerprint = sha256_hex(ev.ek_cert);
+    let mut selectors = Vec::new();
+    for cn in common_names(leaf.subject()) {
+        selectors.push(format!("tpm_devid:subject:cn:{cn}"));
+    }
+    for cn in common_names(leaf.issuer()) {
+        selectors.push(format!("tpm_devid:issuer:cn:{cn}"));
+    }
+    selectors.push(format!("tpm_devid:fingerprint:{fingerprint}"));
+    selectors.push(format!("tpm_devid:ek:fingerprint:{ek_fingerprint}"));
+    Ok(VerifiedDevice {
+        fingerprint,
+        ek_fingerprint,
+        selectors,
+        devid_spki: devid_spki.raw.to_vec(),
+        devid_name,
+        ek,
+    })
+}
+
+fn strip_zeros(b: &[u8]) -> &[u8] {
+    let i = b.iter().position(|&x| x != 0).unwrap_or(b.len());
+    &b[i..]
+}
+
+fn pad32(b: &[u8]) -> Option<[u8; 32]> {
+    let b = strip_zeros(b);
+    let mut out = [0u8; 32];
+    out.get_mut(32usize.checked_sub(b.len())?..)?
+        .copy_from_slice(b);
+    Some(out)
+}
+
+/// Checks that a public area holds the same key as a certificate's SubjectPublicKeyInfo.
+fn match_key(area: &PublicArea, spki: &SubjectPublicKeyInfo<'_>) -> Result<(), String> {
+    let parsed = spki
+        .parsed()
+        .map_err(|e| format!("certificate key unreadable: {e}"))?;
+    match (&area.key, parsed) {
+        (
+            PublicKey::Rsa {
+                exponent, modulus, ..
+            },
+            x509_parser::public_key::PublicKey::RSA(rsa),
+        ) => {
+            let cert_e = strip_zeros(rsa.exponent);
+            let area_e = exponent.to_be_bytes();
+            if strip_zeros(rsa.modulus) != modulus.as_slice() || cert_e != strip_zeros(&area_e) {
+                return Err(
+                    "RSA modulus or exponent differs from the certificate's key".to_string()
+                );
+            }
+            Ok(())
+        }
+        (PublicKey::Ecc { curve, x, y }, x509_parser::public_key::PublicKey::EC(point)) => {
+            if *curve != ECC_NIST_P256 {
+                return Err(format!(
+                    "ECC curve 0x{curve:04x} is not supported (only NIST P-256)"
+                ));
+            }
+            let curve_oid = spki
+                .algorithm
+                .parameters
+                .as_ref()
+                .and_then(|p| p.as_oid().ok())
+                .map(|o| o.to_id_string());
+            if curve_oid.as_deref() != Some("1.2.840.10045.3.1.7") {
+                return Err(format!(
+                    "the certificate's key is not on P-256 (curve {curve_oid:?})"
+                ));
+            }
+            let (Some(x), Some(y)) = (pad32(x), pad32(y)) else {
+                return Err("ECC point coordinates longer than 32 bytes".into());
+            };
+            let mut uncompressed = vec![0x04];
+            uncompressed.extend_from_slice(&x);
+            uncompressed.extend_from_slice(&y);
+            if point.data() != uncompressed.as_slice() {
+                return Err("ECC point differs from the certificate's key".into());
+            }
+            Ok(())
+        }
+        (PublicKey::Rsa { .. }, _) => Err("the area holds an RSA key, the certificate not".into()),
+        (PublicKey::Ecc { .. }, _) => Err("the area holds an ECC key, the certificate not".into()),
+    }
+}
+
+/// Verifies the node's signature (DER ECDSA or RSA PKCS#1 v1.5, SHA-256) over
+/// [`challenge_message`]`(nonce)` with the DevID certificate's key.
+pub fn verify_proof(devid_spki: &[u8], nonce: &[u8], sig: &[u8]) -> Result<(), TpmDevIdError> {
+    let (_, spki) = SubjectPublicKeyInfo::from_der(devid_spki)
+        .map_err(|e| TpmDevIdError::BadProof(format!("DevID key: {e}")))?;
+    let msg = challenge_message(nonce);
+    let key = spki.subject_public_key.data.as_ref();
+    let alg: &'static dyn signature::VerificationAlgorithm =
+        match spki.algorithm.algorithm.to_id_string().as_str() {
+            "1.2.840.10045.2.1" => &signature::ECDSA_P256_SHA256_ASN1,
+            "1.2.840.113549.1.1.1" => &signature::RSA_PKCS1_2048_8192_SHA256,
+            other => {
+                return Err(TpmDevIdError::BadProof(format!(
+                    "unsupported DevID key algorithm {other}"
+                )));
+            }
+        };
+    UnparsedPublicKey::new(alg, key)
+        .verify(&msg, sig)
+        .map_err(|_| {
+            TpmDevIdError::BadProof(
+                "the signature over this dialogue's nonce does not verify with the DevID key (wrong key, or a response replayed from another dialogue)".into(),
+            )
+        })
+}
+
+/// Compares the activated secret with the one this dialogue encrypted, in constant time.
+pub fn verify_secret(expected: &[u8], returned: &[u8]) -> Result<(), TpmDevIdError> {
+    let same = expected.len() == returned.len()
+        && expected
+            .iter()
+            .zip(returned)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if same {
+        Ok(())
+    } else {
+        Err(TpmDevIdError::BadSecret)
+    }
+}
+
+/// DER `ECDSA-Sig-Value` from raw big-endian `r` and `s` (as a TPM returns them).
+pub fn ecdsa_der(r: &[u8], s: &[u8]) -> Vec<u8> {
+    fn int(v: &[u8]) -> Vec<u8> {
+        let v = strip_zeros(v);
+        let mut body = Vec::with_capacity(v.len() + 1);
+        if v.is_empty() || v[0] & 0x80 != 0 {
+            body.push(0);
+        }
+        body.extend_from_slice(v);
+        let mut out = vec![0x02];
+        der_len(&mut out, body.len());
+        out.extend_from_slice(&body);
+        out
+    }
+    let mut body = int(r);
+    body.extend_from_slice(&int(s));
+    let mut out = vec![0x30];
+    der_len(&mut out, body.len());
+    out.extend_from_slice(&body);
+    out
+}
+
+fn der_len(out: &mut Vec<u8>, n: usize) {
+    if n < 0x80 {
+        out.push(n as u8);
+    } else if n < 0x100 {
+        out.extend_from_slice(&[0x81, n as u8]);
+    } else {
+        out.extend_from_slice(&[0x82, (n >> 8) as u8, n as u8]);
+    }
+}
+
+/// The DER object at the start of `bytes` (a TPM NV index may pad the certificate).
+pub fn der_prefix(bytes: &[u8]) -> Option<&[u8]> {
+    let (&tag, rest) = bytes.split_first()?;
+    if tag != 0x30 {
+        return None;
+    }
+    let (&first, rest) = rest.split_first()?;
+    let (len, header) = if first < 0x80 {
+        (first as usize, 2)
+    } else {
+        let n = (first & 0x7f) as usize;
+        if n == 0 || n > 3 || rest.len() < n {
+            return None;
+        }
+        let len = rest[..n].iter().fold(0usize, |a, &b| (a << 8) | b as usize);
+        (len, 2 + n)
+    };
+    bytes.get(..header.checked_add(len)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::public::tests::{ecc_signing, rsa_ek};
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, PublicKeyData,
+    };
+
+    fn ca(cn: &str) -> (Vec<u8>, Issuer<'static, KeyPair>) {
+        let mut p = CertificateParams::new(vec![]).unwrap();
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.distinguished_name.push(DnType::CommonName, cn);
+        let k = KeyPair::generate().unwrap();
+        let c = p.self_signed(&k).unwrap();
+        (c.der().to_vec(), Issuer::new(p, k))
+    }
+
+    fn leaf(issuer: &Issuer<'static, KeyPair>, cn: &str, key: &KeyPair) -> Vec<u8> {
+        let mut p = CertificateParams::new(vec![]).unwrap();
+        p.distinguished_name.push(DnType::CommonName, cn);
+        p.signed_by(key, issuer).unwrap().der().to_vec()
+    }
+
+    fn xy(key: &KeyPair) -> ([u8; 32], [u8; 32]) {
+        let pt = key.der_bytes();
+        (
+            pt[1..33].try_into().unwrap(),
+            pt[33..65].try_into().unwrap(),
+        )
+    }
+
+    struct Fixture {
+        devid_ca: Vec<u8>,
+        ek_ca: Vec<u8>,
+        devid_cert: Vec<u8>,
+        devid_key: KeyPair,
+        devid_public: Vec<u8>,
+        ek_cert: Vec<u8>,
+        ek_public: Vec<u8>,
+    }
+
+    fn fixture() -> Fixture {
+        let (devid_ca, devid_issuer) = ca("DevID CA");
+        let (ek_ca, ek_issuer) = ca("EK CA");
+        let devid_key = KeyPair::generate().unwrap();
+        let devid_cert = leaf(&devid_issuer, "node-7", &devid_key);
+        let (x, y) = xy(&devid_key);
+        let devid_public = ecc_signing(&x, &y, DEVID_REQUIRED | attr::USER_WITH_AUTH);
+        let (ek_cert, ek_public) = rsa_fixture(&ek_issuer);
+        Fixture {
+            devid_ca,
+            ek_ca,
+            devid_cert,
+            devid_key,
+            devid_public,
+            ek_cert,
+            ek_public,
+        }
+    }
+
+    /// rcgen with ring cannot generate RSA keys; sign a certificate for an `rsa`-crate key.
+    fn rsa_fixture(ek_issuer: &Issuer<'static, KeyPair>) -> (Vec<u8>, Vec<u8>) {
+        use rsa::pkcs8::EncodePublicKey;
+        use rsa::traits::PublicKeyParts;
+        let sk = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).unwrap();
+        let spki = sk.to_public_key().to_public_key_der().unwrap();
+        let pk = rcgen::SubjectPublicKeyInfo::from_der(spki.as_bytes()).unwrap();
+        let mut p = CertificateParams::new(vec![]).unwrap();
+        p.distinguished_name.push(DnType::CommonName, "ek");
+        let cert = p.signed_by(&pk, ek_issuer).unwrap().der().to_vec();
+        (cert, rsa_ek(&sk.n().to_bytes_be()))
+    }
+
+    fn run(f: &Fixture) -> Result<VerifiedDevice, TpmDevIdError> {
+        verify_evidence(
+            Evidence {
+                devid_chain: std::slice::from_ref(&f.devid_cert),
+                ek_cert: &f.ek_cert,
+                ek_public: &f.ek_public,
+                devid_public: &f.devid_public,
+            },
+            Bundle {
+                name: "/etc/devid-ca.pem",
+                certs: std::slice::from_ref(&f.devid_ca),
+            },
+            Bundle {
+                name: "/etc/ek-ca.pem",
+                certs: std::slice::from_ref(&f.ek_ca),
+            },
+            Utc::now(),
+        )
+    }
+
+    #[test]
+    fn accepts_good_evidence_with_selectors_and_proof() {
+        let f = fixture();
+        let d = run(&f).unwrap();
+        assert_eq!(d.fingerprint, sha256_hex(&f.devid_cert));
+        assert_eq!(
+            d.selectors,
+            vec![
+                "tpm_devid:subject:cn:node-7".to_string(),
+                "tpm_devid:issuer:cn:DevID CA".to_string(),
+                format!("tpm_devid:fingerprint:{}", d.fingerprint),
+                format!("tpm_devid:ek:fingerprint:{}", sha256_hex(&f.ek_cert)),
+            ]
+        );
+        assert_eq!(d.devid_name.len(), 34);
+        let nonce = [3u8; 32];
+        let sig = rcgen::SigningKey::sign(&f.devid_key, &challenge_message(&nonce)).unwrap();
+        verify_proof(&d.devid_spki, &nonce, &sig).unwrap();
+        let e = verify_proof(&d.devid_spki, &[4u8; 32], &sig).unwrap_err();
+        assert!(e.to_string().contains("replayed"), "{e}");
+        verify_secret(b"abc", b"abc").unwrap();
+        assert_eq!(verify_secret(b"abc", b"abd"), Err(TpmDevIdError::BadSecret));
+        assert_eq!(verify_secret(b"abc", b"ab"), Err(TpmDevIdError::BadSecret));
+    }
+
+    #[test]
+    fn rejects_foreign_cas_with_bundle_names() {
+        let f = fixture();
+        let (other, _) = ca("Other CA");
+        let mut g = Fixture { ..fixture() };
+        g.devid_ca = other.clone();
+        let e = run(&g).unwrap_err().to_string();
+        assert!(
+            e.contains("DevID certificate")
+                && e.contains("does not chain to the DevID CA bundle /etc/devid-ca.pem"),
+            "{e}"
+        );
+        let mut h = f;
+        h.ek_ca = other;
+        let e = run(&h).unwrap_err().to_string();
+        assert!(
+            e.contains("EK certificate") && e.contains("endorsement CA bundle /etc/ek-ca.pem"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn rejects_mismatched_or_weak_public_areas() {
+        let f = fixture();
+        // Another key's point.
+        let other = KeyPair::generate().unwrap();
+        let (x, y) = xy(&other);
+        let g = Fixture {
+            devid_public: ecc_signing(&x, &y, DEVID_REQUIRED),
+            ..fixture()
+        };
+        assert!(matches!(run(&g), Err(TpmDevIdError::DevIdMismatch(_))));
+        // A key that could leave the TPM.
+        let (x, y) = xy(&f.devid_key);
+        let weak = Fixture {
+            devid_public: ecc_signing(&x, &y, attr::SIGN | attr::SENSITIVE_DATA_ORIGIN),
+            ..f
+        };
+        let e = run(&weak).unwrap_err().to_string();
+        assert!(e.contains("fixedTPM") && e.contains("fixedParent"), "{e}");
+        // EK area of another key.
+        let f = fixture();
+        let mut m = vec![0xC5u8; 256];
+        m[255] = 3;
+        let bad = Fixture {
+            ek_public: rsa_ek(&m),
+            ..f
+        };
+        assert!(matches!(run(&bad), Err(TpmDevIdError::EkMismatch(_))));
+        // Garbage.
+        let f = fixture();
+        let junk = Fixture {
+            devid_public: vec![0, 1, 2],
+            ..f
+        };
+        assert!(matches!(run(&junk), Err(TpmDevIdError::Malformed { .. })));
+    }
+
+    #[test]
+    fn der_helpers() {
+        let d = ecdsa_der(&[0x80; 32], &[0, 0, 1]);
+        assert_eq!(d[0], 0x30);
+        assert_eq!(&d[2..5], &[0x02, 33, 0x00]);
+        assert_eq!(&d[d.len() - 3..], &[0x02, 1, 1]);
+        let (k, _) = (KeyPair::generate().unwrap(), ());
+        let sig = rcgen::SigningKey::sign(&k, b"m").unwrap();
+        // r and s parsed back from a real signature re-encode identically.
+        let r_len = sig[3] as usize;
+        let r = &sig[4..4 + r_len];
+        let s = &sig[4 + r_len + 2..];
+        assert_eq!(ecdsa_der(r, s), sig);
+        let mut padded = sig.clone();
+        padded.extend_from_slice(&[0xff; 10]);
+        assert_eq!(der_prefix(&padded), Some(sig.as_slice()));
+        assert_eq!(der_prefix(&[0x31, 0]), None);
+    }
+}
