@@ -100,7 +100,7 @@ fn context(module: &Path) -> Result<Arc<Pkcs11>, KeyError> {
 
 /// DER ECDSA-Sig-Value from a raw `r‖s` signature.
 pub fn raw_ecdsa_to_der(raw: &[u8]) -> Result<Vec<u8>, String> {
-    if raw.is_empty() || raw.len() % 2 != 0 || raw.len() > 132 {
+    if raw.is_empty() || !raw.len().is_multiple_of(2) || raw.len() > 132 {
         return Err(format!("raw ECDSA signature of {} bytes", raw.len()));
     }
     let (r, s) = raw.split_at(raw.len() / 2);
