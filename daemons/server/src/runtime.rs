@@ -326,6 +326,18 @@ pub async fn start_with_clock(
         }
         None => Vec::new(),
     };
+    // tpm_devid bundles are re-read at each attestation (so they can be replaced without a
+    // restart), but a server whose bundles are unusable right now must not start.
+    if let Some(t) = &config.node_attestation.tpm_devid {
+        for (what, path) in [
+            ("devid_ca_bundle_path", &t.devid_ca_bundle_path),
+            ("endorsement_ca_bundle_path", &t.endorsement_ca_bundle_path),
+        ] {
+            crate::tpm_devid::read_bundle(what, path)
+                .await
+                .map_err(|s| RunError::Other(s.message().to_string()))?;
+        }
+    }
     let server_id = config.server_spiffe_id.clone();
     let ctx = Arc::new(ServerCtx {
         sign_limiter: RateLimiter::new(config.rate_limit.signs_per_second, config.rate_limit.burst),

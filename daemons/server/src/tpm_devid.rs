@@ -29,7 +29,7 @@ pub struct TpmAttested {
 
 /// Reads a PEM bundle named in the configuration (read at each attestation, so replacing
 /// the file takes effect without a restart).
-async fn read_bundle(what: &str, path: &std::path::Path) -> Result<Vec<Vec<u8>>, Status> {
+pub async fn read_bundle(what: &str, path: &std::path::Path) -> Result<Vec<Vec<u8>>, Status> {
     let text = tokio::fs::read_to_string(path).await.map_err(|e| {
         Status::failed_precondition(format!(
             "tpm_devid: {what} {} unreadable: {e}",
