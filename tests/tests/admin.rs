@@ -238,6 +238,20 @@ async fn tls_clients(
     ObserveClient<tonic::transport::Channel>,
     ServerAdminClient<tonic::transport::Channel>,
 ) {
+    tls_clients_with(agent, id, &server.server_spiffe_id(), addr, 3).await
+}
+
+/// Like [`tls_clients`], for a server presenting `server_id`, once the agent holds `min` SVIDs.
+async fn tls_clients_with(
+    agent: &AgentProc,
+    id: &str,
+    server_id: &str,
+    addr: &str,
+    min: usize,
+) -> (
+    ObserveClient<tonic::transport::Channel>,
+    ServerAdminClient<tonic::transport::Channel>,
+) {
     let mut wc = agent.client();
     let resp = wait_for_async(20, "SVIDs", || {
         let mut wc = wc.clone();
@@ -248,7 +262,7 @@ async fn tls_clients(
                 .ok()?
                 .into_inner();
             let r = s.message().await.ok()??;
-            (r.svids.len() >= 3).then_some(r)
+            (r.svids.len() >= min).then_some(r)
         }
     })
     .await;
@@ -266,7 +280,7 @@ async fn tls_clients(
     let cfg = trustdeck_transport::tls::client_config(
         identity,
         roots,
-        trustdeck_spiffe::SpiffeId::parse(&server.server_spiffe_id()).expect("id"),
+        trustdeck_spiffe::SpiffeId::parse(server_id).expect("id"),
     )
     .expect("tls");
     let ch = trustdeck_transport::connect::watch_channel_tls(addr, cfg).expect("channel");
@@ -279,7 +293,7 @@ async fn viewers_only_read_operators_change_others_are_refused() {
     let operator = "spiffe://example.org/ops/operator";
     let stranger = "spiffe://example.org/ops/stranger";
     let server = ServerProc::start(&format!(
-        "[admin]\nbind_address = \"127.0.0.1:0\"\nviewers = [\"{viewer}\"]\noperators = [\"{operator}\"]\n"
+        "bind_address = \"127.0.0.1:0\"\n[admin]\nbind_address = \"127.0.0.1:0\"\nviewers = [\"{viewer}\"]\noperators = [\"{operator}\"]\n"
     ));
     let addr = server.endpoints["admin_tcp"]
         .as_str()
@@ -439,5 +453,43 @@ async fn viewers_only_read_operators_change_others_are_refused() {
         .list_entries(ListEntriesRequest::default())
         .await
         .expect_err("stranger");
+    assert_eq!(e.code(), tonic::Code::PermissionDenied);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_downstream_cannot_mint_an_upstream_operator() {
+    // Any CA of the trust domain can issue any ID: an operator ID minted by a downstream's
+    // intermediate must not make its holder an operator of the upstream.
+    let operator = "spiffe://example.org/ops/operator";
+    let upstream = ServerProc::start(&format!(
+        "bind_address = \"127.0.0.1:0\"\n[admin]\nbind_address = \"127.0.0.1:0\"\noperators = [\"{operator}\"]\n"
+    ));
+    let addr = upstream.endpoints["admin_tcp"]
+        .as_str()
+        .expect("admin_tcp")
+        .to_string();
+    let ds = Downstream::start(&upstream, "gcp", "");
+    let (agent, agent_id) = ds.workload_agent();
+    entry_for_me(&ds.server, &agent_id, operator, "10m");
+    let (mut obs, mut adm) =
+        tls_clients_with(&agent, operator, &upstream.server_spiffe_id(), &addr, 1).await;
+    let e = adm
+        .create_entry(CreateEntryRequest {
+            spiffe_id: "spiffe://example.org/stolen".into(),
+            parent_id: agent_id.clone(),
+            selectors: vec!["unix:uid:0".into()],
+            ..Default::default()
+        })
+        .await
+        .expect_err("a downstream-issued operator SVID");
+    assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e:?}");
+    assert!(
+        e.message().contains("not issued by this server's CA"),
+        "{e:?}"
+    );
+    let e = obs
+        .watch(WatchRequest {})
+        .await
+        .expect_err("not even a viewer");
     assert_eq!(e.code(), tonic::Code::PermissionDenied);
 }

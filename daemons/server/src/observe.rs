@@ -411,3 +411,30 @@ pub fn chain_of(ctx: &ServerCtx, node: &Node) -> Vec<Vec<u8>> {
 pub fn new_hub(config: &Config, server_id: &str, now: DateTime<Utc>) -> Arc<Hub> {
     Arc::new(Hub::new(identity(config, server_id, now)))
 }
+
+/// Whether `leaf` was issued directly by one of this server's own X.509 authorities (any in
+/// its CA journal, so SVIDs from before a rotation still count). Admin callers over mTLS must
+/// be: an intermediate elsewhere in the trust domain can mint any SPIFFE ID.
+pub fn issued_by_own_ca(st: &CaState, leaf: &[u8]) -> Result<(), String> {
+    let info = trustdeck_spiffe::x509::check_leaf(leaf).map_err(|e| format!("client SVID: {e}"))?;
+    let aki = info
+        .authority_key_id
+        .ok_or_else(|| "client SVID has no authority key identifier".to_string())?;
+    let own = st
+        .journal
+        .iter()
+        .filter(|r| r.kind == "x509")
+        .filter_map(|r| r.certificate_chain_pem.as_deref())
+        .filter_map(|pem| trustdeck_spiffe::pem::decode_certs(pem).ok())
+        .filter_map(|certs| certs.into_iter().next())
+        .filter_map(|der| trustdeck_spiffe::x509::check_ca(&der).ok())
+        .any(|ca| ca.subject_key_id.as_deref() == Some(aki.as_slice()));
+    if own {
+        Ok(())
+    } else {
+        Err(format!(
+            "its SVID was not issued by this server's CA (issuer key id {})",
+            hex(&aki)
+        ))
+    }
+}

@@ -339,6 +339,11 @@ pub async fn start_with_clock(
         }
     }
     let server_id = config.server_spiffe_id.clone();
+    let mut config = config;
+    let issuer_ca = ca.clone();
+    config.admin_access.tcp_issuers = Some(trustdeck_transport::admin::IssuerCheck(Arc::new(
+        move |leaf| crate::observe::issued_by_own_ca(&issuer_ca.snapshot(), leaf),
+    )));
     let ctx = Arc::new(ServerCtx {
         sign_limiter: RateLimiter::new(config.rate_limit.signs_per_second, config.rate_limit.burst),
         attest_limiter: RateLimiter::new(

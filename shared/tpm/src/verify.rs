@@ -159,6 +159,39 @@ fn parse<'a>(what: &str, der: &'a [u8]) -> Result<X509Certificate<'a>, TpmDevIdE
     Ok(c)
 }
 
+/// Longest chain accepted from a node (leaf and intermediates); longer ones are refused before
+/// any signature is checked.
+pub const MAX_CHAIN: usize = 5;
+
+/// Signature algorithms accepted in DevID and EK chains: ECDSA and RSA (PKCS#1 v1.5 or PSS)
+/// with SHA-256 or stronger. SHA-1 is refused.
+const ALLOWED_SIGNATURE_ALGORITHMS: [&str; 7] = [
+    "1.2.840.10045.4.3.2",
+    "1.2.840.10045.4.3.3",
+    "1.2.840.10045.4.3.4",
+    "1.2.840.113549.1.1.11",
+    "1.2.840.113549.1.1.12",
+    "1.2.840.113549.1.1.13",
+    "1.2.840.113549.1.1.10",
+];
+
+fn signature_algorithm_ok(c: &X509Certificate<'_>) -> Result<(), String> {
+    let outer = c.signature_algorithm.algorithm.to_id_string();
+    if c.signature_algorithm != c.tbs_certificate.signature {
+        return Err(format!(
+            "{}: signature algorithm differs inside and outside the signed part",
+            c.subject()
+        ));
+    }
+    if !ALLOWED_SIGNATURE_ALGORITHMS.contains(&outer.as_str()) {
+        return Err(format!(
+            "{} is signed with algorithm {outer}, which is not accepted (SHA-256 or stronger ECDSA/RSA)",
+            c.subject()
+        ));
+    }
+    Ok(())
+}
+
 /// Checks validity at `now` and signatures along `certs` (leaf first) and finds the bundle
 /// certificate that issued the last one (or is it). Returns the anchor's DER, or why not.
 fn chain_to<'b>(
@@ -167,9 +200,26 @@ fn chain_to<'b>(
     bundle: &'b [Vec<u8>],
     now: ASN1Time,
 ) -> Result<&'b [u8], String> {
+    if certs.len() > MAX_CHAIN {
+        return Err(format!(
+            "chain of {} certificates is longer than {MAX_CHAIN}",
+            certs.len()
+        ));
+    }
+    for c in certs {
+        signature_algorithm_ok(c)?;
+    }
     for pair in certs.windows(2) {
         if !pair[1].is_ca() {
             return Err(format!("intermediate {} is not a CA", pair[1].subject()));
+        }
+        if let Ok(Some(ku)) = pair[1].key_usage()
+            && !ku.value.key_cert_sign()
+        {
+            return Err(format!(
+                "intermediate {} may not sign certificates (no keyCertSign)",
+                pair[1].subject()
+            ));
         }
         pair[0]
             .verify_signature(Some(pair[1].public_key()))
@@ -684,6 +734,49 @@ mod tests {
             ..f
         };
         assert!(matches!(run(&junk), Err(TpmDevIdError::Malformed { .. })));
+    }
+
+    #[test]
+    fn long_chains_and_non_signing_intermediates_are_refused() {
+        let (root_der, root) = ca("root");
+        let key = KeyPair::generate().unwrap();
+        let leaf_der = leaf(&root, "node", &key);
+        let (_, l) = parse_x509_certificate(&leaf_der).unwrap();
+        let bundle = vec![root_der.clone()];
+        let now = ASN1Time::now();
+        assert!(
+            chain_to(
+                std::slice::from_ref(&l),
+                &[leaf_der.as_slice()],
+                &bundle,
+                now
+            )
+            .is_ok()
+        );
+        let long: Vec<X509Certificate<'_>> =
+            std::iter::repeat_n(l.clone(), MAX_CHAIN + 1).collect();
+        let ders: Vec<&[u8]> = std::iter::repeat_n(leaf_der.as_slice(), MAX_CHAIN + 1).collect();
+        let e = chain_to(&long, &ders, &bundle, now).unwrap_err();
+        assert!(e.contains("longer than"), "{e}");
+        // An intermediate whose key usage lacks keyCertSign cannot extend a chain.
+        let mut p = CertificateParams::new(vec![]).unwrap();
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+        p.distinguished_name.push(DnType::CommonName, "weak-int");
+        let ik = KeyPair::generate().unwrap();
+        let int_der = p.signed_by(&ik, &root).unwrap().der().to_vec();
+        let int_issuer = Issuer::new(p, ik);
+        let leaf2 = leaf(&int_issuer, "node2", &key);
+        let (_, l2) = parse_x509_certificate(&leaf2).unwrap();
+        let (_, i2) = parse_x509_certificate(&int_der).unwrap();
+        let e = chain_to(
+            &[l2, i2],
+            &[leaf2.as_slice(), int_der.as_slice()],
+            &bundle,
+            now,
+        )
+        .unwrap_err();
+        assert!(e.contains("keyCertSign"), "{e}");
     }
 
     #[test]

@@ -25,6 +25,17 @@ pub enum Role {
     Operator,
 }
 
+/// Decides whether a TCP caller's leaf certificate (DER) was issued by an authority this daemon
+/// accepts for administration; `Err` says why not.
+#[derive(Clone)]
+pub struct IssuerCheck(pub Arc<dyn Fn(&[u8]) -> Result<(), String> + Send + Sync>);
+
+impl std::fmt::Debug for IssuerCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IssuerCheck")
+    }
+}
+
 /// Who may call the admin APIs.
 #[derive(Debug, Clone, Default)]
 pub struct AdminAccess {
@@ -38,6 +49,10 @@ pub struct AdminAccess {
     pub operator_ids: Vec<SpiffeId>,
     /// Viewer SPIFFE IDs (mTLS).
     pub viewer_ids: Vec<SpiffeId>,
+    /// Over mTLS, also require the caller's SVID to come from one of this daemon's own
+    /// authorities: any CA of the trust domain can issue any ID (a downstream's intermediate
+    /// is not name-constrained), so an ID alone must not make an operator.
+    pub tcp_issuers: Option<IssuerCheck>,
 }
 
 /// An authenticated admin caller.
@@ -82,6 +97,13 @@ impl AdminAccess {
         let id = crate::serve::peer_spiffe_id(req).ok_or_else(|| {
             Status::unauthenticated("admin API over TCP needs a client X509-SVID (mTLS)")
         })?;
+        if let Some(check) = &self.tcp_issuers {
+            let certs = crate::serve::peer_certs(req).unwrap_or_default();
+            let leaf = certs.first().map(|c| c.as_ref()).unwrap_or_default();
+            (check.0)(leaf).map_err(|why| {
+                Status::permission_denied(format!("{id} may not use this admin API: {why}"))
+            })?;
+        }
         let role = if self.operator_ids.contains(&id) {
             Role::Operator
         } else if self.viewer_ids.contains(&id) {
@@ -180,6 +202,7 @@ impl AdminSection {
             viewer_uids: self.viewer_uids.clone(),
             operator_ids: ids("operators", &self.operators)?,
             viewer_ids: ids("viewers", &self.viewers)?,
+            tcp_issuers: None,
         })
     }
 }
