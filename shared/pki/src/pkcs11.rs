@@ -233,20 +233,49 @@ impl Pkcs11KeyManager {
         format!("{}{key_id}", self.prefix)
     }
 
+    /// Objects of `class` with this label and, when given, this CKA_ID.
     fn find(
         &self,
         session: &Session,
         class: ObjectClass,
         label: &str,
+        id: Option<&str>,
     ) -> Result<Vec<ObjectHandle>, KeyError> {
+        let mut template = vec![
+            Attribute::Class(class),
+            Attribute::Label(label.as_bytes().to_vec()),
+        ];
+        if let Some(id) = id {
+            template.push(Attribute::Id(id.as_bytes().to_vec()));
+        }
         session
-            .find_objects(&[
-                Attribute::Class(class),
-                Attribute::Label(label.as_bytes().to_vec()),
-            ])
+            .find_objects(&template)
             .map_err(ck("searching the token"))
     }
 
+    /// The one object of `class` for `key_id` (label and CKA_ID both match); more than one is
+    /// an error rather than a guess.
+    fn find_one(
+        &self,
+        session: &Session,
+        class: ObjectClass,
+        key_id: &str,
+    ) -> Result<ObjectHandle, KeyError> {
+        let label = self.label(key_id);
+        let found = self.find(session, class, &label, Some(key_id))?;
+        match found.as_slice() {
+            [h] => Ok(*h),
+            [] => Err(KeyError::NotFound {
+                key_id: key_id.to_string(),
+                backend: format!("pkcs11 token {:?} (label {label:?})", self.token),
+            }),
+            many => Err(backend_err(format!(
+                "{} objects labelled {label:?} with CKA_ID {key_id:?} in token {:?}: refusing to guess which is the CA key",
+                many.len(),
+                self.token
+            ))),
+        }
+    }
     fn key(&self, key_id: &str, handle: ObjectHandle, point: Vec<u8>) -> Arc<dyn SigningKey> {
         Arc::new(Pkcs11Key {
             key_id: key_id.to_string(),
@@ -264,32 +293,6 @@ impl Pkcs11KeyManager {
     pub fn token(&self) -> &str {
         &self.token
     }
-
-    /// Whether the private key of `key_id` is sensitive and not extractable, as the token
-    /// reports it (CKA_SENSITIVE, CKA_EXTRACTABLE).
-    pub fn key_protection(&self, key_id: &str) -> Result<(bool, bool), KeyError> {
-        let session = self.session.lock().unwrap_or_else(|p| p.into_inner());
-        let label = self.label(key_id);
-        let h = *self
-            .find(&session, ObjectClass::PRIVATE_KEY, &label)?
-            .first()
-            .ok_or_else(|| KeyError::NotFound {
-                key_id: key_id.into(),
-                backend: format!("pkcs11 token {:?}", self.token),
-            })?;
-        let attrs = session
-            .get_attributes(h, &[AttributeType::Sensitive, AttributeType::Extractable])
-            .map_err(ck("reading key attributes"))?;
-        let (mut sensitive, mut extractable) = (false, true);
-        for a in attrs {
-            match a {
-                Attribute::Sensitive(v) => sensitive = v,
-                Attribute::Extractable(v) => extractable = v,
-                _ => {}
-            }
-        }
-        Ok((sensitive, extractable))
-    }
 }
 
 impl KeyManager for Pkcs11KeyManager {
@@ -305,9 +308,14 @@ impl KeyManager for Pkcs11KeyManager {
         crate::keys::check_key_id(key_id)?;
         let label = self.label(key_id);
         let session = self.session.lock().unwrap_or_else(|p| p.into_inner());
+        // Any object already using the label (a stale public half included) would make the
+        // key ambiguous later: refuse.
         if !self
-            .find(&session, ObjectClass::PRIVATE_KEY, &label)?
+            .find(&session, ObjectClass::PRIVATE_KEY, &label, None)?
             .is_empty()
+            || !self
+                .find(&session, ObjectClass::PUBLIC_KEY, &label, None)?
+                .is_empty()
         {
             return Err(KeyError::AlreadyExists(key_id.to_string()));
         }
@@ -357,18 +365,8 @@ impl KeyManager for Pkcs11KeyManager {
         crate::keys::check_key_id(key_id)?;
         let label = self.label(key_id);
         let session = self.session.lock().unwrap_or_else(|p| p.into_inner());
-        let not_found = || KeyError::NotFound {
-            key_id: key_id.to_string(),
-            backend: format!("pkcs11 token {:?} (label {label:?})", self.token),
-        };
-        let privh = *self
-            .find(&session, ObjectClass::PRIVATE_KEY, &label)?
-            .first()
-            .ok_or_else(not_found)?;
-        let pubh = *self
-            .find(&session, ObjectClass::PUBLIC_KEY, &label)?
-            .first()
-            .ok_or_else(not_found)?;
+        let privh = self.find_one(&session, ObjectClass::PRIVATE_KEY, key_id)?;
+        let pubh = self.find_one(&session, ObjectClass::PUBLIC_KEY, key_id)?;
         let point = session
             .get_attributes(pubh, &[AttributeType::EcPoint])
             .map_err(ck("reading a public key"))?
@@ -388,7 +386,7 @@ impl KeyManager for Pkcs11KeyManager {
         let label = self.label(key_id);
         let session = self.session.lock().unwrap_or_else(|p| p.into_inner());
         for class in [ObjectClass::PRIVATE_KEY, ObjectClass::PUBLIC_KEY] {
-            for h in self.find(&session, class, &label)? {
+            for h in self.find(&session, class, &label, Some(key_id))? {
                 session
                     .destroy_object(h)
                     .map_err(ck("destroying a key object"))?;

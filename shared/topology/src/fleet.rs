@@ -80,6 +80,8 @@ pub struct DaemonState {
     /// Daemon clock minus console clock, in milliseconds, at the last message.
     pub skew_ms: i64,
     pending: Option<(u64, Vec<Node>)>,
+    /// Whether a complete snapshot was applied on the current stream (deltas need one).
+    synced: bool,
 }
 
 impl DaemonState {
@@ -308,6 +310,7 @@ impl Fleet {
                     last_heard: None,
                     skew_ms: 0,
                     pending: None,
+                    synced: false,
                 })
                 .collect(),
             events: VecDeque::new(),
@@ -358,6 +361,10 @@ impl Fleet {
                         .map(|e| e.event.seq)
                         .max()
                         .unwrap_or(0);
+                    // A daemon that restarted numbers its events from 1 again: its history
+                    // ending below what was seen means everything in it is new.
+                    let newest = s.events.iter().map(|e| e.seq).max().unwrap_or(0);
+                    let seen = if newest < seen { 0 } else { seen };
                     new_events.extend(s.events.into_iter().filter(|e| e.seq > seen));
                 }
                 nodes.extend(s.nodes);
@@ -369,11 +376,12 @@ impl Fleet {
                         .map(|n| (n.id.clone(), Arc::new(n)))
                         .collect();
                     ds.revision = rev;
+                    ds.synced = true;
                     ds.conn = DaemonConn::Live;
                 }
             }
             Body::Delta(delta) => {
-                if ds.revision == 0 || msg.revision != ds.revision + 1 {
+                if !ds.synced || msg.revision != ds.revision + 1 {
                     return Err(ApplyError::Gap {
                         have: ds.revision,
                         got: msg.revision,
@@ -429,6 +437,7 @@ impl Fleet {
             let msg = format!("console lost its stream from {name}: {error}");
             ds.conn = conn;
             ds.pending = None;
+            ds.synced = false;
             self.push_event(
                 name,
                 Event {
@@ -500,12 +509,18 @@ impl Fleet {
             }
         }
         for i in 0..tree.nodes.len() {
-            match tree.by_id.get(&tree.nodes[i].node.parent) {
-                Some(&p) if p != i => {
-                    tree.nodes[i].parent = Some(p);
-                    tree.nodes[p].children.push(i);
-                }
-                _ => tree.roots.push(i),
+            if let Some(&p) = tree.by_id.get(&tree.nodes[i].node.parent)
+                && p != i
+            {
+                tree.nodes[i].parent = Some(p);
+            }
+        }
+        // Daemon data is not trusted to be a tree: a node on a parent cycle becomes a root.
+        break_cycles(&mut tree.nodes);
+        for i in 0..tree.nodes.len() {
+            match tree.nodes[i].parent {
+                Some(p) => tree.nodes[p].children.push(i),
+                None => tree.roots.push(i),
             }
         }
         // Siblings: authorities, JWT keys, servers, agents, workloads; then by segment, label
@@ -778,6 +793,35 @@ impl Fleet {
             "segments": segments,
             "tiers": tiers,
         })
+    }
+}
+
+/// Cuts parent links so that no walk up the tree loops: each node is walked up until a root or
+/// an already-checked node; a node met twice on one walk is on a cycle and loses its parent.
+fn break_cycles(nodes: &mut [TreeNode]) {
+    // 0 unvisited, 1 on the current walk, 2 done.
+    let mut mark = vec![0u8; nodes.len()];
+    for start in 0..nodes.len() {
+        let mut path = Vec::new();
+        let mut i = start;
+        loop {
+            if mark[i] == 2 {
+                break;
+            }
+            if mark[i] == 1 {
+                nodes[i].parent = None;
+                break;
+            }
+            mark[i] = 1;
+            path.push(i);
+            match nodes[i].parent {
+                Some(p) => i = p,
+                None => break,
+            }
+        }
+        for j in path {
+            mark[j] = 2;
+        }
     }
 }
 
@@ -1132,6 +1176,46 @@ mod tests {
         );
         let i9 = t.by_id["x509:i9"];
         assert_eq!(t.nodes[i9].parent, Some(t.by_id["server:spiffe://td/gcp"]));
+    }
+
+    #[test]
+    fn parent_cycles_do_not_hang_the_tree() {
+        let mut f = Fleet::new([("a".into(), "e".into(), "agent".into(), "s".into())]);
+        let nodes = vec![
+            n("x", "y", NodeKind::Agent, "", 0, 1),
+            n("y", "x", NodeKind::Agent, "", 0, 1),
+            n("z", "z", NodeKind::Agent, "", 0, 1),
+        ];
+        f.apply(
+            0,
+            snap(1, "agent", "s", "spiffe://td/a", nodes, None),
+            at(0),
+        )
+        .unwrap();
+        let t = f.tree();
+        assert_eq!(t.rows(&HashSet::new(), "").len(), 3);
+        assert!(!t.roots.is_empty());
+    }
+
+    #[test]
+    fn a_daemon_at_revision_zero_takes_its_first_delta() {
+        let mut f = Fleet::new([("a".into(), "e".into(), "agent".into(), "s".into())]);
+        f.apply(
+            0,
+            snap(0, "agent", "s", "spiffe://td/a", vec![], None),
+            at(0),
+        )
+        .unwrap();
+        let d = WatchMessage {
+            revision: 1,
+            daemon_time_ms: 0,
+            body: Some(Body::Delta(Delta {
+                upserts: vec![n("x", "", NodeKind::Agent, "", 0, 1)],
+                ..Default::default()
+            })),
+        };
+        f.apply(0, d, at(0)).unwrap();
+        assert!(f.daemons[0].nodes.contains_key("x"));
     }
 
     #[test]

@@ -241,17 +241,31 @@ impl Hub {
         true
     }
 
-    /// Removes the nodes `pred` selects. Returns whether anything changed.
+    /// Removes the nodes `pred` selects, in one critical section (a node upserted meanwhile is
+    /// never removed by a stale decision). Returns whether anything changed.
     pub fn remove_where(&self, pred: impl Fn(&Node) -> bool, now: DateTime<Utc>) -> bool {
-        let ids: Vec<String> = {
-            let st = self.lock();
-            st.nodes
-                .values()
-                .filter(|(_, n)| pred(n))
-                .map(|(_, n)| n.id.clone())
-                .collect()
-        };
-        self.remove(&ids, now)
+        let mut st = self.lock();
+        let removes: Vec<String> = st
+            .nodes
+            .values()
+            .filter(|(_, n)| pred(n))
+            .map(|(_, n)| n.id.clone())
+            .collect();
+        if removes.is_empty() {
+            return false;
+        }
+        for id in &removes {
+            st.nodes.remove(id);
+        }
+        self.publish(
+            &mut st,
+            Delta {
+                removes,
+                ..Default::default()
+            },
+            now,
+        );
+        true
     }
 
     /// Sets the upstream connectivity; a change of state is also recorded as an event.
