@@ -28,7 +28,10 @@ pub enum Role {
 /// Decides whether a TCP caller's leaf certificate (DER) was issued by an authority this daemon
 /// accepts for administration; `Err` says why not.
 #[derive(Clone)]
-pub struct IssuerCheck(pub Arc<dyn Fn(&[u8]) -> Result<(), String> + Send + Sync>);
+pub struct IssuerCheck(pub Arc<IssuerFn>);
+
+/// The function an [`IssuerCheck`] wraps.
+pub type IssuerFn = dyn Fn(&[u8]) -> Result<(), String> + Send + Sync;
 
 impl std::fmt::Debug for IssuerCheck {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
