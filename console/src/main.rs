@@ -338,6 +338,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 console(targets, None, th, &cli.ui).await
             };
             demo.stop().await;
+            if !no_console {
+                eprintln!(
+                    "trustdeck demo: every daemon stopped; logs and data are in {}",
+                    dir.display()
+                );
+            }
             result.map(|()| ExitCode::SUCCESS)
         }
     }
