@@ -58,7 +58,7 @@ pub fn nodes(agent: &Agent, cache: &Cache) -> Vec<Node> {
             id: format!("svid:{id}#{}", s.entry_id),
             parent: agent_node.clone(),
             kind: NodeKind::WorkloadSvid as i32,
-            label: "workload".into(),
+            label: trustdeck_topology::workload_label(s.spiffe_id.as_str()),
             spiffe_id: s.spiffe_id.to_string(),
             state: "held".into(),
             not_before: s.not_before.timestamp(),

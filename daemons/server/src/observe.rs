@@ -254,7 +254,7 @@ pub fn svid_node(
         id: svid_node_id(agent, entry_id),
         parent: agent_node_id(agent),
         kind: NodeKind::WorkloadSvid as i32,
-        label: "workload".into(),
+        label: trustdeck_topology::workload_label(spiffe_id),
         spiffe_id: spiffe_id.into(),
         state: "issued".into(),
         not_before,

@@ -13,6 +13,30 @@ pub mod ttl;
 
 pub use fleet::{DaemonConn, DaemonState, Fleet, Health, Level, Row, SegmentWindow};
 pub use hub::Hub;
+
+/// How a workload SVID is named in the tree, by every daemon alike: its SPIFFE ID's path
+/// (`/prod/gcp/payments/api`), which is what tells workloads apart within a trust domain.
+pub fn workload_label(spiffe_id: &str) -> String {
+    spiffe_id
+        .strip_prefix("spiffe://")
+        .and_then(|rest| rest.find('/').map(|i| rest[i..].to_string()))
+        .unwrap_or_else(|| spiffe_id.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn workloads_are_named_by_their_path() {
+        assert_eq!(
+            super::workload_label("spiffe://td.example/prod/gcp/payments/api"),
+            "/prod/gcp/payments/api"
+        );
+        assert_eq!(
+            super::workload_label("spiffe://td.example"),
+            "spiffe://td.example"
+        );
+    }
+}
 pub use trustdeck_proto::admin::{
     Connectivity, DaemonIdentity, Delta, Event, KeyStorage, Node, NodeKind, Snapshot, WatchMessage,
     watch_message::Body,
