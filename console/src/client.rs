@@ -69,21 +69,53 @@ impl ClientTls {
             .map_err(|_| err("no X509-SVID within 10 s".into()))?
             .map_err(|e| err(e.message().to_string()))?
             .ok_or_else(|| err("stream ended without an X509-SVID".into()))?;
+        let first_bundle = resp
+            .svids
+            .iter()
+            .find(|s| want.is_none_or(|w| s.spiffe_id == w))
+            .ok_or_else(|| err(format!("no X509-SVID for {}", want.unwrap_or("any ID"))))
+            .and_then(|svid| {
+                trustdeck_spiffe::pem::split_der(&svid.bundle).map_err(|e| err(e.to_string()))
+            })?;
+        let roots = SharedRoots::new(&first_bundle).map_err(|e| err(e.to_string()))?;
+        let tls = Self {
+            identity: SharedIdentity::new(),
+            roots,
+        };
+        tls.install(&resp, want).map_err(err)?;
+        // Keep following the stream: the SVID rotates (and the bundle with it) while the
+        // console runs for hours; a failed update keeps the last good identity.
+        let (follow, want) = (tls.clone(), want.map(str::to_string));
+        tokio::spawn(async move {
+            while let Ok(Some(resp)) = s.message().await {
+                if let Err(e) = follow.install(&resp, want.as_deref()) {
+                    tracing::warn!(error = %e, "console SVID update ignored");
+                }
+            }
+            tracing::warn!(
+                "Workload API stream for the console's SVID ended; keeping the last SVID"
+            );
+        });
+        Ok(tls)
+    }
+
+    /// Installs the SVID for `want` (else the first) and its bundle from one stream message.
+    fn install(
+        &self,
+        resp: &trustdeck_proto::workload::X509svidResponse,
+        want: Option<&str>,
+    ) -> Result<(), String> {
         let svid = resp
             .svids
             .iter()
             .find(|s| want.is_none_or(|w| s.spiffe_id == w))
-            .ok_or_else(|| err(format!("no X509-SVID for {}", want.unwrap_or("any ID"))))?;
-        let chain =
-            trustdeck_spiffe::pem::split_der(&svid.x509_svid).map_err(|e| err(e.to_string()))?;
-        let bundle =
-            trustdeck_spiffe::pem::split_der(&svid.bundle).map_err(|e| err(e.to_string()))?;
-        let identity = SharedIdentity::new();
-        identity
+            .ok_or_else(|| format!("no X509-SVID for {}", want.unwrap_or("any ID")))?;
+        let chain = trustdeck_spiffe::pem::split_der(&svid.x509_svid).map_err(|e| e.to_string())?;
+        let bundle = trustdeck_spiffe::pem::split_der(&svid.bundle).map_err(|e| e.to_string())?;
+        self.roots.set(&bundle).map_err(|e| e.to_string())?;
+        self.identity
             .set(chain, &svid.x509_svid_key)
-            .map_err(|e| err(e.to_string()))?;
-        let roots = SharedRoots::new(&bundle).map_err(|e| err(e.to_string()))?;
-        Ok(Self { identity, roots })
+            .map_err(|e| e.to_string())
     }
 }
 

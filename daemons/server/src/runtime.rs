@@ -164,7 +164,7 @@ fn key_manager(config: &Config) -> Result<Arc<dyn KeyManager>, RunError> {
                     token_label: token_label.clone(),
                     slot: *slot,
                     key_label_prefix: key_label_prefix.clone(),
-                    pin,
+                    pin: trustdeck_pki::pkcs11::AuthPin::from(pin),
                 },
             )?;
             tracing::info!(token = km.token(), "CA keys in PKCS#11 token");

@@ -62,7 +62,7 @@ fn main() {
         token_label: Some("bench".into()),
         slot: None,
         key_label_prefix: "bench-".into(),
-        pin: PIN.into(),
+        pin: trustdeck_pki::pkcs11::AuthPin::from(PIN),
     })
     .expect("open token");
     let hsm = km.generate("ca").expect("generate in token");

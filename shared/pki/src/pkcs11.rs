@@ -17,12 +17,13 @@ use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
 use cryptoki::session::{Session, UserType};
 use cryptoki::slot::Slot;
-use cryptoki::types::AuthPin;
 
 use crate::keys::{KeyError, KeyManager, KeyStorage, SigningKey};
 
 /// DER of the named curve OID for P-256 (1.2.840.10045.3.1.7), as CKA_EC_PARAMS.
 const P256_PARAMS: [u8; 10] = [0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+
+pub use cryptoki::types::AuthPin;
 
 /// Where the token is and how to log in. The PIN is never part of a config file.
 #[derive(Clone)]
@@ -35,8 +36,8 @@ pub struct Pkcs11Settings {
     pub slot: Option<u64>,
     /// Prefix of every key label.
     pub key_label_prefix: String,
-    /// The user PIN.
-    pub pin: String,
+    /// The user PIN (zeroized when dropped).
+    pub pin: AuthPin,
 }
 
 impl fmt::Debug for Pkcs11Settings {
@@ -207,7 +208,7 @@ impl Pkcs11KeyManager {
             ))
         })?;
         let session = ctx.open_rw_session(slot).map_err(ck("opening a session"))?;
-        match session.login(UserType::User, Some(&AuthPin::from(s.pin.clone()))) {
+        match session.login(UserType::User, Some(&s.pin)) {
             Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
             Err(CkError::Pkcs11(RvError::PinIncorrect, _)) => {
                 return Err(backend_err(format!(
@@ -483,7 +484,7 @@ mod tests {
             token_label: Some("t".into()),
             slot: None,
             key_label_prefix: "td-".into(),
-            pin: "1234".into(),
+            pin: AuthPin::from("1234"),
         })
         .unwrap_err()
         .to_string();
