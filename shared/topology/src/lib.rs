@@ -23,6 +23,11 @@ pub fn workload_label(spiffe_id: &str) -> String {
         .unwrap_or_else(|| spiffe_id.to_string())
 }
 
+pub use trustdeck_proto::admin::{
+    Connectivity, DaemonIdentity, Delta, Event, KeyStorage, Node, NodeKind, Snapshot, WatchMessage,
+    watch_message::Body,
+};
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -37,7 +42,3 @@ mod tests {
         );
     }
 }
-pub use trustdeck_proto::admin::{
-    Connectivity, DaemonIdentity, Delta, Event, KeyStorage, Node, NodeKind, Snapshot, WatchMessage,
-    watch_message::Body,
-};
