@@ -160,6 +160,15 @@ fn a_wrong_pin_token_or_missing_key_stops_the_server_clearly() {
     assert!(!e.contains("not-the-pin"), "the PIN is not echoed: {e}");
 
     let good = hsm.pin_file(PIN);
+    let open = hsm.dir.path().join("pin-open");
+    std::fs::write(&open, format!("{PIN}\n")).expect("pin");
+    std::fs::set_permissions(&open, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .expect("chmod");
+    let e = refused(&hsm, &hsm.key_manager_toml(&open));
+    assert!(
+        e.contains("readable by group or others") && e.contains("pin-open"),
+        "{e}"
+    );
     let e = refused(
         &hsm,
         &hsm.key_manager_toml(&good).replace(

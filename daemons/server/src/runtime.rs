@@ -140,6 +140,19 @@ fn key_manager(config: &Config) -> Result<Arc<dyn KeyManager>, RunError> {
             pin_env,
             ..
         } => {
+            if let Some(f) = pin_file {
+                let mode = std::fs::metadata(f)
+                    .map_err(io(format!("key_manager pin_file {}", f.display())))?
+                    .permissions()
+                    .mode()
+                    & 0o777;
+                if mode & 0o077 != 0 {
+                    return Err(RunError::Other(format!(
+                        "key_manager pin_file {} has mode {mode:o}; refusing a PIN readable by group or others (chmod 600)",
+                        f.display()
+                    )));
+                }
+            }
             let pin = match (pin_file, pin_env) {
                 (Some(f), _) => std::fs::read_to_string(f)
                     .map_err(io(format!("key_manager pin_file {}", f.display())))?
