@@ -148,9 +148,85 @@ fn ec_point(attr: &[u8]) -> Result<Vec<u8>, KeyError> {
     Ok(point.to_vec())
 }
 
+/// What it takes to open a fresh, logged-in session after the token lost ours (HSM reboot,
+/// failover, a session closed or logged out underneath us).
+struct Recovery {
+    ctx: Arc<Pkcs11>,
+    slot: Slot,
+    pin: AuthPin,
+    token: String,
+}
+
+impl Recovery {
+    /// A new read-write session, logged in as the user.
+    fn open_session(&self) -> Result<Session, KeyError> {
+        let token = &self.token;
+        let session = self
+            .ctx
+            .open_rw_session(self.slot)
+            .map_err(ck("opening a session"))?;
+        match session.login(UserType::User, Some(&self.pin)) {
+            Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok(session),
+            Err(CkError::Pkcs11(RvError::PinIncorrect, _)) => Err(backend_err(format!(
+                "PIN rejected by token {token:?} (CKR_PIN_INCORRECT)"
+            ))),
+            Err(CkError::Pkcs11(RvError::PinLocked, _)) => Err(backend_err(format!(
+                "token {token:?} has its user PIN locked"
+            ))),
+            Err(e) => Err(backend_err(format!("login to token {token:?}: {e}"))),
+        }
+    }
+}
+
+/// Token errors after which a new session (and a fresh key handle) may succeed.
+fn recoverable(e: &CkError) -> bool {
+    matches!(
+        e,
+        CkError::Pkcs11(
+            RvError::SessionHandleInvalid
+                | RvError::SessionClosed
+                | RvError::UserNotLoggedIn
+                | RvError::DeviceRemoved
+                | RvError::TokenNotPresent
+                | RvError::KeyHandleInvalid
+                | RvError::ObjectHandleInvalid,
+            _
+        )
+    )
+}
+
+/// The one object of `class` labelled `label` with CKA_ID `key_id`; none or several is an
+/// error (never a guess).
+fn find_one_in(
+    session: &Session,
+    class: ObjectClass,
+    label: &str,
+    key_id: &str,
+    token: &str,
+) -> Result<ObjectHandle, KeyError> {
+    let found = session
+        .find_objects(&[
+            Attribute::Class(class),
+            Attribute::Label(label.as_bytes().to_vec()),
+            Attribute::Id(key_id.as_bytes().to_vec()),
+        ])
+        .map_err(ck("searching the token"))?;
+    match found.as_slice() {
+        [h] => Ok(*h),
+        [] => Err(KeyError::NotFound {
+            key_id: key_id.to_string(),
+            backend: format!("pkcs11 token {token:?} (label {label:?})"),
+        }),
+        many => Err(backend_err(format!(
+            "{} objects labelled {label:?} with CKA_ID {key_id:?} in token {token:?}: refusing to guess which is the CA key",
+            many.len()
+        ))),
+    }
+}
+
 /// A key manager over one PKCS#11 token.
 pub struct Pkcs11KeyManager {
-    _ctx: Arc<Pkcs11>,
+    recovery: Arc<Recovery>,
     session: Arc<Mutex<Session>>,
     token: String,
     prefix: String,
@@ -207,23 +283,15 @@ impl Pkcs11KeyManager {
                 }
             ))
         })?;
-        let session = ctx.open_rw_session(slot).map_err(ck("opening a session"))?;
-        match session.login(UserType::User, Some(&s.pin)) {
-            Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
-            Err(CkError::Pkcs11(RvError::PinIncorrect, _)) => {
-                return Err(backend_err(format!(
-                    "PIN rejected by token {token:?} (CKR_PIN_INCORRECT)"
-                )));
-            }
-            Err(CkError::Pkcs11(RvError::PinLocked, _)) => {
-                return Err(backend_err(format!(
-                    "token {token:?} has its user PIN locked"
-                )));
-            }
-            Err(e) => return Err(backend_err(format!("login to token {token:?}: {e}"))),
-        }
+        let recovery = Arc::new(Recovery {
+            ctx: ctx.clone(),
+            slot,
+            pin: s.pin.clone(),
+            token: token.clone(),
+        });
+        let session = recovery.open_session()?;
         Ok(Self {
-            _ctx: ctx,
+            recovery,
             session: Arc::new(Mutex::new(session)),
             token,
             prefix: s.key_label_prefix.clone(),
@@ -254,35 +322,24 @@ impl Pkcs11KeyManager {
             .map_err(ck("searching the token"))
     }
 
-    /// The one object of `class` for `key_id` (label and CKA_ID both match); more than one is
-    /// an error rather than a guess.
+    /// The one object of `class` for `key_id` (label and CKA_ID both match).
     fn find_one(
         &self,
         session: &Session,
         class: ObjectClass,
         key_id: &str,
     ) -> Result<ObjectHandle, KeyError> {
-        let label = self.label(key_id);
-        let found = self.find(session, class, &label, Some(key_id))?;
-        match found.as_slice() {
-            [h] => Ok(*h),
-            [] => Err(KeyError::NotFound {
-                key_id: key_id.to_string(),
-                backend: format!("pkcs11 token {:?} (label {label:?})", self.token),
-            }),
-            many => Err(backend_err(format!(
-                "{} objects labelled {label:?} with CKA_ID {key_id:?} in token {:?}: refusing to guess which is the CA key",
-                many.len(),
-                self.token
-            ))),
-        }
+        find_one_in(session, class, &self.label(key_id), key_id, &self.token)
     }
+
     fn key(&self, key_id: &str, handle: ObjectHandle, point: Vec<u8>) -> Arc<dyn SigningKey> {
         Arc::new(Pkcs11Key {
             key_id: key_id.to_string(),
+            label: self.label(key_id),
             point,
-            handle,
+            handle: Mutex::new(handle),
             session: self.session.clone(),
+            recovery: self.recovery.clone(),
             storage: KeyStorage::Pkcs11 {
                 token: self.token.clone(),
                 label: self.label(key_id),
@@ -400,9 +457,11 @@ impl KeyManager for Pkcs11KeyManager {
 /// A private key inside the token.
 struct Pkcs11Key {
     key_id: String,
+    label: String,
     point: Vec<u8>,
-    handle: ObjectHandle,
+    handle: Mutex<ObjectHandle>,
     session: Arc<Mutex<Session>>,
+    recovery: Arc<Recovery>,
     storage: KeyStorage,
 }
 
@@ -426,14 +485,33 @@ impl SigningKey for Pkcs11Key {
 
     fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, KeyError> {
         let digest = ring::digest::digest(&ring::digest::SHA256, msg);
+        let sign_err = |e: CkError| KeyError::Sign {
+            key_id: self.key_id.clone(),
+            reason: format!("token: {e}"),
+        };
         let raw = {
-            let session = self.session.lock().unwrap_or_else(|p| p.into_inner());
-            session
-                .sign(&Mechanism::Ecdsa, self.handle, digest.as_ref())
-                .map_err(|e| KeyError::Sign {
-                    key_id: self.key_id.clone(),
-                    reason: format!("token: {e}"),
-                })?
+            let mut session = self.session.lock().unwrap_or_else(|p| p.into_inner());
+            let mut handle = self.handle.lock().unwrap_or_else(|p| p.into_inner());
+            match session.sign(&Mechanism::Ecdsa, *handle, digest.as_ref()) {
+                Ok(raw) => raw,
+                Err(e) if recoverable(&e) => {
+                    // The token lost our session or login (reboot, failover): open a new one,
+                    // find the key again, and retry once. Other keys share the new session.
+                    tracing::warn!(key = %self.label, error = %e, "PKCS#11 session lost; reopening");
+                    *session = self.recovery.open_session()?;
+                    *handle = find_one_in(
+                        &session,
+                        ObjectClass::PRIVATE_KEY,
+                        &self.label,
+                        &self.key_id,
+                        &self.recovery.token,
+                    )?;
+                    session
+                        .sign(&Mechanism::Ecdsa, *handle, digest.as_ref())
+                        .map_err(sign_err)?
+                }
+                Err(e) => return Err(sign_err(e)),
+            }
         };
         raw_ecdsa_to_der(&raw).map_err(|reason| KeyError::Sign {
             key_id: self.key_id.clone(),
@@ -475,6 +553,97 @@ mod tests {
         assert_eq!(ec_point(&wrapped).unwrap(), bare);
         assert_eq!(ec_point(&bare).unwrap(), bare);
         assert!(ec_point(&[0x04, 0x01, 0x00]).is_err());
+    }
+
+    /// Signing survives the token dropping our login (as after an HSM reboot or failover): a
+    /// new session is opened and the key found again. Runs against a throwaway SoftHSM2 token;
+    /// SoftHSM reads `SOFTHSM2_CONF` once, so the test re-runs itself in a child process with
+    /// it set.
+    #[test]
+    fn signing_recovers_after_the_token_logs_us_out() {
+        const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+        const NAME: &str = "pkcs11::tests::signing_recovers_after_the_token_logs_us_out";
+        if std::env::var_os("TRUSTDECK_PKCS11_CHILD").is_none() {
+            let dir = tempfile::tempdir().unwrap();
+            let tokens = dir.path().join("tokens");
+            std::fs::create_dir_all(&tokens).unwrap();
+            let conf = dir.path().join("softhsm2.conf");
+            std::fs::write(
+                &conf,
+                format!(
+                    "directories.tokendir = {}\nobjectstore.backend = file\n",
+                    tokens.display()
+                ),
+            )
+            .unwrap();
+            let init = std::process::Command::new("softhsm2-util")
+                .env("SOFTHSM2_CONF", &conf)
+                .args([
+                    "--init-token",
+                    "--free",
+                    "--label",
+                    "recover",
+                    "--so-pin",
+                    "so-pin",
+                    "--pin",
+                    "user-pin",
+                ])
+                .output()
+                .expect("softhsm2-util (scripts/setup.sh installs softhsm2)");
+            assert!(
+                init.status.success(),
+                "{}",
+                String::from_utf8_lossy(&init.stderr)
+            );
+            let out = std::process::Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", NAME, "--nocapture"])
+                .env("SOFTHSM2_CONF", &conf)
+                .env("TRUSTDECK_PKCS11_CHILD", "1")
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success() && text.contains("1 passed"), "{text}");
+            return;
+        }
+        let km = Pkcs11KeyManager::open(&Pkcs11Settings {
+            module: MODULE.into(),
+            token_label: Some("recover".into()),
+            slot: None,
+            key_label_prefix: "t-".into(),
+            pin: AuthPin::from("user-pin"),
+        })
+        .unwrap();
+        let key = km.generate("k1").unwrap();
+        let verify = |sig: &[u8]| {
+            ring::signature::UnparsedPublicKey::new(
+                &ring::signature::ECDSA_P256_SHA256_ASN1,
+                key.public_point(),
+            )
+            .verify(b"tbs", sig)
+            .is_ok()
+        };
+        assert!(verify(&key.sign(b"tbs").unwrap()));
+        // Another session of this application logs out: PKCS#11 logins are per application,
+        // so our session is no longer logged in and the private key is out of reach.
+        let h = {
+            let session = km.session.lock().unwrap();
+            km.find_one(&session, ObjectClass::PRIVATE_KEY, "k1")
+                .unwrap()
+        };
+        let other = km.recovery.ctx.open_rw_session(km.recovery.slot).unwrap();
+        other.logout().unwrap();
+        {
+            // The loss is real: the old session can no longer sign.
+            let session = km.session.lock().unwrap();
+            let e = session.sign(&Mechanism::Ecdsa, h, &[7u8; 32]).unwrap_err();
+            assert!(recoverable(&e), "{e}");
+        }
+        assert!(verify(&key.sign(b"tbs").unwrap()), "signing recovered");
+        // Another key of the same manager keeps working on the new session.
+        let again = km.load("k1").unwrap();
+        assert!(verify(&again.sign(b"tbs").unwrap()));
+        km.delete("k1").unwrap();
     }
 
     #[test]
