@@ -21,7 +21,7 @@ use trustdeck_topology::ttl::Thresholds;
 /// healthy, 1 a warning threshold crossed, 2 critical, 3 a daemon unreachable; 4 when the
 /// command itself fails (bad fleet file, ...).
 #[derive(Parser)]
-#[command(name = "trustdeck", version, about, long_about = None)]
+#[command(name = "trustdeck", version)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
