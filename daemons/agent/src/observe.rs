@@ -68,7 +68,8 @@ pub fn nodes(agent: &Agent, cache: &Cache) -> Vec<Node> {
                 detail: format!(
                     "agent {} (renews at {})",
                     config.name,
-                    s.renew_at.to_rfc3339()
+                    s.renew_at
+                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
                 ),
             }),
             entry_id: s.entry_id.clone(),
