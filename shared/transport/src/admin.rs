@@ -235,36 +235,6 @@ impl ObserveService {
     }
 }
 
-/// Node fields as "name: value" lines.
-pub fn node_fields(n: &trustdeck_proto::admin::Node) -> Vec<String> {
-    let mut f = vec![
-        format!("id: {}", n.id),
-        format!(
-            "kind: {}",
-            trustdeck_proto::admin::NodeKind::try_from(n.kind)
-                .map(|k| k.as_str_name())
-                .unwrap_or("UNKNOWN")
-        ),
-        format!("state: {}", n.state),
-    ];
-    let mut opt = |name: &str, v: &str| {
-        if !v.is_empty() {
-            f.push(format!("{name}: {v}"));
-        }
-    };
-    opt("SPIFFE ID", &n.spiffe_id);
-    opt("subject", &n.subject);
-    opt("segment", &n.segment);
-    opt("serial", &n.serial);
-    opt("issuer key id", &n.issuer_key_id);
-    opt("entry", &n.entry_id);
-    opt("selectors", &n.selectors.join(" "));
-    if let Some(k) = &n.key_storage {
-        f.push(format!("key storage: {} ({})", k.backend, k.detail));
-    }
-    f
-}
-
 #[tonic::async_trait]
 impl trustdeck_proto::admin::observe_server::Observe for ObserveService {
     type WatchStream = WatchStream;
@@ -293,7 +263,8 @@ impl trustdeck_proto::admin::observe_server::Observe for ObserveService {
             .node(id)
             .ok_or_else(|| Status::not_found(format!("no node {id:?} on this daemon")))?;
         let chain = (self.chain)(&node);
-        let mut fields = node_fields(&node);
+        // The node itself travels in `node`; `fields` adds what only the daemon can read.
+        let mut fields = Vec::new();
         if let Some(leaf) = chain.first() {
             match trustdeck_spiffe::x509::describe(leaf) {
                 Ok(lines) => fields.extend(lines),
