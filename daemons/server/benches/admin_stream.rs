@@ -31,6 +31,18 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
     v[((v.len() as f64 - 1.0) * p).round() as usize]
 }
 
+/// Resident memory of this process, KiB.
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .unwrap_or(0)
+}
+
 fn agent(i: usize) -> String {
     format!("spiffe://bench.td/trustdeck/agent/join_token/{i:08x}")
 }
@@ -93,9 +105,10 @@ async fn main() {
     let t = Instant::now();
     fill(&hub);
     println!(
-        "hub filled: {} nodes in {:.0} ms",
+        "hub filled: {} nodes in {:.0} ms; process RSS with the hub alone: {} MiB",
         hub.len(),
-        t.elapsed().as_secs_f64() * 1e3
+        t.elapsed().as_secs_f64() * 1e3,
+        rss_kib() / 1024
     );
 
     let access = AdminAccess {
@@ -230,13 +243,8 @@ async fn main() {
         "agent reconcile (10,000 agents, no change): p50 {:.1} ms",
         pct(&mut rec, 0.5)
     );
-    let rss = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .unwrap_or(0);
-    println!("bench process RSS (hub + client copy): {} MiB", rss / 1024);
+    println!(
+        "bench process RSS at the end (hub, server and client buffers): {} MiB",
+        rss_kib() / 1024
+    );
 }
