@@ -69,20 +69,14 @@ impl ClientTls {
             .map_err(|_| err("no X509-SVID within 10 s".into()))?
             .map_err(|e| err(e.message().to_string()))?
             .ok_or_else(|| err("stream ended without an X509-SVID".into()))?;
-        let first_bundle = resp
-            .svids
-            .iter()
-            .find(|s| want.is_none_or(|w| s.spiffe_id == w))
-            .ok_or_else(|| err(format!("no X509-SVID for {}", want.unwrap_or("any ID"))))
-            .and_then(|svid| {
-                trustdeck_spiffe::pem::split_der(&svid.bundle).map_err(|e| err(e.to_string()))
-            })?;
-        let roots = SharedRoots::new(&first_bundle).map_err(|e| err(e.to_string()))?;
+        let (chain, key, bundle) = pick(&resp, want).map_err(err)?;
         let tls = Self {
             identity: SharedIdentity::new(),
-            roots,
+            roots: SharedRoots::new(&bundle).map_err(|e| err(e.to_string()))?,
         };
-        tls.install(&resp, want).map_err(err)?;
+        tls.identity
+            .set(chain, &key)
+            .map_err(|e| err(e.to_string()))?;
         // Keep following the stream: the SVID rotates (and the bundle with it) while the
         // console runs for hours; a failed update keeps the last good identity.
         let (follow, want) = (tls.clone(), want.map(str::to_string));
@@ -105,18 +99,28 @@ impl ClientTls {
         resp: &trustdeck_proto::workload::X509svidResponse,
         want: Option<&str>,
     ) -> Result<(), String> {
-        let svid = resp
-            .svids
-            .iter()
-            .find(|s| want.is_none_or(|w| s.spiffe_id == w))
-            .ok_or_else(|| format!("no X509-SVID for {}", want.unwrap_or("any ID")))?;
-        let chain = trustdeck_spiffe::pem::split_der(&svid.x509_svid).map_err(|e| e.to_string())?;
-        let bundle = trustdeck_spiffe::pem::split_der(&svid.bundle).map_err(|e| e.to_string())?;
+        let (chain, key, bundle) = pick(resp, want)?;
         self.roots.set(&bundle).map_err(|e| e.to_string())?;
-        self.identity
-            .set(chain, &svid.x509_svid_key)
-            .map_err(|e| e.to_string())
+        self.identity.set(chain, &key).map_err(|e| e.to_string())
     }
+}
+
+/// The SVID for `want` (else the first) in a Workload API message: its chain (DER, leaf
+/// first), PKCS#8 key and bundle.
+type Picked = (Vec<Vec<u8>>, Vec<u8>, Vec<Vec<u8>>);
+
+fn pick(
+    resp: &trustdeck_proto::workload::X509svidResponse,
+    want: Option<&str>,
+) -> Result<Picked, String> {
+    let svid = resp
+        .svids
+        .iter()
+        .find(|s| want.is_none_or(|w| s.spiffe_id == w))
+        .ok_or_else(|| format!("no X509-SVID for {}", want.unwrap_or("any ID")))?;
+    let chain = trustdeck_spiffe::pem::split_der(&svid.x509_svid).map_err(|e| e.to_string())?;
+    let bundle = trustdeck_spiffe::pem::split_der(&svid.bundle).map_err(|e| e.to_string())?;
+    Ok((chain, svid.x509_svid_key.clone(), bundle))
 }
 
 /// A channel to one daemon's admin API.

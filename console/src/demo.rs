@@ -232,18 +232,13 @@ impl Demo {
         std::fs::create_dir_all(&dir).map_err(io(format!("create {}", dir.display())))?;
         let data = dir.join("data");
         let config = dir.join("server.toml");
+        let (key_manager, env) = hsm_for(name, &dir)?;
         let text = format!(
-            "trust_domain = \"{TRUST_DOMAIN}\"\nname = \"{name}\"\nsegment = \"{segment}\"\ndata_dir = \"{}\"\nadmin_socket = \"{}\"\nbind_address = \"127.0.0.1:0\"\nrotation_check_interval = \"1s\"\n{config_body}",
+            "trust_domain = \"{TRUST_DOMAIN}\"\nname = \"{name}\"\nsegment = \"{segment}\"\ndata_dir = \"{}\"\nadmin_socket = \"{}\"\nbind_address = \"127.0.0.1:0\"\nrotation_check_interval = \"1s\"\n{config_body}{key_manager}",
             data.display(),
             dir.join("admin.sock").display(),
         );
         std::fs::write(&config, text).map_err(io(format!("write {}", config.display())))?;
-        let (key_manager, env) = hsm_for(name, &dir)?;
-        std::fs::OpenOptions::new()
-            .append(true)
-            .open(&config)
-            .and_then(|mut f| std::io::Write::write_all(&mut f, key_manager.as_bytes()))
-            .map_err(io(format!("write {}", config.display())))?;
         let endpoints = data.join("server.json");
         let _ = std::fs::remove_file(&endpoints);
         let pid = self
@@ -507,9 +502,6 @@ impl Demo {
     }
 }
 
-/// The SoftHSM2 module the demo keeps CA keys in when it is installed.
-pub const SOFTHSM_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
-
 /// A `[key_manager]` section and the environment for one server: a private SoftHSM2 token
 /// (its own directory, config and random PIN in a 0600 file) when SoftHSM2 is installed, so
 /// the demo's CA keys are HSM-backed as the key policy wants; disk keys otherwise (the console
@@ -520,7 +512,7 @@ fn hsm_for(name: &str, dir: &Path) -> Result<(String, Vec<(String, String)>), De
         .arg("--version")
         .output()
         .is_ok_and(|o| o.status.success());
-    if !util || !Path::new(SOFTHSM_MODULE).exists() {
+    if !util || !Path::new(trustdeck_pki::pkcs11::SOFTHSM2_MODULE).exists() {
         tracing::warn!(
             server = name,
             "SoftHSM2 not installed: CA keys on disk (a key-policy breach)"
@@ -528,19 +520,9 @@ fn hsm_for(name: &str, dir: &Path) -> Result<(String, Vec<(String, String)>), De
         return Ok(("\n[key_manager]\ntype = \"disk\"\n".into(), Vec::new()));
     }
     let hsm = dir.join("hsm");
-    let tokens = hsm.join("tokens");
-    std::fs::create_dir_all(&tokens).map_err(io(format!("create {}", tokens.display())))?;
+    std::fs::create_dir_all(&hsm).map_err(io(format!("create {}", hsm.display())))?;
     std::fs::set_permissions(&hsm, std::fs::Permissions::from_mode(0o700))
         .map_err(io(format!("chmod {}", hsm.display())))?;
-    let conf = hsm.join("softhsm2.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-            tokens.display()
-        ),
-    )
-    .map_err(io(format!("write {}", conf.display())))?;
     let mut pin = [0u8; 12];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut pin))
@@ -552,33 +534,18 @@ fn hsm_for(name: &str, dir: &Path) -> Result<(String, Vec<(String, String)>), De
     std::fs::set_permissions(&pin_file, std::fs::Permissions::from_mode(0o600))
         .map_err(io(format!("chmod {}", pin_file.display())))?;
     let label = format!("trustdeck-{name}");
-    let out = std::process::Command::new("softhsm2-util")
-        .env("SOFTHSM2_CONF", &conf)
-        .args([
-            "--init-token",
-            "--free",
-            "--label",
-            &label,
-            "--so-pin",
-            &pin,
-            "--pin",
-            &pin,
-        ])
-        .output()
-        .map_err(io("softhsm2-util --init-token"))?;
-    if !out.status.success() {
-        return Err(DemoError::Start {
-            name: name.into(),
-            message: format!(
-                "softhsm2-util --init-token failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ),
-            log: conf.display().to_string(),
-        });
-    }
+    let conf =
+        trustdeck_pki::pkcs11::init_softhsm2_token(&hsm, &label, &pin, &pin).map_err(|e| {
+            DemoError::Start {
+                name: name.into(),
+                message: e.to_string(),
+                log: hsm.display().to_string(),
+            }
+        })?;
     Ok((
         format!(
-            "\n[key_manager]\ntype = \"pkcs11\"\nmodule = \"{SOFTHSM_MODULE}\"\ntoken_label = \"{label}\"\nkey_label_prefix = \"ca-\"\npin_file = \"{}\"\n",
+            "\n[key_manager]\ntype = \"pkcs11\"\nmodule = \"{}\"\ntoken_label = \"{label}\"\nkey_label_prefix = \"ca-\"\npin_file = \"{}\"\n",
+            trustdeck_pki::pkcs11::SOFTHSM2_MODULE,
             pin_file.display()
         ),
         vec![("SOFTHSM2_CONF".into(), conf.display().to_string())],

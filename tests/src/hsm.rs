@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The SoftHSM2 module installed by `scripts/setup.sh` (Debian 12).
-pub const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+pub const MODULE: &str = trustdeck_pki::pkcs11::SOFTHSM2_MODULE;
 
 /// A SoftHSM2 token in a private directory.
 pub struct SoftHsm {
@@ -31,43 +31,14 @@ impl SoftHsm {
             .prefix("td-hsm-")
             .tempdir_in("/tmp")
             .expect("tempdir");
-        let tokens = dir.path().join("tokens");
-        std::fs::create_dir_all(&tokens).expect("token dir");
-        let conf = dir.path().join("softhsm2.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-                tokens.display()
-            ),
-        )
-        .expect("conf");
-        let h = SoftHsm {
+        let conf = trustdeck_pki::pkcs11::init_softhsm2_token(dir.path(), label, "so-5678", pin)
+            .expect("SoftHSM2 token");
+        SoftHsm {
             dir,
             conf,
             label: label.into(),
             pin: pin.into(),
-        };
-        let out = h
-            .cmd("softhsm2-util")
-            .args([
-                "--init-token",
-                "--free",
-                "--label",
-                label,
-                "--so-pin",
-                "so-5678",
-                "--pin",
-                pin,
-            ])
-            .output()
-            .expect("softhsm2-util");
-        assert!(
-            out.status.success(),
-            "init token: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        h
+        }
     }
 
     /// A command with `SOFTHSM2_CONF` set.

@@ -67,8 +67,10 @@ pub fn server_config(dir: &Path, extra: &str) -> String {
         ("default_x509_svid_ttl", "\"10m\""),
         ("rotation_check_interval", "\"1s\""),
     ] {
+        // Only top-level keys override: those before the first `[table]` of `extra`.
         if !extra
             .lines()
+            .take_while(|l| !l.trim_start().starts_with('['))
             .any(|l| l.trim_start().starts_with(&format!("{key} ")))
         {
             base.push_str(&format!("{key} = {value}\n"));

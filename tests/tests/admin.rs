@@ -293,7 +293,7 @@ async fn viewers_only_read_operators_change_others_are_refused() {
     let operator = "spiffe://example.org/ops/operator";
     let stranger = "spiffe://example.org/ops/stranger";
     let server = ServerProc::start(&format!(
-        "bind_address = \"127.0.0.1:0\"\n[admin]\nbind_address = \"127.0.0.1:0\"\nviewers = [\"{viewer}\"]\noperators = [\"{operator}\"]\n"
+        "[admin]\nbind_address = \"127.0.0.1:0\"\nviewers = [\"{viewer}\"]\noperators = [\"{operator}\"]\n"
     ));
     let addr = server.endpoints["admin_tcp"]
         .as_str()
@@ -462,7 +462,7 @@ async fn a_downstream_cannot_mint_an_upstream_operator() {
     // intermediate must not make its holder an operator of the upstream.
     let operator = "spiffe://example.org/ops/operator";
     let upstream = ServerProc::start(&format!(
-        "bind_address = \"127.0.0.1:0\"\n[admin]\nbind_address = \"127.0.0.1:0\"\noperators = [\"{operator}\"]\n"
+        "[admin]\nbind_address = \"127.0.0.1:0\"\noperators = [\"{operator}\"]\n"
     ));
     let addr = upstream.endpoints["admin_tcp"]
         .as_str()

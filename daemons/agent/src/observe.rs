@@ -116,15 +116,23 @@ pub fn chain_of(agent: &Agent, node: &Node) -> Vec<Vec<u8>> {
 pub async fn publish(agent: Arc<Agent>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
     let mut cache_rx = agent.subscribe();
     let mut status_rx = agent.subscribe_status();
+    // What the published nodes were built from: rebuilt only when either changes (the 1 s
+    // wake-up only notices an agent SVID renewal).
+    let mut built_from = None;
     loop {
         let cache = cache_rx.borrow_and_update().clone();
         let now = Utc::now();
-        if let Some(id) = agent.agent_id() {
+        let svid = agent.svid_window();
+        if let Some((id, _, _)) = &svid {
             agent.hub().set_spiffe_id(id.as_str(), now);
         }
-        agent
-            .hub()
-            .replace_group(GROUP_LOCAL, nodes(&agent, &cache), now);
+        let key = (cache.revision, svid);
+        if built_from.as_ref() != Some(&key) {
+            agent
+                .hub()
+                .replace_group(GROUP_LOCAL, nodes(&agent, &cache), now);
+            built_from = Some(key);
+        }
         let s = status_rx.borrow_and_update().clone();
         agent
             .hub()

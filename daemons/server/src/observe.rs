@@ -270,21 +270,28 @@ pub fn svid_node(
     }
 }
 
-/// Publishes the CA nodes.
-pub fn publish_ca(ctx: &ServerCtx, now: DateTime<Utc>) {
+/// What the CA nodes were last built from: the CA state snapshot and the upstream alias.
+pub type CaBuiltFrom = Option<(Arc<CaState>, Option<String>)>;
+
+/// Publishes the CA nodes when the CA state or the server's upstream-facing ID changed since
+/// `last` (the rotation loop calls this every tick; most ticks change nothing).
+pub fn publish_ca(ctx: &ServerCtx, last: &mut CaBuiltFrom, now: DateTime<Utc>) {
     // Upstream, this server is known by its upstream-facing SVID's ID.
     let alias = ctx
         .upstream
         .as_ref()
         .and_then(|u| u.own_id())
         .map(|id| id.to_string());
-    let nodes = ca_nodes(
-        &ctx.config,
-        ctx.server_id.as_str(),
-        alias,
-        &ctx.ca.snapshot(),
-    );
+    let st = ctx.ca.snapshot();
+    if let Some((prev, prev_alias)) = last
+        && Arc::ptr_eq(prev, &st)
+        && *prev_alias == alias
+    {
+        return;
+    }
+    let nodes = ca_nodes(&ctx.config, ctx.server_id.as_str(), alias.clone(), &st);
     ctx.hub.replace_group(GROUP_CA, nodes, now);
+    *last = Some((st, alias));
 }
 
 /// Publishes the agents from the datastore and drops SVIDs of agents that are gone or that

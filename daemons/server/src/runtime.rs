@@ -373,7 +373,8 @@ pub async fn start_with_clock(
         upstream: upstream.clone(),
         hub: hub.clone(),
     });
-    crate::observe::publish_ca(&ctx, clock.now());
+    let mut ca_published: crate::observe::CaBuiltFrom = None;
+    crate::observe::publish_ca(&ctx, &mut ca_published, clock.now());
     if let Err(e) = crate::observe::publish_agents(&ctx, clock.now()).await {
         tracing::warn!(error = %e, "could not list agents for the admin stream");
     }
@@ -519,7 +520,7 @@ pub async fn start_with_clock(
                     );
                 }
             }
-            crate::observe::publish_ca(&loop_ctx, now);
+            crate::observe::publish_ca(&loop_ctx, &mut ca_published, now);
             if bundle_rx.has_changed().unwrap_or(false) {
                 let b = bundle_rx.borrow_and_update().clone();
                 if let Err(e) = roots.set(&b.x509_authorities) {

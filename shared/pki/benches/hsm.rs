@@ -11,7 +11,6 @@ use trustdeck_pki::keys::{KeyStorage, SoftwareKey};
 use trustdeck_pki::pkcs11::{Pkcs11KeyManager, Pkcs11Settings};
 use trustdeck_pki::{KeyManager, SigningKey};
 
-const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 const PIN: &str = "bench-pin";
 
 fn main() {
@@ -22,34 +21,8 @@ fn main() {
     if std::env::var_os("SOFTHSM2_CONF").is_none() {
         // Set up a private token, then run again with SOFTHSM2_CONF (the module reads it once).
         let dir = tempfile::tempdir().expect("tempdir");
-        let tokens = dir.path().join("tokens");
-        std::fs::create_dir_all(&tokens).expect("tokens");
-        let conf = dir.path().join("softhsm2.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "directories.tokendir = {}\nobjectstore.backend = file\n",
-                tokens.display()
-            ),
-        )
-        .expect("conf");
-        let ok = Command::new("softhsm2-util")
-            .env("SOFTHSM2_CONF", &conf)
-            .args([
-                "--init-token",
-                "--free",
-                "--label",
-                "bench",
-                "--so-pin",
-                PIN,
-                "--pin",
-                PIN,
-            ])
-            .output()
-            .expect("softhsm2-util (install softhsm2)")
-            .status
-            .success();
-        assert!(ok, "softhsm2-util --init-token failed");
+        let conf = trustdeck_pki::pkcs11::init_softhsm2_token(dir.path(), "bench", PIN, PIN)
+            .expect("SoftHSM2 token");
         let status = Command::new(std::env::current_exe().expect("exe"))
             .arg(iterations.to_string())
             .env("SOFTHSM2_CONF", &conf)
@@ -58,7 +31,7 @@ fn main() {
         std::process::exit(status.code().unwrap_or(1));
     }
     let km = Pkcs11KeyManager::open(&Pkcs11Settings {
-        module: MODULE.into(),
+        module: trustdeck_pki::pkcs11::SOFTHSM2_MODULE.into(),
         token_label: Some("bench".into()),
         slot: None,
         key_label_prefix: "bench-".into(),

@@ -222,35 +222,29 @@ impl Hub {
     /// Removes nodes by id. Returns whether anything changed.
     pub fn remove(&self, ids: &[String], now: DateTime<Utc>) -> bool {
         let mut st = self.lock();
-        let removes: Vec<String> = ids
+        let removes = ids
             .iter()
-            .filter(|id| st.nodes.remove(*id).is_some())
+            .filter(|id| st.nodes.contains_key(*id))
             .cloned()
             .collect();
-        if removes.is_empty() {
-            return false;
-        }
-        self.publish(
-            &mut st,
-            Delta {
-                removes,
-                ..Default::default()
-            },
-            now,
-        );
-        true
+        self.remove_locked(&mut st, removes, now)
     }
 
     /// Removes the nodes `pred` selects, in one critical section (a node upserted meanwhile is
     /// never removed by a stale decision). Returns whether anything changed.
     pub fn remove_where(&self, pred: impl Fn(&Node) -> bool, now: DateTime<Utc>) -> bool {
         let mut st = self.lock();
-        let removes: Vec<String> = st
+        let removes = st
             .nodes
             .values()
             .filter(|(_, n)| pred(n))
             .map(|(_, n)| n.id.clone())
             .collect();
+        self.remove_locked(&mut st, removes, now)
+    }
+
+    /// Removes `ids` (all present) and publishes one delta, if there is anything to remove.
+    fn remove_locked(&self, st: &mut State, removes: Vec<String>, now: DateTime<Utc>) -> bool {
         if removes.is_empty() {
             return false;
         }
@@ -258,7 +252,7 @@ impl Hub {
             st.nodes.remove(id);
         }
         self.publish(
-            &mut st,
+            st,
             Delta {
                 removes,
                 ..Default::default()
