@@ -126,19 +126,6 @@ fn binary(name: &str) -> Result<PathBuf, DemoError> {
     ))
 }
 
-fn my_uid_gid() -> (u32, u32) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |k: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(k))
-            .and_then(|l| l.split_whitespace().nth(2))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("Uid:"), field("Gid:"))
-}
-
 async fn admin(socket: &Path) -> Result<ServerAdminClient<Channel>, DemoError> {
     let ch = trustdeck_transport::connect::uds_channel(socket.to_path_buf()).map_err(|e| {
         DemoError::Admin {
@@ -351,7 +338,8 @@ impl Demo {
         let agent_bin = binary("trustdeck-agent")?;
         let base = &opts.dir;
         std::fs::create_dir_all(base).map_err(io(format!("create {}", base.display())))?;
-        let (uid, gid) = my_uid_gid();
+        let uid = trustdeck_transport::admin::effective_uid().unwrap_or(0);
+        let gid = trustdeck_transport::admin::effective_gid().unwrap_or(0);
         let mut demo = Demo {
             fleet: FleetFile {
                 trust_domain: TRUST_DOMAIN.into(),

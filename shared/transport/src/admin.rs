@@ -70,8 +70,18 @@ pub struct Caller {
 /// This process's effective uid, from `/proc/self/status` (the owner of `/proc/self` is root
 /// for non-dumpable processes, e.g. binaries with file capabilities).
 pub fn effective_uid() -> Option<u32> {
+    effective_id("Uid:")
+}
+
+/// This process's effective gid, from `/proc/self/status`.
+pub fn effective_gid() -> Option<u32> {
+    effective_id("Gid:")
+}
+
+/// The effective (second) id of a `Uid:`/`Gid:` line of `/proc/self/status`.
+fn effective_id(field: &str) -> Option<u32> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
     line.split_whitespace().nth(2)?.parse().ok()
 }
 
