@@ -338,8 +338,8 @@ impl Demo {
         let agent_bin = binary("trustdeck-agent")?;
         let base = &opts.dir;
         std::fs::create_dir_all(base).map_err(io(format!("create {}", base.display())))?;
-        let uid = trustdeck_transport::admin::effective_uid().unwrap_or(0);
-        let gid = trustdeck_transport::admin::effective_gid().unwrap_or(0);
+        let uid = trustdeck_admin::effective_uid().unwrap_or(0);
+        let gid = trustdeck_admin::effective_gid().unwrap_or(0);
         let mut demo = Demo {
             fleet: FleetFile {
                 trust_domain: TRUST_DOMAIN.into(),

@@ -261,7 +261,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Status { output, timeout }) => {
-            trustdeck_runtime::init_logging();
+            trustdeck_process::init_logging();
             let (_, targets) = load_fleet(&cli.fleet)?;
             let tls = client_tls(&cli.fleet, &targets).await?;
             let fleet = status::collect(&targets, tls, timeout).await?;
@@ -281,7 +281,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             if output != Output::Json {
                 bail!("watch prints JSON lines only (--output json)");
             }
-            trustdeck_runtime::init_logging();
+            trustdeck_process::init_logging();
             let (_, targets) = load_fleet(&cli.fleet)?;
             let tls = client_tls(&cli.fleet, &targets).await?;
             status::watch(&targets, tls, th).await?;
@@ -300,7 +300,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 None => tempfile_dir()?,
             };
             if no_console {
-                trustdeck_runtime::init_logging();
+                trustdeck_process::init_logging();
             } else {
                 log_to_file(
                     &cli.ui
@@ -322,7 +322,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             };
             let demo = tokio::select! {
                 d = Demo::start(&opts) => d,
-                _ = trustdeck_runtime::terminated() => bail!("interrupted while starting"),
+                _ = trustdeck_process::terminated() => bail!("interrupted while starting"),
             };
             let demo = match demo {
                 Ok(d) => d,
@@ -331,7 +331,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             tracing::info!(fleet = %demo.fleet_path.display(), "demo topology running");
             let result = if no_console {
                 status::out(&demo.fleet_path.display().to_string());
-                let _ = trustdeck_runtime::terminated().await;
+                let _ = trustdeck_process::terminated().await;
                 Ok(())
             } else {
                 let targets = demo.fleet.targets().map_err(anyhow::Error::msg)?;

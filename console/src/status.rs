@@ -273,7 +273,7 @@ pub async fn watch(
                 }
             }
             _ = tick.tick() => {}
-            _ = trustdeck_runtime::terminated() => break,
+            _ = trustdeck_process::terminated() => break,
         }
         let (lines, n) = event_lines(&fleet, next);
         next = n;

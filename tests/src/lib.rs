@@ -611,7 +611,7 @@ fn hex_lower(b: &[u8]) -> String {
 
 /// The uid of this test process.
 pub fn my_uid() -> u32 {
-    trustdeck_transport::admin::effective_uid().expect("uid from /proc/self/status")
+    trustdeck_admin::effective_uid().expect("uid from /proc/self/status")
 }
 
 /// Runs the py-spiffe client script (`tests/python/workload_client.py`) and parses its JSON.

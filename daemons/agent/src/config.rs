@@ -7,7 +7,7 @@ use serde::Deserialize;
 use trustdeck_pki::rotation::{de_duration, de_opt_duration};
 use trustdeck_spiffe::{SpiffeId, TrustDomain};
 
-pub use trustdeck_runtime::ConfigError;
+pub use trustdeck_process::ConfigError;
 
 /// How the agent proves its node's identity.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -64,7 +64,7 @@ struct RawConfig {
     #[serde(default)]
     admin_allowed_uids: Vec<u32>,
     #[serde(default)]
-    admin: trustdeck_transport::admin::AdminSection,
+    admin: trustdeck_admin::AdminSection,
 }
 
 fn default_sync() -> Duration {
@@ -107,7 +107,7 @@ pub struct Config {
     /// Admin Unix socket (the read-only `Observe` API).
     pub admin_socket: PathBuf,
     /// Who may call the admin API.
-    pub admin_access: trustdeck_transport::admin::AdminAccess,
+    pub admin_access: trustdeck_admin::AdminAccess,
     /// Also serve the admin API on mTLS TCP here.
     pub admin_bind_address: Option<std::net::SocketAddr>,
 }
@@ -115,13 +115,13 @@ pub struct Config {
 impl Config {
     /// Reads and checks a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = trustdeck_runtime::read_config(path)?;
+        let text = trustdeck_process::read_config(path)?;
         Self::parse(&text, &path.display().to_string())
     }
 
     /// Parses and checks config text.
     pub fn parse(text: &str, source: &str) -> Result<Config, ConfigError> {
-        let raw: RawConfig = trustdeck_runtime::parse_toml(text, source)?;
+        let raw: RawConfig = trustdeck_process::parse_toml(text, source)?;
         let invalid = |message: String| ConfigError::Invalid {
             path: source.to_string(),
             message,

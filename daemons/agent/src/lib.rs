@@ -9,7 +9,7 @@
 //! - [`state`]: what the agent persists in its data directory.
 //! - [`observe`]: what the admin `Watch` stream publishes.
 //! - [`tpm`]: `trustdeck-agent tpm provision|show` (DevID keys for `tpm_devid`).
-//! - [`runtime`]: wiring of the above (Workload API socket, admin socket).
+//! - [`start`]: wiring of the above (Workload API socket, admin socket).
 #![forbid(unsafe_code)]
 
 pub mod agent;
@@ -17,7 +17,7 @@ pub mod attestor;
 pub mod cache;
 pub mod config;
 pub mod observe;
-pub mod runtime;
+pub mod start;
 pub mod state;
 pub mod tpm;
 pub mod workload_api;

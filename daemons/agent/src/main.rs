@@ -215,22 +215,22 @@ async fn fetch_x509(t: &Target, write: Option<PathBuf>) -> Result<()> {
 
 async fn run_agent(config: &Path) -> Result<()> {
     let config = Config::load(config)?;
-    let mut agent = trustdeck_agent::runtime::start(config)
+    let mut agent = trustdeck_agent::start::start(config)
         .await
         .context("trustdeck-agent failed to start")?;
     tokio::select! {
-        r = trustdeck_runtime::terminated() => r?,
+        r = trustdeck_process::terminated() => r?,
         _ = agent.wait() => { tracing::error!("an agent task ended unexpectedly"); }
     }
     tracing::info!("shutting down");
-    trustdeck_runtime::shutdown_within_grace(agent.shutdown()).await;
+    trustdeck_process::shutdown_within_grace(agent.shutdown()).await;
     Ok(())
 }
 
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Run { config } => {
-            trustdeck_runtime::init_logging();
+            trustdeck_process::init_logging();
             run_agent(&config).await
         }
         Command::Api { cmd, target } => match cmd {

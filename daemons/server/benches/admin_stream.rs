@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use tokio_stream::wrappers::UnixListenerStream;
+use trustdeck_admin::{AdminAccess, ObserveService};
 use trustdeck_datastore::AttestedNode;
 use trustdeck_proto::admin::observe_client::ObserveClient;
 use trustdeck_proto::admin::observe_server::ObserveServer;
@@ -20,7 +21,6 @@ use trustdeck_proto::admin::watch_message::Body;
 use trustdeck_proto::admin::{DaemonIdentity, WatchRequest};
 use trustdeck_server::observe::{GROUP_AGENTS, GROUP_SVIDS, agent_node, svid_node};
 use trustdeck_topology::Hub;
-use trustdeck_transport::admin::{AdminAccess, ObserveService};
 
 const AGENTS: usize = 10_000;
 const SVIDS_PER_AGENT: usize = 10;
@@ -112,13 +112,13 @@ async fn main() {
     );
 
     let access = AdminAccess {
-        own_uid: trustdeck_transport::admin::effective_uid().unwrap_or(0),
+        own_uid: trustdeck_admin::effective_uid().unwrap_or(0),
         ..Default::default()
     };
     let svc = ObserveServer::new(ObserveService::new(
         hub.clone(),
         Arc::new(access),
-        Arc::new(Utc::now),
+        trustdeck_process::clock::system(),
         Arc::new(|_| Vec::new()),
     ))
     .max_encoding_message_size(64 << 20);

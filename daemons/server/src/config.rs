@@ -9,7 +9,7 @@ use trustdeck_spiffe::{SpiffeId, TrustDomain};
 
 pub use trustdeck_pki::rotation::parse_duration;
 
-pub use trustdeck_runtime::ConfigError;
+pub use trustdeck_process::ConfigError;
 
 /// Where CA and JWT signing keys live.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -126,7 +126,7 @@ struct RawConfig {
     #[serde(default)]
     admin_allowed_uids: Vec<u32>,
     #[serde(default)]
-    admin: trustdeck_transport::admin::AdminSection,
+    admin: trustdeck_admin::AdminSection,
     name: Option<String>,
     segment: Option<String>,
     #[serde(
@@ -205,7 +205,7 @@ pub struct Config {
     /// Extra uids allowed on the admin socket (root and the server's own uid always are).
     pub admin_allowed_uids: Vec<u32>,
     /// Who may call the admin APIs (socket uids, mTLS SPIFFE IDs).
-    pub admin_access: trustdeck_transport::admin::AdminAccess,
+    pub admin_access: trustdeck_admin::AdminAccess,
     /// Also serve the admin APIs on mTLS TCP here.
     pub admin_bind_address: Option<SocketAddr>,
     /// Operator-facing name (admin stream, console).
@@ -258,13 +258,13 @@ pub struct Upstream {
 impl Config {
     /// Reads and checks a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = trustdeck_runtime::read_config(path)?;
+        let text = trustdeck_process::read_config(path)?;
         Self::parse(&text, &path.display().to_string())
     }
 
     /// Parses and checks config text; `source` names it in errors.
     pub fn parse(text: &str, source: &str) -> Result<Config, ConfigError> {
-        let raw: RawConfig = trustdeck_runtime::parse_toml(text, source)?;
+        let raw: RawConfig = trustdeck_process::parse_toml(text, source)?;
         let invalid = |message: String| ConfigError::Invalid {
             path: source.to_string(),
             message,

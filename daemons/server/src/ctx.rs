@@ -3,30 +3,14 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use chrono::{DateTime, Utc};
 use tonic::Status;
 use trustdeck_datastore::{AttestedNode, Datastore, DatastoreError, Entry};
+use trustdeck_process::clock::Clock;
 use trustdeck_spiffe::SpiffeId;
 
 use crate::ca_manager::CaManager;
 use crate::config::Config;
 use crate::ratelimit::RateLimiter;
-
-/// A source of the current time; tests inject their own.
-pub trait Clock: Send + Sync {
-    /// Now.
-    fn now(&self) -> DateTime<Utc>;
-}
-
-/// The system clock.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> DateTime<Utc> {
-        Utc::now()
-    }
-}
 
 /// Everything the APIs share.
 pub struct ServerCtx {

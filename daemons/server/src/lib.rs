@@ -9,7 +9,7 @@
 //! - [`observe`]: what the admin `Watch` stream publishes (nodes, connectivity, events).
 //! - [`authz`], [`ratelimit`]: pure policy pieces.
 //! - [`upstream`]: a downstream server's link to its upstream (identity from the local agent).
-//! - [`runtime`]: wiring and the rotation loop.
+//! - [`start`]: everything a running server consists of (listeners, loops), and its stop.
 #![forbid(unsafe_code)]
 
 pub mod admin_api;
@@ -20,6 +20,6 @@ pub mod ctx;
 pub mod node_api;
 pub mod observe;
 pub mod ratelimit;
-pub mod runtime;
+pub mod start;
 pub mod tpm_devid;
 pub mod upstream;

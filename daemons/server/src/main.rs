@@ -252,22 +252,22 @@ fn entry_json(e: &EntryInfo) -> serde_json::Value {
 
 async fn run_server(config: &Path) -> Result<()> {
     let config = Config::load(config)?;
-    let mut server = trustdeck_server::runtime::start(config)
+    let mut server = trustdeck_server::start::start(config)
         .await
         .context("trustdeck-server failed to start")?;
     tokio::select! {
-        r = trustdeck_runtime::terminated() => r?,
+        r = trustdeck_process::terminated() => r?,
         _ = server.wait() => { tracing::error!("a server task ended unexpectedly"); }
     }
     tracing::info!("shutting down");
-    trustdeck_runtime::shutdown_within_grace(server.shutdown()).await;
+    trustdeck_process::shutdown_within_grace(server.shutdown()).await;
     Ok(())
 }
 
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Run { config } => {
-            trustdeck_runtime::init_logging();
+            trustdeck_process::init_logging();
             run_server(&config).await
         }
         Command::CheckConfig { config } => {

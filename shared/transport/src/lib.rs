@@ -5,11 +5,8 @@
 //! - [`serve`]: an mTLS accept loop feeding tonic, with the peer's certificates in each request.
 //! - [`connect`]: tonic channels over mTLS TCP or a Unix socket.
 //! - [`workload_client`]: a SPIFFE Workload API client.
-//! - [`admin`]: who may call a daemon's admin APIs (viewer or operator), and the `Watch`
-//!   stream served from a [`trustdeck_topology::Hub`].
 #![forbid(unsafe_code)]
 
-pub mod admin;
 pub mod connect;
 pub mod serve;
 pub mod tls;

@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
 use tokio_stream::wrappers::UnixListenerStream;
+use trustdeck_admin::ObserveService;
 use trustdeck_datastore::Datastore;
 use trustdeck_pki::keys::{DiskKeyManager, MemoryKeyManager, SoftwareKey};
 use trustdeck_pki::{KeyManager, X509Authority};
@@ -17,16 +18,16 @@ use trustdeck_proto::admin::observe_server::ObserveServer;
 use trustdeck_proto::admin::server_admin_server::ServerAdminServer;
 use trustdeck_proto::node::node_server::NodeServer;
 use trustdeck_topology::hub::Severity;
-use trustdeck_transport::admin::ObserveService;
 use trustdeck_transport::{SharedIdentity, SharedRoots};
 
 use crate::admin_api::AdminApi;
 use crate::ca_manager::{CaManager, CaSettings};
 use crate::config::{Config, KeyManagerConfig};
-use crate::ctx::{Clock, ServerCtx, SystemClock};
+use crate::ctx::ServerCtx;
 use crate::node_api::NodeApi;
 use crate::ratelimit::RateLimiter;
 use crate::upstream::{Upstream, UpstreamSettings};
+use trustdeck_process::clock::{Clock, SystemClock};
 
 /// Why the server could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -354,9 +355,9 @@ pub async fn start_with_clock(
     let server_id = config.server_spiffe_id.clone();
     let mut config = config;
     let issuer_ca = ca.clone();
-    config.admin_access.tcp_issuers = Some(trustdeck_transport::admin::IssuerCheck(Arc::new(
-        move |leaf| crate::observe::issued_by_own_ca(&issuer_ca.snapshot(), leaf),
-    )));
+    config.admin_access.tcp_issuers = Some(trustdeck_admin::IssuerCheck(Arc::new(move |leaf| {
+        crate::observe::issued_by_own_ca(&issuer_ca.snapshot(), leaf)
+    })));
     let ctx = Arc::new(ServerCtx {
         sign_limiter: RateLimiter::new(config.rate_limit.signs_per_second, config.rate_limit.burst),
         attest_limiter: RateLimiter::new(
@@ -439,12 +440,11 @@ pub async fn start_with_clock(
     });
 
     let observe = {
-        let c = ctx.clone();
         let chain_ctx = ctx.clone();
         ObserveServer::new(ObserveService::new(
             hub.clone(),
             Arc::new(ctx.config.admin_access.clone()),
-            Arc::new(move || c.clock.now()),
+            ctx.clock.clone(),
             Arc::new(move |n| crate::observe::chain_of(&chain_ctx, n)),
         ))
         .max_encoding_message_size(64 << 20)

@@ -1,6 +1,9 @@
 //! Process plumbing shared by trustdeck's binaries: reading TOML config files with errors that
-//! name the file and position, logging to stderr, and shutting down on signals with a bound.
+//! name the file and position, logging to stderr, shutting down on signals with a bound, and
+//! the [`clock::Clock`] every daemon reads time from.
 #![forbid(unsafe_code)]
+
+pub mod clock;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use tokio::net::UnixListener;
 use tokio::sync::watch;
 use tokio_stream::wrappers::UnixListenerStream;
+use trustdeck_admin::ObserveService;
 use trustdeck_proto::admin::observe_server::ObserveServer;
 use trustdeck_proto::workload::spiffe_workload_api_server::SpiffeWorkloadApiServer;
-use trustdeck_transport::admin::ObserveService;
 
 use crate::agent::{Agent, AgentError};
 use crate::config::Config;
@@ -124,7 +124,7 @@ pub async fn start(config: Config) -> Result<RunningAgent, AgentError> {
         ObserveServer::new(ObserveService::new(
             agent.hub().clone(),
             Arc::new(agent.config().admin_access.clone()),
-            Arc::new(chrono::Utc::now),
+            trustdeck_process::clock::system(),
             Arc::new(move |n| crate::observe::chain_of(&chain_agent, n)),
         ))
         .max_encoding_message_size(64 << 20)
