@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use tokio::process::{Child, Command};
 use tonic::transport::Channel;
+use trustdeck_admin::info::ServerInfo;
 use trustdeck_proto::admin::server_admin_client::ServerAdminClient;
 use trustdeck_proto::admin::{CreateEntryRequest, CreateJoinTokenRequest, GetBundleRequest};
 
@@ -214,7 +215,7 @@ impl Demo {
         segment: &str,
         config_body: &str,
         base: &Path,
-    ) -> Result<(ServerEntry, serde_json::Value), DemoError> {
+    ) -> Result<ServerEntry, DemoError> {
         let dir = base.join(name);
         std::fs::create_dir_all(&dir).map_err(io(format!("create {}", dir.display())))?;
         let data = dir.join("data");
@@ -226,8 +227,7 @@ impl Demo {
             dir.join("admin.sock").display(),
         );
         std::fs::write(&config, text).map_err(io(format!("write {}", config.display())))?;
-        let endpoints = data.join("server.json");
-        let _ = std::fs::remove_file(&endpoints);
+        let _ = std::fs::remove_file(ServerInfo::path(&data));
         let pid = self
             .spawn(
                 name,
@@ -237,27 +237,22 @@ impl Demo {
                 &env,
             )
             .await?;
-        self.wait_for(name, &dir.join("log"), || endpoints.exists())
+        self.wait_for(name, &dir.join("log"), || ServerInfo::path(&data).exists())
             .await?;
-        let text = std::fs::read_to_string(&endpoints)
-            .map_err(io(format!("read {}", endpoints.display())))?;
-        let ep: serde_json::Value = serde_json::from_str(&text).map_err(|e| DemoError::Start {
+        let info = ServerInfo::read(&data).map_err(|e| DemoError::Start {
             name: name.into(),
-            message: format!("{}: {e}", endpoints.display()),
+            message: e.to_string(),
             log: dir.join("log").display().to_string(),
         })?;
-        Ok((
-            ServerEntry {
-                name: name.into(),
-                role: role.into(),
-                segment: segment.into(),
-                admin: format!("unix://{}", dir.join("admin.sock").display()),
-                spiffe_id: ep["spiffe_id"].as_str().map(str::to_string),
-                pid: Some(pid),
-                node_api: ep["node_api"].as_str().map(str::to_string),
-            },
-            ep,
-        ))
+        Ok(ServerEntry {
+            name: name.into(),
+            role: role.into(),
+            segment: segment.into(),
+            admin: format!("unix://{}", dir.join("admin.sock").display()),
+            spiffe_id: Some(info.spiffe_id.to_string()),
+            pid: Some(pid),
+            node_api: Some(info.node_api.to_string()),
+        })
     }
 
     /// Creates a join token on `server`, starts an agent with it and returns the agent's
@@ -350,7 +345,7 @@ impl Demo {
         };
         let _ = std::fs::remove_file(&demo.fleet_path);
         let up_id = format!("spiffe://{TRUST_DOMAIN}/trustdeck/server/upstream");
-        let (upstream, _) = demo
+        let upstream = demo
             .start_server(
                 &server_bin,
                 "upstream",
@@ -385,7 +380,7 @@ impl Demo {
                 .map_err(admin_err("create the downstream entry"))?;
             demo.fleet.agents.push(node_agent.clone());
             let ds_id = format!("spiffe://{TRUST_DOMAIN}/trustdeck/server/{seg}");
-            let (downstream, _) = demo
+            let downstream = demo
                 .start_server(
                     &server_bin,
                     seg,

@@ -70,10 +70,8 @@ async fn main() {
     let token = server.token("10m");
     let agent_id = format!("spiffe://example.org/trustdeck/agent/join_token/{token}");
     let mut admin = ServerAdminClient::new(
-        trustdeck_transport::connect::uds_channel(
-            server.endpoints["admin_socket"].as_str().expect("socket"),
-        )
-        .expect("admin channel"),
+        trustdeck_transport::connect::uds_channel(server.info().admin_socket.clone())
+            .expect("admin channel"),
     );
     // 999 entries no local process matches, plus one for this process with a short TTL so a
     // rotation happens during the run.

@@ -113,12 +113,8 @@ async fn main() {
 
     // 2. Entry to SVID: each new entry adds an identity to this workload's stream.
     let mut admin = ServerAdminClient::new(
-        trustdeck_transport::connect::uds_channel(
-            leaf.server.endpoints["admin_socket"]
-                .as_str()
-                .expect("socket"),
-        )
-        .expect("admin"),
+        trustdeck_transport::connect::uds_channel(leaf.server.info().admin_socket.clone())
+            .expect("admin"),
     );
     let mut entry_ms = Vec::new();
     for i in 0..ENTRY_SAMPLES {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio_stream::StreamExt;
+use trustdeck_admin::info::ServerInfo;
 use trustdeck_pki::SigningKey;
 use trustdeck_pki::keys::SoftwareKey;
 use trustdeck_proto::node::node_client::NodeClient;
@@ -51,8 +52,8 @@ pub struct ServerProc {
     pub data_dir: PathBuf,
     /// Child process.
     pub child: Option<Child>,
-    /// Contents of `server.json`.
-    pub endpoints: serde_json::Value,
+    /// Contents of `server.json` once the server serves.
+    pub info: Option<ServerInfo>,
     /// Extra environment of the process.
     pub env: Vec<(String, String)>,
 }
@@ -106,7 +107,7 @@ impl ServerProc {
             config,
             data_dir,
             child: None,
-            endpoints: serde_json::Value::Null,
+            info: None,
             env: env
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -135,15 +136,12 @@ impl ServerProc {
 
     /// (Re)starts the process with the same config and data.
     pub fn spawn(&mut self) {
-        let _ = std::fs::remove_file(self.data_dir.join("server.json"));
+        let _ = std::fs::remove_file(ServerInfo::path(&self.data_dir));
         self.child = Some(self.command().spawn().expect("spawn trustdeck-server"));
         let deadline = Instant::now() + Duration::from_secs(30);
-        let path = self.data_dir.join("server.json");
         loop {
-            if let Ok(text) = std::fs::read_to_string(&path)
-                && let Ok(v) = serde_json::from_str(&text)
-            {
-                self.endpoints = v;
+            if let Ok(info) = ServerInfo::read(&self.data_dir) {
+                self.info = Some(info);
                 return;
             }
             if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
@@ -161,7 +159,7 @@ impl ServerProc {
     /// (Re)starts the process expecting it to refuse to start: waits (up to 30 s) for it to
     /// exit with a failure, and checks it never wrote `server.json`.
     pub fn spawn_expect_failure(&mut self) {
-        let _ = std::fs::remove_file(self.data_dir.join("server.json"));
+        let _ = std::fs::remove_file(ServerInfo::path(&self.data_dir));
         let mut child = self.command().spawn().expect("spawn trustdeck-server");
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -184,7 +182,7 @@ impl ServerProc {
             std::thread::sleep(Duration::from_millis(50));
         }
         assert!(
-            !self.data_dir.join("server.json").exists(),
+            !ServerInfo::path(&self.data_dir).exists(),
             "it never served"
         );
     }
@@ -194,20 +192,19 @@ impl ServerProc {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
     }
 
+    /// What the server wrote to `server.json` (it has started).
+    pub fn info(&self) -> &ServerInfo {
+        self.info.as_ref().expect("the server has started")
+    }
+
     /// The SPIFFE ID this server presents.
     pub fn server_spiffe_id(&self) -> String {
-        self.endpoints["spiffe_id"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
+        self.info().spiffe_id.to_string()
     }
 
     /// Node API address.
     pub fn addr(&self) -> String {
-        self.endpoints["node_api"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
+        self.info().node_api.to_string()
     }
 
     /// Runs `trustdeck-server <args> --config <config>`.

@@ -41,11 +41,7 @@ async fn snapshot(s: &mut Stream) -> (DaemonIdentity, Vec<Node>, Option<Connecti
 }
 
 fn admin_socket(server: &ServerProc) -> PathBuf {
-    PathBuf::from(
-        server.endpoints["admin_socket"]
-            .as_str()
-            .expect("admin_socket"),
-    )
+    server.info().admin_socket.clone()
 }
 
 async fn observe_uds(path: PathBuf) -> ObserveClient<tonic::transport::Channel> {
@@ -295,10 +291,7 @@ async fn viewers_only_read_operators_change_others_are_refused() {
     let server = ServerProc::start(&format!(
         "[admin]\nbind_address = \"127.0.0.1:0\"\nviewers = [\"{viewer}\"]\noperators = [\"{operator}\"]\n"
     ));
-    let addr = server.endpoints["admin_tcp"]
-        .as_str()
-        .expect("admin_tcp")
-        .to_string();
+    let addr = server.info().admin_tcp.expect("admin_tcp").to_string();
     let token = server.token("10m");
     let agent_id = format!("spiffe://example.org/trustdeck/agent/join_token/{token}");
     for id in [viewer, operator, stranger] {
@@ -464,10 +457,7 @@ async fn a_downstream_cannot_mint_an_upstream_operator() {
     let upstream = ServerProc::start(&format!(
         "[admin]\nbind_address = \"127.0.0.1:0\"\noperators = [\"{operator}\"]\n"
     ));
-    let addr = upstream.endpoints["admin_tcp"]
-        .as_str()
-        .expect("admin_tcp")
-        .to_string();
+    let addr = upstream.info().admin_tcp.expect("admin_tcp").to_string();
     let ds = Downstream::start(&upstream, "gcp", "");
     let (agent, agent_id) = ds.workload_agent();
     entry_for_me(&ds.server, &agent_id, operator, "10m");

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use tokio_stream::wrappers::UnixListenerStream;
 use trustdeck_admin::{AdminAccess, ObserveService};
-use trustdeck_datastore::AttestedNode;
+use trustdeck_datastore::{AttestationType, AttestedNode};
 use trustdeck_proto::admin::observe_client::ObserveClient;
 use trustdeck_proto::admin::observe_server::ObserveServer;
 use trustdeck_proto::admin::watch_message::Body;
@@ -56,7 +56,7 @@ fn agent_nodes(t: i64) -> Vec<trustdeck_proto::admin::Node> {
                 "bench",
                 &AttestedNode {
                     spiffe_id: agent(i),
-                    attestation_type: "join_token".into(),
+                    attestation_type: AttestationType::JoinToken,
                     cert_serial: format!("{i:032x}"),
                     cert_not_after: t + 3600,
                     banned: false,

@@ -95,7 +95,7 @@ fn entry_info(e: Entry) -> EntryInfo {
 fn agent_info(n: AttestedNode) -> AgentInfo {
     AgentInfo {
         spiffe_id: n.spiffe_id,
-        attestation_type: n.attestation_type,
+        attestation_type: n.attestation_type.to_string(),
         cert_serial: n.cert_serial,
         cert_not_after: n.cert_not_after,
         banned: n.banned,
@@ -403,10 +403,11 @@ impl ServerAdmin for AdminApi {
         let st = self.ctx.ca.snapshot();
         let now = self.ctx.clock.now();
         let mut warnings = self.ctx.config.warnings.clone();
-        let x509 = st.x509_active.as_ref();
+        let x509 = st.x509.active.as_ref();
         let jwt_ok = self.ctx.upstream.is_some()
             || st
-                .jwt_active
+                .jwt
+                .active
                 .as_ref()
                 .is_some_and(|k| k.window.contains(now));
         let serving = x509.is_some_and(|a| a.window().contains(now)) && jwt_ok;
@@ -433,7 +434,8 @@ impl ServerAdmin for AdminApi {
             active_x509_authority: x509.map(|a| a.subject().to_string()).unwrap_or_default(),
             active_x509_not_after: x509.map(|a| a.window().not_after.timestamp()).unwrap_or(0),
             active_jwt_not_after: st
-                .jwt_active
+                .jwt
+                .active
                 .as_ref()
                 .map(|k| k.window.not_after.timestamp())
                 .unwrap_or(0),

@@ -8,7 +8,7 @@ use trustdeck_datastore::{AttestedNode, Datastore, DatastoreError, Entry};
 use trustdeck_process::clock::Clock;
 use trustdeck_spiffe::SpiffeId;
 
-use crate::ca_manager::CaManager;
+use crate::ca::CaManager;
 use crate::config::Config;
 use crate::ratelimit::RateLimiter;
 

@@ -3,7 +3,7 @@
 //! registration entries, node attestation (join_token, x509pop, tpm_devid) and SVID signing for agents.
 //!
 //! - [`config`]: TOML configuration, checked without I/O.
-//! - [`ca_manager`]: X.509 CA and JWT key, rotation, CA journal and bundle.
+//! - [`ca`]: X.509 CA and JWT key through one slot lifecycle, the CA journal and the bundle.
 //! - [`node_api`]: the agent-facing API (mTLS).
 //! - [`admin_api`]: the admin API (Unix socket, and mTLS TCP when configured), used by the CLI.
 //! - [`observe`]: what the admin `Watch` stream publishes (nodes, connectivity, events).
@@ -14,7 +14,7 @@
 
 pub mod admin_api;
 pub mod authz;
-pub mod ca_manager;
+pub mod ca;
 pub mod config;
 pub mod ctx;
 pub mod node_api;

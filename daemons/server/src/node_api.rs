@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
-use trustdeck_datastore::AttestedNode;
+use trustdeck_datastore::{AttestationType, AttestedNode};
 use trustdeck_pki::csr::verify_csr;
 use trustdeck_pki::x509pop;
 use trustdeck_proto::node::node_server::Node;
@@ -73,7 +73,7 @@ pub fn join_token_agent_id(td: &trustdeck_spiffe::TrustDomain, token: &str) -> S
 
 struct Attested {
     id: SpiffeId,
-    kind: &'static str,
+    kind: AttestationType,
     selectors: Vec<String>,
     /// A join token to consume once the SVID is issued (so a failed issuance does not burn it).
     join_token: Option<String>,
@@ -143,7 +143,7 @@ impl NodeApi {
                 }
                 Attested {
                     id: join_token_agent_id(td, &token),
-                    kind: "join_token",
+                    kind: AttestationType::JoinToken,
                     selectors: vec![],
                     join_token: Some(token),
                 }
@@ -191,7 +191,7 @@ impl NodeApi {
                 .map_err(|e| Status::internal(e.to_string()))?;
                 Attested {
                     id,
-                    kind: "x509pop",
+                    kind: AttestationType::X509Pop,
                     selectors: node.selectors,
                     join_token: None,
                 }
@@ -200,7 +200,7 @@ impl NodeApi {
                 let node = crate::tpm_devid::attest(&ctx, &payload, &mut inbound, &tx).await?;
                 Attested {
                     id: node.id,
-                    kind: "tpm_devid",
+                    kind: AttestationType::TpmDevid,
                     selectors: node.selectors,
                     join_token: None,
                 }
@@ -237,7 +237,7 @@ impl NodeApi {
         }
         let record = AttestedNode {
             spiffe_id: attested.id.to_string(),
-            attestation_type: attested.kind.into(),
+            attestation_type: attested.kind,
             cert_serial: svid.serial_hex.clone(),
             cert_not_after: svid.not_after.timestamp(),
             banned: false,
@@ -246,7 +246,7 @@ impl NodeApi {
             updated_at: now.timestamp(),
         };
         ctx.ds.upsert_node(&record).await.map_err(ds_status)?;
-        tracing::info!(agent = %attested.id, method = attested.kind, %source, "agent attested");
+        tracing::info!(agent = %attested.id, method = %attested.kind, %source, "agent attested");
         let node = crate::observe::agent_node(ctx.server_id.as_str(), &ctx.config.segment, &record);
         ctx.hub.upsert(crate::observe::GROUP_AGENTS, node, now);
         ctx.hub.event(

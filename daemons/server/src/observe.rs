@@ -11,7 +11,7 @@ use trustdeck_pki::X509Authority;
 use trustdeck_proto::admin::{Connectivity, DaemonIdentity, KeyStorage, Node, NodeKind};
 use trustdeck_topology::Hub;
 
-use crate::ca_manager::CaState;
+use crate::ca::CaState;
 use crate::config::Config;
 use crate::ctx::ServerCtx;
 
@@ -125,7 +125,7 @@ pub fn ca_nodes(
         "root CA"
     };
     let mut out = Vec::new();
-    let active = st.x509_active.as_ref();
+    let active = st.x509.active.as_ref();
     out.push(Node {
         id: me.clone(),
         parent: config
@@ -150,7 +150,7 @@ pub fn ca_nodes(
         ..Default::default()
     });
     let mut held: Vec<&[u8]> = Vec::new();
-    for (a, state) in [(&st.x509_active, "active"), (&st.x509_prepared, "prepared")] {
+    for (a, state) in [(&st.x509.active, "active"), (&st.x509.prepared, "prepared")] {
         if let Some(a) = a {
             held.push(a.cert_der());
             out.extend(authority_node(a, state, &me, ca_label, seg));
@@ -179,7 +179,7 @@ pub fn ca_nodes(
             }
         }
         let mut jwt_held = Vec::new();
-        for (k, state) in [(&st.jwt_active, "active"), (&st.jwt_prepared, "prepared")] {
+        for (k, state) in [(&st.jwt.active, "active"), (&st.jwt.prepared, "prepared")] {
             if let Some(k) = k {
                 jwt_held.push(k.kid.clone());
                 out.push(Node {
@@ -392,7 +392,7 @@ pub fn connectivity(config: &Config, s: &crate::upstream::UpstreamStatus) -> Con
 /// The DER chain of a node this server can show: its own authorities and bundle roots.
 pub fn chain_of(ctx: &ServerCtx, node: &Node) -> Vec<Vec<u8>> {
     let st = ctx.ca.snapshot();
-    for a in [&st.x509_active, &st.x509_prepared].into_iter().flatten() {
+    for a in [&st.x509.active, &st.x509.prepared].into_iter().flatten() {
         if x509_node_id(a.cert_der()).map(|(id, _)| id) == Some(node.id.clone()) {
             let mut c = vec![a.cert_der().to_vec()];
             c.extend(a.upstream_chain().iter().cloned());
@@ -400,7 +400,7 @@ pub fn chain_of(ctx: &ServerCtx, node: &Node) -> Vec<Vec<u8>> {
         }
     }
     if node.id == server_node_id(ctx.server_id.as_str())
-        && let Some(a) = &st.x509_active
+        && let Some(a) = &st.x509.active
     {
         let mut c = vec![a.cert_der().to_vec()];
         c.extend(a.upstream_chain().iter().cloned());
@@ -430,7 +430,7 @@ pub fn issued_by_own_ca(st: &CaState, leaf: &[u8]) -> Result<(), String> {
     let own = st
         .journal
         .iter()
-        .filter(|r| r.kind == "x509")
+        .filter(|r| r.kind == trustdeck_datastore::CaKind::X509)
         .filter_map(|r| r.certificate_chain_pem.as_deref())
         .filter_map(|pem| trustdeck_spiffe::pem::decode_certs(pem).ok())
         .filter_map(|certs| certs.into_iter().next())

@@ -4,10 +4,10 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
-use trustdeck_datastore::Datastore;
+use trustdeck_datastore::{CaKind, CaStatus, Datastore};
 use trustdeck_pki::KeyManager;
 use trustdeck_pki::keys::DiskKeyManager;
-use trustdeck_server::ca_manager::{CaManager, CaSettings};
+use trustdeck_server::ca::{CaEventKind, CaManager, CaSettings};
 use trustdeck_spiffe::TrustDomain;
 
 fn t(s: i64) -> DateTime<Utc> {
@@ -35,12 +35,12 @@ async fn open(dir: &std::path::Path, now: DateTime<Utc>) -> Arc<CaManager> {
         .0
 }
 
-fn statuses(m: &CaManager, kind: &str) -> Vec<String> {
+fn statuses(m: &CaManager, kind: CaKind) -> Vec<CaStatus> {
     m.snapshot()
         .journal
         .iter()
         .filter(|r| r.kind == kind)
-        .map(|r| r.status.clone())
+        .map(|r| r.status)
         .collect()
 }
 
@@ -61,13 +61,20 @@ async fn rotation_phases_with_injected_clock_and_restart() {
 
     // Half life: a successor is prepared and published, but the old one still signs.
     let ev = m.rotate(t(300)).await.expect("rotate");
-    assert!(ev.iter().any(|e| e.kind == "x509-prepared"), "{ev:?}");
+    assert!(
+        ev.iter()
+            .any(|e| e.kind == CaEventKind::Prepared(CaKind::X509)),
+        "{ev:?}"
+    );
     let b1 = m.bundle();
     assert_eq!(b1.sequence, 2);
     assert_eq!(b1.x509_authorities.len(), 2);
     assert_eq!(b1.jwt_authorities.len(), 2);
     assert_eq!(m.x509_ca().expect("ca").cert_der(), root0.as_slice());
-    assert_eq!(statuses(&m, "x509"), vec!["active", "prepared"]);
+    assert_eq!(
+        statuses(&m, CaKind::X509),
+        vec![CaStatus::Active, CaStatus::Prepared]
+    );
 
     // Restart between preparation and activation: same authorities, same sequence.
     drop(m);
@@ -78,17 +85,24 @@ async fn rotation_phases_with_injected_clock_and_restart() {
 
     // Five sixths: the prepared one becomes active; the old root stays trusted.
     let ev = m.rotate(t(500)).await.expect("rotate");
-    assert!(ev.iter().any(|e| e.kind == "x509-activated"), "{ev:?}");
+    assert!(
+        ev.iter()
+            .any(|e| e.kind == CaEventKind::Activated(CaKind::X509)),
+        "{ev:?}"
+    );
     assert_ne!(m.x509_ca().expect("ca").cert_der(), root0.as_slice());
     assert!(m.bundle().x509_authorities.contains(&root0));
-    assert_eq!(statuses(&m, "x509"), vec!["old", "active"]);
+    assert_eq!(
+        statuses(&m, CaKind::X509),
+        vec![CaStatus::Old, CaStatus::Active]
+    );
     // Activation does not change the set of authorities, so the sequence stays.
     assert_eq!(m.bundle().sequence, 2);
 
     // The old root expires: it is pruned from journal, bundle and key store.
     let old_key = m.snapshot().journal[0].key_ref.clone();
     let ev = m.rotate(t(600)).await.expect("rotate");
-    assert!(ev.iter().any(|e| e.kind == "pruned"), "{ev:?}");
+    assert!(ev.iter().any(|e| e.kind == CaEventKind::Pruned), "{ev:?}");
     let b3 = m.bundle();
     assert_eq!(b3.sequence, 3);
     assert!(!b3.x509_authorities.contains(&root0));

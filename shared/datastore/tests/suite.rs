@@ -4,8 +4,8 @@ use std::time::Instant;
 
 use sqlx::{AssertSqlSafe, Connection};
 use trustdeck_datastore::{
-    AttestedNode, AuditRecord, Backend, BundleRecord, CaJournalRecord, Datastore, DatastoreError,
-    Entry, NewEntry,
+    AttestationType, AttestedNode, AuditRecord, Backend, BundleRecord, CaJournalRecord, CaKind,
+    CaStatus, Datastore, DatastoreError, Entry, NewEntry,
 };
 
 const NOW: i64 = 1_700_000_000;
@@ -25,7 +25,7 @@ fn new_entry(spiffe_id: &str, parent_id: &str, selectors: &[&str]) -> NewEntry {
 fn node(spiffe_id: &str, created_at: i64) -> AttestedNode {
     AttestedNode {
         spiffe_id: spiffe_id.to_owned(),
-        attestation_type: "join_token".to_owned(),
+        attestation_type: AttestationType::JoinToken,
         cert_serial: "01".to_owned(),
         cert_not_after: created_at + 3600,
         banned: false,
@@ -35,12 +35,12 @@ fn node(spiffe_id: &str, created_at: i64) -> AttestedNode {
     }
 }
 
-fn journal(id: &str, kind: &str, status: &str, created_at: i64) -> CaJournalRecord {
-    let x509 = kind == "x509";
+fn journal(id: &str, kind: CaKind, status: CaStatus, created_at: i64) -> CaJournalRecord {
+    let x509 = kind == CaKind::X509;
     CaJournalRecord {
         id: id.to_owned(),
-        kind: kind.to_owned(),
-        status: status.to_owned(),
+        kind,
+        status,
         key_backend: "disk".to_owned(),
         key_ref: format!("keys/{id}"),
         certificate_chain_pem: x509
@@ -132,6 +132,7 @@ async fn run_suite(url: &str) {
     assert_eq!(snapshot(&ds).await, before);
 
     corrupt_rows(&ds, url).await;
+    stored_names(&ds, url).await;
     ds.close().await;
 }
 
@@ -284,7 +285,7 @@ async fn nodes(ds: &Datastore) {
 
     // Re-attestation: everything but created_at is replaced.
     let mut n1b = node("spiffe://td.example/agent/1", NOW + 100);
-    n1b.attestation_type = "x509pop".to_owned();
+    n1b.attestation_type = AttestationType::X509Pop;
     n1b.selectors = vec!["x509pop:cn:agent1".to_owned(), "x509pop:ca:root".to_owned()];
     n1b.banned = true;
     ds.upsert_node(&n1b).await.unwrap();
@@ -435,8 +436,8 @@ async fn ca_state(ds: &Datastore) {
     assert!(ds.list_ca_journal().await.unwrap().is_empty());
 
     // First commit: no bundle yet.
-    let x1 = journal("x509-1", "x509", "active", NOW);
-    let j1 = journal("jwt-1", "jwt", "prepared", NOW);
+    let x1 = journal("x509-1", CaKind::X509, CaStatus::Active, NOW);
+    let j1 = journal("jwt-1", CaKind::Jwt, CaStatus::Prepared, NOW);
     let b1 = bundle("td.example", 1);
     ds.commit_ca_state(&[x1.clone(), j1.clone()], &[], &b1, None)
         .await
@@ -452,7 +453,12 @@ async fn ca_state(ds: &Datastore) {
     let before = snapshot(ds).await;
     let err = ds
         .commit_ca_state(
-            &[journal("x509-zz", "x509", "prepared", NOW + 1)],
+            &[journal(
+                "x509-zz",
+                CaKind::X509,
+                CaStatus::Prepared,
+                NOW + 1,
+            )],
             &["x509-1".to_owned()],
             &bundle("td.example", 2),
             None,
@@ -465,9 +471,9 @@ async fn ca_state(ds: &Datastore) {
 
     // Rotation: update one, delete one, add one, bump the bundle.
     let mut j1_active = j1.clone();
-    j1_active.status = "active".to_owned();
+    j1_active.status = CaStatus::Active;
     j1_active.kid = None;
-    let x2 = journal("x509-2", "x509", "prepared", NOW + 50);
+    let x2 = journal("x509-2", CaKind::X509, CaStatus::Prepared, NOW + 50);
     let b2 = bundle("td.example", 2);
     ds.commit_ca_state(
         &[j1_active.clone(), x2.clone()],
@@ -488,9 +494,9 @@ async fn ca_state(ds: &Datastore) {
     let err = ds
         .commit_ca_state(
             &[
-                journal("x509-3", "x509", "prepared", NOW + 60),
+                journal("x509-3", CaKind::X509, CaStatus::Prepared, NOW + 60),
                 CaJournalRecord {
-                    status: "old".to_owned(),
+                    status: CaStatus::Old,
                     ..x2.clone()
                 },
             ],
@@ -527,7 +533,12 @@ async fn ca_state(ds: &Datastore) {
     for i in 0..6 {
         let ds = ds.clone();
         tasks.push(tokio::spawn(async move {
-            let record = journal(&format!("race-{i}"), "jwt", "prepared", NOW + 100);
+            let record = journal(
+                &format!("race-{i}"),
+                CaKind::Jwt,
+                CaStatus::Prepared,
+                NOW + 100,
+            );
             ds.commit_ca_state(&[record], &[], &bundle("race.example", 1), None)
                 .await
         }));
@@ -619,6 +630,96 @@ async fn corrupt_rows(ds: &Datastore, url: &str) {
         .unwrap();
     conn.close().await.unwrap();
     assert_eq!(ds.list_nodes().await.unwrap().len(), 1);
+}
+
+/// Closed vocabularies are stored as their stable names: rows written with
+/// those strings (as every earlier version did) read back as the typed values,
+/// and a name this version does not know is `UnknownValue`, naming it.
+async fn stored_names(ds: &Datastore, url: &str) {
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(url).await.unwrap();
+    let mut journal_before = ds.list_ca_journal().await.unwrap();
+    for (id, kind, status) in [
+        ("names-1", "x509", "prepared"),
+        ("names-2", "jwt", "active"),
+        ("names-3", "x509", "old"),
+    ] {
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO ca_journal (id, kind, status, key_backend, key_ref, \
+             certificate_chain_pem, public_key_der_b64, kid, not_before, not_after, created_at) \
+             VALUES ('{id}', '{kind}', '{status}', 'disk', 'k', NULL, NULL, NULL, 0, 1, {NOW})"
+        )))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    let read: Vec<_> = ds
+        .list_ca_journal()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.id.starts_with("names-"))
+        .map(|r| (r.kind, r.status))
+        .collect();
+    assert_eq!(
+        read,
+        vec![
+            (CaKind::X509, CaStatus::Prepared),
+            (CaKind::Jwt, CaStatus::Active),
+            (CaKind::X509, CaStatus::Old),
+        ]
+    );
+
+    sqlx::query("UPDATE ca_journal SET status = 'quarantined' WHERE id = 'names-2'")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    match ds.list_ca_journal().await {
+        Err(DatastoreError::UnknownValue {
+            record,
+            column,
+            value,
+        }) => {
+            assert_eq!((column, value.as_str()), ("status", "quarantined"));
+            assert!(record.contains("names-2"), "{record}");
+        }
+        other => panic!("unknown status: {other:?}"),
+    }
+    sqlx::query("DELETE FROM ca_journal WHERE id LIKE 'names-%'")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    journal_before.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+    assert_eq!(ds.list_ca_journal().await.unwrap(), journal_before);
+
+    let nodes_before = ds.list_nodes().await.unwrap();
+    let node = &nodes_before[0];
+    sqlx::query(AssertSqlSafe(format!(
+        "UPDATE attested_nodes SET attestation_type = 'carrier_pigeon' WHERE spiffe_id = '{}'",
+        node.spiffe_id
+    )))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let err = ds.list_nodes().await.unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            DatastoreError::UnknownValue { column: "attestation_type", value, .. }
+                if value == "carrier_pigeon"
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("\"carrier_pigeon\""), "{err}");
+    sqlx::query(AssertSqlSafe(format!(
+        "UPDATE attested_nodes SET attestation_type = '{}' WHERE spiffe_id = '{}'",
+        node.attestation_type, node.spiffe_id
+    )))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.unwrap();
+    assert_eq!(ds.list_nodes().await.unwrap(), nodes_before);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -1,0 +1,97 @@
+//! Why the CA manager failed.
+
+use trustdeck_datastore::{CaKind, CaStatus, DatastoreError};
+use trustdeck_pki::{CaError, CsrError, KeyError};
+use trustdeck_spiffe::{BundleError, JwtError, PemError, TrustDomain};
+
+/// Errors of the CA manager.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CaManagerError {
+    /// The datastore failed.
+    #[error(transparent)]
+    Datastore(#[from] DatastoreError),
+    /// A key manager operation failed.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// Building or using a CA failed.
+    #[error(transparent)]
+    Ca(#[from] CaError),
+    /// The stored bundle is not a SPIFFE bundle.
+    #[error("stored CA state is corrupt: stored bundle for {trust_domain}: {source}")]
+    StoredBundle {
+        /// Whose bundle.
+        trust_domain: TrustDomain,
+        /// What is wrong with it.
+        source: BundleError,
+    },
+    /// A journal record's certificate chain is not PEM certificates.
+    #[error("stored CA state is corrupt: journal {id} certificate: {source}")]
+    JournalCertificate {
+        /// The record.
+        id: String,
+        /// What is wrong with it.
+        source: PemError,
+    },
+    /// A journal record's public key is not base64.
+    #[error("stored CA state is corrupt: journal {id} public key: {source}")]
+    JournalPublicKey {
+        /// The record.
+        id: String,
+        /// What is wrong with it.
+        source: base64::DecodeError,
+    },
+    /// The system random number generator failed.
+    #[error("random number generator failed")]
+    Random,
+    /// No authority of this kind is active (never after a successful start).
+    #[error("no active {} authority", noun(*.0))]
+    NoAuthority(CaKind),
+    /// The active JWT key's window does not contain the time of minting.
+    #[error("JWT-SVID minting failed: JWT key {kid} is not valid now")]
+    JwtKeyNotCurrent {
+        /// The key.
+        kid: String,
+    },
+    /// A JWT could not be minted.
+    #[error("JWT-SVID minting failed: {0}")]
+    Jwt(#[from] JwtError),
+    /// No CSR could be made for the upstream to sign.
+    #[error("upstream: {0}")]
+    UpstreamCsr(CsrError),
+    /// The upstream refused, or could not be reached for, an intermediate CA.
+    #[error("upstream: intermediate CA request failed: {} ({:?})", .0.message(), .0.code())]
+    UpstreamRefused(Box<tonic::Status>),
+    /// The upstream answered with no certificate chain.
+    #[error("upstream: upstream returned no chain")]
+    UpstreamNoChain,
+    /// A CA key the journal names is not in the (persistent) key manager.
+    #[error("CA key unavailable, refusing to start: {0}")]
+    KeyUnavailable(Box<UnavailableKey>),
+}
+
+/// A journal record whose key the (persistent) key manager cannot load.
+#[derive(Debug, thiserror::Error)]
+#[error("{kind} authority {id} ({status}, key {key_ref:?} stored in {key_backend}): {source}")]
+pub struct UnavailableKey {
+    /// The authority's kind.
+    pub kind: CaKind,
+    /// Its journal record.
+    pub id: String,
+    /// Its status there.
+    pub status: CaStatus,
+    /// The key it names.
+    pub key_ref: String,
+    /// Where the key was stored.
+    pub key_backend: String,
+    /// Why loading it failed.
+    pub source: KeyError,
+}
+
+/// How messages name a kind of authority.
+pub fn noun(kind: CaKind) -> &'static str {
+    match kind {
+        CaKind::X509 => "X.509",
+        CaKind::Jwt => "JWT",
+    }
+}

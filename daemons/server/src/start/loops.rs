@@ -1,0 +1,158 @@
+//! The background loops of a running server, each ending at shutdown: CA rotation (with the
+//! server's own TLS identity), agents for the admin stream and, on a downstream server, the
+//! upstream's connectivity and bundle.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use trustdeck_topology::Hub;
+use trustdeck_topology::hub::Severity;
+
+use super::AGENT_PUBLISH_INTERVAL;
+use super::tls::OwnTls;
+use crate::ca::{CaEvent, CaEventKind};
+use crate::ctx::ServerCtx;
+use crate::observe::CaBuiltFrom;
+use crate::upstream::Upstream;
+
+/// How often a downstream server polls its upstream's bundle unless configured.
+const DEFAULT_BUNDLE_POLL: Duration = Duration::from_millis(250);
+
+/// Logs CA events and publishes them on the admin stream.
+pub(super) fn report_ca_events(hub: &Hub, events: Vec<CaEvent>, now: DateTime<Utc>) {
+    for e in events {
+        tracing::info!(kind = %e.kind, "{}", e.message);
+        hub.event(Severity::Info, e.kind.as_str(), e.message, "", now);
+    }
+}
+
+/// Publishes the CA and the agents on the admin stream before serving; returns what the CA
+/// nodes were built from, for the rotation loop.
+pub(super) async fn publish_initial(ctx: &ServerCtx) -> CaBuiltFrom {
+    let mut ca_published = None;
+    crate::observe::publish_ca(ctx, &mut ca_published, ctx.clock.now());
+    if let Err(e) = crate::observe::publish_agents(ctx, ctx.clock.now()).await {
+        tracing::warn!(error = %e, "could not list agents for the admin stream");
+    }
+    ca_published
+}
+
+/// Spawns every background loop.
+pub(super) fn spawn_all(
+    ctx: &Arc<ServerCtx>,
+    tls: OwnTls,
+    ca_published: CaBuiltFrom,
+    shutdown: &watch::Receiver<bool>,
+    tasks: &mut JoinSet<()>,
+) {
+    tasks.spawn(rotation(ctx.clone(), tls, ca_published, shutdown.clone()));
+    tasks.spawn(agents(ctx.clone(), shutdown.clone()));
+    if let Some(up) = ctx.upstream.clone() {
+        tasks.spawn(upstream_status(ctx.clone(), up.clone(), shutdown.clone()));
+        tasks.spawn(upstream_bundle(ctx.clone(), up, shutdown.clone()));
+    }
+}
+
+/// Waits `period`; `false` once the server is shutting down.
+async fn tick(period: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = shutdown.wait_for(|s| *s) => false,
+        _ = tokio::time::sleep(period) => true,
+    }
+}
+
+/// CA and JWT key rotation, CA nodes on the admin stream, and the server's own TLS roots and
+/// SVID.
+async fn rotation(
+    ctx: Arc<ServerCtx>,
+    mut tls: OwnTls,
+    mut ca_published: CaBuiltFrom,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let period = ctx
+        .config
+        .rotation_check_interval
+        .to_std()
+        .unwrap_or(Duration::from_secs(1));
+    while tick(period, &mut shutdown).await {
+        let now = ctx.clock.now();
+        match ctx.ca.rotate(now).await {
+            Ok(events) => report_ca_events(&ctx.hub, events, now),
+            Err(e) => {
+                tracing::error!(error = %e, "CA rotation failed; will retry");
+                ctx.hub.event(
+                    Severity::Error,
+                    CaEventKind::RotationFailed.as_str(),
+                    format!("CA rotation failed (will retry): {e}"),
+                    "",
+                    now,
+                );
+            }
+        }
+        crate::observe::publish_ca(&ctx, &mut ca_published, now);
+        tls.refresh(&ctx, now);
+    }
+}
+
+/// Agents (and expired SVIDs) on the admin stream, reconciled from the datastore.
+async fn agents(ctx: Arc<ServerCtx>, mut shutdown: watch::Receiver<bool>) {
+    while tick(AGENT_PUBLISH_INTERVAL, &mut shutdown).await {
+        if let Err(e) = crate::observe::publish_agents(&ctx, ctx.clock.now()).await {
+            tracing::warn!(error = %e, "could not list agents for the admin stream");
+        }
+    }
+}
+
+/// The upstream's connectivity on the admin stream, on every change.
+async fn upstream_status(
+    ctx: Arc<ServerCtx>,
+    up: Arc<Upstream>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut status = up.subscribe();
+    loop {
+        let s = status.borrow_and_update().clone();
+        ctx.hub.set_upstream(
+            crate::observe::connectivity(&ctx.config, &s),
+            ctx.clock.now(),
+        );
+        tokio::select! {
+            _ = shutdown.wait_for(|s| *s) => break,
+            r = status.changed() => if r.is_err() { break },
+        }
+    }
+}
+
+/// A downstream server follows its upstream's bundle.
+async fn upstream_bundle(
+    ctx: Arc<ServerCtx>,
+    up: Arc<Upstream>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let period = ctx
+        .config
+        .upstream
+        .as_ref()
+        .and_then(|u| u.bundle_poll_interval.to_std().ok())
+        .unwrap_or(DEFAULT_BUNDLE_POLL);
+    while tick(period, &mut shutdown).await {
+        let b = match up.fetch_bundle().await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::debug!(error = %e.message(), "upstream bundle poll failed");
+                continue;
+            }
+        };
+        match ctx.ca.set_upstream_bundle(b, ctx.clock.now()).await {
+            Ok(true) => tracing::info!(
+                sequence = ctx.ca.bundle().sequence,
+                "bundle updated from upstream"
+            ),
+            Ok(false) => {}
+            Err(e) => tracing::error!(error = %e, "could not store the upstream's bundle"),
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! The audit log: who changed what, and how it ended.
+
+use crate::connection::Datastore;
+use crate::error::DatastoreError;
+use crate::row::{Cols, query_err};
+
+/// One audit log record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRecord {
+    /// Unique identifier of the record.
+    pub id: String,
+    /// When it happened (unix seconds).
+    pub at: i64,
+    /// Who did it.
+    pub actor: String,
+    /// What was done.
+    pub action: String,
+    /// What it was done to.
+    pub target: String,
+    /// Free-form details.
+    pub detail: String,
+    /// How it ended, e.g. `"ok"` or an error.
+    pub outcome: String,
+}
+
+impl Datastore {
+    /// Appends an audit record. A record with an existing id is rejected with
+    /// [`DatastoreError::AlreadyExists`].
+    pub async fn append_audit(&self, r: &AuditRecord) -> Result<(), DatastoreError> {
+        let result = sqlx::query(
+            "INSERT INTO audit_log (id, at, actor, action, target, detail, outcome) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+        )
+        .bind(&r.id)
+        .bind(r.at)
+        .bind(&r.actor)
+        .bind(&r.action)
+        .bind(&r.target)
+        .bind(&r.detail)
+        .bind(&r.outcome)
+        .execute(&self.pool)
+        .await
+        .map_err(query_err("append audit record"))?;
+        if result.rows_affected() == 0 {
+            return Err(DatastoreError::AlreadyExists {
+                what: format!("audit record {}", r.id),
+            });
+        }
+        Ok(())
+    }
+
+    /// The newest `limit` audit records, newest first (by `at`, then by id,
+    /// descending). A `limit` of zero or less returns nothing.
+    pub async fn list_audit(&self, limit: i64) -> Result<Vec<AuditRecord>, DatastoreError> {
+        if limit <= 0 {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(
+            "SELECT id, at, actor, action, target, detail, outcome FROM audit_log \
+             ORDER BY at DESC, id DESC LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_err("list audit records"))?;
+        let mut records = rows
+            .iter()
+            .map(|row| {
+                let cols = Cols::new(row, "audit record", Some("id"));
+                Ok(AuditRecord {
+                    id: cols.text("id")?,
+                    at: cols.int("at")?,
+                    actor: cols.text("actor")?,
+                    action: cols.text("action")?,
+                    target: cols.text("target")?,
+                    detail: cols.text("detail")?,
+                    outcome: cols.text("outcome")?,
+                })
+            })
+            .collect::<Result<Vec<_>, DatastoreError>>()?;
+        // Same order whatever the database's collation.
+        records.sort_by(|a, b| (b.at, &b.id).cmp(&(a.at, &a.id)));
+        Ok(records)
+    }
+}

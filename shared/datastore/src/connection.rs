@@ -1,0 +1,161 @@
+//! Opening the datastore: connecting to SQLite or PostgreSQL, the connection
+//! pool, and the schema migrations.
+
+use std::fmt;
+use std::time::Duration;
+
+use sqlx::any::AnyPoolOptions;
+use sqlx::{AnyConnection, AnyPool, AssertSqlSafe, Connection};
+
+use crate::error::DatastoreError;
+use crate::row::query_err;
+use crate::url::{
+    Backend, is_sqlite_not_a_database, redact_url, scrub_password, sqlite_connect_url,
+};
+
+/// The schema migrations, embedded from `./migrations`.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// How long a SQLite connection waits for a lock held by another connection.
+const SQLITE_BUSY_TIMEOUT_MS: u64 = 5_000;
+
+/// How long opening the datastore, or waiting for a pooled connection, may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A handle on the datastore. Cloning is cheap: clones share one connection
+/// pool.
+#[derive(Clone)]
+pub struct Datastore {
+    pub(crate) pool: AnyPool,
+    backend: Backend,
+}
+
+impl fmt::Debug for Datastore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Datastore")
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Datastore {
+    /// Opens the datastore at `url` and brings its schema up to date.
+    ///
+    /// Accepted URLs:
+    ///
+    /// * `sqlite:///absolute/path.db` and `sqlite://relative/path.db`: the file
+    ///   is created if missing; connections use WAL journaling, a busy timeout
+    ///   and enforced foreign keys. A file that is not an SQLite database is
+    ///   rejected with [`DatastoreError::NotADatabase`] and left untouched.
+    /// * `sqlite::memory:`: a private in-memory database (tests).
+    /// * `postgres://user:password@host:port/database` (or `postgresql://`).
+    pub async fn open(url: &str) -> Result<Datastore, DatastoreError> {
+        sqlx::any::install_default_drivers();
+        let shown = redact_url(url);
+        let backend = Backend::from_url(url)
+            .ok_or_else(|| DatastoreError::UnsupportedUrl { url: shown.clone() })?;
+
+        let (connect_url, in_memory) = match backend {
+            Backend::Sqlite => sqlite_connect_url(url),
+            Backend::Postgres => (url.to_owned(), false),
+        };
+        let open_err = |e: sqlx::Error| {
+            if backend == Backend::Sqlite && is_sqlite_not_a_database(&e) {
+                DatastoreError::NotADatabase {
+                    url: shown.clone(),
+                    reason: e.to_string(),
+                }
+            } else {
+                DatastoreError::Open {
+                    url: shown.clone(),
+                    reason: scrub_password(url, &e.to_string()),
+                }
+            }
+        };
+
+        // Probe with one plain connection first: the pool retries failed
+        // connection attempts until its timeout and then reports only the
+        // timeout, while operators need the actual cause. For SQLite, reading
+        // the schema fails on a file that is not a database, before anything
+        // could write to it.
+        let mut probe = tokio::time::timeout(CONNECT_TIMEOUT, AnyConnection::connect(&connect_url))
+            .await
+            .map_err(|_| DatastoreError::Open {
+                url: shown.clone(),
+                reason: format!("no connection within {} seconds", CONNECT_TIMEOUT.as_secs()),
+            })?
+            .map_err(open_err)?;
+        let probe_sql = match backend {
+            Backend::Sqlite => "SELECT count(*) FROM sqlite_master",
+            Backend::Postgres => "SELECT 1",
+        };
+        let probed = sqlx::query(probe_sql).fetch_one(&mut probe).await;
+        // Closing can only fail on a broken connection; the probe result says
+        // all there is to say.
+        let _ = probe.close().await;
+        probed.map_err(open_err)?;
+
+        let options = match backend {
+            // Every connection to a `:memory:` URL shares one database only
+            // while some connection stays open: keep exactly one, forever.
+            Backend::Sqlite if in_memory => AnyPoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None),
+            Backend::Sqlite => AnyPoolOptions::new().max_connections(8),
+            Backend::Postgres => AnyPoolOptions::new().max_connections(16),
+        }
+        .acquire_timeout(CONNECT_TIMEOUT);
+        let options = match backend {
+            Backend::Sqlite => options.after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    sqlx::query(AssertSqlSafe(format!(
+                        "PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}"
+                    )))
+                    .execute(&mut *conn)
+                    .await?;
+                    sqlx::query("PRAGMA foreign_keys = ON")
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query("PRAGMA journal_mode = WAL")
+                        .execute(&mut *conn)
+                        .await?;
+                    Ok(())
+                })
+            }),
+            Backend::Postgres => options,
+        };
+        let pool = options.connect(&connect_url).await.map_err(open_err)?;
+
+        if let Err(e) = MIGRATOR.run(&pool).await {
+            pool.close().await;
+            return Err(DatastoreError::Migrate {
+                url: shown,
+                reason: scrub_password(url, &e.to_string()),
+            });
+        }
+        tracing::info!(backend = %backend, url = %shown, "datastore opened");
+        Ok(Datastore { pool, backend })
+    }
+
+    /// Which database this datastore runs on.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Checks that the database answers (`SELECT 1`).
+    pub async fn ping(&self) -> Result<(), DatastoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(query_err("ping"))?;
+        Ok(())
+    }
+
+    /// Closes every connection; later calls on this datastore (or its clones)
+    /// fail.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
