@@ -150,7 +150,7 @@ fn load_fleet(f: &FleetArgs) -> Result<(FleetFile, Vec<Target>)> {
         .as_ref()
         .context("--fleet FILE is required (or run `trustdeck demo`)")?;
     let file = FleetFile::load(path)?;
-    let targets = file.targets().map_err(anyhow::Error::msg)?;
+    let targets = file.targets()?;
     Ok((file, targets))
 }
 
@@ -243,7 +243,8 @@ async fn console(
     let mut app = App::new(fleet, th);
     app.mouse = ui.mouse;
     let color = color_wanted(ui);
-    let r = trustdeck_console::term::run(app, mrx, etx, color).await;
+    let clock = trustdeck_process::clock::system();
+    let r = trustdeck_console::term::run(app, mrx, etx, color, clock).await;
     forward.abort();
     let _ = effects.await;
     drop(mtx);
@@ -334,7 +335,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 let _ = trustdeck_process::terminated().await;
                 Ok(())
             } else {
-                let targets = demo.fleet.targets().map_err(anyhow::Error::msg)?;
+                let targets = demo.fleet.targets()?;
                 console(targets, None, th, &cli.ui).await
             };
             demo.stop().await;
