@@ -84,10 +84,8 @@ pub struct ServerEntry {
     pub name: String,
     /// `upstream` or `downstream`.
     pub role: String,
-    /// Segment.
     #[serde(default)]
     pub segment: String,
-    /// Admin endpoint.
     pub admin: String,
     /// What the daemon presents over mTLS (for `https://` endpoints).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -105,7 +103,6 @@ pub struct ServerEntry {
 pub struct AgentEntry {
     /// Name shown by the console.
     pub name: String,
-    /// Segment.
     #[serde(default)]
     pub segment: String,
     /// `workloads` (serves workloads) or `server` (gives a downstream server its identity).
@@ -114,12 +111,10 @@ pub struct AgentEntry {
     /// Absolute path of its Workload API socket.
     #[serde(default)]
     pub workload_socket: String,
-    /// Admin endpoint.
     pub admin: String,
     /// What the daemon presents over mTLS (for `https://` endpoints).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spiffe_id: Option<String>,
-    /// Process id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid: Option<u32>,
 }
@@ -127,13 +122,10 @@ pub struct AgentEntry {
 /// A fleet file.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
 pub struct FleetFile {
-    /// Trust domain.
     #[serde(default)]
     pub trust_domain: String,
-    /// Servers.
     #[serde(default)]
     pub servers: Vec<ServerEntry>,
-    /// Agents.
     #[serde(default)]
     pub agents: Vec<AgentEntry>,
 }
@@ -155,13 +147,10 @@ pub enum Endpoint {
 /// One daemon to watch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
-    /// Name.
     pub name: String,
     /// `upstream`, `downstream` or `agent`.
     pub role: String,
-    /// Segment.
     pub segment: String,
-    /// Where.
     pub endpoint: Endpoint,
     /// As written in the file.
     pub admin: String,

@@ -13,6 +13,7 @@ use trustdeck_console::client::{ClientTls, Update, Watcher};
 use trustdeck_console::demo::{Demo, DemoOptions};
 use trustdeck_console::fleetfile::{FleetFile, Target};
 use trustdeck_console::status;
+use trustdeck_pki::rotation::parse_duration;
 use trustdeck_topology::ttl::Thresholds;
 
 /// The trustdeck operations console.
@@ -104,11 +105,11 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         workload_agents: usize,
         /// Workload X509-SVID lifetime.
-        #[arg(long, default_value = "5m")]
-        svid_ttl: String,
+        #[arg(long, default_value = "5m", value_parser = parse_duration)]
+        svid_ttl: chrono::Duration,
         /// Intermediate CA lifetime.
-        #[arg(long, default_value = "1h")]
-        intermediate_ttl: String,
+        #[arg(long, default_value = "1h", value_parser = parse_duration)]
+        intermediate_ttl: chrono::Duration,
     },
 }
 

@@ -12,11 +12,9 @@ use super::screen::{Mode, View};
 pub enum Cmd {
     /// Switch to a view.
     View(View),
-    /// Open the help.
     Help,
     /// Toggle mouse capture.
     Mouse,
-    /// Leave.
     Quit,
 }
 
@@ -25,9 +23,7 @@ pub enum Cmd {
 pub struct CommandSpec {
     /// Its names; the first is the one shown first.
     pub names: &'static [&'static str],
-    /// What it does.
     pub cmd: Cmd,
-    /// Help text.
     pub help: &'static str,
 }
 

@@ -76,31 +76,21 @@ impl Context {
 /// What a key does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
-    /// Leave the console.
     Quit,
-    /// Open the help overlay.
     Help,
     /// Start typing a filter.
     StartFilter,
     /// Start typing a command.
     StartCommand,
-    /// Next view.
     NextView,
-    /// Previous view.
     PrevView,
     /// Clear the filter, else back to the tree.
     Back,
-    /// One row up.
     Up,
-    /// One row down.
     Down,
-    /// One page up.
     PageUp,
-    /// One page down.
     PageDown,
-    /// First row.
     Home,
-    /// Last row.
     End,
     /// Tree: expand/collapse, or the detail of a leaf.
     Activate,
@@ -114,9 +104,7 @@ pub enum Action {
     Expand,
     /// Collapse every agent.
     CollapseAll,
-    /// Expand everything.
     ExpandAll,
-    /// Close the overlay.
     Close,
     /// Accept the typed text.
     Submit,
@@ -135,9 +123,8 @@ pub enum Action {
 /// A key with its modifiers (shift is ignored: `G` arrives as shift-`G`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Key {
-    /// The key.
     pub code: KeyCode,
-    /// Control/alt.
+    /// Control and alt only: shift is ignored.
     pub mods: KeyModifiers,
 }
 
@@ -171,7 +158,6 @@ pub struct Binding {
     pub codes: &'static [Key],
     /// What they do.
     pub action: Action,
-    /// Help text.
     pub help: &'static str,
     /// Footer hint ("" = not in the footer).
     pub hint: &'static str,

@@ -63,7 +63,6 @@ pub enum Effect {
     FetchDetail {
         /// Index of the daemon.
         daemon: usize,
-        /// The node.
         node_id: String,
     },
     /// Something visible changed: draw a frame.

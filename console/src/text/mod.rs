@@ -17,7 +17,6 @@ pub mod help;
 /// What a piece of text is; the view's theme maps it to a style (or to none without colour).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
-    /// Unstyled.
     Plain,
     /// Secondary text: labels, hints, separators.
     Dim,

@@ -27,7 +27,6 @@ pub struct Step {
     pub keep: u16,
 }
 
-/// One column.
 #[derive(Debug, Clone, Copy)]
 pub struct Column {
     /// Its header (tables without a header row ignore it).
