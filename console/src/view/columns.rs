@@ -41,6 +41,17 @@ pub struct Column {
     pub fill: bool,
 }
 
+impl Step {
+    /// Taken at `priority` if the fill column keeps `keep` columns; makes the column `width`.
+    pub const fn new(priority: u8, width: u16, keep: u16) -> Self {
+        Self {
+            priority,
+            width,
+            keep,
+        }
+    }
+}
+
 impl Column {
     /// A left-aligned column of fixed width.
     pub const fn fixed(header: &'static str, width: u16) -> Self {
@@ -222,5 +233,41 @@ impl Cells<'_> {
         self.col += 1;
         let c = &self.widths.table.columns[i];
         (self.widths.widths[i], c.align)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{daemons, events, tree};
+
+    fn widths(t: &'static super::Table, w: u16) -> Vec<u16> {
+        let s = t.solve(w);
+        (0..t.columns.len()).map(|i| s.get(i)).collect()
+    }
+
+    #[test]
+    fn optional_columns_appear_in_priority_order() {
+        // NAME STATE LEVEL LEFT TTL EXPIRES KEY: the short expiry first, then the bar, the
+        // full expiry and the key, each while the name keeps 34 columns.
+        assert_eq!(widths(&tree::TABLE, 80), [35, 12, 10, 8, 0, 10, 0]);
+        assert_eq!(widths(&tree::TABLE, 88), [34, 12, 10, 8, 8, 10, 0]);
+        assert_eq!(widths(&tree::TABLE, 98), [34, 12, 10, 8, 8, 20, 0]);
+        assert_eq!(widths(&tree::TABLE, 160), [85, 12, 10, 8, 8, 20, 10]);
+        // The error column keeps 24.
+        assert_eq!(
+            widths(&daemons::TABLE, 80),
+            [10, 10, 0, 12, 11, 7, 0, 0, 24]
+        );
+        assert_eq!(
+            widths(&daemons::TABLE, 89),
+            [10, 10, 8, 12, 11, 7, 0, 0, 24]
+        );
+    }
+
+    #[test]
+    fn steps_of_one_priority_are_taken_together() {
+        // TIME and KIND widen together, from 120 columns; the message takes the rest but one.
+        assert_eq!(widths(&events::TABLE, 119), [10, 9, 10, 16, 68]);
+        assert_eq!(widths(&events::TABLE, 120), [20, 9, 10, 20, 55]);
     }
 }

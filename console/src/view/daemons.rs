@@ -12,16 +12,11 @@ use super::theme::Theme;
 use crate::app::App;
 use crate::text::format::upstream_level;
 
+/// Columns the error or endpoint keeps before optional columns are shown.
+const LINK_KEEP: u16 = 24;
+
 /// Clock skew above this many milliseconds is a warning.
 const SKEW_WARN_MS: i64 = 5_000;
-
-const fn step(priority: u8, width: u16) -> Step {
-    Step {
-        priority,
-        width,
-        keep: 24,
-    }
-}
 
 /// NAME ROLE SEGMENT CONSOLE-LINK HEARD SKEW UPSTREAM REV ERROR/ENDPOINT; the segment, the
 /// upstream and the revision when there is room.
@@ -29,12 +24,12 @@ pub static TABLE: Table = Table {
     columns: &[
         Column::fixed("NAME", 10),
         Column::fixed("ROLE", 10),
-        Column::grows("SEGMENT", 0, &[step(1, 8)]),
+        Column::grows("SEGMENT", 0, &[Step::new(1, 8, LINK_KEEP)]),
         Column::fixed("CONSOLE LINK", 12),
         Column::fixed("HEARD", 11).right(),
         Column::fixed("SKEW", 7).right(),
-        Column::grows("UPSTREAM", 0, &[step(2, 16)]),
-        Column::grows("REV", 0, &[step(3, 6)]).right(),
+        Column::grows("UPSTREAM", 0, &[Step::new(2, 16, LINK_KEEP)]),
+        Column::grows("REV", 0, &[Step::new(3, 6, LINK_KEEP)]).right(),
         Column::fill("ERROR / ENDPOINT", 8),
     ],
     right_pad: 0,

@@ -14,11 +14,7 @@ use crate::app::App;
 use crate::text::format::short_time;
 
 /// TIME and KIND widen together from 120 columns (the message then keeps 55).
-const WIDE: Step = Step {
-    priority: 1,
-    width: 20,
-    keep: 55,
-};
+const WIDE: Step = Step::new(1, 20, 55);
 
 const TIME: usize = 0;
 

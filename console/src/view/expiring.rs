@@ -24,25 +24,9 @@ pub static TABLE: Table = Table {
     columns: &[
         Column::fixed("LEVEL", 10),
         Column::fixed("LEFT", 8).right(),
-        Column::grows(
-            "EXPIRES",
-            10,
-            &[Step {
-                priority: 1,
-                width: 20,
-                keep: 40,
-            }],
-        ),
+        Column::grows("EXPIRES", 10, &[Step::new(1, 20, 40)]),
         Column::fixed("KIND", 4),
-        Column::grows(
-            "SEGMENT",
-            0,
-            &[Step {
-                priority: 2,
-                width: 8,
-                keep: 30,
-            }],
-        ),
+        Column::grows("SEGMENT", 0, &[Step::new(2, 8, 30)]),
         Column::fixed("STATE", 12),
         Column::fill("NAME", 10),
     ],

@@ -21,14 +21,6 @@ use crate::text::width;
 /// Columns the name keeps before optional columns are shown.
 const NAME_KEEP: u16 = 34;
 
-const fn step(priority: u8, width: u16) -> Step {
-    Step {
-        priority,
-        width,
-        keep: NAME_KEEP,
-    }
-}
-
 const EXPIRES: usize = 5;
 
 /// NAME STATE LEVEL LEFT TTL EXPIRES KEY. As the terminal widens: the expiry time, the
@@ -39,9 +31,13 @@ pub static TABLE: Table = Table {
         Column::fixed("STATE", 12),
         Column::fixed("LEVEL", 10),
         Column::fixed("LEFT", 8).right(),
-        Column::grows("TTL", 0, &[step(2, 8)]),
-        Column::grows("EXPIRES", 0, &[step(1, 10), step(3, 20)]),
-        Column::grows("KEY", 0, &[step(4, 10)]),
+        Column::grows("TTL", 0, &[Step::new(2, 8, NAME_KEEP)]),
+        Column::grows(
+            "EXPIRES",
+            0,
+            &[Step::new(1, 10, NAME_KEEP), Step::new(3, 20, NAME_KEEP)],
+        ),
+        Column::grows("KEY", 0, &[Step::new(4, 10, NAME_KEEP)]),
     ],
     right_pad: 0,
 };
