@@ -48,9 +48,7 @@ pub enum KeyError {
     /// Reading or writing key material failed.
     #[error("key file {path}: {source}")]
     Io {
-        /// The file.
         path: PathBuf,
-        /// The cause.
         source: std::io::Error,
     },
     /// Stored key material could not be parsed.
@@ -58,7 +56,6 @@ pub enum KeyError {
     BadKey {
         /// The key id.
         key_id: String,
-        /// Why.
         reason: String,
     },
     /// A key file is readable by others than its owner.
@@ -66,9 +63,7 @@ pub enum KeyError {
         "key file {path} has mode {mode:o}; refusing to use a private key readable by group or others (chmod 600)"
     )]
     InsecurePermissions {
-        /// The file.
         path: PathBuf,
-        /// Its mode.
         mode: u32,
     },
     /// The signing operation failed.
@@ -76,15 +71,12 @@ pub enum KeyError {
     Sign {
         /// The key id.
         key_id: String,
-        /// Why.
         reason: String,
     },
     /// A hardware or external backend failed.
     #[error("{backend}: {reason}")]
     Backend {
-        /// The backend.
         backend: String,
-        /// Why.
         reason: String,
     },
 }
@@ -102,9 +94,7 @@ pub enum KeyStorage {
     },
     /// A PKCS#11 token.
     Pkcs11 {
-        /// Token label.
         token: String,
-        /// Key label.
         label: String,
     },
     /// A TPM 2.0.
@@ -143,7 +133,7 @@ pub trait SigningKey: Send + Sync + fmt::Debug {
     fn key_id(&self) -> &str;
     /// The SEC1 uncompressed public point (65 bytes for P-256).
     fn public_point(&self) -> &[u8];
-    /// SubjectPublicKeyInfo DER.
+    /// The public key as SubjectPublicKeyInfo DER.
     fn public_key_spki(&self) -> Vec<u8> {
         p256_spki_from_point(self.public_point())
     }

@@ -29,7 +29,6 @@ impl Window {
         }
     }
 
-    /// Total lifetime.
     pub fn lifetime(&self) -> Duration {
         self.not_after - self.not_before
     }

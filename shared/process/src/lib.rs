@@ -19,15 +19,12 @@ pub enum ConfigError {
     /// The file could not be read.
     #[error("cannot read config {path}: {source}")]
     Read {
-        /// The file.
         path: PathBuf,
-        /// The cause.
         source: std::io::Error,
     },
     /// The TOML is malformed or has unknown or mistyped keys.
     #[error("config {path} is invalid: {message}")]
     Parse {
-        /// The file.
         path: String,
         /// What toml said, with line and column.
         message: String,
@@ -35,9 +32,7 @@ pub enum ConfigError {
     /// A value is out of range or inconsistent with another.
     #[error("config {path}: {message}")]
     Invalid {
-        /// The file.
         path: String,
-        /// The problem.
         message: String,
     },
 }

@@ -47,7 +47,6 @@ pub enum DeviceError {
     Open {
         /// The TCTI string.
         tcti: String,
-        /// Why.
         reason: String,
     },
     /// A TPM command failed.
@@ -61,9 +60,7 @@ pub enum DeviceError {
     /// The DevID key file is missing, unreadable or malformed.
     #[error("DevID key file {path}: {reason}")]
     KeyFile {
-        /// Path.
         path: String,
-        /// Why.
         reason: String,
     },
     /// The TPM returned something unexpected.
