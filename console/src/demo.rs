@@ -522,14 +522,13 @@ fn hsm_for(name: &str, dir: &Path) -> Result<(String, Vec<(String, String)>), De
     std::fs::set_permissions(&pin_file, std::fs::Permissions::from_mode(0o600))
         .map_err(io(format!("chmod {}", pin_file.display())))?;
     let label = format!("trustdeck-{name}");
-    let conf =
-        trustdeck_lab::init_softhsm2_token(&hsm, &label, &pin, &pin).map_err(|e| {
-            DemoError::Start {
-                name: name.into(),
-                message: e.to_string(),
-                log: hsm.display().to_string(),
-            }
-        })?;
+    let conf = trustdeck_lab::init_softhsm2_token(&hsm, &label, &pin, &pin).map_err(|e| {
+        DemoError::Start {
+            name: name.into(),
+            message: e.to_string(),
+            log: hsm.display().to_string(),
+        }
+    })?;
     Ok((
         format!(
             "\n[key_manager]\ntype = \"pkcs11\"\nmodule = \"{}\"\ntoken_label = \"{label}\"\nkey_label_prefix = \"ca-\"\npin_file = \"{}\"\n",

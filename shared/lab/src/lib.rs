@@ -74,4 +74,3 @@ pub fn init_softhsm2_token(
     }
     Ok(conf)
 }
-

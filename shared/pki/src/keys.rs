@@ -62,10 +62,7 @@ pub enum KeyError {
     #[error(
         "key file {path} has mode {mode:o}; refusing to use a private key readable by group or others (chmod 600)"
     )]
-    InsecurePermissions {
-        path: PathBuf,
-        mode: u32,
-    },
+    InsecurePermissions { path: PathBuf, mode: u32 },
     /// The signing operation failed.
     #[error("signing with key {key_id:?} failed: {reason}")]
     Sign {
@@ -75,10 +72,7 @@ pub enum KeyError {
     },
     /// A hardware or external backend failed.
     #[error("{backend}: {reason}")]
-    Backend {
-        backend: String,
-        reason: String,
-    },
+    Backend { backend: String, reason: String },
 }
 
 /// Where a key lives: shown to operators per tier.
@@ -93,10 +87,7 @@ pub enum KeyStorage {
         path: PathBuf,
     },
     /// A PKCS#11 token.
-    Pkcs11 {
-        token: String,
-        label: String,
-    },
+    Pkcs11 { token: String, label: String },
     /// A TPM 2.0.
     Tpm {
         /// Key handle or name.

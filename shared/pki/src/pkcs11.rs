@@ -99,10 +99,15 @@ fn context(module: &Path) -> Result<Arc<Pkcs11>, KeyError> {
     Ok(ctx)
 }
 
+/// A raw `r‖s` ECDSA signature of an impossible length (odd, empty, or above P-521's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("raw ECDSA signature of {0} bytes")]
+pub struct RawSignatureLength(pub usize);
+
 /// DER ECDSA-Sig-Value from a raw `r‖s` signature.
-pub fn raw_ecdsa_to_der(raw: &[u8]) -> Result<Vec<u8>, String> {
+pub fn raw_ecdsa_to_der(raw: &[u8]) -> Result<Vec<u8>, RawSignatureLength> {
     if raw.is_empty() || !raw.len().is_multiple_of(2) || raw.len() > 132 {
-        return Err(format!("raw ECDSA signature of {} bytes", raw.len()));
+        return Err(RawSignatureLength(raw.len()));
     }
     let (r, s) = raw.split_at(raw.len() / 2);
     fn int(v: &[u8]) -> Vec<u8> {
@@ -513,9 +518,9 @@ impl SigningKey for Pkcs11Key {
                 Err(e) => return Err(sign_err(e)),
             }
         };
-        raw_ecdsa_to_der(&raw).map_err(|reason| KeyError::Sign {
+        raw_ecdsa_to_der(&raw).map_err(|e| KeyError::Sign {
             key_id: self.key_id.clone(),
-            reason,
+            reason: e.to_string(),
         })
     }
 
@@ -564,7 +569,9 @@ mod tests {
         const NAME: &str = "pkcs11::tests::signing_recovers_after_the_token_logs_us_out";
         if std::env::var_os("TRUSTDECK_PKCS11_CHILD").is_none() {
             let dir = tempfile::tempdir().unwrap();
-            let conf = trustdeck_lab::init_softhsm2_token(dir.path(), "recover", "so-pin", "user-pin").unwrap();
+            let conf =
+                trustdeck_lab::init_softhsm2_token(dir.path(), "recover", "so-pin", "user-pin")
+                    .unwrap();
             let out = std::process::Command::new(std::env::current_exe().unwrap())
                 .args(["--exact", NAME, "--nocapture"])
                 .env("SOFTHSM2_CONF", &conf)

@@ -39,10 +39,7 @@ pub enum X509PopError {
     },
     /// The chain does not verify up to a configured CA.
     #[error("x509pop: certificate chain of {subject} does not chain to a configured CA: {reason}")]
-    Untrusted {
-        subject: String,
-        reason: String,
-    },
+    Untrusted { subject: String, reason: String },
     /// The challenge signature is wrong.
     #[error("x509pop: proof of possession failed: {0}")]
     BadProof(String),

@@ -31,10 +31,7 @@ pub enum ConfigError {
     },
     /// A value is out of range or inconsistent with another.
     #[error("config {path}: {message}")]
-    Invalid {
-        path: String,
-        message: String,
-    },
+    Invalid { path: String, message: String },
 }
 
 /// Reads a config file.

@@ -59,10 +59,7 @@ pub enum DeviceError {
     },
     /// The DevID key file is missing, unreadable or malformed.
     #[error("DevID key file {path}: {reason}")]
-    KeyFile {
-        path: String,
-        reason: String,
-    },
+    KeyFile { path: String, reason: String },
     /// The TPM returned something unexpected.
     #[error("TPM returned unexpected data: {0}")]
     Unexpected(String),

@@ -43,10 +43,7 @@ pub enum TpmDevIdError {
     Missing(&'static str),
     /// A certificate or public area could not be parsed.
     #[error("tpm_devid: {what} is malformed: {reason}")]
-    Malformed {
-        what: String,
-        reason: String,
-    },
+    Malformed { what: String, reason: String },
     /// A certificate is outside its validity window.
     #[error("tpm_devid: {what} ({subject}) is not valid at {now}")]
     Expired {
