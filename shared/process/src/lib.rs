@@ -77,6 +77,20 @@ pub async fn terminated() -> std::io::Result<()> {
     }
 }
 
+/// Waits for SIGINT/SIGTERM, or for `task_ended` (one of the daemon's own tasks stopping by
+/// itself, which is logged as an error); either way the caller shuts the daemon down next.
+pub async fn until_terminated(
+    task_ended: impl Future<Output = ()>,
+    daemon: &str,
+) -> std::io::Result<()> {
+    tokio::select! {
+        r = terminated() => r?,
+        _ = task_ended => tracing::error!("{daemon}: one of its tasks ended unexpectedly"),
+    }
+    tracing::info!("shutting down");
+    Ok(())
+}
+
 /// Runs a graceful shutdown for at most [`SHUTDOWN_GRACE`]: a peer that never closes does not
 /// keep the process alive.
 pub async fn shutdown_within_grace(shutdown: impl Future<Output = ()>) {
