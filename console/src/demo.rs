@@ -54,7 +54,7 @@ pub enum DemoError {
         name: String,
         /// The token's directory.
         dir: String,
-        source: trustdeck_pki::KeyError,
+        source: trustdeck_lab::LabError,
     },
     /// A daemon did not come up.
     #[error("{name} did not start: {reason} (log: {log})")]

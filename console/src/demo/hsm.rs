@@ -5,7 +5,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use trustdeck_pki::pkcs11::{SOFTHSM2_MODULE, init_softhsm2_token};
+use trustdeck_lab::{SOFTHSM2_MODULE, init_softhsm2_token};
 use trustdeck_server::config::KeyManagerConfig;
 
 use super::{DemoError, io};
