@@ -14,13 +14,11 @@ use crate::ratelimit::RateLimiter;
 
 /// Everything the APIs share.
 pub struct ServerCtx {
-    /// Configuration.
     pub config: Config,
-    /// Datastore.
     pub ds: Datastore,
-    /// Certificate authorities.
+    /// The X.509 CA and JWT key, and the bundle.
     pub ca: Arc<CaManager>,
-    /// Time.
+    /// The one source of the current time.
     pub clock: Arc<dyn Clock>,
     /// The server's own SPIFFE ID (also the parent of node-alias entries).
     pub server_id: SpiffeId,
@@ -30,7 +28,7 @@ pub struct ServerCtx {
     pub sign_limiter: RateLimiter,
     /// Attestation rate limit per source address.
     pub attest_limiter: RateLimiter,
-    /// Origin of the rate limiters' clock.
+    /// Origin of the rate limiters' monotonic seconds ([`ServerCtx::mono`]).
     pub origin: Instant,
     /// Downstream role: the link to the upstream.
     pub upstream: Option<Arc<crate::upstream::Upstream>>,

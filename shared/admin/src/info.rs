@@ -23,7 +23,6 @@ pub struct ServerInfo {
     pub admin_tcp: Option<SocketAddr>,
     /// The SPIFFE ID the server presents (what agents must expect).
     pub spiffe_id: SpiffeId,
-    /// Its process id.
     pub pid: u32,
 }
 
@@ -34,17 +33,13 @@ pub enum InfoError {
     /// The file could not be written, moved into place or read.
     #[error("{}: {source}", path.display())]
     Io {
-        /// The file.
         path: PathBuf,
-        /// The cause.
         source: std::io::Error,
     },
     /// The file does not hold a [`ServerInfo`].
     #[error("{}: {source}", path.display())]
     Json {
-        /// The file.
         path: PathBuf,
-        /// The cause.
         source: serde_json::Error,
     },
 }

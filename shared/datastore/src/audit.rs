@@ -11,13 +11,12 @@ pub struct AuditRecord {
     pub id: String,
     /// When it happened (unix seconds).
     pub at: i64,
-    /// Who did it.
+    /// Who did it: the caller as the admin API authenticated it.
     pub actor: String,
-    /// What was done.
+    /// What was done, e.g. `entry.create`.
     pub action: String,
     /// What it was done to.
     pub target: String,
-    /// Free-form details.
     pub detail: String,
     /// How it ended, e.g. `"ok"` or an error.
     pub outcome: String,

@@ -25,7 +25,6 @@ pub enum DatastoreError {
          (file is corrupt or not a database): {reason}"
     )]
     NotADatabase {
-        /// The URL of the datastore.
         url: String,
         /// The underlying driver message.
         reason: String,
@@ -54,7 +53,6 @@ pub enum DatastoreError {
     Query {
         /// What the datastore was doing.
         op: &'static str,
-        /// The underlying sqlx error.
         cause: sqlx::Error,
     },
 
@@ -72,9 +70,7 @@ pub enum DatastoreError {
     UnknownValue {
         /// The row, e.g. `CA journal record "x509-ab12"`.
         record: String,
-        /// The column.
         column: &'static str,
-        /// The stored value.
         value: String,
     },
 

@@ -4,7 +4,7 @@ use crate::connection::Datastore;
 use crate::error::DatastoreError;
 use crate::row::{Cols, query_err};
 
-/// A join token.
+/// A join token, as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JoinToken {
     /// The secret token value.

@@ -4,7 +4,6 @@
 
 /// A type whose values are stored as their stable names.
 pub(crate) trait StoredName: Sized + Copy + 'static {
-    /// Every value.
     const ALL: &'static [Self];
 
     /// The stored name of `self`.

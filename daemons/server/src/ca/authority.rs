@@ -19,7 +19,6 @@ use super::slot::{Authority, Slot};
 pub struct JwtKey {
     /// Key id published in the bundle and every JWT header.
     pub kid: String,
-    /// The key.
     pub key: Arc<dyn SigningKey>,
     /// When it may sign.
     pub window: Window,
@@ -28,13 +27,10 @@ pub struct JwtKey {
 /// The CA state as committed: both slots, the journal and the bundle.
 #[derive(Debug)]
 pub struct CaState {
-    /// The X.509 CAs.
     pub x509: Slot<X509Authority>,
     /// The JWT keys (empty on a downstream server: its upstream signs its JWT-SVIDs).
     pub jwt: Slot<JwtKey>,
-    /// The CA journal.
     pub journal: Vec<CaJournalRecord>,
-    /// The trust bundle.
     pub bundle: Arc<Bundle>,
 }
 

@@ -20,25 +20,16 @@ pub enum CaManagerError {
     /// The stored bundle is not a SPIFFE bundle.
     #[error("stored CA state is corrupt: stored bundle for {trust_domain}: {source}")]
     StoredBundle {
-        /// Whose bundle.
         trust_domain: TrustDomain,
-        /// What is wrong with it.
         source: BundleError,
     },
     /// A journal record's certificate chain is not PEM certificates.
     #[error("stored CA state is corrupt: journal {id} certificate: {source}")]
-    JournalCertificate {
-        /// The record.
-        id: String,
-        /// What is wrong with it.
-        source: PemError,
-    },
+    JournalCertificate { id: String, source: PemError },
     /// A journal record's public key is not base64.
     #[error("stored CA state is corrupt: journal {id} public key: {source}")]
     JournalPublicKey {
-        /// The record.
         id: String,
-        /// What is wrong with it.
         source: base64::DecodeError,
     },
     /// The system random number generator failed.
@@ -49,10 +40,7 @@ pub enum CaManagerError {
     NoAuthority(CaKind),
     /// The active JWT key's window does not contain the time of minting.
     #[error("JWT-SVID minting failed: JWT key {kid} is not valid now")]
-    JwtKeyNotCurrent {
-        /// The key.
-        kid: String,
-    },
+    JwtKeyNotCurrent { kid: String },
     /// A JWT could not be minted.
     #[error("JWT-SVID minting failed: {0}")]
     Jwt(#[from] JwtError),
@@ -74,13 +62,9 @@ pub enum CaManagerError {
 #[derive(Debug, thiserror::Error)]
 #[error("{kind} authority {id} ({status}, key {key_ref:?} stored in {key_backend}): {source}")]
 pub struct UnavailableKey {
-    /// The authority's kind.
     pub kind: CaKind,
-    /// Its journal record.
     pub id: String,
-    /// Its status there.
     pub status: CaStatus,
-    /// The key it names.
     pub key_ref: String,
     /// Where the key was stored.
     pub key_backend: String,

@@ -44,7 +44,6 @@ impl std::fmt::Display for CaEventKind {
 /// Something that happened to the server's authorities.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CaEvent {
-    /// What happened.
     pub kind: CaEventKind,
     /// The same for operators, naming the authority.
     pub message: String,

@@ -2,15 +2,15 @@
 //!
 //! Both kinds go through one lifecycle, prepared → active → old, driven by the pure
 //! [`slot`] and [`journal`] modules; the I/O sits at the edges: the key manager and the
-//! upstream ([`keys`], [`authority`]) and the datastore ([`bundle`], [`rotate`]). Every
-//! change is committed (journal and bundle in one transaction) before it is used, so a
-//! restart comes back with the same authorities, keys and bundle sequence.
+//! upstream (`keys`, [`authority`]) and the datastore ([`bundle`], `rotate`). Every change
+//! is committed (journal and bundle in one transaction) before it is used, so a restart
+//! comes back with the same authorities, keys and bundle sequence.
 //!
 //! - [`slot`]: one kind's active and prepared authorities, and the transitions between them.
 //! - [`journal`]: status changes, demotion and pruning over the whole CA journal.
 //! - [`authority`]: X.509 CAs and JWT keys as slot authorities; the committed [`CaState`].
-//! - [`keys`]: minting around fresh keys, loading keys on start.
-//! - [`rotate`]: one rotation round; [`bundle`]: the trust bundle and the commit.
+//! - `keys`: minting around fresh keys, loading keys on start.
+//! - `rotate`: one rotation round; [`bundle`]: the trust bundle and the commit.
 //! - [`events`]: what happened, for the log and the admin stream.
 
 pub mod authority;
@@ -104,7 +104,7 @@ impl CaManager {
         Ok((mgr, events))
     }
 
-    /// The current state.
+    /// The CA state as last committed.
     pub fn snapshot(&self) -> Arc<CaState> {
         self.state.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
@@ -113,7 +113,7 @@ impl CaManager {
         *self.state.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(state);
     }
 
-    /// The current bundle.
+    /// The trust bundle as last committed.
     pub fn bundle(&self) -> Arc<Bundle> {
         self.snapshot().bundle.clone()
     }

@@ -64,7 +64,6 @@ impl<A> Clone for Slot<A> {
 pub struct Minted<A> {
     /// What the journal stores about it.
     pub record: CaJournalRecord,
-    /// The authority itself.
     pub authority: Arc<A>,
 }
 

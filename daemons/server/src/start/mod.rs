@@ -41,7 +41,6 @@ pub enum RunError {
     Datastore {
         /// The URL, password redacted.
         url: String,
-        /// The cause.
         source: trustdeck_datastore::DatastoreError,
     },
     /// The key manager failed.
@@ -54,17 +53,13 @@ pub enum RunError {
         path.display()
     )]
     PinFileMode {
-        /// The PIN file.
         path: PathBuf,
         /// Its permission bits.
         mode: u32,
     },
     /// The environment variable that should hold the PKCS#11 PIN is not set.
     #[error("key_manager pin_env: environment variable {var} is not set")]
-    PinEnvUnset {
-        /// The variable.
-        var: String,
-    },
+    PinEnvUnset { var: String },
     /// A PKCS#11 key manager names neither a PIN file nor a PIN variable.
     #[error("key_manager pkcs11: no pin_file or pin_env")]
     NoPin,
@@ -77,9 +72,7 @@ pub enum RunError {
     /// The x509pop CA bundle is not PEM certificates.
     #[error("x509pop ca_bundle_path {}: {source}", path.display())]
     X509popBundle {
-        /// The bundle file.
         path: PathBuf,
-        /// What is wrong with it.
         source: trustdeck_spiffe::PemError,
     },
     /// A tpm_devid CA bundle is unreadable or empty.
@@ -96,10 +89,7 @@ pub enum RunError {
     Tls(#[from] trustdeck_transport::tls::TlsError),
     /// Another server answers on the admin socket.
     #[error("admin socket {} is in use by another running server", path.display())]
-    AdminSocketInUse {
-        /// The socket.
-        path: PathBuf,
-    },
+    AdminSocketInUse { path: PathBuf },
     /// `server.json` could not be written.
     #[error(transparent)]
     Info(#[from] InfoError),
@@ -108,7 +98,6 @@ pub enum RunError {
     Io {
         /// What was being done.
         what: String,
-        /// The cause.
         source: std::io::Error,
     },
 }
@@ -118,7 +107,7 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> RunError {
     move |source| RunError::Io { what, source }
 }
 
-/// A started server.
+/// A started server; [`RunningServer::shutdown`] stops it.
 pub struct RunningServer {
     /// Where it listens (also written to `server.json`).
     pub info: ServerInfo,
