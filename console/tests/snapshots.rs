@@ -1229,3 +1229,30 @@ fn no_tmux_prefix_bindings() {
         }
     }
 }
+
+/// `trustdeck status` (JSON and table) and `trustdeck watch` lines are contracts that scripts
+/// read: their text must not change by accident.
+#[test]
+fn status_and_watch_output_is_stable() {
+    use trustdeck_console::status;
+    let th = Thresholds::default();
+    for (name, f) in [("status_base", fleet(2)), ("status_unreachable", {
+        let mut f = fleet(45);
+        f.set_conn(
+            1,
+            DaemonConn::Lost {
+                since: at(-40),
+                error: "connection refused (os error 111)".into(),
+            },
+            at(-40),
+        );
+        f
+    })] {
+        let report = f.status_report(now(), &th);
+        let json = serde_json::to_string_pretty(&report).expect("report JSON");
+        insta::assert_snapshot!(format!("{name}_json"), json);
+        insta::assert_snapshot!(format!("{name}_table"), status::table(&f, now(), &th));
+        let (events, _) = status::event_lines(&f, 0);
+        insta::assert_snapshot!(format!("{name}_watch_events"), events.join("\n"));
+    }
+}
