@@ -917,9 +917,9 @@ impl App {
             .filter(|(_, e)| {
                 f.is_empty()
                     || e.daemon.to_lowercase().contains(&f)
-                    || e.event.kind.to_lowercase().contains(&f)
+                    || e.event.kind_wire().as_str().contains(&f)
                     || e.event.message.to_lowercase().contains(&f)
-                    || e.event.severity.to_lowercase().contains(&f)
+                    || e.event.severity_wire().as_str().contains(&f)
             })
             .map(|(i, _)| i)
             .collect();
@@ -1601,19 +1601,14 @@ impl App {
 
 fn daemon_node_id(d: &trustdeck_topology::DaemonState) -> Option<String> {
     let id = d.identity.as_ref()?;
-    Some(match d.role() {
-        "agent" => format!("agent:{}", id.spiffe_id),
-        _ => format!("server:{}", id.spiffe_id),
+    Some(if d.role() == trustdeck_proto::admin::DaemonRole::Agent {
+        format!("agent:{}", id.spiffe_id)
+    } else {
+        format!("server:{}", id.spiffe_id)
     })
 }
 
-/// Whether a node matches a lower-case filter (as the tree's filter does).
-pub fn node_matches(n: &Node, lower: &str) -> bool {
-    n.label.to_lowercase().contains(lower)
-        || n.spiffe_id.to_lowercase().contains(lower)
-        || n.segment.to_lowercase().contains(lower)
-        || n.state.to_lowercase().contains(lower)
-}
+pub use trustdeck_topology::fleet::node_matches;
 
 /// Applies one message. See [`update_many`].
 pub fn update(app: &mut App, msg: Msg, now: DateTime<Utc>) -> Vec<Effect> {

@@ -14,7 +14,7 @@ use ratatui::layout::Rect;
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph};
-use trustdeck_proto::admin::NodeKind;
+use trustdeck_proto::admin::{DaemonRole, NodeKind, Severity};
 use trustdeck_topology::fleet::{DaemonConn, Level, SegmentWindow, Tree};
 use trustdeck_topology::ttl::{fmt_secs, fmt_time, remaining_fraction};
 
@@ -254,7 +254,7 @@ fn rows_of(area: Rect, y: u16, h: u16) -> Rect {
 }
 
 fn window_lines(w: &SegmentWindow) -> u16 {
-    if w.role == "downstream" { 4 } else { 3 }
+    if w.is_downstream() { 4 } else { 3 }
 }
 
 fn areas(app: &App, view: View, area: Rect) -> Areas {
@@ -830,7 +830,10 @@ fn tree_row(
     let mut x = x0 + 1 + cols.name + 1;
     match stale_marker(app, t.source, now) {
         Some(s) => x = cell(buf, x, y, cols.state, &s, th.stale(), Align::Left),
-        None => x = cell(buf, x, y, cols.state, &n.state, Style::new(), Align::Left),
+        None => {
+            let state = n.state_wire().as_str();
+            x = cell(buf, x, y, cols.state, state, Style::new(), Align::Left)
+        }
     }
     match node_ttl(app, row.idx, now) {
         Some((lvl, left, frac, counts)) => {
@@ -865,7 +868,7 @@ fn tree_row(
     let key = n
         .key_storage
         .as_ref()
-        .map(|k| k.backend.as_str())
+        .map(|k| k.backend_wire().as_str())
         .unwrap_or("");
     // A CA key outside an HSM breaches the key policy: say so in the row, not only in colour.
     let breach = app
@@ -874,7 +877,8 @@ fn tree_row(
         .then(|| trustdeck_topology::fleet::key_policy(app.fleet.daemons[t.source].role(), n))
         .flatten();
     match breach {
-        Some((level, _)) => {
+        Some(b) => {
+            let level = b.level;
             let text = format!("{key} {}", level.symbol());
             cell(
                 buf,
@@ -1006,7 +1010,10 @@ fn exp_row(
     );
     x = match stale_marker(app, t.source, now) {
         Some(s) => cell(buf, x, y, cols.state, &s, th.stale(), Align::Left),
-        None => cell(buf, x, y, cols.state, &n.state, Style::new(), Align::Left),
+        None => {
+            let state = n.state_wire().as_str();
+            cell(buf, x, y, cols.state, state, Style::new(), Align::Left)
+        }
     };
     cell(
         buf,
@@ -1088,7 +1095,7 @@ enum UpFmt {
 }
 
 fn upstream_parts(w: &SegmentWindow, now: DateTime<Utc>, f: UpFmt) -> (String, Level) {
-    match w.upstream_state.as_deref() {
+    match w.upstream_state {
         None => (
             if f == UpFmt::Tiny {
                 "— (root)"
@@ -1099,11 +1106,7 @@ fn upstream_parts(w: &SegmentWindow, now: DateTime<Utc>, f: UpFmt) -> (String, L
             Level::Ok,
         ),
         Some(s) => {
-            let lvl = match s {
-                "connected" => Level::Ok,
-                "degraded" => Level::Warning,
-                _ => Level::Critical,
-            };
+            let lvl = trustdeck_topology::fleet::conn_level(s);
             let since = w.upstream_since.filter(|&t| t > 0).map(|t| {
                 let d = fmt_secs(now.timestamp() - t);
                 match f {
@@ -1154,10 +1157,11 @@ fn window_sentences(
         }
     };
     let nows = now.timestamp();
-    let up_lost =
-        matches!(w.upstream_state.as_deref(), Some(s) if s != "connected" && s != "degraded");
+    let up_lost = w
+        .upstream_state
+        .is_some_and(|s| trustdeck_topology::fleet::conn_level(s) == Level::Critical);
     let mut up: Parts = Vec::new();
-    if w.role != "downstream" {
+    if !w.is_downstream() {
         up.push((Cow::Borrowed("upstream lost now → "), th.dim()));
         up.push((
             Cow::Borrowed("n/a: this segment is the root of trust"),
@@ -1247,9 +1251,10 @@ fn segment_title(app: &App, w: &SegmentWindow, now: DateTime<Utc>, th: Theme) ->
             Cow::Owned(format!(
                 " · server {}, {} · {} workload SVID{}",
                 w.server,
-                match w.role.as_str() {
-                    "upstream" => "root of trust",
-                    r => r,
+                if w.role == DaemonRole::Upstream {
+                    "root of trust"
+                } else {
+                    w.role.as_str()
                 },
                 w.workloads,
                 if w.workloads == 1 { "" } else { "s" }
@@ -1302,7 +1307,7 @@ fn windows_pane(app: &App, buf: &mut Buffer, r: Rect, now: DateTime<Utc>, th: Th
     let mut y = r.y + 1;
     for w in app.windows() {
         let mut lines = window_block(app, w, now, th, r.width);
-        if w.role != "downstream" {
+        if !w.is_downstream() {
             // The root: no upstream sentence needed beyond the state.
             lines.remove(2);
         }
@@ -1370,9 +1375,10 @@ fn strip(app: &App, buf: &mut Buffer, r: Rect, now: DateTime<Utc>, th: Theme) {
                 cell(buf, x, y, up_w, &up, th.level(lvl), Align::Left)
             }
         };
-        let up_lost =
-            matches!(w.upstream_state.as_deref(), Some(s) if s != "connected" && s != "degraded");
-        let if_up = if w.role != "downstream" {
+        let up_lost = w
+            .upstream_state
+            .is_some_and(|s| trustdeck_topology::fleet::conn_level(s) == Level::Critical);
+        let if_up = if !w.is_downstream() {
             "—".to_string()
         } else {
             let x509 = match w.x509_until {
@@ -1464,17 +1470,18 @@ fn events_rows(
         } else {
             short_time(secs, now)
         };
-        let (sev, lvl) = match e.severity.as_str() {
-            "error" => ("✗ error", Some(Level::Critical)),
-            "warning" | "warn" => ("! warning", Some(Level::Warning)),
-            _ => ("· info", None),
+        let (sev, lvl) = match e.severity_wire().known() {
+            Some(Severity::Error) => ("✗ error", Some(Level::Critical)),
+            Some(Severity::Warning) => ("! warning", Some(Level::Warning)),
+            Some(Severity::Info | Severity::Unspecified) => ("· info", None),
+            None => ("· unknown", None),
         };
         let sev_st = lvl.map(|l| th.level(l)).unwrap_or_else(|| th.dim());
         let mut x = r.x + 1;
         x = cell(buf, x, y, tw, &time, th.dim(), Align::Left);
         x = cell(buf, x, y, 9, sev, sev_st, Align::Left);
         x = cell(buf, x, y, 10, &fe.daemon, Style::new(), Align::Left);
-        x = cell(buf, x, y, kw, &e.kind, th.tag(), Align::Left);
+        x = cell(buf, x, y, kw, e.kind_wire().as_str(), th.tag(), Align::Left);
         let mw = (r.x + r.width).saturating_sub(x + 1);
         cell(buf, x, y, mw, &e.message, Style::new(), Align::Left);
         if sel == Some(off + k) {
@@ -1558,7 +1565,15 @@ fn daemon_row(
     let ds = &app.fleet.daemons[d];
     let mut x = x0 + 1;
     x = cell(buf, x, y, cols.name, &ds.name, th.title(), Align::Left);
-    x = cell(buf, x, y, cols.role, ds.role(), Style::new(), Align::Left);
+    x = cell(
+        buf,
+        x,
+        y,
+        cols.role,
+        ds.role().as_str(),
+        Style::new(),
+        Align::Left,
+    );
     x = cell(
         buf,
         x,
@@ -1594,12 +1609,9 @@ fn daemon_row(
         let (up, ul) = match &ds.upstream {
             None => ("—".to_string(), None),
             Some(u) => {
-                let l = match u.state.as_str() {
-                    "connected" => Level::Ok,
-                    "degraded" => Level::Warning,
-                    _ => Level::Critical,
-                };
-                (format!("{} {}", l.symbol(), u.state), Some(l))
+                let state = u.state_wire();
+                let l = trustdeck_topology::fleet::conn_level(state);
+                (format!("{} {state}", l.symbol()), Some(l))
             }
         };
         let st = ul.map(|l| th.level(l)).unwrap_or_else(|| th.dim());
@@ -1830,7 +1842,7 @@ fn detail_lines(app: &App, now: DateTime<Utc>, th: Theme) -> Vec<Line<'static>> 
     field("id", n.id.clone(), Style::new());
     field("SPIFFE ID", n.spiffe_id.clone(), Style::new());
     field("subject", n.subject.clone(), Style::new());
-    field("state", n.state.clone(), Style::new());
+    field("state", n.state_wire().to_string(), Style::new());
     field("segment", n.segment.clone(), Style::new());
     field("parent", n.parent.clone(), Style::new());
     if let Some(ds) = app.fleet.daemons.get(d.daemon) {
@@ -1877,9 +1889,9 @@ fn detail_lines(app: &App, now: DateTime<Utc>, th: Theme) -> Vec<Line<'static>> 
     }
     if let Some(k) = &n.key_storage {
         let v = if k.detail.is_empty() {
-            k.backend.clone()
+            k.backend_wire().to_string()
         } else {
-            format!("{} ({})", k.backend, k.detail)
+            format!("{} ({})", k.backend_wire(), k.detail)
         };
         field("key storage", v, Style::new());
     }

@@ -14,6 +14,7 @@ use tonic::transport::Channel;
 use tonic::{Code, Status};
 use trustdeck_pki::SigningKey;
 use trustdeck_pki::keys::SoftwareKey;
+use trustdeck_proto::admin::{ConnectivityState, EventKind};
 use trustdeck_proto::node::node_client::NodeClient;
 use trustdeck_proto::node::*;
 use trustdeck_spiffe::{Bundle, SpiffeId, x509};
@@ -69,8 +70,8 @@ impl AgentError {
 /// Connection state to the server, for health and (later) the admin stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerStatus {
-    /// `connected`, `degraded` (last call failed, retrying) or `lost`.
-    pub state: &'static str,
+    /// Degraded while retrying after a failed call, lost once the backoff is at its maximum.
+    pub state: ConnectivityState,
     /// Since when.
     pub since: DateTime<Utc>,
     /// The last error, if any.
@@ -149,12 +150,13 @@ impl Agent {
         let client = Self::make_client(&config, &identity, &roots)?;
         let (cache_tx, _) = watch::channel(Arc::new(Cache::new(Arc::new(bundle))));
         let (status_tx, _) = watch::channel(ServerStatus {
-            state: "lost",
+            state: ConnectivityState::Lost,
             since: Utc::now(),
             last_error: Some("not connected yet".into()),
         });
         let hub = Arc::new(trustdeck_topology::Hub::new(crate::observe::identity(
             &config,
+            Utc::now(),
         )));
         let agent = Arc::new(Self {
             config,
@@ -269,7 +271,7 @@ impl Agent {
         self.status_tx.borrow().clone()
     }
 
-    fn set_status(&self, state: &'static str, err: Option<String>) {
+    fn set_status(&self, state: ConnectivityState, err: Option<String>) {
         self.status_tx.send_if_modified(|s| {
             let changed = s.state != state || s.last_error != err;
             if s.state != state {
@@ -317,7 +319,7 @@ impl Agent {
         let (sev, kind, msg) = match &r {
             Ok(()) => (
                 trustdeck_topology::hub::Severity::Info,
-                "attestation-ok",
+                EventKind::AttestationOk,
                 format!(
                     "attested to {} as {}",
                     self.config.server_address,
@@ -326,7 +328,7 @@ impl Agent {
             ),
             Err(e) => (
                 trustdeck_topology::hub::Severity::Warning,
-                "attestation-failed",
+                EventKind::AttestationFailed,
                 format!("attestation to {} failed: {e}", self.config.server_address),
             ),
         };
@@ -679,7 +681,7 @@ impl Agent {
         loop {
             match self.sync_once(Utc::now()).await {
                 Ok(()) => {
-                    self.set_status("connected", None);
+                    self.set_status(ConnectivityState::Connected, None);
                     wait = base;
                 }
                 Err(e) => {
@@ -695,7 +697,11 @@ impl Agent {
                         }
                         _ => tracing::warn!(error = %e, retry_in = ?wait, "sync failed"),
                     }
-                    let state = if wait >= max { "lost" } else { "degraded" };
+                    let state = if wait >= max {
+                        ConnectivityState::Lost
+                    } else {
+                        ConnectivityState::Degraded
+                    };
                     self.set_status(state, Some(e.to_string()));
                     wait = std::cmp::min(wait * 2, max);
                 }

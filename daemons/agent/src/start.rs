@@ -118,7 +118,11 @@ pub async fn start(config: Config) -> Result<RunningAgent, AgentError> {
             tracing::error!(error = %e, "Workload API stopped");
         }
     });
-    tasks.spawn(crate::observe::publish(agent.clone(), rx.clone()));
+    tasks.spawn(crate::observe::publish(
+        agent.clone(),
+        trustdeck_process::clock::system(),
+        rx.clone(),
+    ));
     let observe = {
         let chain_agent = agent.clone();
         ObserveServer::new(ObserveService::new(

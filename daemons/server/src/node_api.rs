@@ -12,6 +12,7 @@ use tonic::{Request, Response, Status, Streaming};
 use trustdeck_datastore::AttestedNode;
 use trustdeck_pki::csr::verify_csr;
 use trustdeck_pki::x509pop;
+use trustdeck_proto::admin::EventKind;
 use trustdeck_proto::node::node_server::Node;
 use trustdeck_proto::node::{
     AttestParams, AttestRequest, AttestResponse, AttestResult, FetchBundleRequest,
@@ -251,7 +252,7 @@ impl NodeApi {
         ctx.hub.upsert(crate::observe::GROUP_AGENTS, node, now);
         ctx.hub.event(
             Severity::Info,
-            "attestation-ok",
+            EventKind::AttestationOk,
             format!(
                 "{} attested with {} from {source}",
                 attested.id, attested.kind
@@ -353,7 +354,7 @@ impl Node for NodeApi {
                 tracing::warn!(%source, error = %e.message(), "attestation failed");
                 ctx_events.hub.event(
                     Severity::Warning,
-                    "attestation-failed",
+                    EventKind::AttestationFailed,
                     format!("attestation from {source} refused: {}", e.message()),
                     "",
                     ctx_events.clock.now(),
@@ -582,7 +583,7 @@ impl Node for NodeApi {
         crate::observe::publish_intermediate(&self.ctx, caller.as_str(), &issued.chain, now);
         self.ctx.hub.event(
             Severity::Info,
-            "intermediate-signed",
+            EventKind::IntermediateSigned,
             format!(
                 "signed an intermediate CA for {caller}, valid until {}",
                 issued.not_after
