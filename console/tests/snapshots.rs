@@ -531,8 +531,8 @@ fn base(w: u16, h: u16) -> App {
     app_sized(fleet(2), w, h)
 }
 
-/// gcp unreachable for 40 s (last heard 45 s ago).
-fn unreachable(w: u16, h: u16) -> App {
+/// The fixed fleet with gcp unreachable for 40 s (last heard 45 s ago).
+fn unreachable_fleet() -> Fleet {
     let mut f = fleet(45);
     f.set_conn(
         1,
@@ -542,7 +542,11 @@ fn unreachable(w: u16, h: u16) -> App {
         },
         at(-40),
     );
-    app_sized(f, w, h)
+    f
+}
+
+fn unreachable(w: u16, h: u16) -> App {
+    app_sized(unreachable_fleet(), w, h)
 }
 
 fn draw(app: &App, w: u16, h: u16, color: bool) -> Terminal<TestBackend> {
@@ -1246,18 +1250,7 @@ fn status_and_watch_output_is_stable() {
     let th = Thresholds::default();
     for (name, f) in [
         ("status_base", fleet(2)),
-        ("status_unreachable", {
-            let mut f = fleet(45);
-            f.set_conn(
-                1,
-                DaemonConn::Lost {
-                    since: at(-40),
-                    error: "connection refused (os error 111)".into(),
-                },
-                at(-40),
-            );
-            f
-        }),
+        ("status_unreachable", unreachable_fleet()),
     ] {
         let report = f.status_report(now(), &th);
         let json = serde_json::to_string_pretty(&report).expect("report JSON");

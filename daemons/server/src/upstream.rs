@@ -40,7 +40,7 @@ pub struct UpstreamStatus {
     pub since: DateTime<Utc>,
     /// The last error.
     pub last_error: Option<String>,
-    /// Consecutive failures.
+    /// Calls failed in a row (a success resets it).
     pub failures: u32,
     /// Sequence of the last bundle received from the upstream.
     pub last_bundle_sequence: Option<u64>,
@@ -61,7 +61,8 @@ pub struct UpstreamSettings {
     pub trust_domain: TrustDomain,
 }
 
-/// The upstream link.
+/// A downstream's link to its upstream: the SVID taken from the local agent, the mTLS client
+/// that presents it, and the connection state.
 pub struct Upstream {
     settings: UpstreamSettings,
     identity: SharedIdentity,

@@ -186,49 +186,26 @@ vocabulary!(EventKind {
     JwtUnavailable => "jwt-unavailable",
 });
 
-impl DaemonIdentity {
-    /// The role as sent.
-    pub fn role_wire(&self) -> Wire<DaemonRole> {
-        Wire::from_raw(self.role)
-    }
+/// Defines `<field>_wire()` readers of enum fields that keep a value this build does not know.
+macro_rules! wire_fields {
+    ($($msg:ident { $($get:ident: $field:ident as $ty:ident),+ })+) => {
+        $(impl $msg {
+            $(
+                #[doc = concat!("`", stringify!($field), "` as sent, a value this build does not know included.")]
+                pub fn $get(&self) -> Wire<$ty> {
+                    Wire::from_raw(self.$field)
+                }
+            )+
+        })+
+    };
 }
 
-impl Node {
-    /// The kind as sent.
-    pub fn kind_wire(&self) -> Wire<NodeKind> {
-        Wire::from_raw(self.kind)
-    }
-
-    /// The state as sent.
-    pub fn state_wire(&self) -> Wire<NodeState> {
-        Wire::from_raw(self.state)
-    }
-}
-
-impl KeyStorage {
-    /// The backend as sent.
-    pub fn backend_wire(&self) -> Wire<KeyBackend> {
-        Wire::from_raw(self.backend)
-    }
-}
-
-impl Connectivity {
-    /// The state as sent.
-    pub fn state_wire(&self) -> Wire<ConnectivityState> {
-        Wire::from_raw(self.state)
-    }
-}
-
-impl Event {
-    /// The severity as sent.
-    pub fn severity_wire(&self) -> Wire<Severity> {
-        Wire::from_raw(self.severity)
-    }
-
-    /// The kind as sent.
-    pub fn kind_wire(&self) -> Wire<EventKind> {
-        Wire::from_raw(self.kind)
-    }
+wire_fields! {
+    DaemonIdentity { role_wire: role as DaemonRole }
+    Node { kind_wire: kind as NodeKind, state_wire: state as NodeState }
+    KeyStorage { backend_wire: backend as KeyBackend }
+    Connectivity { state_wire: state as ConnectivityState }
+    Event { severity_wire: severity as Severity, kind_wire: kind as EventKind }
 }
 
 #[cfg(test)]

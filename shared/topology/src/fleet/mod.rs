@@ -43,7 +43,7 @@ pub const FLEET_EVENTS: usize = 1000;
 pub struct DaemonState {
     /// Name from the fleet file.
     pub name: String,
-    /// Admin endpoint.
+    /// The admin endpoint, as the fleet file gives it.
     pub endpoint: String,
     /// Role from the fleet file, until the daemon says.
     pub role_hint: DaemonRole,
@@ -114,7 +114,7 @@ impl DaemonState {
 /// A fleet event with the daemon it came from.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FleetEvent {
-    /// Daemon name.
+    /// The daemon it came from, or the one it is about (the console's own events).
     pub daemon: String,
     pub event: Event,
 }

@@ -30,7 +30,7 @@ pub struct StatusReport {
 /// One daemon and the console's link to it.
 #[derive(Debug, Clone, Serialize)]
 pub struct DaemonReport {
-    /// Admin endpoint.
+    /// The admin endpoint, as the fleet file gives it.
     pub admin: String,
     pub clock_skew_ms: i64,
     /// Why the console cannot reach it.

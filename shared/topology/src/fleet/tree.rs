@@ -14,7 +14,7 @@ pub struct TreeNode {
     pub node: Arc<Node>,
     /// Index of the daemon it came from.
     pub source: usize,
-    /// Children, sorted.
+    /// Children, in sibling order.
     pub children: Vec<usize>,
     pub parent: Option<usize>,
 }
