@@ -9,8 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio::sync::mpsc;
 use trustdeck_process::clock::Clock;
-use trustdeck_proto::admin::{ConnectivityState, DaemonRole, NodeKind};
-use trustdeck_proto::vocab::Vocabulary;
+use trustdeck_proto::admin::{ConnectivityState, NodeKind};
 use trustdeck_topology::ttl::{Level, Thresholds, fmt_secs, fmt_time};
 use trustdeck_topology::{DaemonConn, Fleet, Health};
 
@@ -26,14 +25,11 @@ pub fn out(line: &str) -> bool {
 
 /// A fleet model for these targets.
 pub fn fleet_for(targets: &[Target]) -> Fleet {
-    Fleet::new(targets.iter().map(|t| {
-        (
-            t.name.clone(),
-            t.admin.clone(),
-            DaemonRole::parse(&t.role).unwrap_or(DaemonRole::Unspecified),
-            t.segment.clone(),
-        )
-    }))
+    Fleet::new(
+        targets
+            .iter()
+            .map(|t| (t.name.clone(), t.admin.clone(), t.role, t.segment.clone())),
+    )
 }
 
 /// Applies one update to the fleet; returns a daemon whose stream must be reopened.

@@ -141,25 +141,38 @@ impl AdminAccess {
 }
 
 /// The `[admin]` table of a daemon's configuration.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminSection {
     /// Serve the admin APIs on mTLS TCP too (e.g. `127.0.0.1:0`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub bind_address: Option<std::net::SocketAddr>,
     /// Uids that may watch over the socket.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub viewer_uids: Vec<u32>,
     /// SPIFFE IDs that may operate over mTLS.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub operators: Vec<String>,
     /// SPIFFE IDs that may watch over mTLS.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub viewers: Vec<String>,
+}
+
+/// An `[admin]` table names a SPIFFE ID that does not parse.
+#[derive(Debug, thiserror::Error)]
+#[error("admin.{key}: {source}")]
+pub struct BadAdminId {
+    /// `operators` or `viewers`.
+    pub key: &'static str,
+    pub source: trustdeck_spiffe::IdError,
 }
 
 impl AdminSection {
     /// The access rules, with every SPIFFE ID checked; errors name the bad value.
-    pub fn access(&self, operator_uids: &[u32]) -> Result<AdminAccess, String> {
-        let ids = |what: &str, v: &[String]| -> Result<Vec<SpiffeId>, String> {
+    pub fn access(&self, operator_uids: &[u32]) -> Result<AdminAccess, BadAdminId> {
+        let ids = |key: &'static str, v: &[String]| -> Result<Vec<SpiffeId>, BadAdminId> {
             v.iter()
-                .map(|s| SpiffeId::parse(s).map_err(|e| format!("admin.{what}: {e}")))
+                .map(|s| SpiffeId::parse(s).map_err(|source| BadAdminId { key, source }))
                 .collect()
         };
         Ok(AdminAccess {
