@@ -3,6 +3,7 @@
 //! - [`workload`]: the SPIFFE Workload API, wire-exact (no protobuf package).
 //! - [`node`]: the node API agents and downstream servers call on their server.
 //! - [`admin`]: the server's local administration API.
+//! - [`reason`]: machine-readable reasons on node-API errors.
 #![forbid(unsafe_code)]
 #![allow(clippy::all)]
 
@@ -21,6 +22,8 @@ pub mod node {
 pub mod admin {
     tonic::include_proto!("trustdeck.admin.v1");
 }
+
+pub mod reason;
 
 /// The gRPC metadata key every Workload API call must carry, with the value `true`.
 pub const WORKLOAD_HEADER: &str = "workload.spiffe.io";
