@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use trustdeck_proto::admin::{Connectivity, DaemonIdentity, KeyStorage, Node, NodeKind};
 
 use crate::agent::{Agent, ServerStatus};
@@ -13,8 +13,8 @@ use crate::config::Config;
 /// Hub group of the agent's own nodes.
 pub const GROUP_LOCAL: &str = "local";
 
-/// The daemon identity for a config.
-pub fn identity(config: &Config) -> DaemonIdentity {
+/// The daemon identity for a config, started at `started_at`.
+pub fn identity(config: &Config, started_at: DateTime<Utc>) -> DaemonIdentity {
     DaemonIdentity {
         name: config.name.clone(),
         role: "agent".into(),
@@ -22,7 +22,7 @@ pub fn identity(config: &Config) -> DaemonIdentity {
         spiffe_id: String::new(),
         version: env!("CARGO_PKG_VERSION").into(),
         trust_domain: config.trust_domain.to_string(),
-        started_at: Utc::now().timestamp(),
+        started_at: started_at.timestamp(),
     }
 }
 
@@ -121,7 +121,7 @@ pub async fn publish(agent: Arc<Agent>, mut shutdown: tokio::sync::watch::Receiv
     let mut built_from = None;
     loop {
         let cache = cache_rx.borrow_and_update().clone();
-        let now = Utc::now();
+        let now = agent.clock().now();
         let svid = agent.svid_window();
         if let Some((id, _, _)) = &svid {
             agent.hub().set_spiffe_id(id.as_str(), now);
