@@ -107,7 +107,11 @@ pub async fn load(
                 .unwrap_or_else(trustdeck_tpm::device::default_tcti);
             let chain = read_der_or_pem("tpm_devid devid_cert_path", devid_cert_path).await?;
             let ek_cert = match ek_cert_path {
-                Some(p) => Some(read_der_or_pem("tpm_devid ek_cert_path", p).await?.remove(0)),
+                Some(p) => Some(
+                    read_der_or_pem("tpm_devid ek_cert_path", p)
+                        .await?
+                        .remove(0),
+                ),
                 None => None,
             };
             let (key, evidence) =
@@ -143,7 +147,10 @@ async fn x509pop(cert_path: &Path, key_path: &Path) -> Result<Credentials, Crede
             source,
         },
     )?;
-    Ok(Credentials::X509pop { chain, key })
+    Ok(Credentials::X509pop {
+        chain,
+        key: Box::new(key),
+    })
 }
 
 /// Certificates from a DER file (one) or a PEM file (one or more).
@@ -163,13 +170,12 @@ async fn read_der_or_pem(what: &'static str, path: &Path) -> Result<Vec<Vec<u8>>
         what,
         path: path.clone(),
     })?;
-    let certs = trustdeck_spiffe::pem::decode_certs(&text).map_err(|source| {
-        CredentialError::Pem {
+    let certs =
+        trustdeck_spiffe::pem::decode_certs(&text).map_err(|source| CredentialError::Pem {
             what,
             path: path.clone(),
             source,
-        }
-    })?;
+        })?;
     if certs.is_empty() {
         return Err(CredentialError::NoCertificate { what, path });
     }
@@ -206,12 +212,8 @@ impl TpmProver {
         let (tcti, key) = (self.tcti.clone(), self.key.clone());
         tokio::task::spawn_blocking(move || {
             let mut tpm = Tpm::open(&tcti)?;
-            let (signature, activated_secret) = tpm.answer_challenge(
-                &key,
-                &ch.nonce,
-                &ch.credential_blob,
-                &ch.encrypted_secret,
-            )?;
+            let (signature, activated_secret) =
+                tpm.answer_challenge(&key, &ch.nonce, &ch.credential_blob, &ch.encrypted_secret)?;
             Ok(TpmDevidProof {
                 signature,
                 activated_secret,

@@ -48,11 +48,8 @@ impl TpmBundles {
         };
         Ok(TpmBundles {
             devid: read_bundle("devid_ca_bundle_path", &c.devid_ca_bundle_path).await?,
-            endorsement: read_bundle(
-                "endorsement_ca_bundle_path",
-                &c.endorsement_ca_bundle_path,
-            )
-            .await?,
+            endorsement: read_bundle("endorsement_ca_bundle_path", &c.endorsement_ca_bundle_path)
+                .await?,
             devid_name: c.devid_ca_bundle_path.display().to_string(),
             endorsement_name: c.endorsement_ca_bundle_path.display().to_string(),
         })

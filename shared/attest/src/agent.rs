@@ -5,8 +5,8 @@
 //! [`AgentDialogue::answered`].
 
 use trustdeck_proto::node::{
-    AttestParams, AttestRequest, AttestResponse, AttestResult, TpmDevidChallenge,
-    TpmDevidEvidence, TpmDevidProof, attest_request, attest_response,
+    AttestParams, AttestRequest, AttestResponse, AttestResult, TpmDevidChallenge, TpmDevidEvidence,
+    TpmDevidProof, attest_request, attest_response,
 };
 
 use crate::Method;
@@ -20,7 +20,7 @@ pub enum Credentials {
         /// The chain.
         chain: Vec<Vec<u8>>,
         /// The leaf's key, which signs the server's nonce.
-        key: rcgen::KeyPair,
+        key: Box<rcgen::KeyPair>,
     },
     /// A DevID certificate chain (DER, leaf first) and the TPM's evidence; the TPM answers
     /// the challenge.
@@ -81,7 +81,7 @@ enum State {
     /// join_token: the result is due.
     Token,
     /// x509pop: the nonce is due.
-    X509Challenge(rcgen::KeyPair),
+    X509Challenge(Box<rcgen::KeyPair>),
     /// tpm_devid: the challenge is due.
     TpmChallenge,
     /// tpm_devid: the TPM is answering.
@@ -143,7 +143,7 @@ impl AgentDialogue {
                 match std::mem::replace(&mut self.state, State::Over) {
                     State::X509Challenge(key) => {
                         let message = trustdeck_pki::x509pop::challenge_message(&nonce);
-                        let sig = rcgen::SigningKey::sign(&key, &message)
+                        let sig = rcgen::SigningKey::sign(key.as_ref(), &message)
                             .map_err(DialogueError::Sign)?;
                         self.state = State::Answered;
                         Ok(Next::Send(request(

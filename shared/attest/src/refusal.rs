@@ -23,9 +23,7 @@ pub enum Refusal {
     #[error("agent CSR: {0}")]
     Csr(CsrError),
     /// `AttestParams.attestation_type` names no method.
-    #[error(
-        "unknown attestation type {0:?} (supported: join_token, x509pop, tpm_devid)"
-    )]
+    #[error("unknown attestation type {0:?} (supported: join_token, x509pop, tpm_devid)")]
     UnknownMethod(String),
     /// The method is not configured on this server.
     #[error("{0} attestation is not enabled on this server")]

@@ -209,9 +209,9 @@ impl<'a> ServerDialogue<'a> {
             (State::X509Proof(node), Some(attest_request::Step::ChallengeResponse(sig))) => {
                 self.x509pop_verify(&node, &sig)
             }
-            (State::X509Proof(_), _) => Err(Refusal::Protocol(
-                "x509pop: expected a challenge response",
-            )),
+            (State::X509Proof(_), _) => {
+                Err(Refusal::Protocol("x509pop: expected a challenge response"))
+            }
             (State::TpmEvidence(chain), Some(attest_request::Step::TpmDevidEvidence(e))) => {
                 self.tpm_challenge(&chain, e, now)
             }
@@ -278,8 +278,8 @@ impl<'a> ServerDialogue<'a> {
         if self.policy.x509pop_cas.is_empty() {
             return Err(Refusal::Disabled(Method::X509pop));
         }
-        let node = x509pop::verify_chain(chain, self.policy.x509pop_cas, now)
-            .map_err(Refusal::X509pop)?;
+        let node =
+            x509pop::verify_chain(chain, self.policy.x509pop_cas, now).map_err(Refusal::X509pop)?;
         self.state = State::X509Proof(node);
         Ok(Turn::Send(AttestResponse {
             step: Some(attest_response::Step::Challenge(self.fresh.nonce.to_vec())),
@@ -288,8 +288,7 @@ impl<'a> ServerDialogue<'a> {
     }
 
     fn x509pop_verify(&mut self, node: &X509PopNode, sig: &[u8]) -> Result<Turn, Refusal> {
-        x509pop::verify_proof(&node.leaf_spki, &self.fresh.nonce, sig)
-            .map_err(Refusal::X509pop)?;
+        x509pop::verify_proof(&node.leaf_spki, &self.fresh.nonce, sig).map_err(Refusal::X509pop)?;
         let id = agent_id(self.policy.trust_domain, Method::X509pop, &node.fingerprint)?;
         let selectors = node.selectors.clone();
         self.done(|csr| Attested {
@@ -307,10 +306,7 @@ impl<'a> ServerDialogue<'a> {
         e: TpmDevidEvidence,
         now: DateTime<Utc>,
     ) -> Result<Turn, Refusal> {
-        let anchors = self
-            .policy
-            .tpm
-            .ok_or(Refusal::Disabled(Method::TpmDevid))?;
+        let anchors = self.policy.tpm.ok_or(Refusal::Disabled(Method::TpmDevid))?;
         let evidence = Evidence {
             devid_chain,
             ek_cert: &e.ek_cert,
@@ -340,7 +336,11 @@ impl<'a> ServerDialogue<'a> {
         verify::verify_proof(&device.devid_spki, &self.fresh.nonce, &p.signature)
             .map_err(Refusal::Tpm)?;
         verify::verify_secret(&self.fresh.secret, &p.activated_secret).map_err(Refusal::Tpm)?;
-        let id = agent_id(self.policy.trust_domain, Method::TpmDevid, &device.fingerprint)?;
+        let id = agent_id(
+            self.policy.trust_domain,
+            Method::TpmDevid,
+            &device.fingerprint,
+        )?;
         let selectors = device.selectors.clone();
         self.done(|csr| Attested {
             id,

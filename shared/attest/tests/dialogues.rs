@@ -5,9 +5,7 @@ use chrono::{DateTime, Duration, Utc};
 use rcgen::KeyPair;
 use tonic::Code;
 use trustdeck_attest::agent::{AgentDialogue, Credentials, DialogueError, Next};
-use trustdeck_attest::server::{
-    self, Attested, Fresh, Policy, ServerDialogue, TpmAnchors, Turn,
-};
+use trustdeck_attest::server::{self, Attested, Fresh, Policy, ServerDialogue, TpmAnchors, Turn};
 use trustdeck_attest::{Method, Refusal};
 use trustdeck_proto::node::{
     AttestRequest, AttestResponse, Reason, TpmDevidEvidence, TpmDevidProof, attest_request,
@@ -129,7 +127,7 @@ fn x509_node() -> X509Node {
 fn x509_creds(n: &X509Node) -> Credentials {
     Credentials::X509pop {
         chain: n.chain.clone(),
-        key: KeyPair::from_pem(&n.key_pem).expect("key"),
+        key: Box::new(KeyPair::from_pem(&n.key_pem).expect("key")),
     }
 }
 
@@ -184,10 +182,7 @@ fn join_token_attests_in_one_message() {
         "spiffe://example.org/trustdeck/agent/join_token/tok-1"
     );
     assert_eq!(a.join_token.as_deref(), Some("tok-1"));
-    for (token, text) in [
-        ("  ", "empty token"),
-        ("a/b", "outside [A-Za-z0-9_-]"),
-    ] {
+    for (token, text) in [("  ", "empty token"), ("a/b", "outside [A-Za-z0-9_-]")] {
         let e = run(
             Credentials::JoinToken(token.into()),
             open_policy(&td),
@@ -211,13 +206,15 @@ fn x509pop_attests_with_a_signed_nonce() {
     let a = run(x509_creds(&n), policy, fresh(2), None).expect("attested");
     assert_eq!(a.method, Method::X509pop);
     assert!(
-        a.id
-            .as_str()
+        a.id.as_str()
             .starts_with("spiffe://example.org/trustdeck/agent/x509pop/"),
         "{}",
         a.id
     );
-    assert!(a.selectors.contains(&"x509pop:subject:cn:node-1".to_string()));
+    assert!(
+        a.selectors
+            .contains(&"x509pop:subject:cn:node-1".to_string())
+    );
     assert_eq!(a.join_token, None);
 }
 
@@ -271,7 +268,12 @@ fn x509pop_refuses_a_wrong_nonce_a_replay_and_a_late_answer() {
     // A signature over another nonce.
     let mut s = x509_server(&n, policy, fresh(3));
     let e = s.receive(signed(&n, &[4; 32]), now()).unwrap_err();
-    refused(&e, Code::PermissionDenied, Reason::EvidenceRefused, "proof of possession");
+    refused(
+        &e,
+        Code::PermissionDenied,
+        Reason::EvidenceRefused,
+        "proof of possession",
+    );
     // The answer that worked in one dialogue does not work in the next.
     let answer = signed(&n, &[5; 32]);
     let mut first = x509_server(&n, policy, fresh(5));
@@ -281,7 +283,12 @@ fn x509pop_refuses_a_wrong_nonce_a_replay_and_a_late_answer() {
     ));
     let mut second = x509_server(&n, policy, fresh(6));
     let e = second.receive(answer, now()).unwrap_err();
-    refused(&e, Code::PermissionDenied, Reason::EvidenceRefused, "proof of possession");
+    refused(
+        &e,
+        Code::PermissionDenied,
+        Reason::EvidenceRefused,
+        "proof of possession",
+    );
     // A right answer after the deadline.
     let mut late = x509_server(&n, policy, fresh(7));
     let e = late
@@ -320,7 +327,12 @@ fn messages_out_of_order_are_refused_on_both_sides() {
     refused(&e, Code::InvalidArgument, Reason::ProtocolViolation, "over");
     // A dialogue must open with the params.
     let e = server::open(signed(&n, &[8; 32])).unwrap_err();
-    refused(&e, Code::InvalidArgument, Reason::ProtocolViolation, "AttestParams");
+    refused(
+        &e,
+        Code::InvalidArgument,
+        Reason::ProtocolViolation,
+        "AttestParams",
+    );
     // Closing early names what was due.
     let s = x509_server(&n, policy, fresh(9));
     assert_eq!(
@@ -330,7 +342,9 @@ fn messages_out_of_order_are_refused_on_both_sides() {
     // A join-token agent takes no challenge; an x509pop agent no TPM challenge.
     let (mut agent, _) = AgentDialogue::new(Credentials::JoinToken("t".into()), csr());
     let challenge = AttestResponse {
-        step: Some(trustdeck_proto::node::attest_response::Step::Challenge(vec![1; 32])),
+        step: Some(trustdeck_proto::node::attest_response::Step::Challenge(
+            vec![1; 32],
+        )),
         tpm_devid_challenge: None,
     };
     let e = agent.receive(challenge.clone()).unwrap_err();
@@ -351,7 +365,10 @@ fn messages_out_of_order_are_refused_on_both_sides() {
     );
     // An x509pop agent answers one challenge only.
     let (mut agent, _) = AgentDialogue::new(x509_creds(&n), csr());
-    assert!(matches!(agent.receive(challenge.clone()), Ok(Next::Send(_))));
+    assert!(matches!(
+        agent.receive(challenge.clone()),
+        Ok(Next::Send(_))
+    ));
     assert!(agent.receive(challenge).is_err());
     assert!(matches!(
         agent.answered(TpmDevidProof::default()),
@@ -379,7 +396,12 @@ fn unknown_disabled_and_malformed_openings_are_refused() {
         "unknown attestation type \"aws_iid\"",
     );
     let e = server::open(params("join_token", vec![1, 2, 3])).unwrap_err();
-    refused(&e, Code::InvalidArgument, Reason::ProtocolViolation, "agent CSR");
+    refused(
+        &e,
+        Code::InvalidArgument,
+        Reason::ProtocolViolation,
+        "agent CSR",
+    );
     for kind in ["x509pop", "tpm_devid"] {
         let at = now();
         let opening = server::open(params(kind, csr())).expect("open");
@@ -399,26 +421,43 @@ fn unknown_disabled_and_malformed_openings_are_refused() {
 fn tpm_devid_attests_a_tpm_resident_key_and_refuses_another_tpm() {
     let td = td();
     let lab = Lab::new();
-    let a = run(tpm_creds(&lab), tpm_policy(&td, &lab), fresh(10), Some(&lab))
-        .expect("attested");
+    let a = run(
+        tpm_creds(&lab),
+        tpm_policy(&td, &lab),
+        fresh(10),
+        Some(&lab),
+    )
+    .expect("attested");
     assert_eq!(a.method, Method::TpmDevid);
     assert!(
-        a.id
-            .as_str()
+        a.id.as_str()
             .starts_with("spiffe://example.org/trustdeck/agent/tpm_devid/"),
         "{}",
         a.id
     );
-    assert!(a.selectors.contains(&"tpm_devid:subject:cn:node-7".to_string()));
+    assert!(
+        a.selectors
+            .contains(&"tpm_devid:subject:cn:node-7".to_string())
+    );
 
     // Another TPM's EK cannot release the credential made for this one's: the evidence of
     // `lab` answered by a TPM whose EK differs.
     let mut other = Lab::new();
     other.devid_key = KeyPair::from_pem(&lab.devid_key.serialize_pem()).expect("key");
     other.devid_public = lab.devid_public.clone();
-    let e = run(tpm_creds(&lab), tpm_policy(&td, &lab), fresh(11), Some(&other))
-        .unwrap_err();
-    refused(&e, Code::PermissionDenied, Reason::EvidenceRefused, "tpm_devid");
+    let e = run(
+        tpm_creds(&lab),
+        tpm_policy(&td, &lab),
+        fresh(11),
+        Some(&other),
+    )
+    .unwrap_err();
+    refused(
+        &e,
+        Code::PermissionDenied,
+        Reason::EvidenceRefused,
+        "tpm_devid",
+    );
 
     // Evidence from a TPM the endorsement CA does not know.
     let stranger = Lab::new();
@@ -429,7 +468,12 @@ fn tpm_devid_attests_a_tpm_resident_key_and_refuses_another_tpm() {
         Some(&stranger),
     )
     .unwrap_err();
-    refused(&e, Code::PermissionDenied, Reason::EvidenceRefused, "does not chain");
+    refused(
+        &e,
+        Code::PermissionDenied,
+        Reason::EvidenceRefused,
+        "does not chain",
+    );
 }
 
 #[test]
@@ -455,12 +499,20 @@ fn tpm_devid_refuses_a_replayed_proof_and_a_proof_before_the_evidence() {
             activated_secret,
         })),
     };
-    assert!(matches!(first.receive(proof.clone(), now()), Ok(Turn::Done(_))));
+    assert!(matches!(
+        first.receive(proof.clone(), now()),
+        Ok(Turn::Done(_))
+    ));
     let (Ok(Turn::Send(_)), mut second) = start(fresh(14)) else {
         panic!("no challenge")
     };
     let e = second.receive(proof.clone(), now()).unwrap_err();
-    refused(&e, Code::PermissionDenied, Reason::EvidenceRefused, "tpm_devid");
+    refused(
+        &e,
+        Code::PermissionDenied,
+        Reason::EvidenceRefused,
+        "tpm_devid",
+    );
 
     // The proof where the evidence is due.
     let (mut s, _, _) = server_for(tpm_creds(&lab), policy, fresh(15));

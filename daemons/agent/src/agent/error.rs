@@ -11,7 +11,8 @@ use crate::credentials::CredentialError;
 use crate::state::StateError;
 
 /// Appended to the refusal of a used join token: what the operator has to do.
-const TOKEN_USED_HINT: &str = "; a join token works once: this agent was evicted or lost its SVID, give it a new join token";
+const TOKEN_USED_HINT: &str =
+    "; a join token works once: this agent was evicted or lost its SVID, give it a new join token";
 
 /// Errors of the agent engine.
 #[derive(Debug, thiserror::Error)]

@@ -210,11 +210,9 @@ impl Agent {
 /// The bundle at `trust_bundle_path`, which the agent trusts until its first attestation.
 fn bootstrap_bundle(config: &Config) -> Result<Bundle, AgentError> {
     let path = &config.trust_bundle_path;
-    let text = std::fs::read_to_string(path).map_err(|source| {
-        AgentError::BootstrapBundleFile {
-            path: path.clone(),
-            source,
-        }
+    let text = std::fs::read_to_string(path).map_err(|source| AgentError::BootstrapBundleFile {
+        path: path.clone(),
+        source,
     })?;
     Bundle::from_pem_x509(&config.trust_domain, &text).map_err(|source| {
         AgentError::BootstrapBundle {

@@ -11,9 +11,7 @@ use tonic::{Code, Request, Status, Streaming};
 use trustdeck_attest::server::{self, Attested, DEADLINE, Fresh, Policy, ServerDialogue, Turn};
 use trustdeck_attest::{Method, Refusal};
 use trustdeck_datastore::AttestedNode;
-use trustdeck_proto::node::{
-    AttestRequest, AttestResponse, AttestResult, Reason, attest_response,
-};
+use trustdeck_proto::node::{AttestRequest, AttestResponse, AttestResult, Reason, attest_response};
 use trustdeck_proto::reason::reason_status;
 use trustdeck_topology::hub::Severity;
 
@@ -92,8 +90,13 @@ async fn attest(
         tpm: tpm.as_ref().map(TpmBundles::anchors),
     };
     let deadline = started + chrono::Duration::from_std(DEADLINE).unwrap_or_default();
-    let (mut dialogue, mut turn) =
-        ServerDialogue::start(opening, policy, Fresh::generate()?, deadline, ctx.clock.now())?;
+    let (mut dialogue, mut turn) = ServerDialogue::start(
+        opening,
+        policy,
+        Fresh::generate()?,
+        deadline,
+        ctx.clock.now(),
+    )?;
     let attested = loop {
         match turn {
             Turn::Done(a) => break *a,
