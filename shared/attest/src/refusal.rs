@@ -48,7 +48,7 @@ pub enum Refusal {
     Deadline(std::time::Duration),
     /// The agent ID could not be formed from the evidence.
     #[error("{0}")]
-    AgentId(String),
+    AgentId(trustdeck_spiffe::IdError),
     /// No random challenge could be drawn.
     #[error("random number generator failed")]
     Random,

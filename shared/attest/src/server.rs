@@ -135,7 +135,7 @@ pub fn join_token_agent_id(td: &TrustDomain, token: &str) -> SpiffeId {
 
 fn agent_id(td: &TrustDomain, method: Method, fingerprint: &str) -> Result<SpiffeId, Refusal> {
     SpiffeId::from_segments(td, &["trustdeck", "agent", method.as_str(), fingerprint])
-        .map_err(|e| Refusal::AgentId(e.to_string()))
+        .map_err(Refusal::AgentId)
 }
 
 enum State {

@@ -89,9 +89,8 @@ impl Agent {
             };
             let _ = tx.send(reply).await;
         }
-        Err(AgentError::Unreachable {
+        Err(AgentError::AttestationCutShort {
             addr: addr.to_string(),
-            message: "attestation stream ended without a result".into(),
         })
     }
 }

@@ -22,12 +22,20 @@ pub enum AgentError {
     #[error("node attestation refused: {0}")]
     AttestationRefused(String),
     /// The server could not be reached or failed.
-    #[error("server {addr} unreachable: {message}")]
+    #[error("server {addr} unreachable: {message} ({code:?})")]
     Unreachable {
         /// The server's node API address.
         addr: String,
-        /// What failed, with the gRPC code.
+        /// The gRPC status code.
+        code: Code,
+        /// The status message.
         message: String,
+    },
+    /// The server ended the attestation stream without a result or a refusal.
+    #[error("server {addr} unreachable: attestation stream ended without a result")]
+    AttestationCutShort {
+        /// The server's node API address.
+        addr: String,
     },
     /// The agent is not (or no longer) attested: evicted, or its SVID expired.
     #[error("agent is not attested: {0}")]
@@ -116,7 +124,8 @@ impl AgentError {
             }
             _ => AgentError::Unreachable {
                 addr: addr.to_string(),
-                message: format!("{msg} ({:?})", s.code()),
+                code: s.code(),
+                message: msg,
             },
         }
     }
@@ -142,7 +151,10 @@ impl AgentError {
     pub fn is_fatal_at_start(&self) -> bool {
         !matches!(
             self,
-            AgentError::Unreachable { .. } | AgentError::NotAttested(_) | AgentError::Banned(_)
+            AgentError::Unreachable { .. }
+                | AgentError::AttestationCutShort { .. }
+                | AgentError::NotAttested(_)
+                | AgentError::Banned(_)
         )
     }
 }
