@@ -24,9 +24,7 @@ pub enum CredentialError {
     Read {
         /// Which setting names the file (`join token file`, `x509pop key_path`, ...).
         what: &'static str,
-        /// The file.
         path: PathBuf,
-        /// The cause.
         source: std::io::Error,
     },
     /// A certificate file does not decode.
@@ -34,9 +32,7 @@ pub enum CredentialError {
     Pem {
         /// Which setting names the file.
         what: &'static str,
-        /// The file.
         path: PathBuf,
-        /// The cause.
         source: PemError,
     },
     /// A certificate file is neither DER nor PEM text.
@@ -44,7 +40,6 @@ pub enum CredentialError {
     NotDerOrPem {
         /// Which setting names the file.
         what: &'static str,
-        /// The file.
         path: PathBuf,
     },
     /// A certificate file holds no certificate.
@@ -52,17 +47,11 @@ pub enum CredentialError {
     NoCertificate {
         /// Which setting names the file.
         what: &'static str,
-        /// The file.
         path: PathBuf,
     },
     /// The x509pop key does not parse.
     #[error("x509pop key_path {}: {source}", path.display())]
-    Key {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        source: rcgen::Error,
-    },
+    Key { path: PathBuf, source: rcgen::Error },
     /// A TPM operation (or reading the DevID key blobs) failed.
     #[error("tpm_devid: {0}")]
     Tpm(#[from] DeviceError),

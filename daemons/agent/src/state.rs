@@ -14,25 +14,19 @@ pub enum StateError {
     /// File I/O failed.
     #[error("{path}: {source}")]
     Io {
-        /// The file.
         path: PathBuf,
-        /// The cause.
         source: std::io::Error,
     },
     /// A stored certificate or key file does not decode.
     #[error("{} is corrupt: {source}", path.display())]
     CorruptPem {
-        /// The file.
         path: PathBuf,
-        /// The cause.
         source: pem::PemError,
     },
     /// The stored bundle does not parse.
     #[error("{} is corrupt: {source}", path.display())]
     CorruptBundle {
-        /// The file.
         path: PathBuf,
-        /// The cause.
         source: trustdeck_spiffe::BundleError,
     },
 }
@@ -41,7 +35,7 @@ pub enum StateError {
 pub struct StoredSvid {
     /// DER chain, leaf first.
     pub chain: Vec<Vec<u8>>,
-    /// PKCS#8 key.
+    /// The key, PKCS#8 DER.
     pub key_pkcs8: Vec<u8>,
 }
 
@@ -122,7 +116,7 @@ pub fn clear_svid(dir: &Path) {
     let _ = std::fs::remove_file(dir.join(KEY));
 }
 
-/// Saves the bundle.
+/// Persists the bundle (0644, by rename).
 pub fn save_bundle(dir: &Path, b: &Bundle) -> Result<(), StateError> {
     write_private(&dir.join(BUNDLE), b.to_json().as_bytes(), 0o644)
 }

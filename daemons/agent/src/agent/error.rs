@@ -28,7 +28,6 @@ pub enum AgentError {
         addr: String,
         /// The gRPC status code.
         code: Code,
-        /// The status message.
         message: String,
     },
     /// The server ended the attestation stream without a result or a refusal.
@@ -55,17 +54,13 @@ pub enum AgentError {
     /// The bootstrap trust bundle could not be read.
     #[error("trust_bundle_path {}: {source}", path.display())]
     BootstrapBundleFile {
-        /// The file.
         path: PathBuf,
-        /// The cause.
         source: std::io::Error,
     },
     /// The bootstrap trust bundle does not parse.
     #[error("trust_bundle_path {}: {source}", path.display())]
     BootstrapBundle {
-        /// The file.
         path: PathBuf,
-        /// The cause.
         source: trustdeck_spiffe::BundleError,
     },
     /// A blocking task (file I/O) did not finish.
@@ -94,9 +89,7 @@ pub enum AgentError {
     Socket {
         /// The step that failed (`bind`, `chmod`, ...).
         what: &'static str,
-        /// The socket.
         path: PathBuf,
-        /// The cause.
         source: std::io::Error,
     },
     /// Another agent serves the socket.
@@ -105,9 +98,7 @@ pub enum AgentError {
     /// The admin API's TCP listener could not be set up.
     #[error("bind admin API on {addr}: {source}")]
     AdminListener {
-        /// The configured address.
         addr: std::net::SocketAddr,
-        /// The cause.
         source: std::io::Error,
     },
 }

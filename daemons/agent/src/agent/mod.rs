@@ -134,7 +134,6 @@ impl Agent {
             .map(|s| s.id.clone())
     }
 
-    /// The configuration.
     pub fn config(&self) -> &Config {
         &self.config
     }
@@ -149,7 +148,7 @@ impl Agent {
         self.cache_tx.subscribe()
     }
 
-    /// The current cache.
+    /// The cache as last published.
     pub fn cache(&self) -> Arc<Cache> {
         self.cache_tx.borrow().clone()
     }
