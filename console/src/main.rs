@@ -13,6 +13,7 @@ use trustdeck_console::client::{ClientTls, Update, Watcher};
 use trustdeck_console::demo::{Demo, DemoOptions};
 use trustdeck_console::fleetfile::{FleetFile, Target};
 use trustdeck_console::status;
+use trustdeck_pki::rotation::parse_duration;
 use trustdeck_topology::ttl::Thresholds;
 
 /// The trustdeck operations console.
@@ -104,11 +105,11 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         workload_agents: usize,
         /// Workload X509-SVID lifetime.
-        #[arg(long, default_value = "5m")]
-        svid_ttl: String,
+        #[arg(long, default_value = "5m", value_parser = parse_duration)]
+        svid_ttl: chrono::Duration,
         /// Intermediate CA lifetime.
-        #[arg(long, default_value = "1h")]
-        intermediate_ttl: String,
+        #[arg(long, default_value = "1h", value_parser = parse_duration)]
+        intermediate_ttl: chrono::Duration,
     },
 }
 
@@ -150,7 +151,7 @@ fn load_fleet(f: &FleetArgs) -> Result<(FleetFile, Vec<Target>)> {
         .as_ref()
         .context("--fleet FILE is required (or run `trustdeck demo`)")?;
     let file = FleetFile::load(path)?;
-    let targets = file.targets().map_err(anyhow::Error::msg)?;
+    let targets = file.targets()?;
     Ok((file, targets))
 }
 
@@ -243,7 +244,8 @@ async fn console(
     let mut app = App::new(fleet, th);
     app.mouse = ui.mouse;
     let color = color_wanted(ui);
-    let r = trustdeck_console::term::run(app, mrx, etx, color).await;
+    let clock = trustdeck_process::clock::system();
+    let r = trustdeck_console::term::run(app, mrx, etx, color, clock).await;
     forward.abort();
     let _ = effects.await;
     drop(mtx);
@@ -334,7 +336,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 let _ = trustdeck_process::terminated().await;
                 Ok(())
             } else {
-                let targets = demo.fleet.targets().map_err(anyhow::Error::msg)?;
+                let targets = demo.fleet.targets()?;
                 console(targets, None, th, &cli.ui).await
             };
             demo.stop().await;

@@ -11,8 +11,10 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent,
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ratatui::style::Color;
-use trustdeck_console::app::{App, BINDINGS, COMMANDS, Effect, Mode, Msg, View, update};
-use trustdeck_console::view;
+use trustdeck_console::app::{
+    App, BINDINGS, COMMANDS, DetailError, Effect, Mode, Msg, View, update,
+};
+use trustdeck_console::{layout, view};
 use trustdeck_proto::admin::NodeDetail;
 use trustdeck_topology::fleet::{DaemonConn, Fleet, Thresholds};
 use trustdeck_topology::{
@@ -702,7 +704,7 @@ fn detail_popup() {
         &mut app,
         Msg::Detail {
             node_id: worker_id(),
-            result: Err("GetNode: deadline exceeded".into()),
+            result: Err(DetailError::Rpc("GetNode: deadline exceeded".into())),
         },
         now(),
     );
@@ -1153,7 +1155,7 @@ fn detail_answers_for_other_nodes_are_ignored() {
         &mut app,
         Msg::Detail {
             node_id: "x509:nope".into(),
-            result: Err("x".into()),
+            result: Err(DetailError::Rpc("x".into())),
         },
         now(),
     );
@@ -1172,7 +1174,7 @@ fn mouse_only_when_enabled() {
         })
     };
     let mut app = base(80, 24);
-    let area = view::list_area(&app, View::Tree, ratatui::layout::Rect::new(0, 0, 80, 24));
+    let area = layout::list_area(layout::screen((80, 24)), View::Tree, app.windows());
     assert!(update(&mut app, click(area.y + 3), now()).is_empty());
     assert_eq!(app.cursor(View::Tree), 0);
     app.mouse = true;
