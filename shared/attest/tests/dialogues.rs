@@ -124,6 +124,13 @@ fn x509_node() -> X509Node {
     }
 }
 
+fn x509_policy<'a>(td: &'a TrustDomain, n: &'a X509Node) -> Policy<'a> {
+    Policy {
+        x509pop_cas: std::slice::from_ref(&n.ca),
+        ..open_policy(td)
+    }
+}
+
 fn x509_creds(n: &X509Node) -> Credentials {
     Credentials::X509pop {
         chain: n.chain.clone(),
@@ -198,11 +205,7 @@ fn join_token_attests_in_one_message() {
 fn x509pop_attests_with_a_signed_nonce() {
     let td = td();
     let n = x509_node();
-    let cas = [n.ca.clone()];
-    let policy = Policy {
-        x509pop_cas: &cas,
-        ..open_policy(&td)
-    };
+    let policy = x509_policy(&td, &n);
     let a = run(x509_creds(&n), policy, fresh(2), None).expect("attested");
     assert_eq!(a.method, Method::X509pop);
     assert!(
@@ -260,11 +263,7 @@ fn signed(n: &X509Node, nonce: &[u8]) -> AttestRequest {
 fn x509pop_refuses_a_wrong_nonce_a_replay_and_a_late_answer() {
     let td = td();
     let n = x509_node();
-    let cas = [n.ca.clone()];
-    let policy = Policy {
-        x509pop_cas: &cas,
-        ..open_policy(&td)
-    };
+    let policy = x509_policy(&td, &n);
     // A signature over another nonce.
     let mut s = x509_server(&n, policy, fresh(3));
     let e = s.receive(signed(&n, &[4; 32]), now()).unwrap_err();
@@ -306,11 +305,7 @@ fn x509pop_refuses_a_wrong_nonce_a_replay_and_a_late_answer() {
 fn messages_out_of_order_are_refused_on_both_sides() {
     let td = td();
     let n = x509_node();
-    let cas = [n.ca.clone()];
-    let policy = Policy {
-        x509pop_cas: &cas,
-        ..open_policy(&td)
-    };
+    let policy = x509_policy(&td, &n);
     // The server wants the signature, not TPM evidence; nor a second answer once done.
     let mut s = x509_server(&n, policy, fresh(8));
     let evidence = AttestRequest {
