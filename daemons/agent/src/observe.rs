@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use trustdeck_process::clock::Clock;
 use trustdeck_proto::admin::{
     Connectivity, DaemonIdentity, DaemonRole, KeyBackend, KeyStorage, Node, NodeKind, NodeState,
 };
@@ -116,11 +115,7 @@ pub fn chain_of(agent: &Agent, node: &Node) -> Vec<Vec<u8>> {
 
 /// Keeps the hub current until shutdown: on every cache change, on agent SVID renewal (polled
 /// each second) and on every server-status change.
-pub async fn publish(
-    agent: Arc<Agent>,
-    clock: Arc<dyn Clock>,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
-) {
+pub async fn publish(agent: Arc<Agent>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
     let mut cache_rx = agent.subscribe();
     let mut status_rx = agent.subscribe_status();
     // What the published nodes were built from: rebuilt only when either changes (the 1 s
@@ -128,7 +123,7 @@ pub async fn publish(
     let mut built_from = None;
     loop {
         let cache = cache_rx.borrow_and_update().clone();
-        let now = clock.now();
+        let now = agent.clock().now();
         let svid = agent.svid_window();
         if let Some((id, _, _)) = &svid {
             agent.hub().set_spiffe_id(id.as_str(), now);
