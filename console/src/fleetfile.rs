@@ -16,6 +16,8 @@
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use trustdeck_proto::admin::DaemonRole;
+use trustdeck_proto::vocab::Vocabulary;
 use trustdeck_spiffe::SpiffeId;
 
 /// Why a fleet file is unusable.
@@ -148,8 +150,8 @@ pub enum Endpoint {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     pub name: String,
-    /// `upstream`, `downstream` or `agent`.
-    pub role: String,
+    /// Upstream or downstream for a server entry, agent for an agent entry.
+    pub role: DaemonRole,
     pub segment: String,
     pub endpoint: Endpoint,
     /// As written in the file.
@@ -223,15 +225,18 @@ impl FleetFile {
         };
         let mut out = Vec::new();
         for s in &self.servers {
-            if s.role != "upstream" && s.role != "downstream" {
-                return Err(TargetError::Role {
-                    name: s.name.clone(),
-                    role: s.role.clone(),
-                });
-            }
+            let role = match DaemonRole::parse(&s.role) {
+                Some(r @ (DaemonRole::Upstream | DaemonRole::Downstream)) => r,
+                _ => {
+                    return Err(TargetError::Role {
+                        name: s.name.clone(),
+                        role: s.role.clone(),
+                    });
+                }
+            };
             out.push(Target {
                 name: s.name.clone(),
-                role: s.role.clone(),
+                role,
                 segment: s.segment.clone(),
                 endpoint: endpoint("server", &s.name, &s.admin, s.spiffe_id.as_deref())?,
                 admin: s.admin.clone(),
@@ -240,7 +245,7 @@ impl FleetFile {
         for a in &self.agents {
             out.push(Target {
                 name: a.name.clone(),
-                role: "agent".into(),
+                role: DaemonRole::Agent,
                 segment: a.segment.clone(),
                 endpoint: endpoint("agent", &a.name, &a.admin, a.spiffe_id.as_deref())?,
                 admin: a.admin.clone(),
@@ -272,7 +277,7 @@ mod tests {
         assert_eq!(t.len(), 3);
         assert_eq!(t[0].endpoint, Endpoint::Unix("/tmp/a.sock".into()));
         assert!(matches!(&t[1].endpoint, Endpoint::Tls { addr, .. } if addr == "127.0.0.1:8443"));
-        assert_eq!(t[2].role, "agent");
+        assert_eq!(t[2].role, DaemonRole::Agent);
     }
 
     #[test]

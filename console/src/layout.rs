@@ -61,7 +61,7 @@ fn rows_of(area: Rect, y: u16, h: u16) -> Rect {
 
 /// Lines one segment takes in the windows pane (the root has no upstream sentence).
 pub fn window_lines(w: &SegmentWindow) -> u16 {
-    if w.role == "downstream" { 4 } else { 3 }
+    if w.is_downstream() { 4 } else { 3 }
 }
 
 /// The areas of a terminal of `area` showing `view`, with these segment windows.

@@ -113,7 +113,16 @@ enum Command {
     },
 }
 
-fn parse_secs(s: &str) -> Result<Duration, String> {
+/// Why a `--timeout` value is refused.
+#[derive(Debug, thiserror::Error)]
+enum SecsError {
+    #[error("{0:?} is not a duration (e.g. 5s, 500ms, 1m)")]
+    NotADuration(String),
+    #[error("{0:?} must be positive")]
+    NotPositive(String),
+}
+
+fn parse_secs(s: &str) -> Result<Duration, SecsError> {
     let t = s.trim();
     let (num, mult) = if let Some(n) = t.strip_suffix("ms") {
         (n, 0.001)
@@ -126,9 +135,9 @@ fn parse_secs(s: &str) -> Result<Duration, String> {
     };
     let v: f64 = num
         .parse()
-        .map_err(|_| format!("{s:?} is not a duration (e.g. 5s, 500ms, 1m)"))?;
+        .map_err(|_| SecsError::NotADuration(s.to_string()))?;
     if v.is_nan() || v <= 0.0 {
-        return Err(format!("{s:?} must be positive"));
+        return Err(SecsError::NotPositive(s.to_string()));
     }
     Ok(Duration::from_secs_f64(v * mult))
 }
@@ -266,18 +275,16 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             trustdeck_process::init_logging();
             let (_, targets) = load_fleet(&cli.fleet)?;
             let tls = client_tls(&cli.fleet, &targets).await?;
-            let fleet = status::collect(&targets, tls, timeout).await?;
-            let now = chrono::Utc::now();
+            let clock = trustdeck_process::clock::system();
+            let fleet = status::collect(&targets, tls, timeout, clock.as_ref()).await?;
+            let now = clock.now();
             let report = fleet.status_report(now, &th);
-            {
-                let text = match output {
-                    Output::Json => serde_json::to_string_pretty(&report)?,
-                    Output::Table => status::table(&fleet, now, &th),
-                };
-                status::out(text.trim_end());
-            }
-            let code = report["exit_code"].as_i64().unwrap_or(3);
-            Ok(ExitCode::from(code as u8))
+            let text = match output {
+                Output::Json => serde_json::to_string_pretty(&report)?,
+                Output::Table => status::table(&fleet, now, &th),
+            };
+            status::out(text.trim_end());
+            Ok(ExitCode::from(u8::try_from(report.exit_code).unwrap_or(3)))
         }
         Some(Command::Watch { output }) => {
             if output != Output::Json {
@@ -286,7 +293,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             trustdeck_process::init_logging();
             let (_, targets) = load_fleet(&cli.fleet)?;
             let tls = client_tls(&cli.fleet, &targets).await?;
-            status::watch(&targets, tls, th).await?;
+            let clock = trustdeck_process::clock::system();
+            status::watch(&targets, tls, th, clock.as_ref()).await?;
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Demo {

@@ -165,9 +165,9 @@ impl App {
             .filter(|(_, e)| {
                 f.is_empty()
                     || e.daemon.to_lowercase().contains(&f)
-                    || e.event.kind.to_lowercase().contains(&f)
+                    || e.event.kind_wire().as_str().contains(&f)
                     || e.event.message.to_lowercase().contains(&f)
-                    || e.event.severity.to_lowercase().contains(&f)
+                    || e.event.severity_wire().as_str().contains(&f)
             })
             .map(|(i, _)| i)
             .collect();
@@ -392,10 +392,4 @@ impl App {
     }
 }
 
-/// Whether a node matches a lower-case filter (as the tree's filter does).
-pub fn node_matches(n: &Node, lower: &str) -> bool {
-    n.label.to_lowercase().contains(lower)
-        || n.spiffe_id.to_lowercase().contains(lower)
-        || n.segment.to_lowercase().contains(lower)
-        || n.state.to_lowercase().contains(lower)
-}
+pub use trustdeck_topology::fleet::node_matches;

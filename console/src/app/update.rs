@@ -447,8 +447,9 @@ impl App {
 /// The tree node id of a daemon's own node.
 fn daemon_node_id(d: &trustdeck_topology::DaemonState) -> Option<String> {
     let id = d.identity.as_ref()?;
-    Some(match d.role() {
-        "agent" => format!("agent:{}", id.spiffe_id),
-        _ => format!("server:{}", id.spiffe_id),
+    Some(if d.role() == trustdeck_topology::DaemonRole::Agent {
+        format!("agent:{}", id.spiffe_id)
+    } else {
+        format!("server:{}", id.spiffe_id)
     })
 }

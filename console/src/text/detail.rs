@@ -55,7 +55,7 @@ fn node_fields(app: &App, d: &DetailState, now: DateTime<Utc>, out: &mut Fields)
     out.add("id", n.id.clone(), Role::Plain);
     out.add("SPIFFE ID", n.spiffe_id.clone(), Role::Plain);
     out.add("subject", n.subject.clone(), Role::Plain);
-    out.add("state", n.state.clone(), Role::Plain);
+    out.add("state", n.state_wire().to_string(), Role::Plain);
     out.add("segment", n.segment.clone(), Role::Plain);
     out.add("parent", n.parent.clone(), Role::Plain);
     if let Some(ds) = app.fleet.daemons.get(d.daemon) {
@@ -73,9 +73,9 @@ fn node_fields(app: &App, d: &DetailState, now: DateTime<Utc>, out: &mut Fields)
     }
     if let Some(k) = &n.key_storage {
         let v = if k.detail.is_empty() {
-            k.backend.clone()
+            k.backend_wire().to_string()
         } else {
-            format!("{} ({})", k.backend, k.detail)
+            format!("{} ({})", k.backend_wire(), k.detail)
         };
         out.add("key storage", v, Role::Plain);
     }

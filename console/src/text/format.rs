@@ -56,15 +56,6 @@ pub fn deadline_level(left: i64, warn_below: i64) -> Level {
     }
 }
 
-/// The level of an upstream link state.
-pub fn upstream_level(state: &str) -> Level {
-    match state {
-        "connected" => Level::Ok,
-        "degraded" => Level::Warning,
-        _ => Level::Critical,
-    }
-}
-
 /// The short tag of tree node `i`: `SRV`, `ROOT`, `INT`, `JWT`, `AGT`, `SVID`.
 pub fn kind_tag(tree: &Tree, i: usize) -> &'static str {
     let t = &tree.nodes[i];

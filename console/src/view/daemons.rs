@@ -10,7 +10,7 @@ use trustdeck_topology::ttl::fmt_secs;
 use super::columns::{Column, Step, Table, Widths};
 use super::theme::Theme;
 use crate::app::App;
-use crate::text::format::upstream_level;
+use trustdeck_topology::fleet::conn_level;
 
 /// Columns the error or endpoint keeps before optional columns are shown.
 const LINK_KEEP: u16 = 24;
@@ -48,7 +48,7 @@ pub fn row(
     let ds = &app.fleet.daemons[d];
     let mut cells = cols.row(buf, x0, y);
     cells.text(&ds.name, th.title());
-    cells.text(ds.role(), Style::new());
+    cells.text(ds.role().as_str(), Style::new());
     cells.text(ds.segment(), Style::new());
     let (conn, lvl, err) = match &ds.conn {
         DaemonConn::Live => ("✓ live".to_string(), Level::Ok, None),
@@ -77,8 +77,9 @@ pub fn row(
     match &ds.upstream {
         None => cells.text("—", th.dim()),
         Some(u) => {
-            let l = upstream_level(&u.state);
-            cells.text(&format!("{} {}", l.symbol(), u.state), th.level(l));
+            let state = u.state_wire();
+            let l = conn_level(state);
+            cells.text(&format!("{} {state}", l.symbol()), th.level(l));
         }
     }
     cells.text(&ds.revision.to_string(), th.dim());

@@ -6,6 +6,7 @@ use ratatui::layout::Rect;
 use ratatui::style::Style;
 use trustdeck_topology::fleet::Level;
 use trustdeck_topology::ttl::fmt_time;
+use trustdeck_topology::{Severity, Wire};
 
 use super::columns::{Column, Step, Table};
 use super::draw::select_row;
@@ -31,11 +32,12 @@ pub static TABLE: Table = Table {
 };
 
 /// A severity as a symbol and a word, and its level (none for information).
-fn severity(s: &str) -> (&'static str, Option<Level>) {
-    match s {
-        "error" => ("✗ error", Some(Level::Critical)),
-        "warning" | "warn" => ("! warning", Some(Level::Warning)),
-        _ => ("· info", None),
+fn severity(s: Wire<Severity>) -> (&'static str, Option<Level>) {
+    match s.known() {
+        Some(Severity::Error) => ("✗ error", Some(Level::Critical)),
+        Some(Severity::Warning) => ("! warning", Some(Level::Warning)),
+        Some(Severity::Info | Severity::Unspecified) => ("· info", None),
+        None => ("· unknown", None),
     }
 }
 
@@ -69,13 +71,13 @@ pub fn rows(
         } else {
             short_time(secs, now)
         };
-        let (sev, lvl) = severity(&e.severity);
+        let (sev, lvl) = severity(e.severity_wire());
         let sev_st = lvl.map(|l| th.level(l)).unwrap_or_else(|| th.dim());
         let mut cells = cols.row(buf, r.x, y);
         cells.text(&time, th.dim());
         cells.text(sev, sev_st);
         cells.text(&fe.daemon, Style::new());
-        cells.text(&e.kind, th.tag());
+        cells.text(e.kind_wire().as_str(), th.tag());
         cells.text(&e.message, Style::new());
         if sel == Some(off + k) {
             select_row(buf, r, y);

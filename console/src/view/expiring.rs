@@ -80,7 +80,7 @@ pub fn row(
     cells.text(&n.segment, Style::new());
     match stale_marker(app, t.source, now) {
         Some(s) => cells.text(&s, th.stale()),
-        None => cells.text(&n.state, Style::new()),
+        None => cells.text(n.state_wire().as_str(), Style::new()),
     }
     cells.text(short_name(app, n), Style::new());
 }

@@ -8,7 +8,8 @@ use chrono::{DateTime, Utc};
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
 use ratatui::style::Style;
-use trustdeck_topology::fleet::{Level, SegmentWindow};
+use trustdeck_topology::DaemonRole;
+use trustdeck_topology::fleet::{Level, SegmentWindow, conn_level};
 use trustdeck_topology::ttl::{fmt_secs, fmt_time};
 
 use super::columns::{Column, Table};
@@ -16,7 +17,7 @@ use super::draw::{Parts, pane_title, select_row, spans};
 use super::theme::Theme;
 use crate::app::App;
 use crate::layout::SEGMENT_LINES;
-use crate::text::format::{deadline_level, short_time, stale_marker, upstream_level};
+use crate::text::format::{deadline_level, short_time, stale_marker};
 
 /// Warn when a downstream's X.509 issuance stops within this many seconds of losing its
 /// upstream.
@@ -36,7 +37,7 @@ enum UpFmt {
 }
 
 fn upstream_parts(w: &SegmentWindow, now: DateTime<Utc>, f: UpFmt) -> (String, Level) {
-    let Some(s) = w.upstream_state.as_deref() else {
+    let Some(s) = w.upstream_state else {
         let root = if f == UpFmt::Tiny {
             "— (root)"
         } else {
@@ -44,7 +45,7 @@ fn upstream_parts(w: &SegmentWindow, now: DateTime<Utc>, f: UpFmt) -> (String, L
         };
         return (root.to_string(), Level::Ok);
     };
-    let lvl = upstream_level(s);
+    let lvl = conn_level(s);
     let since = w.upstream_since.filter(|&t| t > 0).map(|t| {
         let d = fmt_secs(now.timestamp() - t);
         match f {
@@ -61,7 +62,8 @@ fn upstream_parts(w: &SegmentWindow, now: DateTime<Utc>, f: UpFmt) -> (String, L
 
 /// Whether the segment's upstream link is down (neither connected nor degraded).
 fn upstream_lost(w: &SegmentWindow) -> bool {
-    matches!(w.upstream_state.as_deref(), Some(s) if s != "connected" && s != "degraded")
+    w.upstream_state
+        .is_some_and(|s| conn_level(s) == Level::Critical)
 }
 
 /// A time in full, or short (`07:14:03Z`) when `full` is false.
@@ -75,7 +77,7 @@ fn when(s: i64, now: DateTime<Utc>, full: bool) -> String {
 
 /// What happens if the segment's upstream is lost now.
 fn upstream_sentence(w: &SegmentWindow, now: DateTime<Utc>, th: Theme, full: bool) -> Parts {
-    if w.role != "downstream" {
+    if !w.is_downstream() {
         return vec![
             (Cow::Borrowed("upstream lost now → "), th.dim()),
             (
@@ -144,9 +146,10 @@ fn server_sentence(w: &SegmentWindow, now: DateTime<Utc>, th: Theme, full: bool)
 /// `gcp · server gcp, downstream · 3 workload SVIDs`, and `STALE …` when the server is not
 /// live.
 fn segment_title(app: &App, w: &SegmentWindow, now: DateTime<Utc>, th: Theme) -> Parts {
-    let role = match w.role.as_str() {
-        "upstream" => "root of trust",
-        r => r,
+    let role = if w.role == DaemonRole::Upstream {
+        "root of trust"
+    } else {
+        w.role.as_str()
     };
     let plural = if w.workloads == 1 { "" } else { "s" };
     let mut p: Parts = vec![
@@ -241,7 +244,7 @@ pub fn windows_pane(app: &App, buf: &mut Buffer, r: Rect, now: DateTime<Utc>, th
     let mut y = r.y + 1;
     for w in app.windows() {
         let mut lines = window_block(app, w, now, th, r.width);
-        if w.role != "downstream" {
+        if !w.is_downstream() {
             // The root: no upstream sentence needed beyond the state.
             lines.remove(2);
         }
@@ -298,7 +301,7 @@ pub fn strip(app: &App, buf: &mut Buffer, r: Rect, now: DateTime<Utc>, th: Theme
 
 fn strip_if_upstream_lost(w: &SegmentWindow, now: DateTime<Utc>, th: Theme) -> (String, Style) {
     let lost = upstream_lost(w);
-    let text = if w.role != "downstream" {
+    let text = if !w.is_downstream() {
         "—".to_string()
     } else {
         let x509 = match w.x509_until {

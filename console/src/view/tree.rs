@@ -58,7 +58,7 @@ pub fn row(
     cells.parts(&name(app, row, cols.get(0), th));
     match stale_marker(app, t.source, now) {
         Some(s) => cells.text(&s, th.stale()),
-        None => cells.text(&n.state, Style::new()),
+        None => cells.text(n.state_wire().as_str(), Style::new()),
     }
     match node_ttl(app, row.idx, now) {
         Some(ttl) => {
@@ -92,7 +92,7 @@ pub fn row(
     let key = n
         .key_storage
         .as_ref()
-        .map(|k| k.backend.as_str())
+        .map(|k| k.backend_wire().as_str())
         .unwrap_or("");
     // A CA key outside an HSM breaches the key policy: say so in the row, not only in colour.
     let breach = app
@@ -101,9 +101,10 @@ pub fn row(
         .then(|| key_policy(app.fleet.daemons[t.source].role(), n))
         .flatten();
     match breach {
-        Some((level, _)) => {
-            cells.text(&format!("{key} {}", level.symbol()), th.level_strong(level))
-        }
+        Some(b) => cells.text(
+            &format!("{key} {}", b.level.symbol()),
+            th.level_strong(b.level),
+        ),
         None => cells.text(key, th.dim()),
     }
 }

@@ -14,11 +14,11 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use tokio_stream::wrappers::UnixListenerStream;
 use trustdeck_admin::{AdminAccess, ObserveService};
-use trustdeck_datastore::{AttestationType, AttestedNode};
+use trustdeck_datastore::AttestedNode;
 use trustdeck_proto::admin::observe_client::ObserveClient;
 use trustdeck_proto::admin::observe_server::ObserveServer;
 use trustdeck_proto::admin::watch_message::Body;
-use trustdeck_proto::admin::{DaemonIdentity, WatchRequest};
+use trustdeck_proto::admin::{DaemonIdentity, DaemonRole, WatchRequest};
 use trustdeck_server::observe::{GROUP_AGENTS, GROUP_SVIDS, agent_node, svid_node};
 use trustdeck_topology::Hub;
 
@@ -56,7 +56,7 @@ fn agent_nodes(t: i64) -> Vec<trustdeck_proto::admin::Node> {
                 "bench",
                 &AttestedNode {
                     spiffe_id: agent(i),
-                    attestation_type: AttestationType::JoinToken,
+                    attestation_type: "join_token".into(),
                     cert_serial: format!("{i:032x}"),
                     cert_not_after: t + 3600,
                     banned: false,
@@ -99,7 +99,7 @@ async fn main() {
     let sock = dir.path().join("admin.sock");
     let hub = Arc::new(Hub::new(DaemonIdentity {
         name: "bench".into(),
-        role: "downstream".into(),
+        role: DaemonRole::Downstream.into(),
         ..Default::default()
     }));
     let t = Instant::now();

@@ -67,7 +67,7 @@ impl AdminApi {
             } else {
                 trustdeck_topology::hub::Severity::Warning
             },
-            "operator-action",
+            trustdeck_proto::admin::EventKind::OperatorAction,
             format!("{actor}: {action} {target} ({})", rec.outcome),
             "",
             self.ctx.clock.now(),
@@ -95,7 +95,7 @@ fn entry_info(e: Entry) -> EntryInfo {
 fn agent_info(n: AttestedNode) -> AgentInfo {
     AgentInfo {
         spiffe_id: n.spiffe_id,
-        attestation_type: n.attestation_type.to_string(),
+        attestation_type: n.attestation_type,
         cert_serial: n.cert_serial,
         cert_not_after: n.cert_not_after,
         banned: n.banned,
@@ -413,7 +413,7 @@ impl ServerAdmin for AdminApi {
         let serving = x509.is_some_and(|a| a.window().contains(now)) && jwt_ok;
         if let Some(up) = &self.ctx.upstream {
             let s = up.status();
-            if s.state != "connected" {
+            if s.state != trustdeck_proto::admin::ConnectivityState::Connected {
                 warnings.push(format!(
                     "upstream {} since {}: {}",
                     s.state,

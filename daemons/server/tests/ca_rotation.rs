@@ -7,7 +7,8 @@ use chrono::{DateTime, Duration, Utc};
 use trustdeck_datastore::{CaKind, CaStatus, Datastore};
 use trustdeck_pki::KeyManager;
 use trustdeck_pki::keys::DiskKeyManager;
-use trustdeck_server::ca::{CaEventKind, CaManager, CaSettings};
+use trustdeck_proto::admin::EventKind;
+use trustdeck_server::ca::{CaManager, CaSettings};
 use trustdeck_spiffe::TrustDomain;
 
 fn t(s: i64) -> DateTime<Utc> {
@@ -62,8 +63,7 @@ async fn rotation_phases_with_injected_clock_and_restart() {
     // Half life: a successor is prepared and published, but the old one still signs.
     let ev = m.rotate(t(300)).await.expect("rotate");
     assert!(
-        ev.iter()
-            .any(|e| e.kind == CaEventKind::Prepared(CaKind::X509)),
+        ev.iter().any(|e| e.kind == EventKind::X509Prepared),
         "{ev:?}"
     );
     let b1 = m.bundle();
@@ -86,8 +86,7 @@ async fn rotation_phases_with_injected_clock_and_restart() {
     // Five sixths: the prepared one becomes active; the old root stays trusted.
     let ev = m.rotate(t(500)).await.expect("rotate");
     assert!(
-        ev.iter()
-            .any(|e| e.kind == CaEventKind::Activated(CaKind::X509)),
+        ev.iter().any(|e| e.kind == EventKind::X509Activated),
         "{ev:?}"
     );
     assert_ne!(m.x509_ca().expect("ca").cert_der(), root0.as_slice());
@@ -102,7 +101,7 @@ async fn rotation_phases_with_injected_clock_and_restart() {
     // The old root expires: it is pruned from journal, bundle and key store.
     let old_key = m.snapshot().journal[0].key_ref.clone();
     let ev = m.rotate(t(600)).await.expect("rotate");
-    assert!(ev.iter().any(|e| e.kind == CaEventKind::Pruned), "{ev:?}");
+    assert!(ev.iter().any(|e| e.kind == EventKind::Pruned), "{ev:?}");
     let b3 = m.bundle();
     assert_eq!(b3.sequence, 3);
     assert!(!b3.x509_authorities.contains(&root0));

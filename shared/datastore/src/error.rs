@@ -64,8 +64,8 @@ pub enum DatastoreError {
     },
 
     /// A stored row holds a name this version does not know in a column that
-    /// takes one of a fixed set (a CA status, an attestation type, ...): most
-    /// likely written by a newer trustdeck.
+    /// takes one of a fixed set (a CA kind or status): most likely written by
+    /// a newer trustdeck.
     #[error("datastore holds an unknown {column} \"{value}\" in {record}")]
     UnknownValue {
         /// The row, e.g. `CA journal record "x509-ab12"`.

@@ -12,8 +12,8 @@
 //! * booleans are `BIGINT` 0/1 and timestamps are `BIGINT` unix seconds;
 //! * binary data is stored as text (PEM or base64);
 //! * lists of strings are JSON arrays stored as `TEXT`;
-//! * closed vocabularies ([`CaKind`], [`CaStatus`], [`AttestationType`]) are
-//!   stored as their stable names;
+//! * closed vocabularies ([`CaKind`], [`CaStatus`]) are stored as their
+//!   stable names;
 //! * query parameters are written `$1`, `$2`, … (PostgreSQL's native style,
 //!   which sqlx's SQLite driver also understands).
 //!
@@ -52,5 +52,5 @@ pub use entries::{Entry, NewEntry};
 pub use error::DatastoreError;
 pub use join_tokens::JoinToken;
 pub use names::UnknownName;
-pub use nodes::{AttestationType, AttestedNode};
+pub use nodes::AttestedNode;
 pub use url::{Backend, redact_url};

@@ -1,6 +1,6 @@
-//! Closed vocabularies stored as text (CA kinds and statuses, attestation
-//! types): each value has one stable name, written to the database and read
-//! back unchanged, so renaming a variant never changes what is stored.
+//! Closed vocabularies stored as text (CA kinds and statuses): each value has
+//! one stable name, written to the database and read back unchanged, so
+//! renaming a variant never changes what is stored.
 
 /// A type whose values are stored as their stable names.
 pub(crate) trait StoredName: Sized + Copy + 'static {

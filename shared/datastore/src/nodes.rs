@@ -5,28 +5,15 @@ use sqlx::any::AnyRow;
 
 use crate::connection::Datastore;
 use crate::error::DatastoreError;
-use crate::names::stored_names;
 use crate::row::{Cols, query_err, to_json};
-
-stored_names! {
-    /// How a node proved its identity.
-    pub enum AttestationType ("attestation type") {
-        /// A single-use join token created by an operator.
-        JoinToken = "join_token",
-        /// Proof of possession of a key whose certificate chains to a configured CA.
-        X509Pop = "x509pop",
-        /// A TPM 2.0 DevID, bound to the TPM's endorsement key.
-        TpmDevid = "tpm_devid",
-    }
-}
 
 /// An attested node (agent).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AttestedNode {
     /// The node's SPIFFE ID; the key.
     pub spiffe_id: String,
-    /// How the node attested.
-    pub attestation_type: AttestationType,
+    /// The attestation method's name, e.g. `"join_token"` (`trustdeck_attest::Method`).
+    pub attestation_type: String,
     /// Serial number of the node's current SVID.
     pub cert_serial: String,
     /// Expiry of the node's current SVID (unix seconds).
@@ -63,7 +50,7 @@ impl Datastore {
              updated_at = excluded.updated_at",
         )
         .bind(&n.spiffe_id)
-        .bind(n.attestation_type.as_str())
+        .bind(&n.attestation_type)
         .bind(&n.cert_serial)
         .bind(n.cert_not_after)
         .bind(i64::from(n.banned))
@@ -160,13 +147,12 @@ fn node_from_row(row: &AnyRow) -> Result<AttestedNode, DatastoreError> {
     let cols = Cols::new(row, "attested node", Some("spiffe_id"));
     Ok(AttestedNode {
         spiffe_id: cols.text("spiffe_id")?,
+        attestation_type: cols.text("attestation_type")?,
         cert_serial: cols.text("cert_serial")?,
         cert_not_after: cols.int("cert_not_after")?,
         banned: cols.flag("banned")?,
         selectors: cols.list("selectors")?,
         created_at: cols.int("created_at")?,
         updated_at: cols.int("updated_at")?,
-        // Last: malformed data is reported before a name this version does not know.
-        attestation_type: cols.name("attestation_type")?,
     })
 }

@@ -3,8 +3,9 @@
 
 use chrono::{DateTime, Utc};
 use trustdeck_datastore::{CaJournalRecord, CaKind, CaStatus};
+use trustdeck_proto::admin::EventKind;
 
-use super::events::{CaEvent, CaEventKind};
+use super::events::CaEvent;
 
 /// Moves every `kind` record in status `from` to `to`.
 pub fn set_status(journal: &mut [CaJournalRecord], kind: CaKind, from: CaStatus, to: CaStatus) {
@@ -42,7 +43,7 @@ pub fn prune(journal: &mut Vec<CaJournalRecord>, now: DateTime<Utc>) -> Vec<CaJo
 /// The event for a pruned record.
 pub fn pruned_event(r: &CaJournalRecord) -> CaEvent {
     CaEvent::new(
-        CaEventKind::Pruned,
+        EventKind::Pruned,
         format!(
             "expired {} authority {} removed from the bundle",
             r.kind, r.id

@@ -8,13 +8,14 @@ use base64::engine::general_purpose::STANDARD as B64;
 use chrono::{DateTime, Utc};
 use trustdeck_datastore::{CaJournalRecord, CaKind, CaStatus};
 use trustdeck_pki::SigningKey;
+use trustdeck_proto::admin::EventKind;
 use trustdeck_spiffe::TrustDomain;
 use trustdeck_spiffe::bundle::Bundle;
 
 use super::CaManager;
 use super::authority::{CaState, Stored};
 use super::error::{CaManagerError, UnavailableKey, noun};
-use super::events::{CaEvent, CaEventKind};
+use super::events::CaEvent;
 use super::slot::{Minted, Slot};
 
 impl CaManager {
@@ -119,7 +120,7 @@ impl CaManager {
             }
             Err(e) => {
                 events.push(CaEvent::new(
-                    CaEventKind::KeyUnavailable,
+                    EventKind::KeyUnavailable,
                     format!(
                         "{} authority {} cannot sign any more ({e}); it stays trusted until it expires",
                         rec.kind, rec.id
@@ -141,7 +142,7 @@ fn restore_into<A: Stored>(
     match A::rebuild(td, rec, key) {
         Ok(a) => slot.restore(rec.status, Arc::new(a)),
         Err(e) => events.push(CaEvent::new(
-            CaEventKind::Unusable,
+            EventKind::CaUnusable,
             format!("{} authority {} is unusable: {e}", noun(rec.kind), rec.id),
         )),
     }

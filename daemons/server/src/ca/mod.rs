@@ -36,7 +36,7 @@ use trustdeck_spiffe::{SpiffeId, TrustDomain};
 pub use authority::{CaState, JwtKey};
 pub use bundle::refresh_hint;
 pub use error::CaManagerError;
-pub use events::{CaEvent, CaEventKind};
+pub use events::CaEvent;
 
 /// Settings of the CA manager.
 #[derive(Clone)]

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use trustdeck_datastore::{CaJournalRecord, CaKind, CaStatus};
 use trustdeck_pki::rotation::{Decision, Window, decide};
 
-use super::events::{CaEvent, CaEventKind};
+use super::events::{CaEvent, activated, prepared};
 use super::journal::set_status;
 
 /// An authority as the lifecycle sees it.
@@ -118,7 +118,7 @@ impl<A: Authority> Slot<A> {
                 let name = minted.authority.describe();
                 self.prepare(journal, minted);
                 CaEvent::new(
-                    CaEventKind::Prepared(A::KIND),
+                    prepared(A::KIND),
                     format!("{name} prepared and published in the bundle"),
                 )
             }
@@ -128,7 +128,7 @@ impl<A: Authority> Slot<A> {
                 self.prepare(journal, minted);
                 self.activate(journal);
                 CaEvent::new(
-                    CaEventKind::Activated(A::KIND),
+                    activated(A::KIND),
                     format!("new {name} minted and activated (valid until {until})"),
                 )
             }
@@ -136,7 +136,7 @@ impl<A: Authority> Slot<A> {
                 let name = self.prepared.as_ref().map(|a| a.describe());
                 self.activate(journal);
                 CaEvent::new(
-                    CaEventKind::Activated(A::KIND),
+                    activated(A::KIND),
                     format!("prepared {} activated", name.unwrap_or_default()),
                 )
             }
@@ -163,6 +163,7 @@ impl<A: Authority> Slot<A> {
 pub(crate) mod tests {
     use super::*;
     use chrono::{DateTime, Duration, Utc};
+    use trustdeck_proto::admin::EventKind;
 
     /// An authority with nothing but a window and a name.
     #[derive(Debug)]
@@ -264,7 +265,7 @@ pub(crate) mod tests {
         let mut journal = Vec::new();
         assert_eq!(slot.decide(t(0)), Decision::MintAndActivate);
         let ev = slot.apply(&mut journal, Transition::Replace(mint("a", t(0))));
-        assert_eq!(ev.kind, CaEventKind::Activated(CaKind::X509));
+        assert_eq!(ev.kind, EventKind::X509Activated);
         assert!(
             ev.message.starts_with("new fake a minted and activated"),
             "{ev:?}"
@@ -283,7 +284,7 @@ pub(crate) mod tests {
         assert_eq!(step(&mut slot, &mut journal, t(299), &mut n), None);
 
         let ev = step(&mut slot, &mut journal, t(300), &mut n).expect("prepare");
-        assert_eq!(ev.kind, CaEventKind::Prepared(CaKind::X509));
+        assert_eq!(ev.kind, EventKind::X509Prepared);
         assert_eq!(ev.message, "fake ca-2 prepared and published in the bundle");
         assert_eq!(
             statuses(&journal),
@@ -293,7 +294,7 @@ pub(crate) mod tests {
         assert_eq!(step(&mut slot, &mut journal, t(499), &mut n), None);
 
         let ev = step(&mut slot, &mut journal, t(500), &mut n).expect("activate");
-        assert_eq!(ev.kind, CaEventKind::Activated(CaKind::X509));
+        assert_eq!(ev.kind, EventKind::X509Activated);
         assert_eq!(ev.message, "prepared fake ca-2 activated");
         assert_eq!(
             statuses(&journal),
@@ -340,7 +341,7 @@ pub(crate) mod tests {
         step(&mut slot, &mut journal, t(300), &mut n);
         assert_eq!(slot.decide(t(5_000)), Decision::MintAndActivate);
         let ev = step(&mut slot, &mut journal, t(5_000), &mut n).expect("replace");
-        assert_eq!(ev.kind, CaEventKind::Activated(CaKind::X509));
+        assert_eq!(ev.kind, EventKind::X509Activated);
         assert_eq!(
             statuses(&journal),
             vec![
@@ -417,7 +418,7 @@ pub(crate) mod tests {
             })),
         );
         let ev = jwt.apply(&mut journal, Transition::Activate);
-        assert_eq!(ev.kind, CaEventKind::Activated(CaKind::Jwt));
+        assert_eq!(ev.kind, EventKind::JwtActivated);
         assert_eq!(
             statuses(&journal),
             vec![

@@ -20,7 +20,10 @@ const LOCAL_SVID_WAIT: Duration = Duration::from_secs(120);
 const UPSTREAM_RETRY: Duration = Duration::from_secs(1);
 
 /// Connects a downstream server to its upstream; `None` for the root.
-pub(super) async fn connect_upstream(config: &Config) -> Result<Option<Arc<Upstream>>, RunError> {
+pub(super) async fn connect_upstream(
+    config: &Config,
+    clock: &Arc<dyn Clock>,
+) -> Result<Option<Arc<Upstream>>, RunError> {
     let Some(u) = &config.upstream else {
         return Ok(None);
     };
@@ -31,7 +34,9 @@ pub(super) async fn connect_upstream(config: &Config) -> Result<Option<Arc<Upstr
         own_spiffe_id: u.own_spiffe_id.clone(),
         trust_domain: config.trust_domain.clone(),
     };
-    Ok(Some(Upstream::start(settings, LOCAL_SVID_WAIT).await?))
+    Ok(Some(
+        Upstream::start(settings, LOCAL_SVID_WAIT, clock.clone()).await?,
+    ))
 }
 
 /// Loads the CA and brings it up to date. A downstream server without a usable intermediate
@@ -91,6 +96,6 @@ pub(super) async fn adopt_upstream_bundle(
 pub(super) fn own_ca_issuer_check(ca: &Arc<CaManager>) -> IssuerCheck {
     let ca = ca.clone();
     IssuerCheck(Arc::new(move |leaf| {
-        crate::observe::issued_by_own_ca(&ca.snapshot(), leaf)
+        crate::observe::issued_by_own_ca(&ca.snapshot(), leaf).map_err(|e| e.to_string())
     }))
 }

@@ -8,12 +8,13 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use trustdeck_proto::admin::EventKind;
 use trustdeck_topology::Hub;
 use trustdeck_topology::hub::Severity;
 
 use super::AGENT_PUBLISH_INTERVAL;
 use super::tls::OwnTls;
-use crate::ca::{CaEvent, CaEventKind};
+use crate::ca::CaEvent;
 use crate::ctx::ServerCtx;
 use crate::observe::CaBuiltFrom;
 use crate::upstream::Upstream;
@@ -25,7 +26,7 @@ const DEFAULT_BUNDLE_POLL: Duration = Duration::from_millis(250);
 pub(super) fn report_ca_events(hub: &Hub, events: Vec<CaEvent>, now: DateTime<Utc>) {
     for e in events {
         tracing::info!(kind = %e.kind, "{}", e.message);
-        hub.event(Severity::Info, e.kind.as_str(), e.message, "", now);
+        hub.event(Severity::Info, e.kind, e.message, "", now);
     }
 }
 
@@ -85,7 +86,7 @@ async fn rotation(
                 tracing::error!(error = %e, "CA rotation failed; will retry");
                 ctx.hub.event(
                     Severity::Error,
-                    CaEventKind::RotationFailed.as_str(),
+                    EventKind::RotationFailed,
                     format!("CA rotation failed (will retry): {e}"),
                     "",
                     now,

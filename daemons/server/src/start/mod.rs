@@ -148,7 +148,7 @@ pub async fn start_with_clock(
     storage::prepare_data_dir(&config)?;
     let ds = storage::open_datastore(&config).await?;
     let km = keys::key_manager(&config)?;
-    let upstream = authority::connect_upstream(&config).await?;
+    let upstream = authority::connect_upstream(&config, &clock).await?;
     let (ca, events) = authority::load_ca(&config, &ds, &km, &upstream, clock.as_ref()).await?;
     let hub = crate::observe::new_hub(&config, config.server_spiffe_id.as_str(), clock.now());
     loops::report_ca_events(&hub, events, clock.now());
