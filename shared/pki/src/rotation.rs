@@ -154,19 +154,21 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         let d = match c {
             'm' if chars.peek() == Some(&'s') => {
                 chars.next();
-                Duration::milliseconds(n)
+                Duration::try_milliseconds(n)
             }
-            's' => Duration::seconds(n),
-            'm' => Duration::minutes(n),
-            'h' => Duration::hours(n),
-            'd' => Duration::days(n),
+            's' => Duration::try_seconds(n),
+            'm' => Duration::try_minutes(n),
+            'h' => Duration::try_hours(n),
+            'd' => Duration::try_days(n),
             _ => {
                 return Err(format!(
                     "invalid duration {s:?}: unknown unit '{c}' (use ms, s, m, h or d)"
                 ));
             }
         };
-        total += d;
+        total = d
+            .and_then(|d| total.checked_add(&d))
+            .ok_or_else(|| format!("invalid duration {s:?}: too long"))?;
         saw_unit = true;
     }
     if !num.is_empty() || !saw_unit {
@@ -273,6 +275,23 @@ mod tests {
             parse_duration("5x")
                 .unwrap_err()
                 .contains("unknown unit 'x'")
+        );
+    }
+
+    /// Found by the `duration` fuzz target: a number too large for its unit panicked.
+    #[test]
+    fn durations_out_of_range_are_errors() {
+        for s in [
+            "215555555551d",
+            "9223372036854775807h",
+            "106751991167d106751991167d",
+        ] {
+            let e = parse_duration(s).unwrap_err();
+            assert!(e.contains("too long"), "{s}: {e}");
+        }
+        assert_eq!(
+            parse_duration("9223372036854775807ms").unwrap(),
+            Duration::milliseconds(i64::MAX)
         );
     }
 
