@@ -243,8 +243,12 @@ fn x509pop_seeds(out: &Out, t0: DateTime<Utc>) {
         let node = key("node");
         let mut chain = vec![leaf("node-1", Some("node-1.example.org"), &node, issuer)];
         chain.extend(chain_above);
-        let verified = x509pop::verify_chain(&chain, &[root.clone()], t0 + Duration::days(150))
-            .expect("own x509pop chain verifies");
+        let verified = x509pop::verify_chain(
+            &chain,
+            std::slice::from_ref(&root),
+            t0 + Duration::days(150),
+        )
+        .expect("own x509pop chain verifies");
         let sig = node.sign(&msg).expect("sign");
         x509pop::verify_proof(&verified.leaf_spki, &nonce, &sig).expect("own proof verifies");
         let mut parts: Vec<&[u8]> = vec![&nonce, &sig];
