@@ -500,7 +500,7 @@ fn hsm_for(name: &str, dir: &Path) -> Result<(String, Vec<(String, String)>), De
         .arg("--version")
         .output()
         .is_ok_and(|o| o.status.success());
-    if !util || !Path::new(trustdeck_pki::pkcs11::SOFTHSM2_MODULE).exists() {
+    if !util || !Path::new(trustdeck_lab::SOFTHSM2_MODULE).exists() {
         tracing::warn!(
             server = name,
             "SoftHSM2 not installed: CA keys on disk (a key-policy breach)"
@@ -522,18 +522,17 @@ fn hsm_for(name: &str, dir: &Path) -> Result<(String, Vec<(String, String)>), De
     std::fs::set_permissions(&pin_file, std::fs::Permissions::from_mode(0o600))
         .map_err(io(format!("chmod {}", pin_file.display())))?;
     let label = format!("trustdeck-{name}");
-    let conf =
-        trustdeck_pki::pkcs11::init_softhsm2_token(&hsm, &label, &pin, &pin).map_err(|e| {
-            DemoError::Start {
-                name: name.into(),
-                message: e.to_string(),
-                log: hsm.display().to_string(),
-            }
-        })?;
+    let conf = trustdeck_lab::init_softhsm2_token(&hsm, &label, &pin, &pin).map_err(|e| {
+        DemoError::Start {
+            name: name.into(),
+            message: e.to_string(),
+            log: hsm.display().to_string(),
+        }
+    })?;
     Ok((
         format!(
             "\n[key_manager]\ntype = \"pkcs11\"\nmodule = \"{}\"\ntoken_label = \"{label}\"\nkey_label_prefix = \"ca-\"\npin_file = \"{}\"\n",
-            trustdeck_pki::pkcs11::SOFTHSM2_MODULE,
+            trustdeck_lab::SOFTHSM2_MODULE,
             pin_file.display()
         ),
         vec![("SOFTHSM2_CONF".into(), conf.display().to_string())],

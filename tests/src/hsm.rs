@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The SoftHSM2 module installed by `scripts/setup.sh` (Debian 12).
-pub const MODULE: &str = trustdeck_pki::pkcs11::SOFTHSM2_MODULE;
+pub const MODULE: &str = trustdeck_lab::SOFTHSM2_MODULE;
 
 /// A SoftHSM2 token in a private directory.
 pub struct SoftHsm {
@@ -31,7 +31,7 @@ impl SoftHsm {
             .prefix("td-hsm-")
             .tempdir_in("/tmp")
             .expect("tempdir");
-        let conf = trustdeck_pki::pkcs11::init_softhsm2_token(dir.path(), label, "so-5678", pin)
+        let conf = trustdeck_lab::init_softhsm2_token(dir.path(), label, "so-5678", pin)
             .expect("SoftHSM2 token");
         SoftHsm {
             dir,

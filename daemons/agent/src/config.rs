@@ -176,7 +176,10 @@ impl Config {
                 admin_socket
             )));
         }
-        let admin_access = raw.admin.access(&raw.admin_allowed_uids).map_err(invalid)?;
+        let admin_access = raw
+            .admin
+            .access(&raw.admin_allowed_uids)
+            .map_err(|e| invalid(e.to_string()))?;
         Ok(Config {
             name: raw.name.unwrap_or_else(|| "agent".into()),
             segment: raw.segment.unwrap_or_default(),

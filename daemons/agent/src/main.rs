@@ -218,11 +218,7 @@ async fn run_agent(config: &Path) -> Result<()> {
     let mut agent = trustdeck_agent::start::start(config)
         .await
         .context("trustdeck-agent failed to start")?;
-    tokio::select! {
-        r = trustdeck_process::terminated() => r?,
-        _ = agent.wait() => { tracing::error!("an agent task ended unexpectedly"); }
-    }
-    tracing::info!("shutting down");
+    trustdeck_process::until_terminated(agent.wait(), "agent").await?;
     trustdeck_process::shutdown_within_grace(agent.shutdown()).await;
     Ok(())
 }

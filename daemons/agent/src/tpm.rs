@@ -104,7 +104,7 @@ pub fn show(tcti: Option<String>, devid_key: Option<&Path>) -> Result<String> {
     out.push_str(&format!("EK name:        {name}\n"));
     if let Some(p) = devid_key {
         let key = DevIdKey::read(p)?;
-        let area = key.area().map_err(anyhow::Error::msg)?;
+        let area = key.area()?;
         let loads = tpm.sign(&key, b"trustdeck tpm show").map(|_| ());
         out.push_str(&format!(
             "DevID key:      {} (name {}, attributes {}): {}\n",

@@ -428,7 +428,10 @@ impl Config {
                     .into(),
             ));
         }
-        let admin_access = raw.admin.access(&raw.admin_allowed_uids).map_err(invalid)?;
+        let admin_access = raw
+            .admin
+            .access(&raw.admin_allowed_uids)
+            .map_err(|e| invalid(e.to_string()))?;
         let default_name = if upstream.is_some() {
             "downstream"
         } else {

@@ -255,11 +255,7 @@ async fn run_server(config: &Path) -> Result<()> {
     let mut server = trustdeck_server::start::start(config)
         .await
         .context("trustdeck-server failed to start")?;
-    tokio::select! {
-        r = trustdeck_process::terminated() => r?,
-        _ = server.wait() => { tracing::error!("a server task ended unexpectedly"); }
-    }
-    tracing::info!("shutting down");
+    trustdeck_process::until_terminated(server.wait(), "server").await?;
     trustdeck_process::shutdown_within_grace(server.shutdown()).await;
     Ok(())
 }

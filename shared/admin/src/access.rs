@@ -154,12 +154,21 @@ pub struct AdminSection {
     pub viewers: Vec<String>,
 }
 
+/// An `[admin]` table names a SPIFFE ID that does not parse.
+#[derive(Debug, thiserror::Error)]
+#[error("admin.{key}: {source}")]
+pub struct BadAdminId {
+    /// `operators` or `viewers`.
+    pub key: &'static str,
+    pub source: trustdeck_spiffe::IdError,
+}
+
 impl AdminSection {
     /// The access rules, with every SPIFFE ID checked; errors name the bad value.
-    pub fn access(&self, operator_uids: &[u32]) -> Result<AdminAccess, String> {
-        let ids = |what: &str, v: &[String]| -> Result<Vec<SpiffeId>, String> {
+    pub fn access(&self, operator_uids: &[u32]) -> Result<AdminAccess, BadAdminId> {
+        let ids = |key: &'static str, v: &[String]| -> Result<Vec<SpiffeId>, BadAdminId> {
             v.iter()
-                .map(|s| SpiffeId::parse(s).map_err(|e| format!("admin.{what}: {e}")))
+                .map(|s| SpiffeId::parse(s).map_err(|source| BadAdminId { key, source }))
                 .collect()
         };
         Ok(AdminAccess {

@@ -21,7 +21,7 @@ fn main() {
     if std::env::var_os("SOFTHSM2_CONF").is_none() {
         // Set up a private token, then run again with SOFTHSM2_CONF (the module reads it once).
         let dir = tempfile::tempdir().expect("tempdir");
-        let conf = trustdeck_pki::pkcs11::init_softhsm2_token(dir.path(), "bench", PIN, PIN)
+        let conf = trustdeck_lab::init_softhsm2_token(dir.path(), "bench", PIN, PIN)
             .expect("SoftHSM2 token");
         let status = Command::new(std::env::current_exe().expect("exe"))
             .arg(iterations.to_string())
@@ -31,7 +31,7 @@ fn main() {
         std::process::exit(status.code().unwrap_or(1));
     }
     let km = Pkcs11KeyManager::open(&Pkcs11Settings {
-        module: trustdeck_pki::pkcs11::SOFTHSM2_MODULE.into(),
+        module: trustdeck_lab::SOFTHSM2_MODULE.into(),
         token_label: Some("bench".into()),
         slot: None,
         key_label_prefix: "bench-".into(),

@@ -29,13 +29,9 @@ pub enum CaError {
     /// The CA is not valid at `now`.
     #[error("CA {subject} is not valid at {now} (valid {not_before} to {not_after})")]
     NotValid {
-        /// CA subject.
         subject: String,
-        /// The instant.
         now: DateTime<Utc>,
-        /// Start.
         not_before: DateTime<Utc>,
-        /// End.
         not_after: DateTime<Utc>,
     },
     /// The stored CA certificate does not belong to the key.
@@ -57,7 +53,6 @@ pub enum CaError {
 pub struct IssuedSvid {
     /// DER certificates: leaf first, then the CA's intermediates (never the root).
     pub chain: Vec<Vec<u8>>,
-    /// Leaf expiry.
     pub not_after: DateTime<Utc>,
     /// Leaf serial, hex.
     pub serial_hex: String,
@@ -177,7 +172,6 @@ impl X509Authority {
         &self.upstream_chain
     }
 
-    /// Validity window.
     pub fn window(&self) -> Window {
         self.window
     }

@@ -48,9 +48,7 @@ pub enum KeyError {
     /// Reading or writing key material failed.
     #[error("key file {path}: {source}")]
     Io {
-        /// The file.
         path: PathBuf,
-        /// The cause.
         source: std::io::Error,
     },
     /// Stored key material could not be parsed.
@@ -58,35 +56,23 @@ pub enum KeyError {
     BadKey {
         /// The key id.
         key_id: String,
-        /// Why.
         reason: String,
     },
     /// A key file is readable by others than its owner.
     #[error(
         "key file {path} has mode {mode:o}; refusing to use a private key readable by group or others (chmod 600)"
     )]
-    InsecurePermissions {
-        /// The file.
-        path: PathBuf,
-        /// Its mode.
-        mode: u32,
-    },
+    InsecurePermissions { path: PathBuf, mode: u32 },
     /// The signing operation failed.
     #[error("signing with key {key_id:?} failed: {reason}")]
     Sign {
         /// The key id.
         key_id: String,
-        /// Why.
         reason: String,
     },
     /// A hardware or external backend failed.
     #[error("{backend}: {reason}")]
-    Backend {
-        /// The backend.
-        backend: String,
-        /// Why.
-        reason: String,
-    },
+    Backend { backend: String, reason: String },
 }
 
 /// Where a key lives: shown to operators per tier.
@@ -101,12 +87,7 @@ pub enum KeyStorage {
         path: PathBuf,
     },
     /// A PKCS#11 token.
-    Pkcs11 {
-        /// Token label.
-        token: String,
-        /// Key label.
-        label: String,
-    },
+    Pkcs11 { token: String, label: String },
     /// A TPM 2.0.
     Tpm {
         /// Key handle or name.
@@ -143,7 +124,7 @@ pub trait SigningKey: Send + Sync + fmt::Debug {
     fn key_id(&self) -> &str;
     /// The SEC1 uncompressed public point (65 bytes for P-256).
     fn public_point(&self) -> &[u8];
-    /// SubjectPublicKeyInfo DER.
+    /// The public key as SubjectPublicKeyInfo DER.
     fn public_key_spki(&self) -> Vec<u8> {
         p256_spki_from_point(self.public_point())
     }

@@ -99,60 +99,15 @@ fn context(module: &Path) -> Result<Arc<Pkcs11>, KeyError> {
     Ok(ctx)
 }
 
-/// The SoftHSM2 module on Debian.
-pub const SOFTHSM2_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
-
-/// Creates a SoftHSM2 token of its own under `dir` (its token directory and the config file
-/// that `SOFTHSM2_CONF` must name) and initialises it with `label`, `so_pin` and `pin`.
-/// Returns the config file. For labs, tests and the demo: a real HSM is initialised by its
-/// owner's tools.
-pub fn init_softhsm2_token(
-    dir: &Path,
-    label: &str,
-    so_pin: &str,
-    pin: &str,
-) -> Result<PathBuf, KeyError> {
-    let io = |what: &str, path: &Path, e: std::io::Error| {
-        backend_err(format!("SoftHSM2: {what} {}: {e}", path.display()))
-    };
-    let tokens = dir.join("tokens");
-    std::fs::create_dir_all(&tokens).map_err(|e| io("create", &tokens, e))?;
-    let conf = dir.join("softhsm2.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-            tokens.display()
-        ),
-    )
-    .map_err(|e| io("write", &conf, e))?;
-    let out = std::process::Command::new("softhsm2-util")
-        .env("SOFTHSM2_CONF", &conf)
-        .args([
-            "--init-token",
-            "--free",
-            "--label",
-            label,
-            "--so-pin",
-            so_pin,
-            "--pin",
-            pin,
-        ])
-        .output()
-        .map_err(|e| backend_err(format!("softhsm2-util (install softhsm2): {e}")))?;
-    if !out.status.success() {
-        return Err(backend_err(format!(
-            "softhsm2-util --init-token {label}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    Ok(conf)
-}
+/// A raw `r‖s` ECDSA signature of an impossible length (odd, empty, or above P-521's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("raw ECDSA signature of {0} bytes")]
+pub struct RawSignatureLength(pub usize);
 
 /// DER ECDSA-Sig-Value from a raw `r‖s` signature.
-pub fn raw_ecdsa_to_der(raw: &[u8]) -> Result<Vec<u8>, String> {
+pub fn raw_ecdsa_to_der(raw: &[u8]) -> Result<Vec<u8>, RawSignatureLength> {
     if raw.is_empty() || !raw.len().is_multiple_of(2) || raw.len() > 132 {
-        return Err(format!("raw ECDSA signature of {} bytes", raw.len()));
+        return Err(RawSignatureLength(raw.len()));
     }
     let (r, s) = raw.split_at(raw.len() / 2);
     fn int(v: &[u8]) -> Vec<u8> {
@@ -563,9 +518,9 @@ impl SigningKey for Pkcs11Key {
                 Err(e) => return Err(sign_err(e)),
             }
         };
-        raw_ecdsa_to_der(&raw).map_err(|reason| KeyError::Sign {
+        raw_ecdsa_to_der(&raw).map_err(|e| KeyError::Sign {
             key_id: self.key_id.clone(),
-            reason,
+            reason: e.to_string(),
         })
     }
 
@@ -614,7 +569,9 @@ mod tests {
         const NAME: &str = "pkcs11::tests::signing_recovers_after_the_token_logs_us_out";
         if std::env::var_os("TRUSTDECK_PKCS11_CHILD").is_none() {
             let dir = tempfile::tempdir().unwrap();
-            let conf = init_softhsm2_token(dir.path(), "recover", "so-pin", "user-pin").unwrap();
+            let conf =
+                trustdeck_lab::init_softhsm2_token(dir.path(), "recover", "so-pin", "user-pin")
+                    .unwrap();
             let out = std::process::Command::new(std::env::current_exe().unwrap())
                 .args(["--exact", NAME, "--nocapture"])
                 .env("SOFTHSM2_CONF", &conf)
@@ -627,7 +584,7 @@ mod tests {
             return;
         }
         let km = Pkcs11KeyManager::open(&Pkcs11Settings {
-            module: SOFTHSM2_MODULE.into(),
+            module: trustdeck_lab::SOFTHSM2_MODULE.into(),
             token_label: Some("recover".into()),
             slot: None,
             key_label_prefix: "t-".into(),

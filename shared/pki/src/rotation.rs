@@ -29,7 +29,6 @@ impl Window {
         }
     }
 
-    /// Total lifetime.
     pub fn lifetime(&self) -> Duration {
         self.not_after - self.not_before
     }
@@ -132,11 +131,28 @@ pub fn renew_at(issued: DateTime<Utc>, not_after: DateTime<Utc>) -> DateTime<Utc
     issued + (not_after - issued) / 2
 }
 
+/// Why a duration string was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    /// Nothing but whitespace.
+    #[error("empty duration")]
+    Empty,
+    /// A unit letter without a number before it.
+    #[error("invalid duration {input:?}: expected a number before '{unit}'")]
+    MissingNumber { input: String, unit: char },
+    /// A unit other than ms, s, m, h or d.
+    #[error("invalid duration {input:?}: unknown unit '{unit}' (use ms, s, m, h or d)")]
+    UnknownUnit { input: String, unit: char },
+    /// A number without a unit.
+    #[error("invalid duration {input:?}: every number needs a unit (s, m, h or d), e.g. \"90s\"")]
+    MissingUnit { input: String },
+}
+
 /// Parses durations like `500ms`, `90s`, `15m`, `1h`, `7d`, `1h30m`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
     let s = s.trim();
     if s.is_empty() {
-        return Err("empty duration".into());
+        return Err(DurationError::Empty);
     }
     let mut total = Duration::zero();
     let mut num = String::new();
@@ -147,9 +163,10 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             num.push(c);
             continue;
         }
-        let n: i64 = num
-            .parse()
-            .map_err(|_| format!("invalid duration {s:?}: expected a number before '{c}'"))?;
+        let n: i64 = num.parse().map_err(|_| DurationError::MissingNumber {
+            input: s.to_string(),
+            unit: c,
+        })?;
         num.clear();
         let d = match c {
             'm' if chars.peek() == Some(&'s') => {
@@ -161,9 +178,10 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             'h' => Duration::try_hours(n),
             'd' => Duration::try_days(n),
             _ => {
-                return Err(format!(
-                    "invalid duration {s:?}: unknown unit '{c}' (use ms, s, m, h or d)"
-                ));
+                return Err(DurationError::UnknownUnit {
+                    input: s.to_string(),
+                    unit: c,
+                });
             }
         };
         total = d
@@ -172,9 +190,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         saw_unit = true;
     }
     if !num.is_empty() || !saw_unit {
-        return Err(format!(
-            "invalid duration {s:?}: every number needs a unit (s, m, h or d), e.g. \"90s\""
-        ));
+        return Err(DurationError::MissingUnit {
+            input: s.to_string(),
+        });
     }
     Ok(total)
 }
@@ -269,13 +287,14 @@ mod tests {
             Duration::milliseconds(60_500)
         );
         assert!(parse_duration("90").is_err());
-        assert!(parse_duration("").is_err());
-        assert!(parse_duration("h").is_err());
-        assert!(
-            parse_duration("5x")
-                .unwrap_err()
-                .contains("unknown unit 'x'")
-        );
+        assert_eq!(parse_duration(" "), Err(DurationError::Empty));
+        assert!(matches!(
+            parse_duration("h"),
+            Err(DurationError::MissingNumber { unit: 'h', .. })
+        ));
+        let e = parse_duration("5x").unwrap_err();
+        assert!(matches!(e, DurationError::UnknownUnit { unit: 'x', .. }));
+        assert!(e.to_string().contains("unknown unit 'x'"));
     }
 
     /// Found by the `duration` fuzz target: a number too large for its unit panicked.

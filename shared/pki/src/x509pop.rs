@@ -28,27 +28,18 @@ pub enum X509PopError {
     Malformed {
         /// Position in the presented chain.
         index: usize,
-        /// Why.
         reason: String,
     },
     /// A certificate is outside its validity window.
     #[error("x509pop: certificate {index} ({subject}) is not valid at {now}")]
     Expired {
-        /// Position.
         index: usize,
-        /// Subject.
         subject: String,
-        /// The instant.
         now: DateTime<Utc>,
     },
     /// The chain does not verify up to a configured CA.
     #[error("x509pop: certificate chain of {subject} does not chain to a configured CA: {reason}")]
-    Untrusted {
-        /// Leaf subject.
-        subject: String,
-        /// Why.
-        reason: String,
-    },
+    Untrusted { subject: String, reason: String },
     /// The challenge signature is wrong.
     #[error("x509pop: proof of possession failed: {0}")]
     BadProof(String),

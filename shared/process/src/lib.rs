@@ -19,27 +19,19 @@ pub enum ConfigError {
     /// The file could not be read.
     #[error("cannot read config {path}: {source}")]
     Read {
-        /// The file.
         path: PathBuf,
-        /// The cause.
         source: std::io::Error,
     },
     /// The TOML is malformed or has unknown or mistyped keys.
     #[error("config {path} is invalid: {message}")]
     Parse {
-        /// The file.
         path: String,
         /// What toml said, with line and column.
         message: String,
     },
     /// A value is out of range or inconsistent with another.
     #[error("config {path}: {message}")]
-    Invalid {
-        /// The file.
-        path: String,
-        /// The problem.
-        message: String,
-    },
+    Invalid { path: String, message: String },
 }
 
 /// Reads a config file.
@@ -83,6 +75,20 @@ pub async fn terminated() -> std::io::Result<()> {
         r = tokio::signal::ctrl_c() => r,
         _ = term.recv() => Ok(()),
     }
+}
+
+/// Waits for SIGINT/SIGTERM, or for `task_ended` (one of the daemon's own tasks stopping by
+/// itself, which is logged as an error); either way the caller shuts the daemon down next.
+pub async fn until_terminated(
+    task_ended: impl Future<Output = ()>,
+    daemon: &str,
+) -> std::io::Result<()> {
+    tokio::select! {
+        r = terminated() => r?,
+        _ = task_ended => tracing::error!("{daemon}: one of its tasks ended unexpectedly"),
+    }
+    tracing::info!("shutting down");
+    Ok(())
 }
 
 /// Runs a graceful shutdown for at most [`SHUTDOWN_GRACE`]: a peer that never closes does not

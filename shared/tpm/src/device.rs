@@ -47,7 +47,6 @@ pub enum DeviceError {
     Open {
         /// The TCTI string.
         tcti: String,
-        /// Why.
         reason: String,
     },
     /// A TPM command failed.
@@ -60,15 +59,27 @@ pub enum DeviceError {
     },
     /// The DevID key file is missing, unreadable or malformed.
     #[error("DevID key file {path}: {reason}")]
-    KeyFile {
-        /// Path.
-        path: String,
-        /// Why.
-        reason: String,
-    },
+    KeyFile { path: String, reason: String },
     /// The TPM returned something unexpected.
     #[error("TPM returned unexpected data: {0}")]
     Unexpected(String),
+    /// A DevID key blob does not parse.
+    #[error("DevID key blob: {0}")]
+    KeyBlob(#[from] KeyBlobError),
+}
+
+/// A DevID key file's bytes do not hold a key blob.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyBlobError {
+    /// A TPM2B structure's size runs past the end of the file.
+    #[error("truncated {0}")]
+    Truncated(&'static str),
+    /// Bytes follow the private blob.
+    #[error("{0} trailing bytes")]
+    Trailing(usize),
+    /// The public blob does not parse.
+    #[error(transparent)]
+    Public(#[from] crate::public::PublicError),
 }
 
 fn tpm_err(op: &'static str) -> impl FnOnce(tss_esapi::Error) -> DeviceError {
@@ -116,17 +127,17 @@ impl DevIdKey {
     }
 
     /// Parses the file form.
-    pub fn from_bytes(b: &[u8]) -> Result<DevIdKey, String> {
+    pub fn from_bytes(b: &[u8]) -> Result<DevIdKey, KeyBlobError> {
         let split = |b: &[u8]| -> Option<usize> {
             let (n, _) = b.split_first_chunk::<2>()?;
             let end = 2 + u16::from_be_bytes(*n) as usize;
             (end <= b.len()).then_some(end)
         };
-        let pub_end = split(b).ok_or("truncated TPM2B_PUBLIC")?;
+        let pub_end = split(b).ok_or(KeyBlobError::Truncated("TPM2B_PUBLIC"))?;
         let rest = &b[pub_end..];
-        let priv_end = split(rest).ok_or("truncated TPM2B_PRIVATE")?;
+        let priv_end = split(rest).ok_or(KeyBlobError::Truncated("TPM2B_PRIVATE"))?;
         if priv_end != rest.len() {
-            return Err(format!("{} trailing bytes", rest.len() - priv_end));
+            return Err(KeyBlobError::Trailing(rest.len() - priv_end));
         }
         let key = DevIdKey {
             public: b[..pub_end].to_vec(),
@@ -143,7 +154,7 @@ impl DevIdKey {
             reason,
         };
         let b = std::fs::read(path).map_err(|e| err(e.to_string()))?;
-        DevIdKey::from_bytes(&b).map_err(err)
+        DevIdKey::from_bytes(&b).map_err(|e| err(e.to_string()))
     }
 
     /// Writes a key file (mode 0600, by temporary file and rename).
@@ -167,8 +178,8 @@ impl DevIdKey {
     }
 
     /// The parsed public area.
-    pub fn area(&self) -> Result<PublicArea, String> {
-        PublicArea::from_tpm2b(&self.public).map_err(|e| e.to_string())
+    pub fn area(&self) -> Result<PublicArea, KeyBlobError> {
+        Ok(PublicArea::from_tpm2b(&self.public)?)
     }
 
     fn tss(&self) -> Result<(Public, Private), DeviceError> {
@@ -461,7 +472,7 @@ impl Tpm {
 
     /// A PKCS#10 request (DER) with subject CN `cn` for the DevID key, signed by the TPM.
     pub fn csr(&mut self, key: &DevIdKey, cn: &str) -> Result<Vec<u8>, DeviceError> {
-        let area = key.area().map_err(DeviceError::Unexpected)?;
+        let area = key.area()?;
         let crate::public::PublicKey::Ecc { x, y, .. } = area.key else {
             return Err(DeviceError::Unexpected(
                 "DevID key is not an ECC key".into(),

@@ -74,7 +74,6 @@ pub enum PublicError {
     SizeMismatch {
         /// The size field.
         declared: usize,
-        /// Bytes present.
         actual: usize,
     },
     /// A key type this crate does not handle.
@@ -96,7 +95,6 @@ pub struct SymDef {
 /// The public key of a parsed area.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PublicKey {
-    /// RSA.
     Rsa {
         /// Key size in bits.
         key_bits: u16,
@@ -105,7 +103,6 @@ pub enum PublicKey {
         /// Modulus, big-endian, without leading zeros.
         modulus: Vec<u8>,
     },
-    /// ECC.
     Ecc {
         /// `TPM_ECC_CURVE`.
         curve: u16,
@@ -131,7 +128,6 @@ pub struct PublicArea {
     pub symmetric: SymDef,
     /// Signing or encryption scheme (`TPM_ALG_NULL` when the key has none).
     pub scheme: u16,
-    /// The key.
     pub key: PublicKey,
 }
 

@@ -43,20 +43,12 @@ pub enum TpmDevIdError {
     Missing(&'static str),
     /// A certificate or public area could not be parsed.
     #[error("tpm_devid: {what} is malformed: {reason}")]
-    Malformed {
-        /// Which piece.
-        what: String,
-        /// Why.
-        reason: String,
-    },
+    Malformed { what: String, reason: String },
     /// A certificate is outside its validity window.
     #[error("tpm_devid: {what} ({subject}) is not valid at {now}")]
     Expired {
-        /// Which certificate.
         what: String,
-        /// Its subject.
         subject: String,
-        /// The instant.
         now: DateTime<Utc>,
     },
     /// The DevID chain does not verify up to the DevID CA bundle.
@@ -64,11 +56,9 @@ pub enum TpmDevIdError {
         "tpm_devid: DevID certificate {subject} does not chain to the DevID CA bundle {bundle}: {reason}"
     )]
     DevIdUntrusted {
-        /// Leaf subject.
         subject: String,
         /// The bundle's path (or name).
         bundle: String,
-        /// Why.
         reason: String,
     },
     /// The EK certificate is not issued by the endorsement CA bundle.
@@ -80,7 +70,6 @@ pub enum TpmDevIdError {
         subject: String,
         /// The bundle's path (or name).
         bundle: String,
-        /// Why.
         reason: String,
     },
     /// The EK public area does not hold the EK certificate's key, or is no EK.
@@ -138,7 +127,6 @@ pub struct Evidence<'a> {
 pub struct Bundle<'a> {
     /// Where it came from (a path).
     pub name: &'a str,
-    /// Certificates.
     pub certs: &'a [Vec<u8>],
 }
 

@@ -22,7 +22,6 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// What a request knows about its TCP peer.
 #[derive(Debug, Clone)]
 pub struct PeerInfo {
-    /// Remote address.
     pub addr: Option<SocketAddr>,
     /// Verified certificate chain (leaf first), if the peer presented one.
     pub certs: Option<Arc<Vec<CertificateDer<'static>>>>,
