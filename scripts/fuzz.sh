@@ -23,6 +23,11 @@ export RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4
 # `--cap-lints warn`: `--cfg fuzzing` turns on h2's own fuzz module, which trips its
 # deny(missing_docs). An explicit --target keeps the flags off build scripts and proc macros.
 host=$(rustc -vV | sed -n 's/^host: //p')
+if ! cargo metadata --manifest-path fuzz/Cargo.toml --locked --format-version 1 >/dev/null; then
+  echo "fuzz: fuzz/Cargo.lock is stale (a workspace crate's dependencies changed); refresh it with" >&2
+  echo "  cp Cargo.lock fuzz/Cargo.lock && cargo fetch --manifest-path fuzz/Cargo.toml" >&2
+  exit 2
+fi
 cargo build --manifest-path fuzz/Cargo.toml --profile fuzz --locked --target "$host" --bins
 bin_dir=$CARGO_TARGET_DIR/$host/fuzz
 

@@ -146,6 +146,9 @@ pub enum DurationError {
     /// A number without a unit.
     #[error("invalid duration {input:?}: every number needs a unit (s, m, h or d), e.g. \"90s\"")]
     MissingUnit { input: String },
+    /// Longer than a duration can hold (about 292 million years).
+    #[error("invalid duration {input:?}: too long")]
+    TooLong { input: String },
 }
 
 /// Parses durations like `500ms`, `90s`, `15m`, `1h`, `7d`, `1h30m`.
@@ -186,7 +189,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
         };
         total = d
             .and_then(|d| total.checked_add(&d))
-            .ok_or_else(|| format!("invalid duration {s:?}: too long"))?;
+            .ok_or_else(|| DurationError::TooLong {
+                input: s.to_string(),
+            })?;
         saw_unit = true;
     }
     if !num.is_empty() || !saw_unit {
@@ -306,7 +311,7 @@ mod tests {
             "106751991167d106751991167d",
         ] {
             let e = parse_duration(s).unwrap_err();
-            assert!(e.contains("too long"), "{s}: {e}");
+            assert!(matches!(e, DurationError::TooLong { .. }), "{s}: {e}");
         }
         assert_eq!(
             parse_duration("9223372036854775807ms").unwrap(),
