@@ -16,7 +16,8 @@ use trustdeck_console::app::{App, LARGE_REBUILD_SECS, Msg, update};
 use trustdeck_console::view;
 use trustdeck_topology::fleet::{Fleet, Thresholds};
 use trustdeck_topology::{
-    Body, Connectivity, DaemonIdentity, Delta, KeyStorage, Node, NodeKind, Snapshot, WatchMessage,
+    Body, Connectivity, ConnectivityState, DaemonIdentity, DaemonRole, Delta, KeyBackend,
+    KeyStorage, Node, NodeKind, NodeState, Snapshot, WatchMessage,
 };
 
 const TD: &str = "spiffe://bench.trustdeck";
@@ -36,11 +37,11 @@ fn n(id: String, parent: String, kind: NodeKind, label: String, spiffe: String, 
         kind: kind as i32,
         label,
         spiffe_id: spiffe,
-        state: "issued".into(),
+        state: NodeState::Issued.into(),
         not_before: t - 1800,
         not_after: t + 1800,
         key_storage: Some(KeyStorage {
-            backend: "agent".into(),
+            backend: KeyBackend::Agent.into(),
             detail: String::new(),
         }),
         segment: seg.into(),
@@ -52,7 +53,7 @@ fn server(name: &str) -> String {
     format!("server:{TD}/trustdeck/server/{name}")
 }
 
-fn snapshot(name: &str, role: &str, seg: &str, nodes: Vec<Node>) -> WatchMessage {
+fn snapshot(name: &str, role: DaemonRole, seg: &str, nodes: Vec<Node>) -> WatchMessage {
     WatchMessage {
         revision: 1,
         daemon_time_ms: now().timestamp_millis(),
@@ -66,9 +67,9 @@ fn snapshot(name: &str, role: &str, seg: &str, nodes: Vec<Node>) -> WatchMessage
                 ..Default::default()
             }),
             nodes,
-            upstream: (role == "downstream").then(|| Connectivity {
+            upstream: (role == DaemonRole::Downstream).then(|| Connectivity {
                 configured: true,
-                state: "connected".into(),
+                state: ConnectivityState::Connected.into(),
                 since: now().timestamp() - 3600,
                 ..Default::default()
             }),
@@ -189,20 +190,25 @@ fn main() {
     let mut daemons = vec![(
         "upstream".to_string(),
         "unix:///up".to_string(),
-        "upstream".to_string(),
+        DaemonRole::Upstream,
         "root".to_string(),
     )];
     for s in SEGMENTS {
         daemons.push((
             s.to_string(),
             format!("https://{s}:8443"),
-            "downstream".to_string(),
+            DaemonRole::Downstream,
             s.to_string(),
         ));
     }
-    let mut msgs = vec![snapshot("upstream", "upstream", "root", upstream_nodes())];
+    let mut msgs = vec![snapshot(
+        "upstream",
+        DaemonRole::Upstream,
+        "root",
+        upstream_nodes(),
+    )];
     for s in SEGMENTS {
-        msgs.push(snapshot(s, "downstream", s, downstream_nodes(s)));
+        msgs.push(snapshot(s, DaemonRole::Downstream, s, downstream_nodes(s)));
     }
 
     // (a) The fleet alone, then the console's caches (tree, rows, expiring, windows, health),

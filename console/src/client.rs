@@ -6,20 +6,26 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
 use tokio::sync::mpsc;
 use tonic::transport::Channel;
+use trustdeck_process::clock::Clock;
 use trustdeck_proto::admin::observe_client::ObserveClient;
 use trustdeck_proto::admin::{GetNodeRequest, NodeDetail, WatchMessage, WatchRequest};
+use trustdeck_proto::workload::{X509svidRequest, X509svidResponse};
+use trustdeck_spiffe::pem::PemError;
 use trustdeck_topology::DaemonConn;
+use trustdeck_transport::tls::TlsError;
 use trustdeck_transport::{SharedIdentity, SharedRoots};
 
+use crate::app::DetailError;
 use crate::fleetfile::{Endpoint, Target};
 
 /// Largest message accepted from a daemon (a snapshot chunk of a big fleet).
 pub const MAX_MESSAGE: usize = 64 << 20;
 /// Longest wait between reconnection attempts.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(3);
+/// How long a `GetNode` call for the detail popup may take.
+pub const DETAIL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What the streams deliver.
 #[derive(Debug)]
@@ -29,19 +35,56 @@ pub enum Update {
     /// The console's connection to daemon `usize` changed.
     Conn(usize, DaemonConn),
     /// The answer to a [`Watcher::fetch_detail`].
-    Detail(String, Result<NodeDetail, String>),
+    Detail(String, Result<NodeDetail, DetailError>),
 }
 
 /// Why the client could not start.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClientError {
-    /// An endpoint is unusable.
+    /// An admin endpoint cannot be dialled.
+    #[error("{endpoint}: {source}")]
+    Endpoint {
+        /// The socket path or `host:port`.
+        endpoint: String,
+        source: tonic::transport::Error,
+    },
+    /// The TLS configuration for an mTLS endpoint could not be built.
+    #[error("{addr}: {source}")]
+    Tls { addr: String, source: TlsError },
+    /// An mTLS endpoint, but the console has no SVID.
+    #[error(
+        "client identity: {addr} is an mTLS endpoint: give the console an SVID with --workload-socket or SPIFFE_ENDPOINT_SOCKET"
+    )]
+    NoIdentity { addr: String },
+    /// The console's SVID could not be taken from the Workload API.
+    #[error("client identity: Workload API {socket}: {source}")]
+    Identity { socket: String, source: SvidError },
+}
+
+/// Why the console's SVID could not be taken from a Workload API message or stream.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SvidError {
+    /// The socket cannot be dialled.
     #[error("{0}")]
-    Endpoint(String),
-    /// No client SVID for mTLS endpoints.
-    #[error("client identity: {0}")]
-    Identity(String),
+    Connect(#[from] tonic::transport::Error),
+    /// The Workload API refused.
+    #[error("{}", .0.message())]
+    Rpc(#[from] tonic::Status),
+    #[error("no X509-SVID within 10 s")]
+    Timeout,
+    #[error("stream ended without an X509-SVID")]
+    Ended,
+    /// No SVID for the wanted SPIFFE ID (`any ID` when none was asked for).
+    #[error("no X509-SVID for {0}")]
+    NotFound(String),
+    /// The chain or the bundle is not DER.
+    #[error("{0}")]
+    Der(#[from] PemError),
+    /// The key, chain or bundle is unusable for TLS.
+    #[error("{0}")]
+    Tls(#[from] TlsError),
 }
 
 /// The console's own X509-SVID and trust bundle, for `https://` endpoints.
@@ -55,32 +98,17 @@ impl ClientTls {
     /// Fetches an X509-SVID (the one for `want`, else the first) and the bundle from a
     /// Workload API socket.
     pub async fn from_workload_api(socket: &Path, want: Option<&str>) -> Result<Self, ClientError> {
-        let err =
-            |m: String| ClientError::Identity(format!("Workload API {}: {m}", socket.display()));
-        let mut c = trustdeck_transport::workload_client::connect(socket)
-            .map_err(|e| err(e.to_string()))?;
-        let mut s = c
-            .fetch_x509svid(trustdeck_proto::workload::X509svidRequest {})
+        let (tls, s) = Self::first(socket, want)
             .await
-            .map_err(|e| err(e.message().to_string()))?
-            .into_inner();
-        let resp = tokio::time::timeout(Duration::from_secs(10), s.message())
-            .await
-            .map_err(|_| err("no X509-SVID within 10 s".into()))?
-            .map_err(|e| err(e.message().to_string()))?
-            .ok_or_else(|| err("stream ended without an X509-SVID".into()))?;
-        let (chain, key, bundle) = pick(&resp, want).map_err(err)?;
-        let tls = Self {
-            identity: SharedIdentity::new(),
-            roots: SharedRoots::new(&bundle).map_err(|e| err(e.to_string()))?,
-        };
-        tls.identity
-            .set(chain, &key)
-            .map_err(|e| err(e.to_string()))?;
+            .map_err(|source| ClientError::Identity {
+                socket: socket.display().to_string(),
+                source,
+            })?;
         // Keep following the stream: the SVID rotates (and the bundle with it) while the
         // console runs for hours; a failed update keeps the last good identity.
         let (follow, want) = (tls.clone(), want.map(str::to_string));
         tokio::spawn(async move {
+            let mut s = s;
             while let Ok(Some(resp)) = s.message().await {
                 if let Err(e) = follow.install(&resp, want.as_deref()) {
                     tracing::warn!(error = %e, "console SVID update ignored");
@@ -93,15 +121,31 @@ impl ClientTls {
         Ok(tls)
     }
 
-    /// Installs the SVID for `want` (else the first) and its bundle from one stream message.
-    fn install(
-        &self,
-        resp: &trustdeck_proto::workload::X509svidResponse,
+    /// The first SVID of the Workload API stream, and the stream.
+    async fn first(
+        socket: &Path,
         want: Option<&str>,
-    ) -> Result<(), String> {
+    ) -> Result<(Self, tonic::Streaming<X509svidResponse>), SvidError> {
+        let mut c = trustdeck_transport::workload_client::connect(socket)?;
+        let mut s = c.fetch_x509svid(X509svidRequest {}).await?.into_inner();
+        let resp = tokio::time::timeout(Duration::from_secs(10), s.message())
+            .await
+            .map_err(|_| SvidError::Timeout)??
+            .ok_or(SvidError::Ended)?;
+        let (chain, key, bundle) = pick(&resp, want)?;
+        let tls = Self {
+            identity: SharedIdentity::new(),
+            roots: SharedRoots::new(&bundle)?,
+        };
+        tls.identity.set(chain, &key)?;
+        Ok((tls, s))
+    }
+
+    /// Installs the SVID for `want` (else the first) and its bundle from one stream message.
+    fn install(&self, resp: &X509svidResponse, want: Option<&str>) -> Result<(), SvidError> {
         let (chain, key, bundle) = pick(resp, want)?;
-        self.roots.set(&bundle).map_err(|e| e.to_string())?;
-        self.identity.set(chain, &key).map_err(|e| e.to_string())
+        self.roots.set(&bundle)?;
+        Ok(self.identity.set(chain, &key)?)
     }
 }
 
@@ -109,39 +153,45 @@ impl ClientTls {
 /// first), PKCS#8 key and bundle.
 type Picked = (Vec<Vec<u8>>, Vec<u8>, Vec<Vec<u8>>);
 
-fn pick(
-    resp: &trustdeck_proto::workload::X509svidResponse,
-    want: Option<&str>,
-) -> Result<Picked, String> {
+fn pick(resp: &X509svidResponse, want: Option<&str>) -> Result<Picked, SvidError> {
     let svid = resp
         .svids
         .iter()
         .find(|s| want.is_none_or(|w| s.spiffe_id == w))
-        .ok_or_else(|| format!("no X509-SVID for {}", want.unwrap_or("any ID")))?;
-    let chain = trustdeck_spiffe::pem::split_der(&svid.x509_svid).map_err(|e| e.to_string())?;
-    let bundle = trustdeck_spiffe::pem::split_der(&svid.bundle).map_err(|e| e.to_string())?;
+        .ok_or_else(|| SvidError::NotFound(want.unwrap_or("any ID").to_string()))?;
+    let chain = trustdeck_spiffe::pem::split_der(&svid.x509_svid)?;
+    let bundle = trustdeck_spiffe::pem::split_der(&svid.bundle)?;
     Ok((chain, svid.x509_svid_key.clone(), bundle))
 }
 
 /// A channel to one daemon's admin API.
 pub fn channel(ep: &Endpoint, tls: Option<&ClientTls>) -> Result<Channel, ClientError> {
     match ep {
-        Endpoint::Unix(p) => trustdeck_transport::connect::watch_channel_uds(p.clone())
-            .map_err(|e| ClientError::Endpoint(format!("{}: {e}", p.display()))),
+        Endpoint::Unix(p) => {
+            trustdeck_transport::connect::watch_channel_uds(p.clone()).map_err(|source| {
+                ClientError::Endpoint {
+                    endpoint: p.display().to_string(),
+                    source,
+                }
+            })
+        }
         Endpoint::Tls { addr, server_id } => {
-            let tls = tls.ok_or_else(|| {
-                ClientError::Identity(format!(
-                    "{addr} is an mTLS endpoint: give the console an SVID with --workload-socket or SPIFFE_ENDPOINT_SOCKET"
-                ))
-            })?;
+            let tls = tls.ok_or_else(|| ClientError::NoIdentity { addr: addr.clone() })?;
             let cfg = trustdeck_transport::tls::client_config(
                 tls.identity.clone(),
                 tls.roots.clone(),
                 server_id.clone(),
             )
-            .map_err(|e| ClientError::Endpoint(format!("{addr}: {e}")))?;
-            trustdeck_transport::connect::watch_channel_tls(addr, cfg)
-                .map_err(|e| ClientError::Endpoint(format!("{addr}: {e}")))
+            .map_err(|source| ClientError::Tls {
+                addr: addr.clone(),
+                source,
+            })?;
+            trustdeck_transport::connect::watch_channel_tls(addr, cfg).map_err(|source| {
+                ClientError::Endpoint {
+                    endpoint: addr.clone(),
+                    source,
+                }
+            })
         }
     }
 }
@@ -174,11 +224,22 @@ pub struct Watcher {
 }
 
 impl Watcher {
-    /// Opens a stream to every target; updates go to `tx`.
+    /// Opens a stream to every target; updates go to `tx`. Lost connections are stamped with
+    /// the system clock.
     pub fn start(
         targets: &[Target],
         tls: Option<Arc<ClientTls>>,
         tx: mpsc::UnboundedSender<Update>,
+    ) -> Result<Self, ClientError> {
+        Self::start_with_clock(targets, tls, tx, trustdeck_process::clock::system())
+    }
+
+    /// [`Watcher::start`], stamping lost connections with `clock`.
+    pub fn start_with_clock(
+        targets: &[Target],
+        tls: Option<Arc<ClientTls>>,
+        tx: mpsc::UnboundedSender<Update>,
+        clock: Arc<dyn Clock>,
     ) -> Result<Self, ClientError> {
         let mut channels = Vec::new();
         let mut resubscribe = Vec::new();
@@ -186,7 +247,7 @@ impl Watcher {
         for (d, t) in targets.iter().enumerate() {
             let ch = channel(&t.endpoint, tls.as_deref())?;
             let (rtx, rrx) = mpsc::unbounded_channel();
-            tasks.spawn(follow(d, ch.clone(), tx.clone(), rrx));
+            tasks.spawn(follow(d, ch.clone(), tx.clone(), rrx, clock.clone()));
             channels.push(ch);
             resubscribe.push(rtx);
         }
@@ -214,14 +275,19 @@ impl Watcher {
         tokio::spawn(async move {
             let mut c = ObserveClient::new(ch).max_decoding_message_size(MAX_MESSAGE);
             let r = tokio::time::timeout(
-                Duration::from_secs(5),
+                DETAIL_TIMEOUT,
                 c.get_node(GetNodeRequest {
                     id: node_id.clone(),
                 }),
             )
             .await
-            .map_err(|_| "no answer within 5 s".to_string())
-            .and_then(|r| r.map(|x| x.into_inner()).map_err(|s| describe(&s)));
+            .map_err(|_| DetailError::Timeout {
+                secs: DETAIL_TIMEOUT.as_secs(),
+            })
+            .and_then(|r| {
+                r.map(|x| x.into_inner())
+                    .map_err(|s| DetailError::Rpc(describe(&s)))
+            });
             let _ = tx.send(Update::Detail(node_id, r));
         });
     }
@@ -232,11 +298,14 @@ impl Watcher {
     }
 }
 
+/// Follows daemon `d`'s stream until the watcher stops: reopens it with backoff, at once after
+/// a revision gap, and reports every loss.
 async fn follow(
     d: usize,
     ch: Channel,
     tx: mpsc::UnboundedSender<Update>,
     mut resubscribe: mpsc::UnboundedReceiver<()>,
+    clock: Arc<dyn Clock>,
 ) {
     let mut backoff = Duration::from_millis(250);
     loop {
@@ -277,7 +346,7 @@ async fn follow(
             .send(Update::Conn(
                 d,
                 DaemonConn::Lost {
-                    since: Utc::now(),
+                    since: clock.now(),
                     error,
                 },
             ))

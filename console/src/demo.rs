@@ -16,7 +16,12 @@ use tonic::transport::Channel;
 use trustdeck_proto::admin::server_admin_client::ServerAdminClient;
 use trustdeck_proto::admin::{CreateEntryRequest, CreateJoinTokenRequest, GetBundleRequest};
 
+use trustdeck_server::config::ConfigFile as ServerFile;
+
 use crate::fleetfile::{AgentEntry, FleetFile, ServerEntry};
+
+mod config;
+mod hsm;
 
 /// The demo's trust domain.
 pub const TRUST_DOMAIN: &str = "demo.trustdeck";
@@ -35,16 +40,27 @@ pub enum DemoError {
     Io {
         /// What was being done.
         what: String,
-        /// The cause.
         source: std::io::Error,
     },
-    /// A daemon did not come up.
-    #[error("{name} did not start: {message} (log: {log})")]
-    Start {
-        /// Daemon name.
+    /// A daemon's configuration could not be written as TOML.
+    #[error("{path}: {source}")]
+    Config {
+        path: String,
+        source: toml::ser::Error,
+    },
+    /// A server's SoftHSM2 token could not be set up.
+    #[error("{name} did not start: {source} (log: {dir})")]
+    Hsm {
         name: String,
-        /// Why.
-        message: String,
+        /// The token's directory.
+        dir: String,
+        source: trustdeck_lab::LabError,
+    },
+    /// A daemon did not come up.
+    #[error("{name} did not start: {reason} (log: {log})")]
+    Start {
+        name: String,
+        reason: StartFailure,
         /// Its log file.
         log: String,
     },
@@ -58,12 +74,31 @@ pub enum DemoError {
     },
 }
 
+/// Why a daemon of the demo did not come up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartFailure {
+    #[error("exited with {0}")]
+    Exited(std::process::ExitStatus),
+    #[error("not ready within {} s", START_TIMEOUT.as_secs())]
+    NotReady,
+    /// A workload agent does not serve an SVID to the demo's user.
+    #[error("no SVID served within {} s", START_TIMEOUT.as_secs())]
+    NoSvid,
+    /// The server's `server.json` is unreadable.
+    #[error("{path}: {source}")]
+    Endpoints {
+        path: String,
+        source: serde_json::Error,
+    },
+}
+
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> DemoError {
     let what = what.into();
     move |source| DemoError::Io { what, source }
 }
 
-/// Demo options.
+/// What `trustdeck demo` starts.
 #[derive(Debug, Clone)]
 pub struct DemoOptions {
     /// Where everything lives (sockets, data, logs, demo.json).
@@ -73,9 +108,9 @@ pub struct DemoOptions {
     /// Workload agents per segment.
     pub workload_agents: usize,
     /// Intermediate CA lifetime.
-    pub intermediate_ttl: String,
+    pub intermediate_ttl: chrono::Duration,
     /// Workload X509-SVID lifetime.
-    pub svid_ttl: String,
+    pub svid_ttl: chrono::Duration,
 }
 
 impl Default for DemoOptions {
@@ -84,8 +119,8 @@ impl Default for DemoOptions {
             dir: PathBuf::new(),
             segments: vec!["gcp".into(), "dmz".into()],
             workload_agents: 1,
-            intermediate_ttl: "1h".into(),
-            svid_ttl: "5m".into(),
+            intermediate_ttl: chrono::Duration::hours(1),
+            svid_ttl: chrono::Duration::minutes(5),
         }
     }
 }
@@ -93,6 +128,12 @@ impl Default for DemoOptions {
 struct Proc {
     name: String,
     child: Child,
+}
+
+/// The daemon binaries the demo runs.
+struct Binaries {
+    server: PathBuf,
+    agent: PathBuf,
 }
 
 /// The running topology.
@@ -191,14 +232,14 @@ impl Demo {
             {
                 return Err(DemoError::Start {
                     name: name.into(),
-                    message: format!("exited with {status}"),
+                    reason: StartFailure::Exited(status),
                     log: log.display().to_string(),
                 });
             }
             if tokio::time::Instant::now() > deadline {
                 return Err(DemoError::Start {
                     name: name.into(),
-                    message: format!("not ready within {} s", START_TIMEOUT.as_secs()),
+                    reason: StartFailure::NotReady,
                     log: log.display().to_string(),
                 });
             }
@@ -206,58 +247,56 @@ impl Demo {
         }
     }
 
+    /// Writes server `name`'s configuration (`file`, plus its key manager), starts it and
+    /// waits for its `server.json`; returns its fleet entry.
     async fn start_server(
         &mut self,
         bin: &Path,
-        name: &str,
         role: &str,
-        segment: &str,
-        config_body: &str,
+        mut file: ServerFile,
         base: &Path,
-    ) -> Result<(ServerEntry, serde_json::Value), DemoError> {
-        let dir = base.join(name);
+    ) -> Result<ServerEntry, DemoError> {
+        let name = file.name.clone().unwrap_or_default();
+        let segment = file.segment.clone().unwrap_or_default();
+        let dir = base.join(&name);
         std::fs::create_dir_all(&dir).map_err(io(format!("create {}", dir.display())))?;
-        let data = dir.join("data");
         let config = dir.join("server.toml");
-        let (key_manager, env) = hsm_for(name, &dir)?;
-        let text = format!(
-            "trust_domain = \"{TRUST_DOMAIN}\"\nname = \"{name}\"\nsegment = \"{segment}\"\ndata_dir = \"{}\"\nadmin_socket = \"{}\"\nbind_address = \"127.0.0.1:0\"\nrotation_check_interval = \"1s\"\n{config_body}{key_manager}",
-            data.display(),
-            dir.join("admin.sock").display(),
-        );
-        std::fs::write(&config, text).map_err(io(format!("write {}", config.display())))?;
-        let endpoints = data.join("server.json");
+        let (key_manager, env) = hsm::key_manager(&name, &dir)?;
+        file.key_manager = key_manager;
+        config::write(&config, &file)?;
+        let endpoints = file.data_dir.join("server.json");
         let _ = std::fs::remove_file(&endpoints);
         let pid = self
             .spawn(
-                name,
+                &name,
                 bin,
                 &["run", "--config", &config.display().to_string()],
                 &dir,
                 &env,
             )
             .await?;
-        self.wait_for(name, &dir.join("log"), || endpoints.exists())
+        self.wait_for(&name, &dir.join("log"), || endpoints.exists())
             .await?;
         let text = std::fs::read_to_string(&endpoints)
             .map_err(io(format!("read {}", endpoints.display())))?;
-        let ep: serde_json::Value = serde_json::from_str(&text).map_err(|e| DemoError::Start {
-            name: name.into(),
-            message: format!("{}: {e}", endpoints.display()),
-            log: dir.join("log").display().to_string(),
-        })?;
-        Ok((
-            ServerEntry {
-                name: name.into(),
-                role: role.into(),
-                segment: segment.into(),
-                admin: format!("unix://{}", dir.join("admin.sock").display()),
-                spiffe_id: ep["spiffe_id"].as_str().map(str::to_string),
-                pid: Some(pid),
-                node_api: ep["node_api"].as_str().map(str::to_string),
-            },
-            ep,
-        ))
+        let ep: serde_json::Value =
+            serde_json::from_str(&text).map_err(|source| DemoError::Start {
+                name: name.clone(),
+                reason: StartFailure::Endpoints {
+                    path: endpoints.display().to_string(),
+                    source,
+                },
+                log: dir.join("log").display().to_string(),
+            })?;
+        Ok(ServerEntry {
+            admin: format!("unix://{}", dir.join("admin.sock").display()),
+            name,
+            role: role.into(),
+            segment,
+            spiffe_id: ep["spiffe_id"].as_str().map(str::to_string),
+            pid: Some(pid),
+            node_api: ep["node_api"].as_str().map(str::to_string),
+        })
     }
 
     /// Creates a join token on `server`, starts an agent with it and returns the agent's
@@ -274,38 +313,18 @@ impl Demo {
     ) -> Result<(String, AgentEntry), DemoError> {
         let dir = base.join(name);
         std::fs::create_dir_all(&dir).map_err(io(format!("create {}", dir.display())))?;
-        let socket = admin_socket_of(server);
-        let mut adm = admin(&socket).await?;
-        let bundle = adm
-            .get_bundle(GetBundleRequest {})
-            .await
-            .map_err(admin_err("get bundle"))?
-            .into_inner();
-        let bundle_path = dir.join("bootstrap-bundle.pem");
-        std::fs::write(&bundle_path, bundle.pem)
-            .map_err(io(format!("write {}", bundle_path.display())))?;
-        let token = adm
-            .create_join_token(CreateJoinTokenRequest { ttl_secs: 600 })
-            .await
-            .map_err(admin_err("create join token"))?
-            .into_inner();
-        let token_path = dir.join("join-token");
-        std::fs::write(&token_path, &token.token)
-            .map_err(io(format!("write {}", token_path.display())))?;
+        let (bundle, token, agent_id) = bootstrap(server, &dir).await?;
         let workload_socket = dir.join("workload.sock");
         let admin_sock = dir.join("admin.sock");
+        let paths = config::AgentPaths {
+            dir: &dir,
+            bundle: &bundle,
+            token: &token,
+            workload_socket: &workload_socket,
+            admin_socket: &admin_sock,
+        };
         let config = dir.join("agent.toml");
-        let text = format!(
-            "trust_domain = \"{TRUST_DOMAIN}\"\nname = \"{name}\"\nsegment = \"{segment}\"\nserver_address = \"{addr}\"\nserver_spiffe_id = \"{sid}\"\ntrust_bundle_path = \"{bundle}\"\ndata_dir = \"{data}\"\nsocket_path = \"{ws}\"\nadmin_socket = \"{adm}\"\n\n[node_attestation]\ntype = \"join_token\"\ntoken_path = \"{tok}\"\n",
-            addr = server.node_api.clone().unwrap_or_default(),
-            sid = server.spiffe_id.clone().unwrap_or_default(),
-            bundle = bundle_path.display(),
-            data = dir.join("data").display(),
-            ws = workload_socket.display(),
-            adm = admin_sock.display(),
-            tok = token_path.display(),
-        );
-        std::fs::write(&config, text).map_err(io(format!("write {}", config.display())))?;
+        config::write(&config, &config::agent(name, segment, server, &paths))?;
         let pid = self
             .spawn(
                 name,
@@ -319,7 +338,7 @@ impl Demo {
         self.wait_for(name, &dir.join("log"), || ws.exists() && asock.exists())
             .await?;
         Ok((
-            token.agent_spiffe_id,
+            agent_id,
             AgentEntry {
                 name: name.into(),
                 segment: segment.into(),
@@ -334,12 +353,12 @@ impl Demo {
 
     /// Starts the whole topology and writes `demo.json`.
     pub async fn start(opts: &DemoOptions) -> Result<Demo, DemoError> {
-        let server_bin = binary("trustdeck-server")?;
-        let agent_bin = binary("trustdeck-agent")?;
+        let bins = Binaries {
+            server: binary("trustdeck-server")?,
+            agent: binary("trustdeck-agent")?,
+        };
         let base = &opts.dir;
         std::fs::create_dir_all(base).map_err(io(format!("create {}", base.display())))?;
-        let uid = trustdeck_admin::effective_uid().unwrap_or(0);
-        let gid = trustdeck_admin::effective_gid().unwrap_or(0);
         let mut demo = Demo {
             fleet: FleetFile {
                 trust_domain: TRUST_DOMAIN.into(),
@@ -349,115 +368,103 @@ impl Demo {
             procs: Vec::new(),
         };
         let _ = std::fs::remove_file(&demo.fleet_path);
-        let up_id = format!("spiffe://{TRUST_DOMAIN}/trustdeck/server/upstream");
-        let (upstream, _) = demo
-            .start_server(
-                &server_bin,
-                "upstream",
-                "upstream",
-                "root",
-                &format!(
-                    "server_spiffe_id = \"{up_id}\"\nca_ttl = \"24h\"\njwt_key_ttl = \"12h\"\ndefault_x509_svid_ttl = \"{}\"\nagent_svid_ttl = \"30m\"\n",
-                    opts.svid_ttl
-                ),
-                base,
-            )
+        let up_file = config::upstream(&base.join("upstream"), opts);
+        let upstream = demo
+            .start_server(&bins.server, "upstream", up_file, base)
             .await?;
         demo.fleet.servers.push(upstream.clone());
         for seg in &opts.segments {
-            // The node agent that gives the downstream server its identity.
-            let node_name = format!("{seg}-node");
-            let (node_agent_id, node_agent) = demo
-                .start_agent(&agent_bin, &node_name, seg, "server", &upstream, base)
-                .await?;
-            let ds_workload_id =
-                format!("spiffe://{TRUST_DOMAIN}/prod/{seg}/platform/trustdeck-server");
-            admin(&admin_socket_of(&upstream))
-                .await?
-                .create_entry(CreateEntryRequest {
-                    spiffe_id: ds_workload_id.clone(),
-                    parent_id: node_agent_id.clone(),
-                    selectors: vec![format!("unix:uid:{uid}")],
-                    downstream: true,
-                    ..Default::default()
-                })
-                .await
-                .map_err(admin_err("create the downstream entry"))?;
-            demo.fleet.agents.push(node_agent.clone());
-            let ds_id = format!("spiffe://{TRUST_DOMAIN}/trustdeck/server/{seg}");
-            let (downstream, _) = demo
-                .start_server(
-                    &server_bin,
-                    seg,
-                    "downstream",
-                    seg,
-                    &format!(
-                        "server_spiffe_id = \"{ds_id}\"\nca_ttl = \"{}\"\ndefault_x509_svid_ttl = \"{}\"\nagent_svid_ttl = \"10m\"\n\n[upstream]\naddress = \"{}\"\nspiffe_id = \"{up_id}\"\nworkload_api_socket = \"{}\"\nown_spiffe_id = \"{ds_workload_id}\"\n",
-                        opts.intermediate_ttl,
-                        opts.svid_ttl,
-                        upstream.node_api.clone().unwrap_or_default(),
-                        node_agent.workload_socket,
-                    ),
-                    base,
-                )
-                .await?;
-            demo.fleet.servers.push(downstream.clone());
-            for i in 1..=opts.workload_agents {
-                let name = format!("{seg}-workloads-{i}");
-                let (agent_id, entry) = demo
-                    .start_agent(&agent_bin, &name, seg, "workloads", &downstream, base)
-                    .await?;
-                let mut adm = admin(&admin_socket_of(&downstream)).await?;
-                for (team, workload, extra) in [
-                    ("payments", "api", None),
-                    ("payments", "ledger", Some(format!("unix:gid:{gid}"))),
-                    ("identity", "demo-client", None),
-                ] {
-                    let mut selectors = vec![format!("unix:uid:{uid}")];
-                    selectors.extend(extra);
-                    adm.create_entry(CreateEntryRequest {
-                        spiffe_id: format!("spiffe://{TRUST_DOMAIN}/prod/{seg}/{team}/{workload}"),
-                        parent_id: agent_id.clone(),
-                        selectors,
-                        ..Default::default()
-                    })
-                    .await
-                    .map_err(admin_err("create a workload entry"))?;
-                }
-                demo.fleet.agents.push(entry);
-            }
+            demo.start_segment(&bins, seg, &upstream, opts).await?;
         }
-        // Ready means every workload agent serves an SVID to this user.
-        for a in demo.fleet.agents.clone() {
+        demo.wait_for_svids(opts).await?;
+        demo.write_fleet_file(base)?;
+        Ok(demo)
+    }
+
+    /// Starts segment `seg`: the node agent that gives its server an identity, the
+    /// downstream server, and the workload agents with their entries.
+    async fn start_segment(
+        &mut self,
+        bins: &Binaries,
+        seg: &str,
+        upstream: &ServerEntry,
+        opts: &DemoOptions,
+    ) -> Result<(), DemoError> {
+        let base = &opts.dir;
+        let uid = trustdeck_admin::effective_uid().unwrap_or(0);
+        let node_name = format!("{seg}-node");
+        let (node_agent_id, node_agent) = self
+            .start_agent(&bins.agent, &node_name, seg, "server", upstream, base)
+            .await?;
+        let ds_workload_id =
+            format!("spiffe://{TRUST_DOMAIN}/prod/{seg}/platform/trustdeck-server");
+        admin(&admin_socket_of(upstream))
+            .await?
+            .create_entry(CreateEntryRequest {
+                spiffe_id: ds_workload_id.clone(),
+                parent_id: node_agent_id,
+                selectors: vec![format!("unix:uid:{uid}")],
+                downstream: true,
+                ..Default::default()
+            })
+            .await
+            .map_err(admin_err("create the downstream entry"))?;
+        self.fleet.agents.push(node_agent.clone());
+        let file = config::downstream(
+            seg,
+            &base.join(seg),
+            opts,
+            upstream,
+            &node_agent.workload_socket,
+            &ds_workload_id,
+        );
+        let downstream = self
+            .start_server(&bins.server, "downstream", file, base)
+            .await?;
+        self.fleet.servers.push(downstream.clone());
+        for i in 1..=opts.workload_agents {
+            let name = format!("{seg}-workloads-{i}");
+            let (agent_id, entry) = self
+                .start_agent(&bins.agent, &name, seg, "workloads", &downstream, base)
+                .await?;
+            create_workload_entries(&downstream, seg, &agent_id).await?;
+            self.fleet.agents.push(entry);
+        }
+        Ok(())
+    }
+
+    /// Ready means every workload agent serves an SVID to this user.
+    async fn wait_for_svids(&self, opts: &DemoOptions) -> Result<(), DemoError> {
+        for a in &self.fleet.agents {
             if a.serves != "workloads" {
                 continue;
             }
             let sock = PathBuf::from(&a.workload_socket);
-            let log = opts.dir.join(&a.name).join("log");
             let deadline = tokio::time::Instant::now() + START_TIMEOUT;
-            loop {
-                if first_svid(&sock).await.is_ok() {
-                    break;
-                }
+            while !serves_an_svid(&sock).await {
                 if tokio::time::Instant::now() > deadline {
                     return Err(DemoError::Start {
                         name: a.name.clone(),
-                        message: "no SVID served within 60 s".into(),
-                        log: log.display().to_string(),
+                        reason: StartFailure::NoSvid,
+                        log: opts.dir.join(&a.name).join("log").display().to_string(),
                     });
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
-        let json = serde_json::to_string_pretty(&demo.fleet).map_err(|e| DemoError::Io {
+        Ok(())
+    }
+
+    /// Writes `demo.json` at once (through a temporary file).
+    fn write_fleet_file(&self, base: &Path) -> Result<(), DemoError> {
+        let json = serde_json::to_string_pretty(&self.fleet).map_err(|e| DemoError::Io {
             what: "fleet file".into(),
             source: std::io::Error::other(e),
         })?;
         let tmp = base.join(".demo.json.tmp");
         std::fs::write(&tmp, json).map_err(io(format!("write {}", tmp.display())))?;
-        std::fs::rename(&tmp, &demo.fleet_path)
-            .map_err(io(format!("write {}", demo.fleet_path.display())))?;
-        Ok(demo)
+        std::fs::rename(&tmp, &self.fleet_path)
+            .map_err(io(format!("write {}", self.fleet_path.display())))
     }
 
     /// Stops every daemon: SIGTERM in reverse start order, SIGKILL after 3 s.
@@ -490,68 +497,78 @@ impl Demo {
     }
 }
 
-/// A `[key_manager]` section and the environment for one server: a private SoftHSM2 token
-/// (its own directory, config and random PIN in a 0600 file) when SoftHSM2 is installed, so
-/// the demo's CA keys are HSM-backed as the key policy wants; disk keys otherwise (the console
-/// then shows the policy breach).
-fn hsm_for(name: &str, dir: &Path) -> Result<(String, Vec<(String, String)>), DemoError> {
-    use std::os::unix::fs::PermissionsExt;
-    let util = std::process::Command::new("softhsm2-util")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !util || !Path::new(trustdeck_lab::SOFTHSM2_MODULE).exists() {
-        tracing::warn!(
-            server = name,
-            "SoftHSM2 not installed: CA keys on disk (a key-policy breach)"
-        );
-        return Ok(("\n[key_manager]\ntype = \"disk\"\n".into(), Vec::new()));
-    }
-    let hsm = dir.join("hsm");
-    std::fs::create_dir_all(&hsm).map_err(io(format!("create {}", hsm.display())))?;
-    std::fs::set_permissions(&hsm, std::fs::Permissions::from_mode(0o700))
-        .map_err(io(format!("chmod {}", hsm.display())))?;
-    let mut pin = [0u8; 12];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut pin))
-        .map_err(io("read /dev/urandom"))?;
-    let pin: String = pin.iter().map(|b| format!("{b:02x}")).collect();
-    let pin_file = hsm.join("pin");
-    std::fs::write(&pin_file, format!("{pin}\n"))
-        .map_err(io(format!("write {}", pin_file.display())))?;
-    std::fs::set_permissions(&pin_file, std::fs::Permissions::from_mode(0o600))
-        .map_err(io(format!("chmod {}", pin_file.display())))?;
-    let label = format!("trustdeck-{name}");
-    let conf = trustdeck_lab::init_softhsm2_token(&hsm, &label, &pin, &pin).map_err(|e| {
-        DemoError::Start {
-            name: name.into(),
-            message: e.to_string(),
-            log: hsm.display().to_string(),
-        }
-    })?;
-    Ok((
-        format!(
-            "\n[key_manager]\ntype = \"pkcs11\"\nmodule = \"{}\"\ntoken_label = \"{label}\"\nkey_label_prefix = \"ca-\"\npin_file = \"{}\"\n",
-            trustdeck_lab::SOFTHSM2_MODULE,
-            pin_file.display()
-        ),
-        vec![("SOFTHSM2_CONF".into(), conf.display().to_string())],
-    ))
-}
-
 fn admin_socket_of(s: &ServerEntry) -> PathBuf {
     PathBuf::from(s.admin.trim_start_matches("unix://"))
 }
 
-async fn first_svid(socket: &Path) -> Result<(), String> {
-    let mut c = trustdeck_transport::workload_client::connect(socket).map_err(|e| e.to_string())?;
-    let mut s = c
+/// Whether the Workload API at `socket` serves an X509-SVID to this process within 2 s.
+async fn serves_an_svid(socket: &Path) -> bool {
+    let Ok(mut c) = trustdeck_transport::workload_client::connect(socket) else {
+        return false;
+    };
+    let Ok(s) = c
         .fetch_x509svid(trustdeck_proto::workload::X509svidRequest {})
         .await
-        .map_err(|e| e.message().to_string())?
+    else {
+        return false;
+    };
+    let mut s = s.into_inner();
+    matches!(
+        tokio::time::timeout(Duration::from_secs(2), s.message()).await,
+        Ok(Ok(Some(r))) if !r.svids.is_empty()
+    )
+}
+
+/// What an agent needs from `server` to start: the bundle (written to `dir`), a join token
+/// (written to `dir`) and the SPIFFE ID the token will give it.
+async fn bootstrap(
+    server: &ServerEntry,
+    dir: &Path,
+) -> Result<(PathBuf, PathBuf, String), DemoError> {
+    let mut adm = admin(&admin_socket_of(server)).await?;
+    let bundle = adm
+        .get_bundle(GetBundleRequest {})
+        .await
+        .map_err(admin_err("get bundle"))?
         .into_inner();
-    match tokio::time::timeout(Duration::from_secs(2), s.message()).await {
-        Ok(Ok(Some(r))) if !r.svids.is_empty() => Ok(()),
-        _ => Err("no SVID yet".into()),
+    let bundle_path = dir.join("bootstrap-bundle.pem");
+    std::fs::write(&bundle_path, bundle.pem)
+        .map_err(io(format!("write {}", bundle_path.display())))?;
+    let token = adm
+        .create_join_token(CreateJoinTokenRequest { ttl_secs: 600 })
+        .await
+        .map_err(admin_err("create join token"))?
+        .into_inner();
+    let token_path = dir.join("join-token");
+    std::fs::write(&token_path, &token.token)
+        .map_err(io(format!("write {}", token_path.display())))?;
+    Ok((bundle_path, token_path, token.agent_spiffe_id))
+}
+
+/// The demo workloads of segment `seg` under workload agent `agent_id`, matching this user.
+async fn create_workload_entries(
+    server: &ServerEntry,
+    seg: &str,
+    agent_id: &str,
+) -> Result<(), DemoError> {
+    let uid = trustdeck_admin::effective_uid().unwrap_or(0);
+    let gid = trustdeck_admin::effective_gid().unwrap_or(0);
+    let mut adm = admin(&admin_socket_of(server)).await?;
+    for (team, workload, extra) in [
+        ("payments", "api", None),
+        ("payments", "ledger", Some(format!("unix:gid:{gid}"))),
+        ("identity", "demo-client", None),
+    ] {
+        let mut selectors = vec![format!("unix:uid:{uid}")];
+        selectors.extend(extra);
+        adm.create_entry(CreateEntryRequest {
+            spiffe_id: format!("spiffe://{TRUST_DOMAIN}/prod/{seg}/{team}/{workload}"),
+            parent_id: agent_id.to_string(),
+            selectors,
+            ..Default::default()
+        })
+        .await
+        .map_err(admin_err("create a workload entry"))?;
     }
+    Ok(())
 }

@@ -16,6 +16,8 @@
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use trustdeck_proto::admin::DaemonRole;
+use trustdeck_proto::vocab::Vocabulary;
 use trustdeck_spiffe::SpiffeId;
 
 /// Why a fleet file is unusable.
@@ -25,19 +27,56 @@ pub enum FleetFileError {
     /// Could not read it.
     #[error("fleet file {path}: {source}")]
     Read {
-        /// The path.
         path: PathBuf,
-        /// The cause.
         source: std::io::Error,
     },
-    /// Not valid JSON of the expected shape.
-    #[error("fleet file {path}: {message}")]
-    Invalid {
-        /// The path.
+    /// Not valid JSON of the expected shape (the message has the line and column).
+    #[error("fleet file {path}: {source}")]
+    Json {
         path: PathBuf,
-        /// What is wrong, with line and column when known.
-        message: String,
+        source: serde_json::Error,
     },
+    #[error("fleet file {path}: no servers and no agents: nothing to watch")]
+    Empty { path: PathBuf },
+    /// An entry is unusable.
+    #[error("fleet file {path}: {source}")]
+    Target { path: PathBuf, source: TargetError },
+}
+
+/// Why an entry of the fleet file cannot be watched.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TargetError {
+    #[error("server {name:?}: role must be \"upstream\" or \"downstream\", got {role:?}")]
+    Role { name: String, role: String },
+    /// Its admin endpoint is unusable (`kind` is `server` or `agent`).
+    #[error("{kind} {name:?}: {source}")]
+    Endpoint {
+        kind: &'static str,
+        name: String,
+        source: EndpointError,
+    },
+    #[error("name {0:?} is used twice")]
+    Duplicate(String),
+}
+
+/// Why an admin endpoint is unusable.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EndpointError {
+    #[error("admin {0:?}: a unix:// endpoint needs an absolute path (unix:///...)")]
+    RelativeUnix(String),
+    #[error("admin {0:?}: https:// endpoint needs host:port")]
+    NoPort(String),
+    #[error("admin {0:?}: an https:// endpoint needs \"spiffe_id\" (what the daemon presents)")]
+    NoSpiffeId(String),
+    #[error("spiffe_id {id:?}: {source}")]
+    SpiffeId {
+        id: String,
+        source: Box<trustdeck_spiffe::IdError>,
+    },
+    #[error("admin {0:?}: expected unix:///path/to/admin.sock or https://host:port")]
+    Scheme(String),
 }
 
 /// A server entry.
@@ -47,10 +86,8 @@ pub struct ServerEntry {
     pub name: String,
     /// `upstream` or `downstream`.
     pub role: String,
-    /// Segment.
     #[serde(default)]
     pub segment: String,
-    /// Admin endpoint.
     pub admin: String,
     /// What the daemon presents over mTLS (for `https://` endpoints).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -68,7 +105,6 @@ pub struct ServerEntry {
 pub struct AgentEntry {
     /// Name shown by the console.
     pub name: String,
-    /// Segment.
     #[serde(default)]
     pub segment: String,
     /// `workloads` (serves workloads) or `server` (gives a downstream server its identity).
@@ -77,12 +113,10 @@ pub struct AgentEntry {
     /// Absolute path of its Workload API socket.
     #[serde(default)]
     pub workload_socket: String,
-    /// Admin endpoint.
     pub admin: String,
     /// What the daemon presents over mTLS (for `https://` endpoints).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spiffe_id: Option<String>,
-    /// Process id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid: Option<u32>,
 }
@@ -90,13 +124,10 @@ pub struct AgentEntry {
 /// A fleet file.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
 pub struct FleetFile {
-    /// Trust domain.
     #[serde(default)]
     pub trust_domain: String,
-    /// Servers.
     #[serde(default)]
     pub servers: Vec<ServerEntry>,
-    /// Agents.
     #[serde(default)]
     pub agents: Vec<AgentEntry>,
 }
@@ -118,51 +149,43 @@ pub enum Endpoint {
 /// One daemon to watch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
-    /// Name.
     pub name: String,
-    /// `upstream`, `downstream` or `agent`.
-    pub role: String,
-    /// Segment.
+    /// Upstream or downstream for a server entry, agent for an agent entry.
+    pub role: DaemonRole,
     pub segment: String,
-    /// Where.
     pub endpoint: Endpoint,
     /// As written in the file.
     pub admin: String,
 }
 
 /// Parses an admin endpoint.
-pub fn parse_endpoint(admin: &str, spiffe_id: Option<&str>) -> Result<Endpoint, String> {
+pub fn parse_endpoint(admin: &str, spiffe_id: Option<&str>) -> Result<Endpoint, EndpointError> {
     if let Some(p) = admin.strip_prefix("unix://") {
         let p = Path::new(p);
         if !p.is_absolute() {
-            return Err(format!(
-                "admin {admin:?}: a unix:// endpoint needs an absolute path (unix:///...)"
-            ));
+            return Err(EndpointError::RelativeUnix(admin.into()));
         }
         return Ok(Endpoint::Unix(p.to_path_buf()));
     }
     if admin.starts_with('/') {
         return Ok(Endpoint::Unix(PathBuf::from(admin)));
     }
-    if let Some(addr) = admin.strip_prefix("https://") {
-        let addr = addr.trim_end_matches('/');
-        if !addr.contains(':') {
-            return Err(format!(
-                "admin {admin:?}: https:// endpoint needs host:port"
-            ));
-        }
-        let id = spiffe_id.ok_or_else(|| {
-            format!("admin {admin:?}: an https:// endpoint needs \"spiffe_id\" (what the daemon presents)")
-        })?;
-        let server_id = SpiffeId::parse(id).map_err(|e| format!("spiffe_id {id:?}: {e}"))?;
-        return Ok(Endpoint::Tls {
-            addr: addr.to_string(),
-            server_id,
-        });
+    let Some(addr) = admin.strip_prefix("https://") else {
+        return Err(EndpointError::Scheme(admin.into()));
+    };
+    let addr = addr.trim_end_matches('/');
+    if !addr.contains(':') {
+        return Err(EndpointError::NoPort(admin.into()));
     }
-    Err(format!(
-        "admin {admin:?}: expected unix:///path/to/admin.sock or https://host:port"
-    ))
+    let id = spiffe_id.ok_or_else(|| EndpointError::NoSpiffeId(admin.into()))?;
+    let server_id = SpiffeId::parse(id).map_err(|source| EndpointError::SpiffeId {
+        id: id.into(),
+        source: Box::new(source),
+    })?;
+    Ok(Endpoint::Tls {
+        addr: addr.to_string(),
+        server_id,
+    })
 }
 
 impl FleetFile {
@@ -177,51 +200,61 @@ impl FleetFile {
 
     /// Parses and checks fleet file text.
     pub fn parse(text: &str, path: &Path) -> Result<Self, FleetFileError> {
-        let invalid = |message: String| FleetFileError::Invalid {
-            path: path.to_path_buf(),
-            message,
+        let path = path.to_path_buf();
+        let f: FleetFile = match serde_json::from_str(text) {
+            Ok(f) => f,
+            Err(source) => return Err(FleetFileError::Json { path, source }),
         };
-        let f: FleetFile = serde_json::from_str(text).map_err(|e| invalid(e.to_string()))?;
         if f.servers.is_empty() && f.agents.is_empty() {
-            return Err(invalid("no servers and no agents: nothing to watch".into()));
+            return Err(FleetFileError::Empty { path });
         }
-        f.targets().map_err(invalid)?;
+        if let Err(source) = f.targets() {
+            return Err(FleetFileError::Target { path, source });
+        }
         Ok(f)
     }
 
     /// The daemons to watch, servers first.
-    pub fn targets(&self) -> Result<Vec<Target>, String> {
+    pub fn targets(&self) -> Result<Vec<Target>, TargetError> {
+        let endpoint = |kind, name: &str, admin: &str, id: Option<&str>| {
+            parse_endpoint(admin, id).map_err(|source| TargetError::Endpoint {
+                kind,
+                name: name.to_string(),
+                source,
+            })
+        };
         let mut out = Vec::new();
-        let mut names = std::collections::HashSet::new();
         for s in &self.servers {
-            if s.role != "upstream" && s.role != "downstream" {
-                return Err(format!(
-                    "server {:?}: role must be \"upstream\" or \"downstream\", got {:?}",
-                    s.name, s.role
-                ));
-            }
+            let role = match DaemonRole::parse(&s.role) {
+                Some(r @ (DaemonRole::Upstream | DaemonRole::Downstream)) => r,
+                _ => {
+                    return Err(TargetError::Role {
+                        name: s.name.clone(),
+                        role: s.role.clone(),
+                    });
+                }
+            };
             out.push(Target {
                 name: s.name.clone(),
-                role: s.role.clone(),
+                role,
                 segment: s.segment.clone(),
-                endpoint: parse_endpoint(&s.admin, s.spiffe_id.as_deref())
-                    .map_err(|e| format!("server {:?}: {e}", s.name))?,
+                endpoint: endpoint("server", &s.name, &s.admin, s.spiffe_id.as_deref())?,
                 admin: s.admin.clone(),
             });
         }
         for a in &self.agents {
             out.push(Target {
                 name: a.name.clone(),
-                role: "agent".into(),
+                role: DaemonRole::Agent,
                 segment: a.segment.clone(),
-                endpoint: parse_endpoint(&a.admin, a.spiffe_id.as_deref())
-                    .map_err(|e| format!("agent {:?}: {e}", a.name))?,
+                endpoint: endpoint("agent", &a.name, &a.admin, a.spiffe_id.as_deref())?,
                 admin: a.admin.clone(),
             });
         }
+        let mut names = std::collections::HashSet::new();
         for t in &out {
             if !names.insert(t.name.clone()) {
-                return Err(format!("name {:?} is used twice", t.name));
+                return Err(TargetError::Duplicate(t.name.clone()));
             }
         }
         Ok(out)
@@ -244,7 +277,7 @@ mod tests {
         assert_eq!(t.len(), 3);
         assert_eq!(t[0].endpoint, Endpoint::Unix("/tmp/a.sock".into()));
         assert!(matches!(&t[1].endpoint, Endpoint::Tls { addr, .. } if addr == "127.0.0.1:8443"));
-        assert_eq!(t[2].role, "agent");
+        assert_eq!(t[2].role, DaemonRole::Agent);
     }
 
     #[test]

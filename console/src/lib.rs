@@ -1,11 +1,13 @@
 //! The trustdeck console: model-update-view over the fleet's admin streams.
 //!
-//! - [`app`]: UI state, messages, `update`, the key map.
-//! - [`view`]: renders the state (no I/O, no state changes).
-//! - [`term`]: the terminal: raw mode, panic restore, the event loop.
-//! - [`client`]: admin streams from every daemon of the fleet (the only network code).
-//! - [`fleetfile`]: the fleet file.
-//! - [`status`]: `trustdeck status` and `trustdeck watch`.
+//! - [`app`]: the state, the messages, `update`, the key map and the `:` commands (pure);
+//! - [`layout`]: where everything goes on a terminal of a given size (pure);
+//! - [`text`]: what the console says, as data: words, and the help and detail documents;
+//! - [`view`]: draws the state (no I/O, no state changes);
+//! - [`term`]: the terminal: raw mode, panic restore, the event loop (reads the clock);
+//! - [`client`]: admin streams from every daemon of the fleet (the only network code);
+//! - [`fleetfile`]: the fleet file;
+//! - [`status`]: `trustdeck status` and `trustdeck watch`;
 //! - [`demo`]: `trustdeck demo`, the embedded default topology.
 #![forbid(unsafe_code)]
 
@@ -13,6 +15,8 @@ pub mod app;
 pub mod client;
 pub mod demo;
 pub mod fleetfile;
+pub mod layout;
 pub mod status;
 pub mod term;
+pub mod text;
 pub mod view;

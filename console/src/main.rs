@@ -13,6 +13,7 @@ use trustdeck_console::client::{ClientTls, Update, Watcher};
 use trustdeck_console::demo::{Demo, DemoOptions};
 use trustdeck_console::fleetfile::{FleetFile, Target};
 use trustdeck_console::status;
+use trustdeck_pki::rotation::parse_duration;
 use trustdeck_topology::ttl::Thresholds;
 
 /// The trustdeck operations console.
@@ -104,15 +105,24 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         workload_agents: usize,
         /// Workload X509-SVID lifetime.
-        #[arg(long, default_value = "5m")]
-        svid_ttl: String,
+        #[arg(long, default_value = "5m", value_parser = parse_duration)]
+        svid_ttl: chrono::Duration,
         /// Intermediate CA lifetime.
-        #[arg(long, default_value = "1h")]
-        intermediate_ttl: String,
+        #[arg(long, default_value = "1h", value_parser = parse_duration)]
+        intermediate_ttl: chrono::Duration,
     },
 }
 
-fn parse_secs(s: &str) -> Result<Duration, String> {
+/// Why a `--timeout` value is refused.
+#[derive(Debug, thiserror::Error)]
+enum SecsError {
+    #[error("{0:?} is not a duration (e.g. 5s, 500ms, 1m)")]
+    NotADuration(String),
+    #[error("{0:?} must be positive")]
+    NotPositive(String),
+}
+
+fn parse_secs(s: &str) -> Result<Duration, SecsError> {
     let t = s.trim();
     let (num, mult) = if let Some(n) = t.strip_suffix("ms") {
         (n, 0.001)
@@ -125,9 +135,9 @@ fn parse_secs(s: &str) -> Result<Duration, String> {
     };
     let v: f64 = num
         .parse()
-        .map_err(|_| format!("{s:?} is not a duration (e.g. 5s, 500ms, 1m)"))?;
+        .map_err(|_| SecsError::NotADuration(s.to_string()))?;
     if v.is_nan() || v <= 0.0 {
-        return Err(format!("{s:?} must be positive"));
+        return Err(SecsError::NotPositive(s.to_string()));
     }
     Ok(Duration::from_secs_f64(v * mult))
 }
@@ -150,7 +160,7 @@ fn load_fleet(f: &FleetArgs) -> Result<(FleetFile, Vec<Target>)> {
         .as_ref()
         .context("--fleet FILE is required (or run `trustdeck demo`)")?;
     let file = FleetFile::load(path)?;
-    let targets = file.targets().map_err(anyhow::Error::msg)?;
+    let targets = file.targets()?;
     Ok((file, targets))
 }
 
@@ -243,7 +253,8 @@ async fn console(
     let mut app = App::new(fleet, th);
     app.mouse = ui.mouse;
     let color = color_wanted(ui);
-    let r = trustdeck_console::term::run(app, mrx, etx, color).await;
+    let clock = trustdeck_process::clock::system();
+    let r = trustdeck_console::term::run(app, mrx, etx, color, clock).await;
     forward.abort();
     let _ = effects.await;
     drop(mtx);
@@ -264,18 +275,16 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             trustdeck_process::init_logging();
             let (_, targets) = load_fleet(&cli.fleet)?;
             let tls = client_tls(&cli.fleet, &targets).await?;
-            let fleet = status::collect(&targets, tls, timeout).await?;
-            let now = chrono::Utc::now();
+            let clock = trustdeck_process::clock::system();
+            let fleet = status::collect(&targets, tls, timeout, clock.as_ref()).await?;
+            let now = clock.now();
             let report = fleet.status_report(now, &th);
-            {
-                let text = match output {
-                    Output::Json => serde_json::to_string_pretty(&report)?,
-                    Output::Table => status::table(&fleet, now, &th),
-                };
-                status::out(text.trim_end());
-            }
-            let code = report["exit_code"].as_i64().unwrap_or(3);
-            Ok(ExitCode::from(code as u8))
+            let text = match output {
+                Output::Json => serde_json::to_string_pretty(&report)?,
+                Output::Table => status::table(&fleet, now, &th),
+            };
+            status::out(text.trim_end());
+            Ok(ExitCode::from(u8::try_from(report.exit_code).unwrap_or(3)))
         }
         Some(Command::Watch { output }) => {
             if output != Output::Json {
@@ -284,7 +293,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             trustdeck_process::init_logging();
             let (_, targets) = load_fleet(&cli.fleet)?;
             let tls = client_tls(&cli.fleet, &targets).await?;
-            status::watch(&targets, tls, th).await?;
+            let clock = trustdeck_process::clock::system();
+            status::watch(&targets, tls, th, clock.as_ref()).await?;
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Demo {
@@ -334,7 +344,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 let _ = trustdeck_process::terminated().await;
                 Ok(())
             } else {
-                let targets = demo.fleet.targets().map_err(anyhow::Error::msg)?;
+                let targets = demo.fleet.targets()?;
                 console(targets, None, th, &cli.ui).await
             };
             demo.stop().await;

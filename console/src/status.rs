@@ -6,10 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use serde::Serialize;
 use tokio::sync::mpsc;
-use trustdeck_proto::admin::NodeKind;
-use trustdeck_topology::ttl::{Thresholds, fmt_secs, fmt_time};
-use trustdeck_topology::{DaemonConn, Fleet};
+use trustdeck_process::clock::Clock;
+use trustdeck_proto::admin::{ConnectivityState, NodeKind};
+use trustdeck_topology::ttl::{Level, Thresholds, fmt_secs, fmt_time};
+use trustdeck_topology::{DaemonConn, Fleet, Health};
 
 use crate::client::{ClientError, ClientTls, Update, Watcher};
 use crate::fleetfile::Target;
@@ -23,14 +25,11 @@ pub fn out(line: &str) -> bool {
 
 /// A fleet model for these targets.
 pub fn fleet_for(targets: &[Target]) -> Fleet {
-    Fleet::new(targets.iter().map(|t| {
-        (
-            t.name.clone(),
-            t.admin.clone(),
-            t.role.clone(),
-            t.segment.clone(),
-        )
-    }))
+    Fleet::new(
+        targets
+            .iter()
+            .map(|t| (t.name.clone(), t.admin.clone(), t.role, t.segment.clone())),
+    )
 }
 
 /// Applies one update to the fleet; returns a daemon whose stream must be reopened.
@@ -61,6 +60,7 @@ pub async fn collect(
     targets: &[Target],
     tls: Option<Arc<ClientTls>>,
     timeout: Duration,
+    clock: &dyn Clock,
 ) -> Result<Fleet, ClientError> {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let watcher = Watcher::start(targets, tls, tx)?;
@@ -69,21 +69,22 @@ pub async fn collect(
     while !settled(&fleet) {
         match tokio::time::timeout_at(deadline, rx.recv()).await {
             Ok(Some(u)) => {
-                if let Some(d) = apply(&mut fleet, u, Utc::now()) {
+                if let Some(d) = apply(&mut fleet, u, clock.now()) {
                     watcher.resubscribe(d);
                 }
             }
             Ok(None) => break,
             Err(_) => {
+                let now = clock.now();
                 for d in 0..fleet.daemons.len() {
                     if fleet.daemons[d].conn == DaemonConn::Connecting {
                         fleet.set_conn(
                             d,
                             DaemonConn::Lost {
-                                since: Utc::now(),
+                                since: now,
                                 error: format!("no snapshot within {} s", timeout.as_secs()),
                             },
-                            Utc::now(),
+                            now,
                         );
                     }
                 }
@@ -124,11 +125,11 @@ pub fn table(fleet: &Fleet, now: DateTime<Utc>, th: &Thresholds) -> String {
             .upstream
             .as_ref()
             .map(|u| {
+                let state = u.state_wire();
                 format!(
-                    "  upstream {} since {}{}",
-                    u.state,
+                    "  upstream {state} since {}{}",
                     fmt_time(u.since),
-                    if u.last_error.is_empty() || u.state == "connected" {
+                    if u.last_error.is_empty() || state == ConnectivityState::Connected {
                         String::new()
                     } else {
                         format!(" ({})", u.last_error)
@@ -155,7 +156,7 @@ pub fn table(fleet: &Fleet, now: DateTime<Utc>, th: &Thresholds) -> String {
             "  segment {} ({}, server {}){stale}",
             w.segment, w.role, w.server
         );
-        if w.role == "downstream" {
+        if w.is_downstream() {
             let x = w
                 .x509_until
                 .map(|t| format!("{} (in {})", fmt_time(t), fmt_secs(t - now.timestamp())))
@@ -182,7 +183,7 @@ pub fn table(fleet: &Fleet, now: DateTime<Utc>, th: &Thresholds) -> String {
     for r in rows {
         let t = &tree.nodes[r.idx];
         let n = &t.node;
-        if n.kind == NodeKind::WorkloadSvid as i32 {
+        if n.kind_wire() == NodeKind::WorkloadSvid {
             continue;
         }
         let lvl = fleet.node_level(&tree, r.idx, now, th);
@@ -206,7 +207,7 @@ pub fn table(fleet: &Fleet, now: DateTime<Utc>, th: &Thresholds) -> String {
             } else {
                 &n.spiffe_id
             },
-            n.state,
+            n.state_wire(),
             indent = r.depth as usize * 2
         );
     }
@@ -229,27 +230,70 @@ pub fn table(fleet: &Fleet, now: DateTime<Utc>, th: &Thresholds) -> String {
     out
 }
 
+/// A `trustdeck watch` line about an event. Fields in alphabetical order: the line has always
+/// listed its keys sorted, and scripts read it.
+#[derive(Serialize)]
+struct EventLine<'a> {
+    /// RFC 3339, daemon clock.
+    at: Option<String>,
+    daemon: &'a str,
+    kind: &'static str,
+    message: &'a str,
+    /// The node the event is about ("" when none).
+    node: &'a str,
+    severity: &'static str,
+    /// Always `event`.
+    r#type: &'static str,
+}
+
+/// A `trustdeck watch` line about a change of the fleet's health (fields sorted, as above).
+#[derive(Serialize)]
+struct HealthLine<'a> {
+    /// RFC 3339, console clock.
+    at: String,
+    exit_code: i32,
+    level: Level,
+    reasons: &'a [String],
+    /// Always `health`.
+    r#type: &'static str,
+    unreachable: &'a [String],
+}
+
 /// One JSON line per fleet event from number `from` on; returns the next number.
 pub fn event_lines(fleet: &Fleet, from: u64) -> (Vec<String>, u64) {
     let first = fleet.events_total - fleet.events.len() as u64;
     let mut out = Vec::new();
     for (i, e) in fleet.events.iter().enumerate() {
         if first + i as u64 >= from {
-            out.push(
-                serde_json::json!({
-                    "type": "event",
-                    "at": DateTime::from_timestamp_millis(e.event.at_ms).map(|t| t.to_rfc3339()),
-                    "daemon": e.daemon,
-                    "severity": e.event.severity,
-                    "kind": e.event.kind,
-                    "message": e.event.message,
-                    "node": e.event.node_id,
-                })
-                .to_string(),
-            );
+            out.push(json_line(&EventLine {
+                at: DateTime::from_timestamp_millis(e.event.at_ms).map(|t| t.to_rfc3339()),
+                daemon: &e.daemon,
+                kind: e.event.kind_wire().as_str(),
+                message: &e.event.message,
+                node: &e.event.node_id,
+                severity: e.event.severity_wire().as_str(),
+                r#type: "event",
+            }));
         }
     }
     (out, fleet.events_total)
+}
+
+/// The JSON line `watch` prints when the fleet's health becomes `h`.
+pub fn health_line(h: &Health, now: DateTime<Utc>) -> String {
+    json_line(&HealthLine {
+        at: now.to_rfc3339(),
+        exit_code: h.exit_code(),
+        level: h.level,
+        reasons: &h.reasons,
+        r#type: "health",
+        unreachable: &h.unreachable,
+    })
+}
+
+fn json_line(v: &impl Serialize) -> String {
+    // Plain structs of strings and numbers always serialise.
+    serde_json::to_string(v).unwrap_or_default()
 }
 
 /// `trustdeck watch`: prints events and health changes as JSON lines until interrupted.
@@ -257,18 +301,19 @@ pub async fn watch(
     targets: &[Target],
     tls: Option<Arc<ClientTls>>,
     th: Thresholds,
+    clock: &dyn Clock,
 ) -> Result<(), ClientError> {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let watcher = Watcher::start(targets, tls, tx)?;
     let mut fleet = fleet_for(targets);
     let mut next = 0;
-    let mut last_health: Option<(String, i32)> = None;
+    let mut last_health: Option<(Level, i32)> = None;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
             u = rx.recv() => {
                 let Some(u) = u else { break };
-                if let Some(d) = apply(&mut fleet, u, Utc::now()) {
+                if let Some(d) = apply(&mut fleet, u, clock.now()) {
                     watcher.resubscribe(d);
                 }
             }
@@ -284,21 +329,12 @@ pub async fn watch(
             }
         }
         if settled(&fleet) {
-            let now = Utc::now();
+            let now = clock.now();
             let tree = fleet.tree();
             let h = fleet.health(&tree, now, &th);
-            let key = (h.level.as_str().to_string(), h.exit_code());
-            if last_health.as_ref() != Some(&key) {
-                let line = serde_json::json!({
-                    "type": "health",
-                    "at": now.to_rfc3339(),
-                    "level": h.level,
-                    "exit_code": h.exit_code(),
-                    "unreachable": h.unreachable,
-                    "reasons": h.reasons,
-                })
-                .to_string();
-                if !out(&line) {
+            let key = (h.level, h.exit_code());
+            if last_health != Some(key) {
+                if !out(&health_line(&h, now)) {
                     break;
                 }
                 last_health = Some(key);

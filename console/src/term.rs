@@ -1,6 +1,7 @@
 //! The terminal: raw mode and the alternate screen (restored on exit, on every error path and
 //! on panic), a thread that reads input, and the one event loop over input, the daemons'
-//! messages and a one-second tick. It draws only when `update` says something changed.
+//! messages and a one-second tick. It draws only when `update` says something changed. It is
+//! the console's edge for time: it reads the clock and hands `now` to `update` and the view.
 //! Nothing is printed to the screen but frames; logs go through `tracing` (to a file).
 
 use std::io::{self, Stdout};
@@ -11,7 +12,6 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use chrono::Utc;
 use crossterm::event::{self, DisableMouseCapture, EnableMouseCapture, Event};
 use crossterm::execute;
 use crossterm::terminal::{
@@ -20,6 +20,7 @@ use crossterm::terminal::{
 use ratatui::Terminal;
 use ratatui::backend::CrosstermBackend;
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender, error::TryRecvError};
+use trustdeck_process::clock::Clock;
 
 use crate::app::{App, Effect, Msg, update_many};
 use crate::view;
@@ -147,9 +148,16 @@ pub async fn run(
     mut data: UnboundedReceiver<Msg>,
     effects: UnboundedSender<Effect>,
     color: bool,
+    clock: Arc<dyn Clock>,
 ) -> anyhow::Result<()> {
     let guard = Guard::install()?;
-    let result = event_loop(&mut app, &mut data, &effects, color).await;
+    let io = Io {
+        data: &mut data,
+        effects: &effects,
+        color,
+        clock: clock.as_ref(),
+    };
+    let result = event_loop(&mut app, io).await;
     drop(guard);
     if let Err(e) = &result {
         tracing::error!(error = %e, "console stopped");
@@ -157,13 +165,18 @@ pub async fn run(
     result
 }
 
-async fn event_loop(
-    app: &mut App,
-    data: &mut UnboundedReceiver<Msg>,
-    effects: &UnboundedSender<Effect>,
+/// What the loop reads and writes besides the terminal.
+struct Io<'a> {
+    data: &'a mut UnboundedReceiver<Msg>,
+    effects: &'a UnboundedSender<Effect>,
     color: bool,
-) -> anyhow::Result<()> {
-    let mut terminal: Terminal<CrosstermBackend<Stdout>> =
+    clock: &'a dyn Clock,
+}
+
+type Term = Terminal<CrosstermBackend<Stdout>>;
+
+async fn event_loop(app: &mut App, mut io: Io<'_>) -> anyhow::Result<()> {
+    let mut terminal: Term =
         Terminal::new(CrosstermBackend::new(io::stdout())).context("opening the terminal")?;
     terminal.clear().context("clearing the terminal")?;
     let mut mouse_on = app.mouse;
@@ -179,32 +192,15 @@ async fn event_loop(
     let mut batch = vec![Msg::Resize(size.width, size.height)];
     let mut data_open = true;
     loop {
-        let fx = update_many(app, batch.drain(..), Utc::now());
-        let mut redraw = false;
-        for e in fx {
-            match e {
-                Effect::Quit => return Ok(()),
-                Effect::Redraw => redraw = true,
-                other => {
-                    if effects.send(other).is_err() {
-                        tracing::debug!("effects receiver gone");
-                    }
-                }
-            }
+        if !apply(app, &mut terminal, batch.drain(..), &io)? {
+            return Ok(());
         }
         if app.mouse != mouse_on {
             set_mouse(app.mouse).context("switching mouse capture")?;
             mouse_on = app.mouse;
         }
-        if redraw {
-            let now = Utc::now();
-            terminal
-                .draw(|f| view::render(app, f, now, color))
-                .context("drawing")?;
-        }
-
         tokio::select! {
-            m = data.recv(), if data_open => match m {
+            m = io.data.recv(), if data_open => match m {
                 Some(m) => batch.push(m),
                 None => {
                     data_open = false;
@@ -218,21 +214,61 @@ async fn event_loop(
             },
             _ = tick.tick() => batch.push(Msg::Tick),
         }
-        // Take whatever else is queued, so a burst is applied once and drawn once. Input first:
-        // keys stay responsive under a flood of deltas.
-        while batch.len() < BATCH {
-            match input.try_recv() {
-                Ok(Ok(m)) => batch.push(m),
-                Ok(Err(e)) => return Err(e).context("reading terminal input"),
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
-            }
-        }
-        while data_open && batch.len() < BATCH {
-            match data.try_recv() {
-                Ok(m) => batch.push(m),
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => data_open = false,
+        drain(&mut batch, &mut input, &mut io, &mut data_open)?;
+    }
+}
+
+/// Applies a batch, hands effects to the client and draws when something changed; false when
+/// the user quits.
+fn apply(
+    app: &mut App,
+    terminal: &mut Term,
+    batch: impl IntoIterator<Item = Msg>,
+    io: &Io<'_>,
+) -> anyhow::Result<bool> {
+    let fx = update_many(app, batch, io.clock.now());
+    let mut redraw = false;
+    for e in fx {
+        match e {
+            Effect::Quit => return Ok(false),
+            Effect::Redraw => redraw = true,
+            other => {
+                if io.effects.send(other).is_err() {
+                    tracing::debug!("effects receiver gone");
+                }
             }
         }
     }
+    if redraw {
+        let now = io.clock.now();
+        terminal
+            .draw(|f| view::render(app, f, now, io.color))
+            .context("drawing")?;
+    }
+    Ok(true)
+}
+
+/// Takes whatever else is queued, so a burst is applied once and drawn once. Input first:
+/// keys stay responsive under a flood of deltas.
+fn drain(
+    batch: &mut Vec<Msg>,
+    input: &mut UnboundedReceiver<io::Result<Msg>>,
+    io: &mut Io<'_>,
+    data_open: &mut bool,
+) -> anyhow::Result<()> {
+    while batch.len() < BATCH {
+        match input.try_recv() {
+            Ok(Ok(m)) => batch.push(m),
+            Ok(Err(e)) => return Err(e).context("reading terminal input"),
+            Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+        }
+    }
+    while *data_open && batch.len() < BATCH {
+        match io.data.try_recv() {
+            Ok(m) => batch.push(m),
+            Err(TryRecvError::Empty) => break,
+            Err(TryRecvError::Disconnected) => *data_open = false,
+        }
+    }
+    Ok(())
 }

@@ -11,14 +11,24 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent,
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ratatui::style::Color;
-use trustdeck_console::app::{App, BINDINGS, COMMANDS, Effect, Mode, Msg, View, update};
-use trustdeck_console::view;
+use trustdeck_console::app::{
+    App, BINDINGS, COMMANDS, DetailError, Effect, Mode, Msg, View, update,
+};
+use trustdeck_console::{layout, view};
 use trustdeck_proto::admin::NodeDetail;
 use trustdeck_topology::fleet::{DaemonConn, Fleet, Thresholds};
 use trustdeck_topology::{
-    Body, Connectivity, DaemonIdentity, Delta, Event, KeyStorage, Node, NodeKind, Snapshot,
+    Body, Connectivity, ConnectivityState, DaemonIdentity, DaemonRole, Delta, Event, EventKind,
+    KeyBackend, KeyStorage, Node, NodeKind, NodeState, Severity, Snapshot, Vocabulary,
     WatchMessage,
 };
+
+/// The wire value of an enum, from the text the console shows for it.
+fn wire<E: Vocabulary>(text: &str) -> i32 {
+    E::parse(text)
+        .unwrap_or_else(|| panic!("{text:?} is not a known value"))
+        .into()
+}
 
 const M: i64 = 60;
 const H: i64 = 3600;
@@ -55,11 +65,11 @@ fn node(
         kind: kind as i32,
         label: label.into(),
         spiffe_id: spiffe_id.into(),
-        state: state.into(),
+        state: wire::<NodeState>(state),
         not_before: if life.1 == 0 { 0 } else { t(life.0) },
         not_after: if life.1 == 0 { 0 } else { t(life.1) },
         key_storage: (!key.0.is_empty()).then(|| KeyStorage {
-            backend: key.0.into(),
+            backend: wire::<KeyBackend>(key.0),
             detail: key.1.into(),
         }),
         segment: segment.into(),
@@ -141,7 +151,7 @@ fn snapshot(
         body: Some(Body::Snapshot(Snapshot {
             identity: Some(DaemonIdentity {
                 name: name.into(),
-                role: role.into(),
+                role: wire::<DaemonRole>(role),
                 segment: seg.into(),
                 spiffe_id: server_id(name),
                 version: "0.1.0".into(),
@@ -160,8 +170,8 @@ fn ev(seq: u64, off: i64, severity: &str, kind: &str, message: &str, node_id: &s
     Event {
         seq,
         at_ms: t(off) * 1000,
-        severity: severity.into(),
-        kind: kind.into(),
+        severity: wire::<Severity>(severity),
+        kind: wire::<EventKind>(kind),
         message: message.into(),
         node_id: node_id.into(),
     }
@@ -379,19 +389,19 @@ fn fleet(heard: i64) -> Fleet {
         (
             "upstream".to_string(),
             "unix:///run/trustdeck/upstream/admin.sock".to_string(),
-            "upstream".to_string(),
+            DaemonRole::Upstream,
             "root".to_string(),
         ),
         (
             "gcp".to_string(),
             "https://gcp-server.demo:8443".to_string(),
-            "downstream".to_string(),
+            DaemonRole::Downstream,
             "gcp".to_string(),
         ),
         (
             "dmz".to_string(),
             "https://dmz-server.demo:8443".to_string(),
-            "downstream".to_string(),
+            DaemonRole::Downstream,
             "dmz".to_string(),
         ),
     ]);
@@ -441,7 +451,7 @@ fn fleet(heard: i64) -> Fleet {
             downstream_nodes("gcp"),
             Some(Connectivity {
                 configured: true,
-                state: "connected".into(),
+                state: ConnectivityState::Connected.into(),
                 since: t(-3 * H),
                 peer: "upstream.demo:8443".into(),
                 last_bundle_sequence: 12,
@@ -480,7 +490,7 @@ fn fleet(heard: i64) -> Fleet {
             downstream_nodes("dmz"),
             Some(Connectivity {
                 configured: true,
-                state: "lost".into(),
+                state: ConnectivityState::Lost.into(),
                 since: t(-5 * M),
                 last_error: "tls handshake: connection reset by peer".into(),
                 peer: "upstream.demo:8443".into(),
@@ -523,8 +533,8 @@ fn base(w: u16, h: u16) -> App {
     app_sized(fleet(2), w, h)
 }
 
-/// gcp unreachable for 40 s (last heard 45 s ago).
-fn unreachable(w: u16, h: u16) -> App {
+/// The fixed fleet with gcp unreachable for 40 s (last heard 45 s ago).
+fn unreachable_fleet() -> Fleet {
     let mut f = fleet(45);
     f.set_conn(
         1,
@@ -534,7 +544,11 @@ fn unreachable(w: u16, h: u16) -> App {
         },
         at(-40),
     );
-    app_sized(f, w, h)
+    f
+}
+
+fn unreachable(w: u16, h: u16) -> App {
+    app_sized(unreachable_fleet(), w, h)
 }
 
 fn draw(app: &App, w: u16, h: u16, color: bool) -> Terminal<TestBackend> {
@@ -702,7 +716,7 @@ fn detail_popup() {
         &mut app,
         Msg::Detail {
             node_id: worker_id(),
-            result: Err("GetNode: deadline exceeded".into()),
+            result: Err(DetailError::Rpc("GetNode: deadline exceeded".into())),
         },
         now(),
     );
@@ -1153,7 +1167,7 @@ fn detail_answers_for_other_nodes_are_ignored() {
         &mut app,
         Msg::Detail {
             node_id: "x509:nope".into(),
-            result: Err("x".into()),
+            result: Err(DetailError::Rpc("x".into())),
         },
         now(),
     );
@@ -1172,7 +1186,7 @@ fn mouse_only_when_enabled() {
         })
     };
     let mut app = base(80, 24);
-    let area = view::list_area(&app, View::Tree, ratatui::layout::Rect::new(0, 0, 80, 24));
+    let area = layout::list_area(layout::screen((80, 24)), View::Tree, app.windows());
     assert!(update(&mut app, click(area.y + 3), now()).is_empty());
     assert_eq!(app.cursor(View::Tree), 0);
     app.mouse = true;
@@ -1228,4 +1242,115 @@ fn no_tmux_prefix_bindings() {
             }
         }
     }
+}
+
+/// `trustdeck status` (JSON and table) and `trustdeck watch` lines are contracts that scripts
+/// read: their text must not change by accident.
+#[test]
+fn status_and_watch_output_is_stable() {
+    use trustdeck_console::status;
+    let th = Thresholds::default();
+    for (name, f) in [
+        ("status_base", fleet(2)),
+        ("status_unreachable", unreachable_fleet()),
+    ] {
+        let report = f.status_report(now(), &th);
+        let json = serde_json::to_string_pretty(&report).expect("report JSON");
+        insta::assert_snapshot!(format!("{name}_json"), json);
+        insta::assert_snapshot!(format!("{name}_table"), status::table(&f, now(), &th));
+        let (events, _) = status::event_lines(&f, 0);
+        insta::assert_snapshot!(format!("{name}_watch_events"), events.join("\n"));
+    }
+}
+
+/// What a daemon newer than the console might send: a role, node state, key backend, link
+/// state, severity and event kind the console does not know.
+fn from_a_newer_daemon() -> WatchMessage {
+    let mut future = node(
+        "x509:f00d",
+        &format!("server:{}", server_id("gcp")),
+        NodeKind::X509Authority,
+        "future authority",
+        "",
+        "active",
+        (-H, 5 * H),
+        ("pkcs11", ""),
+        "gcp",
+    );
+    future.state = 77;
+    future.key_storage = Some(KeyStorage {
+        backend: 66,
+        detail: String::new(),
+    });
+    WatchMessage {
+        revision: 2,
+        daemon_time_ms: now().timestamp_millis(),
+        body: Some(Body::Delta(Delta {
+            upserts: vec![future],
+            upstream: Some(Connectivity {
+                configured: true,
+                state: 12,
+                ..Default::default()
+            }),
+            events: vec![Event {
+                seq: 3,
+                at_ms: now().timestamp_millis(),
+                severity: 44,
+                kind: 555,
+                message: "news from the future".into(),
+                ..Default::default()
+            }],
+            identity: Some(DaemonIdentity {
+                name: "gcp".into(),
+                role: 9,
+                segment: "gcp".into(),
+                spiffe_id: server_id("gcp"),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })),
+    }
+}
+
+/// Values the console does not know draw as "unknown" in every view and in `status`; nothing
+/// panics and nothing is dropped.
+#[test]
+fn values_from_a_newer_daemon_show_as_unknown() {
+    let newer = || {
+        let mut app = base(160, 48);
+        let msg = from_a_newer_daemon();
+        assert_eq!(
+            update(&mut app, Msg::Stream { daemon: 1, msg }, now()),
+            vec![Effect::Redraw]
+        );
+        app
+    };
+    let screen = |app: &App| lines(&draw(app, 160, 48, false));
+    let row = |lines: &[String], what: &str| {
+        lines
+            .iter()
+            .find(|l| l.contains(what))
+            .unwrap_or_else(|| panic!("{what} is shown"))
+            .clone()
+    };
+    let tree = row(&screen(&newer()), "future authority");
+    assert!(tree.contains("unknown"), "{tree}");
+    let event = row(
+        &screen(&with_view(newer(), View::Events)),
+        "news from the future",
+    );
+    assert!(event.contains("· unknown gcp        unknown "), "{event}");
+    let daemon = row(&screen(&with_view(newer(), View::Daemons)), "gcp-server");
+    assert!(
+        daemon.contains(" gcp        unknown    gcp ") && daemon.contains("✗ unknown"),
+        "{daemon}"
+    );
+    let mut f = fleet(2);
+    f.apply(1, from_a_newer_daemon(), now()).expect("delta");
+    let table = trustdeck_console::status::table(&f, now(), &Thresholds::default());
+    assert!(
+        table.contains("  gcp                  unknown    gcp"),
+        "{table}"
+    );
+    assert!(table.contains("future authority  [unknown]"), "{table}");
 }

@@ -59,7 +59,7 @@ async fn server_watch_is_a_snapshot_then_ordered_deltas() {
     let mut c = observe_uds(admin_socket(&server)).await;
     let mut s = c.watch(WatchRequest {}).await.expect("watch").into_inner();
     let (id, nodes, upstream, rev) = snapshot(&mut s).await;
-    assert_eq!(id.role, "upstream");
+    assert_eq!(id.role_wire(), DaemonRole::Upstream);
     assert_eq!(id.name, "core");
     assert_eq!(id.segment, "root");
     assert_eq!(id.spiffe_id, server.server_spiffe_id());
@@ -71,7 +71,7 @@ async fn server_watch_is_a_snapshot_then_ordered_deltas() {
         .expect("server node");
     let root = nodes
         .iter()
-        .find(|n| n.kind == NodeKind::X509Authority as i32 && n.state == "active")
+        .find(|n| n.kind == NodeKind::X509Authority as i32 && n.state_wire() == NodeState::Active)
         .expect("active root CA");
     assert_eq!(root.parent, server_node.id);
     assert!(root.not_after > now && root.not_before <= now, "{root:?}");
@@ -85,13 +85,13 @@ async fn server_watch_is_a_snapshot_then_ordered_deltas() {
             .key_storage
             .as_ref()
             .expect("key storage")
-            .backend
-            .is_empty()
+            .backend_wire()
+            .is_unspecified()
     );
     assert!(
         nodes
             .iter()
-            .any(|n| n.kind == NodeKind::JwtAuthority as i32 && n.state == "active")
+            .any(|n| n.kind == NodeKind::JwtAuthority as i32 && n.state_wire() == NodeState::Active)
     );
 
     // An agent attests and gets an SVID: deltas follow, one revision at a time.
@@ -124,7 +124,10 @@ async fn server_watch_is_a_snapshot_then_ordered_deltas() {
                 saw_svid = true;
             }
         }
-        saw_event |= d.events.iter().any(|e| e.kind == "attestation-ok");
+        saw_event |= d
+            .events
+            .iter()
+            .any(|e| e.kind_wire() == EventKind::AttestationOk);
     }
 
     // Details of one node: fields and the certificate itself.
@@ -176,13 +179,15 @@ async fn agent_watch_shows_its_svids_and_server_link() {
         async move {
             let mut s = c.watch(WatchRequest {}).await.ok()?.into_inner();
             let (id, nodes, up, _) = snapshot(&mut s).await;
-            assert_eq!(id.role, "agent");
+            assert_eq!(id.role_wire(), DaemonRole::Agent);
             assert_eq!(id.name, "gcp-w1");
             if id.spiffe_id != *agent_id {
                 return None;
             }
             let up = up?;
-            (up.state == "connected" && nodes.iter().any(|n| n.spiffe_id == wid)).then_some(nodes)
+            (up.state_wire() == ConnectivityState::Connected
+                && nodes.iter().any(|n| n.spiffe_id == wid))
+            .then_some(nodes)
         }
     })
     .await;
@@ -325,7 +330,7 @@ async fn viewers_only_read_operators_change_others_are_refused() {
         .expect("viewer may watch")
         .into_inner();
     let (id, _, _, _) = snapshot(&mut s).await;
-    assert_eq!(id.role, "upstream");
+    assert_eq!(id.role_wire(), DaemonRole::Upstream);
     adm.list_entries(ListEntriesRequest::default())
         .await
         .expect("viewer may list");

@@ -1,23 +1,26 @@
-//! The agent's TOML configuration, checked without I/O.
+//! The agent's TOML configuration: the file as written ([`ConfigFile`], which tools such as
+//! the demo also serialise) and the checked [`Config`], parsed without I/O.
 
 use std::path::{Path, PathBuf};
 
 use chrono::Duration;
-use serde::Deserialize;
-use trustdeck_pki::rotation::{de_duration, de_opt_duration};
+use serde::{Deserialize, Serialize};
+use trustdeck_pki::rotation::{de_duration, de_opt_duration, ser_duration, ser_opt_duration};
 use trustdeck_spiffe::{SpiffeId, TrustDomain};
 
 pub use trustdeck_process::ConfigError;
 
 /// How the agent proves its node's identity.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum NodeAttestation {
     /// A single-use join token (given here or in the file `token_path`).
     JoinToken {
         /// The token.
+        #[serde(skip_serializing_if = "Option::is_none")]
         token: Option<String>,
         /// A file holding the token.
+        #[serde(skip_serializing_if = "Option::is_none")]
         token_path: Option<PathBuf>,
     },
     /// Proof of possession of a node certificate's key.
@@ -31,6 +34,7 @@ pub enum NodeAttestation {
     /// endorsement key certificate (see `trustdeck-agent tpm provision`).
     TpmDevid {
         /// TCTI of the TPM (default: `$TPM2TOOLS_TCTI`, `$TCTI`, else `device:/dev/tpmrm0`).
+        #[serde(skip_serializing_if = "Option::is_none")]
         tcti: Option<String>,
         /// PEM DevID certificate chain, leaf first.
         devid_cert_path: PathBuf,
@@ -38,33 +42,87 @@ pub enum NodeAttestation {
         /// the private part is wrapped by the TPM and useless elsewhere).
         devid_key_path: PathBuf,
         /// PEM or DER EK certificate; read from the TPM's NV index 0x01c00002 when absent.
+        #[serde(skip_serializing_if = "Option::is_none")]
         ek_cert_path: Option<PathBuf>,
     },
 }
 
-#[derive(Debug, Deserialize)]
+/// The configuration file as written: every key, with serde's defaults for the absent ones.
+/// [`Config::parse`] checks it; [`ConfigFile::new`] and `toml::to_string` write one.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-struct RawConfig {
-    trust_domain: String,
-    server_address: String,
-    server_spiffe_id: Option<String>,
-    trust_bundle_path: PathBuf,
-    data_dir: PathBuf,
-    socket_path: Option<PathBuf>,
-    node_attestation: NodeAttestation,
-    #[serde(default = "default_sync", deserialize_with = "de_duration")]
-    sync_interval: Duration,
-    #[serde(default, deserialize_with = "de_opt_duration")]
-    max_backoff: Option<Duration>,
+pub struct ConfigFile {
+    pub trust_domain: String,
+    /// The server's node API (`host:port`).
+    pub server_address: String,
+    /// Default `spiffe://<trust domain>/trustdeck/server`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_spiffe_id: Option<String>,
+    /// PEM bundle that authenticates the server before the first attestation.
+    pub trust_bundle_path: PathBuf,
+    /// State directory (absolute).
+    pub data_dir: PathBuf,
+    /// Workload API socket (default `<data_dir>/workload.sock`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub socket_path: Option<PathBuf>,
+    pub node_attestation: NodeAttestation,
+    #[serde(
+        default = "default_sync",
+        deserialize_with = "de_duration",
+        serialize_with = "ser_duration"
+    )]
+    pub sync_interval: Duration,
+    /// Default 30 s.
+    #[serde(
+        default,
+        deserialize_with = "de_opt_duration",
+        serialize_with = "ser_opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_backoff: Option<Duration>,
     #[serde(default = "default_hash_limit")]
-    max_hash_bytes: u64,
-    name: Option<String>,
-    segment: Option<String>,
-    admin_socket: Option<PathBuf>,
+    pub max_hash_bytes: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub segment: Option<String>,
+    /// Default `<data_dir>/admin.sock`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_socket: Option<PathBuf>,
+    /// Extra uids allowed to operate over the admin socket.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub admin_allowed_uids: Vec<u32>,
     #[serde(default)]
-    admin_allowed_uids: Vec<u32>,
-    #[serde(default)]
-    admin: trustdeck_admin::AdminSection,
+    pub admin: trustdeck_admin::AdminSection,
+}
+
+impl ConfigFile {
+    /// A file with the keys that have no default, every other key at its default.
+    pub fn new(
+        trust_domain: impl Into<String>,
+        server_address: impl Into<String>,
+        trust_bundle_path: impl Into<PathBuf>,
+        data_dir: impl Into<PathBuf>,
+        node_attestation: NodeAttestation,
+    ) -> Self {
+        Self {
+            trust_domain: trust_domain.into(),
+            server_address: server_address.into(),
+            server_spiffe_id: None,
+            trust_bundle_path: trust_bundle_path.into(),
+            data_dir: data_dir.into(),
+            socket_path: None,
+            node_attestation,
+            sync_interval: default_sync(),
+            max_backoff: None,
+            max_hash_bytes: default_hash_limit(),
+            name: None,
+            segment: None,
+            admin_socket: None,
+            admin_allowed_uids: Vec::new(),
+            admin: trustdeck_admin::AdminSection::default(),
+        }
+    }
 }
 
 fn default_sync() -> Duration {
@@ -121,7 +179,7 @@ impl Config {
 
     /// Parses and checks config text.
     pub fn parse(text: &str, source: &str) -> Result<Config, ConfigError> {
-        let raw: RawConfig = trustdeck_process::parse_toml(text, source)?;
+        let raw: ConfigFile = trustdeck_process::parse_toml(text, source)?;
         let invalid = |message: String| ConfigError::Invalid {
             path: source.to_string(),
             message,
@@ -216,6 +274,29 @@ sync_interval = "500ms"
 type = "join_token"
 token = "abc"
 "#;
+
+    #[test]
+    fn a_written_file_reads_back_the_same() {
+        let mut f = ConfigFile::new(
+            "example.org",
+            "127.0.0.1:8081",
+            "/etc/trustdeck/bundle.pem",
+            "/var/lib/trustdeck/agent",
+            NodeAttestation::JoinToken {
+                token: None,
+                token_path: Some("/var/lib/trustdeck/agent/join-token".into()),
+            },
+        );
+        f.name = Some("gcp-node".into());
+        f.server_spiffe_id = Some("spiffe://example.org/trustdeck/server/gcp".into());
+        f.admin_socket = Some("/run/agent-admin.sock".into());
+        let text = toml::to_string(&f).unwrap();
+        let back: ConfigFile = trustdeck_process::parse_toml(&text, "a.toml").unwrap();
+        assert_eq!(back, f, "{text}");
+        let c = Config::parse(&text, "a.toml").unwrap();
+        assert_eq!(c.name, "gcp-node");
+        assert_eq!(c.sync_interval, Duration::milliseconds(500));
+    }
 
     #[test]
     fn parses() {

@@ -3,6 +3,7 @@
 //!
 //! - [`config`]: TOML configuration, checked without I/O.
 //! - [`agent`]: the engine (attestation, agent SVID renewal, sync, rotation, JWT-SVIDs).
+//! - [`credentials`]: the node's attestation credentials (files, TPM) and the TPM's answers.
 //! - [`cache`]: immutable cache snapshots published to Workload API streams.
 //! - [`attestor`]: workload attestation `unix`.
 //! - [`workload_api`]: the Workload API server.
@@ -16,6 +17,7 @@ pub mod agent;
 pub mod attestor;
 pub mod cache;
 pub mod config;
+pub mod credentials;
 pub mod observe;
 pub mod start;
 pub mod state;

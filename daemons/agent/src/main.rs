@@ -215,7 +215,7 @@ async fn fetch_x509(t: &Target, write: Option<PathBuf>) -> Result<()> {
 
 async fn run_agent(config: &Path) -> Result<()> {
     let config = Config::load(config)?;
-    let mut agent = trustdeck_agent::start::start(config)
+    let mut agent = trustdeck_agent::start::start(config, trustdeck_process::clock::system())
         .await
         .context("trustdeck-agent failed to start")?;
     trustdeck_process::until_terminated(agent.wait(), "agent").await?;

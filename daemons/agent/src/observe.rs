@@ -3,8 +3,10 @@
 
 use std::sync::Arc;
 
-use chrono::Utc;
-use trustdeck_proto::admin::{Connectivity, DaemonIdentity, KeyStorage, Node, NodeKind};
+use chrono::{DateTime, Utc};
+use trustdeck_proto::admin::{
+    Connectivity, DaemonIdentity, DaemonRole, KeyBackend, KeyStorage, Node, NodeKind, NodeState,
+};
 
 use crate::agent::{Agent, ServerStatus};
 use crate::cache::Cache;
@@ -13,16 +15,16 @@ use crate::config::Config;
 /// Hub group of the agent's own nodes.
 pub const GROUP_LOCAL: &str = "local";
 
-/// The daemon identity for a config.
-pub fn identity(config: &Config) -> DaemonIdentity {
+/// The daemon identity for a config, of an agent started at `started_at`.
+pub fn identity(config: &Config, started_at: DateTime<Utc>) -> DaemonIdentity {
     DaemonIdentity {
         name: config.name.clone(),
-        role: "agent".into(),
+        role: DaemonRole::Agent.into(),
         segment: config.segment.clone(),
         spiffe_id: String::new(),
         version: env!("CARGO_PKG_VERSION").into(),
         trust_domain: config.trust_domain.to_string(),
-        started_at: Utc::now().timestamp(),
+        started_at: started_at.timestamp(),
     }
 }
 
@@ -41,11 +43,11 @@ pub fn nodes(agent: &Agent, cache: &Cache) -> Vec<Node> {
         kind: NodeKind::Agent as i32,
         label: config.name.clone(),
         spiffe_id: id.to_string(),
-        state: "attested".into(),
+        state: NodeState::Attested.into(),
         not_before: nb.timestamp(),
         not_after: na.timestamp(),
         key_storage: Some(KeyStorage {
-            backend: "disk".into(),
+            backend: KeyBackend::Disk.into(),
             detail: crate::state::key_path(&config.data_dir)
                 .display()
                 .to_string(),
@@ -60,11 +62,11 @@ pub fn nodes(agent: &Agent, cache: &Cache) -> Vec<Node> {
             kind: NodeKind::WorkloadSvid as i32,
             label: trustdeck_topology::workload_label(s.spiffe_id.as_str()),
             spiffe_id: s.spiffe_id.to_string(),
-            state: "held".into(),
+            state: NodeState::Held.into(),
             not_before: s.not_before.timestamp(),
             not_after: s.not_after.timestamp(),
             key_storage: Some(KeyStorage {
-                backend: "memory".into(),
+                backend: KeyBackend::Memory.into(),
                 detail: format!(
                     "agent {} (renews at {})",
                     config.name,
@@ -121,7 +123,7 @@ pub async fn publish(agent: Arc<Agent>, mut shutdown: tokio::sync::watch::Receiv
     let mut built_from = None;
     loop {
         let cache = cache_rx.borrow_and_update().clone();
-        let now = Utc::now();
+        let now = agent.clock().now();
         let svid = agent.svid_window();
         if let Some((id, _, _)) = &svid {
             agent.hub().set_spiffe_id(id.as_str(), now);

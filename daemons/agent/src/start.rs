@@ -11,17 +11,18 @@ use trustdeck_admin::ObserveService;
 use trustdeck_proto::admin::observe_server::ObserveServer;
 use trustdeck_proto::workload::spiffe_workload_api_server::SpiffeWorkloadApiServer;
 
+use trustdeck_process::clock::Clock;
+
 use crate::agent::{Agent, AgentError};
 use crate::config::Config;
 use crate::workload_api::{WorkloadApi, check_header};
 
 /// A running agent.
 pub struct RunningAgent {
-    /// The engine.
     pub agent: Arc<Agent>,
     /// The Workload API socket.
     pub socket: PathBuf,
-    /// The admin socket.
+    /// The admin socket (the read-only `Observe` API).
     pub admin_socket: PathBuf,
     /// The admin API on mTLS TCP, when configured.
     pub admin_tcp: Option<std::net::SocketAddr>,
@@ -45,18 +46,17 @@ impl RunningAgent {
 }
 
 fn bind(path: &Path, mode: u32) -> Result<UnixListener, AgentError> {
-    let local = |what: &str, e: std::io::Error| {
-        AgentError::Local(format!("{what} {}: {e}", path.display()))
+    let local = |what: &'static str, source: std::io::Error| AgentError::Socket {
+        what,
+        path: path.to_path_buf(),
+        source,
     };
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| local("create directory for", e))?;
     }
     if path.exists() {
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            return Err(AgentError::Local(format!(
-                "socket {} is in use by another running agent",
-                path.display()
-            )));
+            return Err(AgentError::SocketInUse(path.to_path_buf()));
         }
         std::fs::remove_file(path).map_err(|e| local("remove stale socket", e))?;
     }
@@ -69,14 +69,12 @@ fn bind(path: &Path, mode: u32) -> Result<UnixListener, AgentError> {
 /// Starts the agent: attests (unless a stored SVID is still valid), then serves the Workload
 /// API and runs the sync loop. Attestation refused by the server is fatal; an unreachable
 /// server is retried in the background.
-pub async fn start(config: Config) -> Result<RunningAgent, AgentError> {
-    let agent = Agent::new(config)?;
+pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningAgent, AgentError> {
+    let agent = Agent::new(config, clock)?;
     if agent.agent_id().is_none() {
         match agent.attest().await {
             Ok(()) => {}
-            Err(e @ AgentError::AttestationRefused(_)) | Err(e @ AgentError::Local(_)) => {
-                return Err(e);
-            }
+            Err(e) if e.is_fatal_at_start() => return Err(e),
             Err(e) => tracing::warn!(error = %e, "server unreachable; will keep trying to attest"),
         }
     }
@@ -86,80 +84,25 @@ pub async fn start(config: Config) -> Result<RunningAgent, AgentError> {
     let listener = bind(&socket, 0o777)?;
     let admin_socket = agent.config().admin_socket.clone();
     let admin_listener = bind(&admin_socket, 0o660)?;
-    let admin_tcp = match agent.config().admin_bind_address {
-        Some(a) => Some(
-            tokio::net::TcpListener::bind(a)
-                .await
-                .map_err(|e| AgentError::Local(format!("bind admin API on {a}: {e}")))?,
-        ),
-        None => None,
-    };
-    let admin_tcp_addr = match &admin_tcp {
-        Some(l) => Some(
-            l.local_addr()
-                .map_err(|e| AgentError::Local(format!("admin API address: {e}")))?,
-        ),
-        None => None,
-    };
+    let admin_tcp = bind_admin_tcp(agent.config().admin_bind_address).await?;
+    let admin_tcp_addr = admin_tcp.as_ref().map(|(_, a)| *a);
     let (shutdown, rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(agent.clone().run(rx.clone()));
     let svc =
         SpiffeWorkloadApiServer::with_interceptor(WorkloadApi::new(agent.clone()), check_header);
-    let mut srx = rx.clone();
+    let srx = rx.clone();
     tasks.spawn(async move {
         let r = tonic::transport::Server::builder()
             .add_service(svc)
-            .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async move {
-                let _ = srx.wait_for(|s| *s).await;
-            })
+            .serve_with_incoming_shutdown(UnixListenerStream::new(listener), stopped(srx))
             .await;
         if let Err(e) = r {
             tracing::error!(error = %e, "Workload API stopped");
         }
     });
     tasks.spawn(crate::observe::publish(agent.clone(), rx.clone()));
-    let observe = {
-        let chain_agent = agent.clone();
-        ObserveServer::new(ObserveService::new(
-            agent.hub().clone(),
-            Arc::new(agent.config().admin_access.clone()),
-            trustdeck_process::clock::system(),
-            Arc::new(move |n| crate::observe::chain_of(&chain_agent, n)),
-        ))
-        .max_encoding_message_size(64 << 20)
-    };
-    let mut arx = rx.clone();
-    let obs = observe.clone();
-    tasks.spawn(async move {
-        let r = tonic::transport::Server::builder()
-            .add_service(obs)
-            .serve_with_incoming_shutdown(UnixListenerStream::new(admin_listener), async move {
-                let _ = arx.wait_for(|s| *s).await;
-            })
-            .await;
-        if let Err(e) = r {
-            tracing::error!(error = %e, "admin API stopped");
-        }
-    });
-    if let Some(l) = admin_tcp {
-        let tls = agent.tls_server_config()?;
-        let mut arx = rx.clone();
-        tasks.spawn(async move {
-            let r = tonic::transport::Server::builder()
-                .add_service(observe)
-                .serve_with_incoming_shutdown(
-                    trustdeck_transport::serve::mtls_incoming(l, tls),
-                    async move {
-                        let _ = arx.wait_for(|s| *s).await;
-                    },
-                )
-                .await;
-            if let Err(e) = r {
-                tracing::error!(error = %e, "admin API (TCP) stopped");
-            }
-        });
-    }
+    serve_admin(&agent, admin_listener, admin_tcp, &rx, &mut tasks)?;
     tracing::info!(socket = %socket.display(), admin = %admin_socket.display(), agent = ?agent.agent_id().map(|i| i.to_string()), "trustdeck-agent serving the Workload API");
     Ok(RunningAgent {
         agent,
@@ -169,4 +112,68 @@ pub async fn start(config: Config) -> Result<RunningAgent, AgentError> {
         shutdown,
         tasks,
     })
+}
+
+/// Resolves when `rx` turns true.
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+/// The admin API's TCP listener and its address, when one is configured.
+async fn bind_admin_tcp(
+    addr: Option<std::net::SocketAddr>,
+) -> Result<Option<(tokio::net::TcpListener, std::net::SocketAddr)>, AgentError> {
+    let Some(addr) = addr else {
+        return Ok(None);
+    };
+    let err = |source| AgentError::AdminListener { addr, source };
+    let l = tokio::net::TcpListener::bind(addr).await.map_err(err)?;
+    let local = l.local_addr().map_err(err)?;
+    Ok(Some((l, local)))
+}
+
+/// Serves the read-only admin API (`Observe`) on the admin socket and, when configured, on
+/// mTLS TCP with the agent SVID.
+fn serve_admin(
+    agent: &Arc<Agent>,
+    socket: UnixListener,
+    tcp: Option<(tokio::net::TcpListener, std::net::SocketAddr)>,
+    rx: &watch::Receiver<bool>,
+    tasks: &mut tokio::task::JoinSet<()>,
+) -> Result<(), AgentError> {
+    let chain_agent = agent.clone();
+    let observe = ObserveServer::new(ObserveService::new(
+        agent.hub().clone(),
+        Arc::new(agent.config().admin_access.clone()),
+        agent.clock().clone(),
+        Arc::new(move |n| crate::observe::chain_of(&chain_agent, n)),
+    ))
+    .max_encoding_message_size(64 << 20);
+    let (obs, arx) = (observe.clone(), rx.clone());
+    tasks.spawn(async move {
+        let r = tonic::transport::Server::builder()
+            .add_service(obs)
+            .serve_with_incoming_shutdown(UnixListenerStream::new(socket), stopped(arx))
+            .await;
+        if let Err(e) = r {
+            tracing::error!(error = %e, "admin API stopped");
+        }
+    });
+    if let Some((l, _)) = tcp {
+        let tls = agent.tls_server_config()?;
+        let arx = rx.clone();
+        tasks.spawn(async move {
+            let r = tonic::transport::Server::builder()
+                .add_service(observe)
+                .serve_with_incoming_shutdown(
+                    trustdeck_transport::serve::mtls_incoming(l, tls),
+                    stopped(arx),
+                )
+                .await;
+            if let Err(e) = r {
+                tracing::error!(error = %e, "admin API (TCP) stopped");
+            }
+        });
+    }
+    Ok(())
 }

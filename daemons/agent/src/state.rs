@@ -14,18 +14,20 @@ pub enum StateError {
     /// File I/O failed.
     #[error("{path}: {source}")]
     Io {
-        /// The file.
         path: PathBuf,
-        /// The cause.
         source: std::io::Error,
     },
-    /// A stored file is unreadable.
-    #[error("{path} is corrupt: {reason}")]
-    Corrupt {
-        /// The file.
+    /// A stored certificate or key file does not decode.
+    #[error("{} is corrupt: {source}", path.display())]
+    CorruptPem {
         path: PathBuf,
-        /// Why.
-        reason: String,
+        source: pem::PemError,
+    },
+    /// The stored bundle does not parse.
+    #[error("{} is corrupt: {source}", path.display())]
+    CorruptBundle {
+        path: PathBuf,
+        source: trustdeck_spiffe::BundleError,
     },
 }
 
@@ -33,7 +35,7 @@ pub enum StateError {
 pub struct StoredSvid {
     /// DER chain, leaf first.
     pub chain: Vec<Vec<u8>>,
-    /// PKCS#8 key.
+    /// The key, PKCS#8 DER.
     pub key_pkcs8: Vec<u8>,
 }
 
@@ -69,13 +71,12 @@ pub fn ensure_dir(dir: &Path) -> Result<(), StateError> {
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io)
 }
 
-/// Saves the agent SVID and key (key first; both by rename).
 /// Where the agent key is stored (0600).
 pub fn key_path(dir: &Path) -> std::path::PathBuf {
     dir.join(KEY)
 }
 
-/// Persists the agent SVID and its key.
+/// Persists the agent SVID and its key (key first; both by rename).
 pub fn save_svid(dir: &Path, chain: &[Vec<u8>], key_pkcs8: &[u8]) -> Result<(), StateError> {
     write_private(
         &dir.join(KEY),
@@ -97,14 +98,15 @@ pub fn load_svid(dir: &Path) -> Result<Option<StoredSvid>, StateError> {
             source,
         })
     };
-    let chain = pem::decode_certs(&read(&svid)?).map_err(|e| StateError::Corrupt {
+    let chain = pem::decode_certs(&read(&svid)?).map_err(|source| StateError::CorruptPem {
         path: svid.clone(),
-        reason: e.to_string(),
+        source,
     })?;
-    let key_pkcs8 = pem::decode_private_key(&read(&key)?).map_err(|e| StateError::Corrupt {
-        path: key.clone(),
-        reason: e.to_string(),
-    })?;
+    let key_pkcs8 =
+        pem::decode_private_key(&read(&key)?).map_err(|source| StateError::CorruptPem {
+            path: key.clone(),
+            source,
+        })?;
     Ok(Some(StoredSvid { chain, key_pkcs8 }))
 }
 
@@ -114,7 +116,7 @@ pub fn clear_svid(dir: &Path) {
     let _ = std::fs::remove_file(dir.join(KEY));
 }
 
-/// Saves the bundle.
+/// Persists the bundle (0644, by rename).
 pub fn save_bundle(dir: &Path, b: &Bundle) -> Result<(), StateError> {
     write_private(&dir.join(BUNDLE), b.to_json().as_bytes(), 0o644)
 }
@@ -125,10 +127,7 @@ pub fn load_bundle(dir: &Path, td: &TrustDomain) -> Result<Option<Bundle>, State
     match std::fs::read(&path) {
         Ok(b) => Bundle::from_json(td, &b)
             .map(Some)
-            .map_err(|e| StateError::Corrupt {
-                path,
-                reason: e.to_string(),
-            }),
+            .map_err(|source| StateError::CorruptBundle { path, source }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(StateError::Io { path, source }),
     }

@@ -81,7 +81,11 @@ fn td_key(cache: &Cache) -> String {
 }
 
 /// The X509-SVID response for a workload, or why there is none.
-fn x509_view(cache: &Cache, selectors: &[String]) -> Result<Option<X509svidResponse>, Status> {
+fn x509_view(
+    cache: &Cache,
+    selectors: &[String],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Option<X509svidResponse>, Status> {
     let matched = cache.matching(selectors);
     if matched.is_empty() {
         return if cache.synced {
@@ -93,7 +97,6 @@ fn x509_view(cache: &Cache, selectors: &[String]) -> Result<Option<X509svidRespo
         };
     }
     let bundle = &cache.bundle_der;
-    let now = chrono::Utc::now();
     // An expired SVID is never handed out: while the server is unreachable, workloads keep
     // the cached ones only until they expire.
     let svids: Vec<X509svid> = matched
@@ -211,7 +214,10 @@ impl SpiffeWorkloadApi for WorkloadApi {
         request: Request<X509svidRequest>,
     ) -> Result<Response<Self::FetchX509SVIDStream>, Status> {
         let selectors = self.selectors(&request).await?;
-        let s = stream_views(self.agent.subscribe(), move |c| x509_view(c, &selectors))?;
+        let clock = self.agent.clock().clone();
+        let s = stream_views(self.agent.subscribe(), move |c| {
+            x509_view(c, &selectors, clock.now())
+        })?;
         Ok(Response::new(s))
     }
 
@@ -303,7 +309,7 @@ impl SpiffeWorkloadApi for WorkloadApi {
             &req.svid,
             &req.audience,
             &cache.bundle.jwt_authorities,
-            chrono::Utc::now(),
+            self.agent.clock().now(),
         )
         .map_err(|e| Status::invalid_argument(e.to_string()))?;
         Ok(Response::new(ValidateJwtsvidResponse {

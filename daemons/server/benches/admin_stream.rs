@@ -18,7 +18,7 @@ use trustdeck_datastore::AttestedNode;
 use trustdeck_proto::admin::observe_client::ObserveClient;
 use trustdeck_proto::admin::observe_server::ObserveServer;
 use trustdeck_proto::admin::watch_message::Body;
-use trustdeck_proto::admin::{DaemonIdentity, WatchRequest};
+use trustdeck_proto::admin::{DaemonIdentity, DaemonRole, WatchRequest};
 use trustdeck_server::observe::{GROUP_AGENTS, GROUP_SVIDS, agent_node, svid_node};
 use trustdeck_topology::Hub;
 
@@ -99,7 +99,7 @@ async fn main() {
     let sock = dir.path().join("admin.sock");
     let hub = Arc::new(Hub::new(DaemonIdentity {
         name: "bench".into(),
-        role: "downstream".into(),
+        role: DaemonRole::Downstream.into(),
         ..Default::default()
     }));
     let t = Instant::now();

@@ -67,7 +67,7 @@ impl AdminApi {
             } else {
                 trustdeck_topology::hub::Severity::Warning
             },
-            "operator-action",
+            trustdeck_proto::admin::EventKind::OperatorAction,
             format!("{actor}: {action} {target} ({})", rec.outcome),
             "",
             self.ctx.clock.now(),
@@ -412,7 +412,7 @@ impl ServerAdmin for AdminApi {
         let serving = x509.is_some_and(|a| a.window().contains(now)) && jwt_ok;
         if let Some(up) = &self.ctx.upstream {
             let s = up.status();
-            if s.state != "connected" {
+            if s.state != trustdeck_proto::admin::ConnectivityState::Connected {
                 warnings.push(format!(
                     "upstream {} since {}: {}",
                     s.state,

@@ -14,6 +14,7 @@ use tokio::sync::{Mutex, watch};
 use trustdeck_datastore::{BundleRecord, CaJournalRecord, Datastore, DatastoreError};
 use trustdeck_pki::rotation::{Decision, Window, decide};
 use trustdeck_pki::{KeyManager, SigningKey, X509Authority};
+use trustdeck_proto::admin::EventKind;
 use trustdeck_spiffe::bundle::{Bundle, JwtAuthority};
 use trustdeck_spiffe::jwt::{self, JwtClaims};
 use trustdeck_spiffe::{SpiffeId, TrustDomain, pem};
@@ -89,11 +90,10 @@ impl CaState {
     }
 }
 
-/// Something that happened to the CA, for logs and (later) the admin stream.
+/// Something that happened to the CA, for logs and the admin stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CaEvent {
-    /// Short kind: `x509-prepared`, `x509-activated`, `jwt-activated`, `pruned`, ...
-    pub kind: String,
+    pub kind: EventKind,
     /// Human text.
     pub message: String,
 }
@@ -267,7 +267,7 @@ impl CaManager {
                 }
                 Err(e) => {
                     events.push(CaEvent {
-                        kind: "key-unavailable".into(),
+                        kind: EventKind::KeyUnavailable,
                         message: format!(
                             "{} authority {} cannot sign any more ({e}); it stays trusted until it expires",
                             rec.kind, rec.id
@@ -304,7 +304,7 @@ impl CaManager {
                         }
                         Err(e) => {
                             events.push(CaEvent {
-                                kind: "ca-unusable".into(),
+                                kind: EventKind::CaUnusable,
                                 message: format!("X.509 authority {} is unusable: {e}", rec.id),
                             });
                         }
@@ -482,7 +482,7 @@ impl CaManager {
                 set_status(&mut journal, "x509", "active", "old");
                 set_status(&mut journal, "x509", "prepared", "old");
                 events.push(CaEvent {
-                    kind: "x509-activated".into(),
+                    kind: EventKind::X509Activated,
                     message: format!(
                         "new X.509 CA {} minted and activated (valid until {})",
                         rec.id,
@@ -497,7 +497,7 @@ impl CaManager {
                 // A prepared one that is no longer usable (nearly expired) is replaced.
                 set_status(&mut journal, "x509", "prepared", "old");
                 events.push(CaEvent {
-                    kind: "x509-prepared".into(),
+                    kind: EventKind::X509Prepared,
                     message: format!("X.509 CA {} prepared and published in the bundle", rec.id),
                 });
                 journal.push(rec);
@@ -507,7 +507,7 @@ impl CaManager {
                 set_status(&mut journal, "x509", "active", "old");
                 set_status(&mut journal, "x509", "prepared", "active");
                 events.push(CaEvent {
-                    kind: "x509-activated".into(),
+                    kind: EventKind::X509Activated,
                     message: "prepared X.509 CA activated".into(),
                 });
                 x509_active = x509_prepared.take();
@@ -533,7 +533,7 @@ impl CaManager {
                     set_status(&mut journal, "jwt", "active", "old");
                     set_status(&mut journal, "jwt", "prepared", "old");
                     events.push(CaEvent {
-                        kind: "jwt-activated".into(),
+                        kind: EventKind::JwtActivated,
                         message: format!("new JWT key {} minted and activated", k.kid),
                     });
                     journal.push(rec);
@@ -545,7 +545,7 @@ impl CaManager {
                     minted_keys.push(rec.key_ref.clone());
                     set_status(&mut journal, "jwt", "prepared", "old");
                     events.push(CaEvent {
-                        kind: "jwt-prepared".into(),
+                        kind: EventKind::JwtPrepared,
                         message: format!("JWT key {} prepared and published", k.kid),
                     });
                     journal.push(rec);
@@ -555,7 +555,7 @@ impl CaManager {
                     set_status(&mut journal, "jwt", "active", "old");
                     set_status(&mut journal, "jwt", "prepared", "active");
                     events.push(CaEvent {
-                        kind: "jwt-activated".into(),
+                        kind: EventKind::JwtActivated,
                         message: "prepared JWT key activated".into(),
                     });
                     jwt_active = jwt_prepared.take();
@@ -583,7 +583,7 @@ impl CaManager {
         });
         for r in &deletes {
             events.push(CaEvent {
-                kind: "pruned".into(),
+                kind: EventKind::Pruned,
                 message: format!(
                     "expired {} authority {} removed from the bundle",
                     r.kind, r.id

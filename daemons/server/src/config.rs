@@ -1,10 +1,13 @@
-//! The server's TOML configuration: parsed and checked without touching the network or disk.
+//! The server's TOML configuration: the file as written ([`ConfigFile`], which tools such as
+//! the demo also serialise) and the checked [`Config`], parsed without touching the network or
+//! disk.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use chrono::Duration;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use trustdeck_pki::rotation::{de_duration, de_opt_duration, ser_duration, ser_opt_duration};
 use trustdeck_spiffe::{SpiffeId, TrustDomain};
 
 pub use trustdeck_pki::rotation::parse_duration;
@@ -12,7 +15,7 @@ pub use trustdeck_pki::rotation::parse_duration;
 pub use trustdeck_process::ConfigError;
 
 /// Where CA and JWT signing keys live.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum KeyManagerConfig {
     /// In memory: lost on restart (the CA rotates on every start).
@@ -20,6 +23,7 @@ pub enum KeyManagerConfig {
     /// PKCS#8 files under `dir` (default `<data_dir>/keys`), mode 0600.
     Disk {
         /// Key directory.
+        #[serde(skip_serializing_if = "Option::is_none")]
         dir: Option<PathBuf>,
     },
     /// Inside a PKCS#11 token (HSM): generated there, sensitive, never extractable.
@@ -27,17 +31,22 @@ pub enum KeyManagerConfig {
         /// The PKCS#11 module, e.g. `/usr/lib/softhsm/libsofthsm2.so`.
         module: PathBuf,
         /// The token, by label.
+        #[serde(skip_serializing_if = "Option::is_none")]
         token_label: Option<String>,
         /// The token, by slot id.
+        #[serde(skip_serializing_if = "Option::is_none")]
         slot: Option<u64>,
         /// Prefix of every key label in the token.
         #[serde(default = "default_key_label_prefix")]
         key_label_prefix: String,
         /// A file holding the user PIN (first line).
+        #[serde(skip_serializing_if = "Option::is_none")]
         pin_file: Option<PathBuf>,
         /// An environment variable holding the user PIN.
+        #[serde(skip_serializing_if = "Option::is_none")]
         pin_env: Option<String>,
         /// Refused: a PIN never belongs in the config file (kept only to say so clearly).
+        #[serde(skip_serializing_if = "Option::is_none")]
         pin: Option<String>,
     },
 }
@@ -47,7 +56,7 @@ fn default_key_label_prefix() -> String {
 }
 
 /// x509pop node attestation settings.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct X509PopConfig {
     /// PEM file with the CA certificates node certificates must chain to.
@@ -55,7 +64,7 @@ pub struct X509PopConfig {
 }
 
 /// tpm_devid node attestation settings.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct TpmDevIdConfig {
     /// PEM file with the CA certificates DevID certificates must chain to.
@@ -66,34 +75,39 @@ pub struct TpmDevIdConfig {
 }
 
 /// The downstream role: where the upstream is and how this server gets its identity.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamConfig {
     /// Upstream node API address (`host:port`).
     pub address: String,
     /// The SPIFFE ID the upstream presents (default `spiffe://<td>/trustdeck/server`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub spiffe_id: Option<String>,
     /// Workload API socket of the local agent that attests this node to the upstream.
     pub workload_api_socket: PathBuf,
     /// This server's SPIFFE ID as registered upstream (an entry marked `downstream`);
     /// defaults to the first SVID the local agent hands out.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub own_spiffe_id: Option<String>,
     /// How often the upstream's bundle is polled (default 250ms).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub bundle_poll_interval: Option<String>,
 }
 
 /// Node attestors.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct NodeAttestationConfig {
     /// Enables `x509pop` when present. `join_token` is always available.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub x509pop: Option<X509PopConfig>,
     /// Enables `tpm_devid` when present.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tpm_devid: Option<TpmDevIdConfig>,
 }
 
 /// Per-caller rate limits on the node API.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct RateLimitConfig {
     /// Sustained X509-SVID/JWT-SVID signatures per second per caller.
@@ -114,55 +128,115 @@ impl Default for RateLimitConfig {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// The configuration file as written: every key, with serde's defaults for the absent ones.
+/// [`Config::parse`] checks it; [`ConfigFile::new`] and `toml::to_string` write one.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-struct RawConfig {
-    trust_domain: String,
+pub struct ConfigFile {
+    pub trust_domain: String,
+    /// Node API listen address (`127.0.0.1:0` picks a free port).
     #[serde(default = "default_bind")]
-    bind_address: String,
-    data_dir: PathBuf,
-    datastore: Option<String>,
-    admin_socket: Option<PathBuf>,
+    pub bind_address: String,
+    /// State directory (absolute).
+    pub data_dir: PathBuf,
+    /// `sqlite://...` or `postgres://...` (default: SQLite in `data_dir`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub datastore: Option<String>,
+    /// Default `<data_dir>/admin.sock`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_socket: Option<PathBuf>,
+    /// Extra uids allowed to operate over the admin socket.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub admin_allowed_uids: Vec<u32>,
     #[serde(default)]
-    admin_allowed_uids: Vec<u32>,
-    #[serde(default)]
-    admin: trustdeck_admin::AdminSection,
-    name: Option<String>,
-    segment: Option<String>,
+    pub admin: trustdeck_admin::AdminSection,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub segment: Option<String>,
     #[serde(
         default = "default_ca_ttl",
-        deserialize_with = "trustdeck_pki::rotation::de_duration"
+        deserialize_with = "de_duration",
+        serialize_with = "ser_duration"
     )]
-    ca_ttl: Duration,
+    pub ca_ttl: Duration,
     #[serde(default = "default_ca_cn")]
-    ca_common_name: String,
-    #[serde(default, deserialize_with = "trustdeck_pki::rotation::de_opt_duration")]
-    jwt_key_ttl: Option<Duration>,
+    pub ca_common_name: String,
+    /// Default: `ca_ttl`.
+    #[serde(
+        default,
+        deserialize_with = "de_opt_duration",
+        serialize_with = "ser_opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub jwt_key_ttl: Option<Duration>,
     #[serde(
         default = "default_x509_ttl",
-        deserialize_with = "trustdeck_pki::rotation::de_duration"
+        deserialize_with = "de_duration",
+        serialize_with = "ser_duration"
     )]
-    default_x509_svid_ttl: Duration,
+    pub default_x509_svid_ttl: Duration,
     #[serde(
         default = "default_jwt_ttl",
-        deserialize_with = "trustdeck_pki::rotation::de_duration"
+        deserialize_with = "de_duration",
+        serialize_with = "ser_duration"
     )]
-    default_jwt_svid_ttl: Duration,
-    #[serde(default, deserialize_with = "trustdeck_pki::rotation::de_opt_duration")]
-    agent_svid_ttl: Option<Duration>,
+    pub default_jwt_svid_ttl: Duration,
+    /// Default: `default_x509_svid_ttl`.
+    #[serde(
+        default,
+        deserialize_with = "de_opt_duration",
+        serialize_with = "ser_opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub agent_svid_ttl: Option<Duration>,
     #[serde(
         default = "default_rotation_tick",
-        deserialize_with = "trustdeck_pki::rotation::de_duration"
+        deserialize_with = "de_duration",
+        serialize_with = "ser_duration"
     )]
-    rotation_check_interval: Duration,
+    pub rotation_check_interval: Duration,
     #[serde(default = "default_key_manager")]
-    key_manager: KeyManagerConfig,
+    pub key_manager: KeyManagerConfig,
     #[serde(default)]
-    node_attestation: NodeAttestationConfig,
+    pub node_attestation: NodeAttestationConfig,
     #[serde(default)]
-    rate_limit: RateLimitConfig,
-    server_spiffe_id: Option<String>,
-    upstream: Option<UpstreamConfig>,
+    pub rate_limit: RateLimitConfig,
+    /// Default `spiffe://<trust domain>/trustdeck/server`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_spiffe_id: Option<String>,
+    /// Present on a downstream server.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<UpstreamConfig>,
+}
+
+impl ConfigFile {
+    /// A file with `trust_domain` and `data_dir`, every other key at its default.
+    pub fn new(trust_domain: impl Into<String>, data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            trust_domain: trust_domain.into(),
+            bind_address: default_bind(),
+            data_dir: data_dir.into(),
+            datastore: None,
+            admin_socket: None,
+            admin_allowed_uids: Vec::new(),
+            admin: trustdeck_admin::AdminSection::default(),
+            name: None,
+            segment: None,
+            ca_ttl: default_ca_ttl(),
+            ca_common_name: default_ca_cn(),
+            jwt_key_ttl: None,
+            default_x509_svid_ttl: default_x509_ttl(),
+            default_jwt_svid_ttl: default_jwt_ttl(),
+            agent_svid_ttl: None,
+            rotation_check_interval: default_rotation_tick(),
+            key_manager: default_key_manager(),
+            node_attestation: NodeAttestationConfig::default(),
+            rate_limit: RateLimitConfig::default(),
+            server_spiffe_id: None,
+            upstream: None,
+        }
+    }
 }
 
 fn default_bind() -> String {
@@ -264,7 +338,7 @@ impl Config {
 
     /// Parses and checks config text; `source` names it in errors.
     pub fn parse(text: &str, source: &str) -> Result<Config, ConfigError> {
-        let raw: RawConfig = trustdeck_process::parse_toml(text, source)?;
+        let raw: ConfigFile = trustdeck_process::parse_toml(text, source)?;
         let invalid = |message: String| ConfigError::Invalid {
             path: source.to_string(),
             message,
@@ -539,6 +613,41 @@ type = "disk"
             .unwrap_err()
             .to_string();
         assert!(e.contains("never outlives"), "{e}");
+    }
+
+    #[test]
+    fn a_written_file_reads_back_the_same() {
+        let mut f = ConfigFile::new("example.org", "/var/lib/trustdeck");
+        f.name = Some("gcp".into());
+        f.ca_ttl = Duration::hours(6);
+        f.agent_svid_ttl = Some(Duration::minutes(10));
+        f.rotation_check_interval = Duration::milliseconds(1500);
+        f.key_manager = KeyManagerConfig::Pkcs11 {
+            module: "/usr/lib/softhsm/libsofthsm2.so".into(),
+            token_label: Some("t".into()),
+            slot: None,
+            key_label_prefix: "ca-".into(),
+            pin_file: Some("/var/lib/trustdeck/pin".into()),
+            pin_env: None,
+            pin: None,
+        };
+        f.upstream = Some(UpstreamConfig {
+            address: "127.0.0.1:8081".into(),
+            spiffe_id: None,
+            workload_api_socket: "/run/agent.sock".into(),
+            own_spiffe_id: Some("spiffe://example.org/gcp".into()),
+            bundle_poll_interval: None,
+        });
+        let text = toml::to_string(&f).unwrap();
+        let back: ConfigFile = trustdeck_process::parse_toml(&text, "t.toml").unwrap();
+        assert_eq!(back, f, "{text}");
+        let c = Config::parse(&text, "t.toml").unwrap();
+        assert_eq!(c.name, "gcp");
+        assert_eq!(c.rotation_check_interval, Duration::milliseconds(1500));
+        assert_eq!(
+            c.upstream.map(|u| u.address).as_deref(),
+            Some("127.0.0.1:8081")
+        );
     }
 
     #[test]

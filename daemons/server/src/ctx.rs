@@ -3,9 +3,11 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use tonic::Status;
+use tonic::{Code, Status};
 use trustdeck_datastore::{AttestedNode, Datastore, DatastoreError, Entry};
 use trustdeck_process::clock::Clock;
+use trustdeck_proto::node::Reason;
+use trustdeck_proto::reason::reason_status;
 use trustdeck_spiffe::SpiffeId;
 
 use crate::ca_manager::CaManager;
@@ -14,13 +16,11 @@ use crate::ratelimit::RateLimiter;
 
 /// Everything the APIs share.
 pub struct ServerCtx {
-    /// Configuration.
     pub config: Config,
-    /// Datastore.
     pub ds: Datastore,
-    /// Certificate authorities.
+    /// The X.509 CA and JWT key, and the bundle.
     pub ca: Arc<CaManager>,
-    /// Time.
+    /// Where every API reads the time.
     pub clock: Arc<dyn Clock>,
     /// The server's own SPIFFE ID (also the parent of node-alias entries).
     pub server_id: SpiffeId,
@@ -30,7 +30,7 @@ pub struct ServerCtx {
     pub sign_limiter: RateLimiter,
     /// Attestation rate limit per source address.
     pub attest_limiter: RateLimiter,
-    /// Origin of the rate limiters' clock.
+    /// Origin of the rate limiters' monotonic seconds ([`ServerCtx::mono`]).
     pub origin: Instant,
     /// Downstream role: the link to the upstream.
     pub upstream: Option<Arc<crate::upstream::Upstream>>,
@@ -45,24 +45,29 @@ impl ServerCtx {
     }
 }
 
-/// Maps a datastore error to a gRPC status, naming the problem.
+/// Maps a datastore error to a gRPC status, naming the problem; a refused join token
+/// carries its reason.
 pub fn ds_status(e: DatastoreError) -> Status {
+    let token = |reason| reason_status(Code::PermissionDenied, reason, e.to_string());
     match e {
         DatastoreError::AlreadyExists { .. } => Status::already_exists(e.to_string()),
-        DatastoreError::TokenNotFound
-        | DatastoreError::TokenUsed { .. }
-        | DatastoreError::TokenExpired { .. } => Status::permission_denied(e.to_string()),
+        DatastoreError::TokenNotFound => token(Reason::TokenUnknown),
+        DatastoreError::TokenUsed { .. } => token(Reason::TokenUsed),
+        DatastoreError::TokenExpired { .. } => token(Reason::TokenExpired),
         DatastoreError::Conflict { .. } => Status::aborted(e.to_string()),
         _ => Status::unavailable(format!("datastore: {e}")),
     }
 }
 
+fn no_svid(msg: &str) -> Status {
+    reason_status(Code::Unauthenticated, Reason::NoClientSvid, msg)
+}
+
 /// An agent that passed authentication on the node API.
 #[derive(Debug, Clone)]
 pub struct AuthedAgent {
-    /// Its SPIFFE ID.
     pub id: SpiffeId,
-    /// Its datastore record.
+    /// Its datastore record (selectors, attestation time).
     pub node: AttestedNode,
 }
 
@@ -73,15 +78,17 @@ impl ServerCtx {
         req: &tonic::Request<T>,
     ) -> Result<AuthedAgent, Status> {
         let id = trustdeck_transport::peer_spiffe_id(req).ok_or_else(|| {
-            Status::unauthenticated(
-                "no client SVID presented: attest first and call with the agent SVID",
-            )
+            no_svid("no client SVID presented: attest first and call with the agent SVID")
         })?;
         if id.trust_domain() != &self.config.trust_domain {
-            return Err(Status::permission_denied(format!(
-                "caller {id} is not in trust domain {}",
-                self.config.trust_domain
-            )));
+            return Err(reason_status(
+                Code::PermissionDenied,
+                Reason::ForeignTrustDomain,
+                format!(
+                    "caller {id} is not in trust domain {}",
+                    self.config.trust_domain
+                ),
+            ));
         }
         let node = self
             .ds
@@ -89,14 +96,22 @@ impl ServerCtx {
             .await
             .map_err(ds_status)?
             .ok_or_else(|| {
-                Status::permission_denied(format!(
-                    "{id} is not an attested agent (never attested, or evicted: attest again)"
-                ))
+                reason_status(
+                    Code::PermissionDenied,
+                    Reason::NotAttested,
+                    format!(
+                        "{id} is not an attested agent (never attested, or evicted: attest again)"
+                    ),
+                )
             })?;
         if node.banned {
-            return Err(Status::permission_denied(format!(
-                "agent {id} is banned; an operator must evict it before it can attest again"
-            )));
+            return Err(reason_status(
+                Code::PermissionDenied,
+                Reason::Banned,
+                format!(
+                    "agent {id} is banned; an operator must evict it before it can attest again"
+                ),
+            ));
         }
         // The handshake checked the SVID once; a long-lived connection must not outlive it.
         // SVIDs issued before the node's current attestation (an eviction and re-attestation
@@ -105,9 +120,13 @@ impl ServerCtx {
         let leaf = self.peer_leaf(req)?;
         let slack = trustdeck_pki::ca::BACKDATE + chrono::Duration::seconds(1);
         if leaf.not_before.timestamp() + slack.num_seconds() < node.created_at {
-            return Err(Status::permission_denied(format!(
-                "{id} is not an attested agent: this SVID predates its current attestation (evicted since?)"
-            )));
+            return Err(reason_status(
+                Code::PermissionDenied,
+                Reason::SvidPredatesAttestation,
+                format!(
+                    "{id} is not an attested agent: this SVID predates its current attestation (evicted since?)"
+                ),
+            ));
         }
         Ok(AuthedAgent { id, node })
     }
@@ -115,14 +134,15 @@ impl ServerCtx {
     /// The caller's leaf certificate, refused once it has expired.
     fn peer_leaf<T>(&self, req: &tonic::Request<T>) -> Result<trustdeck_spiffe::LeafInfo, Status> {
         let certs = trustdeck_transport::serve::peer_certs(req)
-            .ok_or_else(|| Status::unauthenticated("no client SVID presented"))?;
+            .ok_or_else(|| no_svid("no client SVID presented"))?;
         let leaf = certs
             .first()
-            .ok_or_else(|| Status::unauthenticated("no client SVID presented"))?;
+            .ok_or_else(|| no_svid("no client SVID presented"))?;
+        let invalid = |msg| reason_status(Code::Unauthenticated, Reason::SvidInvalid, msg);
         let info = trustdeck_spiffe::x509::check_leaf(leaf.as_ref())
-            .map_err(|e| Status::unauthenticated(format!("client SVID: {e}")))?;
+            .map_err(|e| invalid(format!("client SVID: {e}")))?;
         if self.clock.now() >= info.not_after {
-            return Err(Status::unauthenticated(format!(
+            return Err(invalid(format!(
                 "client SVID {} expired at {}",
                 info.spiffe_id, info.not_after
             )));
@@ -137,9 +157,7 @@ impl ServerCtx {
         req: &tonic::Request<T>,
     ) -> Result<SpiffeId, Status> {
         let id = trustdeck_transport::peer_spiffe_id(req).ok_or_else(|| {
-            Status::unauthenticated(
-                "no client SVID presented: downstream servers call with their SVID",
-            )
+            no_svid("no client SVID presented: downstream servers call with their SVID")
         })?;
         self.peer_leaf(req)?;
         let entries = self.ds.list_entries().await.map_err(ds_status)?;
@@ -149,9 +167,13 @@ impl ServerCtx {
         {
             Ok(id)
         } else {
-            Err(Status::permission_denied(format!(
-                "{id} is not a downstream server: no registration entry for it is marked downstream"
-            )))
+            Err(reason_status(
+                Code::PermissionDenied,
+                Reason::NotAuthorized,
+                format!(
+                    "{id} is not a downstream server: no registration entry for it is marked downstream"
+                ),
+            ))
         }
     }
 

@@ -4,7 +4,9 @@
 //!
 //! - [`config`]: TOML configuration, checked without I/O.
 //! - [`ca_manager`]: X.509 CA and JWT key, rotation, CA journal and bundle.
-//! - [`node_api`]: the agent-facing API (mTLS).
+//! - [`node_api`]: the node API (mTLS) agents and downstream servers call; attestation pumps
+//!   the dialogues of `trustdeck-attest`.
+//! - [`tpm_devid`]: the `tpm_devid` trust anchors, read from their files.
 //! - [`admin_api`]: the admin API (Unix socket, and mTLS TCP when configured), used by the CLI.
 //! - [`observe`]: what the admin `Watch` stream publishes (nodes, connectivity, events).
 //! - [`authz`], [`ratelimit`]: pure policy pieces.

@@ -6,9 +6,11 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use trustdeck_datastore::AttestedNode;
+use trustdeck_datastore::{AttestedNode, DatastoreError};
 use trustdeck_pki::X509Authority;
-use trustdeck_proto::admin::{Connectivity, DaemonIdentity, KeyStorage, Node, NodeKind};
+use trustdeck_proto::admin::{
+    Connectivity, DaemonIdentity, DaemonRole, KeyBackend, KeyStorage, Node, NodeKind, NodeState,
+};
 use trustdeck_topology::Hub;
 
 use crate::ca_manager::CaState;
@@ -36,10 +38,11 @@ pub fn identity(config: &Config, spiffe_id: &str, started_at: DateTime<Utc>) -> 
     DaemonIdentity {
         name: config.name.clone(),
         role: if config.upstream.is_some() {
-            "downstream".into()
+            DaemonRole::Downstream
         } else {
-            "upstream".into()
-        },
+            DaemonRole::Upstream
+        }
+        .into(),
         segment: config.segment.clone(),
         spiffe_id: spiffe_id.into(),
         version: env!("CARGO_PKG_VERSION").into(),
@@ -74,15 +77,23 @@ pub fn x509_node_id(der: &[u8]) -> Option<(String, trustdeck_spiffe::x509::CaInf
 }
 
 fn storage(s: &trustdeck_pki::KeyStorage) -> KeyStorage {
+    use trustdeck_pki::KeyStorage as Pki;
+    let backend = match s {
+        Pki::Memory => KeyBackend::Memory,
+        Pki::Disk { .. } => KeyBackend::Disk,
+        Pki::Pkcs11 { .. } => KeyBackend::Pkcs11,
+        Pki::Tpm { .. } => KeyBackend::Tpm,
+        _ => KeyBackend::Unspecified,
+    };
     KeyStorage {
-        backend: s.backend().into(),
+        backend: backend.into(),
         detail: s.to_string(),
     }
 }
 
 fn authority_node(
     a: &X509Authority,
-    state: &str,
+    state: NodeState,
     parent: &str,
     label: &str,
     segment: &str,
@@ -137,7 +148,12 @@ pub fn ca_nodes(
         label: config.name.clone(),
         spiffe_id: server_id.into(),
         subject: active.map(|a| a.subject().to_string()).unwrap_or_default(),
-        state: if active.is_some() { "serving" } else { "no CA" }.into(),
+        state: if active.is_some() {
+            NodeState::Serving
+        } else {
+            NodeState::NoCa
+        }
+        .into(),
         not_before: active
             .map(|a| a.window().not_before.timestamp())
             .unwrap_or(0),
@@ -150,7 +166,10 @@ pub fn ca_nodes(
         ..Default::default()
     });
     let mut held: Vec<&[u8]> = Vec::new();
-    for (a, state) in [(&st.x509_active, "active"), (&st.x509_prepared, "prepared")] {
+    for (a, state) in [
+        (&st.x509_active, NodeState::Active),
+        (&st.x509_prepared, NodeState::Prepared),
+    ] {
         if let Some(a) = a {
             held.push(a.cert_der());
             out.extend(authority_node(a, state, &me, ca_label, seg));
@@ -169,7 +188,7 @@ pub fn ca_nodes(
                     kind: NodeKind::X509Authority as i32,
                     label: ca_label.into(),
                     subject: info.subject,
-                    state: "old".into(),
+                    state: NodeState::Old.into(),
                     not_before: info.not_before.timestamp(),
                     not_after: info.not_after.timestamp(),
                     serial: info.serial_hex,
@@ -179,7 +198,10 @@ pub fn ca_nodes(
             }
         }
         let mut jwt_held = Vec::new();
-        for (k, state) in [(&st.jwt_active, "active"), (&st.jwt_prepared, "prepared")] {
+        for (k, state) in [
+            (&st.jwt_active, NodeState::Active),
+            (&st.jwt_prepared, NodeState::Prepared),
+        ] {
             if let Some(k) = k {
                 jwt_held.push(k.kid.clone());
                 out.push(Node {
@@ -207,7 +229,7 @@ pub fn ca_nodes(
                 kind: NodeKind::JwtAuthority as i32,
                 label: "JWT key".into(),
                 subject: format!("kid {}", j.key_id),
-                state: "old".into(),
+                state: NodeState::Old.into(),
                 not_after: j.expires_at.map(|t| t.timestamp()).unwrap_or(0),
                 segment: seg.into(),
                 ..Default::default()
@@ -225,11 +247,16 @@ pub fn agent_node(server_id: &str, segment: &str, n: &AttestedNode) -> Node {
         kind: NodeKind::Agent as i32,
         label: "agent".into(),
         spiffe_id: n.spiffe_id.clone(),
-        state: if n.banned { "banned" } else { "attested" }.into(),
+        state: if n.banned {
+            NodeState::Banned
+        } else {
+            NodeState::Attested
+        }
+        .into(),
         not_before: n.updated_at,
         not_after: n.cert_not_after,
         key_storage: Some(KeyStorage {
-            backend: "disk".into(),
+            backend: KeyBackend::Disk.into(),
             detail: format!("on the agent's node ({} attestation)", n.attestation_type),
         }),
         serial: n.cert_serial.clone(),
@@ -256,11 +283,11 @@ pub fn svid_node(
         kind: NodeKind::WorkloadSvid as i32,
         label: trustdeck_topology::workload_label(spiffe_id),
         spiffe_id: spiffe_id.into(),
-        state: "issued".into(),
+        state: NodeState::Issued.into(),
         not_before,
         not_after,
         key_storage: Some(KeyStorage {
-            backend: "agent".into(),
+            backend: KeyBackend::Agent.into(),
             detail: format!("generated and held by {agent}"),
         }),
         serial: serial.into(),
@@ -296,8 +323,8 @@ pub fn publish_ca(ctx: &ServerCtx, last: &mut CaBuiltFrom, now: DateTime<Utc>) {
 
 /// Publishes the agents from the datastore and drops SVIDs of agents that are gone or that
 /// expired a while ago.
-pub async fn publish_agents(ctx: &ServerCtx, now: DateTime<Utc>) -> Result<(), String> {
-    let nodes = ctx.ds.list_nodes().await.map_err(|e| e.to_string())?;
+pub async fn publish_agents(ctx: &ServerCtx, now: DateTime<Utc>) -> Result<(), DatastoreError> {
+    let nodes = ctx.ds.list_nodes().await?;
     let agents: std::collections::HashSet<String> =
         nodes.iter().map(|n| agent_node_id(&n.spiffe_id)).collect();
     let seg = ctx.config.segment.as_str();
@@ -335,7 +362,7 @@ pub fn publish_intermediate(
     };
     let ds_node = server_node_id(downstream);
     ctx.hub.remove_where(
-        |n| n.parent == ds_node && n.state == "issued" && n.id != id,
+        |n| n.parent == ds_node && n.state_wire() == NodeState::Issued && n.id != id,
         now,
     );
     let me = server_node_id(ctx.server_id.as_str());
@@ -347,7 +374,7 @@ pub fn publish_intermediate(
             kind: NodeKind::Server as i32,
             label: "downstream".into(),
             spiffe_id: downstream.into(),
-            state: "issued".into(),
+            state: NodeState::Issued.into(),
             not_before: info.not_before.timestamp(),
             not_after: info.not_after.timestamp(),
             ..Default::default()
@@ -362,7 +389,7 @@ pub fn publish_intermediate(
             kind: NodeKind::X509Authority as i32,
             label: "intermediate CA".into(),
             subject: info.subject,
-            state: "issued".into(),
+            state: NodeState::Issued.into(),
             not_before: info.not_before.timestamp(),
             not_after: info.not_after.timestamp(),
             serial: info.serial_hex,
@@ -419,14 +446,27 @@ pub fn new_hub(config: &Config, server_id: &str, now: DateTime<Utc>) -> Arc<Hub>
     Arc::new(Hub::new(identity(config, server_id, now)))
 }
 
+/// Why an admin caller's SVID was not issued by this server.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ForeignSvid {
+    /// Not an X509-SVID.
+    #[error("client SVID: {0}")]
+    Invalid(#[from] trustdeck_spiffe::x509::ProfileError),
+    /// It does not name its issuer's key.
+    #[error("client SVID has no authority key identifier")]
+    NoAuthorityKeyId,
+    /// Another CA issued it (the issuer's key id, hex).
+    #[error("its SVID was not issued by this server's CA (issuer key id {0})")]
+    OtherIssuer(String),
+}
+
 /// Whether `leaf` was issued directly by one of this server's own X.509 authorities (any in
 /// its CA journal, so SVIDs from before a rotation still count). Admin callers over mTLS must
 /// be: an intermediate elsewhere in the trust domain can mint any SPIFFE ID.
-pub fn issued_by_own_ca(st: &CaState, leaf: &[u8]) -> Result<(), String> {
-    let info = trustdeck_spiffe::x509::check_leaf(leaf).map_err(|e| format!("client SVID: {e}"))?;
-    let aki = info
-        .authority_key_id
-        .ok_or_else(|| "client SVID has no authority key identifier".to_string())?;
+pub fn issued_by_own_ca(st: &CaState, leaf: &[u8]) -> Result<(), ForeignSvid> {
+    let info = trustdeck_spiffe::x509::check_leaf(leaf)?;
+    let aki = info.authority_key_id.ok_or(ForeignSvid::NoAuthorityKeyId)?;
     let own = st
         .journal
         .iter()
@@ -439,9 +479,6 @@ pub fn issued_by_own_ca(st: &CaState, leaf: &[u8]) -> Result<(), String> {
     if own {
         Ok(())
     } else {
-        Err(format!(
-            "its SVID was not issued by this server's CA (issuer key id {})",
-            hex(&aki)
-        ))
+        Err(ForeignSvid::OtherIssuer(hex(&aki)))
     }
 }

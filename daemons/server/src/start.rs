@@ -14,6 +14,7 @@ use trustdeck_admin::ObserveService;
 use trustdeck_datastore::Datastore;
 use trustdeck_pki::keys::{DiskKeyManager, MemoryKeyManager, SoftwareKey};
 use trustdeck_pki::{KeyManager, X509Authority};
+use trustdeck_proto::admin::EventKind;
 use trustdeck_proto::admin::observe_server::ObserveServer;
 use trustdeck_proto::admin::server_admin_server::ServerAdminServer;
 use trustdeck_proto::node::node_server::NodeServer;
@@ -277,6 +278,7 @@ pub async fn start_with_clock(
                     trust_domain: config.trust_domain.clone(),
                 },
                 std::time::Duration::from_secs(120),
+                clock.clone(),
             )
             .await
             .map_err(|e| RunError::Other(e.to_string()))?,
@@ -303,7 +305,7 @@ pub async fn start_with_clock(
     let hub = crate::observe::new_hub(&config, config.server_spiffe_id.as_str(), clock.now());
     for e in &events {
         tracing::info!(kind = %e.kind, "{}", e.message);
-        hub.event(Severity::Info, &e.kind, e.message.clone(), "", clock.now());
+        hub.event(Severity::Info, e.kind, e.message.clone(), "", clock.now());
     }
     if let Some(up) = &upstream {
         // The bundle is the upstream's: fetch it before serving (a stored one will do while
@@ -356,7 +358,7 @@ pub async fn start_with_clock(
     let mut config = config;
     let issuer_ca = ca.clone();
     config.admin_access.tcp_issuers = Some(trustdeck_admin::IssuerCheck(Arc::new(move |leaf| {
-        crate::observe::issued_by_own_ca(&issuer_ca.snapshot(), leaf)
+        crate::observe::issued_by_own_ca(&issuer_ca.snapshot(), leaf).map_err(|e| e.to_string())
     })));
     let ctx = Arc::new(ServerCtx {
         sign_limiter: RateLimiter::new(config.rate_limit.signs_per_second, config.rate_limit.burst),
@@ -506,14 +508,14 @@ pub async fn start_with_clock(
                         tracing::info!(kind = %e.kind, "{}", e.message);
                         loop_ctx
                             .hub
-                            .event(Severity::Info, &e.kind, e.message, "", now);
+                            .event(Severity::Info, e.kind, e.message, "", now);
                     }
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "CA rotation failed; will retry");
                     loop_ctx.hub.event(
                         Severity::Error,
-                        "rotation-failed",
+                        EventKind::RotationFailed,
                         format!("CA rotation failed (will retry): {e}"),
                         "",
                         now,

@@ -14,11 +14,13 @@ use tokio::sync::watch;
 use tokio_stream::StreamExt;
 use tonic::Status;
 use tonic::transport::Channel;
+use trustdeck_process::clock::Clock;
+use trustdeck_proto::admin::ConnectivityState;
 use trustdeck_proto::node::node_client::NodeClient;
 use trustdeck_proto::node::*;
 use trustdeck_proto::workload::X509svidRequest;
-use trustdeck_spiffe::{Bundle, SpiffeId, TrustDomain, pem};
-use trustdeck_transport::{SharedIdentity, SharedRoots};
+use trustdeck_spiffe::{Bundle, IdError, PemError, SpiffeId, TrustDomain, pem};
+use trustdeck_transport::{SharedIdentity, SharedRoots, TlsError};
 
 /// An SVID from the local agent: chain, PKCS#8 key, bundle roots, SPIFFE ID.
 type LocalSvid = (Vec<Vec<u8>>, Vec<u8>, Vec<Vec<u8>>, SpiffeId);
@@ -32,13 +34,13 @@ pub const LOST_AFTER_FAILURES: u32 = 3;
 /// Upstream connection state, for health and the admin stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamStatus {
-    /// `connected`, `degraded` (a call failed) or `lost` (several in a row failed).
-    pub state: &'static str,
+    /// Degraded after a failed call, lost after [`LOST_AFTER_FAILURES`] in a row.
+    pub state: ConnectivityState,
     /// Since when the state holds.
     pub since: DateTime<Utc>,
     /// The last error.
     pub last_error: Option<String>,
-    /// Consecutive failures.
+    /// Calls failed in a row (a success resets it).
     pub failures: u32,
     /// Sequence of the last bundle received from the upstream.
     pub last_bundle_sequence: Option<u64>,
@@ -56,11 +58,11 @@ pub struct UpstreamSettings {
     /// This server's SPIFFE ID as registered upstream (picks among several SVIDs); the first
     /// SVID when unset.
     pub own_spiffe_id: Option<SpiffeId>,
-    /// Trust domain.
     pub trust_domain: TrustDomain,
 }
 
-/// The upstream link.
+/// A downstream's link to its upstream: the SVID taken from the local agent, the mTLS client
+/// that presents it, and the connection state.
 pub struct Upstream {
     settings: UpstreamSettings,
     identity: SharedIdentity,
@@ -68,6 +70,7 @@ pub struct Upstream {
     client: Mutex<NodeClient<Channel>>,
     status: watch::Sender<UpstreamStatus>,
     own_id: Mutex<Option<SpiffeId>>,
+    clock: Arc<dyn Clock>,
 }
 
 /// Why the upstream link could not be set up.
@@ -75,16 +78,43 @@ pub struct Upstream {
 #[non_exhaustive]
 pub enum UpstreamError {
     /// The local agent's Workload API gave no usable SVID.
-    #[error("local agent Workload API {socket}: {message}")]
+    #[error("local agent Workload API {socket}: {source}")]
     LocalAgent {
-        /// The socket.
         socket: String,
-        /// What went wrong.
-        message: String,
+        source: LocalSvidError,
     },
     /// TLS setup failed.
     #[error("upstream TLS: {0}")]
-    Tls(String),
+    Tls(#[from] TlsError),
+}
+
+/// Why this server's SVID could not be taken from the local agent's Workload API.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LocalSvidError {
+    /// The socket could not be opened.
+    #[error("{0}")]
+    Connect(#[from] tonic::transport::Error),
+    /// The call failed.
+    #[error("{} ({:?})", .0.message(), .0.code())]
+    Call(#[from] Status),
+    #[error("no answer within 5s")]
+    Timeout,
+    #[error("stream ended")]
+    Ended,
+    /// The agent has SVIDs, but none with the configured SPIFFE ID.
+    #[error("the local agent has no SVID {0} for this process")]
+    NoSuchSvid(SpiffeId),
+    #[error("the local agent returned no SVID")]
+    NoSvid,
+    #[error("{0}")]
+    BadId(#[from] IdError),
+    #[error("SVID chain: {0}")]
+    Chain(PemError),
+    #[error("bundle: {0}")]
+    Bundle(PemError),
+    #[error("SVID or bundle is empty")]
+    Empty,
 }
 
 impl Upstream {
@@ -93,11 +123,12 @@ impl Upstream {
     pub async fn start(
         settings: UpstreamSettings,
         wait: Duration,
+        clock: Arc<dyn Clock>,
     ) -> Result<Arc<Self>, UpstreamError> {
         let socket = settings.workload_api_socket.display().to_string();
-        let local = |message: String| UpstreamError::LocalAgent {
+        let local = |source| UpstreamError::LocalAgent {
             socket: socket.clone(),
-            message,
+            source,
         };
         let deadline = tokio::time::Instant::now() + wait;
         let (chain, key, roots, id) = loop {
@@ -111,14 +142,12 @@ impl Upstream {
             }
         };
         let identity = SharedIdentity::new();
-        identity
-            .set(chain, &key)
-            .map_err(|e| UpstreamError::Tls(e.to_string()))?;
-        let roots = SharedRoots::new(&roots).map_err(|e| UpstreamError::Tls(e.to_string()))?;
+        identity.set(chain, &key)?;
+        let roots = SharedRoots::new(&roots)?;
         let client = Self::make_client(&settings, &identity, &roots)?;
         let (status, _) = watch::channel(UpstreamStatus {
-            state: "connected",
-            since: Utc::now(),
+            state: ConnectivityState::Connected,
+            since: clock.now(),
             last_error: None,
             failures: 0,
             last_bundle_sequence: None,
@@ -131,6 +160,7 @@ impl Upstream {
             client: Mutex::new(client),
             status,
             own_id: Mutex::new(Some(id)),
+            clock,
         });
         tokio::spawn(up.clone().watch_local_svid());
         Ok(up)
@@ -141,48 +171,41 @@ impl Upstream {
         identity: &SharedIdentity,
         roots: &SharedRoots,
     ) -> Result<NodeClient<Channel>, UpstreamError> {
-        trustdeck_transport::connect::node_client(
+        Ok(trustdeck_transport::connect::node_client(
             &settings.address,
             identity,
             roots,
             &settings.upstream_spiffe_id,
-        )
-        .map_err(|e| UpstreamError::Tls(e.to_string()))
+        )?)
     }
 
-    async fn fetch_svid(settings: &UpstreamSettings) -> Result<LocalSvid, String> {
-        let mut c = trustdeck_transport::workload_client::connect(&settings.workload_api_socket)
-            .map_err(|e| e.to_string())?;
-        let mut s = c
-            .fetch_x509svid(X509svidRequest {})
-            .await
-            .map_err(|e| format!("{} ({:?})", e.message(), e.code()))?
-            .into_inner();
+    async fn fetch_svid(settings: &UpstreamSettings) -> Result<LocalSvid, LocalSvidError> {
+        let mut c = trustdeck_transport::workload_client::connect(&settings.workload_api_socket)?;
+        let mut s = c.fetch_x509svid(X509svidRequest {}).await?.into_inner();
         let m = tokio::time::timeout(Duration::from_secs(5), s.next())
             .await
-            .map_err(|_| "no answer within 5s".to_string())?
-            .ok_or("stream ended")?
-            .map_err(|e| format!("{} ({:?})", e.message(), e.code()))?;
+            .map_err(|_| LocalSvidError::Timeout)?
+            .ok_or(LocalSvidError::Ended)??;
         Self::pick(settings, m)
     }
 
     fn pick(
         settings: &UpstreamSettings,
         m: trustdeck_proto::workload::X509svidResponse,
-    ) -> Result<LocalSvid, String> {
+    ) -> Result<LocalSvid, LocalSvidError> {
         let svid = match &settings.own_spiffe_id {
             Some(id) => m.svids.iter().find(|s| s.spiffe_id == id.as_str()),
             None => m.svids.first(),
         }
         .ok_or_else(|| match &settings.own_spiffe_id {
-            Some(id) => format!("the local agent has no SVID {id} for this process"),
-            None => "the local agent returned no SVID".into(),
+            Some(id) => LocalSvidError::NoSuchSvid(id.clone()),
+            None => LocalSvidError::NoSvid,
         })?;
-        let id = SpiffeId::parse(&svid.spiffe_id).map_err(|e| e.to_string())?;
-        let chain = pem::split_der(&svid.x509_svid).map_err(|e| format!("SVID chain: {e}"))?;
-        let roots = pem::split_der(&svid.bundle).map_err(|e| format!("bundle: {e}"))?;
+        let id = SpiffeId::parse(&svid.spiffe_id)?;
+        let chain = pem::split_der(&svid.x509_svid).map_err(LocalSvidError::Chain)?;
+        let roots = pem::split_der(&svid.bundle).map_err(LocalSvidError::Bundle)?;
         if chain.is_empty() || roots.is_empty() {
-            return Err("SVID or bundle is empty".into());
+            return Err(LocalSvidError::Empty);
         }
         Ok((chain, svid.x509_svid_key.clone(), roots, id))
     }
@@ -194,16 +217,10 @@ impl Upstream {
             let stream = async {
                 let mut c = trustdeck_transport::workload_client::connect(
                     &self.settings.workload_api_socket,
-                )
-                .map_err(|e| e.to_string())?;
-                let mut s = c
-                    .fetch_x509svid(X509svidRequest {})
-                    .await
-                    .map_err(|e| e.message().to_string())?
-                    .into_inner();
+                )?;
+                let mut s = c.fetch_x509svid(X509svidRequest {}).await?.into_inner();
                 while let Some(m) = s.next().await {
-                    let m = m.map_err(|e| e.message().to_string())?;
-                    let (chain, key, roots, id) = Self::pick(&self.settings, m)?;
+                    let (chain, key, roots, id) = Self::pick(&self.settings, m?)?;
                     if let Err(e) = self.identity.set(chain, &key) {
                         tracing::error!(error = %e, "local SVID rejected");
                         continue;
@@ -217,7 +234,7 @@ impl Upstream {
                         Err(e) => tracing::error!(error = %e, "upstream client"),
                     }
                 }
-                Ok::<(), String>(())
+                Ok::<(), LocalSvidError>(())
             }
             .await;
             if let Err(e) = stream {
@@ -253,15 +270,15 @@ impl Upstream {
     }
 
     fn record<T>(&self, r: &Result<T, Status>) {
-        let now = Utc::now();
+        let now = self.clock.now();
         self.status.send_if_modified(|s| {
             let before = (s.state, s.last_error.clone());
             match r {
                 Ok(_) => {
                     s.failures = 0;
                     s.last_error = None;
-                    if s.state != "connected" {
-                        s.state = "connected";
+                    if s.state != ConnectivityState::Connected {
+                        s.state = ConnectivityState::Connected;
                         s.since = now;
                     }
                 }
@@ -269,11 +286,12 @@ impl Upstream {
                     s.failures += 1;
                     s.last_error = Some(format!("{} ({:?})", e.message(), e.code()));
                     let state = if s.failures >= LOST_AFTER_FAILURES {
-                        "lost"
+                        ConnectivityState::Lost
                     } else {
-                        "degraded"
+                        ConnectivityState::Degraded
                     };
-                    if s.state != state && !(s.state == "lost" && state == "degraded") {
+                    // Lost stays lost until a call succeeds.
+                    if s.state != state && s.state != ConnectivityState::Lost {
                         s.since = now;
                         s.state = state;
                     }

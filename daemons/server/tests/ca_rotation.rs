@@ -7,6 +7,7 @@ use chrono::{DateTime, Duration, Utc};
 use trustdeck_datastore::Datastore;
 use trustdeck_pki::KeyManager;
 use trustdeck_pki::keys::DiskKeyManager;
+use trustdeck_proto::admin::EventKind;
 use trustdeck_server::ca_manager::{CaManager, CaSettings};
 use trustdeck_spiffe::TrustDomain;
 
@@ -61,7 +62,10 @@ async fn rotation_phases_with_injected_clock_and_restart() {
 
     // Half life: a successor is prepared and published, but the old one still signs.
     let ev = m.rotate(t(300)).await.expect("rotate");
-    assert!(ev.iter().any(|e| e.kind == "x509-prepared"), "{ev:?}");
+    assert!(
+        ev.iter().any(|e| e.kind == EventKind::X509Prepared),
+        "{ev:?}"
+    );
     let b1 = m.bundle();
     assert_eq!(b1.sequence, 2);
     assert_eq!(b1.x509_authorities.len(), 2);
@@ -78,7 +82,10 @@ async fn rotation_phases_with_injected_clock_and_restart() {
 
     // Five sixths: the prepared one becomes active; the old root stays trusted.
     let ev = m.rotate(t(500)).await.expect("rotate");
-    assert!(ev.iter().any(|e| e.kind == "x509-activated"), "{ev:?}");
+    assert!(
+        ev.iter().any(|e| e.kind == EventKind::X509Activated),
+        "{ev:?}"
+    );
     assert_ne!(m.x509_ca().expect("ca").cert_der(), root0.as_slice());
     assert!(m.bundle().x509_authorities.contains(&root0));
     assert_eq!(statuses(&m, "x509"), vec!["old", "active"]);
@@ -88,7 +95,7 @@ async fn rotation_phases_with_injected_clock_and_restart() {
     // The old root expires: it is pruned from journal, bundle and key store.
     let old_key = m.snapshot().journal[0].key_ref.clone();
     let ev = m.rotate(t(600)).await.expect("rotate");
-    assert!(ev.iter().any(|e| e.kind == "pruned"), "{ev:?}");
+    assert!(ev.iter().any(|e| e.kind == EventKind::Pruned), "{ev:?}");
     let b3 = m.bundle();
     assert_eq!(b3.sequence, 3);
     assert!(!b3.x509_authorities.contains(&root0));

@@ -141,16 +141,20 @@ impl AdminAccess {
 }
 
 /// The `[admin]` table of a daemon's configuration.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminSection {
     /// Serve the admin APIs on mTLS TCP too (e.g. `127.0.0.1:0`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub bind_address: Option<std::net::SocketAddr>,
     /// Uids that may watch over the socket.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub viewer_uids: Vec<u32>,
     /// SPIFFE IDs that may operate over mTLS.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub operators: Vec<String>,
     /// SPIFFE IDs that may watch over mTLS.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub viewers: Vec<String>,
 }
 

@@ -202,6 +202,40 @@ pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
     Ok(total)
 }
 
+/// A duration as [`parse_duration`] reads it, in the largest unit that is exact: `500ms`,
+/// `90s`, `5m`, `12h`, `7d`.
+pub fn fmt_duration(d: Duration) -> String {
+    let ms = d.num_milliseconds();
+    if ms % 1000 != 0 {
+        return format!("{ms}ms");
+    }
+    let s = ms / 1000;
+    match s {
+        0 => "0s".to_string(),
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+/// serde helper: writes a duration as text (see [`fmt_duration`]).
+pub fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&fmt_duration(*d))
+}
+
+/// serde helper: writes an optional duration as text (skip `None` with
+/// `skip_serializing_if`).
+pub fn ser_opt_duration<S: serde::Serializer>(
+    d: &Option<Duration>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => ser_duration(d, s),
+        None => s.serialize_none(),
+    }
+}
+
 /// serde helper: a duration written as text (`"90s"`).
 pub fn de_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let s = <String as serde::Deserialize>::deserialize(d)?;
@@ -223,6 +257,21 @@ mod tests {
 
     fn t(s: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(1_800_000_000 + s, 0).unwrap()
+    }
+
+    #[test]
+    fn durations_written_as_text_read_back() {
+        for (d, text) in [
+            (Duration::milliseconds(1500), "1500ms"),
+            (Duration::seconds(90), "90s"),
+            (Duration::minutes(5), "5m"),
+            (Duration::hours(12), "12h"),
+            (Duration::days(7), "7d"),
+            (Duration::zero(), "0s"),
+        ] {
+            assert_eq!(fmt_duration(d), text);
+            assert_eq!(parse_duration(text), Ok(d));
+        }
     }
 
     #[test]

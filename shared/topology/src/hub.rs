@@ -11,8 +11,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use chrono::{DateTime, Utc};
 use tokio::sync::broadcast;
 use trustdeck_proto::admin::{
-    Connectivity, DaemonIdentity, Delta, Event, Node, Snapshot, WatchMessage, watch_message::Body,
+    Connectivity, ConnectivityState, DaemonIdentity, Delta, Event, EventKind, Node, Snapshot,
+    WatchMessage, watch_message::Body,
 };
+
+pub use trustdeck_proto::admin::Severity;
 
 /// Events kept for new subscribers.
 pub const EVENT_HISTORY: usize = 200;
@@ -20,28 +23,6 @@ pub const EVENT_HISTORY: usize = 200;
 pub const SNAPSHOT_CHUNK: usize = 4000;
 /// Deltas buffered per subscriber before it is considered lagging (and resent a snapshot).
 pub const DELTA_BUFFER: usize = 8192;
-
-/// Event severity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Severity {
-    /// Normal operation.
-    Info,
-    /// Needs attention.
-    Warning,
-    /// Something failed.
-    Error,
-}
-
-impl Severity {
-    /// Wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Info => "info",
-            Severity::Warning => "warning",
-            Severity::Error => "error",
-        }
-    }
-}
 
 struct State {
     identity: DaemonIdentity,
@@ -125,12 +106,12 @@ impl Hub {
         self.lock().nodes.values().map(|(_, n)| n.clone()).collect()
     }
 
-    /// The identity.
+    /// What the daemon says about itself.
     pub fn identity(&self) -> DaemonIdentity {
         self.lock().identity.clone()
     }
 
-    /// Upstream connectivity.
+    /// The upstream link as last set.
     pub fn upstream(&self) -> Connectivity {
         self.lock().upstream.clone()
     }
@@ -269,22 +250,27 @@ impl Hub {
             return false;
         }
         let mut events = Vec::new();
-        if st.upstream.state != c.state && !c.state.is_empty() {
-            let severity = match c.state.as_str() {
-                "connected" => Severity::Info,
-                "degraded" => Severity::Warning,
-                _ => Severity::Error,
+        let state = c.state_wire();
+        if st.upstream.state != c.state && !state.is_unspecified() {
+            let (severity, kind) = match state.known() {
+                Some(ConnectivityState::Connected) => {
+                    (Severity::Info, EventKind::UpstreamConnected)
+                }
+                Some(ConnectivityState::Degraded) => {
+                    (Severity::Warning, EventKind::UpstreamDegraded)
+                }
+                _ => (Severity::Error, EventKind::UpstreamLost),
             };
-            let mut message = format!("{} {}", c.peer, c.state);
-            if !c.last_error.is_empty() && c.state != "connected" {
+            let mut message = format!("{} {state}", c.peer);
+            if !c.last_error.is_empty() && state != ConnectivityState::Connected {
                 message.push_str(&format!(": {}", c.last_error));
             }
             events.push(Self::push_event(
                 &mut st,
                 Event {
                     at_ms: ms(now),
-                    severity: severity.as_str().into(),
-                    kind: format!("upstream-{}", c.state),
+                    severity: severity.into(),
+                    kind: kind.into(),
                     message,
                     ..Default::default()
                 },
@@ -327,7 +313,7 @@ impl Hub {
     pub fn event(
         &self,
         severity: Severity,
-        kind: &str,
+        kind: EventKind,
         message: impl Into<String>,
         node_id: &str,
         now: DateTime<Utc>,
@@ -337,7 +323,7 @@ impl Hub {
             &mut st,
             Event {
                 at_ms: ms(now),
-                severity: severity.as_str().into(),
+                severity: severity.into(),
                 kind: kind.into(),
                 message: message.into(),
                 node_id: node_id.into(),
@@ -454,7 +440,7 @@ mod tests {
             .map(|i| node(&format!("n{i}"), i as i64))
             .collect();
         hub.replace_group("a", nodes, now());
-        hub.event(Severity::Info, "k", "hello", "", now());
+        hub.event(Severity::Info, EventKind::Pruned, "hello", "", now());
         let mut sub = hub.subscribe(now());
         assert_eq!(sub.snapshot.len(), 3);
         let mut total = 0;
@@ -478,25 +464,28 @@ mod tests {
     #[test]
     fn connectivity_change_is_an_event() {
         let hub = Hub::new(DaemonIdentity::default());
-        let c = |state: &str| Connectivity {
+        let c = |state: ConnectivityState| Connectivity {
             configured: true,
             state: state.into(),
             peer: "upstream".into(),
             last_error: "connection refused".into(),
             ..Default::default()
         };
-        assert!(hub.set_upstream(c("connected"), now()));
-        assert!(!hub.set_upstream(c("connected"), now()));
-        assert!(hub.set_upstream(c("lost"), now()));
+        assert!(hub.set_upstream(c(ConnectivityState::Connected), now()));
+        assert!(!hub.set_upstream(c(ConnectivityState::Connected), now()));
+        assert!(hub.set_upstream(c(ConnectivityState::Lost), now()));
         let sub = hub.subscribe(now());
         let Some(Body::Snapshot(s)) = &sub.snapshot[0].body else {
             panic!()
         };
-        let kinds: Vec<&str> = s.events.iter().map(|e| e.kind.as_str()).collect();
+        let kinds: Vec<&str> = s.events.iter().map(|e| e.kind_wire().as_str()).collect();
         assert_eq!(kinds, vec!["upstream-connected", "upstream-lost"]);
-        assert_eq!(s.events[1].severity, "error");
-        assert!(s.events[1].message.contains("connection refused"));
-        assert_eq!(s.upstream.as_ref().unwrap().state, "lost");
+        assert_eq!(s.events[1].severity_wire(), Severity::Error);
+        assert_eq!(s.events[1].message, "upstream lost: connection refused");
+        assert_eq!(
+            s.upstream.as_ref().unwrap().state_wire(),
+            ConnectivityState::Lost
+        );
     }
 
     #[test]
@@ -518,7 +507,7 @@ mod tests {
     fn event_history_is_bounded() {
         let hub = Hub::new(DaemonIdentity::default());
         for i in 0..EVENT_HISTORY + 10 {
-            hub.event(Severity::Info, "k", format!("{i}"), "", now());
+            hub.event(Severity::Info, EventKind::Pruned, format!("{i}"), "", now());
         }
         let sub = hub.subscribe(now());
         let Some(Body::Snapshot(s)) = &sub.snapshot[0].body else {

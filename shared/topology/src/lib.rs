@@ -11,7 +11,7 @@ pub mod fleet;
 pub mod hub;
 pub mod ttl;
 
-pub use fleet::{DaemonConn, DaemonState, Fleet, Health, Level, Row, SegmentWindow};
+pub use fleet::{DaemonConn, DaemonState, Fleet, Health, Level, Row, SegmentWindow, StatusReport};
 pub use hub::Hub;
 
 /// How a workload SVID is named in the tree, by every daemon alike: its SPIFFE ID's path
@@ -24,9 +24,11 @@ pub fn workload_label(spiffe_id: &str) -> String {
 }
 
 pub use trustdeck_proto::admin::{
-    Connectivity, DaemonIdentity, Delta, Event, KeyStorage, Node, NodeKind, Snapshot, WatchMessage,
+    Connectivity, ConnectivityState, DaemonIdentity, DaemonRole, Delta, Event, EventKind,
+    KeyBackend, KeyStorage, Node, NodeKind, NodeState, Severity, Snapshot, WatchMessage,
     watch_message::Body,
 };
+pub use trustdeck_proto::vocab::{Vocabulary, Wire};
 
 #[cfg(test)]
 mod tests {

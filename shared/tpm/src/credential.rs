@@ -173,35 +173,12 @@ type Aes128CfbEnc = cfb_mode::Encryptor<Aes128>;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::public::tests::rsa_ek;
-    use crate::public::tpm2b_contents;
-    use cfb_mode::cipher::AsyncStreamCipher;
+    use crate::soft::rsa_ek;
     use rsa::RsaPrivateKey;
     use rsa::traits::PublicKeyParts;
 
-    /// What `TPM2_ActivateCredential` does, in software, for the test key.
-    fn activate(priv_key: &RsaPrivateKey, name: &[u8], c: &Credential) -> Option<Vec<u8>> {
-        let enc_seed = tpm2b_contents(&c.encrypted_secret)?;
-        let seed = priv_key
-            .decrypt(
-                Oaep::new_with_label::<sha2::Sha256, _>("IDENTITY\0"),
-                enc_seed,
-            )
-            .ok()?;
-        let body = tpm2b_contents(&c.id_object)?;
-        let (hsize, rest) = body.split_first_chunk::<2>()?;
-        let hsize = u16::from_be_bytes(*hsize) as usize;
-        let (outer, enc_identity) = rest.split_at_checked(hsize)?;
-        let hmac_key = kdfa(&seed, "INTEGRITY", &[], &[], 256);
-        let mut data = enc_identity.to_vec();
-        data.extend_from_slice(name);
-        hmac::verify(&hmac::Key::new(hmac::HMAC_SHA256, &hmac_key), &data, outer).ok()?;
-        let sym = kdfa(&seed, "STORAGE", name, &[], 128);
-        let mut plain = enc_identity.to_vec();
-        cfb_mode::Decryptor::<Aes128>::new_from_slices(&sym, &[0u8; 16])
-            .ok()?
-            .decrypt(&mut plain);
-        tpm2b_contents(&plain).map(<[u8]>::to_vec)
+    fn activate(sk: &RsaPrivateKey, name: &[u8], c: &Credential) -> Option<Vec<u8>> {
+        crate::soft::activate(sk, name, &c.id_object, &c.encrypted_secret)
     }
 
     #[test]

@@ -11,6 +11,8 @@
 //! - [`public`]: TPM2B_PUBLIC parsing and object names, pure.
 //! - [`verify`]: chains, public-area checks, selectors and the proof of possession, pure.
 //! - [`credential`]: software `TPM2_MakeCredential` for RSA-2048 EKs.
+//! - `soft` (feature `soft`, and in tests): a TPM in software, so both sides of the dialogue
+//!   run in tests without a device.
 //! - `device` (feature `device`, links libtss2): the agent's TPM operations through tss-esapi.
 #![forbid(unsafe_code)]
 
@@ -18,6 +20,8 @@ pub mod credential;
 #[cfg(feature = "device")]
 pub mod device;
 pub mod public;
+#[cfg(any(test, feature = "soft"))]
+pub mod soft;
 pub mod verify;
 
 pub use verify::{TpmDevIdError, VerifiedDevice};

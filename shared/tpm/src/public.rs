@@ -278,49 +278,9 @@ pub fn tpm2b_contents(bytes: &[u8]) -> Option<&[u8]> {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-
-    /// An ECC P-256 signing key area (fixedTPM, fixedParent, sensitiveDataOrigin,
-    /// userWithAuth, sign; ECDSA-SHA256).
-    pub fn ecc_signing(x: &[u8; 32], y: &[u8; 32], attributes: u32) -> Vec<u8> {
-        let mut t = Vec::new();
-        t.extend_from_slice(&ALG_ECC.to_be_bytes());
-        t.extend_from_slice(&ALG_SHA256.to_be_bytes());
-        t.extend_from_slice(&attributes.to_be_bytes());
-        t.extend_from_slice(&0u16.to_be_bytes()); // authPolicy
-        t.extend_from_slice(&ALG_NULL.to_be_bytes()); // symmetric
-        t.extend_from_slice(&0x0018u16.to_be_bytes()); // ECDSA
-        t.extend_from_slice(&ALG_SHA256.to_be_bytes());
-        t.extend_from_slice(&ECC_NIST_P256.to_be_bytes());
-        t.extend_from_slice(&ALG_NULL.to_be_bytes()); // kdf
-        t.extend_from_slice(&tpm2b(x).unwrap());
-        t.extend_from_slice(&tpm2b(y).unwrap());
-        tpm2b(&t).unwrap()
-    }
-
-    /// An RSA-2048 restricted decryption key area (the default EK template's shape).
-    pub fn rsa_ek(modulus: &[u8]) -> Vec<u8> {
-        let mut t = Vec::new();
-        t.extend_from_slice(&ALG_RSA.to_be_bytes());
-        t.extend_from_slice(&ALG_SHA256.to_be_bytes());
-        let a = attr::FIXED_TPM
-            | attr::FIXED_PARENT
-            | attr::SENSITIVE_DATA_ORIGIN
-            | attr::RESTRICTED
-            | attr::DECRYPT
-            | (1 << 7);
-        t.extend_from_slice(&a.to_be_bytes());
-        t.extend_from_slice(&tpm2b(&[0x83; 32]).unwrap());
-        t.extend_from_slice(&ALG_AES.to_be_bytes());
-        t.extend_from_slice(&128u16.to_be_bytes());
-        t.extend_from_slice(&ALG_CFB.to_be_bytes());
-        t.extend_from_slice(&ALG_NULL.to_be_bytes()); // scheme
-        t.extend_from_slice(&2048u16.to_be_bytes());
-        t.extend_from_slice(&0u32.to_be_bytes());
-        t.extend_from_slice(&tpm2b(modulus).unwrap());
-        tpm2b(&t).unwrap()
-    }
+    use crate::soft::{ecc_signing, rsa_ek};
 
     #[test]
     fn parses_ecc_and_rsa_areas() {

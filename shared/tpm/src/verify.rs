@@ -551,74 +551,11 @@ pub fn der_prefix(bytes: &[u8]) -> Option<&[u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::public::tests::{ecc_signing, rsa_ek};
-    use rcgen::{
-        BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, PublicKeyData,
-    };
-
-    fn ca(cn: &str) -> (Vec<u8>, Issuer<'static, KeyPair>) {
-        let mut p = CertificateParams::new(vec![]).unwrap();
-        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        p.distinguished_name.push(DnType::CommonName, cn);
-        let k = KeyPair::generate().unwrap();
-        let c = p.self_signed(&k).unwrap();
-        (c.der().to_vec(), Issuer::new(p, k))
-    }
-
-    fn leaf(issuer: &Issuer<'static, KeyPair>, cn: &str, key: &KeyPair) -> Vec<u8> {
-        let mut p = CertificateParams::new(vec![]).unwrap();
-        p.distinguished_name.push(DnType::CommonName, cn);
-        p.signed_by(key, issuer).unwrap().der().to_vec()
-    }
-
-    fn xy(key: &KeyPair) -> ([u8; 32], [u8; 32]) {
-        let pt = key.der_bytes();
-        (
-            pt[1..33].try_into().unwrap(),
-            pt[33..65].try_into().unwrap(),
-        )
-    }
-
-    struct Fixture {
-        devid_ca: Vec<u8>,
-        ek_ca: Vec<u8>,
-        devid_cert: Vec<u8>,
-        devid_key: KeyPair,
-        devid_public: Vec<u8>,
-        ek_cert: Vec<u8>,
-        ek_public: Vec<u8>,
-    }
+    use crate::soft::{Lab as Fixture, ca, ecc_signing, leaf, rsa_ek, xy};
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 
     fn fixture() -> Fixture {
-        let (devid_ca, devid_issuer) = ca("DevID CA");
-        let (ek_ca, ek_issuer) = ca("EK CA");
-        let devid_key = KeyPair::generate().unwrap();
-        let devid_cert = leaf(&devid_issuer, "node-7", &devid_key);
-        let (x, y) = xy(&devid_key);
-        let devid_public = ecc_signing(&x, &y, DEVID_REQUIRED | attr::USER_WITH_AUTH);
-        let (ek_cert, ek_public) = rsa_fixture(&ek_issuer);
-        Fixture {
-            devid_ca,
-            ek_ca,
-            devid_cert,
-            devid_key,
-            devid_public,
-            ek_cert,
-            ek_public,
-        }
-    }
-
-    /// rcgen with ring cannot generate RSA keys; sign a certificate for an `rsa`-crate key.
-    fn rsa_fixture(ek_issuer: &Issuer<'static, KeyPair>) -> (Vec<u8>, Vec<u8>) {
-        use rsa::pkcs8::EncodePublicKey;
-        use rsa::traits::PublicKeyParts;
-        let sk = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).unwrap();
-        let spki = sk.to_public_key().to_public_key_der().unwrap();
-        let pk = rcgen::SubjectPublicKeyInfo::from_der(spki.as_bytes()).unwrap();
-        let mut p = CertificateParams::new(vec![]).unwrap();
-        p.distinguished_name.push(DnType::CommonName, "ek");
-        let cert = p.signed_by(&pk, ek_issuer).unwrap().der().to_vec();
-        (cert, rsa_ek(&sk.n().to_bytes_be()))
+        Fixture::new()
     }
 
     fn run(f: &Fixture) -> Result<VerifiedDevice, TpmDevIdError> {

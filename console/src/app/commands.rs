@@ -1,0 +1,154 @@
+//! The `:` commands: what each does, completion of a typed name, and running a line.
+
+use chrono::{DateTime, Utc};
+use trustdeck_topology::fleet::Level;
+
+use super::model::App;
+use super::msg::Effect;
+use super::screen::{Mode, View};
+
+/// What a `:` command does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cmd {
+    /// Switch to a view.
+    View(View),
+    Help,
+    /// Toggle mouse capture.
+    Mouse,
+    Quit,
+}
+
+/// One `:` command.
+#[derive(Debug, Clone, Copy)]
+pub struct CommandSpec {
+    /// Its names; the first is the one shown first.
+    pub names: &'static [&'static str],
+    pub cmd: Cmd,
+    pub help: &'static str,
+}
+
+/// Every `:` command.
+pub static COMMANDS: &[CommandSpec] = &[
+    CommandSpec {
+        names: &["tree", "t"],
+        cmd: Cmd::View(View::Tree),
+        help: "the merged tree",
+    },
+    CommandSpec {
+        names: &["expiring", "exp", "x"],
+        cmd: Cmd::View(View::Expiring),
+        help: "what expires next, fleet-wide",
+    },
+    CommandSpec {
+        names: &["segments", "seg", "windows"],
+        cmd: Cmd::View(View::Segments),
+        help: "autonomous window per segment",
+    },
+    CommandSpec {
+        names: &["events", "ev"],
+        cmd: Cmd::View(View::Events),
+        help: "fleet events, newest first",
+    },
+    CommandSpec {
+        names: &["daemons", "dm"],
+        cmd: Cmd::View(View::Daemons),
+        help: "the console's connection to each daemon",
+    },
+    CommandSpec {
+        names: &["help"],
+        cmd: Cmd::Help,
+        help: "this help",
+    },
+    CommandSpec {
+        names: &["mouse"],
+        cmd: Cmd::Mouse,
+        help: "mouse capture on/off (wheel, click)",
+    },
+    CommandSpec {
+        names: &["q", "quit"],
+        cmd: Cmd::Quit,
+        help: "quit",
+    },
+];
+
+impl App {
+    /// Completes the typed command name to the longest prefix all matching names share.
+    pub(super) fn complete_command(&mut self) {
+        let typed = self.command.trim().to_lowercase();
+        let matches: Vec<&str> = COMMANDS
+            .iter()
+            .flat_map(|c| c.names.iter().copied())
+            .filter(|n| n.starts_with(&typed))
+            .collect();
+        let Some(first) = matches.first() else {
+            return;
+        };
+        let mut common = first.to_string();
+        for m in &matches[1..] {
+            while !m.starts_with(&common) {
+                common.pop();
+            }
+        }
+        if common.len() >= typed.len() {
+            self.command = common;
+        }
+    }
+
+    /// The commands whose names start with what is typed (for the command line's hint).
+    pub fn command_matches(&self) -> Vec<&'static CommandSpec> {
+        let typed = self.command.trim().to_lowercase();
+        COMMANDS
+            .iter()
+            .filter(|c| c.names.iter().any(|n| n.starts_with(&typed)))
+            .collect()
+    }
+
+    /// Runs a typed command line; an unknown name says which commands exist.
+    pub(super) fn run_command(&mut self, line: &str, now: DateTime<Utc>, fx: &mut Vec<Effect>) {
+        let word = line
+            .trim()
+            .trim_start_matches(':')
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_lowercase();
+        if word.is_empty() {
+            return;
+        }
+        let Some(spec) = COMMANDS.iter().find(|c| c.names.contains(&word.as_str())) else {
+            let known: Vec<String> = COMMANDS
+                .iter()
+                .filter(|c| matches!(c.cmd, Cmd::View(_)))
+                .map(|c| format!(":{}", c.names[0]))
+                .collect();
+            self.flash(
+                Level::Critical,
+                format!("unknown command \":{word}\": try {} :q", known.join(" ")),
+            );
+            return;
+        };
+        match spec.cmd {
+            Cmd::View(v) => {
+                self.view = v;
+                self.clamp(v);
+            }
+            Cmd::Help => {
+                self.mode = Mode::Help;
+                self.help_scroll = 0;
+            }
+            Cmd::Mouse => {
+                self.mouse = !self.mouse;
+                self.flash(
+                    Level::Ok,
+                    if self.mouse {
+                        "mouse on: wheel scrolls, click selects (shift+drag to copy text)"
+                    } else {
+                        "mouse off"
+                    },
+                );
+            }
+            Cmd::Quit => fx.push(Effect::Quit),
+        }
+        self.refresh(now);
+    }
+}

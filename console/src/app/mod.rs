@@ -1,0 +1,26 @@
+//! The console's state and how it changes, with no I/O and no terminal:
+//!
+//! - [`screen`]: the views and modes;
+//! - [`model`]: the state ([`App`]) and its derived caches;
+//! - [`msg`]: what comes in ([`Msg`]) and what goes out ([`Effect`]);
+//! - [`update`](mod@update): `update(&mut App, Msg, now) -> Vec<Effect>`;
+//! - [`keymap`] and `bindings`: the key map as data, from which the help and the footer hints
+//!   are generated;
+//! - [`commands`]: the `:` commands.
+
+mod bindings;
+pub mod commands;
+pub mod keymap;
+pub mod model;
+pub mod msg;
+pub mod screen;
+pub mod update;
+
+pub use commands::{COMMANDS, Cmd, CommandSpec};
+pub use keymap::{Action, BINDINGS, Binding, Context, Key, contexts, help_sections, keymap};
+pub use model::{
+    App, DetailState, EXPIRING_LIMIT, LARGE_REBUILD_SECS, LARGE_TREE, Status, node_matches,
+};
+pub use msg::{DetailError, Effect, Msg};
+pub use screen::{Mode, View};
+pub use update::{update, update_many};

@@ -1,0 +1,395 @@
+//! The console's state: what the fleet reported, what the user chose (view, mode, cursors,
+//! collapsed nodes, filter), and the caches derived from both.
+//!
+//! The merged tree, its visible rows, the autonomous windows, what expires next and fleet
+//! health are cached and recomputed only when the fleet's generation, the collapsed set or the
+//! filter change (health also once per second, as it depends on `now`), so a frame never walks
+//! 100k nodes.
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, Utc};
+use trustdeck_proto::admin::{Node, NodeDetail};
+use trustdeck_topology::fleet::{
+    Fleet, Health, Level, Row, SegmentWindow, Thresholds, Tree, counts_for_health,
+};
+
+use super::msg::DetailError;
+use super::screen::{Mode, View};
+use crate::layout;
+
+/// Most rows the "expires next" list keeps (after the filter).
+pub const EXPIRING_LIMIT: usize = 1000;
+
+/// Above this many nodes, the tree is rebuilt at most every [`LARGE_REBUILD_SECS`] (a rebuild
+/// of 100k nodes takes a few hundred milliseconds; deltas may arrive many times a second).
+pub const LARGE_TREE: usize = 20_000;
+
+/// Minimum seconds between two rebuilds of a large tree. Countdowns still move every second:
+/// they are computed at render time from `now`.
+pub const LARGE_REBUILD_SECS: i64 = 2;
+
+/// A one-line message in the footer until the next key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    /// Its level (symbol and colour).
+    pub level: Level,
+    pub text: String,
+}
+
+/// The detail popup of one node.
+#[derive(Debug, Clone)]
+pub struct DetailState {
+    pub node_id: String,
+    /// The daemon asked for the detail.
+    pub daemon: usize,
+    /// The node as the tree has it (shown at once).
+    pub node: Node,
+    /// The daemon's answer (None: still loading).
+    pub fetched: Option<Result<NodeDetail, DetailError>>,
+    /// First line shown (clamped to the document by `update`).
+    pub scroll: u16,
+}
+
+#[derive(Debug, Default)]
+struct Cache {
+    tree: Tree,
+    tree_gen: Option<u64>,
+    rows: Vec<Row>,
+    rows_dirty: bool,
+    windows: Vec<SegmentWindow>,
+    /// Every node that counts for health, soonest expiry first.
+    expiring_all: Vec<usize>,
+    /// `expiring_all` after the filter, truncated to [`EXPIRING_LIMIT`].
+    expiring: Vec<usize>,
+    health: Health,
+    health_at: Option<i64>,
+    /// When the tree was last rebuilt (Unix seconds).
+    built_at: Option<i64>,
+}
+
+/// The console's whole state.
+#[derive(Debug)]
+pub struct App {
+    /// Every daemon's last-known state. The caches key on `fleet.generation`.
+    pub fleet: Fleet,
+    /// Warning and critical thresholds, and whether the key policy is checked.
+    pub thresholds: Thresholds,
+    /// The console cannot change anything (always true today, always shown).
+    pub read_only: bool,
+    /// Mouse capture (wheel scrolls, click selects).
+    pub mouse: bool,
+    pub view: View,
+    pub mode: Mode,
+    /// Ids of collapsed tree nodes.
+    pub collapsed: HashSet<String>,
+    /// The filter (applies to the tree, the expiring list and the events).
+    pub filter: String,
+    /// The command being typed (after `:`).
+    pub command: String,
+    /// The footer's message, until the next key.
+    pub status: Option<Status>,
+    pub detail: Option<DetailState>,
+    /// First line of the help overlay shown.
+    pub help_scroll: u16,
+    /// Terminal size (width, height).
+    pub size: (u16, u16),
+    /// The id of the tree node the tree cursor follows across rebuilds.
+    pub(super) selected: Option<String>,
+    cursors: [usize; 5],
+    offsets: [usize; 5],
+    cache: Cache,
+}
+
+impl App {
+    /// A console over `fleet`, in the tree view, read-only, without mouse capture.
+    pub fn new(fleet: Fleet, thresholds: Thresholds) -> Self {
+        Self {
+            fleet,
+            thresholds,
+            read_only: true,
+            mouse: false,
+            view: View::Tree,
+            mode: Mode::Normal,
+            collapsed: HashSet::new(),
+            filter: String::new(),
+            command: String::new(),
+            status: None,
+            detail: None,
+            help_scroll: 0,
+            size: (80, 24),
+            selected: None,
+            cursors: [0; 5],
+            offsets: [0; 5],
+            cache: Cache {
+                rows_dirty: true,
+                ..Cache::default()
+            },
+        }
+    }
+
+    /// The merged tree (cached).
+    pub fn tree(&self) -> &Tree {
+        &self.cache.tree
+    }
+
+    /// The tree's visible rows (cached).
+    pub fn rows(&self) -> &[Row] {
+        &self.cache.rows
+    }
+
+    /// Autonomous window per segment (cached; `stale_secs` is as of the last rebuild).
+    pub fn windows(&self) -> &[SegmentWindow] {
+        &self.cache.windows
+    }
+
+    /// Tree indices, soonest expiry first, after the filter.
+    pub fn expiring(&self) -> &[usize] {
+        &self.cache.expiring
+    }
+
+    /// Fleet health (recomputed at most once per second).
+    pub fn health(&self) -> &Health {
+        &self.cache.health
+    }
+
+    /// Indices into `fleet.events`, newest first, after the filter.
+    pub fn events(&self) -> Vec<usize> {
+        let f = self.filter.to_lowercase();
+        let mut v: Vec<usize> = self
+            .fleet
+            .events
+            .iter()
+            .enumerate()
+            .rev()
+            .filter(|(_, e)| {
+                f.is_empty()
+                    || e.daemon.to_lowercase().contains(&f)
+                    || e.event.kind_wire().as_str().contains(&f)
+                    || e.event.message.to_lowercase().contains(&f)
+                    || e.event.severity_wire().as_str().contains(&f)
+            })
+            .map(|(i, _)| i)
+            .collect();
+        // Daemons send their history in batches: order by time, newest first (stable).
+        v.sort_by_key(|&i| std::cmp::Reverse(self.fleet.events[i].event.at_ms));
+        v
+    }
+
+    /// The cursor (row index) of `view`.
+    pub fn cursor(&self, view: View) -> usize {
+        self.cursors[view.index()]
+    }
+
+    /// The first row shown of `view`.
+    pub fn offset(&self, view: View) -> usize {
+        self.offsets[view.index()]
+    }
+
+    /// The tree node under the tree cursor.
+    pub fn selected_node(&self) -> Option<usize> {
+        self.cache.rows.get(self.cursor(View::Tree)).map(|r| r.idx)
+    }
+
+    /// The id of the tree node under the tree cursor.
+    pub fn selected_id(&self) -> Option<&str> {
+        self.selected_node()
+            .map(|i| self.cache.tree.nodes[i].node.id.as_str())
+    }
+
+    /// Rows in `view`.
+    pub fn len(&self, view: View) -> usize {
+        match view {
+            View::Tree => self.cache.rows.len(),
+            View::Expiring => self.cache.expiring.len(),
+            View::Segments => self.cache.windows.len(),
+            View::Events => self.events().len(),
+            View::Daemons => self.fleet.daemons.len(),
+        }
+    }
+
+    /// The trust domain, as the first daemon that said reports it.
+    pub fn trust_domain(&self) -> Option<&str> {
+        self.fleet
+            .daemons
+            .iter()
+            .filter_map(|d| d.identity.as_ref())
+            .map(|i| i.trust_domain.as_str())
+            .find(|t| !t.is_empty())
+    }
+
+    /// Whether the fleet changed since the caches were built (a large tree waits for the next
+    /// tick).
+    pub fn behind(&self) -> bool {
+        self.cache.tree_gen != Some(self.fleet.generation)
+    }
+
+    /// Brings the caches up to date (cheap when nothing changed).
+    pub fn refresh(&mut self, now: DateTime<Utc>) {
+        let mut rebuilt = false;
+        let throttled = self.cache.tree.nodes.len() > LARGE_TREE
+            && self
+                .cache
+                .built_at
+                .is_some_and(|t| now.timestamp() - t < LARGE_REBUILD_SECS);
+        if self.cache.tree_gen != Some(self.fleet.generation) && !throttled {
+            // Drop the old tree first: two trees of 100k nodes at once would double the peak.
+            self.cache.tree = Tree::default();
+            self.cache.rows.clear();
+            let tree = self.fleet.tree();
+            self.cache.windows = self.fleet.windows(&tree, now);
+            let mut all: Vec<usize> = (0..tree.nodes.len())
+                .filter(|&i| counts_for_health(&tree.nodes[i].node))
+                .collect();
+            all.sort_unstable_by(|&a, &b| {
+                let (x, y) = (&tree.nodes[a].node, &tree.nodes[b].node);
+                (x.not_after, &x.id).cmp(&(y.not_after, &y.id))
+            });
+            self.cache.expiring_all = all;
+            self.cache.tree = tree;
+            self.cache.tree_gen = Some(self.fleet.generation);
+            self.cache.built_at = Some(now.timestamp());
+            self.cache.rows_dirty = true;
+            rebuilt = true;
+        }
+        if self.cache.rows_dirty {
+            self.rebuild_rows();
+        }
+        if rebuilt || self.cache.health_at != Some(now.timestamp()) {
+            self.cache.health = self.fleet.health(&self.cache.tree, now, &self.thresholds);
+            self.cache.health_at = Some(now.timestamp());
+        }
+        for v in View::ALL {
+            self.clamp(v);
+        }
+    }
+
+    fn rebuild_rows(&mut self) {
+        let tree = &self.cache.tree;
+        self.cache.rows = tree.rows(&self.collapsed, &self.filter);
+        let f = self.filter.to_lowercase();
+        self.cache.expiring = self
+            .cache
+            .expiring_all
+            .iter()
+            .copied()
+            .filter(|&i| f.is_empty() || node_matches(&tree.nodes[i].node, &f))
+            .take(EXPIRING_LIMIT)
+            .collect();
+        self.cache.rows_dirty = false;
+        // Keep the selection on the same node; if it is hidden, on its nearest visible
+        // ancestor.
+        if let Some(sel) = &self.selected
+            && let Some(&start) = tree.by_id.get(sel)
+        {
+            let mut pos: Option<usize> = None;
+            let mut cur = Some(start);
+            while let (None, Some(i)) = (pos, cur) {
+                pos = self.cache.rows.iter().position(|r| r.idx == i);
+                cur = tree.nodes[i].parent;
+            }
+            if let Some(p) = pos {
+                self.cursors[View::Tree.index()] = p;
+            }
+        }
+    }
+
+    pub(super) fn clamp(&mut self, v: View) {
+        let len = self.len(v);
+        let i = v.index();
+        if self.cursors[i] >= len {
+            self.cursors[i] = len.saturating_sub(1);
+        }
+        let page = self.page(v);
+        if self.cursors[i] < self.offsets[i] {
+            self.offsets[i] = self.cursors[i];
+        } else if self.cursors[i] >= self.offsets[i] + page {
+            self.offsets[i] = self.cursors[i] + 1 - page;
+        }
+        // No empty space below the last row when it can be avoided.
+        self.offsets[i] = self.offsets[i].min(len.saturating_sub(page));
+    }
+
+    /// Rows of `view` that fit on screen.
+    pub(super) fn page(&self, v: View) -> usize {
+        layout::page(layout::screen(self.size), v, self.windows())
+    }
+
+    pub(super) fn set_cursor(&mut self, v: View, to: usize) {
+        self.cursors[v.index()] = to;
+        self.clamp(v);
+        if v == View::Tree {
+            self.selected = self.selected_id().map(str::to_string);
+        }
+    }
+
+    pub(super) fn move_by(&mut self, v: View, delta: isize) {
+        let cur = self.cursor(v);
+        let to = if delta < 0 {
+            cur.saturating_sub(delta.unsigned_abs())
+        } else {
+            cur.saturating_add(delta.unsigned_abs())
+                .min(self.len(v).saturating_sub(1))
+        };
+        self.set_cursor(v, to);
+    }
+
+    pub(super) fn flash(&mut self, level: Level, text: impl Into<String>) {
+        self.status = Some(Status {
+            level,
+            text: text.into(),
+        });
+    }
+
+    pub(super) fn mark_rows_dirty(&mut self) {
+        self.cache.rows_dirty = true;
+    }
+
+    /// Selects `id` in the tree view: expands its ancestors and drops a filter that hides it.
+    pub fn show_in_tree(&mut self, id: &str, now: DateTime<Utc>) -> bool {
+        let Some(&start) = self.cache.tree.by_id.get(id) else {
+            self.flash(Level::Warning, format!("{id} is not in the tree"));
+            return false;
+        };
+        let mut p = self.cache.tree.nodes[start].parent;
+        while let Some(i) = p {
+            self.collapsed.remove(&self.cache.tree.nodes[i].node.id);
+            p = self.cache.tree.nodes[i].parent;
+        }
+        if !self.filter.is_empty()
+            && !node_matches(
+                &self.cache.tree.nodes[start].node,
+                &self.filter.to_lowercase(),
+            )
+        {
+            self.filter.clear();
+        }
+        self.selected = Some(id.to_string());
+        self.view = View::Tree;
+        self.mark_rows_dirty();
+        self.refresh(now);
+        true
+    }
+
+    /// Expands or collapses the node of tree row `row` (not while a filter is set: the rows
+    /// would not show it).
+    pub(super) fn toggle(&mut self, row: Row) {
+        if !self.filter.is_empty() {
+            self.flash(
+                Level::Warning,
+                "expand/collapse is off while a filter is set (esc clears it)",
+            );
+            return;
+        }
+        let id = self.cache.tree.nodes[row.idx].node.id.clone();
+        if row.expanded {
+            self.collapsed.insert(id.clone());
+        } else {
+            self.collapsed.remove(&id);
+        }
+        self.selected = Some(id);
+        self.mark_rows_dirty();
+    }
+}
+
+pub use trustdeck_topology::fleet::node_matches;

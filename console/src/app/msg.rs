@@ -1,0 +1,70 @@
+//! What goes into [`update`](super::update) and what comes out of it.
+
+use crossterm::event::{KeyEvent, MouseEvent};
+use trustdeck_proto::admin::{NodeDetail, WatchMessage};
+use trustdeck_topology::fleet::DaemonConn;
+
+/// A message into [`update`](super::update). None carries time: `update` takes `now`.
+#[derive(Debug, Clone)]
+pub enum Msg {
+    /// A message from daemon `daemon`'s `Watch` stream.
+    Stream {
+        /// Index of the daemon in the fleet.
+        daemon: usize,
+        /// The stream message.
+        msg: WatchMessage,
+    },
+    /// The console's connection to daemon `daemon` changed.
+    Conn {
+        /// Index of the daemon in the fleet.
+        daemon: usize,
+        /// The new state.
+        conn: DaemonConn,
+    },
+    /// A key press.
+    Key(KeyEvent),
+    /// A mouse event (only delivered when mouse capture is on).
+    Mouse(MouseEvent),
+    /// The terminal is now `width × height`.
+    Resize(u16, u16),
+    /// One second passed (countdowns move).
+    Tick,
+    /// The answer to [`Effect::FetchDetail`].
+    Detail {
+        /// The node asked about.
+        node_id: String,
+        /// The detail, or why it could not be fetched.
+        result: Result<NodeDetail, DetailError>,
+    },
+}
+
+/// Why a node's detail could not be fetched (shown in the detail popup).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DetailError {
+    /// The daemon did not answer in time.
+    #[error("no answer within {secs} s")]
+    Timeout {
+        /// How long the console waited.
+        secs: u64,
+    },
+    /// The daemon refused or the call failed; the gRPC status, described with its cause.
+    #[error("{0}")]
+    Rpc(String),
+}
+
+/// What [`update`](super::update) asks the outside world to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// Leave the console.
+    Quit,
+    /// Reopen daemon `n`'s `Watch` stream (a revision gap was seen).
+    Resubscribe(usize),
+    /// Fetch one node's detail from the daemon that reported it; answer with [`Msg::Detail`].
+    FetchDetail {
+        /// Index of the daemon.
+        daemon: usize,
+        node_id: String,
+    },
+    /// Something visible changed: draw a frame.
+    Redraw,
+}

@@ -1,0 +1,75 @@
+//! What is on screen: the main area's view and what keys do. Layout, update and the views all
+//! read these two.
+
+/// The views of the main area, in `tab` order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum View {
+    /// The merged tree: servers, CAs, agents, workload SVIDs.
+    #[default]
+    Tree,
+    /// Everything that counts for health, soonest expiry first.
+    Expiring,
+    /// The autonomous window of every segment.
+    Segments,
+    /// Fleet events, newest first.
+    Events,
+    /// The console's own connection to every daemon.
+    Daemons,
+}
+
+impl View {
+    /// Every view, in `tab` order.
+    pub const ALL: [View; 5] = [
+        View::Tree,
+        View::Expiring,
+        View::Segments,
+        View::Events,
+        View::Daemons,
+    ];
+
+    /// The view's name (also its `:` command).
+    pub fn name(self) -> &'static str {
+        match self {
+            View::Tree => "tree",
+            View::Expiring => "expiring",
+            View::Segments => "segments",
+            View::Events => "events",
+            View::Daemons => "daemons",
+        }
+    }
+
+    /// Position in [`View::ALL`].
+    pub fn index(self) -> usize {
+        match self {
+            View::Tree => 0,
+            View::Expiring => 1,
+            View::Segments => 2,
+            View::Events => 3,
+            View::Daemons => 4,
+        }
+    }
+
+    pub(crate) fn next(self) -> View {
+        View::ALL[(self.index() + 1) % View::ALL.len()]
+    }
+
+    pub(crate) fn prev(self) -> View {
+        View::ALL[(self.index() + View::ALL.len() - 1) % View::ALL.len()]
+    }
+}
+
+/// What keys currently do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// Browsing the current view.
+    #[default]
+    Normal,
+    /// Typing a filter after `/`.
+    Filter,
+    /// Typing a command after `:`.
+    Command,
+    /// The help overlay.
+    Help,
+    /// The detail popup of one node.
+    Detail,
+}

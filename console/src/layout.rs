@@ -1,0 +1,181 @@
+//! Where everything goes, computed from the terminal size and the state (no drawing): the
+//! screen's areas, the rows of each list, page sizes, and the overlays' frame and length.
+//! `update` uses it for page moves, scroll limits and mouse clicks; the view draws into it.
+
+use ratatui::layout::Rect;
+use trustdeck_topology::fleet::SegmentWindow;
+
+use crate::app::View;
+use crate::text::TextLine;
+
+/// Smallest usable terminal width.
+pub const MIN_WIDTH: u16 = 80;
+/// Smallest usable terminal height.
+pub const MIN_HEIGHT: u16 = 24;
+
+/// Lines per item in the segments view.
+pub const SEGMENT_LINES: u16 = 5;
+
+/// Lines of the events pane on a large terminal (its title bar included).
+const EVENTS_PANE: u16 = 8;
+
+/// The screen's areas. Panes that are not shown have a height of 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Areas {
+    /// The title bar: trust domain, health, daemons, clock.
+    pub header: Rect,
+    /// Why the fleet is not healthy (or that it is).
+    pub reasons: Rect,
+    /// The compact per-segment table above the list (small terminals).
+    pub strip: Rect,
+    /// The current view: its title bar, column header and rows.
+    pub main: Rect,
+    /// The autonomous windows (large terminals).
+    pub windows: Rect,
+    /// What expires next (large terminals, beside the windows).
+    pub soonest: Rect,
+    /// Recent events (large terminals).
+    pub events: Rect,
+    /// Key hints, the typed filter or command, messages.
+    pub footer: Rect,
+}
+
+/// Whether a terminal of `area` fits the console at all.
+pub fn fits(area: Rect) -> bool {
+    area.width >= MIN_WIDTH && area.height >= MIN_HEIGHT
+}
+
+/// The whole terminal of `size` (width, height).
+pub fn screen(size: (u16, u16)) -> Rect {
+    Rect::new(0, 0, size.0, size.1)
+}
+
+/// Whether the terminal is large enough for the windows, soonest and events panes.
+fn is_large(area: Rect) -> bool {
+    area.width >= 120 && area.height >= 40
+}
+
+fn rows_of(area: Rect, y: u16, h: u16) -> Rect {
+    Rect::new(area.x, y, area.width, h)
+}
+
+/// Lines one segment takes in the windows pane (the root has no upstream sentence).
+pub fn window_lines(w: &SegmentWindow) -> u16 {
+    if w.is_downstream() { 4 } else { 3 }
+}
+
+/// The areas of a terminal of `area` showing `view`, with these segment windows.
+pub fn areas(area: Rect, view: View, windows: &[SegmentWindow]) -> Areas {
+    let h = area.height;
+    let header = rows_of(area, area.y, 1);
+    let reasons = rows_of(area, area.y + 1, 1);
+    let footer = rows_of(area, area.y + h - 1, 1);
+    let body_y = area.y + 2;
+    let body_h = h.saturating_sub(3);
+    let zero = Rect::new(area.x, body_y, 0, 0);
+    if is_large(area) {
+        let wins: u16 = windows.iter().map(window_lines).sum();
+        let bottom_h = (1 + wins).clamp(6, 16);
+        let main_h = body_h.saturating_sub(bottom_h + EVENTS_PANE);
+        let by = body_y + main_h;
+        let left_w = area.width * 3 / 5;
+        Areas {
+            header,
+            reasons,
+            strip: zero,
+            main: rows_of(area, body_y, main_h),
+            windows: Rect::new(area.x, by, left_w, bottom_h),
+            soonest: Rect::new(area.x + left_w + 1, by, area.width - left_w - 1, bottom_h),
+            events: rows_of(area, by + bottom_h, EVENTS_PANE),
+            footer,
+        }
+    } else {
+        let n = windows.len() as u16;
+        let strip_h = if view == View::Segments || n == 0 {
+            0
+        } else {
+            2 + n.min(4)
+        };
+        Areas {
+            header,
+            reasons,
+            strip: rows_of(area, body_y, strip_h),
+            main: rows_of(area, body_y + strip_h, body_h - strip_h),
+            windows: zero,
+            soonest: zero,
+            events: zero,
+            footer,
+        }
+    }
+}
+
+/// Screen lines per item of `view`.
+pub fn item_height(view: View) -> u16 {
+    if view == View::Segments {
+        SEGMENT_LINES
+    } else {
+        1
+    }
+}
+
+/// Lines above the rows in the main area: the title bar, and the column header (the segments
+/// view has none).
+fn list_skip(view: View) -> u16 {
+    if view == View::Segments { 1 } else { 2 }
+}
+
+/// The rows of `view` within its main area `main`.
+pub fn rows_in(main: Rect, view: View) -> Rect {
+    let skip = list_skip(view);
+    Rect::new(
+        main.x,
+        main.y + skip,
+        main.width,
+        main.height.saturating_sub(skip),
+    )
+}
+
+/// Where the rows of `view` are drawn on a terminal of `area` (below the title bar and the
+/// column header; nothing when the terminal is too small).
+pub fn list_area(area: Rect, view: View, windows: &[SegmentWindow]) -> Rect {
+    if !fits(area) {
+        return Rect::new(0, 0, 0, 0);
+    }
+    rows_in(areas(area, view, windows).main, view)
+}
+
+/// Lines of `view`'s list on screen: what a page move moves (at least one).
+pub fn page(area: Rect, view: View, windows: &[SegmentWindow]) -> usize {
+    usize::from(list_area(area, view, windows).height).max(1)
+}
+
+/// The frame of the help and detail overlays.
+pub fn overlay_rect(area: Rect) -> Rect {
+    let w = if area.width < 120 {
+        area.width
+    } else {
+        area.width.saturating_sub(8).min(110)
+    };
+    Rect::new(
+        area.x + (area.width - w) / 2,
+        area.y + 1,
+        w,
+        area.height.saturating_sub(2),
+    )
+}
+
+/// Lines of an overlay visible at once on a terminal of `area`.
+pub fn overlay_page(area: Rect) -> usize {
+    usize::from(overlay_rect(area).height.saturating_sub(2)).max(1)
+}
+
+/// Screen lines taken by `lines` wrapped at `w` columns.
+pub fn wrapped_len(lines: &[TextLine], w: u16) -> usize {
+    let w = usize::from(w).max(1);
+    lines.iter().map(|l| l.width().div_ceil(w).max(1)).sum()
+}
+
+/// Screen lines an overlay document takes inside its frame on a terminal of `area`.
+pub fn overlay_len(doc: &[TextLine], area: Rect) -> usize {
+    wrapped_len(doc, overlay_rect(area).width.saturating_sub(2))
+}

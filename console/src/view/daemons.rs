@@ -1,0 +1,90 @@
+//! The console's own link to every daemon: connection, last heard, clock skew, the daemon's
+//! upstream link, its stream revision, and the error or endpoint.
+
+use chrono::{DateTime, Utc};
+use ratatui::buffer::Buffer;
+use ratatui::style::Style;
+use trustdeck_topology::fleet::{DaemonConn, Level};
+use trustdeck_topology::ttl::fmt_secs;
+
+use super::columns::{Column, Step, Table, Widths};
+use super::theme::Theme;
+use crate::app::App;
+use trustdeck_topology::fleet::conn_level;
+
+/// Columns the error or endpoint keeps before optional columns are shown.
+const LINK_KEEP: u16 = 24;
+
+/// Clock skew above this many milliseconds is a warning.
+const SKEW_WARN_MS: i64 = 5_000;
+
+/// NAME ROLE SEGMENT CONSOLE-LINK HEARD SKEW UPSTREAM REV ERROR/ENDPOINT; the segment, the
+/// upstream and the revision when there is room.
+pub static TABLE: Table = Table {
+    columns: &[
+        Column::fixed("NAME", 10),
+        Column::fixed("ROLE", 10),
+        Column::grows("SEGMENT", 0, &[Step::new(1, 8, LINK_KEEP)]),
+        Column::fixed("CONSOLE LINK", 12),
+        Column::fixed("HEARD", 11).right(),
+        Column::fixed("SKEW", 7).right(),
+        Column::grows("UPSTREAM", 0, &[Step::new(2, 16, LINK_KEEP)]),
+        Column::grows("REV", 0, &[Step::new(3, 6, LINK_KEEP)]).right(),
+        Column::fill("ERROR / ENDPOINT", 8),
+    ],
+    right_pad: 0,
+};
+
+/// Draws daemon `d`'s row at line `y`.
+pub fn row(
+    app: &App,
+    cols: &Widths,
+    buf: &mut Buffer,
+    (x0, y): (u16, u16),
+    d: usize,
+    now: DateTime<Utc>,
+    th: Theme,
+) {
+    let ds = &app.fleet.daemons[d];
+    let mut cells = cols.row(buf, x0, y);
+    cells.text(&ds.name, th.title());
+    cells.text(ds.role().as_str(), Style::new());
+    cells.text(ds.segment(), Style::new());
+    let (conn, lvl, err) = match &ds.conn {
+        DaemonConn::Live => ("✓ live".to_string(), Level::Ok, None),
+        DaemonConn::Connecting => ("… connecting".to_string(), Level::Warning, None),
+        DaemonConn::Lost { since, error } => (
+            format!("✗ lost {}", fmt_secs((now - *since).num_seconds().max(0))),
+            Level::Critical,
+            Some(error.as_str()),
+        ),
+    };
+    cells.text(&conn, th.level(lvl));
+    let heard = match ds.last_heard {
+        Some(t) => format!("{} ago", fmt_secs((now - t).num_seconds().max(0))),
+        None => "never".to_string(),
+    };
+    cells.text(&heard, Style::new());
+    let skew_lvl = if ds.skew_ms.abs() > SKEW_WARN_MS {
+        Level::Warning
+    } else {
+        Level::Ok
+    };
+    cells.text(
+        &format!("{:+.1}s", ds.skew_ms as f64 / 1000.0),
+        th.left(skew_lvl),
+    );
+    match &ds.upstream {
+        None => cells.text("—", th.dim()),
+        Some(u) => {
+            let state = u.state_wire();
+            let l = conn_level(state);
+            cells.text(&format!("{} {state}", l.symbol()), th.level(l));
+        }
+    }
+    cells.text(&ds.revision.to_string(), th.dim());
+    match err {
+        Some(e) => cells.text(e, th.level(Level::Critical)),
+        None => cells.text(&ds.endpoint, th.dim()),
+    }
+}

@@ -1,0 +1,112 @@
+//! What expires next, fleet-wide: the expiring view, and the "expires next" pane beside the
+//! windows on a large terminal.
+
+use chrono::{DateTime, Utc};
+use ratatui::buffer::Buffer;
+use ratatui::layout::Rect;
+use ratatui::style::Style;
+use trustdeck_topology::fleet::Level;
+use trustdeck_topology::ttl::fmt_time;
+
+use super::columns::{Column, Step, Table, Widths};
+use super::draw::pane_title;
+use super::theme::Theme;
+use crate::app::App;
+use crate::text::format::{
+    NodeTtl, kind_tag, left_text, level_word, node_ttl, short_name, short_time, stale_marker,
+};
+
+const EXPIRES: usize = 2;
+
+/// LEVEL LEFT EXPIRES KIND SEGMENT STATE NAME; the expiry date and the segment when there is
+/// room.
+pub static TABLE: Table = Table {
+    columns: &[
+        Column::fixed("LEVEL", 10),
+        Column::fixed("LEFT", 8).right(),
+        Column::grows("EXPIRES", 10, &[Step::new(1, 20, 40)]),
+        Column::fixed("KIND", 4),
+        Column::grows("SEGMENT", 0, &[Step::new(2, 8, 30)]),
+        Column::fixed("STATE", 12),
+        Column::fill("NAME", 10),
+    ],
+    right_pad: 0,
+};
+
+/// The "expires next" pane: level, countdown, time, kind and name (no header).
+static SOONEST: Table = Table {
+    columns: &[
+        Column::fixed("LEVEL", 10),
+        Column::fixed("LEFT", 8).right(),
+        Column::fixed("EXPIRES", 9),
+        Column::fixed("KIND", 4),
+        Column::fill("NAME", 0),
+    ],
+    right_pad: 1,
+};
+
+/// Level and seconds left of tree node `i` (ok and 0 when it does not expire).
+fn level_left(app: &App, i: usize, now: DateTime<Utc>) -> (Level, i64) {
+    match node_ttl(app, i, now) {
+        Some(NodeTtl { level, left, .. }) => (level, left),
+        None => (Level::Ok, 0),
+    }
+}
+
+/// Draws the expiring list's row for tree node `i` at line `y`.
+pub fn row(
+    app: &App,
+    cols: &Widths,
+    buf: &mut Buffer,
+    (x0, y): (u16, u16),
+    i: usize,
+    now: DateTime<Utc>,
+    th: Theme,
+) {
+    let tree = app.tree();
+    let t = &tree.nodes[i];
+    let n = &t.node;
+    let (lvl, left) = level_left(app, i, now);
+    let mut cells = cols.row(buf, x0, y);
+    cells.text(level_word(lvl, left), th.level(lvl));
+    cells.text(&left_text(left), th.left(lvl));
+    let exp = if cols.get(EXPIRES) >= 20 {
+        fmt_time(n.not_after)
+    } else {
+        short_time(n.not_after, now)
+    };
+    cells.text(&exp, Style::new());
+    cells.text(kind_tag(tree, i), th.tag());
+    cells.text(&n.segment, Style::new());
+    match stale_marker(app, t.source, now) {
+        Some(s) => cells.text(&s, th.stale()),
+        None => cells.text(n.state_wire().as_str(), Style::new()),
+    }
+    cells.text(short_name(app, n), Style::new());
+}
+
+/// The "expires next" pane of a large terminal.
+pub fn soonest_pane(app: &App, buf: &mut Buffer, r: Rect, now: DateTime<Utc>, th: Theme) {
+    pane_title(buf, r, "expires next", "fleet-wide", th);
+    let tree = app.tree();
+    let ids = app.expiring();
+    let cols = SOONEST.solve(r.width);
+    for (k, &i) in ids.iter().take(usize::from(r.height - 1)).enumerate() {
+        let y = r.y + 1 + k as u16;
+        let n = &tree.nodes[i].node;
+        let (lvl, left) = level_left(app, i, now);
+        let mut cells = cols.row(buf, r.x, y);
+        cells.text(level_word(lvl, left), th.level(lvl));
+        cells.text(&left_text(left), th.left(lvl));
+        cells.text(&short_time(n.not_after, now), Style::new());
+        cells.text(kind_tag(tree, i), th.tag());
+        let name = short_name(app, n);
+        match stale_marker(app, tree.nodes[i].source, now) {
+            Some(s) => cells.text(&format!("{s} {name}"), Style::new()),
+            None => cells.text(name, Style::new()),
+        }
+    }
+    if ids.is_empty() {
+        buf.set_stringn(r.x + 1, r.y + 1, "nothing expires", 20, th.dim());
+    }
+}

@@ -1,0 +1,134 @@
+//! The two top lines: trust domain, fleet health, live daemons, clock and the READ-ONLY badge;
+//! then the first reason the fleet is not healthy (or that it is).
+
+use std::borrow::Cow;
+
+use chrono::{DateTime, Utc};
+use ratatui::buffer::Buffer;
+use ratatui::layout::Rect;
+use ratatui::style::Style;
+use trustdeck_topology::fleet::Level;
+use trustdeck_topology::ttl::fmt_time;
+
+use super::draw::{Parts, spans};
+use super::theme::Theme;
+use crate::app::App;
+use crate::text::{fit, width};
+
+/// The READ-ONLY badge, with its padding.
+const BADGE: &str = " READ-ONLY ";
+
+/// Below this width the header drops the product name and the date.
+const NARROW: u16 = 100;
+
+/// Draws the title line.
+pub fn header(app: &App, buf: &mut Buffer, r: Rect, now: DateTime<Utc>, th: Theme) {
+    let narrow = r.width < NARROW;
+    let mut left = status_parts(app, narrow, th);
+    let clock = if narrow {
+        now.format("%H:%M:%SZ").to_string()
+    } else {
+        fmt_time(now.timestamp())
+    };
+    let badge_w = if app.read_only { width(BADGE) } else { 0 };
+    let right_w = width(&clock) + 2 + badge_w;
+    let left_w = usize::from(r.width).saturating_sub(right_w + 1);
+    if app.mouse && !narrow {
+        left.push((Cow::Borrowed(" │ mouse on"), th.dim()));
+    }
+    spans(buf, r.x, r.y, left_w as u16, &left);
+    let mut x = r.x + r.width - right_w as u16;
+    buf.set_stringn(x, r.y, &clock, clock.len(), Style::new());
+    x += width(&clock) as u16 + 2;
+    if app.read_only {
+        buf.set_stringn(x, r.y, BADGE, badge_w, th.badge());
+    }
+}
+
+/// `trustdeck │ <trust domain> │ ✓ HEALTHY │ daemons 5/5 live`.
+fn status_parts(app: &App, narrow: bool, th: Theme) -> Parts {
+    let h = app.health();
+    // A daemon the console cannot see makes "healthy" unknowable: say so (exit code 3).
+    let (level, word) = match h.level {
+        Level::Ok if !h.unreachable.is_empty() => (Level::Critical, "PARTIAL VIEW"),
+        Level::Ok => (Level::Ok, "HEALTHY"),
+        Level::Warning => (Level::Warning, "WARNING"),
+        Level::Critical => (Level::Critical, "CRITICAL"),
+    };
+    let live = app.fleet.daemons.iter().filter(|d| d.is_live()).count();
+    let total = app.fleet.daemons.len();
+    let daemons_style = if live < total {
+        th.level_strong(Level::Critical)
+    } else {
+        Style::new()
+    };
+    let mut left: Parts = Vec::new();
+    if !narrow {
+        left.push((Cow::Borrowed(" trustdeck "), th.title()));
+        left.push((Cow::Borrowed("│"), th.dim()));
+    }
+    let td = app.trust_domain().unwrap_or("(trust domain unknown)");
+    let lost = if live < total { "✗ " } else { "" };
+    left.extend([
+        (Cow::Borrowed(" "), Style::new()),
+        (Cow::Owned(td.to_string()), Style::new()),
+        (Cow::Borrowed(" │ "), th.dim()),
+        (
+            Cow::Owned(format!("{} {word}", level.symbol())),
+            th.level_strong(level),
+        ),
+        (Cow::Borrowed(" │ "), th.dim()),
+        (
+            Cow::Owned(format!("{lost}daemons {live}/{total} live")),
+            daemons_style,
+        ),
+    ]);
+    left
+}
+
+/// Draws the reasons line.
+pub fn reasons(app: &App, buf: &mut Buffer, r: Rect, th: Theme) {
+    let h = app.health();
+    if h.reasons.is_empty() {
+        spans(
+            buf,
+            r.x,
+            r.y,
+            r.width,
+            &[
+                (Cow::Borrowed(" ✓ "), th.level(Level::Ok)),
+                (
+                    Cow::Borrowed("all tiers within thresholds, all daemons reachable"),
+                    Style::new(),
+                ),
+            ],
+        );
+        return;
+    }
+    let lvl = if h.unreachable.is_empty() {
+        h.level
+    } else {
+        Level::Critical
+    };
+    let more = if h.reasons.len() > 1 {
+        format!("  (+{} more: :expiring, :daemons)", h.reasons.len() - 1)
+    } else {
+        String::new()
+    };
+    let first = &h.reasons[0];
+    let avail = usize::from(r.width).saturating_sub(3 + width(&more));
+    spans(
+        buf,
+        r.x,
+        r.y,
+        r.width,
+        &[
+            (
+                Cow::Owned(format!(" {} ", lvl.symbol())),
+                th.level_strong(lvl),
+            ),
+            (fit(first, avail), th.level(lvl)),
+            (Cow::Owned(more), th.dim()),
+        ],
+    );
+}

@@ -1,0 +1,71 @@
+//! The help and detail overlays: a bordered frame over the screen with a scrolling document
+//! (see [`text::help`](crate::text::help) and [`text::detail`](crate::text::detail)).
+
+use chrono::{DateTime, Utc};
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::text::Line;
+use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
+
+use super::theme::Theme;
+use crate::app::{App, Mode};
+use crate::layout::{overlay_rect, wrapped_len};
+use crate::text::{self, TextLine};
+
+/// Draws the open overlay, if any.
+pub fn overlay(app: &App, frame: &mut Frame, area: Rect, now: DateTime<Utc>, th: Theme) {
+    match app.mode {
+        Mode::Help => document(
+            frame,
+            area,
+            " Help ",
+            &text::help::lines(),
+            app.help_scroll,
+            th,
+        ),
+        Mode::Detail => {
+            let title = app
+                .detail
+                .as_ref()
+                .map(|d| format!(" Detail: {} ", d.node.label))
+                .unwrap_or_default();
+            let scroll = app.detail.as_ref().map(|d| d.scroll).unwrap_or(0);
+            let doc = text::detail::lines(app, now);
+            document(frame, area, &title, &doc, scroll, th);
+        }
+        _ => {}
+    }
+}
+
+/// A framed document from line `scroll` on, with its position when it does not fit.
+fn document(frame: &mut Frame, area: Rect, title: &str, doc: &[TextLine], scroll: u16, th: Theme) {
+    let r = overlay_rect(area);
+    let page = usize::from(r.height.saturating_sub(2));
+    let total = wrapped_len(doc, r.width.saturating_sub(2));
+    let max = total.saturating_sub(page);
+    let scroll = usize::from(scroll).min(max);
+    let pos = if total > page {
+        format!(
+            " {}-{}/{} j/k scroll ",
+            scroll + 1,
+            (scroll + page).min(total),
+            total
+        )
+    } else {
+        String::new()
+    };
+    let block = Block::new()
+        .borders(Borders::ALL)
+        .border_style(th.dim())
+        .title(Line::styled(title.to_string(), th.title()))
+        .title_bottom(Line::styled(pos, th.dim()).right_aligned());
+    let lines: Vec<Line<'static>> = doc.iter().map(|l| th.line(l)).collect();
+    frame.render_widget(Clear, r);
+    frame.render_widget(
+        Paragraph::new(lines)
+            .block(block)
+            .wrap(Wrap { trim: false })
+            .scroll((scroll as u16, 0)),
+        r,
+    );
+}

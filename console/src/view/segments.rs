@@ -1,0 +1,332 @@
+//! The autonomous window of every segment: what happens if its upstream, or its server, is
+//! lost now. Three forms: the segments view (a block per segment), the windows pane of a large
+//! terminal, and the compact strip above the list on a small one.
+
+use std::borrow::Cow;
+
+use chrono::{DateTime, Utc};
+use ratatui::buffer::Buffer;
+use ratatui::layout::Rect;
+use ratatui::style::Style;
+use trustdeck_topology::DaemonRole;
+use trustdeck_topology::fleet::{Level, SegmentWindow, conn_level};
+use trustdeck_topology::ttl::{fmt_secs, fmt_time};
+
+use super::columns::{Column, Table};
+use super::draw::{Parts, pane_title, select_row, spans};
+use super::theme::Theme;
+use crate::app::App;
+use crate::layout::SEGMENT_LINES;
+use crate::text::format::{deadline_level, short_time, stale_marker};
+
+/// Warn when a downstream's X.509 issuance stops within this many seconds of losing its
+/// upstream.
+const X509_WARN_SECS: i64 = 3600;
+/// Warn when workloads fail within this many seconds of losing their server.
+const WORKLOADS_WARN_SECS: i64 = 600;
+
+/// How much an upstream state says.
+#[derive(Clone, Copy, PartialEq)]
+enum UpFmt {
+    /// `✓ connected since 2026-11-24 04:12:03Z (3h 00m)`
+    Full,
+    /// `✓ connected for 3h 00m`
+    Compact,
+    /// `✓ connected 3h 00m`
+    Tiny,
+}
+
+fn upstream_parts(w: &SegmentWindow, now: DateTime<Utc>, f: UpFmt) -> (String, Level) {
+    let Some(s) = w.upstream_state else {
+        let root = if f == UpFmt::Tiny {
+            "— (root)"
+        } else {
+            "— none (root of trust)"
+        };
+        return (root.to_string(), Level::Ok);
+    };
+    let lvl = conn_level(s);
+    let since = w.upstream_since.filter(|&t| t > 0).map(|t| {
+        let d = fmt_secs(now.timestamp() - t);
+        match f {
+            UpFmt::Full => format!(" since {} ({d})", fmt_time(t)),
+            UpFmt::Compact => format!(" for {d}"),
+            UpFmt::Tiny => format!(" {d}"),
+        }
+    });
+    (
+        format!("{} {s}{}", lvl.symbol(), since.unwrap_or_default()),
+        lvl,
+    )
+}
+
+/// Whether the segment's upstream link is down (neither connected nor degraded).
+fn upstream_lost(w: &SegmentWindow) -> bool {
+    w.upstream_state
+        .is_some_and(|s| conn_level(s) == Level::Critical)
+}
+
+/// A time in full, or short (`07:14:03Z`) when `full` is false.
+fn when(s: i64, now: DateTime<Utc>, full: bool) -> String {
+    if full {
+        fmt_time(s)
+    } else {
+        short_time(s, now)
+    }
+}
+
+/// What happens if the segment's upstream is lost now.
+fn upstream_sentence(w: &SegmentWindow, now: DateTime<Utc>, th: Theme, full: bool) -> Parts {
+    if !w.is_downstream() {
+        return vec![
+            (Cow::Borrowed("upstream lost now → "), th.dim()),
+            (
+                Cow::Borrowed("n/a: this segment is the root of trust"),
+                Style::new(),
+            ),
+        ];
+    }
+    let lost = upstream_lost(w);
+    let mut up: Parts = vec![if lost {
+        (
+            Cow::Borrowed("upstream LOST → "),
+            th.level_strong(Level::Critical),
+        )
+    } else {
+        (Cow::Borrowed("upstream lost now → "), th.dim())
+    }];
+    match w.x509_until {
+        Some(until) => {
+            let left = until - now.timestamp();
+            up.push((
+                Cow::Owned(format!(
+                    "X.509 {}until {} (in {})",
+                    if full { "continues " } else { "" },
+                    when(until, now, full),
+                    fmt_secs(left)
+                )),
+                th.left(deadline_level(left, X509_WARN_SECS)),
+            ));
+        }
+        None => up.push((
+            Cow::Borrowed("X.509 stops now (no intermediate held)"),
+            th.level(Level::Critical),
+        )),
+    }
+    if w.jwt_stops_now {
+        up.push(if lost {
+            (Cow::Borrowed(", JWT stopped"), th.level(Level::Critical))
+        } else {
+            (Cow::Borrowed(", JWT stops now"), Style::new())
+        });
+    }
+    up
+}
+
+/// What happens if the segment's server is lost now.
+fn server_sentence(w: &SegmentWindow, now: DateTime<Utc>, th: Theme, full: bool) -> Parts {
+    let mut srv: Parts = vec![(Cow::Borrowed("server lost now → "), th.dim())];
+    match w.workloads_fail_at {
+        Some(at) => {
+            let left = at - now.timestamp();
+            srv.push((
+                Cow::Owned(format!(
+                    "workloads fail at {} (in {})",
+                    when(at, now, full),
+                    fmt_secs(left)
+                )),
+                th.left(deadline_level(left, WORKLOADS_WARN_SECS)),
+            ));
+        }
+        None => srv.push((Cow::Borrowed("no workload SVIDs below it"), Style::new())),
+    }
+    srv
+}
+
+/// `gcp · server gcp, downstream · 3 workload SVIDs`, and `STALE …` when the server is not
+/// live.
+fn segment_title(app: &App, w: &SegmentWindow, now: DateTime<Utc>, th: Theme) -> Parts {
+    let role = if w.role == DaemonRole::Upstream {
+        "root of trust"
+    } else {
+        w.role.as_str()
+    };
+    let plural = if w.workloads == 1 { "" } else { "s" };
+    let mut p: Parts = vec![
+        (Cow::Owned(w.segment.clone()), th.title()),
+        (
+            Cow::Owned(format!(
+                " · server {}, {role} · {} workload SVID{plural}",
+                w.server, w.workloads
+            )),
+            th.dim(),
+        ),
+    ];
+    if let Some(s) = server_stale(app, w, now) {
+        p.push((Cow::Borrowed("  "), Style::new()));
+        p.push((Cow::Owned(format!("{s}: as last heard")), th.stale()));
+    }
+    p
+}
+
+/// `STALE …` when the segment's server is not live.
+fn server_stale(app: &App, w: &SegmentWindow, now: DateTime<Utc>) -> Option<String> {
+    let d = app.fleet.daemons.iter().position(|d| d.name == w.server)?;
+    stale_marker(app, d, now)
+}
+
+/// A segment's four lines: title, upstream state, and the two sentences.
+fn window_block(
+    app: &App,
+    w: &SegmentWindow,
+    now: DateTime<Utc>,
+    th: Theme,
+    wd: u16,
+) -> Vec<Parts> {
+    let full = wd >= 100;
+    let (up_line, lvl) = upstream_parts(w, now, if full { UpFmt::Full } else { UpFmt::Compact });
+    let mut up_parts: Parts = vec![
+        (Cow::Borrowed("   upstream       "), th.dim()),
+        (Cow::Owned(up_line), th.level(lvl)),
+    ];
+    if let Some(e) = &w.upstream_error {
+        up_parts.push((Cow::Owned(format!(": {e}")), th.level(lvl)));
+    }
+    let indent = |mut p: Parts| {
+        p.insert(0, (Cow::Borrowed("   "), Style::new()));
+        p
+    };
+    let mut title = vec![(Cow::Borrowed(" "), Style::new())];
+    title.extend(segment_title(app, w, now, th));
+    vec![
+        title,
+        up_parts,
+        indent(upstream_sentence(w, now, th, full)),
+        indent(server_sentence(w, now, th, full)),
+    ]
+}
+
+/// The segments view's rows from `off`, the selected one marked.
+pub fn rows(
+    app: &App,
+    buf: &mut Buffer,
+    list: Rect,
+    (off, page): (usize, usize),
+    sel: Option<usize>,
+    now: DateTime<Utc>,
+    th: Theme,
+) {
+    let wins = app.windows();
+    let end = (off + page).min(wins.len());
+    for (k, wi) in (off..end).enumerate() {
+        let y = list.y + k as u16 * SEGMENT_LINES;
+        for (j, parts) in window_block(app, &wins[wi], now, th, list.width)
+            .iter()
+            .enumerate()
+        {
+            spans(buf, list.x, y + j as u16, list.width, parts);
+        }
+        if sel == Some(wi) {
+            select_row(buf, list, y);
+        }
+    }
+}
+
+/// The windows pane of a large terminal.
+pub fn windows_pane(app: &App, buf: &mut Buffer, r: Rect, now: DateTime<Utc>, th: Theme) {
+    pane_title(
+        buf,
+        r,
+        "autonomous window",
+        "per segment, from live data",
+        th,
+    );
+    let mut y = r.y + 1;
+    for w in app.windows() {
+        let mut lines = window_block(app, w, now, th, r.width);
+        if !w.is_downstream() {
+            // The root: no upstream sentence needed beyond the state.
+            lines.remove(2);
+        }
+        for parts in lines {
+            if y >= r.y + r.height {
+                return;
+            }
+            spans(buf, r.x, y, r.width, &parts);
+            y += 1;
+        }
+    }
+}
+
+/// SEGMENT UPSTREAM IF-UPSTREAM-LOST IF-SERVER-LOST.
+static STRIP: Table = Table {
+    columns: &[
+        Column::fixed("SEGMENT", 8),
+        Column::fixed("UPSTREAM", 20),
+        Column::fixed("IF UPSTREAM LOST NOW", 26),
+        Column::fill("IF SERVER LOST NOW", 0),
+    ],
+    right_pad: 1,
+};
+
+/// The compact per-segment table shown above the list on small terminals.
+pub fn strip(app: &App, buf: &mut Buffer, r: Rect, now: DateTime<Utc>, th: Theme) {
+    pane_title(buf, r, "autonomous window", ":segments for detail", th);
+    let cols = STRIP.solve(r.width);
+    cols.header(buf, Rect::new(r.x, r.y + 1, r.width, 1), th);
+    let shown = usize::from(r.height.saturating_sub(2));
+    let wins = app.windows();
+    for (k, w) in wins.iter().take(shown).enumerate() {
+        let y = r.y + 2 + k as u16;
+        if k + 1 == shown && wins.len() > shown {
+            let msg = format!("… {} more segments: :segments", wins.len() - shown + 1);
+            buf.set_stringn(r.x + 1, y, msg, usize::from(r.width - 2), th.dim());
+            break;
+        }
+        let mut cells = cols.row(buf, r.x, y);
+        cells.text(&w.segment, th.title());
+        // A stale daemon's upstream state is only its last word: say so instead.
+        match server_stale(app, w, now) {
+            Some(s) => cells.text(&s, th.stale()),
+            None => {
+                let (up, lvl) = upstream_parts(w, now, UpFmt::Tiny);
+                cells.text(&up, th.level(lvl));
+            }
+        }
+        let (if_up, if_up_st) = strip_if_upstream_lost(w, now, th);
+        cells.text(&if_up, if_up_st);
+        cells.parts(&strip_if_server_lost(w, now, th));
+    }
+}
+
+fn strip_if_upstream_lost(w: &SegmentWindow, now: DateTime<Utc>, th: Theme) -> (String, Style) {
+    let lost = upstream_lost(w);
+    let text = if !w.is_downstream() {
+        "—".to_string()
+    } else {
+        let x509 = match w.x509_until {
+            Some(u) => format!("X.509 {}", fmt_secs(u - now.timestamp())),
+            None => "X.509 stops".to_string(),
+        };
+        format!("{x509}, JWT {}", if lost { "stopped" } else { "stops" })
+    };
+    let style = if lost {
+        th.level(Level::Critical)
+    } else {
+        Style::new()
+    };
+    (text, style)
+}
+
+fn strip_if_server_lost(w: &SegmentWindow, now: DateTime<Utc>, th: Theme) -> Parts {
+    match w.workloads_fail_at {
+        Some(at) => {
+            let left = at - now.timestamp();
+            vec![(
+                Cow::Owned(format!("SVIDs fail in {}", fmt_secs(left))),
+                th.left(deadline_level(left, WORKLOADS_WARN_SECS)),
+            )]
+        }
+        None => vec![(Cow::Borrowed("no workload SVIDs"), th.dim())],
+    }
+}

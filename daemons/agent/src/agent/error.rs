@@ -1,0 +1,230 @@
+//! The agent engine's errors, and how a failed node-API call is classified: by the
+//! [`Reason`] the server attaches and the status code, never by the message text.
+
+use std::path::PathBuf;
+
+use tonic::{Code, Status};
+use trustdeck_proto::node::Reason;
+use trustdeck_proto::reason::reason_of;
+
+use crate::credentials::CredentialError;
+use crate::state::StateError;
+
+/// Appended to the refusal of a used join token: what the operator has to do.
+const TOKEN_USED_HINT: &str =
+    "; a join token works once: this agent was evicted or lost its SVID, give it a new join token";
+
+/// Errors of the agent engine.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AgentError {
+    /// The server refused attestation for a reason retrying will not fix.
+    #[error("node attestation refused: {0}")]
+    AttestationRefused(String),
+    /// The server could not be reached or failed.
+    #[error("server {addr} unreachable: {message} ({code:?})")]
+    Unreachable {
+        /// The server's node API address.
+        addr: String,
+        /// The gRPC status code.
+        code: Code,
+        message: String,
+    },
+    /// The server ended the attestation stream without a result or a refusal.
+    #[error("server {addr} unreachable: attestation stream ended without a result")]
+    AttestationCutShort {
+        /// The server's node API address.
+        addr: String,
+    },
+    /// The agent is not (or no longer) attested: evicted, or its SVID expired.
+    #[error("agent is not attested: {0}")]
+    NotAttested(String),
+    /// The agent is banned.
+    #[error("agent is banned: {0}")]
+    Banned(String),
+    /// The node's attestation credentials could not be read or used.
+    #[error(transparent)]
+    Credentials(#[from] CredentialError),
+    /// The agent's half of the attestation dialogue failed locally.
+    #[error(transparent)]
+    Dialogue(trustdeck_attest::agent::DialogueError),
+    /// The data directory could not be read or written.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The bootstrap trust bundle could not be read.
+    #[error("trust_bundle_path {}: {source}", path.display())]
+    BootstrapBundleFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The bootstrap trust bundle does not parse.
+    #[error("trust_bundle_path {}: {source}", path.display())]
+    BootstrapBundle {
+        path: PathBuf,
+        source: trustdeck_spiffe::BundleError,
+    },
+    /// A blocking task (file I/O) did not finish.
+    #[error("background task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    /// The trust bundle has no usable X.509 authority.
+    #[error("trust bundle: {0}")]
+    Roots(trustdeck_transport::TlsError),
+    /// The agent SVID or the connection to the server could not be set up.
+    #[error(transparent)]
+    Tls(trustdeck_transport::TlsError),
+    /// No key could be generated.
+    #[error(transparent)]
+    Key(#[from] trustdeck_pki::KeyError),
+    /// No CSR could be built.
+    #[error(transparent)]
+    Csr(#[from] trustdeck_pki::CsrError),
+    /// The server returned no SVID.
+    #[error("empty SVID chain")]
+    EmptySvidChain,
+    /// The server returned an SVID that is not one.
+    #[error("SVID: {0}")]
+    Svid(trustdeck_spiffe::ProfileError),
+    /// A socket could not be set up.
+    #[error("{what} {}: {source}", path.display())]
+    Socket {
+        /// The step that failed (`bind`, `chmod`, ...).
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Another agent serves the socket.
+    #[error("socket {} is in use by another running agent", .0.display())]
+    SocketInUse(PathBuf),
+    /// The admin API's TCP listener could not be set up.
+    #[error("bind admin API on {addr}: {source}")]
+    AdminListener {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+impl AgentError {
+    /// A failed node-API call: banned, not (or no longer) attested, or else the server
+    /// counts as unreachable. Unknown reasons (from a newer server) fall back to the code.
+    pub(crate) fn from_status(addr: &str, s: Status) -> Self {
+        let msg = s.message().to_string();
+        match reason_of(&s) {
+            Reason::Banned => AgentError::Banned(msg),
+            _ if matches!(s.code(), Code::PermissionDenied | Code::Unauthenticated) => {
+                AgentError::NotAttested(msg)
+            }
+            _ => AgentError::Unreachable {
+                addr: addr.to_string(),
+                code: s.code(),
+                message: msg,
+            },
+        }
+    }
+
+    /// A failed attestation: what the server refuses (evidence, a used token, a ban) is
+    /// final; the rest as [`from_status`](Self::from_status).
+    pub(crate) fn from_attest_status(addr: &str, s: Status) -> Self {
+        match s.code() {
+            Code::PermissionDenied | Code::InvalidArgument | Code::FailedPrecondition => {
+                let mut m = s.message().to_string();
+                if reason_of(&s) == Reason::TokenUsed {
+                    m.push_str(TOKEN_USED_HINT);
+                }
+                AgentError::AttestationRefused(m)
+            }
+            _ => AgentError::from_status(addr, s),
+        }
+    }
+
+    /// Whether an agent that fails its first attestation with this error should stop
+    /// rather than retry in the background: the server refused it, or something is wrong
+    /// on this node.
+    pub fn is_fatal_at_start(&self) -> bool {
+        !matches!(
+            self,
+            AgentError::Unreachable { .. }
+                | AgentError::AttestationCutShort { .. }
+                | AgentError::NotAttested(_)
+                | AgentError::Banned(_)
+        )
+    }
+}
+
+impl From<trustdeck_attest::agent::DialogueError> for AgentError {
+    fn from(e: trustdeck_attest::agent::DialogueError) -> Self {
+        use trustdeck_attest::agent::DialogueError;
+        match e {
+            DialogueError::UnexpectedChallenge { .. } => {
+                AgentError::AttestationRefused(e.to_string())
+            }
+            e => AgentError::Dialogue(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use trustdeck_proto::reason::reason_status;
+
+    const ADDR: &str = "server:8081";
+
+    #[test]
+    fn the_servers_reason_decides_not_the_message() {
+        let banned = reason_status(Code::PermissionDenied, Reason::Banned, "go away");
+        assert!(matches!(
+            AgentError::from_status(ADDR, banned),
+            AgentError::Banned(m) if m == "go away"
+        ));
+        // The word alone means nothing.
+        let text = Status::permission_denied("agent x is banned");
+        assert!(matches!(
+            AgentError::from_status(ADDR, text),
+            AgentError::NotAttested(_)
+        ));
+        let evicted = reason_status(Code::PermissionDenied, Reason::NotAttested, "who?");
+        assert!(matches!(
+            AgentError::from_status(ADDR, evicted),
+            AgentError::NotAttested(_)
+        ));
+        let limited = reason_status(Code::ResourceExhausted, Reason::RateLimited, "slow down");
+        assert!(matches!(
+            AgentError::from_status(ADDR, limited),
+            AgentError::Unreachable { .. }
+        ));
+    }
+
+    #[test]
+    fn a_used_join_token_says_what_to_do() {
+        let used = reason_status(Code::PermissionDenied, Reason::TokenUsed, "token spent");
+        let e = AgentError::from_attest_status(ADDR, used);
+        assert!(
+            matches!(&e, AgentError::AttestationRefused(m) if m.starts_with("token spent; ") && m.ends_with("give it a new join token")),
+            "{e}"
+        );
+        assert!(e.is_fatal_at_start());
+        let expired = reason_status(Code::PermissionDenied, Reason::TokenExpired, "too late");
+        assert!(matches!(
+            AgentError::from_attest_status(ADDR, expired),
+            AgentError::AttestationRefused(m) if m == "too late"
+        ));
+        let down = Status::unavailable("no CA");
+        let e = AgentError::from_attest_status(ADDR, down);
+        assert!(!e.is_fatal_at_start());
+    }
+
+    #[test]
+    fn reasons_this_build_does_not_know_fall_back_to_the_code() {
+        use prost::Message;
+        let mut s = Status::permission_denied("new rule");
+        let future = trustdeck_proto::node::ReasonDetail { reason: 4_242 }.encode_to_vec();
+        s.metadata_mut().insert_bin(
+            trustdeck_proto::reason::REASON_HEADER,
+            tonic::metadata::MetadataValue::from_bytes(&future),
+        );
+        assert!(matches!(
+            AgentError::from_status(ADDR, s),
+            AgentError::NotAttested(_)
+        ));
+    }
+}

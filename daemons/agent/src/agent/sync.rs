@@ -1,0 +1,241 @@
+//! A sync round (agent SVID due? entries and bundle, workload SVIDs missing or due) and the
+//! loop that runs rounds with backoff.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use rand::Rng;
+use tokio::sync::watch;
+use trustdeck_proto::admin::ConnectivityState;
+use trustdeck_proto::node::{SignX509SvidsRequest, SvidCsr, SvidResult, SyncEntriesRequest};
+use trustdeck_spiffe::Bundle;
+
+use super::svid::{jittered_renew_at, key_and_csr, leaf_window};
+use super::{Agent, AgentError};
+use crate::cache::{LocalEntry, WorkloadSvid, local_entries};
+
+/// Most CSRs sent in one call.
+const BATCH: usize = 100;
+
+/// What the agent SVID needs before a round.
+enum Step {
+    Attest,
+    Renew,
+    Nothing,
+}
+
+impl Agent {
+    /// One round: renew the agent SVID if due, sync entries and bundle, sign what is missing
+    /// or due for rotation.
+    pub async fn sync_once(&self, now: DateTime<Utc>) -> Result<(), AgentError> {
+        match self.agent_svid_step(now) {
+            Step::Attest => self.attest().await?,
+            Step::Renew => self.renew_agent_svid().await?,
+            Step::Nothing => {}
+        }
+        let resp = self
+            .client()
+            .sync_entries(SyncEntriesRequest {})
+            .await
+            .map_err(|s| AgentError::from_status(&self.config.server_address, s))?
+            .into_inner();
+        if let Ok(b) = Bundle::from_json(&self.config.trust_domain, &resp.bundle) {
+            self.apply_bundle(b).await;
+        }
+        let entries = local_entries(&resp.entries);
+        let cache = self.cache();
+        let needs: Vec<&LocalEntry> = entries
+            .iter()
+            .filter(|e| match cache.svids.get(&e.id) {
+                None => true,
+                Some(s) => now >= s.renew_at || s.spiffe_id != e.spiffe_id,
+            })
+            .collect();
+        let (fresh, sign_error) = self.sign_batches(&needs, now).await?;
+        let entries_changed = cache.entries != entries;
+        // SVIDs of deleted entries, and expired ones (never served), leave the cache.
+        let stale: Vec<String> = cache
+            .svids
+            .iter()
+            .filter(|(id, s)| s.not_after <= now || !entries.iter().any(|e| &e.id == *id))
+            .map(|(id, _)| id.clone())
+            .collect();
+        if entries_changed || !fresh.is_empty() || !stale.is_empty() || !cache.synced {
+            if !fresh.is_empty() {
+                tracing::info!(count = fresh.len(), "workload SVIDs issued or rotated");
+            }
+            self.publish(|c| {
+                c.entries = entries;
+                for id in &stale {
+                    c.svids.remove(id);
+                }
+                for s in fresh {
+                    c.svids.insert(s.entry_id.clone(), s);
+                }
+                c.synced = true;
+            });
+        }
+        match sign_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn agent_svid_step(&self, now: DateTime<Utc>) -> Step {
+        match self.svid.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            None => Step::Attest,
+            Some(s) if now >= s.not_after => Step::Attest,
+            Some(s) if now >= s.renew_at => Step::Renew,
+            Some(_) => Step::Nothing,
+        }
+    }
+
+    /// Workload SVIDs for `needs`, [`BATCH`] CSRs a call. A failed call (rate limited, server
+    /// gone) ends the signing but keeps what earlier calls got; its error comes second.
+    async fn sign_batches(
+        &self,
+        needs: &[&LocalEntry],
+        now: DateTime<Utc>,
+    ) -> Result<(Vec<Arc<WorkloadSvid>>, Option<AgentError>), AgentError> {
+        let mut fresh = Vec::new();
+        for chunk in needs.chunks(BATCH) {
+            let mut keys = Vec::with_capacity(chunk.len());
+            let mut csrs = Vec::with_capacity(chunk.len());
+            for e in chunk {
+                let (pkcs8, csr) = key_and_csr(Some(&e.spiffe_id))?;
+                keys.push(pkcs8);
+                csrs.push(SvidCsr {
+                    entry_id: e.id.clone(),
+                    csr,
+                });
+            }
+            let results = match self
+                .client()
+                .sign_x509_svids(SignX509SvidsRequest { csrs })
+                .await
+            {
+                Ok(r) => r.into_inner().results,
+                Err(s) => {
+                    let e = AgentError::from_status(&self.config.server_address, s);
+                    return Ok((fresh, Some(e)));
+                }
+            };
+            for (r, key) in results.into_iter().zip(keys) {
+                fresh.extend(workload_svid(r, key, now));
+            }
+        }
+        Ok((fresh, None))
+    }
+
+    /// Runs sync rounds until `shutdown` turns true; the server being unreachable only slows
+    /// the rounds down (exponential backoff): cached SVIDs keep being served.
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let base = self
+            .config
+            .sync_interval
+            .to_std()
+            .unwrap_or(std::time::Duration::from_secs(1));
+        let max = self
+            .config
+            .max_backoff
+            .to_std()
+            .unwrap_or(std::time::Duration::from_secs(30));
+        let mut wait = base;
+        loop {
+            match self.sync_once(self.clock.now()).await {
+                Ok(()) => {
+                    self.set_status(ConnectivityState::Connected, None);
+                    wait = base;
+                }
+                Err(e) => {
+                    self.round_failed(&e, wait).await;
+                    let state = if wait >= max {
+                        ConnectivityState::Lost
+                    } else {
+                        ConnectivityState::Degraded
+                    };
+                    self.set_status(state, Some(e.to_string()));
+                    wait = std::cmp::min(wait * 2, max);
+                }
+            }
+            // Wake early when an SVID falls due before the next round (only after a good
+            // round: while failing, the backoff decides).
+            let due = self
+                .next_due()
+                .and_then(|t| (t - self.clock.now()).to_std().ok())
+                .map(|d| d.max(std::time::Duration::from_millis(20)));
+            let sleep = match due {
+                Some(d) if d < wait && wait == base => d,
+                _ => wait,
+            };
+            tokio::select! {
+                _ = shutdown.wait_for(|s| *s) => return,
+                _ = tokio::time::sleep(sleep) => {}
+            }
+        }
+    }
+
+    /// Logs a failed round; an agent no longer attested drops its SVID to attest again.
+    async fn round_failed(&self, e: &AgentError, retry_in: std::time::Duration) {
+        match e {
+            AgentError::NotAttested(m) => {
+                tracing::warn!(reason = %m, "agent no longer attested; attesting again");
+                self.drop_svid().await;
+            }
+            AgentError::AttestationRefused(m) | AgentError::Banned(m) => {
+                tracing::error!(reason = %m, "the server refuses this agent; cached SVIDs are served until they expire");
+            }
+            _ => tracing::warn!(error = %e, ?retry_in, "sync failed"),
+        }
+    }
+
+    /// The earliest renewal due: the agent SVID's or a workload SVID's.
+    /// Past-due ones are left out: they are retried on the normal schedule.
+    fn next_due(&self) -> Option<DateTime<Utc>> {
+        let now = self.clock.now();
+        let agent = self
+            .svid
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|s| s.renew_at)
+            .filter(|t| *t > now);
+        let workloads = self
+            .cache()
+            .svids
+            .values()
+            .map(|s| s.renew_at)
+            .filter(|t| *t > now)
+            .min();
+        match (agent, workloads) {
+            (Some(a), Some(w)) => Some(a.min(w)),
+            (a, w) => a.or(w),
+        }
+    }
+}
+
+/// The workload SVID in a signing result, or `None` (logged) when it was refused or is
+/// unusable.
+fn workload_svid(r: SvidResult, key: Vec<u8>, now: DateTime<Utc>) -> Option<Arc<WorkloadSvid>> {
+    if r.error_code != 0 {
+        tracing::warn!(entry = %r.entry_id, error = %r.error_message, "workload SVID refused");
+        return None;
+    }
+    let (id, nb, na) = match leaf_window(&r.chain) {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::warn!(entry = %r.entry_id, error = %e, "server returned a bad SVID");
+            return None;
+        }
+    };
+    Some(Arc::new(WorkloadSvid {
+        entry_id: r.entry_id,
+        spiffe_id: id,
+        chain_der: r.chain.concat(),
+        chain: r.chain,
+        key_pkcs8: key,
+        not_before: nb,
+        not_after: na,
+        renew_at: jittered_renew_at(std::cmp::max(nb, now), na, rand::rng().random::<f64>()),
+    }))
+}

@@ -1,0 +1,148 @@
+//! The node API served to agents and downstream servers over mTLS. Each RPC is a thin
+//! method here over its module:
+//! - [`attest`]: the attestation pump (the dialogues are `trustdeck_attest::server`), then
+//!   admission (bans, SVID issuance, the node record);
+//! - [`agents`]: what attested agents call (renewal, entries, workload SVIDs, JWT-SVIDs);
+//! - [`downstream`]: what downstream servers call (intermediate CA, JWT-SVIDs, bundle).
+//!
+//! Errors an agent or a downstream must act on carry a `Reason` ([`reason_status`]).
+
+mod agents;
+mod attest;
+mod downstream;
+
+use std::sync::Arc;
+
+use chrono::Duration;
+use tonic::{Code, Request, Response, Status, Streaming};
+use trustdeck_proto::node::node_server::Node;
+use trustdeck_proto::node::{
+    AttestRequest, FetchBundleRequest, FetchBundleResponse, MintIntermediateRequest,
+    MintIntermediateResponse, MintJwtSvidForRequest, MintJwtSvidRequest, MintJwtSvidResponse,
+    Reason, RenewAgentRequest, RenewAgentResponse, SignX509SvidsRequest, SignX509SvidsResponse,
+    SyncEntriesRequest, SyncEntriesResponse,
+};
+use trustdeck_proto::reason::reason_status;
+
+use crate::ctx::{AuthedAgent, ServerCtx};
+
+pub use attest::AttestStream;
+pub use trustdeck_attest::server::DEADLINE as ATTEST_DEADLINE;
+pub use trustdeck_attest::server::join_token_agent_id;
+
+/// Most CSRs accepted in one SignX509Svids call.
+pub const MAX_BATCH: usize = 1000;
+
+/// Longest TTL anything is asked for (ten years); larger requests are cut to it (and then to
+/// the issuer's expiry).
+pub const MAX_TTL_SECS: i64 = 10 * 366 * 24 * 3600;
+
+/// The node API service.
+pub struct NodeApi {
+    ctx: Arc<ServerCtx>,
+}
+
+impl NodeApi {
+    /// A service over shared state.
+    pub fn new(ctx: Arc<ServerCtx>) -> Self {
+        Self { ctx }
+    }
+
+    /// Takes `cost` from `agent`'s signing budget.
+    fn limit(&self, agent: &AuthedAgent, cost: usize) -> Result<(), Status> {
+        self.ctx
+            .sign_limiter
+            .check(agent.id.as_str(), self.ctx.mono(), cost as f64)
+            .map_err(|wait| {
+                reason_status(
+                    Code::ResourceExhausted,
+                    Reason::RateLimited,
+                    format!("rate limit for {} exceeded; retry in {wait:.2}s", agent.id),
+                )
+            })
+    }
+}
+
+/// `secs` as a TTL, or `default` when zero or negative.
+fn ttl_or(secs: i64, default: Duration) -> Duration {
+    if secs > 0 {
+        Duration::try_seconds(secs.min(MAX_TTL_SECS)).unwrap_or(default)
+    } else {
+        default
+    }
+}
+
+/// Refuses an empty audience list or an empty audience.
+fn check_audience(audience: &[String]) -> Result<(), Status> {
+    if audience.is_empty() || audience.iter().any(|a| a.is_empty()) {
+        Err(Status::invalid_argument("audience must not be empty"))
+    } else {
+        Ok(())
+    }
+}
+
+/// The server cannot sign now (no usable CA, or the signer failed).
+fn signer_unavailable(e: impl std::fmt::Display) -> Status {
+    reason_status(Code::Unavailable, Reason::SignerUnavailable, e.to_string())
+}
+
+#[tonic::async_trait]
+impl Node for NodeApi {
+    type AttestStream = AttestStream;
+
+    async fn attest(
+        &self,
+        request: Request<Streaming<AttestRequest>>,
+    ) -> Result<Response<Self::AttestStream>, Status> {
+        Ok(Response::new(self.attest_stream(request)))
+    }
+
+    async fn renew_agent(
+        &self,
+        request: Request<RenewAgentRequest>,
+    ) -> Result<Response<RenewAgentResponse>, Status> {
+        self.renew(request).await.map(Response::new)
+    }
+
+    async fn sync_entries(
+        &self,
+        request: Request<SyncEntriesRequest>,
+    ) -> Result<Response<SyncEntriesResponse>, Status> {
+        self.entries(request).await.map(Response::new)
+    }
+
+    async fn sign_x509_svids(
+        &self,
+        request: Request<SignX509SvidsRequest>,
+    ) -> Result<Response<SignX509SvidsResponse>, Status> {
+        self.sign(request).await.map(Response::new)
+    }
+
+    async fn mint_jwt_svid(
+        &self,
+        request: Request<MintJwtSvidRequest>,
+    ) -> Result<Response<MintJwtSvidResponse>, Status> {
+        self.jwt_for_entry(request).await.map(Response::new)
+    }
+
+    async fn fetch_bundle(
+        &self,
+        request: Request<FetchBundleRequest>,
+    ) -> Result<Response<FetchBundleResponse>, Status> {
+        self.bundle(request).await.map(Response::new)
+    }
+
+    async fn mint_intermediate(
+        &self,
+        request: Request<MintIntermediateRequest>,
+    ) -> Result<Response<MintIntermediateResponse>, Status> {
+        self.intermediate(request).await.map(Response::new)
+    }
+
+    async fn mint_jwt_svid_for(
+        &self,
+        request: Request<MintJwtSvidForRequest>,
+    ) -> Result<Response<MintJwtSvidResponse>, Status> {
+        self.jwt_for_downstream(request).await.map(Response::new)
+    }
+}

@@ -1,0 +1,267 @@
+//! The text of the admin API's enums, and how to read a value a newer daemon may send.
+//!
+//! prost keeps an enum field as its `i32`, and its generated getters (`node.state()`) turn a
+//! value this build does not know into `UNSPECIFIED`. Read these fields through the
+//! `*_wire()` accessors instead: a [`Wire`] keeps such a value apart and shows it as
+//! `unknown`. The text of each value ([`Vocabulary::as_str`]) is what `trustdeck status`,
+//! `trustdeck watch` and the console print; scripts and tests match on it, so it never
+//! changes. `UNSPECIFIED` (not set) reads as the empty string.
+
+use std::fmt;
+
+use crate::admin::{
+    Connectivity, ConnectivityState, DaemonIdentity, DaemonRole, Event, EventKind, KeyBackend,
+    KeyStorage, Node, NodeKind, NodeState, Severity,
+};
+
+/// An enum of the admin API with a stable text form per value.
+pub trait Vocabulary: Copy + Eq + TryFrom<i32> + Into<i32> + 'static {
+    /// Every value, `UNSPECIFIED` first.
+    const ALL: &'static [Self];
+    /// What a value this build does not know reads as.
+    const UNKNOWN: &'static str = "unknown";
+
+    /// The value's text.
+    fn as_str(self) -> &'static str;
+
+    /// The value whose text is `s`.
+    fn parse(s: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|v| v.as_str() == s)
+    }
+}
+
+/// An enum field as received: a value this build knows, or one from a newer peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Wire<E> {
+    /// A value this build knows.
+    Known(E),
+    /// A value this build does not know (the raw number).
+    Unknown(i32),
+}
+
+impl<E: Vocabulary> Wire<E> {
+    /// Reads a raw field value.
+    pub fn from_raw(raw: i32) -> Self {
+        E::try_from(raw).map_or(Self::Unknown(raw), Self::Known)
+    }
+
+    /// The value, when this build knows it.
+    pub fn known(self) -> Option<E> {
+        match self {
+            Self::Known(e) => Some(e),
+            Self::Unknown(_) => None,
+        }
+    }
+
+    /// The value's text; [`Vocabulary::UNKNOWN`] for an unknown value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Known(e) => e.as_str(),
+            Self::Unknown(_) => E::UNKNOWN,
+        }
+    }
+
+    /// Whether the field was left unset (`UNSPECIFIED`).
+    pub fn is_unspecified(self) -> bool {
+        matches!(self, Self::Known(e) if e.into() == 0)
+    }
+}
+
+impl<E> From<E> for Wire<E> {
+    fn from(e: E) -> Self {
+        Self::Known(e)
+    }
+}
+
+impl<E: PartialEq> PartialEq<E> for Wire<E> {
+    fn eq(&self, other: &E) -> bool {
+        matches!(self, Self::Known(e) if e == other)
+    }
+}
+
+/// The text, padded and aligned as the format asks (`{:<10}`).
+impl<E: Vocabulary> fmt::Display for Wire<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// Implements [`Vocabulary`] and `Display` for an enum from its `value => "text"` table.
+macro_rules! vocabulary {
+    ($ty:ident { $($v:ident => $s:literal),+ $(,)? }) => {
+        vocabulary!($ty, "unknown", { $($v => $s),+ });
+    };
+    ($ty:ident, $unknown:literal, { $($v:ident => $s:literal),+ $(,)? }) => {
+        impl Vocabulary for $ty {
+            const ALL: &'static [Self] = &[$($ty::$v),+];
+            const UNKNOWN: &'static str = $unknown;
+
+            fn as_str(self) -> &'static str {
+                match self {
+                    $($ty::$v => $s),+
+                }
+            }
+        }
+
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.pad(self.as_str())
+            }
+        }
+    };
+}
+
+vocabulary!(DaemonRole {
+    Unspecified => "",
+    Upstream => "upstream",
+    Downstream => "downstream",
+    Agent => "agent",
+});
+
+// The status JSON has always named node kinds by their upper-case proto names.
+vocabulary!(NodeKind, "UNKNOWN", {
+    Unspecified => "NODE_KIND_UNSPECIFIED",
+    Server => "SERVER",
+    X509Authority => "X509_AUTHORITY",
+    JwtAuthority => "JWT_AUTHORITY",
+    Agent => "AGENT",
+    WorkloadSvid => "WORKLOAD_SVID",
+});
+
+vocabulary!(KeyBackend {
+    Unspecified => "",
+    Memory => "memory",
+    Disk => "disk",
+    Pkcs11 => "pkcs11",
+    Tpm => "tpm",
+    Agent => "agent",
+});
+
+vocabulary!(NodeState {
+    Unspecified => "",
+    Serving => "serving",
+    NoCa => "no CA",
+    Active => "active",
+    Prepared => "prepared",
+    Old => "old",
+    Issued => "issued",
+    Attested => "attested",
+    Banned => "banned",
+    Held => "held",
+});
+
+vocabulary!(ConnectivityState {
+    Unspecified => "",
+    Connected => "connected",
+    Degraded => "degraded",
+    Lost => "lost",
+});
+
+vocabulary!(Severity {
+    Unspecified => "",
+    Info => "info",
+    Warning => "warning",
+    Error => "error",
+});
+
+vocabulary!(EventKind {
+    Unspecified => "",
+    X509Prepared => "x509-prepared",
+    X509Activated => "x509-activated",
+    JwtPrepared => "jwt-prepared",
+    JwtActivated => "jwt-activated",
+    Pruned => "pruned",
+    KeyUnavailable => "key-unavailable",
+    CaUnusable => "ca-unusable",
+    RotationFailed => "rotation-failed",
+    OperatorAction => "operator-action",
+    AttestationOk => "attestation-ok",
+    AttestationFailed => "attestation-failed",
+    IntermediateSigned => "intermediate-signed",
+    UpstreamConnected => "upstream-connected",
+    UpstreamDegraded => "upstream-degraded",
+    UpstreamLost => "upstream-lost",
+    ConsoleUnreachable => "console-unreachable",
+    SvidRenewalLate => "svid-renewal-late",
+    JwtUnavailable => "jwt-unavailable",
+});
+
+/// Defines `<field>_wire()` readers of enum fields that keep a value this build does not know.
+macro_rules! wire_fields {
+    ($($msg:ident { $($get:ident: $field:ident as $ty:ident),+ })+) => {
+        $(impl $msg {
+            $(
+                #[doc = concat!("`", stringify!($field), "` as sent, a value this build does not know included.")]
+                pub fn $get(&self) -> Wire<$ty> {
+                    Wire::from_raw(self.$field)
+                }
+            )+
+        })+
+    };
+}
+
+wire_fields! {
+    DaemonIdentity { role_wire: role as DaemonRole }
+    Node { kind_wire: kind as NodeKind, state_wire: state as NodeState }
+    KeyStorage { backend_wire: backend as KeyBackend }
+    Connectivity { state_wire: state as ConnectivityState }
+    Event { severity_wire: severity as Severity, kind_wire: kind as EventKind }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn texts_are_distinct<E: Vocabulary + fmt::Debug>() {
+        let mut seen = std::collections::HashSet::new();
+        for v in E::ALL {
+            assert!(seen.insert(v.as_str()), "{v:?} repeats a text");
+            assert_eq!(E::parse(v.as_str()), Some(*v));
+            assert_eq!(Wire::<E>::from_raw((*v).into()), Wire::Known(*v));
+        }
+        assert!(!seen.contains(E::UNKNOWN));
+    }
+
+    #[test]
+    fn every_value_has_its_own_text() {
+        texts_are_distinct::<DaemonRole>();
+        texts_are_distinct::<NodeKind>();
+        texts_are_distinct::<KeyBackend>();
+        texts_are_distinct::<NodeState>();
+        texts_are_distinct::<ConnectivityState>();
+        texts_are_distinct::<Severity>();
+        texts_are_distinct::<EventKind>();
+    }
+
+    #[test]
+    fn a_value_from_a_newer_peer_reads_as_unknown() {
+        let e = Event {
+            severity: 99,
+            kind: 1234,
+            ..Default::default()
+        };
+        assert_eq!(e.kind_wire(), Wire::Unknown(1234));
+        assert_eq!(e.kind_wire().as_str(), "unknown");
+        assert_eq!(e.severity_wire().to_string(), "unknown");
+        assert!(e.kind_wire() != EventKind::Unspecified);
+        assert!(!e.kind_wire().is_unspecified());
+        assert!(Event::default().kind_wire().is_unspecified());
+    }
+
+    #[test]
+    fn texts_are_the_published_ones() {
+        assert_eq!(NodeState::NoCa.as_str(), "no CA");
+        assert_eq!(NodeKind::X509Authority.to_string(), "X509_AUTHORITY");
+        assert_eq!(EventKind::X509Activated.as_str(), "x509-activated");
+        assert_eq!(
+            DaemonRole::parse("downstream"),
+            Some(DaemonRole::Downstream)
+        );
+        assert_eq!(DaemonRole::parse("gateway"), None);
+        assert_eq!(
+            format!("[{:<8}]", Wire::<DaemonRole>::Unknown(7)),
+            "[unknown ]"
+        );
+        assert_eq!(format!("[{:>6}]", Severity::Info), "[  info]");
+    }
+}

@@ -1,0 +1,190 @@
+//! The console's model of a fleet: every daemon's last-known state (from its `Watch` stream),
+//! merged into one tree, with the figures an operator needs: remaining TTL per tier, what
+//! expires next, the autonomous window per segment, and overall health. Pure: the caller feeds
+//! messages and connection changes, and passes `now`.
+//!
+//! - [`conn`]: applying stream messages and connection changes to a daemon's state.
+//! - [`tree`]: the merged tree and its visible rows.
+//! - [`windows`]: how long each segment keeps issuing when its upstream or server is lost.
+//! - [`health`]: levels per node and for the fleet.
+//! - [`key_policy`]: where CA keys must live.
+//! - [`report`]: the JSON of `trustdeck status`.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use trustdeck_proto::admin::{Connectivity, DaemonIdentity, DaemonRole, Event, Node};
+use trustdeck_proto::vocab::Wire;
+
+pub mod conn;
+pub mod health;
+pub mod key_policy;
+pub mod report;
+pub mod tree;
+pub mod windows;
+
+#[cfg(test)]
+mod tests;
+
+pub use crate::ttl::{Level, Thresholds};
+pub use conn::{ApplyError, DaemonConn};
+pub use health::{Health, conn_level, counts_for_health};
+pub use key_policy::{KeyPolicyBreach, key_policy};
+pub use report::StatusReport;
+pub use tree::{Row, Tree, TreeNode, node_matches};
+pub use windows::SegmentWindow;
+
+/// Events kept by the console, fleet-wide.
+pub const FLEET_EVENTS: usize = 1000;
+
+/// One daemon as the console knows it.
+#[derive(Debug, Clone)]
+pub struct DaemonState {
+    /// Name from the fleet file.
+    pub name: String,
+    /// The admin endpoint, as the fleet file gives it.
+    pub endpoint: String,
+    /// Role from the fleet file, until the daemon says.
+    pub role_hint: DaemonRole,
+    /// Segment from the fleet file, until the daemon says.
+    pub segment_hint: String,
+    /// What the daemon said about itself.
+    pub identity: Option<DaemonIdentity>,
+    /// Its nodes (shared with the merged tree, never copied).
+    pub nodes: HashMap<String, Arc<Node>>,
+    /// Its upstream connectivity, when it has an upstream.
+    pub upstream: Option<Connectivity>,
+    /// Last applied revision (0: none yet).
+    pub revision: u64,
+    /// The console's connection to it.
+    pub conn: DaemonConn,
+    /// When the console last heard from it (console clock).
+    pub last_heard: Option<DateTime<Utc>>,
+    /// Daemon clock minus console clock, in milliseconds, at the last message.
+    pub skew_ms: i64,
+    /// Nodes of a snapshot whose last chunk has not arrived yet, with its revision.
+    pending: Option<(u64, Vec<Node>)>,
+    /// Whether a complete snapshot was applied on the current stream (deltas need one).
+    synced: bool,
+}
+
+impl DaemonState {
+    /// Role: what the daemon said (a role this build does not know included), or the fleet
+    /// file's hint.
+    pub fn role(&self) -> Wire<DaemonRole> {
+        self.identity
+            .as_ref()
+            .map(|i| i.role_wire())
+            .filter(|r| !r.is_unspecified())
+            .unwrap_or(Wire::Known(self.role_hint))
+    }
+
+    /// Segment: what the daemon said, or the fleet file's hint.
+    pub fn segment(&self) -> &str {
+        self.identity
+            .as_ref()
+            .map(|i| i.segment.as_str())
+            .filter(|r| !r.is_empty())
+            .unwrap_or(&self.segment_hint)
+    }
+
+    /// Whether the stream is live.
+    pub fn is_live(&self) -> bool {
+        self.conn == DaemonConn::Live
+    }
+
+    /// How old the shown state is: zero while live, else time since last heard (None: never).
+    pub fn staleness(&self, now: DateTime<Utc>) -> Option<i64> {
+        if self.is_live() {
+            return Some(0);
+        }
+        self.last_heard.map(|t| (now - t).num_seconds().max(0))
+    }
+
+    /// The error of a lost stream.
+    pub fn conn_error(&self) -> Option<&str> {
+        match &self.conn {
+            DaemonConn::Lost { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+}
+
+/// A fleet event with the daemon it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FleetEvent {
+    /// The daemon it came from, or the one it is about (the console's own events).
+    pub daemon: String,
+    pub event: Event,
+}
+
+/// The whole fleet.
+#[derive(Debug, Clone, Default)]
+pub struct Fleet {
+    /// Daemons, in fleet-file order.
+    pub daemons: Vec<DaemonState>,
+    /// Recent events from every daemon and from the console itself, oldest first.
+    pub events: VecDeque<FleetEvent>,
+    /// Increases on every change (views cache on it).
+    pub generation: u64,
+    /// Events ever added (the first of [`events`](Self::events) is number
+    /// `events_total - events.len()`).
+    pub events_total: u64,
+}
+
+impl Fleet {
+    /// A fleet of daemons `(name, endpoint, role hint, segment hint)`.
+    pub fn new(daemons: impl IntoIterator<Item = (String, String, DaemonRole, String)>) -> Self {
+        Self {
+            daemons: daemons
+                .into_iter()
+                .map(|(name, endpoint, role_hint, segment_hint)| DaemonState {
+                    name,
+                    endpoint,
+                    role_hint,
+                    segment_hint,
+                    identity: None,
+                    nodes: HashMap::new(),
+                    upstream: None,
+                    revision: 0,
+                    conn: DaemonConn::Connecting,
+                    last_heard: None,
+                    skew_ms: 0,
+                    pending: None,
+                    synced: false,
+                })
+                .collect(),
+            events: VecDeque::new(),
+            generation: 0,
+            events_total: 0,
+        }
+    }
+
+    fn push_event(&mut self, daemon: String, event: Event) {
+        self.events_total += 1;
+        self.events.push_back(FleetEvent { daemon, event });
+        while self.events.len() > FLEET_EVENTS {
+            self.events.pop_front();
+        }
+    }
+
+    /// Daemon clock at console time `now`, for the daemon a node came from.
+    pub fn daemon_now(&self, d: usize, now: DateTime<Utc>) -> DateTime<Utc> {
+        let skew = self.daemons.get(d).map(|x| x.skew_ms).unwrap_or(0);
+        now + chrono::Duration::milliseconds(skew)
+    }
+
+    /// Daemons in tree order: upstream servers, downstream servers, agents (and roles this
+    /// build does not know).
+    fn ordered(&self) -> Vec<usize> {
+        let rank = |d: usize| match self.daemons[d].role().known() {
+            Some(DaemonRole::Upstream) => 0,
+            Some(DaemonRole::Downstream) => 1,
+            _ => 2,
+        };
+        let mut v: Vec<usize> = (0..self.daemons.len()).collect();
+        v.sort_by_key(|&i| rank(i));
+        v
+    }
+}

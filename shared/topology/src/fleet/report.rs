@@ -1,0 +1,241 @@
+//! What `trustdeck status --output json` prints. Scripts read it, so its keys and values do
+//! not change: every struct lists its fields in alphabetical order, the order the report has
+//! always had.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::{Fleet, SegmentWindow, Tree, key_policy};
+use crate::ttl::{Level, Thresholds, rfc3339};
+
+/// The whole report.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusReport {
+    /// When the report was made (RFC 3339).
+    pub at: String,
+    pub daemons: Vec<DaemonReport>,
+    /// What `trustdeck status` exits with (see [`Health::exit_code`](super::Health::exit_code)).
+    pub exit_code: i32,
+    /// The fleet's level.
+    pub health: Level,
+    pub reasons: Vec<String>,
+    /// One autonomous window per segment.
+    pub segments: Vec<SegmentReport>,
+    /// Every node with an expiry.
+    pub tiers: Vec<TierReport>,
+    /// Daemons the console cannot reach.
+    pub unreachable: Vec<String>,
+}
+
+/// One daemon and the console's link to it.
+#[derive(Debug, Clone, Serialize)]
+pub struct DaemonReport {
+    /// The admin endpoint, as the fleet file gives it.
+    pub admin: String,
+    pub clock_skew_ms: i64,
+    /// Why the console cannot reach it.
+    pub error: Option<String>,
+    pub name: String,
+    pub reachable: bool,
+    pub revision: u64,
+    pub role: &'static str,
+    pub segment: String,
+    pub spiffe_id: Option<String>,
+    /// Its upstream link, when it has one.
+    pub upstream: Option<UpstreamReport>,
+}
+
+/// A daemon's upstream link as it reports it.
+#[derive(Debug, Clone, Serialize)]
+pub struct UpstreamReport {
+    pub last_bundle_sequence: u64,
+    pub last_error: String,
+    pub peer: String,
+    /// RFC 3339.
+    pub since: String,
+    pub state: &'static str,
+}
+
+/// A segment's autonomous window.
+#[derive(Debug, Clone, Serialize)]
+pub struct SegmentReport {
+    pub if_server_lost: IfServerLost,
+    /// Downstream segments only.
+    pub if_upstream_lost: Option<IfUpstreamLost>,
+    pub role: &'static str,
+    pub segment: String,
+    /// The segment's server (daemon name).
+    pub server: String,
+    /// Seconds since last heard, when the server is unreachable now.
+    pub stale_seconds: Option<i64>,
+    /// The upstream link's state.
+    pub upstream: Option<&'static str>,
+    pub upstream_error: Option<String>,
+    /// RFC 3339.
+    pub upstream_since: Option<String>,
+}
+
+/// The segment's upstream lost now.
+#[derive(Debug, Clone, Serialize)]
+pub struct IfUpstreamLost {
+    pub jwt_stops_now: bool,
+    /// Seconds from the report's time to `x509_until`.
+    pub x509_seconds: Option<i64>,
+    /// X.509 issuance continues until then (RFC 3339).
+    pub x509_until: Option<String>,
+}
+
+/// The segment's server lost now.
+#[derive(Debug, Clone, Serialize)]
+pub struct IfServerLost {
+    /// Seconds from the report's time to `workloads_fail_at`.
+    pub seconds: Option<i64>,
+    pub workload_svids: usize,
+    /// RFC 3339.
+    pub workloads_fail_at: Option<String>,
+}
+
+/// One node with an expiry.
+#[derive(Debug, Clone, Serialize)]
+pub struct TierReport {
+    /// The daemon it was taken from.
+    pub daemon: String,
+    pub id: String,
+    pub key_policy: Option<KeyPolicyReport>,
+    pub key_storage: Option<KeyStorageReport>,
+    pub kind: &'static str,
+    pub label: String,
+    pub level: Level,
+    /// RFC 3339.
+    pub not_after: String,
+    /// RFC 3339.
+    pub not_before: String,
+    pub parent: String,
+    /// On the daemon's clock.
+    pub seconds_remaining: i64,
+    pub segment: String,
+    pub spiffe_id: String,
+    /// Whether the daemon it came from is unreachable now.
+    pub stale: bool,
+    pub state: &'static str,
+    pub subject: String,
+}
+
+/// A key-policy breach.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyPolicyReport {
+    pub breach: String,
+    pub level: Level,
+}
+
+/// Where a node's key lives.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyStorageReport {
+    pub backend: &'static str,
+    pub detail: String,
+}
+
+impl Fleet {
+    /// What `trustdeck status --output json` prints.
+    pub fn status_report(&self, now: DateTime<Utc>, th: &Thresholds) -> StatusReport {
+        let tree = self.tree();
+        let health = self.health(&tree, now, th);
+        StatusReport {
+            at: rfc3339(now.timestamp()),
+            daemons: self.daemons.iter().map(daemon_report).collect(),
+            exit_code: health.exit_code(),
+            health: health.level,
+            reasons: health.reasons,
+            segments: self
+                .windows(&tree, now)
+                .iter()
+                .map(|w| segment_report(w, now))
+                .collect(),
+            tiers: (0..tree.nodes.len())
+                .filter(|&i| tree.nodes[i].node.not_after > 0)
+                .map(|i| self.tier_report(&tree, i, now, th))
+                .collect(),
+            unreachable: health.unreachable,
+        }
+    }
+
+    fn tier_report(
+        &self,
+        tree: &Tree,
+        i: usize,
+        now: DateTime<Utc>,
+        th: &Thresholds,
+    ) -> TierReport {
+        let t = &tree.nodes[i];
+        let n = &t.node;
+        let ds = &self.daemons[t.source];
+        TierReport {
+            daemon: ds.name.clone(),
+            id: n.id.clone(),
+            key_policy: key_policy(ds.role(), n).map(|b| KeyPolicyReport {
+                breach: b.to_string(),
+                level: b.level,
+            }),
+            key_storage: n.key_storage.as_ref().map(|k| KeyStorageReport {
+                backend: k.backend_wire().as_str(),
+                detail: k.detail.clone(),
+            }),
+            kind: n.kind_wire().as_str(),
+            label: n.label.clone(),
+            level: self.node_level(tree, i, now, th),
+            not_after: rfc3339(n.not_after),
+            not_before: rfc3339(n.not_before),
+            parent: n.parent.clone(),
+            seconds_remaining: n.not_after - self.daemon_now(t.source, now).timestamp(),
+            segment: n.segment.clone(),
+            spiffe_id: n.spiffe_id.clone(),
+            stale: !ds.is_live(),
+            state: n.state_wire().as_str(),
+            subject: n.subject.clone(),
+        }
+    }
+}
+
+fn daemon_report(ds: &super::DaemonState) -> DaemonReport {
+    DaemonReport {
+        admin: ds.endpoint.clone(),
+        clock_skew_ms: ds.skew_ms,
+        error: ds.conn_error().map(str::to_string),
+        name: ds.name.clone(),
+        reachable: ds.is_live(),
+        revision: ds.revision,
+        role: ds.role().as_str(),
+        segment: ds.segment().to_string(),
+        spiffe_id: ds.identity.as_ref().map(|i| i.spiffe_id.clone()),
+        upstream: ds.upstream.as_ref().map(|u| UpstreamReport {
+            last_bundle_sequence: u.last_bundle_sequence,
+            last_error: u.last_error.clone(),
+            peer: u.peer.clone(),
+            since: rfc3339(u.since),
+            state: u.state_wire().as_str(),
+        }),
+    }
+}
+
+fn segment_report(w: &SegmentWindow, now: DateTime<Utc>) -> SegmentReport {
+    let from_now = |t: i64| t - now.timestamp();
+    SegmentReport {
+        if_server_lost: IfServerLost {
+            seconds: w.workloads_fail_at.map(from_now),
+            workload_svids: w.workloads,
+            workloads_fail_at: w.workloads_fail_at.map(rfc3339),
+        },
+        if_upstream_lost: w.is_downstream().then(|| IfUpstreamLost {
+            jwt_stops_now: w.jwt_stops_now,
+            x509_seconds: w.x509_until.map(from_now),
+            x509_until: w.x509_until.map(rfc3339),
+        }),
+        role: w.role.as_str(),
+        segment: w.segment.clone(),
+        server: w.server.clone(),
+        stale_seconds: w.stale_secs,
+        upstream: w.upstream_state.map(|s| s.as_str()),
+        upstream_error: w.upstream_error.clone(),
+        upstream_since: w.upstream_since.map(rfc3339),
+    }
+}

@@ -1,0 +1,245 @@
+//! The merged tree: every daemon's nodes in one forest, a node reported by several daemons
+//! taken from the most specific live one, and the rows a view shows (collapse, filter).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use trustdeck_proto::admin::{Node, NodeKind};
+
+use super::Fleet;
+
+/// A node in the merged tree.
+#[derive(Debug, Clone)]
+pub struct TreeNode {
+    pub node: Arc<Node>,
+    /// Index of the daemon it came from.
+    pub source: usize,
+    /// Children, in sibling order.
+    pub children: Vec<usize>,
+    pub parent: Option<usize>,
+}
+
+/// The merged tree.
+#[derive(Debug, Clone, Default)]
+pub struct Tree {
+    pub nodes: Vec<TreeNode>,
+    /// Top-level nodes, sorted like children.
+    pub roots: Vec<usize>,
+    /// Index into [`nodes`](Self::nodes) by node id (aliases included).
+    pub by_id: HashMap<String, usize>,
+}
+
+/// A visible row of the tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Row {
+    /// Index in [`Tree::nodes`].
+    pub idx: usize,
+    /// Depth (0 for top level).
+    pub depth: u16,
+    pub has_children: bool,
+    /// Whether its children are shown.
+    pub expanded: bool,
+}
+
+/// Sibling order: authorities, JWT keys, servers, agents, workloads, kinds this build does
+/// not know.
+fn kind_rank(n: &Node) -> u8 {
+    match n.kind_wire().known() {
+        Some(NodeKind::X509Authority) => 0,
+        Some(NodeKind::JwtAuthority) => 1,
+        Some(NodeKind::Server) => 2,
+        Some(NodeKind::Agent) => 3,
+        Some(NodeKind::WorkloadSvid) => 4,
+        Some(NodeKind::Unspecified) | None => 5,
+    }
+}
+
+/// Whether a node matches a lower-case filter: its label, SPIFFE ID, segment or state.
+pub fn node_matches(n: &Node, lower: &str) -> bool {
+    n.label.to_lowercase().contains(lower)
+        || n.spiffe_id.to_lowercase().contains(lower)
+        || n.segment.to_lowercase().contains(lower)
+        || n.state_wire().as_str().to_lowercase().contains(lower)
+}
+
+impl Fleet {
+    /// Which daemon each node id is taken from, without the ids a live node's aliases
+    /// replace; and those aliases as `(alias, id)`.
+    fn choose_sources(&self) -> (HashMap<&str, usize>, Vec<(String, String)>) {
+        let mut chosen: HashMap<&str, usize> = HashMap::new();
+        for d in self.ordered() {
+            let live = self.daemons[d].is_live();
+            for id in self.daemons[d].nodes.keys() {
+                match chosen.get(id.as_str()) {
+                    Some(&prev) if self.daemons[prev].is_live() && !live => {}
+                    _ => {
+                        chosen.insert(id.as_str(), d);
+                    }
+                }
+            }
+        }
+        // A live node's aliases replace placeholders with those ids.
+        let mut aliases: Vec<(String, String)> = Vec::new();
+        for (&id, &d) in &chosen {
+            if self.daemons[d].is_live() {
+                for a in &self.daemons[d].nodes[id].aliases {
+                    aliases.push((a.clone(), id.to_string()));
+                }
+            }
+        }
+        for (a, _) in &aliases {
+            chosen.remove(a.as_str());
+        }
+        (chosen, aliases)
+    }
+
+    /// Merges every daemon's nodes into one tree. A node reported by several daemons is taken
+    /// from the most specific live one (an agent about its own SVIDs beats its server).
+    pub fn tree(&self) -> Tree {
+        let (chosen, aliases) = self.choose_sources();
+        let mut tree = Tree::default();
+        let mut ids: Vec<(&str, usize)> = chosen.into_iter().collect();
+        ids.sort_unstable();
+        tree.nodes.reserve(ids.len());
+        tree.by_id.reserve(ids.len());
+        for (id, d) in ids {
+            let node = self.daemons[d].nodes[id].clone();
+            tree.by_id.insert(id.to_string(), tree.nodes.len());
+            tree.nodes.push(TreeNode {
+                node,
+                source: d,
+                children: Vec::new(),
+                parent: None,
+            });
+        }
+        for (a, real) in aliases {
+            if let Some(&i) = tree.by_id.get(&real) {
+                tree.by_id.entry(a).or_insert(i);
+            }
+        }
+        for i in 0..tree.nodes.len() {
+            if let Some(&p) = tree.by_id.get(&tree.nodes[i].node.parent)
+                && p != i
+            {
+                tree.nodes[i].parent = Some(p);
+            }
+        }
+        // Daemon data is not trusted to be a tree: a node on a parent cycle becomes a root.
+        break_cycles(&mut tree.nodes);
+        for i in 0..tree.nodes.len() {
+            match tree.nodes[i].parent {
+                Some(p) => tree.nodes[p].children.push(i),
+                None => tree.roots.push(i),
+            }
+        }
+        sort_siblings(&mut tree);
+        tree
+    }
+}
+
+/// Siblings: authorities, JWT keys, servers, agents, workloads; then by segment, label and id.
+/// Compared by reference: no string is copied.
+fn sort_siblings(tree: &mut Tree) {
+    let nodes = &tree.nodes;
+    let cmp = |a: &usize, b: &usize| {
+        let (x, y) = (&nodes[*a].node, &nodes[*b].node);
+        (kind_rank(x), &x.segment, &x.label, &x.id).cmp(&(
+            kind_rank(y),
+            &y.segment,
+            &y.label,
+            &y.id,
+        ))
+    };
+    let mut roots = std::mem::take(&mut tree.roots);
+    roots.sort_by(cmp);
+    let mut children: Vec<Vec<usize>> = tree
+        .nodes
+        .iter()
+        .map(|t| {
+            let mut c = t.children.clone();
+            c.sort_by(cmp);
+            c
+        })
+        .collect();
+    for (t, c) in tree.nodes.iter_mut().zip(children.iter_mut()) {
+        t.children = std::mem::take(c);
+    }
+    tree.roots = roots;
+}
+
+/// Cuts parent links so that no walk up the tree loops: each node is walked up until a root or
+/// an already-checked node; a node met twice on one walk is on a cycle and loses its parent.
+fn break_cycles(nodes: &mut [TreeNode]) {
+    // 0 unvisited, 1 on the current walk, 2 done.
+    let mut mark = vec![0u8; nodes.len()];
+    for start in 0..nodes.len() {
+        let mut path = Vec::new();
+        let mut i = start;
+        loop {
+            if mark[i] == 2 {
+                break;
+            }
+            if mark[i] == 1 {
+                nodes[i].parent = None;
+                break;
+            }
+            mark[i] = 1;
+            path.push(i);
+            match nodes[i].parent {
+                Some(p) => i = p,
+                None => break,
+            }
+        }
+        for j in path {
+            mark[j] = 2;
+        }
+    }
+}
+
+impl Tree {
+    /// Which nodes a non-empty filter keeps: the matching ones and their ancestors.
+    fn kept_by(&self, filter: &str) -> Vec<bool> {
+        let mut keep = vec![false; self.nodes.len()];
+        for (i, t) in self.nodes.iter().enumerate() {
+            if node_matches(&t.node, filter) {
+                let mut j = Some(i);
+                while let Some(k) = j {
+                    if keep[k] {
+                        break;
+                    }
+                    keep[k] = true;
+                    j = self.nodes[k].parent;
+                }
+            }
+        }
+        keep
+    }
+
+    /// Visible rows: every node whose ancestors are all expanded (`collapsed` holds node ids),
+    /// restricted, when `filter` is not empty, to nodes matching it and their ancestors.
+    pub fn rows(&self, collapsed: &HashSet<String>, filter: &str) -> Vec<Row> {
+        let filter = filter.to_lowercase();
+        let keep = (!filter.is_empty()).then(|| self.kept_by(&filter));
+        let mut rows = Vec::new();
+        let mut stack: Vec<(usize, u16)> = self.roots.iter().rev().map(|&i| (i, 0)).collect();
+        while let Some((i, depth)) = stack.pop() {
+            if let Some(k) = &keep
+                && !k[i]
+            {
+                continue;
+            }
+            let t = &self.nodes[i];
+            let expanded = !collapsed.contains(&t.node.id) || keep.is_some();
+            rows.push(Row {
+                idx: i,
+                depth,
+                has_children: !t.children.is_empty(),
+                expanded,
+            });
+            if expanded {
+                stack.extend(t.children.iter().rev().map(|&c| (c, depth + 1)));
+            }
+        }
+        rows
+    }
+}
