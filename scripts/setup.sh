@@ -4,7 +4,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 
 need_pkgs=()
-for p in protobuf-compiler postgresql openssl tmux python3-venv softhsm2 opensc swtpm swtpm-tools tpm2-tools libtss2-dev pkg-config; do
+for p in g++ protobuf-compiler postgresql openssl tmux python3-venv softhsm2 opensc swtpm swtpm-tools tpm2-tools libtss2-dev pkg-config; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need_pkgs+=("$p")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every trustdeck test on a fresh Debian 12 machine: installs what is missing, builds,
-# starts a throwaway PostgreSQL, runs the unit, datastore and end-to-end suites, stops it.
+# starts a throwaway PostgreSQL, runs the unit, datastore and end-to-end suites, stops it,
+# then runs each fuzz target briefly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
@@ -16,3 +17,5 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --locked --no-fail-fast
 fi
+# Every fuzz target for a few seconds (an instrumented build of its own).
+./scripts/fuzz.sh 5

@@ -146,6 +146,9 @@ pub enum DurationError {
     /// A number without a unit.
     #[error("invalid duration {input:?}: every number needs a unit (s, m, h or d), e.g. \"90s\"")]
     MissingUnit { input: String },
+    /// Longer than a duration can hold (about 292 million years).
+    #[error("invalid duration {input:?}: too long")]
+    TooLong { input: String },
 }
 
 /// Parses durations like `500ms`, `90s`, `15m`, `1h`, `7d`, `1h30m`.
@@ -171,12 +174,12 @@ pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
         let d = match c {
             'm' if chars.peek() == Some(&'s') => {
                 chars.next();
-                Duration::milliseconds(n)
+                Duration::try_milliseconds(n)
             }
-            's' => Duration::seconds(n),
-            'm' => Duration::minutes(n),
-            'h' => Duration::hours(n),
-            'd' => Duration::days(n),
+            's' => Duration::try_seconds(n),
+            'm' => Duration::try_minutes(n),
+            'h' => Duration::try_hours(n),
+            'd' => Duration::try_days(n),
             _ => {
                 return Err(DurationError::UnknownUnit {
                     input: s.to_string(),
@@ -184,7 +187,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
                 });
             }
         };
-        total += d;
+        total = d
+            .and_then(|d| total.checked_add(&d))
+            .ok_or_else(|| DurationError::TooLong {
+                input: s.to_string(),
+            })?;
         saw_unit = true;
     }
     if !num.is_empty() || !saw_unit {
@@ -342,6 +349,23 @@ mod tests {
         let e = parse_duration("5x").unwrap_err();
         assert!(matches!(e, DurationError::UnknownUnit { unit: 'x', .. }));
         assert!(e.to_string().contains("unknown unit 'x'"));
+    }
+
+    /// Found by the `duration` fuzz target: a number too large for its unit panicked.
+    #[test]
+    fn durations_out_of_range_are_errors() {
+        for s in [
+            "215555555551d",
+            "9223372036854775807h",
+            "106751991167d106751991167d",
+        ] {
+            let e = parse_duration(s).unwrap_err();
+            assert!(matches!(e, DurationError::TooLong { .. }), "{s}: {e}");
+        }
+        assert_eq!(
+            parse_duration("9223372036854775807ms").unwrap(),
+            Duration::milliseconds(i64::MAX)
+        );
     }
 
     #[test]
