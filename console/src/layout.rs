@@ -69,7 +69,7 @@ pub fn areas(area: Rect, view: View, windows: &[SegmentWindow]) -> Areas {
     let h = area.height;
     let header = rows_of(area, area.y, 1);
     let reasons = rows_of(area, area.y + 1, 1);
-    let footer = rows_of(area, area.y + h - 1, 1);
+    let footer = rows_of(area, (area.y + h).saturating_sub(1), 1);
     let body_y = area.y + 2;
     let body_h = h.saturating_sub(3);
     let zero = Rect::new(area.x, body_y, 0, 0);
@@ -100,7 +100,7 @@ pub fn areas(area: Rect, view: View, windows: &[SegmentWindow]) -> Areas {
             header,
             reasons,
             strip: rows_of(area, body_y, strip_h),
-            main: rows_of(area, body_y + strip_h, body_h - strip_h),
+            main: rows_of(area, body_y + strip_h, body_h.saturating_sub(strip_h)),
             windows: zero,
             soonest: zero,
             events: zero,

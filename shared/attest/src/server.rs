@@ -41,13 +41,18 @@ pub struct TpmAnchors<'a> {
 }
 
 /// The random values of one dialogue: never reused, so an answer from another dialogue
-/// cannot match.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// cannot match. Not `Clone` (one dialogue owns them), and `Debug` shows neither value.
 pub struct Fresh {
     /// The nonce the node signs (x509pop, tpm_devid).
     pub nonce: [u8; 32],
     /// The credential secret the node's TPM must release (tpm_devid).
     pub secret: [u8; 32],
+}
+
+impl std::fmt::Debug for Fresh {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Fresh { .. }")
+    }
 }
 
 impl Fresh {

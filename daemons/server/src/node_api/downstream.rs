@@ -30,7 +30,9 @@ impl NodeApi {
                 .await
                 .map_err(|s| {
                     if s.code() == Code::InvalidArgument {
-                        s
+                        // Re-made, so no reason the upstream attached reaches our agents as
+                        // if this server had said it.
+                        Status::invalid_argument(s.message())
                     } else {
                         signer_unavailable(format!(
                             "JWT-SVIDs are signed upstream and the upstream is unreachable: {}",

@@ -1,0 +1,186 @@
+//! A `trustdeck-agent` child process, and a downstream server with the agent beside it.
+
+use super::*;
+
+/// A running `trustdeck-agent` child process.
+pub struct AgentProc {
+    /// Private directory.
+    pub dir: tempfile::TempDir,
+    /// Config file.
+    pub config: PathBuf,
+    /// Workload API socket.
+    pub socket: PathBuf,
+    /// Child process.
+    pub child: Option<Child>,
+}
+
+impl AgentProc {
+    /// Starts an agent for `server` with the given `[node_attestation]` body and extra
+    /// top-level TOML; waits until its Workload API socket exists.
+    pub fn start(server: &ServerProc, attestation: &str, extra: &str) -> AgentProc {
+        let dir = tempfile::Builder::new()
+            .prefix("td-agent-")
+            .tempdir_in("/tmp")
+            .expect("tempdir");
+        let bundle = dir.path().join("bootstrap.pem");
+        std::fs::write(
+            &bundle,
+            server.cli_ok(&["bundle", "show", "--format", "pem"]),
+        )
+        .expect("bundle");
+        let config = dir.path().join("agent.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"trust_domain = "example.org"
+server_address = "{addr}"
+trust_bundle_path = "{bundle}"
+data_dir = "{data}"
+max_backoff = "1s"
+{extra}
+[node_attestation]
+{attestation}
+"#,
+                addr = server.addr(),
+                bundle = bundle.display(),
+                data = dir.path().join("data").display(),
+            ),
+        )
+        .expect("config");
+        let socket = dir.path().join("data").join("workload.sock");
+        let mut a = AgentProc {
+            dir,
+            config,
+            socket,
+            child: None,
+        };
+        a.spawn();
+        a
+    }
+
+    /// Starts the process.
+    pub fn spawn(&mut self) {
+        // A killed agent leaves its socket file behind; wait for the new one.
+        let _ = std::fs::remove_file(&self.socket);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("agent.log"))
+            .expect("log");
+        self.child = Some(
+            Command::new(bin("trustdeck-agent"))
+                .arg("run")
+                .arg("--config")
+                .arg(&self.config)
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("spawn trustdeck-agent"),
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.socket.exists() {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!("agent exited with {status} during start:\n{}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "agent did not start:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The agent's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
+    }
+
+    /// A Workload API client that sends the security header.
+    pub fn client(&self) -> trustdeck_transport::workload_client::WorkloadClient {
+        trustdeck_transport::workload_client::connect(&self.socket).expect("client")
+    }
+}
+
+impl Drop for AgentProc {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A downstream server and the local agent beside it that gives it its identity.
+pub struct Downstream {
+    /// The agent that attests this node to the parent server.
+    pub local_agent: AgentProc,
+    /// The downstream server.
+    pub server: ServerProc,
+    /// Its SPIFFE ID upstream (the `downstream` entry).
+    pub spiffe_id: String,
+    /// The SPIFFE ID of its TLS SVID (what its agents expect).
+    pub server_spiffe_id: String,
+}
+
+impl Downstream {
+    /// Starts a downstream server for segment `name` under `parent`: registers a
+    /// `downstream` entry on the parent for a local agent, starts that agent, then the
+    /// server with `[upstream]` pointing at the parent. `extra` is added to the server config
+    /// (top-level keys only).
+    pub fn start(parent: &ServerProc, name: &str, extra: &str) -> Downstream {
+        let token = parent.token("10m");
+        let local_id = format!("spiffe://example.org/trustdeck/agent/join_token/{token}");
+        let spiffe_id = format!("spiffe://example.org/{name}/trustdeck-server");
+        parent.cli_ok(&[
+            "entry",
+            "create",
+            "--spiffe-id",
+            &spiffe_id,
+            "--parent-id",
+            &local_id,
+            "--selector",
+            &format!("unix:uid:{}", my_uid()),
+            "--downstream",
+        ]);
+        let local_agent = AgentProc::start(
+            parent,
+            &format!("type = \"join_token\"\ntoken = \"{token}\"\n"),
+            &format!("server_spiffe_id = \"{}\"\n", parent.server_spiffe_id()),
+        );
+        let server_spiffe_id = format!("spiffe://example.org/{name}/trustdeck/server");
+        let server = ServerProc::start(&format!(
+            "server_spiffe_id = \"{server_spiffe_id}\"\n{extra}\n[upstream]\naddress = \"{addr}\"\nspiffe_id = \"{up}\"\nworkload_api_socket = \"{sock}\"\nown_spiffe_id = \"{spiffe_id}\"\n",
+            addr = parent.addr(),
+            up = parent.server_spiffe_id(),
+            sock = local_agent.socket.display(),
+        ));
+        Downstream {
+            local_agent,
+            server,
+            spiffe_id,
+            server_spiffe_id,
+        }
+    }
+
+    /// Starts a workload agent attested to this downstream server with a join token; returns
+    /// it with its SPIFFE ID.
+    pub fn workload_agent(&self) -> (AgentProc, String) {
+        let token = self.server.token("10m");
+        let id = format!("spiffe://example.org/trustdeck/agent/join_token/{token}");
+        (
+            self.agent_with(&format!("type = \"join_token\"\ntoken = \"{token}\"\n")),
+            id,
+        )
+    }
+
+    /// Starts a workload agent attested to this downstream server with the given
+    /// `[node_attestation]` body.
+    pub fn agent_with(&self, attestation: &str) -> AgentProc {
+        AgentProc::start(
+            &self.server,
+            attestation,
+            &format!("server_spiffe_id = \"{}\"\n", self.server_spiffe_id),
+        )
+    }
+}

@@ -1,0 +1,259 @@
+//! A `trustdeck-server` child process, its config and its files.
+
+use super::*;
+
+/// A running `trustdeck-server` child process.
+pub struct ServerProc {
+    /// Private directory (config, data, logs).
+    pub dir: tempfile::TempDir,
+    /// Config file.
+    pub config: PathBuf,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Child process.
+    pub child: Option<Child>,
+    /// Contents of `server.json` once the server serves.
+    pub info: Option<ServerInfo>,
+    /// Extra environment of the process.
+    pub env: Vec<(String, String)>,
+}
+
+/// The config text for a test server in `dir`; `extra` is appended.
+pub fn server_config(dir: &Path, extra: &str) -> String {
+    // Keys the test sets in `extra` replace the defaults below.
+    let mut base = String::new();
+    for (key, value) in [
+        ("bind_address", "\"127.0.0.1:0\""),
+        ("ca_ttl", "\"1h\""),
+        ("default_x509_svid_ttl", "\"10m\""),
+        ("rotation_check_interval", "\"1s\""),
+    ] {
+        // Only top-level keys override: those before the first `[table]` of `extra`.
+        if !extra
+            .lines()
+            .take_while(|l| !l.trim_start().starts_with('['))
+            .any(|l| l.trim_start().starts_with(&format!("{key} ")))
+        {
+            base.push_str(&format!("{key} = {value}\n"));
+        }
+    }
+    format!(
+        r#"trust_domain = "example.org"
+data_dir = "{data}"
+{base}{extra}
+"#,
+        data = dir.join("data").display(),
+    )
+}
+
+impl ServerProc {
+    /// Starts a server with the default test config plus `extra` TOML.
+    pub fn start(extra: &str) -> ServerProc {
+        Self::start_with_env(extra, &[])
+    }
+
+    /// Like [`start`](Self::start), with extra environment variables for the process (e.g.
+    /// `SOFTHSM2_CONF`).
+    pub fn start_with_env(extra: &str, env: &[(&str, &str)]) -> ServerProc {
+        let dir = tempfile::Builder::new()
+            .prefix("td-e2e-")
+            .tempdir_in("/tmp")
+            .expect("tempdir");
+        let config = dir.path().join("server.toml");
+        std::fs::write(&config, server_config(dir.path(), extra)).expect("write config");
+        let data_dir = dir.path().join("data");
+        let mut s = ServerProc {
+            dir,
+            config,
+            data_dir,
+            child: None,
+            info: None,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        s.spawn();
+        s
+    }
+
+    /// `trustdeck-server run` with this config and environment, logging to `server.log`.
+    fn command(&self) -> Command {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("server.log"))
+            .expect("log file");
+        let mut c = Command::new(bin("trustdeck-server"));
+        c.arg("run")
+            .arg("--config")
+            .arg(&self.config)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(Stdio::null())
+            .stderr(log);
+        c
+    }
+
+    /// (Re)starts the process with the same config and data.
+    pub fn spawn(&mut self) {
+        let _ = std::fs::remove_file(ServerInfo::path(&self.data_dir));
+        self.child = Some(self.command().spawn().expect("spawn trustdeck-server"));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(info) = ServerInfo::read(&self.data_dir) {
+                self.info = Some(info);
+                return;
+            }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!("server exited with {status} during start:\n{}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server did not start within 30s:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// (Re)starts the process expecting it to refuse to start: waits (up to 30 s) for it to
+    /// exit with a failure, and checks it never wrote `server.json`.
+    pub fn spawn_expect_failure(&mut self) {
+        let _ = std::fs::remove_file(ServerInfo::path(&self.data_dir));
+        let mut child = self.command().spawn().expect("spawn trustdeck-server");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                assert!(
+                    !status.success(),
+                    "the server must refuse to start:\n{}",
+                    self.log()
+                );
+                break;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "the server kept running instead of refusing:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(
+            !ServerInfo::path(&self.data_dir).exists(),
+            "it never served"
+        );
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// What the server wrote to `server.json` (it has started).
+    pub fn info(&self) -> &ServerInfo {
+        self.info.as_ref().expect("the server has started")
+    }
+
+    /// The SPIFFE ID this server presents.
+    pub fn server_spiffe_id(&self) -> String {
+        self.info().spiffe_id.to_string()
+    }
+
+    /// Node API address.
+    pub fn addr(&self) -> String {
+        self.info().node_api.to_string()
+    }
+
+    /// Runs `trustdeck-server <args> --config <config>`.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(bin("trustdeck-server"))
+            .args(args)
+            .arg("--config")
+            .arg(&self.config)
+            .output()
+            .expect("run trustdeck-server CLI")
+    }
+
+    /// Runs the CLI and returns stdout, panicking with stderr on failure.
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "trustdeck-server {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Creates an entry for `spiffe_id` parented to `parent_id` (selector `unix:uid:1000`)
+    /// and returns its id.
+    pub fn create_entry(&self, parent_id: &str, spiffe_id: &str) -> String {
+        let out = self.cli_ok(&[
+            "entry",
+            "create",
+            "--spiffe-id",
+            spiffe_id,
+            "--parent-id",
+            parent_id,
+            "--selector",
+            "unix:uid:1000",
+            "--output",
+            "json",
+        ]);
+        let v: serde_json::Value = serde_json::from_str(&out).expect("entry json");
+        v["id"].as_str().expect("id").to_string()
+    }
+
+    /// Generates a join token with `ttl` and returns it.
+    pub fn token(&self, ttl: &str) -> String {
+        let out = self.cli_ok(&["token", "generate", "--ttl", ttl]);
+        out.lines()
+            .find_map(|l| l.strip_prefix("Token: "))
+            .expect("token line")
+            .trim()
+            .to_string()
+    }
+
+    /// The bundle's X.509 authorities (DER) from `bundle show --format pem`.
+    pub fn bundle_roots(&self) -> Vec<Vec<u8>> {
+        trustdeck_spiffe::pem::decode_certs(&self.cli_ok(&["bundle", "show", "--format", "pem"]))
+            .expect("bundle PEM")
+    }
+
+    /// Stops the process with SIGTERM and waits for it.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for ServerProc {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (for servers that must come back on the same address).
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
