@@ -26,7 +26,10 @@ pub enum Role {
 pub struct IssuerCheck(pub Arc<IssuerFn>);
 
 /// The function an [`IssuerCheck`] wraps.
-pub type IssuerFn = dyn Fn(&[u8]) -> Result<(), String> + Send + Sync;
+pub type IssuerFn = dyn Fn(&[u8]) -> Result<(), NotIssuedHere> + Send + Sync;
+
+/// Why an [`IssuerCheck`] refused a caller's certificate (the daemon's own error, boxed).
+pub type NotIssuedHere = Box<dyn std::error::Error + Send + Sync>;
 
 impl std::fmt::Debug for IssuerCheck {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -96,6 +96,6 @@ pub(super) async fn adopt_upstream_bundle(
 pub(super) fn own_ca_issuer_check(ca: &Arc<CaManager>) -> IssuerCheck {
     let ca = ca.clone();
     IssuerCheck(Arc::new(move |leaf| {
-        crate::observe::issued_by_own_ca(&ca.snapshot(), leaf).map_err(|e| e.to_string())
+        crate::observe::issued_by_own_ca(&ca.snapshot(), leaf).map_err(Into::into)
     }))
 }
