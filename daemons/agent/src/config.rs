@@ -9,6 +9,7 @@ use trustdeck_pki::rotation::{de_duration, de_opt_duration, ser_duration, ser_op
 use trustdeck_spiffe::{SpiffeId, TrustDomain};
 
 pub use trustdeck_process::ConfigError;
+use trustdeck_process::{PathRule, absolute_path};
 
 /// How the agent proves its node's identity.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
@@ -173,17 +174,13 @@ pub struct Config {
 impl Config {
     /// Reads and checks a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = trustdeck_process::read_config(path)?;
-        Self::parse(&text, &path.display().to_string())
+        trustdeck_process::load_config(path, Self::parse)
     }
 
     /// Parses and checks config text.
     pub fn parse(text: &str, source: &str) -> Result<Config, ConfigError> {
         let raw: ConfigFile = trustdeck_process::parse_toml(text, source)?;
-        let invalid = |message: String| ConfigError::Invalid {
-            path: source.to_string(),
-            message,
-        };
+        let invalid = ConfigError::invalid(source);
         let trust_domain = TrustDomain::parse(&raw.trust_domain)
             .map_err(|e| invalid(format!("trust_domain: {e}")))?;
         let server_spiffe_id = match raw.server_spiffe_id {
@@ -192,21 +189,12 @@ impl Config {
             }
             None => trustdeck_transport::connect::default_server_id(&trust_domain),
         };
-        if !raw.data_dir.is_absolute() {
-            return Err(invalid(format!(
-                "data_dir {:?} must be an absolute path",
-                raw.data_dir
-            )));
-        }
+        let path_rule = |e: PathRule| invalid(e.to_string());
+        absolute_path("data_dir", &raw.data_dir).map_err(path_rule)?;
         let socket_path = raw
             .socket_path
             .unwrap_or_else(|| raw.data_dir.join("workload.sock"));
-        if !socket_path.is_absolute() || socket_path.as_os_str().len() > 100 {
-            return Err(invalid(format!(
-                "socket_path {:?} must be absolute and at most 100 bytes (Unix socket limit)",
-                socket_path
-            )));
-        }
+        trustdeck_process::socket_path("socket_path", &socket_path).map_err(path_rule)?;
         if let NodeAttestation::JoinToken { token, token_path } = &raw.node_attestation
             && token.is_none() == token_path.is_none()
         {
@@ -228,12 +216,7 @@ impl Config {
         let admin_socket = raw
             .admin_socket
             .unwrap_or_else(|| raw.data_dir.join("admin.sock"));
-        if !admin_socket.is_absolute() || admin_socket.as_os_str().len() > 100 {
-            return Err(invalid(format!(
-                "admin_socket {:?} must be absolute and at most 100 bytes (Unix socket limit)",
-                admin_socket
-            )));
-        }
+        trustdeck_process::socket_path("admin_socket", &admin_socket).map_err(path_rule)?;
         let admin_access = raw
             .admin
             .access(&raw.admin_allowed_uids)

@@ -13,6 +13,7 @@ use trustdeck_spiffe::{SpiffeId, TrustDomain};
 pub use trustdeck_pki::rotation::parse_duration;
 
 pub use trustdeck_process::ConfigError;
+use trustdeck_process::{PathRule, absolute_path};
 
 /// Where CA and JWT signing keys live.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
@@ -332,17 +333,14 @@ pub struct Upstream {
 impl Config {
     /// Reads and checks a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = trustdeck_process::read_config(path)?;
-        Self::parse(&text, &path.display().to_string())
+        trustdeck_process::load_config(path, Self::parse)
     }
 
     /// Parses and checks config text; `source` names it in errors.
     pub fn parse(text: &str, source: &str) -> Result<Config, ConfigError> {
         let raw: ConfigFile = trustdeck_process::parse_toml(text, source)?;
-        let invalid = |message: String| ConfigError::Invalid {
-            path: source.to_string(),
-            message,
-        };
+        let invalid = ConfigError::invalid(source);
+        let path_rule = |e: PathRule| invalid(e.to_string());
         let trust_domain = TrustDomain::parse(&raw.trust_domain)
             .map_err(|e| invalid(format!("trust_domain: {e}")))?;
         let bind_address: SocketAddr = raw.bind_address.parse().map_err(|e| {
@@ -351,12 +349,7 @@ impl Config {
                 raw.bind_address
             ))
         })?;
-        if !raw.data_dir.is_absolute() {
-            return Err(invalid(format!(
-                "data_dir {:?} must be an absolute path",
-                raw.data_dir
-            )));
-        }
+        absolute_path("data_dir", &raw.data_dir).map_err(path_rule)?;
         let datastore = raw.datastore.unwrap_or_else(|| {
             format!(
                 "sqlite://{}",
@@ -372,12 +365,7 @@ impl Config {
         let admin_socket = raw
             .admin_socket
             .unwrap_or_else(|| raw.data_dir.join("admin.sock"));
-        if admin_socket.as_os_str().len() > 100 {
-            return Err(invalid(format!(
-                "admin_socket path {:?} is longer than 100 bytes (Unix socket limit)",
-                admin_socket
-            )));
-        }
+        trustdeck_process::socket_path("admin_socket", &admin_socket).map_err(path_rule)?;
         let positive = |name: &str, d: Duration| {
             if d <= Duration::zero() {
                 Err(invalid(format!("{name} must be positive")))
@@ -454,12 +442,8 @@ impl Config {
                         .map_err(|e| invalid(format!("upstream.bundle_poll_interval: {e}")))?,
                     None => Duration::milliseconds(250),
                 };
-                if !u.workload_api_socket.is_absolute() {
-                    return Err(invalid(format!(
-                        "upstream.workload_api_socket {:?} must be an absolute path",
-                        u.workload_api_socket
-                    )));
-                }
+                absolute_path("upstream.workload_api_socket", &u.workload_api_socket)
+                    .map_err(path_rule)?;
                 Some(Upstream {
                     address: u.address.clone(),
                     spiffe_id,

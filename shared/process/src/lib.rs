@@ -34,6 +34,60 @@ pub enum ConfigError {
     Invalid { path: String, message: String },
 }
 
+impl ConfigError {
+    /// The check that refuses config `source` for `message`.
+    pub fn invalid(source: &str) -> impl Fn(String) -> ConfigError + '_ {
+        move |message| ConfigError::Invalid {
+            path: source.to_string(),
+            message,
+        }
+    }
+}
+
+/// Reads config file `path` and parses it with `parse(text, name)`.
+pub fn load_config<T>(
+    path: &Path,
+    parse: impl FnOnce(&str, &str) -> Result<T, ConfigError>,
+) -> Result<T, ConfigError> {
+    let text = read_config(path)?;
+    parse(&text, &path.display().to_string())
+}
+
+/// A path in a daemon's config breaks a rule every daemon applies.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PathRule {
+    /// A directory or file the daemon resolves must not depend on its working directory.
+    #[error("{key} {path:?} must be an absolute path")]
+    NotAbsolute { key: &'static str, path: PathBuf },
+    /// `sun_path` holds 108 bytes; 100 leaves room for the terminator and temporary names.
+    #[error("{key} {path:?} must be absolute and at most 100 bytes (Unix socket limit)")]
+    Socket { key: &'static str, path: PathBuf },
+}
+
+/// Checks that `path` (config key `key`) is absolute.
+pub fn absolute_path(key: &'static str, path: &Path) -> Result<(), PathRule> {
+    if path.is_absolute() {
+        Ok(())
+    } else {
+        Err(PathRule::NotAbsolute {
+            key,
+            path: path.to_path_buf(),
+        })
+    }
+}
+
+/// Checks that `path` (config key `key`) can be a Unix socket: absolute, at most 100 bytes.
+pub fn socket_path(key: &'static str, path: &Path) -> Result<(), PathRule> {
+    if path.is_absolute() && path.as_os_str().len() <= 100 {
+        Ok(())
+    } else {
+        Err(PathRule::Socket {
+            key,
+            path: path.to_path_buf(),
+        })
+    }
+}
+
 /// Reads a config file.
 pub fn read_config(path: &Path) -> Result<String, ConfigError> {
     std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -105,6 +159,20 @@ pub async fn shutdown_within_grace(shutdown: impl Future<Output = ()>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn path_rules_name_the_key() {
+        assert!(absolute_path("data_dir", Path::new("/var/lib/x")).is_ok());
+        let e = absolute_path("data_dir", Path::new("rel")).unwrap_err();
+        assert!(matches!(e, PathRule::NotAbsolute { key: "data_dir", .. }));
+        assert!(socket_path("admin_socket", Path::new("/run/a.sock")).is_ok());
+        let long = format!("/{}", "a".repeat(100));
+        for bad in ["rel.sock", long.as_str()] {
+            let e = socket_path("admin_socket", Path::new(bad)).unwrap_err();
+            assert!(matches!(e, PathRule::Socket { key: "admin_socket", .. }));
+            assert!(e.to_string().starts_with("admin_socket "));
+        }
+    }
 
     #[derive(serde::Deserialize, Debug)]
     #[serde(deny_unknown_fields)]
