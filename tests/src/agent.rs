@@ -4,13 +4,10 @@ use super::*;
 
 /// A running `trustdeck-agent` child process.
 pub struct AgentProc {
-    /// Private directory.
     pub dir: tempfile::TempDir,
-    /// Config file.
     pub config: PathBuf,
     /// Workload API socket.
     pub socket: PathBuf,
-    /// Child process.
     pub child: Option<Child>,
 }
 

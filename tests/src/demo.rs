@@ -6,7 +6,6 @@ use super::*;
 pub struct DemoProc {
     /// The demo directory.
     pub dir: tempfile::TempDir,
-    /// The child.
     pub child: Option<Child>,
     /// The fleet file's content.
     pub fleet: serde_json::Value,

@@ -14,9 +14,7 @@ pub struct SoftHsm {
     pub dir: tempfile::TempDir,
     /// The `SOFTHSM2_CONF` file.
     pub conf: PathBuf,
-    /// Token label.
     pub label: String,
-    /// User PIN.
     pub pin: String,
 }
 

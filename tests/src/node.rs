@@ -11,15 +11,11 @@ pub fn server_id() -> SpiffeId {
 pub struct AgentSession {
     /// Agent SPIFFE ID.
     pub id: SpiffeId,
-    /// SVID chain.
     pub svid: Vec<Vec<u8>>,
     /// Node API client with the agent SVID.
     pub client: NodeClient<tonic::transport::Channel>,
-    /// Server address.
     pub addr: String,
-    /// Trust roots.
     pub roots: SharedRoots,
-    /// Identity presented.
     pub identity: SharedIdentity,
 }
 
@@ -139,7 +135,6 @@ impl AgentSession {
         Ok(r.results.remove(0))
     }
 
-    /// Authorised entries.
     pub async fn entries(&mut self) -> Result<Vec<Entry>, tonic::Status> {
         Ok(self
             .client

@@ -6,11 +6,8 @@ use super::*;
 pub struct ServerProc {
     /// Private directory (config, data, logs).
     pub dir: tempfile::TempDir,
-    /// Config file.
     pub config: PathBuf,
-    /// Data directory.
     pub data_dir: PathBuf,
-    /// Child process.
     pub child: Option<Child>,
     /// Contents of `server.json` once the server serves.
     pub info: Option<ServerInfo>,

@@ -23,7 +23,6 @@ pub struct WorkloadSvid {
     pub key_pkcs8: Vec<u8>,
     /// Issued at (the leaf's not_before).
     pub not_before: DateTime<Utc>,
-    /// Expiry.
     pub not_after: DateTime<Utc>,
     /// When the agent rotates it (half the TTL, minus jitter).
     pub renew_at: DateTime<Utc>,
@@ -42,9 +41,7 @@ impl std::fmt::Debug for WorkloadSvid {
 /// A registration entry that applies to workloads on this node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalEntry {
-    /// Entry id.
     pub id: String,
-    /// SPIFFE ID.
     pub spiffe_id: SpiffeId,
     /// Selectors, all of which a workload must have.
     pub selectors: Vec<String>,
@@ -52,7 +49,6 @@ pub struct LocalEntry {
     pub x509_ttl_secs: i64,
     /// JWT-SVID TTL in seconds (0 = server default).
     pub jwt_ttl_secs: i64,
-    /// DNS SANs.
     pub dns_names: Vec<String>,
 }
 

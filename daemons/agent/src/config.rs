@@ -17,7 +17,6 @@ use trustdeck_process::{PathRule, absolute_path};
 pub enum NodeAttestation {
     /// A single-use join token (given here or in the file `token_path`).
     JoinToken {
-        /// The token.
         #[serde(skip_serializing_if = "Option::is_none")]
         token: Option<String>,
         /// A file holding the token.
@@ -139,7 +138,6 @@ fn default_hash_limit() -> u64 {
 pub struct Config {
     /// Where it came from.
     pub source: String,
-    /// Trust domain.
     pub trust_domain: TrustDomain,
     /// Server node API address (`host:port`).
     pub server_address: String,

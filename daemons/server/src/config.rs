@@ -23,7 +23,6 @@ pub enum KeyManagerConfig {
     Memory,
     /// PKCS#8 files under `dir` (default `<data_dir>/keys`), mode 0600.
     Disk {
-        /// Key directory.
         #[serde(skip_serializing_if = "Option::is_none")]
         dir: Option<PathBuf>,
     },
@@ -95,7 +94,6 @@ pub struct UpstreamConfig {
     pub bundle_poll_interval: Option<String>,
 }
 
-/// Node attestors.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct NodeAttestationConfig {
@@ -113,7 +111,6 @@ pub struct NodeAttestationConfig {
 pub struct RateLimitConfig {
     /// Sustained X509-SVID/JWT-SVID signatures per second per caller.
     pub signs_per_second: f64,
-    /// Burst size.
     pub burst: f64,
     /// Attestation attempts per second per source address.
     pub attestations_per_second: f64,
@@ -271,7 +268,6 @@ pub struct Config {
     pub trust_domain: TrustDomain,
     /// Node API listen address (port 0 picks a free port).
     pub bind_address: SocketAddr,
-    /// State directory.
     pub data_dir: PathBuf,
     /// Datastore URL (`sqlite://...` or `postgres://...`).
     pub datastore: String,
@@ -301,11 +297,8 @@ pub struct Config {
     pub agent_svid_ttl: Duration,
     /// How often rotation is checked.
     pub rotation_check_interval: Duration,
-    /// Key storage.
     pub key_manager: KeyManagerConfig,
-    /// Node attestors.
     pub node_attestation: NodeAttestationConfig,
-    /// Rate limits.
     pub rate_limit: RateLimitConfig,
     /// The SPIFFE ID of this server's TLS SVID and the parent of node-alias entries.
     pub server_spiffe_id: SpiffeId,

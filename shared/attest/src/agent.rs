@@ -17,7 +17,6 @@ pub enum Credentials {
     JoinToken(String),
     /// A node certificate chain (DER, leaf first) and the leaf's key.
     X509pop {
-        /// The chain.
         chain: Vec<Vec<u8>>,
         /// The leaf's key, which signs the server's nonce.
         key: Box<rcgen::KeyPair>,
@@ -25,7 +24,6 @@ pub enum Credentials {
     /// A DevID certificate chain (DER, leaf first) and the TPM's evidence; the TPM answers
     /// the challenge.
     TpmDevid {
-        /// The chain.
         chain: Vec<Vec<u8>>,
         /// EK certificate and public areas.
         evidence: TpmDevidEvidence,

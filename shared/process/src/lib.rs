@@ -164,12 +164,24 @@ mod tests {
     fn path_rules_name_the_key() {
         assert!(absolute_path("data_dir", Path::new("/var/lib/x")).is_ok());
         let e = absolute_path("data_dir", Path::new("rel")).unwrap_err();
-        assert!(matches!(e, PathRule::NotAbsolute { key: "data_dir", .. }));
+        assert!(matches!(
+            e,
+            PathRule::NotAbsolute {
+                key: "data_dir",
+                ..
+            }
+        ));
         assert!(socket_path("admin_socket", Path::new("/run/a.sock")).is_ok());
         let long = format!("/{}", "a".repeat(100));
         for bad in ["rel.sock", long.as_str()] {
             let e = socket_path("admin_socket", Path::new(bad)).unwrap_err();
-            assert!(matches!(e, PathRule::Socket { key: "admin_socket", .. }));
+            assert!(matches!(
+                e,
+                PathRule::Socket {
+                    key: "admin_socket",
+                    ..
+                }
+            ));
             assert!(e.to_string().starts_with("admin_socket "));
         }
     }
