@@ -43,6 +43,7 @@ fn n(id: String, parent: String, kind: NodeKind, label: String, spiffe: String, 
         key_storage: Some(KeyStorage {
             backend: KeyBackend::Agent.into(),
             detail: String::new(),
+            ..Default::default()
         }),
         segment: seg.into(),
         ..Default::default()

@@ -285,8 +285,14 @@ impl Watcher {
                 secs: DETAIL_TIMEOUT.as_secs(),
             })
             .and_then(|r| {
-                r.map(|x| x.into_inner())
-                    .map_err(|s| DetailError::Rpc(describe(&s)))
+                r.map(|x| {
+                    let mut detail = x.into_inner();
+                    if let Some(n) = detail.node.as_mut() {
+                        trustdeck_proto::vocab::adopt_legacy_node(n);
+                    }
+                    detail
+                })
+                .map_err(|s| DetailError::Rpc(describe(&s)))
             });
             let _ = tx.send(Update::Detail(node_id, r));
         });

@@ -71,6 +71,7 @@ fn node(
         key_storage: (!key.0.is_empty()).then(|| KeyStorage {
             backend: wire::<KeyBackend>(key.0),
             detail: key.1.into(),
+            ..Default::default()
         }),
         segment: segment.into(),
         ..Default::default()
@@ -157,6 +158,7 @@ fn snapshot(
                 version: "0.1.0".into(),
                 trust_domain: "demo.trustdeck".into(),
                 started_at: t(-3 * D),
+                ..Default::default()
             }),
             nodes,
             upstream: up,
@@ -174,6 +176,7 @@ fn ev(seq: u64, off: i64, severity: &str, kind: &str, message: &str, node_id: &s
         kind: wire::<EventKind>(kind),
         message: message.into(),
         node_id: node_id.into(),
+        ..Default::default()
     }
 }
 
@@ -495,6 +498,7 @@ fn fleet(heard: i64) -> Fleet {
                 last_error: "tls handshake: connection reset by peer".into(),
                 peer: "upstream.demo:8443".into(),
                 last_bundle_sequence: 12,
+                ..Default::default()
             }),
             vec![
                 ev(
@@ -1281,6 +1285,7 @@ fn from_a_newer_daemon() -> WatchMessage {
     future.key_storage = Some(KeyStorage {
         backend: 66,
         detail: String::new(),
+        ..Default::default()
     });
     WatchMessage {
         revision: 2,

@@ -25,6 +25,7 @@ pub fn identity(config: &Config, started_at: DateTime<Utc>) -> DaemonIdentity {
         version: env!("CARGO_PKG_VERSION").into(),
         trust_domain: config.trust_domain.to_string(),
         started_at: started_at.timestamp(),
+        ..Default::default()
     }
 }
 
@@ -51,6 +52,7 @@ pub fn nodes(agent: &Agent, cache: &Cache) -> Vec<Node> {
             detail: crate::state::key_path(&config.data_dir)
                 .display()
                 .to_string(),
+            ..Default::default()
         }),
         segment: config.segment.clone(),
         ..Default::default()
@@ -73,6 +75,7 @@ pub fn nodes(agent: &Agent, cache: &Cache) -> Vec<Node> {
                     s.renew_at
                         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
                 ),
+                ..Default::default()
             }),
             entry_id: s.entry_id.clone(),
             selectors: cache
@@ -97,6 +100,7 @@ pub fn connectivity(config: &Config, s: &ServerStatus) -> Connectivity {
         last_error: s.last_error.clone().unwrap_or_default(),
         peer: format!("server {}", config.server_address),
         last_bundle_sequence: 0,
+        ..Default::default()
     }
 }
 

@@ -48,6 +48,7 @@ pub fn identity(config: &Config, spiffe_id: &str, started_at: DateTime<Utc>) -> 
         version: env!("CARGO_PKG_VERSION").into(),
         trust_domain: config.trust_domain.to_string(),
         started_at: started_at.timestamp(),
+        ..Default::default()
     }
 }
 
@@ -88,6 +89,7 @@ fn storage(s: &trustdeck_pki::KeyStorage) -> KeyStorage {
     KeyStorage {
         backend: backend.into(),
         detail: s.to_string(),
+        ..Default::default()
     }
 }
 
@@ -258,6 +260,7 @@ pub fn agent_node(server_id: &str, segment: &str, n: &AttestedNode) -> Node {
         key_storage: Some(KeyStorage {
             backend: KeyBackend::Disk.into(),
             detail: format!("on the agent's node ({} attestation)", n.attestation_type),
+            ..Default::default()
         }),
         serial: n.cert_serial.clone(),
         selectors: n.selectors.clone(),
@@ -289,6 +292,7 @@ pub fn svid_node(
         key_storage: Some(KeyStorage {
             backend: KeyBackend::Agent.into(),
             detail: format!("generated and held by {agent}"),
+            ..Default::default()
         }),
         serial: serial.into(),
         entry_id: entry_id.into(),
@@ -413,6 +417,7 @@ pub fn connectivity(config: &Config, s: &crate::upstream::UpstreamStatus) -> Con
             .map(|u| format!("upstream {}", u.address))
             .unwrap_or_default(),
         last_bundle_sequence: s.last_bundle_sequence.unwrap_or(0),
+        ..Default::default()
     }
 }
 

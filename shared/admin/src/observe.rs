@@ -27,6 +27,8 @@ pub fn watch_stream(
             let sub = hub.subscribe(now());
             let mut deltas = sub.deltas;
             for m in sub.snapshot {
+                let mut m = m;
+                trustdeck_proto::vocab::fill_legacy(&mut m);
                 if tx.send(Ok(m)).await.is_err() {
                     return;
                 }
@@ -38,7 +40,9 @@ pub fn watch_stream(
                 };
                 match next {
                     Ok(m) => {
-                        if tx.send(Ok((*m).clone())).await.is_err() {
+                        let mut m = (*m).clone();
+                        trustdeck_proto::vocab::fill_legacy(&mut m);
+                        if tx.send(Ok(m)).await.is_err() {
                             return;
                         }
                     }
@@ -120,7 +124,11 @@ impl trustdeck_proto::admin::observe_server::Observe for ObserveService {
             fields.push(format!("chain length: {}", chain.len()));
         }
         Ok(tonic::Response::new(trustdeck_proto::admin::NodeDetail {
-            node: Some(node),
+            node: Some({
+                let mut node = node;
+                trustdeck_proto::vocab::fill_legacy_node(&mut node);
+                node
+            }),
             chain_der: chain,
             fields,
         }))

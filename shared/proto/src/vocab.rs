@@ -9,10 +9,97 @@
 
 use std::fmt;
 
+use crate::admin::WatchMessage;
+use crate::admin::watch_message::Body;
 use crate::admin::{
     Connectivity, ConnectivityState, DaemonIdentity, DaemonRole, Event, EventKind, KeyBackend,
     KeyStorage, Node, NodeKind, NodeState, Severity,
 };
+
+/// Writes the `legacy_*` text beside every enum field of `msg`, for consoles built before
+/// the enums (one release; see `admin.proto`).
+pub fn fill_legacy(msg: &mut WatchMessage) {
+    visit(msg, Direction::Fill);
+}
+
+/// Reads a message from a daemon built before the enums: an unset enum field takes the value
+/// its `legacy_*` text names.
+pub fn adopt_legacy(msg: &mut WatchMessage) {
+    visit(msg, Direction::Adopt);
+}
+
+/// [`fill_legacy`] for a single node (a `GetNode` answer).
+pub fn fill_legacy_node(node: &mut Node) {
+    legacy_node(node, Direction::Fill);
+}
+
+/// [`adopt_legacy`] for a single node (a `GetNode` answer).
+pub fn adopt_legacy_node(node: &mut Node) {
+    legacy_node(node, Direction::Adopt);
+}
+
+#[derive(Clone, Copy)]
+enum Direction {
+    Fill,
+    Adopt,
+}
+
+fn visit(msg: &mut WatchMessage, dir: Direction) {
+    let (identity, nodes, upstream, events) = match msg.body.as_mut() {
+        Some(Body::Snapshot(s)) => (
+            &mut s.identity,
+            &mut s.nodes,
+            &mut s.upstream,
+            &mut s.events,
+        ),
+        Some(Body::Delta(d)) => (
+            &mut d.identity,
+            &mut d.upserts,
+            &mut d.upstream,
+            &mut d.events,
+        ),
+        None => return,
+    };
+    if let Some(i) = identity {
+        legacy::<DaemonRole>(&mut i.role, &mut i.legacy_role, dir);
+    }
+    for n in nodes {
+        legacy_node(n, dir);
+    }
+    if let Some(c) = upstream {
+        legacy::<ConnectivityState>(&mut c.state, &mut c.legacy_state, dir);
+    }
+    for e in events {
+        legacy::<Severity>(&mut e.severity, &mut e.legacy_severity, dir);
+        legacy::<EventKind>(&mut e.kind, &mut e.legacy_kind, dir);
+    }
+}
+
+fn legacy_node(n: &mut Node, dir: Direction) {
+    legacy::<NodeState>(&mut n.state, &mut n.legacy_state, dir);
+    if let Some(k) = n.key_storage.as_mut() {
+        legacy::<KeyBackend>(&mut k.backend, &mut k.legacy_backend, dir);
+    }
+}
+
+/// One enum field and its legacy text. A value this build does not know is neither written
+/// as text nor read from it.
+fn legacy<E: Vocabulary>(raw: &mut i32, text: &mut String, dir: Direction) {
+    match dir {
+        Direction::Fill => {
+            if let Ok(e) = E::try_from(*raw) {
+                *text = e.as_str().to_string();
+            }
+        }
+        Direction::Adopt => {
+            if *raw == 0
+                && let Some(e) = E::parse(text)
+            {
+                *raw = e.into();
+            }
+        }
+    }
+}
 
 /// An enum of the admin API with a stable text form per value.
 pub trait Vocabulary: Copy + Eq + TryFrom<i32> + Into<i32> + 'static {
@@ -211,6 +298,111 @@ wire_fields! {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::admin::{Delta, Snapshot};
+
+    fn snapshot(
+        identity: DaemonIdentity,
+        node: Node,
+        conn: Connectivity,
+        event: Event,
+    ) -> WatchMessage {
+        WatchMessage {
+            revision: 1,
+            daemon_time_ms: 0,
+            body: Some(Body::Snapshot(Snapshot {
+                identity: Some(identity),
+                nodes: vec![node],
+                upstream: Some(conn),
+                events: vec![event],
+                partial: false,
+            })),
+        }
+    }
+
+    #[test]
+    fn a_message_from_a_daemon_before_the_enums_reads_as_its_text_said() {
+        let mut m = snapshot(
+            DaemonIdentity {
+                legacy_role: "downstream".into(),
+                ..Default::default()
+            },
+            Node {
+                legacy_state: "active".into(),
+                key_storage: Some(KeyStorage {
+                    legacy_backend: "pkcs11".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            Connectivity {
+                legacy_state: "lost".into(),
+                ..Default::default()
+            },
+            Event {
+                legacy_severity: "error".into(),
+                legacy_kind: "upstream-lost".into(),
+                ..Default::default()
+            },
+        );
+        adopt_legacy(&mut m);
+        let Some(Body::Snapshot(s)) = m.body else {
+            panic!("snapshot")
+        };
+        assert_eq!(s.identity.unwrap().role(), DaemonRole::Downstream);
+        assert_eq!(s.nodes[0].state(), NodeState::Active);
+        assert_eq!(
+            s.nodes[0].key_storage.as_ref().unwrap().backend(),
+            KeyBackend::Pkcs11
+        );
+        assert_eq!(s.upstream.unwrap().state(), ConnectivityState::Lost);
+        assert_eq!(s.events[0].severity(), Severity::Error);
+        assert_eq!(s.events[0].kind(), EventKind::UpstreamLost);
+    }
+
+    #[test]
+    fn messages_carry_the_old_text_for_consoles_before_the_enums() {
+        let mut m = WatchMessage {
+            revision: 2,
+            daemon_time_ms: 0,
+            body: Some(Body::Delta(Delta {
+                upserts: vec![Node {
+                    state: NodeState::Old.into(),
+                    key_storage: Some(KeyStorage {
+                        backend: KeyBackend::Disk.into(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }],
+                upstream: Some(Connectivity {
+                    state: 1234,
+                    ..Default::default()
+                }),
+                events: vec![Event {
+                    severity: Severity::Warning.into(),
+                    kind: EventKind::UpstreamLost.into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            })),
+        };
+        fill_legacy(&mut m);
+        let Some(Body::Delta(d)) = &m.body else {
+            panic!("delta")
+        };
+        assert_eq!(d.upserts[0].legacy_state, "old");
+        assert_eq!(
+            d.upserts[0].key_storage.as_ref().unwrap().legacy_backend,
+            "disk"
+        );
+        assert_eq!(d.events[0].legacy_severity, "warning");
+        assert_eq!(d.events[0].legacy_kind, "upstream-lost");
+        // A value this build does not know is not guessed at in text.
+        assert_eq!(d.upstream.as_ref().unwrap().legacy_state, "");
+        // Both set: the enum wins, the text is not read back.
+        let before = m.clone();
+        adopt_legacy(&mut m);
+        assert_eq!(m, before);
+    }
 
     fn texts_are_distinct<E: Vocabulary + fmt::Debug>() {
         let mut seen = std::collections::HashSet::new();

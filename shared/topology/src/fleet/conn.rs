@@ -50,9 +50,10 @@ impl Fleet {
     pub fn apply(
         &mut self,
         d: usize,
-        msg: WatchMessage,
+        mut msg: WatchMessage,
         now: DateTime<Utc>,
     ) -> Result<(), ApplyError> {
+        trustdeck_proto::vocab::adopt_legacy(&mut msg);
         let ds = self.daemons.get_mut(d).ok_or(ApplyError::NoDaemon(d))?;
         ds.last_heard = Some(now);
         ds.skew_ms = msg.daemon_time_ms - now.timestamp_millis();

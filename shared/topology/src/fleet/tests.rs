@@ -472,6 +472,7 @@ fn keys_outside_an_hsm_breach_the_policy() {
         n.key_storage = Some(KeyStorage {
             backend: KeyBackend::Pkcs11.into(),
             detail: "pkcs11:token=t;label=l".into(),
+            ..Default::default()
         });
         n
     };
@@ -595,6 +596,7 @@ fn values_from_a_newer_daemon_read_as_unknown() {
     ca.key_storage = Some(KeyStorage {
         backend: 42,
         detail: String::new(),
+        ..Default::default()
     });
     let mut odd = n(
         "odd:1",
