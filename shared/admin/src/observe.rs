@@ -27,8 +27,6 @@ pub fn watch_stream(
             let sub = hub.subscribe(now());
             let mut deltas = sub.deltas;
             for m in sub.snapshot {
-                let mut m = m;
-                trustdeck_proto::vocab::fill_legacy(&mut m);
                 if tx.send(Ok(m)).await.is_err() {
                     return;
                 }
@@ -40,9 +38,7 @@ pub fn watch_stream(
                 };
                 match next {
                     Ok(m) => {
-                        let mut m = (*m).clone();
-                        trustdeck_proto::vocab::fill_legacy(&mut m);
-                        if tx.send(Ok(m)).await.is_err() {
+                        if tx.send(Ok((*m).clone())).await.is_err() {
                             return;
                         }
                     }

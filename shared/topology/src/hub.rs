@@ -118,11 +118,13 @@ impl Hub {
 
     fn publish(&self, st: &mut State, delta: Delta, now: DateTime<Utc>) {
         st.revision += 1;
-        let msg = WatchMessage {
+        let mut msg = WatchMessage {
             revision: st.revision,
             daemon_time_ms: ms(now),
             body: Some(Body::Delta(delta)),
         };
+        // Once here, for every subscriber of this delta.
+        trustdeck_proto::vocab::fill_legacy(&mut msg);
         // No receivers is fine: nobody is watching.
         let _ = self.tx.send(Arc::new(msg));
     }
@@ -367,6 +369,9 @@ impl Hub {
                     partial: !last,
                 })),
             });
+            if let Some(m) = snapshot.last_mut() {
+                trustdeck_proto::vocab::fill_legacy(m);
+            }
             first = false;
             if last {
                 break;

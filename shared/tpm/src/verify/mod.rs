@@ -19,6 +19,13 @@ use x509_parser::prelude::*;
 
 use crate::public::{ECC_NIST_P256, PublicArea, PublicKey, attr};
 
+mod chain;
+mod keys;
+
+use chain::*;
+use keys::*;
+pub use keys::{der_prefix, ecdsa_der};
+
 /// Domain separation prefix of the signed nonce.
 pub const CHALLENGE_CONTEXT: &[u8] = b"trustdeck tpm_devid challenge v1\0";
 
@@ -133,130 +140,6 @@ pub struct Bundle<'a> {
 /// SHA-256 of bytes, hex.
 pub fn sha256_hex(b: &[u8]) -> String {
     hex::encode(digest(&SHA256, b).as_ref())
-}
-
-fn parse<'a>(what: &str, der: &'a [u8]) -> Result<X509Certificate<'a>, TpmDevIdError> {
-    let malformed = |reason: String| TpmDevIdError::Malformed {
-        what: what.to_string(),
-        reason,
-    };
-    let (rest, c) = parse_x509_certificate(der).map_err(|e| malformed(e.to_string()))?;
-    if !rest.is_empty() {
-        return Err(malformed(format!("{} trailing bytes", rest.len())));
-    }
-    Ok(c)
-}
-
-/// Longest chain accepted from a node (leaf and intermediates); longer ones are refused before
-/// any signature is checked.
-pub const MAX_CHAIN: usize = 5;
-
-/// Signature algorithms accepted in DevID and EK chains: ECDSA and RSA (PKCS#1 v1.5 or PSS)
-/// with SHA-256 or stronger. SHA-1 is refused.
-const ALLOWED_SIGNATURE_ALGORITHMS: [&str; 7] = [
-    "1.2.840.10045.4.3.2",
-    "1.2.840.10045.4.3.3",
-    "1.2.840.10045.4.3.4",
-    "1.2.840.113549.1.1.11",
-    "1.2.840.113549.1.1.12",
-    "1.2.840.113549.1.1.13",
-    "1.2.840.113549.1.1.10",
-];
-
-fn signature_algorithm_ok(c: &X509Certificate<'_>) -> Result<(), String> {
-    let outer = c.signature_algorithm.algorithm.to_id_string();
-    if c.signature_algorithm != c.tbs_certificate.signature {
-        return Err(format!(
-            "{}: signature algorithm differs inside and outside the signed part",
-            c.subject()
-        ));
-    }
-    if !ALLOWED_SIGNATURE_ALGORITHMS.contains(&outer.as_str()) {
-        return Err(format!(
-            "{} is signed with algorithm {outer}, which is not accepted (SHA-256 or stronger ECDSA/RSA)",
-            c.subject()
-        ));
-    }
-    Ok(())
-}
-
-/// Checks validity at `now` and signatures along `certs` (leaf first) and finds the bundle
-/// certificate that issued the last one (or is it). Returns the anchor's DER, or why not.
-fn chain_to<'b>(
-    certs: &[X509Certificate<'_>],
-    ders: &[&[u8]],
-    bundle: &'b [Vec<u8>],
-    now: ASN1Time,
-) -> Result<&'b [u8], String> {
-    if certs.len() > MAX_CHAIN {
-        return Err(format!(
-            "chain of {} certificates is longer than {MAX_CHAIN}",
-            certs.len()
-        ));
-    }
-    for c in certs {
-        signature_algorithm_ok(c)?;
-    }
-    for pair in certs.windows(2) {
-        if !pair[1].is_ca() {
-            return Err(format!("intermediate {} is not a CA", pair[1].subject()));
-        }
-        if let Ok(Some(ku)) = pair[1].key_usage()
-            && !ku.value.key_cert_sign()
-        {
-            return Err(format!(
-                "intermediate {} may not sign certificates (no keyCertSign)",
-                pair[1].subject()
-            ));
-        }
-        pair[0]
-            .verify_signature(Some(pair[1].public_key()))
-            .map_err(|e| {
-                format!(
-                    "{} is not signed by {}: {e}",
-                    pair[0].subject(),
-                    pair[1].subject()
-                )
-            })?;
-    }
-    let (top, top_der) = match (certs.last(), ders.last()) {
-        (Some(t), Some(d)) => (t, *d),
-        _ => return Err("empty chain".into()),
-    };
-    let mut saw_issuer_name = false;
-    for der in bundle {
-        let Ok((_, ca)) = parse_x509_certificate(der) else {
-            continue;
-        };
-        if der.as_slice() == top_der {
-            return Ok(der);
-        }
-        if ca.subject() != top.issuer() {
-            continue;
-        }
-        saw_issuer_name = true;
-        if !ca.validity().is_valid_at(now) {
-            continue;
-        }
-        if top.verify_signature(Some(ca.public_key())).is_ok() {
-            return Ok(der);
-        }
-    }
-    Err(if saw_issuer_name {
-        format!(
-            "a certificate named {} is in the bundle but did not sign {} (or has expired)",
-            top.issuer(),
-            top.subject()
-        )
-    } else {
-        format!("its issuer {} is not in the bundle", top.issuer())
-    })
-}
-
-fn common_names(name: &X509Name<'_>) -> Vec<String> {
-    name.iter_common_name()
-        .filter_map(|cn| cn.as_str().ok().map(str::to_string))
-        .collect()
 }
 
 /// Verifies the evidence against the DevID and endorsement CA bundles at `now`.
@@ -388,73 +271,6 @@ pub fn verify_evidence(
     })
 }
 
-fn strip_zeros(b: &[u8]) -> &[u8] {
-    let i = b.iter().position(|&x| x != 0).unwrap_or(b.len());
-    &b[i..]
-}
-
-fn pad32(b: &[u8]) -> Option<[u8; 32]> {
-    let b = strip_zeros(b);
-    let mut out = [0u8; 32];
-    out.get_mut(32usize.checked_sub(b.len())?..)?
-        .copy_from_slice(b);
-    Some(out)
-}
-
-/// Checks that a public area holds the same key as a certificate's SubjectPublicKeyInfo.
-fn match_key(area: &PublicArea, spki: &SubjectPublicKeyInfo<'_>) -> Result<(), String> {
-    let parsed = spki
-        .parsed()
-        .map_err(|e| format!("certificate key unreadable: {e}"))?;
-    match (&area.key, parsed) {
-        (
-            PublicKey::Rsa {
-                exponent, modulus, ..
-            },
-            x509_parser::public_key::PublicKey::RSA(rsa),
-        ) => {
-            let cert_e = strip_zeros(rsa.exponent);
-            let area_e = exponent.to_be_bytes();
-            if strip_zeros(rsa.modulus) != modulus.as_slice() || cert_e != strip_zeros(&area_e) {
-                return Err(
-                    "RSA modulus or exponent differs from the certificate's key".to_string()
-                );
-            }
-            Ok(())
-        }
-        (PublicKey::Ecc { curve, x, y }, x509_parser::public_key::PublicKey::EC(point)) => {
-            if *curve != ECC_NIST_P256 {
-                return Err(format!(
-                    "ECC curve 0x{curve:04x} is not supported (only NIST P-256)"
-                ));
-            }
-            let curve_oid = spki
-                .algorithm
-                .parameters
-                .as_ref()
-                .and_then(|p| p.as_oid().ok())
-                .map(|o| o.to_id_string());
-            if curve_oid.as_deref() != Some("1.2.840.10045.3.1.7") {
-                return Err(format!(
-                    "the certificate's key is not on P-256 (curve {curve_oid:?})"
-                ));
-            }
-            let (Some(x), Some(y)) = (pad32(x), pad32(y)) else {
-                return Err("ECC point coordinates longer than 32 bytes".into());
-            };
-            let mut uncompressed = vec![0x04];
-            uncompressed.extend_from_slice(&x);
-            uncompressed.extend_from_slice(&y);
-            if point.data() != uncompressed.as_slice() {
-                return Err("ECC point differs from the certificate's key".into());
-            }
-            Ok(())
-        }
-        (PublicKey::Rsa { .. }, _) => Err("the area holds an RSA key, the certificate not".into()),
-        (PublicKey::Ecc { .. }, _) => Err("the area holds an ECC key, the certificate not".into()),
-    }
-}
-
 /// Verifies the node's signature (DER ECDSA or RSA PKCS#1 v1.5, SHA-256) over
 /// [`challenge_message`]`(nonce)` with the DevID certificate's key.
 pub fn verify_proof(devid_spki: &[u8], nonce: &[u8], sig: &[u8]) -> Result<(), TpmDevIdError> {
@@ -494,58 +310,6 @@ pub fn verify_secret(expected: &[u8], returned: &[u8]) -> Result<(), TpmDevIdErr
     } else {
         Err(TpmDevIdError::BadSecret)
     }
-}
-
-/// DER `ECDSA-Sig-Value` from raw big-endian `r` and `s` (as a TPM returns them).
-pub fn ecdsa_der(r: &[u8], s: &[u8]) -> Vec<u8> {
-    fn int(v: &[u8]) -> Vec<u8> {
-        let v = strip_zeros(v);
-        let mut body = Vec::with_capacity(v.len() + 1);
-        if v.is_empty() || v[0] & 0x80 != 0 {
-            body.push(0);
-        }
-        body.extend_from_slice(v);
-        let mut out = vec![0x02];
-        der_len(&mut out, body.len());
-        out.extend_from_slice(&body);
-        out
-    }
-    let mut body = int(r);
-    body.extend_from_slice(&int(s));
-    let mut out = vec![0x30];
-    der_len(&mut out, body.len());
-    out.extend_from_slice(&body);
-    out
-}
-
-fn der_len(out: &mut Vec<u8>, n: usize) {
-    if n < 0x80 {
-        out.push(n as u8);
-    } else if n < 0x100 {
-        out.extend_from_slice(&[0x81, n as u8]);
-    } else {
-        out.extend_from_slice(&[0x82, (n >> 8) as u8, n as u8]);
-    }
-}
-
-/// The DER object at the start of `bytes` (a TPM NV index may pad the certificate).
-pub fn der_prefix(bytes: &[u8]) -> Option<&[u8]> {
-    let (&tag, rest) = bytes.split_first()?;
-    if tag != 0x30 {
-        return None;
-    }
-    let (&first, rest) = rest.split_first()?;
-    let (len, header) = if first < 0x80 {
-        (first as usize, 2)
-    } else {
-        let n = (first & 0x7f) as usize;
-        if n == 0 || n > 3 || rest.len() < n {
-            return None;
-        }
-        let len = rest[..n].iter().fold(0usize, |a, &b| (a << 8) | b as usize);
-        (len, 2 + n)
-    };
-    bytes.get(..header.checked_add(len)?)
 }
 
 #[cfg(test)]
