@@ -3,8 +3,8 @@
 //!
 //! The merged tree, its visible rows, the autonomous windows, what expires next and fleet
 //! health are cached and recomputed only when the fleet's generation, the collapsed set or the
-//! filter change (health also once per second, as it depends on `now`), so a frame never walks
-//! 100k nodes.
+//! filter change (health and the windows also once per second, as they depend on `now`), so a
+//! frame never walks 100k nodes.
 
 use std::collections::HashSet;
 
@@ -138,7 +138,7 @@ impl App {
         &self.cache.rows
     }
 
-    /// Autonomous window per segment (cached; `stale_secs` is as of the last rebuild).
+    /// Autonomous window per segment (recomputed at most once per second).
     pub fn windows(&self) -> &[SegmentWindow] {
         &self.cache.windows
     }
@@ -237,7 +237,6 @@ impl App {
             self.cache.tree = Tree::default();
             self.cache.rows.clear();
             let tree = self.fleet.tree();
-            self.cache.windows = self.fleet.windows(&tree, now);
             let mut all: Vec<usize> = (0..tree.nodes.len())
                 .filter(|&i| counts_for_health(&tree.nodes[i].node))
                 .collect();
@@ -257,11 +256,19 @@ impl App {
         }
         if rebuilt || self.cache.health_at != Some(now.timestamp()) {
             self.cache.health = self.fleet.health(&self.cache.tree, now, &self.thresholds);
+            // Renewals fall overdue and losses age with `now`.
+            self.cache.windows = self.fleet.windows(&self.cache.tree, now);
             self.cache.health_at = Some(now.timestamp());
         }
         for v in View::ALL {
             self.clamp(v);
         }
+    }
+
+    /// Records the events the console derives at `now` (renewals overdue, expiries, JWT
+    /// unavailable), once each; the caches follow at the next refresh.
+    pub fn derive_events(&mut self, now: DateTime<Utc>) {
+        self.fleet.derive_events(&self.cache.tree, now);
     }
 
     fn rebuild_rows(&mut self) {

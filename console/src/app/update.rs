@@ -70,7 +70,11 @@ impl App {
                 }
                 fx.push(Effect::Redraw);
             }
-            Msg::Tick => fx.push(Effect::Redraw),
+            Msg::Tick => {
+                self.refresh(now);
+                self.derive_events(now);
+                fx.push(Effect::Redraw);
+            }
             Msg::Detail { node_id, result } => {
                 if let Some(d) = &mut self.detail
                     && d.node_id == node_id

@@ -6,6 +6,7 @@ use trustdeck_proto::admin::{Node, NodeKind};
 use trustdeck_topology::fleet::{Level, Tree, counts_for_health};
 use trustdeck_topology::ttl::{fmt_secs, remaining_fraction};
 
+use super::Role;
 use crate::app::App;
 
 /// A level as a symbol and a word, so that colour never carries the meaning alone.
@@ -85,7 +86,8 @@ pub fn kind_name(k: i32) -> &'static str {
     }
 }
 
-/// `STALE 40s` when daemon `d` is not live.
+/// `STALE 40s` when daemon `d` is not live: its data is last-known, as of the moment the
+/// console lost it (the age counts from then).
 pub fn stale_marker(app: &App, d: usize, now: DateTime<Utc>) -> Option<String> {
     let ds = app.fleet.daemons.get(d)?;
     if ds.is_live() {
@@ -95,6 +97,19 @@ pub fn stale_marker(app: &App, d: usize, now: DateTime<Utc>) -> Option<String> {
         Some(s) => format!("STALE {}", fmt_secs(s)),
         None => "STALE".to_string(),
     })
+}
+
+/// The state cell of tree node `i`: its alert (`renewal overdue`, `expired`, `server lost`),
+/// else `STALE …` when its daemon is not live, else its state.
+pub fn state_cell(app: &App, i: usize, now: DateTime<Utc>) -> (String, Role) {
+    let t = &app.tree().nodes[i];
+    if let Some(a) = app.fleet.node_alert(app.tree(), i, now) {
+        return (a.as_str().to_string(), Role::Level(a.level()));
+    }
+    match stale_marker(app, t.source, now) {
+        Some(s) => (s, Role::Stale),
+        None => (t.node.state_wire().as_str().to_string(), Role::Plain),
+    }
 }
 
 /// Where a node stands in its lifetime, on its daemon's clock.

@@ -13,6 +13,7 @@ use trustdeck_topology::fleet::Level;
 pub mod detail;
 pub mod format;
 pub mod help;
+pub mod window;
 
 /// What a piece of text is; the view's theme maps it to a style (or to none without colour).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

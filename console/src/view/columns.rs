@@ -248,11 +248,11 @@ mod tests {
     #[test]
     fn optional_columns_appear_in_priority_order() {
         // NAME STATE LEVEL LEFT TTL EXPIRES KEY: the short expiry first, then the bar, the
-        // full expiry and the key, each while the name keeps 34 columns.
-        assert_eq!(widths(&tree::TABLE, 80), [35, 12, 10, 8, 0, 10, 0]);
-        assert_eq!(widths(&tree::TABLE, 88), [34, 12, 10, 8, 8, 10, 0]);
-        assert_eq!(widths(&tree::TABLE, 98), [34, 12, 10, 8, 8, 20, 0]);
-        assert_eq!(widths(&tree::TABLE, 160), [85, 12, 10, 8, 8, 20, 10]);
+        // full expiry and the key, each while the name keeps 31 columns.
+        assert_eq!(widths(&tree::TABLE, 80), [32, 15, 10, 8, 0, 10, 0]);
+        assert_eq!(widths(&tree::TABLE, 88), [31, 15, 10, 8, 8, 10, 0]);
+        assert_eq!(widths(&tree::TABLE, 98), [31, 15, 10, 8, 8, 20, 0]);
+        assert_eq!(widths(&tree::TABLE, 160), [82, 15, 10, 8, 8, 20, 10]);
         // The error column keeps 24.
         assert_eq!(
             widths(&daemons::TABLE, 80),

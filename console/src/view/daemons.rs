@@ -10,6 +10,7 @@ use trustdeck_topology::ttl::fmt_secs;
 use super::columns::{Column, Step, Table, Widths};
 use super::theme::Theme;
 use crate::app::App;
+use crate::text::format::short_time;
 use trustdeck_topology::fleet::conn_level;
 
 /// Columns the error or endpoint keeps before optional columns are shown.
@@ -58,11 +59,19 @@ pub fn row(
             Level::Critical,
             Some(error.as_str()),
         ),
+        DaemonConn::NeverReached { error, .. } => (
+            "✗ never reached".to_string(),
+            Level::Critical,
+            Some(error.as_str()),
+        ),
     };
     cells.text(&conn, th.level(lvl));
-    let heard = match ds.last_heard {
-        Some(t) => format!("{} ago", fmt_secs((now - t).num_seconds().max(0))),
-        None => "never".to_string(),
+    // Heard: live now, else when the last message came (ages count from the loss, in the
+    // link column).
+    let heard = match (&ds.conn, ds.last_heard) {
+        (DaemonConn::Live, _) => "live".to_string(),
+        (_, Some(t)) => format!("at {}", short_time(t.timestamp(), now)),
+        (_, None) => "never".to_string(),
     };
     cells.text(&heard, Style::new());
     let skew_lvl = if ds.skew_ms.abs() > SKEW_WARN_MS {
@@ -76,6 +85,9 @@ pub fn row(
     );
     match &ds.upstream {
         None => cells.text("—", th.dim()),
+        Some(u) if !ds.is_live() => {
+            cells.text(&format!("? was {}", u.state_wire()), th.stale());
+        }
         Some(u) => {
             let state = u.state_wire();
             let l = conn_level(state);

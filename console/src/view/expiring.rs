@@ -14,6 +14,7 @@ use super::theme::Theme;
 use crate::app::App;
 use crate::text::format::{
     NodeTtl, kind_tag, left_text, level_word, node_ttl, short_name, short_time, stale_marker,
+    state_cell,
 };
 
 const EXPIRES: usize = 2;
@@ -27,7 +28,7 @@ pub static TABLE: Table = Table {
         Column::grows("EXPIRES", 10, &[Step::new(1, 20, 40)]),
         Column::fixed("KIND", 4),
         Column::grows("SEGMENT", 0, &[Step::new(2, 8, 30)]),
-        Column::fixed("STATE", 12),
+        Column::fixed("STATE", 15),
         Column::fill("NAME", 10),
     ],
     right_pad: 0,
@@ -77,11 +78,10 @@ pub fn row(
     };
     cells.text(&exp, Style::new());
     cells.text(kind_tag(tree, i), th.tag());
-    cells.text(&n.segment, Style::new());
-    match stale_marker(app, t.source, now) {
-        Some(s) => cells.text(&s, th.stale()),
-        None => cells.text(n.state_wire().as_str(), Style::new()),
-    }
+    // The segment whose server it is under, as the windows count it.
+    cells.text(&t.segment, Style::new());
+    let (state, role) = state_cell(app, i, now);
+    cells.text(&state, th.style(role));
     cells.text(short_name(app, n), Style::new());
 }
 

@@ -45,16 +45,12 @@ pub fn header(app: &App, buf: &mut Buffer, r: Rect, now: DateTime<Utc>, th: Them
     }
 }
 
-/// `trustdeck │ <trust domain> │ ✓ HEALTHY │ daemons 5/5 live`.
+/// `trustdeck │ <trust domain> │ ✓ OK │ daemons 5/5 live`.
 fn status_parts(app: &App, narrow: bool, th: Theme) -> Parts {
-    let h = app.health();
-    // A daemon the console cannot see makes "healthy" unknowable: say so (exit code 3).
-    let (level, word) = match h.level {
-        Level::Ok if !h.unreachable.is_empty() => (Level::Critical, "PARTIAL VIEW"),
-        Level::Ok => (Level::Ok, "HEALTHY"),
-        Level::Warning => (Level::Warning, "WARNING"),
-        Level::Critical => (Level::Critical, "CRITICAL"),
-    };
+    // The words of `status` and `watch`: the worst current state, unreachable while a daemon
+    // is (exit code 3), never softened while it lasts.
+    let state = app.health().state();
+    let (level, word) = (state.level(), state.as_str().to_uppercase());
     let live = app.fleet.daemons.iter().filter(|d| d.is_live()).count();
     let total = app.fleet.daemons.len();
     let daemons_style = if live < total {
@@ -105,11 +101,7 @@ pub fn reasons(app: &App, buf: &mut Buffer, r: Rect, th: Theme) {
         );
         return;
     }
-    let lvl = if h.unreachable.is_empty() {
-        h.level
-    } else {
-        Level::Critical
-    };
+    let lvl = h.state().level();
     let more = if h.reasons.len() > 1 {
         format!("  (+{} more: :expiring, :daemons)", h.reasons.len() - 1)
     } else {

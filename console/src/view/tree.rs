@@ -13,13 +13,12 @@ use trustdeck_topology::ttl::fmt_time;
 use super::columns::{Column, Step, Table, Widths};
 use super::theme::Theme;
 use crate::app::App;
-use crate::text::format::{
-    bar, kind_tag, left_text, level_word, node_ttl, short_time, stale_marker,
-};
+use crate::text::format::{bar, kind_tag, left_text, level_word, node_ttl, short_time, state_cell};
 use crate::text::width;
 
-/// Columns the name keeps before optional columns are shown.
-const NAME_KEEP: u16 = 34;
+/// Columns the name keeps before optional columns are shown (80 columns keep the expiry
+/// beside a state as wide as `renewal overdue`).
+const NAME_KEEP: u16 = 31;
 
 const EXPIRES: usize = 5;
 
@@ -28,7 +27,7 @@ const EXPIRES: usize = 5;
 pub static TABLE: Table = Table {
     columns: &[
         Column::fill("NAME", 10),
-        Column::fixed("STATE", 12),
+        Column::fixed("STATE", 15),
         Column::fixed("LEVEL", 10),
         Column::fixed("LEFT", 8).right(),
         Column::grows("TTL", 0, &[Step::new(2, 8, NAME_KEEP)]),
@@ -56,10 +55,8 @@ pub fn row(
     let n = &t.node;
     let mut cells = cols.row(buf, x0, y);
     cells.parts(&name(app, row, cols.get(0), th));
-    match stale_marker(app, t.source, now) {
-        Some(s) => cells.text(&s, th.stale()),
-        None => cells.text(n.state_wire().as_str(), Style::new()),
-    }
+    let (state, role) = state_cell(app, row.idx, now);
+    cells.text(&state, th.style(role));
     match node_ttl(app, row.idx, now) {
         Some(ttl) => {
             let (word, lst) = if ttl.counts {

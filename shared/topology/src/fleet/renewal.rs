@@ -34,11 +34,13 @@ pub fn overdue_at(not_before: i64, not_after: i64) -> i64 {
 /// agent's own SVID.
 pub fn renews(n: &Node) -> bool {
     n.not_after > 0
-        && match (n.kind_wire().known(), n.state_wire().known()) {
-            (Some(NodeKind::WorkloadSvid), Some(NodeState::Held | NodeState::Issued)) => true,
-            (Some(NodeKind::Agent), Some(NodeState::Attested)) => true,
-            _ => false,
-        }
+        && matches!(
+            (n.kind_wire().known(), n.state_wire().known()),
+            (
+                Some(NodeKind::WorkloadSvid),
+                Some(NodeState::Held | NodeState::Issued)
+            ) | (Some(NodeKind::Agent), Some(NodeState::Attested))
+        )
 }
 
 /// What a tree node carries beyond its remaining lifetime.

@@ -80,11 +80,11 @@ pub struct SegmentReport {
     pub segment: String,
     /// The segment's server (daemon name).
     pub server: String,
-    /// The console's link to the server: `live`, `lost`, `never_reached` or `connecting`.
-    pub server_state: &'static str,
     /// Whether the server is lost (by the console or by its agents): `if_server_lost` is then
     /// what is happening, not a what-if.
     pub server_lost: bool,
+    /// The console's link to the server: `live`, `lost`, `never_reached` or `connecting`.
+    pub server_state: &'static str,
     /// Seconds since the console lost the server (None: live, or never reached).
     pub stale_seconds: Option<i64>,
     /// Workload SVIDs of the segment past their renewal point.
@@ -281,8 +281,8 @@ fn segment_report(w: &SegmentWindow, now: DateTime<Utc>) -> SegmentReport {
         role: w.role.as_str(),
         segment: w.segment.clone(),
         server: w.server.clone(),
-        server_state: w.reach.as_str(),
         server_lost: w.server_lost(),
+        server_state: w.reach.as_str(),
         stale_seconds: w.stale_secs,
         svids_past_renewal: w.past_renewal,
         upstream: up.map(|u| u.state.as_str()),
