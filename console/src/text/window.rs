@@ -127,14 +127,25 @@ pub fn upstream_sentence(w: &SegmentWindow, now: DateTime<Utc>, room: Room) -> T
             spans.push(piece("upstream lost now → ", Role::Dim));
             spans.push(piece("n/a: this segment is the root of trust", Role::Plain));
         }
-        UpstreamOutage::IfLostNow { x509_until: x } | UpstreamOutage::Unknown { x509_until: x } => {
+        UpstreamOutage::IfLostNow { x509_until: x } => {
             spans.push(piece("upstream lost now → ", Role::Dim));
             spans.push(match x {
                 Some(t) => x509_until(Deadline::At(t), now, room),
                 None => no_ca(),
             });
-            if matches!(w.upstream_outage(now), UpstreamOutage::Unknown { .. }) {
-                spans.push(piece(" (upstream's record)", Role::Dim));
+            spans.push(piece(", JWT stops now", Role::Plain));
+        }
+        UpstreamOutage::Unknown { x509_until: x } => {
+            spans.push(piece("upstream lost now → ", Role::Dim));
+            match x {
+                Some(t) => {
+                    spans.push(x509_until(Deadline::At(t), now, room));
+                    spans.push(piece(" (upstream's record)", Role::Dim));
+                }
+                None => spans.push(piece(
+                    "X.509 until unknown (no record of its intermediate)",
+                    Role::Level(Level::Warning),
+                )),
             }
             spans.push(piece(", JWT stops now", Role::Plain));
         }
@@ -251,7 +262,7 @@ pub fn server_sentence(w: &SegmentWindow, now: DateTime<Utc>, room: Room) -> Tex
                     format!("; failing since {}", room.when(t, now)),
                     Role::Strong(Level::Critical),
                 ),
-                None => piece("; no workload SVIDs", Role::Plain),
+                None => piece("; no workload SVIDs known", Role::Plain),
             });
         }
     }
@@ -263,8 +274,12 @@ pub fn strip_upstream(w: &SegmentWindow, now: DateTime<Utc>) -> (String, Role) {
     let left = |t: i64| fmt_secs(t - now.timestamp());
     match w.upstream_outage(now) {
         UpstreamOutage::Root => ("—".to_string(), Role::Plain),
-        UpstreamOutage::IfLostNow { x509_until: x } | UpstreamOutage::Unknown { x509_until: x } => {
+        UpstreamOutage::IfLostNow { x509_until: x } => {
             let x509 = x.map_or("X.509 stops".to_string(), |t| format!("X.509 {}", left(t)));
+            (format!("{x509}, JWT stops"), Role::Plain)
+        }
+        UpstreamOutage::Unknown { x509_until: x } => {
+            let x509 = x.map_or("X.509 ?".to_string(), |t| format!("X.509 {}", left(t)));
             (format!("{x509}, JWT stops"), Role::Plain)
         }
         UpstreamOutage::Lost { x509, .. } => {
@@ -297,7 +312,7 @@ pub fn strip_server(w: &SegmentWindow, now: DateTime<Utc>) -> (String, Role) {
             // The upstream column beside it says the server is unreachable.
             let when = match failure {
                 Some(Deadline::At(t)) => format!("fails {}", fmt_secs(t - now.timestamp())),
-                Some(Deadline::Passed(t)) => format!("failing since {}", short_time(t, now)),
+                Some(Deadline::Passed(_)) => "failing".to_string(),
                 None => "no SVIDs".to_string(),
             };
             (

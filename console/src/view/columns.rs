@@ -253,15 +253,9 @@ mod tests {
         assert_eq!(widths(&tree::TABLE, 88), [31, 15, 10, 8, 8, 10, 0]);
         assert_eq!(widths(&tree::TABLE, 98), [31, 15, 10, 8, 8, 20, 0]);
         assert_eq!(widths(&tree::TABLE, 160), [82, 15, 10, 8, 8, 20, 10]);
-        // The error column keeps 24.
-        assert_eq!(
-            widths(&daemons::TABLE, 80),
-            [10, 10, 0, 12, 11, 7, 0, 0, 24]
-        );
-        assert_eq!(
-            widths(&daemons::TABLE, 89),
-            [10, 10, 8, 12, 11, 7, 0, 0, 24]
-        );
+        // The error column keeps 24 once the segment shows.
+        assert_eq!(widths(&daemons::TABLE, 80), [10, 10, 0, 15, 9, 7, 0, 0, 23]);
+        assert_eq!(widths(&daemons::TABLE, 90), [10, 10, 8, 15, 9, 7, 0, 0, 24]);
     }
 
     #[test]

@@ -26,8 +26,8 @@ pub static TABLE: Table = Table {
         Column::fixed("NAME", 10),
         Column::fixed("ROLE", 10),
         Column::grows("SEGMENT", 0, &[Step::new(1, 8, LINK_KEEP)]),
-        Column::fixed("CONSOLE LINK", 12),
-        Column::fixed("HEARD", 11).right(),
+        Column::fixed("CONSOLE LINK", 15),
+        Column::fixed("HEARD", 9).right(),
         Column::fixed("SKEW", 7).right(),
         Column::grows("UPSTREAM", 0, &[Step::new(2, 16, LINK_KEEP)]),
         Column::grows("REV", 0, &[Step::new(3, 6, LINK_KEEP)]).right(),
@@ -70,7 +70,7 @@ pub fn row(
     // link column).
     let heard = match (&ds.conn, ds.last_heard) {
         (DaemonConn::Live, _) => "live".to_string(),
-        (_, Some(t)) => format!("at {}", short_time(t.timestamp(), now)),
+        (_, Some(t)) => short_time(t.timestamp(), now),
         (_, None) => "never".to_string(),
     };
     cells.text(&heard, Style::new());

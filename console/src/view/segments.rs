@@ -9,7 +9,7 @@ use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
 use ratatui::style::Style;
 use trustdeck_topology::DaemonRole;
-use trustdeck_topology::fleet::SegmentWindow;
+use trustdeck_topology::fleet::{Reach, SegmentWindow};
 
 use super::columns::{Column, Table};
 use super::draw::{Parts, pane_title, select_row, spans};
@@ -47,8 +47,13 @@ fn segment_title(w: &SegmentWindow, now: DateTime<Utc>, th: Theme) -> Parts {
         ),
     ];
     if let Some(s) = reach_marker(w, now) {
+        // Never reached: nothing of its own is shown, only what others report about it.
+        let what = match w.reach {
+            Reach::NeverReached { .. } => "others' records",
+            _ => "last known",
+        };
         p.push((Cow::Borrowed("  "), Style::new()));
-        p.push((Cow::Owned(format!("{s}: last known")), th.stale()));
+        p.push((Cow::Owned(format!("{s}: {what}")), th.stale()));
     }
     p
 }
