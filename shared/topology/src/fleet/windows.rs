@@ -88,7 +88,7 @@ impl UpstreamLink {
 pub struct AgentLinks {
     /// Agents whose server this is, as far as the console knows.
     pub total: usize,
-    /// Of those, how many report it lost.
+    /// Of those, how many report it lost or degraded (their calls to it fail).
     pub lost: usize,
     /// The earliest moment one of them lost it (Unix seconds, agent clock).
     pub lost_since: Option<i64>,
@@ -302,7 +302,11 @@ impl Fleet {
                 continue;
             }
             a.total += 1;
-            if up.state_wire() == ConnectivityState::Lost {
+            // Degraded already means its calls fail (lost comes after several retries).
+            if matches!(
+                up.state_wire().known(),
+                Some(ConnectivityState::Degraded | ConnectivityState::Lost)
+            ) {
                 a.lost += 1;
                 a.lost_since = Some(a.lost_since.map_or(up.since, |s| s.min(up.since)));
             }
