@@ -15,6 +15,7 @@ use trustdeck_topology::{DaemonConn, Fleet, Health};
 
 use crate::client::{ClientError, ClientTls, Update, Watcher};
 use crate::fleetfile::Target;
+use crate::text::glyphs::{Glyphs, UNICODE};
 
 /// Writes a line to stdout; false when stdout is gone (a closed pipe ends `watch` quietly).
 pub fn out(line: &str) -> bool {
@@ -96,15 +97,20 @@ pub async fn collect(
     Ok(fleet)
 }
 
-/// The `status --output table` text.
+/// The `status --output table` text, with Unicode symbols.
 pub fn table(fleet: &Fleet, now: DateTime<Utc>, th: &Thresholds) -> String {
+    table_with(fleet, now, th, &UNICODE)
+}
+
+/// The `status --output table` text, with the symbols of `g` (ASCII on a jump host).
+pub fn table_with(fleet: &Fleet, now: DateTime<Utc>, th: &Thresholds, g: &Glyphs) -> String {
     let tree = fleet.tree();
     let health = fleet.health(&tree, now, th);
     let mut out = String::new();
     let _ = writeln!(
         out,
         "FLEET  {} {}   at {}",
-        health.level.symbol(),
+        g.level(health.level),
         health.level.as_str().to_uppercase(),
         fmt_time(now.timestamp())
     );
@@ -199,7 +205,7 @@ pub fn table(fleet: &Fleet, now: DateTime<Utc>, th: &Thresholds) -> String {
         let _ = writeln!(
             out,
             "  {} {:indent$}{} {} [{}] {left}",
-            lvl.symbol(),
+            g.level(lvl),
             "",
             n.label,
             if n.spiffe_id.is_empty() {

@@ -17,6 +17,7 @@ use trustdeck_topology::fleet::{
 use super::msg::DetailError;
 use super::screen::{Mode, View};
 use crate::layout;
+use crate::text::glyphs::Charset;
 
 /// Most rows the "expires next" list keeps (after the filter).
 pub const EXPIRING_LIMIT: usize = 1000;
@@ -79,6 +80,8 @@ pub struct App {
     pub read_only: bool,
     /// Mouse capture (wheel scrolls, click selects).
     pub mouse: bool,
+    /// The symbols the terminal can show (chosen once at start).
+    pub charset: Charset,
     pub view: View,
     pub mode: Mode,
     /// Ids of collapsed tree nodes.
@@ -109,6 +112,7 @@ impl App {
             thresholds,
             read_only: true,
             mouse: false,
+            charset: Charset::Unicode,
             view: View::Tree,
             mode: Mode::Normal,
             collapsed: HashSet::new(),

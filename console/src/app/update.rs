@@ -344,7 +344,7 @@ impl App {
     /// Screen lines of the open overlay's document.
     fn overlay_len(&self, now: DateTime<Utc>) -> usize {
         let doc = match self.mode {
-            Mode::Help => text::help::lines(),
+            Mode::Help => text::help::lines(self.charset.glyphs()),
             Mode::Detail => text::detail::lines(self, now),
             _ => return 0,
         };

@@ -6,16 +6,18 @@ use trustdeck_proto::admin::{Node, NodeKind};
 use trustdeck_topology::fleet::{Level, Tree, counts_for_health};
 use trustdeck_topology::ttl::{fmt_secs, remaining_fraction};
 
+use super::glyphs::Glyphs;
 use crate::app::App;
 
 /// A level as a symbol and a word, so that colour never carries the meaning alone.
-pub fn level_word(l: Level, left: i64) -> &'static str {
-    match l {
-        Level::Critical if left <= 0 => "✗ expired",
-        Level::Critical => "✗ critical",
-        Level::Warning => "! warning",
-        Level::Ok => "✓ ok",
-    }
+pub fn level_word(l: Level, left: i64, g: &Glyphs) -> String {
+    let word = match l {
+        Level::Critical if left <= 0 => "expired",
+        Level::Critical => "critical",
+        Level::Warning => "warning",
+        Level::Ok => "ok",
+    };
+    g.tagged(g.level(l), word)
 }
 
 /// Seconds left as a countdown (`4m 10s`), or `expired`.
@@ -37,10 +39,10 @@ pub fn short_time(secs: i64, now: DateTime<Utc>) -> String {
 }
 
 /// The remaining fraction `frac` as a bar of `w` cells.
-pub fn bar(frac: f64, w: usize) -> String {
+pub fn bar(frac: f64, w: usize, g: &Glyphs) -> String {
     let full = ((frac * w as f64).round() as usize).min(w);
-    let mut s = "█".repeat(full);
-    s.push_str(&"░".repeat(w - full));
+    let mut s = g.bar_full.repeat(full);
+    s.push_str(&g.bar_empty.repeat(w - full));
     s
 }
 

@@ -67,8 +67,8 @@ pub fn row(
     let t = &tree.nodes[i];
     let n = &t.node;
     let (lvl, left) = level_left(app, i, now);
-    let mut cells = cols.row(buf, x0, y);
-    cells.text(level_word(lvl, left), th.level(lvl));
+    let mut cells = cols.row(buf, x0, y, th);
+    cells.text(&level_word(lvl, left, th.g), th.level(lvl));
     cells.text(&left_text(left), th.left(lvl));
     let exp = if cols.get(EXPIRES) >= 20 {
         fmt_time(n.not_after)
@@ -95,8 +95,8 @@ pub fn soonest_pane(app: &App, buf: &mut Buffer, r: Rect, now: DateTime<Utc>, th
         let y = r.y + 1 + k as u16;
         let n = &tree.nodes[i].node;
         let (lvl, left) = level_left(app, i, now);
-        let mut cells = cols.row(buf, r.x, y);
-        cells.text(level_word(lvl, left), th.level(lvl));
+        let mut cells = cols.row(buf, r.x, y, th);
+        cells.text(&level_word(lvl, left, th.g), th.level(lvl));
         cells.text(&left_text(left), th.left(lvl));
         cells.text(&short_time(n.not_after, now), Style::new());
         cells.text(kind_tag(tree, i), th.tag());

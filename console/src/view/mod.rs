@@ -16,7 +16,6 @@ use ratatui::style::Style;
 
 use crate::app::{App, View};
 use crate::layout::{self, item_height, rows_in};
-use crate::text::fit;
 
 pub mod columns;
 pub mod daemons;
@@ -34,10 +33,14 @@ pub mod tree;
 use draw::{Parts, pane_title, select_row, title_bar};
 use theme::Theme;
 
-/// Draws the whole console; `color: false` draws without colour (NO_COLOR).
+/// Draws the whole console; `color: false` draws without colour (NO_COLOR). The symbols
+/// follow `app.charset`.
 pub fn render(app: &App, frame: &mut Frame, now: DateTime<Utc>, color: bool) {
     let area = frame.area();
-    let th = Theme { color };
+    let th = Theme {
+        color,
+        g: app.charset.glyphs(),
+    };
     if !layout::fits(area) {
         too_small::too_small(frame, area, th);
         return;
@@ -87,7 +90,7 @@ fn view_tabs(app: &App, th: Theme) -> Parts {
 }
 
 /// What the title bar says on the right: count, filter matches, position.
-fn view_info(app: &App, v: View, len: usize) -> String {
+fn view_info(app: &App, v: View, len: usize, th: Theme) -> String {
     let mut info = match v {
         View::Tree => format!("{} nodes", app.tree().nodes.len()),
         View::Expiring => format!("{len} soonest first"),
@@ -96,10 +99,10 @@ fn view_info(app: &App, v: View, len: usize) -> String {
         View::Daemons => format!("{len} daemons"),
     };
     if !app.filter.is_empty() && matches!(v, View::Tree | View::Expiring | View::Events) {
-        info = format!("{len} match \"{}\" · {info}", app.filter);
+        info = format!("{len} match \"{}\" {} {info}", app.filter, th.g.dot);
     }
     if len > 0 {
-        info.push_str(&format!(" · {}/{len}", app.cursor(v) + 1));
+        info.push_str(&format!(" {} {}/{len}", th.g.dot, app.cursor(v) + 1));
     }
     info
 }
@@ -108,7 +111,7 @@ fn view_info(app: &App, v: View, len: usize) -> String {
 fn main_view(app: &App, buf: &mut Buffer, r: Rect, now: DateTime<Utc>, th: Theme) {
     let v = app.view;
     let len = app.len(v);
-    title_bar(buf, r, &view_tabs(app, th), &view_info(app, v, len), th);
+    title_bar(buf, r, &view_tabs(app, th), &view_info(app, v, len, th), th);
     let list = rows_in(r, v);
     let head = Rect::new(r.x, r.y + 1, r.width, 1);
     // Keep the cursor visible even if the stored offset is stale (e.g. right after a resize).
@@ -174,12 +177,15 @@ fn empty(app: &App, buf: &mut Buffer, list: Rect, th: Theme) {
     } else if app.fleet.daemons.iter().any(|d| d.is_live()) {
         "nothing to show".to_string()
     } else {
-        "waiting for the daemons' streams… (:daemons shows the connections)".to_string()
+        format!(
+            "waiting for the daemons' streams{} (:daemons shows the connections)",
+            th.g.ellipsis
+        )
     };
     buf.set_stringn(
         list.x + 1,
         list.y,
-        fit(&msg, usize::from(list.width) - 1),
+        th.fit(&msg, usize::from(list.width) - 1),
         usize::from(list.width),
         th.dim(),
     );

@@ -36,14 +36,14 @@ enum UpFmt {
     Tiny,
 }
 
-fn upstream_parts(w: &SegmentWindow, now: DateTime<Utc>, f: UpFmt) -> (String, Level) {
+fn upstream_parts(w: &SegmentWindow, now: DateTime<Utc>, f: UpFmt, th: Theme) -> (String, Level) {
     let Some(s) = w.upstream_state else {
         let root = if f == UpFmt::Tiny {
-            "— (root)"
+            "(root)"
         } else {
-            "— none (root of trust)"
+            "none (root of trust)"
         };
-        return (root.to_string(), Level::Ok);
+        return (format!("{} {root}", th.g.none), Level::Ok);
     };
     let lvl = conn_level(s);
     let since = w.upstream_since.filter(|&t| t > 0).map(|t| {
@@ -55,7 +55,7 @@ fn upstream_parts(w: &SegmentWindow, now: DateTime<Utc>, f: UpFmt) -> (String, L
         }
     });
     (
-        format!("{} {s}{}", lvl.symbol(), since.unwrap_or_default()),
+        format!("{} {s}{}", th.sym(lvl), since.unwrap_or_default()),
         lvl,
     )
 }
@@ -77,9 +77,10 @@ fn when(s: i64, now: DateTime<Utc>, full: bool) -> String {
 
 /// What happens if the segment's upstream is lost now.
 fn upstream_sentence(w: &SegmentWindow, now: DateTime<Utc>, th: Theme, full: bool) -> Parts {
+    let arrow = th.g.arrow;
     if !w.is_downstream() {
         return vec![
-            (Cow::Borrowed("upstream lost now → "), th.dim()),
+            (Cow::Owned(format!("upstream lost now {arrow} ")), th.dim()),
             (
                 Cow::Borrowed("n/a: this segment is the root of trust"),
                 Style::new(),
@@ -89,11 +90,11 @@ fn upstream_sentence(w: &SegmentWindow, now: DateTime<Utc>, th: Theme, full: boo
     let lost = upstream_lost(w);
     let mut up: Parts = vec![if lost {
         (
-            Cow::Borrowed("upstream LOST → "),
+            Cow::Owned(format!("upstream LOST {arrow} ")),
             th.level_strong(Level::Critical),
         )
     } else {
-        (Cow::Borrowed("upstream lost now → "), th.dim())
+        (Cow::Owned(format!("upstream lost now {arrow} ")), th.dim())
     }];
     match w.x509_until {
         Some(until) => {
@@ -125,7 +126,10 @@ fn upstream_sentence(w: &SegmentWindow, now: DateTime<Utc>, th: Theme, full: boo
 
 /// What happens if the segment's server is lost now.
 fn server_sentence(w: &SegmentWindow, now: DateTime<Utc>, th: Theme, full: bool) -> Parts {
-    let mut srv: Parts = vec![(Cow::Borrowed("server lost now → "), th.dim())];
+    let mut srv: Parts = vec![(
+        Cow::Owned(format!("server lost now {} ", th.g.arrow)),
+        th.dim(),
+    )];
     match w.workloads_fail_at {
         Some(at) => {
             let left = at - now.timestamp();
@@ -156,8 +160,10 @@ fn segment_title(app: &App, w: &SegmentWindow, now: DateTime<Utc>, th: Theme) ->
         (Cow::Owned(w.segment.clone()), th.title()),
         (
             Cow::Owned(format!(
-                " · server {}, {role} · {} workload SVID{plural}",
-                w.server, w.workloads
+                " {dot} server {}, {role} {dot} {} workload SVID{plural}",
+                w.server,
+                w.workloads,
+                dot = th.g.dot
             )),
             th.dim(),
         ),
@@ -184,7 +190,8 @@ fn window_block(
     wd: u16,
 ) -> Vec<Parts> {
     let full = wd >= 100;
-    let (up_line, lvl) = upstream_parts(w, now, if full { UpFmt::Full } else { UpFmt::Compact });
+    let (up_line, lvl) =
+        upstream_parts(w, now, if full { UpFmt::Full } else { UpFmt::Compact }, th);
     let mut up_parts: Parts = vec![
         (Cow::Borrowed("   upstream       "), th.dim()),
         (Cow::Owned(up_line), th.level(lvl)),
@@ -224,7 +231,7 @@ pub fn rows(
             .iter()
             .enumerate()
         {
-            spans(buf, list.x, y + j as u16, list.width, parts);
+            spans(buf, list.x, y + j as u16, list.width, parts, th);
         }
         if sel == Some(wi) {
             select_row(buf, list, y);
@@ -252,7 +259,7 @@ pub fn windows_pane(app: &App, buf: &mut Buffer, r: Rect, now: DateTime<Utc>, th
             if y >= r.y + r.height {
                 return;
             }
-            spans(buf, r.x, y, r.width, &parts);
+            spans(buf, r.x, y, r.width, &parts, th);
             y += 1;
         }
     }
@@ -279,17 +286,21 @@ pub fn strip(app: &App, buf: &mut Buffer, r: Rect, now: DateTime<Utc>, th: Theme
     for (k, w) in wins.iter().take(shown).enumerate() {
         let y = r.y + 2 + k as u16;
         if k + 1 == shown && wins.len() > shown {
-            let msg = format!("… {} more segments: :segments", wins.len() - shown + 1);
+            let msg = format!(
+                "{} {} more segments: :segments",
+                th.g.ellipsis,
+                wins.len() - shown + 1
+            );
             buf.set_stringn(r.x + 1, y, msg, usize::from(r.width - 2), th.dim());
             break;
         }
-        let mut cells = cols.row(buf, r.x, y);
+        let mut cells = cols.row(buf, r.x, y, th);
         cells.text(&w.segment, th.title());
         // A stale daemon's upstream state is only its last word: say so instead.
         match server_stale(app, w, now) {
             Some(s) => cells.text(&s, th.stale()),
             None => {
-                let (up, lvl) = upstream_parts(w, now, UpFmt::Tiny);
+                let (up, lvl) = upstream_parts(w, now, UpFmt::Tiny, th);
                 cells.text(&up, th.level(lvl));
             }
         }
@@ -302,7 +313,7 @@ pub fn strip(app: &App, buf: &mut Buffer, r: Rect, now: DateTime<Utc>, th: Theme
 fn strip_if_upstream_lost(w: &SegmentWindow, now: DateTime<Utc>, th: Theme) -> (String, Style) {
     let lost = upstream_lost(w);
     let text = if !w.is_downstream() {
-        "—".to_string()
+        th.g.none.to_string()
     } else {
         let x509 = match w.x509_until {
             Some(u) => format!("X.509 {}", fmt_secs(u - now.timestamp())),
