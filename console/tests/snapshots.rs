@@ -609,7 +609,11 @@ fn mouse_only_when_enabled() {
         })
     };
     let mut app = base(80, 24);
-    let area = layout::list_area(layout::screen((80, 24)), View::Tree, app.windows());
+    let area = layout::list_area(
+        layout::screen((80, 24)),
+        View::Tree,
+        app.content(View::Tree),
+    );
     assert!(update(&mut app, click(area.y + 3), now()).is_empty());
     assert_eq!(app.cursor(View::Tree), 0);
     app.mouse = true;

@@ -316,7 +316,18 @@ impl App {
 
     /// Rows of `view` that fit on screen.
     pub(super) fn page(&self, v: View) -> usize {
-        layout::page(layout::screen(self.size), v, self.windows())
+        layout::page(layout::screen(self.size), v, self.content(v))
+    }
+
+    /// What the panes have to show when `v` is the main view (for the layout).
+    pub fn content(&self, v: View) -> layout::Content {
+        let wins = self.windows();
+        layout::Content {
+            window_lines: wins.iter().map(layout::window_lines).sum(),
+            segments: wins.len(),
+            items: self.len(v),
+            events: self.fleet.events.len(),
+        }
     }
 
     pub(super) fn set_cursor(&mut self, v: View, to: usize) {

@@ -420,7 +420,11 @@ impl App {
 
     /// A left click: selects the row under it, or acts on it when already selected.
     fn click(&mut self, x: u16, y: u16, now: DateTime<Utc>, fx: &mut Vec<Effect>) -> bool {
-        let area = layout::list_area(layout::screen(self.size), self.view, self.windows());
+        let area = layout::list_area(
+            layout::screen(self.size),
+            self.view,
+            self.content(self.view),
+        );
         let inside =
             x >= area.x && x < area.x + area.width && y >= area.y && y < area.y + area.height;
         if !inside {

@@ -15,6 +15,7 @@ use ratatui::style::Style;
 
 use super::draw::{Align, cell, spans};
 use super::theme::Theme;
+use crate::text::{fit_middle, width};
 
 /// One widening of a column.
 #[derive(Debug, Clone, Copy)]
@@ -219,6 +220,15 @@ impl Cells<'_> {
     pub fn text(&mut self, text: &str, style: Style) {
         let (w, align) = self.next();
         self.x = cell(self.buf, self.x, self.y, w, text, style, align, self.th);
+    }
+
+    /// Writes `prefix` then `text` as the next cell, `text` cut in the middle when too long
+    /// (names whose end tells them apart: SPIFFE paths).
+    pub fn middle(&mut self, prefix: &str, text: &str, style: Style) {
+        let (w, align) = self.next();
+        let room = usize::from(w).saturating_sub(width(prefix));
+        let t = format!("{prefix}{}", fit_middle(text, room, self.th.g.ellipsis));
+        self.x = cell(self.buf, self.x, self.y, w, &t, style, align, self.th);
     }
 
     /// Writes styled pieces as the next cell, cut to its width.

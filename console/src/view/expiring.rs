@@ -33,12 +33,13 @@ pub static TABLE: Table = Table {
     right_pad: 0,
 };
 
-/// The "expires next" pane: level, countdown, time, kind and name (no header).
+/// The "expires next" pane: level, countdown, time, kind and name (no header). The time
+/// repeats the countdown, so it is shown only while the name keeps 24 columns.
 static SOONEST: Table = Table {
     columns: &[
         Column::fixed("LEVEL", 10),
         Column::fixed("LEFT", 8).right(),
-        Column::fixed("EXPIRES", 9),
+        Column::grows("EXPIRES", 0, &[Step::new(1, 9, 24)]),
         Column::fixed("KIND", 4),
         Column::fill("NAME", 0),
     ],
@@ -82,7 +83,7 @@ pub fn row(
         Some(s) => cells.text(&s, th.stale()),
         None => cells.text(n.state_wire().as_str(), Style::new()),
     }
-    cells.text(short_name(app, n), Style::new());
+    cells.middle("", short_name(app, n), Style::new());
 }
 
 /// The "expires next" pane of a large terminal.
@@ -102,8 +103,8 @@ pub fn soonest_pane(app: &App, buf: &mut Buffer, r: Rect, now: DateTime<Utc>, th
         cells.text(kind_tag(tree, i), th.tag());
         let name = short_name(app, n);
         match stale_marker(app, tree.nodes[i].source, now) {
-            Some(s) => cells.text(&format!("{s} {name}"), Style::new()),
-            None => cells.text(name, Style::new()),
+            Some(s) => cells.middle(&format!("{s} "), name, Style::new()),
+            None => cells.middle("", name, Style::new()),
         }
     }
     if ids.is_empty() {

@@ -45,7 +45,7 @@ pub fn render(app: &App, frame: &mut Frame, now: DateTime<Utc>, color: bool) {
         too_small::too_small(frame, area, th);
         return;
     }
-    let a = layout::areas(area, app.view, app.windows());
+    let a = layout::areas(area, app.view, app.content(app.view));
     let buf = frame.buffer_mut();
     header::header(app, buf, a.header, now, th);
     header::reasons(app, buf, a.reasons, th);

@@ -17,7 +17,8 @@ use super::draw::{Parts, pane_title, select_row, spans};
 use super::theme::Theme;
 use crate::app::App;
 use crate::layout::SEGMENT_LINES;
-use crate::text::format::{deadline_level, short_time, stale_marker};
+use crate::text::format::{clock_time, deadline_level, stale_marker};
+use crate::text::width;
 
 /// Warn when a downstream's X.509 issuance stops within this many seconds of losing its
 /// upstream.
@@ -66,21 +67,50 @@ fn upstream_lost(w: &SegmentWindow) -> bool {
         .is_some_and(|s| conn_level(s) == Level::Critical)
 }
 
-/// A time in full, or short (`07:14:03Z`) when `full` is false.
-fn when(s: i64, now: DateTime<Utc>, full: bool) -> String {
-    if full {
-        fmt_time(s)
-    } else {
-        short_time(s, now)
+/// How many words a window sentence spends; the longest that fits is used, so the time of
+/// day is never the part that is cut.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Words {
+    /// `X.509 continues until 2026-11-24 07:14:03Z (in 53m 00s)`
+    Full,
+    /// `X.509 until 07:14:03Z (in 53m 00s)`
+    Short,
+    /// `lost → X.509 until 07:14Z (in 53m 00s)`
+    Tiny,
+}
+
+/// A time as a sentence of `words` says it.
+fn when(s: i64, now: DateTime<Utc>, words: Words) -> String {
+    match words {
+        Words::Full => fmt_time(s),
+        Words::Short => clock_time(s, now, true),
+        Words::Tiny => clock_time(s, now, false),
     }
 }
 
+/// The most words of `make` that fit in `w` columns (the tersest when none does).
+fn sentence(w: u16, make: impl Fn(Words) -> Parts) -> Parts {
+    let mut last = Vec::new();
+    for words in [Words::Full, Words::Short, Words::Tiny] {
+        last = make(words);
+        let n: usize = last.iter().map(|(t, _)| width(t)).sum();
+        if n <= usize::from(w) {
+            break;
+        }
+    }
+    last
+}
+
 /// What happens if the segment's upstream is lost now.
-fn upstream_sentence(w: &SegmentWindow, now: DateTime<Utc>, th: Theme, full: bool) -> Parts {
+fn upstream_sentence(w: &SegmentWindow, now: DateTime<Utc>, th: Theme, words: Words) -> Parts {
     let arrow = th.g.arrow;
+    let now_word = if words == Words::Tiny { "" } else { " now" };
     if !w.is_downstream() {
         return vec![
-            (Cow::Owned(format!("upstream lost now {arrow} ")), th.dim()),
+            (
+                Cow::Owned(format!("upstream lost{now_word} {arrow} ")),
+                th.dim(),
+            ),
             (
                 Cow::Borrowed("n/a: this segment is the root of trust"),
                 Style::new(),
@@ -94,7 +124,10 @@ fn upstream_sentence(w: &SegmentWindow, now: DateTime<Utc>, th: Theme, full: boo
             th.level_strong(Level::Critical),
         )
     } else {
-        (Cow::Owned(format!("upstream lost now {arrow} ")), th.dim())
+        (
+            Cow::Owned(format!("upstream lost{now_word} {arrow} ")),
+            th.dim(),
+        )
     }];
     match w.x509_until {
         Some(until) => {
@@ -102,8 +135,12 @@ fn upstream_sentence(w: &SegmentWindow, now: DateTime<Utc>, th: Theme, full: boo
             up.push((
                 Cow::Owned(format!(
                     "X.509 {}until {} (in {})",
-                    if full { "continues " } else { "" },
-                    when(until, now, full),
+                    if words == Words::Full {
+                        "continues "
+                    } else {
+                        ""
+                    },
+                    when(until, now, words),
                     fmt_secs(left)
                 )),
                 th.left(deadline_level(left, X509_WARN_SECS)),
@@ -125,9 +162,10 @@ fn upstream_sentence(w: &SegmentWindow, now: DateTime<Utc>, th: Theme, full: boo
 }
 
 /// What happens if the segment's server is lost now.
-fn server_sentence(w: &SegmentWindow, now: DateTime<Utc>, th: Theme, full: bool) -> Parts {
+fn server_sentence(w: &SegmentWindow, now: DateTime<Utc>, th: Theme, words: Words) -> Parts {
+    let now_word = if words == Words::Tiny { "" } else { " now" };
     let mut srv: Parts = vec![(
-        Cow::Owned(format!("server lost now {} ", th.g.arrow)),
+        Cow::Owned(format!("server lost{now_word} {} ", th.g.arrow)),
         th.dim(),
     )];
     match w.workloads_fail_at {
@@ -136,7 +174,7 @@ fn server_sentence(w: &SegmentWindow, now: DateTime<Utc>, th: Theme, full: bool)
             srv.push((
                 Cow::Owned(format!(
                     "workloads fail at {} (in {})",
-                    when(at, now, full),
+                    when(at, now, words),
                     fmt_secs(left)
                 )),
                 th.left(deadline_level(left, WORKLOADS_WARN_SECS)),
@@ -190,6 +228,7 @@ fn window_block(
     wd: u16,
 ) -> Vec<Parts> {
     let full = wd >= 100;
+    let room = wd.saturating_sub(3);
     let (up_line, lvl) =
         upstream_parts(w, now, if full { UpFmt::Full } else { UpFmt::Compact }, th);
     let mut up_parts: Parts = vec![
@@ -208,8 +247,8 @@ fn window_block(
     vec![
         title,
         up_parts,
-        indent(upstream_sentence(w, now, th, full)),
-        indent(server_sentence(w, now, th, full)),
+        indent(sentence(room, |words| upstream_sentence(w, now, th, words))),
+        indent(sentence(room, |words| server_sentence(w, now, th, words))),
     ]
 }
 
