@@ -358,13 +358,14 @@ fn tab_cycles_views_and_esc_goes_back() {
         View::Segments,
         View::Events,
         View::Daemons,
+        View::Timeline,
         View::Tree,
     ] {
         update(&mut app, key(KeyCode::Tab), now());
         assert_eq!(app.view, v);
     }
     update(&mut app, key(KeyCode::BackTab), now());
-    assert_eq!(app.view, View::Daemons);
+    assert_eq!(app.view, View::Timeline);
     update(&mut app, key(KeyCode::Esc), now());
     assert_eq!(app.view, View::Tree);
 }

@@ -14,6 +14,7 @@ use trustdeck_topology::fleet::{
     Fleet, Health, Level, Row, SegmentWindow, Thresholds, Tree, counts_for_health,
 };
 
+use super::history::{self, History};
 use super::msg::DetailError;
 use super::screen::{Mode, View};
 use crate::layout;
@@ -99,8 +100,10 @@ pub struct App {
     pub size: (u16, u16),
     /// The id of the tree node the tree cursor follows across rebuilds.
     pub(super) selected: Option<String>,
-    cursors: [usize; 5],
-    offsets: [usize; 5],
+    /// Health per segment and daemon over the last hour (the timeline).
+    pub history: History,
+    cursors: [usize; View::ALL.len()],
+    offsets: [usize; View::ALL.len()],
     cache: Cache,
 }
 
@@ -123,8 +126,9 @@ impl App {
             help_scroll: 0,
             size: (80, 24),
             selected: None,
-            cursors: [0; 5],
-            offsets: [0; 5],
+            history: History::default(),
+            cursors: [0; View::ALL.len()],
+            offsets: [0; View::ALL.len()],
             cache: Cache {
                 rows_dirty: true,
                 ..Cache::default()
@@ -209,6 +213,7 @@ impl App {
             View::Segments => self.cache.windows.len(),
             View::Events => self.events().len(),
             View::Daemons => self.fleet.daemons.len(),
+            View::Timeline => self.history.rows.len(),
         }
     }
 
@@ -312,6 +317,12 @@ impl App {
         }
         // No empty space below the last row when it can be avoided.
         self.offsets[i] = self.offsets[i].min(len.saturating_sub(page));
+    }
+
+    /// Adds the fleet's current health to the timeline (once per tick).
+    pub(super) fn record_history(&mut self, now: DateTime<Utc>) {
+        let s = history::sample(&self.fleet, &self.cache.tree, now, &self.thresholds);
+        self.history.record(now, &s);
     }
 
     /// Rows of `view` that fit on screen.

@@ -62,6 +62,9 @@ pub struct Glyphs {
     pub key_down: &'static str,
     pub key_left: &'static str,
     pub key_right: &'static str,
+    /// Timeline cells: no sample, ok, warning, critical, unreachable (heights, so the state
+    /// reads without colour).
+    pub timeline: [&'static str; 5],
     /// Whether frames may use box drawing.
     pub box_drawing: bool,
 }
@@ -88,6 +91,7 @@ pub static UNICODE: Glyphs = Glyphs {
     key_down: "↓",
     key_left: "←",
     key_right: "→",
+    timeline: ["·", "▁", "▄", "█", "▒"],
     box_drawing: true,
 };
 
@@ -113,6 +117,7 @@ pub static ASCII: Glyphs = Glyphs {
     key_down: "down",
     key_left: "left",
     key_right: "right",
+    timeline: [".", "_", "!", "X", "?"],
     box_drawing: false,
 };
 
@@ -183,6 +188,10 @@ mod tests {
     fn the_ascii_table_is_ascii_and_the_unicode_one_one_column_each() {
         assert!(all(&ASCII).iter().all(|s| s.is_ascii() && !s.is_empty()));
         assert!(all(&UNICODE).iter().all(|s| s.chars().count() == 1));
+        for g in [&ASCII, &UNICODE] {
+            assert!(g.timeline.iter().all(|s| s.chars().count() == 1));
+        }
+        assert!(ASCII.timeline.iter().all(|s| s.is_ascii()));
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! go comes from [`layout`](crate::layout); every table is a [`columns::Table`].
 //!
 //! - [`header`]: the title and reasons lines; [`footer`]: hints, typed input, messages;
-//! - one module per view: [`tree`], [`expiring`], [`segments`], [`events`], [`daemons`];
+//! - one module per view: [`tree`], [`expiring`], [`segments`], [`events`], [`daemons`],
+//!   [`timeline`];
 //! - [`overlay`]: the help and detail popups; [`too_small`]: a terminal below 80×24.
 
 use std::borrow::Cow;
@@ -27,6 +28,7 @@ pub mod header;
 pub mod overlay;
 pub mod segments;
 pub mod theme;
+pub mod timeline;
 pub mod too_small;
 pub mod tree;
 
@@ -97,6 +99,7 @@ fn view_info(app: &App, v: View, len: usize, th: Theme) -> String {
         View::Segments => format!("{len} segments"),
         View::Events => format!("{len} newest first"),
         View::Daemons => format!("{len} daemons"),
+        View::Timeline => timeline::legend(th),
     };
     if !app.filter.is_empty() && matches!(v, View::Tree | View::Expiring | View::Events) {
         info = format!("{len} match \"{}\" {} {info}", app.filter, th.g.dot);
@@ -138,10 +141,14 @@ fn main_view(app: &App, buf: &mut Buffer, r: Rect, now: DateTime<Utc>, th: Theme
             events::TABLE.solve(r.width).header(buf, head, th);
             events::rows(app, buf, list, off, sel, now, th);
         }
-        View::Tree | View::Expiring | View::Daemons => {
+        View::Tree | View::Expiring | View::Daemons | View::Timeline => {
             let Some(t) = table(v) else { return };
             let cols = t.solve(r.width);
-            cols.header(buf, head, th);
+            if v == View::Timeline {
+                timeline::header(&cols, buf, head, th);
+            } else {
+                cols.header(buf, head, th);
+            }
             for (k, i) in (off..end).enumerate() {
                 let at = (r.x, list.y + k as u16);
                 match v {
@@ -149,6 +156,7 @@ fn main_view(app: &App, buf: &mut Buffer, r: Rect, now: DateTime<Utc>, th: Theme
                     View::Expiring => {
                         expiring::row(app, &cols, buf, at, app.expiring()[i], now, th)
                     }
+                    View::Timeline => timeline::row(app, &cols, buf, at, i, now, th),
                     _ => daemons::row(app, &cols, buf, at, i, now, th),
                 }
                 if sel == Some(i) {
@@ -166,6 +174,7 @@ fn table(v: View) -> Option<&'static columns::Table> {
         View::Expiring => Some(&expiring::TABLE),
         View::Events => Some(&events::TABLE),
         View::Daemons => Some(&daemons::TABLE),
+        View::Timeline => Some(&timeline::TABLE),
         View::Segments => None,
     }
 }
