@@ -225,7 +225,8 @@ mod tests {
     use super::*;
 
     fn at(secs: i64) -> DateTime<Utc> {
-        DateTime::from_timestamp(1_800_000_000 - 1_800_000_000 % 60 + secs, 0).expect("time")
+        // A whole minute, so offsets fall in the intervals the tests expect.
+        DateTime::from_timestamp(1_799_999_940 + secs, 0).expect("time")
     }
 
     fn one(h: &mut History, secs: i64, m: Mark) {

@@ -67,6 +67,9 @@ fn upstream_lost(w: &SegmentWindow) -> bool {
         .is_some_and(|s| conn_level(s) == Level::Critical)
 }
 
+/// From this width a window block says times in full.
+const FULL_WIDTH: u16 = 100;
+
 /// How many words a window sentence spends; the longest that fits is used, so the time of
 /// day is never the part that is cut.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -88,10 +91,15 @@ fn when(s: i64, now: DateTime<Utc>, words: Words) -> String {
     }
 }
 
-/// The most words of `make` that fit in `w` columns (the tersest when none does).
+/// The most words of `make` that fit in `w` columns (the tersest when none does); the full
+/// dates only from [`FULL_WIDTH`] columns.
 fn sentence(w: u16, make: impl Fn(Words) -> Parts) -> Parts {
     let mut last = Vec::new();
-    for words in [Words::Full, Words::Short, Words::Tiny] {
+    let first = if w + 3 >= FULL_WIDTH { 0 } else { 1 };
+    for words in [Words::Full, Words::Short, Words::Tiny]
+        .into_iter()
+        .skip(first)
+    {
         last = make(words);
         let n: usize = last.iter().map(|(t, _)| width(t)).sum();
         if n <= usize::from(w) {
@@ -227,7 +235,7 @@ fn window_block(
     th: Theme,
     wd: u16,
 ) -> Vec<Parts> {
-    let full = wd >= 100;
+    let full = wd >= FULL_WIDTH;
     let room = wd.saturating_sub(3);
     let (up_line, lvl) =
         upstream_parts(w, now, if full { UpFmt::Full } else { UpFmt::Compact }, th);
