@@ -16,7 +16,8 @@ use trustdeck_topology::{DaemonConn, DaemonState, Fleet, Health, SegmentWindow};
 
 use crate::client::{ClientError, ClientTls, Update, Watcher};
 use crate::fleetfile::Target;
-use crate::text::window::{self, Room};
+use crate::text::glyphs::{Glyphs, UNICODE};
+use crate::text::window::{self, Words};
 
 /// Writes a line to stdout; false when stdout is gone (a closed pipe ends `watch` quietly).
 pub fn out(line: &str) -> bool {
@@ -118,8 +119,13 @@ fn conn_words(ds: &DaemonState, now: DateTime<Utc>) -> String {
     }
 }
 
-/// The `status --output table` text.
+/// The `status --output table` text, with Unicode symbols.
 pub fn table(fleet: &Fleet, now: DateTime<Utc>, th: &Thresholds) -> String {
+    table_with(fleet, now, th, &UNICODE)
+}
+
+/// The `status --output table` text, with the symbols of `g` (ASCII on a jump host).
+pub fn table_with(fleet: &Fleet, now: DateTime<Utc>, th: &Thresholds, g: &Glyphs) -> String {
     let tree = fleet.tree();
     let health = fleet.health(&tree, now, th);
     let state = health.state();
@@ -127,7 +133,7 @@ pub fn table(fleet: &Fleet, now: DateTime<Utc>, th: &Thresholds) -> String {
     let _ = writeln!(
         out,
         "FLEET  {} {}   at {}",
-        state.symbol(),
+        g.level(state.level()),
         state.as_str().to_uppercase(),
         fmt_time(now.timestamp())
     );
@@ -164,10 +170,10 @@ pub fn table(fleet: &Fleet, now: DateTime<Utc>, th: &Thresholds) -> String {
     }
     let _ = writeln!(out, "\nAUTONOMOUS WINDOWS");
     for w in fleet.windows(&tree, now) {
-        windows_block(&mut out, &w, now);
+        windows_block(&mut out, &w, now, g);
     }
     let _ = writeln!(out, "\nTIERS");
-    tiers_block(&mut out, fleet, &tree, now, th);
+    tiers_block(&mut out, fleet, &tree, now, (th, g));
     let _ = writeln!(out, "\nEXPIRES NEXT");
     for i in fleet.expiring(&tree, 10) {
         let n = &tree.nodes[i].node;
@@ -190,7 +196,7 @@ pub fn table(fleet: &Fleet, now: DateTime<Utc>, th: &Thresholds) -> String {
 
 /// One segment's window: a title (marked when its server is not live), the upstream link,
 /// and what each loss means or has meant.
-fn windows_block(out: &mut String, w: &SegmentWindow, now: DateTime<Utc>) {
+fn windows_block(out: &mut String, w: &SegmentWindow, now: DateTime<Utc>, g: &Glyphs) {
     let marker = match &w.reach {
         Reach::Lost { since, .. } => format!(
             "  [LAST KNOWN as of {}, unreachable for {}]",
@@ -207,25 +213,31 @@ fn windows_block(out: &mut String, w: &SegmentWindow, now: DateTime<Utc>) {
         "  segment {} ({}, server {}){marker}",
         w.segment, w.role, w.server
     );
-    let (up, _) = window::upstream_state(w, now, Room::Full);
+    let (up, _) = window::upstream_state(w, now, Words::Full, g);
     let _ = writeln!(out, "    upstream {up}");
     if w.is_downstream() {
         let _ = writeln!(
             out,
             "    {}",
-            window::plain(&window::upstream_sentence(w, now, Room::Full))
+            window::plain(&window::upstream_sentence(w, now, Words::Full, g))
         );
     }
     let _ = writeln!(
         out,
         "    {} [{} SVIDs]",
-        window::plain(&window::server_sentence(w, now, Room::Full)),
+        window::plain(&window::server_sentence(w, now, Words::Full, g)),
         w.workloads
     );
 }
 
 /// Servers, authorities and agents (not workload SVIDs), indented, with level and state.
-fn tiers_block(out: &mut String, fleet: &Fleet, tree: &Tree, now: DateTime<Utc>, th: &Thresholds) {
+fn tiers_block(
+    out: &mut String,
+    fleet: &Fleet,
+    tree: &Tree,
+    now: DateTime<Utc>,
+    (th, g): (&Thresholds, &Glyphs),
+) {
     for r in tree.rows(&Default::default(), "") {
         let t = &tree.nodes[r.idx];
         let n = &t.node;
@@ -253,7 +265,7 @@ fn tiers_block(out: &mut String, fleet: &Fleet, tree: &Tree, now: DateTime<Utc>,
         let _ = writeln!(
             out,
             "  {} {:indent$}{} {} [{state}]{last_known} {left}",
-            lvl.symbol(),
+            g.level(lvl),
             "",
             n.label,
             if n.spiffe_id.is_empty() {

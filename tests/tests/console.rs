@@ -140,6 +140,18 @@ fn demo_and_status_report_real_values_with_threshold_exit_codes() {
         text.contains("AUTONOMOUS WINDOWS") && text.contains("JWT stops now"),
         "{text}"
     );
+    // On a jump host (C locale, vt100) the table is plain ASCII.
+    let out = Command::new(bin("trustdeck"))
+        .args(["status", "--output", "table", "--fleet"])
+        .arg(demo.fleet_path())
+        .env("LANG", "C")
+        .env("LC_ALL", "C")
+        .env("TERM", "vt100")
+        .output()
+        .expect("run trustdeck");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("AUTONOMOUS WINDOWS"), "{text}");
+    assert!(out.stdout.is_ascii(), "non-ASCII output:\n{text}");
     let (code, text) = demo.trustdeck(&["status", "--warn-fraction", "7"]);
     assert_eq!(code, 4, "{text}");
     assert!(text.contains("--warn-fraction"), "{text}");

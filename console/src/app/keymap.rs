@@ -27,6 +27,8 @@ pub enum Context {
     Events,
     /// The daemons view.
     Daemons,
+    /// The timeline view.
+    Timeline,
     /// The detail popup.
     Detail,
     /// The help overlay.
@@ -49,6 +51,7 @@ impl Context {
             Context::Segments => "Segments view",
             Context::Events => "Events view",
             Context::Daemons => "Daemons view",
+            Context::Timeline => "Timeline view",
             Context::Detail => "Detail popup",
             Context::Help => "Help",
             Context::Filter => "Filter (after /)",
@@ -57,7 +60,7 @@ impl Context {
     }
 
     /// Every context, in help order.
-    pub const ALL: [Context; 12] = [
+    pub const ALL: [Context; 13] = [
         Context::Global,
         Context::Always,
         Context::Moving,
@@ -66,6 +69,7 @@ impl Context {
         Context::Segments,
         Context::Events,
         Context::Daemons,
+        Context::Timeline,
         Context::Detail,
         Context::Help,
         Context::Filter,
@@ -84,6 +88,8 @@ pub enum Action {
     StartCommand,
     NextView,
     PrevView,
+    /// Switch to the timeline.
+    ShowTimeline,
     /// Clear the filter, else back to the tree.
     Back,
     Up,
@@ -194,6 +200,7 @@ pub fn contexts(mode: Mode, view: View) -> Vec<Context> {
                 View::Segments => Context::Segments,
                 View::Events => Context::Events,
                 View::Daemons => Context::Daemons,
+                View::Timeline => Context::Timeline,
             },
             Context::Moving,
             Context::Global,

@@ -14,9 +14,11 @@ use trustdeck_topology::fleet::{
     Fleet, Health, Level, Row, SegmentWindow, Thresholds, Tree, counts_for_health,
 };
 
+use super::history::{self, History};
 use super::msg::DetailError;
 use super::screen::{Mode, View};
 use crate::layout;
+use crate::text::glyphs::Charset;
 
 /// Most rows the "expires next" list keeps (after the filter).
 pub const EXPIRING_LIMIT: usize = 1000;
@@ -79,6 +81,8 @@ pub struct App {
     pub read_only: bool,
     /// Mouse capture (wheel scrolls, click selects).
     pub mouse: bool,
+    /// The symbols the terminal can show (chosen once at start).
+    pub charset: Charset,
     pub view: View,
     pub mode: Mode,
     /// Ids of collapsed tree nodes.
@@ -96,8 +100,10 @@ pub struct App {
     pub size: (u16, u16),
     /// The id of the tree node the tree cursor follows across rebuilds.
     pub(super) selected: Option<String>,
-    cursors: [usize; 5],
-    offsets: [usize; 5],
+    /// Health per segment and daemon over the last hour (the timeline).
+    pub history: History,
+    cursors: [usize; View::ALL.len()],
+    offsets: [usize; View::ALL.len()],
     cache: Cache,
 }
 
@@ -109,6 +115,7 @@ impl App {
             thresholds,
             read_only: true,
             mouse: false,
+            charset: Charset::Unicode,
             view: View::Tree,
             mode: Mode::Normal,
             collapsed: HashSet::new(),
@@ -119,8 +126,9 @@ impl App {
             help_scroll: 0,
             size: (80, 24),
             selected: None,
-            cursors: [0; 5],
-            offsets: [0; 5],
+            history: History::default(),
+            cursors: [0; View::ALL.len()],
+            offsets: [0; View::ALL.len()],
             cache: Cache {
                 rows_dirty: true,
                 ..Cache::default()
@@ -205,6 +213,7 @@ impl App {
             View::Segments => self.cache.windows.len(),
             View::Events => self.events().len(),
             View::Daemons => self.fleet.daemons.len(),
+            View::Timeline => self.history.rows.len(),
         }
     }
 
@@ -317,9 +326,26 @@ impl App {
         self.offsets[i] = self.offsets[i].min(len.saturating_sub(page));
     }
 
+    /// Adds the fleet's current health to the timeline (once per tick).
+    pub(super) fn record_history(&mut self, now: DateTime<Utc>) {
+        let s = history::sample(&self.fleet, &self.cache.tree, now, &self.thresholds);
+        self.history.record(now, &s);
+    }
+
     /// Rows of `view` that fit on screen.
     pub(super) fn page(&self, v: View) -> usize {
-        layout::page(layout::screen(self.size), v, self.windows())
+        layout::page(layout::screen(self.size), v, self.content(v))
+    }
+
+    /// What the panes have to show when `v` is the main view (for the layout).
+    pub fn content(&self, v: View) -> layout::Content {
+        let wins = self.windows();
+        layout::Content {
+            window_lines: wins.iter().map(layout::window_lines).sum(),
+            segments: wins.len(),
+            items: self.len(v),
+            events: self.fleet.events.len(),
+        }
     }
 
     pub(super) fn set_cursor(&mut self, v: View, to: usize) {

@@ -10,6 +10,7 @@ use trustdeck_topology::ttl::{fmt_secs, fmt_time, remaining_fraction};
 use crate::app::{App, DetailState};
 
 use super::format::{bar, kind_name, kind_tag, level_word, stale_marker};
+use super::glyphs::Glyphs;
 use super::{Role, TextLine};
 
 /// The detail document of the open popup (empty when none is open).
@@ -69,7 +70,13 @@ fn node_fields(app: &App, d: &DetailState, now: DateTime<Utc>, out: &mut Fields)
         let lvl = idx
             .map(|i| app.fleet.node_level(tree, i, now, &app.thresholds))
             .unwrap_or(Level::Ok);
-        lifetime(n, app.fleet.daemon_now(d.daemon, now), lvl, out);
+        lifetime(
+            n,
+            app.fleet.daemon_now(d.daemon, now),
+            lvl,
+            app.charset.glyphs(),
+            out,
+        );
     }
     if let Some(k) = &n.key_storage {
         let v = if k.detail.is_empty() {
@@ -92,7 +99,7 @@ fn node_fields(app: &App, d: &DetailState, now: DateTime<Utc>, out: &mut Fields)
 }
 
 /// `not before`, `not after` and `lifetime`, on the reporting daemon's clock `dnow`.
-fn lifetime(n: &Node, dnow: DateTime<Utc>, lvl: Level, out: &mut Fields) {
+fn lifetime(n: &Node, dnow: DateTime<Utc>, lvl: Level, g: &Glyphs, out: &mut Fields) {
     let left = n.not_after - dnow.timestamp();
     out.add("not before", fmt_time(n.not_before), Role::Plain);
     let when = if left <= 0 {
@@ -107,9 +114,9 @@ fn lifetime(n: &Node, dnow: DateTime<Utc>, lvl: Level, out: &mut Fields) {
     out.add("not after", when, Role::Countdown(lvl));
     let frac = remaining_fraction(n.not_before, n.not_after, dnow);
     let word = if counts_for_health(n) {
-        level_word(lvl, left)
+        level_word(lvl, left, g)
     } else {
-        "– not counted"
+        format!("{} not counted", g.not_counted)
     };
     out.add(
         "lifetime",
@@ -117,7 +124,7 @@ fn lifetime(n: &Node, dnow: DateTime<Utc>, lvl: Level, out: &mut Fields) {
             "{}, {:.0}% left  {}  {word}",
             fmt_secs(n.not_after - n.not_before),
             frac * 100.0,
-            bar(frac, 10),
+            bar(frac, 10, g),
         ),
         Role::Level(lvl),
     );
@@ -131,13 +138,17 @@ fn fetched(app: &App, d: &DetailState, out: &mut Vec<TextLine>) {
         .get(d.daemon)
         .map(|x| x.name.clone())
         .unwrap_or_default();
+    let g = app.charset.glyphs();
     match &d.fetched {
         None => out.push(TextLine::one(
-            format!(" fetching the certificate detail from {from}…"),
+            format!(" fetching the certificate detail from {from}{}", g.ellipsis),
             Role::Dim,
         )),
         Some(Err(e)) => out.push(TextLine::one(
-            format!(" ✗ could not fetch the detail from {from}: {e}"),
+            format!(
+                " {} could not fetch the detail from {from}: {e}",
+                g.critical
+            ),
             Role::Level(Level::Critical),
         )),
         Some(Ok(nd)) => {

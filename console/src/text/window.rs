@@ -14,7 +14,8 @@ use trustdeck_topology::fleet::{
 };
 use trustdeck_topology::ttl::{fmt_secs, fmt_time};
 
-use super::format::{deadline_level, short_time};
+use super::format::{clock_time, deadline_level, short_time};
+use super::glyphs::Glyphs;
 use super::{Role, TextLine};
 
 /// Warn when a downstream's X.509 issuance stops within this many seconds of losing its
@@ -23,22 +24,24 @@ pub const X509_WARN_SECS: i64 = 3600;
 /// Warn when workloads fail within this many seconds of losing their server.
 pub const WORKLOADS_WARN_SECS: i64 = 600;
 
-/// How much room the words have.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Room {
+/// How many words a window sentence spends (the view uses the most that fit, so the time of
+/// day is never what is cut).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Words {
     /// Full times (`2026-11-24 06:12:03Z`), `since …` with the age.
     Full,
-    /// Times of day (`06:12:03Z`).
-    Compact,
-    /// The fewest words (the strip's cells).
+    /// Times of day (`06:12:03Z`), fewer words.
+    Short,
+    /// Times of day to the minute (`06:12Z`), the fewest words.
     Tiny,
 }
 
-impl Room {
+impl Words {
     fn when(self, t: i64, now: DateTime<Utc>) -> String {
         match self {
-            Room::Full => fmt_time(t),
-            Room::Compact | Room::Tiny => short_time(t, now),
+            Words::Full => fmt_time(t),
+            Words::Short => clock_time(t, now, true),
+            Words::Tiny => clock_time(t, now, false),
         }
     }
 }
@@ -49,14 +52,19 @@ fn piece(text: impl Into<Cow<'static, str>>, role: Role) -> (Cow<'static, str>, 
 
 /// `✓ connected since … (3h 00m)`; for a server not live, `last known: connected … (as of
 /// 06:12:03Z)`; and the level of the link as shown.
-pub fn upstream_state(w: &SegmentWindow, now: DateTime<Utc>, room: Room) -> (String, Level) {
+pub fn upstream_state(
+    w: &SegmentWindow,
+    now: DateTime<Utc>,
+    words: Words,
+    g: &Glyphs,
+) -> (String, Level) {
     if !w.is_downstream() {
-        let root = if room == Room::Tiny {
-            "— (root)"
+        let root = if words == Words::Tiny {
+            "(root)"
         } else {
-            "— none (root of trust)"
+            "none (root of trust)"
         };
-        return (root.to_string(), Level::Ok);
+        return (format!("{} {root}", g.none), Level::Ok);
     }
     let Some(u) = &w.upstream else {
         return (
@@ -68,16 +76,16 @@ pub fn upstream_state(w: &SegmentWindow, now: DateTime<Utc>, room: Room) -> (Str
     // A last-known link has no age now: only its start and when it was last known.
     let since = (u.since > 0).then(|| {
         if u.as_of.is_some() {
-            return match room {
-                Room::Full => format!(" since {}", fmt_time(u.since)),
-                Room::Compact | Room::Tiny => String::new(),
+            return match words {
+                Words::Full => format!(" since {}", fmt_time(u.since)),
+                Words::Short | Words::Tiny => String::new(),
             };
         }
         let d = fmt_secs(now.timestamp() - u.since);
-        match room {
-            Room::Full => format!(" since {} ({d})", fmt_time(u.since)),
-            Room::Compact => format!(" for {d}"),
-            Room::Tiny => format!(" {d}"),
+        match words {
+            Words::Full => format!(" since {} ({d})", fmt_time(u.since)),
+            Words::Short => format!(" for {d}"),
+            Words::Tiny => format!(" {d}"),
         }
     });
     let state = format!("{}{}", u.state, since.unwrap_or_default());
@@ -86,27 +94,31 @@ pub fn upstream_state(w: &SegmentWindow, now: DateTime<Utc>, room: Room) -> (Str
             format!("last known: {state} (as of {})", short_time(t, now)),
             Level::Warning,
         ),
-        None => (format!("{} {state}", lvl.symbol()), lvl),
+        None => (format!("{} {state}", g.level(lvl)), lvl),
     }
 }
 
 /// X.509 continues until `t` (or stopped at `t`).
-fn x509_until(t: Deadline, now: DateTime<Utc>, room: Room) -> (Cow<'static, str>, Role) {
+fn x509_until(t: Deadline, now: DateTime<Utc>, words: Words) -> (Cow<'static, str>, Role) {
     match t {
         Deadline::At(t) => {
             let left = t - now.timestamp();
-            let verb = if room == Room::Full { "continues " } else { "" };
+            let verb = if words == Words::Full {
+                "continues "
+            } else {
+                ""
+            };
             piece(
                 format!(
                     "X.509 {verb}until {} (in {})",
-                    room.when(t, now),
+                    words.when(t, now),
                     fmt_secs(left)
                 ),
                 Role::Countdown(deadline_level(left, X509_WARN_SECS)),
             )
         }
         Deadline::Passed(t) => piece(
-            format!("X.509 stopped at {}", room.when(t, now)),
+            format!("X.509 stopped at {}", words.when(t, now)),
             Role::Strong(Level::Critical),
         ),
     }
@@ -114,7 +126,13 @@ fn x509_until(t: Deadline, now: DateTime<Utc>, room: Room) -> (Cow<'static, str>
 
 /// What the upstream's loss means: `upstream lost now → X.509 continues until …, JWT stops
 /// now`, or once it happened `upstream lost since … → X.509 continues until …; JWT stopped`.
-pub fn upstream_sentence(w: &SegmentWindow, now: DateTime<Utc>, room: Room) -> TextLine {
+pub fn upstream_sentence(
+    w: &SegmentWindow,
+    now: DateTime<Utc>,
+    words: Words,
+    g: &Glyphs,
+) -> TextLine {
+    let if_lost = format!("upstream lost now {} ", g.arrow);
     let no_ca = || {
         piece(
             "X.509 stops now (no intermediate held)",
@@ -124,22 +142,22 @@ pub fn upstream_sentence(w: &SegmentWindow, now: DateTime<Utc>, room: Room) -> T
     let mut spans = Vec::new();
     match w.upstream_outage(now) {
         UpstreamOutage::Root => {
-            spans.push(piece("upstream lost now → ", Role::Dim));
+            spans.push(piece(if_lost.clone(), Role::Dim));
             spans.push(piece("n/a: this segment is the root of trust", Role::Plain));
         }
         UpstreamOutage::IfLostNow { x509_until: x } => {
-            spans.push(piece("upstream lost now → ", Role::Dim));
+            spans.push(piece(if_lost.clone(), Role::Dim));
             spans.push(match x {
-                Some(t) => x509_until(Deadline::At(t), now, room),
+                Some(t) => x509_until(Deadline::At(t), now, words),
                 None => no_ca(),
             });
             spans.push(piece(", JWT stops now", Role::Plain));
         }
         UpstreamOutage::Unknown { x509_until: x } => {
-            spans.push(piece("upstream lost now → ", Role::Dim));
+            spans.push(piece(if_lost.clone(), Role::Dim));
             match x {
                 Some(t) => {
-                    spans.push(x509_until(Deadline::At(t), now, room));
+                    spans.push(x509_until(Deadline::At(t), now, words));
                     spans.push(piece(" (upstream's record)", Role::Dim));
                 }
                 None => spans.push(piece(
@@ -151,11 +169,15 @@ pub fn upstream_sentence(w: &SegmentWindow, now: DateTime<Utc>, room: Room) -> T
         }
         UpstreamOutage::Lost { since, as_of, x509 } => {
             spans.push(piece(
-                format!("upstream lost since {} → ", room.when(since, now)),
+                format!(
+                    "upstream lost since {} {} ",
+                    words.when(since, now),
+                    g.arrow
+                ),
                 Role::Strong(Level::Critical),
             ));
             spans.push(match x509 {
-                Some(d) => x509_until(d, now, room),
+                Some(d) => x509_until(d, now, words),
                 None => piece(
                     "X.509 stopped (no intermediate held)",
                     Role::Level(Level::Critical),
@@ -180,19 +202,19 @@ fn who_lost(
     reach: &Reach,
     agents_at: Option<i64>,
     now: DateTime<Utc>,
-    room: Room,
+    words: Words,
 ) -> String {
     let console = match reach {
         Reach::Lost { since, .. } => Some(format!(
             "server unreachable since {} (console)",
-            room.when(*since, now)
+            words.when(*since, now)
         )),
         Reach::NeverReached { .. } => Some("server never reached (console)".to_string()),
         Reach::Live | Reach::Connecting => None,
     };
-    let its = if room == Room::Full { "its " } else { "" };
+    let its = if words == Words::Full { "its " } else { "" };
     let agents = match agents_at {
-        Some(t) => Some(format!("{its}agents lost it at {}", room.when(t, now))),
+        Some(t) => Some(format!("{its}agents lost it at {}", words.when(t, now))),
         None if w.agents.total > 0 => Some(format!("{its}agents still reach it")),
         None => None,
     };
@@ -206,18 +228,23 @@ fn who_lost(
 
 /// What the server's loss means: `server lost now → workloads fail at … (in …)`, or once it
 /// happened the facts.
-pub fn server_sentence(w: &SegmentWindow, now: DateTime<Utc>, room: Room) -> TextLine {
+pub fn server_sentence(
+    w: &SegmentWindow,
+    now: DateTime<Utc>,
+    words: Words,
+    g: &Glyphs,
+) -> TextLine {
     let mut spans = Vec::new();
     match w.server_outage(now) {
         ServerOutage::IfLostNow { fail_at } => {
-            spans.push(piece("server lost now → ", Role::Dim));
+            spans.push(piece(format!("server lost now {} ", g.arrow), Role::Dim));
             spans.push(match fail_at {
                 Some(at) => {
                     let left = at - now.timestamp();
                     piece(
                         format!(
                             "workloads fail at {} (in {})",
-                            room.when(at, now),
+                            words.when(at, now),
                             fmt_secs(left)
                         ),
                         Role::Countdown(deadline_level(left, WORKLOADS_WARN_SECS)),
@@ -233,7 +260,7 @@ pub fn server_sentence(w: &SegmentWindow, now: DateTime<Utc>, room: Room) -> Tex
             failure,
         } => {
             spans.push(piece(
-                who_lost(w, &reach, agents_lost_at, now, room),
+                who_lost(w, &reach, agents_lost_at, now, words),
                 Role::Strong(Level::Critical),
             ));
             let plural = if past_renewal == 1 { "" } else { "s" };
@@ -248,18 +275,18 @@ pub fn server_sentence(w: &SegmentWindow, now: DateTime<Utc>, room: Room) -> Tex
             spans.push(match failure {
                 Some(Deadline::At(t)) => {
                     let left = t - now.timestamp();
-                    let first = if room == Room::Full {
+                    let first = if words == Words::Full {
                         "first failure at"
                     } else {
                         "fails"
                     };
                     piece(
-                        format!("; {first} {} (in {})", room.when(t, now), fmt_secs(left)),
+                        format!("; {first} {} (in {})", words.when(t, now), fmt_secs(left)),
                         Role::Countdown(deadline_level(left, WORKLOADS_WARN_SECS)),
                     )
                 }
                 Some(Deadline::Passed(t)) => piece(
-                    format!("; failing since {}", room.when(t, now)),
+                    format!("; failing since {}", words.when(t, now)),
                     Role::Strong(Level::Critical),
                 ),
                 None => piece("; no workload SVIDs known", Role::Plain),
@@ -270,10 +297,10 @@ pub fn server_sentence(w: &SegmentWindow, now: DateTime<Utc>, room: Room) -> Tex
 }
 
 /// The strip's "if upstream lost" cell: `X.509 55m 00s, JWT stops`, or the facts in short.
-pub fn strip_upstream(w: &SegmentWindow, now: DateTime<Utc>) -> (String, Role) {
+pub fn strip_upstream(w: &SegmentWindow, now: DateTime<Utc>, g: &Glyphs) -> (String, Role) {
     let left = |t: i64| fmt_secs(t - now.timestamp());
     match w.upstream_outage(now) {
-        UpstreamOutage::Root => ("—".to_string(), Role::Plain),
+        UpstreamOutage::Root => (g.none.to_string(), Role::Plain),
         UpstreamOutage::IfLostNow { x509_until: x } => {
             let x509 = x.map_or("X.509 stops".to_string(), |t| format!("X.509 {}", left(t)));
             (format!("{x509}, JWT stops"), Role::Plain)
@@ -328,7 +355,7 @@ pub fn strip_server(w: &SegmentWindow, now: DateTime<Utc>) -> (String, Role) {
 pub fn reach_marker(w: &SegmentWindow, now: DateTime<Utc>) -> Option<String> {
     match &w.reach {
         Reach::Live => None,
-        Reach::Connecting => Some("connecting…".to_string()),
+        Reach::Connecting => Some("connecting".to_string()),
         Reach::Lost { since, .. } => Some(format!(
             "UNREACHABLE {}",
             fmt_secs((now.timestamp() - since).max(0))

@@ -15,6 +15,7 @@ use ratatui::style::Style;
 
 use super::draw::{Align, cell, spans};
 use super::theme::Theme;
+use crate::text::{fit_middle, width};
 
 /// One widening of a column.
 #[derive(Debug, Clone, Copy)]
@@ -185,20 +186,21 @@ impl Widths {
 
     /// Draws the header row at the top of `r`.
     pub fn header(&self, buf: &mut Buffer, r: Rect, th: Theme) {
-        let mut row = self.row(buf, r.x, r.y);
+        let mut row = self.row(buf, r.x, r.y, th);
         for c in self.table.columns {
             row.text(c.header, th.head());
         }
     }
 
     /// A writer for one row of the table at (x0, y).
-    pub fn row<'a>(&'a self, buf: &'a mut Buffer, x0: u16, y: u16) -> Cells<'a> {
+    pub fn row<'a>(&'a self, buf: &'a mut Buffer, x0: u16, y: u16, th: Theme) -> Cells<'a> {
         Cells {
             buf,
             widths: self,
             x: x0 + 1,
             y,
             col: 0,
+            th,
         }
     }
 }
@@ -210,20 +212,30 @@ pub struct Cells<'a> {
     x: u16,
     y: u16,
     col: usize,
+    th: Theme,
 }
 
 impl Cells<'_> {
     /// Writes the next cell (nothing for a hidden column), cut to its width.
     pub fn text(&mut self, text: &str, style: Style) {
         let (w, align) = self.next();
-        self.x = cell(self.buf, self.x, self.y, w, text, style, align);
+        self.x = cell(self.buf, self.x, self.y, w, text, style, align, self.th);
+    }
+
+    /// Writes `prefix` then `text` as the next cell, `text` cut in the middle when too long
+    /// (names whose end tells them apart: SPIFFE paths).
+    pub fn middle(&mut self, prefix: &str, text: &str, style: Style) {
+        let (w, align) = self.next();
+        let room = usize::from(w).saturating_sub(width(prefix));
+        let t = format!("{prefix}{}", fit_middle(text, room, self.th.g.ellipsis));
+        self.x = cell(self.buf, self.x, self.y, w, &t, style, align, self.th);
     }
 
     /// Writes styled pieces as the next cell, cut to its width.
     pub fn parts(&mut self, parts: &[(Cow<'_, str>, Style)]) {
         let (w, _) = self.next();
         if w > 0 {
-            spans(self.buf, self.x, self.y, w, parts);
+            spans(self.buf, self.x, self.y, w, parts, self.th);
             self.x += w + 1;
         }
     }

@@ -47,15 +47,20 @@ pub fn row(
     th: Theme,
 ) {
     let ds = &app.fleet.daemons[d];
-    let mut cells = cols.row(buf, x0, y);
+    let mut cells = cols.row(buf, x0, y, th);
     cells.text(&ds.name, th.title());
     cells.text(ds.role().as_str(), Style::new());
     cells.text(ds.segment(), Style::new());
+    let g = th.g;
     let (conn, lvl, err) = match &ds.conn {
-        DaemonConn::Live => ("✓ live".to_string(), Level::Ok, None),
-        DaemonConn::Connecting => ("… connecting".to_string(), Level::Warning, None),
+        DaemonConn::Live => (format!("{} live", g.ok), Level::Ok, None),
+        DaemonConn::Connecting => (format!("{} connecting", g.ellipsis), Level::Warning, None),
         DaemonConn::Lost { since, error } => (
-            format!("✗ lost {}", fmt_secs((now - *since).num_seconds().max(0))),
+            format!(
+                "{} lost {}",
+                g.critical,
+                fmt_secs((now - *since).num_seconds().max(0))
+            ),
             Level::Critical,
             Some(error.as_str()),
         ),
@@ -84,14 +89,14 @@ pub fn row(
         th.left(skew_lvl),
     );
     match &ds.upstream {
-        None => cells.text("—", th.dim()),
+        None => cells.text(g.none, th.dim()),
         Some(u) if !ds.is_live() => {
             cells.text(&format!("? was {}", u.state_wire()), th.stale());
         }
         Some(u) => {
             let state = u.state_wire();
             let l = conn_level(state);
-            cells.text(&format!("{} {state}", l.symbol()), th.level(l));
+            cells.text(&format!("{} {state}", g.level(l)), th.level(l));
         }
     }
     cells.text(&ds.revision.to_string(), th.dim());

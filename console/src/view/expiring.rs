@@ -34,12 +34,13 @@ pub static TABLE: Table = Table {
     right_pad: 0,
 };
 
-/// The "expires next" pane: level, countdown, time, kind and name (no header).
+/// The "expires next" pane: level, countdown, time, kind and name (no header). The time
+/// repeats the countdown, so it is shown only while the name keeps 24 columns.
 static SOONEST: Table = Table {
     columns: &[
         Column::fixed("LEVEL", 10),
         Column::fixed("LEFT", 8).right(),
-        Column::fixed("EXPIRES", 9),
+        Column::grows("EXPIRES", 0, &[Step::new(1, 9, 24)]),
         Column::fixed("KIND", 4),
         Column::fill("NAME", 0),
     ],
@@ -68,8 +69,8 @@ pub fn row(
     let t = &tree.nodes[i];
     let n = &t.node;
     let (lvl, left) = level_left(app, i, now);
-    let mut cells = cols.row(buf, x0, y);
-    cells.text(level_word(lvl, left), th.level(lvl));
+    let mut cells = cols.row(buf, x0, y, th);
+    cells.text(&level_word(lvl, left, th.g), th.level(lvl));
     cells.text(&left_text(left), th.left(lvl));
     let exp = if cols.get(EXPIRES) >= 20 {
         fmt_time(n.not_after)
@@ -82,7 +83,7 @@ pub fn row(
     cells.text(&t.segment, Style::new());
     let (state, role) = state_cell(app, i, now);
     cells.text(&state, th.style(role));
-    cells.text(short_name(app, n), Style::new());
+    cells.middle("", short_name(app, n), Style::new());
 }
 
 /// The "expires next" pane of a large terminal.
@@ -95,15 +96,15 @@ pub fn soonest_pane(app: &App, buf: &mut Buffer, r: Rect, now: DateTime<Utc>, th
         let y = r.y + 1 + k as u16;
         let n = &tree.nodes[i].node;
         let (lvl, left) = level_left(app, i, now);
-        let mut cells = cols.row(buf, r.x, y);
-        cells.text(level_word(lvl, left), th.level(lvl));
+        let mut cells = cols.row(buf, r.x, y, th);
+        cells.text(&level_word(lvl, left, th.g), th.level(lvl));
         cells.text(&left_text(left), th.left(lvl));
         cells.text(&short_time(n.not_after, now), Style::new());
         cells.text(kind_tag(tree, i), th.tag());
         let name = short_name(app, n);
         match stale_marker(app, tree.nodes[i].source, now) {
-            Some(s) => cells.text(&format!("{s} {name}"), Style::new()),
-            None => cells.text(name, Style::new()),
+            Some(s) => cells.middle(&format!("{s} "), name, Style::new()),
+            None => cells.middle("", name, Style::new()),
         }
     }
     if ids.is_empty() {

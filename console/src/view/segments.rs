@@ -1,6 +1,7 @@
 //! The autonomous window of every segment: what happens if its upstream, or its server, is
-//! lost now, or what is happening since it was (the words are `text::window`'s). Three forms: the segments view (a block per segment), the windows pane of a large
-//! terminal, and the compact strip above the list on a small one.
+//! lost now, or what is happening since it was (the words are `text::window`'s). Three forms:
+//! the segments view (a block per segment), the windows pane of a large terminal, and the
+//! compact strip above the list on a small one.
 
 use std::borrow::Cow;
 
@@ -18,13 +19,33 @@ use crate::app::App;
 use crate::layout::SEGMENT_LINES;
 use crate::text::TextLine;
 use crate::text::window::{
-    Room, reach_marker, server_sentence, strip_server, strip_upstream, upstream_sentence,
+    Words, reach_marker, server_sentence, strip_server, strip_upstream, upstream_sentence,
     upstream_state,
 };
+
+/// From this width a window block says times in full.
+const FULL_WIDTH: u16 = 100;
 
 /// A line of the window's words, styled.
 fn styled(l: TextLine, th: Theme) -> Parts {
     l.spans.into_iter().map(|(t, r)| (t, th.style(r))).collect()
+}
+
+/// The most words of `make` that fit in `w` columns (the tersest when none does); the full
+/// dates only from [`FULL_WIDTH`] columns.
+fn sentence(w: u16, make: impl Fn(Words) -> TextLine) -> TextLine {
+    let mut last = TextLine::default();
+    let first = if w + 3 >= FULL_WIDTH { 0 } else { 1 };
+    for words in [Words::Full, Words::Short, Words::Tiny]
+        .into_iter()
+        .skip(first)
+    {
+        last = make(words);
+        if last.width() <= usize::from(w) {
+            break;
+        }
+    }
+    last
 }
 
 /// `gcp · server gcp, downstream · 3 workload SVIDs`, and `UNREACHABLE 20s: last known` when
@@ -40,8 +61,10 @@ fn segment_title(w: &SegmentWindow, now: DateTime<Utc>, th: Theme) -> Parts {
         (Cow::Owned(w.segment.clone()), th.title()),
         (
             Cow::Owned(format!(
-                " · server {}, {role} · {} workload SVID{plural}",
-                w.server, w.workloads
+                " {dot} server {}, {role} {dot} {} workload SVID{plural}",
+                w.server,
+                w.workloads,
+                dot = th.g.dot
             )),
             th.dim(),
         ),
@@ -60,8 +83,13 @@ fn segment_title(w: &SegmentWindow, now: DateTime<Utc>, th: Theme) -> Parts {
 
 /// A segment's four lines: title, upstream state, and the two sentences.
 fn window_block(w: &SegmentWindow, now: DateTime<Utc>, th: Theme, wd: u16) -> Vec<Parts> {
-    let room = if wd >= 100 { Room::Full } else { Room::Compact };
-    let (up_line, lvl) = upstream_state(w, now, room);
+    let words = if wd >= FULL_WIDTH {
+        Words::Full
+    } else {
+        Words::Short
+    };
+    let room = wd.saturating_sub(3);
+    let (up_line, lvl) = upstream_state(w, now, words, th.g);
     let stale = w.upstream.as_ref().is_some_and(|u| u.as_of.is_some());
     let up_style = if stale { th.stale() } else { th.level(lvl) };
     let mut up_parts: Parts = vec![
@@ -80,8 +108,14 @@ fn window_block(w: &SegmentWindow, now: DateTime<Utc>, th: Theme, wd: u16) -> Ve
     vec![
         title,
         up_parts,
-        indent(styled(upstream_sentence(w, now, room), th)),
-        indent(styled(server_sentence(w, now, room), th)),
+        indent(styled(
+            sentence(room, |words| upstream_sentence(w, now, words, th.g)),
+            th,
+        )),
+        indent(styled(
+            sentence(room, |words| server_sentence(w, now, words, th.g)),
+            th,
+        )),
     ]
 }
 
@@ -103,7 +137,7 @@ pub fn rows(
             .iter()
             .enumerate()
         {
-            spans(buf, list.x, y + j as u16, list.width, parts);
+            spans(buf, list.x, y + j as u16, list.width, parts, th);
         }
         if sel == Some(wi) {
             select_row(buf, list, y);
@@ -131,7 +165,7 @@ pub fn windows_pane(app: &App, buf: &mut Buffer, r: Rect, now: DateTime<Utc>, th
             if y >= r.y + r.height {
                 return;
             }
-            spans(buf, r.x, y, r.width, &parts);
+            spans(buf, r.x, y, r.width, &parts, th);
             y += 1;
         }
     }
@@ -159,21 +193,25 @@ pub fn strip(app: &App, buf: &mut Buffer, r: Rect, now: DateTime<Utc>, th: Theme
     for (k, w) in wins.iter().take(shown).enumerate() {
         let y = r.y + 2 + k as u16;
         if k + 1 == shown && wins.len() > shown {
-            let msg = format!("… {} more segments: :segments", wins.len() - shown + 1);
+            let msg = format!(
+                "{} {} more segments: :segments",
+                th.g.ellipsis,
+                wins.len() - shown + 1
+            );
             buf.set_stringn(r.x + 1, y, msg, usize::from(r.width - 2), th.dim());
             break;
         }
-        let mut cells = cols.row(buf, r.x, y);
+        let mut cells = cols.row(buf, r.x, y, th);
         cells.text(&w.segment, th.title());
         // A server not live: its upstream state is only its last word; say so instead.
         match reach_marker(w, now) {
             Some(s) => cells.text(&s, th.stale()),
             None => {
-                let (up, lvl) = upstream_state(w, now, Room::Tiny);
+                let (up, lvl) = upstream_state(w, now, Words::Tiny, th.g);
                 cells.text(&up, th.level(lvl));
             }
         }
-        let (if_up, role) = strip_upstream(w, now);
+        let (if_up, role) = strip_upstream(w, now, th.g);
         cells.text(&if_up, th.style(role));
         let (if_srv, role) = strip_server(w, now);
         cells.text(&if_srv, th.style(role));
