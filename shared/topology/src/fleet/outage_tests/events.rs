@@ -1,0 +1,153 @@
+//! The events the console records: derived ones once each, replays marked, stable keys.
+
+use super::*;
+
+#[test]
+fn renewal_overdue_and_expiry_are_alerts_and_events_once_per_certificate() {
+    let mut f = demo(true);
+    lose(&mut f, D_DMZ, 1010);
+    let th = Thresholds::default();
+    let t = f.tree();
+    let a = t.by_id["svid:w1#a"];
+    // 300 s SVIDs: renewal due at 1150, overdue at 1165.
+    assert_eq!(f.node_alert(&t, a, at(1160)), None);
+    assert_eq!(
+        f.node_alert(&t, a, at(1170)),
+        Some(NodeAlert::RenewalOverdue { since: 1165 })
+    );
+    assert_eq!(
+        f.node_level(&t, a, at(1170), &th),
+        Level::Warning,
+        "before the TTL thresholds"
+    );
+    let h = f.health(&t, at(1170), &th);
+    assert!(
+        h.reasons.iter().any(|r| r.contains("renewal overdue")),
+        "{:?}",
+        h.reasons
+    );
+    let n0 = f.events_total;
+    assert_eq!(f.derive_events(&t, at(1180)), 3, "a, b and c");
+    assert_eq!(f.derive_events(&t, at(1181)), 0, "once");
+    let late: Vec<&FleetEvent> = f.events.iter().skip(n0 as usize).collect();
+    assert!(
+        late.iter()
+            .all(|e| e.event.kind_wire() == EventKind::SvidRenewalLate
+                && e.event.severity_wire() == Severity::Warning
+                && !e.replayed)
+    );
+    assert_eq!(late[0].event.node_id, "svid:w1#a");
+    assert_eq!(late[0].key, "console:svid-renewal-late:svid:w1#a:1300");
+    // a is renewed: a new certificate, no alert; b and c expire (once each).
+    let d = delta(
+        2,
+        1200,
+        Delta {
+            upserts: vec![svid("svid:w1#a", 1200, 1500)],
+            ..Default::default()
+        },
+    );
+    f.apply(D_W1, d, at(1200)).unwrap();
+    let t = f.tree();
+    assert_eq!(f.node_alert(&t, t.by_id["svid:w1#a"], at(1200)), None);
+    let expired = |f: &Fleet| -> Vec<String> {
+        f.events
+            .iter()
+            .filter(|e| e.event.kind_wire() == EventKind::SvidExpired)
+            .inspect(|e| assert_eq!(e.event.severity_wire(), Severity::Error))
+            .map(|e| e.event.node_id.clone())
+            .collect()
+    };
+    f.derive_events(&t, at(1315));
+    assert_eq!(expired(&f), vec!["svid:w1#b"]);
+    f.derive_events(&t, at(1325));
+    f.derive_events(&t, at(1326));
+    assert_eq!(expired(&f), vec!["svid:w1#b", "svid:w1#c"], "once each");
+    assert_eq!(
+        f.node_alert(&t, t.by_id["svid:w1#c"], at(1325)),
+        Some(NodeAlert::Expired { at: 1320 })
+    );
+}
+
+#[test]
+fn replayed_history_is_marked_and_keys_are_stable() {
+    let hist = |seq: u64| Event {
+        seq,
+        at_ms: 900_000,
+        severity: Severity::Info.into(),
+        kind: EventKind::X509Activated.into(),
+        message: format!("event {seq}"),
+        ..Default::default()
+    };
+    // A daemon first reached now: its history is a replay.
+    let mut first = snap(
+        1,
+        DaemonRole::Downstream,
+        "gcp",
+        "spiffe://td/gcp",
+        vec![],
+        Some(ConnectivityState::Connected),
+    );
+    let mut f2 = Fleet::new([(
+        "gcp".into(),
+        "e".into(),
+        DaemonRole::Downstream,
+        "gcp".into(),
+    )]);
+    if let Some(Body::Snapshot(s)) = &mut first.body {
+        s.events = vec![hist(1), hist(2)];
+        if let Some(i) = &mut s.identity {
+            i.started_at = 777;
+        }
+    }
+    f2.apply(0, first.clone(), at(1000)).unwrap();
+    let keys: Vec<(&str, bool)> = f2
+        .events
+        .iter()
+        .map(|e| (e.key.as_str(), e.replayed))
+        .collect();
+    assert_eq!(keys, vec![("gcp:777:1", true), ("gcp:777:2", true)]);
+    // A delta is news.
+    let d = delta(
+        2,
+        1001,
+        Delta {
+            events: vec![hist(3)],
+            ..Default::default()
+        },
+    );
+    f2.apply(0, d, at(1001)).unwrap();
+    assert_eq!(
+        (f2.events[2].key.as_str(), f2.events[2].replayed),
+        ("gcp:777:3", false)
+    );
+    // Lost and back: what happened meanwhile is news too, and the console says it is back.
+    lose(&mut f2, 0, 1010);
+    if let Some(Body::Snapshot(s)) = &mut first.body {
+        s.events = vec![hist(1), hist(2), hist(3), hist(4)];
+    }
+    first.revision = 7;
+    f2.apply(0, first, at(1030)).unwrap();
+    let tail: Vec<(&str, bool, &str)> = f2
+        .events
+        .iter()
+        .skip(3)
+        .map(|e| (e.key.as_str(), e.replayed, e.event.kind_wire().as_str()))
+        .collect();
+    assert_eq!(
+        tail,
+        vec![
+            ("console:unreachable:gcp:1010", false, "console-unreachable"),
+            ("gcp:777:4", false, "x509-activated"),
+            ("console:reconnected:gcp:1030", false, "console-reconnected"),
+        ]
+    );
+    assert!(
+        f2.events
+            .back()
+            .unwrap()
+            .event
+            .message
+            .contains("after 20s")
+    );
+}

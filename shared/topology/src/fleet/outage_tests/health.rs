@@ -1,0 +1,93 @@
+//! One health word with its exit code; what is and is not a loss; node alerts.
+
+use super::*;
+
+#[test]
+fn health_is_one_word_and_the_exit_code_follows_it() {
+    let th = Thresholds {
+        key_policy: false,
+        ..Thresholds::default()
+    };
+    let mut f = demo(true);
+    let t = f.tree();
+    let h = f.health(&t, at(1010), &th);
+    assert_eq!(
+        (h.state(), h.exit_code()),
+        (FleetHealth::Ok, 0),
+        "{:?}",
+        h.reasons
+    );
+    lose(&mut f, D_DMZ, 1010);
+    let t = f.tree();
+    let h = f.health(&t, at(1011), &th);
+    assert_eq!(h.state(), FleetHealth::Unreachable);
+    assert_eq!(h.exit_code(), 3);
+    let r = f.status_report(at(1011), &th);
+    let json = serde_json::to_value(&r).unwrap();
+    assert_eq!(
+        (json["health"].as_str(), json["exit_code"].as_i64()),
+        (Some("unreachable"), Some(3))
+    );
+    // The state stays the worst while the daemon is unreachable, even when more goes wrong.
+    let h = f.health(&f.tree(), at(1200), &th);
+    assert_eq!(h.state(), FleetHealth::Unreachable);
+    assert!(
+        h.level >= Level::Warning,
+        "renewals overdue: {:?}",
+        h.reasons
+    );
+    // Every state has its own code.
+    for (s, c) in [
+        (FleetHealth::Ok, 0),
+        (FleetHealth::Warning, 1),
+        (FleetHealth::Critical, 2),
+        (FleetHealth::Unreachable, 3),
+    ] {
+        assert_eq!(s.exit_code(), c);
+    }
+}
+
+#[test]
+fn a_downstream_still_connecting_is_not_a_loss() {
+    let mut f = demo(true);
+    set_link(
+        &mut f,
+        D_DMZ,
+        (2, 1001),
+        ConnectivityState::Connecting,
+        1000,
+    );
+    let t = f.tree();
+    let th = Thresholds {
+        key_policy: false,
+        ..Thresholds::default()
+    };
+    assert_eq!(f.health(&t, at(1001), &th).state(), FleetHealth::Ok);
+    let w = f.windows(&t, at(1001));
+    assert!(matches!(
+        window(&w, "dmz").upstream_outage(at(1001)),
+        UpstreamOutage::IfLostNow { .. }
+    ));
+    f.derive_events(&t, at(1001));
+    assert!(
+        f.events
+            .iter()
+            .all(|e| e.event.kind_wire() != EventKind::JwtUnavailable)
+    );
+}
+
+#[test]
+fn an_agent_that_lost_its_server_says_so() {
+    let mut f = demo(true);
+    set_link(&mut f, D_W1, (2, 1020), ConnectivityState::Lost, 1020);
+    let t = f.tree();
+    let agent = t.by_id["agent:w1"];
+    assert_eq!(
+        f.node_alert(&t, agent, at(1030)),
+        Some(NodeAlert::ServerLost { since: 1020 })
+    );
+    assert_eq!(
+        f.node_level(&t, agent, at(1030), &Thresholds::default()),
+        Level::Warning
+    );
+}
