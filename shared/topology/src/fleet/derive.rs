@@ -1,8 +1,10 @@
 //! The events the console records itself, from what the daemons report and `now`: an SVID's
 //! renewal overdue, an SVID expired, and a downstream that cannot mint JWT-SVIDs while its
 //! upstream is lost. Each is recorded once: per certificate for SVIDs (a renewed SVID is a new
-//! certificate), per loss for JWT. Their keys are deterministic, so a restarted `watch` gives
-//! the same event the same key:
+//! certificate), per loss for JWT, however long the condition holds; a key is forgotten an
+//! hour after its condition stopped holding, so the set stays as small as what held in the
+//! last hour. Their keys are deterministic, so a restarted `watch`
+//! gives the same event the same key:
 //!
 //! - `console:svid-renewal-late:<node id>:<not_after>`
 //! - `console:svid-expired:<node id>:<not_after>`
@@ -20,7 +22,7 @@ use super::renewal::NodeAlert;
 use super::{Fleet, Tree};
 use crate::ttl::fmt_time;
 
-/// How long a derived key is remembered after the certificate it is about expired.
+/// How long a derived key is remembered after its condition last held.
 const FORGET_AFTER_SECS: i64 = 3600;
 
 impl Fleet {
@@ -29,6 +31,7 @@ impl Fleet {
     pub fn derive_events(&mut self, tree: &Tree, now: DateTime<Utc>) -> usize {
         let secs = now.timestamp();
         self.derived.retain(|_, forget| *forget > secs);
+        let forget = secs + FORGET_AFTER_SECS;
         let mut new = Vec::new();
         for i in 0..tree.nodes.len() {
             let Some(alert) = self.node_alert(tree, i, now) else {
@@ -50,7 +53,7 @@ impl Fleet {
                 NodeAlert::ServerLost { .. } => continue,
             };
             let key = format!("console:{kind}:{}:{}", n.id, n.not_after);
-            if self.derived.contains_key(&key) {
+            if self.derived.insert(key.clone(), forget).is_some() {
                 continue;
             }
             let who = if n.spiffe_id.is_empty() {
@@ -66,7 +69,7 @@ impl Fleet {
                 now,
             );
             e.event.node_id = n.id.clone();
-            new.push((key, n.not_after + FORGET_AFTER_SECS, e));
+            new.push(e);
         }
         for ds in &self.daemons {
             if ds.role() != DaemonRole::Downstream {
@@ -85,7 +88,7 @@ impl Fleet {
                 ds.name,
                 up.since
             );
-            if self.derived.contains_key(&key) {
+            if self.derived.insert(key.clone(), forget).is_some() {
                 continue;
             }
             let e = console_event(
@@ -99,11 +102,10 @@ impl Fleet {
                 ),
                 now,
             );
-            new.push((key, i64::MAX, e));
+            new.push(e);
         }
         let count = new.len();
-        for (key, forget, e) in new {
-            self.derived.insert(key, forget);
+        for e in new {
             self.push_event(e);
         }
         if count > 0 {

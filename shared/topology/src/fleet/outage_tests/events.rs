@@ -151,3 +151,75 @@ fn replayed_history_is_marked_and_keys_are_stable() {
             .contains("after 20s")
     );
 }
+
+#[test]
+fn derived_keys_are_forgotten_after_their_loss_ended() {
+    // An upstream that flaps for a long run: each loss is one JWT event, and the keys that
+    // keep it once are not kept forever.
+    let mut f = demo(true);
+    let mut rev = 1;
+    for k in 0..50 {
+        let t0 = 10_000 + k * 7200;
+        rev += 1;
+        set_link(&mut f, D_DMZ, (rev, t0), ConnectivityState::Lost, t0);
+        let t = f.tree();
+        f.derive_events(&t, at(t0));
+        f.derive_events(&t, at(t0 + 1));
+        rev += 1;
+        set_link(
+            &mut f,
+            D_DMZ,
+            (rev, t0 + 60),
+            ConnectivityState::Connected,
+            t0 + 60,
+        );
+        let t = f.tree();
+        f.derive_events(&t, at(t0 + 60));
+    }
+    let jwt = f
+        .events
+        .iter()
+        .filter(|e| e.event.kind_wire() == EventKind::JwtUnavailable)
+        .count();
+    assert_eq!(jwt, 50, "one per loss");
+    // What is remembered is what holds now or held in the last hour: the last loss's key,
+    // and the SVIDs that expired (still shown), not one key per loss ever seen.
+    let jwt_keys = f
+        .derived
+        .keys()
+        .filter(|k| k.starts_with("console:jwt-unavailable:"))
+        .count();
+    assert_eq!(jwt_keys, 1, "bounded: {:?}", f.derived);
+}
+
+#[test]
+fn an_svid_expired_for_hours_is_recorded_once() {
+    // The dmz agent is lost with its last-known SVIDs: they expire at 1300-1320 and stay
+    // shown; the console ticks on for hours.
+    let mut f = demo(true);
+    lose(&mut f, D_W1, 1010);
+    let t = f.tree();
+    for s in (1000..20_000).step_by(10) {
+        f.derive_events(&t, at(s));
+    }
+    let mut expired: Vec<&str> = f
+        .events
+        .iter()
+        .filter(|e| e.event.kind_wire() == EventKind::SvidExpired)
+        .map(|e| e.event.node_id.as_str())
+        .collect();
+    expired.sort_unstable();
+    // Once per certificate, however long it stays expired: the three workload SVIDs, the
+    // node agent's SVID and both agents' own.
+    assert_eq!(
+        expired,
+        [
+            "agent:node",
+            "agent:w1",
+            "svid:node#ds",
+            "svid:w1#a",
+            "svid:w1#b",
+            "svid:w1#c"
+        ]
+    );
+}
