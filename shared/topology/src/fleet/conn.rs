@@ -6,7 +6,10 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use trustdeck_proto::admin::{Event, EventKind, Severity, WatchMessage, watch_message::Body};
+use trustdeck_proto::admin::{
+    Connectivity, ConnectivityState, Event, EventKind, Severity, WatchMessage, watch_message::Body,
+};
+use trustdeck_proto::vocab::Wire;
 
 use super::{DaemonState, Fleet, FleetEvent};
 
@@ -186,6 +189,14 @@ pub(super) fn console_event(
     }
 }
 
+/// Whether calls over a link in `state` fail: degraded (retrying) or lost (several in a row).
+pub fn link_failing(state: Wire<ConnectivityState>) -> bool {
+    matches!(
+        state.known(),
+        Some(ConnectivityState::Degraded | ConnectivityState::Lost)
+    )
+}
+
 /// The newest event number already shown for daemon `name`.
 fn seen_seq(events: &std::collections::VecDeque<super::FleetEvent>, name: &str) -> u64 {
     events
@@ -214,7 +225,7 @@ impl DaemonState {
             nodes.clear();
         }
         if let Some(u) = s.upstream {
-            self.upstream = u.configured.then_some(u);
+            self.set_upstream(u);
         }
         // Only events newer than the ones already shown (a resubscription repeats the
         // daemon's history). A daemon that restarted numbers its events from 1 again: its
@@ -238,6 +249,16 @@ impl DaemonState {
         events
     }
 
+    /// Records its upstream link, and since when its calls upstream have been failing.
+    fn set_upstream(&mut self, u: Connectivity) {
+        let failing = u.configured && link_failing(u.state_wire());
+        self.upstream_failing_since = match self.upstream_failing_since {
+            Some(t) if failing => Some(t),
+            _ => failing.then_some(u.since),
+        };
+        self.upstream = u.configured.then_some(u);
+    }
+
     /// Applies one delta; it must follow the last revision of a synced stream.
     fn apply_delta(
         &mut self,
@@ -258,7 +279,7 @@ impl DaemonState {
             self.nodes.insert(n.id.clone(), Arc::new(n));
         }
         if let Some(u) = delta.upstream {
-            self.upstream = u.configured.then_some(u);
+            self.set_upstream(u);
         }
         if let Some(id) = delta.identity {
             self.identity = Some(id);

@@ -65,6 +65,9 @@ pub struct DaemonState {
     pub nodes: HashMap<String, Arc<Node>>,
     /// Its upstream connectivity, when it has an upstream.
     pub upstream: Option<Connectivity>,
+    /// Since when its calls upstream have failed without a success in between (its clock):
+    /// the `since` of the first degraded or lost state, kept when degraded turns lost.
+    upstream_failing_since: Option<i64>,
     /// Last applied revision (0: none yet).
     pub revision: u64,
     /// The console's connection to it.
@@ -133,6 +136,12 @@ impl DaemonState {
         }
     }
 
+    /// Since when its calls upstream have failed (degraded, then lost), or None while they
+    /// succeed (its clock).
+    pub fn upstream_failing_since(&self) -> Option<i64> {
+        self.upstream_failing_since
+    }
+
     /// The start time the daemon reported (0: not known), part of its events' keys.
     pub fn started_at(&self) -> i64 {
         self.identity.as_ref().map_or(0, |i| i.started_at)
@@ -184,6 +193,7 @@ impl Fleet {
                     identity: None,
                     nodes: HashMap::new(),
                     upstream: None,
+                    upstream_failing_since: None,
                     revision: 0,
                     conn: DaemonConn::Connecting,
                     last_heard: None,

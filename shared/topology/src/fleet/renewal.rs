@@ -8,7 +8,7 @@
 //! make the SVID critical.
 
 use chrono::{DateTime, Utc};
-use trustdeck_proto::admin::{ConnectivityState, DaemonRole, Node, NodeKind, NodeState};
+use trustdeck_proto::admin::{DaemonRole, Node, NodeKind, NodeState};
 
 use super::{Fleet, Tree};
 use crate::ttl::Level;
@@ -48,7 +48,7 @@ pub fn renews(n: &Node) -> bool {
 pub enum NodeAlert {
     /// A renewed SVID expired at `at` (no renewal came).
     Expired { at: i64 },
-    /// An agent reports its link to its server lost since `since`.
+    /// An agent reports its calls to its server failing (degraded, then lost) since `since`.
     ServerLost { since: i64 },
     /// An SVID past its renewal point (plus grace) since `since`, not renewed.
     RenewalOverdue { since: i64 },
@@ -107,16 +107,16 @@ impl Fleet {
         self.agent_server_lost(t.source, &t.node).or(svid)
     }
 
-    /// When agent node `n`, published by daemon `d`, reports its server lost: only the agent
+    /// When agent node `n`, published by daemon `d`, reports its calls to its server failing
+    /// (degraded or lost, as the windows count it), since the first failure: only the agent
     /// itself knows its link.
     fn agent_server_lost(&self, d: usize, n: &Node) -> Option<NodeAlert> {
         let ds = &self.daemons[d];
         if n.kind_wire() != NodeKind::Agent || ds.role() != DaemonRole::Agent {
             return None;
         }
-        let up = ds.upstream.as_ref()?;
-        (up.state_wire() == ConnectivityState::Lost)
-            .then_some(NodeAlert::ServerLost { since: up.since })
+        let since = ds.upstream_failing_since()?;
+        Some(NodeAlert::ServerLost { since })
     }
 }
 

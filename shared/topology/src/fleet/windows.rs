@@ -294,7 +294,9 @@ impl Fleet {
             if ds.role() != DaemonRole::Agent {
                 continue;
             }
-            let Some(up) = &ds.upstream else { continue };
+            if ds.upstream.is_none() {
+                continue;
+            }
             let mine = ds.nodes.values().any(|n| {
                 n.kind_wire() == NodeKind::Agent && tree.by_id.get(&n.parent) == Some(&server)
             });
@@ -303,12 +305,9 @@ impl Fleet {
             }
             a.total += 1;
             // Degraded already means its calls fail (lost comes after several retries).
-            if matches!(
-                up.state_wire().known(),
-                Some(ConnectivityState::Degraded | ConnectivityState::Lost)
-            ) {
+            if let Some(since) = ds.upstream_failing_since() {
                 a.lost += 1;
-                a.lost_since = Some(a.lost_since.map_or(up.since, |s| s.min(up.since)));
+                a.lost_since = Some(a.lost_since.map_or(since, |s| s.min(since)));
             }
         }
         a

@@ -91,3 +91,36 @@ fn an_agent_that_lost_its_server_says_so() {
         Level::Warning
     );
 }
+
+#[test]
+fn an_agent_whose_calls_fail_says_so_from_the_first_failure() {
+    // Degraded already means its calls to the server fail (the window counts it as lost);
+    // the agent's row says so too, and keeps the first failure's time once it turns lost.
+    let mut f = demo(true);
+    set_link(&mut f, D_W1, (2, 1020), ConnectivityState::Degraded, 1020);
+    let t = f.tree();
+    let agent = t.by_id["agent:w1"];
+    assert_eq!(
+        f.node_alert(&t, agent, at(1030)),
+        Some(NodeAlert::ServerLost { since: 1020 })
+    );
+    set_link(&mut f, D_W1, (3, 1080), ConnectivityState::Lost, 1080);
+    let t = f.tree();
+    assert_eq!(
+        f.node_alert(&t, agent, at(1090)),
+        Some(NodeAlert::ServerLost { since: 1020 }),
+        "lost since the first failed call, not since the state turned lost"
+    );
+    let w = f.windows(&t, at(1090));
+    assert_eq!(window(&w, "dmz").agents.lost_since, Some(1020));
+    // Back, then failing again: a new loss.
+    set_link(&mut f, D_W1, (4, 1100), ConnectivityState::Connected, 1100);
+    let t = f.tree();
+    assert_eq!(f.node_alert(&t, agent, at(1101)), None);
+    set_link(&mut f, D_W1, (5, 1110), ConnectivityState::Lost, 1110);
+    let t = f.tree();
+    assert_eq!(
+        f.node_alert(&t, agent, at(1111)),
+        Some(NodeAlert::ServerLost { since: 1110 })
+    );
+}
