@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use trustdeck_process::clock::Clock;
 use trustdeck_proto::admin::{ConnectivityState, NodeKind};
 use trustdeck_topology::fleet::{FleetHealth, Reach, Tree};
-use trustdeck_topology::ttl::{Thresholds, fmt_secs, fmt_time};
+use trustdeck_topology::ttl::{Level, Thresholds, fmt_secs, fmt_time};
 use trustdeck_topology::{DaemonConn, DaemonState, Fleet, Health, SegmentWindow};
 
 use crate::client::{ClientError, ClientTls, Update, Watcher};
@@ -352,6 +352,26 @@ pub fn health_line(h: &Health, now: DateTime<Utc>) -> String {
     })
 }
 
+/// When `watch` prints a health line: when the state changes, and also, under the same state,
+/// when the worst level under it or the set of unreachable daemons does (a second daemon lost,
+/// or an unreachable fleet turning critical, is news to an alerting pipeline).
+#[derive(Debug, Default)]
+pub struct HealthLines {
+    last: Option<(FleetHealth, Level, Vec<String>)>,
+}
+
+impl HealthLines {
+    /// The line to print for `h` at `now`, when it says something new.
+    pub fn next(&mut self, h: &Health, now: DateTime<Utc>) -> Option<String> {
+        let key = (h.state(), h.level, h.unreachable.clone());
+        if self.last.as_ref() == Some(&key) {
+            return None;
+        }
+        self.last = Some(key);
+        Some(health_line(h, now))
+    }
+}
+
 fn json_line(v: &impl Serialize) -> String {
     // Plain structs of strings and numbers always serialise.
     serde_json::to_string(v).unwrap_or_default()
@@ -368,7 +388,7 @@ pub async fn watch(
     let watcher = Watcher::start(targets, tls, tx)?;
     let mut fleet = fleet_for(targets);
     let mut next = 0;
-    let mut last_health: Option<FleetHealth> = None;
+    let mut health_lines = HealthLines::default();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         let ticked = tokio::select! {
@@ -398,15 +418,56 @@ pub async fn watch(
                 return Ok(());
             }
         }
-        if let Some((h, now)) = health
-            && last_health != Some(h.state())
+        if let Some(line) = health.and_then(|(h, now)| health_lines.next(&h, now))
+            && !out(&line)
         {
-            if !out(&health_line(&h, now)) {
-                break;
-            }
-            last_health = Some(h.state());
+            break;
         }
     }
     watcher.stop().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn health(level: Level, unreachable: &[&str]) -> Health {
+        Health {
+            level,
+            unreachable: unreachable.iter().map(|s| s.to_string()).collect(),
+            reasons: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn watch_says_when_more_goes_wrong_under_the_same_state() {
+        let now = DateTime::from_timestamp(1000, 0).unwrap_or_default();
+        let mut lines = HealthLines::default();
+        let said = |l: Option<String>| {
+            l.map(|l| {
+                let v: serde_json::Value = serde_json::from_str(&l).unwrap_or_default();
+                (v["health"].to_string(), v["unreachable"].to_string())
+            })
+        };
+        assert!(lines.next(&health(Level::Warning, &["dmz"]), now).is_some());
+        assert_eq!(
+            lines.next(&health(Level::Warning, &["dmz"]), now),
+            None,
+            "nothing new"
+        );
+        // The upstream is lost too: still unreachable, but news.
+        assert_eq!(
+            said(lines.next(&health(Level::Warning, &["dmz", "upstream"]), now)),
+            Some((r#""unreachable""#.into(), r#"["dmz","upstream"]"#.into()))
+        );
+        // SVIDs expire meanwhile: still unreachable, but news.
+        assert!(
+            lines
+                .next(&health(Level::Critical, &["dmz", "upstream"]), now)
+                .is_some()
+        );
+        assert!(lines.next(&health(Level::Ok, &[]), now).is_some());
+        assert_eq!(lines.next(&health(Level::Ok, &[]), now), None);
+    }
 }
