@@ -45,7 +45,11 @@ fn non_ascii(term: &ratatui::Terminal<ratatui::backend::TestBackend>) -> Vec<Str
 /// filter and command lines, a message, and the too-small screen.
 fn screens(w: u16, h: u16) -> Vec<(String, App)> {
     let mut out = Vec::new();
-    for (fleet_name, f) in [("base", fleet(2)), ("unreachable", unreachable_fleet())] {
+    for (fleet_name, f) in [
+        ("base", fleet(2)),
+        ("unreachable", unreachable_fleet()),
+        ("never reached", dmz_never_reached_fleet()),
+    ] {
         for v in View::ALL {
             let app = with_view(ascii(app_sized(f.clone(), w, h)), v);
             out.push((format!("{fleet_name} {}", v.name()), app));

@@ -803,60 +803,6 @@ fn dmz_stale_fleet() -> Fleet {
     f
 }
 
-/// The fixed fleet started while the dmz server does not answer: it was never reached, and
-/// only its upstream's records (its placeholder and the intermediate it signed) are known.
-fn dmz_never_reached_fleet() -> Fleet {
-    let mut f = fleet(2);
-    let mut fresh = Fleet::new(f.daemons.iter().map(|d| {
-        (
-            d.name.clone(),
-            d.endpoint.clone(),
-            d.role_hint,
-            d.segment_hint.clone(),
-        )
-    }));
-    let mut upstream = upstream_nodes();
-    upstream.push(node(
-        "x509:33cc17",
-        &format!("server:{}", server_id("dmz")),
-        NodeKind::X509Authority,
-        "intermediate CA",
-        "",
-        "issued",
-        (-10 * H, 2 * H),
-        ("", ""),
-        "",
-    ));
-    for d in [0, 1] {
-        let (name, role, seg) = match d {
-            0 => ("upstream", "upstream", "root"),
-            _ => ("gcp", "downstream", "gcp"),
-        };
-        let nodes = if d == 0 {
-            upstream.clone()
-        } else {
-            downstream_nodes("gcp")
-        };
-        let upstream_link = f.daemons[d].upstream.take();
-        fresh
-            .apply(
-                d,
-                snapshot(name, role, seg, nodes, upstream_link, vec![], 0, at(-2)),
-                at(-2),
-            )
-            .expect("snapshot");
-    }
-    fresh.set_conn(
-        2,
-        DaemonConn::Lost {
-            since: at(-30),
-            error: "connection refused (os error 111)".into(),
-        },
-        at(-30),
-    );
-    fresh
-}
-
 /// The dmz server lost 20 minutes ago: one of its SVIDs expired 8 s ago (workloads are
 /// failing), another is past renewal.
 fn dmz_failing_fleet() -> Fleet {

@@ -65,7 +65,7 @@ pub fn row(
             Some(error.as_str()),
         ),
         DaemonConn::NeverReached { error, .. } => (
-            "✗ never reached".to_string(),
+            format!("{} never reached", g.critical),
             Level::Critical,
             Some(error.as_str()),
         ),
