@@ -219,23 +219,22 @@ impl Fleet {
         } else {
             &n.spiffe_id
         };
-        let alert = match self.node_alert(tree, i, now) {
-            Some(a @ NodeAlert::RenewalOverdue { since }) => {
-                format!("{} since {}, ", a.as_str(), fmt_time(since))
+        let life = fmt_secs(n.not_after - n.not_before);
+        let what = match self.node_alert(tree, i, now) {
+            Some(a @ (NodeAlert::RenewalOverdue { since } | NodeAlert::ServerLost { since })) => {
+                format!(
+                    "{} since {}, {} left of {life}",
+                    a.as_str(),
+                    fmt_time(since),
+                    fmt_secs(left)
+                )
             }
-            Some(a @ NodeAlert::ServerLost { since }) => {
-                format!("{} since {}, ", a.as_str(), fmt_time(since))
+            Some(NodeAlert::Expired { at }) => {
+                format!("expired at {} ({life} lifetime)", fmt_time(at))
             }
-            Some(NodeAlert::Expired { .. }) | None => String::new(),
+            None if left <= 0 => format!("expired at {} ({life} lifetime)", fmt_time(n.not_after)),
+            None => format!("{} left of {life}", fmt_secs(left)),
         };
-        h.add(
-            l,
-            format!(
-                "{} {who}: {alert}{} left of {}",
-                n.label,
-                fmt_secs(left),
-                fmt_secs(n.not_after - n.not_before)
-            ),
-        );
+        h.add(l, format!("{} {who}: {what}", n.label));
     }
 }

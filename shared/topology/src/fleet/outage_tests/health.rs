@@ -124,3 +124,18 @@ fn an_agent_whose_calls_fail_says_so_from_the_first_failure() {
         Some(NodeAlert::ServerLost { since: 1110 })
     );
 }
+
+#[test]
+fn an_expired_svid_reason_says_expired_not_a_negative_time_left() {
+    let mut f = demo(true);
+    lose(&mut f, D_DMZ, 1010);
+    let t = f.tree();
+    let h = f.health(&t, at(1302), &Thresholds::default());
+    let a = h
+        .reasons
+        .iter()
+        .find(|r| r.contains("spiffe://td/prod/dmz/svid:w1#a"))
+        .expect("a reason for a");
+    assert!(a.contains("expired at 1970-01-01 00:21:40Z"), "{a}");
+    assert!(!a.contains("-2s"), "{a}");
+}
