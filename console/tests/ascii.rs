@@ -113,6 +113,16 @@ fn status_table_is_ascii_under_the_ascii_choice() {
 }
 
 #[test]
+fn a_healthy_fleet_reads_ok_once_in_ascii() {
+    let th = Thresholds::default();
+    let mut f = fleet(2);
+    f.daemons.truncate(1);
+    let text = status::table_with(&f, now(), &th, &ASCII);
+    let first = text.lines().next().unwrap_or_default();
+    assert!(first.starts_with("FLEET  OK   at "), "{text}");
+}
+
+#[test]
 fn ascii_snapshots() {
     for (name, v) in [
         ("tree", View::Tree),
