@@ -10,7 +10,7 @@ use std::rc::Rc;
 use crossterm::event::KeyCode;
 use ratatui::backend::{Backend, CrosstermBackend};
 use ratatui::style::Color;
-use trustdeck_console::app::{App, Mode, View, update};
+use trustdeck_console::app::{App, Mode, Msg, View, update};
 use trustdeck_console::status;
 use trustdeck_console::termcaps::SgrWriter;
 use trustdeck_console::text::glyphs::{ASCII, Charset};
@@ -47,7 +47,9 @@ fn screens(w: u16, h: u16) -> Vec<(String, App)> {
     let mut out = Vec::new();
     for (fleet_name, f) in [("base", fleet(2)), ("unreachable", unreachable_fleet())] {
         for v in View::ALL {
-            let app = with_view(ascii(app_sized(f.clone(), w, h)), v);
+            let mut app = with_view(ascii(app_sized(f.clone(), w, h)), v);
+            // A sample, so the timeline draws its cells.
+            update(&mut app, Msg::Tick, now());
             out.push((format!("{fleet_name} {}", v.name()), app));
         }
     }
