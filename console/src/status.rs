@@ -132,9 +132,8 @@ pub fn table_with(fleet: &Fleet, now: DateTime<Utc>, th: &Thresholds, g: &Glyphs
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "FLEET  {} {}   at {}",
-        g.level(state.level()),
-        state.as_str().to_uppercase(),
+        "FLEET  {}   at {}",
+        g.tagged(g.level(state.level()), &state.as_str().to_uppercase()),
         fmt_time(now.timestamp())
     );
     for r in &health.reasons {
