@@ -12,7 +12,8 @@ use fixture::*;
 
 /// Snapshots one screen (insta names the file after this test binary).
 fn snap(name: &str, app: &App, w: u16, h: u16) {
-    insta::assert_snapshot!(name, screen(name, app, w, h));
+    let plain = screen(name, app, w, h);
+    insta::assert_snapshot!(name, plain);
 }
 
 const SIZES: [(u16, u16); 2] = [(80, 24), (160, 48)];

@@ -59,9 +59,9 @@ pub static BINDINGS: &[Binding] = &[
         Context::Global,
         "q",
         &[ch('q')],
-        Action::Quit,
-        "quit",
-        "quit",
+        Action::Back,
+        "back",
+        "as esc (in the tree view q quits)",
     ),
     // Anywhere.
     b(
@@ -122,6 +122,14 @@ pub static BINDINGS: &[Binding] = &[
         "last row",
     ),
     // Tree.
+    b(
+        Context::Tree,
+        "q",
+        &[ch('q')],
+        Action::Quit,
+        "quit",
+        "quit (the tree is the main view)",
+    ),
     b(
         Context::Tree,
         "enter",
