@@ -10,7 +10,9 @@ use std::borrow::Cow;
 
 use trustdeck_topology::fleet::Level;
 
+pub mod cli;
 pub mod detail;
+pub mod event;
 pub mod format;
 pub mod help;
 

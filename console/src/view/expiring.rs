@@ -87,7 +87,14 @@ pub fn row(
 
 /// The "expires next" pane of a large terminal.
 pub fn soonest_pane(app: &App, buf: &mut Buffer, r: Rect, now: DateTime<Utc>, th: Theme) {
-    pane_title(buf, r, "expires next", "fleet-wide", th);
+    let scope = super::filtered(app, false);
+    pane_title(
+        buf,
+        r,
+        "expires next",
+        scope.as_deref().unwrap_or("fleet-wide"),
+        th,
+    );
     let tree = app.tree();
     let ids = app.expiring();
     let cols = SOONEST.solve(r.width);
