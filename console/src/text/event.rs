@@ -8,7 +8,7 @@ use trustdeck_topology::ttl::{fmt_secs, fmt_time};
 
 use crate::app::App;
 
-use super::format::{kind_name, kind_tag};
+use super::format::kind_name;
 use super::{Role, TextLine};
 
 /// A severity as a symbol and a word, and its level (none for information).
@@ -77,9 +77,8 @@ fn node_lines(app: &App, fe: &trustdeck_topology::fleet::FleetEvent, out: &mut V
             out.push(field(
                 "node",
                 format!(
-                    "{} ({} {}), t shows it in the tree",
+                    "{} ({}), t shows it in the tree",
                     app.fleet.node_name(n),
-                    kind_tag(app.tree(), i),
                     kind_name(n.kind)
                 ),
                 Role::Title,

@@ -13,7 +13,7 @@ use super::draw::pane_title;
 use super::theme::Theme;
 use crate::app::App;
 use crate::text::format::{
-    NodeTtl, kind_tag, left_text, level_word, node_ttl, short_name, short_time, stale_marker,
+    NodeTtl, kind_tag, left_text, level_word, node_ttl, short_time, stale_marker,
 };
 
 const EXPIRES: usize = 2;
@@ -82,7 +82,7 @@ pub fn row(
         Some(s) => cells.text(&s, th.stale()),
         None => cells.text(n.state_wire().as_str(), Style::new()),
     }
-    cells.text(short_name(app, n), Style::new());
+    cells.text(app.fleet.node_name(n), Style::new());
 }
 
 /// The "expires next" pane of a large terminal.
@@ -107,7 +107,7 @@ pub fn soonest_pane(app: &App, buf: &mut Buffer, r: Rect, now: DateTime<Utc>, th
         cells.text(&left_text(left), th.left(lvl));
         cells.text(&short_time(n.not_after, now), Style::new());
         cells.text(kind_tag(tree, i), th.tag());
-        let name = short_name(app, n);
+        let name = app.fleet.node_name(n);
         match stale_marker(app, tree.nodes[i].source, now) {
             Some(s) => cells.text(&format!("{s} {name}"), Style::new()),
             None => cells.text(name, Style::new()),

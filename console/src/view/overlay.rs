@@ -27,7 +27,7 @@ pub fn overlay(app: &App, frame: &mut Frame, area: Rect, now: DateTime<Utc>, th:
             let title = app
                 .detail
                 .as_ref()
-                .map(|d| format!(" Detail: {} ", d.node.label))
+                .map(|d| format!(" Detail: {} ", app.fleet.node_name(&d.node)))
                 .unwrap_or_default();
             let scroll = app.detail.as_ref().map(|d| d.scroll).unwrap_or(0);
             let doc = text::detail::lines(app, now);
