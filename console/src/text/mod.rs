@@ -10,6 +10,7 @@ use std::borrow::Cow;
 
 use trustdeck_topology::fleet::Level;
 
+pub mod chain;
 pub mod cli;
 pub mod detail;
 pub mod event;
