@@ -1,8 +1,15 @@
 //! Where everything goes, computed from the terminal size and the state (no drawing): the
 //! screen's areas, the rows of each list, page sizes, and the overlays' frame and length.
 //! `update` uses it for page moves, scroll limits and mouse clicks; the view draws into it.
+//!
+//! Height on a large terminal goes to content: the windows pane takes its segments' lines
+//! (6 to 16), the events pane at least [`EVENTS_PANE`] lines, and the main list the rest. When
+//! the list needs fewer lines than it is given, the spare goes to the events pane, up to one
+//! line per event; whatever is still spare stays with the list (blank lines below its end,
+//! never in the middle of the screen).
 
 use ratatui::layout::Rect;
+
 use trustdeck_topology::fleet::SegmentWindow;
 
 use crate::app::View;
@@ -16,8 +23,21 @@ pub const MIN_HEIGHT: u16 = 24;
 /// Lines per item in the segments view.
 pub const SEGMENT_LINES: u16 = 5;
 
-/// Lines of the events pane on a large terminal (its title bar included).
-const EVENTS_PANE: u16 = 8;
+/// Least lines of the events pane on a large terminal (its title bar included).
+pub const EVENTS_PANE: u16 = 8;
+
+/// What the panes have to show, which decides who gets spare height.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Content {
+    /// Lines of the windows pane's segments ([`window_lines`] summed).
+    pub window_lines: u16,
+    /// Segment windows (for the strip of a small terminal).
+    pub segments: usize,
+    /// Items of the current view.
+    pub items: usize,
+    /// Events the events pane could show.
+    pub events: usize,
+}
 
 /// The screen's areas. Panes that are not shown have a height of 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,8 +84,14 @@ pub fn window_lines(w: &SegmentWindow) -> u16 {
     if w.is_downstream() { 4 } else { 3 }
 }
 
-/// The areas of a terminal of `area` showing `view`, with these segment windows.
-pub fn areas(area: Rect, view: View, windows: &[SegmentWindow]) -> Areas {
+/// Lines the main area needs to show every item of `view` (title bar and header included).
+fn main_need(view: View, items: usize) -> u16 {
+    let lines = items.saturating_mul(usize::from(item_height(view)));
+    list_skip(view).saturating_add(u16::try_from(lines).unwrap_or(u16::MAX))
+}
+
+/// The areas of a terminal of `area` showing `view` with this content.
+pub fn areas(area: Rect, view: View, c: Content) -> Areas {
     let h = area.height;
     let header = rows_of(area, area.y, 1);
     let reasons = rows_of(area, area.y + 1, 1);
@@ -74,9 +100,12 @@ pub fn areas(area: Rect, view: View, windows: &[SegmentWindow]) -> Areas {
     let body_h = h.saturating_sub(3);
     let zero = Rect::new(area.x, body_y, 0, 0);
     if is_large(area) {
-        let wins: u16 = windows.iter().map(window_lines).sum();
-        let bottom_h = (1 + wins).clamp(6, 16);
-        let main_h = body_h.saturating_sub(bottom_h + EVENTS_PANE);
+        let bottom_h = (1 + c.window_lines).clamp(6, 16);
+        let avail = body_h.saturating_sub(bottom_h + EVENTS_PANE);
+        let spare = avail.saturating_sub(main_need(view, c.items));
+        let events_need = u16::try_from(c.events + 1).unwrap_or(u16::MAX);
+        let extra = spare.min(events_need.saturating_sub(EVENTS_PANE));
+        let main_h = avail - extra;
         let by = body_y + main_h;
         let left_w = area.width * 3 / 5;
         Areas {
@@ -86,11 +115,11 @@ pub fn areas(area: Rect, view: View, windows: &[SegmentWindow]) -> Areas {
             main: rows_of(area, body_y, main_h),
             windows: Rect::new(area.x, by, left_w, bottom_h),
             soonest: Rect::new(area.x + left_w + 1, by, area.width - left_w - 1, bottom_h),
-            events: rows_of(area, by + bottom_h, EVENTS_PANE),
+            events: rows_of(area, by + bottom_h, EVENTS_PANE + extra),
             footer,
         }
     } else {
-        let n = windows.len() as u16;
+        let n = u16::try_from(c.segments).unwrap_or(u16::MAX);
         let strip_h = if view == View::Segments || n == 0 {
             0
         } else {
@@ -137,16 +166,16 @@ pub fn rows_in(main: Rect, view: View) -> Rect {
 
 /// Where the rows of `view` are drawn on a terminal of `area` (below the title bar and the
 /// column header; nothing when the terminal is too small).
-pub fn list_area(area: Rect, view: View, windows: &[SegmentWindow]) -> Rect {
+pub fn list_area(area: Rect, view: View, c: Content) -> Rect {
     if !fits(area) {
         return Rect::new(0, 0, 0, 0);
     }
-    rows_in(areas(area, view, windows).main, view)
+    rows_in(areas(area, view, c).main, view)
 }
 
 /// Lines of `view`'s list on screen: what a page move moves (at least one).
-pub fn page(area: Rect, view: View, windows: &[SegmentWindow]) -> usize {
-    usize::from(list_area(area, view, windows).height).max(1)
+pub fn page(area: Rect, view: View, c: Content) -> usize {
+    usize::from(list_area(area, view, c).height).max(1)
 }
 
 /// The frame of the help and detail overlays.
@@ -178,4 +207,45 @@ pub fn wrapped_len(lines: &[TextLine], w: u16) -> usize {
 /// Screen lines an overlay document takes inside its frame on a terminal of `area`.
 pub fn overlay_len(doc: &[TextLine], area: Rect) -> usize {
     wrapped_len(doc, overlay_rect(area).width.saturating_sub(2))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn content(items: usize, events: usize) -> Content {
+        Content {
+            window_lines: 11,
+            segments: 3,
+            items,
+            events,
+        }
+    }
+
+    #[test]
+    fn spare_height_goes_to_the_events_when_the_list_is_short() {
+        // 200x60, 23 tree rows, 40 events: the tree shows every row with no blank line, the
+        // events pane takes the rest.
+        let a = areas(screen((200, 60)), View::Tree, content(23, 40));
+        assert_eq!(rows_in(a.main, View::Tree).height, 23);
+        assert_eq!(a.events.height, 60 - 3 - 12 - 25);
+        assert_eq!(a.events.y + a.events.height, a.footer.y);
+        // Few events: they get what they need, the list keeps the rest.
+        let a = areas(screen((200, 60)), View::Tree, content(23, 12));
+        assert_eq!(a.events.height, 13);
+        assert_eq!(rows_in(a.main, View::Tree).height, 60 - 3 - 12 - 13 - 2);
+        // Fewer events than the least pane: the pane keeps its least height.
+        let a = areas(screen((200, 60)), View::Tree, content(23, 2));
+        assert_eq!(a.events.height, EVENTS_PANE);
+    }
+
+    #[test]
+    fn a_long_list_keeps_the_height() {
+        let a = areas(screen((200, 60)), View::Tree, content(500, 500));
+        assert_eq!(a.events.height, EVENTS_PANE);
+        assert_eq!(a.main.height, 60 - 3 - 12 - EVENTS_PANE);
+        let a = areas(screen((160, 48)), View::Segments, content(3, 500));
+        // Segments take 5 lines each: 1 + 15 needed.
+        assert_eq!(a.main.height, 16);
+    }
 }

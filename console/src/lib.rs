@@ -4,6 +4,7 @@
 //! - [`layout`]: where everything goes on a terminal of a given size (pure);
 //! - [`text`]: what the console says, as data: words, and the help and detail documents;
 //! - [`view`]: draws the state (no I/O, no state changes);
+//! - [`termcaps`]: what the terminal can show (Unicode or ASCII, colour depth), decided once;
 //! - [`term`]: the terminal: raw mode, panic restore, the event loop (reads the clock);
 //! - [`client`]: admin streams from every daemon of the fleet (the only network code);
 //! - [`fleetfile`]: the fleet file;
@@ -20,5 +21,6 @@ pub mod fleetfile;
 pub mod layout;
 pub mod status;
 pub mod term;
+pub mod termcaps;
 pub mod text;
 pub mod view;

@@ -13,6 +13,7 @@ use trustdeck_console::client::{ClientTls, Update, Watcher};
 use trustdeck_console::demo::{Demo, DemoOptions};
 use trustdeck_console::fleetfile::{FleetFile, Target};
 use trustdeck_console::status;
+use trustdeck_console::termcaps::{self, CharsetFlag, TermCaps};
 use trustdeck_pki::rotation::parse_duration;
 use trustdeck_topology::ttl::Thresholds;
 
@@ -62,6 +63,13 @@ struct UiArgs {
     /// Mouse support (scroll, click to select).
     #[arg(long)]
     mouse: bool,
+    /// ASCII only: no box drawing or symbols (the default when the locale is not UTF-8 or
+    /// TERM is a limited terminal such as vt100, linux or dumb).
+    #[arg(long, global = true, conflicts_with = "unicode")]
+    ascii: bool,
+    /// Unicode symbols even when the locale or TERM suggest ASCII.
+    #[arg(long, global = true)]
+    unicode: bool,
     /// Log file (the console never logs to the screen).
     #[arg(long)]
     log_file: Option<PathBuf>,
@@ -211,8 +219,17 @@ fn log_to_file(path: &Path) -> Result<()> {
     Ok(())
 }
 
-fn color_wanted(ui: &UiArgs) -> bool {
-    !ui.no_color && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+/// What the terminal can show, from the environment and the flags.
+fn term_caps(ui: &UiArgs) -> TermCaps {
+    let flag = if ui.ascii {
+        CharsetFlag::Ascii
+    } else if ui.unicode {
+        CharsetFlag::Unicode
+    } else {
+        CharsetFlag::Auto
+    };
+    let env = |k: &str| std::env::var(k).ok();
+    termcaps::detect(&env, flag, ui.no_color)
 }
 
 /// Runs the interactive console until the user quits.
@@ -252,9 +269,10 @@ async fn console(
     });
     let mut app = App::new(fleet, th);
     app.mouse = ui.mouse;
-    let color = color_wanted(ui);
+    let caps = term_caps(ui);
+    app.charset = caps.charset;
     let clock = trustdeck_process::clock::system();
-    let r = trustdeck_console::term::run(app, mrx, etx, color, clock).await;
+    let r = trustdeck_console::term::run(app, mrx, etx, caps.colors, clock).await;
     forward.abort();
     let _ = effects.await;
     drop(mtx);
@@ -281,7 +299,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let report = fleet.status_report(now, &th);
             let text = match output {
                 Output::Json => serde_json::to_string_pretty(&report)?,
-                Output::Table => status::table(&fleet, now, &th),
+                Output::Table => {
+                    let g = term_caps(&cli.ui).charset.glyphs();
+                    status::table_with(&fleet, now, &th, g)
+                }
             };
             status::out(text.trim_end());
             Ok(ExitCode::from(u8::try_from(report.exit_code).unwrap_or(3)))

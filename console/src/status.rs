@@ -10,12 +10,14 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use trustdeck_process::clock::Clock;
 use trustdeck_proto::admin::{ConnectivityState, NodeKind};
-use trustdeck_topology::fleet::FleetEvent;
-use trustdeck_topology::ttl::{Level, Thresholds, fmt_secs, fmt_time};
-use trustdeck_topology::{DaemonConn, Fleet, Health};
+use trustdeck_topology::fleet::{FleetEvent, FleetHealth, Reach, Tree};
+use trustdeck_topology::ttl::{Thresholds, fmt_secs, fmt_time};
+use trustdeck_topology::{DaemonConn, DaemonState, Fleet, Health, SegmentWindow};
 
 use crate::client::{ClientError, ClientTls, Update, Watcher};
 use crate::fleetfile::Target;
+use crate::text::glyphs::{Glyphs, UNICODE};
+use crate::text::window::{self, Words};
 
 /// Writes a line to stdout; false when stdout is gone (a closed pipe ends `watch` quietly).
 pub fn out(line: &str) -> bool {
@@ -97,16 +99,42 @@ pub async fn collect(
     Ok(fleet)
 }
 
-/// The `status --output table` text.
+/// The console's link to daemon `ds`, in words.
+fn conn_words(ds: &DaemonState, now: DateTime<Utc>) -> String {
+    match &ds.conn {
+        DaemonConn::Live => "reachable".to_string(),
+        DaemonConn::Connecting => "no answer".to_string(),
+        DaemonConn::Lost { since, error } => format!(
+            "UNREACHABLE since {} ({} ago; {error})",
+            fmt_time(since.timestamp()),
+            fmt_secs((now - *since).num_seconds().max(0))
+        ),
+        DaemonConn::NeverReached {
+            first_failure,
+            error,
+        } => format!(
+            "NEVER REACHED (first attempt failed at {}: {error})",
+            fmt_time(first_failure.timestamp())
+        ),
+    }
+}
+
+/// The `status --output table` text, with Unicode symbols.
 pub fn table(fleet: &Fleet, now: DateTime<Utc>, th: &Thresholds) -> String {
+    table_with(fleet, now, th, &UNICODE)
+}
+
+/// The `status --output table` text, with the symbols of `g` (ASCII on a jump host).
+pub fn table_with(fleet: &Fleet, now: DateTime<Utc>, th: &Thresholds, g: &Glyphs) -> String {
     let tree = fleet.tree();
     let health = fleet.health(&tree, now, th);
+    let state = health.state();
     let mut out = String::new();
     let _ = writeln!(
         out,
         "FLEET  {} {}   at {}",
-        health.level.symbol(),
-        health.level.as_str().to_uppercase(),
+        g.level(state.level()),
+        state.as_str().to_uppercase(),
         fmt_time(now.timestamp())
     );
     for r in &health.reasons {
@@ -114,21 +142,14 @@ pub fn table(fleet: &Fleet, now: DateTime<Utc>, th: &Thresholds) -> String {
     }
     let _ = writeln!(out, "\nDAEMONS");
     for d in &fleet.daemons {
-        let conn = match &d.conn {
-            DaemonConn::Live => "reachable".to_string(),
-            DaemonConn::Connecting => "no answer".to_string(),
-            DaemonConn::Lost { since, error } => format!(
-                "UNREACHABLE since {} ({error})",
-                fmt_time(since.timestamp())
-            ),
-        };
         let up = d
             .upstream
             .as_ref()
             .map(|u| {
                 let state = u.state_wire();
+                let last_known = if d.is_live() { "" } else { "last known: " };
                 format!(
-                    "  upstream {state} since {}{}",
+                    "  upstream {last_known}{state} since {}{}",
                     fmt_time(u.since),
                     if u.last_error.is_empty() || state == ConnectivityState::Connected {
                         String::new()
@@ -140,86 +161,28 @@ pub fn table(fleet: &Fleet, now: DateTime<Utc>, th: &Thresholds) -> String {
             .unwrap_or_default();
         let _ = writeln!(
             out,
-            "  {:<20} {:<10} {:<8} {conn}{up}",
+            "  {:<20} {:<10} {:<8} {}{up}",
             d.name,
             d.role(),
-            d.segment()
+            d.segment(),
+            conn_words(d, now)
         );
     }
     let _ = writeln!(out, "\nAUTONOMOUS WINDOWS");
     for w in fleet.windows(&tree, now) {
-        let stale = w
-            .stale_secs
-            .map(|s| format!("  [STALE: last heard {} ago]", fmt_secs(s.max(0))))
-            .unwrap_or_default();
-        let _ = writeln!(
-            out,
-            "  segment {} ({}, server {}){stale}",
-            w.segment, w.role, w.server
-        );
-        if w.is_downstream() {
-            let x = w
-                .x509_until
-                .map(|t| format!("{} (in {})", fmt_time(t), fmt_secs(t - now.timestamp())))
-                .unwrap_or_else(|| "unknown (no intermediate seen)".into());
-            let _ = writeln!(
-                out,
-                "    upstream lost now -> X.509 continues until {x}; JWT stops now"
-            );
-        }
-        let f = w
-            .workloads_fail_at
-            .map(|t| {
-                format!(
-                    "workloads start failing at {} (in {})",
-                    fmt_time(t),
-                    fmt_secs(t - now.timestamp())
-                )
-            })
-            .unwrap_or_else(|| "no workload SVIDs".into());
-        let _ = writeln!(out, "    server lost now   -> {f} [{} SVIDs]", w.workloads);
+        windows_block(&mut out, &w, now, g);
     }
     let _ = writeln!(out, "\nTIERS");
-    let rows = tree.rows(&Default::default(), "");
-    for r in rows {
-        let t = &tree.nodes[r.idx];
-        let n = &t.node;
-        if n.kind_wire() == NodeKind::WorkloadSvid {
-            continue;
-        }
-        let lvl = fleet.node_level(&tree, r.idx, now, th);
-        let left = if n.not_after > 0 {
-            format!(
-                "{:>9} left, expires {}",
-                fmt_secs(n.not_after - now.timestamp()),
-                fmt_time(n.not_after)
-            )
-        } else {
-            String::new()
-        };
-        let _ = writeln!(
-            out,
-            "  {} {:indent$}{} {} [{}] {left}",
-            lvl.symbol(),
-            "",
-            n.label,
-            if n.spiffe_id.is_empty() {
-                &n.subject
-            } else {
-                &n.spiffe_id
-            },
-            n.state_wire(),
-            indent = r.depth as usize * 2
-        );
-    }
+    tiers_block(&mut out, fleet, &tree, now, (th, g));
     let _ = writeln!(out, "\nEXPIRES NEXT");
     for i in fleet.expiring(&tree, 10) {
         let n = &tree.nodes[i].node;
         let _ = writeln!(
             out,
-            "  {:>9}  {}  {} {}",
+            "  {:>9}  {}  {:<8} {} {}",
             fmt_secs(n.not_after - now.timestamp()),
             fmt_time(n.not_after),
+            tree.nodes[i].segment,
             n.label,
             if n.spiffe_id.is_empty() {
                 &n.id
@@ -231,6 +194,90 @@ pub fn table(fleet: &Fleet, now: DateTime<Utc>, th: &Thresholds) -> String {
     out
 }
 
+/// One segment's window: a title (marked when its server is not live), the upstream link,
+/// and what each loss means or has meant.
+fn windows_block(out: &mut String, w: &SegmentWindow, now: DateTime<Utc>, g: &Glyphs) {
+    let marker = match &w.reach {
+        Reach::Lost { since, .. } => format!(
+            "  [LAST KNOWN as of {}, unreachable for {}]",
+            fmt_time(*since),
+            fmt_secs((now.timestamp() - since).max(0))
+        ),
+        Reach::NeverReached { .. } => {
+            "  [NEVER REACHED: its upstream's and agents' records]".to_string()
+        }
+        Reach::Live | Reach::Connecting => String::new(),
+    };
+    let _ = writeln!(
+        out,
+        "  segment {} ({}, server {}){marker}",
+        w.segment, w.role, w.server
+    );
+    let (up, _) = window::upstream_state(w, now, Words::Full, g);
+    let _ = writeln!(out, "    upstream {up}");
+    if w.is_downstream() {
+        let _ = writeln!(
+            out,
+            "    {}",
+            window::plain(&window::upstream_sentence(w, now, Words::Full, g))
+        );
+    }
+    let _ = writeln!(
+        out,
+        "    {} [{} SVIDs]",
+        window::plain(&window::server_sentence(w, now, Words::Full, g)),
+        w.workloads
+    );
+}
+
+/// Servers, authorities and agents (not workload SVIDs), indented, with level and state.
+fn tiers_block(
+    out: &mut String,
+    fleet: &Fleet,
+    tree: &Tree,
+    now: DateTime<Utc>,
+    (th, g): (&Thresholds, &Glyphs),
+) {
+    for r in tree.rows(&Default::default(), "") {
+        let t = &tree.nodes[r.idx];
+        let n = &t.node;
+        if n.kind_wire() == NodeKind::WorkloadSvid {
+            continue;
+        }
+        let lvl = fleet.node_level(tree, r.idx, now, th);
+        let left = if n.not_after > 0 {
+            format!(
+                "{:>9} left, expires {}",
+                fmt_secs(n.not_after - now.timestamp()),
+                fmt_time(n.not_after)
+            )
+        } else {
+            String::new()
+        };
+        let state = match fleet.node_alert(tree, r.idx, now) {
+            Some(a) => a.as_str(),
+            None => n.state_wire().as_str(),
+        };
+        let last_known = match fleet.daemons[t.source].lost_since() {
+            Some(s) => format!(" (last known as of {})", fmt_time(s.timestamp())),
+            None => String::new(),
+        };
+        let _ = writeln!(
+            out,
+            "  {} {:indent$}{} {} [{state}]{last_known} {left}",
+            g.level(lvl),
+            "",
+            n.label,
+            if n.spiffe_id.is_empty() {
+                &n.subject
+            } else {
+                &n.spiffe_id
+            },
+            indent = r.depth as usize * 2
+        );
+    }
+}
+
 /// A `trustdeck watch` line about an event. Fields in alphabetical order: the line has always
 /// listed its keys sorted, and scripts read it.
 #[derive(Serialize)]
@@ -238,10 +285,15 @@ pub struct EventLine<'a> {
     /// RFC 3339, daemon clock.
     at: Option<String>,
     daemon: &'a str,
+    /// A stable dedupe key: the same event has the same key across `watch` restarts.
+    key: &'a str,
     kind: &'static str,
     message: &'a str,
     /// The node the event is about ("" when none).
     node: &'a str,
+    /// History the daemon sent when first reached by this `watch` (it happened before), as
+    /// opposed to what happened while watched.
+    replayed: bool,
     severity: &'static str,
     /// Always `event`.
     r#type: &'static str,
@@ -252,8 +304,13 @@ pub struct EventLine<'a> {
 struct HealthLine<'a> {
     /// RFC 3339, console clock.
     at: String,
+    /// From `health`: 0 ok, 1 warning, 2 critical, 3 unreachable.
     exit_code: i32,
-    level: Level,
+    /// The fleet's state, in the words of `status`: `ok`, `warning`, `critical`,
+    /// `unreachable`.
+    health: FleetHealth,
+    /// Deprecated alias of `health` (same value), kept for one release.
+    level: FleetHealth,
     reasons: &'a [String],
     /// Always `health`.
     r#type: &'static str,
@@ -277,9 +334,11 @@ pub fn event_line(e: &FleetEvent) -> EventLine<'_> {
     EventLine {
         at: DateTime::from_timestamp_millis(e.event.at_ms).map(|t| t.to_rfc3339()),
         daemon: &e.daemon,
+        key: &e.key,
         kind: e.event.kind_wire().as_str(),
         message: &e.event.message,
         node: &e.event.node_id,
+        replayed: e.replayed,
         severity: e.event.severity_wire().as_str(),
         r#type: "event",
     }
@@ -290,7 +349,8 @@ pub fn health_line(h: &Health, now: DateTime<Utc>) -> String {
     json_line(&HealthLine {
         at: now.to_rfc3339(),
         exit_code: h.exit_code(),
-        level: h.level,
+        health: h.state(),
+        level: h.state(),
         reasons: &h.reasons,
         r#type: "health",
         unreachable: &h.unreachable,
@@ -313,19 +373,28 @@ pub async fn watch(
     let watcher = Watcher::start(targets, tls, tx)?;
     let mut fleet = fleet_for(targets);
     let mut next = 0;
-    let mut last_health: Option<(Level, i32)> = None;
+    let mut last_health: Option<FleetHealth> = None;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
-        tokio::select! {
+        let ticked = tokio::select! {
             u = rx.recv() => {
                 let Some(u) = u else { break };
                 if let Some(d) = apply(&mut fleet, u, clock.now()) {
                     watcher.resubscribe(d);
                 }
+                false
             }
-            _ = tick.tick() => {}
+            _ = tick.tick() => true,
             _ = trustdeck_process::terminated() => break,
-        }
+        };
+        let health = settled(&fleet).then(|| {
+            let now = clock.now();
+            let tree = fleet.tree();
+            if ticked {
+                fleet.derive_events(&tree, now);
+            }
+            (fleet.health(&tree, now, &th), now)
+        });
         let (lines, n) = event_lines(&fleet, next);
         next = n;
         for l in lines {
@@ -334,17 +403,13 @@ pub async fn watch(
                 return Ok(());
             }
         }
-        if settled(&fleet) {
-            let now = clock.now();
-            let tree = fleet.tree();
-            let h = fleet.health(&tree, now, &th);
-            let key = (h.level, h.exit_code());
-            if last_health != Some(key) {
-                if !out(&health_line(&h, now)) {
-                    break;
-                }
-                last_health = Some(key);
+        if let Some((h, now)) = health
+            && last_health != Some(h.state())
+        {
+            if !out(&health_line(&h, now)) {
+                break;
             }
+            last_health = Some(h.state());
         }
     }
     watcher.stop().await;

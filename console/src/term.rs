@@ -23,6 +23,7 @@ use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender, error::TryRecv
 use trustdeck_process::clock::Clock;
 
 use crate::app::{App, Effect, Msg, update_many};
+use crate::termcaps::{Colors, SgrWriter};
 use crate::view;
 
 /// Most messages handled between two frames (a burst of deltas is applied, then drawn once).
@@ -141,20 +142,21 @@ fn set_mouse(on: bool) -> io::Result<()> {
 
 /// Runs the console until the user quits. `data` carries the daemons' stream messages,
 /// connection changes and detail answers (from the client); effects other than quitting and
-/// drawing are sent to `effects` for the client to carry out. `color: false` draws without
-/// colour (NO_COLOR). Call it from a tokio runtime.
+/// drawing are sent to `effects` for the client to carry out. `colors` says whether and how
+/// colour is written (none for NO_COLOR, basic SGR codes on a limited terminal). Call it from
+/// a tokio runtime.
 pub async fn run(
     mut app: App,
     mut data: UnboundedReceiver<Msg>,
     effects: UnboundedSender<Effect>,
-    color: bool,
+    colors: Colors,
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<()> {
     let guard = Guard::install()?;
     let io = Io {
         data: &mut data,
         effects: &effects,
-        color,
+        colors,
         clock: clock.as_ref(),
     };
     let result = event_loop(&mut app, io).await;
@@ -169,15 +171,16 @@ pub async fn run(
 struct Io<'a> {
     data: &'a mut UnboundedReceiver<Msg>,
     effects: &'a UnboundedSender<Effect>,
-    color: bool,
+    colors: Colors,
     clock: &'a dyn Clock,
 }
 
-type Term = Terminal<CrosstermBackend<Stdout>>;
+type Term = Terminal<CrosstermBackend<SgrWriter<Stdout>>>;
 
 async fn event_loop(app: &mut App, mut io: Io<'_>) -> anyhow::Result<()> {
+    let out = SgrWriter::new(io::stdout(), io.colors == Colors::Basic);
     let mut terminal: Term =
-        Terminal::new(CrosstermBackend::new(io::stdout())).context("opening the terminal")?;
+        Terminal::new(CrosstermBackend::new(out)).context("opening the terminal")?;
     terminal.clear().context("clearing the terminal")?;
     let mut mouse_on = app.mouse;
     if mouse_on {
@@ -253,7 +256,7 @@ fn apply(
     if redraw {
         let now = io.clock.now();
         terminal
-            .draw(|f| view::render(app, f, now, io.color))
+            .draw(|f| view::render(app, f, now, io.colors != Colors::None))
             .context("drawing")?;
     }
     Ok(true)

@@ -2,9 +2,7 @@
 //! colour on and off), style checks, and tests of `update` (keys, filter, commands,
 //! collapse/expand, selection across deltas, revision gaps, the generated help).
 //!
-//! The fleet is fixed: an upstream ("root" segment) with root CAs and a JWT authority, and two
-//! downstreams, "gcp" (healthy upstream link) and "dmz" (upstream lost), with agents and
-//! workload SVIDs. `now` is fixed, so the snapshots are deterministic.
+//! The fleet and the helpers are in [`fixture`], shared with the other console tests.
 
 mod fixture;
 
@@ -206,7 +204,8 @@ fn unreachable_daemon_is_stale() {
     for (w, h) in SIZES {
         let app = unreachable(w, h);
         let l = lines(&draw(&app, w, h, false)).join("\n");
-        assert!(l.contains("STALE 45s"), "{l}");
+        // Counted from the loss (40 s ago), not from the last message (45 s ago).
+        assert!(l.contains("STALE 40s"), "{l}");
         assert!(l.contains("daemons 2/3 live"));
         snap(&format!("unreachable_{w}x{h}"), &app, w, h);
     }
@@ -219,8 +218,9 @@ fn upstream_lost_on_a_downstream() {
     assert!(l.contains(
         "upstream       ✗ lost since 2026-11-24 07:07:03Z (5m 00s): tls handshake: connection reset by peer"
     ));
+    // A loss that happened is a fact, with its moment.
     assert!(l.contains(
-        "upstream LOST → X.509 continues until 2026-11-24 09:12:03Z (in 2h 00m), JWT stopped"
+        "upstream lost since 2026-11-24 07:07:03Z → X.509 continues until 2026-11-24 09:12:03Z (in 2h 00m); JWT stopped"
     ));
     assert!(l.contains(
         "upstream lost now → X.509 continues until 2026-11-24 18:12:03Z (in 11h 00m), JWT stops now"
@@ -229,7 +229,7 @@ fn upstream_lost_on_a_downstream() {
     let small = base(80, 24);
     let l = lines(&draw(&small, 80, 24, false)).join("\n");
     assert!(l.contains("✗ lost 5m 00s"), "{l}");
-    assert!(l.contains("JWT stopped"));
+    assert!(l.contains("X.509 2h 00m, JWT stopped"), "{l}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -299,7 +299,7 @@ fn selection_is_reversed_with_and_without_colour() {
 fn stale_marker_is_styled_with_colour() {
     let app = unreachable(160, 48);
     let on = draw(&app, 160, 48, true);
-    let (x, y) = find(&on, "gcp-agent-1", "STALE 45s");
+    let (x, y) = find(&on, "prod/payments/api", "STALE 40s");
     assert_eq!(on.backend().buffer()[(x, y)].fg, Color::Yellow);
     insta::assert_debug_snapshot!("tree_80x24_color_styles", {
         let t = draw(&base(80, 24), 80, 24, true);
@@ -346,13 +346,14 @@ fn tab_cycles_views_and_esc_goes_back() {
         View::Segments,
         View::Events,
         View::Daemons,
+        View::Timeline,
         View::Tree,
     ] {
         update(&mut app, key(KeyCode::Tab), now());
         assert_eq!(app.view, v);
     }
     update(&mut app, key(KeyCode::BackTab), now());
-    assert_eq!(app.view, View::Daemons);
+    assert_eq!(app.view, View::Timeline);
     update(&mut app, key(KeyCode::Esc), now());
     assert_eq!(app.view, View::Tree);
 }
@@ -574,7 +575,11 @@ fn mouse_only_when_enabled() {
         })
     };
     let mut app = base(80, 24);
-    let area = layout::list_area(layout::screen((80, 24)), View::Tree, app.windows());
+    let area = layout::list_area(
+        layout::screen((80, 24)),
+        View::Tree,
+        app.content(View::Tree),
+    );
     assert!(update(&mut app, click(area.y + 3), now()).is_empty());
     assert_eq!(app.cursor(View::Tree), 0);
     app.mouse = true;
@@ -742,4 +747,217 @@ fn values_from_a_newer_daemon_show_as_unknown() {
         "{table}"
     );
     assert!(table.contains("future authority  [unknown]"), "{table}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Outage states: the dmz server stopped (stale), never reached, and failing
+
+/// The fixed fleet with the dmz server lost 90 s ago (last heard 100 s ago).
+fn dmz_stale_fleet() -> Fleet {
+    let mut f = fleet(100);
+    f.set_conn(
+        2,
+        DaemonConn::Lost {
+            since: at(-90),
+            error: "keepalive timed out".into(),
+        },
+        at(-90),
+    );
+    f
+}
+
+/// The fixed fleet started while the dmz server does not answer: it was never reached, and
+/// only its upstream's records (its placeholder and the intermediate it signed) are known.
+fn dmz_never_reached_fleet() -> Fleet {
+    let mut f = fleet(2);
+    let mut fresh = Fleet::new(f.daemons.iter().map(|d| {
+        (
+            d.name.clone(),
+            d.endpoint.clone(),
+            d.role_hint,
+            d.segment_hint.clone(),
+        )
+    }));
+    let mut upstream = upstream_nodes();
+    upstream.push(node(
+        "x509:33cc17",
+        &format!("server:{}", server_id("dmz")),
+        NodeKind::X509Authority,
+        "intermediate CA",
+        "",
+        "issued",
+        (-10 * H, 2 * H),
+        ("", ""),
+        "",
+    ));
+    for d in [0, 1] {
+        let (name, role, seg) = match d {
+            0 => ("upstream", "upstream", "root"),
+            _ => ("gcp", "downstream", "gcp"),
+        };
+        let nodes = if d == 0 {
+            upstream.clone()
+        } else {
+            downstream_nodes("gcp")
+        };
+        let upstream_link = f.daemons[d].upstream.take();
+        fresh
+            .apply(
+                d,
+                snapshot(name, role, seg, nodes, upstream_link, vec![], 0, at(-2)),
+                at(-2),
+            )
+            .expect("snapshot");
+    }
+    fresh.set_conn(
+        2,
+        DaemonConn::Lost {
+            since: at(-30),
+            error: "connection refused (os error 111)".into(),
+        },
+        at(-30),
+    );
+    fresh
+}
+
+/// The dmz server lost 20 minutes ago: one of its SVIDs expired 8 s ago (workloads are
+/// failing), another is past renewal.
+fn dmz_failing_fleet() -> Fleet {
+    let mut f = fleet(20 * M + 5);
+    let (a1, _) = agent("dmz", "edge-1", "dmz-agent-1", (0, 0));
+    let cache = svid(&a1, "e-3e03", "prod/edge/cache", (-60 * M, -8), "dmz");
+    let msg = WatchMessage {
+        revision: 2,
+        daemon_time_ms: at(-20 * M - 5).timestamp_millis() + 2000,
+        body: Some(Body::Delta(Delta {
+            upserts: vec![cache],
+            ..Default::default()
+        })),
+    };
+    f.apply(2, msg, at(-20 * M - 5)).expect("delta");
+    f.set_conn(
+        2,
+        DaemonConn::Lost {
+            since: at(-20 * M),
+            error: "keepalive timed out".into(),
+        },
+        at(-20 * M),
+    );
+    f
+}
+
+#[test]
+fn outage_stale_downstream() {
+    let base_nodes = base(160, 48).tree().nodes.len();
+    for (w, h) in SIZES {
+        let app = app_sized(dmz_stale_fleet(), w, h);
+        assert_eq!(
+            app.tree().nodes.len(),
+            base_nodes,
+            "the tree keeps its shape"
+        );
+        let l = lines(&draw(&app, w, h, false)).join("\n");
+        assert!(l.contains("UNREACHABLE"), "{l}");
+        assert!(!l.contains("(in -"), "{l}");
+        snap(&format!("outage_stale_{w}x{h}"), &app, w, h);
+    }
+    let app = with_view(app_sized(dmz_stale_fleet(), 160, 48), View::Segments);
+    let l = lines(&draw(&app, 160, 48, false)).join("\n");
+    // The intermediate's real not_after, the loss as a fact, the upstream link last-known.
+    assert!(
+        l.contains(
+            "server unreachable since 2026-11-24 07:10:33Z (console); 1 SVID past renewal; first failure at 2026-11-24 07:37:03Z (in 25m 00s)"
+        ),
+        "{l}"
+    );
+    assert!(
+        l.contains("X.509 continues until 2026-11-24 09:12:03Z (in 2h 00m); JWT stopped (last known, as of 07:10:33Z)"),
+        "{l}"
+    );
+    assert!(
+        l.contains("last known: lost since 2026-11-24 07:07:03Z (as of 07:10:33Z)"),
+        "{l}"
+    );
+    snap("outage_stale_segments_160x48", &app, 160, 48);
+}
+
+#[test]
+fn outage_never_reached_downstream() {
+    for (w, h) in SIZES {
+        let app = app_sized(dmz_never_reached_fleet(), w, h);
+        let l = lines(&draw(&app, w, h, false)).join("\n");
+        assert!(l.contains("UNREACHABLE"), "{l}");
+        assert!(
+            !l.contains("STALE"),
+            "nothing was ever heard, nothing is stale: {l}"
+        );
+        snap(&format!("outage_never_reached_{w}x{h}"), &app, w, h);
+    }
+    let app = with_view(
+        app_sized(dmz_never_reached_fleet(), 160, 48),
+        View::Segments,
+    );
+    let l = lines(&draw(&app, 160, 48, false)).join("\n");
+    assert!(l.contains("NEVER REACHED"), "{l}");
+    assert!(l.contains("server never reached (console)"), "{l}");
+    assert!(
+        l.contains("X.509 continues until 2026-11-24 09:12:03Z (in 2h 00m) (upstream's record)"),
+        "{l}"
+    );
+    snap("outage_never_reached_segments_160x48", &app, 160, 48);
+    let daemons = with_view(app_sized(dmz_never_reached_fleet(), 160, 48), View::Daemons);
+    let l = lines(&draw(&daemons, 160, 48, false)).join("\n");
+    assert!(l.contains("✗ never reached"), "{l}");
+}
+
+#[test]
+fn outage_failing_and_renewal_overdue() {
+    for (w, h) in SIZES {
+        let app = app_sized(dmz_failing_fleet(), w, h);
+        let l = lines(&draw(&app, w, h, false)).join("\n");
+        assert!(
+            !l.contains("(in -"),
+            "a passed moment is not a countdown: {l}"
+        );
+        snap(&format!("outage_failing_{w}x{h}"), &app, w, h);
+    }
+    let app = app_sized(dmz_failing_fleet(), 160, 48);
+    let l = lines(&draw(&app, 160, 48, false));
+    let cache = l
+        .iter()
+        .find(|r| r.contains("prod/edge/cache"))
+        .expect("the expired SVID");
+    assert!(cache.contains("expired"), "{cache}");
+    let proxy = l
+        .iter()
+        .find(|r| r.contains("SVID prod/edge/proxy"))
+        .expect("the SVID past renewal");
+    assert!(
+        proxy.contains("renewal overdue") && proxy.contains("! warning"),
+        "{proxy}"
+    );
+    let app = with_view(app_sized(dmz_failing_fleet(), 160, 48), View::Segments);
+    let l = lines(&draw(&app, 160, 48, false)).join("\n");
+    assert!(l.contains("failing since 2026-11-24 07:11:55Z"), "{l}");
+    snap("outage_failing_segments_160x48", &app, 160, 48);
+}
+
+/// The console records renewal overdue and expired once, on its one-second tick.
+#[test]
+fn outage_events_are_derived_once_on_the_tick() {
+    let mut app = app_sized(dmz_failing_fleet(), 160, 48);
+    let before = app.fleet.events_total;
+    update(&mut app, Msg::Tick, now());
+    let kinds: Vec<&str> = app
+        .fleet
+        .events
+        .iter()
+        .skip(before as usize)
+        .map(|e| e.event.kind_wire().as_str())
+        .collect();
+    assert!(kinds.contains(&"svid-expired"), "{kinds:?}");
+    assert!(kinds.contains(&"svid-renewal-late"), "{kinds:?}");
+    let after = app.fleet.events_total;
+    update(&mut app, Msg::Tick, now());
+    assert_eq!(app.fleet.events_total, after, "once");
 }

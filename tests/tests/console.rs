@@ -140,6 +140,18 @@ fn demo_and_status_report_real_values_with_threshold_exit_codes() {
         text.contains("AUTONOMOUS WINDOWS") && text.contains("JWT stops now"),
         "{text}"
     );
+    // On a jump host (C locale, vt100) the table is plain ASCII.
+    let out = Command::new(bin("trustdeck"))
+        .args(["status", "--output", "table", "--fleet"])
+        .arg(demo.fleet_path())
+        .env("LANG", "C")
+        .env("LC_ALL", "C")
+        .env("TERM", "vt100")
+        .output()
+        .expect("run trustdeck");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("AUTONOMOUS WINDOWS"), "{text}");
+    assert!(out.stdout.is_ascii(), "non-ASCII output:\n{text}");
     let (code, text) = demo.trustdeck(&["status", "--warn-fraction", "7"]);
     assert_eq!(code, 4, "{text}");
     assert!(text.contains("--warn-fraction"), "{text}");
@@ -203,8 +215,10 @@ fn upstream_loss_shows_in_status_and_watch_and_demo_stops_cleanly() {
             "{s}"
         );
     }
-    // The root segment's last-known state is still reported, marked stale.
-    assert!(segment(&report, "root")["stale_seconds"].as_i64().is_some());
+    // This status run never reached the upstream: that is its own state, without an age.
+    let root = segment(&report, "root");
+    assert_eq!(root["server_state"], "never_reached", "{root}");
+    assert!(root["stale_seconds"].is_null(), "{root}");
 
     // watch printed the losses as events and the health change.
     let mut kinds = Vec::new();
@@ -398,6 +412,257 @@ fn console_in_tmux_shows_the_tree_countdowns_and_the_upstream_loss() {
     std::thread::sleep(Duration::from_secs(2));
     let after = countdowns(&tmux.capture());
     assert_ne!(before, after, "countdowns move");
+    tmux.keys(&["q"]);
+    tmux.wait_screen(10, "the console to exit", |s| !s.contains("READ-ONLY"));
+}
+
+/// Lines of a `trustdeck watch` over the demo, as JSON values, on a channel.
+fn watch_lines(
+    demo: &DemoProc,
+) -> (
+    std::process::Child,
+    std::sync::mpsc::Receiver<serde_json::Value>,
+) {
+    let mut watch = Command::new(bin("trustdeck"))
+        .args(["watch", "--output", "json", "--fleet"])
+        .arg(demo.fleet_path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("watch");
+    let stdout = watch.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel::<serde_json::Value>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let v: serde_json::Value =
+                serde_json::from_str(&line).expect("one JSON object per line");
+            if tx.send(v).is_err() {
+                break;
+            }
+        }
+    });
+    (watch, rx)
+}
+
+/// Reads lines until `done` says so (at most `secs`); returns them all.
+fn read_until(
+    rx: &std::sync::mpsc::Receiver<serde_json::Value>,
+    secs: u64,
+    what: &str,
+    done: impl Fn(&[serde_json::Value]) -> bool,
+) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let mut got = Vec::new();
+    while !done(&got) {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {got:#?}"
+        );
+        if let Ok(v) = rx.recv_timeout(Duration::from_millis(200)) {
+            got.push(v);
+        }
+    }
+    got
+}
+
+/// Every health line says one word, the same in `health` and its deprecated alias `level`, and
+/// the exit code that word means.
+fn health_is_consistent(v: &serde_json::Value) {
+    let code = match v["health"].as_str().expect("health") {
+        "ok" => 0,
+        "warning" => 1,
+        "critical" => 2,
+        "unreachable" => 3,
+        other => panic!("unknown health {other}"),
+    };
+    assert_eq!(v["level"], v["health"], "{v}");
+    assert_eq!(v["exit_code"], code, "{v}");
+    assert_eq!(
+        v["unreachable"].as_array().is_some_and(|u| !u.is_empty()),
+        code == 3,
+        "{v}"
+    );
+}
+
+#[test]
+fn watch_marks_replays_keys_events_and_says_one_health_word() {
+    let demo = DemoProc::start(&["--segments", "dmz", "--svid-ttl", "30s"]);
+    let (mut first, rx) = watch_lines(&demo);
+    let start = read_until(&rx, 20, "the first health line", |l| {
+        l.iter().any(|v| v["type"] == "health")
+    });
+    // Every daemon's history is a replay; nothing is a loss at start-up.
+    let events: Vec<&serde_json::Value> = start.iter().filter(|v| v["type"] == "event").collect();
+    assert!(!events.is_empty());
+    assert!(events.iter().all(|v| v["replayed"] == true), "{events:#?}");
+    assert!(
+        events.iter().all(|v| v["kind"] != "upstream-lost"
+            && !v["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("not connected yet")),
+        "{events:#?}"
+    );
+    let keys: Vec<&str> = events
+        .iter()
+        .map(|v| v["key"].as_str().expect("key"))
+        .collect();
+    let unique: std::collections::HashSet<&&str> = keys.iter().collect();
+    assert_eq!(unique.len(), keys.len(), "keys are unique: {keys:?}");
+    for v in start.iter().filter(|v| v["type"] == "health") {
+        health_is_consistent(v);
+    }
+
+    // The dmz server freezes: the loss is news, not a replay, and health says unreachable.
+    signal(demo.pid("dmz"), "STOP");
+    let lost = read_until(&rx, 20, "dmz unreachable", |l| {
+        l.iter()
+            .any(|v| v["type"] == "health" && v["health"] == "unreachable")
+            && l.iter()
+                .any(|v| v["kind"] == "console-unreachable" && v["daemon"] == "dmz")
+    });
+    for v in &lost {
+        if v["type"] == "health" {
+            health_is_consistent(v);
+        } else {
+            assert_eq!(v["replayed"], false, "{v}");
+        }
+    }
+
+    // A watch started during the outage: the same history has the same keys, still replayed.
+    let (mut second, rx2) = watch_lines(&demo);
+    let later = read_until(&rx2, 20, "the second watch's health", |l| {
+        l.iter().any(|v| v["type"] == "health")
+    });
+    let again: Vec<(&str, bool)> = later
+        .iter()
+        .filter(|v| v["type"] == "event")
+        .map(|v| (v["key"].as_str().expect("key"), v["replayed"] == true))
+        .collect();
+    for e in events.iter().filter(|v| v["daemon"] != "dmz") {
+        let k = e["key"].as_str().expect("key");
+        assert!(
+            again.contains(&(k, true)),
+            "{k}: the same event, the same key, replayed: {again:?}"
+        );
+    }
+    let h = later
+        .iter()
+        .find(|v| v["type"] == "health")
+        .expect("health");
+    health_is_consistent(h);
+    assert_eq!(h["health"], "unreachable", "{h}");
+    let _ = second.kill();
+    let _ = second.wait();
+
+    // Back: the console says so, as news.
+    signal(demo.pid("dmz"), "CONT");
+    let back = read_until(&rx, 30, "dmz back", |l| {
+        l.iter()
+            .any(|v| v["kind"] == "console-reconnected" && v["daemon"] == "dmz")
+    });
+    let r = back
+        .iter()
+        .find(|v| v["kind"] == "console-reconnected")
+        .expect("reconnected");
+    assert_eq!(r["replayed"], false, "{r}");
+    assert!(
+        r["key"]
+            .as_str()
+            .is_some_and(|k| k.starts_with("console:reconnected:dmz:"))
+    );
+    for v in back.iter().filter(|v| v["type"] == "health") {
+        health_is_consistent(v);
+    }
+    let _ = first.kill();
+    let _ = first.wait();
+}
+
+/// The number in the tab bar's `N nodes`.
+fn node_count(screen: &str) -> Option<usize> {
+    let words: Vec<&str> = screen.split_whitespace().collect();
+    words
+        .windows(2)
+        .find(|w| w[1] == "nodes")
+        .and_then(|w| w[0].parse().ok())
+}
+
+/// How the console shows `not_after` in the windows pane: the time of day when it is today
+/// (UTC), else the date.
+fn shown_time(rfc: &serde_json::Value) -> String {
+    let t = chrono::DateTime::parse_from_rfc3339(rfc.as_str().expect("time"))
+        .expect("RFC 3339")
+        .with_timezone(&chrono::Utc);
+    if t.date_naive() == chrono::Utc::now().date_naive() {
+        t.format("%H:%M:%SZ").to_string()
+    } else {
+        t.format("%Y-%m-%d").to_string()
+    }
+}
+
+#[test]
+fn console_in_tmux_tells_the_truth_while_a_downstream_is_stopped() {
+    // Workload SVIDs of 30 s: renewal is due after 15 s, overdue 5 s later.
+    let demo = DemoProc::start(&["--segments", "dmz", "--svid-ttl", "30s"]);
+    let (_, r) = demo.status(&[]);
+    let inter = tiers(&r)
+        .iter()
+        .find(|t| t["kind"] == "X509_AUTHORITY" && t["state"] == "active" && t["daemon"] == "dmz")
+        .expect("dmz intermediate");
+    let until = format!("X.509 until {}", shown_time(&inter["not_after"]));
+    let tmux = Tmux {
+        socket: format!("td-e2e-stop-{}", std::process::id()),
+    };
+    let cmd = format!(
+        "NO_COLOR=1 {} --fleet {} --log-file {}",
+        bin("trustdeck").display(),
+        demo.fleet_path().display(),
+        demo.dir.path().join("console.log").display()
+    );
+    tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "console",
+        "-x",
+        "160",
+        "-y",
+        "48",
+        &cmd,
+    ]);
+    let calm = tmux.wait_screen(30, "every daemon live", |s| {
+        s.contains("daemons 4/4 live") && s.contains(&until) && node_count(s).is_some()
+    });
+    let nodes = node_count(&calm).expect("node count");
+
+    // In the tree's state column (the events pane says it too, and keeps saying it).
+    let overdue_row = |s: &str| {
+        s.lines()
+            .any(|l| l.contains(" SVID ") && l.contains("renewal overdue "))
+    };
+    signal(demo.pid("dmz"), "STOP");
+    let stopped = tmux.wait_screen(30, "dmz unreachable, renewals overdue", |s| {
+        s.contains("server unreachable since") && overdue_row(s)
+    });
+    assert!(stopped.contains("UNREACHABLE"), "{stopped}");
+    assert!(
+        stopped.contains(&until),
+        "the intermediate's real not_after:\n{stopped}"
+    );
+    assert!(!stopped.contains("X.509 stops now"), "{stopped}");
+    assert!(!stopped.contains("(in -"), "{stopped}");
+    assert_eq!(
+        node_count(&stopped),
+        Some(nodes),
+        "the tree keeps its shape:\n{stopped}"
+    );
+
+    signal(demo.pid("dmz"), "CONT");
+    let back = tmux.wait_screen(40, "dmz back and renewed", |s| {
+        s.contains("daemons 4/4 live") && !s.contains("UNREACHABLE") && !overdue_row(s)
+    });
+    assert_eq!(node_count(&back), Some(nodes), "{back}");
+    assert!(back.contains(&until), "{back}");
     tmux.keys(&["q"]);
     tmux.wait_screen(10, "the console to exit", |s| !s.contains("READ-ONLY"));
 }

@@ -45,7 +45,15 @@ pub static BINDINGS: &[Binding] = &[
         &[key(KeyCode::Tab)],
         Action::NextView,
         "views",
-        "next view (tree → expiring → segments → events → daemons)",
+        "next view (in the order of the tabs)",
+    ),
+    b(
+        Context::Global,
+        "T",
+        &[ch('T')],
+        Action::ShowTimeline,
+        "",
+        "the timeline: health per segment and daemon over the last hour",
     ),
     b(
         Context::Global,
@@ -243,7 +251,7 @@ pub static BINDINGS: &[Binding] = &[
         &[ch('s')],
         Action::CycleSeverity,
         "severity",
-        "show all → warnings and errors → errors only",
+        "show all, then warnings and errors, then errors only",
     ),
     b(
         Context::Events,
@@ -269,6 +277,14 @@ pub static BINDINGS: &[Binding] = &[
         Action::ShowInTree,
         "in tree",
         "show the daemon's own node in the tree",
+    ),
+    b(
+        Context::Timeline,
+        "enter",
+        &[key(KeyCode::Enter)],
+        Action::ShowInTree,
+        "in tree",
+        "show the segment's server or the daemon in the tree",
     ),
     // Detail popup.
     b(

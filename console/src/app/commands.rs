@@ -59,6 +59,11 @@ pub static COMMANDS: &[CommandSpec] = &[
         help: "the console's connection to each daemon",
     },
     CommandSpec {
+        names: &["timeline", "tl"],
+        cmd: Cmd::View(View::Timeline),
+        help: "health per segment and daemon over the last hour",
+    },
+    CommandSpec {
         names: &["help"],
         cmd: Cmd::Help,
         help: "this help",

@@ -58,7 +58,7 @@ pub struct EventFilter {
 }
 
 impl EventFilter {
-    /// `errors · from dmz` (None: no filter).
+    /// `errors, from dmz` (None: no filter).
     pub fn describe(&self) -> Option<String> {
         let parts: Vec<String> = self
             .severity
@@ -67,7 +67,7 @@ impl EventFilter {
             .into_iter()
             .chain(self.daemon.as_ref().map(|d| format!("from {d}")))
             .collect();
-        (!parts.is_empty()).then(|| parts.join(" · "))
+        (!parts.is_empty()).then(|| parts.join(", "))
     }
 }
 

@@ -27,6 +27,8 @@ pub enum Context {
     Events,
     /// The daemons view.
     Daemons,
+    /// The timeline view.
+    Timeline,
     /// The detail popup.
     Detail,
     /// The event detail popup.
@@ -53,6 +55,7 @@ impl Context {
             Context::Segments => "Segments view",
             Context::Events => "Events view",
             Context::Daemons => "Daemons view",
+            Context::Timeline => "Timeline view",
             Context::Detail => "Detail popup",
             Context::EventDetail => "Event detail popup",
             Context::Copy => "Copy menu (OSC 52: works over SSH and in tmux)",
@@ -63,7 +66,7 @@ impl Context {
     }
 
     /// Every context, in help order.
-    pub const ALL: [Context; 14] = [
+    pub const ALL: [Context; 15] = [
         Context::Global,
         Context::Always,
         Context::Moving,
@@ -72,6 +75,7 @@ impl Context {
         Context::Segments,
         Context::Events,
         Context::Daemons,
+        Context::Timeline,
         Context::Detail,
         Context::EventDetail,
         Context::Copy,
@@ -92,6 +96,8 @@ pub enum Action {
     StartCommand,
     NextView,
     PrevView,
+    /// Switch to the timeline.
+    ShowTimeline,
     /// Clear the filter, else back to the tree.
     Back,
     Up,
@@ -208,6 +214,7 @@ pub fn contexts(mode: Mode, view: View) -> Vec<Context> {
                 View::Segments => Context::Segments,
                 View::Events => Context::Events,
                 View::Daemons => Context::Daemons,
+                View::Timeline => Context::Timeline,
             },
             Context::Moving,
             Context::Global,

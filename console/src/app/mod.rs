@@ -6,12 +6,14 @@
 //! - [`update`](mod@update): `update(&mut App, Msg, now) -> Vec<Effect>`;
 //! - [`keymap`] and `bindings`: the key map as data, from which the help and the footer hints
 //!   are generated;
-//! - [`commands`]: the `:` commands.
+//! - [`commands`]: the `:` commands;
+//! - [`history`]: the timeline's bounded history of health per segment and daemon.
 
 mod bindings;
 pub mod commands;
 pub mod copy;
 pub mod events;
+pub mod history;
 pub mod keymap;
 pub mod model;
 pub mod msg;

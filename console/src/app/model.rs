@@ -3,8 +3,8 @@
 //!
 //! The merged tree, its visible rows, the autonomous windows, what expires next and fleet
 //! health are cached and recomputed only when the fleet's generation, the collapsed set or the
-//! filter change (health also once per second, as it depends on `now`), so a frame never walks
-//! 100k nodes.
+//! filter change (health and the windows also once per second, as they depend on `now`), so a
+//! frame never walks 100k nodes.
 
 use std::collections::HashSet;
 
@@ -17,9 +17,11 @@ use trustdeck_topology::fleet::{
 
 use super::copy::CopyMenu;
 use super::events::{EventDetail, EventFilter};
+use super::history::{self, History};
 use super::msg::DetailError;
 use super::screen::{Mode, View};
 use crate::layout;
+use crate::text::glyphs::Charset;
 
 /// Most rows the "expires next" list keeps (after the filter).
 pub const EXPIRING_LIMIT: usize = 1000;
@@ -85,6 +87,8 @@ pub struct App {
     pub read_only: bool,
     /// Mouse capture (wheel scrolls, click selects).
     pub mouse: bool,
+    /// The symbols the terminal can show (chosen once at start).
+    pub charset: Charset,
     pub view: View,
     pub mode: Mode,
     /// Ids of collapsed tree nodes.
@@ -108,8 +112,10 @@ pub struct App {
     pub size: (u16, u16),
     /// The id of the tree node the tree cursor follows across rebuilds.
     pub(super) selected: Option<String>,
-    cursors: [usize; 5],
-    offsets: [usize; 5],
+    /// Health per segment and daemon over the last hour (the timeline).
+    pub history: History,
+    cursors: [usize; View::ALL.len()],
+    offsets: [usize; View::ALL.len()],
     cache: Cache,
 }
 
@@ -121,6 +127,7 @@ impl App {
             thresholds,
             read_only: true,
             mouse: false,
+            charset: Charset::Unicode,
             view: View::Tree,
             mode: Mode::Normal,
             collapsed: HashSet::new(),
@@ -134,8 +141,9 @@ impl App {
             help_scroll: 0,
             size: (80, 24),
             selected: None,
-            cursors: [0; 5],
-            offsets: [0; 5],
+            history: History::default(),
+            cursors: [0; View::ALL.len()],
+            offsets: [0; View::ALL.len()],
             cache: Cache {
                 rows_dirty: true,
                 ..Cache::default()
@@ -153,7 +161,7 @@ impl App {
         &self.cache.rows
     }
 
-    /// Autonomous window per segment (cached; `stale_secs` is as of the last rebuild).
+    /// Autonomous window per segment (recomputed at most once per second).
     pub fn windows(&self) -> &[SegmentWindow] {
         &self.cache.windows
     }
@@ -212,6 +220,7 @@ impl App {
             View::Segments => self.cache.windows.len(),
             View::Events => self.events().len(),
             View::Daemons => self.fleet.daemons.len(),
+            View::Timeline => self.history.rows.len(),
         }
     }
 
@@ -244,7 +253,6 @@ impl App {
             self.cache.tree = Tree::default();
             self.cache.rows.clear();
             let tree = self.fleet.tree();
-            self.cache.windows = self.fleet.windows(&tree, now);
             let mut all: Vec<usize> = (0..tree.nodes.len())
                 .filter(|&i| counts_for_health(&tree.nodes[i].node))
                 .collect();
@@ -266,11 +274,19 @@ impl App {
         }
         if rebuilt || tick {
             self.cache.health = self.fleet.health(&self.cache.tree, now, &self.thresholds);
+            // Renewals fall overdue and losses age with `now`.
+            self.cache.windows = self.fleet.windows(&self.cache.tree, now);
             self.cache.health_at = Some(now.timestamp());
         }
         for v in View::ALL {
             self.clamp(v);
         }
+    }
+
+    /// Records the events the console derives at `now` (renewals overdue, expiries, JWT
+    /// unavailable), once each; the caches follow at the next refresh.
+    pub fn derive_events(&mut self, now: DateTime<Utc>) {
+        self.fleet.derive_events(&self.cache.tree, now);
     }
 
     fn rebuild_rows(&mut self, now: DateTime<Utc>) {
@@ -333,9 +349,26 @@ impl App {
         self.offsets[i] = self.offsets[i].min(len.saturating_sub(page));
     }
 
+    /// Adds the fleet's current health to the timeline (once per tick).
+    pub(super) fn record_history(&mut self, now: DateTime<Utc>) {
+        let s = history::sample(&self.fleet, &self.cache.tree, now, &self.thresholds);
+        self.history.record(now, &s);
+    }
+
     /// Rows of `view` that fit on screen.
     pub(super) fn page(&self, v: View) -> usize {
-        layout::page(layout::screen(self.size), v, self.windows())
+        layout::page(layout::screen(self.size), v, self.content(v))
+    }
+
+    /// What the panes have to show when `v` is the main view (for the layout).
+    pub fn content(&self, v: View) -> layout::Content {
+        let wins = self.windows();
+        layout::Content {
+            window_lines: wins.iter().map(layout::window_lines).sum(),
+            segments: wins.len(),
+            items: self.len(v),
+            events: self.fleet.events.len(),
+        }
     }
 
     pub(super) fn set_cursor(&mut self, v: View, to: usize) {

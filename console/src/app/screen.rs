@@ -15,16 +15,19 @@ pub enum View {
     Events,
     /// The console's own connection to every daemon.
     Daemons,
+    /// Health per segment and daemon over the last hour.
+    Timeline,
 }
 
 impl View {
     /// Every view, in `tab` order.
-    pub const ALL: [View; 5] = [
+    pub const ALL: [View; 6] = [
         View::Tree,
         View::Expiring,
         View::Segments,
         View::Events,
         View::Daemons,
+        View::Timeline,
     ];
 
     /// The view's name (also its `:` command).
@@ -35,6 +38,7 @@ impl View {
             View::Segments => "segments",
             View::Events => "events",
             View::Daemons => "daemons",
+            View::Timeline => "timeline",
         }
     }
 
@@ -46,6 +50,7 @@ impl View {
             View::Segments => 2,
             View::Events => 3,
             View::Daemons => 4,
+            View::Timeline => 5,
         }
     }
 

@@ -9,6 +9,7 @@ use crossterm::event::{
 use trustdeck_proto::admin::NodeKind;
 use trustdeck_topology::fleet::{ApplyError, Level};
 
+use super::history::Subject;
 use super::keymap::{Action, find_action};
 use super::model::{App, DetailState};
 use super::msg::{Effect, Msg};
@@ -32,10 +33,15 @@ pub fn update_many(
     now: DateTime<Utc>,
 ) -> Vec<Effect> {
     let mut fx = Vec::new();
+    let mut tick = false;
     for m in msgs {
+        tick |= matches!(m, Msg::Tick);
         app.handle(m, now, &mut fx);
     }
     app.refresh(now);
+    if tick {
+        app.record_history(now);
+    }
     let redraw = fx.contains(&Effect::Redraw);
     fx.retain(|e| *e != Effect::Redraw);
     fx.dedup();
@@ -70,7 +76,11 @@ impl App {
                 }
                 fx.push(Effect::Redraw);
             }
-            Msg::Tick => fx.push(Effect::Redraw),
+            Msg::Tick => {
+                self.refresh(now);
+                self.derive_events(now);
+                fx.push(Effect::Redraw);
+            }
             Msg::Dumped(result) => {
                 match result {
                     Ok((path, size)) => self.flash(
@@ -221,6 +231,7 @@ impl App {
                 self.command.clear();
             }
             Action::NextView => self.view = v.next(),
+            Action::ShowTimeline => self.view = View::Timeline,
             Action::PrevView => self.view = v.prev(),
             Action::Back => {
                 if !self.filter.is_empty() {
@@ -362,13 +373,24 @@ impl App {
                 (!id.is_empty()).then(|| id.clone())
             }
             View::Daemons => daemon_node_id(self.fleet.daemons.get(c)?),
+            View::Timeline => {
+                let r = self.history.rows.get(c)?;
+                let d = match r.subject {
+                    Subject::Daemon => self.fleet.daemons.iter().find(|d| d.name == r.name)?,
+                    Subject::Segment => {
+                        let w = self.windows().iter().find(|w| w.segment == r.name)?;
+                        self.fleet.daemons.iter().find(|d| d.name == w.server)?
+                    }
+                };
+                daemon_node_id(d)
+            }
         }
     }
 
     /// Screen lines of the open overlay's document.
     fn overlay_len(&self, now: DateTime<Utc>) -> usize {
         let doc = match self.mode {
-            Mode::Help => text::help::lines(),
+            Mode::Help => text::help::lines(self.charset.glyphs()),
             Mode::Detail => text::detail::lines(self, now),
             Mode::Event => text::event::lines(self, now),
             _ => return 0,
@@ -478,7 +500,11 @@ impl App {
 
     /// A left click: selects the row under it, or acts on it when already selected.
     fn click(&mut self, x: u16, y: u16, now: DateTime<Utc>, fx: &mut Vec<Effect>) -> bool {
-        let area = layout::list_area(layout::screen(self.size), self.view, self.windows());
+        let area = layout::list_area(
+            layout::screen(self.size),
+            self.view,
+            self.content(self.view),
+        );
         let inside =
             x >= area.x && x < area.x + area.width && y >= area.y && y < area.y + area.height;
         if !inside {

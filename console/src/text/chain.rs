@@ -110,6 +110,7 @@ mod tests {
                 source: 0,
                 children: Vec::new(),
                 parent: None,
+                segment: "".into(),
             });
         }
         t

@@ -12,6 +12,7 @@ use crate::app::{App, DetailState};
 
 use super::chain::{End, Hop, issuer_path};
 use super::format::{bar, kind_name, kind_tag, level_word, stale_marker};
+use super::glyphs::Glyphs;
 use super::{Role, TextLine};
 
 /// Width of the label column; a value starts two columns after it.
@@ -29,7 +30,8 @@ pub fn lines(app: &App, now: DateTime<Utc>) -> Vec<TextLine> {
     certificate(app, d, chain.first(), &mut out);
     let path = issuer_path(app.tree(), &d.node, &chain);
     out.0.push(TextLine::blank());
-    out.0.push(TextLine::one(" Issuer path", Role::Title));
+    out.0
+        .push(TextLine::one(" Issuer path (nearest first)", Role::Title));
     for h in &path.hops {
         hop(app, h, now, &mut out);
     }
@@ -112,7 +114,13 @@ fn node_fields(app: &App, d: &DetailState, now: DateTime<Utc>, out: &mut Fields)
         let lvl = idx
             .map(|i| app.fleet.node_level(tree, i, now, &app.thresholds))
             .unwrap_or(Level::Ok);
-        lifetime(n, app.fleet.daemon_now(d.daemon, now), lvl, out);
+        lifetime(
+            n,
+            app.fleet.daemon_now(d.daemon, now),
+            lvl,
+            app.charset.glyphs(),
+            out,
+        );
     }
     if let Some(k) = &n.key_storage {
         let v = if k.detail.is_empty() {
@@ -134,7 +142,7 @@ fn node_fields(app: &App, d: &DetailState, now: DateTime<Utc>, out: &mut Fields)
 }
 
 /// `not before`, `not after` and `lifetime`, on the reporting daemon's clock `dnow`.
-fn lifetime(n: &Node, dnow: DateTime<Utc>, lvl: Level, out: &mut Fields) {
+fn lifetime(n: &Node, dnow: DateTime<Utc>, lvl: Level, g: &Glyphs, out: &mut Fields) {
     let left = n.not_after - dnow.timestamp();
     out.add("not before", when(n.not_before, dnow, false), Role::Plain);
     out.add(
@@ -144,9 +152,9 @@ fn lifetime(n: &Node, dnow: DateTime<Utc>, lvl: Level, out: &mut Fields) {
     );
     let frac = remaining_fraction(n.not_before, n.not_after, dnow);
     let word = if counts_for_health(n) {
-        level_word(lvl, left)
+        level_word(lvl, left, g)
     } else {
-        "– not counted"
+        format!("{} not counted", g.not_counted)
     };
     out.add(
         "lifetime",
@@ -154,7 +162,7 @@ fn lifetime(n: &Node, dnow: DateTime<Utc>, lvl: Level, out: &mut Fields) {
             "{}, {:.0}% left  {}  {word}",
             fmt_secs(n.not_after - n.not_before),
             frac * 100.0,
-            bar(frac, 10),
+            bar(frac, 10, g),
         ),
         Role::Level(lvl),
     );
@@ -169,12 +177,13 @@ fn certificate(app: &App, d: &DetailState, leaf: Option<&CertSummary>, out: &mut
         .get(d.daemon)
         .map(|x| x.name.clone())
         .unwrap_or_default();
+    let g = app.charset.glyphs();
     let status = match (&d.fetched, leaf) {
-        (None, _) => format!("fetching it from {from}…"),
+        (None, _) => format!("fetching it from {from}{}", g.ellipsis),
         (Some(Err(e)), _) => {
             out.add(
                 "certificate",
-                format!("✗ not fetched from {from}: {e}"),
+                format!("{} not fetched from {from}: {e}", g.critical),
                 Role::Level(Level::Critical),
             );
             return;
@@ -283,7 +292,7 @@ fn hop(app: &App, h: &Hop<'_>, now: DateTime<Utc>, out: &mut Fields) {
     };
     out.0.push(TextLine {
         spans: vec![
-            (format!("  ↑ {tag:<4} ").into(), Role::Tag),
+            (format!("  {tag:<4} ").into(), Role::Tag),
             (name.into(), Role::Title),
             ("  ".into(), Role::Plain),
             (from.into(), role),
@@ -292,7 +301,7 @@ fn hop(app: &App, h: &Hop<'_>, now: DateTime<Utc>, out: &mut Fields) {
     let mut sub = |k: &str, v: String| {
         if !v.is_empty() {
             out.0.push(TextLine::pair(
-                format!("{:9}{k:<10} ", ""),
+                format!("{:7}{k:<10} ", ""),
                 Role::Dim,
                 v,
                 Role::Plain,
@@ -314,15 +323,17 @@ fn end_lines(app: &App, end: &End, last: Option<&Hop<'_>>, d: &DetailState) -> V
         None if last.is_none() => app.fleet.node_name(&d.node).to_string(),
         None => "the last certificate".to_string(),
     };
+    let g = app.charset.glyphs();
     let (text, role): (Vec<String>, Role) = match end {
         End::Root => (
             vec![format!(
-                "  ■ {last_name} is a root: it names no other issuer"
+                "  {} {last_name} is a root: it names no other issuer",
+                g.ok
             )],
             Role::Dim,
         ),
         End::NoIssuer if d.fetched.is_none() => (
-            vec!["  … waiting for the certificate".to_string()],
+            vec![format!("  {} waiting for the certificate", g.ellipsis)],
             Role::Dim,
         ),
         End::NoIssuer => (
@@ -331,7 +342,7 @@ fn end_lines(app: &App, end: &End, last: Option<&Hop<'_>>, d: &DetailState) -> V
         ),
         End::Unknown(k) => (
             vec![
-                "  ✗ the path leaves what the console knows:".to_string(),
+                format!("  {} the path leaves what the console knows:", g.warning),
                 format!("    {last_name} is signed by key id {k},"),
                 "    which no daemon reports and the chain does not hold".to_string(),
             ],
@@ -339,7 +350,8 @@ fn end_lines(app: &App, end: &End, last: Option<&Hop<'_>>, d: &DetailState) -> V
         ),
         End::Loop(k) => (
             vec![format!(
-                "  ✗ the issuers name each other in a loop at key id {k}"
+                "  {} the issuers name each other in a loop at key id {k}",
+                g.critical
             )],
             Role::Level(Level::Critical),
         ),

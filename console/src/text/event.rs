@@ -2,23 +2,25 @@
 //! daemon's clock and how long ago, severity, kind, the daemon, and the node it is about.
 
 use chrono::{DateTime, Utc};
-use trustdeck_topology::Severity;
 use trustdeck_topology::fleet::Level;
 use trustdeck_topology::ttl::{fmt_secs, fmt_time};
+use trustdeck_topology::{Severity, Wire};
 
 use crate::app::App;
 
 use super::format::kind_name;
+use super::glyphs::Glyphs;
 use super::{Role, TextLine};
 
 /// A severity as a symbol and a word, and its level (none for information).
-pub fn severity_word(s: Option<Severity>) -> (&'static str, Option<Level>) {
-    match s {
-        Some(Severity::Error) => ("✗ error", Some(Level::Critical)),
-        Some(Severity::Warning) => ("! warning", Some(Level::Warning)),
-        Some(Severity::Info | Severity::Unspecified) => ("· info", None),
-        None => ("· unknown", None),
-    }
+pub fn severity_word(s: Wire<Severity>, g: &Glyphs) -> (String, Option<Level>) {
+    let (sym, word, lvl) = match s.known() {
+        Some(Severity::Error) => (g.critical, "error", Some(Level::Critical)),
+        Some(Severity::Warning) => (g.warning, "warning", Some(Level::Warning)),
+        Some(Severity::Info | Severity::Unspecified) => (g.info, "info", None),
+        None => (g.info, "unknown", None),
+    };
+    (format!("{sym} {word}"), lvl)
 }
 
 fn field(name: &str, value: String, role: Role) -> TextLine {
@@ -41,12 +43,8 @@ pub fn lines(app: &App, now: DateTime<Utc>) -> Vec<TextLine> {
         format!("{} (daemon clock), {} ago", fmt_time(secs), fmt_secs(age)),
         Role::Plain,
     )];
-    let (sev, lvl) = severity_word(e.severity_wire().known());
-    out.push(field(
-        "severity",
-        sev.to_string(),
-        lvl.map_or(Role::Dim, Role::Level),
-    ));
+    let (sev, lvl) = severity_word(e.severity_wire(), app.charset.glyphs());
+    out.push(field("severity", sev, lvl.map_or(Role::Dim, Role::Level)));
     out.push(field("kind", e.kind_wire().as_str().to_string(), Role::Tag));
     let seg = daemon.map(|i| app.fleet.daemons[i].segment().to_string());
     let who = match seg.filter(|s| !s.is_empty()) {

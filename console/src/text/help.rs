@@ -4,27 +4,39 @@
 
 use crate::app::{COMMANDS, help_sections};
 
+use super::glyphs::Glyphs;
 use super::{Role, TextLine};
 
 /// The symbols and words of the screen, explained.
-const LEGEND: [(&str, &str); 7] = [
-    ("✓ ok", "within thresholds"),
-    ("! warning", "below the warning fraction of its lifetime"),
-    (
-        "✗ critical",
-        "below the critical fraction, or expired, or lost",
-    ),
-    ("–", "not counted (old authorities, kept for validation)"),
-    (
-        "STALE 40s",
-        "last-known state from a daemon the console cannot reach",
-    ),
-    ("ROOT INT JWT", "root CA, intermediate CA, JWT authority"),
-    ("SRV AGT SVID", "server, agent, workload SVID"),
-];
+fn legend(g: &Glyphs) -> [(String, &'static str); 7] {
+    [
+        (g.tagged(g.ok, "ok"), "within thresholds"),
+        (
+            g.tagged(g.warning, "warning"),
+            "below the warning fraction of its lifetime",
+        ),
+        (
+            g.tagged(g.critical, "critical"),
+            "below the critical fraction, or expired, or lost",
+        ),
+        (
+            g.not_counted.to_string(),
+            "not counted (old authorities, kept for validation)",
+        ),
+        (
+            "STALE 40s".to_string(),
+            "last-known state from a daemon the console cannot reach",
+        ),
+        (
+            "ROOT INT JWT".to_string(),
+            "root CA, intermediate CA, JWT authority",
+        ),
+        ("SRV AGT SVID".to_string(), "server, agent, workload SVID"),
+    ]
+}
 
-/// The help document.
-pub fn lines() -> Vec<TextLine> {
+/// The help document, with the symbols of `g`.
+pub fn lines(g: &Glyphs) -> Vec<TextLine> {
     let mut out = vec![TextLine::one(
         " trustdeck console: read-only view of the fleet's trust tree. Keys:",
         Role::Dim,
@@ -36,8 +48,13 @@ pub fn lines() -> Vec<TextLine> {
         out.push(TextLine::blank());
         out.push(TextLine::one(format!(" {}", ctx.title()), Role::Title));
         for b in bindings {
-            let keys = format!("   {:<13}", b.keys);
-            out.push(TextLine::pair(keys, Role::Tag, b.help, Role::Plain));
+            let keys = format!("   {:<13}", g.keys(b.keys));
+            out.push(TextLine::pair(
+                keys,
+                Role::Tag,
+                g.prose(b.help),
+                Role::Plain,
+            ));
         }
     }
     out.push(TextLine::blank());
@@ -52,7 +69,7 @@ pub fn lines() -> Vec<TextLine> {
     }
     out.push(TextLine::blank());
     out.push(TextLine::one(" Reading the screen", Role::Title));
-    for (a, b) in LEGEND {
+    for (a, b) in legend(g) {
         out.push(TextLine::pair(
             format!("   {a:<13}"),
             Role::Tag,

@@ -15,6 +15,7 @@ use ratatui::style::Style;
 
 use super::draw::{Align, cell, spans};
 use super::theme::Theme;
+use crate::text::{fit_middle, width};
 
 /// One widening of a column.
 #[derive(Debug, Clone, Copy)]
@@ -185,20 +186,21 @@ impl Widths {
 
     /// Draws the header row at the top of `r`.
     pub fn header(&self, buf: &mut Buffer, r: Rect, th: Theme) {
-        let mut row = self.row(buf, r.x, r.y);
+        let mut row = self.row(buf, r.x, r.y, th);
         for c in self.table.columns {
             row.text(c.header, th.head());
         }
     }
 
     /// A writer for one row of the table at (x0, y).
-    pub fn row<'a>(&'a self, buf: &'a mut Buffer, x0: u16, y: u16) -> Cells<'a> {
+    pub fn row<'a>(&'a self, buf: &'a mut Buffer, x0: u16, y: u16, th: Theme) -> Cells<'a> {
         Cells {
             buf,
             widths: self,
             x: x0 + 1,
             y,
             col: 0,
+            th,
         }
     }
 }
@@ -210,20 +212,30 @@ pub struct Cells<'a> {
     x: u16,
     y: u16,
     col: usize,
+    th: Theme,
 }
 
 impl Cells<'_> {
     /// Writes the next cell (nothing for a hidden column), cut to its width.
     pub fn text(&mut self, text: &str, style: Style) {
         let (w, align) = self.next();
-        self.x = cell(self.buf, self.x, self.y, w, text, style, align);
+        self.x = cell(self.buf, self.x, self.y, w, text, style, align, self.th);
+    }
+
+    /// Writes `prefix` then `text` as the next cell, `text` cut in the middle when too long
+    /// (names whose end tells them apart: SPIFFE paths).
+    pub fn middle(&mut self, prefix: &str, text: &str, style: Style) {
+        let (w, align) = self.next();
+        let room = usize::from(w).saturating_sub(width(prefix));
+        let t = format!("{prefix}{}", fit_middle(text, room, self.th.g.ellipsis));
+        self.x = cell(self.buf, self.x, self.y, w, &t, style, align, self.th);
     }
 
     /// Writes styled pieces as the next cell, cut to its width.
     pub fn parts(&mut self, parts: &[(Cow<'_, str>, Style)]) {
         let (w, _) = self.next();
         if w > 0 {
-            spans(self.buf, self.x, self.y, w, parts);
+            spans(self.buf, self.x, self.y, w, parts, self.th);
             self.x += w + 1;
         }
     }
@@ -248,20 +260,14 @@ mod tests {
     #[test]
     fn optional_columns_appear_in_priority_order() {
         // NAME STATE LEVEL LEFT TTL EXPIRES KEY: the short expiry first, then the bar, the
-        // full expiry and the key, each while the name keeps 34 columns.
-        assert_eq!(widths(&tree::TABLE, 80), [35, 12, 10, 8, 0, 10, 0]);
-        assert_eq!(widths(&tree::TABLE, 88), [34, 12, 10, 8, 8, 10, 0]);
-        assert_eq!(widths(&tree::TABLE, 98), [34, 12, 10, 8, 8, 20, 0]);
-        assert_eq!(widths(&tree::TABLE, 160), [85, 12, 10, 8, 8, 20, 10]);
-        // The error column keeps 24.
-        assert_eq!(
-            widths(&daemons::TABLE, 80),
-            [10, 10, 0, 12, 11, 7, 0, 0, 24]
-        );
-        assert_eq!(
-            widths(&daemons::TABLE, 89),
-            [10, 10, 8, 12, 11, 7, 0, 0, 24]
-        );
+        // full expiry and the key, each while the name keeps 31 columns.
+        assert_eq!(widths(&tree::TABLE, 80), [32, 15, 10, 8, 0, 10, 0]);
+        assert_eq!(widths(&tree::TABLE, 88), [31, 15, 10, 8, 8, 10, 0]);
+        assert_eq!(widths(&tree::TABLE, 98), [31, 15, 10, 8, 8, 20, 0]);
+        assert_eq!(widths(&tree::TABLE, 160), [82, 15, 10, 8, 8, 20, 10]);
+        // The error column keeps 24 once the segment shows.
+        assert_eq!(widths(&daemons::TABLE, 80), [10, 10, 0, 15, 9, 7, 0, 0, 23]);
+        assert_eq!(widths(&daemons::TABLE, 90), [10, 10, 8, 15, 9, 7, 0, 0, 24]);
     }
 
     #[test]

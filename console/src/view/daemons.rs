@@ -10,6 +10,7 @@ use trustdeck_topology::ttl::fmt_secs;
 use super::columns::{Column, Step, Table, Widths};
 use super::theme::Theme;
 use crate::app::App;
+use crate::text::format::short_time;
 use trustdeck_topology::fleet::conn_level;
 
 /// Columns the error or endpoint keeps before optional columns are shown.
@@ -25,8 +26,8 @@ pub static TABLE: Table = Table {
         Column::fixed("NAME", 10),
         Column::fixed("ROLE", 10),
         Column::grows("SEGMENT", 0, &[Step::new(1, 8, LINK_KEEP)]),
-        Column::fixed("CONSOLE LINK", 12),
-        Column::fixed("HEARD", 11).right(),
+        Column::fixed("CONSOLE LINK", 15),
+        Column::fixed("HEARD", 9).right(),
         Column::fixed("SKEW", 7).right(),
         Column::grows("UPSTREAM", 0, &[Step::new(2, 16, LINK_KEEP)]),
         Column::grows("REV", 0, &[Step::new(3, 6, LINK_KEEP)]).right(),
@@ -46,23 +47,36 @@ pub fn row(
     th: Theme,
 ) {
     let ds = &app.fleet.daemons[d];
-    let mut cells = cols.row(buf, x0, y);
+    let mut cells = cols.row(buf, x0, y, th);
     cells.text(&ds.name, th.title());
     cells.text(ds.role().as_str(), Style::new());
     cells.text(ds.segment(), Style::new());
+    let g = th.g;
     let (conn, lvl, err) = match &ds.conn {
-        DaemonConn::Live => ("✓ live".to_string(), Level::Ok, None),
-        DaemonConn::Connecting => ("… connecting".to_string(), Level::Warning, None),
+        DaemonConn::Live => (format!("{} live", g.ok), Level::Ok, None),
+        DaemonConn::Connecting => (format!("{} connecting", g.ellipsis), Level::Warning, None),
         DaemonConn::Lost { since, error } => (
-            format!("✗ lost {}", fmt_secs((now - *since).num_seconds().max(0))),
+            format!(
+                "{} lost {}",
+                g.critical,
+                fmt_secs((now - *since).num_seconds().max(0))
+            ),
+            Level::Critical,
+            Some(error.as_str()),
+        ),
+        DaemonConn::NeverReached { error, .. } => (
+            "✗ never reached".to_string(),
             Level::Critical,
             Some(error.as_str()),
         ),
     };
     cells.text(&conn, th.level(lvl));
-    let heard = match ds.last_heard {
-        Some(t) => format!("{} ago", fmt_secs((now - t).num_seconds().max(0))),
-        None => "never".to_string(),
+    // Heard: live now, else when the last message came (ages count from the loss, in the
+    // link column).
+    let heard = match (&ds.conn, ds.last_heard) {
+        (DaemonConn::Live, _) => "live".to_string(),
+        (_, Some(t)) => short_time(t.timestamp(), now),
+        (_, None) => "never".to_string(),
     };
     cells.text(&heard, Style::new());
     let skew_lvl = if ds.skew_ms.abs() > SKEW_WARN_MS {
@@ -75,11 +89,14 @@ pub fn row(
         th.left(skew_lvl),
     );
     match &ds.upstream {
-        None => cells.text("—", th.dim()),
+        None => cells.text(g.none, th.dim()),
+        Some(u) if !ds.is_live() => {
+            cells.text(&format!("? was {}", u.state_wire()), th.stale());
+        }
         Some(u) => {
             let state = u.state_wire();
             let l = conn_level(state);
-            cells.text(&format!("{} {state}", l.symbol()), th.level(l));
+            cells.text(&format!("{} {state}", g.level(l)), th.level(l));
         }
     }
     cells.text(&ds.revision.to_string(), th.dim());

@@ -1,5 +1,5 @@
 //! Writing text into the frame's buffer: one cell of a table, a line of styled pieces, a
-//! pane's title bar. Text that does not fit is cut with `…`.
+//! pane's title bar. Text that does not fit is cut with the theme's ellipsis.
 
 use std::borrow::Cow;
 
@@ -9,7 +9,7 @@ use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 
 use super::theme::Theme;
-use crate::text::{fit, width};
+use crate::text::width;
 
 /// Pieces of one line, each with its style.
 pub type Parts = Vec<(Cow<'static, str>, Style)>;
@@ -23,6 +23,7 @@ pub enum Align {
 
 /// Writes `text` in `w` columns at (x, y); returns the x after the cell and one gap (or `x`
 /// for a hidden cell of width 0).
+#[allow(clippy::too_many_arguments)]
 pub fn cell(
     buf: &mut Buffer,
     x: u16,
@@ -31,11 +32,12 @@ pub fn cell(
     text: &str,
     style: Style,
     align: Align,
+    th: Theme,
 ) -> u16 {
     if w == 0 {
         return x;
     }
-    let t = fit(text, usize::from(w));
+    let t = th.fit(text, usize::from(w));
     let tw = width(&t) as u16;
     let dx = if align == Align::Right { w - tw } else { 0 };
     buf.set_stringn(x + dx, y, &t, usize::from(w - dx), style);
@@ -43,7 +45,7 @@ pub fn cell(
 }
 
 /// Writes pieces left to right within `w` columns from x.
-pub fn spans(buf: &mut Buffer, x: u16, y: u16, w: u16, parts: &[(Cow<'_, str>, Style)]) {
+pub fn spans(buf: &mut Buffer, x: u16, y: u16, w: u16, parts: &[(Cow<'_, str>, Style)], th: Theme) {
     let line = Line::from(
         parts
             .iter()
@@ -55,7 +57,8 @@ pub fn spans(buf: &mut Buffer, x: u16, y: u16, w: u16, parts: &[(Cow<'_, str>, S
         buf.set_line(x, y, &line, w);
     } else {
         // Cut the whole line with an ellipsis, keeping styles.
-        let mut left = usize::from(w).saturating_sub(1);
+        let ell = th.fit(th.g.ellipsis, usize::from(w));
+        let mut left = usize::from(w).saturating_sub(width(&ell));
         let mut cx = x;
         for (t, s) in parts {
             if left == 0 {
@@ -67,7 +70,7 @@ pub fn spans(buf: &mut Buffer, x: u16, y: u16, w: u16, parts: &[(Cow<'_, str>, S
             cx += pw as u16;
             left -= pw;
         }
-        buf.set_stringn(cx, y, "…", 1, Style::new());
+        buf.set_stringn(cx, y, &ell, width(&ell), Style::new());
     }
 }
 
@@ -82,18 +85,19 @@ pub fn title_bar(
     if r.height == 0 {
         return;
     }
-    let line = "─".repeat(usize::from(r.width));
+    let line = th.g.hline.repeat(usize::from(r.width));
     buf.set_stringn(r.x, r.y, &line, usize::from(r.width), th.dim());
-    let mut parts: Vec<(Cow<str>, Style)> = vec![(Cow::Borrowed("─ "), th.dim())];
+    let mut parts: Vec<(Cow<str>, Style)> =
+        vec![(Cow::Owned(format!("{} ", th.g.hline)), th.dim())];
     parts.extend(title.iter().cloned());
     parts.push((Cow::Borrowed(" "), Style::new()));
     let tw: usize = parts.iter().map(|(t, _)| width(t)).sum();
     let total = usize::from(r.width);
-    spans(buf, r.x, r.y, tw.min(total) as u16, &parts);
+    spans(buf, r.x, r.y, tw.min(total) as u16, &parts, th);
     // The right text gets what is left (at least a few columns, or nothing).
     let room = total.saturating_sub(tw + 4);
     if !right.is_empty() && room >= 8 {
-        let t = fit(right, room);
+        let t = th.fit(right, room);
         let rw = width(&t) + 2;
         let x = r.x + r.width - rw as u16 - 1;
         buf.set_stringn(x, r.y, format!(" {t} "), rw, th.dim());

@@ -60,11 +60,11 @@ pub fn rows(
         } else {
             short_time(secs, now)
         };
-        let (sev, lvl) = severity_word(e.severity_wire().known());
+        let (sev, lvl) = severity_word(e.severity_wire(), th.g);
         let sev_st = lvl.map(|l| th.level(l)).unwrap_or_else(|| th.dim());
-        let mut cells = cols.row(buf, r.x, y);
+        let mut cells = cols.row(buf, r.x, y, th);
         cells.text(&time, th.dim());
-        cells.text(sev, sev_st);
+        cells.text(&sev, sev_st);
         cells.text(&fe.daemon, Style::new());
         cells.text(e.kind_wire().as_str(), th.tag());
         cells.text(&app.event_message(fe), Style::new());

@@ -13,7 +13,7 @@ use super::draw::pane_title;
 use super::theme::Theme;
 use crate::app::App;
 use crate::text::format::{
-    NodeTtl, kind_tag, left_text, level_word, node_ttl, short_time, stale_marker,
+    NodeTtl, kind_tag, left_text, level_word, node_ttl, short_time, stale_marker, state_cell,
 };
 
 const EXPIRES: usize = 2;
@@ -27,18 +27,19 @@ pub static TABLE: Table = Table {
         Column::grows("EXPIRES", 10, &[Step::new(1, 20, 40)]),
         Column::fixed("KIND", 4),
         Column::grows("SEGMENT", 0, &[Step::new(2, 8, 30)]),
-        Column::fixed("STATE", 12),
+        Column::fixed("STATE", 15),
         Column::fill("NAME", 10),
     ],
     right_pad: 0,
 };
 
-/// The "expires next" pane: level, countdown, time, kind and name (no header).
+/// The "expires next" pane: level, countdown, time, kind and name (no header). The time
+/// repeats the countdown, so it is shown only while the name keeps 24 columns.
 static SOONEST: Table = Table {
     columns: &[
         Column::fixed("LEVEL", 10),
         Column::fixed("LEFT", 8).right(),
-        Column::fixed("EXPIRES", 9),
+        Column::grows("EXPIRES", 0, &[Step::new(1, 9, 24)]),
         Column::fixed("KIND", 4),
         Column::fill("NAME", 0),
     ],
@@ -67,8 +68,8 @@ pub fn row(
     let t = &tree.nodes[i];
     let n = &t.node;
     let (lvl, left) = level_left(app, i, now);
-    let mut cells = cols.row(buf, x0, y);
-    cells.text(level_word(lvl, left), th.level(lvl));
+    let mut cells = cols.row(buf, x0, y, th);
+    cells.text(&level_word(lvl, left, th.g), th.level(lvl));
     cells.text(&left_text(left), th.left(lvl));
     let exp = if cols.get(EXPIRES) >= 20 {
         fmt_time(n.not_after)
@@ -77,17 +78,16 @@ pub fn row(
     };
     cells.text(&exp, Style::new());
     cells.text(kind_tag(tree, i), th.tag());
-    cells.text(&n.segment, Style::new());
-    match stale_marker(app, t.source, now) {
-        Some(s) => cells.text(&s, th.stale()),
-        None => cells.text(n.state_wire().as_str(), Style::new()),
-    }
-    cells.text(app.fleet.node_name(n), Style::new());
+    // The segment whose server it is under, as the windows count it.
+    cells.text(&t.segment, Style::new());
+    let (state, role) = state_cell(app, i, now);
+    cells.text(&state, th.style(role));
+    cells.middle("", app.fleet.node_name(n), Style::new());
 }
 
 /// The "expires next" pane of a large terminal.
 pub fn soonest_pane(app: &App, buf: &mut Buffer, r: Rect, now: DateTime<Utc>, th: Theme) {
-    let scope = super::filtered(app, false);
+    let scope = super::filtered(app, false, th.g.dot);
     pane_title(
         buf,
         r,
@@ -102,15 +102,15 @@ pub fn soonest_pane(app: &App, buf: &mut Buffer, r: Rect, now: DateTime<Utc>, th
         let y = r.y + 1 + k as u16;
         let n = &tree.nodes[i].node;
         let (lvl, left) = level_left(app, i, now);
-        let mut cells = cols.row(buf, r.x, y);
-        cells.text(level_word(lvl, left), th.level(lvl));
+        let mut cells = cols.row(buf, r.x, y, th);
+        cells.text(&level_word(lvl, left, th.g), th.level(lvl));
         cells.text(&left_text(left), th.left(lvl));
         cells.text(&short_time(n.not_after, now), Style::new());
         cells.text(kind_tag(tree, i), th.tag());
         let name = app.fleet.node_name(n);
         match stale_marker(app, tree.nodes[i].source, now) {
-            Some(s) => cells.text(&format!("{s} {name}"), Style::new()),
-            None => cells.text(name, Style::new()),
+            Some(s) => cells.middle(&format!("{s} "), name, Style::new()),
+            None => cells.middle("", name, Style::new()),
         }
     }
     if ids.is_empty() {

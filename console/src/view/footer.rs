@@ -6,7 +6,7 @@ use ratatui::layout::Rect;
 
 use super::theme::Theme;
 use crate::app::{App, Mode, keymap};
-use crate::text::{fit, width};
+use crate::text::width;
 
 /// `keys hint` for every binding of `mode` that has a hint, each hint once.
 fn hints(app: &App, mode: Mode) -> String {
@@ -21,7 +21,7 @@ fn hints(app: &App, mode: Mode) -> String {
             continue;
         }
         seen.push(b.hint);
-        out.push(format!("{} {}", b.keys, b.hint));
+        out.push(format!("{} {}", app.charset.glyphs().keys(b.keys), b.hint));
     }
     out.join("  ")
 }
@@ -41,7 +41,7 @@ pub fn footer(app: &App, buf: &mut Buffer, r: Rect, th: Theme) -> Option<(u16, u
 fn input(app: &App, buf: &mut Buffer, r: Rect, th: Theme) -> (u16, u16) {
     let (prompt, text, right) = if app.mode == Mode::Filter {
         let right = match app.filter_parsed() {
-            Err(e) => format!("✗ {e}"),
+            Err(e) => format!("{} {e}", th.g.critical),
             Ok(_) => format!("{} shown   {}", app.len(app.view), hints(app, app.mode)),
         };
         ("/", app.filter.as_str(), right)
@@ -67,7 +67,7 @@ fn input(app: &App, buf: &mut Buffer, r: Rect, th: Theme) -> (u16, u16) {
     buf.set_stringn(r.x, r.y, &shown, input_w, th.title());
     let cx = r.x + width(&shown) as u16;
     let rw = usize::from(r.width) - input_w - 1;
-    let rt = fit(&right, rw);
+    let rt = th.fit(&right, rw);
     let rx = r.x + r.width - width(&rt) as u16;
     buf.set_stringn(rx, r.y, &rt, rw, th.dim());
     (cx, r.y)
@@ -77,20 +77,20 @@ fn input(app: &App, buf: &mut Buffer, r: Rect, th: Theme) -> (u16, u16) {
 fn hints_line(app: &App, mode: Mode, buf: &mut Buffer, r: Rect, th: Theme) {
     let mut x = r.x;
     if let Some(s) = &app.status {
-        let t = format!(" {} {} ", s.level.symbol(), s.text);
+        let t = format!(" {} {} ", th.sym(s.level), s.text);
         let w = usize::from(r.width);
-        let t = fit(&t, w);
+        let t = th.fit(&t, w);
         buf.set_stringn(x, r.y, &t, w, th.level_strong(s.level));
         x += width(&t) as u16 + 1;
     } else if !app.filter.is_empty() && mode == Mode::Normal {
         let t = format!(" /{} ", app.filter);
-        let t = fit(&t, usize::from(r.width) / 3);
+        let t = th.fit(&t, usize::from(r.width) / 3);
         buf.set_stringn(x, r.y, &t, usize::from(r.width), th.title());
         x += width(&t) as u16 + 1;
     }
     if x < r.x + r.width {
         let h = hints(app, mode);
         let w = usize::from(r.x + r.width - x);
-        buf.set_stringn(x, r.y, format!(" {}", fit(&h, w - 1)), w, th.dim());
+        buf.set_stringn(x, r.y, format!(" {}", th.fit(&h, w - 1)), w, th.dim());
     }
 }

@@ -13,7 +13,7 @@ use trustdeck_topology::ttl::fmt_time;
 use super::draw::{Parts, spans};
 use super::theme::Theme;
 use crate::app::App;
-use crate::text::{fit, width};
+use crate::text::width;
 
 /// The READ-ONLY badge, with its padding.
 const BADGE: &str = " READ-ONLY ";
@@ -34,9 +34,9 @@ pub fn header(app: &App, buf: &mut Buffer, r: Rect, now: DateTime<Utc>, th: Them
     let right_w = width(&clock) + 2 + badge_w;
     let left_w = usize::from(r.width).saturating_sub(right_w + 1);
     if app.mouse && !narrow {
-        left.push((Cow::Borrowed(" │ mouse on"), th.dim()));
+        left.push((Cow::Owned(format!(" {} mouse on", th.g.vbar)), th.dim()));
     }
-    spans(buf, r.x, r.y, left_w as u16, &left);
+    spans(buf, r.x, r.y, left_w as u16, &left, th);
     let mut x = r.x + r.width - right_w as u16;
     buf.set_stringn(x, r.y, &clock, clock.len(), Style::new());
     x += width(&clock) as u16 + 2;
@@ -45,16 +45,12 @@ pub fn header(app: &App, buf: &mut Buffer, r: Rect, now: DateTime<Utc>, th: Them
     }
 }
 
-/// `trustdeck │ <trust domain> │ ✓ HEALTHY │ daemons 5/5 live`.
+/// `trustdeck │ <trust domain> │ ✓ OK │ daemons 5/5 live`.
 fn status_parts(app: &App, narrow: bool, th: Theme) -> Parts {
-    let h = app.health();
-    // A daemon the console cannot see makes "healthy" unknowable: say so (exit code 3).
-    let (level, word) = match h.level {
-        Level::Ok if !h.unreachable.is_empty() => (Level::Critical, "PARTIAL VIEW"),
-        Level::Ok => (Level::Ok, "HEALTHY"),
-        Level::Warning => (Level::Warning, "WARNING"),
-        Level::Critical => (Level::Critical, "CRITICAL"),
-    };
+    // The words of `status` and `watch`: the worst current state, unreachable while a daemon
+    // is (exit code 3), never softened while it lasts.
+    let state = app.health().state();
+    let (level, word) = (state.level(), state.as_str().to_uppercase());
     let live = app.fleet.daemons.iter().filter(|d| d.is_live()).count();
     let total = app.fleet.daemons.len();
     let daemons_style = if live < total {
@@ -65,19 +61,24 @@ fn status_parts(app: &App, narrow: bool, th: Theme) -> Parts {
     let mut left: Parts = Vec::new();
     if !narrow {
         left.push((Cow::Borrowed(" trustdeck "), th.title()));
-        left.push((Cow::Borrowed("│"), th.dim()));
+        left.push((Cow::Borrowed(th.g.vbar), th.dim()));
     }
     let td = app.trust_domain().unwrap_or("(trust domain unknown)");
-    let lost = if live < total { "✗ " } else { "" };
+    let lost = if live < total {
+        format!("{} ", th.g.critical)
+    } else {
+        String::new()
+    };
+    let sep: Cow<'static, str> = Cow::Owned(format!(" {} ", th.g.vbar));
     left.extend([
         (Cow::Borrowed(" "), Style::new()),
         (Cow::Owned(td.to_string()), Style::new()),
-        (Cow::Borrowed(" │ "), th.dim()),
+        (sep.clone(), th.dim()),
         (
-            Cow::Owned(format!("{} {word}", level.symbol())),
+            Cow::Owned(format!("{} {word}", th.sym(level))),
             th.level_strong(level),
         ),
-        (Cow::Borrowed(" │ "), th.dim()),
+        (sep, th.dim()),
         (
             Cow::Owned(format!("{lost}daemons {live}/{total} live")),
             daemons_style,
@@ -96,20 +97,17 @@ pub fn reasons(app: &App, buf: &mut Buffer, r: Rect, th: Theme) {
             r.y,
             r.width,
             &[
-                (Cow::Borrowed(" ✓ "), th.level(Level::Ok)),
+                (Cow::Owned(format!(" {} ", th.g.ok)), th.level(Level::Ok)),
                 (
                     Cow::Borrowed("all tiers within thresholds, all daemons reachable"),
                     Style::new(),
                 ),
             ],
+            th,
         );
         return;
     }
-    let lvl = if h.unreachable.is_empty() {
-        h.level
-    } else {
-        Level::Critical
-    };
+    let lvl = h.state().level();
     let more = if h.reasons.len() > 1 {
         format!("  (+{} more: :expiring, :daemons)", h.reasons.len() - 1)
     } else {
@@ -124,11 +122,12 @@ pub fn reasons(app: &App, buf: &mut Buffer, r: Rect, th: Theme) {
         r.width,
         &[
             (
-                Cow::Owned(format!(" {} ", lvl.symbol())),
+                Cow::Owned(format!(" {} ", th.sym(lvl))),
                 th.level_strong(lvl),
             ),
-            (fit(first, avail), th.level(lvl)),
+            (th.fit(first, avail), th.level(lvl)),
             (Cow::Owned(more), th.dim()),
         ],
+        th,
     );
 }

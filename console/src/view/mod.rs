@@ -3,7 +3,8 @@
 //! go comes from [`layout`](crate::layout); every table is a [`columns::Table`].
 //!
 //! - [`header`]: the title and reasons lines; [`footer`]: hints, typed input, messages;
-//! - one module per view: [`tree`], [`expiring`], [`segments`], [`events`], [`daemons`];
+//! - one module per view: [`tree`], [`expiring`], [`segments`], [`events`], [`daemons`],
+//!   [`timeline`];
 //! - [`overlay`]: the help and detail popups; [`too_small`]: a terminal below 80×24.
 
 use std::borrow::Cow;
@@ -16,7 +17,6 @@ use ratatui::style::Style;
 
 use crate::app::{App, View};
 use crate::layout::{self, item_height, rows_in};
-use crate::text::fit;
 
 pub mod columns;
 pub mod daemons;
@@ -28,21 +28,26 @@ pub mod header;
 pub mod overlay;
 pub mod segments;
 pub mod theme;
+pub mod timeline;
 pub mod too_small;
 pub mod tree;
 
 use draw::{Parts, pane_title, select_row, title_bar};
 use theme::Theme;
 
-/// Draws the whole console; `color: false` draws without colour (NO_COLOR).
+/// Draws the whole console; `color: false` draws without colour (NO_COLOR). The symbols
+/// follow `app.charset`.
 pub fn render(app: &App, frame: &mut Frame, now: DateTime<Utc>, color: bool) {
     let area = frame.area();
-    let th = Theme { color };
+    let th = Theme {
+        color,
+        g: app.charset.glyphs(),
+    };
     if !layout::fits(area) {
         too_small::too_small(frame, area, th);
         return;
     }
-    let a = layout::areas(area, app.view, app.windows());
+    let a = layout::areas(area, app.view, app.content(app.view));
     let buf = frame.buffer_mut();
     header::header(app, buf, a.header, now, th);
     header::reasons(app, buf, a.reasons, th);
@@ -56,8 +61,8 @@ pub fn render(app: &App, frame: &mut Frame, now: DateTime<Utc>, color: bool) {
     }
     if a.events.height > 0 {
         let r = a.events;
-        let right = match filtered(app, true) {
-            Some(f) => format!("newest first · {f}"),
+        let right = match filtered(app, true, th.g.dot) {
+            Some(f) => format!("newest first {} {f}", th.g.dot),
             None => "newest first".to_string(),
         };
         pane_title(buf, r, "events", &right, th);
@@ -91,31 +96,32 @@ fn view_tabs(app: &App, th: Theme) -> Parts {
 }
 
 /// What the title bar says on the right: count, filter matches, position.
-fn view_info(app: &App, v: View, len: usize) -> String {
+fn view_info(app: &App, v: View, len: usize, th: Theme) -> String {
     let mut info = match v {
         View::Tree => format!("{} nodes", app.tree().nodes.len()),
         View::Expiring => format!("{len} soonest first"),
         View::Segments => format!("{len} segments"),
         View::Events => format!("{len} newest first"),
         View::Daemons => format!("{len} daemons"),
+        View::Timeline => timeline::legend(th),
     };
     if !app.filter.is_empty() && matches!(v, View::Tree | View::Expiring | View::Events) {
-        info = format!("{len} match \"{}\" · {info}", app.filter);
+        info = format!("{len} match \"{}\" {} {info}", app.filter, th.g.dot);
     }
     if v == View::Events
         && let Some(f) = app.event_filter.describe()
     {
-        info = format!("{f} · {info}");
+        info = format!("{f} {} {info}", th.g.dot);
     }
     if len > 0 {
-        info.push_str(&format!(" · {}/{len}", app.cursor(v) + 1));
+        info.push_str(&format!(" {} {}/{len}", th.g.dot, app.cursor(v) + 1));
     }
     info
 }
 
 /// What a pane that would be fleet-wide is narrowed to: the `/` filter, and for events the
 /// events view's own filters (None: fleet-wide).
-pub fn filtered(app: &App, events: bool) -> Option<String> {
+pub fn filtered(app: &App, events: bool, dot: &str) -> Option<String> {
     let mut parts = Vec::new();
     if !app.filter.is_empty() {
         parts.push(format!("filtered /{}", app.filter));
@@ -123,14 +129,14 @@ pub fn filtered(app: &App, events: bool) -> Option<String> {
     if events && let Some(f) = app.event_filter.describe() {
         parts.push(f);
     }
-    (!parts.is_empty()).then(|| parts.join(" · "))
+    (!parts.is_empty()).then(|| parts.join(&format!(" {dot} ")))
 }
 
 /// The main area: the view's title bar with tabs, its column header and its visible rows.
 fn main_view(app: &App, buf: &mut Buffer, r: Rect, now: DateTime<Utc>, th: Theme) {
     let v = app.view;
     let len = app.len(v);
-    title_bar(buf, r, &view_tabs(app, th), &view_info(app, v, len), th);
+    title_bar(buf, r, &view_tabs(app, th), &view_info(app, v, len, th), th);
     let list = rows_in(r, v);
     let head = Rect::new(r.x, r.y + 1, r.width, 1);
     // Keep the cursor visible even if the stored offset is stale (e.g. right after a resize).
@@ -157,10 +163,14 @@ fn main_view(app: &App, buf: &mut Buffer, r: Rect, now: DateTime<Utc>, th: Theme
             events::TABLE.solve(r.width).header(buf, head, th);
             events::rows(app, buf, list, off, sel, now, th);
         }
-        View::Tree | View::Expiring | View::Daemons => {
+        View::Tree | View::Expiring | View::Daemons | View::Timeline => {
             let Some(t) = table(v) else { return };
             let cols = t.solve(r.width);
-            cols.header(buf, head, th);
+            if v == View::Timeline {
+                timeline::header(&cols, buf, head, th);
+            } else {
+                cols.header(buf, head, th);
+            }
             for (k, i) in (off..end).enumerate() {
                 let at = (r.x, list.y + k as u16);
                 match v {
@@ -168,6 +178,7 @@ fn main_view(app: &App, buf: &mut Buffer, r: Rect, now: DateTime<Utc>, th: Theme
                     View::Expiring => {
                         expiring::row(app, &cols, buf, at, app.expiring()[i], now, th)
                     }
+                    View::Timeline => timeline::row(app, &cols, buf, at, i, now, th),
                     _ => daemons::row(app, &cols, buf, at, i, now, th),
                 }
                 if sel == Some(i) {
@@ -185,6 +196,7 @@ fn table(v: View) -> Option<&'static columns::Table> {
         View::Expiring => Some(&expiring::TABLE),
         View::Events => Some(&events::TABLE),
         View::Daemons => Some(&daemons::TABLE),
+        View::Timeline => Some(&timeline::TABLE),
         View::Segments => None,
     }
 }
@@ -200,12 +212,15 @@ fn empty(app: &App, buf: &mut Buffer, list: Rect, th: Theme) {
     } else if app.fleet.daemons.iter().any(|d| d.is_live()) {
         "nothing to show".to_string()
     } else {
-        "waiting for the daemons' streams… (:daemons shows the connections)".to_string()
+        format!(
+            "waiting for the daemons' streams{} (:daemons shows the connections)",
+            th.g.ellipsis
+        )
     };
     buf.set_stringn(
         list.x + 1,
         list.y,
-        fit(&msg, usize::from(list.width) - 1),
+        th.fit(&msg, usize::from(list.width) - 1),
         usize::from(list.width),
         th.dim(),
     );

@@ -4,10 +4,23 @@
 use chrono::{DateTime, Utc};
 use ratatui::Frame;
 use ratatui::layout::Rect;
+use ratatui::symbols;
 use ratatui::text::Line;
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 
 use super::theme::Theme;
+
+/// A frame of `+`, `-` and `|` for an ASCII terminal.
+const ASCII_BORDER: symbols::border::Set = symbols::border::Set {
+    top_left: "+",
+    top_right: "+",
+    bottom_left: "+",
+    bottom_right: "+",
+    vertical_left: "|",
+    vertical_right: "|",
+    horizontal_top: "-",
+    horizontal_bottom: "-",
+};
 use crate::app::{App, Mode};
 use crate::layout::{overlay_rect, wrapped_len};
 use crate::text::{self, TextLine};
@@ -19,7 +32,7 @@ pub fn overlay(app: &App, frame: &mut Frame, area: Rect, now: DateTime<Utc>, th:
             frame,
             area,
             " Help ",
-            &text::help::lines(),
+            &text::help::lines(th.g),
             app.help_scroll,
             th,
         ),
@@ -62,6 +75,11 @@ fn document(frame: &mut Frame, area: Rect, title: &str, doc: &[TextLine], scroll
     };
     let block = Block::new()
         .borders(Borders::ALL)
+        .border_set(if th.g.box_drawing {
+            symbols::border::PLAIN
+        } else {
+            ASCII_BORDER
+        })
         .border_style(th.dim())
         .title(Line::styled(title.to_string(), th.title()))
         .title_bottom(Line::styled(pos, th.dim()).right_aligned());

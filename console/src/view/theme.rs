@@ -1,21 +1,43 @@
 //! Styles. Colour follows the level (green/yellow/red) but the meaning never depends on it:
 //! every level is also written as a symbol and a word. Without colour (NO_COLOR) nothing is
-//! styled except the selection (reversed).
+//! styled except the selection (reversed). Only the 16 named colours are used, so a limited
+//! terminal can be given basic SGR codes. The symbols come from the theme's glyph table
+//! (Unicode or ASCII), never from literals in the views.
+
+use std::borrow::Cow;
 
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use trustdeck_topology::fleet::Level;
 
-use crate::text::{Role, TextLine};
+use crate::text::glyphs::{Glyphs, UNICODE};
+use crate::text::{Role, TextLine, fit_with};
 
-/// Maps text roles to styles, with or without colour.
+/// Maps text roles to styles, with or without colour, and gives the symbols.
 #[derive(Clone, Copy)]
 pub struct Theme {
     /// Whether to style at all.
     pub color: bool,
+    /// The symbols (Unicode or ASCII).
+    pub g: &'static Glyphs,
 }
 
 impl Theme {
+    /// Unicode symbols, with or without colour.
+    pub fn unicode(color: bool) -> Self {
+        Self { color, g: &UNICODE }
+    }
+
+    /// The symbol of a level.
+    pub fn sym(self, l: Level) -> &'static str {
+        self.g.level(l)
+    }
+
+    /// `s` cut to `w` columns with this theme's ellipsis.
+    pub fn fit(self, s: &str, w: usize) -> Cow<'_, str> {
+        fit_with(s, w, self.g.ellipsis)
+    }
+
     /// The style of `role`.
     pub fn style(self, role: Role) -> Style {
         if !self.color {

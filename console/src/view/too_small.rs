@@ -12,8 +12,10 @@ use crate::layout::{MIN_HEIGHT, MIN_WIDTH};
 /// Draws the too-small message in the middle of `area`.
 pub fn too_small(frame: &mut Frame, area: Rect, th: Theme) {
     let msg = format!(
-        "terminal too small: need at least {MIN_WIDTH}×{MIN_HEIGHT}, have {}×{}",
-        area.width, area.height
+        "terminal too small: need at least {MIN_WIDTH}{x}{MIN_HEIGHT}, have {}{x}{}",
+        area.width,
+        area.height,
+        x = th.g.times
     );
     let y = area.y + area.height / 2;
     let lines = vec![

@@ -13,13 +13,12 @@ use trustdeck_topology::ttl::fmt_time;
 use super::columns::{Column, Step, Table, Widths};
 use super::theme::Theme;
 use crate::app::App;
-use crate::text::format::{
-    bar, kind_tag, left_text, level_word, node_ttl, short_time, stale_marker,
-};
+use crate::text::format::{bar, kind_tag, left_text, level_word, node_ttl, short_time, state_cell};
 use crate::text::width;
 
-/// Columns the name keeps before optional columns are shown.
-const NAME_KEEP: u16 = 34;
+/// Columns the name keeps before optional columns are shown (80 columns keep the expiry
+/// beside a state as wide as `renewal overdue`).
+const NAME_KEEP: u16 = 31;
 
 const EXPIRES: usize = 5;
 
@@ -28,7 +27,7 @@ const EXPIRES: usize = 5;
 pub static TABLE: Table = Table {
     columns: &[
         Column::fill("NAME", 10),
-        Column::fixed("STATE", 12),
+        Column::fixed("STATE", 15),
         Column::fixed("LEVEL", 10),
         Column::fixed("LEFT", 8).right(),
         Column::grows("TTL", 0, &[Step::new(2, 8, NAME_KEEP)]),
@@ -54,27 +53,25 @@ pub fn row(
 ) {
     let t = &app.tree().nodes[row.idx];
     let n = &t.node;
-    let mut cells = cols.row(buf, x0, y);
+    let mut cells = cols.row(buf, x0, y, th);
     cells.parts(&name(app, row, cols.get(0), th));
-    match stale_marker(app, t.source, now) {
-        Some(s) => cells.text(&s, th.stale()),
-        None => cells.text(n.state_wire().as_str(), Style::new()),
-    }
+    let (state, role) = state_cell(app, row.idx, now);
+    cells.text(&state, th.style(role));
     match node_ttl(app, row.idx, now) {
         Some(ttl) => {
             let (word, lst) = if ttl.counts {
-                (level_word(ttl.level, ttl.left), th.level(ttl.level))
+                (level_word(ttl.level, ttl.left, th.g), th.level(ttl.level))
             } else {
-                ("–", th.dim())
+                (th.g.not_counted.to_string(), th.dim())
             };
             let left_st = if ttl.counts {
                 th.left(ttl.level)
             } else {
                 th.dim()
             };
-            cells.text(word, lst);
+            cells.text(&word, lst);
             cells.text(&left_text(ttl.left), left_st);
-            cells.text(&bar(ttl.frac, 8), lst);
+            cells.text(&bar(ttl.frac, 8, th.g), lst);
             let exp = match cols.get(EXPIRES) {
                 20 => fmt_time(n.not_after),
                 10 => short_time(n.not_after, now),
@@ -84,7 +81,7 @@ pub fn row(
         }
         None => {
             cells.text("", Style::new());
-            cells.text("—", th.dim());
+            cells.text(th.g.none, th.dim());
             cells.text("", Style::new());
             cells.text("", Style::new());
         }
@@ -102,7 +99,7 @@ pub fn row(
         .flatten();
     match breach {
         Some(b) => cells.text(
-            &format!("{key} {}", b.level.symbol()),
+            &format!("{key} {}", th.sym(b.level)),
             th.level_strong(b.level),
         ),
         None => cells.text(key, th.dim()),
@@ -114,9 +111,9 @@ fn name<'a>(app: &'a App, row: Row, w: u16, th: Theme) -> Vec<(Cow<'a, str>, Sty
     let tree = app.tree();
     let n = &tree.nodes[row.idx].node;
     let marker = match (row.has_children, row.expanded) {
-        (true, true) => "▾ ",
-        (true, false) => "▸ ",
-        _ => "  ",
+        (true, true) => th.g.expanded,
+        (true, false) => th.g.collapsed,
+        _ => " ",
     };
     let tag = kind_tag(tree, row.idx);
     let mut name = vec![
@@ -124,7 +121,7 @@ fn name<'a>(app: &'a App, row: Row, w: u16, th: Theme) -> Vec<(Cow<'a, str>, Sty
             Cow::Owned("  ".repeat(usize::from(row.depth))),
             Style::new(),
         ),
-        (Cow::Borrowed(marker), th.dim()),
+        (Cow::Owned(format!("{marker} ")), th.dim()),
         (Cow::Owned(format!("{tag:<4} ")), th.tag()),
         (Cow::Borrowed(app.fleet.node_name(n)), Style::new()),
     ];

@@ -34,7 +34,8 @@ pub const LOST_AFTER_FAILURES: u32 = 3;
 /// Upstream connection state, for health and the admin stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamStatus {
-    /// Degraded after a failed call, lost after [`LOST_AFTER_FAILURES`] in a row.
+    /// Connecting until the first call ends, degraded after a failed call, lost after
+    /// [`LOST_AFTER_FAILURES`] in a row.
     pub state: ConnectivityState,
     /// Since when the state holds.
     pub since: DateTime<Utc>,
@@ -146,7 +147,8 @@ impl Upstream {
         let roots = SharedRoots::new(&roots)?;
         let client = Self::make_client(&settings, &identity, &roots)?;
         let (status, _) = watch::channel(UpstreamStatus {
-            state: ConnectivityState::Connected,
+            // Not a loss and not yet a success: the first call decides.
+            state: ConnectivityState::Connecting,
             since: clock.now(),
             last_error: None,
             failures: 0,

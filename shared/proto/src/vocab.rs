@@ -242,6 +242,7 @@ vocabulary!(ConnectivityState {
     Connected => "connected",
     Degraded => "degraded",
     Lost => "lost",
+    Connecting => "connecting",
 });
 
 vocabulary!(Severity {
@@ -271,6 +272,8 @@ vocabulary!(EventKind {
     ConsoleUnreachable => "console-unreachable",
     SvidRenewalLate => "svid-renewal-late",
     JwtUnavailable => "jwt-unavailable",
+    SvidExpired => "svid-expired",
+    ConsoleReconnected => "console-reconnected",
 });
 
 /// Defines `<field>_wire()` readers of enum fields that keep a value this build does not know.

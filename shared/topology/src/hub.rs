@@ -253,16 +253,20 @@ impl Hub {
         }
         let mut events = Vec::new();
         let state = c.state_wire();
-        if st.upstream.state != c.state && !state.is_unspecified() {
-            let (severity, kind) = match state.known() {
-                Some(ConnectivityState::Connected) => {
-                    (Severity::Info, EventKind::UpstreamConnected)
-                }
-                Some(ConnectivityState::Degraded) => {
-                    (Severity::Warning, EventKind::UpstreamDegraded)
-                }
-                _ => (Severity::Error, EventKind::UpstreamLost),
-            };
+        // Connecting (no call completed yet) is not a change worth an event: nothing was lost.
+        let changed = match state.known() {
+            Some(ConnectivityState::Connected) => {
+                Some((Severity::Info, EventKind::UpstreamConnected))
+            }
+            Some(ConnectivityState::Degraded) => {
+                Some((Severity::Warning, EventKind::UpstreamDegraded))
+            }
+            Some(ConnectivityState::Unspecified | ConnectivityState::Connecting) => None,
+            Some(ConnectivityState::Lost) | None => {
+                Some((Severity::Error, EventKind::UpstreamLost))
+            }
+        };
+        if let Some((severity, kind)) = changed.filter(|_| st.upstream.state != c.state) {
             let mut message = format!("{} {state}", c.peer);
             if !c.last_error.is_empty() && state != ConnectivityState::Connected {
                 message.push_str(&format!(": {}", c.last_error));
@@ -482,6 +486,8 @@ mod tests {
             last_error: "connection refused".into(),
             ..Default::default()
         };
+        // Starting up (no call completed yet) is published, but is no event: nothing was lost.
+        assert!(hub.set_upstream(c(ConnectivityState::Connecting), now()));
         assert!(hub.set_upstream(c(ConnectivityState::Connected), now()));
         assert!(!hub.set_upstream(c(ConnectivityState::Connected), now()));
         assert!(hub.set_upstream(c(ConnectivityState::Lost), now()));

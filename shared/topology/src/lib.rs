@@ -11,7 +11,9 @@ pub mod fleet;
 pub mod hub;
 pub mod ttl;
 
-pub use fleet::{DaemonConn, DaemonState, Fleet, Health, Level, Row, SegmentWindow, StatusReport};
+pub use fleet::{
+    DaemonConn, DaemonState, Fleet, FleetHealth, Health, Level, Row, SegmentWindow, StatusReport,
+};
 pub use hub::Hub;
 
 /// How a workload SVID is named in the tree, by every daemon alike: its SPIFFE ID's path

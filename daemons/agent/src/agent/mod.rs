@@ -38,7 +38,8 @@ pub use svid::jittered_renew_at;
 /// Connection state to the server, for health and the admin stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerStatus {
-    /// Degraded while retrying after a failed call, lost once the backoff is at its maximum.
+    /// Connecting until the first sync round ends, degraded while retrying after a failed
+    /// call, lost once the backoff is at its maximum.
     pub state: ConnectivityState,
     /// When the state last changed.
     pub since: DateTime<Utc>,
@@ -75,9 +76,9 @@ impl Agent {
         let (cache_tx, _) = watch::channel(Arc::new(Cache::new(Arc::new(bundle))));
         let now = clock.now();
         let (status_tx, _) = watch::channel(ServerStatus {
-            state: ConnectivityState::Lost,
+            state: ConnectivityState::Connecting,
             since: now,
-            last_error: Some("not connected yet".into()),
+            last_error: None,
         });
         let hub = Arc::new(trustdeck_topology::Hub::new(crate::observe::identity(
             &config, now,

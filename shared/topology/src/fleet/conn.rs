@@ -1,24 +1,34 @@
 //! The console's side of each daemon's `Watch` stream: snapshots (possibly in chunks) and
 //! ordered deltas applied to the daemon's state, and the connection's own state (connecting,
-//! live, lost) with the event the console records when it loses a stream.
+//! live, never reached, lost) with the events the console records when it loses a stream and
+//! when it has it again.
 
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use trustdeck_proto::admin::{Event, EventKind, Severity, WatchMessage, watch_message::Body};
 
-use super::{DaemonState, Fleet};
+use super::{DaemonState, Fleet, FleetEvent};
 
 /// The console's connection to one daemon.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DaemonConn {
-    /// Not connected yet.
+    /// No attempt has ended yet.
     Connecting,
     /// Receiving the stream.
     Live,
-    /// The stream broke or could not be opened; the last-known state is kept.
+    /// Every attempt in this run failed: nothing was ever received, so nothing is shown as
+    /// last-known and nothing was lost.
+    NeverReached {
+        /// When the first attempt failed (console clock).
+        first_failure: DateTime<Utc>,
+        /// The latest reason it could not be opened.
+        error: String,
+    },
+    /// The stream broke or could not be reopened; the last-known state is kept.
     Lost {
-        /// When the stream was lost (console clock).
+        /// When the console noticed the loss (console clock): last-known data is as of then,
+        /// and ages count from then.
         since: DateTime<Utc>,
         /// The latest reason it could not be (re)opened.
         error: String,
@@ -57,6 +67,10 @@ impl Fleet {
         let ds = self.daemons.get_mut(d).ok_or(ApplyError::NoDaemon(d))?;
         ds.last_heard = Some(now);
         ds.skew_ms = msg.daemon_time_ms - now.timestamp_millis();
+        let before = ds.conn.clone();
+        // Only the history in the first snapshot of this run is a replay: after a reconnection
+        // the snapshot's new events happened while the console was watching (if blind).
+        let replayed = !ds.ever_synced;
         let new_events = match msg.body.ok_or(ApplyError::Empty)? {
             Body::Snapshot(s) => {
                 let seen = if s.events.is_empty() {
@@ -68,55 +82,107 @@ impl Fleet {
             }
             Body::Delta(delta) => ds.apply_delta(msg.revision, delta)?,
         };
-        let name = self.daemons[d].name.clone();
-        for e in new_events {
-            self.push_event(name.clone(), e);
+        let ds = &self.daemons[d];
+        let (name, started) = (ds.name.clone(), ds.started_at());
+        let reconnected = matches!(before, DaemonConn::Lost { .. }) && ds.is_live();
+        for event in new_events {
+            self.push_event(FleetEvent {
+                key: format!("{name}:{started}:{}", event.seq),
+                daemon: name.clone(),
+                event,
+                replayed,
+            });
+        }
+        if let (true, DaemonConn::Lost { since, .. }) = (reconnected, before) {
+            let away = crate::ttl::fmt_secs((now - since).num_seconds().max(0));
+            self.push_event(console_event(
+                &name,
+                format!("console:reconnected:{name}:{}", now.timestamp()),
+                (Severity::Info, EventKind::ConsoleReconnected),
+                format!("console has {name}'s stream again, after {away} without it"),
+                now,
+            ));
         }
         self.generation += 1;
         Ok(())
     }
 
-    /// Records the console's connection state to daemon `d`.
+    /// Records the console's connection state to daemon `d`. A failure before the daemon was
+    /// ever reached in this run makes it never-reached, not lost.
     pub fn set_conn(&mut self, d: usize, conn: DaemonConn, now: DateTime<Utc>) {
         let Some(ds) = self.daemons.get_mut(d) else {
             return;
         };
+        let conn = match (conn, &ds.conn) {
+            (DaemonConn::Lost { since, error }, was) if !ds.ever_synced => {
+                DaemonConn::NeverReached {
+                    first_failure: match was {
+                        DaemonConn::NeverReached { first_failure, .. } => *first_failure,
+                        _ => since,
+                    },
+                    error,
+                }
+            }
+            // Still lost: keep when it started, show the latest reason.
+            (DaemonConn::Lost { error, .. }, DaemonConn::Lost { since, .. }) => DaemonConn::Lost {
+                since: *since,
+                error,
+            },
+            (c, _) => c,
+        };
         if ds.conn == conn {
             return;
         }
-        // Still lost: keep when it started, show the latest reason.
-        if let (DaemonConn::Lost { since, .. }, DaemonConn::Lost { error, .. }) = (&ds.conn, &conn)
-        {
-            ds.conn = DaemonConn::Lost {
-                since: *since,
-                error: error.clone(),
-            };
-            self.generation += 1;
-            return;
-        }
-        let lost_now = matches!(ds.conn, DaemonConn::Live | DaemonConn::Connecting);
-        if let DaemonConn::Lost { error, .. } = &conn
-            && lost_now
-        {
-            let name = ds.name.clone();
-            let message = format!("console lost its stream from {name}: {error}");
-            ds.conn = conn;
+        let first_failure = match (&ds.conn, &conn) {
+            (DaemonConn::Live, DaemonConn::Lost { error, .. }) => {
+                Some(format!("console lost its stream from {}: {error}", ds.name))
+            }
+            (DaemonConn::Connecting, DaemonConn::NeverReached { error, .. }) => {
+                Some(format!("console cannot reach {}: {error}", ds.name))
+            }
+            _ => None,
+        };
+        if matches!(
+            conn,
+            DaemonConn::Lost { .. } | DaemonConn::NeverReached { .. }
+        ) {
             ds.pending = None;
             ds.synced = false;
-            self.push_event(
-                name,
-                Event {
-                    at_ms: now.timestamp_millis(),
-                    severity: Severity::Error.into(),
-                    kind: EventKind::ConsoleUnreachable.into(),
-                    message,
-                    ..Default::default()
-                },
-            );
-        } else {
-            ds.conn = conn;
+        }
+        ds.conn = conn;
+        if let Some(message) = first_failure {
+            let name = ds.name.clone();
+            self.push_event(console_event(
+                &name,
+                format!("console:unreachable:{name}:{}", now.timestamp()),
+                (Severity::Error, EventKind::ConsoleUnreachable),
+                message,
+                now,
+            ));
         }
         self.generation += 1;
+    }
+}
+
+/// An event the console records itself, about daemon `daemon`.
+pub(super) fn console_event(
+    daemon: &str,
+    key: String,
+    (severity, kind): (Severity, EventKind),
+    message: String,
+    now: DateTime<Utc>,
+) -> FleetEvent {
+    FleetEvent {
+        daemon: daemon.to_string(),
+        event: Event {
+            at_ms: now.timestamp_millis(),
+            severity: severity.into(),
+            kind: kind.into(),
+            message,
+            ..Default::default()
+        },
+        key,
+        replayed: false,
     }
 }
 
@@ -166,6 +232,7 @@ impl DaemonState {
                 .collect();
             self.revision = rev;
             self.synced = true;
+            self.ever_synced = true;
             self.conn = DaemonConn::Live;
         }
         events

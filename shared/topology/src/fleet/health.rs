@@ -6,32 +6,95 @@ use serde::Serialize;
 use trustdeck_proto::admin::{ConnectivityState, Node, NodeState};
 use trustdeck_proto::vocab::Wire;
 
-use super::{Fleet, Tree, key_policy};
-use crate::ttl::{self, Level, Thresholds, fmt_secs};
+use super::renewal::NodeAlert;
+use super::{DaemonConn, Fleet, Tree, key_policy};
+use crate::ttl::{self, Level, Thresholds, fmt_secs, fmt_time};
+
+/// The fleet's state in one word, the same for `status` (JSON `health`, the table), `watch`
+/// (`health`) and the console header, with the exit code derived from it. Ordered from best to
+/// worst: a daemon the console cannot reach makes every other verdict partial.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum FleetHealth {
+    #[default]
+    Ok,
+    Warning,
+    Critical,
+    /// A daemon the console cannot reach (lost, or never reached).
+    Unreachable,
+}
+
+impl FleetHealth {
+    /// Exit code of `trustdeck status`: 0 ok, 1 warning, 2 critical, 3 unreachable.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            FleetHealth::Ok => 0,
+            FleetHealth::Warning => 1,
+            FleetHealth::Critical => 2,
+            FleetHealth::Unreachable => 3,
+        }
+    }
+
+    /// Lower-case name (the JSON value).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FleetHealth::Ok => "ok",
+            FleetHealth::Warning => "warning",
+            FleetHealth::Critical => "critical",
+            FleetHealth::Unreachable => "unreachable",
+        }
+    }
+
+    /// A symbol that keeps the meaning without colour.
+    pub fn symbol(self) -> &'static str {
+        self.level().symbol()
+    }
+
+    /// The level its colour follows (unreachable is critical).
+    pub fn level(self) -> Level {
+        match self {
+            FleetHealth::Ok => Level::Ok,
+            FleetHealth::Warning => Level::Warning,
+            FleetHealth::Critical | FleetHealth::Unreachable => Level::Critical,
+        }
+    }
+}
+
+impl From<Level> for FleetHealth {
+    fn from(l: Level) -> Self {
+        match l {
+            Level::Ok => FleetHealth::Ok,
+            Level::Warning => FleetHealth::Warning,
+            Level::Critical => FleetHealth::Critical,
+        }
+    }
+}
 
 /// Fleet health for scripts.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Health {
-    /// Worst level over the tiers and connectivity.
+    /// Worst level over the tiers, alerts and connectivity (daemons the console cannot reach
+    /// aside: see [`state`](Self::state)).
     pub level: Level,
-    /// Daemons the console cannot reach.
+    /// Daemons the console cannot reach (lost, or never reached).
     pub unreachable: Vec<String>,
-    /// Why the level is what it is.
+    /// Why the state is what it is.
     pub reasons: Vec<String>,
 }
 
 impl Health {
-    /// Exit code: 0 healthy, 1 warning, 2 critical, 3 a daemon unreachable.
-    pub fn exit_code(&self) -> i32 {
-        if !self.unreachable.is_empty() {
-            3
+    /// The fleet's state: unreachable while a daemon is, else the worst level.
+    pub fn state(&self) -> FleetHealth {
+        if self.unreachable.is_empty() {
+            self.level.into()
         } else {
-            match self.level {
-                Level::Ok => 0,
-                Level::Warning => 1,
-                Level::Critical => 2,
-            }
+            FleetHealth::Unreachable
         }
+    }
+
+    /// Exit code, from [`state`](Self::state): 0 ok, 1 warning, 2 critical, 3 unreachable.
+    pub fn exit_code(&self) -> i32 {
+        self.state().exit_code()
     }
 
     fn add(&mut self, level: Level, reason: String) {
@@ -50,10 +113,11 @@ pub fn counts_for_health(n: &Node) -> bool {
 }
 
 /// The level of an upstream link: degraded is a warning; lost, or a state this build does not
-/// know, is critical.
+/// know, is critical; connecting (no call completed yet) is not a problem yet.
 pub fn conn_level(state: Wire<ConnectivityState>) -> Level {
     match state.known() {
-        Some(ConnectivityState::Connected) => Level::Ok,
+        // Not known yet (the daemon just started): not a loss.
+        Some(ConnectivityState::Connected | ConnectivityState::Connecting) => Level::Ok,
         Some(ConnectivityState::Degraded) => Level::Warning,
         _ => Level::Critical,
     }
@@ -70,28 +134,45 @@ impl Fleet {
         v
     }
 
-    /// The level of one node.
+    /// The level of one node: its remaining lifetime against the thresholds, raised by its
+    /// alert (a renewal overdue is a warning, an expiry critical).
     pub fn node_level(&self, tree: &Tree, i: usize, now: DateTime<Utc>, th: &Thresholds) -> Level {
         let t = &tree.nodes[i];
         if !counts_for_health(&t.node) {
             return Level::Ok;
         }
         let dnow = self.daemon_now(t.source, now);
-        ttl::level(t.node.not_before, t.node.not_after, dnow, th)
+        let ttl = ttl::level(t.node.not_before, t.node.not_after, dnow, th);
+        let alert = self
+            .node_alert(tree, i, now)
+            .map_or(Level::Ok, |a| a.level());
+        ttl.max(alert)
     }
 
-    /// Fleet health: the worst tier, upstream connectivity (degraded: warning; lost:
-    /// critical), key policy, and daemons the console cannot reach.
+    /// Fleet health: the worst tier, node alerts, upstream connectivity (degraded: warning;
+    /// lost: critical), key policy, and daemons the console cannot reach.
     pub fn health(&self, tree: &Tree, now: DateTime<Utc>, th: &Thresholds) -> Health {
         let mut h = Health::default();
         for ds in &self.daemons {
-            if !ds.is_live() {
-                h.unreachable.push(ds.name.clone());
-                h.reasons.push(format!(
-                    "{}: unreachable ({})",
-                    ds.name,
-                    ds.conn_error().unwrap_or("no answer yet")
-                ));
+            match &ds.conn {
+                DaemonConn::Live => {}
+                DaemonConn::Connecting => h.add(
+                    Level::Warning,
+                    format!("{}: connecting (no answer yet)", ds.name),
+                ),
+                DaemonConn::Lost { since, error } => {
+                    h.unreachable.push(ds.name.clone());
+                    h.reasons.push(format!(
+                        "{}: unreachable since {} ({error})",
+                        ds.name,
+                        fmt_time(since.timestamp())
+                    ));
+                }
+                DaemonConn::NeverReached { error, .. } => {
+                    h.unreachable.push(ds.name.clone());
+                    h.reasons
+                        .push(format!("{}: never reached ({error})", ds.name));
+                }
             }
             if let Some(u) = &ds.upstream {
                 let l = conn_level(u.state_wire());
@@ -113,26 +194,48 @@ impl Fleet {
             }
         }
         for i in 0..tree.nodes.len() {
-            let l = self.node_level(tree, i, now, th);
-            if l > Level::Ok {
-                let n = &tree.nodes[i].node;
-                let left = n.not_after - self.daemon_now(tree.nodes[i].source, now).timestamp();
-                let who = if n.spiffe_id.is_empty() {
-                    &n.id
-                } else {
-                    &n.spiffe_id
-                };
-                h.add(
-                    l,
-                    format!(
-                        "{} {who}: {} left of {}",
-                        n.label,
-                        fmt_secs(left),
-                        fmt_secs(n.not_after - n.not_before)
-                    ),
-                );
-            }
+            self.node_reason(&mut h, tree, i, now, th);
         }
         h
+    }
+
+    /// Adds node `i`'s reason, when its level is not ok.
+    fn node_reason(
+        &self,
+        h: &mut Health,
+        tree: &Tree,
+        i: usize,
+        now: DateTime<Utc>,
+        th: &Thresholds,
+    ) {
+        let l = self.node_level(tree, i, now, th);
+        if l == Level::Ok {
+            return;
+        }
+        let n = &tree.nodes[i].node;
+        let left = n.not_after - self.daemon_now(tree.nodes[i].source, now).timestamp();
+        let who = if n.spiffe_id.is_empty() {
+            &n.id
+        } else {
+            &n.spiffe_id
+        };
+        let alert = match self.node_alert(tree, i, now) {
+            Some(a @ NodeAlert::RenewalOverdue { since }) => {
+                format!("{} since {}, ", a.as_str(), fmt_time(since))
+            }
+            Some(a @ NodeAlert::ServerLost { since }) => {
+                format!("{} since {}, ", a.as_str(), fmt_time(since))
+            }
+            Some(NodeAlert::Expired { .. }) | None => String::new(),
+        };
+        h.add(
+            l,
+            format!(
+                "{} {who}: {alert}{} left of {}",
+                n.label,
+                fmt_secs(left),
+                fmt_secs(n.not_after - n.not_before)
+            ),
+        );
     }
 }

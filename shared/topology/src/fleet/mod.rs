@@ -4,6 +4,9 @@
 //! messages and connection changes, and passes `now`.
 //!
 //! - [`conn`]: applying stream messages and connection changes to a daemon's state.
+//! - [`derive`]: the events the console itself records (renewals overdue, expiries, JWT
+//!   unavailable), once each.
+//! - [`renewal`]: where an SVID stands against its renewal point.
 //! - [`tree`]: the merged tree and its visible rows.
 //! - [`windows`]: how long each segment keeps issuing when its upstream or server is lost.
 //! - [`health`]: levels per node and for the fleet.
@@ -19,25 +22,32 @@ use trustdeck_proto::admin::{Connectivity, DaemonIdentity, DaemonRole, Event, No
 use trustdeck_proto::vocab::Wire;
 
 pub mod conn;
+pub mod derive;
 pub mod filter;
 pub mod health;
 pub mod key_policy;
 pub mod names;
+pub mod renewal;
 pub mod report;
 pub mod tree;
 pub mod windows;
 
+#[cfg(test)]
+mod outage_tests;
 #[cfg(test)]
 mod tests;
 
 pub use crate::ttl::{Level, Thresholds};
 pub use conn::{ApplyError, DaemonConn};
 pub use filter::{EventFacts, Filter, FilterError, NodeFacts};
-pub use health::{Health, conn_level, counts_for_health};
+pub use health::{FleetHealth, Health, conn_level, counts_for_health};
 pub use key_policy::{KeyPolicyBreach, key_policy};
+pub use renewal::NodeAlert;
 pub use report::StatusReport;
 pub use tree::{Row, Tree, TreeNode};
-pub use windows::SegmentWindow;
+pub use windows::{
+    AgentLinks, Deadline, Reach, SegmentWindow, ServerOutage, UpstreamLink, UpstreamOutage,
+};
 
 /// Events kept by the console, fleet-wide.
 pub const FLEET_EVENTS: usize = 1000;
@@ -71,6 +81,9 @@ pub struct DaemonState {
     pending: Option<(u64, Vec<Node>)>,
     /// Whether a complete snapshot was applied on the current stream (deltas need one).
     synced: bool,
+    /// Whether a complete snapshot was ever applied in this run (the history in the first
+    /// one is replayed, not watched).
+    ever_synced: bool,
 }
 
 impl DaemonState {
@@ -98,20 +111,35 @@ impl DaemonState {
         self.conn == DaemonConn::Live
     }
 
-    /// How old the shown state is: zero while live, else time since last heard (None: never).
+    /// How old the shown state is: zero while live, else the time since the console lost the
+    /// stream (None: never reached, or not connected yet: nothing is shown).
     pub fn staleness(&self, now: DateTime<Utc>) -> Option<i64> {
-        if self.is_live() {
-            return Some(0);
+        match &self.conn {
+            DaemonConn::Live => Some(0),
+            DaemonConn::Lost { since, .. } => Some((now - *since).num_seconds().max(0)),
+            DaemonConn::Connecting | DaemonConn::NeverReached { .. } => None,
         }
-        self.last_heard.map(|t| (now - t).num_seconds().max(0))
     }
 
-    /// The error of a lost stream.
-    pub fn conn_error(&self) -> Option<&str> {
+    /// When the console lost the stream, while it is lost (last-known data is as of then).
+    pub fn lost_since(&self) -> Option<DateTime<Utc>> {
         match &self.conn {
-            DaemonConn::Lost { error, .. } => Some(error),
+            DaemonConn::Lost { since, .. } => Some(*since),
             _ => None,
         }
+    }
+
+    /// The error of a lost or never-opened stream.
+    pub fn conn_error(&self) -> Option<&str> {
+        match &self.conn {
+            DaemonConn::Lost { error, .. } | DaemonConn::NeverReached { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+
+    /// The start time the daemon reported (0: not known), part of its events' keys.
+    pub fn started_at(&self) -> i64 {
+        self.identity.as_ref().map_or(0, |i| i.started_at)
     }
 }
 
@@ -121,6 +149,13 @@ pub struct FleetEvent {
     /// The daemon it came from, or the one it is about (the console's own events).
     pub daemon: String,
     pub event: Event,
+    /// A stable dedupe key: the same event has the same key in every console and across
+    /// restarts (`<daemon>:<daemon start>:<seq>` for a daemon's events; see
+    /// [`derive`] for the console's own).
+    pub key: String,
+    /// History the daemon sent in its first snapshot to this console (it happened before the
+    /// console watched), rather than something that happened while watched.
+    pub replayed: bool,
 }
 
 /// The whole fleet.
@@ -135,6 +170,8 @@ pub struct Fleet {
     /// Events ever added (the first of [`events`](Self::events) is number
     /// `events_total - events.len()`).
     pub events_total: u64,
+    /// Keys of the events the console derived, with when each may be forgotten (Unix seconds).
+    derived: HashMap<String, i64>,
 }
 
 impl Fleet {
@@ -157,17 +194,19 @@ impl Fleet {
                     skew_ms: 0,
                     pending: None,
                     synced: false,
+                    ever_synced: false,
                 })
                 .collect(),
             events: VecDeque::new(),
             generation: 0,
             events_total: 0,
+            derived: HashMap::new(),
         }
     }
 
-    fn push_event(&mut self, daemon: String, event: Event) {
+    fn push_event(&mut self, e: FleetEvent) {
         self.events_total += 1;
-        self.events.push_back(FleetEvent { daemon, event });
+        self.events.push_back(e);
         while self.events.len() > FLEET_EVENTS {
             self.events.pop_front();
         }

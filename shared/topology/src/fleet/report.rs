@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::{Fleet, SegmentWindow, Tree, key_policy};
+use super::{DaemonConn, Fleet, FleetHealth, Reach, SegmentWindow, Tree, key_policy};
 use crate::ttl::{Level, Thresholds, rfc3339};
 
 /// The whole report.
@@ -16,8 +16,8 @@ pub struct StatusReport {
     pub daemons: Vec<DaemonReport>,
     /// What `trustdeck status` exits with (see [`Health::exit_code`](super::Health::exit_code)).
     pub exit_code: i32,
-    /// The fleet's level.
-    pub health: Level,
+    /// The fleet's state (`ok`, `warning`, `critical`, `unreachable`); `exit_code` follows it.
+    pub health: FleetHealth,
     pub reasons: Vec<String>,
     /// One autonomous window per segment.
     pub segments: Vec<SegmentReport>,
@@ -35,12 +35,20 @@ pub struct DaemonReport {
     pub clock_skew_ms: i64,
     /// Why the console cannot reach it.
     pub error: Option<String>,
+    /// When the first attempt failed, for a daemon never reached (RFC 3339).
+    pub first_failure_at: Option<String>,
+    /// Seconds since the console lost it (its data is last-known as of then).
+    pub lost_seconds: Option<i64>,
+    /// When the console lost it (RFC 3339).
+    pub lost_since: Option<String>,
     pub name: String,
     pub reachable: bool,
     pub revision: u64,
     pub role: &'static str,
     pub segment: String,
     pub spiffe_id: Option<String>,
+    /// The console's link: `live`, `lost`, `never_reached` or `connecting`.
+    pub state: &'static str,
     /// Its upstream link, when it has one.
     pub upstream: Option<UpstreamReport>,
 }
@@ -56,9 +64,15 @@ pub struct UpstreamReport {
     pub state: &'static str,
 }
 
-/// A segment's autonomous window.
+/// A segment's autonomous window, and the losses that have happened.
 #[derive(Debug, Clone, Serialize)]
 pub struct SegmentReport {
+    /// Agents attested to the segment's server that report it lost.
+    pub agents_lost: usize,
+    /// When the first of them lost it (RFC 3339).
+    pub agents_lost_since: Option<String>,
+    /// Agents attested to the segment's server, as far as the console knows.
+    pub agents_total: usize,
     pub if_server_lost: IfServerLost,
     /// Downstream segments only.
     pub if_upstream_lost: Option<IfUpstreamLost>,
@@ -66,11 +80,24 @@ pub struct SegmentReport {
     pub segment: String,
     /// The segment's server (daemon name).
     pub server: String,
-    /// Seconds since last heard, when the server is unreachable now.
+    /// Whether the server is lost (by the console or by its agents): `if_server_lost` is then
+    /// what is happening, not a what-if.
+    pub server_lost: bool,
+    /// The console's link to the server: `live`, `lost`, `never_reached` or `connecting`.
+    pub server_state: &'static str,
+    /// Seconds since the console lost the server (None: live, or never reached).
     pub stale_seconds: Option<i64>,
+    /// Workload SVIDs of the segment past their renewal point.
+    pub svids_past_renewal: usize,
     /// The upstream link's state.
     pub upstream: Option<&'static str>,
+    /// Set when the server is not live: the upstream link is its last word as of then
+    /// (RFC 3339).
+    pub upstream_as_of: Option<String>,
     pub upstream_error: Option<String>,
+    /// Whether the server reports its upstream lost: `if_upstream_lost` is then what is
+    /// happening, not a what-if.
+    pub upstream_lost: bool,
     /// RFC 3339.
     pub upstream_since: Option<String>,
 }
@@ -85,10 +112,10 @@ pub struct IfUpstreamLost {
     pub x509_until: Option<String>,
 }
 
-/// The segment's server lost now.
+/// The segment's server lost now (or since it was lost: see `server_lost`).
 #[derive(Debug, Clone, Serialize)]
 pub struct IfServerLost {
-    /// Seconds from the report's time to `workloads_fail_at`.
+    /// Seconds from the report's time to `workloads_fail_at` (negative once passed).
     pub seconds: Option<i64>,
     pub workload_svids: usize,
     /// RFC 3339.
@@ -98,6 +125,11 @@ pub struct IfServerLost {
 /// One node with an expiry.
 #[derive(Debug, Clone, Serialize)]
 pub struct TierReport {
+    /// `renewal-overdue`, `expired` or `server-lost` (an agent whose link to its server is
+    /// lost), when the node has one.
+    pub alert: Option<&'static str>,
+    /// When the node's daemon is not live: it is last-known as of then (RFC 3339).
+    pub as_of: Option<String>,
     /// The daemon it was taken from.
     pub daemon: String,
     pub id: String,
@@ -113,6 +145,8 @@ pub struct TierReport {
     pub parent: String,
     /// On the daemon's clock.
     pub seconds_remaining: i64,
+    /// The segment whose server it is under (a node agent's SVIDs count under the segment of
+    /// the server that issues them), as in every view.
     pub segment: String,
     pub spiffe_id: String,
     /// Whether the daemon it came from is unreachable now.
@@ -142,9 +176,9 @@ impl Fleet {
         let health = self.health(&tree, now, th);
         StatusReport {
             at: rfc3339(now.timestamp()),
-            daemons: self.daemons.iter().map(daemon_report).collect(),
+            daemons: self.daemons.iter().map(|d| daemon_report(d, now)).collect(),
             exit_code: health.exit_code(),
-            health: health.level,
+            health: health.state(),
             reasons: health.reasons,
             segments: self
                 .windows(&tree, now)
@@ -170,6 +204,8 @@ impl Fleet {
         let n = &t.node;
         let ds = &self.daemons[t.source];
         TierReport {
+            alert: self.node_alert(tree, i, now).map(|a| a.key()),
+            as_of: ds.lost_since().map(|t| rfc3339(t.timestamp())),
             daemon: ds.name.clone(),
             id: n.id.clone(),
             key_policy: key_policy(ds.role(), n).map(|b| KeyPolicyReport {
@@ -187,7 +223,7 @@ impl Fleet {
             not_before: rfc3339(n.not_before),
             parent: n.parent.clone(),
             seconds_remaining: n.not_after - self.daemon_now(t.source, now).timestamp(),
-            segment: n.segment.clone(),
+            segment: t.segment.to_string(),
             spiffe_id: n.spiffe_id.clone(),
             stale: !ds.is_live(),
             state: n.state_wire().as_str(),
@@ -196,17 +232,25 @@ impl Fleet {
     }
 }
 
-fn daemon_report(ds: &super::DaemonState) -> DaemonReport {
+fn daemon_report(ds: &super::DaemonState, now: DateTime<Utc>) -> DaemonReport {
+    let first_failure = match &ds.conn {
+        DaemonConn::NeverReached { first_failure, .. } => Some(rfc3339(first_failure.timestamp())),
+        _ => None,
+    };
     DaemonReport {
         admin: ds.endpoint.clone(),
         clock_skew_ms: ds.skew_ms,
         error: ds.conn_error().map(str::to_string),
+        first_failure_at: first_failure,
+        lost_seconds: ds.lost_since().map(|t| (now - t).num_seconds().max(0)),
+        lost_since: ds.lost_since().map(|t| rfc3339(t.timestamp())),
         name: ds.name.clone(),
         reachable: ds.is_live(),
         revision: ds.revision,
         role: ds.role().as_str(),
         segment: ds.segment().to_string(),
         spiffe_id: ds.identity.as_ref().map(|i| i.spiffe_id.clone()),
+        state: Reach::of(&ds.conn).as_str(),
         upstream: ds.upstream.as_ref().map(|u| UpstreamReport {
             last_bundle_sequence: u.last_bundle_sequence,
             last_error: u.last_error.clone(),
@@ -219,7 +263,11 @@ fn daemon_report(ds: &super::DaemonState) -> DaemonReport {
 
 fn segment_report(w: &SegmentWindow, now: DateTime<Utc>) -> SegmentReport {
     let from_now = |t: i64| t - now.timestamp();
+    let up = w.upstream.as_ref();
     SegmentReport {
+        agents_lost: w.agents.lost,
+        agents_lost_since: w.agents.lost_since.map(rfc3339),
+        agents_total: w.agents.total,
         if_server_lost: IfServerLost {
             seconds: w.workloads_fail_at.map(from_now),
             workload_svids: w.workloads,
@@ -233,9 +281,14 @@ fn segment_report(w: &SegmentWindow, now: DateTime<Utc>) -> SegmentReport {
         role: w.role.as_str(),
         segment: w.segment.clone(),
         server: w.server.clone(),
+        server_lost: w.server_lost(),
+        server_state: w.reach.as_str(),
         stale_seconds: w.stale_secs,
-        upstream: w.upstream_state.map(|s| s.as_str()),
-        upstream_error: w.upstream_error.clone(),
-        upstream_since: w.upstream_since.map(rfc3339),
+        svids_past_renewal: w.past_renewal,
+        upstream: up.map(|u| u.state.as_str()),
+        upstream_as_of: up.and_then(|u| u.as_of).map(rfc3339),
+        upstream_error: up.and_then(|u| u.error.clone()),
+        upstream_lost: up.is_some_and(|u| u.is_lost()),
+        upstream_since: up.map(|u| rfc3339(u.since)),
     }
 }

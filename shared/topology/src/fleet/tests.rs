@@ -11,11 +11,18 @@ use trustdeck_proto::vocab::Wire;
 
 use super::*;
 
-fn at(s: i64) -> DateTime<Utc> {
+pub(super) fn at(s: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(s, 0).unwrap()
 }
 
-fn n(id: &str, parent: &str, kind: NodeKind, state: NodeState, nb: i64, na: i64) -> Node {
+pub(super) fn n(
+    id: &str,
+    parent: &str,
+    kind: NodeKind,
+    state: NodeState,
+    nb: i64,
+    na: i64,
+) -> Node {
     Node {
         id: id.into(),
         parent: parent.into(),
@@ -28,7 +35,7 @@ fn n(id: &str, parent: &str, kind: NodeKind, state: NodeState, nb: i64, na: i64)
     }
 }
 
-fn snap(
+pub(super) fn snap(
     rev: u64,
     role: DaemonRole,
     seg: &str,
@@ -366,7 +373,7 @@ fn autonomous_windows_come_from_live_data() {
     assert_eq!(gcp.workloads_fail_at, Some(1200));
     assert_eq!(gcp.workloads, 2);
     assert_eq!(
-        gcp.upstream_state,
+        gcp.upstream.as_ref().map(|u| u.state),
         Some(Wire::Known(ConnectivityState::Connected))
     );
     assert_eq!(gcp.stale_secs, None);
@@ -420,7 +427,8 @@ fn unreachable_daemon_keeps_last_state_and_exit_code_3() {
     // Last-known state is still shown, marked stale.
     assert!(t.by_id.contains_key("svid:a1#w2"));
     let w = f.windows(&t, at(1040));
-    assert_eq!(w[1].stale_secs, Some(40));
+    // Counted from the loss (1010), not from the last message (1000).
+    assert_eq!(w[1].stale_secs, Some(30));
     let h = f.health(&t, at(1040), &Thresholds::default());
     assert_eq!(h.unreachable, vec!["gcp".to_string()]);
     assert_eq!(h.exit_code(), 3);
@@ -649,7 +657,10 @@ fn values_from_a_newer_daemon_read_as_unknown() {
     );
     let w = f.windows(&t, at(1000));
     assert_eq!(w[0].role.as_str(), "unknown");
-    assert_eq!(w[0].upstream_state.map(|s| s.as_str()), Some("unknown"));
+    assert_eq!(
+        w[0].upstream.as_ref().map(|u| u.state.as_str()),
+        Some("unknown")
+    );
     // An unknown link state is as bad as a lost one.
     let h = f.health(&t, at(1000), &Thresholds::default());
     assert_eq!(h.level, Level::Critical);

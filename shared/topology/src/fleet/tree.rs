@@ -1,10 +1,11 @@
 //! The merged tree: every daemon's nodes in one forest, a node reported by several daemons
-//! taken from the most specific live one, and the rows a view shows (collapse, filter).
+//! taken from the most specific live one, the same shape whether its daemons are live or
+//! not, each node's segment, and the rows a view shows (collapse, filter).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use trustdeck_proto::admin::{Node, NodeKind};
+use trustdeck_proto::admin::{DaemonRole, Node, NodeKind, NodeState};
 
 use super::Fleet;
 use super::filter::{Filter, NodeFacts};
@@ -18,6 +19,10 @@ pub struct TreeNode {
     /// Children, in sibling order.
     pub children: Vec<usize>,
     pub parent: Option<usize>,
+    /// The segment whose server the node is under (the nearest server at or above it): the
+    /// segment whose loss stops its renewal. A node agent's SVIDs, issued by the upstream,
+    /// count under the upstream's segment in every view and in the JSON.
+    pub segment: Arc<str>,
 }
 
 /// The merged tree.
@@ -28,6 +33,10 @@ pub struct Tree {
     pub roots: Vec<usize>,
     /// Index into [`nodes`](Self::nodes) by node id (aliases included).
     pub by_id: HashMap<String, usize>,
+    /// The server node of each server daemon (by daemon index): the node it publishes about
+    /// itself, or, for a server never reached in this run, the placeholder its upstream
+    /// publishes for it.
+    pub server_of: HashMap<usize, usize>,
 }
 
 /// A visible row of the tree.
@@ -56,8 +65,9 @@ fn kind_rank(n: &Node) -> u8 {
 }
 
 impl Fleet {
-    /// Which daemon each node id is taken from, without the ids a live node's aliases
-    /// replace; and those aliases as `(alias, id)`.
+    /// Which daemon each node id is taken from, without the ids another node's aliases
+    /// replace; and those aliases as `(alias, id)`. A stale node's aliases count too: a
+    /// downstream the console lost keeps its place, and no placeholder appears for it.
     fn choose_sources(&self) -> (HashMap<&str, usize>, Vec<(String, String)>) {
         let mut chosen: HashMap<&str, usize> = HashMap::new();
         for d in self.ordered() {
@@ -71,13 +81,10 @@ impl Fleet {
                 }
             }
         }
-        // A live node's aliases replace placeholders with those ids.
         let mut aliases: Vec<(String, String)> = Vec::new();
         for (&id, &d) in &chosen {
-            if self.daemons[d].is_live() {
-                for a in &self.daemons[d].nodes[id].aliases {
-                    aliases.push((a.clone(), id.to_string()));
-                }
+            for a in &self.daemons[d].nodes[id].aliases {
+                aliases.push((a.clone(), id.to_string()));
             }
         }
         for (a, _) in &aliases {
@@ -103,6 +110,7 @@ impl Fleet {
                 source: d,
                 children: Vec::new(),
                 parent: None,
+                segment: Arc::from(""),
             });
         }
         for (a, real) in aliases {
@@ -110,6 +118,7 @@ impl Fleet {
                 tree.by_id.entry(a).or_insert(i);
             }
         }
+        self.find_servers(&mut tree);
         for i in 0..tree.nodes.len() {
             if let Some(&p) = tree.by_id.get(&tree.nodes[i].node.parent)
                 && p != i
@@ -126,7 +135,120 @@ impl Fleet {
             }
         }
         sort_siblings(&mut tree);
+        self.assign_segments(&mut tree);
         tree
+    }
+
+    /// Fills [`Tree::server_of`]. A server never reached in this run is matched to the
+    /// placeholder its upstream publishes for it, and the nodes of its segment's agents that
+    /// name it as their parent hang below that placeholder.
+    fn find_servers(&self, tree: &mut Tree) {
+        let mut claimed: HashSet<usize> = HashSet::new();
+        let mut unknown: Vec<usize> = Vec::new();
+        for (d, ds) in self.daemons.iter().enumerate() {
+            if ds.role() == DaemonRole::Agent {
+                continue;
+            }
+            let own = ds
+                .identity
+                .as_ref()
+                .filter(|i| !i.spiffe_id.is_empty())
+                .and_then(|i| tree.by_id.get(&format!("server:{}", i.spiffe_id)).copied());
+            match own {
+                Some(i) => {
+                    tree.server_of.insert(d, i);
+                    claimed.insert(i);
+                }
+                None if ds.identity.is_none() => unknown.push(d),
+                None => {}
+            }
+        }
+        if unknown.is_empty() {
+            return;
+        }
+        // Placeholders: servers published by another server (issued an intermediate) and
+        // claimed by no daemon.
+        let placeholders: Vec<usize> = (0..tree.nodes.len())
+            .filter(|&i| {
+                let t = &tree.nodes[i];
+                t.node.kind_wire() == NodeKind::Server
+                    && t.node.state_wire() == NodeState::Issued
+                    && !claimed.contains(&i)
+            })
+            .collect();
+        for &d in &unknown {
+            let seg = self.daemons[d].segment();
+            // The placeholder whose SPIFFE ID is an SVID held by an agent of this segment
+            // (the node agent that gives the downstream its identity).
+            let by_agent = placeholders.iter().copied().find(|&p| {
+                !claimed.contains(&p)
+                    && tree.nodes.iter().any(|t| {
+                        t.node.kind_wire() == NodeKind::WorkloadSvid
+                            && t.node.spiffe_id == tree.nodes[p].node.spiffe_id
+                            && self.daemons[t.source].role() == DaemonRole::Agent
+                            && self.daemons[t.source].segment() == seg
+                    })
+            });
+            let free: Vec<usize> = placeholders
+                .iter()
+                .copied()
+                .filter(|p| !claimed.contains(p))
+                .collect();
+            let only = (unknown.len() == 1 && free.len() == 1).then(|| free[0]);
+            if let Some(p) = by_agent.or(only) {
+                claimed.insert(p);
+                tree.server_of.insert(d, p);
+                self.adopt_orphans(tree, d, p);
+            }
+        }
+    }
+
+    /// Nodes of daemon `d`'s segment whose parent is a server the tree does not have (the
+    /// never-reached server's own ID) hang below its placeholder `p`.
+    fn adopt_orphans(&self, tree: &mut Tree, d: usize, p: usize) {
+        let seg = self.daemons[d].segment();
+        let missing: Vec<String> = tree
+            .nodes
+            .iter()
+            .filter(|t| {
+                t.node.parent.starts_with("server:")
+                    && !tree.by_id.contains_key(&t.node.parent)
+                    && self.daemons[t.source].segment() == seg
+            })
+            .map(|t| t.node.parent.clone())
+            .collect();
+        for id in missing {
+            tree.by_id.insert(id, p);
+        }
+    }
+
+    /// Every node's segment: the nearest server's at or above it (a server's own segment, or
+    /// the segment of the daemon matched to it).
+    fn assign_segments(&self, tree: &mut Tree) {
+        let by_node: HashMap<usize, usize> = tree.server_of.iter().map(|(&d, &i)| (i, d)).collect();
+        let mut stack: Vec<(usize, Arc<str>)> = tree
+            .roots
+            .iter()
+            .map(|&i| (i, Arc::from(tree.nodes[i].node.segment.as_str())))
+            .collect();
+        while let Some((i, inherited)) = stack.pop() {
+            let t = &tree.nodes[i];
+            let seg: Arc<str> = if t.node.kind_wire() == NodeKind::Server {
+                match by_node.get(&i) {
+                    Some(&d) => Arc::from(self.daemons[d].segment()),
+                    None if !t.node.segment.is_empty() => Arc::from(t.node.segment.as_str()),
+                    None => inherited,
+                }
+            } else if inherited.is_empty() {
+                Arc::from(t.node.segment.as_str())
+            } else {
+                inherited
+            };
+            for &c in &tree.nodes[i].children {
+                stack.push((c, seg.clone()));
+            }
+            tree.nodes[i].segment = seg;
+        }
     }
 }
 
