@@ -14,7 +14,9 @@
 
 pub mod app;
 pub mod client;
+pub mod clipboard;
 pub mod demo;
+pub mod dump;
 pub mod fleetfile;
 pub mod layout;
 pub mod status;

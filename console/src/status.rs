@@ -10,7 +10,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use trustdeck_process::clock::Clock;
 use trustdeck_proto::admin::{ConnectivityState, NodeKind};
-use trustdeck_topology::fleet::{FleetHealth, Reach, Tree};
+use trustdeck_topology::fleet::{FleetEvent, FleetHealth, Reach, Tree};
 use trustdeck_topology::ttl::{Level, Thresholds, fmt_secs, fmt_time};
 use trustdeck_topology::{DaemonConn, DaemonState, Fleet, Health, SegmentWindow};
 
@@ -132,9 +132,8 @@ pub fn table_with(fleet: &Fleet, now: DateTime<Utc>, th: &Thresholds, g: &Glyphs
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "FLEET  {} {}   at {}",
-        g.level(state.level()),
-        state.as_str().to_uppercase(),
+        "FLEET  {}   at {}",
+        g.tagged(g.level(state.level()), &state.as_str().to_uppercase()),
         fmt_time(now.timestamp())
     );
     for r in &health.reasons {
@@ -281,7 +280,7 @@ fn tiers_block(
 /// A `trustdeck watch` line about an event. Fields in alphabetical order: the line has always
 /// listed its keys sorted, and scripts read it.
 #[derive(Serialize)]
-struct EventLine<'a> {
+pub struct EventLine<'a> {
     /// RFC 3339, daemon clock.
     at: Option<String>,
     daemon: &'a str,
@@ -323,20 +322,25 @@ pub fn event_lines(fleet: &Fleet, from: u64) -> (Vec<String>, u64) {
     let mut out = Vec::new();
     for (i, e) in fleet.events.iter().enumerate() {
         if first + i as u64 >= from {
-            out.push(json_line(&EventLine {
-                at: DateTime::from_timestamp_millis(e.event.at_ms).map(|t| t.to_rfc3339()),
-                daemon: &e.daemon,
-                key: &e.key,
-                kind: e.event.kind_wire().as_str(),
-                message: &e.event.message,
-                node: &e.event.node_id,
-                replayed: e.replayed,
-                severity: e.event.severity_wire().as_str(),
-                r#type: "event",
-            }));
+            out.push(json_line(&event_line(e)));
         }
     }
     (out, fleet.events_total)
+}
+
+/// The `watch` line of one event (also what `:dump` writes per event).
+pub fn event_line(e: &FleetEvent) -> EventLine<'_> {
+    EventLine {
+        at: DateTime::from_timestamp_millis(e.event.at_ms).map(|t| t.to_rfc3339()),
+        daemon: &e.daemon,
+        key: &e.key,
+        kind: e.event.kind_wire().as_str(),
+        message: &e.event.message,
+        node: &e.event.node_id,
+        replayed: e.replayed,
+        severity: e.event.severity_wire().as_str(),
+        r#type: "event",
+    }
 }
 
 /// The JSON line `watch` prints when the fleet's health becomes `h`.

@@ -231,16 +231,27 @@ fn apply(
 ) -> anyhow::Result<bool> {
     let fx = update_many(app, batch, io.clock.now());
     let mut redraw = false;
+    let mut answers = Vec::new();
     for e in fx {
         match e {
             Effect::Quit => return Ok(false),
             Effect::Redraw => redraw = true,
+            Effect::Copy { what, text } => copy(&what, &text),
+            Effect::Dump {
+                path,
+                contents,
+                overwrite,
+            } => answers.push(Msg::Dumped(dump(&path, &contents, overwrite))),
             other => {
                 if io.effects.send(other).is_err() {
                     tracing::debug!("effects receiver gone");
                 }
             }
         }
+    }
+    if !answers.is_empty() {
+        // Only a redraw comes back from these answers.
+        redraw |= !update_many(app, answers, io.clock.now()).is_empty();
     }
     if redraw {
         let now = io.clock.now();
@@ -249,6 +260,32 @@ fn apply(
             .context("drawing")?;
     }
     Ok(true)
+}
+
+/// Writes the OSC 52 sequence that puts `text` into the clipboard (wrapped for tmux when
+/// `$TMUX` is set). The terminal does not answer: a failure is only logged.
+fn copy(what: &str, text: &str) {
+    use std::io::Write as _;
+    let tmux = std::env::var_os("TMUX").is_some();
+    match crate::clipboard::osc52(text, tmux) {
+        Ok(seq) => {
+            let mut out = io::stdout();
+            if let Err(e) = out.write_all(seq.as_bytes()).and_then(|()| out.flush()) {
+                tracing::warn!(what, error = %e, "could not write the OSC 52 sequence");
+            }
+        }
+        Err(e) => tracing::warn!(what, error = %e, "not copied"),
+    }
+}
+
+/// Writes a `:dump` file, relative to the working directory.
+fn dump(
+    path: &std::path::Path,
+    contents: &str,
+    overwrite: bool,
+) -> Result<(std::path::PathBuf, u64), String> {
+    let cwd = std::env::current_dir().map_err(|e| format!("no working directory: {e}"))?;
+    crate::dump::write(&cwd, path, contents, overwrite).map_err(|e| e.to_string())
 }
 
 /// Takes whatever else is queued, so a burst is applied once and drawn once. Input first:

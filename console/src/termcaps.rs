@@ -5,8 +5,8 @@
 //! - Characters: ASCII when `--ascii` is given, when the locale is not UTF-8, or when the
 //!   terminal is limited; Unicode otherwise, or when `--unicode` forces it. The locale is the
 //!   first non-empty of `LC_ALL`, `LC_CTYPE`, `LANG` (the C library's order); unset, `C` and
-//!   `POSIX` are not UTF-8; otherwise its codeset (after `.`, before `@`) must be `UTF-8`
-//!   (any case, with or without the dash).
+//!   `POSIX` are not UTF-8; otherwise its codeset (after `.`, before `@`; or the whole name,
+//!   as macOS sends `LC_CTYPE=UTF-8`) must be `UTF-8` (any case, with or without the dash).
 //! - Limited terminals ([`LIMITED_TERMS`]: `dumb`, the DEC VTs, the Linux console, `ansi`,
 //!   `cons25`, and any `*-16color`/`*-8color`/`*-mono` variant) get ASCII and basic colours.
 //!   An unset or empty `TERM` says nothing: the locale decides.
@@ -55,12 +55,12 @@ pub struct TermCaps {
     pub colors: Colors,
 }
 
-/// Whether a locale name (`en_US.UTF-8`, `C`, `de_DE@euro`) uses UTF-8.
+/// Whether a locale name (`en_US.UTF-8`, `C`, `de_DE@euro`) uses UTF-8. A bare codeset
+/// (`UTF-8`, what macOS Terminal sends as `LC_CTYPE` over SSH) counts: it says what the user's
+/// terminal shows even where the C library does not know the name.
 pub fn locale_is_utf8(name: &str) -> bool {
-    let Some((_, rest)) = name.split_once('.') else {
-        return false;
-    };
-    let codeset = rest.split('@').next().unwrap_or("");
+    let codeset = name.split_once('.').map_or(name, |(_, rest)| rest);
+    let codeset = codeset.split('@').next().unwrap_or("");
     codeset.replace('-', "").eq_ignore_ascii_case("utf8")
 }
 
@@ -251,6 +251,9 @@ mod tests {
             u(&[("LC_CTYPE", "de_DE.UTF-8@euro"), ("LANG", "C")]),
             Charset::Unicode
         );
+        // macOS Terminal sends a bare codeset over SSH (SendEnv LC_*): the terminal is UTF-8.
+        assert_eq!(u(&[("LC_CTYPE", "UTF-8"), ("LANG", "C")]), Charset::Unicode);
+        assert_eq!(u(&[("LANG", "utf8")]), Charset::Unicode);
         assert_eq!(u(&[("LANG", "en_US.ISO-8859-1")]), Charset::Ascii);
         assert_eq!(u(&[("LANG", "en_US")]), Charset::Ascii);
         assert_eq!(u(&[]), Charset::Ascii, "no locale at all is C");

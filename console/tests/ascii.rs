@@ -10,7 +10,7 @@ use std::rc::Rc;
 use crossterm::event::KeyCode;
 use ratatui::backend::{Backend, CrosstermBackend};
 use ratatui::style::Color;
-use trustdeck_console::app::{App, Mode, View, update};
+use trustdeck_console::app::{App, Mode, Msg, View, update};
 use trustdeck_console::status;
 use trustdeck_console::termcaps::SgrWriter;
 use trustdeck_console::text::glyphs::{ASCII, Charset};
@@ -51,7 +51,9 @@ fn screens(w: u16, h: u16) -> Vec<(String, App)> {
         ("never reached", dmz_never_reached_fleet()),
     ] {
         for v in View::ALL {
-            let app = with_view(ascii(app_sized(f.clone(), w, h)), v);
+            let mut app = with_view(ascii(app_sized(f.clone(), w, h)), v);
+            // A sample, so the timeline draws its cells.
+            update(&mut app, Msg::Tick, now());
             out.push((format!("{fleet_name} {}", v.name()), app));
         }
     }
@@ -114,6 +116,16 @@ fn status_table_is_ascii_under_the_ascii_choice() {
         assert!(bad.is_empty(), "non-ASCII lines:\n{}", bad.join("\n"));
         assert!(!status::table(&f, now(), &th).is_ascii());
     }
+}
+
+#[test]
+fn a_healthy_fleet_reads_ok_once_in_ascii() {
+    let th = Thresholds::default();
+    let mut f = fleet(2);
+    f.daemons.truncate(1);
+    let text = status::table_with(&f, now(), &th, &ASCII);
+    let first = text.lines().next().unwrap_or_default();
+    assert!(first.starts_with("FLEET  OK   at "), "{text}");
 }
 
 #[test]

@@ -58,3 +58,25 @@ fn the_timeline_at_80x24_and_its_key() {
     update(&mut app, key(KeyCode::Enter), now());
     assert_eq!(app.view, View::Tree);
 }
+
+#[test]
+fn daemon_names_can_be_told_apart() {
+    for (w, h) in [(80, 24), (200, 60)] {
+        let mut f = fleet(2);
+        f.daemons[1].name = "gcp-workloads-1".into();
+        f.daemons[2].name = "gcp-workloads-2".into();
+        let mut app = with_view(app_sized(f, w, h), View::Timeline);
+        update(&mut app, Msg::Tick, now());
+        let l = lines(&draw(&app, w, h, false));
+        let names: Vec<String> = l
+            .iter()
+            .filter_map(|s| s.strip_prefix(" daemon  "))
+            .map(|s| s.split_whitespace().next().unwrap_or("").to_string())
+            .collect();
+        assert_eq!(names.len(), 3, "{w}x{h}:\n{}", l.join("\n"));
+        assert_ne!(names[1], names[2], "{w}x{h}: {names:?}");
+        if w >= 120 {
+            assert_eq!(names[1], "gcp-workloads-1", "{w}x{h}: {names:?}");
+        }
+    }
+}

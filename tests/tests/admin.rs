@@ -23,6 +23,21 @@ async fn next(s: &mut Stream) -> WatchMessage {
 
 /// Reads the (possibly chunked) snapshot: identity, nodes, upstream, revision.
 async fn snapshot(s: &mut Stream) -> (DaemonIdentity, Vec<Node>, Option<Connectivity>, u64) {
+    let (id, nodes, up, rev, _) = snapshot_with_events(s).await;
+    (id, nodes, up, rev)
+}
+
+/// [`snapshot`], with the events it replays.
+async fn snapshot_with_events(
+    s: &mut Stream,
+) -> (
+    DaemonIdentity,
+    Vec<Node>,
+    Option<Connectivity>,
+    u64,
+    Vec<trustdeck_proto::admin::Event>,
+) {
+    let mut events = Vec::new();
     let mut nodes = Vec::new();
     let mut identity = None;
     let mut upstream = None;
@@ -34,8 +49,15 @@ async fn snapshot(s: &mut Stream) -> (DaemonIdentity, Vec<Node>, Option<Connecti
         identity = identity.or(snap.identity);
         upstream = upstream.or(snap.upstream);
         nodes.extend(snap.nodes);
+        events.extend(snap.events);
         if !snap.partial {
-            return (identity.expect("identity"), nodes, upstream, m.revision);
+            return (
+                identity.expect("identity"),
+                nodes,
+                upstream,
+                m.revision,
+                events,
+            );
         }
     }
 }
@@ -54,7 +76,7 @@ async fn server_watch_is_a_snapshot_then_ordered_deltas() {
     let server = ServerProc::start("name = \"core\"\n");
     let mut c = observe_uds(admin_socket(&server)).await;
     let mut s = c.watch(WatchRequest {}).await.expect("watch").into_inner();
-    let (id, nodes, upstream, rev) = snapshot(&mut s).await;
+    let (id, nodes, upstream, rev, events) = snapshot_with_events(&mut s).await;
     assert_eq!(id.role_wire(), DaemonRole::Upstream);
     assert_eq!(id.name, "core");
     assert_eq!(id.segment, "root");
@@ -84,11 +106,22 @@ async fn server_watch_is_a_snapshot_then_ordered_deltas() {
             .backend_wire()
             .is_unspecified()
     );
-    assert!(
-        nodes
-            .iter()
-            .any(|n| n.kind == NodeKind::JwtAuthority as i32 && n.state_wire() == NodeState::Active)
-    );
+    let jwt = nodes
+        .iter()
+        .find(|n| n.kind == NodeKind::JwtAuthority as i32 && n.state_wire() == NodeState::Active)
+        .expect("active JWT key");
+    // The CA events of the start name the authorities' nodes.
+    for (kind, node) in [
+        (EventKind::X509Activated, &root.id),
+        (EventKind::JwtActivated, &jwt.id),
+    ] {
+        assert!(
+            events
+                .iter()
+                .any(|e| e.kind_wire() == kind && e.node_id == *node),
+            "{kind:?} for {node}: {events:?}"
+        );
+    }
 
     // An agent attests and gets an SVID: deltas follow, one revision at a time.
     let token = server.token("10m");
@@ -143,6 +176,11 @@ async fn server_watch_is_a_snapshot_then_ordered_deltas() {
     );
     assert!(
         detail.fields.iter().any(|f| f.starts_with("CA: true")),
+        "{:?}",
+        detail.fields
+    );
+    assert!(
+        detail.fields.iter().any(|f| f == "key type: ECDSA P-256"),
         "{:?}",
         detail.fields
     );

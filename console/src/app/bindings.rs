@@ -17,11 +17,19 @@ pub static BINDINGS: &[Binding] = &[
     ),
     b(
         Context::Global,
+        "q",
+        &[ch('q')],
+        Action::Back,
+        "back",
+        "as esc (in the tree view q quits)",
+    ),
+    b(
+        Context::Global,
         "/",
         &[ch('/')],
         Action::StartFilter,
         "filter",
-        "filter by label, SPIFFE ID, segment or state",
+        "filter: names, SPIFFE IDs, levels, states; or level: state: kind: segment: daemon:",
     ),
     b(
         Context::Global,
@@ -62,14 +70,6 @@ pub static BINDINGS: &[Binding] = &[
         Action::Back,
         "",
         "clear the filter, else back to the tree",
-    ),
-    b(
-        Context::Global,
-        "q",
-        &[ch('q')],
-        Action::Quit,
-        "quit",
-        "quit",
     ),
     // Anywhere.
     b(
@@ -132,6 +132,14 @@ pub static BINDINGS: &[Binding] = &[
     // Tree.
     b(
         Context::Tree,
+        "q",
+        &[ch('q')],
+        Action::Quit,
+        "quit",
+        "quit (the tree is the main view)",
+    ),
+    b(
+        Context::Tree,
         "enter",
         &[key(KeyCode::Enter)],
         Action::Activate,
@@ -161,6 +169,14 @@ pub static BINDINGS: &[Binding] = &[
         Action::Expand,
         "",
         "expand, or go to the first child",
+    ),
+    b(
+        Context::Tree,
+        "y",
+        &[ch('y')],
+        Action::Copy,
+        "copy",
+        "copy the node's SPIFFE ID, serial, PKCS#11 URI, id or CLI command",
     ),
     b(
         Context::Tree,
@@ -195,6 +211,14 @@ pub static BINDINGS: &[Binding] = &[
         "in tree",
         "show the selected node in the tree",
     ),
+    b(
+        Context::Expiring,
+        "y",
+        &[ch('y')],
+        Action::Copy,
+        "copy",
+        "copy the node's SPIFFE ID, serial, PKCS#11 URI, id or CLI command",
+    ),
     // Segments.
     b(
         Context::Segments,
@@ -207,11 +231,43 @@ pub static BINDINGS: &[Binding] = &[
     // Events.
     b(
         Context::Events,
-        "enter",
-        &[key(KeyCode::Enter)],
+        "enter/d",
+        &[key(KeyCode::Enter), ch('d')],
+        Action::Detail,
+        "detail",
+        "the event in full: message, times, daemon, node",
+    ),
+    b(
+        Context::Events,
+        "t",
+        &[ch('t')],
         Action::ShowInTree,
         "in tree",
         "show the event's node in the tree",
+    ),
+    b(
+        Context::Events,
+        "s",
+        &[ch('s')],
+        Action::CycleSeverity,
+        "severity",
+        "show all, then warnings and errors, then errors only",
+    ),
+    b(
+        Context::Events,
+        "f",
+        &[ch('f')],
+        Action::DaemonFilter,
+        "this daemon",
+        "only the selected event's daemon, or every daemon again",
+    ),
+    b(
+        Context::Events,
+        "y",
+        &[ch('y')],
+        Action::Copy,
+        "copy",
+        "copy the message, or its node's SPIFFE ID, serial, id or CLI command",
     ),
     // Daemons.
     b(
@@ -238,6 +294,56 @@ pub static BINDINGS: &[Binding] = &[
         Action::Close,
         "close",
         "close the detail",
+    ),
+    b(
+        Context::Detail,
+        "y",
+        &[ch('y')],
+        Action::Copy,
+        "copy",
+        "copy the SPIFFE ID, serial, PKCS#11 URI, id or CLI command",
+    ),
+    // Event detail popup.
+    b(
+        Context::EventDetail,
+        "esc/q",
+        &[key(KeyCode::Esc), ch('q')],
+        Action::Close,
+        "close",
+        "close the event",
+    ),
+    b(
+        Context::EventDetail,
+        "t",
+        &[ch('t')],
+        Action::ShowInTree,
+        "in tree",
+        "show the event's node in the tree",
+    ),
+    b(
+        Context::EventDetail,
+        "y",
+        &[ch('y')],
+        Action::Copy,
+        "copy",
+        "copy the message, or its node's SPIFFE ID, serial, id or CLI command",
+    ),
+    // Copy menu.
+    b(
+        Context::Copy,
+        "enter",
+        &[key(KeyCode::Enter)],
+        Action::Submit,
+        "copy",
+        "copy the selected line to the clipboard",
+    ),
+    b(
+        Context::Copy,
+        "esc/q",
+        &[key(KeyCode::Esc), ch('q')],
+        Action::Close,
+        "close",
+        "close the menu",
     ),
     // Help overlay.
     b(

@@ -15,6 +15,10 @@ pub enum Cmd {
     Help,
     /// Toggle mouse capture.
     Mouse,
+    /// Write the fleet state to a file (`overwrite`: `:dump!`).
+    Dump {
+        overwrite: bool,
+    },
     Quit,
 }
 
@@ -70,6 +74,16 @@ pub static COMMANDS: &[CommandSpec] = &[
         help: "mouse capture on/off (wheel, click)",
     },
     CommandSpec {
+        names: &["dump"],
+        cmd: Cmd::Dump { overwrite: false },
+        help: "FILE: write the fleet state (status JSON and events) to a new FILE",
+    },
+    CommandSpec {
+        names: &["dump!"],
+        cmd: Cmd::Dump { overwrite: true },
+        help: "FILE: the same, replacing FILE if it exists",
+    },
+    CommandSpec {
         names: &["q", "quit"],
         cmd: Cmd::Quit,
         help: "quit",
@@ -110,13 +124,9 @@ impl App {
 
     /// Runs a typed command line; an unknown name says which commands exist.
     pub(super) fn run_command(&mut self, line: &str, now: DateTime<Utc>, fx: &mut Vec<Effect>) {
-        let word = line
-            .trim()
-            .trim_start_matches(':')
-            .split_whitespace()
-            .next()
-            .unwrap_or("")
-            .to_lowercase();
+        let line = line.trim().trim_start_matches(':');
+        let (word, arg) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+        let (word, arg) = (word.to_lowercase(), arg.trim());
         if word.is_empty() {
             return;
         }
@@ -151,6 +161,20 @@ impl App {
                         "mouse off"
                     },
                 );
+            }
+            Cmd::Dump { overwrite } => {
+                if arg.is_empty() {
+                    self.flash(
+                        Level::Critical,
+                        format!(":{word} needs a file name: :{word} FILE"),
+                    );
+                } else {
+                    fx.push(Effect::Dump {
+                        path: arg.into(),
+                        contents: crate::dump::contents(&self.fleet, now, &self.thresholds),
+                        overwrite,
+                    });
+                }
             }
             Cmd::Quit => fx.push(Effect::Quit),
         }

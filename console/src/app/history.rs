@@ -6,7 +6,7 @@
 //! was stopped) stay unknown.
 
 use chrono::{DateTime, Utc};
-use trustdeck_topology::fleet::{Fleet, Level, Thresholds, Tree, conn_level};
+use trustdeck_topology::fleet::{DaemonConn, Fleet, Level, Thresholds, Tree, conn_level};
 
 /// Seconds per cell.
 pub const INTERVAL_SECS: i64 = 60;
@@ -70,10 +70,13 @@ pub struct Series {
     cells: [Option<Mark>; SLOTS],
     /// The newest interval written (Unix seconds / [`INTERVAL_SECS`]).
     newest: Option<i64>,
+    /// When the newest sample was taken (Unix seconds).
+    last_at: Option<i64>,
     /// The current state, and since when (Unix seconds).
     pub current: Option<(Mark, i64)>,
-    /// Whether `current` began while the console watched (else: it already held at the first
-    /// sample).
+    /// Whether `current` began while the console watched, within one interval of the sample
+    /// before (else: it already held at the first sample, or began in a gap without samples,
+    /// and `since` is only when the console first saw it).
     pub seen_start: bool,
 }
 
@@ -84,6 +87,7 @@ impl Series {
             name: name.to_string(),
             cells: [None; SLOTS],
             newest: None,
+            last_at: None,
             current: None,
             seen_start: false,
         }
@@ -114,13 +118,14 @@ impl Series {
             None => self.cells[slot(n)] = Some(mark),
         }
         self.newest = Some(n);
+        let gap = self.last_at.is_none_or(|t| at - t > INTERVAL_SECS);
+        self.last_at = Some(at);
         match self.current {
             Some((m, _)) if m == mark => {}
-            Some(_) => {
+            _ => {
                 self.current = Some((mark, at));
-                self.seen_start = true;
+                self.seen_start = !gap;
             }
-            None => self.current = Some((mark, at)),
         }
     }
 
@@ -150,8 +155,8 @@ pub struct History {
 
 impl History {
     /// Records one sample per row at `now` (rows are added as they first appear, up to
-    /// [`MAX_ROWS`]).
-    pub fn record(&mut self, now: DateTime<Utc>, samples: &[(Subject, String, Mark)]) {
+    /// [`MAX_ROWS`]; a row without a mark is added but nothing is recorded in it).
+    pub fn record(&mut self, now: DateTime<Utc>, samples: &[(Subject, String, Option<Mark>)]) {
         for (subject, name, mark) in samples {
             let i = match self
                 .rows
@@ -165,7 +170,9 @@ impl History {
                 }
                 None => continue,
             };
-            self.rows[i].record(now.timestamp(), *mark);
+            if let Some(mark) = mark {
+                self.rows[i].record(now.timestamp(), *mark);
+            }
         }
         // Segments first, then daemons, each in the order first seen.
         self.rows.sort_by_key(|r| r.subject == Subject::Daemon);
@@ -175,38 +182,45 @@ impl History {
 /// The adapter from the fleet's health functions to the timeline: the state of each segment
 /// (its nodes' levels, its upstream link, and its server's reachability) and of each daemon
 /// (its reachability, then its nodes and its upstream link). The one place that knows how
-/// health is computed.
+/// health is computed. A daemon the console has not reached yet (still connecting) gives no
+/// mark: nothing is known of it, and its first seconds are not an outage.
 pub fn sample(
     fleet: &Fleet,
     tree: &Tree,
     now: DateTime<Utc>,
     th: &Thresholds,
-) -> Vec<(Subject, String, Mark)> {
-    let mut daemon = vec![Mark::Ok; fleet.daemons.len()];
-    let mut segments: Vec<(String, Mark)> = Vec::new();
-    let mut worsen = |seg: &str, m: Mark| match segments.iter_mut().find(|(s, _)| s == seg) {
+) -> Vec<(Subject, String, Option<Mark>)> {
+    let mut daemon: Vec<Option<Mark>> = fleet
+        .daemons
+        .iter()
+        .map(|ds| match ds.conn {
+            DaemonConn::Connecting => None,
+            DaemonConn::Live => Some(Mark::Ok),
+            DaemonConn::Lost { .. } | DaemonConn::NeverReached { .. } => Some(Mark::Unreachable),
+        })
+        .collect();
+    let mut segments: Vec<(String, Option<Mark>)> = Vec::new();
+    let mut worsen = |seg: &str, m: Option<Mark>| match segments.iter_mut().find(|(s, _)| s == seg)
+    {
         Some((_, w)) => *w = (*w).max(m),
         None => segments.push((seg.to_string(), m)),
     };
     for (d, ds) in fleet.daemons.iter().enumerate() {
-        if let Some(u) = &ds.upstream {
-            daemon[d] = daemon[d].max(Mark::of(conn_level(u.state_wire())));
-        }
-        if !ds.is_live() {
-            daemon[d] = Mark::Unreachable;
+        if let (Some(u), Some(Mark::Ok)) = (&ds.upstream, daemon[d]) {
+            daemon[d] = Some(Mark::of(conn_level(u.state_wire())));
         }
         worsen(ds.segment(), daemon[d]);
     }
     for (i, t) in tree.nodes.iter().enumerate() {
         let m = Mark::of(fleet.node_level(tree, i, now, th));
-        if let Some(d) = daemon.get_mut(t.source) {
+        if let Some(Some(d)) = daemon.get_mut(t.source) {
             *d = (*d).max(m);
         }
         if !t.node.segment.is_empty() {
-            worsen(&t.node.segment, m);
+            worsen(&t.node.segment, Some(m));
         }
     }
-    let mut out: Vec<(Subject, String, Mark)> = segments
+    let mut out: Vec<(Subject, String, Option<Mark>)> = segments
         .into_iter()
         .map(|(s, m)| (Subject::Segment, s, m))
         .collect();
@@ -230,7 +244,7 @@ mod tests {
     }
 
     fn one(h: &mut History, secs: i64, m: Mark) {
-        h.record(at(secs), &[(Subject::Segment, "dmz".into(), m)]);
+        h.record(at(secs), &[(Subject::Segment, "dmz".into(), Some(m))]);
     }
 
     #[test]
@@ -277,11 +291,68 @@ mod tests {
         one(&mut h, 10 * SLOTS as i64 * 60, Mark::Ok);
         let cells = h.rows[0].cells(at(10 * SLOTS as i64 * 60), SLOTS);
         assert_eq!(cells.iter().filter(|c| c.is_some()).count(), 1);
-        let many: Vec<(Subject, String, Mark)> = (0..MAX_ROWS + 50)
-            .map(|i| (Subject::Daemon, format!("d{i}"), Mark::Ok))
+        let many: Vec<(Subject, String, Option<Mark>)> = (0..MAX_ROWS + 50)
+            .map(|i| (Subject::Daemon, format!("d{i}"), Some(Mark::Ok)))
             .collect();
         h.record(at(0), &many);
         assert_eq!(h.rows.len(), MAX_ROWS);
+    }
+
+    #[test]
+    fn a_daemon_not_reached_yet_is_no_sample_not_unreachable() {
+        use trustdeck_topology::{DaemonConn, DaemonRole};
+        let mut f = Fleet::new([
+            (
+                "upstream".to_string(),
+                "unix:///up.sock".to_string(),
+                DaemonRole::Upstream,
+                "root".to_string(),
+            ),
+            (
+                "dmz".to_string(),
+                "unix:///dmz.sock".to_string(),
+                DaemonRole::Downstream,
+                "dmz".to_string(),
+            ),
+        ]);
+        f.set_conn(0, DaemonConn::Live, at(0));
+        // The console's first tick comes before dmz answered: dmz is still connecting.
+        let mut h = History::default();
+        h.record(at(0), &sample(&f, &f.tree(), at(0), &Thresholds::default()));
+        let row = |s: Subject, n: &str| {
+            h.rows
+                .iter()
+                .find(|r| r.subject == s && r.name == n)
+                .unwrap_or_else(|| panic!("{n}: {:?}", h.rows))
+        };
+        assert_eq!(
+            row(Subject::Daemon, "upstream").current.map(|c| c.0),
+            Some(Mark::Ok)
+        );
+        for s in [Subject::Daemon, Subject::Segment] {
+            let r = row(s, "dmz");
+            assert_eq!(r.current, None, "{r:?}");
+            assert_eq!(r.cells(at(0), 1), [None]);
+        }
+        // Rows keep the fleet's order whoever answers first.
+        let names: Vec<&str> = h.rows.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["root", "dmz", "upstream", "dmz"]);
+    }
+
+    #[test]
+    fn a_change_seen_after_a_gap_may_have_started_in_it() {
+        let mut h = History::default();
+        one(&mut h, 0, Mark::Ok);
+        // The console was stopped (ctrl-z) for five minutes; dmz went down meanwhile.
+        one(&mut h, 5 * 60 + 10, Mark::Unreachable);
+        assert_eq!(
+            h.rows[0].current,
+            Some((Mark::Unreachable, at(5 * 60 + 10).timestamp()))
+        );
+        assert!(!h.rows[0].seen_start, "it began at some time in the gap");
+        // Seen without a gap: the start is known.
+        one(&mut h, 5 * 60 + 11, Mark::Ok);
+        assert!(h.rows[0].seen_start);
     }
 
     #[test]
@@ -291,6 +362,7 @@ mod tests {
         assert_eq!(h.rows[0].current, Some((Mark::Critical, at(0).timestamp())));
         assert!(!h.rows[0].seen_start, "it already held at the first sample");
         one(&mut h, 30, Mark::Ok);
+        one(&mut h, 65, Mark::Ok);
         one(&mut h, 95, Mark::Unreachable);
         one(&mut h, 130, Mark::Unreachable);
         assert_eq!(

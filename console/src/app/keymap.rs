@@ -31,6 +31,10 @@ pub enum Context {
     Timeline,
     /// The detail popup.
     Detail,
+    /// The event detail popup.
+    EventDetail,
+    /// The copy menu.
+    Copy,
     /// The help overlay.
     Help,
     /// Typing a filter.
@@ -53,6 +57,8 @@ impl Context {
             Context::Daemons => "Daemons view",
             Context::Timeline => "Timeline view",
             Context::Detail => "Detail popup",
+            Context::EventDetail => "Event detail popup",
+            Context::Copy => "Copy menu (OSC 52: works over SSH and in tmux)",
             Context::Help => "Help",
             Context::Filter => "Filter (after /)",
             Context::Command => "Command (after :)",
@@ -60,7 +66,7 @@ impl Context {
     }
 
     /// Every context, in help order.
-    pub const ALL: [Context; 13] = [
+    pub const ALL: [Context; 15] = [
         Context::Global,
         Context::Always,
         Context::Moving,
@@ -71,6 +77,8 @@ impl Context {
         Context::Daemons,
         Context::Timeline,
         Context::Detail,
+        Context::EventDetail,
+        Context::Copy,
         Context::Help,
         Context::Filter,
         Context::Command,
@@ -124,6 +132,12 @@ pub enum Action {
     Complete,
     /// Typed characters (display only; any printable key).
     Insert,
+    /// Events: the next severity filter.
+    CycleSeverity,
+    /// Events: only the selected event's daemon, or all again.
+    DaemonFilter,
+    /// Open the copy menu for the selection.
+    Copy,
 }
 
 /// A key with its modifiers (shift is ignored: `G` arrives as shift-`G`).
@@ -209,6 +223,8 @@ pub fn contexts(mode: Mode, view: View) -> Vec<Context> {
         Mode::Command => vec![Context::Always, Context::Command],
         Mode::Help => vec![Context::Always, Context::Help, Context::Moving],
         Mode::Detail => vec![Context::Always, Context::Detail, Context::Moving],
+        Mode::Event => vec![Context::Always, Context::EventDetail, Context::Moving],
+        Mode::Copy => vec![Context::Always, Context::Copy, Context::Moving],
     }
 }
 

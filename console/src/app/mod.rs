@@ -11,6 +11,8 @@
 
 mod bindings;
 pub mod commands;
+pub mod copy;
+pub mod events;
 pub mod history;
 pub mod keymap;
 pub mod model;
@@ -20,9 +22,7 @@ pub mod update;
 
 pub use commands::{COMMANDS, Cmd, CommandSpec};
 pub use keymap::{Action, BINDINGS, Binding, Context, Key, contexts, help_sections, keymap};
-pub use model::{
-    App, DetailState, EXPIRING_LIMIT, LARGE_REBUILD_SECS, LARGE_TREE, Status, node_matches,
-};
+pub use model::{App, DetailState, EXPIRING_LIMIT, LARGE_REBUILD_SECS, LARGE_TREE, Status};
 pub use msg::{DetailError, Effect, Msg};
 pub use screen::{Mode, View};
 pub use update::{update, update_many};

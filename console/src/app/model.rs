@@ -11,9 +11,12 @@ use std::collections::HashSet;
 use chrono::{DateTime, Utc};
 use trustdeck_proto::admin::{Node, NodeDetail};
 use trustdeck_topology::fleet::{
-    Fleet, Health, Level, Row, SegmentWindow, Thresholds, Tree, counts_for_health,
+    Filter, FilterError, Fleet, Health, Level, NodeFacts, Row, SegmentWindow, Thresholds, Tree,
+    counts_for_health,
 };
 
+use super::copy::CopyMenu;
+use super::events::{EventDetail, EventFilter};
 use super::history::{self, History};
 use super::msg::DetailError;
 use super::screen::{Mode, View};
@@ -66,6 +69,9 @@ struct Cache {
     expiring: Vec<usize>,
     health: Health,
     health_at: Option<i64>,
+    /// `App::filter`, parsed (when the rows were last rebuilt), or why it does not parse.
+    filter: Filter,
+    filter_error: Option<FilterError>,
     /// When the tree was last rebuilt (Unix seconds).
     built_at: Option<i64>,
 }
@@ -94,6 +100,12 @@ pub struct App {
     /// The footer's message, until the next key.
     pub status: Option<Status>,
     pub detail: Option<DetailState>,
+    /// The events view's severity and daemon filters.
+    pub event_filter: EventFilter,
+    /// The open event detail.
+    pub event_detail: Option<EventDetail>,
+    /// The open copy menu.
+    pub copy_menu: Option<CopyMenu>,
     /// First line of the help overlay shown.
     pub help_scroll: u16,
     /// Terminal size (width, height).
@@ -123,6 +135,9 @@ impl App {
             command: String::new(),
             status: None,
             detail: None,
+            event_filter: EventFilter::default(),
+            event_detail: None,
+            copy_menu: None,
             help_scroll: 0,
             size: (80, 24),
             selected: None,
@@ -161,27 +176,19 @@ impl App {
         &self.cache.health
     }
 
-    /// Indices into `fleet.events`, newest first, after the filter.
-    pub fn events(&self) -> Vec<usize> {
-        let f = self.filter.to_lowercase();
-        let mut v: Vec<usize> = self
-            .fleet
-            .events
-            .iter()
-            .enumerate()
-            .rev()
-            .filter(|(_, e)| {
-                f.is_empty()
-                    || e.daemon.to_lowercase().contains(&f)
-                    || e.event.kind_wire().as_str().contains(&f)
-                    || e.event.message.to_lowercase().contains(&f)
-                    || e.event.severity_wire().as_str().contains(&f)
-            })
-            .map(|(i, _)| i)
-            .collect();
-        // Daemons send their history in batches: order by time, newest first (stable).
-        v.sort_by_key(|&i| std::cmp::Reverse(self.fleet.events[i].event.at_ms));
-        v
+    /// The filter as parsed, or why it does not parse.
+    pub fn filter_parsed(&self) -> Result<&Filter, &FilterError> {
+        match &self.cache.filter_error {
+            Some(e) => Err(e),
+            None => Ok(&self.cache.filter),
+        }
+    }
+
+    /// Whether tree node `i` matches the filter (a filter that does not parse matches
+    /// nothing).
+    pub fn node_matches(&self, i: usize, now: DateTime<Utc>) -> bool {
+        let f = self.filter_parsed().ok();
+        node_matches(&self.fleet, &self.cache.tree, f, &self.thresholds, i, now)
     }
 
     /// The cursor (row index) of `view`.
@@ -260,10 +267,12 @@ impl App {
             self.cache.rows_dirty = true;
             rebuilt = true;
         }
-        if self.cache.rows_dirty {
-            self.rebuild_rows();
+        let tick = self.cache.health_at != Some(now.timestamp());
+        let levels = self.cache.filter.uses_levels();
+        if self.cache.rows_dirty || (tick && levels) {
+            self.rebuild_rows(now);
         }
-        if rebuilt || self.cache.health_at != Some(now.timestamp()) {
+        if rebuilt || tick {
             self.cache.health = self.fleet.health(&self.cache.tree, now, &self.thresholds);
             // Renewals fall overdue and losses age with `now`.
             self.cache.windows = self.fleet.windows(&self.cache.tree, now);
@@ -280,18 +289,32 @@ impl App {
         self.fleet.derive_events(&self.cache.tree, now);
     }
 
-    fn rebuild_rows(&mut self) {
+    fn rebuild_rows(&mut self, now: DateTime<Utc>) {
+        (self.cache.filter, self.cache.filter_error) = match Filter::parse(&self.filter) {
+            Ok(f) => (f, None),
+            Err(e) => (Filter::default(), Some(e)),
+        };
         let tree = &self.cache.tree;
-        self.cache.rows = tree.rows(&self.collapsed, &self.filter);
-        let f = self.filter.to_lowercase();
-        self.cache.expiring = self
+        let filter = self
+            .cache
+            .filter_error
+            .is_none()
+            .then_some(&self.cache.filter);
+        let (fleet, th) = (&self.fleet, &self.thresholds);
+        let all = filter.is_some_and(|f| f.is_empty());
+        let m = |i: usize| node_matches(fleet, tree, filter, th, i, now);
+        let matches: Option<&dyn Fn(usize) -> bool> = (!all).then_some(&m);
+        let rows = tree.rows_matching(&self.collapsed, matches);
+        let expiring = self
             .cache
             .expiring_all
             .iter()
             .copied()
-            .filter(|&i| f.is_empty() || node_matches(&tree.nodes[i].node, &f))
+            .filter(|&i| all || m(i))
             .take(EXPIRING_LIMIT)
             .collect();
+        self.cache.rows = rows;
+        self.cache.expiring = expiring;
         self.cache.rows_dirty = false;
         // Keep the selection on the same node; if it is hidden, on its nearest visible
         // ancestor.
@@ -389,12 +412,7 @@ impl App {
             self.collapsed.remove(&self.cache.tree.nodes[i].node.id);
             p = self.cache.tree.nodes[i].parent;
         }
-        if !self.filter.is_empty()
-            && !node_matches(
-                &self.cache.tree.nodes[start].node,
-                &self.filter.to_lowercase(),
-            )
-        {
+        if !self.filter.is_empty() && !self.node_matches(start, now) {
             self.filter.clear();
         }
         self.selected = Some(id.to_string());
@@ -425,4 +443,27 @@ impl App {
     }
 }
 
-pub use trustdeck_topology::fleet::node_matches;
+/// Whether tree node `i` matches `filter`: by its name, SPIFFE ID, segment, state, kind, the
+/// daemon that reported it, and its level at `now`.
+fn node_matches(
+    fleet: &Fleet,
+    tree: &Tree,
+    filter: Option<&Filter>,
+    th: &Thresholds,
+    i: usize,
+    now: DateTime<Utc>,
+) -> bool {
+    let Some(f) = filter else { return false };
+    if f.is_empty() {
+        return true;
+    }
+    let t = &tree.nodes[i];
+    let level =
+        (t.node.not_after > 0 && f.uses_levels()).then(|| fleet.node_level(tree, i, now, th));
+    f.matches_node(&NodeFacts {
+        node: &t.node,
+        name: fleet.node_name(&t.node),
+        daemon: fleet.daemons.get(t.source).map_or("", |d| d.name.as_str()),
+        level,
+    })
+}

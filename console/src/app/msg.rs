@@ -29,6 +29,8 @@ pub enum Msg {
     Resize(u16, u16),
     /// One second passed (countdowns move).
     Tick,
+    /// The answer to [`Effect::Dump`]: the file written and its size, or why not.
+    Dumped(Result<(std::path::PathBuf, u64), String>),
     /// The answer to [`Effect::FetchDetail`].
     Detail {
         /// The node asked about.
@@ -64,6 +66,19 @@ pub enum Effect {
         /// Index of the daemon.
         daemon: usize,
         node_id: String,
+    },
+    /// Put `text` into the terminal's clipboard (OSC 52).
+    Copy {
+        /// What it is ("serial"), for the log.
+        what: String,
+        text: String,
+    },
+    /// Write `contents` to `path` (relative to the console's working directory) atomically;
+    /// an existing file only when `overwrite`. Answer with [`Msg::Dumped`].
+    Dump {
+        path: std::path::PathBuf,
+        contents: String,
+        overwrite: bool,
     },
     /// Something visible changed: draw a frame.
     Redraw,

@@ -77,4 +77,8 @@ pub enum Mode {
     Help,
     /// The detail popup of one node.
     Detail,
+    /// The detail popup of one event.
+    Event,
+    /// The copy menu.
+    Copy,
 }

@@ -81,6 +81,16 @@ impl App {
                 self.derive_events(now);
                 fx.push(Effect::Redraw);
             }
+            Msg::Dumped(result) => {
+                match result {
+                    Ok((path, size)) => self.flash(
+                        Level::Ok,
+                        format!("dumped the fleet to {} ({size} bytes)", path.display()),
+                    ),
+                    Err(e) => self.flash(Level::Critical, format!(":dump failed: {e}")),
+                }
+                fx.push(Effect::Redraw);
+            }
             Msg::Detail { node_id, result } => {
                 if let Some(d) = &mut self.detail
                     && d.node_id == node_id
@@ -139,7 +149,14 @@ impl App {
                     None => had_status,
                 }
             }
-            Mode::Help | Mode::Detail => match action {
+            Mode::Copy => match action {
+                Some(a) => {
+                    self.copy_action(a, fx);
+                    true
+                }
+                None => false,
+            },
+            Mode::Help | Mode::Detail | Mode::Event => match action {
                 Some(a) => {
                     self.overlay_action(a, now, fx);
                     true
@@ -236,13 +253,20 @@ impl App {
             }
             Action::Home => self.set_cursor(v, 0),
             Action::End => self.set_cursor(v, self.len(v).saturating_sub(1)),
+            Action::Detail if v == View::Events => self.open_event(),
             Action::Detail => self.detail_action(v, fx),
             Action::ShowInTree => match self.item_node_id(v) {
                 Some(id) => {
                     self.show_in_tree(&id, now);
                 }
+                None if v == View::Events => {
+                    self.flash(Level::Warning, "this event is about no node in the tree")
+                }
                 None => self.flash(Level::Warning, "nothing to show in the tree for this row"),
             },
+            Action::CycleSeverity => self.cycle_severity(),
+            Action::DaemonFilter => self.toggle_event_daemon(),
+            Action::Copy => self.open_copy(),
             _ => self.tree_action(a, fx),
         }
         self.refresh(now);
@@ -368,6 +392,7 @@ impl App {
         let doc = match self.mode {
             Mode::Help => text::help::lines(self.charset.glyphs()),
             Mode::Detail => text::detail::lines(self, now),
+            Mode::Event => text::event::lines(self, now),
             _ => return 0,
         };
         layout::overlay_len(&doc, layout::screen(self.size))
@@ -377,12 +402,15 @@ impl App {
     fn overlay_action(&mut self, a: Action, now: DateTime<Utc>, fx: &mut Vec<Effect>) {
         let page = layout::overlay_page(layout::screen(self.size));
         let max = self.overlay_len(now).saturating_sub(page);
-        let scroll = match self.mode {
-            Mode::Help => &mut self.help_scroll,
-            _ => match &mut self.detail {
-                Some(d) => &mut d.scroll,
-                None => &mut self.help_scroll,
-            },
+        match a {
+            Action::Copy => return self.open_copy(),
+            Action::ShowInTree => return self.event_to_tree(now),
+            _ => {}
+        }
+        let scroll = match (self.mode, &mut self.detail, &mut self.event_detail) {
+            (Mode::Detail, Some(d), _) => &mut d.scroll,
+            (Mode::Event, _, Some(e)) => &mut e.scroll,
+            _ => &mut self.help_scroll,
         };
         let cur = usize::from(*scroll);
         let to = match a {
@@ -391,9 +419,8 @@ impl App {
                 return;
             }
             Action::Close => {
-                if self.mode == Mode::Detail {
-                    self.detail = None;
-                }
+                self.detail = None;
+                self.event_detail = None;
                 self.mode = Mode::Normal;
                 return;
             }
@@ -408,9 +435,40 @@ impl App {
         *scroll = u16::try_from(to.min(max)).unwrap_or(u16::MAX);
     }
 
+    /// The open event's node in the tree (the detail closes), or why not.
+    fn event_to_tree(&mut self, now: DateTime<Utc>) {
+        let id = self
+            .event_detail
+            .as_ref()
+            .map(|d| d.event.event.node_id.clone())
+            .unwrap_or_default();
+        if id.is_empty() {
+            self.flash(Level::Warning, "this event is about no node");
+            return;
+        }
+        if self.show_in_tree(&id, now) {
+            self.event_detail = None;
+            self.mode = Mode::Normal;
+        }
+    }
+
+    /// A key in the copy menu.
+    fn copy_action(&mut self, a: Action, fx: &mut Vec<Effect>) {
+        match a {
+            Action::Quit => fx.push(Effect::Quit),
+            Action::Up => self.copy_move(-1),
+            Action::Down => self.copy_move(1),
+            Action::Home => self.copy_move(isize::MIN),
+            Action::End => self.copy_move(isize::MAX),
+            Action::Submit => self.close_copy(true, fx),
+            Action::Close => self.close_copy(false, fx),
+            _ => {}
+        }
+    }
+
     fn wheel(&mut self, down: bool, now: DateTime<Utc>, fx: &mut Vec<Effect>) {
         match self.mode {
-            Mode::Help | Mode::Detail => {
+            Mode::Help | Mode::Detail | Mode::Event => {
                 let a = if down { Action::Down } else { Action::Up };
                 for _ in 0..WHEEL_STEP {
                     self.overlay_action(a, now, fx);

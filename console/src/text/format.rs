@@ -2,7 +2,7 @@
 //! staleness.
 
 use chrono::{DateTime, Datelike, Utc};
-use trustdeck_proto::admin::{Node, NodeKind};
+use trustdeck_proto::admin::NodeKind;
 use trustdeck_topology::fleet::{Level, Tree, counts_for_health};
 use trustdeck_topology::ttl::{fmt_secs, remaining_fraction};
 
@@ -161,23 +161,6 @@ pub fn node_ttl(app: &App, i: usize, now: DateTime<Utc>) -> Option<NodeTtl> {
         frac: remaining_fraction(t.node.not_before, t.node.not_after, dnow),
         counts: counts_for_health(&t.node),
     })
-}
-
-/// A SPIFFE ID without the `spiffe://<trust domain>` prefix (shown in the header), else the
-/// label.
-pub fn short_name<'a>(app: &App, n: &'a Node) -> &'a str {
-    if n.spiffe_id.is_empty() {
-        return &n.label;
-    }
-    match app.trust_domain() {
-        Some(td) => n
-            .spiffe_id
-            .strip_prefix("spiffe://")
-            .and_then(|r| r.strip_prefix(td))
-            .filter(|p| p.starts_with('/'))
-            .unwrap_or(&n.spiffe_id),
-        None => &n.spiffe_id,
-    }
 }
 
 #[cfg(test)]

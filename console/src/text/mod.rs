@@ -10,7 +10,10 @@ use std::borrow::Cow;
 
 use trustdeck_topology::fleet::Level;
 
+pub mod chain;
+pub mod cli;
 pub mod detail;
+pub mod event;
 pub mod format;
 pub mod glyphs;
 pub mod help;

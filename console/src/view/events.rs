@@ -4,16 +4,14 @@ use chrono::{DateTime, Utc};
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
 use ratatui::style::Style;
-use trustdeck_topology::fleet::Level;
 use trustdeck_topology::ttl::fmt_time;
-use trustdeck_topology::{Severity, Wire};
 
 use super::columns::{Column, Step, Table};
 use super::draw::select_row;
 use super::theme::Theme;
 use crate::app::App;
+use crate::text::event::severity_word;
 use crate::text::format::short_time;
-use crate::text::glyphs::Glyphs;
 
 /// TIME and KIND widen together from 120 columns (the message then keeps 55).
 const WIDE: Step = Step::new(1, 20, 55);
@@ -31,17 +29,6 @@ pub static TABLE: Table = Table {
     ],
     right_pad: 1,
 };
-
-/// A severity as a symbol and a word, and its level (none for information).
-fn severity(s: Wire<Severity>, g: &Glyphs) -> (String, Option<Level>) {
-    let (sym, word, lvl) = match s.known() {
-        Some(Severity::Error) => (g.critical, "error", Some(Level::Critical)),
-        Some(Severity::Warning) => (g.warning, "warning", Some(Level::Warning)),
-        Some(Severity::Info | Severity::Unspecified) => (g.info, "info", None),
-        None => (g.info, "unknown", None),
-    };
-    (format!("{sym} {word}"), lvl)
-}
 
 /// The events from `off` in `r`, scrolled so that the selected one is visible.
 pub fn rows(
@@ -73,14 +60,14 @@ pub fn rows(
         } else {
             short_time(secs, now)
         };
-        let (sev, lvl) = severity(e.severity_wire(), th.g);
+        let (sev, lvl) = severity_word(e.severity_wire(), th.g);
         let sev_st = lvl.map(|l| th.level(l)).unwrap_or_else(|| th.dim());
         let mut cells = cols.row(buf, r.x, y, th);
         cells.text(&time, th.dim());
         cells.text(&sev, sev_st);
         cells.text(&fe.daemon, Style::new());
         cells.text(e.kind_wire().as_str(), th.tag());
-        cells.text(&e.message, Style::new());
+        cells.text(&app.event_message(fe), Style::new());
         if sel == Some(off + k) {
             select_row(buf, r, y);
         }

@@ -13,8 +13,7 @@ use super::draw::pane_title;
 use super::theme::Theme;
 use crate::app::App;
 use crate::text::format::{
-    NodeTtl, kind_tag, left_text, level_word, node_ttl, short_name, short_time, stale_marker,
-    state_cell,
+    NodeTtl, kind_tag, left_text, level_word, node_ttl, short_time, stale_marker, state_cell,
 };
 
 const EXPIRES: usize = 2;
@@ -83,12 +82,19 @@ pub fn row(
     cells.text(&t.segment, Style::new());
     let (state, role) = state_cell(app, i, now);
     cells.text(&state, th.style(role));
-    cells.middle("", short_name(app, n), Style::new());
+    cells.middle("", app.fleet.node_name(n), Style::new());
 }
 
 /// The "expires next" pane of a large terminal.
 pub fn soonest_pane(app: &App, buf: &mut Buffer, r: Rect, now: DateTime<Utc>, th: Theme) {
-    pane_title(buf, r, "expires next", "fleet-wide", th);
+    let scope = super::filtered(app, false, th.g.dot);
+    pane_title(
+        buf,
+        r,
+        "expires next",
+        scope.as_deref().unwrap_or("fleet-wide"),
+        th,
+    );
     let tree = app.tree();
     let ids = app.expiring();
     let cols = SOONEST.solve(r.width);
@@ -101,7 +107,7 @@ pub fn soonest_pane(app: &App, buf: &mut Buffer, r: Rect, now: DateTime<Utc>, th
         cells.text(&left_text(left), th.left(lvl));
         cells.text(&short_time(n.not_after, now), Style::new());
         cells.text(kind_tag(tree, i), th.tag());
-        let name = short_name(app, n);
+        let name = app.fleet.node_name(n);
         match stale_marker(app, tree.nodes[i].source, now) {
             Some(s) => cells.middle(&format!("{s} "), name, Style::new()),
             None => cells.middle("", name, Style::new()),

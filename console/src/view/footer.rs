@@ -11,9 +11,13 @@ use crate::text::width;
 /// `keys hint` for every binding of `mode` that has a hint, each hint once.
 fn hints(app: &App, mode: Mode) -> String {
     let mut seen: Vec<&str> = Vec::new();
+    let mut keys: Vec<&str> = Vec::new();
     let mut out = Vec::new();
     for b in keymap(mode, app.view) {
-        if b.hint.is_empty() || seen.contains(&b.hint) {
+        // A key bound earlier in the lookup order shadows this binding.
+        let shadowed = keys.contains(&b.keys);
+        keys.push(b.keys);
+        if b.hint.is_empty() || seen.contains(&b.hint) || shadowed {
             continue;
         }
         seen.push(b.hint);
@@ -36,7 +40,10 @@ pub fn footer(app: &App, buf: &mut Buffer, r: Rect, th: Theme) -> Option<(u16, u
 /// The line being typed on the left (its end kept in view), matches and hints on the right.
 fn input(app: &App, buf: &mut Buffer, r: Rect, th: Theme) -> (u16, u16) {
     let (prompt, text, right) = if app.mode == Mode::Filter {
-        let right = format!("{} shown   {}", app.len(app.view), hints(app, app.mode));
+        let right = match app.filter_parsed() {
+            Err(e) => format!("{} {e}", th.g.critical),
+            Ok(_) => format!("{} shown   {}", app.len(app.view), hints(app, app.mode)),
+        };
         ("/", app.filter.as_str(), right)
     } else {
         let m: Vec<&str> = app.command_matches().iter().map(|c| c.names[0]).collect();

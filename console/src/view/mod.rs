@@ -61,7 +61,11 @@ pub fn render(app: &App, frame: &mut Frame, now: DateTime<Utc>, color: bool) {
     }
     if a.events.height > 0 {
         let r = a.events;
-        pane_title(buf, r, "events", "newest first", th);
+        let right = match filtered(app, true, th.g.dot) {
+            Some(f) => format!("newest first {} {f}", th.g.dot),
+            None => "newest first".to_string(),
+        };
+        pane_title(buf, r, "events", &right, th);
         let rows = Rect::new(r.x, r.y + 1, r.width, r.height - 1);
         events::rows(app, buf, rows, 0, None, now, th);
     }
@@ -104,10 +108,28 @@ fn view_info(app: &App, v: View, len: usize, th: Theme) -> String {
     if !app.filter.is_empty() && matches!(v, View::Tree | View::Expiring | View::Events) {
         info = format!("{len} match \"{}\" {} {info}", app.filter, th.g.dot);
     }
+    if v == View::Events
+        && let Some(f) = app.event_filter.describe()
+    {
+        info = format!("{f} {} {info}", th.g.dot);
+    }
     if len > 0 {
         info.push_str(&format!(" {} {}/{len}", th.g.dot, app.cursor(v) + 1));
     }
     info
+}
+
+/// What a pane that would be fleet-wide is narrowed to: the `/` filter, and for events the
+/// events view's own filters (None: fleet-wide).
+pub fn filtered(app: &App, events: bool, dot: &str) -> Option<String> {
+    let mut parts = Vec::new();
+    if !app.filter.is_empty() {
+        parts.push(format!("filtered /{}", app.filter));
+    }
+    if events && let Some(f) = app.event_filter.describe() {
+        parts.push(f);
+    }
+    (!parts.is_empty()).then(|| parts.join(&format!(" {dot} ")))
 }
 
 /// The main area: the view's title bar with tabs, its column header and its visible rows.
@@ -181,8 +203,12 @@ fn table(v: View) -> Option<&'static columns::Table> {
 
 /// Why the list is empty: the filter, nothing yet, or no daemon reached.
 fn empty(app: &App, buf: &mut Buffer, list: Rect, th: Theme) {
-    let msg = if !app.filter.is_empty() {
+    let msg = if let Err(e) = app.filter_parsed() {
+        format!("{e} (esc clears the filter)")
+    } else if !app.filter.is_empty() {
         format!("nothing matches \"{}\" (esc clears the filter)", app.filter)
+    } else if app.view == View::Events && app.event_filter.describe().is_some() {
+        "no event passes the events filters (s, f change them)".to_string()
     } else if app.fleet.daemons.iter().any(|d| d.is_live()) {
         "nothing to show".to_string()
     } else {

@@ -40,12 +40,18 @@ pub fn overlay(app: &App, frame: &mut Frame, area: Rect, now: DateTime<Utc>, th:
             let title = app
                 .detail
                 .as_ref()
-                .map(|d| format!(" Detail: {} ", d.node.label))
+                .map(|d| format!(" Detail: {} ", app.fleet.node_name(&d.node)))
                 .unwrap_or_default();
             let scroll = app.detail.as_ref().map(|d| d.scroll).unwrap_or(0);
             let doc = text::detail::lines(app, now);
             document(frame, area, &title, &doc, scroll, th);
         }
+        Mode::Event => {
+            let scroll = app.event_detail.as_ref().map(|d| d.scroll).unwrap_or(0);
+            let doc = text::event::lines(app, now);
+            document(frame, area, " Event ", &doc, scroll, th);
+        }
+        Mode::Copy => copy_menu(app, frame, area, th),
         _ => {}
     }
 }
@@ -86,4 +92,40 @@ fn document(frame: &mut Frame, area: Rect, title: &str, doc: &[TextLine], scroll
             .scroll((scroll as u16, 0)),
         r,
     );
+}
+
+/// The copy menu: one line per item (what, then the text, cut to fit), the selected one
+/// reversed, over the bottom of the screen.
+fn copy_menu(app: &App, frame: &mut Frame, area: Rect, th: Theme) {
+    let Some(m) = &app.copy_menu else { return };
+    let w = area.width.saturating_sub(4).min(100);
+    let h = (m.items.len() as u16 + 2).min(area.height.saturating_sub(2));
+    let r = Rect::new(
+        area.x + (area.width - w) / 2,
+        area.y + area.height.saturating_sub(h + 1),
+        w,
+        h,
+    );
+    let inner = usize::from(w.saturating_sub(2));
+    let lines: Vec<Line<'static>> = m
+        .items
+        .iter()
+        .enumerate()
+        .map(|(i, it)| {
+            let text = format!(" {:<12} {}", it.what, it.text);
+            let text = crate::text::fit(&text, inner).into_owned();
+            let line = Line::styled(format!("{text:<inner$}"), ratatui::style::Style::new());
+            if i == m.cursor {
+                line.style(Theme::selected())
+            } else {
+                line
+            }
+        })
+        .collect();
+    let block = Block::new()
+        .borders(Borders::ALL)
+        .border_style(th.dim())
+        .title(Line::styled(" Copy to the clipboard ", th.title()));
+    frame.render_widget(Clear, r);
+    frame.render_widget(Paragraph::new(lines).block(block), r);
 }

@@ -9,7 +9,7 @@ use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
 use ratatui::style::Style;
 
-use super::columns::{Column, Table, Widths};
+use super::columns::{Column, Step, Table, Widths};
 use super::theme::Theme;
 use crate::app::App;
 use crate::app::history::{INTERVAL_SECS, Mark, SLOTS, Series, Subject};
@@ -17,11 +17,11 @@ use crate::text::format::clock_time;
 
 const HISTORY: usize = 3;
 
-/// KIND NAME NOW HISTORY.
+/// KIND NAME NOW HISTORY; the name widens when the strip still shows the whole hour.
 pub static TABLE: Table = Table {
     columns: &[
         Column::fixed("KIND", 7),
-        Column::fixed("NAME", 10),
+        Column::grows("NAME", 10, &[Step::new(1, 24, SLOTS as u16)]),
         Column::fixed("NOW", 30),
         Column::fill("LAST HOUR, 1 CELL = 1 MIN", 10),
     ],
@@ -119,7 +119,8 @@ pub fn row(
         Subject::Daemon => "daemon",
     };
     cells.text(kind, th.tag());
-    cells.text(&r.name, th.title());
+    // Cut in the middle: `gcp-workloads-1` and `-2` differ at the end.
+    cells.middle("", &r.name, th.title());
     let (t, st) = now_text(r, now, th);
     cells.text(&t, st);
     let n = usize::from(cols.get(HISTORY)).min(SLOTS);

@@ -123,11 +123,12 @@ fn name<'a>(app: &'a App, row: Row, w: u16, th: Theme) -> Vec<(Cow<'a, str>, Sty
         ),
         (Cow::Owned(format!("{marker} ")), th.dim()),
         (Cow::Owned(format!("{tag:<4} ")), th.tag()),
-        (Cow::Borrowed(n.label.as_str()), Style::new()),
+        (Cow::Borrowed(app.fleet.node_name(n)), Style::new()),
     ];
-    let used = usize::from(row.depth) * 2 + 7 + width(&n.label);
+    let label = app.fleet.node_name(n);
+    let used = usize::from(row.depth) * 2 + 7 + width(label);
     if !n.spiffe_id.is_empty()
-        && n.spiffe_id != n.label
+        && n.spiffe_id != label
         && usize::from(w) >= used + 2 + width(&n.spiffe_id).min(24)
     {
         name.push((Cow::Borrowed("  "), Style::new()));

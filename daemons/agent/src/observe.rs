@@ -99,6 +99,7 @@ pub fn connectivity(config: &Config, s: &ServerStatus) -> Connectivity {
         since: s.since.timestamp(),
         last_error: s.last_error.clone().unwrap_or_default(),
         peer: format!("server {}", config.server_address),
+        peer_spiffe_id: config.server_spiffe_id.to_string(),
         last_bundle_sequence: 0,
         ..Default::default()
     }

@@ -38,11 +38,13 @@ impl AdminApi {
         Ok(self.ctx.config.admin_access.operator(req, method)?.actor)
     }
 
+    /// Records an operator action in the audit log and as an event; `node_id`: the node it
+    /// acted on, when it is one the server publishes (an agent), else empty.
     async fn audit(
         &self,
         actor: &str,
         action: &str,
-        target: &str,
+        (target, node_id): (&str, &str),
         detail: String,
         outcome: &Result<(), Status>,
     ) {
@@ -69,7 +71,7 @@ impl AdminApi {
             },
             trustdeck_proto::admin::EventKind::OperatorAction,
             format!("{actor}: {action} {target} ({})", rec.outcome),
-            "",
+            node_id,
             self.ctx.clock.now(),
         );
         if let Err(e) = self.ctx.ds.append_audit(&rec).await {
@@ -241,7 +243,7 @@ impl ServerAdmin for AdminApi {
         self.audit(
             &actor,
             "entry.create",
-            &target,
+            (&target, ""),
             format!(
                 "spiffe_id={} parent_id={} selectors={:?} downstream={}",
                 req.spiffe_id, req.parent_id, req.selectors, req.downstream
@@ -288,7 +290,7 @@ impl ServerAdmin for AdminApi {
         }
         .await;
         let outcome = result.as_ref().map(|_| ()).map_err(Clone::clone);
-        self.audit(&actor, "entry.delete", &id, String::new(), &outcome)
+        self.audit(&actor, "entry.delete", (&id, ""), String::new(), &outcome)
             .await;
         Ok(Response::new(DeleteEntryResponse {
             deleted: Some(entry_info(result?)),
@@ -337,9 +339,12 @@ impl ServerAdmin for AdminApi {
         self.audit(
             &actor,
             "token.generate",
-            agent_id
-                .get(..agent_id.len().saturating_sub(24))
-                .unwrap_or(""),
+            (
+                agent_id
+                    .get(..agent_id.len().saturating_sub(24))
+                    .unwrap_or(""),
+                "",
+            ),
             format!("ttl={ttl_secs}s"),
             &outcome,
         )
@@ -382,7 +387,8 @@ impl ServerAdmin for AdminApi {
         }
         .await;
         let outcome = result.as_ref().map(|_| ()).map_err(Clone::clone);
-        self.audit(&actor, "agent.evict", &id, String::new(), &outcome)
+        let node = crate::observe::agent_node_id(&id);
+        self.audit(&actor, "agent.evict", (&id, &node), String::new(), &outcome)
             .await;
         Ok(Response::new(agent_info(result?)))
     }
@@ -413,7 +419,8 @@ impl ServerAdmin for AdminApi {
         }
         .await;
         let outcome = result.as_ref().map(|_| ()).map_err(Clone::clone);
-        self.audit(&actor, "agent.ban", &id, String::new(), &outcome)
+        let node = crate::observe::agent_node_id(&id);
+        self.audit(&actor, "agent.ban", (&id, &node), String::new(), &outcome)
             .await;
         Ok(Response::new(agent_info(result?)))
     }

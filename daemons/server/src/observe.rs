@@ -416,6 +416,11 @@ pub fn connectivity(config: &Config, s: &crate::upstream::UpstreamStatus) -> Con
             .as_ref()
             .map(|u| format!("upstream {}", u.address))
             .unwrap_or_default(),
+        peer_spiffe_id: config
+            .upstream
+            .as_ref()
+            .map(|u| u.spiffe_id.to_string())
+            .unwrap_or_default(),
         last_bundle_sequence: s.last_bundle_sequence.unwrap_or(0),
         ..Default::default()
     }

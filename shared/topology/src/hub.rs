@@ -278,6 +278,12 @@ impl Hub {
                     severity: severity.into(),
                     kind: kind.into(),
                     message,
+                    // The peer server's node: "server:<spiffe id>", as every daemon names it.
+                    node_id: if c.peer_spiffe_id.is_empty() {
+                        String::new()
+                    } else {
+                        format!("server:{}", c.peer_spiffe_id)
+                    },
                     ..Default::default()
                 },
             ));

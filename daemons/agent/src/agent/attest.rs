@@ -36,7 +36,12 @@ impl Agent {
                 format!("attestation to {addr} failed: {e}"),
             ),
         };
-        self.hub.event(sev, kind, msg, "", self.clock.now());
+        // About the agent's own node once it has one, else about the server it tried.
+        let node = match self.agent_id() {
+            Some(id) if r.is_ok() => format!("agent:{id}"),
+            _ => format!("server:{}", self.config.server_spiffe_id),
+        };
+        self.hub.event(sev, kind, msg, &node, self.clock.now());
         r
     }
 

@@ -59,6 +59,12 @@ impl Authority for X509Authority {
     fn describe(&self) -> String {
         format!("X.509 CA {}", self.key_ref())
     }
+
+    fn node_id(&self) -> String {
+        crate::observe::x509_node_id(self.cert_der())
+            .map(|(id, _)| id)
+            .unwrap_or_default()
+    }
 }
 
 impl Authority for JwtKey {
@@ -74,6 +80,10 @@ impl Authority for JwtKey {
 
     fn describe(&self) -> String {
         format!("JWT key {}", self.kid)
+    }
+
+    fn node_id(&self) -> String {
+        format!("jwt:{}", self.kid)
     }
 }
 

@@ -48,6 +48,7 @@ pub fn pruned_event(r: &CaJournalRecord) -> CaEvent {
             "expired {} authority {} removed from the bundle",
             r.kind, r.id
         ),
+        super::events::record_node_id(r),
     )
 }
 

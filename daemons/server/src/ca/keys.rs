@@ -125,6 +125,7 @@ impl CaManager {
                         "{} authority {} cannot sign any more ({e}); it stays trusted until it expires",
                         rec.kind, rec.id
                     ),
+                    super::events::record_node_id(rec),
                 ));
                 Ok(None)
             }
@@ -144,6 +145,7 @@ fn restore_into<A: Stored>(
         Err(e) => events.push(CaEvent::new(
             EventKind::CaUnusable,
             format!("{} authority {} is unusable: {e}", noun(rec.kind), rec.id),
+            super::events::record_node_id(rec),
         )),
     }
 }

@@ -30,6 +30,9 @@ pub trait Authority {
 
     /// How events name it: `X.509 CA x509-…`, `JWT key 3f…`.
     fn describe(&self) -> String;
+
+    /// Its node id on the admin stream (`x509:<key id>`, `jwt:<kid>`).
+    fn node_id(&self) -> String;
 }
 
 /// One kind's signing slot.
@@ -116,28 +119,34 @@ impl<A: Authority> Slot<A> {
         match transition {
             Transition::Prepare(minted) => {
                 let name = minted.authority.describe();
+                let node = minted.authority.node_id();
                 self.prepare(journal, minted);
                 CaEvent::new(
                     prepared(A::KIND),
                     format!("{name} prepared and published in the bundle"),
+                    node,
                 )
             }
             Transition::Replace(minted) => {
                 let name = minted.authority.describe();
+                let node = minted.authority.node_id();
                 let until = minted.authority.window().not_after;
                 self.prepare(journal, minted);
                 self.activate(journal);
                 CaEvent::new(
                     activated(A::KIND),
                     format!("new {name} minted and activated (valid until {until})"),
+                    node,
                 )
             }
             Transition::Activate => {
                 let name = self.prepared.as_ref().map(|a| a.describe());
+                let node = self.prepared.as_ref().map(|a| a.node_id());
                 self.activate(journal);
                 CaEvent::new(
                     activated(A::KIND),
                     format!("prepared {} activated", name.unwrap_or_default()),
+                    node.unwrap_or_default(),
                 )
             }
         }
@@ -183,6 +192,9 @@ pub(crate) mod tests {
         fn describe(&self) -> String {
             format!("fake {}", self.id)
         }
+        fn node_id(&self) -> String {
+            format!("x509:{}", self.id)
+        }
     }
 
     /// The same, of the other kind.
@@ -199,6 +211,9 @@ pub(crate) mod tests {
         }
         fn describe(&self) -> String {
             self.0.describe()
+        }
+        fn node_id(&self) -> String {
+            format!("jwt:{}", self.0.id)
         }
     }
 
@@ -287,6 +302,10 @@ pub(crate) mod tests {
         assert_eq!(ev.kind, EventKind::X509Prepared);
         assert_eq!(ev.message, "fake ca-2 prepared and published in the bundle");
         assert_eq!(
+            ev.node_id, "x509:ca-2",
+            "the event names the authority's node"
+        );
+        assert_eq!(
             statuses(&journal),
             vec![("ca-1", CaStatus::Active), ("ca-2", CaStatus::Prepared)]
         );
@@ -296,6 +315,10 @@ pub(crate) mod tests {
         let ev = step(&mut slot, &mut journal, t(500), &mut n).expect("activate");
         assert_eq!(ev.kind, EventKind::X509Activated);
         assert_eq!(ev.message, "prepared fake ca-2 activated");
+        assert_eq!(
+            ev.node_id, "x509:ca-2",
+            "the one activated, not the one retired"
+        );
         assert_eq!(
             statuses(&journal),
             vec![("ca-1", CaStatus::Old), ("ca-2", CaStatus::Active)]
@@ -419,6 +442,7 @@ pub(crate) mod tests {
         );
         let ev = jwt.apply(&mut journal, Transition::Activate);
         assert_eq!(ev.kind, EventKind::JwtActivated);
+        assert_eq!(ev.node_id, "jwt:jwt-p");
         assert_eq!(
             statuses(&journal),
             vec![

@@ -37,19 +37,25 @@ impl NodeApi {
         let (tx, rx) = mpsc::channel(4);
         let ctx = self.ctx.clone();
         tokio::spawn(async move {
+            // The agent, once its dialogue has proven who it is (a later refusal names it).
+            let mut agent = None;
             let result = tokio::time::timeout(
                 DEADLINE,
-                attest(ctx.clone(), inbound, tx.clone(), source.clone()),
+                attest(ctx.clone(), inbound, tx.clone(), source.clone(), &mut agent),
             )
             .await
             .unwrap_or_else(|_| Err(Refusal::Deadline(DEADLINE).into()));
             if let Err(e) = &result {
                 tracing::warn!(%source, error = %e.message(), "attestation failed");
+                let node = agent
+                    .as_deref()
+                    .map(crate::observe::agent_node_id)
+                    .unwrap_or_default();
                 ctx.hub.event(
                     Severity::Warning,
                     EventKind::AttestationFailed,
                     format!("attestation from {source} refused: {}", e.message()),
-                    "",
+                    &node,
                     ctx.clock.now(),
                 );
             }
@@ -60,11 +66,13 @@ impl NodeApi {
 }
 
 /// One attestation from `source`: the agent's parameters, the method's dialogue, admission.
+/// `agent` is set to the agent's SPIFFE ID once the dialogue has proven it.
 async fn attest(
     ctx: Arc<ServerCtx>,
     mut inbound: Streaming<AttestRequest>,
     tx: mpsc::Sender<Result<AttestResponse, Status>>,
     source: String,
+    agent: &mut Option<String>,
 ) -> Result<AttestResponse, Status> {
     let started = ctx.clock.now();
     if let Err(wait) = ctx.attest_limiter.check(&source, ctx.mono(), 1.0) {
@@ -110,6 +118,7 @@ async fn attest(
         let msg = inbound.message().await?.ok_or_else(|| dialogue.closed())?;
         turn = dialogue.receive(msg, ctx.clock.now())?;
     };
+    *agent = Some(attested.id.to_string());
     admit(&ctx, attested, &source).await
 }
 

@@ -25,8 +25,13 @@ const DEFAULT_BUNDLE_POLL: Duration = Duration::from_millis(250);
 /// Logs CA events and publishes them on the admin stream.
 pub(super) fn report_ca_events(hub: &Hub, events: Vec<CaEvent>, now: DateTime<Utc>) {
     for e in events {
-        tracing::info!(kind = %e.kind, "{}", e.message);
-        hub.event(Severity::Info, e.kind, e.message, "", now);
+        let severity = e.severity();
+        match severity {
+            Severity::Error => tracing::error!(kind = %e.kind, "{}", e.message),
+            Severity::Warning => tracing::warn!(kind = %e.kind, "{}", e.message),
+            _ => tracing::info!(kind = %e.kind, "{}", e.message),
+        }
+        hub.event(severity, e.kind, e.message, &e.node_id, now);
     }
 }
 
@@ -88,7 +93,7 @@ async fn rotation(
                     Severity::Error,
                     EventKind::RotationFailed,
                     format!("CA rotation failed (will retry): {e}"),
-                    "",
+                    &crate::observe::server_node_id(ctx.server_id.as_str()),
                     now,
                 );
             }

@@ -90,7 +90,7 @@ fn extension_name(ext: &X509Extension<'_>) -> &'static str {
     }
 }
 
-fn find_ext<'a, 'b>(
+pub(super) fn find_ext<'a, 'b>(
     cert: &'b X509Certificate<'a>,
     oid: &x509_parser::der_parser::Oid<'_>,
 ) -> Option<&'b X509Extension<'a>> {
@@ -131,14 +131,14 @@ fn key_usage<'a>(
 }
 
 /// The parts of a SAN extension this profile looks at.
-struct SanInfo {
+pub(super) struct SanInfo {
     critical: bool,
-    uris: Vec<String>,
-    dns: Vec<String>,
+    pub(super) uris: Vec<String>,
+    pub(super) dns: Vec<String>,
 }
 
 /// The SAN extension, if present.
-fn sans(cert: &X509Certificate<'_>) -> Result<Option<SanInfo>, ProfileError> {
+pub(super) fn sans(cert: &X509Certificate<'_>) -> Result<Option<SanInfo>, ProfileError> {
     let Some(ext) = find_ext(cert, &OID_X509_EXT_SUBJECT_ALT_NAME) else {
         return Ok(None);
     };
@@ -161,7 +161,7 @@ fn sans(cert: &X509Certificate<'_>) -> Result<Option<SanInfo>, ProfileError> {
     }))
 }
 
-fn subject_key_id(cert: &X509Certificate<'_>) -> Result<Option<Vec<u8>>, ProfileError> {
+pub(super) fn subject_key_id(cert: &X509Certificate<'_>) -> Result<Option<Vec<u8>>, ProfileError> {
     match find_ext(cert, &OID_X509_EXT_SUBJECT_KEY_IDENTIFIER) {
         None => Ok(None),
         Some(ext) => match ext.parsed_extension() {
@@ -171,7 +171,9 @@ fn subject_key_id(cert: &X509Certificate<'_>) -> Result<Option<Vec<u8>>, Profile
     }
 }
 
-fn authority_key_id(cert: &X509Certificate<'_>) -> Result<Option<Vec<u8>>, ProfileError> {
+pub(super) fn authority_key_id(
+    cert: &X509Certificate<'_>,
+) -> Result<Option<Vec<u8>>, ProfileError> {
     match find_ext(cert, &OID_X509_EXT_AUTHORITY_KEY_IDENTIFIER) {
         None => Ok(None),
         Some(ext) => match ext.parsed_extension() {
@@ -183,7 +185,9 @@ fn authority_key_id(cert: &X509Certificate<'_>) -> Result<Option<Vec<u8>>, Profi
     }
 }
 
-fn validity_of(cert: &X509Certificate<'_>) -> Result<(DateTime<Utc>, DateTime<Utc>), ProfileError> {
+pub(super) fn validity_of(
+    cert: &X509Certificate<'_>,
+) -> Result<(DateTime<Utc>, DateTime<Utc>), ProfileError> {
     let v = cert.validity();
     Ok((
         from_offset_datetime(v.not_before.to_datetime())?,
@@ -332,60 +336,6 @@ pub fn spiffe_id_of(der: &[u8]) -> Result<SpiffeId, ProfileError> {
     }
     let san = sans(&cert)?.ok_or(ProfileError::MissingSan)?;
     single_uri(&san.uris)
-}
-
-/// A certificate as "name: value" lines for an operator (console detail pane): subject,
-/// issuer, serial, validity, SANs, key identifiers, CA flag and key usage.
-pub fn describe(der: &[u8]) -> Result<Vec<String>, ProfileError> {
-    let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| ProfileError::Parse {
-        reason: e.to_string(),
-    })?;
-    let (nb, na) = validity_of(&cert)?;
-    let hexs = |b: &[u8]| {
-        b.iter()
-            .map(|x| format!("{x:02x}"))
-            .collect::<Vec<_>>()
-            .join(":")
-    };
-    let mut out = vec![
-        format!("subject: {}", cert.subject()),
-        format!("issuer: {}", cert.issuer()),
-        format!("serial: {}", serial_to_hex(cert.raw_serial())),
-        format!("not before: {}", nb.to_rfc3339()),
-        format!("not after: {}", na.to_rfc3339()),
-    ];
-    if let Ok(Some(san)) = sans(&cert) {
-        for u in san.uris {
-            out.push(format!("URI SAN: {u}"));
-        }
-        for d in san.dns {
-            out.push(format!("DNS SAN: {d}"));
-        }
-    }
-    if let Ok((ca, path_len)) = basic_constraints(&cert) {
-        out.push(format!(
-            "CA: {ca}{}",
-            path_len
-                .map(|p| format!(" (path length {p})"))
-                .unwrap_or_default()
-        ));
-    }
-    if let Some(ext) = find_ext(&cert, &OID_X509_EXT_KEY_USAGE)
-        && let ParsedExtension::KeyUsage(ku) = ext.parsed_extension()
-    {
-        out.push(format!("key usage: {ku}"));
-    }
-    if let Ok(Some(k)) = subject_key_id(&cert) {
-        out.push(format!("subject key id: {}", hexs(&k)));
-    }
-    if let Ok(Some(k)) = authority_key_id(&cert) {
-        out.push(format!("authority key id: {}", hexs(&k)));
-    }
-    out.push(format!(
-        "public key: {}",
-        cert.public_key().algorithm.algorithm
-    ));
-    Ok(out)
 }
 
 /// The DER SubjectPublicKeyInfo of a DER certificate.

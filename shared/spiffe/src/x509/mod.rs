@@ -23,9 +23,11 @@
 
 mod build;
 mod check;
+mod summary;
 
 pub use build::*;
 pub use check::*;
+pub use summary::{CertSummary, KeyType, describe, key_type, summarize};
 
 use chrono::{DateTime, Utc};
 

@@ -12,6 +12,7 @@
 //! - [`health`]: levels per node and for the fleet.
 //! - [`key_policy`]: where CA keys must live.
 //! - [`report`]: the JSON of `trustdeck status`.
+//! - [`filter`]: the console's `/` filter, typed; [`names`]: what a node or a peer is called.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -22,8 +23,10 @@ use trustdeck_proto::vocab::Wire;
 
 pub mod conn;
 pub mod derive;
+pub mod filter;
 pub mod health;
 pub mod key_policy;
+pub mod names;
 pub mod renewal;
 pub mod report;
 pub mod tree;
@@ -36,11 +39,12 @@ mod tests;
 
 pub use crate::ttl::{Level, Thresholds};
 pub use conn::{ApplyError, DaemonConn};
+pub use filter::{EventFacts, Filter, FilterError, NodeFacts};
 pub use health::{FleetHealth, Health, conn_level, counts_for_health};
 pub use key_policy::{KeyPolicyBreach, key_policy};
 pub use renewal::NodeAlert;
 pub use report::StatusReport;
-pub use tree::{Row, Tree, TreeNode, node_matches};
+pub use tree::{Row, Tree, TreeNode};
 pub use windows::{
     AgentLinks, Deadline, Reach, SegmentWindow, ServerOutage, UpstreamLink, UpstreamOutage,
 };

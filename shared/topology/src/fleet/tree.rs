@@ -8,6 +8,7 @@ use std::sync::Arc;
 use trustdeck_proto::admin::{DaemonRole, Node, NodeKind, NodeState};
 
 use super::Fleet;
+use super::filter::{Filter, NodeFacts};
 
 /// A node in the merged tree.
 #[derive(Debug, Clone)]
@@ -61,14 +62,6 @@ fn kind_rank(n: &Node) -> u8 {
         Some(NodeKind::WorkloadSvid) => 4,
         Some(NodeKind::Unspecified) | None => 5,
     }
-}
-
-/// Whether a node matches a lower-case filter: its label, SPIFFE ID, segment or state.
-pub fn node_matches(n: &Node, lower: &str) -> bool {
-    n.label.to_lowercase().contains(lower)
-        || n.spiffe_id.to_lowercase().contains(lower)
-        || n.segment.to_lowercase().contains(lower)
-        || n.state_wire().as_str().to_lowercase().contains(lower)
 }
 
 impl Fleet {
@@ -319,11 +312,11 @@ fn break_cycles(nodes: &mut [TreeNode]) {
 }
 
 impl Tree {
-    /// Which nodes a non-empty filter keeps: the matching ones and their ancestors.
-    fn kept_by(&self, filter: &str) -> Vec<bool> {
+    /// Which nodes a filter keeps: the matching ones and their ancestors.
+    fn kept_by(&self, matches: &dyn Fn(usize) -> bool) -> Vec<bool> {
         let mut keep = vec![false; self.nodes.len()];
-        for (i, t) in self.nodes.iter().enumerate() {
-            if node_matches(&t.node, filter) {
+        for i in 0..self.nodes.len() {
+            if matches(i) {
                 let mut j = Some(i);
                 while let Some(k) = j {
                     if keep[k] {
@@ -338,10 +331,37 @@ impl Tree {
     }
 
     /// Visible rows: every node whose ancestors are all expanded (`collapsed` holds node ids),
-    /// restricted, when `filter` is not empty, to nodes matching it and their ancestors.
+    /// restricted, when `filter` is not empty, to nodes matching it (by label, SPIFFE ID, id,
+    /// segment, state; see [`Filter`]) and their ancestors. A filter that does not parse
+    /// matches nothing.
     pub fn rows(&self, collapsed: &HashSet<String>, filter: &str) -> Vec<Row> {
-        let filter = filter.to_lowercase();
-        let keep = (!filter.is_empty()).then(|| self.kept_by(&filter));
+        if filter.trim().is_empty() {
+            return self.rows_matching(collapsed, None);
+        }
+        let f = Filter::parse(filter).ok();
+        let matches = |i: usize| {
+            let n = &self.nodes[i].node;
+            f.as_ref().is_some_and(|f| {
+                f.matches_node(&NodeFacts {
+                    node: n,
+                    name: &n.label,
+                    daemon: "",
+                    level: None,
+                })
+            })
+        };
+        self.rows_matching(collapsed, Some(&matches))
+    }
+
+    /// Visible rows: every node whose ancestors are all expanded (`collapsed` holds node ids),
+    /// restricted, when `matches` is given, to the nodes it accepts and their ancestors (which
+    /// are then all expanded).
+    pub fn rows_matching(
+        &self,
+        collapsed: &HashSet<String>,
+        matches: Option<&dyn Fn(usize) -> bool>,
+    ) -> Vec<Row> {
+        let keep = matches.map(|m| self.kept_by(m));
         let mut rows = Vec::new();
         let mut stack: Vec<(usize, u16)> = self.roots.iter().rev().map(|&i| (i, 0)).collect();
         while let Some((i, depth)) = stack.pop() {

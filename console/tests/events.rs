@@ -1,0 +1,262 @@
+//! The events view: the detail popup, the jump to the node, the severity and daemon filters,
+//! the typed `/` filter, the copy menu and `:dump`.
+
+mod fixture;
+
+use fixture::*;
+
+fn snap(name: &str, app: &App, w: u16, h: u16) {
+    let plain = screen(name, app, w, h);
+    insta::assert_snapshot!(name, plain);
+}
+
+/// The events view with the cursor on the event whose message contains `has`.
+fn on_event(has: &str) -> App {
+    let mut app = with_view(base(120, 30), View::Events);
+    let pos = app
+        .events()
+        .iter()
+        .position(|&i| app.fleet.events[i].event.message.contains(has))
+        .expect("event");
+    for _ in 0..pos {
+        update(&mut app, ch('j'), now());
+    }
+    app
+}
+
+#[test]
+fn enter_opens_the_event_in_full() {
+    let mut app = on_event("renewal overdue");
+    update(&mut app, key(KeyCode::Enter), now());
+    assert_eq!(app.mode, Mode::Event);
+    let s = lines(&draw(&app, 120, 30, false)).join("\n");
+    assert!(s.contains("svid-renewal-late"), "{s}");
+    assert!(s.contains("prod/payments/worker: renewal overdue (half-life passed 25m ago)"));
+    assert!(s.contains("3m 00s ago"), "{s}");
+    snap("event_detail_120x30", &app, 120, 30);
+    // `d` does the same; q closes without quitting.
+    let mut app = on_event("renewal overdue");
+    update(&mut app, ch('d'), now());
+    assert_eq!(app.mode, Mode::Event);
+    assert!(!update(&mut app, ch('q'), now()).contains(&Effect::Quit));
+    assert_eq!((app.mode, app.view), (Mode::Normal, View::Events));
+}
+
+#[test]
+fn an_event_without_a_node_says_so_once() {
+    let mut app = on_event("JWT-SVID minting paused");
+    update(&mut app, key(KeyCode::Enter), now());
+    let s = lines(&draw(&app, 120, 30, false)).join("\n");
+    assert_eq!(s.matches("about no node").count(), 1, "{s}");
+    update(&mut app, ch('t'), now());
+    assert_eq!(app.mode, Mode::Event);
+}
+
+#[test]
+fn t_jumps_to_the_events_node_from_the_detail_and_the_list() {
+    let mut app = on_event("renewal overdue");
+    update(&mut app, key(KeyCode::Enter), now());
+    update(&mut app, ch('t'), now());
+    assert_eq!((app.mode, app.view), (Mode::Normal, View::Tree));
+    assert_eq!(app.selected_id(), Some(worker_id().as_str()));
+    let mut app = on_event("renewal overdue");
+    update(&mut app, ch('t'), now());
+    assert_eq!(app.view, View::Tree);
+    assert_eq!(app.selected_id(), Some(worker_id().as_str()));
+}
+
+#[test]
+fn severity_and_daemon_filters_narrow_the_list_and_show_in_the_title() {
+    let mut app = with_view(base(120, 30), View::Events);
+    let all = app.len(View::Events);
+    update(&mut app, ch('s'), now());
+    let warn = app.len(View::Events);
+    assert_eq!(warn, 3, "two warnings and one error");
+    update(&mut app, ch('s'), now());
+    assert_eq!(app.len(View::Events), 1);
+    let s = lines(&draw(&app, 120, 30, false)).join("\n");
+    assert!(s.contains("errors ·"), "{s}");
+    update(&mut app, ch('s'), now());
+    assert_eq!(app.len(View::Events), all);
+    // f: only the selected event's daemon.
+    update(&mut app, ch('f'), now());
+    let d = app.event_filter.daemon.clone().expect("a daemon");
+    assert!(
+        app.events()
+            .iter()
+            .all(|&i| app.fleet.events[i].daemon == d)
+    );
+    snap("events_daemon_filter_120x30", &app, 120, 30);
+    update(&mut app, ch('f'), now());
+    assert_eq!(app.len(View::Events), all);
+}
+
+#[test]
+fn typed_filter_fields_apply_to_events() {
+    let mut app = with_view(base(120, 30), View::Events);
+    typed(&mut app, "/level:error");
+    assert_eq!(app.len(View::Events), 1);
+    update(&mut app, key(KeyCode::Esc), now());
+    typed(&mut app, "/daemon:gcp");
+    assert_eq!(app.len(View::Events), 2);
+}
+
+#[test]
+fn ok_is_a_level_not_a_piece_of_join_token() {
+    let mut app = base(80, 24);
+    typed(&mut app, "/ok");
+    // Every matching node is at level ok: none matched by a piece of a word.
+    for &i in app.expiring() {
+        let t = &app.tree().nodes[i];
+        assert!(app.node_matches(i, now()), "{}", t.node.id);
+    }
+    let critical = app
+        .expiring()
+        .iter()
+        .any(|&i| app.tree().nodes[i].node.label == "staging/search/indexer");
+    assert!(!critical, "a critical SVID matched /ok");
+}
+
+#[test]
+fn an_unknown_filter_field_is_a_clear_error() {
+    let mut app = base(80, 24);
+    typed(&mut app, "/colour:red");
+    let s = lines(&draw(&app, 80, 24, false)).join("\n");
+    assert!(s.contains("unknown filter field \"colour:\""), "{s}");
+    assert_eq!(app.len(View::Tree), 0);
+}
+
+#[test]
+fn filtered_panes_say_so() {
+    let mut app = base(160, 48);
+    typed(&mut app, "/segment:dmz");
+    update(&mut app, key(KeyCode::Enter), now());
+    let s = lines(&draw(&app, 160, 48, false)).join("\n");
+    assert!(!s.contains("fleet-wide"), "{s}");
+    assert!(s.contains("filtered /segment:dmz"), "{s}");
+}
+
+#[test]
+fn agents_have_one_name_in_tree_and_expiring() {
+    let app = with_view(base(160, 48), View::Expiring);
+    let s = lines(&draw(&app, 160, 48, false)).join("\n");
+    assert!(s.contains("gcp-agent-1"), "{s}");
+    assert!(!s.contains("/trustdeck/agent/gcp/node"), "{s}");
+}
+
+#[test]
+fn copy_menu_offers_what_the_node_has_and_copies_over_osc52() {
+    let mut app = base(120, 30);
+    // The upstream reports its root's key as the server does: `pkcs11:token=…;label=…`.
+    let mut root = upstream_nodes()
+        .into_iter()
+        .find(|n| n.label == "root CA 2026")
+        .expect("root");
+    if let Some(k) = &mut root.key_storage {
+        k.detail = "pkcs11:token=trustdeck-root;label=root 2026".into();
+    }
+    let delta = WatchMessage {
+        revision: 2,
+        daemon_time_ms: now().timestamp_millis(),
+        body: Some(Body::Delta(Delta {
+            upserts: vec![root],
+            ..Default::default()
+        })),
+    };
+    update(
+        &mut app,
+        Msg::Stream {
+            daemon: 0,
+            msg: delta,
+        },
+        now(),
+    );
+    select(&mut app, "root CA 2026");
+    update(&mut app, ch('y'), now());
+    assert_eq!(app.mode, Mode::Copy);
+    let whats: Vec<&str> = app
+        .copy_menu
+        .as_ref()
+        .expect("menu")
+        .items
+        .iter()
+        .map(|i| i.what)
+        .collect();
+    assert_eq!(
+        whats,
+        vec!["serial", "PKCS#11 URI", "node id", "CLI command"]
+    );
+    snap("copy_menu_120x30", &app, 120, 30);
+    let fx = update(&mut app, key(KeyCode::Enter), now());
+    assert!(fx.contains(&Effect::Copy {
+        what: "serial".into(),
+        text: "4f:1a:9c:02".into()
+    }));
+    assert_eq!(app.mode, Mode::Normal);
+    let s = lines(&draw(&app, 120, 30, false)).join("\n");
+    assert!(s.contains("copied serial 4f:1a:9c:02"), "{s}");
+}
+
+#[test]
+fn the_cli_command_uses_the_segments_admin_socket() {
+    let mut app = base(120, 30);
+    select(&mut app, "root CA 2026");
+    let i = app.selected_node().expect("selected");
+    assert_eq!(
+        app.node_command(i).as_deref(),
+        Some(
+            "trustdeck-server bundle show --format pem --socket /run/trustdeck/upstream/admin.sock"
+        )
+    );
+    // An SVID of a segment whose server is reached over TCP: no --socket.
+    select(&mut app, "prod/payments/worker");
+    let i = app.selected_node().expect("selected");
+    assert_eq!(
+        app.node_command(i).as_deref(),
+        Some("trustdeck-server entry show --id e-7c22")
+    );
+}
+
+#[test]
+fn dump_writes_the_status_report_and_events_and_refuses_to_overwrite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut app = base(80, 24);
+    typed(&mut app, ":dump incident.json");
+    let fx = update(&mut app, key(KeyCode::Enter), now());
+    let Some(Effect::Dump {
+        path,
+        contents,
+        overwrite,
+    }) = fx.into_iter().find(|e| matches!(e, Effect::Dump { .. }))
+    else {
+        panic!("no dump effect");
+    };
+    assert!(!overwrite);
+    let (written, size) =
+        trustdeck_console::dump::write(dir.path(), &path, &contents, false).expect("written");
+    assert_eq!(written, dir.path().join("incident.json"));
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&written).expect("read")).expect("json");
+    assert_eq!(size, contents.len() as u64);
+    assert_eq!(v["status"]["exit_code"], 2);
+    assert_eq!(v["events"].as_array().map(Vec::len), Some(6));
+    assert_eq!(v["events"][0]["type"], "event");
+    let again = trustdeck_console::dump::write(dir.path(), &path, &contents, false);
+    assert!(
+        again
+            .expect_err("exists")
+            .to_string()
+            .contains(":dump! overwrites")
+    );
+    assert!(trustdeck_console::dump::write(dir.path(), &path, "{}", true).is_ok());
+    update(&mut app, Msg::Dumped(Ok((written.clone(), size))), now());
+    let s = lines(&draw(&app, 80, 24, false)).join("\n");
+    assert!(s.contains("dumped the fleet to"), "{s}");
+    typed(&mut app, ":dump");
+    update(&mut app, key(KeyCode::Enter), now());
+    assert!(
+        app.status
+            .as_ref()
+            .is_some_and(|s| s.text.contains("needs a file name"))
+    );
+}
