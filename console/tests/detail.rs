@@ -165,3 +165,44 @@ fn agent_of_an_unreachable_server_shows_its_issuer_as_last_known() {
         snap_all("agent", &mut app, w, h);
     }
 }
+
+/// A JWT key is no certificate: no issuer path to look for, and no "issuer not known" alarm.
+#[test]
+fn a_jwt_key_has_no_issuer_path() {
+    let mut app = open(base(120, 30), "jwt:7f3a", |_| Vec::new());
+    let doc = lines(&draw(&app, 120, 30, false)).join("\n");
+    assert!(
+        doc.contains("a JWT signing key has no certificate"),
+        "{doc}"
+    );
+    assert!(!doc.contains("Issuer path"), "{doc}");
+    assert!(!doc.contains("issuer not known"), "{doc}");
+    update(&mut app, key(KeyCode::Esc), now());
+    assert_eq!(app.mode, Mode::Normal);
+}
+
+/// When the daemon could not answer, the path's end says why the issuer is unknown.
+#[test]
+fn an_unfetched_certificate_is_why_the_issuer_is_unknown() {
+    let mut app = base(120, 30);
+    let id = server_id("gcp").replace("spiffe://", "server:spiffe://");
+    assert!(app.show_in_tree(&id, now()), "{id}");
+    update(&mut app, ch('d'), now());
+    update(
+        &mut app,
+        Msg::Detail {
+            node_id: id.clone(),
+            result: Err(DetailError::Rpc("keep-alive timed out".into())),
+        },
+        now(),
+    );
+    let doc = lines(&draw(&app, 120, 30, false)).join("\n");
+    assert!(
+        doc.contains("not fetched from gcp: keep-alive timed out"),
+        "{doc}"
+    );
+    assert!(
+        doc.contains("issuer not known: the certificate could not be fetched"),
+        "{doc}"
+    );
+}

@@ -260,3 +260,58 @@ fn dump_writes_the_status_report_and_events_and_refuses_to_overwrite() {
             .is_some_and(|s| s.text.contains("needs a file name"))
     );
 }
+
+/// An agent-like daemon whose link names its peer by address, as the agents do: every
+/// mention of that address reads as the peer's fleet name, in every kind of event.
+#[test]
+fn event_messages_name_the_peer_at_every_mention() {
+    let mut app = base(120, 30);
+    let up = app.fleet.daemons[2]
+        .upstream
+        .as_mut()
+        .expect("dmz upstream");
+    up.peer = "server 127.0.0.1:41867".into();
+    up.peer_spiffe_id = server_id("upstream");
+    let fe = |kind: &str, message: &str| trustdeck_topology::fleet::FleetEvent {
+        daemon: "dmz".into(),
+        event: ev(9, -M, "warning", kind, message, ""),
+        key: "k".into(),
+        replayed: false,
+    };
+    let degraded = fe(
+        "upstream-degraded",
+        "server 127.0.0.1:41867 degraded: server 127.0.0.1:41867 unreachable",
+    );
+    assert_eq!(
+        app.event_message(&degraded),
+        "server upstream degraded: server upstream unreachable"
+    );
+    let attested = fe(
+        "attestation-ok",
+        "attested to 127.0.0.1:41867 as spiffe://x",
+    );
+    assert_eq!(
+        app.event_message(&attested),
+        "attested to upstream as spiffe://x"
+    );
+}
+
+/// During an outage the event detail says its daemon's state is last-known.
+#[test]
+fn the_event_detail_marks_an_unreachable_daemon() {
+    let mut app = on_event("JWT-SVID minting paused");
+    update(&mut app, key(KeyCode::Enter), now());
+    let s = lines(&draw(&app, 120, 30, false)).join("\n");
+    assert!(s.contains("dmz (segment dmz)"), "{s}");
+    assert!(!s.contains("last-known"), "dmz is live here: {s}");
+    app.fleet.set_conn(
+        2,
+        DaemonConn::Lost {
+            since: at(-30),
+            error: "keep-alive timed out".into(),
+        },
+        at(-30),
+    );
+    let s = lines(&draw(&app, 120, 30, false)).join("\n");
+    assert!(s.contains("dmz (segment dmz), last-known"), "{s}");
+}

@@ -3,8 +3,8 @@
 
 use std::borrow::Cow;
 
+use trustdeck_topology::Severity;
 use trustdeck_topology::fleet::{EventFacts, FleetEvent};
-use trustdeck_topology::{EventKind, Severity};
 
 use super::model::App;
 use super::screen::{Mode, View};
@@ -137,32 +137,25 @@ impl App {
         self.tree().by_id.get(&fe.event.node_id).copied()
     }
 
-    /// An event's message with the daemon's peer named as in the fleet file: a link event
-    /// says `server dmz lost`, not `server 127.0.0.1:42161 lost` (the address stays in the
-    /// detail).
+    /// An event's message with the daemon's peer named as in the fleet file: every mention of
+    /// the peer's address (`server 127.0.0.1:42161 lost`, `attested to 127.0.0.1:42161`) reads
+    /// as its name (the address stays in the detail).
     pub fn event_message<'a>(&self, fe: &'a FleetEvent) -> Cow<'a, str> {
-        let link = matches!(
-            fe.event.kind_wire().known(),
-            Some(
-                EventKind::UpstreamConnected
-                    | EventKind::UpstreamDegraded
-                    | EventKind::UpstreamLost
-            )
-        );
         let up = self
             .fleet
             .daemons
             .iter()
             .find(|d| d.name == fe.daemon)
             .and_then(|d| d.upstream.as_ref());
-        let (Some(c), true) = (up, link) else {
+        let Some(c) = up else {
             return Cow::Borrowed(&fe.event.message);
         };
-        let (Some(name), Some(addr)) = (self.fleet.peer_name(c), c.peer.split_whitespace().last())
-        else {
-            return Cow::Borrowed(&fe.event.message);
-        };
-        Cow::Owned(fe.event.message.replacen(addr, name, 1))
+        match (self.fleet.peer_name(c), c.peer.split_whitespace().last()) {
+            (Some(name), Some(addr)) if fe.event.message.contains(addr) => {
+                Cow::Owned(fe.event.message.replace(addr, name))
+            }
+            _ => Cow::Borrowed(&fe.event.message),
+        }
     }
 
     /// Opens the detail of the selected event.

@@ -35,7 +35,8 @@ fn quote(s: &str) -> String {
     let plain = s
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || "-_./:=@#".contains(c));
-    if plain && !s.is_empty() {
+    // A word that starts with `#` is a comment to the shell.
+    if plain && !s.is_empty() && !s.starts_with('#') {
         s.to_string()
     } else {
         format!("'{}'", s.replace('\'', r"'\''"))
@@ -97,6 +98,11 @@ mod tests {
             )
             .as_deref(),
             Some("trustdeck-server healthcheck --socket '/tmp/my dir/a.sock'")
+        );
+        // A leading `#` would turn the rest of the line into a comment.
+        assert_eq!(
+            command(&node(NodeKind::WorkloadSvid, "#e-1"), false, None).as_deref(),
+            Some("trustdeck-server entry show --id '#e-1'")
         );
     }
 }

@@ -3,7 +3,7 @@
 //! that shows it, and its issuer path up to a root.
 
 use chrono::{DateTime, Utc};
-use trustdeck_proto::admin::Node;
+use trustdeck_proto::admin::{Node, NodeKind};
 use trustdeck_spiffe::x509::{CertSummary, summarize};
 use trustdeck_topology::fleet::{Level, counts_for_health};
 use trustdeck_topology::ttl::{fmt_secs, fmt_time, remaining_fraction};
@@ -27,6 +27,14 @@ pub fn lines(app: &App, now: DateTime<Utc>) -> Vec<TextLine> {
     let mut out = Fields::default();
     node_fields(app, d, now, &mut out);
     out.0.push(TextLine::blank());
+    if d.node.kind_wire().known() == Some(NodeKind::JwtAuthority) {
+        out.add(
+            "certificate",
+            "none: a JWT signing key has no certificate and no issuer".to_string(),
+            Role::Dim,
+        );
+        return out.0;
+    }
     certificate(app, d, chain.first(), &mut out);
     let path = issuer_path(app.tree(), &d.node, &chain);
     out.0.push(TextLine::blank());
@@ -335,6 +343,10 @@ fn end_lines(app: &App, end: &End, last: Option<&Hop<'_>>, d: &DetailState) -> V
         End::NoIssuer if d.fetched.is_none() => (
             vec![format!("  {} waiting for the certificate", g.ellipsis)],
             Role::Dim,
+        ),
+        End::NoIssuer if matches!(d.fetched, Some(Err(_))) => (
+            vec!["  ? issuer not known: the certificate could not be fetched".to_string()],
+            Role::Stale,
         ),
         End::NoIssuer => (
             vec!["  ? issuer not known: neither the node nor a certificate names it".to_string()],

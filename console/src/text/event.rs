@@ -8,7 +8,7 @@ use trustdeck_topology::{Severity, Wire};
 
 use crate::app::App;
 
-use super::format::kind_name;
+use super::format::{kind_name, stale_marker};
 use super::glyphs::Glyphs;
 use super::{Role, TextLine};
 
@@ -47,11 +47,23 @@ pub fn lines(app: &App, now: DateTime<Utc>) -> Vec<TextLine> {
     out.push(field("severity", sev, lvl.map_or(Role::Dim, Role::Level)));
     out.push(field("kind", e.kind_wire().as_str().to_string(), Role::Tag));
     let seg = daemon.map(|i| app.fleet.daemons[i].segment().to_string());
-    let who = match seg.filter(|s| !s.is_empty()) {
+    let mut who = match seg.filter(|s| !s.is_empty()) {
         Some(s) => format!("{} (segment {s})", fe.daemon),
         None => fe.daemon.clone(),
     };
-    out.push(field("daemon", who, Role::Title));
+    let stale = daemon.and_then(|i| stale_marker(app, i, now));
+    if let Some(s) = &stale {
+        who = format!("{who}, last-known ({s})");
+    }
+    out.push(field(
+        "daemon",
+        who,
+        if stale.is_some() {
+            Role::Stale
+        } else {
+            Role::Title
+        },
+    ));
     if let Some(c) = daemon.and_then(|i| app.fleet.daemons[i].upstream.as_ref())
         && !c.peer.is_empty()
         && app.event_message(fe) != e.message.as_str()
