@@ -827,6 +827,34 @@ fn outage_stale_downstream() {
     snap("outage_stale_segments_160x48", &app, 160, 48);
 }
 
+/// Wherever a window sentence (or the strip's cell) is shown, the moment workloads fail is
+/// there with its seconds, and the sentence with its `in …`.
+#[test]
+fn outage_failure_time_at_every_size() {
+    for (w, h) in [(80, 24), (120, 40), (160, 48), (200, 60)] {
+        let stale = app_sized(dmz_stale_fleet(), w, h);
+        // Not the tree's EXPIRES column: the window's words.
+        let l = lines(&draw(&stale, w, h, false)).join("\n");
+        assert!(
+            l.contains("fails 07:37:03Z") || l.contains("failure at 07:37:03Z"),
+            "{w}x{h}: {l}"
+        );
+        let l = lines(&draw(&with_view(stale, View::Segments), w, h, false)).join("\n");
+        assert!(l.contains("07:37:03Z (in 25m 00s)"), "{w}x{h}: {l}");
+        // Never reached: nothing is known of its workloads, and it says so; the others'
+        // moments are there.
+        let never = app_sized(dmz_never_reached_fleet(), w, h);
+        let l = lines(&draw(&never, w, h, false)).join("\n");
+        assert!(
+            l.contains("no SVIDs known") || l.contains("no workload SVIDs known"),
+            "{w}x{h}: {l}"
+        );
+        let l = lines(&draw(&with_view(never, View::Segments), w, h, false)).join("\n");
+        assert!(l.contains("no workload SVIDs known"), "{w}x{h}: {l}");
+        assert!(l.contains("07:14:03Z (in 2m 00s)"), "{w}x{h}: {l}");
+    }
+}
+
 #[test]
 fn outage_never_reached_downstream() {
     for (w, h) in SIZES {

@@ -47,13 +47,11 @@ pub fn short_time(secs: i64, now: DateTime<Utc>) -> String {
 /// (UTC) day as `now`, else with its date, `11-25 07:14Z` (or the year too,
 /// `2027-11-25 07:14Z`, in another year).
 pub fn clock_time(secs: i64, now: DateTime<Utc>, seconds: bool) -> String {
+    let hm = if seconds { "%H:%M:%SZ" } else { "%H:%MZ" };
     match DateTime::from_timestamp(secs, 0) {
-        Some(t) if t.date_naive() == now.date_naive() && seconds => {
-            t.format("%H:%M:%SZ").to_string()
-        }
-        Some(t) if t.date_naive() == now.date_naive() => t.format("%H:%MZ").to_string(),
-        Some(t) if t.year() == now.year() => t.format("%m-%d %H:%MZ").to_string(),
-        Some(t) => t.format("%Y-%m-%d %H:%MZ").to_string(),
+        Some(t) if t.date_naive() == now.date_naive() => t.format(hm).to_string(),
+        Some(t) if t.year() == now.year() => t.format(&format!("%m-%d {hm}")).to_string(),
+        Some(t) => t.format(&format!("%Y-%m-%d {hm}")).to_string(),
         None => format!("@{secs}"),
     }
 }
@@ -195,7 +193,7 @@ mod tests {
         );
         assert_eq!(
             clock_time(t("2026-11-25T07:14:00Z"), now, true),
-            "11-25 07:14Z"
+            "11-25 07:14:00Z"
         );
         assert_eq!(
             clock_time(t("2027-01-02T07:14:00Z"), now, false),

@@ -24,26 +24,65 @@ pub const X509_WARN_SECS: i64 = 3600;
 /// Warn when workloads fail within this many seconds of losing their server.
 pub const WORKLOADS_WARN_SECS: i64 = 600;
 
-/// How many words a window sentence spends (the view uses the most that fit, so the time of
-/// day is never what is cut).
+/// How many words a window sentence spends, most first: the view uses the most that fit.
+/// Words are dropped in this order: the date, `(console)` and `its`, then the SVID count and
+/// the seconds of the loss moments, then the loss moments themselves. The moments that are the
+/// point of a sentence (when X.509 stops, when workloads fail or since when they have been
+/// failing, with their seconds and their `in …`) are in every form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Words {
     /// Full times (`2026-11-24 06:12:03Z`), `since …` with the age.
     Full,
-    /// Times of day (`06:12:03Z`), fewer words.
+    /// Times of day (`06:12:03Z`).
     Short,
-    /// Times of day to the minute (`06:12Z`), the fewest words.
+    /// Without `(console)`; `1 past renewal`, `fails …`.
+    Terse,
+    /// Loss moments to the minute (`06:12Z`), no SVID count.
     Tiny,
+    /// No loss moments (the segment's title says how long it has been unreachable).
+    Bare,
 }
 
 impl Words {
-    fn when(self, t: i64, now: DateTime<Utc>) -> String {
+    /// Every form, most words first.
+    pub const ALL: [Words; 5] = [
+        Words::Full,
+        Words::Short,
+        Words::Terse,
+        Words::Tiny,
+        Words::Bare,
+    ];
+
+    /// A moment that is the point of a sentence: always with its seconds.
+    fn key(self, t: i64, now: DateTime<Utc>) -> String {
         match self {
             Words::Full => fmt_time(t),
-            Words::Short => clock_time(t, now, true),
-            Words::Tiny => clock_time(t, now, false),
+            _ => clock_time(t, now, true),
         }
     }
+
+    /// When a loss happened (None: this form leaves it out).
+    fn since(self, t: i64, now: DateTime<Utc>) -> Option<String> {
+        match self {
+            Words::Full => Some(fmt_time(t)),
+            Words::Short | Words::Terse => Some(clock_time(t, now, true)),
+            Words::Tiny => Some(clock_time(t, now, false)),
+            Words::Bare => None,
+        }
+    }
+}
+
+/// The most words of `make` that fit in `room` columns (the tersest when none does), full
+/// dates only when `full`.
+pub fn fitted(room: usize, full: bool, make: impl Fn(Words) -> TextLine) -> TextLine {
+    let mut last = TextLine::default();
+    for words in Words::ALL.into_iter().skip(usize::from(!full)) {
+        last = make(words);
+        if last.width() <= room {
+            break;
+        }
+    }
+    last
 }
 
 fn piece(text: impl Into<Cow<'static, str>>, role: Role) -> (Cow<'static, str>, Role) {
@@ -59,7 +98,7 @@ pub fn upstream_state(
     g: &Glyphs,
 ) -> (String, Level) {
     if !w.is_downstream() {
-        let root = if words == Words::Tiny {
+        let root = if words >= Words::Tiny {
             "(root)"
         } else {
             "none (root of trust)"
@@ -78,14 +117,14 @@ pub fn upstream_state(
         if u.as_of.is_some() {
             return match words {
                 Words::Full => format!(" since {}", fmt_time(u.since)),
-                Words::Short | Words::Tiny => String::new(),
+                _ => String::new(),
             };
         }
         let d = fmt_secs(now.timestamp() - u.since);
         match words {
             Words::Full => format!(" since {} ({d})", fmt_time(u.since)),
-            Words::Short => format!(" for {d}"),
-            Words::Tiny => format!(" {d}"),
+            Words::Short | Words::Terse => format!(" for {d}"),
+            Words::Tiny | Words::Bare => format!(" {d}"),
         }
     });
     let state = format!("{}{}", u.state, since.unwrap_or_default());
@@ -111,14 +150,14 @@ fn x509_until(t: Deadline, now: DateTime<Utc>, words: Words) -> (Cow<'static, st
             piece(
                 format!(
                     "X.509 {verb}until {} (in {})",
-                    words.when(t, now),
+                    words.key(t, now),
                     fmt_secs(left)
                 ),
                 Role::Countdown(deadline_level(left, X509_WARN_SECS)),
             )
         }
         Deadline::Passed(t) => piece(
-            format!("X.509 stopped at {}", words.when(t, now)),
+            format!("X.509 stopped at {}", words.key(t, now)),
             Role::Strong(Level::Critical),
         ),
     }
@@ -133,6 +172,11 @@ pub fn upstream_sentence(
     g: &Glyphs,
 ) -> TextLine {
     let if_lost = format!("upstream lost now {} ", g.arrow);
+    let jwt = if words >= Words::Tiny {
+        ", JWT stops"
+    } else {
+        ", JWT stops now"
+    };
     let no_ca = || {
         piece(
             "X.509 stops now (no intermediate held)",
@@ -151,29 +195,31 @@ pub fn upstream_sentence(
                 Some(t) => x509_until(Deadline::At(t), now, words),
                 None => no_ca(),
             });
-            spans.push(piece(", JWT stops now", Role::Plain));
+            spans.push(piece(jwt, Role::Plain));
         }
         UpstreamOutage::Unknown { x509_until: x } => {
             spans.push(piece(if_lost.clone(), Role::Dim));
             match x {
                 Some(t) => {
                     spans.push(x509_until(Deadline::At(t), now, words));
-                    spans.push(piece(" (upstream's record)", Role::Dim));
+                    // The segment's title says whose records these are.
+                    if words < Words::Tiny {
+                        spans.push(piece(" (upstream's record)", Role::Dim));
+                    }
                 }
                 None => spans.push(piece(
                     "X.509 until unknown (no record of its intermediate)",
                     Role::Level(Level::Warning),
                 )),
             }
-            spans.push(piece(", JWT stops now", Role::Plain));
+            spans.push(piece(jwt, Role::Plain));
         }
         UpstreamOutage::Lost { since, as_of, x509 } => {
+            let since = words
+                .since(since, now)
+                .map_or(String::new(), |s| format!(" since {s}"));
             spans.push(piece(
-                format!(
-                    "upstream lost since {} {} ",
-                    words.when(since, now),
-                    g.arrow
-                ),
+                format!("upstream lost{since} {} ", g.arrow),
                 Role::Strong(Level::Critical),
             ));
             spans.push(match x509 {
@@ -184,11 +230,16 @@ pub fn upstream_sentence(
                 ),
             });
             spans.push(piece("; JWT stopped", Role::Level(Level::Critical)));
-            if let Some(t) = as_of {
-                spans.push(piece(
-                    format!(" (last known, as of {})", short_time(t, now)),
-                    Role::Stale,
-                ));
+            // The segment's title says it is last known, and since when.
+            let marker = match (as_of, words) {
+                (Some(t), Words::Full | Words::Short) => {
+                    Some(format!(" (last known, as of {})", short_time(t, now)))
+                }
+                (Some(_), Words::Terse | Words::Tiny) => Some(" (last known)".to_string()),
+                _ => None,
+            };
+            if let Some(m) = marker {
+                spans.push(piece(m, Role::Stale));
             }
         }
     }
@@ -204,25 +255,66 @@ fn who_lost(
     now: DateTime<Utc>,
     words: Words,
 ) -> String {
-    let console = match reach {
-        Reach::Lost { since, .. } => Some(format!(
-            "server unreachable since {} (console)",
-            words.when(*since, now)
-        )),
-        Reach::NeverReached { .. } => Some("server never reached (console)".to_string()),
+    let server = if words >= Words::Tiny { "" } else { "server " };
+    let console = if words >= Words::Terse {
+        ""
+    } else {
+        " (console)"
+    };
+    let by_console = match reach {
+        Reach::Lost { since, .. } => Some(match words.since(*since, now) {
+            Some(t) => format!("{server}unreachable since {t}{console}"),
+            None => format!("{server}unreachable"),
+        }),
+        Reach::NeverReached { .. } => Some(format!("{server}never reached{console}")),
         Reach::Live | Reach::Connecting => None,
     };
-    let its = if words == Words::Full { "its " } else { "" };
-    let agents = match agents_at {
-        Some(t) => Some(format!("{its}agents lost it at {}", words.when(t, now))),
-        None if w.agents.total > 0 => Some(format!("{its}agents still reach it")),
-        None => None,
+    let agents = match (agents_at, words) {
+        (Some(t), Words::Full) => Some(format!("its agents lost it at {}", fmt_time(t))),
+        (Some(t), _) => Some(match words.since(t, now) {
+            Some(t) => format!("agents lost it at {t}"),
+            None => "agents lost it".to_string(),
+        }),
+        (None, _) if w.agents.total > 0 && words == Words::Full => {
+            Some("its agents still reach it".to_string())
+        }
+        (None, _) if w.agents.total > 0 => Some("agents still reach it".to_string()),
+        (None, _) => None,
     };
-    match (console, agents) {
+    match (by_console, agents) {
         (Some(c), Some(a)) => format!("{c} / {a}"),
         (Some(c), None) => c,
-        (None, Some(a)) => format!("server reachable (console) / {a}"),
+        (None, Some(a)) if words >= Words::Tiny => a,
+        (None, Some(a)) => format!("server reachable{console} / {a}"),
         (None, None) => "server lost".to_string(),
+    }
+}
+
+/// The failure moment of a lost server's workloads: `; first failure at … (in …)`, `; failing
+/// since …`.
+fn failure_piece(
+    failure: Option<Deadline>,
+    now: DateTime<Utc>,
+    words: Words,
+) -> (Cow<'static, str>, Role) {
+    match failure {
+        Some(Deadline::At(t)) => {
+            let left = t - now.timestamp();
+            let first = if words <= Words::Short {
+                "first failure at"
+            } else {
+                "fails"
+            };
+            piece(
+                format!("; {first} {} (in {})", words.key(t, now), fmt_secs(left)),
+                Role::Countdown(deadline_level(left, WORKLOADS_WARN_SECS)),
+            )
+        }
+        Some(Deadline::Passed(t)) => piece(
+            format!("; failing since {}", words.key(t, now)),
+            Role::Strong(Level::Critical),
+        ),
+        None => piece("; no workload SVIDs known", Role::Plain),
     }
 }
 
@@ -244,7 +336,7 @@ pub fn server_sentence(
                     piece(
                         format!(
                             "workloads fail at {} (in {})",
-                            words.when(at, now),
+                            words.key(at, now),
                             fmt_secs(left)
                         ),
                         Role::Countdown(deadline_level(left, WORKLOADS_WARN_SECS)),
@@ -263,34 +355,23 @@ pub fn server_sentence(
                 who_lost(w, &reach, agents_lost_at, now, words),
                 Role::Strong(Level::Critical),
             ));
-            let plural = if past_renewal == 1 { "" } else { "s" };
-            spans.push(piece(
-                format!("; {past_renewal} SVID{plural} past renewal"),
-                if past_renewal > 0 {
+            let count = match words {
+                Words::Full | Words::Short => {
+                    let plural = if past_renewal == 1 { "" } else { "s" };
+                    Some(format!("; {past_renewal} SVID{plural} past renewal"))
+                }
+                Words::Terse => Some(format!("; {past_renewal} past renewal")),
+                Words::Tiny | Words::Bare => None,
+            };
+            if let Some(c) = count {
+                let role = if past_renewal > 0 {
                     Role::Level(Level::Warning)
                 } else {
                     Role::Plain
-                },
-            ));
-            spans.push(match failure {
-                Some(Deadline::At(t)) => {
-                    let left = t - now.timestamp();
-                    let first = if words == Words::Full {
-                        "first failure at"
-                    } else {
-                        "fails"
-                    };
-                    piece(
-                        format!("; {first} {} (in {})", words.when(t, now), fmt_secs(left)),
-                        Role::Countdown(deadline_level(left, WORKLOADS_WARN_SECS)),
-                    )
-                }
-                Some(Deadline::Passed(t)) => piece(
-                    format!("; failing since {}", words.when(t, now)),
-                    Role::Strong(Level::Critical),
-                ),
-                None => piece("; no workload SVIDs known", Role::Plain),
-            });
+                };
+                spans.push(piece(c, role));
+            }
+            spans.push(failure_piece(failure, now, words));
         }
     }
     TextLine { spans }
@@ -320,8 +401,10 @@ pub fn strip_upstream(w: &SegmentWindow, now: DateTime<Utc>, g: &Glyphs) -> (Str
     }
 }
 
-/// The strip's "if server lost" cell: `SVIDs fail in 4m 10s`, or the facts in short.
-pub fn strip_server(w: &SegmentWindow, now: DateTime<Utc>) -> (String, Role) {
+/// The strip's "if server lost" cell in `room` columns: `SVIDs fail in 4m 10s`, or the facts
+/// in short, as many as fit but always the failure's time of day: `1 late, fails 07:37:03Z (in
+/// 25m 00s)`, `fails 07:37:03Z`, `failing since 07:11:55Z`.
+pub fn strip_server(w: &SegmentWindow, now: DateTime<Utc>, room: usize) -> (String, Role) {
     match w.server_outage(now) {
         ServerOutage::IfLostNow { fail_at: Some(at) } => {
             let left = at - now.timestamp();
@@ -337,15 +420,33 @@ pub fn strip_server(w: &SegmentWindow, now: DateTime<Utc>) -> (String, Role) {
             ..
         } => {
             // The upstream column beside it says the server is unreachable.
-            let when = match failure {
-                Some(Deadline::At(t)) => format!("fails {}", fmt_secs(t - now.timestamp())),
-                Some(Deadline::Passed(_)) => "failing".to_string(),
-                None => "no SVIDs".to_string(),
+            let late = format!("{past_renewal} late, ");
+            let mut forms = match failure {
+                Some(Deadline::At(t)) => {
+                    let at = clock_time(t, now, true);
+                    let left = fmt_secs(t - now.timestamp());
+                    vec![
+                        format!("{late}fails {at} (in {left})"),
+                        format!("fails {at} (in {left})"),
+                        format!("fails {at}"),
+                    ]
+                }
+                Some(Deadline::Passed(t)) => {
+                    let at = clock_time(t, now, true);
+                    vec![
+                        format!("{late}failing since {at}"),
+                        format!("failing since {at}"),
+                        format!("failing {at}"),
+                    ]
+                }
+                None => vec![
+                    format!("{late}no SVIDs known"),
+                    "no SVIDs known".to_string(),
+                ],
             };
-            (
-                format!("{past_renewal} late, {when}"),
-                Role::Strong(Level::Critical),
-            )
+            let fits = forms.iter().position(|f| super::width(f) <= room);
+            let text = forms.swap_remove(fits.unwrap_or(forms.len() - 1));
+            (text, Role::Strong(Level::Critical))
         }
     }
 }
@@ -367,4 +468,119 @@ pub fn reach_marker(w: &SegmentWindow, now: DateTime<Utc>) -> Option<String> {
 /// A line's text without its roles.
 pub fn plain(l: &TextLine) -> String {
     l.spans.iter().map(|(t, _)| t.as_ref()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use trustdeck_proto::admin::ConnectivityState;
+    use trustdeck_topology::DaemonRole;
+    use trustdeck_topology::fleet::{AgentLinks, UpstreamLink};
+
+    use super::*;
+    use crate::text::glyphs::{ASCII, UNICODE};
+
+    const NOW: i64 = 1_795_504_323; // 2026-11-24 07:12:03Z
+
+    fn now() -> DateTime<Utc> {
+        DateTime::from_timestamp(NOW, 0).expect("now")
+    }
+
+    /// The longest case: lost by the console and by its agents, SVIDs past renewal, the upstream
+    /// lost too (last known).
+    fn lost(failure_in: i64) -> SegmentWindow {
+        SegmentWindow {
+            segment: "dmz-workloads".into(),
+            server: "dmz-workloads".into(),
+            role: DaemonRole::Downstream.into(),
+            reach: Reach::Lost {
+                since: NOW - 90,
+                error: "keepalive timed out".into(),
+            },
+            upstream: Some(UpstreamLink {
+                state: ConnectivityState::Lost.into(),
+                since: NOW - 300,
+                error: None,
+                as_of: Some(NOW - 90),
+            }),
+            x509_until: Some(NOW + 2 * 3600),
+            jwt_stops_now: true,
+            workloads_fail_at: Some(NOW + failure_in),
+            workloads: 12,
+            past_renewal: 10,
+            agents: AgentLinks {
+                total: 3,
+                lost: 2,
+                lost_since: Some(NOW - 60),
+            },
+            stale_secs: Some(90),
+        }
+    }
+
+    /// From the narrowest sentence the console draws (the windows pane of a 120-column
+    /// terminal) up: the moment that is the point of a sentence is there with its seconds and
+    /// its `in …` or `failing since`.
+    #[test]
+    fn the_failure_time_survives_every_width() {
+        for g in [&UNICODE, &ASCII] {
+            for room in 69..=200 {
+                let full = room + 3 >= 100;
+                let w = lost(25 * 60);
+                let srv = plain(&fitted(room, full, |words| {
+                    server_sentence(&w, now(), words, g)
+                }));
+                assert!(srv.chars().count() <= room, "{room}: {srv}");
+                assert!(srv.contains("07:37:03Z (in 25m 00s)"), "{room}: {srv}");
+                let up = plain(&fitted(room, full, |words| {
+                    upstream_sentence(&w, now(), words, g)
+                }));
+                assert!(up.chars().count() <= room, "{room}: {up}");
+                assert!(up.contains("09:12:03Z (in 2h 00m)"), "{room}: {up}");
+                let w = lost(-8);
+                let srv = plain(&fitted(room, full, |words| {
+                    server_sentence(&w, now(), words, g)
+                }));
+                assert!(srv.chars().count() <= room, "{room}: {srv}");
+                assert!(
+                    srv.contains("failing since ") && srv.contains("07:11:55Z"),
+                    "{room}: {srv}"
+                );
+            }
+        }
+    }
+
+    /// Words go in order: `(console)` and the SVID count before the seconds of the loss.
+    #[test]
+    fn less_useful_words_go_first() {
+        let w = lost(25 * 60);
+        let g = &UNICODE;
+        let s = |words| plain(&server_sentence(&w, now(), words, g));
+        assert_eq!(
+            s(Words::Short),
+            "server unreachable since 07:10:33Z (console) / agents lost it at 07:11:03Z; 10 SVIDs past renewal; first failure at 07:37:03Z (in 25m 00s)"
+        );
+        assert_eq!(
+            s(Words::Terse),
+            "server unreachable since 07:10:33Z / agents lost it at 07:11:03Z; 10 past renewal; fails 07:37:03Z (in 25m 00s)"
+        );
+        assert_eq!(
+            s(Words::Tiny),
+            "unreachable since 07:10Z / agents lost it at 07:11Z; fails 07:37:03Z (in 25m 00s)"
+        );
+        assert_eq!(
+            s(Words::Bare),
+            "unreachable / agents lost it; fails 07:37:03Z (in 25m 00s)"
+        );
+    }
+
+    #[test]
+    fn the_strip_keeps_the_time_of_day() {
+        let w = lost(25 * 60);
+        assert_eq!(strip_server(&w, now(), 23).0, "fails 07:37:03Z");
+        assert_eq!(
+            strip_server(&w, now(), 40).0,
+            "10 late, fails 07:37:03Z (in 25m 00s)"
+        );
+        let w = lost(-8);
+        assert_eq!(strip_server(&w, now(), 23).0, "failing since 07:11:55Z");
+    }
 }

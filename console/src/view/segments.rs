@@ -19,7 +19,7 @@ use crate::app::App;
 use crate::layout::SEGMENT_LINES;
 use crate::text::TextLine;
 use crate::text::window::{
-    Words, reach_marker, server_sentence, strip_server, strip_upstream, upstream_sentence,
+    Words, fitted, reach_marker, server_sentence, strip_server, strip_upstream, upstream_sentence,
     upstream_state,
 };
 
@@ -29,23 +29,6 @@ const FULL_WIDTH: u16 = 100;
 /// A line of the window's words, styled.
 fn styled(l: TextLine, th: Theme) -> Parts {
     l.spans.into_iter().map(|(t, r)| (t, th.style(r))).collect()
-}
-
-/// The most words of `make` that fit in `w` columns (the tersest when none does); the full
-/// dates only from [`FULL_WIDTH`] columns.
-fn sentence(w: u16, make: impl Fn(Words) -> TextLine) -> TextLine {
-    let mut last = TextLine::default();
-    let first = if w + 3 >= FULL_WIDTH { 0 } else { 1 };
-    for words in [Words::Full, Words::Short, Words::Tiny]
-        .into_iter()
-        .skip(first)
-    {
-        last = make(words);
-        if last.width() <= usize::from(w) {
-            break;
-        }
-    }
-    last
 }
 
 /// `gcp · server gcp, downstream · 3 workload SVIDs`, and `UNREACHABLE 20s: last known` when
@@ -83,12 +66,9 @@ fn segment_title(w: &SegmentWindow, now: DateTime<Utc>, th: Theme) -> Parts {
 
 /// A segment's four lines: title, upstream state, and the two sentences.
 fn window_block(w: &SegmentWindow, now: DateTime<Utc>, th: Theme, wd: u16) -> Vec<Parts> {
-    let words = if wd >= FULL_WIDTH {
-        Words::Full
-    } else {
-        Words::Short
-    };
-    let room = wd.saturating_sub(3);
+    let full = wd >= FULL_WIDTH;
+    let words = if full { Words::Full } else { Words::Short };
+    let room = usize::from(wd.saturating_sub(3));
     let (up_line, lvl) = upstream_state(w, now, words, th.g);
     let stale = w.upstream.as_ref().is_some_and(|u| u.as_of.is_some());
     let up_style = if stale { th.stale() } else { th.level(lvl) };
@@ -109,11 +89,11 @@ fn window_block(w: &SegmentWindow, now: DateTime<Utc>, th: Theme, wd: u16) -> Ve
         title,
         up_parts,
         indent(styled(
-            sentence(room, |words| upstream_sentence(w, now, words, th.g)),
+            fitted(room, full, |words| upstream_sentence(w, now, words, th.g)),
             th,
         )),
         indent(styled(
-            sentence(room, |words| server_sentence(w, now, words, th.g)),
+            fitted(room, full, |words| server_sentence(w, now, words, th.g)),
             th,
         )),
     ]
@@ -176,11 +156,12 @@ pub fn windows_pane(app: &App, buf: &mut Buffer, r: Rect, now: DateTime<Utc>, th
 static STRIP: Table = Table {
     columns: &[
         Column::fixed("SEGMENT", 8),
-        Column::fixed("UPSTREAM", 20),
+        Column::fixed("UPSTREAM", 19),
         Column::fixed("IF UPSTREAM LOST", 26),
         Column::fill("IF SERVER LOST", 0),
     ],
-    right_pad: 1,
+    // `failing since 07:11:55Z` fits at 80 columns.
+    right_pad: 0,
 };
 
 /// The compact per-segment table shown above the list on small terminals.
@@ -213,7 +194,7 @@ pub fn strip(app: &App, buf: &mut Buffer, r: Rect, now: DateTime<Utc>, th: Theme
         }
         let (if_up, role) = strip_upstream(w, now, th.g);
         cells.text(&if_up, th.style(role));
-        let (if_srv, role) = strip_server(w, now);
+        let (if_srv, role) = strip_server(w, now, usize::from(cols.get(3)));
         cells.text(&if_srv, th.style(role));
     }
 }
