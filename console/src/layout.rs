@@ -101,10 +101,16 @@ pub fn areas(area: Rect, view: View, c: Content) -> Areas {
     let zero = Rect::new(area.x, body_y, 0, 0);
     if is_large(area) {
         let bottom_h = (1 + c.window_lines).clamp(6, 16);
-        let avail = body_h.saturating_sub(bottom_h + EVENTS_PANE);
+        // The events view is the events pane made large: no second copy below it.
+        let least_events = if view == View::Events { 0 } else { EVENTS_PANE };
+        let avail = body_h.saturating_sub(bottom_h + least_events);
         let spare = avail.saturating_sub(main_need(view, c.items));
         let events_need = u16::try_from(c.events + 1).unwrap_or(u16::MAX);
-        let extra = spare.min(events_need.saturating_sub(EVENTS_PANE));
+        let extra = if view == View::Events {
+            0
+        } else {
+            spare.min(events_need.saturating_sub(EVENTS_PANE))
+        };
         let main_h = avail - extra;
         let by = body_y + main_h;
         let left_w = area.width * 3 / 5;
@@ -115,7 +121,7 @@ pub fn areas(area: Rect, view: View, c: Content) -> Areas {
             main: rows_of(area, body_y, main_h),
             windows: Rect::new(area.x, by, left_w, bottom_h),
             soonest: Rect::new(area.x + left_w + 1, by, area.width - left_w - 1, bottom_h),
-            events: rows_of(area, by + bottom_h, EVENTS_PANE + extra),
+            events: rows_of(area, by + bottom_h, least_events + extra),
             footer,
         }
     } else {
@@ -247,5 +253,12 @@ mod tests {
         let a = areas(screen((160, 48)), View::Segments, content(3, 500));
         // Segments take 5 lines each: 1 + 15 needed.
         assert_eq!(a.main.height, 16);
+    }
+
+    #[test]
+    fn the_events_view_has_no_events_pane_below_it() {
+        let a = areas(screen((120, 40)), View::Events, content(40, 40));
+        assert_eq!(a.events.height, 0);
+        assert_eq!(a.main.height, 40 - 3 - 12);
     }
 }

@@ -315,3 +315,62 @@ fn the_event_detail_marks_an_unreachable_daemon() {
     let s = lines(&draw(&app, 120, 30, false)).join("\n");
     assert!(s.contains("dmz (segment dmz), last-known"), "{s}");
 }
+
+/// At 120 columns the events view is the only list of events on screen, messages that fit are
+/// whole, and two daemons whose names differ at the end are told apart.
+#[test]
+fn events_view_gives_the_message_the_room_and_names_in_full() {
+    let app = with_view(base(120, 40), View::Events);
+    let s = lines(&draw(&app, 120, 40, false)).join("\n");
+    assert_eq!(
+        s.matches("JWT-SVID minting paused").count(),
+        1,
+        "no events pane under the events view: {s}"
+    );
+    assert!(
+        s.contains("upstream upstream.demo:8443: tls handshake: connection reset by peer"),
+        "{s}"
+    );
+    let app = with_view(app_sized(two_agents_fleet(), 120, 40), View::Events);
+    let s = lines(&draw(&app, 120, 40, false)).join("\n");
+    assert!(s.contains("console cannot reach dmz-workloads-1: "), "{s}");
+    assert!(s.contains(" dmz-workloads-1 "), "{s}");
+    assert!(s.contains(" dmz-workloads-2 "), "{s}");
+    snap("events_two_agents_120x40", &app, 120, 40);
+    // At 80 columns the names are still told apart.
+    let app = with_view(app_sized(two_agents_fleet(), 80, 24), View::Events);
+    let rows = lines(&draw(&app, 80, 24, false));
+    let names: Vec<&str> = rows
+        .iter()
+        .filter(|r| r.contains("console cannot reach"))
+        .map(|r| r.split_whitespace().nth(3).unwrap_or(""))
+        .collect();
+    assert_eq!(names.len(), 2, "{rows:#?}");
+    assert_ne!(names[0], names[1], "{rows:#?}");
+}
+
+/// `:daemons` and the tree tell apart names that differ only at the end.
+#[test]
+fn daemons_and_tree_names_keep_their_end() {
+    let app = with_view(app_sized(two_agents_fleet(), 80, 24), View::Daemons);
+    let s = lines(&draw(&app, 80, 24, false)).join("\n");
+    assert!(
+        s.contains("dmz-workloads-1") && s.contains("dmz-workloads-2"),
+        "{s}"
+    );
+    let app = base(160, 48);
+    let rows = lines(&draw(&app, 160, 48, false));
+    let worker = rows
+        .iter()
+        .find(|r| r.contains("SVID prod/payments/worker"))
+        .expect("worker row");
+    assert!(worker.contains("payments/worker "), "{worker}");
+    let mut app = base(80, 24);
+    update(&mut app, key(KeyCode::End), now());
+    let rows = lines(&draw(&app, 80, 24, false));
+    assert!(
+        rows.iter()
+            .any(|r| r.contains("SVID prod/") && r.contains("worker ")),
+        "{rows:#?}"
+    );
+}

@@ -184,6 +184,38 @@ impl Widths {
         self.widths[i]
     }
 
+    /// Makes column `i` `w` wide (a hidden one shows) if the fill column keeps its least width
+    /// after giving the difference (or takes what `i` gives back); says whether it did.
+    pub fn resize(&mut self, i: usize, w: u16) -> bool {
+        let cols = self.table.columns;
+        let Some(f) = cols.iter().position(|c| c.fill) else {
+            return false;
+        };
+        let old = i32::from(self.widths[i]);
+        let sep = |x: i32| i32::from(x > 0);
+        let cost = i32::from(w) + sep(i32::from(w)) - old - sep(old);
+        let fill = i32::from(self.widths[f]) - cost;
+        if i == f || fill < i32::from(cols[f].min) {
+            return false;
+        }
+        self.widths[i] = w;
+        self.widths[f] = fill as u16;
+        true
+    }
+
+    /// Makes column `i` `want` wide, or as wide as the fill column keeping `keep` allows (a
+    /// narrower `want` always).
+    pub fn fit(&mut self, i: usize, want: u16, keep: u16) {
+        let Some(f) = self.table.columns.iter().position(|c| c.fill) else {
+            return;
+        };
+        let spare = self.widths[f].saturating_sub(keep);
+        let to = want.min(self.widths[i] + spare);
+        if to != self.widths[i] {
+            self.resize(i, to);
+        }
+    }
+
     /// Draws the header row at the top of `r`.
     pub fn header(&self, buf: &mut Buffer, r: Rect, th: Theme) {
         let mut row = self.row(buf, r.x, r.y, th);
@@ -251,6 +283,7 @@ impl Cells<'_> {
 #[cfg(test)]
 mod tests {
     use super::super::{daemons, events, tree};
+    use super::{Column, Step, Table};
 
     fn widths(t: &'static super::Table, w: u16) -> Vec<u16> {
         let s = t.solve(w);
@@ -272,8 +305,31 @@ mod tests {
 
     #[test]
     fn steps_of_one_priority_are_taken_together() {
-        // TIME and KIND widen together, from 120 columns; the message takes the rest but one.
-        assert_eq!(widths(&events::TABLE, 119), [10, 9, 10, 16, 68]);
-        assert_eq!(widths(&events::TABLE, 120), [20, 9, 10, 20, 55]);
+        const WIDE: Step = Step::new(1, 20, 55);
+        static T: Table = Table {
+            columns: &[
+                Column::grows("A", 10, &[WIDE]),
+                Column::fixed("B", 9),
+                Column::grows("C", 16, &[WIDE]),
+                Column::fill("D", 0),
+            ],
+            right_pad: 1,
+        };
+        assert_eq!(widths(&T, 108), [10, 9, 16, 68]);
+        assert_eq!(widths(&T, 109), [20, 9, 20, 55]);
+    }
+
+    #[test]
+    fn resize_takes_from_the_fill_column() {
+        let mut w = events::TABLE.solve(80);
+        let (name, msg) = (w.get(2), w.get(4));
+        assert!(w.resize(2, name + 5));
+        assert_eq!((w.get(2), w.get(4)), (name + 5, msg - 5));
+        assert!(!w.resize(2, 200), "the fill keeps its least width");
+        assert!(w.resize(2, 0), "hidden: its separator goes too");
+        assert_eq!(w.get(4), msg + name + 1);
+        assert!(w.resize(2, name));
+        w.fit(2, 200, 20);
+        assert_eq!(w.get(4), 20, "fit widens while the fill keeps 20");
     }
 }

@@ -36,6 +36,27 @@ pub static TABLE: Table = Table {
     right_pad: 0,
 };
 
+/// A name longer than this is cut in the middle.
+const NAME_MAX: u16 = 24;
+/// Columns the error or endpoint keeps when the name column widens.
+const NAME_KEEP: u16 = 16;
+
+/// Widens (or narrows) the NAME column of `cols` to the longest daemon name, within
+/// [`NAME_MAX`] and as long as the error keeps [`NAME_KEEP`] columns.
+pub fn fit_names(app: &App, cols: &mut Widths) {
+    let longest = app
+        .fleet
+        .daemons
+        .iter()
+        .map(|d| crate::text::width(&d.name))
+        .max()
+        .unwrap_or(0);
+    let want = u16::try_from(longest)
+        .unwrap_or(NAME_MAX)
+        .clamp(4, NAME_MAX);
+    cols.fit(0, want, NAME_KEEP);
+}
+
 /// Draws daemon `d`'s row at line `y`.
 pub fn row(
     app: &App,
@@ -48,7 +69,7 @@ pub fn row(
 ) {
     let ds = &app.fleet.daemons[d];
     let mut cells = cols.row(buf, x0, y, th);
-    cells.text(&ds.name, th.title());
+    cells.middle("", &ds.name, th.title());
     cells.text(ds.role().as_str(), Style::new());
     cells.text(ds.segment(), Style::new());
     let g = th.g;

@@ -67,7 +67,7 @@ pub fn render(app: &App, frame: &mut Frame, now: DateTime<Utc>, color: bool) {
         };
         pane_title(buf, r, "events", &right, th);
         let rows = Rect::new(r.x, r.y + 1, r.width, r.height - 1);
-        events::rows(app, buf, rows, 0, None, now, th);
+        events::rows(app, buf, (rows, None), (0, None), now, th);
     }
     let cursor = footer::footer(app, buf, a.footer, th);
     overlay::overlay(app, frame, area, now, th);
@@ -160,12 +160,14 @@ fn main_view(app: &App, buf: &mut Buffer, r: Rect, now: DateTime<Utc>, th: Theme
     match v {
         View::Segments => segments::rows(app, buf, list, (off, page), sel, now, th),
         View::Events => {
-            events::TABLE.solve(r.width).header(buf, head, th);
-            events::rows(app, buf, list, off, sel, now, th);
+            events::rows(app, buf, (list, Some(head)), (off, sel), now, th);
         }
         View::Tree | View::Expiring | View::Daemons | View::Timeline => {
             let Some(t) = table(v) else { return };
-            let cols = t.solve(r.width);
+            let mut cols = t.solve(r.width);
+            if v == View::Daemons {
+                daemons::fit_names(app, &mut cols);
+            }
             if v == View::Timeline {
                 timeline::header(&cols, buf, head, th);
             } else {

@@ -14,7 +14,7 @@ use super::columns::{Column, Step, Table, Widths};
 use super::theme::Theme;
 use crate::app::App;
 use crate::text::format::{bar, kind_tag, left_text, level_word, node_ttl, short_time, state_cell};
-use crate::text::width;
+use crate::text::{fit_middle, width};
 
 /// Columns the name keeps before optional columns are shown (80 columns keep the expiry
 /// beside a state as wide as `renewal overdue`).
@@ -116,6 +116,12 @@ fn name<'a>(app: &'a App, row: Row, w: u16, th: Theme) -> Vec<(Cow<'a, str>, Sty
         _ => " ",
     };
     let tag = kind_tag(tree, row.idx);
+    let label = app.fleet.node_name(n);
+    // Names cut in the middle: two SVIDs that differ at the end stay apart.
+    let indent = usize::from(row.depth) * 2 + 7;
+    let room = usize::from(w).saturating_sub(indent);
+    let shown = fit_middle(label, room, th.g.ellipsis);
+    let rest = room.saturating_sub(width(&shown) + 2);
     let mut name = vec![
         (
             Cow::Owned("  ".repeat(usize::from(row.depth))),
@@ -123,16 +129,11 @@ fn name<'a>(app: &'a App, row: Row, w: u16, th: Theme) -> Vec<(Cow<'a, str>, Sty
         ),
         (Cow::Owned(format!("{marker} ")), th.dim()),
         (Cow::Owned(format!("{tag:<4} ")), th.tag()),
-        (Cow::Borrowed(app.fleet.node_name(n)), Style::new()),
+        (shown, Style::new()),
     ];
-    let label = app.fleet.node_name(n);
-    let used = usize::from(row.depth) * 2 + 7 + width(label);
-    if !n.spiffe_id.is_empty()
-        && n.spiffe_id != label
-        && usize::from(w) >= used + 2 + width(&n.spiffe_id).min(24)
-    {
+    if !n.spiffe_id.is_empty() && n.spiffe_id != label && rest >= width(&n.spiffe_id).min(24) {
         name.push((Cow::Borrowed("  "), Style::new()));
-        name.push((Cow::Borrowed(n.spiffe_id.as_str()), th.dim()));
+        name.push((fit_middle(&n.spiffe_id, rest, th.g.ellipsis), th.dim()));
     }
     name
 }
