@@ -281,8 +281,11 @@ fn tiers_block(
 /// listed its keys sorted, and scripts read it.
 #[derive(Serialize)]
 pub struct EventLine<'a> {
-    /// RFC 3339, daemon clock.
+    /// RFC 3339, on the clock of `clock`.
     at: Option<String>,
+    /// Whose clock `at` is on: `daemon`, or `console` for the events the console records
+    /// itself.
+    clock: &'static str,
     daemon: &'a str,
     /// A stable dedupe key: the same event has the same key across `watch` restarts.
     key: &'a str,
@@ -332,6 +335,7 @@ pub fn event_lines(fleet: &Fleet, from: u64) -> (Vec<String>, u64) {
 pub fn event_line(e: &FleetEvent) -> EventLine<'_> {
     EventLine {
         at: DateTime::from_timestamp_millis(e.event.at_ms).map(|t| t.to_rfc3339()),
+        clock: e.recorder.as_str(),
         daemon: &e.daemon,
         key: &e.key,
         kind: e.event.kind_wire().as_str(),

@@ -277,6 +277,7 @@ fn event_messages_name_the_peer_at_every_mention() {
         event: ev(9, -M, "warning", kind, message, ""),
         key: "k".into(),
         replayed: false,
+        recorder: trustdeck_topology::fleet::Recorder::Daemon,
     };
     let degraded = fe(
         "upstream-degraded",
@@ -372,5 +373,40 @@ fn daemons_and_tree_names_keep_their_end() {
         rows.iter()
             .any(|r| r.contains("SVID prod/") && r.contains("worker ")),
         "{rows:#?}"
+    );
+}
+
+/// The console's own events are on its clock (the daemon's skew does not move their age), and
+/// its connection events jump to the daemon's node.
+#[test]
+fn console_events_are_on_the_console_clock_and_jump_to_the_daemon() {
+    let mut f = fleet(100);
+    f.set_conn(
+        2,
+        DaemonConn::Lost {
+            since: at(-90),
+            error: "keepalive timed out".into(),
+        },
+        at(-90),
+    );
+    let mut app = with_view(app_sized(f, 120, 30), View::Events);
+    let pos = app
+        .events()
+        .iter()
+        .position(|&i| app.fleet.events[i].event.kind_wire().as_str() == "console-unreachable")
+        .expect("console-unreachable");
+    for _ in 0..pos {
+        update(&mut app, ch('j'), now());
+    }
+    update(&mut app, key(KeyCode::Enter), now());
+    let s = lines(&draw(&app, 120, 30, false)).join("\n");
+    // dmz's clock is 2 s ahead: on it the event would be 1m 32s old.
+    assert!(s.contains("(console clock), 1m 30s ago"), "{s}");
+    assert!(!s.contains("daemon clock"), "{s}");
+    update(&mut app, ch('t'), now());
+    assert_eq!(app.view, View::Tree);
+    assert_eq!(
+        app.selected_id(),
+        Some(format!("server:{}", server_id("dmz")).as_str())
     );
 }

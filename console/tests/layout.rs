@@ -3,7 +3,7 @@
 //! sentences keep their time of day.
 
 use trustdeck_console::app::App;
-use trustdeck_topology::fleet::{Fleet, FleetEvent};
+use trustdeck_topology::fleet::{Fleet, FleetEvent, Recorder};
 
 mod fixture;
 use fixture::*;
@@ -27,6 +27,7 @@ fn with_events(n: usize) -> Fleet {
             ),
             key: format!("gcp:0:{}", 100 + k),
             replayed: true,
+            recorder: Recorder::Daemon,
         });
     }
     f.events_total += n as u64;

@@ -1,8 +1,8 @@
-//! The event detail popup's document: the whole message (wrapped, never cut), when on the
-//! daemon's clock and how long ago, severity, kind, the daemon, and the node it is about.
+//! The event detail popup's document: the whole message (wrapped, never cut), when (on the
+//! clock of the daemon or of the console, whichever recorded it) and how long ago, severity, kind, the daemon, and the node it is about.
 
 use chrono::{DateTime, Utc};
-use trustdeck_topology::fleet::Level;
+use trustdeck_topology::fleet::{Level, Recorder};
 use trustdeck_topology::ttl::{fmt_secs, fmt_time};
 use trustdeck_topology::{Severity, Wire};
 
@@ -36,11 +36,16 @@ pub fn lines(app: &App, now: DateTime<Utc>) -> Vec<TextLine> {
     let e = &fe.event;
     let daemon = app.fleet.daemons.iter().position(|x| x.name == fe.daemon);
     let secs = e.at_ms.div_euclid(1000);
-    let dnow = daemon.map_or(now, |i| app.fleet.daemon_now(i, now));
-    let age = (dnow.timestamp() - secs).max(0);
+    // An event is on the clock of whoever recorded it; its age on that clock.
+    let (clock, then) = match (fe.recorder, daemon) {
+        (Recorder::Daemon, Some(i)) => ("daemon", app.fleet.daemon_now(i, now)),
+        (Recorder::Daemon, None) => ("daemon", now),
+        (Recorder::Console, _) => ("console", now),
+    };
+    let age = (then.timestamp() - secs).max(0);
     let mut out = vec![field(
         "time",
-        format!("{} (daemon clock), {} ago", fmt_time(secs), fmt_secs(age)),
+        format!("{} ({clock} clock), {} ago", fmt_time(secs), fmt_secs(age)),
         Role::Plain,
     )];
     let (sev, lvl) = severity_word(e.severity_wire(), app.charset.glyphs());

@@ -11,7 +11,7 @@ use trustdeck_proto::admin::{
 };
 use trustdeck_proto::vocab::Wire;
 
-use super::{DaemonState, Fleet, FleetEvent};
+use super::{DaemonState, Fleet, FleetEvent, Recorder};
 
 /// The console's connection to one daemon.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,6 +87,7 @@ impl Fleet {
         };
         let ds = &self.daemons[d];
         let (name, started) = (ds.name.clone(), ds.started_at());
+        let own_node = ds.own_node_id().unwrap_or_default().to_string();
         let reconnected = matches!(before, DaemonConn::Lost { .. }) && ds.is_live();
         for event in new_events {
             self.push_event(FleetEvent {
@@ -94,17 +95,20 @@ impl Fleet {
                 daemon: name.clone(),
                 event,
                 replayed,
+                recorder: Recorder::Daemon,
             });
         }
         if let (true, DaemonConn::Lost { since, .. }) = (reconnected, before) {
             let away = crate::ttl::fmt_secs((now - since).num_seconds().max(0));
-            self.push_event(console_event(
+            let mut e = console_event(
                 &name,
                 format!("console:reconnected:{name}:{}", now.timestamp()),
                 (Severity::Info, EventKind::ConsoleReconnected),
                 format!("console has {name}'s stream again, after {away} without it"),
                 now,
-            ));
+            );
+            e.event.node_id = own_node;
+            self.push_event(e);
         }
         self.generation += 1;
         Ok(())
@@ -155,13 +159,15 @@ impl Fleet {
         ds.conn = conn;
         if let Some(message) = first_failure {
             let name = ds.name.clone();
-            self.push_event(console_event(
+            let mut e = console_event(
                 &name,
                 format!("console:unreachable:{name}:{}", now.timestamp()),
                 (Severity::Error, EventKind::ConsoleUnreachable),
                 message,
                 now,
-            ));
+            );
+            e.event.node_id = ds.own_node_id().unwrap_or_default().to_string();
+            self.push_event(e);
         }
         self.generation += 1;
     }
@@ -186,6 +192,7 @@ pub(super) fn console_event(
         },
         key,
         replayed: false,
+        recorder: Recorder::Console,
     }
 }
 

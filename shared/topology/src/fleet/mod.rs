@@ -18,7 +18,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use trustdeck_proto::admin::{Connectivity, DaemonIdentity, DaemonRole, Event, Node};
+use trustdeck_proto::admin::{Connectivity, DaemonIdentity, DaemonRole, Event, Node, NodeKind};
 use trustdeck_proto::vocab::Wire;
 
 pub mod conn;
@@ -146,6 +146,25 @@ impl DaemonState {
         self.upstream_failing_since
     }
 
+    /// The id of the daemon's own node (`server:<id>`, `agent:<id>`) among the nodes it
+    /// published, when it said who it is.
+    pub fn own_node_id(&self) -> Option<&str> {
+        let me = self
+            .identity
+            .as_ref()
+            .map(|i| i.spiffe_id.as_str())
+            .filter(|s| !s.is_empty())?;
+        let kind = if self.role() == DaemonRole::Agent {
+            NodeKind::Agent
+        } else {
+            NodeKind::Server
+        };
+        self.nodes
+            .values()
+            .find(|n| n.kind_wire() == kind && n.spiffe_id == me)
+            .map(|n| n.id.as_str())
+    }
+
     /// The start time the daemon reported (0: not known), part of its events' keys.
     pub fn started_at(&self) -> i64 {
         self.identity.as_ref().map_or(0, |i| i.started_at)
@@ -165,6 +184,28 @@ pub struct FleetEvent {
     /// History the daemon sent in its first snapshot to this console (it happened before the
     /// console watched), rather than something that happened while watched.
     pub replayed: bool,
+    /// Who recorded it, and so whose clock its time is on.
+    pub recorder: Recorder,
+}
+
+/// Who recorded an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorder {
+    /// The daemon: its time is on the daemon's clock.
+    Daemon,
+    /// The console (derived, or about its own connection): its time is on the console's
+    /// clock.
+    Console,
+}
+
+impl Recorder {
+    /// The word for `watch` lines: `daemon`, `console`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Recorder::Daemon => "daemon",
+            Recorder::Console => "console",
+        }
+    }
 }
 
 /// The whole fleet.

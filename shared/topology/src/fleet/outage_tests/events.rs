@@ -223,3 +223,35 @@ fn an_svid_expired_for_hours_is_recorded_once() {
         ]
     );
 }
+
+/// The console's own events are on the console's clock, and its connection events name the
+/// daemon's own node (so the console can show it).
+#[test]
+fn console_events_say_whose_clock_and_name_the_daemons_node() {
+    let mut f = demo(true);
+    let n0 = f.events.len();
+    lose(&mut f, D_DMZ, 1010);
+    lose(&mut f, D_W1, 1010);
+    let t = f.tree();
+    f.derive_events(&t, at(1400));
+    let new: Vec<&FleetEvent> = f.events.iter().skip(n0).collect();
+    assert!(!new.is_empty());
+    assert!(
+        new.iter().all(|e| e.recorder == Recorder::Console),
+        "{new:?}"
+    );
+    let node_of = |d: &str| {
+        new.iter()
+            .find(|e| e.daemon == d && e.event.kind_wire() == EventKind::ConsoleUnreachable)
+            .map(|e| e.event.node_id.as_str())
+    };
+    assert_eq!(node_of("dmz"), Some(DMZ));
+    assert_eq!(node_of("dmz-w1"), Some("agent:w1"));
+    // What the daemons sent is on their clock.
+    assert!(
+        f.events
+            .iter()
+            .take(n0)
+            .all(|e| e.recorder == Recorder::Daemon)
+    );
+}
