@@ -80,3 +80,16 @@ fn daemon_names_can_be_told_apart() {
         }
     }
 }
+
+/// At 80 columns the key of the cells is whole, so `?` (unreachable) and `.` (no data) can be
+/// told apart in ASCII too.
+#[test]
+fn the_key_fits_at_80_columns() {
+    let mut app = watched(50, 80, 24);
+    update(&mut app, ch('T'), now());
+    let s = lines(&draw(&app, 80, 24, false)).join("\n");
+    assert!(s.contains("▁ok ▄warn █crit ▒unreach ·none"), "{s}");
+    app.charset = trustdeck_console::text::glyphs::Charset::Ascii;
+    let s = lines(&draw(&app, 80, 24, false)).join("\n");
+    assert!(s.contains("_ok !warn Xcrit ?unreach .none"), "{s}");
+}

@@ -103,7 +103,7 @@ fn view_info(app: &App, v: View, len: usize, th: Theme) -> String {
         View::Segments => format!("{len} segments"),
         View::Events => format!("{len} newest first"),
         View::Daemons => format!("{len} daemons"),
-        View::Timeline => timeline::legend(th),
+        View::Timeline => format!("{len} rows"),
     };
     if !app.filter.is_empty() && matches!(v, View::Tree | View::Expiring | View::Events) {
         info = format!("{len} match \"{}\" {} {info}", app.filter, th.g.dot);

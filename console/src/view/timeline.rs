@@ -15,9 +15,11 @@ use crate::app::App;
 use crate::app::history::{INTERVAL_SECS, Mark, SLOTS, Series, Subject};
 use crate::text::format::clock_time;
 
+const NOW: usize = 2;
 const HISTORY: usize = 3;
 
-/// KIND NAME NOW HISTORY; the name widens when the strip still shows the whole hour.
+/// KIND NAME NOW HISTORY; the name widens when the strip still shows the whole hour. The NOW
+/// header is the cells' key, the history's an axis of minutes.
 pub static TABLE: Table = Table {
     columns: &[
         Column::fixed("KIND", 7),
@@ -28,11 +30,12 @@ pub static TABLE: Table = Table {
     right_pad: 1,
 };
 
-/// The legend of the cells, for the title bar.
-pub fn legend(th: Theme) -> String {
+/// The key of the cells, in the NOW column's header (30 columns, so at every width):
+/// `▁ok ▄warn █crit ▒unreach ·none`.
+fn legend(th: Theme) -> String {
     let t = th.g.timeline;
     format!(
-        "{} ok {} warning {} critical {} unreachable {} no data",
+        "{}ok {}warn {}crit {}unreach {}none",
         t[1], t[2], t[3], t[4], t[0]
     )
 }
@@ -68,6 +71,10 @@ fn now_text(r: &Series, now: DateTime<Utc>, th: Theme) -> (String, Style) {
 /// The column header with the history's time axis: `-45m`, `-30m`, … and `now`.
 pub fn header(cols: &Widths, buf: &mut Buffer, r: Rect, th: Theme) {
     cols.header(buf, r, th);
+    let now_x = r.x + 1 + (0..NOW).map(|i| cols.get(i) + 1).sum::<u16>();
+    let now_w = usize::from(cols.get(NOW));
+    buf.set_stringn(now_x, r.y, " ".repeat(now_w), now_w, Style::new());
+    buf.set_stringn(now_x, r.y, legend(th), now_w, th.head());
     let n = usize::from(cols.get(HISTORY)).min(SLOTS);
     let x0 = r.x + 1 + (0..HISTORY).map(|i| cols.get(i) + 1).sum::<u16>();
     let mut axis = vec![' '; n];
