@@ -380,16 +380,7 @@ fn daemons_and_tree_names_keep_their_end() {
 /// its connection events jump to the daemon's node.
 #[test]
 fn console_events_are_on_the_console_clock_and_jump_to_the_daemon() {
-    let mut f = fleet(100);
-    f.set_conn(
-        2,
-        DaemonConn::Lost {
-            since: at(-90),
-            error: "keepalive timed out".into(),
-        },
-        at(-90),
-    );
-    let mut app = with_view(app_sized(f, 120, 30), View::Events);
+    let mut app = with_view(app_sized(dmz_stale_fleet(), 120, 30), View::Events);
     let pos = app
         .events()
         .iter()

@@ -756,20 +756,6 @@ fn values_from_a_newer_daemon_show_as_unknown() {
 // ---------------------------------------------------------------------------------------------
 // Outage states: the dmz server stopped (stale), never reached, and failing
 
-/// The fixed fleet with the dmz server lost 90 s ago (last heard 100 s ago).
-fn dmz_stale_fleet() -> Fleet {
-    let mut f = fleet(100);
-    f.set_conn(
-        2,
-        DaemonConn::Lost {
-            since: at(-90),
-            error: "keepalive timed out".into(),
-        },
-        at(-90),
-    );
-    f
-}
-
 /// The dmz server lost 20 minutes ago: one of its SVIDs expired 8 s ago (workloads are
 /// failing), another is past renewal.
 fn dmz_failing_fleet() -> Fleet {
@@ -785,14 +771,7 @@ fn dmz_failing_fleet() -> Fleet {
         })),
     };
     f.apply(2, msg, at(-20 * M - 5)).expect("delta");
-    f.set_conn(
-        2,
-        DaemonConn::Lost {
-            since: at(-20 * M),
-            error: "keepalive timed out".into(),
-        },
-        at(-20 * M),
-    );
+    lose(&mut f, 2, 20 * M, "keepalive timed out");
     f
 }
 

@@ -175,7 +175,8 @@ impl App {
             self.flash(Level::Warning, format!("{} is too long to copy", item.what));
             return;
         }
-        let shown = crate::text::fit(&item.text, 40);
+        // Cut in the middle: the end tells SPIFFE IDs and URIs apart.
+        let shown = crate::text::fit_middle(&item.text, 40, self.charset.glyphs().ellipsis);
         self.flash(Level::Ok, format!("copied {} {shown}", item.what));
         fx.push(Effect::Copy {
             what: item.what.to_string(),

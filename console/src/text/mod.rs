@@ -86,11 +86,6 @@ pub fn width(s: &str) -> usize {
     s.chars().count()
 }
 
-/// `s` cut to `w` columns, with `…` when cut.
-pub fn fit(s: &str, w: usize) -> Cow<'_, str> {
-    fit_with(s, w, "…")
-}
-
 /// `s` cut to `w` columns, with `ellipsis` when cut (as much of it as fits).
 pub fn fit_with<'a>(s: &'a str, w: usize, ellipsis: &str) -> Cow<'a, str> {
     if width(s) <= w {
@@ -144,7 +139,7 @@ mod tests {
 
     #[test]
     fn fit_cuts_with_the_ellipsis_of_the_charset() {
-        assert_eq!(fit("abcdef", 4), "abc…");
+        assert_eq!(fit_with("abcdef", 4, "…"), "abc…");
         assert_eq!(fit_with("abcdef", 4, "..."), "a...");
         assert_eq!(fit_with("abcdef", 2, "..."), "..");
         assert_eq!(fit_with("abc", 3, "..."), "abc");

@@ -137,24 +137,31 @@ pub fn upstream_state(
     }
 }
 
+/// `{what} 07:37:03Z (in 25m 00s)`, a warning below `warn` seconds.
+fn countdown(
+    what: &str,
+    t: i64,
+    (now, words): (DateTime<Utc>, Words),
+    warn: i64,
+) -> (Cow<'static, str>, Role) {
+    let left = t - now.timestamp();
+    piece(
+        format!("{what} {} (in {})", words.key(t, now), fmt_secs(left)),
+        Role::Countdown(deadline_level(left, warn)),
+    )
+}
+
 /// X.509 continues until `t` (or stopped at `t`).
 fn x509_until(t: Deadline, now: DateTime<Utc>, words: Words) -> (Cow<'static, str>, Role) {
     match t {
         Deadline::At(t) => {
-            let left = t - now.timestamp();
             let verb = if words == Words::Full {
                 "continues "
             } else {
                 ""
             };
-            piece(
-                format!(
-                    "X.509 {verb}until {} (in {})",
-                    words.key(t, now),
-                    fmt_secs(left)
-                ),
-                Role::Countdown(deadline_level(left, X509_WARN_SECS)),
-            )
+            let what = format!("X.509 {verb}until");
+            countdown(&what, t, (now, words), X509_WARN_SECS)
         }
         Deadline::Passed(t) => piece(
             format!("X.509 stopped at {}", words.key(t, now)),
@@ -299,16 +306,12 @@ fn failure_piece(
 ) -> (Cow<'static, str>, Role) {
     match failure {
         Some(Deadline::At(t)) => {
-            let left = t - now.timestamp();
             let first = if words <= Words::Short {
-                "first failure at"
+                "; first failure at"
             } else {
-                "fails"
+                "; fails"
             };
-            piece(
-                format!("; {first} {} (in {})", words.key(t, now), fmt_secs(left)),
-                Role::Countdown(deadline_level(left, WORKLOADS_WARN_SECS)),
-            )
+            countdown(first, t, (now, words), WORKLOADS_WARN_SECS)
         }
         Some(Deadline::Passed(t)) => piece(
             format!("; failing since {}", words.key(t, now)),
@@ -331,17 +334,7 @@ pub fn server_sentence(
         ServerOutage::IfLostNow { fail_at } => {
             spans.push(piece(format!("server lost now {} ", g.arrow), Role::Dim));
             spans.push(match fail_at {
-                Some(at) => {
-                    let left = at - now.timestamp();
-                    piece(
-                        format!(
-                            "workloads fail at {} (in {})",
-                            words.key(at, now),
-                            fmt_secs(left)
-                        ),
-                        Role::Countdown(deadline_level(left, WORKLOADS_WARN_SECS)),
-                    )
-                }
+                Some(at) => countdown("workloads fail at", at, (now, words), WORKLOADS_WARN_SECS),
                 None => piece("no workload SVIDs below it", Role::Plain),
             });
         }

@@ -113,7 +113,7 @@ fn copy_menu(app: &App, frame: &mut Frame, area: Rect, th: Theme) {
         .enumerate()
         .map(|(i, it)| {
             let text = format!(" {:<12} {}", it.what, it.text);
-            let text = crate::text::fit(&text, inner).into_owned();
+            let text = th.fit(&text, inner).into_owned();
             let line = Line::styled(format!("{text:<inner$}"), ratatui::style::Style::new());
             if i == m.cursor {
                 line.style(Theme::selected())

@@ -66,18 +66,7 @@ fn upstream_nodes() -> Vec<Node> {
             0,
             90_000,
         ),
-        with_id(
-            n(
-                "agent:node",
-                UP,
-                NodeKind::Agent,
-                NodeState::Attested,
-                0,
-                3000,
-            ),
-            "spiffe://td/agent/node",
-            "root",
-        ),
+        node_agent("root"),
         with_id(
             n(
                 "svid:node#ds",
@@ -157,20 +146,25 @@ fn workload_agent_nodes() -> Vec<Node> {
     ]
 }
 
+/// The node agent (attested to the upstream) as `segment` sees it.
+fn node_agent(segment: &str) -> Node {
+    with_id(
+        n(
+            "agent:node",
+            UP,
+            NodeKind::Agent,
+            NodeState::Attested,
+            0,
+            3000,
+        ),
+        "spiffe://td/agent/node",
+        segment,
+    )
+}
+
 fn node_agent_nodes() -> Vec<Node> {
     vec![
-        with_id(
-            n(
-                "agent:node",
-                UP,
-                NodeKind::Agent,
-                NodeState::Attested,
-                0,
-                3000,
-            ),
-            "spiffe://td/agent/node",
-            "dmz",
-        ),
+        node_agent("dmz"),
         with_id(
             n(
                 "svid:node#ds",
