@@ -39,7 +39,8 @@ pub enum Words {
     Terse,
     /// Loss moments to the minute (`06:12Z`), no SVID count.
     Tiny,
-    /// No loss moments (the segment's title says how long it has been unreachable).
+    /// No loss moments and no `server` (the segment's title says how long it has been
+    /// unreachable).
     Bare,
 }
 
@@ -262,7 +263,7 @@ fn who_lost(
     now: DateTime<Utc>,
     words: Words,
 ) -> String {
-    let server = if words >= Words::Tiny { "" } else { "server " };
+    let server = if words == Words::Bare { "" } else { "server " };
     let console = if words >= Words::Terse {
         ""
     } else {
@@ -291,7 +292,7 @@ fn who_lost(
     match (by_console, agents) {
         (Some(c), Some(a)) => format!("{c} / {a}"),
         (Some(c), None) => c,
-        (None, Some(a)) if words >= Words::Tiny => a,
+        (None, Some(a)) if words == Words::Bare => a,
         (None, Some(a)) => format!("server reachable{console} / {a}"),
         (None, None) => "server lost".to_string(),
     }
@@ -557,7 +558,7 @@ mod tests {
         );
         assert_eq!(
             s(Words::Tiny),
-            "unreachable since 07:10Z / agents lost it at 07:11Z; fails 07:37:03Z (in 25m 00s)"
+            "server unreachable since 07:10Z / agents lost it at 07:11Z; fails 07:37:03Z (in 25m 00s)"
         );
         assert_eq!(
             s(Words::Bare),
