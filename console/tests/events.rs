@@ -287,8 +287,9 @@ fn dump_writes_the_status_report_and_events_and_refuses_to_overwrite() {
         panic!("no dump effect");
     };
     assert!(!overwrite);
+    let target = trustdeck_console::dump::resolve(dir.path(), None, &path).expect("path");
     let (written, size) =
-        trustdeck_console::dump::write(dir.path(), &path, &contents, false).expect("written");
+        trustdeck_console::dump::write(&target, &contents, false).expect("written");
     assert_eq!(written, dir.path().join("incident.json"));
     let v: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&written).expect("read")).expect("json");
@@ -296,14 +297,14 @@ fn dump_writes_the_status_report_and_events_and_refuses_to_overwrite() {
     assert_eq!(v["status"]["exit_code"], 2);
     assert_eq!(v["events"].as_array().map(Vec::len), Some(6));
     assert_eq!(v["events"][0]["type"], "event");
-    let again = trustdeck_console::dump::write(dir.path(), &path, &contents, false);
+    let again = trustdeck_console::dump::write(&target, &contents, false);
     assert!(
         again
             .expect_err("exists")
             .to_string()
             .contains(":dump! overwrites")
     );
-    assert!(trustdeck_console::dump::write(dir.path(), &path, "{}", true).is_ok());
+    assert!(trustdeck_console::dump::write(&target, "{}", true).is_ok());
     update(&mut app, Msg::Dumped(Ok((written.clone(), size))), now());
     let s = lines(&draw(&app, 80, 24, false)).join("\n");
     assert!(s.contains("dumped the fleet to"), "{s}");
