@@ -278,14 +278,17 @@ fn copy(what: &str, text: &str) {
     }
 }
 
-/// Writes a `:dump` file, relative to the working directory.
+/// Writes a `:dump` file, relative to the working directory (`~/` is `$HOME`).
 fn dump(
     path: &std::path::Path,
     contents: &str,
     overwrite: bool,
 ) -> Result<(std::path::PathBuf, u64), String> {
     let cwd = std::env::current_dir().map_err(|e| format!("no working directory: {e}"))?;
-    crate::dump::write(&cwd, path, contents, overwrite).map_err(|e| e.to_string())
+    let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+    crate::dump::resolve(&cwd, home.as_deref(), path)
+        .and_then(|p| crate::dump::write(&p, contents, overwrite))
+        .map_err(|e| e.to_string())
 }
 
 /// Takes whatever else is queued, so a burst is applied once and drawn once. Input first:

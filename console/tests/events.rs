@@ -197,6 +197,61 @@ fn copy_menu_offers_what_the_node_has_and_copies_over_osc52() {
     assert!(s.contains("copied serial 4f:1a:9c:02"), "{s}");
 }
 
+/// A workload SVID as its agent publishes it (held, with the leaf's serial and issuer key id):
+/// the copy menu offers the serial, and the issuer path reaches the root from the node alone,
+/// even when the certificate could not be fetched.
+#[test]
+fn an_agents_svid_offers_its_serial_and_issuer_path() {
+    let mut app = base(120, 30);
+    let mut worker = downstream_nodes("gcp")
+        .into_iter()
+        .find(|n| n.id == worker_id())
+        .expect("worker");
+    worker.state = wire::<NodeState>("held");
+    worker.serial = "5c0ffee1".into();
+    worker.issuer_key_id = "11aa41".into();
+    let delta = WatchMessage {
+        revision: 2,
+        daemon_time_ms: now().timestamp_millis(),
+        body: Some(Body::Delta(Delta {
+            upserts: vec![worker],
+            ..Default::default()
+        })),
+    };
+    update(
+        &mut app,
+        Msg::Stream {
+            daemon: 1,
+            msg: delta,
+        },
+        now(),
+    );
+    assert!(app.show_in_tree(&worker_id(), now()));
+    update(&mut app, ch('y'), now());
+    let items = &app.copy_menu.as_ref().expect("menu").items;
+    assert_eq!(items[0].what, "SPIFFE ID");
+    assert!(
+        items
+            .iter()
+            .any(|i| i.what == "serial" && i.text == "5c0ffee1"),
+        "{items:?}"
+    );
+    update(&mut app, key(KeyCode::Esc), now());
+    update(&mut app, ch('d'), now());
+    update(
+        &mut app,
+        Msg::Detail {
+            node_id: worker_id(),
+            result: Err(DetailError::Rpc("keep-alive timed out".into())),
+        },
+        now(),
+    );
+    let doc = lines(&draw(&app, 120, 40, false)).join("\n");
+    assert!(doc.contains("gcp intermediate 41"), "{doc}");
+    assert!(doc.contains("is a root"), "{doc}");
+    assert!(!doc.contains("issuer not known"), "{doc}");
+}
+
 #[test]
 fn the_cli_command_uses_the_segments_admin_socket() {
     let mut app = base(120, 30);
@@ -232,8 +287,9 @@ fn dump_writes_the_status_report_and_events_and_refuses_to_overwrite() {
         panic!("no dump effect");
     };
     assert!(!overwrite);
+    let target = trustdeck_console::dump::resolve(dir.path(), None, &path).expect("path");
     let (written, size) =
-        trustdeck_console::dump::write(dir.path(), &path, &contents, false).expect("written");
+        trustdeck_console::dump::write(&target, &contents, false).expect("written");
     assert_eq!(written, dir.path().join("incident.json"));
     let v: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&written).expect("read")).expect("json");
@@ -241,14 +297,14 @@ fn dump_writes_the_status_report_and_events_and_refuses_to_overwrite() {
     assert_eq!(v["status"]["exit_code"], 2);
     assert_eq!(v["events"].as_array().map(Vec::len), Some(6));
     assert_eq!(v["events"][0]["type"], "event");
-    let again = trustdeck_console::dump::write(dir.path(), &path, &contents, false);
+    let again = trustdeck_console::dump::write(&target, &contents, false);
     assert!(
         again
             .expect_err("exists")
             .to_string()
             .contains(":dump! overwrites")
     );
-    assert!(trustdeck_console::dump::write(dir.path(), &path, "{}", true).is_ok());
+    assert!(trustdeck_console::dump::write(&target, "{}", true).is_ok());
     update(&mut app, Msg::Dumped(Ok((written.clone(), size))), now());
     let s = lines(&draw(&app, 80, 24, false)).join("\n");
     assert!(s.contains("dumped the fleet to"), "{s}");

@@ -227,6 +227,10 @@ async fn agent_watch_shows_its_svids_and_server_link() {
     .await;
     let svid = nodes.iter().find(|n| n.spiffe_id == wid).expect("svid");
     assert_eq!(svid.parent, format!("agent:{agent_id}"));
+    // Serial and issuer key id, as the server writes them: the CA's subject key id.
+    let ca = trustdeck_spiffe::x509::summarize(&server.bundle_roots()[0]).expect("root");
+    assert_eq!(Some(&svid.issuer_key_id), ca.subject_key_id.as_ref());
+    assert!(!svid.serial.is_empty());
     assert_eq!(svid.segment, "gcp");
     let a = nodes
         .iter()
@@ -247,6 +251,50 @@ async fn agent_watch_shows_its_svids_and_server_link() {
             .as_str(),
         wid
     );
+    let leaf = trustdeck_spiffe::x509::summarize(&detail.chain_der[0]).expect("leaf");
+    assert_eq!(svid.serial, leaf.serial_hex);
+}
+
+/// Operator actions on an agent (ban, evict) and a refused attestation of a known agent carry
+/// that agent's node id, so the console can jump from the event to the node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_actions_and_refused_attestations_name_the_agents_node() {
+    let server = ServerProc::start("");
+    let mut c = observe_uds(admin_socket(&server)).await;
+    let mut s = c.watch(WatchRequest {}).await.expect("watch").into_inner();
+    snapshot(&mut s).await;
+    let token = server.token("10m");
+    let roots = server.bundle_roots();
+    let agent = AgentSession::join(&server.addr(), &roots, &token)
+        .await
+        .expect("attested");
+    let node = format!("agent:{}", agent.id);
+    server.cli_ok(&["agent", "ban", "--spiffe-id", agent.id.as_str()]);
+    let e = AgentSession::join(&server.addr(), &roots, &token)
+        .await
+        .err()
+        .expect("a banned agent attested");
+    assert!(e.message().contains("banned"), "{}", e.message());
+    server.cli_ok(&["agent", "evict", "--spiffe-id", agent.id.as_str()]);
+    let mut want = vec![
+        (EventKind::OperatorAction, "agent.ban"),
+        (EventKind::AttestationFailed, "banned"),
+        (EventKind::OperatorAction, "agent.evict"),
+    ];
+    while !want.is_empty() {
+        let Some(Body::Delta(d)) = next(&mut s).await.body else {
+            panic!("expected only deltas after the snapshot")
+        };
+        for e in &d.events {
+            if let Some(i) = want
+                .iter()
+                .position(|(k, has)| e.kind_wire() == *k && e.message.contains(has))
+            {
+                assert_eq!(e.node_id, node, "{e:?}");
+                want.remove(i);
+            }
+        }
+    }
 }
 
 async fn wait_for_async<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T

@@ -76,7 +76,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     CommandSpec {
         names: &["dump"],
         cmd: Cmd::Dump { overwrite: false },
-        help: "FILE: write the fleet state (status JSON and events) to a new FILE",
+        help: "FILE: write the fleet state (status JSON and events) to a new FILE (~/ is $HOME)",
     },
     CommandSpec {
         names: &["dump!"],

@@ -161,4 +161,27 @@ mod tests {
         let mid = jittered_renew_at(nb, na, 0.5);
         assert!(mid < nb + Duration::seconds(1800) && mid > nb + Duration::seconds(1440));
     }
+
+    /// The console's "renewal overdue" leaves this schedule room for a sync round: an SVID
+    /// received when issued (its `not_before` set back by the CA's backdate) is renewed, at the
+    /// latest, a few seconds before the console calls it overdue, whatever its lifetime.
+    #[test]
+    fn the_latest_renewal_is_before_the_console_calls_it_overdue() {
+        use trustdeck_topology::fleet::renewal::{CERT_BACKDATE_SECS, overdue_at};
+        assert_eq!(
+            trustdeck_pki::ca::BACKDATE.num_seconds(),
+            CERT_BACKDATE_SECS
+        );
+        let received = DateTime::from_timestamp(1_000_000, 0).unwrap();
+        for ttl in [30, 60, 300, 3600, 86_400] {
+            let nb = received - trustdeck_pki::ca::BACKDATE;
+            let na = received + Duration::seconds(ttl);
+            let latest = jittered_renew_at(std::cmp::max(nb, received), na, 0.0);
+            let overdue = overdue_at(nb.timestamp(), na.timestamp());
+            assert!(
+                overdue - latest.timestamp() >= 5,
+                "ttl {ttl}s: renews at {latest}, overdue at {overdue}"
+            );
+        }
+    }
 }

@@ -2,8 +2,10 @@
 //! carries beyond its remaining lifetime: renewal overdue, expired, an agent that lost its
 //! server.
 //!
-//! Agents renew an SVID (their own and their workloads') at half its lifetime, up to a tenth
-//! of the lifetime earlier (jitter). A renewal not done [`grace`] after the half-life point is
+//! Agents renew an SVID (their own and their workloads') at half its lifetime counted from when
+//! they received it, up to a tenth of the lifetime earlier (jitter). A fresh certificate's
+//! `not_before` is set back by the CA's backdate, so the agent's half-life point is half the
+//! backdate after the certificate's. A renewal not done [`grace`] after the agent's point is
 //! overdue: its server, or the agent, is not doing its job, long before the TTL thresholds
 //! make the SVID critical.
 
@@ -24,10 +26,18 @@ pub fn grace(life: i64) -> i64 {
     ((life as f64 * GRACE_FRACTION) as i64).max(GRACE_MIN_SECS)
 }
 
-/// When the renewal of an SVID valid over `[not_before, not_after]` becomes overdue.
+/// How far a CA sets a new certificate's `not_before` back for clock skew
+/// (`trustdeck_pki::ca::BACKDATE`; an agent test holds the two equal).
+pub const CERT_BACKDATE_SECS: i64 = 10;
+
+/// When the renewal of an SVID valid over `[not_before, not_after]` becomes overdue: [`grace`]
+/// after the agent's latest renewal point, half of what was left of the lifetime when the agent
+/// received it (a backdate after `not_before`). A daemon that publishes the issue time as
+/// `not_before` gets those few seconds more.
 pub fn overdue_at(not_before: i64, not_after: i64) -> i64 {
     let life = (not_after - not_before).max(0);
-    not_before + life / 2 + grace(life)
+    let received = not_before + CERT_BACKDATE_SECS.min(life);
+    received + (not_after - received) / 2 + grace(life)
 }
 
 /// Whether `n` is an SVID an agent renews: a workload SVID held or issued, or an attested
@@ -136,17 +146,18 @@ mod tests {
 
     #[test]
     fn renewal_is_overdue_after_half_life_and_grace() {
-        // 300 s: renews at 150 s, grace 15 s.
+        // 300 s from a not_before set 10 s back: received at 1010, renews at 1155 (half of
+        // the 290 s left), grace 15 s.
         let n = svid(1000, 1300);
-        assert_eq!(overdue_at(1000, 1300), 1165);
-        assert_eq!(svid_alert(&n, 1164), None);
+        assert_eq!(overdue_at(1000, 1300), 1170);
+        assert_eq!(svid_alert(&n, 1169), None);
         assert_eq!(
-            svid_alert(&n, 1165),
-            Some(NodeAlert::RenewalOverdue { since: 1165 })
+            svid_alert(&n, 1170),
+            Some(NodeAlert::RenewalOverdue { since: 1170 })
         );
         assert_eq!(svid_alert(&n, 1300), Some(NodeAlert::Expired { at: 1300 }));
-        // Short lifetimes keep the minimum grace.
-        assert_eq!(overdue_at(0, 30), 20);
+        // Short lifetimes keep the minimum grace: a 1-minute SVID received at 10 renews by 40.
+        assert_eq!(overdue_at(0, 70), 45);
         // Authorities are not renewed by agents.
         let mut ca = svid(0, 100);
         ca.kind = NodeKind::X509Authority.into();

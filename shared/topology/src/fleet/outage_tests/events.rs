@@ -9,11 +9,11 @@ fn renewal_overdue_and_expiry_are_alerts_and_events_once_per_certificate() {
     let th = Thresholds::default();
     let t = f.tree();
     let a = t.by_id["svid:w1#a"];
-    // 300 s SVIDs: renewal due at 1150, overdue at 1165.
-    assert_eq!(f.node_alert(&t, a, at(1160)), None);
+    // 300 s SVIDs (received 10 s after not_before): renewal due at 1155, overdue at 1170.
+    assert_eq!(f.node_alert(&t, a, at(1169)), None);
     assert_eq!(
         f.node_alert(&t, a, at(1170)),
-        Some(NodeAlert::RenewalOverdue { since: 1165 })
+        Some(NodeAlert::RenewalOverdue { since: 1170 })
     );
     assert_eq!(
         f.node_level(&t, a, at(1170), &th),
@@ -27,8 +27,8 @@ fn renewal_overdue_and_expiry_are_alerts_and_events_once_per_certificate() {
         h.reasons
     );
     let n0 = f.events_total;
-    assert_eq!(f.derive_events(&t, at(1180)), 3, "a, b and c");
-    assert_eq!(f.derive_events(&t, at(1181)), 0, "once");
+    assert_eq!(f.derive_events(&t, at(1185)), 3, "a, b and c");
+    assert_eq!(f.derive_events(&t, at(1186)), 0, "once");
     let late: Vec<&FleetEvent> = f.events.iter().skip(n0 as usize).collect();
     assert!(
         late.iter()
