@@ -33,12 +33,14 @@ impl Fleet {
         self.derived.retain(|_, forget| *forget > secs);
         let forget = secs + FORGET_AFTER_SECS;
         let mut new = Vec::new();
-        for i in 0..tree.nodes.len() {
-            let Some(alert) = self.node_alert(tree, i, now) else {
+        for t in &tree.nodes {
+            let n = &t.node;
+            // The SVID's own alert: an agent whose row shows its lost server still has a
+            // renewal that is overdue, and that is the event.
+            let dnow = self.daemon_now(t.source, now).timestamp();
+            let Some(alert) = super::renewal::svid_alert(n, dnow) else {
                 continue;
             };
-            let t = &tree.nodes[i];
-            let n = &t.node;
             let (kind, severity, what) = match alert {
                 NodeAlert::RenewalOverdue { since } => (
                     EventKind::SvidRenewalLate,

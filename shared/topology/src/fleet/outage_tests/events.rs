@@ -255,3 +255,26 @@ fn console_events_say_whose_clock_and_name_the_daemons_node() {
             .all(|e| e.recorder == Recorder::Daemon)
     );
 }
+
+/// An agent that cannot reach its server cannot renew its own SVID either: the overdue
+/// renewal is still an event, though the agent's row shows the lost server.
+#[test]
+fn an_agent_that_lost_its_server_still_gets_its_renewal_overdue_event() {
+    let mut f = demo(true);
+    set_link(&mut f, D_W1, (2, 1010), ConnectivityState::Lost, 1010);
+    let t = f.tree();
+    let agent = t.by_id["agent:w1"];
+    // A 3000 s SVID received at 10: renewal due at 1505, overdue 150 s later.
+    assert_eq!(
+        f.node_alert(&t, agent, at(1700)),
+        Some(NodeAlert::ServerLost { since: 1010 })
+    );
+    f.derive_events(&t, at(1700));
+    let late: Vec<&str> = f
+        .events
+        .iter()
+        .filter(|e| e.event.kind_wire() == EventKind::SvidRenewalLate)
+        .map(|e| e.event.node_id.as_str())
+        .collect();
+    assert!(late.contains(&"agent:w1"), "{late:?}");
+}
