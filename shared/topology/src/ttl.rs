@@ -25,15 +25,6 @@ impl Level {
             Level::Critical => "critical",
         }
     }
-
-    /// A symbol that keeps the meaning without colour.
-    pub fn symbol(self) -> &'static str {
-        match self {
-            Level::Ok => "✓",
-            Level::Warning => "!",
-            Level::Critical => "✗",
-        }
-    }
 }
 
 /// When a certificate's remaining lifetime counts as a warning or critical, as a fraction of

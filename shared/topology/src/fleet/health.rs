@@ -45,11 +45,6 @@ impl FleetHealth {
         }
     }
 
-    /// A symbol that keeps the meaning without colour.
-    pub fn symbol(self) -> &'static str {
-        self.level().symbol()
-    }
-
     /// The level its colour follows (unreachable is critical).
     pub fn level(self) -> Level {
         match self {
@@ -235,6 +230,6 @@ impl Fleet {
             None if left <= 0 => format!("expired at {} ({life} lifetime)", fmt_time(n.not_after)),
             None => format!("{} left of {life}", fmt_secs(left)),
         };
-        h.add(l, format!("{} {who}: {what}", n.label));
+        h.add(l, format!("{} {who}: {what}", self.node_name(n)));
     }
 }

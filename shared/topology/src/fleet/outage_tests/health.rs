@@ -139,3 +139,22 @@ fn an_expired_svid_reason_says_expired_not_a_negative_time_left() {
     assert!(a.contains("expired at 1970-01-01 00:21:40Z"), "{a}");
     assert!(!a.contains("-2s"), "{a}");
 }
+
+/// A reason names an agent as every view does: by its fleet name, not its label.
+#[test]
+fn reasons_name_agents_by_their_fleet_name() {
+    let th = Thresholds {
+        key_policy: false,
+        ..Thresholds::default()
+    };
+    let mut f = demo(true);
+    set_link(&mut f, D_W1, (2, 1010), ConnectivityState::Lost, 1010);
+    let h = f.health(&f.tree(), at(1020), &th);
+    assert!(
+        h.reasons
+            .iter()
+            .any(|r| r.starts_with("dmz-w1 ") && r.contains("server lost since")),
+        "{:?}",
+        h.reasons
+    );
+}
