@@ -182,7 +182,7 @@ pub fn table_with(fleet: &Fleet, now: DateTime<Utc>, th: &Thresholds, g: &Glyphs
             fmt_secs(n.not_after - now.timestamp()),
             fmt_time(n.not_after),
             tree.nodes[i].segment,
-            n.label,
+            fleet.node_name(n),
             if n.spiffe_id.is_empty() {
                 &n.id
             } else {
@@ -266,7 +266,7 @@ fn tiers_block(
             "  {} {:indent$}{} {} [{state}]{last_known} {left}",
             g.level(lvl),
             "",
-            n.label,
+            fleet.node_name(n),
             if n.spiffe_id.is_empty() {
                 &n.subject
             } else {

@@ -457,3 +457,35 @@ fn console_events_are_on_the_console_clock_and_jump_to_the_daemon() {
         Some(format!("server:{}", server_id("dmz")).as_str())
     );
 }
+
+/// `status --output table` names an agent as the console does: by the fleet name of the daemon
+/// it is, not by the label its server gives it.
+#[test]
+fn the_status_table_names_agents_by_their_fleet_name() {
+    use trustdeck_console::status;
+    let mut f = fleet_with(2, &[("gcp-node-one", DaemonRole::Agent, "gcp")]);
+    let mut m = snapshot(
+        "gcp-node-one",
+        "agent",
+        "gcp",
+        Vec::new(),
+        None,
+        Vec::new(),
+        0,
+        at(-2),
+    );
+    if let Some(Body::Snapshot(s)) = &mut m.body
+        && let Some(id) = &mut s.identity
+    {
+        id.spiffe_id = format!("{TD}/trustdeck/agent/gcp/node-1");
+    }
+    f.apply(3, m, at(-2)).expect("agent snapshot");
+    let table = status::table(&f, now(), &Thresholds::default());
+    let named = |name: &str| {
+        table
+            .lines()
+            .filter(|l| l.contains("spiffe://demo.trustdeck/trustdeck/agent/gcp/node-1"))
+            .all(|l| l.contains(name))
+    };
+    assert!(named("gcp-node-one") && !named("gcp-agent-1"), "{table}");
+}
