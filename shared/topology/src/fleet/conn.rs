@@ -75,14 +75,7 @@ impl Fleet {
         // the snapshot's new events happened while the console was watching (if blind).
         let replayed = !ds.ever_synced;
         let new_events = match msg.body.ok_or(ApplyError::Empty)? {
-            Body::Snapshot(s) => {
-                let seen = if s.events.is_empty() {
-                    0
-                } else {
-                    seen_seq(&self.events, &ds.name)
-                };
-                ds.apply_snapshot(msg.revision, s, seen)
-            }
+            Body::Snapshot(s) => ds.apply_snapshot(msg.revision, s),
             Body::Delta(delta) => ds.apply_delta(msg.revision, delta)?,
         };
         let ds = &self.daemons[d];
@@ -204,25 +197,9 @@ pub fn link_failing(state: Wire<ConnectivityState>) -> bool {
     )
 }
 
-/// The newest event number already shown for daemon `name`.
-fn seen_seq(events: &std::collections::VecDeque<super::FleetEvent>, name: &str) -> u64 {
-    events
-        .iter()
-        .filter(|e| e.daemon == name)
-        .map(|e| e.event.seq)
-        .max()
-        .unwrap_or(0)
-}
-
 impl DaemonState {
     /// Applies one snapshot message (a chunk, when `partial`); returns the events to record.
-    /// `seen` is the newest event number of this daemon already recorded.
-    fn apply_snapshot(
-        &mut self,
-        revision: u64,
-        s: trustdeck_proto::admin::Snapshot,
-        seen: u64,
-    ) -> Vec<Event> {
+    fn apply_snapshot(&mut self, revision: u64, s: trustdeck_proto::admin::Snapshot) -> Vec<Event> {
         let (rev, mut nodes) = match self.pending.take() {
             Some((rev, nodes)) if rev == revision => (rev, nodes),
             _ => (revision, Vec::new()),
@@ -237,9 +214,12 @@ impl DaemonState {
         // Only events newer than the ones already shown (a resubscription repeats the
         // daemon's history). A daemon that restarted numbers its events from 1 again: its
         // history ending below what was seen means everything in it is new.
-        let newest = s.events.iter().map(|e| e.seq).max().unwrap_or(0);
-        let seen = if newest < seen { 0 } else { seen };
-        let events = s.events.into_iter().filter(|e| e.seq > seen).collect();
+        let seen = match s.events.iter().map(|e| e.seq).max() {
+            Some(newest) if newest < self.seen_seq => 0,
+            _ => self.seen_seq,
+        };
+        let events: Vec<Event> = s.events.into_iter().filter(|e| e.seq > seen).collect();
+        self.seen_seq = events.iter().map(|e| e.seq).fold(seen, u64::max);
         nodes.extend(s.nodes);
         if s.partial {
             self.pending = Some((rev, nodes));
@@ -291,6 +271,11 @@ impl DaemonState {
         if let Some(id) = delta.identity {
             self.identity = Some(id);
         }
+        self.seen_seq = delta
+            .events
+            .iter()
+            .map(|e| e.seq)
+            .fold(self.seen_seq, u64::max);
         Ok(delta.events)
     }
 }

@@ -87,6 +87,9 @@ pub struct DaemonState {
     /// Whether a complete snapshot was ever applied in this run (the history in the first
     /// one is replayed, not watched).
     ever_synced: bool,
+    /// The newest event number of this daemon already recorded (kept here, not looked up in
+    /// the bounded event list, which other daemons' events may have emptied of this one's).
+    seen_seq: u64,
 }
 
 impl DaemonState {
@@ -246,6 +249,7 @@ impl Fleet {
                     pending: None,
                     synced: false,
                     ever_synced: false,
+                    seen_seq: 0,
                 })
                 .collect(),
             events: VecDeque::new(),

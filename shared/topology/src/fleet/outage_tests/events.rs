@@ -278,3 +278,64 @@ fn an_agent_that_lost_its_server_still_gets_its_renewal_overdue_event() {
         .collect();
     assert!(late.contains(&"agent:w1"), "{late:?}");
 }
+
+/// What a daemon's events already said is remembered per daemon, not looked up in the bounded
+/// event list: once other daemons' events have pushed its own out, a resubscription still does
+/// not record its history again.
+#[test]
+fn a_resubscription_does_not_repeat_history_pushed_out_of_the_event_list() {
+    let hist = |seq: u64| Event {
+        seq,
+        at_ms: 900_000,
+        severity: Severity::Info.into(),
+        kind: EventKind::X509Activated.into(),
+        message: format!("event {seq}"),
+        ..Default::default()
+    };
+    let mut f = demo(true);
+    let with_events = |rev: u64, events: Vec<Event>| {
+        let mut m = snap(
+            rev,
+            DaemonRole::Downstream,
+            "dmz",
+            "spiffe://td/dmz",
+            dmz_nodes(),
+            Some(ConnectivityState::Connected),
+        );
+        if let Some(Body::Snapshot(s)) = &mut m.body {
+            s.events = events;
+        }
+        m
+    };
+    f.apply(D_DMZ, with_events(2, vec![hist(1), hist(2)]), at(1001))
+        .unwrap();
+    // The upstream is chatty: the dmz's events leave the list.
+    let chatter: Vec<Event> = (1..=FLEET_EVENTS as u64).map(hist).collect();
+    let d = delta(
+        2,
+        1002,
+        Delta {
+            events: chatter,
+            ..Default::default()
+        },
+    );
+    f.apply(D_UP, d, at(1002)).unwrap();
+    assert!(f.events.iter().all(|e| e.daemon != "dmz"));
+    lose(&mut f, D_DMZ, 1010);
+    let n0 = f.events_total;
+    f.apply(
+        D_DMZ,
+        with_events(9, vec![hist(1), hist(2), hist(3)]),
+        at(1030),
+    )
+    .unwrap();
+    let news: Vec<&str> = f
+        .events
+        .iter()
+        .skip(f.events.len() - (f.events_total - n0) as usize)
+        .filter(|e| e.recorder == Recorder::Daemon)
+        .map(|e| e.key.as_str())
+        .collect();
+    assert_eq!(news.len(), 1, "{news:?}");
+    assert!(news[0].ends_with(":3"), "{news:?}");
+}
