@@ -204,6 +204,13 @@ impl DaemonState {
             Some((rev, nodes)) if rev == revision => (rev, nodes),
             _ => (revision, Vec::new()),
         };
+        // A daemon that restarted numbers its events from 1 again: everything in its history
+        // is new. Told by its start time, or (from a daemon that does not say) by its history
+        // ending below what was seen.
+        let restarted = match (&self.identity, &s.identity) {
+            (Some(old), Some(new)) => new.started_at != 0 && new.started_at != old.started_at,
+            _ => false,
+        };
         if let Some(id) = s.identity {
             self.identity = Some(id);
             nodes.clear();
@@ -212,9 +219,9 @@ impl DaemonState {
             self.set_upstream(u);
         }
         // Only events newer than the ones already shown (a resubscription repeats the
-        // daemon's history). A daemon that restarted numbers its events from 1 again: its
-        // history ending below what was seen means everything in it is new.
+        // daemon's history).
         let seen = match s.events.iter().map(|e| e.seq).max() {
+            _ if restarted => 0,
             Some(newest) if newest < self.seen_seq => 0,
             _ => self.seen_seq,
         };

@@ -3,11 +3,11 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use trustdeck_proto::admin::{ConnectivityState, Node, NodeState};
+use trustdeck_proto::admin::{Connectivity, ConnectivityState, DaemonRole, Node, NodeState};
 use trustdeck_proto::vocab::Wire;
 
 use super::renewal::NodeAlert;
-use super::{DaemonConn, Fleet, Tree, key_policy};
+use super::{DaemonConn, DaemonState, Fleet, Tree, key_policy};
 use crate::ttl::{self, Level, Thresholds, fmt_secs, fmt_time};
 
 /// The fleet's state in one word, the same for `status` (JSON `health`, the table), `watch`
@@ -172,11 +172,7 @@ impl Fleet {
             if let Some(u) = &ds.upstream {
                 let l = conn_level(u.state_wire());
                 if l > Level::Ok {
-                    let state = u.state_wire();
-                    h.add(
-                        l,
-                        format!("{}: upstream {state} ({})", ds.name, u.last_error),
-                    );
+                    h.add(l, self.link_reason(ds, u));
                 }
             }
         }
@@ -192,6 +188,22 @@ impl Fleet {
             self.node_reason(&mut h, tree, i, now, th);
         }
         h
+    }
+
+    /// Why a daemon's own link counts against health, naming what it links to by its fleet
+    /// name: `dmz-workloads-1: server link lost (dmz: connection refused)`.
+    fn link_reason(&self, ds: &DaemonState, u: &Connectivity) -> String {
+        let link = if ds.role() == DaemonRole::Agent {
+            "server"
+        } else {
+            "upstream"
+        };
+        let detail = match (self.peer_name(u), u.last_error.as_str()) {
+            (Some(p), "") => p.to_string(),
+            (Some(p), e) => format!("{p}: {e}"),
+            (None, e) => e.to_string(),
+        };
+        format!("{}: {link} link {} ({detail})", ds.name, u.state_wire())
     }
 
     /// Adds node `i`'s reason, when its level is not ok.

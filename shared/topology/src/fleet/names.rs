@@ -126,4 +126,28 @@ mod tests {
         };
         assert_eq!(f.peer_name(&unknown), None);
     }
+
+    #[test]
+    fn health_names_the_server_an_agent_lost() {
+        let mut f = fleet();
+        f.daemons[0].conn = crate::fleet::DaemonConn::Live;
+        f.daemons[1].conn = crate::fleet::DaemonConn::Live;
+        f.daemons[1].upstream = Some(Connectivity {
+            configured: true,
+            state: trustdeck_proto::admin::ConnectivityState::Lost.into(),
+            peer: "server 127.0.0.1:42161".into(),
+            peer_spiffe_id: "spiffe://td/trustdeck/server/dmz".into(),
+            last_error: "connection refused".into(),
+            ..Default::default()
+        });
+        let now = chrono::DateTime::from_timestamp(1000, 0).unwrap_or_default();
+        let h = f.health(&f.tree(), now, &crate::fleet::Thresholds::default());
+        assert!(
+            h.reasons
+                .iter()
+                .any(|r| r == "dmz-workloads-1: server link lost (dmz: connection refused)"),
+            "{:?}",
+            h.reasons
+        );
+    }
 }

@@ -409,7 +409,7 @@ fn deltas_apply_in_order_and_gaps_are_refused() {
     let h = f.health(&t, at(1001), &Thresholds::default());
     assert_eq!(h.level, Level::Critical);
     assert_eq!(h.exit_code(), 2);
-    assert!(h.reasons.iter().any(|r| r.contains("upstream lost")));
+    assert!(h.reasons.iter().any(|r| r.contains("upstream link lost")));
 }
 
 #[test]
@@ -667,7 +667,7 @@ fn values_from_a_newer_daemon_read_as_unknown() {
     assert!(
         h.reasons
             .iter()
-            .any(|r| r == "new: upstream unknown (refused)"),
+            .any(|r| r == "new: upstream link unknown (refused)"),
         "{:?}",
         h.reasons
     );

@@ -339,3 +339,49 @@ fn a_resubscription_does_not_repeat_history_pushed_out_of_the_event_list() {
     assert_eq!(news.len(), 1, "{news:?}");
     assert!(news[0].ends_with(":3"), "{news:?}");
 }
+
+/// A daemon that restarted and got past its old event count before the console reconnected:
+/// its new history is new, told by its start time (not by its numbers going down).
+#[test]
+fn a_restarted_daemon_s_history_is_new_even_when_its_numbers_passed_the_old_ones() {
+    let hist = |seq: u64| Event {
+        seq,
+        at_ms: 900_000,
+        severity: Severity::Info.into(),
+        kind: EventKind::X509Activated.into(),
+        message: format!("event {seq}"),
+        ..Default::default()
+    };
+    let mut f = demo(true);
+    let with_events = |rev: u64, started_at: i64, events: Vec<Event>| {
+        let mut m = snap(
+            rev,
+            DaemonRole::Downstream,
+            "dmz",
+            "spiffe://td/dmz",
+            dmz_nodes(),
+            Some(ConnectivityState::Connected),
+        );
+        if let Some(Body::Snapshot(s)) = &mut m.body {
+            s.events = events;
+            if let Some(id) = s.identity.as_mut() {
+                id.started_at = started_at;
+            }
+        }
+        m
+    };
+    f.apply(D_DMZ, with_events(2, 100, vec![hist(1), hist(2)]), at(1001))
+        .unwrap();
+    lose(&mut f, D_DMZ, 1010);
+    let n0 = f.events_total;
+    let restarted = (1..=5).map(hist).collect();
+    f.apply(D_DMZ, with_events(3, 1020, restarted), at(1030))
+        .unwrap();
+    let news = f
+        .events
+        .iter()
+        .skip(f.events.len() - (f.events_total - n0) as usize)
+        .filter(|e| e.recorder == Recorder::Daemon)
+        .count();
+    assert_eq!(news, 5);
+}
