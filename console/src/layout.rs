@@ -113,14 +113,20 @@ pub fn areas(area: Rect, view: View, c: Content) -> Areas {
         };
         let main_h = avail - extra;
         let by = body_y + main_h;
-        let left_w = area.width * 3 / 5;
+        // The segments view is the windows pane made large: "expires next" takes the row.
+        let left_w = if view == View::Segments {
+            0
+        } else {
+            area.width * 3 / 5
+        };
+        let soonest_x = if left_w == 0 { 0 } else { left_w + 1 };
         Areas {
             header,
             reasons,
             strip: zero,
             main: rows_of(area, body_y, main_h),
             windows: Rect::new(area.x, by, left_w, bottom_h),
-            soonest: Rect::new(area.x + left_w + 1, by, area.width - left_w - 1, bottom_h),
+            soonest: Rect::new(area.x + soonest_x, by, area.width - soonest_x, bottom_h),
             events: rows_of(area, by + bottom_h, least_events + extra),
             footer,
         }
@@ -253,6 +259,15 @@ mod tests {
         let a = areas(screen((160, 48)), View::Segments, content(3, 500));
         // Segments take 5 lines each: 1 + 15 needed.
         assert_eq!(a.main.height, 16);
+    }
+
+    #[test]
+    fn the_segments_view_has_no_windows_pane_below_it() {
+        let a = areas(screen((160, 48)), View::Segments, content(3, 5));
+        assert_eq!(a.windows.width, 0);
+        assert_eq!((a.soonest.x, a.soonest.width), (0, 160));
+        let a = areas(screen((160, 48)), View::Tree, content(3, 5));
+        assert_eq!(a.windows.width, 96);
     }
 
     #[test]

@@ -55,8 +55,10 @@ pub fn render(app: &App, frame: &mut Frame, now: DateTime<Utc>, color: bool) {
         segments::strip(app, buf, a.strip, now, th);
     }
     main_view(app, buf, a.main, now, th);
-    if a.windows.height > 0 {
+    if a.windows.area() > 0 {
         segments::windows_pane(app, buf, a.windows, now, th);
+    }
+    if a.soonest.area() > 0 {
         expiring::soonest_pane(app, buf, a.soonest, now, th);
     }
     if a.events.height > 0 {
