@@ -119,8 +119,6 @@ fn snap_all(name: &str, app: &mut App, w: u16, h: u16) {
     }
 }
 
-const SIZES: [(u16, u16); 2] = [(80, 24), (160, 48)];
-
 #[test]
 fn workload_svid_with_its_path_to_the_root() {
     for (w, h) in SIZES {

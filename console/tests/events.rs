@@ -5,11 +5,6 @@ mod fixture;
 
 use fixture::*;
 
-fn snap(name: &str, app: &App, w: u16, h: u16) {
-    let plain = screen(name, app, w, h);
-    insta::assert_snapshot!(name, plain);
-}
-
 /// The events view with the cursor on the event whose message contains `has`.
 fn on_event(has: &str) -> App {
     let mut app = with_view(base(120, 30), View::Events);
@@ -33,7 +28,7 @@ fn enter_opens_the_event_in_full() {
     assert!(s.contains("svid-renewal-late"), "{s}");
     assert!(s.contains("prod/payments/worker: renewal overdue (half-life passed 25m ago)"));
     assert!(s.contains("3m 00s ago"), "{s}");
-    snap("event_detail_120x30", &app, 120, 30);
+    snap!("event_detail_120x30", &app, 120, 30);
     // `d` does the same; q closes without quitting.
     let mut app = on_event("renewal overdue");
     update(&mut app, ch('d'), now());
@@ -86,7 +81,7 @@ fn severity_and_daemon_filters_narrow_the_list_and_show_in_the_title() {
             .iter()
             .all(|&i| app.fleet.events[i].daemon == d)
     );
-    snap("events_daemon_filter_120x30", &app, 120, 30);
+    snap!("events_daemon_filter_120x30", &app, 120, 30);
     update(&mut app, ch('f'), now());
     assert_eq!(app.len(View::Events), all);
 }
@@ -186,7 +181,7 @@ fn copy_menu_offers_what_the_node_has_and_copies_over_osc52() {
         whats,
         vec!["serial", "PKCS#11 URI", "node id", "CLI command"]
     );
-    snap("copy_menu_120x30", &app, 120, 30);
+    snap!("copy_menu_120x30", &app, 120, 30);
     let fx = update(&mut app, key(KeyCode::Enter), now());
     assert!(fx.contains(&Effect::Copy {
         what: "serial".into(),
@@ -393,7 +388,7 @@ fn events_view_gives_the_message_the_room_and_names_in_full() {
     assert!(s.contains("console cannot reach dmz-workloads-1: "), "{s}");
     assert!(s.contains(" dmz-workloads-1 "), "{s}");
     assert!(s.contains(" dmz-workloads-2 "), "{s}");
-    snap("events_two_agents_120x40", &app, 120, 40);
+    snap!("events_two_agents_120x40", &app, 120, 40);
     // At 80 columns the names are still told apart.
     let app = with_view(app_sized(two_agents_fleet(), 80, 24), View::Events);
     let rows = lines(&draw(&app, 80, 24, false));

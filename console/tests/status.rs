@@ -1,0 +1,122 @@
+//! Text that scripts read, `trustdeck status` (JSON and table) and `trustdeck watch` lines,
+//! and values from a newer daemon than the console shown as "unknown" there and in every view.
+
+mod fixture;
+
+use fixture::*;
+
+/// `trustdeck status` (JSON and table) and `trustdeck watch` lines are contracts that scripts
+/// read: their text must not change by accident.
+#[test]
+fn status_and_watch_output_is_stable() {
+    use trustdeck_console::status;
+    let th = Thresholds::default();
+    for (name, f) in [
+        ("status_base", fleet(2)),
+        ("status_unreachable", unreachable_fleet()),
+    ] {
+        let report = f.status_report(now(), &th);
+        let json = serde_json::to_string_pretty(&report).expect("report JSON");
+        insta::assert_snapshot!(format!("{name}_json"), json);
+        insta::assert_snapshot!(format!("{name}_table"), status::table(&f, now(), &th));
+        let (events, _) = status::event_lines(&f, 0);
+        insta::assert_snapshot!(format!("{name}_watch_events"), events.join("\n"));
+    }
+}
+
+/// What a daemon newer than the console might send: a role, node state, key backend, link
+/// state, severity and event kind the console does not know.
+fn from_a_newer_daemon() -> WatchMessage {
+    let mut future = node(
+        "x509:f00d",
+        &format!("server:{}", server_id("gcp")),
+        NodeKind::X509Authority,
+        "future authority",
+        "",
+        "active",
+        (-H, 5 * H),
+        ("pkcs11", ""),
+        "gcp",
+    );
+    future.state = 77;
+    future.key_storage = Some(KeyStorage {
+        backend: 66,
+        detail: String::new(),
+        ..Default::default()
+    });
+    WatchMessage {
+        revision: 2,
+        daemon_time_ms: now().timestamp_millis(),
+        body: Some(Body::Delta(Delta {
+            upserts: vec![future],
+            upstream: Some(Connectivity {
+                configured: true,
+                state: 12,
+                ..Default::default()
+            }),
+            events: vec![Event {
+                seq: 3,
+                at_ms: now().timestamp_millis(),
+                severity: 44,
+                kind: 555,
+                message: "news from the future".into(),
+                ..Default::default()
+            }],
+            identity: Some(DaemonIdentity {
+                name: "gcp".into(),
+                role: 9,
+                segment: "gcp".into(),
+                spiffe_id: server_id("gcp"),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })),
+    }
+}
+
+/// Values the console does not know draw as "unknown" in every view and in `status`; nothing
+/// panics and nothing is dropped.
+#[test]
+fn values_from_a_newer_daemon_show_as_unknown() {
+    let newer = || {
+        let mut app = base(160, 48);
+        let msg = from_a_newer_daemon();
+        assert_eq!(
+            update(&mut app, Msg::Stream { daemon: 1, msg }, now()),
+            vec![Effect::Redraw]
+        );
+        app
+    };
+    let screen = |app: &App| lines(&draw(app, 160, 48, false));
+    let row = |lines: &[String], what: &str| {
+        lines
+            .iter()
+            .find(|l| l.contains(what))
+            .unwrap_or_else(|| panic!("{what} is shown"))
+            .clone()
+    };
+    let tree = row(&screen(&newer()), "future authority");
+    assert!(tree.contains("unknown"), "{tree}");
+    let event = row(
+        &screen(&with_view(newer(), View::Events)),
+        "news from the future",
+    );
+    let words = |l: &str| l.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        words(&event).contains("· unknown gcp unknown news"),
+        "{event}"
+    );
+    let daemon = row(&screen(&with_view(newer(), View::Daemons)), "gcp-server");
+    assert!(
+        words(&daemon).starts_with("gcp unknown gcp ") && daemon.contains("✗ unknown"),
+        "{daemon}"
+    );
+    let mut f = fleet(2);
+    f.apply(1, from_a_newer_daemon(), now()).expect("delta");
+    let table = trustdeck_console::status::table(&f, now(), &Thresholds::default());
+    assert!(
+        table.contains("  gcp                  unknown    gcp"),
+        "{table}"
+    );
+    assert!(table.contains("future authority  [unknown]"), "{table}");
+}
