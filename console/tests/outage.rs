@@ -181,3 +181,17 @@ fn outage_events_are_derived_once_on_the_tick() {
     update(&mut app, Msg::Tick, now());
     assert_eq!(app.fleet.events_total, after, "once");
 }
+
+/// The segments view has a spare line per segment: a lost server's facts that one line cannot
+/// hold (the SVIDs past renewal, the loss moments to the second) go on two lines there.
+#[test]
+fn the_segments_view_keeps_every_fact_of_a_lost_server() {
+    for (w, h) in [(80, 24), (100, 30), (120, 40)] {
+        let app = with_view(app_sized(dmz_failing_fleet(), w, h), View::Segments);
+        let l = lines(&draw(&app, w, h, false)).join("\n");
+        assert!(l.contains("past renewal"), "{w}x{h}:\n{l}");
+        assert!(l.contains("06:52:03Z (console)"), "{w}x{h}:\n{l}");
+        assert!(l.contains("failing since "), "{w}x{h}:\n{l}");
+        assert!(l.contains("07:11:55Z"), "{w}x{h}:\n{l}");
+    }
+}
