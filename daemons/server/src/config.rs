@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::Duration;
 use serde::{Deserialize, Serialize};
+use trustdeck_pki::bounds::{AUTHORITY_TTL, DurationRange, INTERVAL, SVID_TTL};
 use trustdeck_pki::rotation::{de_duration, de_opt_duration, ser_duration, ser_opt_duration};
 use trustdeck_spiffe::{SpiffeId, TrustDomain};
 
@@ -359,19 +360,27 @@ impl Config {
             .admin_socket
             .unwrap_or_else(|| raw.data_dir.join("admin.sock"));
         trustdeck_process::socket_path("admin_socket", &admin_socket).map_err(path_rule)?;
-        let positive = |name: &str, d: Duration| {
-            if d <= Duration::zero() {
-                Err(invalid(format!("{name} must be positive")))
-            } else {
-                Ok(d)
-            }
+        let in_range = |range: DurationRange, key: &str, d: Duration| {
+            range.check(key, d).map_err(|e| invalid(e.to_string()))
         };
-        let ca_ttl = positive("ca_ttl", raw.ca_ttl)?;
-        let x509 = positive("default_x509_svid_ttl", raw.default_x509_svid_ttl)?;
-        let jwt = positive("default_jwt_svid_ttl", raw.default_jwt_svid_ttl)?;
-        let jwt_key_ttl = positive("jwt_key_ttl", raw.jwt_key_ttl.unwrap_or(ca_ttl))?;
-        let agent_svid_ttl = positive("agent_svid_ttl", raw.agent_svid_ttl.unwrap_or(x509))?;
-        let tick = positive("rotation_check_interval", raw.rotation_check_interval)?;
+        let ca_ttl = in_range(AUTHORITY_TTL, "ca_ttl", raw.ca_ttl)?;
+        let x509 = in_range(SVID_TTL, "default_x509_svid_ttl", raw.default_x509_svid_ttl)?;
+        let jwt = in_range(SVID_TTL, "default_jwt_svid_ttl", raw.default_jwt_svid_ttl)?;
+        let jwt_key_ttl = in_range(
+            AUTHORITY_TTL,
+            "jwt_key_ttl",
+            raw.jwt_key_ttl.unwrap_or(ca_ttl),
+        )?;
+        let agent_svid_ttl = in_range(
+            SVID_TTL,
+            "agent_svid_ttl",
+            raw.agent_svid_ttl.unwrap_or(x509),
+        )?;
+        let tick = in_range(
+            INTERVAL,
+            "rotation_check_interval",
+            raw.rotation_check_interval,
+        )?;
         for (name, d) in [
             ("default_x509_svid_ttl", x509),
             ("agent_svid_ttl", agent_svid_ttl),
@@ -435,6 +444,11 @@ impl Config {
                         .map_err(|e| invalid(format!("upstream.bundle_poll_interval: {e}")))?,
                     None => Duration::milliseconds(250),
                 };
+                let bundle_poll_interval = in_range(
+                    INTERVAL,
+                    "upstream.bundle_poll_interval",
+                    bundle_poll_interval,
+                )?;
                 absolute_path("upstream.workload_api_socket", &u.workload_api_socket)
                     .map_err(path_rule)?;
                 Some(Upstream {
@@ -625,6 +639,60 @@ type = "disk"
             c.upstream.map(|u| u.address).as_deref(),
             Some("127.0.0.1:8081")
         );
+    }
+
+    /// Issue 12, defect 6: `ca_ttl = "999999999999h"` passed `check-config` and panicked at
+    /// `run`; `ca_ttl = "1s"` passed and could not start. Every duration has a range.
+    #[test]
+    fn every_duration_is_bounded_and_the_error_names_key_and_range() {
+        let base = "trust_domain = \"example.org\"\ndata_dir = \"/var/lib/trustdeck\"\n";
+        let upstream =
+            "[upstream]\naddress = \"127.0.0.1:1\"\nworkload_api_socket = \"/run/a.sock\"\n";
+        for (key, value) in [
+            ("ca_ttl", "999999999999h"),
+            ("ca_ttl", "36501d"),
+            ("ca_ttl", "1s"),
+            ("ca_ttl", "9s"),
+            ("jwt_key_ttl", "999999999999h"),
+            ("jwt_key_ttl", "1s"),
+            ("default_x509_svid_ttl", "999999999999h"),
+            ("default_x509_svid_ttl", "500ms"),
+            ("default_jwt_svid_ttl", "500ms"),
+            ("default_jwt_svid_ttl", "99999d"),
+            ("agent_svid_ttl", "999ms"),
+            ("agent_svid_ttl", "99999d"),
+            ("rotation_check_interval", "1ms"),
+            ("rotation_check_interval", "2h"),
+            ("rotation_check_interval", "999999999999h"),
+        ] {
+            let text = format!("{base}{key} = \"{value}\"\n");
+            let e = Config::parse(&text, "t.toml").unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("{key} = {value}")) && e.contains("allowed "),
+                "{key} = {value}: {e}"
+            );
+        }
+        for value in ["1ms", "2h", "999999999999h"] {
+            let text = format!("{base}{upstream}bundle_poll_interval = \"{value}\"\n");
+            let e = Config::parse(&text, "t.toml").unwrap_err().to_string();
+            assert!(
+                e.contains("upstream.bundle_poll_interval") && e.contains("allowed "),
+                "{value}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_bounds_themselves_are_accepted() {
+        let text = "trust_domain = \"example.org\"\ndata_dir = \"/d\"\nca_ttl = \"36500d\"\n\
+                    default_x509_svid_ttl = \"3650d\"\nrotation_check_interval = \"10ms\"\n";
+        let c = Config::parse(text, "t.toml").unwrap();
+        assert_eq!(c.ca_ttl, Duration::days(36500));
+        let text = "trust_domain = \"example.org\"\ndata_dir = \"/d\"\nca_ttl = \"10s\"\n\
+                    default_x509_svid_ttl = \"1s\"\ndefault_jwt_svid_ttl = \"1s\"\n\
+                    rotation_check_interval = \"1h\"\n";
+        let c = Config::parse(text, "t.toml").unwrap();
+        assert_eq!(c.ca_ttl, Duration::seconds(10));
     }
 
     #[test]

@@ -46,6 +46,9 @@ pub enum CaError {
     /// TTL is zero or negative.
     #[error("TTL must be positive, got {0}s")]
     BadTtl(i64),
+    /// The TTL added to the issuance time is past any representable instant.
+    #[error("TTL {0}s is too long: the expiry cannot be represented")]
+    TtlTooLong(i64),
 }
 
 /// A signed SVID chain.
@@ -122,7 +125,10 @@ impl X509Authority {
         let rng = SystemRandom::new();
         let serial = random_serial(&rng)?;
         let nb = to_secs(now);
-        let params = x509::ca_params(td, common_name, &serial, nb, nb + ttl, None)?;
+        let na = nb
+            .checked_add_signed(ttl)
+            .ok_or(CaError::TtlTooLong(ttl.num_seconds()))?;
+        let params = x509::ca_params(td, common_name, &serial, nb, na, None)?;
         let signer = RcgenKey(key.clone());
         let cert = params
             .self_signed(&signer)
@@ -424,6 +430,20 @@ mod tests {
             t
         );
         assert!(svid.not_after < t + Duration::seconds(3));
+    }
+
+    /// Issue 12, defect 6: a huge CA TTL panicked with "DateTime + TimeDelta overflowed".
+    #[test]
+    fn a_ttl_past_any_instant_is_an_error_not_a_panic() {
+        let td = TrustDomain::parse("example.org").unwrap();
+        for ttl in [Duration::hours(999_999_999_999), Duration::MAX] {
+            let e = X509Authority::self_signed(&td, key(), "root", now(), ttl).unwrap_err();
+            assert!(matches!(e, CaError::TtlTooLong(_)), "{e}");
+        }
+        // Representable by chrono but not by an X.509 time: a profile error, no panic.
+        let e = X509Authority::self_signed(&td, key(), "root", now(), Duration::days(3_000_000))
+            .unwrap_err();
+        assert!(matches!(e, CaError::Profile(_)), "{e}");
     }
 
     #[test]

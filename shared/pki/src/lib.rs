@@ -5,6 +5,7 @@
 //! every decision is a function of `now`.
 #![forbid(unsafe_code)]
 
+pub mod bounds;
 pub mod ca;
 pub mod csr;
 pub mod keys;

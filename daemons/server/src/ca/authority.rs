@@ -184,10 +184,14 @@ impl Stored for JwtKey {
         key: Arc<dyn SigningKey>,
         now: DateTime<Utc>,
     ) -> Result<Self, CaManagerError> {
+        let ttl = ca.settings.jwt_key_ttl;
+        let not_after = now
+            .checked_add_signed(ttl)
+            .ok_or(CaError::TtlTooLong(ttl.num_seconds()))?;
         Ok(JwtKey {
             kid: hex::encode(ca.random_bytes::<16>()?),
             key,
-            window: Window::new(now, now + ca.settings.jwt_key_ttl),
+            window: Window::new(now, not_after),
         })
     }
 
