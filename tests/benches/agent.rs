@@ -91,7 +91,7 @@ async fn main() {
             spiffe_id: "spiffe://example.org/bench/me".into(),
             parent_id: agent_id.clone(),
             selectors: vec![format!("unix:uid:{}", my_uid())],
-            x509_ttl_secs: 20,
+            x509_ttl_secs: Some(20),
             ..Default::default()
         })
         .await

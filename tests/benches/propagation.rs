@@ -131,7 +131,7 @@ async fn main() {
                 spiffe_id: id.clone(),
                 parent_id: agent_id.clone(),
                 selectors: vec![format!("unix:uid:{}", my_uid())],
-                x509_ttl_secs: 5,
+                x509_ttl_secs: Some(5),
                 ..Default::default()
             })
             .await

@@ -51,3 +51,55 @@ fn out_of_range_durations_are_refused_by_check_config_and_run_alike() {
         assert!(run_err.contains(&line), "run: {run_err}");
     }
 }
+
+/// Issue 12, defect 9: `entry create` stored entries that could never work or that were
+/// dangerous. The server refuses each (`InvalidArgument`) with its reason; nothing is stored.
+#[test]
+fn entries_that_never_work_or_impersonate_a_daemon_are_refused_by_the_server() {
+    let server = ServerProc::start("");
+    let agent = "spiffe://example.org/trustdeck/agent/join_token/abc";
+    let server_id = server.server_spiffe_id();
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--selector", "unix:uid:notanumber"],
+            "a uid or gid is a number",
+        ),
+        (&["--x509-ttl", "0s"], "x509_ttl = 0s is out of range"),
+        (&["--jwt-ttl", "0s"], "jwt_ttl = 0s is out of range"),
+        (
+            &["--parent-id", "spiffe://example.org/web"],
+            "its own parent",
+        ),
+        (&["--spiffe-id", server_id.as_str()], "reserved"),
+        (
+            &[
+                "--spiffe-id",
+                "spiffe://example.org/trustdeck/agent/join_token/x",
+            ],
+            "reserved",
+        ),
+    ];
+    for (args, reason) in cases {
+        let mut full = vec!["entry", "create"];
+        full.extend_from_slice(args);
+        for (flag, default) in [
+            ("--spiffe-id", "spiffe://example.org/web"),
+            ("--parent-id", agent),
+            ("--selector", "unix:uid:1000"),
+        ] {
+            if !args.contains(&flag) {
+                full.extend([flag, default]);
+            }
+        }
+        let out = server.cli(&full);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} was accepted");
+        assert!(
+            err.contains(reason) && err.contains("InvalidArgument"),
+            "{args:?}: {err}"
+        );
+    }
+    let shown = server.cli_ok(&["entry", "show", "--output", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&shown).expect("json");
+    assert_eq!(v.as_array().map(Vec::len), Some(0), "{shown}");
+}

@@ -6,12 +6,12 @@ use std::sync::Arc;
 use chrono::Duration;
 use ring::rand::{SecureRandom, SystemRandom};
 use tonic::{Request, Response, Status};
-use trustdeck_datastore::{AttestedNode, AuditRecord, Entry, NewEntry};
+use trustdeck_datastore::{AttestedNode, AuditRecord, Entry};
 use trustdeck_proto::admin::server_admin_server::ServerAdmin;
 use trustdeck_proto::admin::*;
-use trustdeck_spiffe::{IdError, Selector, SelectorError, SpiffeId, TrustDomain};
 
 use crate::ctx::{ServerCtx, ds_status};
+use crate::entry::validate_entry;
 use crate::node_api::join_token_agent_id;
 
 /// Default join token lifetime.
@@ -107,107 +107,6 @@ fn agent_info(n: AttestedNode) -> AgentInfo {
     }
 }
 
-/// What is wrong with a registration entry request.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum EntryError {
-    /// `spiffe_id` is not a SPIFFE ID of a workload (one with a path).
-    #[error("spiffe_id: {0}")]
-    SpiffeId(IdError),
-    /// `parent_id` is not a SPIFFE ID.
-    #[error("parent_id: {0}")]
-    ParentId(IdError),
-    /// An ID names another trust domain.
-    #[error("{field} {id} is not in this server's trust domain {td}")]
-    ForeignTrustDomain {
-        /// `spiffe_id` or `parent_id`.
-        field: &'static str,
-        id: SpiffeId,
-        td: TrustDomain,
-    },
-    /// No selector, so no workload could ever match.
-    #[error("at least one selector is required (e.g. unix:uid:1000)")]
-    NoSelectors,
-    #[error("selector: {0}")]
-    Selector(SelectorError),
-    #[error("{field} must not be negative, got {secs}")]
-    NegativeTtl { field: &'static str, secs: i64 },
-    #[error(
-        "{field} {secs}s is longer than ten years ({}s)",
-        crate::node_api::MAX_TTL_SECS
-    )]
-    TtlTooLong { field: &'static str, secs: i64 },
-    #[error("dns name {0:?} is not a valid DNS name")]
-    DnsName(String),
-}
-
-/// Checks an entry request; every problem is named.
-pub fn validate_entry(req: &CreateEntryRequest, td: &TrustDomain) -> Result<NewEntry, EntryError> {
-    let id = SpiffeId::parse(&req.spiffe_id).map_err(EntryError::SpiffeId)?;
-    id.require_path().map_err(EntryError::SpiffeId)?;
-    in_trust_domain("spiffe_id", &id, td)?;
-    let parent = SpiffeId::parse(&req.parent_id).map_err(EntryError::ParentId)?;
-    in_trust_domain("parent_id", &parent, td)?;
-    if req.selectors.is_empty() {
-        return Err(EntryError::NoSelectors);
-    }
-    let selectors = req
-        .selectors
-        .iter()
-        .map(|s| {
-            Ok(Selector::parse(s)
-                .map_err(EntryError::Selector)?
-                .to_string())
-        })
-        .collect::<Result<Vec<_>, EntryError>>()?;
-    for (field, secs) in [
-        ("x509_ttl", req.x509_ttl_secs),
-        ("jwt_ttl", req.jwt_ttl_secs),
-    ] {
-        if secs < 0 {
-            return Err(EntryError::NegativeTtl { field, secs });
-        }
-        if secs > crate::node_api::MAX_TTL_SECS {
-            return Err(EntryError::TtlTooLong { field, secs });
-        }
-    }
-    if let Some(d) = req.dns_names.iter().find(|d| !is_dns_name(d)) {
-        return Err(EntryError::DnsName(d.clone()));
-    }
-    Ok(NewEntry {
-        spiffe_id: id.to_string(),
-        parent_id: parent.to_string(),
-        selectors,
-        x509_ttl_secs: req.x509_ttl_secs,
-        jwt_ttl_secs: req.jwt_ttl_secs,
-        downstream: req.downstream,
-        dns_names: req.dns_names.clone(),
-    })
-}
-
-fn in_trust_domain(field: &'static str, id: &SpiffeId, td: &TrustDomain) -> Result<(), EntryError> {
-    if id.trust_domain() == td {
-        return Ok(());
-    }
-    Err(EntryError::ForeignTrustDomain {
-        field,
-        id: id.clone(),
-        td: td.clone(),
-    })
-}
-
-/// Whether `d` is a DNS name an X.509 SVID may carry (labels of letters, digits, `-`, `*`).
-fn is_dns_name(d: &str) -> bool {
-    !d.is_empty()
-        && d.len() <= 253
-        && d.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && l.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'*')
-        })
-}
-
 #[tonic::async_trait]
 impl ServerAdmin for AdminApi {
     async fn create_entry(
@@ -217,7 +116,8 @@ impl ServerAdmin for AdminApi {
         let actor = self.operator(&request, "CreateEntry")?;
         let req = request.into_inner();
         let result = async {
-            let new = validate_entry(&req, &self.ctx.config.trust_domain)
+            let config = &self.ctx.config;
+            let new = validate_entry(&req, &config.trust_domain, &config.server_spiffe_id)
                 .map_err(|e| Status::invalid_argument(e.to_string()))?;
             if new.x509_ttl_secs > 0
                 && Duration::seconds(new.x509_ttl_secs) >= self.ctx.config.ca_ttl

@@ -7,6 +7,7 @@
 //! - [`node_api`]: the node API (mTLS) agents and downstream servers call; attestation pumps
 //!   the dialogues of `trustdeck-attest`.
 //! - [`tpm_devid`]: the `tpm_devid` trust anchors, read from their files.
+//! - [`entry`]: what makes a registration entry acceptable (pure).
 //! - [`admin_api`]: the admin API (Unix socket, and mTLS TCP when configured), used by the CLI.
 //! - [`observe`]: what the admin `Watch` stream publishes (nodes, connectivity, events).
 //! - [`authz`], [`ratelimit`]: pure policy pieces.
@@ -19,6 +20,7 @@ pub mod authz;
 pub mod ca;
 pub mod config;
 pub mod ctx;
+pub mod entry;
 pub mod node_api;
 pub mod observe;
 pub mod ratelimit;

@@ -200,13 +200,15 @@ fn status_err(s: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{} ({:?})", s.message(), s.code())
 }
 
-fn ttl_secs(s: &Option<String>, what: &str) -> Result<i64> {
-    match s {
-        None => Ok(0),
-        Some(s) => Ok(parse_duration(s)
-            .map_err(|e| anyhow::anyhow!("--{what}: {e}"))?
-            .num_seconds()),
+/// A TTL option in whole seconds (`None`: the server's default). The range is the server's
+/// to check, so an explicit `0s` reaches it and is refused there.
+fn ttl_secs(s: &Option<String>, what: &str) -> Result<Option<i64>> {
+    let Some(s) = s else { return Ok(None) };
+    let d = parse_duration(s).map_err(|e| anyhow::anyhow!("--{what}: {e}"))?;
+    if d.subsec_nanos() != 0 {
+        anyhow::bail!("--{what} {s}: SVID lifetimes are whole seconds");
     }
+    Ok(Some(d.num_seconds()))
 }
 
 fn rfc3339(secs: i64) -> String {

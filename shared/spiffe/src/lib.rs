@@ -19,5 +19,5 @@ pub use bundle::{Bundle, BundleError, JwtAuthority};
 pub use id::{IdError, SpiffeId, TrustDomain};
 pub use jwt::{JwtClaims, JwtError, JwtHeader, ValidatedJwt};
 pub use pem::{PemBlock, PemError};
-pub use selector::{Selector, SelectorError};
+pub use selector::{Selector, SelectorError, UnixRule};
 pub use x509::{CaInfo, LeafInfo, ProfileError};

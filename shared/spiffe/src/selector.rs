@@ -61,6 +61,41 @@ pub enum SelectorError {
         /// Byte offset within the selector.
         position: usize,
     },
+    /// A `unix` selector names something the agent never produces.
+    #[error(
+        "invalid selector {input:?}: unknown unix selector {key:?} (use uid, gid, user, group, path or sha256)"
+    )]
+    UnknownUnixKey {
+        /// The offending input.
+        input: String,
+        /// What came after `unix:`, up to the next `:`.
+        key: String,
+    },
+    /// A `unix` selector's value can never match what the agent derives.
+    #[error("invalid selector {input:?}: {rule}")]
+    UnixValue {
+        /// The offending input.
+        input: String,
+        /// The rule the value breaks.
+        rule: UnixRule,
+    },
+}
+
+/// The form of a `unix:<key>:<value>` value, as the agent's attestor writes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum UnixRule {
+    /// `uid` and `gid` are decimal numbers from 0 to 4294967295.
+    #[error("a uid or gid is a number from 0 to 4294967295")]
+    NotAnId,
+    /// `user` and `group` are non-empty names.
+    #[error("a user or group name must not be empty")]
+    EmptyName,
+    /// `path` is the absolute path of the executable.
+    #[error("path must be an absolute path")]
+    RelativePath,
+    /// `sha256` is 64 lowercase hex digits.
+    #[error("sha256 must be 64 lowercase hex digits")]
+    NotSha256,
 }
 
 /// A validated `kind:value` selector.
@@ -125,6 +160,39 @@ impl Selector {
         Ok(sel)
     }
 
+    /// Checks the value of the kinds trustdeck's agent produces (`unix`), so that an entry
+    /// that could never match is refused; selectors of other kinds pass unchanged.
+    pub fn check_known(&self) -> Result<(), SelectorError> {
+        if self.kind != "unix" {
+            return Ok(());
+        }
+        let input = || self.to_string();
+        let (key, value) = self.value.split_once(':').unwrap_or((&self.value, ""));
+        let rule = match key {
+            "uid" | "gid" => value.parse::<u32>().is_err().then_some(UnixRule::NotAnId),
+            "user" | "group" => value.is_empty().then_some(UnixRule::EmptyName),
+            "path" => (!value.starts_with('/')).then_some(UnixRule::RelativePath),
+            "sha256" => (value.len() != 64
+                || !value
+                    .bytes()
+                    .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+            .then_some(UnixRule::NotSha256),
+            _ => {
+                return Err(SelectorError::UnknownUnixKey {
+                    input: input(),
+                    key: key.to_string(),
+                });
+            }
+        };
+        match rule {
+            None => Ok(()),
+            Some(rule) => Err(SelectorError::UnixValue {
+                input: input(),
+                rule,
+            }),
+        }
+    }
+
     /// The kind, e.g. `unix`.
     pub fn kind(&self) -> &str {
         &self.kind
@@ -181,6 +249,48 @@ mod tests {
             Selector::new("unix", "uid:0").unwrap(),
             Selector::parse("unix:uid:0").unwrap()
         );
+    }
+
+    /// Issue 12, defect 9: `unix:uid:notanumber` was accepted for an entry no workload can
+    /// ever match.
+    #[test]
+    fn unix_selectors_the_agent_never_produces_are_refused() {
+        for good in [
+            "unix:uid:0",
+            "unix:gid:4294967295",
+            "unix:user:www-data",
+            "unix:group:staff",
+            "unix:path:/usr/bin/x",
+            &format!("unix:sha256:{}", "ab".repeat(32)),
+            "k8s:ns:anything",
+        ] {
+            assert_eq!(
+                Selector::parse(good).unwrap().check_known(),
+                Ok(()),
+                "{good}"
+            );
+        }
+        let rule = |s: &str| match Selector::parse(s).unwrap().check_known() {
+            Err(SelectorError::UnixValue { rule, .. }) => Some(rule),
+            other => panic!("{s}: {other:?}"),
+        };
+        assert_eq!(rule("unix:uid:notanumber"), Some(UnixRule::NotAnId));
+        assert_eq!(rule("unix:gid:-1"), Some(UnixRule::NotAnId));
+        assert_eq!(rule("unix:uid:4294967296"), Some(UnixRule::NotAnId));
+        assert_eq!(rule("unix:user:"), Some(UnixRule::EmptyName));
+        assert_eq!(rule("unix:path:bin/x"), Some(UnixRule::RelativePath));
+        assert_eq!(rule("unix:sha256:ABCD"), Some(UnixRule::NotSha256));
+        let e = Selector::parse("unix:pid:12").unwrap().check_known();
+        assert!(
+            matches!(&e, Err(SelectorError::UnknownUnixKey { key, .. }) if key == "pid"),
+            "{e:?}"
+        );
+        let e = Selector::parse("unix:uid:x")
+            .unwrap()
+            .check_known()
+            .unwrap_err();
+        assert!(e.to_string().contains("\"unix:uid:x\""), "{e}");
+        assert!(e.to_string().contains("number"), "{e}");
     }
 
     #[test]
