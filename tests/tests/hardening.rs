@@ -1,7 +1,7 @@
 //! End-to-end checks of issue 12's operator-facing hardening: config bounds, entry rules and
 //! CLI output into a closed pipe, through the real binaries.
 
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 use trustdeck_e2e::*;
 
@@ -102,4 +102,70 @@ fn entries_that_never_work_or_impersonate_a_daemon_are_refused_by_the_server() {
     let shown = server.cli_ok(&["entry", "show", "--output", "json"]);
     let v: serde_json::Value = serde_json::from_str(&shown).expect("json");
     assert_eq!(v.as_array().map(Vec::len), Some(0), "{shown}");
+}
+
+/// Runs `program args` with stdout a pipe whose reading end is already closed, so the first
+/// write fails with EPIPE (deterministically: nobody ever reads).
+fn into_closed_pipe(program: &str, args: &[&str]) -> Output {
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    Command::new(bin(program))
+        .args(args)
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run")
+}
+
+/// Issue 12, defect 10: `trustdeck-server entry show | head -1` panicked (exit 101). Every
+/// CLI output path ends quietly with status 0 when its reader is gone.
+#[test]
+fn cli_output_into_a_closed_pipe_ends_quietly_with_status_zero() {
+    let server = ServerProc::start("");
+    let (attestation, agent_id) = {
+        let token = server.token("10m");
+        (
+            format!("type = \"join_token\"\ntoken = \"{token}\"\n"),
+            format!("spiffe://example.org/trustdeck/agent/join_token/{token}"),
+        )
+    };
+    entry_for_me(&server, &agent_id, "spiffe://example.org/web", "10m");
+    let agent = AgentProc::start(&server, &attestation, "");
+    let config = server.config.display().to_string();
+    let socket = agent.socket.display().to_string();
+    wait_for(30, "the workload SVID", || {
+        let out = Command::new(bin("trustdeck-agent"))
+            .args(["api", "fetch", "x509", "--socket", &socket])
+            .output()
+            .expect("run");
+        out.status.success().then_some(())
+    });
+    let runs: &[(&str, Vec<&str>)] = &[
+        (
+            "trustdeck-server",
+            vec!["entry", "show", "--config", &config],
+        ),
+        (
+            "trustdeck-server",
+            vec!["entry", "show", "--output", "json", "--config", &config],
+        ),
+        (
+            "trustdeck-server",
+            vec!["check-config", "--config", &config],
+        ),
+        ("trustdeck-server", vec!["healthcheck", "--config", &config]),
+        ("trustdeck-server", vec!["--help"]),
+        (
+            "trustdeck-agent",
+            vec!["api", "fetch", "x509", "--socket", &socket],
+        ),
+        ("trustdeck-agent", vec!["healthcheck", "--socket", &socket]),
+        ("trustdeck", vec!["--help"]),
+    ];
+    for (program, args) in runs {
+        let out = into_closed_pipe(program, args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{program} {args:?}: {err}");
+        assert_eq!(out.status.code(), Some(0), "{program} {args:?}: {err}");
+    }
 }

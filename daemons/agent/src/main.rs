@@ -181,10 +181,10 @@ async fn fetch_x509(t: &Target, write: Option<PathBuf>) -> Result<()> {
     for (i, s) in resp.svids.iter().enumerate() {
         let chain = pem::split_der(&s.x509_svid)?;
         let info = trustdeck_spiffe::x509::check_leaf(&chain[0])?;
-        println!("SPIFFE ID:        {}", s.spiffe_id);
-        println!("SVID valid after: {}", info.not_before.to_rfc3339());
-        println!("SVID valid until: {}", info.not_after.to_rfc3339());
-        println!("Chain length:     {}", chain.len());
+        trustdeck_process::outln!("SPIFFE ID:        {}", s.spiffe_id);
+        trustdeck_process::outln!("SVID valid after: {}", info.not_before.to_rfc3339());
+        trustdeck_process::outln!("SVID valid until: {}", info.not_after.to_rfc3339());
+        trustdeck_process::outln!("Chain length:     {}", chain.len());
         if let Some(dir) = &write {
             std::fs::create_dir_all(dir)?;
             write_file(
@@ -205,10 +205,10 @@ async fn fetch_x509(t: &Target, write: Option<PathBuf>) -> Result<()> {
                 )?;
             }
         }
-        println!();
+        trustdeck_process::outln!();
     }
     if let Some(dir) = &write {
-        println!("Wrote {} SVID(s) to {}", resp.svids.len(), dir.display());
+        trustdeck_process::outln!("Wrote {} SVID(s) to {}", resp.svids.len(), dir.display());
     }
     Ok(())
 }
@@ -249,7 +249,7 @@ async fn run(cli: Cli) -> Result<()> {
                     .map_err(status_err)?
                     .into_inner();
                 for s in r.svids {
-                    println!("token({}):\n{}", s.spiffe_id, s.svid);
+                    trustdeck_process::outln!("token({}):\n{}", s.spiffe_id, s.svid);
                 }
                 Ok(())
             }
@@ -261,12 +261,12 @@ async fn run(cli: Cli) -> Result<()> {
                     .await
                     .map_err(status_err)?
                     .into_inner();
-                println!("SVID is valid.");
-                println!("SPIFFE ID : {}", r.spiffe_id);
+                trustdeck_process::outln!("SVID is valid.");
+                trustdeck_process::outln!("SPIFFE ID : {}", r.spiffe_id);
                 if let Some(c) = r.claims {
                     let mut keys: Vec<_> = c.fields.keys().cloned().collect();
                     keys.sort();
-                    println!("Claims    : {}", keys.join(", "));
+                    trustdeck_process::outln!("Claims    : {}", keys.join(", "));
                 }
                 Ok(())
             }
@@ -291,7 +291,7 @@ async fn run(cli: Cli) -> Result<()> {
                 }
             })
             .await??;
-            print!("{report}");
+            trustdeck_process::out!("{report}");
             Ok(())
         }
         Command::Healthcheck { target } => {
@@ -308,7 +308,7 @@ async fn run(cli: Cli) -> Result<()> {
                 Err(e) if e.code() == tonic::Code::PermissionDenied => {}
                 Err(e) => return Err(status_err(e).context("agent is not healthy")),
             }
-            println!("Agent is healthy.");
+            trustdeck_process::outln!("Agent is healthy.");
             Ok(())
         }
     }

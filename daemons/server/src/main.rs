@@ -218,21 +218,21 @@ fn rfc3339(secs: i64) -> String {
 }
 
 fn print_entry(e: &EntryInfo) {
-    println!("Entry ID      : {}", e.id);
-    println!("SPIFFE ID     : {}", e.spiffe_id);
-    println!("Parent ID     : {}", e.parent_id);
+    trustdeck_process::outln!("Entry ID      : {}", e.id);
+    trustdeck_process::outln!("SPIFFE ID     : {}", e.spiffe_id);
+    trustdeck_process::outln!("Parent ID     : {}", e.parent_id);
     for s in &e.selectors {
-        println!("Selector      : {s}");
+        trustdeck_process::outln!("Selector      : {s}");
     }
-    println!("X509-SVID TTL : {}", ttl_text(e.x509_ttl_secs));
-    println!("JWT-SVID TTL  : {}", ttl_text(e.jwt_ttl_secs));
+    trustdeck_process::outln!("X509-SVID TTL : {}", ttl_text(e.x509_ttl_secs));
+    trustdeck_process::outln!("JWT-SVID TTL  : {}", ttl_text(e.jwt_ttl_secs));
     if e.downstream {
-        println!("Downstream    : true");
+        trustdeck_process::outln!("Downstream    : true");
     }
     for d in &e.dns_names {
-        println!("DNS name      : {d}");
+        trustdeck_process::outln!("DNS name      : {d}");
     }
-    println!();
+    trustdeck_process::outln!();
 }
 
 fn ttl_text(s: i64) -> String {
@@ -271,9 +271,9 @@ async fn run(cli: Cli) -> Result<()> {
         Command::CheckConfig { config } => {
             let c = Config::load(&config)?;
             for w in &c.warnings {
-                println!("warning: {w}");
+                trustdeck_process::outln!("warning: {w}");
             }
-            println!("config {} is valid", config.display());
+            trustdeck_process::outln!("config {} is valid", config.display());
             Ok(())
         }
         Command::Token { cmd, target } => match cmd {
@@ -287,9 +287,9 @@ async fn run(cli: Cli) -> Result<()> {
                     .await
                     .map_err(status_err)?
                     .into_inner();
-                println!("Token: {}", r.token);
-                println!("Agent SPIFFE ID: {}", r.agent_spiffe_id);
-                println!("Expires: {}", rfc3339(r.expires_at));
+                trustdeck_process::outln!("Token: {}", r.token);
+                trustdeck_process::outln!("Agent SPIFFE ID: {}", r.agent_spiffe_id);
+                trustdeck_process::outln!("Expires: {}", rfc3339(r.expires_at));
                 Ok(())
             }
         },
@@ -320,7 +320,7 @@ async fn run(cli: Cli) -> Result<()> {
                         .map_err(status_err)?
                         .into_inner();
                     if output == Output::Json {
-                        println!("{}", entry_json(&e));
+                        trustdeck_process::outln!("{}", entry_json(&e));
                     } else {
                         print_entry(&e);
                     }
@@ -343,9 +343,9 @@ async fn run(cli: Cli) -> Result<()> {
                         .into_inner();
                     if output == Output::Json {
                         let v: Vec<_> = r.entries.iter().map(entry_json).collect();
-                        println!("{}", serde_json::Value::Array(v));
+                        trustdeck_process::outln!("{}", serde_json::Value::Array(v));
                     } else {
-                        println!("Found {} entries", r.entries.len());
+                        trustdeck_process::outln!("Found {} entries", r.entries.len());
                         for e in &r.entries {
                             print_entry(e);
                         }
@@ -359,7 +359,7 @@ async fn run(cli: Cli) -> Result<()> {
                         .map_err(status_err)?
                         .into_inner();
                     if let Some(e) = r.deleted {
-                        println!("Deleted entry {} ({})", e.id, e.spiffe_id);
+                        trustdeck_process::outln!("Deleted entry {} ({})", e.id, e.spiffe_id);
                     }
                     Ok(())
                 }
@@ -386,15 +386,18 @@ async fn run(cli: Cli) -> Result<()> {
                                 })
                             })
                             .collect();
-                        println!("{}", serde_json::Value::Array(v));
+                        trustdeck_process::outln!("{}", serde_json::Value::Array(v));
                     } else {
-                        println!("Found {} attested agents", r.agents.len());
+                        trustdeck_process::outln!("Found {} attested agents", r.agents.len());
                         for a in &r.agents {
-                            println!("SPIFFE ID   : {}", a.spiffe_id);
-                            println!("Attestation : {}", a.attestation_type);
-                            println!("SVID expiry : {}", rfc3339(a.cert_not_after));
-                            println!("Banned      : {}", a.banned);
-                            println!();
+                            trustdeck_process::outln!("SPIFFE ID   : {}", a.spiffe_id);
+                            trustdeck_process::outln!("Attestation : {}", a.attestation_type);
+                            trustdeck_process::outln!(
+                                "SVID expiry : {}",
+                                rfc3339(a.cert_not_after)
+                            );
+                            trustdeck_process::outln!("Banned      : {}", a.banned);
+                            trustdeck_process::outln!();
                         }
                     }
                     Ok(())
@@ -405,7 +408,7 @@ async fn run(cli: Cli) -> Result<()> {
                     })
                     .await
                     .map_err(status_err)?;
-                    println!("Agent {spiffe_id} evicted");
+                    trustdeck_process::outln!("Agent {spiffe_id} evicted");
                     Ok(())
                 }
                 AgentCmd::Ban { spiffe_id } => {
@@ -414,7 +417,7 @@ async fn run(cli: Cli) -> Result<()> {
                     })
                     .await
                     .map_err(status_err)?;
-                    println!("Agent {spiffe_id} banned");
+                    trustdeck_process::outln!("Agent {spiffe_id} banned");
                     Ok(())
                 }
             }
@@ -428,8 +431,8 @@ async fn run(cli: Cli) -> Result<()> {
                     .map_err(status_err)?
                     .into_inner();
                 match format {
-                    BundleFormat::Pem => print!("{}", r.pem),
-                    BundleFormat::Spiffe => println!("{}", r.spiffe_json),
+                    BundleFormat::Pem => trustdeck_process::out!("{}", r.pem),
+                    BundleFormat::Spiffe => trustdeck_process::outln!("{}", r.spiffe_json),
                 }
                 Ok(())
             }
@@ -447,7 +450,7 @@ async fn run(cli: Cli) -> Result<()> {
             if !r.serving {
                 bail!("server is not healthy");
             }
-            println!(
+            trustdeck_process::outln!(
                 "Server is healthy (trust domain {}, CA valid until {}, bundle sequence {})",
                 r.trust_domain,
                 rfc3339(r.active_x509_not_after),

@@ -1,9 +1,11 @@
 //! Process plumbing shared by trustdeck's binaries: reading TOML config files with errors that
 //! name the file and position, logging to stderr, shutting down on signals with a bound, and
-//! the [`clock::Clock`] every daemon reads time from.
+//! the [`clock::Clock`] every daemon reads time from, and [`output`]: a CLI's stdout, ending
+//! quietly when its reader goes away.
 #![forbid(unsafe_code)]
 
 pub mod clock;
+pub mod output;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
