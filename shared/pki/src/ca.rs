@@ -110,6 +110,50 @@ fn ceil_secs(t: DateTime<Utc>) -> DateTime<Utc> {
     }
 }
 
+/// Where a CA stands in its trust domain, as its subject says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tier {
+    Root,
+    Intermediate,
+}
+
+impl Tier {
+    fn word(self) -> &'static str {
+        match self {
+            Tier::Root => "root",
+            Tier::Intermediate => "intermediate",
+        }
+    }
+}
+
+/// The X.520 `serialNumber` attribute: an identifier of the subject (here its key).
+const DN_SERIAL_NUMBER: [u64; 4] = [2, 5, 4, 5];
+
+/// Makes a CA's subject its own: `OU=<trust domain> <tier>` and `serialNumber=<key id>`, the
+/// first 8 bytes of its subject key identifier in hex (the prefix of its `x509:<skid>` node
+/// id), so errors and `openssl` output tell one CA from another.
+fn distinguish(
+    params: &mut rcgen::CertificateParams,
+    td: &TrustDomain,
+    tier: Tier,
+    key: &impl rcgen::PublicKeyData,
+) -> Result<(), CaError> {
+    let ski = params.key_identifier(key);
+    let key_id = hex::encode(&ski[..ski.len().min(8)]);
+    let key_id = rcgen::string::PrintableString::try_from(key_id)
+        .map_err(|e| CaError::Sign(e.to_string()))?;
+    let dn = &mut params.distinguished_name;
+    dn.push(
+        rcgen::DnType::OrganizationalUnitName,
+        format!("{td} {}", tier.word()),
+    );
+    dn.push(
+        rcgen::DnType::CustomDnType(DN_SERIAL_NUMBER.to_vec()),
+        rcgen::DnValue::PrintableString(key_id),
+    );
+    Ok(())
+}
+
 impl X509Authority {
     /// Mints a self-signed root CA valid from `now` for `ttl`.
     pub fn self_signed(
@@ -128,8 +172,9 @@ impl X509Authority {
         let na = nb
             .checked_add_signed(ttl)
             .ok_or(CaError::TtlTooLong(ttl.num_seconds()))?;
-        let params = x509::ca_params(td, common_name, &serial, nb, na, None)?;
+        let mut params = x509::ca_params(td, common_name, &serial, nb, na, None)?;
         let signer = RcgenKey(key.clone());
+        distinguish(&mut params, td, Tier::Root, &signer)?;
         let cert = params
             .self_signed(&signer)
             .map_err(|e| CaError::Sign(e.to_string()))?;
@@ -234,7 +279,7 @@ impl X509Authority {
     ) -> Result<IssuedSvid, CaError> {
         let (not_before, not_after) = self.validity(ttl, now)?;
         let serial = random_serial(&self.rng)?;
-        let params = x509::ca_params(
+        let mut params = x509::ca_params(
             &self.trust_domain,
             common_name,
             &serial,
@@ -242,6 +287,7 @@ impl X509Authority {
             not_after,
             None,
         )?;
+        distinguish(&mut params, &self.trust_domain, Tier::Intermediate, csr)?;
         let cert = params
             .signed_by(csr, &self.issuer)
             .map_err(|e| CaError::Sign(e.to_string()))?;
@@ -430,6 +476,34 @@ mod tests {
             t
         );
         assert!(svid.not_after < t + Duration::seconds(3));
+    }
+
+    /// Issue 12, defect 17: every CA had the subject `O=SPIFFE, CN=trustdeck CA`, so a chain
+    /// from another CA failed as a bad signature, and nothing told the CAs apart.
+    #[test]
+    fn each_ca_has_a_subject_naming_trust_domain_tier_and_key() {
+        let (a, b) = (root(), root());
+        assert_ne!(a.subject(), b.subject());
+        let ski = x509::check_ca(a.cert_der())
+            .unwrap()
+            .subject_key_id
+            .unwrap();
+        for part in ["O=SPIFFE", "example.org root", &hex::encode(&ski[..8])] {
+            assert!(a.subject().contains(part), "{part}: {}", a.subject());
+        }
+        let csr = verify_csr(&make_csr(&key(), None).unwrap()).unwrap();
+        let issued = a
+            .sign_intermediate(&csr, "segment CA", Duration::hours(1), now())
+            .unwrap();
+        let info = x509::check_ca(&issued.chain[0]).unwrap();
+        let ski = info.subject_key_id.unwrap();
+        for part in [
+            "segment CA",
+            "example.org intermediate",
+            &hex::encode(&ski[..8]),
+        ] {
+            assert!(info.subject.contains(part), "{part}: {}", info.subject);
+        }
     }
 
     /// Issue 12, defect 6: a huge CA TTL panicked with "DateTime + TimeDelta overflowed".
