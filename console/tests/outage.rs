@@ -73,6 +73,23 @@ fn outage_stale_downstream() {
     snap!("outage_stale_segments_160x48", &app, 160, 48);
 }
 
+/// A stale holder's record stays in its row: the dmz intermediate says what dmz said (its
+/// label, its key on disk), not the live upstream's record of what it issued.
+#[test]
+fn outage_stale_holder_keeps_its_row() {
+    for (f, stale) in [(fleet(2), false), (dmz_stale_fleet(), true)] {
+        let app = app_sized(f, 160, 48);
+        let l = lines(&draw(&app, 160, 48, false));
+        let row = l
+            .iter()
+            .find(|r| r.contains("x509:33cc17") || r.contains("dmz intermediate 17"))
+            .unwrap_or_else(|| panic!("{}", l.join("\n")));
+        assert!(row.contains("dmz intermediate 17"), "{row}");
+        assert!(row.contains("disk"), "{row}");
+        assert_eq!(row.contains("STALE"), stale, "{row}");
+    }
+}
+
 /// Wherever a window sentence (or the strip's cell) is shown, the moment workloads fail is
 /// there with its seconds, and the sentence with its `in …`.
 #[test]
