@@ -158,7 +158,11 @@ fn a_stale_holders_record_is_kept_over_a_live_issuers() {
     assert_eq!(after.nodes.len(), before.nodes.len());
     assert_eq!(shape(&after), shape(&before));
     let w = f.windows(&after, at(1015));
-    assert_eq!(window(&w, "dmz").x509_until, Some(5000), "its real not_after");
+    assert_eq!(
+        window(&w, "dmz").x509_until,
+        Some(5000),
+        "its real not_after"
+    );
     // The workload agent stops: its SVIDs stay held, not the live dmz's issued copies.
     lose(&mut f, D_W1, 1020);
     let after = f.tree();
