@@ -291,6 +291,13 @@ mod tests {
         f
     }
 
+    /// Asserts that the fleet's health gives `want` as a reason, at warning level at least.
+    fn has_reason(f: &Fleet, want: &str) {
+        let h = f.health(&f.tree(), at(1000), &crate::fleet::Thresholds::default());
+        assert!(h.reasons.iter().any(|r| r == want), "{:?}", h.reasons);
+        assert!(h.level >= crate::fleet::Level::Warning);
+    }
+
     fn server(spiffe_id: &str) -> Node {
         node(NodeKind::Server, "downstream", spiffe_id)
     }
@@ -301,12 +308,9 @@ mod tests {
         let dmz = server("spiffe://td/trustdeck/server/dmz");
         assert_eq!(f.daemon_by_spiffe_id(&dmz.spiffe_id), None, "ambiguous");
         assert_eq!(f.node_name(&dmz), "downstream");
-        let h = f.health(&f.tree(), at(1000), &crate::fleet::Thresholds::default());
-        assert!(
-            h.reasons.iter().any(|r| r
-                == "dmz, gcp: each says it is spiffe://td/trustdeck/server/dmz (so neither is named by it)"),
-            "{:?}",
-            h.reasons
+        has_reason(
+            &f,
+            "dmz, gcp: each says it is spiffe://td/trustdeck/server/dmz (so neither is named by it)",
         );
     }
 
@@ -323,19 +327,15 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(f.peer_name(&c), Some("dmz"));
-        // gcp's pinned ID is its name even before it says who it is right.
+        // gcp's pinned ID still names it while it claims another.
         assert_eq!(
             f.node_name(&server("spiffe://td/trustdeck/server/gcp")),
             "gcp"
         );
-        let h = f.health(&f.tree(), at(1000), &crate::fleet::Thresholds::default());
-        assert!(
-            h.reasons.iter().any(|r| r
-                == "gcp: says it is spiffe://td/trustdeck/server/dmz but the fleet file pins spiffe://td/trustdeck/server/gcp"),
-            "{:?}",
-            h.reasons
+        has_reason(
+            &f,
+            "gcp: says it is spiffe://td/trustdeck/server/dmz but the fleet file pins spiffe://td/trustdeck/server/gcp",
         );
-        assert!(h.level >= crate::fleet::Level::Warning);
     }
 
     #[test]
@@ -355,12 +355,9 @@ mod tests {
             f.node_name(&server("spiffe://td/trustdeck/server/dmz")),
             "dmz"
         );
-        let h = f.health(&f.tree(), at(1000), &crate::fleet::Thresholds::default());
-        assert!(
-            h.reasons.iter().any(|r| r
-                == "gcp: says it is spiffe://td/trustdeck/server/dmz, which the fleet file pins to dmz"),
-            "{:?}",
-            h.reasons
+        has_reason(
+            &f,
+            "gcp: says it is spiffe://td/trustdeck/server/dmz, which the fleet file pins to dmz",
         );
     }
 
