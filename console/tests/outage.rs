@@ -120,6 +120,8 @@ fn outage_never_reached_downstream() {
     let l = lines(&draw(&app, 160, 48, false)).join("\n");
     assert!(l.contains("NEVER REACHED"), "{l}");
     assert!(l.contains("server never reached (console)"), "{l}");
+    // No workload SVID is known of it: nothing is "past renewal".
+    assert!(!l.contains("0 SVIDs past renewal"), "{l}");
     assert!(
         l.contains("X.509 continues until 2026-11-24 09:12:03Z (in 2h 00m) (upstream's record)"),
         "{l}"
