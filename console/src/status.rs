@@ -208,9 +208,10 @@ fn windows_block(out: &mut String, w: &SegmentWindow, now: DateTime<Utc>, g: &Gl
             fmt_time(*since),
             fmt_secs((now.timestamp() - since).max(0))
         ),
-        Reach::NeverReached { .. } => {
+        Reach::NeverReached { .. } if w.is_downstream() => {
             "  [NEVER REACHED: its upstream's and agents' records]".to_string()
         }
+        Reach::NeverReached { .. } => "  [NEVER REACHED: its agents' records]".to_string(),
         Reach::Live | Reach::Connecting => String::new(),
     };
     let _ = writeln!(

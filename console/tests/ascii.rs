@@ -198,3 +198,13 @@ fn a_limited_terminal_gets_only_basic_colour_codes() {
         }
     }
 }
+
+/// In ASCII the symbol of "ok" is the word: a healthy fleet's header says it once.
+#[test]
+fn a_healthy_header_says_ok_once() {
+    let none: Vec<(String, String, DaemonRole, String)> = Vec::new();
+    let app = ascii(app_sized(Fleet::new(none), 80, 24));
+    let top = lines(&draw(&app, 80, 24, false)).remove(0);
+    assert!(top.contains("| OK |"), "{top}");
+    assert!(!top.contains("OK OK"), "{top}");
+}

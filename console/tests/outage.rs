@@ -137,6 +137,8 @@ fn outage_never_reached_downstream() {
     let l = lines(&draw(&app, 160, 48, false)).join("\n");
     assert!(l.contains("NEVER REACHED"), "{l}");
     assert!(l.contains("server never reached (console)"), "{l}");
+    // No workload SVID is known of it: nothing is "past renewal".
+    assert!(!l.contains("0 SVIDs past renewal"), "{l}");
     assert!(
         l.contains("X.509 continues until 2026-11-24 09:12:03Z (in 2h 00m) (upstream's record)"),
         "{l}"
@@ -197,4 +199,18 @@ fn outage_events_are_derived_once_on_the_tick() {
     let after = app.fleet.events_total;
     update(&mut app, Msg::Tick, now());
     assert_eq!(app.fleet.events_total, after, "once");
+}
+
+/// The segments view has a spare line per segment: a lost server's facts that one line cannot
+/// hold (the SVIDs past renewal, the loss moments to the second) go on two lines there.
+#[test]
+fn the_segments_view_keeps_every_fact_of_a_lost_server() {
+    for (w, h) in [(80, 24), (100, 30), (120, 40)] {
+        let app = with_view(app_sized(dmz_failing_fleet(), w, h), View::Segments);
+        let l = lines(&draw(&app, w, h, false)).join("\n");
+        assert!(l.contains("past renewal"), "{w}x{h}:\n{l}");
+        assert!(l.contains("06:52:03Z (console)"), "{w}x{h}:\n{l}");
+        assert!(l.contains("failing since "), "{w}x{h}:\n{l}");
+        assert!(l.contains("07:11:55Z"), "{w}x{h}:\n{l}");
+    }
 }

@@ -166,3 +166,21 @@ fn a_pinned_spiffe_id_names_only_its_daemon() {
     );
     assert!(table.contains(&flagged), "{table}");
 }
+
+/// A root server never reached: its segment's records come from its agents only (it has no
+/// upstream), and nothing is "past renewal" when no SVID is known.
+#[test]
+fn a_root_never_reached_reads_plainly_in_the_table() {
+    use trustdeck_console::status;
+    let mut f = Fleet::new([(
+        "gone".to_string(),
+        "unix:///nonexistent.sock".to_string(),
+        DaemonRole::Upstream,
+        "root".to_string(),
+    )]);
+    lose(&mut f, 0, 5, "No such file or directory (os error 2)");
+    let t = status::table(&f, now(), &Thresholds::default());
+    assert!(t.contains("[NEVER REACHED: its agents' records]"), "{t}");
+    assert!(!t.contains("upstream's"), "{t}");
+    assert!(!t.contains("past renewal"), "{t}");
+}

@@ -350,6 +350,8 @@ pub fn server_sentence(
                 Role::Strong(Level::Critical),
             ));
             let count = match words {
+                // No workload SVID known: nothing to count.
+                _ if failure.is_none() => None,
                 Words::Full | Words::Short => {
                     let plural = if past_renewal == 1 { "" } else { "s" };
                     Some(format!("; {past_renewal} SVID{plural} past renewal"))
@@ -369,6 +371,33 @@ pub fn server_sentence(
         }
     }
     TextLine { spans }
+}
+
+/// A lost server's facts on two lines, when a view has them: who lost it, then what follows
+/// (`3 SVIDs past renewal; first failure at … (in …)`), in the most words for which both lines
+/// fit in `room`. None while the server is not lost, or when not even the tersest form fits.
+pub fn server_facts(
+    w: &SegmentWindow,
+    now: DateTime<Utc>,
+    (room, full): (usize, bool),
+    g: &Glyphs,
+) -> Option<[TextLine; 2]> {
+    if !matches!(w.server_outage(now), ServerOutage::Lost { .. }) {
+        return None;
+    }
+    Words::ALL
+        .into_iter()
+        .skip(usize::from(!full))
+        .find_map(|words| {
+            let mut who = server_sentence(w, now, words, g);
+            let mut rest = TextLine {
+                spans: who.spans.split_off(1),
+            };
+            if let Some((first, _)) = rest.spans.first_mut() {
+                *first = Cow::Owned(first.trim_start_matches("; ").to_string());
+            }
+            (who.width() <= room && rest.width() <= room).then_some([who, rest])
+        })
 }
 
 /// The strip's "if upstream lost" cell: `X.509 55m 00s, JWT stops`, or the facts in short.

@@ -75,7 +75,7 @@ fn status_parts(app: &App, narrow: bool, th: Theme) -> Parts {
         (Cow::Owned(td.to_string()), Style::new()),
         (sep.clone(), th.dim()),
         (
-            Cow::Owned(format!("{} {word}", th.sym(level))),
+            Cow::Owned(th.g.tagged(th.sym(level), &word)),
             th.level_strong(level),
         ),
         (sep, th.dim()),

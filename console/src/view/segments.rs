@@ -19,8 +19,8 @@ use crate::app::App;
 use crate::layout::SEGMENT_LINES;
 use crate::text::TextLine;
 use crate::text::window::{
-    Words, fitted, reach_marker, server_sentence, strip_server, strip_upstream, upstream_sentence,
-    upstream_state,
+    Words, fitted, reach_marker, server_facts, server_sentence, strip_server, strip_upstream,
+    upstream_sentence, upstream_state,
 };
 
 /// From this width a window block says times in full.
@@ -64,6 +64,12 @@ fn segment_title(w: &SegmentWindow, now: DateTime<Utc>, th: Theme) -> Parts {
     p
 }
 
+/// A sentence's line, indented under its segment's title.
+fn indent(mut p: Parts) -> Parts {
+    p.insert(0, (Cow::Borrowed("   "), Style::new()));
+    p
+}
+
 /// A segment's four lines: title, upstream state, and the two sentences.
 fn window_block(w: &SegmentWindow, now: DateTime<Utc>, th: Theme, wd: u16) -> Vec<Parts> {
     let full = wd >= FULL_WIDTH;
@@ -79,10 +85,6 @@ fn window_block(w: &SegmentWindow, now: DateTime<Utc>, th: Theme, wd: u16) -> Ve
     if let Some(e) = w.upstream.as_ref().and_then(|u| u.error.as_ref()) {
         up_parts.push((Cow::Owned(format!(": {e}")), up_style));
     }
-    let indent = |mut p: Parts| {
-        p.insert(0, (Cow::Borrowed("   "), Style::new()));
-        p
-    };
     let mut title = vec![(Cow::Borrowed(" "), Style::new())];
     title.extend(segment_title(w, now, th));
     vec![
@@ -99,6 +101,24 @@ fn window_block(w: &SegmentWindow, now: DateTime<Utc>, th: Theme, wd: u16) -> Ve
     ]
 }
 
+/// A segment's block in the segments view: [`window_block`], with a lost server's facts on
+/// two lines (the block's spare line) when one line would drop some of them.
+fn view_block(w: &SegmentWindow, now: DateTime<Utc>, th: Theme, wd: u16) -> Vec<Parts> {
+    let mut lines = window_block(w, now, th, wd);
+    let full = wd >= FULL_WIDTH;
+    let room = usize::from(wd.saturating_sub(3));
+    let one = fitted(room, full, |words| server_sentence(w, now, words, th.g));
+    let most = server_sentence(w, now, if full { Words::Full } else { Words::Short }, th.g);
+    if one.width() < most.width()
+        && let Some([who, rest]) = server_facts(w, now, (room, full), th.g)
+    {
+        lines.pop();
+        lines.push(indent(styled(who, th)));
+        lines.push(indent(styled(rest, th)));
+    }
+    lines
+}
+
 /// The segments view's rows from `off`, the selected one marked.
 pub fn rows(
     app: &App,
@@ -113,7 +133,7 @@ pub fn rows(
     let end = (off + page).min(wins.len());
     for (k, wi) in (off..end).enumerate() {
         let y = list.y + k as u16 * SEGMENT_LINES;
-        for (j, parts) in window_block(&wins[wi], now, th, list.width)
+        for (j, parts) in view_block(&wins[wi], now, th, list.width)
             .iter()
             .enumerate()
         {
