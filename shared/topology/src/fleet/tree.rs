@@ -78,19 +78,22 @@ impl Fleet {
     }
 
     /// Which daemon each node id is taken from, without the ids another node's aliases
-    /// replace; and those aliases as `(alias, id)`. The holder's record wins, live or stale
-    /// (a stale one is last-known and marked so by its daemon's loss): a row says the same
-    /// thing about a node whether its holder is live or not. Another daemon's record (an
+    /// replace; and those aliases as `(alias, id)`. A server's record of a ban wins; else the
+    /// holder's record wins, live or stale (a stale one is last-known and marked so by its
+    /// daemon's loss): a row says the same thing about a node whether its holder is live or
+    /// not. Another daemon's record (an
     /// upstream's of the intermediate it issued) fills in for a holder never heard from in
     /// this run; among equals a live record wins, then the most specific daemon. A stale
     /// node's aliases count too: a downstream the console lost keeps its place, and no
     /// placeholder appears for it.
     fn choose_sources(&self) -> (HashMap<&str, usize>, Vec<(String, String)>) {
-        let mut chosen: HashMap<&str, (usize, (bool, bool))> = HashMap::new();
+        let mut chosen: HashMap<&str, (usize, (bool, bool, bool))> = HashMap::new();
         for d in self.ordered() {
             let live = self.daemons[d].is_live();
             for (id, n) in &self.daemons[d].nodes {
-                let rank = (self.holds(d, n), live);
+                // A ban is the server's decision: it wins over the banned agent's own word.
+                let banned = n.state_wire() == NodeState::Banned;
+                let rank = (banned, self.holds(d, n), live);
                 match chosen.get(id.as_str()) {
                     Some(&(_, prev)) if prev > rank => {}
                     _ => {

@@ -180,3 +180,23 @@ fn a_live_issuers_record_fills_in_for_a_holder_never_heard() {
     let t = f.tree();
     assert_eq!(said(&t, "x509:i1"), (D_UP, NodeState::Issued, None));
 }
+
+/// A ban is the server's decision: its record of a banned agent wins over the agent's own
+/// (which still says attested until it learns).
+#[test]
+fn a_servers_ban_wins_over_the_agents_own_record() {
+    let mut f = demo(true);
+    let mut banned = workload_agent_nodes().remove(0);
+    banned.state = NodeState::Banned.into();
+    let d = delta(
+        2,
+        1002,
+        Delta {
+            upserts: vec![banned],
+            ..Default::default()
+        },
+    );
+    f.apply(D_DMZ, d, at(1002)).unwrap();
+    let t = f.tree();
+    assert_eq!(said(&t, "agent:w1").1, NodeState::Banned);
+}
