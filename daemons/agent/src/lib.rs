@@ -6,7 +6,7 @@
 //! - [`credentials`]: the node's attestation credentials (files, TPM) and the TPM's answers.
 //! - [`cache`]: immutable cache snapshots published to Workload API streams.
 //! - [`attestor`]: workload attestation `unix`.
-//! - [`workload_api`]: the Workload API server.
+//! - [`workload_api`]: the Workload API server; [`limits`]: what one request may ask for.
 //! - [`state`]: what the agent persists in its data directory.
 //! - [`observe`]: what the admin `Watch` stream publishes.
 //! - [`tpm`]: `trustdeck-agent tpm provision|show` (DevID keys for `tpm_devid`).
@@ -18,6 +18,7 @@ pub mod attestor;
 pub mod cache;
 pub mod config;
 pub mod credentials;
+pub mod limits;
 pub mod observe;
 pub mod start;
 pub mod state;

@@ -22,6 +22,7 @@ use trustdeck_proto::workload::*;
 use crate::agent::Agent;
 use crate::attestor::UnixAttestor;
 use crate::cache::Cache;
+use crate::limits;
 
 /// How long a new caller waits for its SVIDs while the agent is starting or an entry was just
 /// created; after that it gets `Unavailable`.
@@ -246,9 +247,8 @@ impl SpiffeWorkloadApi for WorkloadApi {
     ) -> Result<Response<JwtsvidResponse>, Status> {
         let selectors = self.selectors(&request).await?;
         let req = request.into_inner();
-        if req.audience.is_empty() || req.audience.iter().any(|a| a.is_empty()) {
-            return Err(Status::invalid_argument("audience must not be empty"));
-        }
+        limits::check_audiences(&req.audience)?;
+        limits::check_spiffe_id(&req.spiffe_id)?;
         let cache = self.agent.cache();
         if !require_identity(&cache, &selectors)? {
             return Err(Status::unavailable(
@@ -298,9 +298,7 @@ impl SpiffeWorkloadApi for WorkloadApi {
         request: Request<ValidateJwtsvidRequest>,
     ) -> Result<Response<ValidateJwtsvidResponse>, Status> {
         let req = request.into_inner();
-        if req.audience.is_empty() {
-            return Err(Status::invalid_argument("audience must not be empty"));
-        }
+        limits::check_validation(&req.audience, &req.svid)?;
         if req.svid.is_empty() {
             return Err(Status::invalid_argument("svid must not be empty"));
         }
