@@ -432,3 +432,35 @@ async fn a_body_that_does_not_decode_is_an_invalid_argument() {
         assert_eq!(e.code(), tonic::Code::InvalidArgument, "{body:?}: {e:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_uid_holds_a_bounded_number_of_streams() {
+    // The agent's MAX_STREAMS_PER_UID, opened over several connections (each of which the
+    // agent allows 64 streams).
+    const MAX: usize = 1024;
+    let (_server, agent) = agent_with_identity().await;
+    let mut clients: Vec<_> = (0..MAX / 32 + 1).map(|_| agent.client()).collect();
+    let mut held = Vec::new();
+    for i in 0..MAX {
+        let c = &mut clients[i / 32];
+        let mut s = c
+            .fetch_x509_bundles(X509BundlesRequest {})
+            .await
+            .expect("a stream within the limit")
+            .into_inner();
+        s.next().await.expect("message").expect("bundles");
+        held.push(s);
+    }
+    let c = clients.last_mut().expect("client");
+    let e = match c.fetch_x509svid(X509svidRequest {}).await {
+        Ok(mut s) => s.get_mut().next().await.and_then(|m| m.err()),
+        Err(e) => Some(e),
+    }
+    .expect("a stream past the limit was served");
+    assert_eq!(e.code(), tonic::Code::ResourceExhausted, "{e:?}");
+    assert!(e.message().contains("streams"), "{}", e.message());
+    // A closed stream frees its place.
+    drop(held.pop());
+    let freed = wait_for_async(c, 10).await;
+    assert_eq!(freed.spiffe_id.as_str(), "spiffe://example.org/hostile");
+}

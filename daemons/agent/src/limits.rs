@@ -1,6 +1,9 @@
 //! What one Workload API request may ask for. Every input a workload controls is bounded, so
 //! no caller can make the agent hold memory in proportion to what it sends.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use thiserror::Error;
 
 /// Largest request body the Workload API decodes (tonic answers a larger one `OutOfRange`).
@@ -17,6 +20,9 @@ pub const MAX_SPIFFE_ID_BYTES: usize = 2048;
 pub const MAX_TOKEN_BYTES: usize = 64 * 1024;
 /// HTTP/2 streams one Workload API connection may hold open at once.
 pub const MAX_STREAMS_PER_CONNECTION: u32 = 64;
+/// Workload API response streams the processes of one uid may hold open at once, over all
+/// their connections.
+pub const MAX_STREAMS_PER_UID: usize = 1024;
 
 /// A request outside the limits (answered `InvalidArgument`).
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -35,11 +41,65 @@ pub enum LimitError {
     SpiffeIdTooLong { bytes: usize },
     #[error("svid is {bytes} bytes, at most {MAX_TOKEN_BYTES}")]
     TokenTooLarge { bytes: usize },
+    #[error("uid {uid} holds {max} Workload API streams open already; close some first")]
+    TooManyStreams { uid: u32, max: usize },
 }
 
 impl From<LimitError> for tonic::Status {
     fn from(e: LimitError) -> Self {
-        tonic::Status::invalid_argument(e.to_string())
+        match e {
+            LimitError::TooManyStreams { .. } => tonic::Status::resource_exhausted(e.to_string()),
+            _ => tonic::Status::invalid_argument(e.to_string()),
+        }
+    }
+}
+
+/// Counts the response streams open per uid.
+#[derive(Clone)]
+pub struct StreamCounter {
+    max: usize,
+    open: Arc<Mutex<HashMap<u32, usize>>>,
+}
+
+/// One open stream of a uid; dropping it (with the stream) frees the place.
+pub struct StreamPermit {
+    uid: u32,
+    open: Arc<Mutex<HashMap<u32, usize>>>,
+}
+
+impl StreamCounter {
+    /// A counter allowing `max` streams per uid.
+    pub fn new(max: usize) -> Self {
+        Self {
+            max,
+            open: Arc::default(),
+        }
+    }
+
+    /// A place for one more stream of `uid`, unless it holds `max` already.
+    pub fn acquire(&self, uid: u32) -> Result<StreamPermit, LimitError> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let n = open.entry(uid).or_default();
+        if *n >= self.max {
+            return Err(LimitError::TooManyStreams { uid, max: self.max });
+        }
+        *n += 1;
+        Ok(StreamPermit {
+            uid,
+            open: self.open.clone(),
+        })
+    }
+}
+
+impl Drop for StreamPermit {
+    fn drop(&mut self) {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = open.get_mut(&self.uid) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.uid);
+            }
+        }
     }
 }
 
@@ -147,6 +207,23 @@ mod tests {
         let s: tonic::Status = LimitError::TooManyAudiences { count: 100_000 }.into();
         assert_eq!(s.code(), tonic::Code::InvalidArgument);
         assert_eq!(s.message(), "too many audiences: 100000, at most 64");
+    }
+
+    #[test]
+    fn streams_are_counted_per_uid_and_freed_on_drop() {
+        let c = StreamCounter::new(2);
+        let a = c.acquire(7).expect("first");
+        let _b = c.acquire(7).expect("second");
+        let e = c.acquire(7).err().expect("third refused");
+        assert_eq!(e, LimitError::TooManyStreams { uid: 7, max: 2 });
+        assert_eq!(
+            tonic::Status::from(e).code(),
+            tonic::Code::ResourceExhausted
+        );
+        let _other = c.acquire(8).expect("another uid has its own count");
+        drop(a);
+        let _c = c.acquire(7).expect("a place freed by a closed stream");
+        assert_eq!(c.open.lock().unwrap().len(), 2);
     }
 
     #[test]

@@ -43,6 +43,7 @@ pub fn check_header(req: Request<()>) -> Result<Request<()>, Status> {
 pub struct WorkloadApi {
     agent: Arc<Agent>,
     attestor: Arc<UnixAttestor>,
+    streams: limits::StreamCounter,
 }
 
 impl WorkloadApi {
@@ -52,17 +53,21 @@ impl WorkloadApi {
         Self {
             agent,
             attestor: Arc::new(UnixAttestor::new(limit)),
+            streams: limits::StreamCounter::new(limits::MAX_STREAMS_PER_UID),
         }
+    }
+
+    /// A place for one more response stream of the caller (`ResourceExhausted` when its uid
+    /// holds too many).
+    fn stream_permit<T>(&self, req: &Request<T>) -> Result<limits::StreamPermit, Status> {
+        let cred = peer_cred(req)?;
+        Ok(self.streams.acquire(cred.uid())?)
     }
 
     /// Attests the caller. Hashing an executable blocks, so a hash-cache miss runs on the
     /// blocking pool, never on a runtime worker.
     async fn selectors<T>(&self, req: &Request<T>) -> Result<Vec<String>, Status> {
-        let cred = req
-            .extensions()
-            .get::<UdsConnectInfo>()
-            .and_then(|i| i.peer_cred)
-            .ok_or_else(|| Status::internal("cannot read the caller's credentials"))?;
+        let cred = peer_cred(req)?;
         // Cheap with a cached executable hash; hashing itself goes to the blocking pool.
         if let Some(s) = self
             .attestor
@@ -75,6 +80,25 @@ impl WorkloadApi {
             .await
             .map_err(|e| Status::internal(format!("workload attestation failed: {e}")))
     }
+}
+
+/// The socket peer's credentials.
+fn peer_cred<T>(req: &Request<T>) -> Result<tokio::net::unix::UCred, Status> {
+    req.extensions()
+        .get::<UdsConnectInfo>()
+        .and_then(|i| i.peer_cred)
+        .ok_or_else(|| Status::internal("cannot read the caller's credentials"))
+}
+
+/// `stream`, holding `permit` until it is dropped.
+fn holding<T: Send + 'static>(
+    stream: ViewStream<T>,
+    permit: limits::StreamPermit,
+) -> ViewStream<T> {
+    Box::pin(stream.map(move |item| {
+        let _held = &permit;
+        item
+    }))
 }
 
 fn td_key(cache: &Cache) -> String {
@@ -214,18 +238,20 @@ impl SpiffeWorkloadApi for WorkloadApi {
         &self,
         request: Request<X509svidRequest>,
     ) -> Result<Response<Self::FetchX509SVIDStream>, Status> {
+        let permit = self.stream_permit(&request)?;
         let selectors = self.selectors(&request).await?;
         let clock = self.agent.clock().clone();
         let s = stream_views(self.agent.subscribe(), move |c| {
             x509_view(c, &selectors, clock.now())
         })?;
-        Ok(Response::new(s))
+        Ok(Response::new(holding(s, permit)))
     }
 
     async fn fetch_x509_bundles(
         &self,
         request: Request<X509BundlesRequest>,
     ) -> Result<Response<Self::FetchX509BundlesStream>, Status> {
+        let permit = self.stream_permit(&request)?;
         let selectors = self.selectors(&request).await?;
         let s = stream_views(self.agent.subscribe(), move |c| {
             if !require_identity(c, &selectors)? {
@@ -238,7 +264,7 @@ impl SpiffeWorkloadApi for WorkloadApi {
                 bundles,
             }))
         })?;
-        Ok(Response::new(s))
+        Ok(Response::new(holding(s, permit)))
     }
 
     async fn fetch_jwtsvid(
@@ -281,6 +307,7 @@ impl SpiffeWorkloadApi for WorkloadApi {
         &self,
         request: Request<JwtBundlesRequest>,
     ) -> Result<Response<Self::FetchJWTBundlesStream>, Status> {
+        let permit = self.stream_permit(&request)?;
         let selectors = self.selectors(&request).await?;
         let s = stream_views(self.agent.subscribe(), move |c| {
             if !require_identity(c, &selectors)? {
@@ -290,7 +317,7 @@ impl SpiffeWorkloadApi for WorkloadApi {
             bundles.insert(td_key(c), c.bundle.jwks_json().into_bytes());
             Ok(Some(JwtBundlesResponse { bundles }))
         })?;
-        Ok(Response::new(s))
+        Ok(Response::new(holding(s, permit)))
     }
 
     async fn validate_jwtsvid(
