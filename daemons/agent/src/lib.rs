@@ -5,7 +5,7 @@
 //! - [`agent`]: the engine (attestation, agent SVID renewal, sync, rotation, JWT-SVIDs).
 //! - [`credentials`]: the node's attestation credentials (files, TPM) and the TPM's answers.
 //! - [`cache`]: immutable cache snapshots published to Workload API streams.
-//! - [`attestor`]: workload attestation `unix`.
+//! - [`attestor`]: workload attestation `unix`; [`peer`]: the caller pinned at accept.
 //! - [`workload_api`]: the Workload API server; [`limits`]: what one request may ask for.
 //! - [`state`]: what the agent persists in its data directory.
 //! - [`observe`]: what the admin `Watch` stream publishes.
@@ -20,6 +20,7 @@ pub mod config;
 pub mod credentials;
 pub mod limits;
 pub mod observe;
+pub mod peer;
 pub mod start;
 pub mod state;
 pub mod tpm;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use tokio::net::UnixListener;
 use tokio::sync::watch;
+use tokio_stream::StreamExt;
 use tokio_stream::wrappers::UnixListenerStream;
 use tonic::service::interceptor::InterceptedService;
 use trustdeck_admin::ObserveService;
@@ -17,6 +18,7 @@ use trustdeck_process::clock::Clock;
 use crate::agent::{Agent, AgentError};
 use crate::config::Config;
 use crate::limits;
+use crate::peer::PeerStream;
 use crate::workload_api::{WorkloadApi, check_header};
 
 /// A running agent.
@@ -101,7 +103,10 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningAgent
         let r = tonic::transport::Server::builder()
             .max_concurrent_streams(Some(limits::MAX_STREAMS_PER_CONNECTION))
             .add_service(svc)
-            .serve_with_incoming_shutdown(UnixListenerStream::new(listener), stopped(srx))
+            .serve_with_incoming_shutdown(
+                UnixListenerStream::new(listener).map(|c| c.map(PeerStream::accept)),
+                stopped(srx),
+            )
             .await;
         if let Err(e) = r {
             tracing::error!(error = %e, "Workload API stopped");

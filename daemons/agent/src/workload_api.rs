@@ -13,7 +13,6 @@ use tokio::sync::{mpsc, watch};
 
 use tokio_stream::wrappers::{ReceiverStream, WatchStream};
 use tokio_stream::{Stream, StreamExt};
-use tonic::transport::server::UdsConnectInfo;
 use tonic::{Request, Response, Status};
 use trustdeck_proto::WORKLOAD_HEADER;
 use trustdeck_proto::workload::spiffe_workload_api_server::SpiffeWorkloadApi;
@@ -23,6 +22,7 @@ use crate::agent::Agent;
 use crate::attestor::UnixAttestor;
 use crate::cache::Cache;
 use crate::limits;
+use crate::peer::PeerInfo;
 
 /// How long a new caller waits for its SVIDs while the agent is starting or an entry was just
 /// created; after that it gets `Unavailable`.
@@ -66,27 +66,45 @@ impl WorkloadApi {
 
     /// Attests the caller. Hashing an executable blocks, so a hash-cache miss runs on the
     /// blocking pool, never on a runtime worker.
+    /// Selectors of a caller whose process is still the one that connected (checked after
+    /// attestation, see [`crate::peer`]).
     async fn selectors<T>(&self, req: &Request<T>) -> Result<Vec<String>, Status> {
+        let peer = peer_info(req)?;
         let cred = peer_cred(req)?;
         // Cheap with a cached executable hash; hashing itself goes to the blocking pool.
-        if let Some(s) = self
+        let selectors = match self
             .attestor
             .attest_cached(cred.pid(), cred.uid(), cred.gid())
         {
-            return Ok(s);
+            Some(s) => s,
+            None => {
+                let attestor = self.attestor.clone();
+                tokio::task::spawn_blocking(move || {
+                    attestor.attest(cred.pid(), cred.uid(), cred.gid())
+                })
+                .await
+                .map_err(|e| Status::internal(format!("workload attestation failed: {e}")))?
+            }
+        };
+        if let Some(pid) = cred.pid().filter(|p| *p > 0) {
+            peer.verify(pid)?;
         }
-        let attestor = self.attestor.clone();
-        tokio::task::spawn_blocking(move || attestor.attest(cred.pid(), cred.uid(), cred.gid()))
-            .await
-            .map_err(|e| Status::internal(format!("workload attestation failed: {e}")))
+        Ok(selectors)
     }
+}
+
+/// What was recorded of the socket peer at accept.
+fn peer_info<T>(req: &Request<T>) -> Result<&PeerInfo, Status> {
+    req.extensions()
+        .get::<PeerInfo>()
+        .ok_or_else(|| Status::internal("cannot read the caller's credentials"))
 }
 
 /// The socket peer's credentials.
 fn peer_cred<T>(req: &Request<T>) -> Result<tokio::net::unix::UCred, Status> {
-    req.extensions()
-        .get::<UdsConnectInfo>()
-        .and_then(|i| i.peer_cred)
+    peer_info(req)?
+        .uds
+        .peer_cred
         .ok_or_else(|| Status::internal("cannot read the caller's credentials"))
 }
 
