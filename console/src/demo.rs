@@ -330,14 +330,14 @@ impl Demo {
         self.wait_for(name, &dir.join("log"), || ws.exists() && asock.exists())
             .await?;
         Ok((
-            agent_id,
+            agent_id.clone(),
             AgentEntry {
                 name: name.into(),
                 segment: segment.into(),
                 serves: serves.into(),
                 workload_socket: workload_socket.display().to_string(),
                 admin: format!("unix://{}", admin_sock.display()),
-                spiffe_id: None,
+                spiffe_id: Some(agent_id),
                 pid: Some(pid),
             },
         ))

@@ -11,7 +11,9 @@
 //!
 //! `admin` is `unix:///absolute/path` (or a bare absolute path) for a local admin socket, or
 //! `https://host:port` for the admin API over mTLS; the latter needs `spiffe_id` (what the
-//! daemon must present) and a client SVID (see `--workload-socket`).
+//! daemon must present) and a client SVID (see `--workload-socket`). Whatever the endpoint,
+//! a `spiffe_id` pins the daemon's name: only that daemon is named by that ID, and a daemon
+//! that says it is another ID is flagged.
 
 use std::path::{Path, PathBuf};
 
@@ -89,7 +91,9 @@ pub struct ServerEntry {
     #[serde(default)]
     pub segment: String,
     pub admin: String,
-    /// What the daemon presents over mTLS (for `https://` endpoints).
+    /// The daemon's SPIFFE ID: what it must present over mTLS (required for `https://`
+    /// endpoints), and the one ID that names it in the console (a daemon that says it is
+    /// another is flagged).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spiffe_id: Option<String>,
     /// Process id (lets a user simulate an outage with `kill -STOP`).
@@ -114,7 +118,7 @@ pub struct AgentEntry {
     #[serde(default)]
     pub workload_socket: String,
     pub admin: String,
-    /// What the daemon presents over mTLS (for `https://` endpoints).
+    /// The daemon's SPIFFE ID, as for a server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spiffe_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -156,6 +160,19 @@ pub struct Target {
     pub endpoint: Endpoint,
     /// As written in the file.
     pub admin: String,
+    /// The daemon's SPIFFE ID, when the file gives it: the console names only this daemon by
+    /// it and flags a daemon that says it is another.
+    pub spiffe_id: Option<String>,
+}
+
+/// Checks a pinned SPIFFE ID (whatever the endpoint) and returns it as written.
+fn pin(id: Option<&str>) -> Result<Option<String>, EndpointError> {
+    let Some(id) = id else { return Ok(None) };
+    SpiffeId::parse(id).map_err(|source| EndpointError::SpiffeId {
+        id: id.into(),
+        source: Box::new(source),
+    })?;
+    Ok(Some(id.to_string()))
 }
 
 /// Parses an admin endpoint.
@@ -217,11 +234,13 @@ impl FleetFile {
     /// The daemons to watch, servers first.
     pub fn targets(&self) -> Result<Vec<Target>, TargetError> {
         let endpoint = |kind, name: &str, admin: &str, id: Option<&str>| {
-            parse_endpoint(admin, id).map_err(|source| TargetError::Endpoint {
-                kind,
-                name: name.to_string(),
-                source,
-            })
+            parse_endpoint(admin, id)
+                .and_then(|e| Ok((e, pin(id)?)))
+                .map_err(|source| TargetError::Endpoint {
+                    kind,
+                    name: name.to_string(),
+                    source,
+                })
         };
         let mut out = Vec::new();
         for s in &self.servers {
@@ -234,21 +253,27 @@ impl FleetFile {
                     });
                 }
             };
+            let (endpoint, spiffe_id) =
+                endpoint("server", &s.name, &s.admin, s.spiffe_id.as_deref())?;
             out.push(Target {
                 name: s.name.clone(),
                 role,
                 segment: s.segment.clone(),
-                endpoint: endpoint("server", &s.name, &s.admin, s.spiffe_id.as_deref())?,
+                endpoint,
                 admin: s.admin.clone(),
+                spiffe_id,
             });
         }
         for a in &self.agents {
+            let (endpoint, spiffe_id) =
+                endpoint("agent", &a.name, &a.admin, a.spiffe_id.as_deref())?;
             out.push(Target {
                 name: a.name.clone(),
                 role: DaemonRole::Agent,
                 segment: a.segment.clone(),
-                endpoint: endpoint("agent", &a.name, &a.admin, a.spiffe_id.as_deref())?,
+                endpoint,
                 admin: a.admin.clone(),
+                spiffe_id,
             });
         }
         let mut names = std::collections::HashSet::new();
@@ -278,6 +303,41 @@ mod tests {
         assert_eq!(t[0].endpoint, Endpoint::Unix("/tmp/a.sock".into()));
         assert!(matches!(&t[1].endpoint, Endpoint::Tls { addr, .. } if addr == "127.0.0.1:8443"));
         assert_eq!(t[2].role, DaemonRole::Agent);
+    }
+
+    #[test]
+    fn spiffe_ids_are_pins_whatever_the_endpoint() {
+        let f = FleetFile::parse(
+            &GOOD.replace(
+                "\"admin\": \"/tmp/w-admin.sock\"",
+                "\"admin\": \"/tmp/w-admin.sock\", \"spiffe_id\": \"spiffe://td/agent/w1\"",
+            ),
+            Path::new("f.json"),
+        )
+        .unwrap();
+        let targets = f.targets().unwrap();
+        let pins: Vec<Option<&str>> = targets.iter().map(|t| t.spiffe_id.as_deref()).collect();
+        assert_eq!(
+            pins,
+            [None, Some("spiffe://td/gcp"), Some("spiffe://td/agent/w1")]
+        );
+        // Readers ignore fields they do not know; a file without pins still reads.
+        let f = FleetFile::parse(
+            &GOOD.replace("\"pid\": 1", "\"pid\": 1, \"future\": true"),
+            Path::new("f.json"),
+        )
+        .unwrap();
+        assert_eq!(f.targets().unwrap()[0].spiffe_id, None);
+        let e = FleetFile::parse(
+            &GOOD.replace("\"pid\": 1", "\"pid\": 1, \"spiffe_id\": \"not an id\""),
+            Path::new("f.json"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("server \"up\"") && e.contains("not an id"),
+            "{e}"
+        );
     }
 
     #[test]

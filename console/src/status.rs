@@ -26,13 +26,19 @@ pub fn out(line: &str) -> bool {
     writeln!(o, "{line}").and_then(|()| o.flush()).is_ok()
 }
 
-/// A fleet model for these targets.
+/// A fleet model for these targets, with the SPIFFE IDs their entries pin.
 pub fn fleet_for(targets: &[Target]) -> Fleet {
-    Fleet::new(
+    let mut f = Fleet::new(
         targets
             .iter()
             .map(|t| (t.name.clone(), t.admin.clone(), t.role, t.segment.clone())),
-    )
+    );
+    for (d, t) in targets.iter().enumerate() {
+        if let Some(id) = &t.spiffe_id {
+            f.pin_spiffe_id(d, id.as_str());
+        }
+    }
+    f
 }
 
 /// Applies one update to the fleet; returns a daemon whose stream must be reopened.
@@ -202,9 +208,10 @@ fn windows_block(out: &mut String, w: &SegmentWindow, now: DateTime<Utc>, g: &Gl
             fmt_time(*since),
             fmt_secs((now.timestamp() - since).max(0))
         ),
-        Reach::NeverReached { .. } => {
+        Reach::NeverReached { .. } if w.is_downstream() => {
             "  [NEVER REACHED: its upstream's and agents' records]".to_string()
         }
+        Reach::NeverReached { .. } => "  [NEVER REACHED: its agents' records]".to_string(),
         Reach::Live | Reach::Connecting => String::new(),
     };
     let _ = writeln!(

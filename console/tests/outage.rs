@@ -73,6 +73,23 @@ fn outage_stale_downstream() {
     snap!("outage_stale_segments_160x48", &app, 160, 48);
 }
 
+/// A stale holder's record stays in its row: the dmz intermediate says what dmz said (its
+/// label, its key on disk), not the live upstream's record of what it issued.
+#[test]
+fn outage_stale_holder_keeps_its_row() {
+    for (f, stale) in [(fleet(2), false), (dmz_stale_fleet(), true)] {
+        let app = app_sized(f, 160, 48);
+        let l = lines(&draw(&app, 160, 48, false));
+        let row = l
+            .iter()
+            .find(|r| r.contains("x509:33cc17") || r.contains("dmz intermediate 17"))
+            .unwrap_or_else(|| panic!("{}", l.join("\n")));
+        assert!(row.contains("dmz intermediate 17"), "{row}");
+        assert!(row.contains("disk"), "{row}");
+        assert_eq!(row.contains("STALE"), stale, "{row}");
+    }
+}
+
 /// Wherever a window sentence (or the strip's cell) is shown, the moment workloads fail is
 /// there with its seconds, and the sentence with its `in …`.
 #[test]
@@ -120,6 +137,8 @@ fn outage_never_reached_downstream() {
     let l = lines(&draw(&app, 160, 48, false)).join("\n");
     assert!(l.contains("NEVER REACHED"), "{l}");
     assert!(l.contains("server never reached (console)"), "{l}");
+    // No workload SVID is known of it: nothing is "past renewal".
+    assert!(!l.contains("0 SVIDs past renewal"), "{l}");
     assert!(
         l.contains("X.509 continues until 2026-11-24 09:12:03Z (in 2h 00m) (upstream's record)"),
         "{l}"

@@ -120,3 +120,67 @@ fn values_from_a_newer_daemon_show_as_unknown() {
     );
     assert!(table.contains("future authority  [unknown]"), "{table}");
 }
+
+/// The fleet file pins each daemon's SPIFFE ID: a daemon that says it is another cannot take
+/// that daemon's name, and is flagged in health (the table, the header's reasons).
+#[test]
+fn a_pinned_spiffe_id_names_only_its_daemon() {
+    use trustdeck_console::fleetfile::FleetFile;
+    use trustdeck_console::status;
+    let entry = |name: &str, role: &str| {
+        format!(
+            r#"{{"name": "{name}", "role": "{role}", "segment": "{name}", "admin": "unix:///run/{name}.sock", "spiffe_id": "{}"}}"#,
+            server_id(name)
+        )
+    };
+    let text = format!(
+        r#"{{"servers": [{}, {}, {}]}}"#,
+        entry("upstream", "upstream"),
+        entry("gcp", "downstream"),
+        entry("dmz", "downstream")
+    );
+    let targets = FleetFile::parse(&text, std::path::Path::new("demo.json"))
+        .expect("fleet file")
+        .targets()
+        .expect("targets");
+    let pinned = status::fleet_for(&targets);
+    let mut f = fleet(2);
+    for (d, ds) in pinned.daemons.iter().enumerate() {
+        assert_eq!(ds.pinned_id.as_deref(), Some(server_id(&ds.name).as_str()));
+        f.daemons[d].pinned_id = ds.pinned_id.clone();
+    }
+    // gcp says it is dmz.
+    if let Some(i) = f.daemons[1].identity.as_mut() {
+        i.spiffe_id = server_id("dmz");
+    }
+    let link = Connectivity {
+        peer_spiffe_id: server_id("dmz"),
+        ..Default::default()
+    };
+    assert_eq!(f.peer_name(&link), Some("dmz"), "not stolen by gcp");
+    let table = status::table(&f, now(), &Thresholds::default());
+    let flagged = format!(
+        "gcp: says it is {} but the fleet file pins {}",
+        server_id("dmz"),
+        server_id("gcp")
+    );
+    assert!(table.contains(&flagged), "{table}");
+}
+
+/// A root server never reached: its segment's records come from its agents only (it has no
+/// upstream), and nothing is "past renewal" when no SVID is known.
+#[test]
+fn a_root_never_reached_reads_plainly_in_the_table() {
+    use trustdeck_console::status;
+    let mut f = Fleet::new([(
+        "gone".to_string(),
+        "unix:///nonexistent.sock".to_string(),
+        DaemonRole::Upstream,
+        "root".to_string(),
+    )]);
+    lose(&mut f, 0, 5, "No such file or directory (os error 2)");
+    let t = status::table(&f, now(), &Thresholds::default());
+    assert!(t.contains("[NEVER REACHED: its agents' records]"), "{t}");
+    assert!(!t.contains("upstream's"), "{t}");
+    assert!(!t.contains("past renewal"), "{t}");
+}

@@ -269,3 +269,198 @@ async fn wait_for_async(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// An agent with an entry for this process, ready to mint JWT-SVIDs; the server signs as
+/// fast as it is asked.
+async fn agent_with_identity() -> (ServerProc, AgentProc) {
+    let server = ServerProc::start("[rate_limit]\nsigns_per_second = 100000.0\nburst = 100000.0\n");
+    let (attestation, agent_id) = join_attestation(&server);
+    entry_for_me(&server, &agent_id, "spiffe://example.org/hostile", "10m");
+    let agent = AgentProc::start(&server, &attestation, "");
+    let mut c = agent.client();
+    let _ = wait_for_async(&mut c, 20).await;
+    (server, agent)
+}
+
+fn jwt_request(audience: Vec<String>) -> JwtsvidRequest {
+    JwtsvidRequest {
+        audience,
+        spiffe_id: String::new(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oversized_audience_lists_are_invalid_arguments() {
+    let (_server, agent) = agent_with_identity().await;
+    let mut c = agent.client();
+    c.fetch_jwtsvid(jwt_request(vec!["db".into()]))
+        .await
+        .expect("a normal audience is served");
+    let many: Vec<String> = (0..1000).map(|i| format!("aud-{i}")).collect();
+    let long = vec!["x".repeat(10_000)];
+    let heavy: Vec<String> = (0..40).map(|i| format!("{i:0>1000}")).collect();
+    for (what, audience) in [("count", many), ("length", long), ("bytes", heavy)] {
+        let Err(e) = c.fetch_jwtsvid(jwt_request(audience)).await else {
+            panic!("an audience list too large by {what} was served");
+        };
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{what}: {e:?}");
+        assert!(e.message().contains("audience"), "{what}: {}", e.message());
+    }
+}
+
+/// The resident set of a process, from `/proc/<pid>/status`.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_audience_flood_does_not_grow_the_agent() {
+    let (_server, agent) = agent_with_identity().await;
+    let pid = agent.child.as_ref().expect("child").id();
+    let mut c = agent.client();
+    c.fetch_jwtsvid(jwt_request(vec!["warm-up".into()]))
+        .await
+        .expect("warm-up");
+    let before = rss_kib(pid);
+    let grown_mib = || rss_kib(pid).saturating_sub(before) / 1024;
+    // Many lists each within the limits: served, but the cache keeps only so many bytes.
+    // Unbounded, 4,000 tokens for 4 KiB of audiences each hold more than 40 MiB.
+    let mut tasks = tokio::task::JoinSet::new();
+    for worker in 0..8 {
+        let mut c = agent.client();
+        tasks.spawn(async move {
+            for call in 0..500 {
+                let audience = (0..8)
+                    .map(|i| format!("{worker}-{call}-{i}-{}", "y".repeat(500)))
+                    .collect();
+                let r = c.fetch_jwtsvid(jwt_request(audience)).await;
+                assert!(r.is_ok(), "a list within the limits: {:?}", r.err());
+            }
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.expect("flood task");
+    }
+    let grown = grown_mib();
+    assert!(
+        grown < 24,
+        "distinct audiences grew the agent by {grown} MiB"
+    );
+    // The reported attack: huge lists of distinct audiences, all refused.
+    for call in 0..30 {
+        let audience = (0..100_000).map(|i| format!("a{call}-{i}")).collect();
+        let r = c.fetch_jwtsvid(jwt_request(audience)).await;
+        assert!(r.is_err(), "a 100,000-audience list was served");
+    }
+    let grown = grown_mib();
+    assert!(
+        grown < 24,
+        "huge audience lists grew the agent by {grown} MiB"
+    );
+}
+
+/// A codec that sends bytes as they are, to put bodies no client library would on the wire.
+#[derive(Clone, Default)]
+struct RawCodec;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+    fn encoder(&mut self) -> Self::Encoder {
+        RawCodec
+    }
+    fn decoder(&mut self) -> Self::Decoder {
+        RawCodec
+    }
+}
+
+impl tonic::codec::Encoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        use prost::bytes::BufMut;
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<Vec<u8>>, tonic::Status> {
+        use prost::bytes::Buf;
+        Ok(Some(src.copy_to_bytes(src.remaining()).to_vec()))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_body_that_does_not_decode_is_an_invalid_argument() {
+    let (_server, agent) = agent_with_identity().await;
+    let ch = trustdeck_transport::connect::uds_channel(&agent.socket).expect("channel");
+    let mut grpc = tonic::client::Grpc::new(ch);
+    // An invalid wire type, a truncated length-delimited field, an endless varint.
+    for body in [
+        vec![0x0f, 0xff],
+        vec![0x0a, 0x10, 0x01],
+        vec![0x08, 0xff, 0xff, 0xff],
+    ] {
+        grpc.ready().await.expect("ready");
+        let mut req = tonic::Request::new(body.clone());
+        req.metadata_mut()
+            .insert("workload.spiffe.io", "true".parse().expect("header"));
+        let path = tonic::codegen::http::uri::PathAndQuery::from_static(
+            "/SpiffeWorkloadAPI/FetchX509SVID",
+        );
+        let e = match grpc.server_streaming(req, path, RawCodec).await {
+            Ok(mut s) => s.get_mut().message().await.expect_err("garbage decoded"),
+            Err(e) => e,
+        };
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{body:?}: {e:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_uid_holds_a_bounded_number_of_streams() {
+    // The agent's MAX_STREAMS_PER_UID, opened over several connections (each of which the
+    // agent allows 64 streams).
+    const MAX: usize = 1024;
+    let (_server, agent) = agent_with_identity().await;
+    let mut clients: Vec<_> = (0..MAX / 32 + 1).map(|_| agent.client()).collect();
+    let mut held = Vec::new();
+    for i in 0..MAX {
+        let c = &mut clients[i / 32];
+        let mut s = c
+            .fetch_x509_bundles(X509BundlesRequest {})
+            .await
+            .expect("a stream within the limit")
+            .into_inner();
+        s.next().await.expect("message").expect("bundles");
+        held.push(s);
+    }
+    let c = clients.last_mut().expect("client");
+    let e = match c.fetch_x509svid(X509svidRequest {}).await {
+        Ok(mut s) => s.get_mut().next().await.and_then(|m| m.err()),
+        Err(e) => Some(e),
+    }
+    .expect("a stream past the limit was served");
+    assert_eq!(e.code(), tonic::Code::ResourceExhausted, "{e:?}");
+    assert!(e.message().contains("streams"), "{}", e.message());
+    // A closed stream frees its place.
+    drop(held.pop());
+    let freed = wait_for_async(c, 10).await;
+    assert_eq!(freed.spiffe_id.as_str(), "spiffe://example.org/hostile");
+}

@@ -350,6 +350,8 @@ pub fn server_sentence(
                 Role::Strong(Level::Critical),
             ));
             let count = match words {
+                // No workload SVID known: nothing to count.
+                _ if failure.is_none() => None,
                 Words::Full | Words::Short => {
                     let plural = if past_renewal == 1 { "" } else { "s" };
                     Some(format!("; {past_renewal} SVID{plural} past renewal"))

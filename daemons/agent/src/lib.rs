@@ -5,8 +5,8 @@
 //! - [`agent`]: the engine (attestation, agent SVID renewal, sync, rotation, JWT-SVIDs).
 //! - [`credentials`]: the node's attestation credentials (files, TPM) and the TPM's answers.
 //! - [`cache`]: immutable cache snapshots published to Workload API streams.
-//! - [`attestor`]: workload attestation `unix`.
-//! - [`workload_api`]: the Workload API server.
+//! - [`attestor`]: workload attestation `unix`; [`peer`]: the caller pinned at accept.
+//! - [`workload_api`]: the Workload API server; [`limits`]: what one request may ask for.
 //! - [`state`]: what the agent persists in its data directory.
 //! - [`observe`]: what the admin `Watch` stream publishes.
 //! - [`tpm`]: `trustdeck-agent tpm provision|show` (DevID keys for `tpm_devid`).
@@ -18,7 +18,9 @@ pub mod attestor;
 pub mod cache;
 pub mod config;
 pub mod credentials;
+pub mod limits;
 pub mod observe;
+pub mod peer;
 pub mod start;
 pub mod state;
 pub mod tpm;

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use tokio::net::UnixListener;
 use tokio::sync::watch;
+use tokio_stream::StreamExt;
 use tokio_stream::wrappers::UnixListenerStream;
+use tonic::service::interceptor::InterceptedService;
 use trustdeck_admin::ObserveService;
 use trustdeck_proto::admin::observe_server::ObserveServer;
 use trustdeck_proto::workload::spiffe_workload_api_server::SpiffeWorkloadApiServer;
@@ -15,6 +17,8 @@ use trustdeck_process::clock::Clock;
 
 use crate::agent::{Agent, AgentError};
 use crate::config::Config;
+use crate::limits;
+use crate::peer::PeerStream;
 use crate::workload_api::{WorkloadApi, check_header};
 
 /// A running agent.
@@ -89,13 +93,20 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningAgent
     let (shutdown, rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(agent.clone().run(rx.clone()));
-    let svc =
-        SpiffeWorkloadApiServer::with_interceptor(WorkloadApi::new(agent.clone()), check_header);
+    let svc = InterceptedService::new(
+        SpiffeWorkloadApiServer::new(WorkloadApi::new(agent.clone()))
+            .max_decoding_message_size(limits::MAX_REQUEST_BYTES),
+        check_header,
+    );
     let srx = rx.clone();
     tasks.spawn(async move {
         let r = tonic::transport::Server::builder()
+            .max_concurrent_streams(Some(limits::MAX_STREAMS_PER_CONNECTION))
             .add_service(svc)
-            .serve_with_incoming_shutdown(UnixListenerStream::new(listener), stopped(srx))
+            .serve_with_incoming_shutdown(
+                UnixListenerStream::new(listener).map(|c| c.map(PeerStream::accept)),
+                stopped(srx),
+            )
             .await;
         if let Err(e) = r {
             tracing::error!(error = %e, "Workload API stopped");

@@ -13,7 +13,6 @@ use tokio::sync::{mpsc, watch};
 
 use tokio_stream::wrappers::{ReceiverStream, WatchStream};
 use tokio_stream::{Stream, StreamExt};
-use tonic::transport::server::UdsConnectInfo;
 use tonic::{Request, Response, Status};
 use trustdeck_proto::WORKLOAD_HEADER;
 use trustdeck_proto::workload::spiffe_workload_api_server::SpiffeWorkloadApi;
@@ -22,6 +21,8 @@ use trustdeck_proto::workload::*;
 use crate::agent::Agent;
 use crate::attestor::UnixAttestor;
 use crate::cache::Cache;
+use crate::limits;
+use crate::peer::PeerInfo;
 
 /// How long a new caller waits for its SVIDs while the agent is starting or an entry was just
 /// created; after that it gets `Unavailable`.
@@ -42,6 +43,7 @@ pub fn check_header(req: Request<()>) -> Result<Request<()>, Status> {
 pub struct WorkloadApi {
     agent: Arc<Agent>,
     attestor: Arc<UnixAttestor>,
+    streams: limits::StreamCounter,
 }
 
 impl WorkloadApi {
@@ -51,29 +53,70 @@ impl WorkloadApi {
         Self {
             agent,
             attestor: Arc::new(UnixAttestor::new(limit)),
+            streams: limits::StreamCounter::new(limits::MAX_STREAMS_PER_UID),
         }
+    }
+
+    /// A place for one more response stream of the caller (`ResourceExhausted` when its uid
+    /// holds too many).
+    fn stream_permit<T>(&self, req: &Request<T>) -> Result<limits::StreamPermit, Status> {
+        let cred = peer_cred(req)?;
+        Ok(self.streams.acquire(cred.uid())?)
     }
 
     /// Attests the caller. Hashing an executable blocks, so a hash-cache miss runs on the
     /// blocking pool, never on a runtime worker.
+    /// Selectors of a caller whose process is still the one that connected (checked after
+    /// attestation, see [`crate::peer`]).
     async fn selectors<T>(&self, req: &Request<T>) -> Result<Vec<String>, Status> {
-        let cred = req
-            .extensions()
-            .get::<UdsConnectInfo>()
-            .and_then(|i| i.peer_cred)
-            .ok_or_else(|| Status::internal("cannot read the caller's credentials"))?;
+        let peer = peer_info(req)?;
+        let cred = peer_cred(req)?;
         // Cheap with a cached executable hash; hashing itself goes to the blocking pool.
-        if let Some(s) = self
+        let selectors = match self
             .attestor
             .attest_cached(cred.pid(), cred.uid(), cred.gid())
         {
-            return Ok(s);
+            Some(s) => s,
+            None => {
+                let attestor = self.attestor.clone();
+                tokio::task::spawn_blocking(move || {
+                    attestor.attest(cred.pid(), cred.uid(), cred.gid())
+                })
+                .await
+                .map_err(|e| Status::internal(format!("workload attestation failed: {e}")))?
+            }
+        };
+        if let Some(pid) = cred.pid().filter(|p| *p > 0) {
+            peer.verify(pid)?;
         }
-        let attestor = self.attestor.clone();
-        tokio::task::spawn_blocking(move || attestor.attest(cred.pid(), cred.uid(), cred.gid()))
-            .await
-            .map_err(|e| Status::internal(format!("workload attestation failed: {e}")))
+        Ok(selectors)
     }
+}
+
+/// What was recorded of the socket peer at accept.
+fn peer_info<T>(req: &Request<T>) -> Result<&PeerInfo, Status> {
+    req.extensions()
+        .get::<PeerInfo>()
+        .ok_or_else(|| Status::internal("cannot read the caller's credentials"))
+}
+
+/// The socket peer's credentials.
+fn peer_cred<T>(req: &Request<T>) -> Result<tokio::net::unix::UCred, Status> {
+    peer_info(req)?
+        .uds
+        .peer_cred
+        .ok_or_else(|| Status::internal("cannot read the caller's credentials"))
+}
+
+/// `stream`, holding `permit` until it is dropped.
+fn holding<T: Send + 'static>(
+    stream: ViewStream<T>,
+    permit: limits::StreamPermit,
+) -> ViewStream<T> {
+    Box::pin(stream.map(move |item| {
+        let _held = &permit;
+        item
+    }))
 }
 
 fn td_key(cache: &Cache) -> String {
@@ -213,18 +256,20 @@ impl SpiffeWorkloadApi for WorkloadApi {
         &self,
         request: Request<X509svidRequest>,
     ) -> Result<Response<Self::FetchX509SVIDStream>, Status> {
+        let permit = self.stream_permit(&request)?;
         let selectors = self.selectors(&request).await?;
         let clock = self.agent.clock().clone();
         let s = stream_views(self.agent.subscribe(), move |c| {
             x509_view(c, &selectors, clock.now())
         })?;
-        Ok(Response::new(s))
+        Ok(Response::new(holding(s, permit)))
     }
 
     async fn fetch_x509_bundles(
         &self,
         request: Request<X509BundlesRequest>,
     ) -> Result<Response<Self::FetchX509BundlesStream>, Status> {
+        let permit = self.stream_permit(&request)?;
         let selectors = self.selectors(&request).await?;
         let s = stream_views(self.agent.subscribe(), move |c| {
             if !require_identity(c, &selectors)? {
@@ -237,7 +282,7 @@ impl SpiffeWorkloadApi for WorkloadApi {
                 bundles,
             }))
         })?;
-        Ok(Response::new(s))
+        Ok(Response::new(holding(s, permit)))
     }
 
     async fn fetch_jwtsvid(
@@ -246,9 +291,8 @@ impl SpiffeWorkloadApi for WorkloadApi {
     ) -> Result<Response<JwtsvidResponse>, Status> {
         let selectors = self.selectors(&request).await?;
         let req = request.into_inner();
-        if req.audience.is_empty() || req.audience.iter().any(|a| a.is_empty()) {
-            return Err(Status::invalid_argument("audience must not be empty"));
-        }
+        limits::check_audiences(&req.audience)?;
+        limits::check_spiffe_id(&req.spiffe_id)?;
         let cache = self.agent.cache();
         if !require_identity(&cache, &selectors)? {
             return Err(Status::unavailable(
@@ -281,6 +325,7 @@ impl SpiffeWorkloadApi for WorkloadApi {
         &self,
         request: Request<JwtBundlesRequest>,
     ) -> Result<Response<Self::FetchJWTBundlesStream>, Status> {
+        let permit = self.stream_permit(&request)?;
         let selectors = self.selectors(&request).await?;
         let s = stream_views(self.agent.subscribe(), move |c| {
             if !require_identity(c, &selectors)? {
@@ -290,7 +335,7 @@ impl SpiffeWorkloadApi for WorkloadApi {
             bundles.insert(td_key(c), c.bundle.jwks_json().into_bytes());
             Ok(Some(JwtBundlesResponse { bundles }))
         })?;
-        Ok(Response::new(s))
+        Ok(Response::new(holding(s, permit)))
     }
 
     async fn validate_jwtsvid(
@@ -298,9 +343,7 @@ impl SpiffeWorkloadApi for WorkloadApi {
         request: Request<ValidateJwtsvidRequest>,
     ) -> Result<Response<ValidateJwtsvidResponse>, Status> {
         let req = request.into_inner();
-        if req.audience.is_empty() {
-            return Err(Status::invalid_argument("audience must not be empty"));
-        }
+        limits::check_validation(&req.audience, &req.svid)?;
         if req.svid.is_empty() {
             return Err(Status::invalid_argument("svid must not be empty"));
         }

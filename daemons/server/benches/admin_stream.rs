@@ -19,12 +19,14 @@ use trustdeck_proto::admin::observe_client::ObserveClient;
 use trustdeck_proto::admin::observe_server::ObserveServer;
 use trustdeck_proto::admin::watch_message::Body;
 use trustdeck_proto::admin::{DaemonIdentity, DaemonRole, WatchRequest};
-use trustdeck_server::observe::{GROUP_AGENTS, GROUP_SVIDS, agent_node, svid_node};
+use trustdeck_server::observe::{GROUP_AGENTS, GROUP_SVIDS, IssuedSvid, agent_node, svid_node};
 use trustdeck_topology::Hub;
 
 const AGENTS: usize = 10_000;
 const SVIDS_PER_AGENT: usize = 10;
 const SERVER: &str = "spiffe://bench.td/trustdeck/server";
+/// The issuing CA's key id every bench SVID names (40 hex digits, as a real one).
+const ISSUER_KEY_ID: &str = "a1b2c3d4e5f60718293a4b5c6d7e8f9011223344";
 
 fn pct(v: &mut [f64], p: f64) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
@@ -78,15 +80,16 @@ fn fill(hub: &Hub) {
         for e in 0..SVIDS_PER_AGENT {
             hub.upsert(
                 GROUP_SVIDS,
-                svid_node(
-                    &agent(i),
-                    &format!("entry-{i}-{e}"),
-                    &format!("spiffe://bench.td/prod/gcp/team{e}/workload{i}"),
-                    &format!("{:032x}", i * 100 + e),
-                    t,
-                    t + 600,
-                    "bench",
-                ),
+                svid_node(&IssuedSvid {
+                    agent: &agent(i),
+                    entry_id: &format!("entry-{i}-{e}"),
+                    spiffe_id: &format!("spiffe://bench.td/prod/gcp/team{e}/workload{i}"),
+                    serial: &format!("{:032x}", i * 100 + e),
+                    not_before: t,
+                    not_after: t + 600,
+                    issuer_key_id: ISSUER_KEY_ID,
+                    segment: "bench",
+                }),
                 now,
             );
         }
@@ -184,16 +187,17 @@ async fn main() {
                 tx.send(Instant::now()).expect("send");
                 let changed = h.upsert(
                     GROUP_SVIDS,
-                    svid_node(
-                        &agent(i),
-                        &format!("entry-{i}-0"),
-                        &format!("spiffe://bench.td/prod/gcp/team0/workload{i}"),
+                    svid_node(&IssuedSvid {
+                        agent: &agent(i),
+                        entry_id: &format!("entry-{i}-0"),
+                        spiffe_id: &format!("spiffe://bench.td/prod/gcp/team0/workload{i}"),
                         // A new serial each time: every re-issue is a change.
-                        &format!("{phase}{k:031x}"),
-                        now.timestamp(),
-                        now.timestamp() + 600 + k as i64,
-                        "bench",
-                    ),
+                        serial: &format!("{phase}{k:031x}"),
+                        not_before: now.timestamp(),
+                        not_after: now.timestamp() + 600 + k as i64,
+                        issuer_key_id: ISSUER_KEY_ID,
+                        segment: "bench",
+                    }),
                     now,
                 );
                 assert!(changed, "every re-issue is a change");

@@ -269,34 +269,52 @@ pub fn agent_node(server_id: &str, segment: &str, n: &AttestedNode) -> Node {
     }
 }
 
-/// A workload SVID issued to an agent.
-#[allow(clippy::too_many_arguments)]
-pub fn svid_node(
-    agent: &str,
-    entry_id: &str,
-    spiffe_id: &str,
-    serial: &str,
-    not_before: i64,
-    not_after: i64,
-    segment: &str,
-) -> Node {
+/// The key id of authority `a`: its subject key id in lowercase hex, as in its node id and
+/// as agents report the issuer of the SVIDs it signs (empty when it has none).
+pub fn key_id(a: &X509Authority) -> String {
+    trustdeck_spiffe::x509::check_ca(a.cert_der())
+        .ok()
+        .and_then(|i| i.subject_key_id)
+        .map(|k| hex(&k))
+        .unwrap_or_default()
+}
+
+/// A workload SVID this server issued to an agent, as [`svid_node`] publishes it.
+#[derive(Debug, Clone, Copy)]
+pub struct IssuedSvid<'a> {
+    /// The agent's SPIFFE ID.
+    pub agent: &'a str,
+    pub entry_id: &'a str,
+    pub spiffe_id: &'a str,
+    /// Serial, hex.
+    pub serial: &'a str,
+    pub not_before: i64,
+    pub not_after: i64,
+    /// The issuing authority's [`key_id`].
+    pub issuer_key_id: &'a str,
+    pub segment: &'a str,
+}
+
+/// The node of a workload SVID issued to an agent.
+pub fn svid_node(s: &IssuedSvid<'_>) -> Node {
     Node {
-        id: svid_node_id(agent, entry_id),
-        parent: agent_node_id(agent),
+        id: svid_node_id(s.agent, s.entry_id),
+        parent: agent_node_id(s.agent),
         kind: NodeKind::WorkloadSvid as i32,
-        label: trustdeck_topology::workload_label(spiffe_id),
-        spiffe_id: spiffe_id.into(),
+        label: trustdeck_topology::workload_label(s.spiffe_id),
+        spiffe_id: s.spiffe_id.into(),
         state: NodeState::Issued.into(),
-        not_before,
-        not_after,
+        not_before: s.not_before,
+        not_after: s.not_after,
         key_storage: Some(KeyStorage {
             backend: KeyBackend::Agent.into(),
-            detail: format!("generated and held by {agent}"),
+            detail: format!("generated and held by {}", s.agent),
             ..Default::default()
         }),
-        serial: serial.into(),
-        entry_id: entry_id.into(),
-        segment: segment.into(),
+        serial: s.serial.into(),
+        issuer_key_id: s.issuer_key_id.into(),
+        entry_id: s.entry_id.into(),
+        segment: s.segment.into(),
         ..Default::default()
     }
 }
@@ -490,5 +508,59 @@ pub fn issued_by_own_ca(st: &CaState, leaf: &[u8]) -> Result<(), ForeignSvid> {
         Ok(())
     } else {
         Err(ForeignSvid::OtherIssuer(hex(&aki)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Duration;
+    use trustdeck_pki::csr::{make_csr, verify_csr};
+    use trustdeck_pki::keys::{KeyManager, MemoryKeyManager};
+    use trustdeck_spiffe::SpiffeId;
+
+    use super::*;
+
+    #[test]
+    fn an_issued_svid_names_its_issuers_key_as_the_agent_does() {
+        let keys = MemoryKeyManager::new();
+        let td = trustdeck_spiffe::TrustDomain::parse("td.test").expect("td");
+        let now = DateTime::from_timestamp(1_900_000_000, 0).expect("now");
+        let ca = X509Authority::self_signed(
+            &td,
+            keys.generate("ca").expect("key"),
+            "test CA",
+            now,
+            Duration::hours(1),
+        )
+        .expect("ca");
+        let kid = key_id(&ca);
+        let (node_id, _) = x509_node_id(ca.cert_der()).expect("node id");
+        assert_eq!(node_id, format!("x509:{kid}"), "the authority's node id");
+        let id = SpiffeId::parse("spiffe://td.test/prod/api").expect("id");
+        let csr = make_csr(&keys.generate("w").expect("key"), Some(&id)).expect("csr");
+        let svid = ca
+            .issue_x509_svid(
+                &verify_csr(&csr).expect("csr"),
+                &id,
+                &[],
+                Duration::minutes(5),
+                now,
+            )
+            .expect("svid");
+        // What the agent reports for its copy of the same SVID.
+        let leaf = trustdeck_spiffe::x509::summarize(&svid.chain[0]).expect("leaf");
+        assert_eq!(leaf.authority_key_id.as_deref(), Some(kid.as_str()));
+        let n = svid_node(&IssuedSvid {
+            agent: "spiffe://td.test/agent/a",
+            entry_id: "e1",
+            spiffe_id: id.as_str(),
+            serial: &svid.serial_hex,
+            not_before: now.timestamp(),
+            not_after: svid.not_after.timestamp(),
+            issuer_key_id: &kid,
+            segment: "root",
+        });
+        assert_eq!(n.issuer_key_id, kid);
+        assert_eq!(n.id, "svid:spiffe://td.test/agent/a#e1");
     }
 }

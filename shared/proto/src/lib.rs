@@ -3,10 +3,12 @@
 //! - [`workload`]: the SPIFFE Workload API, wire-exact (no protobuf package).
 //! - [`node`]: the node API agents and downstream servers call on their server.
 //! - [`admin`]: the server's local administration API and every daemon's `Observe` stream.
+//! - [`codec`]: the Workload API's codec (undecodable bodies are `InvalidArgument`).
 //! - [`reason`]: machine-readable reasons on node-API errors.
 //! - [`vocab`]: the text of the admin enums, and values from newer daemons.
 #![forbid(unsafe_code)]
 
+pub mod codec;
 pub mod reason;
 pub mod vocab;
 

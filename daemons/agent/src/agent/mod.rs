@@ -16,7 +16,6 @@ mod jwt;
 mod svid;
 mod sync;
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
@@ -92,7 +91,7 @@ impl Agent {
             svid: Mutex::new(None),
             cache_tx,
             status_tx,
-            jwt_cache: Mutex::new(HashMap::new()),
+            jwt_cache: Mutex::new(jwt::JwtCache::new(jwt::MAX_BYTES)),
             hub,
         });
         agent.load_stored_svid();

@@ -104,11 +104,12 @@ impl NodeApi {
         self.limit(&agent, csrs.len().max(1))?;
         let entries = self.ctx.agent_entries(&agent).await?;
         let ca = self.ctx.ca.x509_ca().map_err(signer_unavailable)?;
+        let ca_key_id = crate::observe::key_id(&ca);
         let now = self.ctx.clock.now();
         let results = csrs
             .iter()
             .map(|item| {
-                self.sign_one(&agent, &entries, &ca, item, now)
+                self.sign_one(&agent, &entries, (&ca, &ca_key_id), item, now)
                     .unwrap_or_else(|s| refused(&agent, item, s))
             })
             .collect();
@@ -121,7 +122,7 @@ impl NodeApi {
         &self,
         agent: &AuthedAgent,
         entries: &[trustdeck_datastore::Entry],
-        ca: &X509Authority,
+        (ca, ca_key_id): (&X509Authority, &str),
         item: &SvidCsr,
         now: DateTime<Utc>,
     ) -> Result<SvidResult, Status> {
@@ -161,15 +162,16 @@ impl NodeApi {
             .map_err(signer_unavailable)?;
         self.ctx.hub.upsert(
             crate::observe::GROUP_SVIDS,
-            crate::observe::svid_node(
-                agent.id.as_str(),
-                &entry.id,
-                requested.as_str(),
-                &svid.serial_hex,
-                now.timestamp(),
-                svid.not_after.timestamp(),
-                &self.ctx.config.segment,
-            ),
+            crate::observe::svid_node(&crate::observe::IssuedSvid {
+                agent: agent.id.as_str(),
+                entry_id: &entry.id,
+                spiffe_id: requested.as_str(),
+                serial: &svid.serial_hex,
+                not_before: now.timestamp(),
+                not_after: svid.not_after.timestamp(),
+                issuer_key_id: ca_key_id,
+                segment: &self.ctx.config.segment,
+            }),
             now,
         );
         Ok(SvidResult {

@@ -145,7 +145,8 @@ impl Fleet {
     }
 
     /// Fleet health: the worst tier, node alerts, upstream connectivity (degraded: warning;
-    /// lost: critical), key policy, and daemons the console cannot reach.
+    /// lost: critical), key policy, daemons whose claimed SPIFFE ID names no one (warning),
+    /// and daemons the console cannot reach.
     pub fn health(&self, tree: &Tree, now: DateTime<Utc>, th: &Thresholds) -> Health {
         let mut h = Health::default();
         for ds in &self.daemons {
@@ -175,6 +176,9 @@ impl Fleet {
                     h.add(l, self.link_reason(ds, u));
                 }
             }
+        }
+        for c in self.name_conflicts() {
+            h.add(Level::Warning, self.conflict_reason(&c));
         }
         if th.key_policy {
             for t in &tree.nodes {

@@ -42,6 +42,7 @@ pub use conn::{ApplyError, DaemonConn};
 pub use filter::{EventFacts, Filter, FilterError, NodeFacts};
 pub use health::{FleetHealth, Health, conn_level, counts_for_health};
 pub use key_policy::{KeyPolicyBreach, key_policy};
+pub use names::NameConflict;
 pub use renewal::NodeAlert;
 pub use report::StatusReport;
 pub use tree::{Row, Tree, TreeNode};
@@ -63,6 +64,9 @@ pub struct DaemonState {
     pub role_hint: DaemonRole,
     /// Segment from the fleet file, until the daemon says.
     pub segment_hint: String,
+    /// The SPIFFE ID the fleet file gives it: only this daemon is named by that ID, and a
+    /// different claim in [`identity`](Self::identity) is flagged (see [`names`]).
+    pub pinned_id: Option<String>,
     /// What the daemon said about itself.
     pub identity: Option<DaemonIdentity>,
     /// Its nodes (shared with the merged tree, never copied).
@@ -238,6 +242,7 @@ impl Fleet {
                     endpoint,
                     role_hint,
                     segment_hint,
+                    pinned_id: None,
                     identity: None,
                     nodes: HashMap::new(),
                     upstream: None,

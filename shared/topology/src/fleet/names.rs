@@ -2,22 +2,142 @@
 //! A server or an agent is the fleet file's name of the daemon it is (`dmz`,
 //! `dmz-workloads-1`), whichever daemon reported it; anything else is its label. A SPIFFE ID is
 //! never a name unless nothing else is known.
+//!
+//! Which daemon a SPIFFE ID names: the one whose fleet entry pins it, if any (no other daemon
+//! can take its name by claiming it); else the one unpinned daemon that says it is that ID
+//! (none when several do). A daemon that claims an ID other than its pin, or another's pinned
+//! ID, is a [`NameConflict`] (a warning in health).
 
 use trustdeck_proto::admin::{Connectivity, Node, NodeKind};
 
 use super::Fleet;
 
+/// A daemon's claimed SPIFFE ID that names no one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NameConflict {
+    /// Daemon `daemon` says it is `claims`, but its fleet entry pins `pinned`.
+    PinMismatch {
+        daemon: usize,
+        claims: String,
+        pinned: String,
+    },
+    /// Unpinned daemon `daemon` says it is `claims`, which daemon `owner`'s entry pins.
+    PinnedToAnother {
+        daemon: usize,
+        claims: String,
+        owner: usize,
+    },
+    /// Several unpinned daemons say they are `claims`.
+    Ambiguous { daemons: Vec<usize>, claims: String },
+}
+
 impl Fleet {
-    /// The daemon whose own SPIFFE ID is `spiffe_id`.
+    /// Pins daemon `d`'s SPIFFE ID, as its fleet entry gives it.
+    pub fn pin_spiffe_id(&mut self, d: usize, spiffe_id: impl Into<String>) {
+        if let Some(ds) = self.daemons.get_mut(d) {
+            ds.pinned_id = Some(spiffe_id.into()).filter(|s| !s.is_empty());
+        }
+    }
+
+    /// What daemon `d` says its SPIFFE ID is (None: not said yet).
+    fn claimed_id(&self, d: usize) -> Option<&str> {
+        self.daemons[d]
+            .identity
+            .as_ref()
+            .map(|i| i.spiffe_id.as_str())
+            .filter(|s| !s.is_empty())
+    }
+
+    /// The daemons whose fleet entry pins `spiffe_id`, and the unpinned ones that say they
+    /// are it.
+    fn candidates(&self, spiffe_id: &str) -> (Vec<usize>, Vec<usize>) {
+        let pinned = (0..self.daemons.len())
+            .filter(|&d| self.daemons[d].pinned_id.as_deref() == Some(spiffe_id))
+            .collect();
+        let claiming = (0..self.daemons.len())
+            .filter(|&d| self.daemons[d].pinned_id.is_none())
+            .filter(|&d| self.claimed_id(d) == Some(spiffe_id))
+            .collect();
+        (pinned, claiming)
+    }
+
+    /// The daemon `spiffe_id` names (see the module doc): its pinned daemon, else its one
+    /// unpinned claimant.
     pub fn daemon_by_spiffe_id(&self, spiffe_id: &str) -> Option<usize> {
         if spiffe_id.is_empty() {
             return None;
         }
-        self.daemons.iter().position(|d| {
-            d.identity
-                .as_ref()
-                .is_some_and(|i| i.spiffe_id == spiffe_id)
-        })
+        let (pinned, claiming) = self.candidates(spiffe_id);
+        match (pinned.as_slice(), claiming.as_slice()) {
+            ([d], _) | ([], [d]) => Some(*d),
+            _ => None,
+        }
+    }
+
+    /// Daemons whose claimed SPIFFE ID names no one, each conflict once.
+    pub fn name_conflicts(&self) -> Vec<NameConflict> {
+        let mut out = Vec::new();
+        for d in 0..self.daemons.len() {
+            let Some(claims) = self.claimed_id(d) else {
+                continue;
+            };
+            if let Some(pinned) = &self.daemons[d].pinned_id {
+                if pinned != claims {
+                    out.push(NameConflict::PinMismatch {
+                        daemon: d,
+                        claims: claims.to_string(),
+                        pinned: pinned.clone(),
+                    });
+                }
+                continue;
+            }
+            let (pinned, claiming) = self.candidates(claims);
+            if let Some(&owner) = pinned.first() {
+                out.push(NameConflict::PinnedToAnother {
+                    daemon: d,
+                    claims: claims.to_string(),
+                    owner,
+                });
+            } else if claiming.len() > 1 && claiming[0] == d {
+                out.push(NameConflict::Ambiguous {
+                    daemons: claiming,
+                    claims: claims.to_string(),
+                });
+            }
+        }
+        out
+    }
+
+    /// A health reason for conflict `c`, naming daemons by their fleet names.
+    pub fn conflict_reason(&self, c: &NameConflict) -> String {
+        let name = |d: usize| self.daemons[d].name.as_str();
+        match c {
+            NameConflict::PinMismatch {
+                daemon,
+                claims,
+                pinned,
+            } => format!(
+                "{}: says it is {claims} but the fleet file pins {pinned}",
+                name(*daemon)
+            ),
+            NameConflict::PinnedToAnother {
+                daemon,
+                claims,
+                owner,
+            } => format!(
+                "{}: says it is {claims}, which the fleet file pins to {}",
+                name(*daemon),
+                name(*owner)
+            ),
+            NameConflict::Ambiguous { daemons, claims } => {
+                let names: Vec<&str> = daemons.iter().map(|&d| name(d)).collect();
+                let none = if names.len() == 2 { "neither" } else { "none" };
+                format!(
+                    "{}: each says it is {claims} (so {none} is named by it)",
+                    names.join(", ")
+                )
+            }
+        }
     }
 
     /// What node `n` is called: for a server or an agent, the fleet name of the daemon it is;
@@ -37,7 +157,7 @@ impl Fleet {
     }
 
     /// The fleet name of the peer of an upstream link (None: the daemon did not say who it is,
-    /// or it is not in the fleet file).
+    /// or no one in the fleet file is named by that ID).
     pub fn peer_name(&self, c: &Connectivity) -> Option<&str> {
         self.daemon_by_spiffe_id(&c.peer_spiffe_id)
             .map(|d| self.daemons[d].name.as_str())
@@ -49,6 +169,7 @@ mod tests {
     use trustdeck_proto::admin::{Connectivity, DaemonIdentity, DaemonRole, Node, NodeKind};
 
     use crate::fleet::Fleet;
+    use crate::fleet::tests::at;
 
     fn fleet() -> Fleet {
         let mut f = Fleet::new([
@@ -148,6 +269,111 @@ mod tests {
                 .any(|r| r == "dmz-workloads-1: server link lost (dmz: connection refused)"),
             "{:?}",
             h.reasons
+        );
+    }
+
+    /// The fleet with a third daemon "gcp" that says it is `claims`.
+    fn with_claimant(claims: &str) -> Fleet {
+        let mut f = fleet();
+        f.daemons.extend(
+            Fleet::new([(
+                "gcp".to_string(),
+                "unix:///run/gcp.sock".to_string(),
+                DaemonRole::Downstream,
+                "gcp".to_string(),
+            )])
+            .daemons,
+        );
+        f.daemons[2].identity = Some(DaemonIdentity {
+            spiffe_id: claims.into(),
+            ..Default::default()
+        });
+        f
+    }
+
+    /// Asserts that the fleet's health gives `want` as a reason, at warning level at least.
+    fn has_reason(f: &Fleet, want: &str) {
+        let h = f.health(&f.tree(), at(1000), &crate::fleet::Thresholds::default());
+        assert!(h.reasons.iter().any(|r| r == want), "{:?}", h.reasons);
+        assert!(h.level >= crate::fleet::Level::Warning);
+    }
+
+    fn server(spiffe_id: &str) -> Node {
+        node(NodeKind::Server, "downstream", spiffe_id)
+    }
+
+    #[test]
+    fn without_pins_a_claimed_id_names_no_one_when_two_claim_it() {
+        let f = with_claimant("spiffe://td/trustdeck/server/dmz");
+        let dmz = server("spiffe://td/trustdeck/server/dmz");
+        assert_eq!(f.daemon_by_spiffe_id(&dmz.spiffe_id), None, "ambiguous");
+        assert_eq!(f.node_name(&dmz), "downstream");
+        has_reason(
+            &f,
+            "dmz, gcp: each says it is spiffe://td/trustdeck/server/dmz (so neither is named by it)",
+        );
+    }
+
+    #[test]
+    fn a_pinned_id_names_only_its_daemon() {
+        let mut f = with_claimant("spiffe://td/trustdeck/server/dmz");
+        f.pin_spiffe_id(0, "spiffe://td/trustdeck/server/dmz");
+        f.pin_spiffe_id(2, "spiffe://td/trustdeck/server/gcp");
+        let dmz = server("spiffe://td/trustdeck/server/dmz");
+        // gcp claims dmz's ID: it does not take dmz's name.
+        assert_eq!(f.node_name(&dmz), "dmz");
+        let c = Connectivity {
+            peer_spiffe_id: "spiffe://td/trustdeck/server/dmz".into(),
+            ..Default::default()
+        };
+        assert_eq!(f.peer_name(&c), Some("dmz"));
+        // gcp's pinned ID still names it while it claims another.
+        assert_eq!(
+            f.node_name(&server("spiffe://td/trustdeck/server/gcp")),
+            "gcp"
+        );
+        has_reason(
+            &f,
+            "gcp: says it is spiffe://td/trustdeck/server/dmz but the fleet file pins spiffe://td/trustdeck/server/gcp",
+        );
+    }
+
+    #[test]
+    fn a_mismatched_claim_maps_to_no_name() {
+        let mut f = with_claimant("spiffe://td/trustdeck/server/other");
+        f.pin_spiffe_id(2, "spiffe://td/trustdeck/server/gcp");
+        let other = server("spiffe://td/trustdeck/server/other");
+        assert_eq!(f.daemon_by_spiffe_id(&other.spiffe_id), None);
+        assert_eq!(f.node_name(&other), "downstream");
+    }
+
+    #[test]
+    fn an_unpinned_daemon_cannot_take_a_pinned_id() {
+        let mut f = with_claimant("spiffe://td/trustdeck/server/dmz");
+        f.pin_spiffe_id(0, "spiffe://td/trustdeck/server/dmz");
+        assert_eq!(
+            f.node_name(&server("spiffe://td/trustdeck/server/dmz")),
+            "dmz"
+        );
+        has_reason(
+            &f,
+            "gcp: says it is spiffe://td/trustdeck/server/dmz, which the fleet file pins to dmz",
+        );
+    }
+
+    #[test]
+    fn agreeing_pins_raise_nothing() {
+        let mut f = fleet();
+        f.pin_spiffe_id(0, "spiffe://td/trustdeck/server/dmz");
+        f.pin_spiffe_id(1, "spiffe://td/trustdeck/agent/join_token/5fb56b");
+        assert!(f.name_conflicts().is_empty());
+        assert_eq!(
+            f.node_name(&node(
+                NodeKind::Agent,
+                "agent",
+                "spiffe://td/trustdeck/agent/join_token/5fb56b"
+            )),
+            "dmz-workloads-1"
         );
     }
 }

@@ -1,5 +1,5 @@
 //! The merged tree: every daemon's nodes in one forest, a node reported by several daemons
-//! taken from the most specific live one, the same shape whether its daemons are live or
+//! taken from its holder (live or last-known), the same shape whether its daemons are live or
 //! not, each node's segment, and the rows a view shows (collapse, filter).
 
 use std::collections::{HashMap, HashSet};
@@ -65,22 +65,45 @@ fn kind_rank(n: &Node) -> u8 {
 }
 
 impl Fleet {
+    /// Whether daemon `d`'s record of `n` is its holder's: the agent for an SVID or itself,
+    /// the server that signs with an authority (active, prepared, old), a server itself; not
+    /// the record of what a server issued to another daemon.
+    fn holds(&self, d: usize, n: &Node) -> bool {
+        match n.kind_wire().known() {
+            Some(NodeKind::WorkloadSvid | NodeKind::Agent) => {
+                self.daemons[d].role() == DaemonRole::Agent
+            }
+            _ => n.state_wire() != NodeState::Issued,
+        }
+    }
+
     /// Which daemon each node id is taken from, without the ids another node's aliases
-    /// replace; and those aliases as `(alias, id)`. A stale node's aliases count too: a
-    /// downstream the console lost keeps its place, and no placeholder appears for it.
+    /// replace; and those aliases as `(alias, id)`. A server's record of a ban wins; else the
+    /// holder's record wins, live or stale (a stale one is last-known and marked so by its
+    /// daemon's loss): a row says the same thing about a node whether its holder is live or
+    /// not. Another daemon's record (an
+    /// upstream's of the intermediate it issued) fills in for a holder never heard from in
+    /// this run; among equals a live record wins, then the most specific daemon. A stale
+    /// node's aliases count too: a downstream the console lost keeps its place, and no
+    /// placeholder appears for it.
     fn choose_sources(&self) -> (HashMap<&str, usize>, Vec<(String, String)>) {
-        let mut chosen: HashMap<&str, usize> = HashMap::new();
+        let mut chosen: HashMap<&str, (usize, (bool, bool, bool))> = HashMap::new();
         for d in self.ordered() {
             let live = self.daemons[d].is_live();
-            for id in self.daemons[d].nodes.keys() {
+            for (id, n) in &self.daemons[d].nodes {
+                // A ban is the server's decision: it wins over the banned agent's own word.
+                let banned = n.state_wire() == NodeState::Banned;
+                let rank = (banned, self.holds(d, n), live);
                 match chosen.get(id.as_str()) {
-                    Some(&prev) if self.daemons[prev].is_live() && !live => {}
+                    Some(&(_, prev)) if prev > rank => {}
                     _ => {
-                        chosen.insert(id.as_str(), d);
+                        chosen.insert(id.as_str(), (d, rank));
                     }
                 }
             }
         }
+        let mut chosen: HashMap<&str, usize> =
+            chosen.into_iter().map(|(id, (d, _))| (id, d)).collect();
         let mut aliases: Vec<(String, String)> = Vec::new();
         for (&id, &d) in &chosen {
             for a in &self.daemons[d].nodes[id].aliases {
@@ -94,7 +117,8 @@ impl Fleet {
     }
 
     /// Merges every daemon's nodes into one tree. A node reported by several daemons is taken
-    /// from the most specific live one (an agent about its own SVIDs beats its server).
+    /// from its holder, live or stale (an agent about its own SVIDs beats its server; see
+    /// `choose_sources`).
     pub fn tree(&self) -> Tree {
         let (chosen, aliases) = self.choose_sources();
         let mut tree = Tree::default();

@@ -97,3 +97,106 @@ fn node_agent_svids_count_under_the_segment_of_the_server_that_issues_them() {
     let tier = r.tiers.iter().find(|x| x.id == "svid:node#ds").unwrap();
     assert_eq!(tier.segment, "root", "the JSON");
 }
+
+/// The dmz server's own record of its intermediate (its key in an HSM) and its issued copies
+/// of the workload agent's SVIDs, as a delta at 1001.
+fn dmz_with_issued_copies(f: &mut Fleet) {
+    let mut i1 = n(
+        "x509:i1",
+        DMZ,
+        NodeKind::X509Authority,
+        NodeState::Active,
+        0,
+        5000,
+    );
+    i1.key_storage = Some(trustdeck_proto::admin::KeyStorage {
+        backend: trustdeck_proto::admin::KeyBackend::Pkcs11.into(),
+        detail: "softhsm2 token dmz".into(),
+        ..Default::default()
+    });
+    let mut upserts = vec![i1];
+    for id in ["svid:w1#a", "svid:w1#b", "svid:w1#c"] {
+        let mut s = svid(id, 1000, 1300);
+        s.state = NodeState::Issued.into();
+        s.key_storage = None;
+        upserts.push(s);
+    }
+    let m = delta(
+        2,
+        1001,
+        Delta {
+            upserts,
+            ..Default::default()
+        },
+    );
+    f.apply(D_DMZ, m, at(1001)).unwrap();
+}
+
+/// What a row says about a node: who it is from, its state and its key storage.
+fn said(t: &Tree, id: &str) -> (usize, NodeState, Option<i32>) {
+    let x = &t.nodes[t.by_id[id]];
+    (
+        x.source,
+        x.node.state_wire().known().unwrap_or_default(),
+        x.node.key_storage.as_ref().map(|k| k.backend),
+    )
+}
+
+#[test]
+fn a_stale_holders_record_is_kept_over_a_live_issuers() {
+    let mut f = demo(true);
+    dmz_with_issued_copies(&mut f);
+    let before = f.tree();
+    let pkcs11 = Some(trustdeck_proto::admin::KeyBackend::Pkcs11 as i32);
+    assert_eq!(said(&before, "x509:i1"), (D_DMZ, NodeState::Active, pkcs11));
+    assert_eq!(said(&before, "svid:w1#a").0, D_W1);
+    // The downstream server stops: its intermediate's row still says what dmz said (last
+    // known, from the stale dmz), not the upstream's record of what it issued.
+    lose(&mut f, D_DMZ, 1010);
+    let after = f.tree();
+    assert_eq!(said(&after, "x509:i1"), (D_DMZ, NodeState::Active, pkcs11));
+    assert_eq!(after.nodes.len(), before.nodes.len());
+    assert_eq!(shape(&after), shape(&before));
+    let w = f.windows(&after, at(1015));
+    assert_eq!(
+        window(&w, "dmz").x509_until,
+        Some(5000),
+        "its real not_after"
+    );
+    // The workload agent stops: its SVIDs stay held, not the live dmz's issued copies.
+    lose(&mut f, D_W1, 1020);
+    let after = f.tree();
+    for id in ["svid:w1#a", "svid:w1#b", "svid:w1#c"] {
+        let (d, state, _) = said(&after, id);
+        assert_eq!((d, state), (D_W1, NodeState::Held), "{id}");
+    }
+    assert_eq!(shape(&after), shape(&before));
+}
+
+#[test]
+fn a_live_issuers_record_fills_in_for_a_holder_never_heard() {
+    let mut f = demo(false);
+    lose(&mut f, D_DMZ, 1005);
+    let t = f.tree();
+    assert_eq!(said(&t, "x509:i1"), (D_UP, NodeState::Issued, None));
+}
+
+/// A ban is the server's decision: its record of a banned agent wins over the agent's own
+/// (which still says attested until it learns).
+#[test]
+fn a_servers_ban_wins_over_the_agents_own_record() {
+    let mut f = demo(true);
+    let mut banned = workload_agent_nodes().remove(0);
+    banned.state = NodeState::Banned.into();
+    let d = delta(
+        2,
+        1002,
+        Delta {
+            upserts: vec![banned],
+            ..Default::default()
+        },
+    );
+    f.apply(D_DMZ, d, at(1002)).unwrap();
+    let t = f.tree();
+    assert_eq!(said(&t, "agent:w1").1, NodeState::Banned);
+}

@@ -128,7 +128,10 @@ fn ages_count_from_the_loss_not_the_last_message() {
     assert_eq!(r.daemons[D_DMZ].state, "lost");
     let t = f.tree();
     let tier = r.tiers.iter().find(|x| x.id == "x509:i1").unwrap();
-    assert!(!tier.stale, "taken from the live upstream's record");
+    // The holder's record, last-known as of the loss (not the live upstream's record).
+    assert!(tier.stale);
+    assert_eq!(tier.as_of.as_deref(), Some("1970-01-01T00:17:30Z"));
+    assert_eq!(t.nodes[t.by_id["x509:i1"]].source, D_DMZ);
     assert_eq!(t.nodes[t.by_id[DMZ]].source, D_DMZ);
     let srv = r.tiers.iter().find(|x| x.id == DMZ).unwrap();
     assert_eq!(srv.as_of.as_deref(), Some("1970-01-01T00:17:30Z"));

@@ -1,7 +1,7 @@
 //! JWT-SVIDs for workloads: minted by the server (which needs it reachable), cached while
-//! they have more than half their life left.
+//! they have more than half their life left, in a cache bounded by bytes.
 
-use std::collections::HashMap;
+mod cache;
 
 use chrono::DateTime;
 use tonic::{Code, Status};
@@ -10,11 +10,7 @@ use trustdeck_proto::node::MintJwtSvidRequest;
 use super::Agent;
 use crate::cache::LocalEntry;
 
-/// JWT-SVIDs by (entry id, sorted audience): token and when to mint a new one.
-pub(super) type JwtCache = HashMap<(String, Vec<String>), (String, DateTime<chrono::Utc>)>;
-
-/// Entries beyond which expired tokens are swept from the cache.
-const SWEEP_ABOVE: usize = 10_000;
+pub(super) use cache::{JwtCache, MAX_BYTES};
 
 impl Agent {
     /// A JWT-SVID for `entry` and `audience`, from cache while it has more than half its life
@@ -28,14 +24,13 @@ impl Agent {
         aud.sort();
         let key = (entry.id.clone(), aud);
         let now = self.clock.now();
-        if let Some((tok, renew)) = self
+        if let Some(tok) = self
             .jwt_cache
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
-            && now < *renew
+            .get(&key, now)
         {
-            return Ok(tok.clone());
+            return Ok(tok.to_string());
         }
         let r = self
             .client()
@@ -54,11 +49,10 @@ impl Agent {
             .into_inner();
         let exp = DateTime::from_timestamp(r.expires_at, 0).unwrap_or(now);
         let renew = now + (exp - now) / 2;
-        let mut cache = self.jwt_cache.lock().unwrap_or_else(|p| p.into_inner());
-        if cache.len() > SWEEP_ABOVE {
-            cache.retain(|_, (_, r)| *r > now);
-        }
-        cache.insert(key, (r.token.clone(), renew));
+        self.jwt_cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, r.token.clone(), renew);
         Ok(r.token)
     }
 }
