@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::Duration;
 use serde::{Deserialize, Serialize};
+use trustdeck_pki::bounds::INTERVAL;
 use trustdeck_pki::rotation::{de_duration, de_opt_duration, ser_duration, ser_opt_duration};
 use trustdeck_spiffe::{SpiffeId, TrustDomain};
 
@@ -208,9 +209,15 @@ impl Config {
                     .into(),
             ));
         }
-        if raw.sync_interval <= Duration::zero() {
-            return Err(invalid("sync_interval must be positive".into()));
-        }
+        let sync_interval = INTERVAL
+            .check("sync_interval", raw.sync_interval)
+            .map_err(|e| invalid(e.to_string()))?;
+        let max_backoff = INTERVAL
+            .check(
+                "max_backoff",
+                raw.max_backoff.unwrap_or(Duration::seconds(30)),
+            )
+            .map_err(|e| invalid(e.to_string()))?;
         let admin_socket = raw
             .admin_socket
             .unwrap_or_else(|| raw.data_dir.join("admin.sock"));
@@ -233,8 +240,8 @@ impl Config {
             data_dir: raw.data_dir,
             socket_path,
             node_attestation: raw.node_attestation,
-            sync_interval: raw.sync_interval,
-            max_backoff: raw.max_backoff.unwrap_or(Duration::seconds(30)),
+            sync_interval,
+            max_backoff,
             max_hash_bytes: raw.max_hash_bytes,
         })
     }
@@ -255,6 +262,34 @@ sync_interval = "500ms"
 type = "join_token"
 token = "abc"
 "#;
+
+    /// Issue 12, defect 6 (agent side): intervals were only checked to be positive.
+    #[test]
+    fn every_interval_is_bounded_and_the_error_names_key_and_range() {
+        for (key, value) in [
+            ("sync_interval", "0s"),
+            ("sync_interval", "1ms"),
+            ("sync_interval", "999999999999h"),
+            ("max_backoff", "2h"),
+            ("max_backoff", "1ms"),
+        ] {
+            let text = GOOD.replace(
+                "sync_interval = \"500ms\"",
+                &format!("sync_interval = \"500ms\"\n{key} = \"{value}\"").replacen(
+                    "sync_interval = \"500ms\"\nsync_interval",
+                    "sync_interval",
+                    1,
+                ),
+            );
+            let e = Config::parse(&text, "a.toml").unwrap_err().to_string();
+            assert!(
+                e.contains(&format!(
+                    "{key} = {value} is out of range: allowed 10ms to 1h"
+                )),
+                "{key} = {value}: {e}"
+            );
+        }
+    }
 
     #[test]
     fn a_written_file_reads_back_the_same() {
