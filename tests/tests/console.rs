@@ -160,24 +160,7 @@ fn demo_and_status_report_real_values_with_threshold_exit_codes() {
 #[test]
 fn upstream_loss_shows_in_status_and_watch_and_demo_stops_cleanly() {
     let mut demo = DemoProc::start(&[]);
-    let mut watch = Command::new(bin("trustdeck"))
-        .args(["watch", "--output", "json", "--fleet"])
-        .arg(demo.fleet_path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("watch");
-    let stdout = watch.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel::<serde_json::Value>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let v: serde_json::Value =
-                serde_json::from_str(&line).expect("one JSON object per line");
-            if tx.send(v).is_err() {
-                break;
-            }
-        }
-    });
+    let (mut watch, rx) = watch_lines(&demo);
     // Healthy first.
     let first_health = loop {
         let v = rx

@@ -279,34 +279,44 @@ fn an_agent_that_lost_its_server_still_gets_its_renewal_overdue_event() {
     assert!(late.contains(&"agent:w1"), "{late:?}");
 }
 
-/// What a daemon's events already said is remembered per daemon, not looked up in the bounded
-/// event list: once other daemons' events have pushed its own out, a resubscription still does
-/// not record its history again.
-#[test]
-fn a_resubscription_does_not_repeat_history_pushed_out_of_the_event_list() {
-    let hist = |seq: u64| Event {
+/// Event number `seq` of a daemon's history.
+fn hist(seq: u64) -> Event {
+    Event {
         seq,
         at_ms: 900_000,
         severity: Severity::Info.into(),
         kind: EventKind::X509Activated.into(),
         message: format!("event {seq}"),
         ..Default::default()
-    };
-    let mut f = demo(true);
-    let with_events = |rev: u64, events: Vec<Event>| {
-        let mut m = snap(
-            rev,
-            DaemonRole::Downstream,
-            "dmz",
-            "spiffe://td/dmz",
-            dmz_nodes(),
-            Some(ConnectivityState::Connected),
-        );
-        if let Some(Body::Snapshot(s)) = &mut m.body {
-            s.events = events;
+    }
+}
+
+/// A dmz snapshot at `rev` from a daemon started at `started_at`, with `events` as its history.
+fn dmz_with_events(rev: u64, started_at: i64, events: Vec<Event>) -> WatchMessage {
+    let mut m = snap(
+        rev,
+        DaemonRole::Downstream,
+        "dmz",
+        "spiffe://td/dmz",
+        dmz_nodes(),
+        Some(ConnectivityState::Connected),
+    );
+    if let Some(Body::Snapshot(s)) = &mut m.body {
+        s.events = events;
+        if let Some(id) = s.identity.as_mut() {
+            id.started_at = started_at;
         }
-        m
-    };
+    }
+    m
+}
+
+/// What a daemon's events already said is remembered per daemon, not looked up in the bounded
+/// event list: once other daemons' events have pushed its own out, a resubscription still does
+/// not record its history again.
+#[test]
+fn a_resubscription_does_not_repeat_history_pushed_out_of_the_event_list() {
+    let mut f = demo(true);
+    let with_events = |rev: u64, events: Vec<Event>| dmz_with_events(rev, 0, events);
     f.apply(D_DMZ, with_events(2, vec![hist(1), hist(2)]), at(1001))
         .unwrap();
     // The upstream is chatty: the dmz's events leave the list.
@@ -344,32 +354,8 @@ fn a_resubscription_does_not_repeat_history_pushed_out_of_the_event_list() {
 /// its new history is new, told by its start time (not by its numbers going down).
 #[test]
 fn a_restarted_daemon_s_history_is_new_even_when_its_numbers_passed_the_old_ones() {
-    let hist = |seq: u64| Event {
-        seq,
-        at_ms: 900_000,
-        severity: Severity::Info.into(),
-        kind: EventKind::X509Activated.into(),
-        message: format!("event {seq}"),
-        ..Default::default()
-    };
     let mut f = demo(true);
-    let with_events = |rev: u64, started_at: i64, events: Vec<Event>| {
-        let mut m = snap(
-            rev,
-            DaemonRole::Downstream,
-            "dmz",
-            "spiffe://td/dmz",
-            dmz_nodes(),
-            Some(ConnectivityState::Connected),
-        );
-        if let Some(Body::Snapshot(s)) = &mut m.body {
-            s.events = events;
-            if let Some(id) = s.identity.as_mut() {
-                id.started_at = started_at;
-            }
-        }
-        m
-    };
+    let with_events = dmz_with_events;
     f.apply(D_DMZ, with_events(2, 100, vec![hist(1), hist(2)]), at(1001))
         .unwrap();
     lose(&mut f, D_DMZ, 1010);
