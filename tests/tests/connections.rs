@@ -44,8 +44,15 @@ async fn idle_tls_connections_without_identity_are_capped_closed_and_starve_noth
         &["prlimit", "--nofile=128:128", "--"],
     );
     let roots = server.bundle_roots();
-    let token = server.token("10m");
     let addr = server.addr();
+    // An agent attested before the flood; its mTLS connection is opened during it.
+    let mut agent = tokio::time::timeout(
+        Duration::from_secs(30),
+        AgentSession::join(&addr, &roots, &server.token("10m")),
+    )
+    .await
+    .expect("attestation did not finish within 30s")
+    .expect("attestation");
 
     let tls = trustdeck_transport::tls::client_config(
         SharedIdentity::new(),
@@ -84,14 +91,7 @@ async fn idle_tls_connections_without_identity_are_capped_closed_and_starve_noth
         server.log()
     );
 
-    // An agent attests and fetches the bundle.
-    let mut agent = tokio::time::timeout(
-        Duration::from_secs(30),
-        AgentSession::join(&addr, &roots, &token),
-    )
-    .await
-    .expect("attestation did not finish within 30s")
-    .expect("attestation");
+    // The agent fetches the bundle over a new connection with its SVID.
     let bundle = tokio::time::timeout(
         Duration::from_secs(30),
         agent.client.fetch_bundle(FetchBundleRequest::default()),
@@ -109,4 +109,12 @@ async fn idle_tls_connections_without_identity_are_capped_closed_and_starve_noth
             server.log()
         );
     }
+    // The slots of connections without an identity are free again: a new agent attests.
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        AgentSession::join(&addr, &roots, &server.token("10m")),
+    )
+    .await
+    .expect("attestation after the flood did not finish within 30s")
+    .expect("attestation after the flood");
 }
