@@ -638,6 +638,22 @@ type = "disk"
 "#;
 
     #[test]
+    fn connection_limits_are_bounded_and_override_the_defaults() {
+        let with = |s: &str| Config::parse(&format!("{GOOD}\n[connections]\n{s}\n"), "t.toml");
+        let c = with("idle_timeout = \"3s\"\nmax_unidentified = 5").unwrap();
+        let l = c.connections.limits();
+        assert_eq!(l.idle_timeout, std::time::Duration::from_secs(3));
+        assert_eq!(l.max_unidentified, 5);
+        let defaults = trustdeck_transport::ConnectionLimits::for_this_process();
+        assert_eq!(l.handshake_timeout, defaults.handshake_timeout);
+        assert_eq!(l.max_handshaking, defaults.max_handshaking);
+        let e = with("idle_timeout = \"1h\"").unwrap_err().to_string();
+        assert!(e.contains("connections.idle_timeout"), "{e}");
+        let e = with("max_handshaking = 0").unwrap_err().to_string();
+        assert!(e.contains("max_handshaking"), "{e}");
+    }
+
+    #[test]
     fn parses_defaults() {
         let c = Config::parse(GOOD, "t.toml").unwrap();
         assert_eq!(c.trust_domain.as_str(), "example.org");
