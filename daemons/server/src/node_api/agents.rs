@@ -14,7 +14,7 @@ use trustdeck_proto::reason::reason_status;
 use trustdeck_spiffe::SpiffeId;
 
 use super::{MAX_BATCH, NodeApi, check_audience, signer_unavailable, ttl_or};
-use crate::ctx::{AuthedAgent, ds_status};
+use crate::ctx::AuthedAgent;
 
 fn not_authorized(msg: String) -> Status {
     reason_status(Code::PermissionDenied, Reason::NotAuthorized, msg)
@@ -59,7 +59,7 @@ impl NodeApi {
                 now.timestamp(),
             )
             .await
-            .map_err(ds_status)?;
+            .map_err(super::wire::datastore)?;
         if let Some(mut n) = self
             .ctx
             .hub

@@ -17,7 +17,7 @@ use trustdeck_proto::reason::reason_status;
 use trustdeck_topology::hub::Severity;
 
 use super::{NodeApi, signer_unavailable};
-use crate::ctx::{ServerCtx, ds_status};
+use crate::ctx::ServerCtx;
 use crate::tpm_devid::TpmBundles;
 
 /// The server's half of an attestation stream.
@@ -126,7 +126,11 @@ async fn attest(
 /// records it and publishes it.
 async fn admit(ctx: &ServerCtx, a: Attested, source: &str) -> Result<AttestResponse, Status> {
     let now = ctx.clock.now();
-    let existing = ctx.ds.get_node(a.id.as_str()).await.map_err(ds_status)?;
+    let existing = ctx
+        .ds
+        .get_node(a.id.as_str())
+        .await
+        .map_err(super::wire::datastore)?;
     if existing.as_ref().is_some_and(|n| n.banned) {
         return Err(reason_status(
             Code::PermissionDenied,
@@ -147,7 +151,7 @@ async fn admit(ctx: &ServerCtx, a: Attested, source: &str) -> Result<AttestRespo
         ctx.ds
             .consume_join_token(token, now.timestamp())
             .await
-            .map_err(ds_status)?;
+            .map_err(super::wire::datastore)?;
     }
     let record = AttestedNode {
         spiffe_id: a.id.to_string(),
@@ -159,7 +163,10 @@ async fn admit(ctx: &ServerCtx, a: Attested, source: &str) -> Result<AttestRespo
         created_at: existing.map(|n| n.created_at).unwrap_or(now.timestamp()),
         updated_at: now.timestamp(),
     };
-    ctx.ds.upsert_node(&record).await.map_err(ds_status)?;
+    ctx.ds
+        .upsert_node(&record)
+        .await
+        .map_err(super::wire::datastore)?;
     publish(ctx, &a, &record, source, now);
     Ok(AttestResponse {
         tpm_devid_challenge: None,

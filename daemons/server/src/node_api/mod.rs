@@ -10,6 +10,7 @@
 mod agents;
 mod attest;
 mod downstream;
+pub mod wire;
 
 use std::sync::Arc;
 
