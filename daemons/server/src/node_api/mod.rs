@@ -82,9 +82,11 @@ fn check_audience(audience: &[String]) -> Result<(), Status> {
     }
 }
 
-/// The server cannot sign now (no usable CA, or the signer failed).
+/// The server cannot sign now (no usable CA, or the signer failed): logged, and a generic
+/// answer.
 fn signer_unavailable(e: impl std::fmt::Display) -> Status {
-    reason_status(Code::Unavailable, Reason::SignerUnavailable, e.to_string())
+    tracing::warn!(error = %e, "node API: cannot sign");
+    wire::signer_unavailable()
 }
 
 #[tonic::async_trait]

@@ -23,6 +23,19 @@ pub fn datastore(e: DatastoreError) -> Status {
     })
 }
 
+/// The message a caller gets when the server cannot sign.
+pub const SIGNER_UNAVAILABLE: &str = "the server cannot sign right now, retry";
+
+/// The server cannot sign now (no usable CA, the upstream unreachable): the caller learns
+/// that and the reason, not which key or link failed.
+pub fn signer_unavailable() -> Status {
+    reason_status(
+        Code::Unavailable,
+        Reason::SignerUnavailable,
+        SIGNER_UNAVAILABLE,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
