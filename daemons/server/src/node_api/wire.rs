@@ -36,6 +36,12 @@ pub fn signer_unavailable() -> Status {
     )
 }
 
+/// A request field out of bounds: `InvalidArgument` with [`Reason::InvalidRequest`], the
+/// message naming the limit.
+pub fn invalid_request(e: impl std::fmt::Display) -> Status {
+    reason_status(Code::InvalidArgument, Reason::InvalidRequest, e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
