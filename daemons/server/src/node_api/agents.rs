@@ -202,8 +202,11 @@ impl NodeApi {
                     agent.id, req.entry_id
                 ))
             })?;
-        let sub = SpiffeId::parse(&entry.spiffe_id)
-            .map_err(|e| Status::internal(format!("stored entry {}: {e}", entry.id)))?;
+        let sub = SpiffeId::parse(&entry.spiffe_id).map_err(|e| {
+            super::wire::datastore(trustdeck_datastore::DatastoreError::Corrupt {
+                what: format!("entry {}: {e}", entry.id),
+            })
+        })?;
         let ttl = ttl_or(entry.jwt_ttl_secs, self.ctx.config.default_jwt_svid_ttl);
         self.mint_jwt(&sub, &req.audience, ttl).await
     }
