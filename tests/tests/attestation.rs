@@ -241,3 +241,43 @@ async fn the_server_applies_the_agents_audience_limits_to_jwt_svids() {
     );
     assert!(e.message().contains("at most 64"), "{}", e.message());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broken_datastore_reaches_agents_as_a_reason_not_as_its_error() {
+    use trustdeck_proto::node::Reason;
+    let server = ServerProc::start("");
+    let roots = server.bundle_roots();
+    let mut agent = AgentSession::join(&server.addr(), &roots, &server.token("10m"))
+        .await
+        .expect("attest");
+    agent
+        .entries()
+        .await
+        .expect("sync while the datastore works");
+    // The SQLite file, its WAL and its shared-memory index overwritten under the running
+    // server.
+    for entry in std::fs::read_dir(&server.data_dir).expect("data dir") {
+        let path = entry.expect("entry").path();
+        if path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("datastore.sqlite3"))
+        {
+            std::fs::write(&path, vec![0x5a; 64 * 1024]).expect("overwrite");
+        }
+    }
+    let e = agent
+        .entries()
+        .await
+        .expect_err("sync on a broken datastore");
+    assert_eq!(e.code(), tonic::Code::Unavailable, "{e:?}");
+    assert_eq!(
+        trustdeck_proto::reason::reason_of(&e),
+        Reason::DatastoreUnavailable
+    );
+    assert_eq!(e.message(), "datastore unavailable, retry");
+    assert!(
+        server.log().contains("node API: datastore error"),
+        "{}",
+        server.log()
+    );
+}
