@@ -13,6 +13,8 @@ pub struct ServerProc {
     pub info: Option<ServerInfo>,
     /// Extra environment of the process.
     pub env: Vec<(String, String)>,
+    /// Extra arguments of `run` (e.g. `--reinitialize`).
+    pub run_args: Vec<String>,
 }
 
 /// The config text for a test server in `dir`; `extra` is appended.
@@ -69,6 +71,7 @@ impl ServerProc {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            run_args: Vec::new(),
         };
         s.spawn();
         s
@@ -85,6 +88,7 @@ impl ServerProc {
         c.arg("run")
             .arg("--config")
             .arg(&self.config)
+            .args(&self.run_args)
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
             .stderr(log);
