@@ -7,7 +7,12 @@ use trustdeck_e2e::*;
 
 /// The default SQLite file of a test server and its WAL companions.
 fn sqlite_files(data_dir: &Path) -> [PathBuf; 3] {
-    ["datastore.sqlite3", "datastore.sqlite3-wal", "datastore.sqlite3-shm"].map(|f| data_dir.join(f))
+    [
+        "datastore.sqlite3",
+        "datastore.sqlite3-wal",
+        "datastore.sqlite3-shm",
+    ]
+    .map(|f| data_dir.join(f))
 }
 
 fn audit_actions(db: &Path) -> String {
@@ -16,7 +21,11 @@ fn audit_actions(db: &Path) -> String {
         .arg("SELECT action || ' ' || detail FROM audit_log")
         .output()
         .expect("sqlite3");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -32,21 +41,36 @@ async fn an_emptied_datastore_with_keys_left_is_refused_until_reinitialize() {
 
     server.spawn_expect_failure();
     let log = server.log();
-    assert!(log.contains("is empty, but this server was initialised before"), "{log}");
+    assert!(
+        log.contains("is empty, but this server was initialised before"),
+        "{log}"
+    );
     assert!(log.contains("keys"), "names the key directory: {log}");
     assert!(log.contains("--reinitialize"), "says how to recover: {log}");
-    assert_eq!(std::fs::metadata(&db).expect("db").len(), 0, "nothing re-created");
+    assert_eq!(
+        std::fs::metadata(&db).expect("db").len(),
+        0,
+        "nothing re-created"
+    );
 
     // check-config tells the same before any start.
     let out = server.cli(&["check-config"]);
-    let text = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    let text =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success(), "check-config must fail: {text}");
-    assert!(text.contains("is empty, but this server was initialised before"), "{text}");
+    assert!(
+        text.contains("is empty, but this server was initialised before"),
+        "{text}"
+    );
 
     server.run_args = vec!["--reinitialize".into()];
     server.spawn();
     assert!(server.log().contains("re-initialised"), "{}", server.log());
-    assert_ne!(server.bundle_roots(), old_roots, "a new root, as the operator asked");
+    assert_ne!(
+        server.bundle_roots(),
+        old_roots,
+        "a new root, as the operator asked"
+    );
     server.stop();
     let audit = audit_actions(&db);
     assert!(audit.contains("server.reinitialize"), "audited: {audit}");
@@ -68,7 +92,10 @@ async fn healthcheck_fails_when_the_sqlite_file_is_gone() {
     let out = server.cli(&["healthcheck"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "not healthy: {stderr}");
-    assert!(stderr.contains("not healthy: datastore unreachable"), "{stderr}");
+    assert!(
+        stderr.contains("not healthy: datastore unreachable"),
+        "{stderr}"
+    );
     assert!(!String::from_utf8_lossy(&out.stdout).contains("Server is healthy"));
 }
 
@@ -83,5 +110,8 @@ async fn healthcheck_fails_when_postgresql_is_down() {
     let out = server.cli(&["healthcheck"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "not healthy: {stderr}");
-    assert!(stderr.contains("not healthy: datastore unreachable"), "{stderr}");
+    assert!(
+        stderr.contains("not healthy: datastore unreachable"),
+        "{stderr}"
+    );
 }

@@ -57,7 +57,8 @@ fn file_identity(path: &Path) -> Option<(u64, u64)> {
 }
 
 /// Counts what shows a server was initialised; run only once the tables exist.
-const STATE_ROWS: &str = "SELECT (SELECT count(*) FROM bundles) + (SELECT count(*) FROM ca_journal)";
+const STATE_ROWS: &str =
+    "SELECT (SELECT count(*) FROM bundles) + (SELECT count(*) FROM ca_journal)";
 
 impl Datastore {
     /// What the datastore at `url` holds, without creating, migrating or writing anything
@@ -87,12 +88,13 @@ impl Datastore {
                  WHERE table_schema = current_schema() AND table_name IN ('bundles', 'ca_journal')",
             ),
         };
-        let mut conn = AnyConnection::connect(&connect_url)
-            .await
-            .map_err(|e| DatastoreError::Open {
-                url: shown.clone(),
-                reason: scrub_password(url, &e.to_string()),
-            })?;
+        let mut conn =
+            AnyConnection::connect(&connect_url)
+                .await
+                .map_err(|e| DatastoreError::Open {
+                    url: shown.clone(),
+                    reason: scrub_password(url, &e.to_string()),
+                })?;
         let result = count_state(&mut conn, tables_sql).await;
         let _ = conn.close().await;
         result
@@ -119,7 +121,10 @@ impl Contents {
     }
 }
 
-async fn count_state(conn: &mut AnyConnection, tables_sql: &str) -> Result<Contents, DatastoreError> {
+async fn count_state(
+    conn: &mut AnyConnection,
+    tables_sql: &str,
+) -> Result<Contents, DatastoreError> {
     let tables: i64 = sqlx::query(sqlx::AssertSqlSafe(tables_sql.to_owned()))
         .fetch_one(&mut *conn)
         .await

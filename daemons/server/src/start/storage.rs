@@ -24,7 +24,12 @@ impl std::fmt::Display for EarlierState {
             .iter()
             .map(|p| p.display().to_string())
             .collect();
-        write!(f, "{} CA key file(s) in keys: {}", files.len(), files.join(", "))
+        write!(
+            f,
+            "{} CA key file(s) in keys: {}",
+            files.len(),
+            files.join(", ")
+        )
     }
 }
 
