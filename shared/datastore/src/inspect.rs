@@ -9,7 +9,7 @@ use sqlx::{AnyConnection, Connection, Row};
 use crate::connection::Datastore;
 use crate::error::DatastoreError;
 use crate::row::query_err;
-use crate::url::{Backend, redact_url, scrub_password, sqlite_file_path};
+use crate::url::{Backend, is_sqlite_not_a_database, redact_url, scrub_password, sqlite_file_path};
 
 /// What a datastore holds, as far as starting a server is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,7 +97,15 @@ impl Datastore {
                 })?;
         let result = count_state(&mut conn, tables_sql).await;
         let _ = conn.close().await;
-        result
+        result.map_err(|e| match e {
+            DatastoreError::Query { cause, .. } if is_sqlite_not_a_database(&cause) => {
+                DatastoreError::NotADatabase {
+                    url: shown,
+                    reason: cause.to_string(),
+                }
+            }
+            e => e,
+        })
     }
 
     /// Whether the datastore holds a server's state (its schema is current).
