@@ -115,3 +115,31 @@ async fn healthcheck_fails_when_postgresql_is_down() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn an_emptied_postgresql_datastore_with_keys_left_is_refused() {
+    let Some(db) = PgDatabase::create("emptied") else {
+        return;
+    };
+    let mut server = ServerProc::start(&db.config_line());
+    server.stop();
+    let out = std::process::Command::new("psql")
+        .args([
+            &db.url,
+            "-qc",
+            "DELETE FROM ca_journal; DELETE FROM bundles",
+        ])
+        .output()
+        .expect("psql");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    server.spawn_expect_failure();
+    let log = server.log();
+    assert!(
+        log.contains("is empty, but this server was initialised before"),
+        "{log}"
+    );
+}
