@@ -15,6 +15,8 @@ pub struct ServerProc {
     pub env: Vec<(String, String)>,
     /// Extra arguments of `run` (e.g. `--reinitialize`).
     pub run_args: Vec<String>,
+    /// A command the server runs under (e.g. `prlimit --nofile=128:128 --`); it must exec.
+    pub wrapper: Vec<String>,
 }
 
 /// The config text for a test server in `dir`; `extra` is appended.
@@ -54,6 +56,12 @@ impl ServerProc {
     /// Like [`start`](Self::start), with extra environment variables for the process (e.g.
     /// `SOFTHSM2_CONF`).
     pub fn start_with_env(extra: &str, env: &[(&str, &str)]) -> ServerProc {
+        Self::start_wrapped(extra, env, &[])
+    }
+
+    /// Like [`start_with_env`](Self::start_with_env), run under `wrapper` (a command that
+    /// execs its arguments, e.g. `prlimit --nofile=128:128 --`).
+    pub fn start_wrapped(extra: &str, env: &[(&str, &str)], wrapper: &[&str]) -> ServerProc {
         let dir = tempfile::Builder::new()
             .prefix("td-e2e-")
             .tempdir_in("/tmp")
@@ -72,6 +80,7 @@ impl ServerProc {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             run_args: Vec::new(),
+            wrapper: wrapper.iter().map(|w| w.to_string()).collect(),
         };
         s.spawn();
         s
@@ -84,7 +93,14 @@ impl ServerProc {
             .append(true)
             .open(self.dir.path().join("server.log"))
             .expect("log file");
-        let mut c = Command::new(bin("trustdeck-server"));
+        let mut c = match self.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(bin("trustdeck-server"));
+                c
+            }
+            None => Command::new(bin("trustdeck-server")),
+        };
         c.arg("run")
             .arg("--config")
             .arg(&self.config)

@@ -87,3 +87,20 @@ pub fn openssl_verify_at(
     );
     (out.status.success(), text)
 }
+
+/// An attestation evidence refusal as the agent sees it: the typed reason, and none of
+/// `details` (those are for the server's log).
+pub fn assert_evidence_refused(e: &tonic::Status, details: &[&str]) {
+    assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e:?}");
+    assert_eq!(
+        trustdeck_proto::reason::reason_of(e),
+        Reason::EvidenceRefused
+    );
+    for d in details {
+        assert!(
+            !e.message().contains(d),
+            "{d:?} sent to the agent: {}",
+            e.message()
+        );
+    }
+}

@@ -138,18 +138,20 @@ async fn x509pop_attests_and_reattests_after_eviction() {
         .await
         .err()
         .expect("foreign cert accepted");
-    assert_eq!(e.code(), tonic::Code::PermissionDenied);
-    assert!(e.message().contains("does not chain"), "{}", e.message());
+    // The agent learns the reason; the subjects and the chain error stay in the server's log.
+    assert_evidence_refused(&e, &["node-2", "does not chain"]);
+    assert!(server.log().contains("does not chain"), "{}", server.log());
     let (cert3, _) = node_cert(&ca, "node-3");
     let wrong_key = KeyPair::generate().expect("key");
     let e = x509pop_attest(&server, &roots, &cert3, &wrong_key)
         .await
         .err()
         .expect("proof with the wrong key accepted");
+    assert_evidence_refused(&e, &["node-3", "proof of possession"]);
     assert!(
-        e.message().contains("proof of possession"),
+        server.log().contains("proof of possession"),
         "{}",
-        e.message()
+        server.log()
     );
 }
 
@@ -208,4 +210,74 @@ async fn an_expired_agent_svid_is_refused_on_a_live_connection() {
     let e = agent.entries().await.expect_err("expired SVID accepted");
     assert_eq!(e.code(), tonic::Code::Unauthenticated, "{e:?}");
     assert!(e.message().contains("expired"), "{}", e.message());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_server_applies_the_agents_audience_limits_to_jwt_svids() {
+    use trustdeck_proto::node::{MintJwtSvidRequest, Reason};
+    let server = ServerProc::start("");
+    let roots = server.bundle_roots();
+    let mut agent = AgentSession::join(&server.addr(), &roots, &server.token("10m"))
+        .await
+        .expect("attest");
+    let entry = server.create_entry(agent.id.as_str(), "spiffe://example.org/w");
+    let mint = |audience: Vec<String>| MintJwtSvidRequest {
+        entry_id: entry.clone(),
+        audience,
+    };
+    let ok = agent.client.mint_jwt_svid(mint(vec!["db".into()])).await;
+    assert!(ok.is_ok(), "{ok:?}");
+    // A raw node-API call, bypassing the agent's own check.
+    let flood = (0..65).map(|i| format!("aud-{i}")).collect();
+    let e = agent
+        .client
+        .mint_jwt_svid(mint(flood))
+        .await
+        .expect_err("65 audiences accepted");
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+    assert_eq!(
+        trustdeck_proto::reason::reason_of(&e),
+        Reason::InvalidRequest
+    );
+    assert!(e.message().contains("at most 64"), "{}", e.message());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broken_datastore_reaches_agents_as_a_reason_not_as_its_error() {
+    use trustdeck_proto::node::Reason;
+    let server = ServerProc::start("");
+    let roots = server.bundle_roots();
+    let mut agent = AgentSession::join(&server.addr(), &roots, &server.token("10m"))
+        .await
+        .expect("attest");
+    agent
+        .entries()
+        .await
+        .expect("sync while the datastore works");
+    // The SQLite file, its WAL and its shared-memory index overwritten under the running
+    // server.
+    for entry in std::fs::read_dir(&server.data_dir).expect("data dir") {
+        let path = entry.expect("entry").path();
+        if path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("datastore.sqlite3"))
+        {
+            std::fs::write(&path, vec![0x5a; 64 * 1024]).expect("overwrite");
+        }
+    }
+    let e = agent
+        .entries()
+        .await
+        .expect_err("sync on a broken datastore");
+    assert_eq!(e.code(), tonic::Code::Unavailable, "{e:?}");
+    assert_eq!(
+        trustdeck_proto::reason::reason_of(&e),
+        Reason::DatastoreUnavailable
+    );
+    assert_eq!(e.message(), "datastore unavailable, retry");
+    assert!(
+        server.log().contains("node API: datastore error"),
+        "{}",
+        server.log()
+    );
 }

@@ -8,12 +8,9 @@ use thiserror::Error;
 
 /// Largest request body the Workload API decodes (tonic answers a larger one `OutOfRange`).
 pub const MAX_REQUEST_BYTES: usize = 128 * 1024;
-/// Audiences in one `FetchJWTSVID` request.
-pub const MAX_AUDIENCES: usize = 64;
-/// Bytes of one audience.
-pub const MAX_AUDIENCE_BYTES: usize = 1024;
-/// Bytes of all audiences of one request together.
-pub const MAX_AUDIENCES_TOTAL_BYTES: usize = 8 * 1024;
+pub use trustdeck_spiffe::audience::{
+    AudienceError, MAX_AUDIENCE_BYTES, MAX_AUDIENCES, MAX_AUDIENCES_TOTAL_BYTES,
+};
 /// Bytes of a SPIFFE ID a request names (the SPIFFE ID specification's URI limit).
 pub const MAX_SPIFFE_ID_BYTES: usize = 2048;
 /// Bytes of a JWT-SVID given to `ValidateJWTSVID`.
@@ -27,16 +24,9 @@ pub const MAX_STREAMS_PER_UID: usize = 1024;
 /// A request outside the limits (answered `InvalidArgument`).
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum LimitError {
-    #[error("audience must not be empty")]
-    NoAudience,
-    #[error("audience {index} is empty")]
-    EmptyAudience { index: usize },
-    #[error("too many audiences: {count}, at most {MAX_AUDIENCES}")]
-    TooManyAudiences { count: usize },
-    #[error("audience {index} is {bytes} bytes, at most {MAX_AUDIENCE_BYTES}")]
-    AudienceTooLong { index: usize, bytes: usize },
-    #[error("audiences total {bytes} bytes, at most {MAX_AUDIENCES_TOTAL_BYTES}")]
-    AudiencesTooLarge { bytes: usize },
+    /// The audiences of a request (the limits the server applies too).
+    #[error(transparent)]
+    Audience(#[from] AudienceError),
     #[error("spiffe_id is {bytes} bytes, at most {MAX_SPIFFE_ID_BYTES}")]
     SpiffeIdTooLong { bytes: usize },
     #[error("svid is {bytes} bytes, at most {MAX_TOKEN_BYTES}")]
@@ -106,30 +96,7 @@ impl Drop for StreamPermit {
 /// Checks the audiences of a `FetchJWTSVID` request: at least one, none empty, each and all
 /// together within the limits.
 pub fn check_audiences(audience: &[String]) -> Result<(), LimitError> {
-    if audience.is_empty() {
-        return Err(LimitError::NoAudience);
-    }
-    if audience.len() > MAX_AUDIENCES {
-        return Err(LimitError::TooManyAudiences {
-            count: audience.len(),
-        });
-    }
-    for (index, a) in audience.iter().enumerate() {
-        if a.is_empty() {
-            return Err(LimitError::EmptyAudience { index });
-        }
-        if a.len() > MAX_AUDIENCE_BYTES {
-            return Err(LimitError::AudienceTooLong {
-                index,
-                bytes: a.len(),
-            });
-        }
-    }
-    let bytes = audience.iter().map(String::len).sum();
-    if bytes > MAX_AUDIENCES_TOTAL_BYTES {
-        return Err(LimitError::AudiencesTooLarge { bytes });
-    }
-    Ok(())
+    Ok(trustdeck_spiffe::audience::check_audiences(audience)?)
 }
 
 /// Checks a SPIFFE ID named by a request.
@@ -143,14 +110,9 @@ pub fn check_spiffe_id(id: &str) -> Result<(), LimitError> {
 /// Checks a `ValidateJWTSVID` request: one audience and a token, both within the limits.
 pub fn check_validation(audience: &str, svid: &str) -> Result<(), LimitError> {
     if audience.is_empty() {
-        return Err(LimitError::NoAudience);
+        return Err(AudienceError::NoAudience.into());
     }
-    if audience.len() > MAX_AUDIENCE_BYTES {
-        return Err(LimitError::AudienceTooLong {
-            index: 0,
-            bytes: audience.len(),
-        });
-    }
+    trustdeck_spiffe::audience::check_one(0, audience)?;
     if svid.len() > MAX_TOKEN_BYTES {
         return Err(LimitError::TokenTooLarge { bytes: svid.len() });
     }
@@ -161,52 +123,18 @@ pub fn check_validation(audience: &str, svid: &str) -> Result<(), LimitError> {
 mod tests {
     use super::*;
 
-    fn auds(n: usize, len: usize) -> Vec<String> {
-        (0..n).map(|_| "a".repeat(len)).collect()
-    }
-
     #[test]
-    fn audiences_within_the_limits_pass() {
-        assert_eq!(check_audiences(&auds(1, 1)), Ok(()));
-        assert_eq!(check_audiences(&auds(MAX_AUDIENCES, 128)), Ok(()));
-        assert_eq!(check_audiences(&auds(8, MAX_AUDIENCE_BYTES)), Ok(()));
-    }
-
-    #[test]
-    fn audiences_outside_the_limits_are_refused() {
-        assert_eq!(check_audiences(&[]), Err(LimitError::NoAudience));
-        let mut one_empty = auds(3, 4);
-        one_empty[1].clear();
+    fn audiences_are_checked_and_refused_as_invalid_argument() {
+        let many: Vec<String> = (0..100_000).map(|i| i.to_string()).collect();
+        let e = check_audiences(&many).unwrap_err();
         assert_eq!(
-            check_audiences(&one_empty),
-            Err(LimitError::EmptyAudience { index: 1 })
+            e,
+            LimitError::Audience(AudienceError::TooManyAudiences { count: 100_000 })
         );
-        assert_eq!(
-            check_audiences(&auds(MAX_AUDIENCES + 1, 1)),
-            Err(LimitError::TooManyAudiences {
-                count: MAX_AUDIENCES + 1
-            })
-        );
-        assert_eq!(
-            check_audiences(&auds(2, MAX_AUDIENCE_BYTES + 1)),
-            Err(LimitError::AudienceTooLong {
-                index: 0,
-                bytes: MAX_AUDIENCE_BYTES + 1
-            })
-        );
-        assert_eq!(
-            check_audiences(&auds(9, MAX_AUDIENCE_BYTES)),
-            Err(LimitError::AudiencesTooLarge {
-                bytes: 9 * MAX_AUDIENCE_BYTES
-            })
-        );
-    }
-
-    #[test]
-    fn the_message_names_the_limit() {
-        let s: tonic::Status = LimitError::TooManyAudiences { count: 100_000 }.into();
+        let s: tonic::Status = e.into();
         assert_eq!(s.code(), tonic::Code::InvalidArgument);
         assert_eq!(s.message(), "too many audiences: 100000, at most 64");
+        assert_eq!(check_audiences(&["a".into()]), Ok(()));
     }
 
     #[test]
@@ -231,7 +159,10 @@ mod tests {
         assert_eq!(check_spiffe_id("spiffe://td/x"), Ok(()));
         assert!(check_spiffe_id(&"x".repeat(MAX_SPIFFE_ID_BYTES + 1)).is_err());
         assert_eq!(check_validation("a", "t"), Ok(()));
-        assert_eq!(check_validation("", "t"), Err(LimitError::NoAudience));
+        assert_eq!(
+            check_validation("", "t"),
+            Err(AudienceError::NoAudience.into())
+        );
         assert!(check_validation(&"a".repeat(MAX_AUDIENCE_BYTES + 1), "t").is_err());
         assert_eq!(
             check_validation("a", &"t".repeat(MAX_TOKEN_BYTES + 1)),

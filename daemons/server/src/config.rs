@@ -127,6 +127,29 @@ impl Default for RateLimitConfig {
     }
 }
 
+/// Limits on node and admin TCP connections that have not shown an identity; an absent key
+/// keeps [`trustdeck_transport::ConnectionLimits::for_this_process`]'s value.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConnectionsConfig {
+    #[serde(
+        deserialize_with = "de_opt_duration",
+        serialize_with = "ser_opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub handshake_timeout: Option<Duration>,
+    #[serde(
+        deserialize_with = "de_opt_duration",
+        serialize_with = "ser_opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub idle_timeout: Option<Duration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_handshaking: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_unidentified: Option<usize>,
+}
+
 /// The configuration file as written: every key, with serde's defaults for the absent ones.
 /// [`Config::parse`] checks it; [`ConfigFile::new`] and `toml::to_string` write one.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -201,6 +224,8 @@ pub struct ConfigFile {
     pub node_attestation: NodeAttestationConfig,
     #[serde(default)]
     pub rate_limit: RateLimitConfig,
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub connections: ConnectionsConfig,
     /// Default `spiffe://<trust domain>/trustdeck/server`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_spiffe_id: Option<String>,
@@ -232,6 +257,7 @@ impl ConfigFile {
             key_manager: default_key_manager(),
             node_attestation: NodeAttestationConfig::default(),
             rate_limit: RateLimitConfig::default(),
+            connections: ConnectionsConfig::default(),
             server_spiffe_id: None,
             upstream: None,
         }
@@ -301,6 +327,7 @@ pub struct Config {
     pub key_manager: KeyManagerConfig,
     pub node_attestation: NodeAttestationConfig,
     pub rate_limit: RateLimitConfig,
+    pub connections: ConnectionsConfig,
     /// The SPIFFE ID of this server's TLS SVID and the parent of node-alias entries.
     pub server_spiffe_id: SpiffeId,
     /// Downstream role: the upstream link. `None` for the upstream (root) server.
@@ -496,6 +523,7 @@ impl Config {
                     .into(),
             ));
         }
+        check_connections(&raw.connections).map_err(&invalid)?;
         let admin_access = raw
             .admin
             .access(&raw.admin_allowed_uids)
@@ -535,6 +563,7 @@ impl Config {
             key_manager: raw.key_manager,
             node_attestation: raw.node_attestation,
             rate_limit: raw.rate_limit,
+            connections: raw.connections,
             server_spiffe_id,
             upstream,
             warnings,
@@ -553,6 +582,50 @@ impl Config {
     }
 }
 
+/// A `[connections]` timeout.
+const CONNECTION_TIMEOUT: DurationRange = DurationRange {
+    min: Duration::milliseconds(100),
+    max: Duration::minutes(10),
+};
+
+fn check_connections(c: &ConnectionsConfig) -> Result<(), String> {
+    for (key, d) in [
+        ("connections.handshake_timeout", c.handshake_timeout),
+        ("connections.idle_timeout", c.idle_timeout),
+    ] {
+        if let Some(d) = d {
+            CONNECTION_TIMEOUT
+                .check(key, d)
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    if c.max_handshaking == Some(0) || c.max_unidentified == Some(0) {
+        return Err("connections: max_handshaking and max_unidentified must be >= 1".into());
+    }
+    Ok(())
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
+}
+
+impl ConnectionsConfig {
+    /// The limits for this process: its descriptor-based defaults, overridden by the keys set.
+    pub fn limits(&self) -> trustdeck_transport::ConnectionLimits {
+        let mut l = trustdeck_transport::ConnectionLimits::for_this_process();
+        let std = |d: Duration| d.to_std().ok();
+        if let Some(d) = self.handshake_timeout.and_then(std) {
+            l.handshake_timeout = d;
+        }
+        if let Some(d) = self.idle_timeout.and_then(std) {
+            l.idle_timeout = d;
+        }
+        l.max_handshaking = self.max_handshaking.unwrap_or(l.max_handshaking);
+        l.max_unidentified = self.max_unidentified.unwrap_or(l.max_unidentified);
+        l
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -567,6 +640,22 @@ default_x509_svid_ttl = "1h"
 [key_manager]
 type = "disk"
 "#;
+
+    #[test]
+    fn connection_limits_are_bounded_and_override_the_defaults() {
+        let with = |s: &str| Config::parse(&format!("{GOOD}\n[connections]\n{s}\n"), "t.toml");
+        let c = with("idle_timeout = \"3s\"\nmax_unidentified = 5").unwrap();
+        let l = c.connections.limits();
+        assert_eq!(l.idle_timeout, std::time::Duration::from_secs(3));
+        assert_eq!(l.max_unidentified, 5);
+        let defaults = trustdeck_transport::ConnectionLimits::for_this_process();
+        assert_eq!(l.handshake_timeout, defaults.handshake_timeout);
+        assert_eq!(l.max_handshaking, defaults.max_handshaking);
+        let e = with("idle_timeout = \"1h\"").unwrap_err().to_string();
+        assert!(e.contains("connections.idle_timeout"), "{e}");
+        let e = with("max_handshaking = 0").unwrap_err().to_string();
+        assert!(e.contains("max_handshaking"), "{e}");
+    }
 
     #[test]
     fn parses_defaults() {

@@ -45,18 +45,28 @@ impl ServerCtx {
     }
 }
 
-/// Maps a datastore error to a gRPC status, naming the problem; a refused join token
-/// carries its reason.
+/// Maps a datastore error to a gRPC status for the admin API, naming the problem (the node
+/// API tells its callers less: `node_api::wire::datastore`).
 pub fn ds_status(e: DatastoreError) -> Status {
-    let token = |reason| reason_status(Code::PermissionDenied, reason, e.to_string());
+    if let Some(s) = token_refusal(&e) {
+        return s;
+    }
     match e {
         DatastoreError::AlreadyExists { .. } => Status::already_exists(e.to_string()),
-        DatastoreError::TokenNotFound => token(Reason::TokenUnknown),
-        DatastoreError::TokenUsed { .. } => token(Reason::TokenUsed),
-        DatastoreError::TokenExpired { .. } => token(Reason::TokenExpired),
         DatastoreError::Conflict { .. } => Status::aborted(e.to_string()),
         _ => Status::unavailable(format!("datastore: {e}")),
     }
+}
+
+/// A refused join token, with its reason; `None` for any other error.
+pub fn token_refusal(e: &DatastoreError) -> Option<Status> {
+    let reason = match e {
+        DatastoreError::TokenNotFound => Reason::TokenUnknown,
+        DatastoreError::TokenUsed { .. } => Reason::TokenUsed,
+        DatastoreError::TokenExpired { .. } => Reason::TokenExpired,
+        _ => return None,
+    };
+    Some(reason_status(Code::PermissionDenied, reason, e.to_string()))
 }
 
 fn no_svid(msg: &str) -> Status {
@@ -94,7 +104,7 @@ impl ServerCtx {
             .ds
             .get_node(id.as_str())
             .await
-            .map_err(ds_status)?
+            .map_err(crate::node_api::wire::datastore)?
             .ok_or_else(|| {
                 reason_status(
                     Code::PermissionDenied,
@@ -160,7 +170,11 @@ impl ServerCtx {
             no_svid("no client SVID presented: downstream servers call with their SVID")
         })?;
         self.peer_leaf(req)?;
-        let entries = self.ds.list_entries().await.map_err(ds_status)?;
+        let entries = self
+            .ds
+            .list_entries()
+            .await
+            .map_err(crate::node_api::wire::datastore)?;
         if entries
             .iter()
             .any(|e| e.downstream && e.spiffe_id == id.as_str())
@@ -179,7 +193,11 @@ impl ServerCtx {
 
     /// The entries `agent` is authorised for.
     pub async fn agent_entries(&self, agent: &AuthedAgent) -> Result<Vec<Entry>, Status> {
-        let all = self.ds.list_entries().await.map_err(ds_status)?;
+        let all = self
+            .ds
+            .list_entries()
+            .await
+            .map_err(crate::node_api::wire::datastore)?;
         Ok(crate::authz::authorized_entries(
             agent.id.as_str(),
             &agent.node.selectors,

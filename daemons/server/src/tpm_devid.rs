@@ -13,21 +13,24 @@ use crate::config::TpmDevIdConfig;
 
 /// Reads the PEM bundle `what` at `path`; refuses an unreadable or empty one.
 pub async fn read_bundle(what: &str, path: &std::path::Path) -> Result<Vec<Vec<u8>>, Status> {
-    let unavailable =
-        |msg: String| reason_status(Code::FailedPrecondition, Reason::MethodUnavailable, msg);
-    let text = tokio::fs::read_to_string(path).await.map_err(|e| {
-        unavailable(format!(
-            "tpm_devid: {what} {} unreadable: {e}",
-            path.display()
-        ))
-    })?;
+    read_certs(what, path)
+        .await
+        .map_err(|msg| reason_status(Code::FailedPrecondition, Reason::MethodUnavailable, msg))
+}
+
+/// The certificates of the bundle `what` at `path`, or what is wrong with it (naming the
+/// path: for the server's log, never for the agent).
+async fn read_certs(what: &str, path: &std::path::Path) -> Result<Vec<Vec<u8>>, String> {
+    let text = tokio::fs::read_to_string(path)
+        .await
+        .map_err(|e| format!("tpm_devid: {what} {} unreadable: {e}", path.display()))?;
     let certs = trustdeck_spiffe::pem::decode_certs(&text)
-        .map_err(|e| unavailable(format!("tpm_devid: {what} {}: {e}", path.display())))?;
+        .map_err(|e| format!("tpm_devid: {what} {}: {e}", path.display()))?;
     if certs.is_empty() {
-        return Err(unavailable(format!(
+        return Err(format!(
             "tpm_devid: {what} {} holds no certificate",
             path.display()
-        )));
+        ));
     }
     Ok(certs)
 }
@@ -41,15 +44,20 @@ pub struct TpmBundles {
 }
 
 impl TpmBundles {
-    /// Reads the bundles of `config`; refuses when `tpm_devid` is not configured.
-    pub async fn read(config: Option<&TpmDevIdConfig>) -> Result<TpmBundles, Status> {
+    /// Reads the bundles of `config`; refuses when `tpm_devid` is not configured or a bundle
+    /// cannot be read.
+    pub async fn read(config: Option<&TpmDevIdConfig>) -> Result<TpmBundles, Refusal> {
         let Some(c) = config else {
-            return Err(Refusal::Disabled(Method::TpmDevid).into());
+            return Err(Refusal::Disabled(Method::TpmDevid));
         };
+        let anchors = |detail| Refusal::Anchors(Method::TpmDevid, detail);
         Ok(TpmBundles {
-            devid: read_bundle("devid_ca_bundle_path", &c.devid_ca_bundle_path).await?,
-            endorsement: read_bundle("endorsement_ca_bundle_path", &c.endorsement_ca_bundle_path)
-                .await?,
+            devid: read_certs("devid_ca_bundle_path", &c.devid_ca_bundle_path)
+                .await
+                .map_err(anchors)?,
+            endorsement: read_certs("endorsement_ca_bundle_path", &c.endorsement_ca_bundle_path)
+                .await
+                .map_err(anchors)?,
             devid_name: c.devid_ca_bundle_path.display().to_string(),
             endorsement_name: c.endorsement_ca_bundle_path.display().to_string(),
         })

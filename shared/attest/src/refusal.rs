@@ -1,5 +1,6 @@
 //! Why the server refuses an attestation dialogue, with the gRPC code and [`Reason`] each
-//! refusal travels with.
+//! refusal travels with. The agent gets a generic message ([`Refusal::wire_message`]); the
+//! detail (paths, certificate subjects, chain errors) is for the server's log and events.
 
 use tonic::{Code, Status};
 use trustdeck_pki::csr::CsrError;
@@ -11,8 +12,8 @@ use trustdeck_tpm::credential::CredentialError;
 
 use crate::Method;
 
-/// A refused attestation. The message names the problem for the operator; callers act on
-/// [`Refusal::reason`].
+/// A refused attestation. `Display` names the problem for the server's operator; the agent
+/// gets [`Refusal::wire_message`] and acts on [`Refusal::reason`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Refusal {
@@ -43,6 +44,9 @@ pub enum Refusal {
     /// No credential can be made for the presented EK.
     #[error("tpm_devid: {0}")]
     Credential(CredentialError),
+    /// The method's trust anchors on the server cannot be read (the detail names the file).
+    #[error("{0} trust anchors unavailable: {1}")]
+    Anchors(Method, String),
     /// The dialogue ran past its deadline.
     #[error("attestation not completed within {}s", .0.as_secs())]
     Deadline(std::time::Duration),
@@ -63,7 +67,7 @@ impl Refusal {
             | Refusal::UnknownMethod(_)
             | Refusal::EmptyToken
             | Refusal::TokenCharset => Code::InvalidArgument,
-            Refusal::Disabled(_) => Code::FailedPrecondition,
+            Refusal::Disabled(_) | Refusal::Anchors(..) => Code::FailedPrecondition,
             Refusal::X509pop(_) | Refusal::Tpm(_) | Refusal::Credential(_) => {
                 Code::PermissionDenied
             }
@@ -76,7 +80,9 @@ impl Refusal {
     pub fn reason(&self) -> Reason {
         match self {
             Refusal::Protocol(_) | Refusal::Csr(_) => Reason::ProtocolViolation,
-            Refusal::UnknownMethod(_) | Refusal::Disabled(_) => Reason::MethodUnavailable,
+            Refusal::UnknownMethod(_) | Refusal::Disabled(_) | Refusal::Anchors(..) => {
+                Reason::MethodUnavailable
+            }
             Refusal::EmptyToken | Refusal::TokenCharset => Reason::TokenUnknown,
             Refusal::X509pop(_) | Refusal::Tpm(_) | Refusal::Credential(_) => {
                 Reason::EvidenceRefused
@@ -85,10 +91,40 @@ impl Refusal {
             Refusal::AgentId(_) | Refusal::Random => Reason::Unspecified,
         }
     }
+
+    /// What the agent is told: enough to know what to fix on its side, nothing about the
+    /// server's files or the certificates it checked against.
+    pub fn wire_message(&self) -> String {
+        match self {
+            // Fixed texts about the dialogue, or the agent's own token.
+            Refusal::Protocol(_)
+            | Refusal::EmptyToken
+            | Refusal::TokenCharset
+            | Refusal::Disabled(_)
+            | Refusal::Deadline(_) => self.to_string(),
+            Refusal::Csr(_) => "agent CSR does not verify".into(),
+            Refusal::UnknownMethod(_) => {
+                "unknown attestation type (supported: join_token, x509pop, tpm_devid)".into()
+            }
+            Refusal::X509pop(_) => evidence(Method::X509pop),
+            Refusal::Tpm(_) | Refusal::Credential(_) => evidence(Method::TpmDevid),
+            Refusal::Anchors(m, _) => format!(
+                "{m} attestation is unavailable on this server (its trust anchors cannot be \
+                 read); the server's log says why"
+            ),
+            Refusal::AgentId(_) | Refusal::Random => {
+                "the server failed to complete the attestation; its log says why".into()
+            }
+        }
+    }
+}
+
+fn evidence(m: Method) -> String {
+    format!("{m} attestation evidence refused; the server's log says why")
 }
 
 impl From<Refusal> for Status {
     fn from(r: Refusal) -> Status {
-        reason_status(r.code(), r.reason(), r.to_string())
+        reason_status(r.code(), r.reason(), r.wire_message())
     }
 }

@@ -171,6 +171,78 @@ fn refused(r: &Refusal, code: Code, reason: Reason, text: &str) {
     assert!(r.to_string().contains(text), "{r}");
     let status = tonic::Status::from(r.clone());
     assert_eq!(trustdeck_proto::reason::reason_of(&status), reason);
+    assert_eq!(status.message(), r.wire_message());
+}
+
+/// What reaches the agent names neither the server's trust anchors nor the certificates it
+/// checked: only the method and the reason. The detail stays in `Display` (the server log).
+fn generic_on_the_wire(r: &Refusal, secrets: &[&str]) {
+    let status = tonic::Status::from(r.clone());
+    for secret in secrets {
+        assert!(r.to_string().contains(secret), "detail lost: {r}");
+        assert!(
+            !status.message().contains(secret),
+            "{secret:?} sent to the agent: {}",
+            status.message()
+        );
+    }
+    assert!(status.message().contains("log"), "{}", status.message());
+}
+
+#[test]
+fn evidence_refusals_send_a_generic_reason_and_keep_the_detail() {
+    let td = td();
+    // x509pop: a chain from a CA the server does not trust.
+    let trusted = x509_node();
+    let (_, other_ca) = ca("Other CA");
+    let key = KeyPair::generate().expect("key");
+    let stranger = X509Node {
+        ca: trusted.ca.clone(),
+        chain: vec![leaf(&other_ca, "node-9", &key)],
+        key_pem: key.serialize_pem(),
+    };
+    let e = run(
+        x509_creds(&stranger),
+        x509_policy(&td, &trusted),
+        fresh(20),
+        None,
+    )
+    .unwrap_err();
+    refused(
+        &e,
+        Code::PermissionDenied,
+        Reason::EvidenceRefused,
+        "x509pop",
+    );
+    generic_on_the_wire(&e, &["node-9"]);
+
+    // tpm_devid: a DevID from another TPM lab; the bundle's name is a path.
+    let lab = Lab::new();
+    let stranger = Lab::new();
+    let e = run(
+        tpm_creds(&stranger),
+        tpm_policy(&td, &lab),
+        fresh(21),
+        Some(&stranger),
+    )
+    .unwrap_err();
+    refused(
+        &e,
+        Code::PermissionDenied,
+        Reason::EvidenceRefused,
+        "tpm_devid",
+    );
+    generic_on_the_wire(&e, &["devid-ca.pem", "CN=node-7"]);
+
+    // Unreadable anchors: the path stays on the server.
+    let e = Refusal::Anchors(Method::TpmDevid, "/etc/trustdeck/ek-ca.pem: denied".into());
+    refused(
+        &e,
+        Code::FailedPrecondition,
+        Reason::MethodUnavailable,
+        "tpm_devid",
+    );
+    generic_on_the_wire(&e, &["/etc/trustdeck/ek-ca.pem"]);
 }
 
 #[test]

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod audience;
 pub mod bundle;
 mod der;
 pub mod id;

@@ -214,6 +214,31 @@ mod tests {
     }
 
     #[test]
+    fn a_generic_refusal_is_reported_by_its_reason() {
+        // What the server sends now: a reason and a message without its detail.
+        let evidence =
+            trustdeck_attest::Refusal::X509pop(trustdeck_pki::x509pop::X509PopError::Untrusted {
+                subject: "CN=node-1".into(),
+                reason: "not signed by CN=Node CA".into(),
+            });
+        let e = AgentError::from_attest_status(ADDR, evidence.into());
+        assert!(
+            matches!(&e, AgentError::AttestationRefused(m) if m.contains("x509pop attestation evidence refused") && !m.contains("CN=")),
+            "{e}"
+        );
+        assert!(e.is_fatal_at_start());
+        // The datastore is down: not a refusal, retried.
+        let down = reason_status(
+            Code::Unavailable,
+            Reason::DatastoreUnavailable,
+            "datastore unavailable, retry",
+        );
+        let e = AgentError::from_attest_status(ADDR, down);
+        assert!(matches!(e, AgentError::Unreachable { .. }), "{e}");
+        assert!(!e.is_fatal_at_start());
+    }
+
+    #[test]
     fn reasons_this_build_does_not_know_fall_back_to_the_code() {
         use prost::Message;
         let mut s = Status::permission_denied("new rule");

@@ -14,7 +14,7 @@ use trustdeck_proto::reason::reason_status;
 use trustdeck_spiffe::SpiffeId;
 
 use super::{MAX_BATCH, NodeApi, check_audience, signer_unavailable, ttl_or};
-use crate::ctx::{AuthedAgent, ds_status};
+use crate::ctx::AuthedAgent;
 
 fn not_authorized(msg: String) -> Status {
     reason_status(Code::PermissionDenied, Reason::NotAuthorized, msg)
@@ -59,7 +59,7 @@ impl NodeApi {
                 now.timestamp(),
             )
             .await
-            .map_err(ds_status)?;
+            .map_err(super::wire::datastore)?;
         if let Some(mut n) = self
             .ctx
             .hub
@@ -202,8 +202,11 @@ impl NodeApi {
                     agent.id, req.entry_id
                 ))
             })?;
-        let sub = SpiffeId::parse(&entry.spiffe_id)
-            .map_err(|e| Status::internal(format!("stored entry {}: {e}", entry.id)))?;
+        let sub = SpiffeId::parse(&entry.spiffe_id).map_err(|e| {
+            super::wire::datastore(trustdeck_datastore::DatastoreError::Corrupt {
+                what: format!("entry {}: {e}", entry.id),
+            })
+        })?;
         let ttl = ttl_or(entry.jwt_ttl_secs, self.ctx.config.default_jwt_svid_ttl);
         self.mint_jwt(&sub, &req.audience, ttl).await
     }

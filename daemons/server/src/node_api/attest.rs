@@ -16,8 +16,8 @@ use trustdeck_proto::node::{AttestRequest, AttestResponse, AttestResult, Reason,
 use trustdeck_proto::reason::reason_status;
 use trustdeck_topology::hub::Severity;
 
-use super::{NodeApi, signer_unavailable};
-use crate::ctx::{ServerCtx, ds_status};
+use super::NodeApi;
+use crate::ctx::ServerCtx;
 use crate::tpm_devid::TpmBundles;
 
 /// The server's half of an attestation stream.
@@ -45,8 +45,8 @@ impl NodeApi {
             )
             .await
             .unwrap_or_else(|_| Err(Refusal::Deadline(DEADLINE).into()));
-            if let Err(e) = &result {
-                tracing::warn!(%source, error = %e.message(), "attestation failed");
+            let result = result.map_err(|e| {
+                tracing::warn!(%source, error = %e.detail, "attestation failed");
                 let node = agent
                     .as_deref()
                     .map(crate::observe::agent_node_id)
@@ -54,14 +54,59 @@ impl NodeApi {
                 ctx.hub.event(
                     Severity::Warning,
                     EventKind::AttestationFailed,
-                    format!("attestation from {source} refused: {}", e.message()),
+                    format!("attestation from {source} refused: {}", e.detail),
                     &node,
                     ctx.clock.now(),
                 );
-            }
+                e.wire
+            });
             let _ = tx.send(result).await;
         });
         Box::pin(ReceiverStream::new(rx))
+    }
+}
+
+/// A failed attestation: what the agent is told, and the detail for the log and the event.
+#[derive(Debug)]
+struct Failed {
+    wire: Status,
+    detail: String,
+}
+
+impl From<Refusal> for Failed {
+    fn from(r: Refusal) -> Self {
+        Failed {
+            detail: r.to_string(),
+            wire: r.into(),
+        }
+    }
+}
+
+/// A status whose message the agent may see in full (its own stream, its own ID or token).
+impl From<Status> for Failed {
+    fn from(wire: Status) -> Self {
+        Failed {
+            detail: wire.message().to_string(),
+            wire,
+        }
+    }
+}
+
+impl Failed {
+    /// The datastore failed: a generic reason for the agent (a refused token keeps its own).
+    fn datastore(e: trustdeck_datastore::DatastoreError) -> Self {
+        Failed {
+            detail: format!("datastore: {e}"),
+            wire: super::wire::datastore(e),
+        }
+    }
+
+    /// The CA could not sign the agent's SVID.
+    fn signer(e: impl std::fmt::Display) -> Self {
+        Failed {
+            detail: format!("cannot sign the agent SVID: {e}"),
+            wire: super::wire::signer_unavailable(),
+        }
     }
 }
 
@@ -73,14 +118,15 @@ async fn attest(
     tx: mpsc::Sender<Result<AttestResponse, Status>>,
     source: String,
     agent: &mut Option<String>,
-) -> Result<AttestResponse, Status> {
+) -> Result<AttestResponse, Failed> {
     let started = ctx.clock.now();
     if let Err(wait) = ctx.attest_limiter.check(&source, ctx.mono(), 1.0) {
         return Err(reason_status(
             Code::ResourceExhausted,
             Reason::RateLimited,
             format!("too many attestation attempts from {source}; retry in {wait:.1}s"),
-        ));
+        )
+        .into());
     }
     let first = inbound
         .message()
@@ -124,9 +170,13 @@ async fn attest(
 
 /// Admits an attested node unless it is banned: issues its SVID, consumes its join token,
 /// records it and publishes it.
-async fn admit(ctx: &ServerCtx, a: Attested, source: &str) -> Result<AttestResponse, Status> {
+async fn admit(ctx: &ServerCtx, a: Attested, source: &str) -> Result<AttestResponse, Failed> {
     let now = ctx.clock.now();
-    let existing = ctx.ds.get_node(a.id.as_str()).await.map_err(ds_status)?;
+    let existing = ctx
+        .ds
+        .get_node(a.id.as_str())
+        .await
+        .map_err(Failed::datastore)?;
     if existing.as_ref().is_some_and(|n| n.banned) {
         return Err(reason_status(
             Code::PermissionDenied,
@@ -135,19 +185,20 @@ async fn admit(ctx: &ServerCtx, a: Attested, source: &str) -> Result<AttestRespo
                 "agent {} is banned; an operator must evict it before it can attest again",
                 a.id
             ),
-        ));
+        )
+        .into());
     }
     let svid = ctx
         .ca
         .x509_ca()
-        .map_err(signer_unavailable)?
+        .map_err(Failed::signer)?
         .issue_x509_svid(&a.csr, &a.id, &[], ctx.config.agent_svid_ttl, now)
-        .map_err(signer_unavailable)?;
+        .map_err(Failed::signer)?;
     if let Some(token) = &a.join_token {
         ctx.ds
             .consume_join_token(token, now.timestamp())
             .await
-            .map_err(ds_status)?;
+            .map_err(Failed::datastore)?;
     }
     let record = AttestedNode {
         spiffe_id: a.id.to_string(),
@@ -159,7 +210,10 @@ async fn admit(ctx: &ServerCtx, a: Attested, source: &str) -> Result<AttestRespo
         created_at: existing.map(|n| n.created_at).unwrap_or(now.timestamp()),
         updated_at: now.timestamp(),
     };
-    ctx.ds.upsert_node(&record).await.map_err(ds_status)?;
+    ctx.ds
+        .upsert_node(&record)
+        .await
+        .map_err(Failed::datastore)?;
     publish(ctx, &a, &record, source, now);
     Ok(AttestResponse {
         tpm_devid_challenge: None,

@@ -10,6 +10,7 @@
 mod agents;
 mod attest;
 mod downstream;
+pub mod wire;
 
 use std::sync::Arc;
 
@@ -72,18 +73,16 @@ fn ttl_or(secs: i64, default: Duration) -> Duration {
     }
 }
 
-/// Refuses an empty audience list or an empty audience.
+/// Refuses an audience list outside the limits an agent applies to its workloads.
 fn check_audience(audience: &[String]) -> Result<(), Status> {
-    if audience.is_empty() || audience.iter().any(|a| a.is_empty()) {
-        Err(Status::invalid_argument("audience must not be empty"))
-    } else {
-        Ok(())
-    }
+    trustdeck_spiffe::audience::check_audiences(audience).map_err(wire::invalid_request)
 }
 
-/// The server cannot sign now (no usable CA, or the signer failed).
+/// The server cannot sign now (no usable CA, or the signer failed): logged, and a generic
+/// answer.
 fn signer_unavailable(e: impl std::fmt::Display) -> Status {
-    reason_status(Code::Unavailable, Reason::SignerUnavailable, e.to_string())
+    tracing::warn!(error = %e, "node API: cannot sign");
+    wire::signer_unavailable()
 }
 
 #[tonic::async_trait]
@@ -144,5 +143,32 @@ impl Node for NodeApi {
         request: Request<MintJwtSvidForRequest>,
     ) -> Result<Response<MintJwtSvidResponse>, Status> {
         self.jwt_for_downstream(request).await.map(Response::new)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use trustdeck_proto::reason::reason_of;
+
+    #[test]
+    fn jwt_audiences_have_the_agents_limits() {
+        let flood: Vec<String> = (0..100_000).map(|i| format!("aud-{i}")).collect();
+        let huge = vec!["a".repeat(2048)];
+        let bulky: Vec<String> = (0..9).map(|_| "a".repeat(1024)).collect();
+        for (auds, says) in [
+            (flood, "too many audiences"),
+            (huge, "at most 1024"),
+            (bulky, "total"),
+            (vec![], "must not be empty"),
+            (vec!["a".into(), String::new()], "audience 1 is empty"),
+        ] {
+            let s = check_audience(&auds).unwrap_err();
+            assert_eq!(s.code(), Code::InvalidArgument);
+            assert_eq!(reason_of(&s), Reason::InvalidRequest);
+            assert!(s.message().contains(says), "{}", s.message());
+        }
+        let most: Vec<String> = (0..64).map(|i| format!("aud-{i}")).collect();
+        assert!(check_audience(&most).is_ok());
     }
 }

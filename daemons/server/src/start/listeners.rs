@@ -10,14 +10,13 @@ use std::sync::Arc;
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tokio_stream::wrappers::UnixListenerStream;
 use tonic::transport::Server;
 use trustdeck_admin::ObserveService;
 use trustdeck_admin::info::ServerInfo;
 use trustdeck_proto::admin::observe_server::ObserveServer;
 use trustdeck_proto::admin::server_admin_server::ServerAdminServer;
 use trustdeck_proto::node::node_server::NodeServer;
-use trustdeck_transport::serve::mtls_incoming;
+use trustdeck_transport::serve::{mtls_incoming_with, unix_incoming};
 
 use super::{RunError, io};
 use crate::admin_api::AdminApi;
@@ -82,9 +81,13 @@ impl Listeners {
         shutdown: &watch::Receiver<bool>,
         tasks: &mut JoinSet<()>,
     ) {
+        let limits = ctx.config.connections.limits();
         let node = Server::builder()
             .add_service(NodeServer::new(NodeApi::new(ctx.clone())))
-            .serve_with_incoming_shutdown(mtls_incoming(self.node, tls.clone()), stopped(shutdown));
+            .serve_with_incoming_shutdown(
+                mtls_incoming_with(self.node, tls.clone(), limits),
+                stopped(shutdown),
+            );
         spawn_server(tasks, "node API", node);
 
         let observe = observe_service(ctx);
@@ -92,13 +95,16 @@ impl Listeners {
         let unix = Server::builder()
             .add_service(admin.clone())
             .add_service(observe.clone())
-            .serve_with_incoming_shutdown(UnixListenerStream::new(self.admin), stopped(shutdown));
+            .serve_with_incoming_shutdown(unix_incoming(self.admin), stopped(shutdown));
         spawn_server(tasks, "admin API", unix);
         if let Some((l, _)) = self.admin_tcp {
             let tcp = Server::builder()
                 .add_service(admin)
                 .add_service(observe)
-                .serve_with_incoming_shutdown(mtls_incoming(l, tls), stopped(shutdown));
+                .serve_with_incoming_shutdown(
+                    mtls_incoming_with(l, tls, limits),
+                    stopped(shutdown),
+                );
             spawn_server(tasks, "admin API (TCP)", tcp);
         }
     }
