@@ -49,6 +49,30 @@ impl PgDatabase {
     }
 }
 
+impl PgDatabase {
+    /// Makes the database unreachable for its users, as a stopped PostgreSQL would be, without
+    /// touching the other tests' databases: refuses new connections and ends the open ones.
+    pub fn drop_connections_and_block(&self) {
+        for sql in [
+            format!("ALTER DATABASE {} ALLOW_CONNECTIONS false", self.name),
+            format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{}'",
+                self.name
+            ),
+        ] {
+            let out = Command::new("psql")
+                .args([&self.admin_url, "-qc", &sql])
+                .output()
+                .expect("psql");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
+
 impl Drop for PgDatabase {
     fn drop(&mut self) {
         let _ = Command::new("psql")

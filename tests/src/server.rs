@@ -13,6 +13,8 @@ pub struct ServerProc {
     pub info: Option<ServerInfo>,
     /// Extra environment of the process.
     pub env: Vec<(String, String)>,
+    /// Extra arguments of `run` (e.g. `--reinitialize`).
+    pub run_args: Vec<String>,
     /// A command the server runs under (e.g. `prlimit --nofile=128:128 --`); it must exec.
     pub wrapper: Vec<String>,
 }
@@ -77,6 +79,7 @@ impl ServerProc {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            run_args: Vec::new(),
             wrapper: wrapper.iter().map(|w| w.to_string()).collect(),
         };
         s.spawn();
@@ -101,6 +104,7 @@ impl ServerProc {
         c.arg("run")
             .arg("--config")
             .arg(&self.config)
+            .args(&self.run_args)
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
             .stderr(log);

@@ -11,6 +11,9 @@ use trustdeck_proto::admin::server_admin_server::ServerAdmin;
 use trustdeck_proto::admin::*;
 
 use crate::ctx::{ServerCtx, ds_status};
+
+/// How long `Health` waits for the datastore before calling it unreachable.
+const HEALTH_PING: std::time::Duration = std::time::Duration::from_secs(3);
 use crate::entry::validate_entry;
 use crate::node_api::join_token_agent_id;
 
@@ -369,9 +372,22 @@ impl ServerAdmin for AdminApi {
         if !serving {
             warnings.push("no valid active CA: issuance is failing".into());
         }
-        if let Err(e) = self.ctx.ds.ping().await {
-            warnings.push(format!("datastore: {e}"));
-        }
+        let datastore_reachable = match tokio::time::timeout(HEALTH_PING, self.ctx.ds.ping()).await
+        {
+            Ok(Ok(())) => true,
+            Ok(Err(e)) => {
+                warnings.push(format!("datastore: {e}"));
+                false
+            }
+            Err(_) => {
+                warnings.push(format!(
+                    "datastore: no answer within {} s",
+                    HEALTH_PING.as_secs()
+                ));
+                false
+            }
+        };
+        let serving = serving && datastore_reachable;
         Ok(Response::new(HealthResponse {
             serving,
             trust_domain: self.ctx.config.trust_domain.to_string(),
@@ -385,6 +401,7 @@ impl ServerAdmin for AdminApi {
                 .unwrap_or(0),
             bundle_sequence: st.bundle.sequence,
             warnings,
+            datastore_reachable,
         }))
     }
 }

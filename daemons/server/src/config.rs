@@ -334,6 +334,9 @@ pub struct Config {
     pub upstream: Option<Upstream>,
     /// Non-fatal problems, logged at start and reported by `healthcheck`.
     pub warnings: Vec<String>,
+    /// `run --reinitialize`: the operator accepts a new CA on an emptied datastore although
+    /// keys of an earlier one remain (never set from the file).
+    pub reinitialize: bool,
 }
 
 /// A checked upstream link.
@@ -564,6 +567,7 @@ impl Config {
             server_spiffe_id,
             upstream,
             warnings,
+            reinitialize: false,
         })
     }
 

@@ -34,6 +34,10 @@ enum Command {
         /// Config file (TOML).
         #[arg(long, short)]
         config: PathBuf,
+        /// Start on an empty datastore although CA keys of an earlier initialisation remain:
+        /// mints a new CA and trust anchor (audited). Only after the datastore is known lost.
+        #[arg(long)]
+        reinitialize: bool,
     },
     /// Check a config file and print its warnings.
     CheckConfig {
@@ -252,8 +256,9 @@ fn entry_json(e: &EntryInfo) -> serde_json::Value {
     })
 }
 
-async fn run_server(config: &Path) -> Result<()> {
-    let config = Config::load(config)?;
+async fn run_server(config: &Path, reinitialize: bool) -> Result<()> {
+    let mut config = Config::load(config)?;
+    config.reinitialize = reinitialize;
     let mut server = trustdeck_server::start::start(config)
         .await
         .context("trustdeck-server failed to start")?;
@@ -264,15 +269,20 @@ async fn run_server(config: &Path) -> Result<()> {
 
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Run { config } => {
+        Command::Run {
+            config,
+            reinitialize,
+        } => {
             trustdeck_process::init_logging();
-            run_server(&config).await
+            run_server(&config, reinitialize).await
         }
         Command::CheckConfig { config } => {
             let c = Config::load(&config)?;
             for w in &c.warnings {
                 trustdeck_process::outln!("warning: {w}");
             }
+            // Reads the datastore (read-only) and the disk key directory, never a key.
+            trustdeck_server::start::check_earlier_state(&c).await?;
             trustdeck_process::outln!("config {} is valid", config.display());
             Ok(())
         }
@@ -446,6 +456,9 @@ async fn run(cli: Cli) -> Result<()> {
                 .into_inner();
             for w in &r.warnings {
                 eprintln!("warning: {w}");
+            }
+            if !r.serving && !r.datastore_reachable {
+                bail!("server is not healthy: datastore unreachable");
             }
             if !r.serving {
                 bail!("server is not healthy");

@@ -8,6 +8,7 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyConnection, AnyPool, AssertSqlSafe, Connection};
 
 use crate::error::DatastoreError;
+use crate::inspect::SqliteFile;
 use crate::row::query_err;
 use crate::url::{
     Backend, is_sqlite_not_a_database, redact_url, scrub_password, sqlite_connect_url,
@@ -28,6 +29,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Datastore {
     pub(crate) pool: AnyPool,
     backend: Backend,
+    /// The SQLite file, to notice it removed under the pool.
+    file: Option<SqliteFile>,
+    /// The URL, password redacted.
+    shown: String,
 }
 
 impl fmt::Debug for Datastore {
@@ -136,7 +141,16 @@ impl Datastore {
             });
         }
         tracing::info!(backend = %backend, url = %shown, "datastore opened");
-        Ok(Datastore { pool, backend })
+        let file = match backend {
+            Backend::Sqlite => SqliteFile::at(url),
+            Backend::Postgres => None,
+        };
+        Ok(Datastore {
+            pool,
+            backend,
+            file,
+            shown,
+        })
     }
 
     /// Which database this datastore runs on.
@@ -144,8 +158,12 @@ impl Datastore {
         self.backend
     }
 
-    /// Checks that the database answers (`SELECT 1`).
+    /// Checks that the database answers (`SELECT 1`) and, for SQLite, that its file is still
+    /// the one opened: an open connection keeps answering from a removed file.
     pub async fn ping(&self) -> Result<(), DatastoreError> {
+        if let Some(f) = &self.file {
+            f.check(&self.shown)?;
+        }
         sqlx::query("SELECT 1")
             .execute(&self.pool)
             .await

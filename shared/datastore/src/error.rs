@@ -39,6 +39,14 @@ pub enum DatastoreError {
         reason: String,
     },
 
+    /// The datastore was opened but cannot be used any more (its file removed or replaced).
+    #[error("datastore \"{url}\" is unreachable: {reason}")]
+    Unreachable {
+        /// The URL, with any password redacted.
+        url: String,
+        reason: String,
+    },
+
     /// The schema migrations could not be applied.
     #[error("cannot migrate datastore \"{url}\" to the current schema: {reason}")]
     Migrate {

@@ -168,6 +168,19 @@ pub(crate) fn sqlite_connect_url(url: &str) -> (String, bool) {
     }
 }
 
+/// The file of a SQLite URL; `None` for an in-memory database.
+pub(crate) fn sqlite_file_path(url: &str) -> Option<std::path::PathBuf> {
+    let (connect, in_memory) = sqlite_connect_url(url);
+    if in_memory {
+        return None;
+    }
+    let rest = connect
+        .strip_prefix("sqlite://")
+        .or_else(|| connect.strip_prefix("sqlite:"))?;
+    let path = rest.split_once('?').map_or(rest, |(p, _)| p);
+    Some(std::path::PathBuf::from(path))
+}
+
 /// Whether `e` says the SQLite file is not a database or is corrupt
 /// (`SQLITE_NOTADB`, `SQLITE_CORRUPT`).
 pub(crate) fn is_sqlite_not_a_database(e: &sqlx::Error) -> bool {

@@ -28,6 +28,7 @@ use trustdeck_process::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::ctx::ServerCtx;
 use crate::ratelimit::RateLimiter;
+pub use storage::{EarlierState, check_earlier_state};
 
 /// How often agents are re-read from the datastore for the admin stream.
 pub const AGENT_PUBLISH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
@@ -42,6 +43,18 @@ pub enum RunError {
         /// The URL, password redacted.
         url: String,
         source: trustdeck_datastore::DatastoreError,
+    },
+    /// The datastore is empty although keys show the server was initialised.
+    #[error(
+        "datastore {url} is empty, but this server was initialised before: found {found}. \
+         Restore the datastore from a backup; or, to give up the old CA and trust anchor, \
+         start once with `trustdeck-server run --reinitialize` (audited)"
+    )]
+    EmptiedDatastore {
+        /// The URL, password redacted.
+        url: String,
+        /// What shows the earlier initialisation.
+        found: String,
     },
     /// The key manager failed.
     #[error("key manager: {0}")]
@@ -146,7 +159,11 @@ pub async fn start_with_clock(
         tracing::warn!("{w}");
     }
     storage::prepare_data_dir(&config)?;
+    let reinitialized = storage::check_earlier_state(&config).await?;
     let ds = storage::open_datastore(&config).await?;
+    if let Some(found) = &reinitialized {
+        storage::audit_reinitialize(&ds, &config, found, clock.as_ref()).await?;
+    }
     let km = keys::key_manager(&config)?;
     let upstream = authority::connect_upstream(&config, &clock).await?;
     let (ca, events) = authority::load_ca(&config, &ds, &km, &upstream, clock.as_ref()).await?;

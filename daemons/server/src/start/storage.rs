@@ -2,10 +2,112 @@
 
 use std::os::unix::fs::PermissionsExt;
 
-use trustdeck_datastore::Datastore;
+use std::path::PathBuf;
+
+use trustdeck_datastore::{AuditRecord, Contents, Datastore};
+use trustdeck_process::clock::Clock;
 
 use super::{RunError, io};
-use crate::config::Config;
+use crate::config::{Config, KeyManagerConfig};
+
+/// What shows that a server was initialised before, besides its datastore.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EarlierState {
+    /// CA key files left in the disk key manager's directory.
+    pub key_files: Vec<PathBuf>,
+}
+
+impl std::fmt::Display for EarlierState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let files: Vec<String> = self
+            .key_files
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        write!(
+            f,
+            "{} CA key file(s) in keys: {}",
+            files.len(),
+            files.join(", ")
+        )
+    }
+}
+
+/// Refuses an empty datastore when keys show the server was initialised: a lost or emptied
+/// database must not silently become a new installation with a new trust anchor. With
+/// `--reinitialize` it returns what was found, to be audited. PKCS#11 tokens are not searched
+/// (the key manager cannot list objects); an in-memory datastore is always new.
+pub async fn check_earlier_state(config: &Config) -> Result<Option<EarlierState>, RunError> {
+    let url = || trustdeck_datastore::redact_url(&config.datastore);
+    let contents = Datastore::inspect(&config.datastore)
+        .await
+        .map_err(|source| RunError::Datastore { url: url(), source })?;
+    if contents != Contents::Empty {
+        return Ok(None);
+    }
+    let found = EarlierState {
+        key_files: key_files(config),
+    };
+    if found.key_files.is_empty() {
+        return Ok(None);
+    }
+    if !config.reinitialize {
+        return Err(RunError::EmptiedDatastore {
+            url: url(),
+            found: found.to_string(),
+        });
+    }
+    tracing::warn!(%found, "--reinitialize: the datastore is empty; a new CA and trust anchor are minted");
+    Ok(Some(found))
+}
+
+/// The `*.key.pem` files of a disk key manager.
+fn key_files(config: &Config) -> Vec<PathBuf> {
+    if !matches!(config.key_manager, KeyManagerConfig::Disk { .. }) {
+        return Vec::new();
+    }
+    let dir = config
+        .key_dir()
+        .unwrap_or_else(|| config.data_dir.join("keys"));
+    let Ok(read) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = read
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.to_string_lossy().ends_with(".key.pem"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Records in the audit log that the operator re-initialised the server.
+pub(super) async fn audit_reinitialize(
+    ds: &Datastore,
+    config: &Config,
+    found: &EarlierState,
+    clock: &dyn Clock,
+) -> Result<(), RunError> {
+    let mut id = [0u8; 12];
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut id);
+    let rec = AuditRecord {
+        id: hex::encode(id),
+        at: clock.now().timestamp(),
+        actor: "operator (run --reinitialize)".into(),
+        action: "server.reinitialize".into(),
+        target: config.server_spiffe_id.to_string(),
+        detail: format!("datastore was empty; found {found}"),
+        outcome: "ok".into(),
+    };
+    ds.append_audit(&rec)
+        .await
+        .map_err(|source| RunError::Datastore {
+            url: trustdeck_datastore::redact_url(&config.datastore),
+            source,
+        })?;
+    tracing::warn!(%found, "server re-initialised on an empty datastore (audited)");
+    Ok(())
+}
 
 /// Creates the data directory, readable by the server's user only.
 pub(super) fn prepare_data_dir(config: &Config) -> Result<(), RunError> {
