@@ -36,7 +36,8 @@ pub fn from_offset_datetime(odt: OffsetDateTime) -> Result<DateTime<Utc>, Profil
     })
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Lowercase hex of `bytes`.
+pub(super) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

@@ -14,9 +14,17 @@ use x509_parser::oid_registry::{
 use super::*;
 use crate::id::SpiffeId;
 
-/// Parses DER and checks the generic rules (single certificate, v3, no
-/// duplicate extensions, no unknown critical extension, valid period).
-fn parse_cert(der: &[u8]) -> Result<X509Certificate<'_>, ProfileError> {
+/// Parses the DER certificate at the start of `der` (bytes after it are ignored).
+pub(super) fn parse_prefix(der: &[u8]) -> Result<X509Certificate<'_>, ProfileError> {
+    x509_parser::parse_x509_certificate(der)
+        .map(|(_, cert)| cert)
+        .map_err(|e| ProfileError::Parse {
+            reason: e.to_string(),
+        })
+}
+
+/// Parses `der` as exactly one DER certificate.
+fn parse_exact(der: &[u8]) -> Result<X509Certificate<'_>, ProfileError> {
     let (rest, cert) =
         x509_parser::parse_x509_certificate(der).map_err(|e| ProfileError::Parse {
             reason: e.to_string(),
@@ -24,6 +32,13 @@ fn parse_cert(der: &[u8]) -> Result<X509Certificate<'_>, ProfileError> {
     if !rest.is_empty() {
         return Err(ProfileError::TrailingData { count: rest.len() });
     }
+    Ok(cert)
+}
+
+/// Parses DER and checks the generic rules (single certificate, v3, no
+/// duplicate extensions, no unknown critical extension, valid period).
+fn parse_cert(der: &[u8]) -> Result<X509Certificate<'_>, ProfileError> {
+    let cert = parse_exact(der)?;
     if cert.version().0 != 2 {
         return Err(ProfileError::NotV3 {
             version: cert.version().0 + 1,
@@ -314,34 +329,20 @@ pub fn check_ca(der: &[u8]) -> Result<CaInfo, ProfileError> {
 
 /// The validity period (notBefore, notAfter) of a DER certificate.
 pub fn cert_validity(der: &[u8]) -> Result<(DateTime<Utc>, DateTime<Utc>), ProfileError> {
-    let (rest, cert) =
-        x509_parser::parse_x509_certificate(der).map_err(|e| ProfileError::Parse {
-            reason: e.to_string(),
-        })?;
-    if !rest.is_empty() {
-        return Err(ProfileError::TrailingData { count: rest.len() });
-    }
+    let cert = parse_exact(der)?;
     validity_of(&cert)
 }
 
 /// The SPIFFE ID held by a DER certificate: its single URI SAN (a leaf's
 /// workload ID or a CA's trust domain ID).
 pub fn spiffe_id_of(der: &[u8]) -> Result<SpiffeId, ProfileError> {
-    let (rest, cert) =
-        x509_parser::parse_x509_certificate(der).map_err(|e| ProfileError::Parse {
-            reason: e.to_string(),
-        })?;
-    if !rest.is_empty() {
-        return Err(ProfileError::TrailingData { count: rest.len() });
-    }
+    let cert = parse_exact(der)?;
     let san = sans(&cert)?.ok_or(ProfileError::MissingSan)?;
     single_uri(&san.uris)
 }
 
 /// The DER SubjectPublicKeyInfo of a DER certificate.
 pub fn public_key_of(der: &[u8]) -> Result<Vec<u8>, ProfileError> {
-    let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| ProfileError::Parse {
-        reason: e.to_string(),
-    })?;
+    let cert = parse_prefix(der)?;
     Ok(cert.public_key().raw.to_vec())
 }

@@ -7,6 +7,7 @@ use x509_parser::oid_registry::OID_X509_EXT_KEY_USAGE;
 use x509_parser::public_key::PublicKey;
 use x509_parser::x509::SubjectPublicKeyInfo;
 
+use super::build::hex;
 use super::check::{authority_key_id, find_ext, sans, subject_key_id, validity_of};
 use super::*;
 
@@ -111,15 +112,9 @@ pub struct CertSummary {
     pub key_usage: Option<String>,
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
 /// Reads the fields of a DER certificate.
 pub fn summarize(der: &[u8]) -> Result<CertSummary, ProfileError> {
-    let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| ProfileError::Parse {
-        reason: e.to_string(),
-    })?;
+    let cert = super::check::parse_prefix(der)?;
     let (not_before, not_after) = validity_of(&cert)?;
     let san = sans(&cert).ok().flatten();
     let ca = cert
