@@ -12,6 +12,7 @@
 use std::time::{Duration, Instant};
 
 use tokio_stream::StreamExt;
+use trustdeck_e2e::measure::{cpu_secs, percentile, rss_kib};
 use trustdeck_e2e::*;
 use trustdeck_proto::admin::CreateEntryRequest;
 use trustdeck_proto::admin::server_admin_client::ServerAdminClient;
@@ -22,39 +23,12 @@ const CLIENTS: usize = 100;
 const CALLS_PER_CLIENT: usize = 50;
 const STREAMS: usize = 1000;
 
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-/// CPU time (user + system) of a process, in seconds.
-fn cpu_secs(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name: state is field 3; utime and stime are fields 14 and 15.
-    let after = stat.rsplit_once(')').map(|x| x.1).unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
-}
-
 fn issued_count(log: &str) -> usize {
     log.lines()
         .filter(|l| l.contains("workload SVIDs issued or rotated"))
         .filter_map(|l| l.split("count=").nth(1))
         .filter_map(|v| v.split_whitespace().next()?.parse::<usize>().ok())
         .sum()
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
 }
 
 #[tokio::main(flavor = "multi_thread")]

@@ -21,6 +21,7 @@ pub mod tpm;
 
 mod agent;
 mod demo;
+pub mod measure;
 mod node;
 mod pg;
 mod server;
