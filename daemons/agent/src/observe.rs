@@ -148,6 +148,7 @@ pub fn connectivity(config: &Config, s: &ServerStatus) -> Connectivity {
         peer: format!("server {}", config.server_address),
         peer_spiffe_id: config.server_spiffe_id.to_string(),
         last_bundle_sequence: 0,
+        stranded_reason: s.stranded.map_or(0, i32::from),
         ..Default::default()
     }
 }

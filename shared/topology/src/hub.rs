@@ -265,6 +265,9 @@ impl Hub {
             Some(ConnectivityState::Lost) | None => {
                 Some((Severity::Error, EventKind::UpstreamLost))
             }
+            Some(ConnectivityState::Stranded) => {
+                Some((Severity::Error, EventKind::UpstreamStranded))
+            }
         };
         if let Some((severity, kind)) = changed.filter(|_| st.upstream.state != c.state) {
             let mut message = format!("{} {state}", c.peer);

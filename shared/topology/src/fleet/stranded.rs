@@ -1,0 +1,89 @@
+//! A stranded link: an agent whose server refuses its join token for good (used, expired,
+//! unknown), so that only a new token helps. The words and the recovery that `status`, the
+//! console and the agent's own log give.
+
+use serde::Serialize;
+use trustdeck_proto::admin::{Connectivity, ConnectivityState, StrandedReason};
+use trustdeck_proto::vocab::Wire;
+
+/// What a stranded agent needs, as every view says it.
+pub const NEEDS: &str = "stranded: needs a new join token";
+
+/// What the operator does for a stranded agent.
+pub const RECOVERY: &str = "trustdeck-server token generate --ttl 10m; put the new token in \
+the agent's [node_attestation] token (or its token_path file, read again at the next attempt) \
+and restart it (trustdeck-agent run --config FILE); entries parented to its old ID \
+(spiffe://<td>/trustdeck/agent/join_token/<old token>) need the new one as parent";
+
+/// Why `u` is stranded, when its state is stranded.
+pub fn reason(u: &Connectivity) -> Option<Wire<StrandedReason>> {
+    (u.state_wire() == ConnectivityState::Stranded).then(|| u.stranded_reason_wire())
+}
+
+/// The status report's view of a stranded link (keys in alphabetical order).
+#[derive(Debug, Clone, Serialize)]
+pub struct StrandedReport {
+    /// What it needs: [`NEEDS`].
+    pub needs: &'static str,
+    /// `token used`, `token expired`, `token unknown` (empty: not said, `unknown`: from a
+    /// newer agent).
+    pub reason: &'static str,
+    /// What the operator does: [`RECOVERY`].
+    pub recovery: &'static str,
+}
+
+/// The report of `u`, when it is stranded.
+pub fn report(u: &Connectivity) -> Option<StrandedReport> {
+    reason(u).map(|r| StrandedReport {
+        needs: NEEDS,
+        reason: r.as_str(),
+        recovery: RECOVERY,
+    })
+}
+
+/// The health reason of agent `name` stranded with `reason` by `peer` (`server <name>`).
+pub fn health_reason(name: &str, reason: Wire<StrandedReason>, peer: &str) -> String {
+    let why = match reason.as_str() {
+        "" => String::new(),
+        r => format!("{r}, "),
+    };
+    format!("{name}: {NEEDS} ({why}{peer}); recover: {RECOVERY}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link(state: ConnectivityState, reason: i32) -> Connectivity {
+        Connectivity {
+            configured: true,
+            state: state.into(),
+            stranded_reason: reason,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn only_a_stranded_link_has_a_stranded_report() {
+        let used = StrandedReason::TokenUsed as i32;
+        assert!(report(&link(ConnectivityState::Lost, used)).is_none());
+        let r = report(&link(ConnectivityState::Stranded, used)).unwrap();
+        assert_eq!((r.needs, r.reason), (NEEDS, "token used"));
+        assert!(r.recovery.starts_with("trustdeck-server token generate"));
+        let newer = report(&link(ConnectivityState::Stranded, 77)).unwrap();
+        assert_eq!(newer.reason, "unknown");
+    }
+
+    #[test]
+    fn the_health_reason_says_what_is_needed_and_the_recovery() {
+        let s = health_reason(
+            "a1",
+            Wire::Known(StrandedReason::TokenExpired),
+            "server upstream",
+        );
+        assert!(
+            s.starts_with("a1: stranded: needs a new join token (token expired, server upstream); recover: trustdeck-server token generate"),
+            "{s}"
+        );
+    }
+}
