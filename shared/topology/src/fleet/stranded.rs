@@ -86,4 +86,81 @@ mod tests {
             "{s}"
         );
     }
+
+    /// A server and its stranded agent: the fleet is critical (not unreachable, and the
+    /// server not counted lost by its agents), with the words and the recovery.
+    #[test]
+    fn a_stranded_agent_is_critical_with_its_recovery() {
+        use crate::fleet::tests::{at, n, snap};
+        use crate::fleet::{Fleet, FleetHealth, Thresholds};
+        use trustdeck_proto::admin::{DaemonRole, NodeKind, NodeState, watch_message::Body};
+
+        let mut f = Fleet::new([
+            (
+                "up".into(),
+                "unix:///up".into(),
+                DaemonRole::Upstream,
+                "root".into(),
+            ),
+            (
+                "a1".into(),
+                "unix:///a1".into(),
+                DaemonRole::Agent,
+                "root".into(),
+            ),
+        ]);
+        let server = n(
+            "server:spiffe://td/up",
+            "",
+            NodeKind::Server,
+            NodeState::Serving,
+            0,
+            90_000,
+        );
+        let up = snap(
+            1,
+            DaemonRole::Upstream,
+            "up",
+            "spiffe://td/up",
+            vec![server],
+            None,
+        );
+        f.apply(0, up, at(1000)).unwrap();
+        let agent = n(
+            "agent:a1",
+            "server:spiffe://td/up",
+            NodeKind::Agent,
+            NodeState::Attested,
+            0,
+            90_000,
+        );
+        let mut msg = snap(
+            1,
+            DaemonRole::Agent,
+            "a1",
+            "spiffe://td/a1",
+            vec![agent],
+            Some(ConnectivityState::Stranded),
+        );
+        if let Some(Body::Snapshot(s)) = msg.body.as_mut() {
+            let u = s.upstream.as_mut().unwrap();
+            u.stranded_reason = StrandedReason::TokenUsed.into();
+            u.peer_spiffe_id = "spiffe://td/up".into();
+        }
+        f.apply(1, msg, at(1000)).unwrap();
+        let t = f.tree();
+        let h = f.health(&t, at(1000), &Thresholds::default());
+        assert_eq!(h.state(), FleetHealth::Critical, "{:?}", h.reasons);
+        let why = h.reasons.iter().find(|r| r.starts_with("a1: ")).unwrap();
+        assert!(why.starts_with("a1: stranded: needs a new join token (token used, server up); recover: trustdeck-server token generate"), "{why}");
+        let w = f.windows(&t, at(1000));
+        assert!(w.iter().all(|w| w.agents.lost == 0 && !w.server_lost()));
+        let r = f.status_report(at(1000), &Thresholds::default());
+        let json = serde_json::to_value(&r).unwrap();
+        let a1 = &json["daemons"][1]["upstream"];
+        assert_eq!(a1["state"], "stranded");
+        assert_eq!(a1["stranded"]["reason"], "token used");
+        assert_eq!(a1["stranded"]["needs"], NEEDS);
+        assert_eq!(json["exit_code"], 2);
+    }
 }
