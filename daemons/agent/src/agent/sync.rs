@@ -30,7 +30,10 @@ impl Agent {
     /// or due for rotation.
     pub async fn sync_once(&self, now: DateTime<Utc>) -> Result<(), AgentError> {
         match self.agent_svid_step(now) {
-            Step::Attest => self.attest().await?,
+            Step::Attest => {
+                self.present_no_svid()?;
+                self.attest().await?
+            }
             Step::Renew => self.renew_agent_svid().await?,
             Step::Nothing => {}
         }
