@@ -84,6 +84,7 @@ fn a_written_file_reads_back_the_same() {
         pin_file: Some("/var/lib/trustdeck/pin".into()),
         pin_env: None,
         pin: None,
+        environment: [("SOFTHSM2_CONF".to_string(), "/etc/hsm.conf".to_string())].into(),
     };
     f.upstream = Some(UpstreamConfig {
         address: "127.0.0.1:8081".into(),
