@@ -164,3 +164,25 @@ fn svid_ttl_above_a_sixth_of_ca_ttl_warns() {
     assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
     assert!(c.warnings[0].contains("one sixth"));
 }
+
+#[test]
+fn a_pkcs11_environment_must_be_settable() {
+    let hsm = |env: &str| {
+        let text = GOOD.replace(
+            "type = \"disk\"",
+            &format!(
+                "type = \"pkcs11\"\nmodule = \"/m.so\"\ntoken_label = \"t\"\npin_file = \"/p\"\n[key_manager.environment]\n{env}"
+            ),
+        );
+        Config::parse(&text, "t.toml")
+    };
+    let c = hsm("SOFTHSM2_CONF = \"/etc/hsm.conf\"").unwrap();
+    let KeyManagerConfig::Pkcs11 { environment, .. } = &c.key_manager else {
+        panic!("pkcs11");
+    };
+    assert_eq!(environment["SOFTHSM2_CONF"], "/etc/hsm.conf");
+    for bad in ["\"\" = \"x\"", "\"A=B\" = \"x\"", "A = \"x\\u0000\""] {
+        let e = hsm(bad).unwrap_err().to_string();
+        assert!(e.contains("key_manager.environment"), "{bad}: {e}");
+    }
+}
