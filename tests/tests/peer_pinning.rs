@@ -4,7 +4,7 @@
 //! `tests/python/handoff.py` makes the connections; the test's gRPC client speaks through it
 //! only once the caller is gone or replaced, so nothing depends on timing.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -13,16 +13,6 @@ use trustdeck_e2e::*;
 use trustdeck_proto::workload::X509svidRequest;
 
 const ID: &str = "spiffe://example.org/prod/pinned";
-
-fn venv_python() -> PathBuf {
-    std::env::var_os("TRUSTDECK_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
-                .join(".cache/trustdeck/venv")
-        })
-        .join("bin/python")
-}
 
 /// The first X509-SVID's SPIFFE ID the Workload API at `socket` sends, or its refusal.
 async fn fetch(socket: &Path) -> Result<String, tonic::Status> {
