@@ -280,6 +280,9 @@ impl Demo {
             reason: StartFailure::ServerInfo(e),
             log: dir.join("log").display().to_string(),
         })?;
+        // Its clients are given this port: a restart from its own config comes back to it.
+        file.bind_address = info.node_api.to_string();
+        config::write(&config, &file)?;
         Ok(ServerEntry {
             admin: format!("unix://{}", dir.join("admin.sock").display()),
             name,

@@ -214,3 +214,32 @@ fn the_segments_view_keeps_every_fact_of_a_lost_server() {
         assert!(l.contains("07:11:55Z"), "{w}x{h}:\n{l}");
     }
 }
+
+/// A stranded agent: the header, the status table and the daemons view say what it needs and
+/// how to recover, and the fleet is critical.
+#[test]
+fn a_stranded_agent_says_it_needs_a_new_join_token() {
+    let f = stranded_fleet();
+    let table = trustdeck_console::status::table(&f, now(), &Thresholds::default());
+    let line = table
+        .lines()
+        .find(|l| l.starts_with("  - dmz-workloads-1: "))
+        .expect("the agent's reason");
+    assert!(
+        line.contains("stranded: needs a new join token (token used, server dmz)")
+            && line.contains("recover: trustdeck-server token generate"),
+        "{table}"
+    );
+    assert!(table.contains("upstream stranded since"), "{table}");
+    let app = with_view(app_sized(stranded_fleet(), 160, 48), View::Daemons);
+    let l = lines(&draw(&app, 160, 48, false)).join("\n");
+    let row = l
+        .lines()
+        .find(|r| r.contains(" dmz-workloads-1 "))
+        .expect("the agent's row");
+    assert!(
+        row.contains("stranded: needs a new join token; recover: trustdeck-server"),
+        "{row}"
+    );
+    snap!("stranded_daemons_160x48", &app, 160, 48);
+}

@@ -82,8 +82,8 @@ pub fn my_uid() -> u32 {
     trustdeck_admin::effective_uid().expect("uid from /proc/self/status")
 }
 
-/// Runs the py-spiffe client script (`tests/python/workload_client.py`) and parses its JSON.
-pub fn py_spiffe(socket: &Path, args: &[&str]) -> serde_json::Value {
+/// The test virtualenv's Python (`TRUSTDECK_VENV`, else `~/.cache/trustdeck/venv`).
+pub fn venv_python() -> PathBuf {
     let venv = std::env::var_os("TRUSTDECK_VENV")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
@@ -96,6 +96,12 @@ pub fn py_spiffe(socket: &Path, args: &[&str]) -> serde_json::Value {
         "py-spiffe virtualenv missing at {}: run ./scripts/setup.sh",
         venv.display()
     );
+    python
+}
+
+/// Runs the py-spiffe client script (`tests/python/workload_client.py`) and parses its JSON.
+pub fn py_spiffe(socket: &Path, args: &[&str]) -> serde_json::Value {
+    let python = venv_python();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/workload_client.py");
     let out = Command::new(python)
         .arg(script)

@@ -19,8 +19,9 @@ pub fn server_id(name: &str) -> String {
     format!("spiffe://{TRUST_DOMAIN}/trustdeck/server/{name}")
 }
 
-/// The keys every demo server shares: names, directories, a free port, a fast rotation check.
-/// The key manager is added by the caller.
+/// The keys every demo server shares: names, directories, a free port (written back as the
+/// port it bound once it serves, so a restart comes back there), a fast rotation check. The
+/// key manager is added by the caller.
 fn server_base(name: &str, segment: &str, dir: &Path) -> ServerFile {
     let mut f = ServerFile::new(TRUST_DOMAIN, dir.join("data"));
     f.name = Some(name.into());
@@ -95,13 +96,16 @@ pub fn agent(name: &str, segment: &str, server: &ServerEntry, p: &AgentPaths<'_>
     f
 }
 
-/// Writes `file` as TOML to `path`.
+/// Writes `file` as TOML to `path` at once (through a temporary file beside it), so a daemon
+/// never reads half of it.
 pub fn write(path: &Path, file: &impl Serialize) -> Result<(), DemoError> {
     let text = toml::to_string(file).map_err(|source| DemoError::Config {
         path: path.display().to_string(),
         source,
     })?;
-    std::fs::write(path, text).map_err(io(format!("write {}", path.display())))
+    let tmp = path.with_extension("toml.tmp");
+    std::fs::write(&tmp, text).map_err(io(format!("write {}", tmp.display())))?;
+    std::fs::rename(&tmp, path).map_err(io(format!("write {}", path.display())))
 }
 
 #[cfg(test)]

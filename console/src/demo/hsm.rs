@@ -51,6 +51,8 @@ pub fn key_manager(
         pin_file: Some(pin_file),
         pin_env: None,
         pin: None,
+        // The config alone restarts the server: it carries the token's SoftHSM2 config.
+        environment: [("SOFTHSM2_CONF".to_string(), conf.display().to_string())].into(),
     };
     Ok((
         km,

@@ -1,10 +1,11 @@
 //! The console's own link to every daemon: connection, last heard, clock skew, the daemon's
-//! upstream link, its stream revision, and the error or endpoint.
+//! upstream link, its stream revision, and the error or endpoint (for a stranded agent: what
+//! it needs and the recovery).
 
 use chrono::{DateTime, Utc};
 use ratatui::buffer::Buffer;
 use ratatui::style::Style;
-use trustdeck_topology::fleet::{DaemonConn, Level};
+use trustdeck_topology::fleet::{DaemonConn, Level, stranded};
 use trustdeck_topology::ttl::fmt_secs;
 
 use super::columns::{Column, Step, Table, Widths};
@@ -121,8 +122,17 @@ pub fn row(
         }
     }
     cells.text(&ds.revision.to_string(), th.dim());
-    match err {
-        Some(e) => cells.text(e, th.level(Level::Critical)),
-        None => cells.text(&ds.endpoint, th.dim()),
+    // A live agent stranded by its server: what it needs and the recovery, in place of the
+    // endpoint.
+    let stranded = ds
+        .upstream
+        .as_ref()
+        .filter(|_| ds.is_live())
+        .and_then(stranded::reason)
+        .map(|_| format!("{}; recover: {}", stranded::NEEDS, stranded::RECOVERY));
+    match (err, stranded) {
+        (Some(e), _) => cells.text(e, th.level(Level::Critical)),
+        (None, Some(s)) => cells.text(&s, th.level(Level::Critical)),
+        (None, None) => cells.text(&ds.endpoint, th.dim()),
     }
 }

@@ -148,6 +148,7 @@ pub fn connectivity(config: &Config, s: &ServerStatus) -> Connectivity {
         peer: format!("server {}", config.server_address),
         peer_spiffe_id: config.server_spiffe_id.to_string(),
         last_bundle_sequence: 0,
+        stranded_reason: s.stranded.map_or(0, i32::from),
         ..Default::default()
     }
 }
@@ -278,5 +279,31 @@ token = "abc"
             assert!(!node.serial.is_empty());
             assert_eq!(node.issuer_key_id, ca_key_id, "{}", node.id);
         }
+    }
+
+    /// A stranded agent says so, and why, on its admin stream.
+    #[test]
+    fn a_stranded_link_is_published_with_its_reason() {
+        use trustdeck_proto::admin::{ConnectivityState, StrandedReason};
+        let config = Config::parse(CONFIG, "a.toml").unwrap();
+        let status = ServerStatus {
+            state: ConnectivityState::Stranded,
+            since: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+            last_error: Some("node attestation refused: token spent".into()),
+            stranded: Some(StrandedReason::TokenUsed),
+        };
+        let c = connectivity(&config, &status);
+        assert_eq!(c.state_wire(), ConnectivityState::Stranded);
+        assert_eq!(c.stranded_reason_wire(), StrandedReason::TokenUsed);
+        assert_eq!(c.peer_spiffe_id, config.server_spiffe_id.to_string());
+        let connected = ServerStatus {
+            state: ConnectivityState::Connected,
+            stranded: None,
+            ..status
+        };
+        assert_eq!(
+            connectivity(&config, &connected).stranded_reason_wire(),
+            StrandedReason::Unspecified
+        );
     }
 }

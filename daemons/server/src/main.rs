@@ -474,14 +474,51 @@ async fn run(cli: Cli) -> Result<()> {
     }
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli).await {
+    let result = with_module_environment(&cli).and_then(|()| {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("start the async runtime")?
+            .block_on(run(cli))
+    });
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// For `run` with a PKCS#11 `environment` this process lacks: starts the same command again
+/// with it set (the module reads it when it loads; this process cannot set its own
+/// environment safely), before any thread exists. Returns only when nothing is missing, or
+/// with the error of a config that does not load (which `run` reports itself).
+fn with_module_environment(cli: &Cli) -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    let Command::Run { config, .. } = &cli.command else {
+        return Ok(());
+    };
+    let Ok(c) = Config::load(config) else {
+        return Ok(());
+    };
+    let trustdeck_server::config::KeyManagerConfig::Pkcs11 { environment, .. } = &c.key_manager
+    else {
+        return Ok(());
+    };
+    let missing = environment
+        .iter()
+        .any(|(k, v)| std::env::var_os(k).as_deref() != Some(std::ffi::OsStr::new(v)));
+    if !missing {
+        return Ok(());
+    }
+    let exe = std::env::current_exe()
+        .context("locate trustdeck-server to set key_manager.environment")?;
+    let e = std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .envs(environment)
+        .exec();
+    Err(e).context("start trustdeck-server again with key_manager.environment")
 }

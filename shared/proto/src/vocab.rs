@@ -13,7 +13,7 @@ use crate::admin::WatchMessage;
 use crate::admin::watch_message::Body;
 use crate::admin::{
     Connectivity, ConnectivityState, DaemonIdentity, DaemonRole, Event, EventKind, KeyBackend,
-    KeyStorage, Node, NodeKind, NodeState, Severity,
+    KeyStorage, Node, NodeKind, NodeState, Severity, StrandedReason,
 };
 
 /// Writes the `legacy_*` text beside every enum field of `msg`, for consoles built before
@@ -243,6 +243,14 @@ vocabulary!(ConnectivityState {
     Degraded => "degraded",
     Lost => "lost",
     Connecting => "connecting",
+    Stranded => "stranded",
+});
+
+vocabulary!(StrandedReason {
+    Unspecified => "",
+    TokenUsed => "token used",
+    TokenExpired => "token expired",
+    TokenUnknown => "token unknown",
 });
 
 vocabulary!(Severity {
@@ -274,6 +282,7 @@ vocabulary!(EventKind {
     JwtUnavailable => "jwt-unavailable",
     SvidExpired => "svid-expired",
     ConsoleReconnected => "console-reconnected",
+    UpstreamStranded => "upstream-stranded",
 });
 
 /// Defines `<field>_wire()` readers of enum fields that keep a value this build does not know.
@@ -294,7 +303,10 @@ wire_fields! {
     DaemonIdentity { role_wire: role as DaemonRole }
     Node { kind_wire: kind as NodeKind, state_wire: state as NodeState }
     KeyStorage { backend_wire: backend as KeyBackend }
-    Connectivity { state_wire: state as ConnectivityState }
+    Connectivity {
+        state_wire: state as ConnectivityState,
+        stranded_reason_wire: stranded_reason as StrandedReason
+    }
     Event { severity_wire: severity as Severity, kind_wire: kind as EventKind }
 }
 
@@ -424,6 +436,7 @@ mod tests {
         texts_are_distinct::<KeyBackend>();
         texts_are_distinct::<NodeState>();
         texts_are_distinct::<ConnectivityState>();
+        texts_are_distinct::<StrandedReason>();
         texts_are_distinct::<Severity>();
         texts_are_distinct::<EventKind>();
     }

@@ -265,6 +265,9 @@ impl Hub {
             Some(ConnectivityState::Lost) | None => {
                 Some((Severity::Error, EventKind::UpstreamLost))
             }
+            Some(ConnectivityState::Stranded) => {
+                Some((Severity::Error, EventKind::UpstreamStranded))
+            }
         };
         if let Some((severity, kind)) = changed.filter(|_| st.upstream.state != c.state) {
             let mut message = format!("{} {state}", c.peer);
@@ -394,7 +397,7 @@ impl Hub {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use trustdeck_proto::admin::NodeKind;
+    use trustdeck_proto::admin::{NodeKind, StrandedReason};
 
     fn node(id: &str, not_after: i64) -> Node {
         Node {
@@ -491,12 +494,30 @@ mod tests {
         assert!(hub.set_upstream(c(ConnectivityState::Connected), now()));
         assert!(!hub.set_upstream(c(ConnectivityState::Connected), now()));
         assert!(hub.set_upstream(c(ConnectivityState::Lost), now()));
+        // The reason alone changing is published, but the state is the same: no new event.
+        let stranded = |reason: StrandedReason| Connectivity {
+            stranded_reason: reason.into(),
+            ..c(ConnectivityState::Stranded)
+        };
+        assert!(hub.set_upstream(stranded(StrandedReason::TokenUsed), now()));
+        assert!(hub.set_upstream(stranded(StrandedReason::TokenUnknown), now()));
+        assert!(hub.set_upstream(c(ConnectivityState::Lost), now()));
         let sub = hub.subscribe(now());
         let Some(Body::Snapshot(s)) = &sub.snapshot[0].body else {
             panic!()
         };
         let kinds: Vec<&str> = s.events.iter().map(|e| e.kind_wire().as_str()).collect();
-        assert_eq!(kinds, vec!["upstream-connected", "upstream-lost"]);
+        assert_eq!(
+            kinds,
+            vec![
+                "upstream-connected",
+                "upstream-lost",
+                "upstream-stranded",
+                "upstream-lost"
+            ]
+        );
+        assert_eq!(s.events[2].severity_wire(), Severity::Error);
+        assert_eq!(s.events[2].message, "upstream stranded: connection refused");
         assert_eq!(s.events[1].severity_wire(), Severity::Error);
         assert_eq!(s.events[1].message, "upstream lost: connection refused");
         assert_eq!(

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use tonic::{Code, Status};
+use trustdeck_proto::admin::StrandedReason;
 use trustdeck_proto::node::Reason;
 use trustdeck_proto::reason::reason_of;
 
@@ -19,8 +20,12 @@ const TOKEN_USED_HINT: &str =
 #[non_exhaustive]
 pub enum AgentError {
     /// The server refused attestation for a reason retrying will not fix.
-    #[error("node attestation refused: {0}")]
-    AttestationRefused(String),
+    #[error("node attestation refused: {message}")]
+    AttestationRefused {
+        /// The server's reason (unspecified for a refusal made on this side).
+        reason: Reason,
+        message: String,
+    },
     /// The server could not be reached or failed.
     #[error("server {addr} unreachable: {message} ({code:?})")]
     Unreachable {
@@ -126,13 +131,28 @@ impl AgentError {
     pub(crate) fn from_attest_status(addr: &str, s: Status) -> Self {
         match s.code() {
             Code::PermissionDenied | Code::InvalidArgument | Code::FailedPrecondition => {
-                let mut m = s.message().to_string();
-                if reason_of(&s) == Reason::TokenUsed {
-                    m.push_str(TOKEN_USED_HINT);
+                let mut message = s.message().to_string();
+                let reason = reason_of(&s);
+                if reason == Reason::TokenUsed {
+                    message.push_str(TOKEN_USED_HINT);
                 }
-                AgentError::AttestationRefused(m)
+                AgentError::AttestationRefused { reason, message }
             }
             _ => AgentError::from_status(addr, s),
+        }
+    }
+
+    /// Why this error leaves the agent stranded: the server refused its join token for a
+    /// reason no retry can fix (read from the typed reason, never the text).
+    pub fn stranded_reason(&self) -> Option<StrandedReason> {
+        match self {
+            AgentError::AttestationRefused { reason, .. } => match reason {
+                Reason::TokenUsed => Some(StrandedReason::TokenUsed),
+                Reason::TokenExpired => Some(StrandedReason::TokenExpired),
+                Reason::TokenUnknown => Some(StrandedReason::TokenUnknown),
+                _ => None,
+            },
+            _ => None,
         }
     }
 
@@ -154,9 +174,10 @@ impl From<trustdeck_attest::agent::DialogueError> for AgentError {
     fn from(e: trustdeck_attest::agent::DialogueError) -> Self {
         use trustdeck_attest::agent::DialogueError;
         match e {
-            DialogueError::UnexpectedChallenge { .. } => {
-                AgentError::AttestationRefused(e.to_string())
-            }
+            DialogueError::UnexpectedChallenge { .. } => AgentError::AttestationRefused {
+                reason: Reason::Unspecified,
+                message: e.to_string(),
+            },
             e => AgentError::Dialogue(e),
         }
     }
@@ -199,18 +220,48 @@ mod tests {
         let used = reason_status(Code::PermissionDenied, Reason::TokenUsed, "token spent");
         let e = AgentError::from_attest_status(ADDR, used);
         assert!(
-            matches!(&e, AgentError::AttestationRefused(m) if m.starts_with("token spent; ") && m.ends_with("give it a new join token")),
+            matches!(&e, AgentError::AttestationRefused { message: m, .. } if m.starts_with("token spent; ") && m.ends_with("give it a new join token")),
             "{e}"
         );
         assert!(e.is_fatal_at_start());
         let expired = reason_status(Code::PermissionDenied, Reason::TokenExpired, "too late");
+        let e = AgentError::from_attest_status(ADDR, expired);
         assert!(matches!(
-            AgentError::from_attest_status(ADDR, expired),
-            AgentError::AttestationRefused(m) if m == "too late"
+            &e,
+            AgentError::AttestationRefused { message: m, .. } if m == "too late"
         ));
+        assert_eq!(e.stranded_reason(), Some(StrandedReason::TokenExpired));
         let down = Status::unavailable("no CA");
         let e = AgentError::from_attest_status(ADDR, down);
         assert!(!e.is_fatal_at_start());
+    }
+
+    #[test]
+    fn only_a_refused_join_token_strands_the_agent() {
+        let strands = |reason, code| {
+            AgentError::from_attest_status(ADDR, reason_status(code, reason, "x")).stranded_reason()
+        };
+        use StrandedReason as S;
+        assert_eq!(
+            strands(Reason::TokenUsed, Code::PermissionDenied),
+            Some(S::TokenUsed)
+        );
+        assert_eq!(
+            strands(Reason::TokenUnknown, Code::PermissionDenied),
+            Some(S::TokenUnknown)
+        );
+        assert_eq!(strands(Reason::Banned, Code::PermissionDenied), None);
+        // A reason on an error that is not a refusal, and the words alone, strand nothing.
+        assert_eq!(strands(Reason::TokenUsed, Code::Unavailable), None);
+        let text = Status::permission_denied("join token already used");
+        assert_eq!(
+            AgentError::from_attest_status(ADDR, text).stranded_reason(),
+            None
+        );
+        assert_eq!(
+            AgentError::from_attest_status(ADDR, Status::unavailable("down")).stranded_reason(),
+            None
+        );
     }
 
     #[test]
@@ -223,7 +274,7 @@ mod tests {
             });
         let e = AgentError::from_attest_status(ADDR, evidence.into());
         assert!(
-            matches!(&e, AgentError::AttestationRefused(m) if m.contains("x509pop attestation evidence refused") && !m.contains("CN=")),
+            matches!(&e, AgentError::AttestationRefused { message: m, .. } if m.contains("x509pop attestation evidence refused") && !m.contains("CN=")),
             "{e}"
         );
         assert!(e.is_fatal_at_start());

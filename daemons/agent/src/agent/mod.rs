@@ -13,6 +13,7 @@
 mod attest;
 pub mod error;
 mod jwt;
+pub mod retry;
 mod svid;
 mod sync;
 
@@ -22,7 +23,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 use tonic::transport::Channel;
 use trustdeck_process::clock::Clock;
-use trustdeck_proto::admin::ConnectivityState;
+use trustdeck_proto::admin::{ConnectivityState, StrandedReason};
 use trustdeck_proto::node::node_client::NodeClient;
 use trustdeck_spiffe::{Bundle, SpiffeId};
 use trustdeck_transport::{SharedIdentity, SharedRoots};
@@ -38,12 +39,15 @@ pub use svid::jittered_renew_at;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerStatus {
     /// Connecting until the first sync round ends, degraded while retrying after a failed
-    /// call, lost once the backoff is at its maximum.
+    /// call, lost once the backoff is at its maximum, stranded once the server refuses the
+    /// join token for good.
     pub state: ConnectivityState,
     /// When the state last changed.
     pub since: DateTime<Utc>,
     /// The last error, if any.
     pub last_error: Option<String>,
+    /// Why the agent is stranded (state `Stranded`): its join token cannot work again.
+    pub stranded: Option<StrandedReason>,
 }
 
 /// The agent engine, shared by the sync loop and the Workload API.
@@ -78,6 +82,7 @@ impl Agent {
             state: ConnectivityState::Connecting,
             since: now,
             last_error: None,
+            stranded: None,
         });
         let hub = Arc::new(trustdeck_topology::Hub::new(crate::observe::identity(
             &config, now,
@@ -164,15 +169,21 @@ impl Agent {
         self.status_tx.borrow().clone()
     }
 
-    fn set_status(&self, state: ConnectivityState, err: Option<String>) {
+    fn set_status(
+        &self,
+        state: ConnectivityState,
+        err: Option<String>,
+        stranded: Option<StrandedReason>,
+    ) {
         let now = self.clock.now();
         self.status_tx.send_if_modified(|s| {
-            let changed = s.state != state || s.last_error != err;
+            let changed = s.state != state || s.last_error != err || s.stranded != stranded;
             if s.state != state {
                 s.since = now;
             }
             s.state = state;
             s.last_error = err;
+            s.stranded = stranded;
             changed
         });
     }

@@ -105,6 +105,17 @@ impl Agent {
         self.identity.clear();
     }
 
+    /// Stops presenting the agent SVID (expired: the server would refuse the TLS handshake
+    /// that carries it), on a fresh connection, so the agent can attest again. The SVID stays
+    /// published (as expired) until a new one replaces it.
+    pub(super) fn present_no_svid(&self) -> Result<(), AgentError> {
+        if self.identity.current().is_none() {
+            return Ok(());
+        }
+        self.identity.clear();
+        self.reconnect()
+    }
+
     pub(super) async fn renew_agent_svid(&self) -> Result<(), AgentError> {
         let (pkcs8, csr) = key_and_csr(None)?;
         let r = self

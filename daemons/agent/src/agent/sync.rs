@@ -6,10 +6,11 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use rand::Rng;
 use tokio::sync::watch;
-use trustdeck_proto::admin::ConnectivityState;
 use trustdeck_proto::node::{SignX509SvidsRequest, SvidCsr, SvidResult, SyncEntriesRequest};
 use trustdeck_spiffe::Bundle;
+use trustdeck_topology::fleet::stranded;
 
+use super::retry::{Decision, Log, Retry, Round};
 use super::svid::{jittered_renew_at, key_and_csr, leaf_window};
 use super::{Agent, AgentError};
 use crate::cache::{LocalEntry, WorkloadSvid, local_entries};
@@ -29,7 +30,10 @@ impl Agent {
     /// or due for rotation.
     pub async fn sync_once(&self, now: DateTime<Utc>) -> Result<(), AgentError> {
         match self.agent_svid_step(now) {
-            Step::Attest => self.attest().await?,
+            Step::Attest => {
+                self.present_no_svid()?;
+                self.attest().await?
+            }
             Step::Renew => self.renew_agent_svid().await?,
             Step::Nothing => {}
         }
@@ -128,7 +132,8 @@ impl Agent {
     }
 
     /// Runs sync rounds until `shutdown` turns true; the server being unreachable only slows
-    /// the rounds down (exponential backoff): cached SVIDs keep being served.
+    /// the rounds down (exponential backoff): cached SVIDs keep being served. A join token
+    /// the server refuses for good strands the agent (`retry`): a long backoff, one error.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let base = self
             .config
@@ -140,24 +145,17 @@ impl Agent {
             .max_backoff
             .to_std()
             .unwrap_or(std::time::Duration::from_secs(30));
-        let mut wait = base;
+        let mut retry = Retry::new(base, max);
         loop {
-            match self.sync_once(self.clock.now()).await {
-                Ok(()) => {
-                    self.set_status(ConnectivityState::Connected, None);
-                    wait = base;
-                }
-                Err(e) => {
-                    self.round_failed(&e, wait).await;
-                    let state = if wait >= max {
-                        ConnectivityState::Lost
-                    } else {
-                        ConnectivityState::Degraded
-                    };
-                    self.set_status(state, Some(e.to_string()));
-                    wait = std::cmp::min(wait * 2, max);
-                }
-            }
+            let result = self.sync_once(self.clock.now()).await;
+            let round = match &result {
+                Ok(()) => Round::Ok,
+                Err(e) => e.stranded_reason().map_or(Round::Failed, Round::Stranded),
+            };
+            let d = retry.after(round, self.clock.now());
+            let err = result.err();
+            self.round_logged(&d, err.as_ref()).await;
+            self.set_status(d.state, err.map(|e| e.to_string()), retry.stranded());
             // Wake early when an SVID falls due before the next round (only after a good
             // round: while failing, the backoff decides).
             let due = self
@@ -165,8 +163,8 @@ impl Agent {
                 .and_then(|t| (t - self.clock.now()).to_std().ok())
                 .map(|d| d.max(std::time::Duration::from_millis(20)));
             let sleep = match due {
-                Some(d) if d < wait && wait == base => d,
-                _ => wait,
+                Some(due) if due < d.wait && retry.at_base() => due,
+                _ => d.wait,
             };
             tokio::select! {
                 _ = shutdown.wait_for(|s| *s) => return,
@@ -175,17 +173,32 @@ impl Agent {
         }
     }
 
-    /// Logs a failed round; an agent no longer attested drops its SVID to attest again.
-    async fn round_failed(&self, e: &AgentError, retry_in: std::time::Duration) {
-        match e {
-            AgentError::NotAttested(m) => {
+    /// Logs a round as `d` says; an agent no longer attested drops its SVID to attest again.
+    async fn round_logged(&self, d: &Decision, e: Option<&AgentError>) {
+        let next = d.next_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        match (d.log, e) {
+            (Log::Recovered, _) => {
+                tracing::info!("attested with a new join token; no longer stranded")
+            }
+            (Log::Stranded, Some(e)) => tracing::error!(
+                error = %e,
+                recovery = stranded::RECOVERY,
+                next_attempt = %next,
+                "{}; cached SVIDs are served until they expire",
+                stranded::NEEDS
+            ),
+            (Log::StillStranded, Some(e)) => {
+                tracing::warn!(error = %e, next_attempt = %next, "still {}", stranded::NEEDS)
+            }
+            (_, Some(AgentError::NotAttested(m))) => {
                 tracing::warn!(reason = %m, "agent no longer attested; attesting again");
                 self.drop_svid().await;
             }
-            AgentError::AttestationRefused(m) | AgentError::Banned(m) => {
-                tracing::error!(reason = %m, "the server refuses this agent; cached SVIDs are served until they expire");
+            (_, Some(e @ (AgentError::AttestationRefused { .. } | AgentError::Banned(_)))) => {
+                tracing::error!(error = %e, "the server refuses this agent; cached SVIDs are served until they expire");
             }
-            _ => tracing::warn!(error = %e, ?retry_in, "sync failed"),
+            (_, Some(e)) => tracing::warn!(error = %e, retry_in = ?d.wait, "sync failed"),
+            (_, None) => {}
         }
     }
 

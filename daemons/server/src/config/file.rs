@@ -1,6 +1,7 @@
 //! The server's config file as written: [`ConfigFile`] and its sections, with their defaults
 //! (tools such as the demo serialise it too).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use chrono::Duration;
@@ -40,6 +41,11 @@ pub enum KeyManagerConfig {
         /// Refused: a PIN never belongs in the config file (kept only to say so clearly).
         #[serde(skip_serializing_if = "Option::is_none")]
         pin: Option<String>,
+        /// Environment the module reads when it loads (SoftHSM2's `SOFTHSM2_CONF`), so that
+        /// the config alone restarts the server: `run` starts itself again with these
+        /// variables set when its environment lacks them, before anything else runs.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        environment: BTreeMap<String, String>,
     },
 }
 

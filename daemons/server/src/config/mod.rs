@@ -230,9 +230,19 @@ impl Config {
             pin_file,
             pin_env,
             pin,
+            environment,
             ..
         } = &raw.key_manager
         {
+            if let Some(name) = environment
+                .iter()
+                .find(|(k, v)| k.is_empty() || k.contains(['=', '\0']) || v.contains('\0'))
+                .map(|(k, _)| k)
+            {
+                return Err(invalid(format!(
+                    "key_manager.environment: {name:?} is not a usable environment variable"
+                )));
+            }
             if pin.is_some() {
                 return Err(invalid(
                     "key_manager: a PIN must not be written in the config file; use pin_file or pin_env"

@@ -84,6 +84,7 @@ fn a_written_file_reads_back_the_same() {
         pin_file: Some("/var/lib/trustdeck/pin".into()),
         pin_env: None,
         pin: None,
+        environment: [("SOFTHSM2_CONF".to_string(), "/etc/hsm.conf".to_string())].into(),
     };
     f.upstream = Some(UpstreamConfig {
         address: "127.0.0.1:8081".into(),
@@ -162,4 +163,26 @@ fn svid_ttl_above_a_sixth_of_ca_ttl_warns() {
     let c = Config::parse(&GOOD.replace("\"1h\"", "\"5h\""), "t.toml").unwrap();
     assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
     assert!(c.warnings[0].contains("one sixth"));
+}
+
+#[test]
+fn a_pkcs11_environment_must_be_settable() {
+    let hsm = |env: &str| {
+        let text = GOOD.replace(
+            "type = \"disk\"",
+            &format!(
+                "type = \"pkcs11\"\nmodule = \"/m.so\"\ntoken_label = \"t\"\npin_file = \"/p\"\n[key_manager.environment]\n{env}"
+            ),
+        );
+        Config::parse(&text, "t.toml")
+    };
+    let c = hsm("SOFTHSM2_CONF = \"/etc/hsm.conf\"").unwrap();
+    let KeyManagerConfig::Pkcs11 { environment, .. } = &c.key_manager else {
+        panic!("pkcs11");
+    };
+    assert_eq!(environment["SOFTHSM2_CONF"], "/etc/hsm.conf");
+    for bad in ["\"\" = \"x\"", "\"A=B\" = \"x\"", "A = \"x\\u0000\""] {
+        let e = hsm(bad).unwrap_err().to_string();
+        assert!(e.contains("key_manager.environment"), "{bad}: {e}");
+    }
 }

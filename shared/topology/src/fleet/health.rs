@@ -107,14 +107,18 @@ pub fn counts_for_health(n: &Node) -> bool {
         )
 }
 
-/// The level of an upstream link: degraded is a warning; lost, or a state this build does not
-/// know, is critical; connecting (no call completed yet) is not a problem yet.
+/// The level of an upstream link: degraded is a warning; lost, stranded (an agent that needs a
+/// new join token), or a state this build does not know, is critical; connecting (no call
+/// completed yet) is not a problem yet.
 pub fn conn_level(state: Wire<ConnectivityState>) -> Level {
     match state.known() {
         // Not known yet (the daemon just started): not a loss.
         Some(ConnectivityState::Connected | ConnectivityState::Connecting) => Level::Ok,
         Some(ConnectivityState::Degraded) => Level::Warning,
-        _ => Level::Critical,
+        Some(
+            ConnectivityState::Lost | ConnectivityState::Stranded | ConnectivityState::Unspecified,
+        )
+        | None => Level::Critical,
     }
 }
 
@@ -197,6 +201,13 @@ impl Fleet {
     /// Why a daemon's own link counts against health, naming what it links to by its fleet
     /// name: `dmz-workloads-1: server link lost (dmz: connection refused)`.
     fn link_reason(&self, ds: &DaemonState, u: &Connectivity) -> String {
+        if let Some(r) = super::stranded::reason(u) {
+            let peer = match self.peer_name(u) {
+                Some(name) => format!("server {name}"),
+                None => u.peer.clone(),
+            };
+            return super::stranded::health_reason(&ds.name, r, &peer);
+        }
         let link = if ds.role() == DaemonRole::Agent {
             "server"
         } else {

@@ -11,7 +11,8 @@
 //! - [`windows`]: how long each segment keeps issuing when its upstream or server is lost.
 //! - [`health`]: levels per node and for the fleet.
 //! - [`key_policy`]: where CA keys must live.
-//! - [`report`]: the JSON of `trustdeck status`.
+//! - [`report`]: the JSON of `trustdeck status`; [`stranded`]: an agent that needs a new
+//!   join token, and its recovery.
 //! - [`filter`]: the console's `/` filter, typed; [`names`]: what a node or a peer is called.
 
 use std::collections::{HashMap, VecDeque};
@@ -29,6 +30,7 @@ pub mod key_policy;
 pub mod names;
 pub mod renewal;
 pub mod report;
+pub mod stranded;
 pub mod tree;
 pub mod windows;
 

@@ -62,6 +62,8 @@ pub struct UpstreamReport {
     /// RFC 3339.
     pub since: String,
     pub state: &'static str,
+    /// Set when `state` is `stranded`: what the agent needs and the recovery.
+    pub stranded: Option<super::stranded::StrandedReport>,
 }
 
 /// A segment's autonomous window, and the losses that have happened.
@@ -257,6 +259,7 @@ fn daemon_report(ds: &super::DaemonState, now: DateTime<Utc>) -> DaemonReport {
             peer: u.peer.clone(),
             since: rfc3339(u.since),
             state: u.state_wire().as_str(),
+            stranded: super::stranded::report(u),
         }),
     }
 }
