@@ -164,6 +164,25 @@ impl ServerProc {
         );
     }
 
+    /// Every audit record of a server on the default SQLite datastore, as
+    /// `actor|action|outcome|detail` (read with `sqlite3`, as an operator would).
+    pub fn audit_log(&self) -> Vec<String> {
+        let out = Command::new("sqlite3")
+            .arg(self.data_dir.join("datastore.sqlite3"))
+            .arg("SELECT actor || '|' || action || '|' || outcome || '|' || detail FROM audit_log")
+            .output()
+            .expect("sqlite3");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
     /// The server's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()

@@ -190,11 +190,26 @@ fn socket_path(t: &Target) -> Result<PathBuf> {
 
 async fn client(t: &Target) -> Result<ServerAdminClient<tonic::transport::Channel>> {
     let path = socket_path(t)?;
-    if !path.exists() {
-        bail!(
-            "admin socket {} does not exist: is the server running? (use --socket or --config)",
-            path.display()
-        );
+    // Tried once here so that a socket this user may not open says so, not "transport error".
+    if let Err(e) = std::os::unix::net::UnixStream::connect(&path) {
+        let uid = trustdeck_admin::effective_uid().unwrap_or(u32::MAX);
+        match e.kind() {
+            std::io::ErrorKind::NotFound => bail!(
+                "admin socket {} does not exist: is the server running? (use --socket or --config)",
+                path.display()
+            ),
+            std::io::ErrorKind::PermissionDenied => bail!(
+                "permission denied opening admin socket {} as uid {uid}: the server lets in \
+                 root, its own uid, admin_allowed_uids and [admin] viewer_uids (with \
+                 [admin] socket_group, only that group's members can open it)",
+                path.display()
+            ),
+            std::io::ErrorKind::ConnectionRefused => bail!(
+                "nothing answers on admin socket {}: is the server running?",
+                path.display()
+            ),
+            _ => bail!("admin socket {}: {e}", path.display()),
+        }
     }
     let ch = trustdeck_transport::connect::uds_channel(&path)?;
     Ok(ServerAdminClient::new(ch))
