@@ -13,7 +13,6 @@ use trustdeck_e2e::*;
 
 /// A local user made for one test.
 struct User {
-    name: String,
     uid: u32,
     gid: u32,
 }
@@ -77,7 +76,6 @@ impl Accounts {
         User {
             uid: id_of("-u", &name),
             gid: id_of("-g", &name),
-            name,
         }
     }
 }
