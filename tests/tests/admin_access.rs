@@ -354,3 +354,33 @@ fn configured_uids_reach_the_agent_socket() {
     );
     drop(accounts);
 }
+
+/// Issue 12, defect 5: a change whose audit record cannot be written does not happen, and
+/// the caller is told (before, the change stayed and the failed write was only logged).
+#[test]
+fn a_change_whose_audit_record_fails_is_not_made() {
+    let server = ServerProc::start("");
+    let sql = |q: &str| {
+        let out = Command::new("sqlite3")
+            .arg(server.data_dir.join("datastore.sqlite3"))
+            .arg(q)
+            .output()
+            .expect("sqlite3");
+        assert!(out.status.success(), "{}", stderr(&out));
+    };
+    sql("CREATE TRIGGER audit_full BEFORE INSERT ON audit_log \
+         BEGIN SELECT RAISE(ABORT, 'audit log full'); END;");
+    let refused = server.cli(&create_args("spiffe://example.org/unaudited"));
+    assert!(!refused.status.success(), "the change went through");
+    let token = server.cli(&["token", "generate"]);
+    assert!(!token.status.success(), "the token was made");
+    let listed = server.cli_ok(&["entry", "show", "--output", "json"]);
+    assert_eq!(listed.trim(), "[]", "nothing was stored");
+    sql("DROP TRIGGER audit_full;");
+    server.cli_ok(&create_args("spiffe://example.org/audited"));
+    let rows = server.audit_log();
+    assert!(
+        rows.iter().any(|r| r.contains("|entry.create|ok|")),
+        "{rows:#?}"
+    );
+}
