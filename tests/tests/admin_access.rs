@@ -129,7 +129,7 @@ fn open_dir() -> (tempfile::TempDir, PathBuf) {
     (dir, path)
 }
 
-fn create_args<'a>(spiffe_id: &'a str) -> Vec<&'a str> {
+fn create_args(spiffe_id: &str) -> Vec<&str> {
     vec![
         "entry",
         "create",
