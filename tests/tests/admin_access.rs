@@ -291,7 +291,7 @@ fn a_socket_group_lets_in_its_members_only_and_check_config_explains() {
 }
 
 /// The agent's admin socket follows the same rules: its viewer watches it with `trustdeck
-/// status`, a stranger is refused by the uid check.
+/// status`, a stranger is refused by the uid check (and the agent logs it).
 #[test]
 fn configured_uids_reach_the_agent_socket() {
     let mut accounts = Accounts::default();
@@ -301,7 +301,7 @@ fn configured_uids_reach_the_agent_socket() {
     let socket = run.join("agent-admin.sock");
     let server = ServerProc::start("");
     let token = server.token("10m");
-    let _agent = AgentProc::start(
+    let agent = AgentProc::start(
         &server,
         &format!("type = \"join_token\"\ntoken = \"{token}\"\n"),
         &format!(
@@ -352,6 +352,14 @@ fn configured_uids_reach_the_agent_socket() {
             .is_some_and(|e| e.contains(&why)),
         "{v}"
     );
+    // The agent has no audit log: it logs the refusal.
+    let actor = format!("uid:{}", stranger.uid);
+    wait_for(10, "the refusal in the agent's log", || {
+        let log = agent.log();
+        log.lines()
+            .any(|l| l.contains("admin call refused") && l.contains(&actor))
+            .then_some(())
+    });
     drop(accounts);
 }
 

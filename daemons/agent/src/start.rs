@@ -148,7 +148,10 @@ fn serve_admin(
     let chain_agent = agent.clone();
     let observe = ObserveServer::new(ObserveService::new(
         agent.hub().clone(),
-        Arc::new(agent.config().admin_access.clone()),
+        Arc::new(trustdeck_admin::AdminAccess {
+            refusals: Some(trustdeck_admin::refusals::log_sink(agent.clock().clone())),
+            ..agent.config().admin_access.clone()
+        }),
         agent.clock().clone(),
         Arc::new(move |n| crate::observe::chain_of(&chain_agent, n)),
     ))

@@ -3,9 +3,10 @@
 //! next record counts the repeats in between.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Duration, Utc};
+use trustdeck_process::clock::Clock;
 
 /// One refused admin call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +29,23 @@ impl std::fmt::Debug for RefusalSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("RefusalSink")
     }
+}
+
+/// A sink that logs refusals at the [`RefusalLimiter`]'s rate, for a daemon without an audit
+/// log (the agent). Repeats of a caller that went quiet are not reported.
+pub fn log_sink(clock: Arc<dyn Clock>) -> RefusalSink {
+    let limiter = Mutex::new(RefusalLimiter::default());
+    RefusalSink(Arc::new(move |refusal| {
+        let now = clock.now();
+        let due = limiter
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .note(refusal, now);
+        if let Some(r) = due {
+            let Refusal { actor, method, why } = &r.refusal;
+            tracing::warn!(%actor, %method, suppressed = r.suppressed, %why, "admin call refused");
+        }
+    }))
 }
 
 /// How often one caller's refusals of one method are recorded.
