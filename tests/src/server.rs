@@ -164,22 +164,20 @@ impl ServerProc {
         );
     }
 
-    /// Every audit record of a server on the default SQLite datastore, as
-    /// `actor|action|outcome|detail` (read with `sqlite3`, as an operator would).
+    /// The newest 1000 audit records, as `actor|action|outcome|detail`
+    /// (`trustdeck-server audit show`).
     pub fn audit_log(&self) -> Vec<String> {
-        let out = Command::new("sqlite3")
-            .arg(self.data_dir.join("datastore.sqlite3"))
-            .arg("SELECT actor || '|' || action || '|' || outcome || '|' || detail FROM audit_log")
-            .output()
-            .expect("sqlite3");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(str::to_string)
+        let out = self.cli_ok(&["audit", "show", "--limit", "1000", "--output", "json"]);
+        let v: serde_json::Value = serde_json::from_str(&out).expect("audit json");
+        let field = |r: &serde_json::Value, k: &str| r[k].as_str().unwrap_or_default().to_string();
+        v.as_array()
+            .expect("an array")
+            .iter()
+            .map(|r| {
+                ["actor", "action", "outcome", "detail"]
+                    .map(|k| field(r, k))
+                    .join("|")
+            })
             .collect()
     }
 

@@ -66,6 +66,13 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// The audit log: changes, failed calls and refused callers.
+    Audit {
+        #[command(subcommand)]
+        cmd: AuditCmd,
+        #[command(flatten)]
+        target: Target,
+    },
     /// The trust bundle.
     Bundle {
         #[command(subcommand)]
@@ -139,6 +146,18 @@ enum EntryCmd {
     Delete {
         #[arg(long)]
         id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCmd {
+    /// Show the newest records of the audit log, newest first.
+    Show {
+        /// How many records (at most 1000).
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
     },
 }
 
@@ -259,6 +278,35 @@ fn ttl_text(s: i64) -> String {
         "default".into()
     } else {
         format!("{s}s")
+    }
+}
+
+fn print_audit(records: &[AuditRecordInfo], output: Output) {
+    if output == Output::Json {
+        let v: Vec<_> = records
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "id": r.id, "at": rfc3339(r.at), "actor": r.actor, "action": r.action,
+                    "target": r.target, "detail": r.detail, "outcome": r.outcome,
+                })
+            })
+            .collect();
+        trustdeck_process::outln!("{}", serde_json::Value::Array(v));
+        return;
+    }
+    for r in records {
+        let what = match r.target.as_str() {
+            "" => r.action.clone(),
+            t => format!("{} {t}", r.action),
+        };
+        trustdeck_process::outln!(
+            "{} {} {what} [{}] {}",
+            rfc3339(r.at),
+            r.actor,
+            r.outcome,
+            r.detail
+        );
     }
 }
 
@@ -389,6 +437,19 @@ async fn run(cli: Cli) -> Result<()> {
                     Ok(())
                 }
             }
+        }
+        Command::Audit {
+            cmd: AuditCmd::Show { limit, output },
+            target,
+        } => {
+            let r = client(&target)
+                .await?
+                .list_audit(ListAuditRequest { limit })
+                .await
+                .map_err(status_err)?
+                .into_inner();
+            print_audit(&r.records, output);
+            Ok(())
         }
         Command::Agent { cmd, target } => {
             let mut c = client(&target).await?;

@@ -77,7 +77,10 @@ fn publish(hub: &Hub, clock: &dyn Clock, rec: &AuditRecord, node: &str, ok: bool
     hub.event(
         severity,
         EventKind::OperatorAction,
-        format!("{actor}: {action} {target} ({outcome})"),
+        format!(
+            "{actor}: {action}{}{target} ({outcome})",
+            if target.is_empty() { "" } else { " " }
+        ),
         node,
         clock.now(),
     );

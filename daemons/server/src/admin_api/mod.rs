@@ -296,6 +296,32 @@ impl ServerAdmin for AdminApi {
         }))
     }
 
+    async fn list_audit(
+        &self,
+        request: Request<ListAuditRequest>,
+    ) -> Result<Response<ListAuditResponse>, Status> {
+        self.reader(&request, "ListAudit")?;
+        let limit = match request.into_inner().limit {
+            n if n <= 0 => 100,
+            n => n.min(1000),
+        };
+        let records = self.ctx.ds.list_audit(limit).await.map_err(ds_status)?;
+        Ok(Response::new(ListAuditResponse {
+            records: records
+                .into_iter()
+                .map(|r| AuditRecordInfo {
+                    id: r.id,
+                    at: r.at,
+                    actor: r.actor,
+                    action: r.action,
+                    target: r.target,
+                    detail: r.detail,
+                    outcome: r.outcome,
+                })
+                .collect(),
+        }))
+    }
+
     async fn health(
         &self,
         request: Request<HealthRequest>,
