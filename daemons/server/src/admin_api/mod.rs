@@ -57,6 +57,10 @@ fn agent_audit(action: &str, id: &str) -> Audit {
     }
 }
 
+fn no_agent(id: &str) -> Status {
+    Status::not_found(format!("no attested agent {id:?}"))
+}
+
 /// What an entry's audit record says about it.
 fn entry_detail(
     spiffe_id: &str,
@@ -253,7 +257,7 @@ impl ServerAdmin for AdminApi {
                 tx.delete_node(&id)
                     .await
                     .map_err(ds_status)?
-                    .ok_or_else(|| Status::not_found(format!("no attested agent {id:?}")))
+                    .ok_or_else(|| no_agent(&id))
             },
         )
         .await?;
@@ -275,7 +279,7 @@ impl ServerAdmin for AdminApi {
                 tx.set_node_banned(&id, true, now)
                     .await
                     .map_err(ds_status)?
-                    .ok_or_else(|| Status::not_found(format!("no attested agent {id:?}")))
+                    .ok_or_else(|| no_agent(&id))
             },
         )
         .await?;
