@@ -164,6 +164,23 @@ impl ServerProc {
         );
     }
 
+    /// The newest 1000 audit records, as `actor|action|outcome|detail`
+    /// (`trustdeck-server audit show`).
+    pub fn audit_log(&self) -> Vec<String> {
+        let out = self.cli_ok(&["audit", "show", "--limit", "1000", "--output", "json"]);
+        let v: serde_json::Value = serde_json::from_str(&out).expect("audit json");
+        let field = |r: &serde_json::Value, k: &str| r[k].as_str().unwrap_or_default().to_string();
+        v.as_array()
+            .expect("an array")
+            .iter()
+            .map(|r| {
+                ["actor", "action", "outcome", "detail"]
+                    .map(|k| field(r, k))
+                    .join("|")
+            })
+            .collect()
+    }
+
     /// The server's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()

@@ -538,6 +538,15 @@ async fn viewers_only_read_operators_change_others_are_refused() {
         .await
         .expect_err("stranger");
     assert_eq!(e.code(), tonic::Code::PermissionDenied);
+    // Issue 12, defect 5: refused TCP callers are audited by their SPIFFE ID.
+    wait_for(10, "the stranger's refusals in the audit log", || {
+        let rows = server.audit_log();
+        let refused = |m: &str| {
+            rows.iter()
+                .any(|r| r.starts_with(&format!("{stranger}|{m}|refused|")))
+        };
+        (refused("Watch") && refused("ListEntries")).then_some(())
+    });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

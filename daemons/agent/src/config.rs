@@ -166,6 +166,10 @@ pub struct Config {
     pub admin_socket: PathBuf,
     /// Who may call the admin API.
     pub admin_access: trustdeck_admin::AdminAccess,
+    /// The admin socket's mode and group, so the configured uids can connect.
+    pub admin_socket_access: trustdeck_admin::socket::SocketAccess,
+    /// Why configured admin uids could not reach the admin socket (logged at start).
+    pub admin_socket_warnings: Vec<String>,
     /// Also serve the admin API on mTLS TCP here.
     pub admin_bind_address: Option<std::net::SocketAddr>,
 }
@@ -226,11 +230,17 @@ impl Config {
             .admin
             .access(&raw.admin_allowed_uids)
             .map_err(|e| invalid(e.to_string()))?;
+        let (admin_socket_access, admin_socket_warnings) = raw
+            .admin
+            .socket(&admin_access, &admin_socket, &raw.data_dir)
+            .map_err(|e| invalid(e.to_string()))?;
         Ok(Config {
             name: raw.name.unwrap_or_else(|| "agent".into()),
             segment: raw.segment.unwrap_or_default(),
             admin_socket,
             admin_access,
+            admin_socket_access,
+            admin_socket_warnings,
             admin_bind_address: raw.admin.bind_address,
             source: source.to_string(),
             trust_domain,

@@ -1,6 +1,5 @@
 //! Wiring: the agent engine, its sync loop and the Workload API socket.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -10,6 +9,7 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::UnixListenerStream;
 use tonic::service::interceptor::InterceptedService;
 use trustdeck_admin::ObserveService;
+use trustdeck_admin::socket::{BindError, SocketAccess};
 use trustdeck_proto::admin::observe_server::ObserveServer;
 use trustdeck_proto::workload::spiffe_workload_api_server::SpiffeWorkloadApiServer;
 
@@ -49,25 +49,11 @@ impl RunningAgent {
     }
 }
 
-fn bind(path: &Path, mode: u32) -> Result<UnixListener, AgentError> {
-    let local = |what: &'static str, source: std::io::Error| AgentError::Socket {
-        what,
-        path: path.to_path_buf(),
-        source,
-    };
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| local("create directory for", e))?;
-    }
-    if path.exists() {
-        if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            return Err(AgentError::SocketInUse(path.to_path_buf()));
-        }
-        std::fs::remove_file(path).map_err(|e| local("remove stale socket", e))?;
-    }
-    let l = UnixListener::bind(path).map_err(|e| local("bind", e))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .map_err(|e| local("chmod", e))?;
-    Ok(l)
+fn bind(path: &Path, access: &SocketAccess) -> Result<UnixListener, AgentError> {
+    trustdeck_admin::socket::bind(path, access).map_err(|e| match e {
+        BindError::InUse(path) => AgentError::SocketInUse(path),
+        BindError::Io { what, path, source } => AgentError::Socket { what, path, source },
+    })
 }
 
 /// Starts the agent: attests (unless a stored SVID is still valid), then serves the Workload
@@ -85,9 +71,16 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningAgent
     let socket = agent.config().socket_path.clone();
     // Any local process may connect to the Workload API: access is decided by workload
     // attestation. The admin socket is checked by peer uid.
-    let listener = bind(&socket, 0o777)?;
+    let everyone = SocketAccess {
+        mode: 0o777,
+        gid: None,
+    };
+    let listener = bind(&socket, &everyone)?;
     let admin_socket = agent.config().admin_socket.clone();
-    let admin_listener = bind(&admin_socket, 0o660)?;
+    for w in &agent.config().admin_socket_warnings {
+        tracing::warn!("{w}");
+    }
+    let admin_listener = bind(&admin_socket, &agent.config().admin_socket_access)?;
     let admin_tcp = bind_admin_tcp(agent.config().admin_bind_address).await?;
     let admin_tcp_addr = admin_tcp.as_ref().map(|(_, a)| *a);
     let (shutdown, rx) = watch::channel(false);
@@ -155,7 +148,10 @@ fn serve_admin(
     let chain_agent = agent.clone();
     let observe = ObserveServer::new(ObserveService::new(
         agent.hub().clone(),
-        Arc::new(agent.config().admin_access.clone()),
+        Arc::new(trustdeck_admin::AdminAccess {
+            refusals: Some(trustdeck_admin::refusals::log_sink(agent.clock().clone())),
+            ..agent.config().admin_access.clone()
+        }),
         agent.clock().clone(),
         Arc::new(move |n| crate::observe::chain_of(&chain_agent, n)),
     ))
@@ -164,7 +160,10 @@ fn serve_admin(
     tasks.spawn(async move {
         let r = tonic::transport::Server::builder()
             .add_service(obs)
-            .serve_with_incoming_shutdown(UnixListenerStream::new(socket), stopped(arx))
+            .serve_with_incoming_shutdown(
+                trustdeck_transport::serve::unix_incoming(socket),
+                stopped(arx),
+            )
             .await;
         if let Err(e) = r {
             tracing::error!(error = %e, "admin API stopped");

@@ -66,6 +66,13 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// The audit log: changes, failed calls and refused callers.
+    Audit {
+        #[command(subcommand)]
+        cmd: AuditCmd,
+        #[command(flatten)]
+        target: Target,
+    },
     /// The trust bundle.
     Bundle {
         #[command(subcommand)]
@@ -143,6 +150,18 @@ enum EntryCmd {
 }
 
 #[derive(Subcommand)]
+enum AuditCmd {
+    /// Show the newest records of the audit log, newest first.
+    Show {
+        /// How many records (at most 1000).
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
+    },
+}
+
+#[derive(Subcommand)]
 enum AgentCmd {
     /// List attested agents.
     List {
@@ -190,11 +209,26 @@ fn socket_path(t: &Target) -> Result<PathBuf> {
 
 async fn client(t: &Target) -> Result<ServerAdminClient<tonic::transport::Channel>> {
     let path = socket_path(t)?;
-    if !path.exists() {
-        bail!(
-            "admin socket {} does not exist: is the server running? (use --socket or --config)",
-            path.display()
-        );
+    // Tried once here so that a socket this user may not open says so, not "transport error".
+    if let Err(e) = std::os::unix::net::UnixStream::connect(&path) {
+        let uid = trustdeck_admin::effective_uid().unwrap_or(u32::MAX);
+        match e.kind() {
+            std::io::ErrorKind::NotFound => bail!(
+                "admin socket {} does not exist: is the server running? (use --socket or --config)",
+                path.display()
+            ),
+            std::io::ErrorKind::PermissionDenied => bail!(
+                "permission denied opening admin socket {} as uid {uid}: the server lets in \
+                 root, its own uid, admin_allowed_uids and [admin] viewer_uids (with \
+                 [admin] socket_group, only that group's members can open it)",
+                path.display()
+            ),
+            std::io::ErrorKind::ConnectionRefused => bail!(
+                "nothing answers on admin socket {}: is the server running?",
+                path.display()
+            ),
+            _ => bail!("admin socket {}: {e}", path.display()),
+        }
     }
     let ch = trustdeck_transport::connect::uds_channel(&path)?;
     Ok(ServerAdminClient::new(ch))
@@ -244,6 +278,35 @@ fn ttl_text(s: i64) -> String {
         "default".into()
     } else {
         format!("{s}s")
+    }
+}
+
+fn print_audit(records: &[AuditRecordInfo], output: Output) {
+    if output == Output::Json {
+        let v: Vec<_> = records
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "id": r.id, "at": rfc3339(r.at), "actor": r.actor, "action": r.action,
+                    "target": r.target, "detail": r.detail, "outcome": r.outcome,
+                })
+            })
+            .collect();
+        trustdeck_process::outln!("{}", serde_json::Value::Array(v));
+        return;
+    }
+    for r in records {
+        let what = match r.target.as_str() {
+            "" => r.action.clone(),
+            t => format!("{} {t}", r.action),
+        };
+        trustdeck_process::outln!(
+            "{} {} {what} [{}] {}",
+            rfc3339(r.at),
+            r.actor,
+            r.outcome,
+            r.detail
+        );
     }
 }
 
@@ -374,6 +437,19 @@ async fn run(cli: Cli) -> Result<()> {
                     Ok(())
                 }
             }
+        }
+        Command::Audit {
+            cmd: AuditCmd::Show { limit, output },
+            target,
+        } => {
+            let r = client(&target)
+                .await?
+                .list_audit(ListAuditRequest { limit })
+                .await
+                .map_err(status_err)?
+                .into_inner();
+            print_audit(&r.records, output);
+            Ok(())
         }
         Command::Agent { cmd, target } => {
             let mut c = client(&target).await?;

@@ -11,6 +11,10 @@ use tonic::transport::server::UdsConnectInfo;
 use tonic::{Request, Status};
 use trustdeck_spiffe::SpiffeId;
 
+use crate::refusals::{Refusal, RefusalSink};
+use crate::socket::{SocketAccess, SocketGroupError, outsiders, socket_access, unreachable};
+use crate::users::Accounts;
+
 /// What a caller may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Role {
@@ -54,6 +58,8 @@ pub struct AdminAccess {
     /// authorities: any CA of the trust domain can issue any ID (a downstream's intermediate
     /// is not name-constrained), so an ID alone must not make an operator.
     pub tcp_issuers: Option<IssuerCheck>,
+    /// Told about every refused call (a server audits them).
+    pub refusals: Option<RefusalSink>,
 }
 
 /// An authenticated admin caller.
@@ -84,62 +90,87 @@ fn effective_id(field: &str) -> Option<u32> {
 }
 
 impl AdminAccess {
-    /// Who is calling, and with which role; refused callers get a message naming why.
-    pub fn caller<T>(&self, req: &Request<T>) -> Result<Caller, Status> {
+    /// Who is calling `method`, and with which role; a refused caller gets a message naming
+    /// why, and the refusal goes to [`refusals`](Self::refusals).
+    pub fn caller<T>(&self, req: &Request<T>, method: &str) -> Result<Caller, Status> {
+        self.identify(req)
+            .map_err(|(actor, status)| self.refused(actor, method, status))
+    }
+
+    /// Like [`caller`](Self::caller), and refuses viewers: for methods that change state.
+    pub fn operator<T>(&self, req: &Request<T>, method: &str) -> Result<Caller, Status> {
+        let c = self.caller(req, method)?;
+        if c.role < Role::Operator {
+            let status = Status::permission_denied(format!(
+                "{} is a viewer: {method} needs an operator (viewers may only watch and read)",
+                c.actor
+            ));
+            return Err(self.refused(c.actor, method, status));
+        }
+        Ok(c)
+    }
+
+    fn refused(&self, actor: String, method: &str, status: Status) -> Status {
+        if let Some(sink) = &self.refusals {
+            (sink.0)(Refusal {
+                actor,
+                method: method.to_string(),
+                why: status.message().to_string(),
+            });
+        }
+        status
+    }
+
+    /// The caller, or who it seems to be and why it is refused.
+    fn identify<T>(&self, req: &Request<T>) -> Result<Caller, (String, Status)> {
         if let Some(info) = req.extensions().get::<UdsConnectInfo>() {
-            let uid = info.peer_cred.map(|c| c.uid()).ok_or_else(|| {
-                Status::unauthenticated("admin API: peer credentials unavailable")
-            })?;
+            let Some(uid) = info.peer_cred.map(|c| c.uid()) else {
+                let why = "admin API: peer credentials unavailable";
+                return Err(("uid:unknown".into(), Status::unauthenticated(why)));
+            };
+            let actor = format!("uid:{uid}");
             let role = if uid == 0 || uid == self.own_uid || self.operator_uids.contains(&uid) {
                 Role::Operator
             } else if self.viewer_uids.contains(&uid) {
                 Role::Viewer
             } else {
-                return Err(Status::permission_denied(format!(
+                let why = format!(
                     "uid {uid} may not use this admin socket (operators: root, uid {} and the configured operator uids; viewers: the configured viewer uids)",
                     self.own_uid
-                )));
+                );
+                return Err((actor, Status::permission_denied(why)));
             };
-            return Ok(Caller {
-                actor: format!("uid:{uid}"),
-                role,
-            });
+            return Ok(Caller { actor, role });
         }
-        let id = trustdeck_transport::serve::peer_spiffe_id(req).ok_or_else(|| {
-            Status::unauthenticated("admin API over TCP needs a client X509-SVID (mTLS)")
-        })?;
+        let Some(id) = trustdeck_transport::serve::peer_spiffe_id(req) else {
+            let addr = req
+                .extensions()
+                .get::<trustdeck_transport::serve::PeerInfo>()
+                .and_then(|p| p.addr)
+                .map_or_else(|| "unknown".to_string(), |a| a.ip().to_string());
+            let why = "admin API over TCP needs a client X509-SVID (mTLS)";
+            return Err((format!("tcp:{addr}"), Status::unauthenticated(why)));
+        };
         if let Some(check) = &self.tcp_issuers {
             let certs = trustdeck_transport::serve::peer_certs(req).unwrap_or_default();
             let leaf = certs.first().map(|c| c.as_ref()).unwrap_or_default();
-            (check.0)(leaf).map_err(|why| {
-                Status::permission_denied(format!("{id} may not use this admin API: {why}"))
-            })?;
+            if let Err(why) = (check.0)(leaf) {
+                let why = format!("{id} may not use this admin API: {why}");
+                return Err((id.to_string(), Status::permission_denied(why)));
+            }
         }
         let role = if self.operator_ids.contains(&id) {
             Role::Operator
         } else if self.viewer_ids.contains(&id) {
             Role::Viewer
         } else {
-            return Err(Status::permission_denied(format!(
-                "{id} is neither an admin viewer nor an operator of this daemon"
-            )));
+            let why = format!("{id} is neither an admin viewer nor an operator of this daemon");
+            return Err((id.to_string(), Status::permission_denied(why)));
         };
         Ok(Caller {
             actor: id.to_string(),
             role,
         })
-    }
-
-    /// Like [`caller`](Self::caller), and refuses viewers: for methods that change state.
-    pub fn operator<T>(&self, req: &Request<T>, method: &str) -> Result<Caller, Status> {
-        let c = self.caller(req)?;
-        if c.role < Role::Operator {
-            return Err(Status::permission_denied(format!(
-                "{} is a viewer: {method} needs an operator (viewers may only watch and read)",
-                c.actor
-            )));
-        }
-        Ok(c)
     }
 }
 
@@ -159,6 +190,10 @@ pub struct AdminSection {
     /// SPIFFE IDs that may watch over mTLS.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub viewers: Vec<String>,
+    /// The admin socket's group (a name or a gid; mode `0660`). Without one, a socket that
+    /// configured uids must reach is `0666`, and the uid check lets in only them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub socket_group: Option<String>,
 }
 
 /// An `[admin]` table names a SPIFFE ID that does not parse.
@@ -185,6 +220,26 @@ impl AdminSection {
             operator_ids: ids("operators", &self.operators)?,
             viewer_ids: ids("viewers", &self.viewers)?,
             tcp_issuers: None,
+            refusals: None,
         })
+    }
+
+    /// The admin socket's mode and group for the uids of `access`, and why any of them could
+    /// not reach it at `path` (warnings); `data_dir` is kept `0700` by the daemon. Reads
+    /// `/etc/passwd` and `/etc/group` when a group or uids are configured.
+    pub fn socket(
+        &self,
+        access: &AdminAccess,
+        path: &std::path::Path,
+        data_dir: &std::path::Path,
+    ) -> Result<(SocketAccess, Vec<String>), SocketGroupError> {
+        let outsiders = outsiders(access.own_uid, &access.operator_uids, &access.viewer_uids);
+        if self.socket_group.is_none() && outsiders.is_empty() {
+            return Ok((SocketAccess::default(), Vec::new()));
+        }
+        let accounts = Accounts::load()?;
+        let socket = socket_access(self.socket_group.as_deref(), &outsiders, &accounts)?;
+        let warnings = unreachable(path, &socket, &outsiders, data_dir, &accounts);
+        Ok((socket, warnings))
     }
 }

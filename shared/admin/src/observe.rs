@@ -90,7 +90,7 @@ impl trustdeck_proto::admin::observe_server::Observe for ObserveService {
         &self,
         request: Request<trustdeck_proto::admin::WatchRequest>,
     ) -> Result<tonic::Response<WatchStream>, Status> {
-        let caller = self.access.caller(&request)?;
+        let caller = self.access.caller(&request, "Watch")?;
         tracing::debug!(actor = %caller.actor, "admin watcher connected");
         let clock = self.clock.clone();
         Ok(tonic::Response::new(watch_stream(
@@ -103,7 +103,7 @@ impl trustdeck_proto::admin::observe_server::Observe for ObserveService {
         &self,
         request: Request<trustdeck_proto::admin::GetNodeRequest>,
     ) -> Result<tonic::Response<trustdeck_proto::admin::NodeDetail>, Status> {
-        self.access.caller(&request)?;
+        self.access.caller(&request, "GetNode")?;
         let id = &request.get_ref().id;
         let node = self
             .hub

@@ -1,5 +1,7 @@
 //! The audit log: who changed what, and how it ended.
 
+use sqlx::AnyConnection;
+
 use crate::connection::Datastore;
 use crate::error::DatastoreError;
 use crate::row::{Cols, query_err};
@@ -23,29 +25,19 @@ pub struct AuditRecord {
 }
 
 impl Datastore {
-    /// Appends an audit record. A record with an existing id is rejected with
-    /// [`DatastoreError::AlreadyExists`].
+    /// Appends an audit record on its own (a refused call, or a change that did not happen);
+    /// a change and its record commit together through [`AuditedChange`](crate::AuditedChange).
+    /// A record with an existing id is rejected with [`DatastoreError::AlreadyExists`].
     pub async fn append_audit(&self, r: &AuditRecord) -> Result<(), DatastoreError> {
-        let result = sqlx::query(
-            "INSERT INTO audit_log (id, at, actor, action, target, detail, outcome) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
-        )
-        .bind(&r.id)
-        .bind(r.at)
-        .bind(&r.actor)
-        .bind(&r.action)
-        .bind(&r.target)
-        .bind(&r.detail)
-        .bind(&r.outcome)
-        .execute(&self.pool)
-        .await
-        .map_err(query_err("append audit record"))?;
-        if result.rows_affected() == 0 {
-            return Err(DatastoreError::AlreadyExists {
-                what: format!("audit record {}", r.id),
-            });
-        }
-        Ok(())
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(query_err("begin audit transaction"))?;
+        append(&mut tx, r).await?;
+        tx.commit()
+            .await
+            .map_err(query_err("commit audit transaction"))
     }
 
     /// The newest `limit` audit records, newest first (by `at`, then by id,
@@ -81,4 +73,34 @@ impl Datastore {
         records.sort_by(|a, b| (b.at, &b.id).cmp(&(a.at, &a.id)));
         Ok(records)
     }
+}
+
+/// The one place an audit record is written, always inside the transaction of what it
+/// records, so a record can depend on the one before it (a hash chain) without a gap or a
+/// fork between them. Every caller writes (or has written) first, so the transaction already
+/// holds the write lock when this runs.
+pub(crate) async fn append(
+    conn: &mut AnyConnection,
+    r: &AuditRecord,
+) -> Result<(), DatastoreError> {
+    let result = sqlx::query(
+        "INSERT INTO audit_log (id, at, actor, action, target, detail, outcome) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+    )
+    .bind(&r.id)
+    .bind(r.at)
+    .bind(&r.actor)
+    .bind(&r.action)
+    .bind(&r.target)
+    .bind(&r.detail)
+    .bind(&r.outcome)
+    .execute(conn)
+    .await
+    .map_err(query_err("append audit record"))?;
+    if result.rows_affected() == 0 {
+        return Err(DatastoreError::AlreadyExists {
+            what: format!("audit record {}", r.id),
+        });
+    }
+    Ok(())
 }

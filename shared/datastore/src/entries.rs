@@ -1,7 +1,7 @@
 //! Registration entries: which SPIFFE IDs are issued to which workloads.
 
-use sqlx::AssertSqlSafe;
 use sqlx::any::AnyRow;
+use sqlx::{Any, AssertSqlSafe, Executor};
 
 use crate::connection::Datastore;
 use crate::error::DatastoreError;
@@ -63,47 +63,7 @@ impl Datastore {
     /// selector set is rejected with [`DatastoreError::AlreadyExists`] and
     /// nothing is written.
     pub async fn create_entry(&self, e: &NewEntry, now: i64) -> Result<Entry, DatastoreError> {
-        let mut selectors = e.selectors.clone();
-        selectors.sort();
-        selectors.dedup();
-        let entry = Entry {
-            id: hex::encode(rand::random::<[u8; 16]>()),
-            spiffe_id: e.spiffe_id.clone(),
-            parent_id: e.parent_id.clone(),
-            selectors,
-            x509_ttl_secs: e.x509_ttl_secs,
-            jwt_ttl_secs: e.jwt_ttl_secs,
-            downstream: e.downstream,
-            dns_names: e.dns_names.clone(),
-            created_at: now,
-        };
-        let selectors_json = to_json(&entry.selectors, "entry selectors")?;
-        let result = sqlx::query(
-            "INSERT INTO registration_entries (id, spiffe_id, parent_id, selectors, \
-             x509_ttl_secs, jwt_ttl_secs, downstream, dns_names, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
-        )
-        .bind(&entry.id)
-        .bind(&entry.spiffe_id)
-        .bind(&entry.parent_id)
-        .bind(&selectors_json)
-        .bind(entry.x509_ttl_secs)
-        .bind(entry.jwt_ttl_secs)
-        .bind(i64::from(entry.downstream))
-        .bind(to_json(&entry.dns_names, "entry DNS names")?)
-        .bind(entry.created_at)
-        .execute(&self.pool)
-        .await
-        .map_err(query_err("create entry"))?;
-        if result.rows_affected() == 0 {
-            return Err(DatastoreError::AlreadyExists {
-                what: format!(
-                    "registration entry for {} under parent {} with selectors {}",
-                    entry.spiffe_id, entry.parent_id, selectors_json
-                ),
-            });
-        }
-        Ok(entry)
+        insert_entry(&self.pool, e, now).await
     }
 
     /// The registration entry with the given id, if any.
@@ -171,13 +131,73 @@ impl Datastore {
 
     /// Deletes a registration entry; `false` if there was none.
     pub async fn delete_entry(&self, id: &str) -> Result<bool, DatastoreError> {
-        let result = sqlx::query("DELETE FROM registration_entries WHERE id = $1")
-            .bind(id)
-            .execute(&self.pool)
-            .await
-            .map_err(query_err("delete entry"))?;
-        Ok(result.rows_affected() > 0)
+        Ok(remove_entry(&self.pool, id).await?.is_some())
     }
+}
+
+/// Inserts a new entry (see [`Datastore::create_entry`]) on a pool or in a transaction.
+pub(crate) async fn insert_entry<'c>(
+    ex: impl Executor<'c, Database = Any>,
+    e: &NewEntry,
+    now: i64,
+) -> Result<Entry, DatastoreError> {
+    let mut selectors = e.selectors.clone();
+    selectors.sort();
+    selectors.dedup();
+    let entry = Entry {
+        id: hex::encode(rand::random::<[u8; 16]>()),
+        spiffe_id: e.spiffe_id.clone(),
+        parent_id: e.parent_id.clone(),
+        selectors,
+        x509_ttl_secs: e.x509_ttl_secs,
+        jwt_ttl_secs: e.jwt_ttl_secs,
+        downstream: e.downstream,
+        dns_names: e.dns_names.clone(),
+        created_at: now,
+    };
+    let selectors_json = to_json(&entry.selectors, "entry selectors")?;
+    let result = sqlx::query(
+        "INSERT INTO registration_entries (id, spiffe_id, parent_id, selectors, \
+         x509_ttl_secs, jwt_ttl_secs, downstream, dns_names, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
+    )
+    .bind(&entry.id)
+    .bind(&entry.spiffe_id)
+    .bind(&entry.parent_id)
+    .bind(&selectors_json)
+    .bind(entry.x509_ttl_secs)
+    .bind(entry.jwt_ttl_secs)
+    .bind(i64::from(entry.downstream))
+    .bind(to_json(&entry.dns_names, "entry DNS names")?)
+    .bind(entry.created_at)
+    .execute(ex)
+    .await
+    .map_err(query_err("create entry"))?;
+    if result.rows_affected() == 0 {
+        return Err(DatastoreError::AlreadyExists {
+            what: format!(
+                "registration entry for {} under parent {} with selectors {}",
+                entry.spiffe_id, entry.parent_id, selectors_json
+            ),
+        });
+    }
+    Ok(entry)
+}
+
+/// Deletes an entry and returns what it was (one statement: a write, never a read first).
+pub(crate) async fn remove_entry<'c>(
+    ex: impl Executor<'c, Database = Any>,
+    id: &str,
+) -> Result<Option<Entry>, DatastoreError> {
+    let sql = format!("DELETE FROM registration_entries WHERE id = $1 RETURNING {ENTRY_COLUMNS}");
+    sqlx::query(AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(ex)
+        .await
+        .map_err(query_err("delete entry"))?
+        .as_ref()
+        .map(entry_from_row)
+        .transpose()
 }
 
 fn sort_entries(entries: &mut [Entry]) {

@@ -1,5 +1,7 @@
 //! Join tokens: single-use secrets an agent presents to attest.
 
+use sqlx::{Any, Executor};
+
 use crate::connection::Datastore;
 use crate::error::DatastoreError;
 use crate::row::{Cols, query_err};
@@ -27,22 +29,7 @@ impl Datastore {
         expires_at: i64,
         now: i64,
     ) -> Result<(), DatastoreError> {
-        let result = sqlx::query(
-            "INSERT INTO join_tokens (token, expires_at, used_at, created_at) \
-             VALUES ($1, $2, NULL, $3) ON CONFLICT DO NOTHING",
-        )
-        .bind(token)
-        .bind(expires_at)
-        .bind(now)
-        .execute(&self.pool)
-        .await
-        .map_err(query_err("create join token"))?;
-        if result.rows_affected() == 0 {
-            return Err(DatastoreError::AlreadyExists {
-                what: "a join token with this value".to_owned(),
-            });
-        }
-        Ok(())
+        insert_join_token(&self.pool, token, expires_at, now).await
     }
 
     /// Consumes a join token, atomically: of any number of concurrent calls
@@ -112,4 +99,30 @@ impl Datastore {
         tokens.sort_by(|a, b| (a.created_at, &a.token).cmp(&(b.created_at, &b.token)));
         Ok(tokens)
     }
+}
+
+/// Stores a new join token (see [`Datastore::create_join_token`]) on a pool or in a
+/// transaction.
+pub(crate) async fn insert_join_token<'c>(
+    ex: impl Executor<'c, Database = Any>,
+    token: &str,
+    expires_at: i64,
+    now: i64,
+) -> Result<(), DatastoreError> {
+    let result = sqlx::query(
+        "INSERT INTO join_tokens (token, expires_at, used_at, created_at) \
+         VALUES ($1, $2, NULL, $3) ON CONFLICT DO NOTHING",
+    )
+    .bind(token)
+    .bind(expires_at)
+    .bind(now)
+    .execute(ex)
+    .await
+    .map_err(query_err("create join token"))?;
+    if result.rows_affected() == 0 {
+        return Err(DatastoreError::AlreadyExists {
+            what: "a join token with this value".to_owned(),
+        });
+    }
+    Ok(())
 }

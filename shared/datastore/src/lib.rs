@@ -31,10 +31,12 @@
 //! * `nodes`: attested nodes;
 //! * `join_tokens`: join tokens;
 //! * `ca`: the bundle and the CA journal;
-//! * `audit`: the audit log;
+//! * `audit`: the audit log; `audited`: a change that commits together with its
+//!   audit record;
 //! * `row` and `names`: decoding rows and stored names, shared by all.
 
 mod audit;
+mod audited;
 mod ca;
 mod connection;
 mod entries;
@@ -47,6 +49,7 @@ mod row;
 mod url;
 
 pub use audit::AuditRecord;
+pub use audited::AuditedChange;
 pub use ca::{BundleRecord, CaJournalRecord, CaKind, CaStatus};
 pub use connection::Datastore;
 pub use entries::{Entry, NewEntry};

@@ -1,7 +1,7 @@
 //! Attested nodes: the agents that proved their identity, and their SVIDs.
 
-use sqlx::AssertSqlSafe;
 use sqlx::any::AnyRow;
+use sqlx::{Any, AssertSqlSafe, Executor};
 
 use crate::connection::Datastore;
 use crate::error::DatastoreError;
@@ -120,27 +120,54 @@ impl Datastore {
         banned: bool,
         now: i64,
     ) -> Result<bool, DatastoreError> {
-        let result = sqlx::query(
-            "UPDATE attested_nodes SET banned = $1, updated_at = $2 WHERE spiffe_id = $3",
-        )
-        .bind(i64::from(banned))
-        .bind(now)
-        .bind(spiffe_id)
-        .execute(&self.pool)
-        .await
-        .map_err(query_err("set node banned"))?;
-        Ok(result.rows_affected() > 0)
+        Ok(update_node_banned(&self.pool, spiffe_id, banned, now)
+            .await?
+            .is_some())
     }
 
     /// Deletes (evicts) a node; `false` if there was none.
     pub async fn delete_node(&self, spiffe_id: &str) -> Result<bool, DatastoreError> {
-        let result = sqlx::query("DELETE FROM attested_nodes WHERE spiffe_id = $1")
-            .bind(spiffe_id)
-            .execute(&self.pool)
-            .await
-            .map_err(query_err("delete node"))?;
-        Ok(result.rows_affected() > 0)
+        Ok(remove_node(&self.pool, spiffe_id).await?.is_some())
     }
+}
+
+/// Bans or unbans a node and returns it as changed; `None` if there is no such node.
+pub(crate) async fn update_node_banned<'c>(
+    ex: impl Executor<'c, Database = Any>,
+    spiffe_id: &str,
+    banned: bool,
+    now: i64,
+) -> Result<Option<AttestedNode>, DatastoreError> {
+    let sql = format!(
+        "UPDATE attested_nodes SET banned = $1, updated_at = $2 WHERE spiffe_id = $3 \
+         RETURNING {NODE_COLUMNS}"
+    );
+    sqlx::query(AssertSqlSafe(sql))
+        .bind(i64::from(banned))
+        .bind(now)
+        .bind(spiffe_id)
+        .fetch_optional(ex)
+        .await
+        .map_err(query_err("set node banned"))?
+        .as_ref()
+        .map(node_from_row)
+        .transpose()
+}
+
+/// Deletes a node and returns what it was; `None` if there was none.
+pub(crate) async fn remove_node<'c>(
+    ex: impl Executor<'c, Database = Any>,
+    spiffe_id: &str,
+) -> Result<Option<AttestedNode>, DatastoreError> {
+    let sql = format!("DELETE FROM attested_nodes WHERE spiffe_id = $1 RETURNING {NODE_COLUMNS}");
+    sqlx::query(AssertSqlSafe(sql))
+        .bind(spiffe_id)
+        .fetch_optional(ex)
+        .await
+        .map_err(query_err("delete node"))?
+        .as_ref()
+        .map(node_from_row)
+        .transpose()
 }
 
 fn node_from_row(row: &AnyRow) -> Result<AttestedNode, DatastoreError> {

@@ -38,6 +38,8 @@ pub struct Config {
     pub admin_allowed_uids: Vec<u32>,
     /// Who may call the admin APIs (socket uids, mTLS SPIFFE IDs).
     pub admin_access: trustdeck_admin::AdminAccess,
+    /// The admin socket's mode and group, so the configured uids can connect.
+    pub admin_socket_access: trustdeck_admin::socket::SocketAccess,
     /// Also serve the admin APIs on mTLS TCP here.
     pub admin_bind_address: Option<SocketAddr>,
     /// Operator-facing name (admin stream, console).
@@ -272,6 +274,11 @@ impl Config {
             .admin
             .access(&raw.admin_allowed_uids)
             .map_err(|e| invalid(e.to_string()))?;
+        let (admin_socket_access, unreachable) = raw
+            .admin
+            .socket(&admin_access, &admin_socket, &raw.data_dir)
+            .map_err(|e| invalid(e.to_string()))?;
+        warnings.extend(unreachable);
         let default_name = if upstream.is_some() {
             "downstream"
         } else {
@@ -294,6 +301,7 @@ impl Config {
             admin_socket,
             admin_allowed_uids: raw.admin_allowed_uids,
             admin_access,
+            admin_socket_access,
             admin_bind_address: raw.admin.bind_address,
             name,
             segment,

@@ -186,3 +186,49 @@ fn a_pkcs11_environment_must_be_settable() {
         assert!(e.contains("key_manager.environment"), "{bad}: {e}");
     }
 }
+
+/// Issue 12, defect 4: configured uids make the admin socket reachable (0666, or 0660 in
+/// `socket_group`); an unknown group is an error and a socket in the 0700 data directory a
+/// warning naming the uids.
+#[test]
+fn admin_socket_access_follows_the_configured_uids_and_group() {
+    use trustdeck_admin::socket::SocketAccess;
+    let with = |top: &str, admin: &str| {
+        Config::parse(&format!("{top}\n{GOOD}\n[admin]\n{admin}\n"), "t.toml")
+    };
+    let plain = with("", "").unwrap();
+    assert_eq!(plain.admin_socket_access, SocketAccess::default());
+    let out = "admin_socket = \"/run/trustdeck-test/admin.sock\"";
+    let uids = with(
+        &format!("{out}\nadmin_allowed_uids = [4242]"),
+        "viewer_uids = [4343]",
+    )
+    .unwrap();
+    assert_eq!(uids.admin_socket_access.mode, 0o666);
+    assert!(uids.warnings.is_empty(), "{:?}", uids.warnings);
+    let group = with(out, "socket_group = \"root\"").unwrap();
+    assert_eq!(
+        group.admin_socket_access,
+        SocketAccess {
+            mode: 0o660,
+            gid: Some(0)
+        }
+    );
+    let e = with(out, "socket_group = \"td-no-such-group\"")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("admin.socket_group \"td-no-such-group\": no such group"),
+        "{e}"
+    );
+    let hidden = with("", "viewer_uids = [4343]").unwrap();
+    assert!(
+        hidden
+            .warnings
+            .iter()
+            .any(|w| w.contains("inside the data directory")
+                && w.contains("uid 4343 cannot reach it")),
+        "{:?}",
+        hidden.warnings
+    );
+}

@@ -3,8 +3,6 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 use std::sync::Arc;
 
 use tokio::net::{TcpListener, UnixListener};
@@ -42,7 +40,7 @@ impl Listeners {
             .await
             .map_err(io(format!("bind node API on {}", config.bind_address)))?;
         let node_addr = node.local_addr().map_err(io("node API local address"))?;
-        let admin = bind_admin_socket(&config.admin_socket)?;
+        let admin = bind_admin_socket(config)?;
         let admin_tcp = match config.admin_bind_address {
             Some(a) => {
                 let l = TcpListener::bind(a)
@@ -141,22 +139,15 @@ fn spawn_server(
     });
 }
 
-/// Binds the admin socket (mode 0660), replacing a stale one but never one a running server
-/// answers on.
-fn bind_admin_socket(path: &Path) -> Result<UnixListener, RunError> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(io(format!("create {}", dir.display())))?;
-    }
-    if path.exists() {
-        if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            return Err(RunError::AdminSocketInUse {
-                path: path.to_path_buf(),
-            });
-        }
-        std::fs::remove_file(path).map_err(io(format!("remove stale {}", path.display())))?;
-    }
-    let l = UnixListener::bind(path).map_err(io(format!("bind {}", path.display())))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
-        .map_err(io(format!("chmod {}", path.display())))?;
-    Ok(l)
+/// Binds the admin socket with the mode and group its configured uids need, replacing a
+/// stale one but never one a running server answers on.
+fn bind_admin_socket(config: &Config) -> Result<UnixListener, RunError> {
+    use trustdeck_admin::socket::{BindError, bind};
+    bind(&config.admin_socket, &config.admin_socket_access).map_err(|e| match e {
+        BindError::InUse(path) => RunError::AdminSocketInUse { path },
+        BindError::Io { what, path, source } => RunError::Io {
+            what: format!("{what} admin socket {}", path.display()),
+            source,
+        },
+    })
 }

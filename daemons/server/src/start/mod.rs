@@ -177,6 +177,8 @@ pub async fn start_with_clock(
 
     let mut config = config;
     config.admin_access.tcp_issuers = Some(authority::own_ca_issuer_check(&ca));
+    let refusals = crate::admin_api::RefusalAudit::new(ds.clone(), clock.clone(), hub.clone());
+    config.admin_access.refusals = Some(refusals.sink());
     let ctx = Arc::new(ServerCtx {
         sign_limiter: RateLimiter::new(config.rate_limit.signs_per_second, config.rate_limit.burst),
         attest_limiter: RateLimiter::new(
@@ -201,6 +203,7 @@ pub async fn start_with_clock(
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
     bound.serve(&ctx, tls, &shutdown_rx, &mut tasks);
+    tasks.spawn(refusals.run(shutdown_rx.clone()));
     loops::spawn_all(&ctx, own_tls, ca_published, &shutdown_rx, &mut tasks);
 
     info.write(&ctx.config.data_dir)?;

@@ -1,21 +1,26 @@
-//! The local administration API on a Unix socket: entries, join tokens, agents, bundle,
-//! health. Callers are checked by their socket peer uid; every change is audited.
+//! The administration API (Unix socket, and mTLS TCP when configured): entries, join tokens,
+//! agents, bundle, health. Callers are checked by socket peer uid or SPIFFE ID; every change
+//! commits together with its audit record, and refused callers are audited ([`audit`]).
+
+pub mod audit;
 
 use std::sync::Arc;
 
 use chrono::Duration;
 use ring::rand::{SecureRandom, SystemRandom};
 use tonic::{Request, Response, Status};
-use trustdeck_datastore::{AttestedNode, AuditRecord, Entry};
+use trustdeck_datastore::{AttestedNode, Entry};
 use trustdeck_proto::admin::server_admin_server::ServerAdmin;
 use trustdeck_proto::admin::*;
 
+pub use self::audit::RefusalAudit;
+use self::audit::{Audit, audited};
 use crate::ctx::{ServerCtx, ds_status};
+use crate::entry::validate_entry;
+use crate::node_api::join_token_agent_id;
 
 /// How long `Health` waits for the datastore before calling it unreachable.
 const HEALTH_PING: std::time::Duration = std::time::Duration::from_secs(3);
-use crate::entry::validate_entry;
-use crate::node_api::join_token_agent_id;
 
 /// Default join token lifetime.
 pub const DEFAULT_TOKEN_TTL: Duration = Duration::minutes(10);
@@ -32,55 +37,40 @@ impl AdminApi {
     }
 
     /// Any allowed caller (viewer or operator), for read-only methods.
-    fn reader<T>(&self, req: &Request<T>) -> Result<String, Status> {
-        Ok(self.ctx.config.admin_access.caller(req)?.actor)
+    fn reader<T>(&self, req: &Request<T>, method: &str) -> Result<String, Status> {
+        Ok(self.ctx.config.admin_access.caller(req, method)?.actor)
     }
 
     /// An operator, for methods that change state.
     fn operator<T>(&self, req: &Request<T>, method: &str) -> Result<String, Status> {
         Ok(self.ctx.config.admin_access.operator(req, method)?.actor)
     }
+}
 
-    /// Records an operator action in the audit log and as an event; `node_id`: the node it
-    /// acted on, when it is one the server publishes (an agent), else empty.
-    async fn audit(
-        &self,
-        actor: &str,
-        action: &str,
-        (target, node_id): (&str, &str),
-        detail: String,
-        outcome: &Result<(), Status>,
-    ) {
-        let mut id = [0u8; 12];
-        let _ = SystemRandom::new().fill(&mut id);
-        let rec = AuditRecord {
-            id: hex::encode(id),
-            at: self.ctx.clock.now().timestamp(),
-            actor: actor.into(),
-            action: action.into(),
-            target: target.into(),
-            detail,
-            outcome: match outcome {
-                Ok(()) => "ok".into(),
-                Err(s) => format!("refused: {}", s.message()),
-            },
-        };
-        tracing::info!(actor, action, target, outcome = %rec.outcome, "audit");
-        self.ctx.hub.event(
-            if outcome.is_ok() {
-                trustdeck_topology::hub::Severity::Info
-            } else {
-                trustdeck_topology::hub::Severity::Warning
-            },
-            trustdeck_proto::admin::EventKind::OperatorAction,
-            format!("{actor}: {action} {target} ({})", rec.outcome),
-            node_id,
-            self.ctx.clock.now(),
-        );
-        if let Err(e) = self.ctx.ds.append_audit(&rec).await {
-            tracing::error!(error = %e, "could not write audit record");
-        }
+/// What the audit record of an agent's eviction or ban names.
+fn agent_audit(action: &str, id: &str) -> Audit {
+    Audit {
+        action: action.into(),
+        target: id.into(),
+        detail: String::new(),
+        node: crate::observe::agent_node_id(id),
     }
+}
+
+fn no_agent(id: &str) -> Status {
+    Status::not_found(format!("no attested agent {id:?}"))
+}
+
+/// What an entry's audit record says about it.
+fn entry_detail(
+    spiffe_id: &str,
+    parent_id: &str,
+    selectors: &[String],
+    downstream: bool,
+) -> String {
+    format!(
+        "spiffe_id={spiffe_id} parent_id={parent_id} selectors={selectors:?} downstream={downstream}"
+    )
 }
 
 fn entry_info(e: Entry) -> EntryInfo {
@@ -118,50 +108,42 @@ impl ServerAdmin for AdminApi {
     ) -> Result<Response<EntryInfo>, Status> {
         let actor = self.operator(&request, "CreateEntry")?;
         let req = request.into_inner();
-        let result = async {
-            let config = &self.ctx.config;
+        let audit = Audit {
+            action: "entry.create".into(),
+            target: req.spiffe_id.clone(),
+            detail: entry_detail(
+                &req.spiffe_id,
+                &req.parent_id,
+                &req.selectors,
+                req.downstream,
+            ),
+            node: String::new(),
+        };
+        let config = &self.ctx.config;
+        let now = self.ctx.clock.now().timestamp();
+        let entry = audited(&self.ctx, &actor, audit, async |tx, audit| {
             let new = validate_entry(&req, &config.trust_domain, &config.server_spiffe_id)
                 .map_err(|e| Status::invalid_argument(e.to_string()))?;
-            if new.x509_ttl_secs > 0
-                && Duration::seconds(new.x509_ttl_secs) >= self.ctx.config.ca_ttl
-            {
+            if new.x509_ttl_secs > 0 && Duration::seconds(new.x509_ttl_secs) >= config.ca_ttl {
                 return Err(Status::invalid_argument(format!(
                     "x509_ttl {}s is not shorter than the CA TTL {}s: an SVID never outlives its issuer",
                     new.x509_ttl_secs,
-                    self.ctx.config.ca_ttl.num_seconds()
+                    config.ca_ttl.num_seconds()
                 )));
             }
-            self.ctx
-                .ds
-                .create_entry(&new, self.ctx.clock.now().timestamp())
-                .await
-                .map_err(ds_status)
-        }
-        .await;
-        let outcome = result.as_ref().map(|_| ()).map_err(Clone::clone);
-        let target = result
-            .as_ref()
-            .map(|e| e.id.clone())
-            .unwrap_or_else(|_| req.spiffe_id.clone());
-        self.audit(
-            &actor,
-            "entry.create",
-            (&target, ""),
-            format!(
-                "spiffe_id={} parent_id={} selectors={:?} downstream={}",
-                req.spiffe_id, req.parent_id, req.selectors, req.downstream
-            ),
-            &outcome,
-        )
-        .await;
-        Ok(Response::new(entry_info(result?)))
+            let entry = tx.create_entry(&new, now).await.map_err(ds_status)?;
+            audit.target = entry.id.clone();
+            Ok(entry)
+        })
+        .await?;
+        Ok(Response::new(entry_info(entry)))
     }
 
     async fn list_entries(
         &self,
         request: Request<ListEntriesRequest>,
     ) -> Result<Response<ListEntriesResponse>, Status> {
-        self.reader(&request)?;
+        self.reader(&request, "ListEntries")?;
         let f = request.into_inner();
         let entries = self.ctx.ds.list_entries().await.map_err(ds_status)?;
         let entries = entries
@@ -180,23 +162,23 @@ impl ServerAdmin for AdminApi {
     ) -> Result<Response<DeleteEntryResponse>, Status> {
         let actor = self.operator(&request, "DeleteEntry")?;
         let id = request.into_inner().id;
-        let result = async {
-            let entry = self
-                .ctx
-                .ds
-                .get_entry(&id)
+        let audit = Audit {
+            action: "entry.delete".into(),
+            target: id.clone(),
+            ..Audit::default()
+        };
+        let deleted = audited(&self.ctx, &actor, audit, async |tx, audit| {
+            let e = tx
+                .delete_entry(&id)
                 .await
                 .map_err(ds_status)?
                 .ok_or_else(|| Status::not_found(format!("no entry with id {id:?}")))?;
-            self.ctx.ds.delete_entry(&id).await.map_err(ds_status)?;
-            Ok(entry)
-        }
-        .await;
-        let outcome = result.as_ref().map(|_| ()).map_err(Clone::clone);
-        self.audit(&actor, "entry.delete", (&id, ""), String::new(), &outcome)
-            .await;
+            audit.detail = entry_detail(&e.spiffe_id, &e.parent_id, &e.selectors, e.downstream);
+            Ok(e)
+        })
+        .await?;
         Ok(Response::new(DeleteEntryResponse {
-            deleted: Some(entry_info(result?)),
+            deleted: Some(entry_info(deleted)),
         }))
     }
 
@@ -206,7 +188,14 @@ impl ServerAdmin for AdminApi {
     ) -> Result<Response<CreateJoinTokenResponse>, Status> {
         let actor = self.operator(&request, "CreateJoinToken")?;
         let ttl_secs = request.into_inner().ttl_secs;
-        let result = async {
+        let audit = Audit {
+            action: "token.generate".into(),
+            detail: format!("ttl={ttl_secs}s"),
+            ..Audit::default()
+        };
+        let trust_domain = &self.ctx.config.trust_domain;
+        let now = self.ctx.clock.now();
+        let (token, expires_at, agent_id) = audited(&self.ctx, &actor, audit, async |tx, audit| {
             if !(0..=crate::node_api::MAX_TTL_SECS).contains(&ttl_secs) {
                 return Err(Status::invalid_argument(format!(
                     "ttl must be between 0 and {}s, got {ttl_secs}",
@@ -223,36 +212,19 @@ impl ServerAdmin for AdminApi {
                 .fill(&mut raw)
                 .map_err(|_| Status::internal("random number generator failed"))?;
             let token = hex::encode(raw);
-            let now = self.ctx.clock.now();
             let expires_at = (now + ttl).timestamp();
-            self.ctx
-                .ds
-                .create_join_token(&token, expires_at, now.timestamp())
+            tx.create_join_token(&token, expires_at, now.timestamp())
                 .await
                 .map_err(ds_status)?;
-            Ok((token, expires_at))
-        }
-        .await;
-        let outcome = result.as_ref().map(|_| ()).map_err(Clone::clone);
-        let agent_id = result
-            .as_ref()
-            .map(|(t, _)| join_token_agent_id(&self.ctx.config.trust_domain, t).to_string())
-            .unwrap_or_default();
-        // The token itself is a credential: the audit names the agent ID only by a prefix.
-        self.audit(
-            &actor,
-            "token.generate",
-            (
-                agent_id
-                    .get(..agent_id.len().saturating_sub(24))
-                    .unwrap_or(""),
-                "",
-            ),
-            format!("ttl={ttl_secs}s"),
-            &outcome,
-        )
-        .await;
-        let (token, expires_at) = result?;
+            let agent_id = join_token_agent_id(trust_domain, &token).to_string();
+            // The token itself is a credential: the audit names the agent ID only by a prefix.
+            audit.target = agent_id
+                .get(..agent_id.len().saturating_sub(24))
+                .unwrap_or("")
+                .to_string();
+            Ok((token, expires_at, agent_id))
+        })
+        .await?;
         Ok(Response::new(CreateJoinTokenResponse {
             token,
             expires_at,
@@ -264,7 +236,7 @@ impl ServerAdmin for AdminApi {
         &self,
         request: Request<ListAgentsRequest>,
     ) -> Result<Response<ListAgentsResponse>, Status> {
-        self.reader(&request)?;
+        self.reader(&request, "ListAgents")?;
         let agents = self.ctx.ds.list_nodes().await.map_err(ds_status)?;
         Ok(Response::new(ListAgentsResponse {
             agents: agents.into_iter().map(agent_info).collect(),
@@ -277,23 +249,19 @@ impl ServerAdmin for AdminApi {
     ) -> Result<Response<AgentInfo>, Status> {
         let actor = self.operator(&request, "EvictAgent")?;
         let id = request.into_inner().spiffe_id;
-        let result = async {
-            let node = self
-                .ctx
-                .ds
-                .get_node(&id)
-                .await
-                .map_err(ds_status)?
-                .ok_or_else(|| Status::not_found(format!("no attested agent {id:?}")))?;
-            self.ctx.ds.delete_node(&id).await.map_err(ds_status)?;
-            Ok(node)
-        }
-        .await;
-        let outcome = result.as_ref().map(|_| ()).map_err(Clone::clone);
-        let node = crate::observe::agent_node_id(&id);
-        self.audit(&actor, "agent.evict", (&id, &node), String::new(), &outcome)
-            .await;
-        Ok(Response::new(agent_info(result?)))
+        let node = audited(
+            &self.ctx,
+            &actor,
+            agent_audit("agent.evict", &id),
+            async |tx, _| {
+                tx.delete_node(&id)
+                    .await
+                    .map_err(ds_status)?
+                    .ok_or_else(|| no_agent(&id))
+            },
+        )
+        .await?;
+        Ok(Response::new(agent_info(node)))
     }
 
     async fn ban_agent(
@@ -302,37 +270,27 @@ impl ServerAdmin for AdminApi {
     ) -> Result<Response<AgentInfo>, Status> {
         let actor = self.operator(&request, "BanAgent")?;
         let id = request.into_inner().spiffe_id;
-        let result = async {
-            let now = self.ctx.clock.now().timestamp();
-            let found = self
-                .ctx
-                .ds
-                .set_node_banned(&id, true, now)
-                .await
-                .map_err(ds_status)?;
-            if !found {
-                return Err(Status::not_found(format!("no attested agent {id:?}")));
-            }
-            self.ctx
-                .ds
-                .get_node(&id)
-                .await
-                .map_err(ds_status)?
-                .ok_or_else(|| Status::not_found(format!("no attested agent {id:?}")))
-        }
-        .await;
-        let outcome = result.as_ref().map(|_| ()).map_err(Clone::clone);
-        let node = crate::observe::agent_node_id(&id);
-        self.audit(&actor, "agent.ban", (&id, &node), String::new(), &outcome)
-            .await;
-        Ok(Response::new(agent_info(result?)))
+        let now = self.ctx.clock.now().timestamp();
+        let node = audited(
+            &self.ctx,
+            &actor,
+            agent_audit("agent.ban", &id),
+            async |tx, _| {
+                tx.set_node_banned(&id, true, now)
+                    .await
+                    .map_err(ds_status)?
+                    .ok_or_else(|| no_agent(&id))
+            },
+        )
+        .await?;
+        Ok(Response::new(agent_info(node)))
     }
 
     async fn get_bundle(
         &self,
         request: Request<GetBundleRequest>,
     ) -> Result<Response<GetBundleResponse>, Status> {
-        self.reader(&request)?;
+        self.reader(&request, "GetBundle")?;
         let b = self.ctx.ca.bundle();
         Ok(Response::new(GetBundleResponse {
             trust_domain: b.trust_domain.to_string(),
@@ -342,11 +300,37 @@ impl ServerAdmin for AdminApi {
         }))
     }
 
+    async fn list_audit(
+        &self,
+        request: Request<ListAuditRequest>,
+    ) -> Result<Response<ListAuditResponse>, Status> {
+        self.reader(&request, "ListAudit")?;
+        let limit = match request.into_inner().limit {
+            n if n <= 0 => 100,
+            n => n.min(1000),
+        };
+        let records = self.ctx.ds.list_audit(limit).await.map_err(ds_status)?;
+        Ok(Response::new(ListAuditResponse {
+            records: records
+                .into_iter()
+                .map(|r| AuditRecordInfo {
+                    id: r.id,
+                    at: r.at,
+                    actor: r.actor,
+                    action: r.action,
+                    target: r.target,
+                    detail: r.detail,
+                    outcome: r.outcome,
+                })
+                .collect(),
+        }))
+    }
+
     async fn health(
         &self,
         request: Request<HealthRequest>,
     ) -> Result<Response<HealthResponse>, Status> {
-        self.reader(&request)?;
+        self.reader(&request, "Health")?;
         let st = self.ctx.ca.snapshot();
         let now = self.ctx.clock.now();
         let mut warnings = self.ctx.config.warnings.clone();

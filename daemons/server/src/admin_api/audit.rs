@@ -1,0 +1,211 @@
+//! The audit log of the admin API: a change commits together with its record (or neither
+//! happens), an attempt that failed is recorded on its own, and refused callers are recorded
+//! at a bounded rate ([`RefusalAudit`]).
+
+use std::sync::{Arc, Mutex};
+
+use ring::rand::{SecureRandom, SystemRandom};
+use tokio::sync::watch;
+use tonic::Status;
+use trustdeck_admin::refusals::{REFUSAL_WINDOW, RefusalLimiter, RefusalSink, ToRecord};
+use trustdeck_datastore::{AuditRecord, AuditedChange, Datastore};
+use trustdeck_process::clock::Clock;
+use trustdeck_proto::admin::EventKind;
+use trustdeck_topology::Hub;
+use trustdeck_topology::hub::Severity;
+
+use crate::ctx::{ServerCtx, ds_status};
+
+/// How an admin call ended, as the audit log says it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The change is stored, with this record.
+    Ok,
+    /// An operator's call failed (invalid, not found, datastore error): nothing changed.
+    Failed(String),
+    /// The caller may not make this call.
+    Refused,
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outcome::Ok => f.write_str("ok"),
+            Outcome::Failed(why) => write!(f, "failed: {why}"),
+            Outcome::Refused => f.write_str("refused"),
+        }
+    }
+}
+
+/// What an audit record says besides who, when and how it ended.
+#[derive(Debug, Clone, Default)]
+pub struct Audit {
+    /// E.g. `entry.create`; for a refused call, the method (`CreateEntry`).
+    pub action: String,
+    /// What it was done to (an entry id, an agent's SPIFFE ID).
+    pub target: String,
+    pub detail: String,
+    /// The node it acted on when the server publishes it (an agent), else empty: the event
+    /// is attached to it.
+    pub node: String,
+}
+
+/// A record with a fresh random id.
+fn record(clock: &dyn Clock, actor: &str, audit: &Audit, outcome: &Outcome) -> AuditRecord {
+    let mut id = [0u8; 12];
+    let _ = SystemRandom::new().fill(&mut id);
+    AuditRecord {
+        id: hex::encode(id),
+        at: clock.now().timestamp(),
+        actor: actor.into(),
+        action: audit.action.clone(),
+        target: audit.target.clone(),
+        detail: audit.detail.clone(),
+        outcome: outcome.to_string(),
+    }
+}
+
+/// Tells the log and the `Watch` stream what happened.
+fn publish(hub: &Hub, clock: &dyn Clock, rec: &AuditRecord, node: &str, ok: bool) {
+    let (actor, action, target, outcome) = (&rec.actor, &rec.action, &rec.target, &rec.outcome);
+    tracing::info!(%actor, %action, %target, %outcome, "audit");
+    let severity = if ok {
+        Severity::Info
+    } else {
+        Severity::Warning
+    };
+    hub.event(
+        severity,
+        EventKind::OperatorAction,
+        format!(
+            "{actor}: {action}{}{target} ({outcome})",
+            if target.is_empty() { "" } else { " " }
+        ),
+        node,
+        clock.now(),
+    );
+}
+
+/// Runs `change` in one transaction with its audit record: the change is stored only if
+/// the record is. `change` may fill in the record's target and detail as it learns them. A
+/// call that fails is recorded on its own (best effort: its error goes to the caller
+/// whatever happens to the record).
+pub async fn audited<T>(
+    ctx: &ServerCtx,
+    actor: &str,
+    mut audit: Audit,
+    change: impl AsyncFnOnce(&mut AuditedChange, &mut Audit) -> Result<T, Status>,
+) -> Result<T, Status> {
+    let clock = ctx.clock.as_ref();
+    let result: Result<T, Status> = async {
+        let mut tx = ctx.ds.begin_audited().await.map_err(ds_status)?;
+        let value = change(&mut tx, &mut audit).await?;
+        let rec = record(clock, actor, &audit, &Outcome::Ok);
+        tx.commit(&rec).await.map_err(ds_status)?;
+        publish(&ctx.hub, clock, &rec, &audit.node, true);
+        Ok(value)
+    }
+    .await;
+    if let Err(status) = &result {
+        let rec = record(
+            clock,
+            actor,
+            &audit,
+            &Outcome::Failed(status.message().into()),
+        );
+        if let Err(e) = ctx.ds.append_audit(&rec).await {
+            tracing::error!(error = %e, action = %audit.action, "could not record a failed admin call");
+        }
+        publish(&ctx.hub, clock, &rec, &audit.node, false);
+    }
+    result
+}
+
+/// Records refused admin calls: the first of a caller and method, then one per
+/// [`REFUSAL_WINDOW`] with the count of the repeats in between, so a hostile caller cannot
+/// grow the audit log faster than that.
+pub struct RefusalAudit {
+    limiter: Mutex<RefusalLimiter>,
+    ds: Datastore,
+    clock: Arc<dyn Clock>,
+    hub: Arc<Hub>,
+}
+
+impl RefusalAudit {
+    pub fn new(ds: Datastore, clock: Arc<dyn Clock>, hub: Arc<Hub>) -> Arc<Self> {
+        Arc::new(Self {
+            limiter: Mutex::new(RefusalLimiter::default()),
+            ds,
+            clock,
+            hub,
+        })
+    }
+
+    /// The sink for [`AdminAccess::refusals`](trustdeck_admin::AdminAccess::refusals).
+    pub fn sink(self: &Arc<Self>) -> RefusalSink {
+        let me = self.clone();
+        RefusalSink(Arc::new(move |refusal| {
+            let now = me.clock.now();
+            let due = me
+                .limiter
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .note(refusal, now);
+            if let Some(r) = due {
+                me.write(r);
+            }
+        }))
+    }
+
+    /// Writes one record, off the caller's task.
+    fn write(self: &Arc<Self>, r: ToRecord) {
+        let audit = Audit {
+            action: r.refusal.method.clone(),
+            target: String::new(),
+            detail: if r.suppressed == 0 {
+                r.refusal.why.clone()
+            } else {
+                format!(
+                    "{} ({} more refused since the last record)",
+                    r.refusal.why, r.suppressed
+                )
+            },
+            node: String::new(),
+        };
+        let rec = record(
+            self.clock.as_ref(),
+            &r.refusal.actor,
+            &audit,
+            &Outcome::Refused,
+        );
+        publish(&self.hub, self.clock.as_ref(), &rec, "", false);
+        let ds = self.ds.clone();
+        tokio::spawn(async move {
+            if let Err(e) = ds.append_audit(&rec).await {
+                tracing::error!(error = %e, "could not record a refused admin call");
+            }
+        });
+    }
+
+    /// Records, once a window, the repeats of callers that went quiet, until shutdown.
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let period = REFUSAL_WINDOW
+            .to_std()
+            .unwrap_or(std::time::Duration::from_secs(60));
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(period) => {}
+                _ = shutdown.wait_for(|s| *s) => return,
+            }
+            let now = self.clock.now();
+            let due = self
+                .limiter
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .flush(now);
+            for r in due {
+                self.write(r);
+            }
+        }
+    }
+}

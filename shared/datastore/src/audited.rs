@@ -1,0 +1,89 @@
+//! Audited changes: an operator's change and its audit record commit in one transaction, or
+//! neither does.
+
+use sqlx::{Any, Transaction};
+
+use crate::audit::{AuditRecord, append};
+use crate::connection::Datastore;
+use crate::entries::{Entry, NewEntry, insert_entry, remove_entry};
+use crate::error::DatastoreError;
+use crate::join_tokens::insert_join_token;
+use crate::nodes::{AttestedNode, remove_node, update_node_banned};
+use crate::row::query_err;
+
+/// A change under way. It becomes visible only through [`commit`](Self::commit), which
+/// writes its audit record in the same transaction; dropped, it is rolled back.
+///
+/// Each method writes before it reads (`RETURNING`), so on SQLite the transaction takes the
+/// write lock at its first statement and never fails upgrading a read snapshot.
+pub struct AuditedChange {
+    tx: Transaction<'static, Any>,
+}
+
+impl std::fmt::Debug for AuditedChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuditedChange")
+    }
+}
+
+impl Datastore {
+    /// Starts a change that commits together with its audit record.
+    pub async fn begin_audited(&self) -> Result<AuditedChange, DatastoreError> {
+        let tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(query_err("begin audited change"))?;
+        Ok(AuditedChange { tx })
+    }
+}
+
+impl AuditedChange {
+    /// [`Datastore::create_entry`], inside the change.
+    pub async fn create_entry(&mut self, e: &NewEntry, now: i64) -> Result<Entry, DatastoreError> {
+        insert_entry(&mut *self.tx, e, now).await
+    }
+
+    /// Deletes an entry; what it was (`None`: there was none).
+    pub async fn delete_entry(&mut self, id: &str) -> Result<Option<Entry>, DatastoreError> {
+        remove_entry(&mut *self.tx, id).await
+    }
+
+    /// [`Datastore::create_join_token`], inside the change.
+    pub async fn create_join_token(
+        &mut self,
+        token: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<(), DatastoreError> {
+        insert_join_token(&mut *self.tx, token, expires_at, now).await
+    }
+
+    /// Evicts a node; what it was (`None`: there was none).
+    pub async fn delete_node(
+        &mut self,
+        spiffe_id: &str,
+    ) -> Result<Option<AttestedNode>, DatastoreError> {
+        remove_node(&mut *self.tx, spiffe_id).await
+    }
+
+    /// Bans or unbans a node; the node as changed (`None`: there is none).
+    pub async fn set_node_banned(
+        &mut self,
+        spiffe_id: &str,
+        banned: bool,
+        now: i64,
+    ) -> Result<Option<AttestedNode>, DatastoreError> {
+        update_node_banned(&mut *self.tx, spiffe_id, banned, now).await
+    }
+
+    /// Appends `record` and commits: the change and its record are stored together, or
+    /// (on any error) neither is.
+    pub async fn commit(mut self, record: &AuditRecord) -> Result<(), DatastoreError> {
+        append(&mut self.tx, record).await?;
+        self.tx
+            .commit()
+            .await
+            .map_err(query_err("commit audited change"))
+    }
+}
