@@ -97,6 +97,10 @@ pub enum DatastoreError {
         what: String,
     },
 
+    /// Another server owns the CA journal: this one must not change CA state.
+    #[error("another server owns the CA journal of this datastore; CA state left unchanged")]
+    NotCaOwner,
+
     /// No join token with the given value exists.
     #[error("join token not found")]
     TokenNotFound,

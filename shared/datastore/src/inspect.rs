@@ -88,13 +88,12 @@ impl Datastore {
                  WHERE table_schema = current_schema() AND table_name IN ('bundles', 'ca_journal')",
             ),
         };
-        let mut conn =
-            AnyConnection::connect(&connect_url)
-                .await
-                .map_err(|e| DatastoreError::Open {
-                    url: shown.clone(),
-                    reason: scrub_password(url, &e.to_string()),
-                })?;
+        let mut conn = crate::connection::connect_bounded(&connect_url)
+            .await
+            .map_err(|e| DatastoreError::Open {
+                url: shown.clone(),
+                reason: scrub_password(url, &e.to_string()),
+            })?;
         let result = count_state(&mut conn, tables_sql).await;
         let _ = conn.close().await;
         result.map_err(|e| match e {
