@@ -23,6 +23,7 @@ mod agent;
 mod demo;
 mod node;
 mod pg;
+mod pg_own;
 mod server;
 mod verify;
 
@@ -30,6 +31,7 @@ pub use agent::*;
 pub use demo::*;
 pub use node::*;
 pub use pg::*;
+pub use pg_own::*;
 pub use server::*;
 pub use verify::*;
 

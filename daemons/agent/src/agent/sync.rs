@@ -14,6 +14,9 @@ use super::svid::{jittered_renew_at, key_and_csr, leaf_window};
 use super::{Agent, AgentError};
 use crate::cache::{LocalEntry, WorkloadSvid, local_entries};
 
+/// The longest wait between rounds while the server answers that its datastore is down.
+const DATASTORE_DOWN_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Most CSRs sent in one call.
 const BATCH: usize = 100;
 
@@ -155,7 +158,14 @@ impl Agent {
                         ConnectivityState::Degraded
                     };
                     self.set_status(state, Some(e.to_string()));
-                    wait = std::cmp::min(wait * 2, max);
+                    // A server whose datastore is down answers at once: retry soon so the
+                    // agent recovers right after the database does.
+                    let cap = if e.server_datastore_down() {
+                        std::cmp::min(max, DATASTORE_DOWN_RETRY.max(base))
+                    } else {
+                        max
+                    };
+                    wait = std::cmp::min(wait * 2, cap);
                 }
             }
             // Wake early when an SVID falls due before the next round (only after a good
