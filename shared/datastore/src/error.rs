@@ -56,6 +56,17 @@ pub enum DatastoreError {
         reason: String,
     },
 
+    /// The database did not answer in time: no connection within the call's bound
+    /// (`datastore_timeout`); it is down, unreachable or overloaded. Nothing was written.
+    #[error(
+        "datastore unavailable: the database did not answer in time (during \"{op}\"); \
+         it is down, unreachable or overloaded"
+    )]
+    Unavailable {
+        /// What the datastore was doing.
+        op: &'static str,
+    },
+
     /// A query or transaction failed.
     #[error("datastore operation \"{op}\" failed: {cause}")]
     Query {

@@ -158,14 +158,7 @@ impl Agent {
                         ConnectivityState::Degraded
                     };
                     self.set_status(state, Some(e.to_string()));
-                    // A server whose datastore is down answers at once: retry soon so the
-                    // agent recovers right after the database does.
-                    let cap = if e.server_datastore_down() {
-                        std::cmp::min(max, DATASTORE_DOWN_RETRY.max(base))
-                    } else {
-                        max
-                    };
-                    wait = std::cmp::min(wait * 2, cap);
+                    wait = next_wait(wait, base, max, &e);
                 }
             }
             // Wake early when an SVID falls due before the next round (only after a good
@@ -224,6 +217,23 @@ impl Agent {
     }
 }
 
+/// The wait after a failed round: doubled up to `max`; but a server that answered that its
+/// datastore is down is asked again within [`DATASTORE_DOWN_RETRY`], so the agent recovers
+/// right after the database does.
+fn next_wait(
+    wait: std::time::Duration,
+    base: std::time::Duration,
+    max: std::time::Duration,
+    e: &AgentError,
+) -> std::time::Duration {
+    let cap = if e.server_datastore_down() {
+        std::cmp::min(max, DATASTORE_DOWN_RETRY.max(base))
+    } else {
+        max
+    };
+    std::cmp::min(wait * 2, cap)
+}
+
 /// The workload SVID in a signing result, or `None` (logged) when it was refused or is
 /// unusable.
 fn workload_svid(r: SvidResult, key: Vec<u8>, now: DateTime<Utc>) -> Option<Arc<WorkloadSvid>> {
@@ -248,4 +258,32 @@ fn workload_svid(r: SvidResult, key: Vec<u8>, now: DateTime<Utc>) -> Option<Arc<
         not_after: na,
         renew_at: jittered_renew_at(std::cmp::max(nb, now), na, rand::rng().random::<f64>()),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use tonic::{Code, Status};
+    use trustdeck_proto::node::Reason;
+    use trustdeck_proto::reason::reason_status;
+
+    #[test]
+    fn a_server_whose_datastore_is_down_is_asked_again_within_a_second() {
+        let (base, max) = (Duration::from_millis(500), Duration::from_secs(30));
+        let down = AgentError::from_status(
+            "s:1",
+            reason_status(Code::Unavailable, Reason::DatastoreUnavailable, "retry"),
+        );
+        let gone = AgentError::from_status("s:1", Status::unavailable("connection refused"));
+        assert_eq!(
+            next_wait(Duration::from_secs(16), base, max, &down),
+            DATASTORE_DOWN_RETRY
+        );
+        assert_eq!(next_wait(base, base, max, &down), Duration::from_secs(1));
+        assert_eq!(next_wait(Duration::from_secs(16), base, max, &gone), max);
+        assert_eq!(next_wait(base, base, max, &gone), Duration::from_secs(1));
+        let short_max = Duration::from_millis(700);
+        assert_eq!(next_wait(base, base, short_max, &down), short_max);
+    }
 }
