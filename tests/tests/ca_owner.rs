@@ -90,7 +90,35 @@ fn second_server_is_refused(
     a.spawn();
     assert_eq!(a.bundle_roots(), roots, "A restarts on its own CA");
     assert!(a.cli_ok(&["healthcheck"]).contains("healthy"));
+
+    // Killed, A comes back at once: its own crashed process is not waited for.
+    signal(a.child.as_ref().expect("running").id(), "KILL");
+    let _ = a.child.take().expect("child").wait();
+    a.spawn();
+    assert!(!a.log().contains("waiting for its lease"), "{}", a.log());
+    assert_eq!(a.bundle_roots(), roots);
     b
+}
+
+/// A server with another data dir that holds the owner's keys (the same key directory) is
+/// the owner: it starts on the same CA.
+fn the_owners_keys_make_the_owner(a: &mut ServerProc, datastore_line: &str) {
+    let roots = a.bundle_roots();
+    a.stop();
+    let keys = a.data_dir.join("keys");
+    let mut d = ServerProc::prepare(
+        &format!(
+            "{datastore_line}[key_manager]\ntype = \"disk\"\ndir = \"{}\"\n",
+            keys.display()
+        ),
+        &[],
+        &[],
+    );
+    d.spawn();
+    assert_eq!(d.bundle_roots(), roots, "same CA, same bundle");
+    d.stop();
+    a.spawn();
+    assert_eq!(a.bundle_roots(), roots);
 }
 
 /// Once A is stopped, B takes over only when told to (audited), and A is then refused.
@@ -119,6 +147,7 @@ async fn a_second_server_on_the_same_sqlite_file_is_refused() {
     let ds = Datastore::Sqlite(db.clone());
     let line = format!("datastore = \"sqlite://{}\"\n", db.display());
     let mut b = second_server_is_refused(&mut a, &line, &ds);
+    the_owners_keys_make_the_owner(&mut a, &line);
     take_over_when_told(&mut a, &mut b, &ds);
 }
 

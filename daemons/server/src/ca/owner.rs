@@ -20,6 +20,10 @@ pub struct Claimant<'a> {
     /// Its persistent key manager holds every live key of the journal (the owner's key set):
     /// the same server with a new data directory.
     pub holds_owner_keys: bool,
+    /// The owner's process is known not to run: the record names this host and this data
+    /// directory, and nobody answers on its admin socket (a crash or `kill -9`): no need to
+    /// wait for its lease.
+    pub owner_gone: bool,
     /// The operator asked for `run --take-over-ca`.
     pub take_over: bool,
     /// It already waited once for the current lease to run out.
@@ -47,7 +51,7 @@ pub fn decide(owner: Option<&CaOwner>, me: Claimant<'_>, now: DateTime<Utc>) -> 
     let Some(owner) = owner else {
         return Decision::Claim;
     };
-    let leased = owner.lease_until > now.timestamp();
+    let leased = owner.lease_until > now.timestamp() && !me.owner_gone;
     let same = owner.instance_id == me.instance_id || me.holds_owner_keys;
     match (same, leased) {
         (true, false) => Decision::Claim,
@@ -111,6 +115,7 @@ mod tests {
         Claimant {
             instance_id: instance,
             holds_owner_keys: false,
+            owner_gone: false,
             take_over: false,
             waited: false,
         }
@@ -167,6 +172,18 @@ mod tests {
         assert_eq!(decide(Some(&o), waited, t(111)), Decision::Claim);
         let renewed = owner("a", 125);
         assert_eq!(decide(Some(&renewed), waited, t(111)), Decision::RefuseLive);
+    }
+
+    #[test]
+    fn a_crashed_owner_on_this_host_and_data_dir_is_not_waited_for() {
+        let gone = Claimant {
+            owner_gone: true,
+            ..me("a")
+        };
+        assert_eq!(
+            decide(Some(&owner("a", 110)), gone, t(100)),
+            Decision::Claim
+        );
     }
 
     #[test]

@@ -92,6 +92,14 @@ fn host() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
+/// The owner record names this host and data directory, and no server answers on the admin
+/// socket there: its process is gone (a crash, `kill -9`).
+fn gone_from_here(owner: &CaOwner, config: &Config) -> bool {
+    owner.host == host()
+        && owner.data_dir == config.data_dir.display().to_string()
+        && std::os::unix::net::UnixStream::connect(&config.admin_socket).is_err()
+}
+
 /// Whether a persistent `km` holds every live key of the journal, each with the public key
 /// the journal records: the owner's key set, whatever the data directory.
 async fn holds_owner_keys(ds: &Datastore, km: &Arc<dyn KeyManager>) -> Result<bool, RunError> {
@@ -133,6 +141,7 @@ pub(super) async fn claim(
         let claimant = Claimant {
             instance_id: &me,
             holds_owner_keys: holds,
+            owner_gone: owner.as_ref().is_some_and(|o| gone_from_here(o, config)),
             take_over: config.take_over_ca,
             waited,
         };
