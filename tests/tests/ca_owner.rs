@@ -71,6 +71,12 @@ fn second_server_is_refused(
     let text = output_text(&out);
     assert!(!out.status.success(), "check-config must fail: {text}");
     assert!(text.contains("belongs to another server"), "{text}");
+    // With disk keys of its own, too.
+    let e = ServerProc::prepare(b_datastore_line, &[], &[]);
+    let out = e.cli(&["check-config"]);
+    let text = output_text(&out);
+    assert!(!out.status.success(), "check-config must fail: {text}");
+    assert!(text.contains("belongs to another server"), "{text}");
 
     assert_eq!(
         query(ds, "SELECT id, status FROM ca_journal ORDER BY id"),
@@ -114,6 +120,7 @@ fn the_owners_keys_make_the_owner(a: &mut ServerProc, datastore_line: &str) {
         &[],
         &[],
     );
+    d.cli_ok(&["check-config"]);
     d.spawn();
     assert_eq!(d.bundle_roots(), roots, "same CA, same bundle");
     d.stop();

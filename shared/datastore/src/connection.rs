@@ -17,9 +17,6 @@ use crate::url::{
 /// The schema migrations, embedded from `./migrations`.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-/// How long a SQLite connection waits for a lock held by another connection.
-const SQLITE_BUSY_TIMEOUT_MS: u64 = 5_000;
-
 /// How long opening the datastore may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -134,13 +131,14 @@ impl Datastore {
         .test_before_acquire(true)
         .acquire_timeout(call_timeout);
         let options = match backend {
-            Backend::Sqlite => options.after_connect(|conn, _meta| {
+            // A SQLite connection waits for a lock held by another connection (another
+            // process on the same file included) as long as a call may wait.
+            Backend::Sqlite => options.after_connect(move |conn, _meta| {
+                let busy_ms = call_timeout.as_millis();
                 Box::pin(async move {
-                    sqlx::query(AssertSqlSafe(format!(
-                        "PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}"
-                    )))
-                    .execute(&mut *conn)
-                    .await?;
+                    sqlx::query(AssertSqlSafe(format!("PRAGMA busy_timeout = {busy_ms}")))
+                        .execute(&mut *conn)
+                        .await?;
                     sqlx::query("PRAGMA foreign_keys = ON")
                         .execute(&mut *conn)
                         .await?;

@@ -3,6 +3,7 @@
 
 use sqlx::{AnyConnection, Connection};
 
+use crate::ca::CaStatus;
 use crate::connection::Datastore;
 use crate::error::DatastoreError;
 use crate::row::{Cols, query_err};
@@ -130,9 +131,12 @@ impl Datastore {
         Ok(())
     }
 
-    /// The owner of the CA journal at `url`, read without creating, migrating or writing
-    /// anything; `None` when there is no owner (or no such table yet, or no such file).
-    pub async fn inspect_ca_owner(url: &str) -> Result<Option<CaOwner>, DatastoreError> {
+    /// The owner of the CA journal at `url` and the key refs of its live authorities, read
+    /// without creating, migrating or writing anything; `None` when there is no owner (or no
+    /// such table yet, or no such file).
+    pub async fn inspect_ca_owner(
+        url: &str,
+    ) -> Result<Option<(CaOwner, Vec<String>)>, DatastoreError> {
         sqlx::any::install_default_drivers();
         let shown = redact_url(url);
         let backend = Backend::from_url(url)
@@ -171,7 +175,7 @@ impl Datastore {
 async fn read_owner(
     conn: &mut AnyConnection,
     table_sql: &'static str,
-) -> Result<Option<CaOwner>, DatastoreError> {
+) -> Result<Option<(CaOwner, Vec<String>)>, DatastoreError> {
     let tables: i64 = sqlx::query(table_sql)
         .fetch_one(&mut *conn)
         .await
@@ -181,13 +185,26 @@ async fn read_owner(
         return Ok(None);
     }
     let sql = format!("SELECT {OWNER_COLUMNS} FROM ca_owner WHERE id = 'ca'");
-    sqlx::query(sqlx::AssertSqlSafe(sql))
+    let Some(owner) = sqlx::query(sqlx::AssertSqlSafe(sql))
         .fetch_optional(&mut *conn)
         .await
         .map_err(query_err("inspect CA owner"))?
         .as_ref()
         .map(decode)
-        .transpose()
+        .transpose()?
+    else {
+        return Ok(None);
+    };
+    let live = sqlx::query("SELECT key_ref FROM ca_journal WHERE status IN ($1, $2)")
+        .bind(CaStatus::Prepared.as_str())
+        .bind(CaStatus::Active.as_str())
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(query_err("inspect CA journal"))?
+        .iter()
+        .map(|row| Cols::new(row, "CA journal record", None).text("key_ref"))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some((owner, live)))
 }
 
 trait BindOwner {

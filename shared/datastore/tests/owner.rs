@@ -42,7 +42,7 @@ async fn only_the_owners_session_commits_and_claims_are_compare_and_set() {
     assert_eq!(ds.ca_owner().await.unwrap(), Some(owner("a", "s1")));
     assert_eq!(
         Datastore::inspect_ca_owner(&url).await.unwrap(),
-        Some(owner("a", "s1"))
+        Some((owner("a", "s1"), Vec::new()))
     );
 
     let refused = ds.commit_ca_state("s2", &[], &[], &bundle(1), None).await;

@@ -240,28 +240,49 @@ async fn write_claim(
 }
 
 /// For `check-config`: refuses, without writing anything, a datastore whose CA journal another
-/// server owns, when this server cannot hold that server's keys (a memory key manager). With
-/// a persistent key manager `run` decides, by loading the keys.
+/// server owns, when this server cannot hold that server's keys (memory keys, or a disk key
+/// directory without the live authorities' key files). A PKCS#11 token is not searched: `run`
+/// decides, by loading the keys; the answer is then a warning.
 pub async fn check_ca_owner(config: &Config) -> Result<Option<String>, RunError> {
     let url = || trustdeck_datastore::redact_url(&config.datastore);
-    let owner = Datastore::inspect_ca_owner(&config.datastore)
+    let found = Datastore::inspect_ca_owner(&config.datastore)
         .await
         .map_err(|source| RunError::Datastore { url: url(), source })?;
-    let Some(owner) = owner else {
+    let Some((owner, live_key_refs)) = found else {
         return Ok(None);
     };
     let me = read_instance_id(&config.data_dir)?;
     if me.as_deref() == Some(owner.instance_id.as_str()) {
         return Ok(None);
     }
+    let holds = match &config.key_manager {
+        KeyManagerConfig::Memory => Some(false),
+        KeyManagerConfig::Disk { .. } => {
+            let dir = config
+                .key_dir()
+                .unwrap_or_else(|| config.data_dir.join("keys"));
+            Some(
+                !live_key_refs.is_empty()
+                    && live_key_refs
+                        .iter()
+                        .all(|k| dir.join(format!("{k}.key.pem")).exists()),
+            )
+        }
+        KeyManagerConfig::Pkcs11 { .. } => None,
+    };
     let shown = describe(&owner, trustdeck_process::clock::SystemClock.now());
-    let me = me.unwrap_or_else(|| "(none yet)".into());
-    if matches!(config.key_manager, KeyManagerConfig::Memory) {
-        return Err(refusal(config, &me, &shown, false));
+    match holds {
+        Some(true) => Ok(None),
+        Some(false) => Err(refusal(
+            config,
+            me.as_deref().unwrap_or("(none yet)"),
+            &shown,
+            false,
+        )),
+        None => Ok(Some(format!(
+            "the CA journal in {} belongs to {shown}; `run` refuses unless this server's \
+             PKCS#11 token holds that server's CA keys",
+            url()
+        ))),
     }
-    Ok(Some(format!(
-        "the CA journal in {} belongs to {shown}; `run` refuses unless this server's key \
-         manager holds that server's CA keys",
-        url()
-    )))
 }
