@@ -192,3 +192,35 @@ async fn a_second_server_on_the_same_postgresql_database_is_refused() {
 
     take_over_when_told(&mut a, &mut b, &ds);
 }
+
+/// An owner that stopped answering (here: SIGSTOP) past its lease can be taken over; when it
+/// comes back it finds the journal gone and stops instead of signing on.
+#[tokio::test]
+async fn an_owner_whose_journal_was_taken_over_stops() {
+    let mut a = ServerProc::start("");
+    let db = a.data_dir.join("datastore.sqlite3");
+    let pid = a.child.as_ref().expect("running").id();
+    signal(pid, "STOP");
+    let mut b = ServerProc::prepare(
+        &format!(
+            "datastore = \"sqlite://{}\"\n[key_manager]\ntype = \"memory\"\n",
+            db.display()
+        ),
+        &[],
+        &[],
+    );
+    b.run_args = vec!["--take-over-ca".into()];
+    b.spawn();
+    assert!(b.log().contains("waiting for its lease"), "{}", b.log());
+    signal(pid, "CONT");
+    wait_for(20, "A to stop", || {
+        a.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+    });
+    assert!(
+        a.log()
+            .contains("another server took over this server's CA journal"),
+        "{}",
+        a.log()
+    );
+    assert!(b.cli_ok(&["healthcheck"]).contains("healthy"));
+}

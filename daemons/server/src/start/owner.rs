@@ -132,7 +132,13 @@ pub(super) async fn claim(
     clock: &dyn Clock,
 ) -> Result<Claimed, RunError> {
     let me = instance_id(&config.data_dir)?;
-    let holds = holds_owner_keys(ds, km).await?;
+    // Whether this server holds another instance's keys matters only then.
+    let foreign = ds
+        .ca_owner()
+        .await
+        .map_err(ds_err(ds))?
+        .is_some_and(|o| o.instance_id != me);
+    let holds = foreign && holds_owner_keys(ds, km).await?;
     let session = random_hex::<16>();
     let mut waited = false;
     loop {
