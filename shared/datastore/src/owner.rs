@@ -1,13 +1,14 @@
 //! Who owns the CA journal: the one server instance allowed to change CA state in this
 //! datastore, and the lease that says it is running.
 
-use sqlx::{AnyConnection, Connection};
+use sqlx::AnyConnection;
 
 use crate::ca::CaStatus;
 use crate::connection::Datastore;
 use crate::error::DatastoreError;
+use crate::inspect::{Look, close, count_tables, look};
 use crate::row::{Cols, query_err};
-use crate::url::{Backend, redact_url, scrub_password, sqlite_file_path};
+use crate::url::Backend;
 
 /// The owner record of the CA journal.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,51 +138,21 @@ impl Datastore {
     pub async fn inspect_ca_owner(
         url: &str,
     ) -> Result<Option<(CaOwner, Vec<String>)>, DatastoreError> {
-        sqlx::any::install_default_drivers();
-        let shown = redact_url(url);
-        let backend = Backend::from_url(url)
-            .ok_or_else(|| DatastoreError::UnsupportedUrl { url: shown.clone() })?;
-        let (connect_url, table_sql) = match backend {
-            Backend::Sqlite => {
-                let Some(path) = sqlite_file_path(url) else {
-                    return Ok(None);
-                };
-                if std::fs::metadata(&path).map_or(true, |m| m.len() == 0) {
-                    return Ok(None);
-                }
-                (
-                    format!("sqlite://{}?mode=ro", path.display()),
-                    "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'ca_owner'",
-                )
+        match look(url).await? {
+            Look::InMemory | Look::NoFile => Ok(None),
+            Look::Conn(mut conn, backend) => {
+                let result = read_owner(&mut conn, backend).await;
+                close(conn, url, result).await
             }
-            Backend::Postgres => (
-                url.to_owned(),
-                "SELECT count(*) FROM information_schema.tables \
-                 WHERE table_schema = current_schema() AND table_name = 'ca_owner'",
-            ),
-        };
-        let mut conn = crate::connection::connect_bounded(&connect_url)
-            .await
-            .map_err(|e| DatastoreError::Open {
-                url: shown.clone(),
-                reason: scrub_password(url, &e.to_string()),
-            })?;
-        let result = read_owner(&mut conn, table_sql).await;
-        let _ = conn.close().await;
-        result
+        }
     }
 }
 
 async fn read_owner(
     conn: &mut AnyConnection,
-    table_sql: &'static str,
+    backend: Backend,
 ) -> Result<Option<(CaOwner, Vec<String>)>, DatastoreError> {
-    let tables: i64 = sqlx::query(table_sql)
-        .fetch_one(&mut *conn)
-        .await
-        .and_then(|r| sqlx::Row::try_get(&r, 0))
-        .map_err(query_err("inspect CA owner table"))?;
-    if tables == 0 {
+    if count_tables(conn, backend, &["ca_owner"]).await? == 0 {
         return Ok(None);
     }
     let sql = format!("SELECT {OWNER_COLUMNS} FROM ca_owner WHERE id = 'ca'");
