@@ -33,14 +33,19 @@ impl AgentProc {
 server_address = "{addr}"
 trust_bundle_path = "{bundle}"
 data_dir = "{data}"
-max_backoff = "1s"
-{extra}
+{backoff}{extra}
 [node_attestation]
 {attestation}
 "#,
                 addr = server.addr(),
                 bundle = bundle.display(),
                 data = dir.path().join("data").display(),
+                // Tests want quick retries unless they set their own.
+                backoff = if extra.contains("max_backoff") {
+                    ""
+                } else {
+                    "max_backoff = \"1s\"\n"
+                },
             ),
         )
         .expect("config");

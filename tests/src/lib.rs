@@ -24,6 +24,7 @@ mod demo;
 pub mod measure;
 mod node;
 mod pg;
+mod pg_own;
 mod server;
 mod verify;
 
@@ -31,6 +32,7 @@ pub use agent::*;
 pub use demo::*;
 pub use node::*;
 pub use pg::*;
+pub use pg_own::*;
 pub use server::*;
 pub use verify::*;
 

@@ -62,6 +62,13 @@ impl ServerProc {
     /// Like [`start_with_env`](Self::start_with_env), run under `wrapper` (a command that
     /// execs its arguments, e.g. `prlimit --nofile=128:128 --`).
     pub fn start_wrapped(extra: &str, env: &[(&str, &str)], wrapper: &[&str]) -> ServerProc {
+        let mut s = Self::prepare(extra, env, wrapper);
+        s.spawn();
+        s
+    }
+
+    /// A server's directory and config, not started (for a test that expects a refusal).
+    pub fn prepare(extra: &str, env: &[(&str, &str)], wrapper: &[&str]) -> ServerProc {
         let dir = tempfile::Builder::new()
             .prefix("td-e2e-")
             .tempdir_in("/tmp")
@@ -69,7 +76,7 @@ impl ServerProc {
         let config = dir.path().join("server.toml");
         std::fs::write(&config, server_config(dir.path(), extra)).expect("write config");
         let data_dir = dir.path().join("data");
-        let mut s = ServerProc {
+        ServerProc {
             dir,
             config,
             data_dir,
@@ -81,9 +88,7 @@ impl ServerProc {
                 .collect(),
             run_args: Vec::new(),
             wrapper: wrapper.iter().map(|w| w.to_string()).collect(),
-        };
-        s.spawn();
-        s
+        }
     }
 
     /// `trustdeck-server run` with this config and environment, logging to `server.log`.

@@ -38,6 +38,11 @@ enum Command {
         /// mints a new CA and trust anchor (audited). Only after the datastore is known lost.
         #[arg(long)]
         reinitialize: bool,
+        /// Take the CA journal over from another server that is gone for good (its lease run
+        /// out): its CA stays trusted until it expires, and a new CA, JWT key and bundle are
+        /// minted (audited). Never while the other server runs.
+        #[arg(long)]
+        take_over_ca: bool,
     },
     /// Check a config file and print its warnings.
     CheckConfig {
@@ -319,9 +324,10 @@ fn entry_json(e: &EntryInfo) -> serde_json::Value {
     })
 }
 
-async fn run_server(config: &Path, reinitialize: bool) -> Result<()> {
+async fn run_server(config: &Path, reinitialize: bool, take_over_ca: bool) -> Result<()> {
     let mut config = Config::load(config)?;
     config.reinitialize = reinitialize;
+    config.take_over_ca = take_over_ca;
     let mut server = trustdeck_server::start::start(config)
         .await
         .context("trustdeck-server failed to start")?;
@@ -335,9 +341,10 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Run {
             config,
             reinitialize,
+            take_over_ca,
         } => {
             trustdeck_process::init_logging();
-            run_server(&config, reinitialize).await
+            run_server(&config, reinitialize, take_over_ca).await
         }
         Command::CheckConfig { config } => {
             let c = Config::load(&config)?;
@@ -346,6 +353,9 @@ async fn run(cli: Cli) -> Result<()> {
             }
             // Reads the datastore (read-only) and the disk key directory, never a key.
             trustdeck_server::start::check_earlier_state(&c).await?;
+            if let Some(w) = trustdeck_server::start::check_ca_owner(&c).await? {
+                trustdeck_process::outln!("warning: {w}");
+            }
             trustdeck_process::outln!("config {} is valid", config.display());
             Ok(())
         }

@@ -22,6 +22,8 @@ fn settings() -> CaSettings {
         ca_common_name: "test CA".into(),
         jwt_key_ttl: Duration::seconds(600),
         upstream: None,
+        owner_session: "test".into(),
+        took_over: false,
     }
 }
 

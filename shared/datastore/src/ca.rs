@@ -157,8 +157,12 @@ impl Datastore {
     /// domain). Otherwise the transaction is rolled back, nothing is written,
     /// and [`DatastoreError::Conflict`] is returned. Any other failure also
     /// leaves everything as it was.
+    ///
+    /// Once a server claimed the journal ([`Datastore::claim_ca_owner`]), only its session
+    /// `owner_session` commits: any other gets [`DatastoreError::NotCaOwner`], nothing written.
     pub async fn commit_ca_state(
         &self,
+        owner_session: &str,
         upserts: &[CaJournalRecord],
         deletes: &[String],
         bundle: &BundleRecord,
@@ -220,6 +224,15 @@ impl Datastore {
             });
         }
 
+        if let Some(owner) = current_owner(&mut tx).await?
+            && owner != owner_session
+        {
+            tx.rollback()
+                .await
+                .map_err(query_err("roll back CA state transaction"))?;
+            return Err(DatastoreError::NotCaOwner);
+        }
+
         for r in upserts {
             sqlx::query(
                 "INSERT INTO ca_journal (id, kind, status, key_backend, key_ref, \
@@ -266,6 +279,17 @@ impl Datastore {
             .await
             .map_err(query_err("commit CA state transaction"))
     }
+}
+
+/// The session of the CA journal's owner, if one claimed it.
+async fn current_owner(conn: &mut sqlx::AnyConnection) -> Result<Option<String>, DatastoreError> {
+    sqlx::query("SELECT session FROM ca_owner WHERE id = 'ca'")
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(query_err("read CA owner"))?
+        .as_ref()
+        .map(|row| Cols::new(row, "CA owner", None).text("session"))
+        .transpose()
 }
 
 fn describe_sequence(sequence: Option<i64>) -> String {

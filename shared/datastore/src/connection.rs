@@ -17,11 +17,20 @@ use crate::url::{
 /// The schema migrations, embedded from `./migrations`.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-/// How long a SQLite connection waits for a lock held by another connection.
-const SQLITE_BUSY_TIMEOUT_MS: u64 = 5_000;
-
-/// How long opening the datastore, or waiting for a pooled connection, may take.
+/// How long opening the datastore may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long one call may wait for the database by default: for a pooled connection, for a
+/// new connection, and (PostgreSQL) for one statement. A call against a database that is down
+/// fails after this instead of hanging.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One connection, waiting at most [`DEFAULT_CALL_TIMEOUT`] for it.
+pub(crate) async fn connect_bounded(url: &str) -> Result<AnyConnection, sqlx::Error> {
+    tokio::time::timeout(DEFAULT_CALL_TIMEOUT, AnyConnection::connect(url))
+        .await
+        .map_err(|_| sqlx::Error::PoolTimedOut)?
+}
 
 /// A handle on the datastore. Cloning is cheap: clones share one connection
 /// pool.
@@ -55,6 +64,12 @@ impl Datastore {
     /// * `sqlite::memory:`: a private in-memory database (tests).
     /// * `postgres://user:password@host:port/database` (or `postgresql://`).
     pub async fn open(url: &str) -> Result<Datastore, DatastoreError> {
+        Self::open_with(url, DEFAULT_CALL_TIMEOUT).await
+    }
+
+    /// [`open`](Self::open), each later call waiting at most `call_timeout` for a connection
+    /// and, on PostgreSQL, for each statement (`statement_timeout`).
+    pub async fn open_with(url: &str, call_timeout: Duration) -> Result<Datastore, DatastoreError> {
         sqlx::any::install_default_drivers();
         let shown = redact_url(url);
         let backend = Backend::from_url(url)
@@ -111,15 +126,19 @@ impl Datastore {
             Backend::Sqlite => AnyPoolOptions::new().max_connections(8),
             Backend::Postgres => AnyPoolOptions::new().max_connections(16),
         }
-        .acquire_timeout(CONNECT_TIMEOUT);
+        // A pooled connection is pinged before use, so one the database closed (a restart)
+        // is replaced instead of failing the call.
+        .test_before_acquire(true)
+        .acquire_timeout(call_timeout);
         let options = match backend {
-            Backend::Sqlite => options.after_connect(|conn, _meta| {
+            // A SQLite connection waits for a lock held by another connection (another
+            // process on the same file included) as long as a call may wait.
+            Backend::Sqlite => options.after_connect(move |conn, _meta| {
+                let busy_ms = call_timeout.as_millis();
                 Box::pin(async move {
-                    sqlx::query(AssertSqlSafe(format!(
-                        "PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}"
-                    )))
-                    .execute(&mut *conn)
-                    .await?;
+                    sqlx::query(AssertSqlSafe(format!("PRAGMA busy_timeout = {busy_ms}")))
+                        .execute(&mut *conn)
+                        .await?;
                     sqlx::query("PRAGMA foreign_keys = ON")
                         .execute(&mut *conn)
                         .await?;
@@ -129,7 +148,17 @@ impl Datastore {
                     Ok(())
                 })
             }),
-            Backend::Postgres => options,
+            Backend::Postgres => {
+                let ms = call_timeout.as_millis();
+                options.after_connect(move |conn, _meta| {
+                    Box::pin(async move {
+                        sqlx::query(AssertSqlSafe(format!("SET statement_timeout = {ms}")))
+                            .execute(&mut *conn)
+                            .await?;
+                        Ok(())
+                    })
+                })
+            }
         };
         let pool = options.connect(&connect_url).await.map_err(open_err)?;
 
@@ -151,6 +180,11 @@ impl Datastore {
             file,
             shown,
         })
+    }
+
+    /// The URL, password redacted.
+    pub fn shown_url(&self) -> &str {
+        &self.shown
     }
 
     /// Which database this datastore runs on.

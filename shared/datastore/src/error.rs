@@ -56,6 +56,17 @@ pub enum DatastoreError {
         reason: String,
     },
 
+    /// The database did not answer in time: no connection within the call's bound
+    /// (`datastore_timeout`); it is down, unreachable or overloaded. Nothing was written.
+    #[error(
+        "datastore unavailable: the database did not answer in time (during \"{op}\"); \
+         it is down, unreachable or overloaded"
+    )]
+    Unavailable {
+        /// What the datastore was doing.
+        op: &'static str,
+    },
+
     /// A query or transaction failed.
     #[error("datastore operation \"{op}\" failed: {cause}")]
     Query {
@@ -96,6 +107,10 @@ pub enum DatastoreError {
         /// What was expected and what was found.
         what: String,
     },
+
+    /// Another server owns the CA journal: this one must not change CA state.
+    #[error("another server owns the CA journal of this datastore; CA state left unchanged")]
+    NotCaOwner,
 
     /// No join token with the given value exists.
     #[error("join token not found")]

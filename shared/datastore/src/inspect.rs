@@ -60,52 +60,100 @@ fn file_identity(path: &Path) -> Option<(u64, u64)> {
 const STATE_ROWS: &str =
     "SELECT (SELECT count(*) FROM bundles) + (SELECT count(*) FROM ca_journal)";
 
+/// A look at the datastore at `url` that cannot create or write anything.
+pub(crate) enum Look {
+    /// A private in-memory database: nothing was ever stored.
+    InMemory,
+    /// No SQLite file, or an empty one: nothing to open.
+    NoFile,
+    /// A connection, read-only for SQLite (`mode=ro`).
+    Conn(AnyConnection, Backend),
+}
+
+/// Opens a [`Look`] at `url`.
+pub(crate) async fn look(url: &str) -> Result<Look, DatastoreError> {
+    sqlx::any::install_default_drivers();
+    let backend = Backend::from_url(url).ok_or_else(|| DatastoreError::UnsupportedUrl {
+        url: redact_url(url),
+    })?;
+    let connect_url = match backend {
+        Backend::Sqlite => {
+            let Some(path) = sqlite_file_path(url) else {
+                return Ok(Look::InMemory);
+            };
+            if std::fs::metadata(&path).map_or(true, |m| m.len() == 0) {
+                return Ok(Look::NoFile);
+            }
+            format!("sqlite://{}?mode=ro", path.display())
+        }
+        Backend::Postgres => url.to_owned(),
+    };
+    let conn = crate::connection::connect_bounded(&connect_url)
+        .await
+        .map_err(|e| DatastoreError::Open {
+            url: redact_url(url),
+            reason: scrub_password(url, &e.to_string()),
+        })?;
+    Ok(Look::Conn(conn, backend))
+}
+
+/// How many of `tables` exist (names from this crate, never from input).
+pub(crate) async fn count_tables(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    tables: &[&'static str],
+) -> Result<i64, DatastoreError> {
+    let names = tables
+        .iter()
+        .map(|t| format!("'{t}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = match backend {
+        Backend::Sqlite => {
+            format!("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ({names})")
+        }
+        Backend::Postgres => format!(
+            "SELECT count(*) FROM information_schema.tables \
+             WHERE table_schema = current_schema() AND table_name IN ({names})"
+        ),
+    };
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .fetch_one(&mut *conn)
+        .await
+        .and_then(|r| r.try_get(0))
+        .map_err(query_err("inspect tables"))
+}
+
+/// Closes a look's connection; a SQLite file that is no database is said so.
+pub(crate) async fn close<T>(
+    conn: AnyConnection,
+    url: &str,
+    result: Result<T, DatastoreError>,
+) -> Result<T, DatastoreError> {
+    let _ = conn.close().await;
+    result.map_err(|e| match e {
+        DatastoreError::Query { cause, .. } if is_sqlite_not_a_database(&cause) => {
+            DatastoreError::NotADatabase {
+                url: redact_url(url),
+                reason: cause.to_string(),
+            }
+        }
+        e => e,
+    })
+}
+
 impl Datastore {
     /// What the datastore at `url` holds, without creating, migrating or writing anything
     /// (a SQLite file is opened read-only, and only if it exists and is not empty).
     pub async fn inspect(url: &str) -> Result<Contents, DatastoreError> {
-        sqlx::any::install_default_drivers();
-        let shown = redact_url(url);
-        let backend = Backend::from_url(url)
-            .ok_or_else(|| DatastoreError::UnsupportedUrl { url: shown.clone() })?;
-        let (connect_url, tables_sql) = match backend {
-            Backend::Sqlite => {
-                let Some(path) = sqlite_file_path(url) else {
-                    return Ok(Contents::InMemory);
-                };
-                if std::fs::metadata(&path).map_or(true, |m| m.len() == 0) {
-                    return Ok(Contents::Empty);
-                }
-                (
-                    format!("sqlite://{}?mode=ro", path.display()),
-                    "SELECT count(*) FROM sqlite_master \
-                     WHERE type = 'table' AND name IN ('bundles', 'ca_journal')",
-                )
+        match look(url).await? {
+            Look::InMemory => Ok(Contents::InMemory),
+            Look::NoFile => Ok(Contents::Empty),
+            Look::Conn(mut conn, backend) => {
+                let result = count_state(&mut conn, backend).await;
+                close(conn, url, result).await
             }
-            Backend::Postgres => (
-                url.to_owned(),
-                "SELECT count(*) FROM information_schema.tables \
-                 WHERE table_schema = current_schema() AND table_name IN ('bundles', 'ca_journal')",
-            ),
-        };
-        let mut conn =
-            AnyConnection::connect(&connect_url)
-                .await
-                .map_err(|e| DatastoreError::Open {
-                    url: shown.clone(),
-                    reason: scrub_password(url, &e.to_string()),
-                })?;
-        let result = count_state(&mut conn, tables_sql).await;
-        let _ = conn.close().await;
-        result.map_err(|e| match e {
-            DatastoreError::Query { cause, .. } if is_sqlite_not_a_database(&cause) => {
-                DatastoreError::NotADatabase {
-                    url: shown,
-                    reason: cause.to_string(),
-                }
-            }
-            e => e,
-        })
+        }
     }
 
     /// Whether the datastore holds a server's state (its schema is current).
@@ -131,13 +179,9 @@ impl Contents {
 
 async fn count_state(
     conn: &mut AnyConnection,
-    tables_sql: &str,
+    backend: Backend,
 ) -> Result<Contents, DatastoreError> {
-    let tables: i64 = sqlx::query(sqlx::AssertSqlSafe(tables_sql.to_owned()))
-        .fetch_one(&mut *conn)
-        .await
-        .and_then(|r| r.try_get(0))
-        .map_err(query_err("inspect tables"))?;
+    let tables = count_tables(conn, backend, &["bundles", "ca_journal"]).await?;
     if tables < 2 {
         return Ok(Contents::Empty);
     }

@@ -30,7 +30,7 @@
 //! * `entries`: registration entries;
 //! * `nodes`: attested nodes;
 //! * `join_tokens`: join tokens;
-//! * `ca`: the bundle and the CA journal;
+//! * `ca`: the bundle and the CA journal; `owner`: who may change them;
 //! * `audit`: the audit log; `audited`: a change that commits together with its
 //!   audit record;
 //! * `row` and `names`: decoding rows and stored names, shared by all.
@@ -45,6 +45,7 @@ mod inspect;
 mod join_tokens;
 mod names;
 mod nodes;
+mod owner;
 mod row;
 mod url;
 
@@ -58,4 +59,5 @@ pub use inspect::Contents;
 pub use join_tokens::JoinToken;
 pub use names::UnknownName;
 pub use nodes::AttestedNode;
+pub use owner::CaOwner;
 pub use url::{Backend, redact_url};

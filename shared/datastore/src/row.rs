@@ -10,8 +10,12 @@ use crate::error::DatastoreError;
 use crate::names::StoredName;
 
 /// Wraps a failed query as [`DatastoreError::Query`] naming what was being done.
+/// A call that got no connection in time is [`DatastoreError::Unavailable`].
 pub(crate) fn query_err(op: &'static str) -> impl Fn(sqlx::Error) -> DatastoreError {
-    move |cause| DatastoreError::Query { op, cause }
+    move |cause| match cause {
+        sqlx::Error::PoolTimedOut => DatastoreError::Unavailable { op },
+        cause => DatastoreError::Query { op, cause },
+    }
 }
 
 /// Encodes a list of strings as the JSON array stored in a `TEXT` column.

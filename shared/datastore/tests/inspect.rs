@@ -26,7 +26,9 @@ async fn inspect_tells_empty_from_initialised_without_writing() {
     let ds = Datastore::open(&url).await.unwrap();
     assert_eq!(ds.contents().await.unwrap(), Contents::Empty);
     assert_eq!(Datastore::inspect(&url).await.unwrap(), Contents::Empty);
-    ds.commit_ca_state(&[], &[], &bundle(), None).await.unwrap();
+    ds.commit_ca_state("test", &[], &[], &bundle(), None)
+        .await
+        .unwrap();
     assert_eq!(ds.contents().await.unwrap(), Contents::Initialised);
     assert_eq!(
         Datastore::inspect(&url).await.unwrap(),

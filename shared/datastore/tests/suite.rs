@@ -440,7 +440,7 @@ async fn ca_state(ds: &Datastore) {
     let x1 = journal("x509-1", CaKind::X509, CaStatus::Active, NOW);
     let j1 = journal("jwt-1", CaKind::Jwt, CaStatus::Prepared, NOW);
     let b1 = bundle("td.example", 1);
-    ds.commit_ca_state(&[x1.clone(), j1.clone()], &[], &b1, None)
+    ds.commit_ca_state("test", &[x1.clone(), j1.clone()], &[], &b1, None)
         .await
         .unwrap();
     assert_eq!(ds.get_bundle("td.example").await.unwrap(), Some(b1.clone()));
@@ -454,6 +454,7 @@ async fn ca_state(ds: &Datastore) {
     let before = snapshot(ds).await;
     let err = ds
         .commit_ca_state(
+            "test",
             &[journal(
                 "x509-zz",
                 CaKind::X509,
@@ -477,6 +478,7 @@ async fn ca_state(ds: &Datastore) {
     let x2 = journal("x509-2", CaKind::X509, CaStatus::Prepared, NOW + 50);
     let b2 = bundle("td.example", 2);
     ds.commit_ca_state(
+        "test",
         &[j1_active.clone(), x2.clone()],
         &["x509-1".to_owned(), "no-such-record".to_owned()],
         &b2,
@@ -494,6 +496,7 @@ async fn ca_state(ds: &Datastore) {
     let before = snapshot(ds).await;
     let err = ds
         .commit_ca_state(
+            "test",
             &[
                 journal("x509-3", CaKind::X509, CaStatus::Prepared, NOW + 60),
                 CaJournalRecord {
@@ -517,7 +520,7 @@ async fn ca_state(ds: &Datastore) {
 
     // Expecting a bundle where there is none is a conflict too.
     let err = ds
-        .commit_ca_state(&[], &[], &bundle("other.example", 5), Some(4))
+        .commit_ca_state("test", &[], &[], &bundle("other.example", 5), Some(4))
         .await
         .unwrap_err();
     assert!(matches!(err, DatastoreError::Conflict { .. }), "{err:?}");
@@ -525,7 +528,9 @@ async fn ca_state(ds: &Datastore) {
 
     // Bundles are per trust domain.
     let other = bundle("other.example", 7);
-    ds.commit_ca_state(&[], &[], &other, None).await.unwrap();
+    ds.commit_ca_state("test", &[], &[], &other, None)
+        .await
+        .unwrap();
     assert_eq!(ds.get_bundle("other.example").await.unwrap(), Some(other));
     assert_eq!(ds.get_bundle("td.example").await.unwrap(), Some(b2));
 
@@ -540,7 +545,7 @@ async fn ca_state(ds: &Datastore) {
                 CaStatus::Prepared,
                 NOW + 100,
             );
-            ds.commit_ca_state(&[record], &[], &bundle("race.example", 1), None)
+            ds.commit_ca_state("test", &[record], &[], &bundle("race.example", 1), None)
                 .await
         }));
     }

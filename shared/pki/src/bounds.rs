@@ -35,6 +35,13 @@ pub const INTERVAL: DurationRange = DurationRange {
     max: Duration::hours(1),
 };
 
+/// How long one datastore call may wait for the database (a connection, a statement): long
+/// enough for a loaded database, short enough that callers hear "unavailable" promptly.
+pub const DATASTORE_WAIT: DurationRange = DurationRange {
+    min: Duration::milliseconds(500),
+    max: Duration::seconds(60),
+};
+
 /// A duration outside its allowed range.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(

@@ -33,6 +33,9 @@ pub enum AgentError {
         addr: String,
         /// The gRPC status code.
         code: Code,
+        /// The server's reason, when it answered (`DatastoreUnavailable`: it runs, its
+        /// database does not answer yet).
+        reason: Reason,
         message: String,
     },
     /// The server ended the attestation stream without a result or a refusal.
@@ -118,9 +121,10 @@ impl AgentError {
             _ if matches!(s.code(), Code::PermissionDenied | Code::Unauthenticated) => {
                 AgentError::NotAttested(msg)
             }
-            _ => AgentError::Unreachable {
+            reason => AgentError::Unreachable {
                 addr: addr.to_string(),
                 code: s.code(),
+                reason,
                 message: msg,
             },
         }
@@ -154,6 +158,18 @@ impl AgentError {
             },
             _ => None,
         }
+    }
+
+    /// The server runs but its datastore does not answer: worth retrying soon, as it may
+    /// come back any moment, rather than backing off like for a server that is gone.
+    pub fn server_datastore_down(&self) -> bool {
+        matches!(
+            self,
+            AgentError::Unreachable {
+                reason: Reason::DatastoreUnavailable,
+                ..
+            }
+        )
     }
 
     /// Whether an agent that fails its first attestation with this error should stop
@@ -286,7 +302,11 @@ mod tests {
         );
         let e = AgentError::from_attest_status(ADDR, down);
         assert!(matches!(e, AgentError::Unreachable { .. }), "{e}");
+        assert!(e.server_datastore_down());
         assert!(!e.is_fatal_at_start());
+        assert!(
+            !AgentError::from_status(ADDR, Status::unavailable("gone")).server_datastore_down()
+        );
     }
 
     #[test]

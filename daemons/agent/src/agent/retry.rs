@@ -17,6 +17,9 @@ use trustdeck_proto::admin::{ConnectivityState, StrandedReason};
 pub const STRANDED_FIRST: Duration = Duration::from_secs(1);
 /// The longest wait while stranded.
 pub const STRANDED_MAX: Duration = Duration::from_secs(300);
+/// The longest wait between rounds while the server answers that its datastore is down: it
+/// may come back any moment, and the agent should recover right after the database does.
+pub const DATASTORE_DOWN_RETRY: Duration = Duration::from_secs(1);
 
 /// How a round ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +27,9 @@ pub enum Round {
     Ok,
     /// Failed in a way a later attempt may not (server unreachable, rate limited, evicted).
     Failed,
+    /// The server answered that its datastore is down: retried within
+    /// [`DATASTORE_DOWN_RETRY`].
+    DatastoreDown,
     /// The server refused the join token for a reason retrying cannot fix.
     Stranded(StrandedReason),
 }
@@ -100,13 +106,18 @@ impl Retry {
                 self.wait = self.stranded_step();
                 (ConnectivityState::Stranded, Log::StillStranded)
             }
-            Round::Failed => {
+            Round::Failed | Round::DatastoreDown => {
                 let state = if self.wait >= self.max {
                     ConnectivityState::Lost
                 } else {
                     ConnectivityState::Degraded
                 };
-                self.wait = std::cmp::min(self.wait * 2, self.max);
+                let cap = if round == Round::DatastoreDown {
+                    std::cmp::min(self.max, DATASTORE_DOWN_RETRY.max(self.base))
+                } else {
+                    self.max
+                };
+                self.wait = std::cmp::min(self.wait * 2, cap);
                 (state, Log::Retrying)
             }
             Round::Stranded(reason) => {
@@ -250,5 +261,23 @@ mod tests {
         let d = run(&mut r, &[USED; 8]);
         let waits: Vec<u64> = d.iter().map(|d| d.wait.as_secs()).collect();
         assert_eq!(waits, [10, 20, 40, 80, 160, 320, 600, 600]);
+    }
+
+    #[test]
+    fn a_server_whose_datastore_is_down_is_asked_again_within_a_second() {
+        let (base, max) = (Duration::from_millis(500), Duration::from_secs(30));
+        let mut r = Retry::new(base, max);
+        for _ in 0..6 {
+            r.after(Round::Failed, t0());
+        }
+        assert_eq!(r.after(Round::Failed, t0()).wait, max);
+        assert_eq!(r.after(Round::DatastoreDown, t0()).wait, DATASTORE_DOWN_RETRY);
+        let mut fresh = Retry::new(base, max);
+        assert_eq!(fresh.after(Round::DatastoreDown, t0()).wait, Duration::from_secs(1));
+        let mut short = Retry::new(base, Duration::from_millis(700));
+        assert_eq!(
+            short.after(Round::DatastoreDown, t0()).wait,
+            Duration::from_millis(700)
+        );
     }
 }

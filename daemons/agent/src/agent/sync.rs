@@ -150,6 +150,7 @@ impl Agent {
             let result = self.sync_once(self.clock.now()).await;
             let round = match &result {
                 Ok(()) => Round::Ok,
+                Err(e) if e.server_datastore_down() => Round::DatastoreDown,
                 Err(e) => e.stranded_reason().map_or(Round::Failed, Round::Stranded),
             };
             let d = retry.after(round, self.clock.now());

@@ -88,7 +88,13 @@ impl CaManager {
             updated_at: now.timestamp(),
         };
         self.ds
-            .commit_ca_state(upserts, deletes, &record, stored.map(|r| r.sequence))
+            .commit_ca_state(
+                &self.settings.owner_session,
+                upserts,
+                deletes,
+                &record,
+                stored.map(|r| r.sequence),
+            )
             .await?;
         Ok(())
     }

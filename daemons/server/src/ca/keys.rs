@@ -108,7 +108,7 @@ impl CaManager {
     ) -> Result<Option<Arc<dyn SigningKey>>, CaManagerError> {
         match self.km.load(&rec.key_ref) {
             Ok(k) => Ok(Some(k)),
-            Err(source) if self.km.persistent() => {
+            Err(source) if self.km.persistent() && !self.settings.took_over => {
                 Err(CaManagerError::KeyUnavailable(Box::new(UnavailableKey {
                     kind: rec.kind,
                     id: rec.id.clone(),

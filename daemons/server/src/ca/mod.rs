@@ -12,6 +12,7 @@
 //! - `keys`: minting around fresh keys, loading keys on start.
 //! - `rotate`: one rotation round; [`bundle`]: the trust bundle and the commit.
 //! - [`events`]: what happened, for the log and the admin stream.
+//! - [`owner`]: which server may change the journal, and its lease.
 
 pub mod authority;
 pub mod bundle;
@@ -19,6 +20,7 @@ pub mod error;
 pub mod events;
 pub mod journal;
 mod keys;
+pub mod owner;
 mod rotate;
 pub mod slot;
 
@@ -52,6 +54,11 @@ pub struct CaSettings {
     /// For a downstream server: the upstream that signs its intermediate CA, signs its
     /// JWT-SVIDs and owns the bundle. `None` for the upstream (root) server.
     pub upstream: Option<Arc<crate::upstream::Upstream>>,
+    /// This process's claim on the CA journal ([`owner`]): only its commits are accepted.
+    pub owner_session: String,
+    /// The journal was taken over from another server (`run --take-over-ca`): keys of its
+    /// authorities that cannot be loaded are lost, not an error; they become old.
+    pub took_over: bool,
 }
 
 /// Owns the CA state; cheap to share behind an `Arc`.
@@ -121,6 +128,11 @@ impl CaManager {
     /// Notified on every bundle change.
     pub fn subscribe_bundle(&self) -> watch::Receiver<Arc<Bundle>> {
         self.bundle_tx.subscribe()
+    }
+
+    /// This process's claim on the CA journal.
+    pub fn owner_session(&self) -> &str {
+        &self.settings.owner_session
     }
 
     /// Whether this manager's CA is an intermediate minted by an upstream.

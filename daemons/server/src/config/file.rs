@@ -161,6 +161,14 @@ pub struct ConfigFile {
     /// `sqlite://...` or `postgres://...` (default: SQLite in `data_dir`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub datastore: Option<String>,
+    /// How long one datastore call waits for the database before failing (default 5s).
+    #[serde(
+        default,
+        deserialize_with = "de_opt_duration",
+        serialize_with = "ser_opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub datastore_timeout: Option<Duration>,
     /// Default `<data_dir>/admin.sock`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub admin_socket: Option<PathBuf>,
@@ -239,6 +247,7 @@ impl ConfigFile {
             bind_address: default_bind(),
             data_dir: data_dir.into(),
             datastore: None,
+            datastore_timeout: None,
             admin_socket: None,
             admin_allowed_uids: Vec::new(),
             admin: trustdeck_admin::AdminSection::default(),

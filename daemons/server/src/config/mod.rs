@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use chrono::Duration;
-use trustdeck_pki::bounds::{AUTHORITY_TTL, DurationRange, INTERVAL, SVID_TTL};
+use trustdeck_pki::bounds::{AUTHORITY_TTL, DATASTORE_WAIT, DurationRange, INTERVAL, SVID_TTL};
 use trustdeck_spiffe::{SpiffeId, TrustDomain};
 
 pub use trustdeck_pki::rotation::parse_duration;
@@ -73,7 +73,15 @@ pub struct Config {
     /// `run --reinitialize`: the operator accepts a new CA on an emptied datastore although
     /// keys of an earlier one remain (never set from the file).
     pub reinitialize: bool,
+    /// `run --take-over-ca`: the operator gives this server the CA journal of another server
+    /// that is gone for good (never set from the file).
+    pub take_over_ca: bool,
+    /// How long one datastore call waits for the database (`datastore_timeout`).
+    pub datastore_timeout: std::time::Duration,
 }
+
+/// `datastore_timeout` unless configured.
+pub const DEFAULT_DATASTORE_TIMEOUT_SECS: i64 = 5;
 
 /// A checked upstream link.
 #[derive(Debug, Clone)]
@@ -142,6 +150,14 @@ impl Config {
             "agent_svid_ttl",
             raw.agent_svid_ttl.unwrap_or(x509),
         )?;
+        let datastore_timeout = in_range(
+            DATASTORE_WAIT,
+            "datastore_timeout",
+            raw.datastore_timeout
+                .unwrap_or(Duration::seconds(DEFAULT_DATASTORE_TIMEOUT_SECS)),
+        )?
+        .to_std()
+        .map_err(|e| invalid(format!("datastore_timeout: {e}")))?;
         let tick = in_range(
             INTERVAL,
             "rotation_check_interval",
@@ -320,6 +336,8 @@ impl Config {
             upstream,
             warnings,
             reinitialize: false,
+            take_over_ca: false,
+            datastore_timeout,
         })
     }
 

@@ -12,6 +12,14 @@ type = "disk"
 "#;
 
 #[test]
+fn datastore_timeout_defaults_to_a_few_seconds_and_can_be_set() {
+    let c = Config::parse(GOOD, "t.toml").unwrap();
+    assert_eq!(c.datastore_timeout, std::time::Duration::from_secs(5));
+    let c = Config::parse(&format!("datastore_timeout = \"2s\"\n{GOOD}"), "t.toml").unwrap();
+    assert_eq!(c.datastore_timeout, std::time::Duration::from_secs(2));
+}
+
+#[test]
 fn connection_limits_are_bounded_and_override_the_defaults() {
     let with = |s: &str| Config::parse(&format!("{GOOD}\n[connections]\n{s}\n"), "t.toml");
     let c = with("idle_timeout = \"3s\"\nmax_unidentified = 5").unwrap();
@@ -127,6 +135,8 @@ fn every_duration_is_bounded_and_the_error_names_key_and_range() {
         ("rotation_check_interval", "1ms"),
         ("rotation_check_interval", "2h"),
         ("rotation_check_interval", "999999999999h"),
+        ("datastore_timeout", "100ms"),
+        ("datastore_timeout", "2m"),
     ] {
         let text = format!("{base}{key} = \"{value}\"\n");
         let e = Config::parse(&text, "t.toml").unwrap_err().to_string();

@@ -68,6 +68,7 @@ mod tests {
             DatastoreError::Conflict {
                 what: "node spiffe://x/y".into(),
             },
+            DatastoreError::Unavailable { op: "list entries" },
         ];
         for e in errors {
             let s = datastore(e);

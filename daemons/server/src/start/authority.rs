@@ -46,6 +46,7 @@ pub(super) async fn load_ca(
     ds: &Datastore,
     km: &Arc<dyn KeyManager>,
     upstream: &Option<Arc<Upstream>>,
+    claimed: super::owner::Claimed,
     clock: &dyn Clock,
 ) -> Result<(Arc<CaManager>, Vec<CaEvent>), RunError> {
     let settings = CaSettings {
@@ -54,6 +55,8 @@ pub(super) async fn load_ca(
         ca_common_name: config.ca_common_name.clone(),
         jwt_key_ttl: config.jwt_key_ttl,
         upstream: upstream.clone(),
+        owner_session: claimed.session,
+        took_over: claimed.took_over,
     };
     loop {
         match CaManager::load(settings.clone(), ds.clone(), km.clone(), clock.now()).await {

@@ -15,6 +15,7 @@ use trustdeck_topology::hub::Severity;
 use super::AGENT_PUBLISH_INTERVAL;
 use super::tls::OwnTls;
 use crate::ca::CaEvent;
+use crate::ca::owner::{LEASE, RENEW_EVERY};
 use crate::ctx::ServerCtx;
 use crate::observe::CaBuiltFrom;
 use crate::upstream::Upstream;
@@ -56,6 +57,7 @@ pub(super) fn spawn_all(
 ) {
     tasks.spawn(rotation(ctx.clone(), tls, ca_published, shutdown.clone()));
     tasks.spawn(agents(ctx.clone(), shutdown.clone()));
+    tasks.spawn(ca_lease(ctx.clone(), shutdown.clone()));
     if let Some(up) = ctx.upstream.clone() {
         tasks.spawn(upstream_status(ctx.clone(), up.clone(), shutdown.clone()));
         tasks.spawn(upstream_bundle(ctx.clone(), up, shutdown.clone()));
@@ -100,6 +102,31 @@ async fn rotation(
         }
         crate::observe::publish_ca(&ctx, &mut ca_published, now);
         tls.refresh(&ctx, now);
+    }
+}
+
+/// Renews the claim on the CA journal. Ends (and with it the server) once another server
+/// took the journal over: this one must not go on signing with a CA it no longer owns.
+async fn ca_lease(ctx: Arc<ServerCtx>, mut shutdown: watch::Receiver<bool>) {
+    let lease = chrono::Duration::from_std(LEASE).unwrap_or(chrono::Duration::seconds(15));
+    while tick(RENEW_EVERY, &mut shutdown).await {
+        let now = ctx.clock.now();
+        let until = (now + lease).timestamp();
+        match ctx
+            .ds
+            .renew_ca_lease(ctx.ca.owner_session(), now.timestamp(), until)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::error!(
+                    "another server took over this server's CA journal (run --take-over-ca); \
+                     stopping: this server no longer owns its CA"
+                );
+                return;
+            }
+            Err(e) => tracing::warn!(error = %e, "could not renew the CA lease; will retry"),
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 //!
 //! - [`storage`]: the data directory and the datastore.
 //! - [`keys`]: the key manager holding the CA keys (memory, disk or PKCS#11).
+//! - [`owner`]: the claim on the CA journal (instance id, owner record, lease).
 //! - [`authority`]: the upstream link (downstream servers), the CA, the upstream's bundle.
 //! - [`attestation`]: the trust anchors of x509pop and tpm_devid.
 //! - [`tls`]: the server's own X509-SVID and the TLS configuration.
@@ -14,6 +15,7 @@ mod authority;
 mod keys;
 mod listeners;
 mod loops;
+mod owner;
 mod storage;
 mod tls;
 
@@ -28,6 +30,7 @@ use trustdeck_process::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::ctx::ServerCtx;
 use crate::ratelimit::RateLimiter;
+pub use owner::check_ca_owner;
 pub use storage::{EarlierState, check_earlier_state};
 
 /// How often agents are re-read from the datastore for the admin stream.
@@ -55,6 +58,35 @@ pub enum RunError {
         url: String,
         /// What shows the earlier initialisation.
         found: String,
+    },
+    /// Another server owns the CA journal in this datastore.
+    #[error(
+        "datastore {url}: its CA journal belongs to another server, {owner}; this server \
+         ({me}) would rewrite a CA it does not own, so it refuses to start (audited). Give this \
+         server its own datastore, or run the owner (its data_dir holds its instance-id). If the \
+         owner is gone for good and its CA keys with it, start this server once with \
+         `trustdeck-server run --take-over-ca` (audited): the old CA stays trusted until it \
+         expires, a new CA, JWT key and bundle are minted, and agents and downstreams of the old \
+         server must fetch the new bundle"
+    )]
+    CaOwnedByAnother {
+        /// The URL, password redacted.
+        url: String,
+        /// The owner, as [`crate::ca::owner::describe`] says.
+        owner: String,
+        /// This server: instance and data directory.
+        me: String,
+    },
+    /// Another live process holds the CA journal's lease.
+    #[error(
+        "datastore {url}: another running server holds the CA journal, {owner}, and renews its \
+         lease; two servers on one CA journal are refused (audited). Stop the other process, or \
+         give this one its own data_dir and datastore"
+    )]
+    CaLeaseHeld {
+        /// The URL, password redacted.
+        url: String,
+        owner: String,
     },
     /// The key manager failed.
     #[error("key manager: {0}")]
@@ -135,6 +167,14 @@ impl RunningServer {
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
         while self.tasks.join_next().await.is_some() {}
+        if let Err(e) = self
+            .ctx
+            .ds
+            .release_ca_lease(self.ctx.ca.owner_session())
+            .await
+        {
+            tracing::warn!(error = %e, "could not release the CA lease; a restart waits for it to run out");
+        }
         let _ = std::fs::remove_file(&self.info.admin_socket);
         let _ = std::fs::remove_file(ServerInfo::path(&self.ctx.config.data_dir));
     }
@@ -165,8 +205,10 @@ pub async fn start_with_clock(
         storage::audit_reinitialize(&ds, &config, found, clock.as_ref()).await?;
     }
     let km = keys::key_manager(&config)?;
+    let claimed = owner::claim(&config, &ds, &km, clock.as_ref()).await?;
     let upstream = authority::connect_upstream(&config, &clock).await?;
-    let (ca, events) = authority::load_ca(&config, &ds, &km, &upstream, clock.as_ref()).await?;
+    let (ca, events) =
+        authority::load_ca(&config, &ds, &km, &upstream, claimed, clock.as_ref()).await?;
     let hub = crate::observe::new_hub(&config, config.server_spiffe_id.as_str(), clock.now());
     loops::report_ca_events(&hub, events, clock.now());
     if let Some(up) = &upstream {

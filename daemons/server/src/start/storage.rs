@@ -88,25 +88,41 @@ pub(super) async fn audit_reinitialize(
     found: &EarlierState,
     clock: &dyn Clock,
 ) -> Result<(), RunError> {
+    let detail = format!("datastore was empty; found {found}");
+    audit_start(ds, config, clock, "server.reinitialize", &detail, "ok").await?;
+    tracing::warn!(%found, "server re-initialised on an empty datastore (audited)");
+    Ok(())
+}
+
+/// Appends an audit record of the starting server (`action` on its own SPIFFE ID).
+pub(super) async fn audit_start(
+    ds: &Datastore,
+    config: &Config,
+    clock: &dyn Clock,
+    action: &str,
+    detail: &str,
+    outcome: &str,
+) -> Result<(), RunError> {
     let mut id = [0u8; 12];
     let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut id);
     let rec = AuditRecord {
         id: hex::encode(id),
         at: clock.now().timestamp(),
-        actor: "operator (run --reinitialize)".into(),
-        action: "server.reinitialize".into(),
+        actor: format!(
+            "operator (trustdeck-server run, data_dir {})",
+            config.data_dir.display()
+        ),
+        action: action.into(),
         target: config.server_spiffe_id.to_string(),
-        detail: format!("datastore was empty; found {found}"),
-        outcome: "ok".into(),
+        detail: detail.into(),
+        outcome: outcome.into(),
     };
     ds.append_audit(&rec)
         .await
         .map_err(|source| RunError::Datastore {
             url: trustdeck_datastore::redact_url(&config.datastore),
             source,
-        })?;
-    tracing::warn!(%found, "server re-initialised on an empty datastore (audited)");
-    Ok(())
+        })
 }
 
 /// Creates the data directory, readable by the server's user only.
@@ -119,7 +135,7 @@ pub(super) fn prepare_data_dir(config: &Config) -> Result<(), RunError> {
 
 /// Opens the configured datastore, bringing its schema up to date.
 pub(super) async fn open_datastore(config: &Config) -> Result<Datastore, RunError> {
-    Datastore::open(&config.datastore)
+    Datastore::open_with(&config.datastore, config.datastore_timeout)
         .await
         .map_err(|source| RunError::Datastore {
             url: trustdeck_datastore::redact_url(&config.datastore),
