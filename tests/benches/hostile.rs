@@ -7,12 +7,12 @@
 //! A server and an agent run with 1,024 open files each (systemd's default). Normal traffic (a
 //! workload's X509-SVID and JWT-SVID calls, a workload connecting anew, an agent's sync and
 //! bundle calls, an agent opening a new mTLS connection) is measured for SECONDS (default 10)
-//! alone, then for SECONDS while, in parallel and bounded in count:
-//! - a hostile workload of another uid (a child process under `setpriv`) holds up to 3,000
-//!   idle Workload API connections and up to 2,560 response streams it never reads, and sends
-//!   oversized and over-limit JWT-SVID requests;
-//! - this process holds up to 1,500 TLS connections without a certificate to the node API
-//!   (reopening each one the server closes) and sends 3 MB attestation messages.
+//! alone, then for SECONDS while an attacker process of another uid (under `setpriv`, sharing
+//! neither a runtime nor a uid with the normal traffic) runs, bounded in count:
+//! - on the agent: up to 2,560 response streams it never reads, then up to 3,000 idle
+//!   Workload API connections, and oversized and over-limit JWT-SVID requests;
+//! - on the server: up to 1,500 TLS connections without a certificate to the node API
+//!   (reopening each one the server closes 5 s later) and 3 MB attestation messages.
 //!
 //! Twice alternated. Reported: p50/p99 and errors of the normal traffic in each phase, what the
 //! attack achieved, and the daemons' peak RSS (`VmHWM`).
@@ -27,7 +27,7 @@ use tokio::io::AsyncReadExt;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsConnector;
 use tokio_stream::StreamExt;
-use trustdeck_e2e::measure::{ms, peak_rss_kib, percentile, rss_kib};
+use trustdeck_e2e::measure::{cpu_secs, ms, peak_rss_kib, percentile, rss_kib};
 use trustdeck_e2e::*;
 use trustdeck_proto::node::FetchBundleRequest;
 use trustdeck_proto::node::SyncEntriesRequest;
@@ -80,7 +80,6 @@ struct Normal {
     addr: String,
     identity: SharedIdentity,
     roots: SharedRoots,
-    roots_der: Vec<Vec<u8>>,
     node: trustdeck_proto::node::node_client::NodeClient<tonic::transport::Channel>,
 }
 
@@ -169,6 +168,19 @@ async fn normal_traffic(n: &Normal, d: Duration) -> Vec<String> {
     ]
 }
 
+/// Normal traffic for `d`, and the CPU the agent and the server spent meanwhile.
+async fn measured(n: &Normal, d: Duration, [agent, server]: [u32; 2]) -> Vec<String> {
+    let (a0, s0, t0) = (cpu_secs(agent), cpu_secs(server), Instant::now());
+    let mut lines = normal_traffic(n, d).await;
+    let wall = t0.elapsed().as_secs_f64();
+    lines.push(format!(
+        "CPU: agent {:.0} %, server {:.0} % of one core",
+        (cpu_secs(agent) - a0) * 100.0 / wall,
+        (cpu_secs(server) - s0) * 100.0 / wall
+    ));
+    lines
+}
+
 /// Counters of what the node-side attack achieved.
 #[derive(Default)]
 struct NodeAttack {
@@ -179,24 +191,24 @@ struct NodeAttack {
 
 /// Holds up to `IDLE_TLS_CONNECTIONS` TLS connections without a certificate, reopening each
 /// one the server closes, and sends 3 MB attestation messages; until aborted.
-fn node_attack(n: &Normal, counters: Arc<NodeAttack>, tasks: &mut JoinSet<()>) {
+fn node_attack(addr: &str, roots: &[Vec<u8>], counters: Arc<NodeAttack>, tasks: &mut JoinSet<()>) {
     let tls = trustdeck_transport::tls::client_config(
         SharedIdentity::new(),
-        n.roots.clone(),
+        SharedRoots::new(roots).expect("roots"),
         server_id(),
     )
     .expect("client TLS");
     let connector = TlsConnector::from(tls);
     for _ in 0..IDLE_TLS_CONNECTIONS {
-        let (addr, connector, c) = (n.addr.clone(), connector.clone(), counters.clone());
+        let (addr, connector, c) = (addr.to_string(), connector.clone(), counters.clone());
         tasks.spawn(async move {
             loop {
                 hold_idle_tls(&addr, &connector, &c).await;
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                tokio::time::sleep(Duration::from_secs(5)).await;
             }
         });
     }
-    let (addr, roots, c) = (n.addr.clone(), n.roots_der.clone(), counters);
+    let (addr, roots, c) = (addr.to_string(), roots.to_vec(), counters);
     tasks.spawn(async move {
         loop {
             let mut anon = anonymous_client(&addr, &roots);
@@ -236,17 +248,28 @@ async fn hold_idle_tls(addr: &str, connector: &TlsConnector, c: &NodeAttack) {
     c.closed_by_server.fetch_add(1, Ordering::Relaxed);
 }
 
-/// The hostile workload (run as uid 65534 by `setpriv`): holds idle connections and unread
-/// streams, floods JWT-SVID requests over the limits, for `secs`; prints what it achieved.
+/// The attacker (run as uid 65534 by `setpriv`, so it shares neither a runtime nor a uid with
+/// the normal traffic): the node-side and the workload-side attacks for `secs`.
+async fn hostile(socket: PathBuf, addr: String, roots_pem: PathBuf, secs: u64) {
+    let pem = std::fs::read_to_string(roots_pem).expect("roots file");
+    let roots = trustdeck_spiffe::pem::decode_certs(&pem).expect("roots PEM");
+    let counters = Arc::new(NodeAttack::default());
+    let mut attack = JoinSet::new();
+    node_attack(&addr, &roots, counters.clone(), &mut attack);
+    hostile_workload(socket, secs).await;
+    attack.shutdown().await;
+    println!(
+        "  node attack: {} TLS handshakes without a certificate, {} closed by the server; {} oversized attestations refused",
+        counters.handshakes.load(Ordering::Relaxed),
+        counters.closed_by_server.load(Ordering::Relaxed),
+        counters.big_refused.load(Ordering::Relaxed),
+    );
+}
+
+/// The hostile workload: holds unread streams and idle connections, floods JWT-SVID requests
+/// over the limits, for `secs`; prints what it achieved.
 async fn hostile_workload(socket: PathBuf, secs: u64) {
     let until = Instant::now() + Duration::from_secs(secs);
-    let mut idle = Vec::new();
-    for _ in 0..IDLE_WORKLOAD_CONNECTIONS {
-        match tokio::net::UnixStream::connect(&socket).await {
-            Ok(s) => idle.push(s),
-            Err(_) => break,
-        }
-    }
     let (held, refused) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let mut streams = Vec::new();
     for _ in 0..SLOW_READER_CONNECTIONS {
@@ -264,6 +287,13 @@ async fn hostile_workload(socket: PathBuf, secs: u64) {
                     refused.fetch_add(1, Ordering::Relaxed);
                 }
             }
+        }
+    }
+    let mut idle = Vec::new();
+    for _ in 0..IDLE_WORKLOAD_CONNECTIONS {
+        match tokio::net::UnixStream::connect(&socket).await {
+            Ok(s) => idle.push(s),
+            Err(_) => break,
         }
     }
     let c = trustdeck_transport::workload_client::connect(&socket).expect("client");
@@ -289,7 +319,7 @@ async fn hostile_workload(socket: PathBuf, secs: u64) {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     println!(
-        "hostile workload: {} idle connections accepted of {IDLE_WORKLOAD_CONNECTIONS}; unread streams {} held, {} refused; over-limit JWT requests {flood_refused} refused, {flood_ok} answered",
+        "  hostile workload: {} idle connections accepted of {IDLE_WORKLOAD_CONNECTIONS}; unread streams {} held, {} refused; over-limit JWT requests {flood_refused} refused, {flood_ok} answered",
         idle.len(),
         held.load(Ordering::Relaxed),
         refused.load(Ordering::Relaxed),
@@ -297,18 +327,18 @@ async fn hostile_workload(socket: PathBuf, secs: u64) {
     drop(streams);
 }
 
-/// Lowers a running daemon's open-file limit.
-fn limit_files(pid: u32) {
+/// Sets this process's soft open-file limit, which the daemons it starts inherit.
+fn soft_file_limit(soft: &str) {
     let ok = Command::new("prlimit")
         .args([
             "--pid",
-            &pid.to_string(),
-            &format!("--nofile={DAEMON_NOFILE}:{DAEMON_NOFILE}"),
+            &std::process::id().to_string(),
+            &format!("--nofile={soft}:"),
         ])
         .status()
         .expect("prlimit")
         .success();
-    assert!(ok, "prlimit --pid {pid} failed");
+    assert!(ok, "prlimit --nofile={soft}: failed");
 }
 
 /// A copy of this benchmark binary the hostile uid may execute.
@@ -322,7 +352,13 @@ fn hostile_exe(dir: &Path) -> PathBuf {
     exe
 }
 
-fn spawn_hostile(exe: &Path, socket: &Path, secs: u64) -> Child {
+fn spawn_hostile(exe: &Path, socket: &Path, server: &ServerProc, secs: u64) -> Child {
+    let roots = exe.with_file_name("roots.pem");
+    std::fs::write(
+        &roots,
+        server.cli_ok(&["bundle", "show", "--format", "pem"]),
+    )
+    .expect("roots");
     Command::new("setpriv")
         .args([
             &format!("--reuid={HOSTILE_UID}"),
@@ -330,8 +366,10 @@ fn spawn_hostile(exe: &Path, socket: &Path, secs: u64) -> Child {
             "--clear-groups",
         ])
         .arg(exe)
-        .arg("--hostile-workload")
+        .arg("--hostile")
         .arg(socket)
+        .arg(server.addr())
+        .arg(roots)
         .arg(secs.to_string())
         .spawn()
         .expect("spawn hostile workload")
@@ -376,9 +414,11 @@ fn rss_line(name: &str, pid: u32) -> String {
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some("--hostile-workload") {
-        let secs = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(10);
-        return hostile_workload(PathBuf::from(&args[2]), secs).await;
+    if let [_, flag, socket, addr, roots, secs] = &args[..]
+        && flag == "--hostile"
+    {
+        let secs = secs.parse().expect("seconds");
+        return hostile(socket.into(), addr.clone(), roots.into(), secs).await;
     }
     let secs: u64 = args
         .iter()
@@ -392,6 +432,13 @@ async fn main() {
             bin_dir().display()
         );
     }
+    // The daemons start with 1,024 open files (their caps follow it); this process has more.
+    let hard = Command::new("sh")
+        .args(["-c", "ulimit -Hn"])
+        .output()
+        .expect("ulimit");
+    let hard = String::from_utf8_lossy(&hard.stdout).trim().to_string();
+    soft_file_limit(&DAEMON_NOFILE.to_string());
     let server = ServerProc::start("");
     let server_pid = server.child.as_ref().expect("child").id();
     let token = server.token("10m");
@@ -414,8 +461,7 @@ async fn main() {
         "",
     );
     let agent_pid = agent.child.as_ref().expect("child").id();
-    limit_files(server_pid);
-    limit_files(agent_pid);
+    soft_file_limit(&hard);
     open_socket_path(&agent.socket, agent.dir.path());
     let exe_dir = tempfile::tempdir().expect("tempdir");
     let exe = hostile_exe(exe_dir.path());
@@ -429,7 +475,6 @@ async fn main() {
         addr: server.addr(),
         identity: session.identity.clone(),
         roots: session.roots.clone(),
-        roots_der: roots.clone(),
         node: session.client.clone(),
     };
     let client = agent.client();
@@ -439,28 +484,20 @@ async fn main() {
 
     for round in 1..=2 {
         println!("round {round}, {secs} s per phase");
-        for l in normal_traffic(&normal, phase).await {
+        for l in measured(&normal, phase, [agent_pid, server_pid]).await {
             println!("  alone        {l}");
         }
-        let counters = Arc::new(NodeAttack::default());
-        let mut attack = JoinSet::new();
-        node_attack(&normal, counters.clone(), &mut attack);
-        let mut hostile = spawn_hostile(&exe, &agent.socket, secs + 5);
-        // The hostile workload opens its connections and streams first.
+        let mut attacker = spawn_hostile(&exe, &agent.socket, &server, secs + 10);
+        // The attacker opens its connections and streams first.
         tokio::time::sleep(Duration::from_secs(5)).await;
-        for l in normal_traffic(&normal, phase).await {
+        for l in measured(&normal, phase, [agent_pid, server_pid]).await {
             println!("  under attack {l}");
         }
         println!("  {}", rss_line("agent", agent_pid));
         println!("  {}", rss_line("server", server_pid));
-        attack.shutdown().await;
-        let _ = hostile.wait();
-        println!(
-            "  node attack: {} TLS handshakes without a certificate, {} closed by the server; {} oversized attestations refused",
-            counters.handshakes.load(Ordering::Relaxed),
-            counters.closed_by_server.load(Ordering::Relaxed),
-            counters.big_refused.load(Ordering::Relaxed),
-        );
+        let attacker_cpu = cpu_secs(attacker.id());
+        println!("  attacker: {attacker_cpu:.1} s of CPU so far");
+        let _ = attacker.wait();
     }
     println!("{}", rss_line("agent", agent_pid));
     println!("{}", rss_line("server", server_pid));
