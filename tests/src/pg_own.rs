@@ -28,15 +28,27 @@ impl OwnPostgres {
     /// Starts one, or `None` (after saying so) when PostgreSQL tests are not enabled
     /// (`TRUSTDECK_TEST_POSTGRES_URL` unset) or no PostgreSQL is installed.
     pub fn start() -> Option<OwnPostgres> {
-        std::env::var("TRUSTDECK_TEST_POSTGRES_URL").ok()?;
+        let required = std::env::var_os("TRUSTDECK_REQUIRE_POSTGRES").is_some();
+        if std::env::var("TRUSTDECK_TEST_POSTGRES_URL").is_err() {
+            assert!(
+                !required,
+                "TRUSTDECK_REQUIRE_POSTGRES is set but TRUSTDECK_TEST_POSTGRES_URL is not"
+            );
+            return None;
+        }
         let mut bins: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-            .ok()?
+            .into_iter()
+            .flatten()
             .filter_map(Result::ok)
             .map(|e| e.path().join("bin"))
             .filter(|p| p.join("pg_ctl").exists())
             .collect();
         bins.sort();
         let Some(bin) = bins.pop() else {
+            assert!(
+                !required,
+                "TRUSTDECK_REQUIRE_POSTGRES is set but no PostgreSQL is installed"
+            );
             eprintln!("SKIP: no PostgreSQL installed");
             return None;
         };

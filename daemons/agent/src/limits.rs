@@ -1,10 +1,8 @@
 //! What one Workload API request may ask for. Every input a workload controls is bounded, so
 //! no caller can make the agent hold memory in proportion to what it sends.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-
 use thiserror::Error;
+pub use trustdeck_transport::limits::{UidCounter, UidPermit, max_connections_per_uid};
 
 /// Largest request body the Workload API decodes (tonic answers a larger one `OutOfRange`).
 pub const MAX_REQUEST_BYTES: usize = 128 * 1024;
@@ -44,53 +42,12 @@ impl From<LimitError> for tonic::Status {
     }
 }
 
-/// Counts the response streams open per uid.
-#[derive(Clone)]
-pub struct StreamCounter {
-    max: usize,
-    open: Arc<Mutex<HashMap<u32, usize>>>,
-}
-
-/// One open stream of a uid; dropping it (with the stream) frees the place.
-pub struct StreamPermit {
-    uid: u32,
-    open: Arc<Mutex<HashMap<u32, usize>>>,
-}
-
-impl StreamCounter {
-    /// A counter allowing `max` streams per uid.
-    pub fn new(max: usize) -> Self {
-        Self {
-            max,
-            open: Arc::default(),
-        }
-    }
-
-    /// A place for one more stream of `uid`, unless it holds `max` already.
-    pub fn acquire(&self, uid: u32) -> Result<StreamPermit, LimitError> {
-        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        let n = open.entry(uid).or_default();
-        if *n >= self.max {
-            return Err(LimitError::TooManyStreams { uid, max: self.max });
-        }
-        *n += 1;
-        Ok(StreamPermit {
-            uid,
-            open: self.open.clone(),
-        })
-    }
-}
-
-impl Drop for StreamPermit {
-    fn drop(&mut self) {
-        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = open.get_mut(&self.uid) {
-            *n -= 1;
-            if *n == 0 {
-                open.remove(&self.uid);
-            }
-        }
-    }
+/// A place for one more response stream of `uid` in `streams`.
+pub fn acquire_stream(streams: &UidCounter, uid: u32) -> Result<UidPermit, LimitError> {
+    streams.acquire(uid).ok_or(LimitError::TooManyStreams {
+        uid,
+        max: streams.max(),
+    })
 }
 
 /// Checks the audiences of a `FetchJWTSVID` request: at least one, none empty, each and all
@@ -138,20 +95,27 @@ mod tests {
     }
 
     #[test]
-    fn streams_are_counted_per_uid_and_freed_on_drop() {
-        let c = StreamCounter::new(2);
-        let a = c.acquire(7).expect("first");
+    fn places_are_counted_per_uid_and_freed_on_drop() {
+        let c = UidCounter::new(2);
+        let a = acquire_stream(&c, 7).expect("first");
         let _b = c.acquire(7).expect("second");
-        let e = c.acquire(7).err().expect("third refused");
+        let e = acquire_stream(&c, 7).err().expect("third refused");
         assert_eq!(e, LimitError::TooManyStreams { uid: 7, max: 2 });
         assert_eq!(
             tonic::Status::from(e).code(),
             tonic::Code::ResourceExhausted
         );
+        assert!(c.acquire(7).is_none());
         let _other = c.acquire(8).expect("another uid has its own count");
         drop(a);
         let _c = c.acquire(7).expect("a place freed by a closed stream");
-        assert_eq!(c.open.lock().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn one_uid_holds_at_most_a_quarter_of_the_descriptors_in_connections() {
+        assert_eq!(max_connections_per_uid(1024), 128);
+        assert_eq!(max_connections_per_uid(20), 8);
+        assert_eq!(max_connections_per_uid(1 << 20), 1024);
     }
 
     #[test]

@@ -16,6 +16,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::UnixStream;
 use tonic::transport::server::{Connected, UdsConnectInfo};
 
+use crate::limits::{UidCounter, UidPermit};
+
 /// What identifies a process beyond its pid, read from `/proc/<pid>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcFacts {
@@ -155,16 +157,21 @@ impl PeerInfo {
     }
 }
 
-/// An accepted Workload API connection with its peer pinned.
+/// An accepted Workload API connection with its peer pinned, holding one of its uid's places.
 pub struct PeerStream {
     inner: UnixStream,
     info: PeerInfo,
+    _place: UidPermit,
 }
 
 impl PeerStream {
-    /// Pins the peer of a just-accepted connection.
-    pub fn accept(inner: UnixStream) -> Self {
+    /// Pins the peer of a just-accepted connection, or gives back the caller's uid when that
+    /// uid holds all the connections `per_uid` allows (the connection is then dropped, closed).
+    pub fn accept(inner: UnixStream, per_uid: &UidCounter) -> Result<Self, u32> {
         let uds = inner.connect_info();
+        // A peer without credentials cannot be attested; it counts under one shared uid.
+        let uid = uds.peer_cred.map_or(u32::MAX, |c| c.uid());
+        let place = per_uid.acquire(uid).ok_or(uid)?;
         let process = uds
             .peer_cred
             .and_then(|c| c.pid())
@@ -176,10 +183,11 @@ impl PeerStream {
                     None
                 }
             });
-        Self {
+        Ok(Self {
             inner,
             info: PeerInfo { uds, process },
-        }
+            _place: place,
+        })
     }
 }
 

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use tokio::net::UnixListener;
 use tokio::sync::watch;
 use tokio_stream::StreamExt;
-use tokio_stream::wrappers::UnixListenerStream;
 use tonic::service::interceptor::InterceptedService;
 use trustdeck_admin::ObserveService;
 use trustdeck_admin::socket::{BindError, SocketAccess};
@@ -96,10 +95,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningAgent
         let r = tonic::transport::Server::builder()
             .max_concurrent_streams(Some(limits::MAX_STREAMS_PER_CONNECTION))
             .add_service(svc)
-            .serve_with_incoming_shutdown(
-                UnixListenerStream::new(listener).map(|c| c.map(PeerStream::accept)),
-                stopped(srx),
-            )
+            .serve_with_incoming_shutdown(workload_incoming(listener), stopped(srx))
             .await;
         if let Err(e) = r {
             tracing::error!(error = %e, "Workload API stopped");
@@ -116,6 +112,31 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningAgent
         shutdown,
         tasks,
     })
+}
+
+/// The Workload API's connections, each with its peer pinned; a uid holding
+/// [`limits::max_connections_per_uid`] connections already has its next one closed at accept.
+fn workload_incoming(
+    listener: tokio::net::UnixListener,
+) -> impl tokio_stream::Stream<Item = std::io::Result<PeerStream>> {
+    static OVER_CAP: trustdeck_transport::limits::BurstLog =
+        trustdeck_transport::limits::BurstLog::new(
+            "Workload API connections refused: the caller's uid holds the most it may open",
+        );
+    let per_uid = limits::UidCounter::new(limits::max_connections_per_uid(
+        trustdeck_transport::limits::open_file_limit(),
+    ));
+    trustdeck_transport::unix::unix_incoming(listener, "Workload API socket: accept failed")
+        .filter_map(move |c| match c {
+            Ok(s) => match PeerStream::accept(s, &per_uid) {
+                Ok(p) => Some(Ok(p)),
+                Err(uid) => {
+                    OVER_CAP.note(&format_args!("uid {uid}"));
+                    None
+                }
+            },
+            Err(e) => Some(Err(e)),
+        })
 }
 
 /// Resolves when `rx` turns true.
@@ -161,7 +182,13 @@ fn serve_admin(
         let r = tonic::transport::Server::builder()
             .add_service(obs)
             .serve_with_incoming_shutdown(
-                trustdeck_transport::serve::unix_incoming(socket),
+                trustdeck_transport::unix::unix_incoming_per_uid(
+                    socket,
+                    "admin socket: accept failed",
+                    limits::UidCounter::new(limits::max_connections_per_uid(
+                        trustdeck_transport::limits::open_file_limit(),
+                    )),
+                ),
                 stopped(arx),
             )
             .await;

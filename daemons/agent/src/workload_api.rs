@@ -43,7 +43,7 @@ pub fn check_header(req: Request<()>) -> Result<Request<()>, Status> {
 pub struct WorkloadApi {
     agent: Arc<Agent>,
     attestor: Arc<UnixAttestor>,
-    streams: limits::StreamCounter,
+    streams: limits::UidCounter,
 }
 
 impl WorkloadApi {
@@ -53,15 +53,15 @@ impl WorkloadApi {
         Self {
             agent,
             attestor: Arc::new(UnixAttestor::new(limit)),
-            streams: limits::StreamCounter::new(limits::MAX_STREAMS_PER_UID),
+            streams: limits::UidCounter::new(limits::MAX_STREAMS_PER_UID),
         }
     }
 
     /// A place for one more response stream of the caller (`ResourceExhausted` when its uid
     /// holds too many).
-    fn stream_permit<T>(&self, req: &Request<T>) -> Result<limits::StreamPermit, Status> {
+    fn stream_permit<T>(&self, req: &Request<T>) -> Result<limits::UidPermit, Status> {
         let cred = peer_cred(req)?;
-        Ok(self.streams.acquire(cred.uid())?)
+        Ok(limits::acquire_stream(&self.streams, cred.uid())?)
     }
 
     /// Attests the caller. Hashing an executable blocks, so a hash-cache miss runs on the
@@ -109,10 +109,7 @@ fn peer_cred<T>(req: &Request<T>) -> Result<tokio::net::unix::UCred, Status> {
 }
 
 /// `stream`, holding `permit` until it is dropped.
-fn holding<T: Send + 'static>(
-    stream: ViewStream<T>,
-    permit: limits::StreamPermit,
-) -> ViewStream<T> {
+fn holding<T: Send + 'static>(stream: ViewStream<T>, permit: limits::UidPermit) -> ViewStream<T> {
     Box::pin(stream.map(move |item| {
         let _held = &permit;
         item

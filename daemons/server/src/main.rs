@@ -596,15 +596,25 @@ fn with_module_environment(cli: &Cli) -> Result<()> {
     };
     let missing = environment
         .iter()
-        .any(|(k, v)| std::env::var_os(k).as_deref() != Some(std::ffi::OsStr::new(v)));
-    if !missing {
+        .find(|(k, v)| std::env::var_os(k).as_deref() != Some(std::ffi::OsStr::new(v)));
+    let Some((name, _)) = missing else {
         return Ok(());
+    };
+    // Started again once already: the loader dropped the variable (e.g. `LD_*` for a binary
+    // with file capabilities); another start would loop.
+    const AGAIN: &str = "TRUSTDECK_SERVER_ENVIRONMENT_SET";
+    if std::env::var_os(AGAIN).is_some() {
+        anyhow::bail!(
+            "key_manager.environment: {name} is still not set after starting again with it \
+             (the system drops it for this binary); set it in the service's environment instead"
+        );
     }
     let exe = std::env::current_exe()
         .context("locate trustdeck-server to set key_manager.environment")?;
     let e = std::process::Command::new(exe)
         .args(std::env::args_os().skip(1))
         .envs(environment)
+        .env(AGAIN, "1")
         .exec();
     Err(e).context("start trustdeck-server again with key_manager.environment")
 }

@@ -281,9 +281,11 @@ impl Datastore {
     }
 }
 
-/// The session of the CA journal's owner, if one claimed it.
+/// The session of the CA journal's owner, if one claimed it, with the owner row locked until
+/// the transaction ends: a claim cannot commit between this check and the CA commit (a plain
+/// read would allow that under PostgreSQL's READ COMMITTED).
 async fn current_owner(conn: &mut sqlx::AnyConnection) -> Result<Option<String>, DatastoreError> {
-    sqlx::query("SELECT session FROM ca_owner WHERE id = 'ca'")
+    sqlx::query("UPDATE ca_owner SET session = session WHERE id = 'ca' RETURNING session")
         .fetch_optional(&mut *conn)
         .await
         .map_err(query_err("read CA owner"))?

@@ -12,6 +12,7 @@ pub mod connect;
 pub mod limits;
 pub mod serve;
 pub mod tls;
+pub mod unix;
 pub mod workload_client;
 
 pub use limits::ConnectionLimits;

@@ -1,10 +1,11 @@
 //! What keeps connections that have not shown an identity from exhausting a daemon: timeouts,
 //! caps, a backoff on accept errors, and warnings logged once per burst.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -41,19 +42,85 @@ impl ConnectionLimits {
         }
     }
 
-    /// Defaults for this process's soft `RLIMIT_NOFILE` (1024 when unknown or unlimited).
+    /// Defaults for this process's open-file limit.
     pub fn for_this_process() -> Self {
-        let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile)
-            .current
-            .unwrap_or(1024);
-        Self::for_fd_limit(soft)
+        Self::for_fd_limit(open_file_limit())
+    }
+}
+
+/// This process's soft `RLIMIT_NOFILE` (1024 when unknown or unlimited).
+pub fn open_file_limit() -> u64 {
+    rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(1024)
+}
+
+/// Connections to a local socket the processes of one uid may hold open at once, for a
+/// process that may open `nofile` descriptors: an eighth of them (8 to 1024). A Workload API
+/// connection holds two (the socket and its pinned `/proc/<pid>`), so one uid can take at
+/// most a quarter.
+pub fn max_connections_per_uid(nofile: u64) -> usize {
+    usize::try_from((nofile / 8).clamp(8, 1024)).unwrap_or(1024)
+}
+
+/// Counts what each uid holds open (connections, streams) against a maximum.
+#[derive(Clone)]
+pub struct UidCounter {
+    max: usize,
+    open: Arc<Mutex<HashMap<u32, usize>>>,
+}
+
+/// One place held by a uid; dropping it (with what it stands for) frees the place.
+pub struct UidPermit {
+    uid: u32,
+    open: Arc<Mutex<HashMap<u32, usize>>>,
+}
+
+impl UidCounter {
+    /// A counter allowing `max` places per uid.
+    pub fn new(max: usize) -> Self {
+        Self {
+            max,
+            open: Arc::default(),
+        }
+    }
+
+    /// The most places one uid may hold.
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    /// A place for `uid`, unless it holds `max` already.
+    pub fn acquire(&self, uid: u32) -> Option<UidPermit> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let n = open.entry(uid).or_default();
+        if *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(UidPermit {
+            uid,
+            open: self.open.clone(),
+        })
+    }
+}
+
+impl Drop for UidPermit {
+    fn drop(&mut self) {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = open.get_mut(&self.uid) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.uid);
+            }
+        }
     }
 }
 
 /// A warning that would repeat for every connection, logged at most once per `quiet` with
 /// the count since the last one.
 #[derive(Debug)]
-pub(crate) struct BurstLog {
+pub struct BurstLog {
     what: &'static str,
     quiet: Duration,
     count: AtomicU64,
@@ -61,7 +128,8 @@ pub(crate) struct BurstLog {
 }
 
 impl BurstLog {
-    pub(crate) const fn new(what: &'static str) -> Self {
+    /// A warning saying `what`.
+    pub const fn new(what: &'static str) -> Self {
         Self {
             what,
             quiet: Duration::from_secs(10),
@@ -71,7 +139,7 @@ impl BurstLog {
     }
 
     /// Counts one occurrence and logs if the last warning is older than `quiet`.
-    pub(crate) fn note(&self, detail: &dyn std::fmt::Display) {
+    pub fn note(&self, detail: &dyn std::fmt::Display) {
         self.count.fetch_add(1, Ordering::Relaxed);
         let Ok(mut last) = self.last.lock() else {
             return;

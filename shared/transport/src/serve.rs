@@ -7,7 +7,7 @@ use std::task::{Context, Poll};
 
 use rustls::pki_types::CertificateDer;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
@@ -182,31 +182,6 @@ fn established(
         idle: IdleTimer::new(rule, limits.idle_timeout),
         _unidentified: permit,
     })
-}
-
-/// Accepts connections on a Unix socket for tonic, backing off when accepting fails (no
-/// descriptors left) instead of spinning.
-pub fn unix_incoming(listener: UnixListener) -> ReceiverStream<Result<UnixStream, std::io::Error>> {
-    static ACCEPT_FAILED: BurstLog = BurstLog::new("admin socket: accept failed");
-    let (tx, rx) = mpsc::channel(16);
-    tokio::spawn(async move {
-        let mut backoff = AcceptBackoff::default();
-        while !tx.is_closed() {
-            match listener.accept().await {
-                Ok((s, _)) => {
-                    backoff.succeeded();
-                    if tx.send(Ok(s)).await.is_err() {
-                        break;
-                    }
-                }
-                Err(e) => {
-                    ACCEPT_FAILED.note(&e);
-                    tokio::time::sleep(backoff.failed()).await;
-                }
-            }
-        }
-    });
-    ReceiverStream::new(rx)
 }
 
 /// The SPIFFE ID of the verified client certificate of a request, if any.

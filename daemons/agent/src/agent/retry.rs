@@ -102,7 +102,7 @@ impl Retry {
                 (ConnectivityState::Connected, log)
             }
             // Still stranded while the server is also unreachable: only a new token helps.
-            Round::Failed if self.stranded.is_some() => {
+            Round::Failed | Round::DatastoreDown if self.stranded.is_some() => {
                 self.wait = self.stranded_step();
                 (ConnectivityState::Stranded, Log::StillStranded)
             }
@@ -271,13 +271,30 @@ mod tests {
             r.after(Round::Failed, t0());
         }
         assert_eq!(r.after(Round::Failed, t0()).wait, max);
-        assert_eq!(r.after(Round::DatastoreDown, t0()).wait, DATASTORE_DOWN_RETRY);
+        assert_eq!(
+            r.after(Round::DatastoreDown, t0()).wait,
+            DATASTORE_DOWN_RETRY
+        );
         let mut fresh = Retry::new(base, max);
-        assert_eq!(fresh.after(Round::DatastoreDown, t0()).wait, Duration::from_secs(1));
+        assert_eq!(
+            fresh.after(Round::DatastoreDown, t0()).wait,
+            Duration::from_secs(1)
+        );
         let mut short = Retry::new(base, Duration::from_millis(700));
         assert_eq!(
             short.after(Round::DatastoreDown, t0()).wait,
             Duration::from_millis(700)
         );
+    }
+
+    #[test]
+    fn a_stranded_agent_stays_stranded_while_the_servers_datastore_is_down() {
+        let mut r = Retry::new(Duration::from_secs(1), Duration::from_secs(30));
+        r.after(USED, t0());
+        let d = r.after(Round::DatastoreDown, t0());
+        assert_eq!(d.state, ConnectivityState::Stranded);
+        assert_eq!(d.log, Log::StillStranded);
+        assert!(d.wait >= Duration::from_secs(2), "{:?}", d.wait);
+        assert_eq!(r.stranded(), Some(StrandedReason::TokenUsed));
     }
 }

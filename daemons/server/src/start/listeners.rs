@@ -14,7 +14,9 @@ use trustdeck_admin::info::ServerInfo;
 use trustdeck_proto::admin::observe_server::ObserveServer;
 use trustdeck_proto::admin::server_admin_server::ServerAdminServer;
 use trustdeck_proto::node::node_server::NodeServer;
-use trustdeck_transport::serve::{mtls_incoming_with, unix_incoming};
+use trustdeck_transport::limits::{UidCounter, max_connections_per_uid, open_file_limit};
+use trustdeck_transport::serve::mtls_incoming_with;
+use trustdeck_transport::unix::unix_incoming_per_uid;
 
 use super::{RunError, io};
 use crate::admin_api::AdminApi;
@@ -93,7 +95,14 @@ impl Listeners {
         let unix = Server::builder()
             .add_service(admin.clone())
             .add_service(observe.clone())
-            .serve_with_incoming_shutdown(unix_incoming(self.admin), stopped(shutdown));
+            .serve_with_incoming_shutdown(
+                unix_incoming_per_uid(
+                    self.admin,
+                    "admin socket: accept failed",
+                    UidCounter::new(max_connections_per_uid(open_file_limit())),
+                ),
+                stopped(shutdown),
+            );
         spawn_server(tasks, "admin API", unix);
         if let Some((l, _)) = self.admin_tcp {
             let tcp = Server::builder()

@@ -8,6 +8,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use trustdeck_datastore::Datastore;
+use trustdeck_process::clock::Clock;
 use trustdeck_proto::admin::EventKind;
 use trustdeck_topology::Hub;
 use trustdeck_topology::hub::Severity;
@@ -57,7 +59,6 @@ pub(super) fn spawn_all(
 ) {
     tasks.spawn(rotation(ctx.clone(), tls, ca_published, shutdown.clone()));
     tasks.spawn(agents(ctx.clone(), shutdown.clone()));
-    tasks.spawn(ca_lease(ctx.clone(), shutdown.clone()));
     if let Some(up) = ctx.upstream.clone() {
         tasks.spawn(upstream_status(ctx.clone(), up.clone(), shutdown.clone()));
         tasks.spawn(upstream_bundle(ctx.clone(), up, shutdown.clone()));
@@ -105,18 +106,20 @@ async fn rotation(
     }
 }
 
-/// Renews the claim on the CA journal. Ends (and with it the server) once another server
-/// took the journal over: this one must not go on signing with a CA it no longer owns.
-async fn ca_lease(ctx: Arc<ServerCtx>, mut shutdown: watch::Receiver<bool>) {
+/// Renews the claim on the CA journal from the moment it is made (a start that waits for an
+/// upstream must not let the lease run out). Ends (and with it the server) once another
+/// server took the journal over: this one must not go on signing with a CA it no longer owns.
+pub(super) async fn ca_lease(
+    ds: Datastore,
+    session: String,
+    clock: Arc<dyn Clock>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let lease = chrono::Duration::from_std(LEASE).unwrap_or(chrono::Duration::seconds(15));
     while tick(RENEW_EVERY, &mut shutdown).await {
-        let now = ctx.clock.now();
+        let now = clock.now();
         let until = (now + lease).timestamp();
-        match ctx
-            .ds
-            .renew_ca_lease(ctx.ca.owner_session(), now.timestamp(), until)
-            .await
-        {
+        match ds.renew_ca_lease(&session, now.timestamp(), until).await {
             Ok(true) => {}
             Ok(false) => {
                 tracing::error!(

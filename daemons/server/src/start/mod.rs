@@ -206,6 +206,14 @@ pub async fn start_with_clock(
     }
     let km = keys::key_manager(&config)?;
     let claimed = owner::claim(&config, &ds, &km, clock.as_ref()).await?;
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(loops::ca_lease(
+        ds.clone(),
+        claimed.session.clone(),
+        clock.clone(),
+        shutdown_rx.clone(),
+    ));
     let upstream = authority::connect_upstream(&config, &clock).await?;
     let (ca, events) =
         authority::load_ca(&config, &ds, &km, &upstream, claimed, clock.as_ref()).await?;
@@ -242,8 +250,6 @@ pub async fn start_with_clock(
     let (own_tls, tls) = tls::server_tls(&ctx)?;
     let bound = listeners::Listeners::bind(&ctx.config).await?;
     let info = bound.info(&ctx);
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let mut tasks = tokio::task::JoinSet::new();
     bound.serve(&ctx, tls, &shutdown_rx, &mut tasks);
     tasks.spawn(refusals.run(shutdown_rx.clone()));
     loops::spawn_all(&ctx, own_tls, ca_published, &shutdown_rx, &mut tasks);

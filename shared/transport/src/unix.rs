@@ -1,0 +1,145 @@
+//! Accepting connections on a local (Unix) socket for tonic: a backoff when descriptors run
+//! out, and a cap on what one uid may hold open.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::mpsc;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::server::{Connected, UdsConnectInfo};
+
+use crate::limits::{AcceptBackoff, BurstLog, UidCounter, UidPermit};
+
+/// Accepts connections on a Unix socket for tonic, backing off when accepting fails (no
+/// descriptors left) instead of spinning; `what` names the socket in the warning.
+pub fn unix_incoming(
+    listener: UnixListener,
+    what: &'static str,
+) -> ReceiverStream<Result<UnixStream, std::io::Error>> {
+    let (tx, rx) = mpsc::channel(16);
+    tokio::spawn(async move {
+        let accept_failed = BurstLog::new(what);
+        let mut backoff = AcceptBackoff::default();
+        while !tx.is_closed() {
+            match listener.accept().await {
+                Ok((s, _)) => {
+                    backoff.succeeded();
+                    if tx.send(Ok(s)).await.is_err() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    accept_failed.note(&e);
+                    tokio::time::sleep(backoff.failed()).await;
+                }
+            }
+        }
+    });
+    ReceiverStream::new(rx)
+}
+
+/// A connection holding one of its uid's places (see [`unix_incoming_per_uid`]).
+pub struct UidStream {
+    inner: UnixStream,
+    _place: UidPermit,
+}
+
+impl Connected for UidStream {
+    type ConnectInfo = UdsConnectInfo;
+
+    fn connect_info(&self) -> UdsConnectInfo {
+        self.inner.connect_info()
+    }
+}
+
+impl AsyncRead for UidStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for UidStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// The peer's uid, or one shared placeholder for a peer without credentials.
+pub fn peer_uid(s: &UnixStream) -> u32 {
+    s.peer_cred().map_or(u32::MAX, |c| c.uid())
+}
+
+/// [`unix_incoming`] where a uid holding `per_uid.max()` connections has its next one closed
+/// at accept (logged once per burst), so a socket any local user may open cannot have its
+/// daemon's descriptors taken by one of them.
+pub fn unix_incoming_per_uid(
+    listener: UnixListener,
+    what: &'static str,
+    per_uid: UidCounter,
+) -> impl tokio_stream::Stream<Item = std::io::Result<UidStream>> {
+    let over = BurstLog::new("connections refused: the caller's uid holds the most it may open");
+    unix_incoming(listener, what).filter_map(move |c| match c {
+        Ok(inner) => {
+            let uid = peer_uid(&inner);
+            match per_uid.acquire(uid) {
+                Some(place) => Some(Ok(UidStream {
+                    inner,
+                    _place: place,
+                })),
+                None => {
+                    over.note(&format_args!("{what}: uid {uid}"));
+                    None
+                }
+            }
+        }
+        Err(e) => Some(Err(e)),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    #[tokio::test]
+    async fn a_uid_over_its_cap_has_its_next_connection_closed_and_freed_places_return() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let mut incoming = Box::pin(unix_incoming_per_uid(listener, "test", UidCounter::new(2)));
+        let a = UnixStream::connect(&path).await.unwrap();
+        let _b = UnixStream::connect(&path).await.unwrap();
+        let held_a = incoming.next().await.unwrap().unwrap();
+        let _held_b = incoming.next().await.unwrap().unwrap();
+        let mut c = UnixStream::connect(&path).await.unwrap();
+        // The third is accepted and closed: the stream yields nothing for it, its reader sees EOF.
+        let mut buf = [0u8; 1];
+        assert_eq!(c.read(&mut buf).await.unwrap(), 0);
+        drop((a, held_a));
+        let _d = UnixStream::connect(&path).await.unwrap();
+        let held_d = incoming.next().await.unwrap().unwrap();
+        assert_eq!(
+            held_d.connect_info().peer_cred.map(|c| c.uid()),
+            Some(peer_uid(&c))
+        );
+    }
+}
