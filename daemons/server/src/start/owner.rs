@@ -46,7 +46,7 @@ fn instance_id(data_dir: &Path) -> Result<String, RunError> {
     if let Some(id) = read_instance_id(data_dir)? {
         return Ok(id);
     }
-    let id = random_hex::<16>();
+    let id = trustdeck_datastore::random_id::<16>();
     let path = instance_path(data_dir);
     let mut f = std::fs::OpenOptions::new()
         .write(true)
@@ -56,14 +56,6 @@ fn instance_id(data_dir: &Path) -> Result<String, RunError> {
         .map_err(io(format!("create {}", path.display())))?;
     writeln!(f, "{id}").map_err(io(format!("write {}", path.display())))?;
     Ok(id)
-}
-
-fn random_hex<const N: usize>() -> String {
-    let mut b = [0u8; N];
-    // The system RNG does not fail on Linux; an all-zero id would still be refused by the
-    // compare-and-set of a second claimant with another data directory.
-    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b);
-    hex::encode(b)
 }
 
 /// The key manager as the owner record names it.
@@ -139,7 +131,7 @@ pub(super) async fn claim(
         .map_err(ds_err(ds))?
         .is_some_and(|o| o.instance_id != me);
     let holds = foreign && holds_owner_keys(ds, km).await?;
-    let session = random_hex::<16>();
+    let session = trustdeck_datastore::random_id::<16>();
     let mut waited = false;
     loop {
         let owner = ds.ca_owner().await.map_err(ds_err(ds))?;

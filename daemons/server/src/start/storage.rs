@@ -103,10 +103,8 @@ pub(super) async fn audit_start(
     detail: &str,
     outcome: &str,
 ) -> Result<(), RunError> {
-    let mut id = [0u8; 12];
-    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut id);
     let rec = AuditRecord {
-        id: hex::encode(id),
+        id: trustdeck_datastore::random_id::<12>(),
         at: clock.now().timestamp(),
         actor: format!(
             "operator (trustdeck-server run, data_dir {})",
