@@ -6,6 +6,7 @@ use sqlx::AssertSqlSafe;
 use crate::connection::Datastore;
 use crate::error::DatastoreError;
 use crate::names::stored_names;
+use crate::owner::{Lock, select_owner};
 use crate::row::{Cols, query_err};
 
 stored_names! {
@@ -224,8 +225,8 @@ impl Datastore {
             });
         }
 
-        if let Some(owner) = current_owner(&mut tx).await?
-            && owner != owner_session
+        if let Some(owner) = select_owner(&mut tx, Lock::Yes).await?
+            && owner.session != owner_session
         {
             tx.rollback()
                 .await
@@ -279,19 +280,6 @@ impl Datastore {
             .await
             .map_err(query_err("commit CA state transaction"))
     }
-}
-
-/// The session of the CA journal's owner, if one claimed it, with the owner row locked until
-/// the transaction ends: a claim cannot commit between this check and the CA commit (a plain
-/// read would allow that under PostgreSQL's READ COMMITTED).
-async fn current_owner(conn: &mut sqlx::AnyConnection) -> Result<Option<String>, DatastoreError> {
-    sqlx::query("UPDATE ca_owner SET session = session WHERE id = 'ca' RETURNING session")
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(query_err("read CA owner"))?
-        .as_ref()
-        .map(|row| Cols::new(row, "CA owner", None).text("session"))
-        .transpose()
 }
 
 fn describe_sequence(sequence: Option<i64>) -> String {
