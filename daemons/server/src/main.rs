@@ -215,7 +215,7 @@ fn socket_path(t: &Target) -> Result<PathBuf> {
 async fn client(t: &Target) -> Result<ServerAdminClient<tonic::transport::Channel>> {
     let path = socket_path(t)?;
     // Tried once here so that a socket this user may not open says so, not "transport error".
-    if let Err(e) = std::os::unix::net::UnixStream::connect(&path) {
+    if let Err(e) = trustdeck_admin::socket::probe(&path) {
         let uid = trustdeck_admin::effective_uid().unwrap_or(u32::MAX);
         match e.kind() {
             std::io::ErrorKind::NotFound => bail!(

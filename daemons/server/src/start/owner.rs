@@ -60,14 +60,11 @@ fn instance_id(data_dir: &Path) -> Result<String, RunError> {
 
 /// The key manager as the owner record names it.
 fn key_manager_text(config: &Config) -> String {
+    if let Some(dir) = config.key_dir() {
+        return format!("disk {}", dir.display());
+    }
     match &config.key_manager {
-        KeyManagerConfig::Memory => "memory".into(),
-        KeyManagerConfig::Disk { .. } => {
-            let dir = config
-                .key_dir()
-                .unwrap_or_else(|| config.data_dir.join("keys"));
-            format!("disk {}", dir.display())
-        }
+        KeyManagerConfig::Memory | KeyManagerConfig::Disk { .. } => "memory".into(),
         KeyManagerConfig::Pkcs11 {
             token_label, slot, ..
         } => match (token_label, slot) {
@@ -89,7 +86,7 @@ fn host() -> String {
 fn gone_from_here(owner: &CaOwner, config: &Config) -> bool {
     owner.host == host()
         && owner.data_dir == config.data_dir.display().to_string()
-        && std::os::unix::net::UnixStream::connect(&config.admin_socket).is_err()
+        && trustdeck_admin::socket::probe(&config.admin_socket).is_err()
 }
 
 /// Whether a persistent `km` holds every live key of the journal, each with the public key

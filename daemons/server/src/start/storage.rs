@@ -8,7 +8,7 @@ use trustdeck_datastore::{AuditRecord, Contents, Datastore};
 use trustdeck_process::clock::Clock;
 
 use super::{RunError, io};
-use crate::config::{Config, KeyManagerConfig};
+use crate::config::Config;
 
 /// What shows that a server was initialised before, besides its datastore.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,12 +63,9 @@ pub async fn check_earlier_state(config: &Config) -> Result<Option<EarlierState>
 
 /// The `*.key.pem` files of a disk key manager.
 fn key_files(config: &Config) -> Vec<PathBuf> {
-    if !matches!(config.key_manager, KeyManagerConfig::Disk { .. }) {
+    let Some(dir) = config.key_dir() else {
         return Vec::new();
-    }
-    let dir = config
-        .key_dir()
-        .unwrap_or_else(|| config.data_dir.join("keys"));
+    };
     let Ok(read) = std::fs::read_dir(&dir) else {
         return Vec::new();
     };
