@@ -351,7 +351,8 @@ async fn run(cli: Cli) -> Result<()> {
             for w in &c.warnings {
                 trustdeck_process::outln!("warning: {w}");
             }
-            // Reads the datastore (read-only) and the disk key directory, never a key.
+            // Reads the datastore (read-only) and the disk key files (public keys compared as `run`
+            // does); writes nothing.
             trustdeck_server::start::check_earlier_state(&c).await?;
             if let Some(w) = trustdeck_server::start::check_ca_owner(&c).await? {
                 trustdeck_process::outln!("warning: {w}");

@@ -90,7 +90,7 @@ pub struct CaJournalRecord {
     pub created_at: i64,
 }
 
-const CA_JOURNAL_COLUMNS: &str = "id, kind, status, key_backend, key_ref, certificate_chain_pem, \
+pub(crate) const CA_JOURNAL_COLUMNS: &str = "id, kind, status, key_backend, key_ref, certificate_chain_pem, \
                                   public_key_der_b64, kid, not_before, not_after, created_at";
 
 impl Datastore {
@@ -129,22 +129,7 @@ impl Datastore {
             .map_err(query_err("list CA journal"))?;
         let mut records = rows
             .iter()
-            .map(|row| {
-                let cols = Cols::new(row, "CA journal record", Some("id"));
-                Ok(CaJournalRecord {
-                    id: cols.text("id")?,
-                    kind: cols.name("kind")?,
-                    status: cols.name("status")?,
-                    key_backend: cols.text("key_backend")?,
-                    key_ref: cols.text("key_ref")?,
-                    certificate_chain_pem: cols.opt_text("certificate_chain_pem")?,
-                    public_key_der_b64: cols.opt_text("public_key_der_b64")?,
-                    kid: cols.opt_text("kid")?,
-                    not_before: cols.int("not_before")?,
-                    not_after: cols.int("not_after")?,
-                    created_at: cols.int("created_at")?,
-                })
-            })
+            .map(decode_journal)
             .collect::<Result<Vec<_>, DatastoreError>>()?;
         records.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
         Ok(records)
@@ -280,6 +265,24 @@ impl Datastore {
             .await
             .map_err(query_err("commit CA state transaction"))
     }
+}
+
+/// One CA journal row.
+pub(crate) fn decode_journal(row: &sqlx::any::AnyRow) -> Result<CaJournalRecord, DatastoreError> {
+    let cols = Cols::new(row, "CA journal record", Some("id"));
+    Ok(CaJournalRecord {
+        id: cols.text("id")?,
+        kind: cols.name("kind")?,
+        status: cols.name("status")?,
+        key_backend: cols.text("key_backend")?,
+        key_ref: cols.text("key_ref")?,
+        certificate_chain_pem: cols.opt_text("certificate_chain_pem")?,
+        public_key_der_b64: cols.opt_text("public_key_der_b64")?,
+        kid: cols.opt_text("kid")?,
+        not_before: cols.int("not_before")?,
+        not_after: cols.int("not_after")?,
+        created_at: cols.int("created_at")?,
+    })
 }
 
 fn describe_sequence(sequence: Option<i64>) -> String {

@@ -3,7 +3,7 @@
 
 use sqlx::AnyConnection;
 
-use crate::ca::CaStatus;
+use crate::ca::{CA_JOURNAL_COLUMNS, CaJournalRecord, CaStatus, decode_journal};
 use crate::connection::Datastore;
 use crate::error::DatastoreError;
 use crate::inspect::{Look, close, count_tables, look};
@@ -110,12 +110,12 @@ impl Datastore {
         Ok(())
     }
 
-    /// The owner of the CA journal at `url` and the key refs of its live authorities, read
+    /// The owner of the CA journal at `url` and the records of its live authorities, read
     /// without creating, migrating or writing anything; `None` when there is no owner (or no
     /// such table yet, or no such file).
     pub async fn inspect_ca_owner(
         url: &str,
-    ) -> Result<Option<(CaOwner, Vec<String>)>, DatastoreError> {
+    ) -> Result<Option<(CaOwner, Vec<CaJournalRecord>)>, DatastoreError> {
         match look(url).await? {
             Look::InMemory | Look::NoFile => Ok(None),
             Look::Conn(mut conn, backend) => {
@@ -129,21 +129,22 @@ impl Datastore {
 async fn read_owner(
     conn: &mut AnyConnection,
     backend: Backend,
-) -> Result<Option<(CaOwner, Vec<String>)>, DatastoreError> {
+) -> Result<Option<(CaOwner, Vec<CaJournalRecord>)>, DatastoreError> {
     if count_tables(conn, backend, &["ca_owner"]).await? == 0 {
         return Ok(None);
     }
     let Some(owner) = select_owner(conn, Lock::No).await? else {
         return Ok(None);
     };
-    let live = sqlx::query("SELECT key_ref FROM ca_journal WHERE status IN ($1, $2)")
+    let sql = format!("SELECT {CA_JOURNAL_COLUMNS} FROM ca_journal WHERE status IN ($1, $2)");
+    let live = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(CaStatus::Prepared.as_str())
         .bind(CaStatus::Active.as_str())
         .fetch_all(&mut *conn)
         .await
         .map_err(query_err("inspect CA journal"))?
         .iter()
-        .map(|row| Cols::new(row, "CA journal record", None).text("key_ref"))
+        .map(decode_journal)
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Some((owner, live)))
 }

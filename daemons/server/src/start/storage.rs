@@ -100,7 +100,24 @@ pub(super) async fn audit_start(
     detail: &str,
     outcome: &str,
 ) -> Result<(), RunError> {
-    let rec = AuditRecord {
+    let rec = start_record(config, clock, action, detail, outcome);
+    ds.append_audit(&rec)
+        .await
+        .map_err(|source| RunError::Datastore {
+            url: trustdeck_datastore::redact_url(&config.datastore),
+            source,
+        })
+}
+
+/// An audit record of the starting server: the operator who ran it did `action` to it.
+pub(super) fn start_record(
+    config: &Config,
+    clock: &dyn Clock,
+    action: &str,
+    detail: &str,
+    outcome: &str,
+) -> AuditRecord {
+    AuditRecord {
         id: trustdeck_datastore::random_id::<12>(),
         at: clock.now().timestamp(),
         actor: format!(
@@ -111,13 +128,7 @@ pub(super) async fn audit_start(
         target: config.server_spiffe_id.to_string(),
         detail: detail.into(),
         outcome: outcome.into(),
-    };
-    ds.append_audit(&rec)
-        .await
-        .map_err(|source| RunError::Datastore {
-            url: trustdeck_datastore::redact_url(&config.datastore),
-            source,
-        })
+    }
 }
 
 /// Creates the data directory, readable by the server's user only.
