@@ -213,12 +213,16 @@ async fn an_owner_whose_journal_was_taken_over_stops() {
     b.spawn();
     assert!(b.log().contains("waiting for its lease"), "{}", b.log());
     signal(pid, "CONT");
-    wait_for(20, "A to stop", || {
+    let status = wait_for(20, "A to stop", || {
         a.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
     });
     assert!(
+        !status.success(),
+        "a server that lost its CA fails: {status}"
+    );
+    assert!(
         a.log()
-            .contains("another server took over this server's CA journal"),
+            .contains("error: another server took over this server's CA journal"),
         "{}",
         a.log()
     );

@@ -331,9 +331,14 @@ async fn run_server(config: &Path, reinitialize: bool, take_over_ca: bool) -> Re
     let mut server = trustdeck_server::start::start(config)
         .await
         .context("trustdeck-server failed to start")?;
-    trustdeck_process::until_terminated(server.wait(), "server").await?;
+    let mut stopped = None;
+    let ended = async { stopped = server.wait().await };
+    trustdeck_process::until_terminated(ended, "server").await?;
     trustdeck_process::shutdown_within_grace(server.shutdown()).await;
-    Ok(())
+    match stopped {
+        Some(why) => Err(why.into()),
+        None => Ok(()),
+    }
 }
 
 async fn run(cli: Cli) -> Result<()> {
