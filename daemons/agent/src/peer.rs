@@ -7,16 +7,14 @@
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use thiserror::Error;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::UnixStream;
 use tonic::transport::server::{Connected, UdsConnectInfo};
 
-use crate::limits::{UidCounter, UidPermit};
+use crate::limits::UidCounter;
+use trustdeck_transport::unix::{UidStream, peer_uid};
 
 /// What identifies a process beyond its pid, read from `/proc/<pid>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,85 +156,26 @@ impl PeerInfo {
 }
 
 /// An accepted Workload API connection with its peer pinned, holding one of its uid's places.
-pub struct PeerStream {
-    inner: UnixStream,
-    info: PeerInfo,
-    _place: UidPermit,
-}
+pub type PeerStream = UidStream<PeerInfo>;
 
-impl PeerStream {
-    /// Pins the peer of a just-accepted connection, or gives back the caller's uid when that
-    /// uid holds all the connections `per_uid` allows (the connection is then dropped, closed).
-    pub fn accept(inner: UnixStream, per_uid: &UidCounter) -> Result<Self, u32> {
-        let uds = inner.connect_info();
-        // A peer without credentials cannot be attested; it counts under one shared uid.
-        let uid = uds.peer_cred.map_or(u32::MAX, |c| c.uid());
-        let place = per_uid.acquire(uid).ok_or(uid)?;
-        let process = uds
-            .peer_cred
-            .and_then(|c| c.pid())
-            .filter(|p| *p > 0)
-            .and_then(|pid| match PinnedProcess::open(pid) {
-                Ok(p) => Some(Arc::new(p)),
-                Err(e) => {
-                    tracing::debug!(pid, error = %e, "cannot pin the Workload API caller");
-                    None
-                }
-            });
-        Ok(Self {
-            inner,
-            info: PeerInfo { uds, process },
-            _place: place,
-        })
-    }
-}
-
-impl Connected for PeerStream {
-    type ConnectInfo = PeerInfo;
-
-    fn connect_info(&self) -> PeerInfo {
-        self.info.clone()
-    }
-}
-
-impl AsyncRead for PeerStream {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for PeerStream {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
+/// Pins the peer of a just-accepted connection, or gives back the caller's uid when that uid
+/// holds all the connections `per_uid` allows (the connection is then dropped, closed).
+pub fn accept(inner: UnixStream, per_uid: &UidCounter) -> Result<PeerStream, u32> {
+    let uid = peer_uid(&inner);
+    let place = per_uid.acquire(uid).ok_or(uid)?;
+    let uds = inner.connect_info();
+    let process = uds
+        .peer_cred
+        .and_then(|c| c.pid())
+        .filter(|p| *p > 0)
+        .and_then(|pid| match PinnedProcess::open(pid) {
+            Ok(p) => Some(Arc::new(p)),
+            Err(e) => {
+                tracing::debug!(pid, error = %e, "cannot pin the Workload API caller");
+                None
+            }
+        });
+    Ok(UidStream::new(inner, PeerInfo { uds, process }, place))
 }
 
 #[cfg(test)]

@@ -128,7 +128,7 @@ fn workload_incoming(
     ));
     trustdeck_transport::unix::unix_incoming(listener, "Workload API socket: accept failed")
         .filter_map(move |c| match c {
-            Ok(s) => match PeerStream::accept(s, &per_uid) {
+            Ok(s) => match crate::peer::accept(s, &per_uid) {
                 Ok(p) => Some(Ok(p)),
                 Err(uid) => {
                     OVER_CAP.note(&format_args!("uid {uid}"));

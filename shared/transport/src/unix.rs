@@ -41,21 +41,34 @@ pub fn unix_incoming(
     ReceiverStream::new(rx)
 }
 
-/// A connection holding one of its uid's places (see [`unix_incoming_per_uid`]).
-pub struct UidStream {
+/// A connection holding one of its uid's places, telling tonic `C` about its peer (by
+/// default what tonic knows of a Unix socket peer; see [`unix_incoming_per_uid`]).
+pub struct UidStream<C = UdsConnectInfo> {
     inner: UnixStream,
+    info: C,
     _place: UidPermit,
 }
 
-impl Connected for UidStream {
-    type ConnectInfo = UdsConnectInfo;
-
-    fn connect_info(&self) -> UdsConnectInfo {
-        self.inner.connect_info()
+impl<C> UidStream<C> {
+    /// A connection that holds `place` until it is dropped.
+    pub fn new(inner: UnixStream, info: C, place: UidPermit) -> Self {
+        Self {
+            inner,
+            info,
+            _place: place,
+        }
     }
 }
 
-impl AsyncRead for UidStream {
+impl<C: Clone + Send + Sync + 'static> Connected for UidStream<C> {
+    type ConnectInfo = C;
+
+    fn connect_info(&self) -> C {
+        self.info.clone()
+    }
+}
+
+impl<C: Unpin> AsyncRead for UidStream<C> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -65,7 +78,7 @@ impl AsyncRead for UidStream {
     }
 }
 
-impl AsyncWrite for UidStream {
+impl<C: Unpin> AsyncWrite for UidStream<C> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -101,10 +114,10 @@ pub fn unix_incoming_per_uid(
         Ok(inner) => {
             let uid = peer_uid(&inner);
             match per_uid.acquire(uid) {
-                Some(place) => Some(Ok(UidStream {
-                    inner,
-                    _place: place,
-                })),
+                Some(place) => {
+                    let info = inner.connect_info();
+                    Some(Ok(UidStream::new(inner, info, place)))
+                }
                 None => {
                     over.note(&format_args!("{what}: uid {uid}"));
                     None
