@@ -33,7 +33,9 @@
 //! * `ca`: the bundle and the CA journal; `owner`: who may change them;
 //! * `audit`: the audit log; `audited`: a change that commits together with its
 //!   audit record;
-//! * `row` and `names`: decoding rows and stored names, shared by all.
+//! * `row` and `names`: decoding rows and stored names, shared by all;
+//! * `unaudited` (feature `test-util`, for tests only): the same changes without an audit
+//!   record.
 
 mod audit;
 mod audited;
@@ -47,6 +49,8 @@ mod names;
 mod nodes;
 mod owner;
 mod row;
+#[cfg(feature = "test-util")]
+mod unaudited;
 mod url;
 
 pub use audit::AuditRecord;
