@@ -107,8 +107,8 @@ fn second_server_is_refused(
 }
 
 /// A server with another data dir that holds the owner's keys (the same key directory) is
-/// the owner: it starts on the same CA.
-fn the_owners_keys_make_the_owner(a: &mut ServerProc, datastore_line: &str) {
+/// the owner: it starts on the same CA, and the change of owner is audited.
+fn the_owners_keys_make_the_owner(a: &mut ServerProc, datastore_line: &str, ds: &Datastore) {
     let roots = a.bundle_roots();
     a.stop();
     let keys = a.data_dir.join("keys");
@@ -123,6 +123,8 @@ fn the_owners_keys_make_the_owner(a: &mut ServerProc, datastore_line: &str) {
     d.cli_ok(&["check-config"]);
     d.spawn();
     assert_eq!(d.bundle_roots(), roots, "same CA, same bundle");
+    let audit = query(ds, "SELECT action, outcome FROM audit_log");
+    assert!(audit.contains("server.ca_claim|ok"), "audited: {audit}");
     d.stop();
     a.spawn();
     assert_eq!(a.bundle_roots(), roots);
@@ -154,7 +156,7 @@ async fn a_second_server_on_the_same_sqlite_file_is_refused() {
     let ds = Datastore::Sqlite(db.clone());
     let line = format!("datastore = \"sqlite://{}\"\n", db.display());
     let mut b = second_server_is_refused(&mut a, &line, &ds);
-    the_owners_keys_make_the_owner(&mut a, &line);
+    the_owners_keys_make_the_owner(&mut a, &line, &ds);
     take_over_when_told(&mut a, &mut b, &ds);
 }
 
@@ -213,12 +215,16 @@ async fn an_owner_whose_journal_was_taken_over_stops() {
     b.spawn();
     assert!(b.log().contains("waiting for its lease"), "{}", b.log());
     signal(pid, "CONT");
-    wait_for(20, "A to stop", || {
+    let status = wait_for(20, "A to stop", || {
         a.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
     });
     assert!(
+        !status.success(),
+        "a server that lost its CA fails: {status}"
+    );
+    assert!(
         a.log()
-            .contains("another server took over this server's CA journal"),
+            .contains("error: another server took over this server's CA journal"),
         "{}",
         a.log()
     );

@@ -215,7 +215,7 @@ fn socket_path(t: &Target) -> Result<PathBuf> {
 async fn client(t: &Target) -> Result<ServerAdminClient<tonic::transport::Channel>> {
     let path = socket_path(t)?;
     // Tried once here so that a socket this user may not open says so, not "transport error".
-    if let Err(e) = std::os::unix::net::UnixStream::connect(&path) {
+    if let Err(e) = trustdeck_admin::socket::probe(&path) {
         let uid = trustdeck_admin::effective_uid().unwrap_or(u32::MAX);
         match e.kind() {
             std::io::ErrorKind::NotFound => bail!(
@@ -331,9 +331,14 @@ async fn run_server(config: &Path, reinitialize: bool, take_over_ca: bool) -> Re
     let mut server = trustdeck_server::start::start(config)
         .await
         .context("trustdeck-server failed to start")?;
-    trustdeck_process::until_terminated(server.wait(), "server").await?;
+    let mut stopped = None;
+    let ended = async { stopped = server.wait().await };
+    trustdeck_process::until_terminated(ended, "server").await?;
     trustdeck_process::shutdown_within_grace(server.shutdown()).await;
-    Ok(())
+    match stopped {
+        Some(why) => Err(why.into()),
+        None => Ok(()),
+    }
 }
 
 async fn run(cli: Cli) -> Result<()> {
@@ -351,7 +356,8 @@ async fn run(cli: Cli) -> Result<()> {
             for w in &c.warnings {
                 trustdeck_process::outln!("warning: {w}");
             }
-            // Reads the datastore (read-only) and the disk key directory, never a key.
+            // Reads the datastore (read-only) and the disk key files (public keys compared as `run`
+            // does); writes nothing.
             trustdeck_server::start::check_earlier_state(&c).await?;
             if let Some(w) = trustdeck_server::start::check_ca_owner(&c).await? {
                 trustdeck_process::outln!("warning: {w}");

@@ -150,6 +150,12 @@ pub enum BindError {
     },
 }
 
+/// Tries to connect to the Unix socket at `path` once (the connection is dropped): how a
+/// daemon or a CLI tells a running daemon from a stale socket, and why it cannot reach it.
+pub fn probe(path: &Path) -> std::io::Result<()> {
+    std::os::unix::net::UnixStream::connect(path).map(drop)
+}
+
 /// Binds a Unix socket at `path` with `access`, replacing a stale one but never one a
 /// running daemon answers on. Directories it creates are `0755`, so the mode decides.
 pub fn bind(path: &Path, access: &SocketAccess) -> Result<tokio::net::UnixListener, BindError> {
@@ -168,7 +174,7 @@ pub fn bind(path: &Path, access: &SocketAccess) -> Result<tokio::net::UnixListen
             .map_err(io("create the directory of"))?;
     }
     if path.exists() {
-        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        if probe(path).is_ok() {
             return Err(BindError::InUse(path.to_path_buf()));
         }
         std::fs::remove_file(path).map_err(io("remove stale socket"))?;

@@ -9,6 +9,7 @@ use crate::entries::{Entry, NewEntry, insert_entry, remove_entry};
 use crate::error::DatastoreError;
 use crate::join_tokens::insert_join_token;
 use crate::nodes::{AttestedNode, remove_node, update_node_banned};
+use crate::owner::{CaOwner, write_claim};
 use crate::row::query_err;
 
 /// A change under way. It becomes visible only through [`commit`](Self::commit), which
@@ -80,6 +81,15 @@ impl AuditedChange {
         now: i64,
     ) -> Result<Option<AttestedNode>, DatastoreError> {
         update_node_banned(&mut *self.tx, spiffe_id, banned, now).await
+    }
+
+    /// [`Datastore::claim_ca_owner`], inside the change: ownership passes with its record.
+    pub async fn claim_ca_owner(
+        &mut self,
+        new: &CaOwner,
+        previous: Option<&str>,
+    ) -> Result<(), DatastoreError> {
+        write_claim(&mut self.tx, new, previous).await
     }
 
     /// Appends `record` and commits: the change and its record are stored together, or

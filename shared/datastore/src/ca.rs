@@ -6,6 +6,7 @@ use sqlx::AssertSqlSafe;
 use crate::connection::Datastore;
 use crate::error::DatastoreError;
 use crate::names::stored_names;
+use crate::owner::{Lock, select_owner};
 use crate::row::{Cols, query_err};
 
 stored_names! {
@@ -89,7 +90,7 @@ pub struct CaJournalRecord {
     pub created_at: i64,
 }
 
-const CA_JOURNAL_COLUMNS: &str = "id, kind, status, key_backend, key_ref, certificate_chain_pem, \
+pub(crate) const CA_JOURNAL_COLUMNS: &str = "id, kind, status, key_backend, key_ref, certificate_chain_pem, \
                                   public_key_der_b64, kid, not_before, not_after, created_at";
 
 impl Datastore {
@@ -128,22 +129,7 @@ impl Datastore {
             .map_err(query_err("list CA journal"))?;
         let mut records = rows
             .iter()
-            .map(|row| {
-                let cols = Cols::new(row, "CA journal record", Some("id"));
-                Ok(CaJournalRecord {
-                    id: cols.text("id")?,
-                    kind: cols.name("kind")?,
-                    status: cols.name("status")?,
-                    key_backend: cols.text("key_backend")?,
-                    key_ref: cols.text("key_ref")?,
-                    certificate_chain_pem: cols.opt_text("certificate_chain_pem")?,
-                    public_key_der_b64: cols.opt_text("public_key_der_b64")?,
-                    kid: cols.opt_text("kid")?,
-                    not_before: cols.int("not_before")?,
-                    not_after: cols.int("not_after")?,
-                    created_at: cols.int("created_at")?,
-                })
-            })
+            .map(decode_journal)
             .collect::<Result<Vec<_>, DatastoreError>>()?;
         records.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
         Ok(records)
@@ -224,8 +210,8 @@ impl Datastore {
             });
         }
 
-        if let Some(owner) = current_owner(&mut tx).await?
-            && owner != owner_session
+        if let Some(owner) = select_owner(&mut tx, Lock::Yes).await?
+            && owner.session != owner_session
         {
             tx.rollback()
                 .await
@@ -281,17 +267,22 @@ impl Datastore {
     }
 }
 
-/// The session of the CA journal's owner, if one claimed it, with the owner row locked until
-/// the transaction ends: a claim cannot commit between this check and the CA commit (a plain
-/// read would allow that under PostgreSQL's READ COMMITTED).
-async fn current_owner(conn: &mut sqlx::AnyConnection) -> Result<Option<String>, DatastoreError> {
-    sqlx::query("UPDATE ca_owner SET session = session WHERE id = 'ca' RETURNING session")
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(query_err("read CA owner"))?
-        .as_ref()
-        .map(|row| Cols::new(row, "CA owner", None).text("session"))
-        .transpose()
+/// One CA journal row.
+pub(crate) fn decode_journal(row: &sqlx::any::AnyRow) -> Result<CaJournalRecord, DatastoreError> {
+    let cols = Cols::new(row, "CA journal record", Some("id"));
+    Ok(CaJournalRecord {
+        id: cols.text("id")?,
+        kind: cols.name("kind")?,
+        status: cols.name("status")?,
+        key_backend: cols.text("key_backend")?,
+        key_ref: cols.text("key_ref")?,
+        certificate_chain_pem: cols.opt_text("certificate_chain_pem")?,
+        public_key_der_b64: cols.opt_text("public_key_der_b64")?,
+        kid: cols.opt_text("kid")?,
+        not_before: cols.int("not_before")?,
+        not_after: cols.int("not_after")?,
+        created_at: cols.int("created_at")?,
+    })
 }
 
 fn describe_sequence(sequence: Option<i64>) -> String {

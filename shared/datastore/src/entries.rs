@@ -131,7 +131,7 @@ pub(crate) async fn insert_entry<'c>(
     selectors.sort();
     selectors.dedup();
     let entry = Entry {
-        id: hex::encode(rand::random::<[u8; 16]>()),
+        id: crate::random_id::<16>(),
         spiffe_id: e.spiffe_id.clone(),
         parent_id: e.parent_id.clone(),
         selectors,

@@ -33,7 +33,7 @@
 //! * `ca`: the bundle and the CA journal; `owner`: who may change them;
 //! * `audit`: the audit log; `audited`: a change that commits together with its
 //!   audit record;
-//! * `row` and `names`: decoding rows and stored names, shared by all;
+//! * `row` and `names`: decoding rows and stored names, shared by all; `id`: random ids;
 //! * `unaudited` (feature `test-util`, for tests only): the same changes without an audit
 //!   record.
 
@@ -43,6 +43,7 @@ mod ca;
 mod connection;
 mod entries;
 mod error;
+mod id;
 mod inspect;
 mod join_tokens;
 mod names;
@@ -59,6 +60,7 @@ pub use ca::{BundleRecord, CaJournalRecord, CaKind, CaStatus};
 pub use connection::Datastore;
 pub use entries::{Entry, NewEntry};
 pub use error::DatastoreError;
+pub use id::random_id;
 pub use inspect::Contents;
 pub use join_tokens::JoinToken;
 pub use names::UnknownName;

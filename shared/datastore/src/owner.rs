@@ -3,7 +3,7 @@
 
 use sqlx::AnyConnection;
 
-use crate::ca::CaStatus;
+use crate::ca::{CA_JOURNAL_COLUMNS, CaJournalRecord, CaStatus, decode_journal};
 use crate::connection::Datastore;
 use crate::error::DatastoreError;
 use crate::inspect::{Look, close, count_tables, look};
@@ -54,14 +54,12 @@ fn decode(row: &sqlx::any::AnyRow) -> Result<CaOwner, DatastoreError> {
 impl Datastore {
     /// The owner of the CA journal, if a server claimed it.
     pub async fn ca_owner(&self) -> Result<Option<CaOwner>, DatastoreError> {
-        let sql = format!("SELECT {OWNER_COLUMNS} FROM ca_owner WHERE id = 'ca'");
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .fetch_optional(&self.pool)
+        let mut conn = self
+            .pool
+            .acquire()
             .await
-            .map_err(query_err("read CA owner"))?
-            .as_ref()
-            .map(decode)
-            .transpose()
+            .map_err(query_err("read CA owner"))?;
+        select_owner(&mut conn, Lock::No).await
     }
 
     /// Makes `new` the owner, if the owner is still the one the caller decided on: the
@@ -72,32 +70,12 @@ impl Datastore {
         new: &CaOwner,
         previous: Option<&str>,
     ) -> Result<(), DatastoreError> {
-        let q = match previous {
-            Some(session) => sqlx::query(
-                "UPDATE ca_owner SET instance_id = $1, session = $2, server_id = $3, host = $4, \
-                 data_dir = $5, key_manager = $6, claimed_at = $7, renewed_at = $8, \
-                 lease_until = $9 WHERE id = 'ca' AND session = $10",
-            )
-            .bind_owner(new)
-            .bind(session.to_owned()),
-            None => sqlx::query(
-                "INSERT INTO ca_owner (id, instance_id, session, server_id, host, data_dir, \
-                 key_manager, claimed_at, renewed_at, lease_until) \
-                 VALUES ('ca', $1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
-            )
-            .bind_owner(new),
-        };
-        let written = q
-            .execute(&self.pool)
+        let mut conn = self
+            .pool
+            .acquire()
             .await
-            .map_err(query_err("claim CA owner"))?
-            .rows_affected();
-        if written == 0 {
-            return Err(DatastoreError::Conflict {
-                what: "the CA owner changed while this server claimed it".into(),
-            });
-        }
-        Ok(())
+            .map_err(query_err("claim CA owner"))?;
+        write_claim(&mut conn, new, previous).await
     }
 
     /// Renews the lease of `session` until `lease_until`; `false` when `session` no longer
@@ -132,12 +110,12 @@ impl Datastore {
         Ok(())
     }
 
-    /// The owner of the CA journal at `url` and the key refs of its live authorities, read
+    /// The owner of the CA journal at `url` and the records of its live authorities, read
     /// without creating, migrating or writing anything; `None` when there is no owner (or no
     /// such table yet, or no such file).
     pub async fn inspect_ca_owner(
         url: &str,
-    ) -> Result<Option<(CaOwner, Vec<String>)>, DatastoreError> {
+    ) -> Result<Option<(CaOwner, Vec<CaJournalRecord>)>, DatastoreError> {
         match look(url).await? {
             Look::InMemory | Look::NoFile => Ok(None),
             Look::Conn(mut conn, backend) => {
@@ -151,31 +129,88 @@ impl Datastore {
 async fn read_owner(
     conn: &mut AnyConnection,
     backend: Backend,
-) -> Result<Option<(CaOwner, Vec<String>)>, DatastoreError> {
+) -> Result<Option<(CaOwner, Vec<CaJournalRecord>)>, DatastoreError> {
     if count_tables(conn, backend, &["ca_owner"]).await? == 0 {
         return Ok(None);
     }
-    let sql = format!("SELECT {OWNER_COLUMNS} FROM ca_owner WHERE id = 'ca'");
-    let Some(owner) = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(query_err("inspect CA owner"))?
-        .as_ref()
-        .map(decode)
-        .transpose()?
-    else {
+    let Some(owner) = select_owner(conn, Lock::No).await? else {
         return Ok(None);
     };
-    let live = sqlx::query("SELECT key_ref FROM ca_journal WHERE status IN ($1, $2)")
+    let sql = format!("SELECT {CA_JOURNAL_COLUMNS} FROM ca_journal WHERE status IN ($1, $2)");
+    let live = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(CaStatus::Prepared.as_str())
         .bind(CaStatus::Active.as_str())
         .fetch_all(&mut *conn)
         .await
         .map_err(query_err("inspect CA journal"))?
         .iter()
-        .map(|row| Cols::new(row, "CA journal record", None).text("key_ref"))
+        .map(decode_journal)
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Some((owner, live)))
+}
+
+/// Whether [`select_owner`] locks the owner row until the transaction ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lock {
+    No,
+    /// No claim commits between this read and the end of the transaction (a plain read would
+    /// allow that under PostgreSQL's READ COMMITTED).
+    Yes,
+}
+
+/// The one read of the owner record.
+pub(crate) async fn select_owner(
+    conn: &mut AnyConnection,
+    lock: Lock,
+) -> Result<Option<CaOwner>, DatastoreError> {
+    let sql = match lock {
+        Lock::No => format!("SELECT {OWNER_COLUMNS} FROM ca_owner WHERE id = 'ca'"),
+        Lock::Yes => format!(
+            "UPDATE ca_owner SET session = session WHERE id = 'ca' RETURNING {OWNER_COLUMNS}"
+        ),
+    };
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(query_err("read CA owner"))?
+        .as_ref()
+        .map(decode)
+        .transpose()
+}
+
+/// Makes `new` the owner if the owner is still the session `previous` (or none): see
+/// [`Datastore::claim_ca_owner`].
+pub(crate) async fn write_claim(
+    conn: &mut AnyConnection,
+    new: &CaOwner,
+    previous: Option<&str>,
+) -> Result<(), DatastoreError> {
+    let q = match previous {
+        Some(session) => sqlx::query(
+            "UPDATE ca_owner SET instance_id = $1, session = $2, server_id = $3, host = $4, \
+             data_dir = $5, key_manager = $6, claimed_at = $7, renewed_at = $8, \
+             lease_until = $9 WHERE id = 'ca' AND session = $10",
+        )
+        .bind_owner(new)
+        .bind(session.to_owned()),
+        None => sqlx::query(
+            "INSERT INTO ca_owner (id, instance_id, session, server_id, host, data_dir, \
+             key_manager, claimed_at, renewed_at, lease_until) \
+             VALUES ('ca', $1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
+        )
+        .bind_owner(new),
+    };
+    let written = q
+        .execute(&mut *conn)
+        .await
+        .map_err(query_err("claim CA owner"))?
+        .rows_affected();
+    if written == 0 {
+        return Err(DatastoreError::Conflict {
+            what: "the CA owner changed while this server claimed it".into(),
+        });
+    }
+    Ok(())
 }
 
 trait BindOwner {

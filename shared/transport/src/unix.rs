@@ -118,6 +118,7 @@ pub fn unix_incoming_per_uid(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
     use tokio::io::AsyncReadExt;
 
     #[tokio::test]
@@ -126,17 +127,31 @@ mod tests {
         let path = dir.path().join("s.sock");
         let listener = UnixListener::bind(&path).unwrap();
         let mut incoming = Box::pin(unix_incoming_per_uid(listener, "test", UidCounter::new(2)));
+        // Served as tonic would: the stream is driven all the time.
+        let (tx, mut served) = mpsc::channel(8);
+        tokio::spawn(async move {
+            while let Some(s) = incoming.next().await {
+                if tx.send(s).await.is_err() {
+                    break;
+                }
+            }
+        });
         let a = UnixStream::connect(&path).await.unwrap();
+        let held_a = served.recv().await.unwrap().unwrap();
         let _b = UnixStream::connect(&path).await.unwrap();
-        let held_a = incoming.next().await.unwrap().unwrap();
-        let _held_b = incoming.next().await.unwrap().unwrap();
+        let _held_b = served.recv().await.unwrap().unwrap();
+        // The third is accepted and closed at once: its reader sees the end.
         let mut c = UnixStream::connect(&path).await.unwrap();
-        // The third is accepted and closed: the stream yields nothing for it, its reader sees EOF.
         let mut buf = [0u8; 1];
-        assert_eq!(c.read(&mut buf).await.unwrap(), 0);
+        let read = tokio::time::timeout(Duration::from_secs(10), c.read(&mut buf)).await;
+        assert_eq!(read.expect("the third connection is closed").unwrap(), 0);
         drop((a, held_a));
         let _d = UnixStream::connect(&path).await.unwrap();
-        let held_d = incoming.next().await.unwrap().unwrap();
+        let held_d = tokio::time::timeout(Duration::from_secs(10), served.recv())
+            .await
+            .expect("a freed place is given to the next connection")
+            .unwrap()
+            .unwrap();
         assert_eq!(
             held_d.connect_info().peer_cred.map(|c| c.uid()),
             Some(peer_uid(&c))

@@ -4,7 +4,6 @@
 
 use std::sync::{Arc, Mutex};
 
-use ring::rand::{SecureRandom, SystemRandom};
 use tokio::sync::watch;
 use tonic::Status;
 use trustdeck_admin::refusals::{REFUSAL_WINDOW, RefusalLimiter, RefusalSink, ToRecord};
@@ -52,10 +51,8 @@ pub struct Audit {
 
 /// A record with a fresh random id.
 fn record(clock: &dyn Clock, actor: &str, audit: &Audit, outcome: &Outcome) -> AuditRecord {
-    let mut id = [0u8; 12];
-    let _ = SystemRandom::new().fill(&mut id);
     AuditRecord {
-        id: hex::encode(id),
+        id: trustdeck_datastore::random_id::<12>(),
         at: clock.now().timestamp(),
         actor: actor.into(),
         action: audit.action.clone(),
@@ -123,8 +120,9 @@ pub async fn audited<T>(
 
 /// Records refused admin calls: the first of a caller and method, then one per
 /// [`REFUSAL_WINDOW`] with the count of the repeats in between, and at most
-/// [`MAX_REFUSAL_RECORDS`](trustdeck_admin::refusals::MAX_REFUSAL_RECORDS) per window from all callers together (the rest counted under
-/// `others`), so hostile callers cannot grow the audit log faster than that.
+/// [`MAX_REFUSAL_RECORDS`](trustdeck_admin::refusals::MAX_REFUSAL_RECORDS) per window from
+/// all callers together (the rest counted under `others`), so hostile callers cannot grow the
+/// audit log faster than that.
 pub struct RefusalAudit {
     limiter: Mutex<RefusalLimiter>,
     ds: Datastore,

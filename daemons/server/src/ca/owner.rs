@@ -22,7 +22,8 @@ pub struct Claimant<'a> {
     pub holds_owner_keys: bool,
     /// The owner's process is known not to run: the record names this host and this data
     /// directory, and nobody answers on its admin socket (a crash or `kill -9`): no need to
-    /// wait for its lease.
+    /// wait for its lease. Counts only for an owner of this instance: containers share host
+    /// names and default data directories.
     pub owner_gone: bool,
     /// The operator asked for `run --take-over-ca`.
     pub take_over: bool,
@@ -51,8 +52,11 @@ pub fn decide(owner: Option<&CaOwner>, me: Claimant<'_>, now: DateTime<Utc>) -> 
     let Some(owner) = owner else {
         return Decision::Claim;
     };
-    let leased = owner.lease_until > now.timestamp() && !me.owner_gone;
-    let same = owner.instance_id == me.instance_id || me.holds_owner_keys;
+    let own_instance = owner.instance_id == me.instance_id;
+    // The owner's clock wrote `lease_until`; servers on one datastore keep their clocks in
+    // step (NTP), and a lease of 15 s tolerates a few seconds of skew.
+    let leased = owner.lease_until > now.timestamp() && !(me.owner_gone && own_instance);
+    let same = own_instance || me.holds_owner_keys;
     match (same, leased) {
         (true, false) => Decision::Claim,
         (false, false) if me.take_over => Decision::TakeOver,
@@ -184,6 +188,44 @@ mod tests {
             decide(Some(&owner("a", 110)), gone, t(100)),
             Decision::Claim
         );
+    }
+
+    #[test]
+    fn a_gone_owner_of_another_instance_is_still_waited_for() {
+        let gone = Claimant {
+            owner_gone: true,
+            take_over: true,
+            ..me("b")
+        };
+        assert_eq!(
+            decide(Some(&owner("a", 110)), gone, t(100)),
+            Decision::WaitForLease { until: 110 }
+        );
+        let holder = Claimant {
+            holds_owner_keys: true,
+            ..gone
+        };
+        assert_eq!(
+            decide(Some(&owner("a", 110)), holder, t(100)),
+            Decision::WaitForLease { until: 110 }
+        );
+    }
+
+    #[test]
+    fn the_loser_of_a_race_on_an_empty_journal_is_refused_when_deciding_again() {
+        // Both saw no owner and decided to claim; the winner's claim is what the loser reads.
+        assert_eq!(decide(None, me("b"), t(100)), Decision::Claim);
+        let winner = owner("a", 115);
+        assert_eq!(
+            decide(Some(&winner), me("b"), t(100)),
+            Decision::RefuseForeign
+        );
+        let taker = Claimant {
+            take_over: true,
+            waited: true,
+            ..me("b")
+        };
+        assert_eq!(decide(Some(&winner), taker, t(101)), Decision::RefuseLive);
     }
 
     #[test]

@@ -15,11 +15,9 @@ use crate::config::{Config, KeyManagerConfig};
 pub(super) fn key_manager(config: &Config) -> Result<Arc<dyn KeyManager>, RunError> {
     Ok(match &config.key_manager {
         KeyManagerConfig::Memory => Arc::new(MemoryKeyManager::new()),
+        // `key_dir` is the configured directory or the default one.
         KeyManagerConfig::Disk { .. } => {
-            let dir = config
-                .key_dir()
-                .unwrap_or_else(|| config.data_dir.join("keys"));
-            Arc::new(DiskKeyManager::new(&dir)?)
+            Arc::new(DiskKeyManager::new(&config.key_dir().unwrap_or_default())?)
         }
         KeyManagerConfig::Pkcs11 {
             module,

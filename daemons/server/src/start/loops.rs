@@ -14,8 +14,8 @@ use trustdeck_proto::admin::EventKind;
 use trustdeck_topology::Hub;
 use trustdeck_topology::hub::Severity;
 
-use super::AGENT_PUBLISH_INTERVAL;
 use super::tls::OwnTls;
+use super::{AGENT_PUBLISH_INTERVAL, Stopped};
 use crate::ca::CaEvent;
 use crate::ca::owner::{LEASE, RENEW_EVERY};
 use crate::ctx::ServerCtx;
@@ -114,6 +114,7 @@ pub(super) async fn ca_lease(
     session: String,
     clock: Arc<dyn Clock>,
     mut shutdown: watch::Receiver<bool>,
+    stopped: watch::Sender<Option<Stopped>>,
 ) {
     let lease = chrono::Duration::from_std(LEASE).unwrap_or(chrono::Duration::seconds(15));
     while tick(RENEW_EVERY, &mut shutdown).await {
@@ -122,10 +123,8 @@ pub(super) async fn ca_lease(
         match ds.renew_ca_lease(&session, now.timestamp(), until).await {
             Ok(true) => {}
             Ok(false) => {
-                tracing::error!(
-                    "another server took over this server's CA journal (run --take-over-ca); \
-                     stopping: this server no longer owns its CA"
-                );
+                tracing::error!("{}", Stopped::CaTakenOver);
+                stopped.send_replace(Some(Stopped::CaTakenOver));
                 return;
             }
             Err(e) => tracing::warn!(error = %e, "could not renew the CA lease; will retry"),

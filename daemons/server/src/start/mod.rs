@@ -147,6 +147,18 @@ pub enum RunError {
     },
 }
 
+/// Why a running server stopped by itself (a failure: `run` exits non-zero with this).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Stopped {
+    /// Another server took the CA journal over: this one no longer owns its CA.
+    #[error(
+        "another server took over this server's CA journal (run --take-over-ca); this server \
+         stopped: it no longer owns its CA"
+    )]
+    CaTakenOver,
+}
+
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> RunError {
     let what = what.into();
     move |source| RunError::Io { what, source }
@@ -160,6 +172,8 @@ pub struct RunningServer {
     pub ctx: Arc<ServerCtx>,
     shutdown: watch::Sender<bool>,
     tasks: tokio::task::JoinSet<()>,
+    /// Set by a task that stops the server by itself, with the reason.
+    stopped: watch::Receiver<Option<Stopped>>,
 }
 
 impl RunningServer {
@@ -179,9 +193,11 @@ impl RunningServer {
         let _ = std::fs::remove_file(ServerInfo::path(&self.ctx.config.data_dir));
     }
 
-    /// Waits until a task ends (normally never before shutdown).
-    pub async fn wait(&mut self) {
+    /// Waits until a task ends (normally never before shutdown); why, when the server stopped
+    /// for a known reason.
+    pub async fn wait(&mut self) -> Option<Stopped> {
         self.tasks.join_next().await;
+        *self.stopped.borrow()
     }
 }
 
@@ -208,11 +224,13 @@ pub async fn start_with_clock(
     let claimed = owner::claim(&config, &ds, &km, clock.as_ref()).await?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
+    let (stopped_tx, stopped) = watch::channel(None);
     tasks.spawn(loops::ca_lease(
         ds.clone(),
         claimed.session.clone(),
         clock.clone(),
         shutdown_rx.clone(),
+        stopped_tx,
     ));
     let upstream = authority::connect_upstream(&config, &clock).await?;
     let (ca, events) =
@@ -266,5 +284,6 @@ pub async fn start_with_clock(
         ctx,
         shutdown: shutdown_tx,
         tasks,
+        stopped,
     })
 }

@@ -8,7 +8,7 @@ use trustdeck_datastore::{AuditRecord, Contents, Datastore};
 use trustdeck_process::clock::Clock;
 
 use super::{RunError, io};
-use crate::config::{Config, KeyManagerConfig};
+use crate::config::Config;
 
 /// What shows that a server was initialised before, besides its datastore.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,12 +63,9 @@ pub async fn check_earlier_state(config: &Config) -> Result<Option<EarlierState>
 
 /// The `*.key.pem` files of a disk key manager.
 fn key_files(config: &Config) -> Vec<PathBuf> {
-    if !matches!(config.key_manager, KeyManagerConfig::Disk { .. }) {
+    let Some(dir) = config.key_dir() else {
         return Vec::new();
-    }
-    let dir = config
-        .key_dir()
-        .unwrap_or_else(|| config.data_dir.join("keys"));
+    };
     let Ok(read) = std::fs::read_dir(&dir) else {
         return Vec::new();
     };
@@ -103,10 +100,25 @@ pub(super) async fn audit_start(
     detail: &str,
     outcome: &str,
 ) -> Result<(), RunError> {
-    let mut id = [0u8; 12];
-    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut id);
-    let rec = AuditRecord {
-        id: hex::encode(id),
+    let rec = start_record(config, clock, action, detail, outcome);
+    ds.append_audit(&rec)
+        .await
+        .map_err(|source| RunError::Datastore {
+            url: trustdeck_datastore::redact_url(&config.datastore),
+            source,
+        })
+}
+
+/// An audit record of the starting server: the operator who ran it did `action` to it.
+pub(super) fn start_record(
+    config: &Config,
+    clock: &dyn Clock,
+    action: &str,
+    detail: &str,
+    outcome: &str,
+) -> AuditRecord {
+    AuditRecord {
+        id: trustdeck_datastore::random_id::<12>(),
         at: clock.now().timestamp(),
         actor: format!(
             "operator (trustdeck-server run, data_dir {})",
@@ -116,13 +128,7 @@ pub(super) async fn audit_start(
         target: config.server_spiffe_id.to_string(),
         detail: detail.into(),
         outcome: outcome.into(),
-    };
-    ds.append_audit(&rec)
-        .await
-        .map_err(|source| RunError::Datastore {
-            url: trustdeck_datastore::redact_url(&config.datastore),
-            source,
-        })
+    }
 }
 
 /// Creates the data directory, readable by the server's user only.
