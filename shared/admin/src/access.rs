@@ -11,7 +11,7 @@ use tonic::transport::server::UdsConnectInfo;
 use tonic::{Request, Status};
 use trustdeck_spiffe::SpiffeId;
 
-use crate::refusals::{Refusal, RefusalSink};
+use crate::refusals::{Refusal, RefusalSink, UNAUTHENTICATED_TCP};
 use crate::socket::{SocketAccess, SocketGroupError, outsiders, socket_access, unreachable};
 use crate::users::Accounts;
 
@@ -93,8 +93,19 @@ impl AdminAccess {
     /// Who is calling `method`, and with which role; a refused caller gets a message naming
     /// why, and the refusal goes to [`refusals`](Self::refusals).
     pub fn caller<T>(&self, req: &Request<T>, method: &str) -> Result<Caller, Status> {
-        self.identify(req)
-            .map_err(|(actor, status)| self.refused(actor, method, status))
+        self.identify(req).map_err(|(actor, status)| {
+            let why = match req
+                .extensions()
+                .get::<trustdeck_transport::serve::PeerInfo>()
+                .and_then(|p| p.addr)
+            {
+                Some(addr) if actor == UNAUTHENTICATED_TCP => {
+                    format!("{} (from {})", status.message(), addr.ip())
+                }
+                _ => status.message().to_string(),
+            };
+            self.refused(actor, method, why, status)
+        })
     }
 
     /// Like [`caller`](Self::caller), and refuses viewers: for methods that change state.
@@ -105,17 +116,19 @@ impl AdminAccess {
                 "{} is a viewer: {method} needs an operator (viewers may only watch and read)",
                 c.actor
             ));
-            return Err(self.refused(c.actor, method, status));
+            let why = status.message().to_string();
+            return Err(self.refused(c.actor, method, why, status));
         }
         Ok(c)
     }
 
-    fn refused(&self, actor: String, method: &str, status: Status) -> Status {
+    /// Tells the sink about a refusal (`why`: the message, and what else the record needs).
+    fn refused(&self, actor: String, method: &str, why: String, status: Status) -> Status {
         if let Some(sink) = &self.refusals {
             (sink.0)(Refusal {
                 actor,
                 method: method.to_string(),
-                why: status.message().to_string(),
+                why,
             });
         }
         status
@@ -143,13 +156,9 @@ impl AdminAccess {
             return Ok(Caller { actor, role });
         }
         let Some(id) = trustdeck_transport::serve::peer_spiffe_id(req) else {
-            let addr = req
-                .extensions()
-                .get::<trustdeck_transport::serve::PeerInfo>()
-                .and_then(|p| p.addr)
-                .map_or_else(|| "unknown".to_string(), |a| a.ip().to_string());
+            // One actor for all of them, so many source addresses make no more records.
             let why = "admin API over TCP needs a client X509-SVID (mTLS)";
-            return Err((format!("tcp:{addr}"), Status::unauthenticated(why)));
+            return Err((UNAUTHENTICATED_TCP.into(), Status::unauthenticated(why)));
         };
         if let Some(check) = &self.tcp_issuers {
             let certs = trustdeck_transport::serve::peer_certs(req).unwrap_or_default();
@@ -241,5 +250,44 @@ impl AdminSection {
         let socket = socket_access(self.socket_group.as_deref(), &outsiders, &accounts)?;
         let warnings = unreachable(path, &socket, &outsiders, data_dir, &accounts);
         Ok((socket, warnings))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use trustdeck_transport::serve::PeerInfo;
+
+    use super::*;
+
+    #[test]
+    fn tcp_callers_without_a_certificate_share_one_actor_with_their_address_in_the_detail() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        let access = AdminAccess {
+            refusals: Some(RefusalSink(Arc::new(move |r| {
+                sink.lock().expect("lock").push(r)
+            }))),
+            ..AdminAccess::default()
+        };
+        for addr in ["192.0.2.1:4000", "198.51.100.7:4001"] {
+            let mut req = Request::new(());
+            req.extensions_mut().insert(PeerInfo {
+                addr: Some(addr.parse().expect("addr")),
+                certs: None,
+            });
+            let status = access.caller(&req, "Watch").expect_err("refused");
+            assert_eq!(status.code(), tonic::Code::Unauthenticated);
+        }
+        let seen = seen.lock().expect("lock");
+        let actors: Vec<_> = seen.iter().map(|r| r.actor.as_str()).collect();
+        assert_eq!(actors, [UNAUTHENTICATED_TCP, UNAUTHENTICATED_TCP]);
+        assert!(seen[0].why.ends_with("(from 192.0.2.1)"), "{}", seen[0].why);
+        assert!(
+            seen[1].why.ends_with("(from 198.51.100.7)"),
+            "{}",
+            seen[1].why
+        );
     }
 }

@@ -40,7 +40,11 @@ impl Datastore {
 }
 
 impl AuditedChange {
-    /// [`Datastore::create_entry`], inside the change.
+    /// Creates a registration entry with a fresh random id.
+    ///
+    /// Selectors are stored sorted and de-duplicated; the returned [`Entry`] shows them that
+    /// way. An entry with the same SPIFFE ID, parent ID and selector set is rejected with
+    /// [`DatastoreError::AlreadyExists`].
     pub async fn create_entry(&mut self, e: &NewEntry, now: i64) -> Result<Entry, DatastoreError> {
         insert_entry(&mut *self.tx, e, now).await
     }
@@ -50,7 +54,8 @@ impl AuditedChange {
         remove_entry(&mut *self.tx, id).await
     }
 
-    /// [`Datastore::create_join_token`], inside the change.
+    /// Stores a new, unused join token. An existing token with the same value is rejected
+    /// with [`DatastoreError::AlreadyExists`].
     pub async fn create_join_token(
         &mut self,
         token: &str,

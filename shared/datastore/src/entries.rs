@@ -56,16 +56,6 @@ const ENTRY_COLUMNS: &str = "id, spiffe_id, parent_id, selectors, x509_ttl_secs,
                              downstream, dns_names, created_at";
 
 impl Datastore {
-    /// Creates a registration entry with a fresh random id.
-    ///
-    /// Selectors are stored sorted and de-duplicated; the returned [`Entry`]
-    /// shows them that way. An entry with the same SPIFFE ID, parent ID and
-    /// selector set is rejected with [`DatastoreError::AlreadyExists`] and
-    /// nothing is written.
-    pub async fn create_entry(&self, e: &NewEntry, now: i64) -> Result<Entry, DatastoreError> {
-        insert_entry(&self.pool, e, now).await
-    }
-
     /// The registration entry with the given id, if any.
     pub async fn get_entry(&self, id: &str) -> Result<Option<Entry>, DatastoreError> {
         let sql = format!("SELECT {ENTRY_COLUMNS} FROM registration_entries WHERE id = $1");
@@ -128,14 +118,10 @@ impl Datastore {
         sort_entries(&mut entries);
         Ok(entries)
     }
-
-    /// Deletes a registration entry; `false` if there was none.
-    pub async fn delete_entry(&self, id: &str) -> Result<bool, DatastoreError> {
-        Ok(remove_entry(&self.pool, id).await?.is_some())
-    }
 }
 
-/// Inserts a new entry (see [`Datastore::create_entry`]) on a pool or in a transaction.
+/// Inserts a new entry (see [`AuditedChange::create_entry`](crate::AuditedChange::create_entry))
+/// on a pool or in a transaction.
 pub(crate) async fn insert_entry<'c>(
     ex: impl Executor<'c, Database = Any>,
     e: &NewEntry,

@@ -21,17 +21,6 @@ pub struct JoinToken {
 }
 
 impl Datastore {
-    /// Stores a new, unused join token. An existing token with the same value
-    /// is rejected with [`DatastoreError::AlreadyExists`].
-    pub async fn create_join_token(
-        &self,
-        token: &str,
-        expires_at: i64,
-        now: i64,
-    ) -> Result<(), DatastoreError> {
-        insert_join_token(&self.pool, token, expires_at, now).await
-    }
-
     /// Consumes a join token, atomically: of any number of concurrent calls
     /// for one token, exactly one succeeds.
     ///

@@ -33,7 +33,9 @@
 //! * `ca`: the bundle and the CA journal; `owner`: who may change them;
 //! * `audit`: the audit log; `audited`: a change that commits together with its
 //!   audit record;
-//! * `row` and `names`: decoding rows and stored names, shared by all; `id`: random ids.
+//! * `row` and `names`: decoding rows and stored names, shared by all; `id`: random ids;
+//! * `unaudited` (feature `test-util`, for tests only): the same changes without an audit
+//!   record.
 
 mod audit;
 mod audited;
@@ -48,6 +50,8 @@ mod names;
 mod nodes;
 mod owner;
 mod row;
+#[cfg(feature = "test-util")]
+mod unaudited;
 mod url;
 
 pub use audit::AuditRecord;

@@ -112,23 +112,6 @@ impl Datastore {
         .map_err(query_err("update node certificate"))?;
         Ok(result.rows_affected() > 0)
     }
-
-    /// Bans or unbans a node; `false` if there is no such node.
-    pub async fn set_node_banned(
-        &self,
-        spiffe_id: &str,
-        banned: bool,
-        now: i64,
-    ) -> Result<bool, DatastoreError> {
-        Ok(update_node_banned(&self.pool, spiffe_id, banned, now)
-            .await?
-            .is_some())
-    }
-
-    /// Deletes (evicts) a node; `false` if there was none.
-    pub async fn delete_node(&self, spiffe_id: &str) -> Result<bool, DatastoreError> {
-        Ok(remove_node(&self.pool, spiffe_id).await?.is_some())
-    }
 }
 
 /// Bans or unbans a node and returns it as changed; `None` if there is no such node.

@@ -119,8 +119,10 @@ pub async fn audited<T>(
 }
 
 /// Records refused admin calls: the first of a caller and method, then one per
-/// [`REFUSAL_WINDOW`] with the count of the repeats in between, so a hostile caller cannot
-/// grow the audit log faster than that.
+/// [`REFUSAL_WINDOW`] with the count of the repeats in between, and at most
+/// [`MAX_REFUSAL_RECORDS`](trustdeck_admin::refusals::MAX_REFUSAL_RECORDS) per window from
+/// all callers together (the rest counted under `others`), so hostile callers cannot grow the
+/// audit log faster than that.
 pub struct RefusalAudit {
     limiter: Mutex<RefusalLimiter>,
     ds: Datastore,
@@ -159,14 +161,7 @@ impl RefusalAudit {
         let audit = Audit {
             action: r.refusal.method.clone(),
             target: String::new(),
-            detail: if r.suppressed == 0 {
-                r.refusal.why.clone()
-            } else {
-                format!(
-                    "{} ({} more refused since the last record)",
-                    r.refusal.why, r.suppressed
-                )
-            },
+            detail: r.detail(),
             node: String::new(),
         };
         let rec = record(

@@ -3,6 +3,7 @@
 //! commits together with its audit record, and refused callers are audited ([`audit`]).
 
 pub mod audit;
+mod health;
 
 use std::sync::Arc;
 
@@ -18,9 +19,6 @@ use self::audit::{Audit, audited};
 use crate::ctx::{ServerCtx, ds_status};
 use crate::entry::validate_entry;
 use crate::node_api::join_token_agent_id;
-
-/// How long `Health` waits for the datastore before calling it unreachable.
-const HEALTH_PING: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Default join token lifetime.
 pub const DEFAULT_TOKEN_TTL: Duration = Duration::minutes(10);
@@ -331,61 +329,6 @@ impl ServerAdmin for AdminApi {
         request: Request<HealthRequest>,
     ) -> Result<Response<HealthResponse>, Status> {
         self.reader(&request, "Health")?;
-        let st = self.ctx.ca.snapshot();
-        let now = self.ctx.clock.now();
-        let mut warnings = self.ctx.config.warnings.clone();
-        let x509 = st.x509.active.as_ref();
-        let jwt_ok = self.ctx.upstream.is_some()
-            || st
-                .jwt
-                .active
-                .as_ref()
-                .is_some_and(|k| k.window.contains(now));
-        let serving = x509.is_some_and(|a| a.window().contains(now)) && jwt_ok;
-        if let Some(up) = &self.ctx.upstream {
-            let s = up.status();
-            if s.state != trustdeck_proto::admin::ConnectivityState::Connected {
-                warnings.push(format!(
-                    "upstream {} since {}: {}",
-                    s.state,
-                    s.since.to_rfc3339(),
-                    s.last_error.unwrap_or_default()
-                ));
-            }
-        }
-        if !serving {
-            warnings.push("no valid active CA: issuance is failing".into());
-        }
-        let datastore_reachable = match tokio::time::timeout(HEALTH_PING, self.ctx.ds.ping()).await
-        {
-            Ok(Ok(())) => true,
-            Ok(Err(e)) => {
-                warnings.push(format!("datastore: {e}"));
-                false
-            }
-            Err(_) => {
-                warnings.push(format!(
-                    "datastore: no answer within {} s",
-                    HEALTH_PING.as_secs()
-                ));
-                false
-            }
-        };
-        let serving = serving && datastore_reachable;
-        Ok(Response::new(HealthResponse {
-            serving,
-            trust_domain: self.ctx.config.trust_domain.to_string(),
-            active_x509_authority: x509.map(|a| a.subject().to_string()).unwrap_or_default(),
-            active_x509_not_after: x509.map(|a| a.window().not_after.timestamp()).unwrap_or(0),
-            active_jwt_not_after: st
-                .jwt
-                .active
-                .as_ref()
-                .map(|k| k.window.not_after.timestamp())
-                .unwrap_or(0),
-            bundle_sequence: st.bundle.sequence,
-            warnings,
-            datastore_reachable,
-        }))
+        Ok(Response::new(health::health(&self.ctx).await))
     }
 }
