@@ -31,7 +31,7 @@
 //! * `nodes`: attested nodes;
 //! * `join_tokens`: join tokens;
 //! * `ca`: the bundle and the CA journal; `owner`: who may change them;
-//! * `audit`: the audit log; `audited`: a change that commits together with its
+//! * `audit`: the audit log; `chain`: its hash chain (pure); `audited`: a change that commits together with its
 //!   audit record;
 //! * `row` and `names`: decoding rows and stored names, shared by all; `id`: random ids;
 //! * `unaudited` (feature `test-util`, for tests only): the same changes without an audit
@@ -39,6 +39,7 @@
 
 mod audit;
 mod audited;
+pub mod chain;
 mod ca;
 mod connection;
 mod entries;
