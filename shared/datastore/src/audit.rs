@@ -148,12 +148,11 @@ pub(crate) async fn append(
 ) -> Result<(), DatastoreError> {
     // The head first: a write, so a concurrent append waits here for this transaction and
     // then reads the head it left (PostgreSQL re-reads an updated row after its lock).
-    let row = sqlx::query(
-        "UPDATE audit_head SET seq = seq + 1 WHERE id = 'audit' RETURNING seq, hash",
-    )
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(query_err("advance audit chain head"))?;
+    let row =
+        sqlx::query("UPDATE audit_head SET seq = seq + 1 WHERE id = 'audit' RETURNING seq, hash")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(query_err("advance audit chain head"))?;
     let cols = Cols::new(&row, "audit chain head", None);
     let head = ChainHead {
         seq: cols.int("seq")? - 1,

@@ -39,8 +39,8 @@
 
 mod audit;
 mod audited;
-pub mod chain;
 mod ca;
+pub mod chain;
 mod connection;
 mod entries;
 mod error;
