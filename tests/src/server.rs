@@ -170,9 +170,9 @@ impl ServerProc {
     }
 
     /// The newest 1000 audit records, as `actor|action|outcome|detail`
-    /// (`trustdeck-server audit show`).
+    /// (`trustdeck-server audit list`).
     pub fn audit_log(&self) -> Vec<String> {
-        let out = self.cli_ok(&["audit", "show", "--limit", "1000", "--output", "json"]);
+        let out = self.cli_ok(&["audit", "list", "--limit", "1000", "--output", "json"]);
         let v: serde_json::Value = serde_json::from_str(&out).expect("audit json");
         let field = |r: &serde_json::Value, k: &str| r[k].as_str().unwrap_or_default().to_string();
         v.as_array()

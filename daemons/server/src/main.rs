@@ -156,8 +156,8 @@ enum EntryCmd {
 
 #[derive(Subcommand)]
 enum AuditCmd {
-    /// Show the newest records of the audit log, newest first.
-    Show {
+    /// List the newest records of the audit log, newest first.
+    List {
         /// How many records (at most 1000).
         #[arg(long, default_value_t = 100)]
         limit: i64,
@@ -455,7 +455,7 @@ async fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Audit {
-            cmd: AuditCmd::Show { limit, output },
+            cmd: AuditCmd::List { limit, output },
             target,
         } => {
             let r = client(&target)
