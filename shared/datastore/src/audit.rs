@@ -25,6 +25,16 @@ pub struct AuditRecord {
     pub outcome: String,
 }
 
+/// An audit record as listed, with its place in the hash chain (`None` for a record written
+/// before the chain existed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedAudit {
+    pub record: AuditRecord,
+    pub seq: Option<i64>,
+    pub prev_hash: Option<String>,
+    pub hash: Option<String>,
+}
+
 impl Datastore {
     /// Appends an audit record on its own (a refused call, or a change that did not happen);
     /// a change and its record commit together through [`AuditedChange`](crate::AuditedChange).
@@ -44,12 +54,18 @@ impl Datastore {
     /// The newest `limit` audit records, newest first (by `at`, then by id,
     /// descending). A `limit` of zero or less returns nothing.
     pub async fn list_audit(&self, limit: i64) -> Result<Vec<AuditRecord>, DatastoreError> {
+        let listed = self.list_audit_links(limit).await?;
+        Ok(listed.into_iter().map(|l| l.record).collect())
+    }
+
+    /// [`list_audit`](Self::list_audit) with each record's place in the hash chain.
+    pub async fn list_audit_links(&self, limit: i64) -> Result<Vec<ListedAudit>, DatastoreError> {
         if limit <= 0 {
             return Ok(Vec::new());
         }
         let rows = sqlx::query(
-            "SELECT id, at, actor, action, target, detail, outcome FROM audit_log \
-             ORDER BY at DESC, id DESC LIMIT $1",
+            "SELECT id, at, actor, action, target, detail, outcome, seq, prev_hash, hash \
+             FROM audit_log ORDER BY at DESC, id DESC LIMIT $1",
         )
         .bind(limit)
         .fetch_all(&self.pool)
@@ -59,11 +75,16 @@ impl Datastore {
             .iter()
             .map(|row| {
                 let cols = Cols::new(row, "audit record", Some("id"));
-                decode(&cols)
+                Ok(ListedAudit {
+                    record: decode(&cols)?,
+                    seq: cols.opt_int("seq")?,
+                    prev_hash: cols.opt_text("prev_hash")?,
+                    hash: cols.opt_text("hash")?,
+                })
             })
             .collect::<Result<Vec<_>, DatastoreError>>()?;
         // Same order whatever the database's collation.
-        records.sort_by(|a, b| (b.at, &b.id).cmp(&(a.at, &a.id)));
+        records.sort_by(|a, b| (b.record.at, &b.record.id).cmp(&(a.record.at, &a.record.id)));
         Ok(records)
     }
 

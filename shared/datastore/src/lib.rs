@@ -55,7 +55,7 @@ mod row;
 mod unaudited;
 mod url;
 
-pub use audit::AuditRecord;
+pub use audit::{AuditRecord, ListedAudit};
 pub use audited::AuditedChange;
 pub use ca::{BundleRecord, CaJournalRecord, CaKind, CaStatus};
 pub use connection::Datastore;
