@@ -13,8 +13,7 @@ use thiserror::Error;
 use tokio::net::UnixStream;
 use tonic::transport::server::{Connected, UdsConnectInfo};
 
-use crate::limits::UidCounter;
-use trustdeck_transport::unix::{UidStream, peer_uid};
+use trustdeck_transport::unix::UidStream;
 
 /// What identifies a process beyond its pid, read from `/proc/<pid>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,12 +157,9 @@ impl PeerInfo {
 /// An accepted Workload API connection with its peer pinned, holding one of its uid's places.
 pub type PeerStream = UidStream<PeerInfo>;
 
-/// Pins the peer of a just-accepted connection, or gives back the caller's uid when that uid
-/// holds all the connections `per_uid` allows (the connection is then dropped, closed).
-pub fn accept(inner: UnixStream, per_uid: &UidCounter) -> Result<PeerStream, u32> {
-    let uid = peer_uid(&inner);
-    let place = per_uid.acquire(uid).ok_or(uid)?;
-    let uds = inner.connect_info();
+/// What is known of a just-accepted connection's peer, its process pinned.
+pub fn pin(s: &UnixStream) -> PeerInfo {
+    let uds = s.connect_info();
     let process = uds
         .peer_cred
         .and_then(|c| c.pid())
@@ -175,7 +171,7 @@ pub fn accept(inner: UnixStream, per_uid: &UidCounter) -> Result<PeerStream, u32
                 None
             }
         });
-    Ok(UidStream::new(inner, PeerInfo { uds, process }, place))
+    PeerInfo { uds, process }
 }
 
 #[cfg(test)]

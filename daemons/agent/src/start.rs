@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use tokio::net::UnixListener;
 use tokio::sync::watch;
-use tokio_stream::StreamExt;
 use tonic::service::interceptor::InterceptedService;
 use trustdeck_admin::ObserveService;
 use trustdeck_admin::socket::{BindError, SocketAccess};
@@ -119,24 +118,12 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningAgent
 fn workload_incoming(
     listener: tokio::net::UnixListener,
 ) -> impl tokio_stream::Stream<Item = std::io::Result<PeerStream>> {
-    static OVER_CAP: trustdeck_transport::limits::BurstLog =
-        trustdeck_transport::limits::BurstLog::new(
-            "Workload API connections refused: the caller's uid holds the most it may open",
-        );
-    let per_uid = limits::UidCounter::new(limits::max_connections_per_uid(
-        trustdeck_transport::limits::open_file_limit(),
-    ));
-    trustdeck_transport::unix::unix_incoming(listener, "Workload API socket: accept failed")
-        .filter_map(move |c| match c {
-            Ok(s) => match crate::peer::accept(s, &per_uid) {
-                Ok(p) => Some(Ok(p)),
-                Err(uid) => {
-                    OVER_CAP.note(&format_args!("uid {uid}"));
-                    None
-                }
-            },
-            Err(e) => Some(Err(e)),
-        })
+    trustdeck_transport::unix::unix_incoming_per_uid(
+        listener,
+        "Workload API socket",
+        limits::UidCounter::for_this_process(),
+        |s| Some(crate::peer::pin(s)),
+    )
 }
 
 /// Resolves when `rx` turns true.
@@ -184,10 +171,9 @@ fn serve_admin(
             .serve_with_incoming_shutdown(
                 trustdeck_transport::unix::unix_incoming_per_uid(
                     socket,
-                    "admin socket: accept failed",
-                    limits::UidCounter::new(limits::max_connections_per_uid(
-                        trustdeck_transport::limits::open_file_limit(),
-                    )),
+                    "admin socket",
+                    limits::UidCounter::for_this_process(),
+                    trustdeck_transport::unix::uds_info,
                 ),
                 stopped(arx),
             )

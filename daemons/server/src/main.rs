@@ -625,7 +625,9 @@ fn with_module_environment(cli: &Cli) -> Result<()> {
     // Started again once already: the loader dropped the variable (e.g. `LD_*` for a binary
     // with file capabilities); another start would loop.
     const AGAIN: &str = "TRUSTDECK_SERVER_ENVIRONMENT_SET";
-    if std::env::var_os(AGAIN).is_some() {
+    // exec keeps the pid: the marker is ours only when it names this process.
+    let me = std::process::id().to_string();
+    if std::env::var_os(AGAIN).is_some_and(|v| v == me.as_str()) {
         anyhow::bail!(
             "key_manager.environment: {name} is still not set after starting again with it \
              (the system drops it for this binary); set it in the service's environment instead"
@@ -636,7 +638,7 @@ fn with_module_environment(cli: &Cli) -> Result<()> {
     let e = std::process::Command::new(exe)
         .args(std::env::args_os().skip(1))
         .envs(environment)
-        .env(AGAIN, "1")
+        .env(AGAIN, &me)
         .exec();
     Err(e).context("start trustdeck-server again with key_manager.environment")
 }

@@ -56,9 +56,10 @@ pub fn open_file_limit() -> u64 {
 }
 
 /// Connections to a local socket the processes of one uid may hold open at once, for a
-/// process that may open `nofile` descriptors: an eighth of them (8 to 1024). A Workload API
-/// connection holds two (the socket and its pinned `/proc/<pid>`), so one uid can take at
-/// most a quarter.
+/// process that may open `nofile` descriptors: an eighth of them (8 to 1024), per socket. A
+/// Workload API connection holds two (the socket and its pinned `/proc/<pid>`), so one uid
+/// takes at most a quarter through the Workload API, and an eighth more through an admin
+/// socket it may open.
 pub fn max_connections_per_uid(nofile: u64) -> usize {
     usize::try_from((nofile / 8).clamp(8, 1024)).unwrap_or(1024)
 }
@@ -83,6 +84,12 @@ impl UidCounter {
             max,
             open: Arc::default(),
         }
+    }
+
+    /// A connection counter for this process's open-file limit
+    /// ([`max_connections_per_uid`]).
+    pub fn for_this_process() -> Self {
+        Self::new(max_connections_per_uid(open_file_limit()))
     }
 
     /// The most places one uid may hold.

@@ -14,14 +14,14 @@ use tonic::transport::server::{Connected, UdsConnectInfo};
 use crate::limits::{AcceptBackoff, BurstLog, UidCounter, UidPermit};
 
 /// Accepts connections on a Unix socket for tonic, backing off when accepting fails (no
-/// descriptors left) instead of spinning; `what` names the socket in the warning.
+/// descriptors left) instead of spinning; `name` names the socket in the warning.
 pub fn unix_incoming(
     listener: UnixListener,
-    what: &'static str,
+    name: &'static str,
 ) -> ReceiverStream<Result<UnixStream, std::io::Error>> {
     let (tx, rx) = mpsc::channel(16);
     tokio::spawn(async move {
-        let accept_failed = BurstLog::new(what);
+        let accept_failed = BurstLog::new("accept failed");
         let mut backoff = AcceptBackoff::default();
         while !tx.is_closed() {
             match listener.accept().await {
@@ -32,7 +32,7 @@ pub fn unix_incoming(
                     }
                 }
                 Err(e) => {
-                    accept_failed.note(&e);
+                    accept_failed.note(&format_args!("{name}: {e}"));
                     tokio::time::sleep(backoff.failed()).await;
                 }
             }
@@ -94,6 +94,18 @@ impl<C: Unpin> AsyncWrite for UidStream<C> {
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
 }
 
 /// The peer's uid, or one shared placeholder for a peer without credentials.
@@ -103,29 +115,32 @@ pub fn peer_uid(s: &UnixStream) -> u32 {
 
 /// [`unix_incoming`] where a uid holding `per_uid.max()` connections has its next one closed
 /// at accept (logged once per burst), so a socket any local user may open cannot have its
-/// daemon's descriptors taken by one of them.
-pub fn unix_incoming_per_uid(
+/// daemon's descriptors taken by one of them. `info` tells tonic about each accepted peer
+/// (`None` refuses it: the connection is closed).
+pub fn unix_incoming_per_uid<C>(
     listener: UnixListener,
-    what: &'static str,
+    name: &'static str,
     per_uid: UidCounter,
-) -> impl tokio_stream::Stream<Item = std::io::Result<UidStream>> {
+    info: impl Fn(&UnixStream) -> Option<C> + Send + 'static,
+) -> impl tokio_stream::Stream<Item = std::io::Result<UidStream<C>>> {
     let over = BurstLog::new("connections refused: the caller's uid holds the most it may open");
-    unix_incoming(listener, what).filter_map(move |c| match c {
+    unix_incoming(listener, name).filter_map(move |c| match c {
         Ok(inner) => {
             let uid = peer_uid(&inner);
-            match per_uid.acquire(uid) {
-                Some(place) => {
-                    let info = inner.connect_info();
-                    Some(Ok(UidStream::new(inner, info, place)))
-                }
-                None => {
-                    over.note(&format_args!("{what}: uid {uid}"));
-                    None
-                }
-            }
+            let Some(place) = per_uid.acquire(uid) else {
+                over.note(&format_args!("{name}, uid {uid}"));
+                return None;
+            };
+            let info = info(&inner)?;
+            Some(Ok(UidStream::new(inner, info, place)))
         }
         Err(e) => Some(Err(e)),
     })
+}
+
+/// What tonic knows of a Unix socket peer, for [`unix_incoming_per_uid`].
+pub fn uds_info(s: &UnixStream) -> Option<UdsConnectInfo> {
+    Some(s.connect_info())
 }
 
 #[cfg(test)]
@@ -139,7 +154,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.sock");
         let listener = UnixListener::bind(&path).unwrap();
-        let mut incoming = Box::pin(unix_incoming_per_uid(listener, "test", UidCounter::new(2)));
+        let mut incoming = Box::pin(unix_incoming_per_uid(
+            listener,
+            "test",
+            UidCounter::new(2),
+            uds_info,
+        ));
         // Served as tonic would: the stream is driven all the time.
         let (tx, mut served) = mpsc::channel(8);
         tokio::spawn(async move {

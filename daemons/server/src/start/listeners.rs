@@ -14,9 +14,9 @@ use trustdeck_admin::info::ServerInfo;
 use trustdeck_proto::admin::observe_server::ObserveServer;
 use trustdeck_proto::admin::server_admin_server::ServerAdminServer;
 use trustdeck_proto::node::node_server::NodeServer;
-use trustdeck_transport::limits::{UidCounter, max_connections_per_uid, open_file_limit};
+use trustdeck_transport::limits::UidCounter;
 use trustdeck_transport::serve::mtls_incoming_with;
-use trustdeck_transport::unix::unix_incoming_per_uid;
+use trustdeck_transport::unix::{uds_info, unix_incoming_per_uid};
 
 use super::{RunError, io};
 use crate::admin_api::AdminApi;
@@ -98,8 +98,9 @@ impl Listeners {
             .serve_with_incoming_shutdown(
                 unix_incoming_per_uid(
                     self.admin,
-                    "admin socket: accept failed",
-                    UidCounter::new(max_connections_per_uid(open_file_limit())),
+                    "admin socket",
+                    UidCounter::for_this_process(),
+                    uds_info,
                 ),
                 stopped(shutdown),
             );

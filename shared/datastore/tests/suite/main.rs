@@ -90,9 +90,9 @@ fn with_database(admin: &str, database: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_suite() {
     let Ok(admin) = std::env::var("TRUSTDECK_TEST_POSTGRES_URL") else {
-        if std::env::var("TRUSTDECK_REQUIRE_POSTGRES").as_deref() == Ok("1") {
+        if std::env::var_os("TRUSTDECK_REQUIRE_POSTGRES").is_some() {
             panic!(
-                "TRUSTDECK_REQUIRE_POSTGRES=1 but TRUSTDECK_TEST_POSTGRES_URL is not set; \
+                "TRUSTDECK_REQUIRE_POSTGRES is set but TRUSTDECK_TEST_POSTGRES_URL is not set; \
                  set it to an admin URL such as postgres://postgres@127.0.0.1:55432/postgres"
             );
         }
