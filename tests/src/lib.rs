@@ -26,6 +26,7 @@ mod node;
 mod pg;
 mod pg_own;
 mod server;
+mod sql;
 mod verify;
 
 pub use agent::*;
@@ -34,6 +35,7 @@ pub use node::*;
 pub use pg::*;
 pub use pg_own::*;
 pub use server::*;
+pub use sql::*;
 pub use verify::*;
 
 /// Directory holding the workspace's built binaries (next to the test executable's `deps/`).

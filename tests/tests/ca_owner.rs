@@ -5,31 +5,6 @@ use std::path::Path;
 
 use trustdeck_e2e::*;
 
-/// Runs `sql` against the datastore and returns what it printed.
-fn query(datastore: &Datastore, sql: &str) -> String {
-    let out = match datastore {
-        Datastore::Sqlite(path) => std::process::Command::new("sqlite3")
-            .arg(path)
-            .arg(sql)
-            .output(),
-        Datastore::Postgres(url) => std::process::Command::new("psql")
-            .args([url.as_str(), "-tAc", sql])
-            .output(),
-    }
-    .expect("query tool");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-enum Datastore {
-    Sqlite(std::path::PathBuf),
-    Postgres(String),
-}
-
 fn instance_id(data_dir: &Path) -> String {
     std::fs::read_to_string(data_dir.join("instance-id"))
         .expect("instance-id")
@@ -44,14 +19,10 @@ fn output_text(out: &std::process::Output) -> String {
 /// Server A runs with disk keys; server B, on the same datastore with memory keys and another
 /// data dir, is refused (audited), `check-config` says so too, and A's CA is untouched; A
 /// restarts fine. Returns B for the takeover steps.
-fn second_server_is_refused(
-    a: &mut ServerProc,
-    b_datastore_line: &str,
-    ds: &Datastore,
-) -> ServerProc {
+fn second_server_is_refused(a: &mut ServerProc, b_datastore_line: &str, ds: &TestDb) -> ServerProc {
     let roots = a.bundle_roots();
-    let journal = query(ds, "SELECT id, status FROM ca_journal ORDER BY id");
-    let sequence = query(ds, "SELECT sequence FROM bundles");
+    let journal = ds.query("SELECT id, status FROM ca_journal ORDER BY id");
+    let sequence = ds.query("SELECT sequence FROM bundles");
 
     let mut b = ServerProc::prepare(
         &format!("{b_datastore_line}[key_manager]\ntype = \"memory\"\n"),
@@ -79,14 +50,14 @@ fn second_server_is_refused(
     assert!(text.contains("belongs to another server"), "{text}");
 
     assert_eq!(
-        query(ds, "SELECT id, status FROM ca_journal ORDER BY id"),
+        ds.query("SELECT id, status FROM ca_journal ORDER BY id"),
         journal,
         "A's CA journal untouched"
     );
-    assert_eq!(query(ds, "SELECT sequence FROM bundles"), sequence);
+    assert_eq!(ds.query("SELECT sequence FROM bundles"), sequence);
     assert_eq!(a.bundle_roots(), roots);
     assert!(a.cli_ok(&["healthcheck"]).contains("healthy"));
-    let audit = query(ds, "SELECT action, outcome FROM audit_log");
+    let audit = ds.query("SELECT action, outcome FROM audit_log");
     assert!(
         audit.contains("server.ca_claim|refused"),
         "audited: {audit}"
@@ -108,7 +79,7 @@ fn second_server_is_refused(
 
 /// A server with another data dir that holds the owner's keys (the same key directory) is
 /// the owner: it starts on the same CA, and the change of owner is audited.
-fn the_owners_keys_make_the_owner(a: &mut ServerProc, datastore_line: &str, ds: &Datastore) {
+fn the_owners_keys_make_the_owner(a: &mut ServerProc, datastore_line: &str, ds: &TestDb) {
     let roots = a.bundle_roots();
     a.stop();
     let keys = a.data_dir.join("keys");
@@ -123,7 +94,7 @@ fn the_owners_keys_make_the_owner(a: &mut ServerProc, datastore_line: &str, ds: 
     d.cli_ok(&["check-config"]);
     d.spawn();
     assert_eq!(d.bundle_roots(), roots, "same CA, same bundle");
-    let audit = query(ds, "SELECT action, outcome FROM audit_log");
+    let audit = ds.query("SELECT action, outcome FROM audit_log");
     assert!(audit.contains("server.ca_claim|ok"), "audited: {audit}");
     d.stop();
     a.spawn();
@@ -131,7 +102,7 @@ fn the_owners_keys_make_the_owner(a: &mut ServerProc, datastore_line: &str, ds: 
 }
 
 /// Once A is stopped, B takes over only when told to (audited), and A is then refused.
-fn take_over_when_told(a: &mut ServerProc, b: &mut ServerProc, ds: &Datastore) {
+fn take_over_when_told(a: &mut ServerProc, b: &mut ServerProc, ds: &TestDb) {
     let roots = a.bundle_roots();
     a.stop();
     b.run_args = vec!["--take-over-ca".into()];
@@ -142,7 +113,7 @@ fn take_over_when_told(a: &mut ServerProc, b: &mut ServerProc, ds: &Datastore) {
         "A's CA stays trusted until it expires"
     );
     assert!(b_roots.len() > roots.len(), "B minted its own CA");
-    let audit = query(ds, "SELECT action, outcome FROM audit_log");
+    let audit = ds.query("SELECT action, outcome FROM audit_log");
     assert!(audit.contains("server.ca_take_over|ok"), "audited: {audit}");
     b.stop();
     a.spawn_expect_failure();
@@ -153,7 +124,7 @@ fn take_over_when_told(a: &mut ServerProc, b: &mut ServerProc, ds: &Datastore) {
 async fn a_second_server_on_the_same_sqlite_file_is_refused() {
     let mut a = ServerProc::start("");
     let db = a.data_dir.join("datastore.sqlite3");
-    let ds = Datastore::Sqlite(db.clone());
+    let ds = TestDb::Sqlite(db.clone());
     let line = format!("datastore = \"sqlite://{}\"\n", db.display());
     let mut b = second_server_is_refused(&mut a, &line, &ds);
     the_owners_keys_make_the_owner(&mut a, &line, &ds);
@@ -165,7 +136,7 @@ async fn a_second_server_on_the_same_postgresql_database_is_refused() {
     let Some(db) = PgDatabase::create("owner") else {
         return;
     };
-    let ds = Datastore::Postgres(db.url.clone());
+    let ds = TestDb::Postgres(db.url.clone());
     let mut a = ServerProc::start(&db.config_line());
     let mut b = second_server_is_refused(&mut a, &db.config_line(), &ds);
 

@@ -2,6 +2,7 @@
 
 use sqlx::AnyConnection;
 
+use crate::chain::{ChainBreak, ChainHead, ChainedRecord, next_link, verify};
 use crate::connection::Datastore;
 use crate::error::DatastoreError;
 use crate::row::{Cols, query_err};
@@ -24,6 +25,16 @@ pub struct AuditRecord {
     pub outcome: String,
 }
 
+/// An audit record as listed, with its place in the hash chain (`None` for a record written
+/// before the chain existed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedAudit {
+    pub record: AuditRecord,
+    pub seq: Option<i64>,
+    pub prev_hash: Option<String>,
+    pub hash: Option<String>,
+}
+
 impl Datastore {
     /// Appends an audit record on its own (a refused call, or a change that did not happen);
     /// a change and its record commit together through [`AuditedChange`](crate::AuditedChange).
@@ -43,12 +54,18 @@ impl Datastore {
     /// The newest `limit` audit records, newest first (by `at`, then by id,
     /// descending). A `limit` of zero or less returns nothing.
     pub async fn list_audit(&self, limit: i64) -> Result<Vec<AuditRecord>, DatastoreError> {
+        let listed = self.list_audit_links(limit).await?;
+        Ok(listed.into_iter().map(|l| l.record).collect())
+    }
+
+    /// [`list_audit`](Self::list_audit) with each record's place in the hash chain.
+    pub async fn list_audit_links(&self, limit: i64) -> Result<Vec<ListedAudit>, DatastoreError> {
         if limit <= 0 {
             return Ok(Vec::new());
         }
         let rows = sqlx::query(
-            "SELECT id, at, actor, action, target, detail, outcome FROM audit_log \
-             ORDER BY at DESC, id DESC LIMIT $1",
+            "SELECT id, at, actor, action, target, detail, outcome, seq, prev_hash, hash \
+             FROM audit_log ORDER BY at DESC, id DESC LIMIT $1",
         )
         .bind(limit)
         .fetch_all(&self.pool)
@@ -58,21 +75,88 @@ impl Datastore {
             .iter()
             .map(|row| {
                 let cols = Cols::new(row, "audit record", Some("id"));
-                Ok(AuditRecord {
-                    id: cols.text("id")?,
-                    at: cols.int("at")?,
-                    actor: cols.text("actor")?,
-                    action: cols.text("action")?,
-                    target: cols.text("target")?,
-                    detail: cols.text("detail")?,
-                    outcome: cols.text("outcome")?,
+                Ok(ListedAudit {
+                    record: decode(&cols)?,
+                    seq: cols.opt_int("seq")?,
+                    prev_hash: cols.opt_text("prev_hash")?,
+                    hash: cols.opt_text("hash")?,
                 })
             })
             .collect::<Result<Vec<_>, DatastoreError>>()?;
         // Same order whatever the database's collation.
-        records.sort_by(|a, b| (b.at, &b.id).cmp(&(a.at, &a.id)));
+        records.sort_by(|a, b| (b.record.at, &b.record.id).cmp(&(a.record.at, &a.record.id)));
         Ok(records)
     }
+
+    /// Every chained audit record, by seq, and the chain's head: what
+    /// [`verify`](crate::chain::verify) checks. Records written before the chain existed (seq
+    /// NULL) are left out.
+    pub async fn audit_chain(&self) -> Result<(Vec<ChainedRecord>, ChainHead), DatastoreError> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(query_err("begin reading the audit chain"))?;
+        let rows = sqlx::query(
+            "SELECT id, at, actor, action, target, detail, outcome, seq, prev_hash, hash \
+             FROM audit_log WHERE seq IS NOT NULL ORDER BY seq",
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(query_err("read the audit chain"))?;
+        let records = rows
+            .iter()
+            .map(|row| {
+                let cols = Cols::new(row, "audit record", Some("id"));
+                Ok(ChainedRecord {
+                    seq: cols.int("seq")?,
+                    prev_hash: cols.text("prev_hash")?,
+                    hash: cols.text("hash")?,
+                    record: decode(&cols)?,
+                })
+            })
+            .collect::<Result<Vec<_>, DatastoreError>>()?;
+        let row = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 'audit'")
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(query_err("read the audit chain head"))?;
+        let head = match row {
+            Some(row) => {
+                let cols = Cols::new(&row, "audit chain head", None);
+                ChainHead {
+                    seq: cols.int("seq")?,
+                    hash: cols.text("hash")?,
+                }
+            }
+            None => {
+                return Err(DatastoreError::Corrupt {
+                    what: "audit chain head: the row is missing".to_owned(),
+                });
+            }
+        };
+        tx.commit()
+            .await
+            .map_err(query_err("end reading the audit chain"))?;
+        Ok((records, head))
+    }
+
+    /// Reads the chain and checks it: how many records are intact, or the first break.
+    pub async fn verify_audit(&self) -> Result<Result<i64, ChainBreak>, DatastoreError> {
+        let (records, head) = self.audit_chain().await?;
+        Ok(verify(&records, &head))
+    }
+}
+
+fn decode(cols: &Cols<'_>) -> Result<AuditRecord, DatastoreError> {
+    Ok(AuditRecord {
+        id: cols.text("id")?,
+        at: cols.int("at")?,
+        actor: cols.text("actor")?,
+        action: cols.text("action")?,
+        target: cols.text("target")?,
+        detail: cols.text("detail")?,
+        outcome: cols.text("outcome")?,
+    })
 }
 
 /// The one place an audit record is written, always inside the transaction of what it
@@ -83,9 +167,27 @@ pub(crate) async fn append(
     conn: &mut AnyConnection,
     r: &AuditRecord,
 ) -> Result<(), DatastoreError> {
+    // The head first: a write, so a concurrent append waits here for this transaction and
+    // then reads the head it left (PostgreSQL re-reads an updated row after its lock).
+    let row =
+        sqlx::query("UPDATE audit_head SET seq = seq + 1 WHERE id = 'audit' RETURNING seq, hash")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(query_err("advance audit chain head"))?;
+    let cols = Cols::new(&row, "audit chain head", None);
+    let head = ChainHead {
+        seq: cols.int("seq")? - 1,
+        hash: cols.text("hash")?,
+    };
+    let link = next_link(&head, r);
+    sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 'audit'")
+        .bind(&link.hash)
+        .execute(&mut *conn)
+        .await
+        .map_err(query_err("advance audit chain head"))?;
     let result = sqlx::query(
-        "INSERT INTO audit_log (id, at, actor, action, target, detail, outcome) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+        "INSERT INTO audit_log (id, at, actor, action, target, detail, outcome, seq, prev_hash, hash) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING",
     )
     .bind(&r.id)
     .bind(r.at)
@@ -94,6 +196,9 @@ pub(crate) async fn append(
     .bind(&r.target)
     .bind(&r.detail)
     .bind(&r.outcome)
+    .bind(link.seq)
+    .bind(&link.prev_hash)
+    .bind(&link.hash)
     .execute(conn)
     .await
     .map_err(query_err("append audit record"))?;

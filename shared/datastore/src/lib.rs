@@ -31,7 +31,7 @@
 //! * `nodes`: attested nodes;
 //! * `join_tokens`: join tokens;
 //! * `ca`: the bundle and the CA journal; `owner`: who may change them;
-//! * `audit`: the audit log; `audited`: a change that commits together with its
+//! * `audit`: the audit log; `chain`: its hash chain (pure); `audited`: a change that commits together with its
 //!   audit record;
 //! * `row` and `names`: decoding rows and stored names, shared by all; `id`: random ids;
 //! * `unaudited` (feature `test-util`, for tests only): the same changes without an audit
@@ -40,6 +40,7 @@
 mod audit;
 mod audited;
 mod ca;
+pub mod chain;
 mod connection;
 mod entries;
 mod error;
@@ -54,7 +55,7 @@ mod row;
 mod unaudited;
 mod url;
 
-pub use audit::AuditRecord;
+pub use audit::{AuditRecord, ListedAudit};
 pub use audited::AuditedChange;
 pub use ca::{BundleRecord, CaJournalRecord, CaKind, CaStatus};
 pub use connection::Datastore;

@@ -307,18 +307,26 @@ impl ServerAdmin for AdminApi {
             n if n <= 0 => 100,
             n => n.min(1000),
         };
-        let records = self.ctx.ds.list_audit(limit).await.map_err(ds_status)?;
+        let records = self
+            .ctx
+            .ds
+            .list_audit_links(limit)
+            .await
+            .map_err(ds_status)?;
         Ok(Response::new(ListAuditResponse {
             records: records
                 .into_iter()
-                .map(|r| AuditRecordInfo {
-                    id: r.id,
-                    at: r.at,
-                    actor: r.actor,
-                    action: r.action,
-                    target: r.target,
-                    detail: r.detail,
-                    outcome: r.outcome,
+                .map(|l| AuditRecordInfo {
+                    id: l.record.id,
+                    at: l.record.at,
+                    actor: l.record.actor,
+                    action: l.record.action,
+                    target: l.record.target,
+                    detail: l.record.detail,
+                    outcome: l.record.outcome,
+                    seq: l.seq.unwrap_or(0),
+                    prev_hash: l.prev_hash.unwrap_or_default(),
+                    hash: l.hash.unwrap_or_default(),
                 })
                 .collect(),
         }))

@@ -3,6 +3,7 @@
 
 mod audit;
 mod ca;
+mod chain;
 mod common;
 mod entries;
 mod nodes;
@@ -27,6 +28,7 @@ async fn run_suite(url: &str) {
     ca::ca_state(&ds).await;
     audit::audit_log(&ds).await;
     audit::audited_changes(&ds).await;
+    chain::concurrent_appends(&ds).await;
 
     // Persistence: a fresh open sees exactly the same data; migrations are
     // idempotent.
@@ -42,6 +44,7 @@ async fn run_suite(url: &str) {
 
     rows::corrupt_rows(&ds, url).await;
     rows::stored_names(&ds, url).await;
+    chain::tampered_chain(&ds, url).await;
     ds.close().await;
 }
 
