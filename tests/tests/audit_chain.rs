@@ -102,3 +102,15 @@ async fn tampered_postgresql_audit_log_is_named() {
     let db = TestDb::Postgres(pg.url.clone());
     tamper_and_verify(&mut server, &db);
 }
+
+#[tokio::test]
+async fn a_missing_datastore_is_not_reported_intact_and_is_not_created() {
+    let server = ServerProc::prepare("", &[], &[]);
+    let (ok, text) = verify(&server);
+    assert!(!ok, "audit verify passed without a datastore: {text}");
+    assert!(text.contains("no audit log to verify"), "{text}");
+    assert!(
+        !server.data_dir.join("datastore.sqlite3").exists(),
+        "audit verify created the datastore"
+    );
+}

@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use trustdeck_datastore::Datastore;
+use trustdeck_datastore::{Contents, Datastore};
 use trustdeck_server::config::Config;
 
 use crate::Output;
@@ -15,6 +15,18 @@ use crate::Output;
 /// Verifies the chain; `Ok` when intact, an error naming the first bad record otherwise.
 pub async fn verify(config: &Path, output: Output) -> Result<()> {
     let c = Config::load(config)?;
+    // An empty or missing datastore has no log to vouch for: saying "intact" there would hide
+    // a lost database, and opening it would create the file.
+    let contents = Datastore::inspect(&c.datastore)
+        .await
+        .with_context(|| format!("inspect the datastore of {}", config.display()))?;
+    if contents != Contents::Initialised {
+        bail!(
+            "the datastore of {} holds no server state (missing, empty or in memory): there is \
+             no audit log to verify",
+            config.display()
+        );
+    }
     let ds = Datastore::open_with(&c.datastore, c.datastore_timeout)
         .await
         .with_context(|| format!("open the datastore of {}", config.display()))?;
