@@ -161,6 +161,113 @@ fn misplaced(c: &ChainedRecord, records: &[ChainedRecord]) -> Option<ChainBreak>
         })
 }
 
+/// Tells a checkpoint's signed bytes from any other signed input.
+const CHECKPOINT_DOMAIN: &[u8] = b"trustdeck audit checkpoint v1\0";
+
+/// A signed statement that the chain's head was `seq` with `hash` at `at`: records cut off
+/// after it was signed can no longer go unnoticed, even with the head moved back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub seq: i64,
+    /// The hash of the record at `seq`, hex.
+    pub hash: String,
+    /// When it was signed (unix seconds).
+    pub at: i64,
+    /// The signer's public key, SubjectPublicKeyInfo DER.
+    pub signer: Vec<u8>,
+    /// The signature over [`checkpoint_bytes`].
+    pub signature: Vec<u8>,
+}
+
+/// What a checkpoint signs: a domain tag, seq and `at` as 8 bytes big-endian, then the hash
+/// and the signer's key each as its length in 8 bytes big-endian followed by its bytes.
+pub fn checkpoint_bytes(seq: i64, hash: &str, at: i64, signer: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(CHECKPOINT_DOMAIN.len() + 32 + hash.len() + signer.len());
+    out.extend_from_slice(CHECKPOINT_DOMAIN);
+    out.extend_from_slice(&seq.to_be_bytes());
+    out.extend_from_slice(&at.to_be_bytes());
+    for bytes in [hash.as_bytes(), signer] {
+        out.extend_from_slice(&(bytes.len() as u64).to_be_bytes());
+        out.extend_from_slice(bytes);
+    }
+    out
+}
+
+impl Checkpoint {
+    /// The bytes its signature covers.
+    pub fn signed_bytes(&self) -> Vec<u8> {
+        checkpoint_bytes(self.seq, &self.hash, self.at, &self.signer)
+    }
+}
+
+/// The first checkpoint the log does not match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckpointBreak {
+    /// Its signature does not verify with a known CA key: forged or altered.
+    BadSignature { seq: i64 },
+    /// It names record `seq`, but the log ends at `last`: records were cut off after it.
+    TruncatedAfter { seq: i64, last: i64 },
+    /// The record at `seq` is missing or has another hash than the checkpoint signed.
+    HashMismatch { seq: i64 },
+}
+
+impl CheckpointBreak {
+    /// The seq of the checkpoint.
+    pub fn seq(&self) -> i64 {
+        match self {
+            CheckpointBreak::BadSignature { seq }
+            | CheckpointBreak::TruncatedAfter { seq, .. }
+            | CheckpointBreak::HashMismatch { seq } => *seq,
+        }
+    }
+}
+
+impl fmt::Display for CheckpointBreak {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CheckpointBreak::BadSignature { seq } => write!(
+                f,
+                "checkpoint {seq} has a bad signature (no known CA key signed it)"
+            ),
+            CheckpointBreak::TruncatedAfter { seq, last } => write!(
+                f,
+                "truncated after checkpoint {seq}: the log ends at record {last}"
+            ),
+            CheckpointBreak::HashMismatch { seq } => write!(
+                f,
+                "checkpoint {seq} does not match the record stored at {seq}"
+            ),
+        }
+    }
+}
+
+/// Checks every checkpoint (in the order given) against `records` (ordered by seq):
+/// its signature with `verify_sig`, then that its record is there with the hash it signed.
+/// Returns how many checkpoints hold, or the first that does not.
+pub fn verify_checkpoints(
+    records: &[ChainedRecord],
+    checkpoints: &[Checkpoint],
+    verify_sig: impl Fn(&Checkpoint) -> bool,
+) -> Result<usize, CheckpointBreak> {
+    let last = records.last().map_or(0, |r| r.seq);
+    for cp in checkpoints {
+        if !verify_sig(cp) {
+            return Err(CheckpointBreak::BadSignature { seq: cp.seq });
+        }
+        if cp.seq > last {
+            return Err(CheckpointBreak::TruncatedAfter { seq: cp.seq, last });
+        }
+        let stored = records
+            .binary_search_by_key(&cp.seq, |r| r.seq)
+            .ok()
+            .map(|i| &records[i].hash);
+        if stored != Some(&cp.hash) {
+            return Err(CheckpointBreak::HashMismatch { seq: cp.seq });
+        }
+    }
+    Ok(checkpoints.len())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -288,5 +395,84 @@ mod tests {
         );
         c[2] = forged;
         assert_eq!(verify(&c, &head), Err(ChainBreak::HeadMismatch { seq: 3 }));
+    }
+    fn checkpoint_at(c: &[ChainedRecord], seq: i64) -> Checkpoint {
+        Checkpoint {
+            seq,
+            hash: c[seq as usize - 1].hash.clone(),
+            at: 1_800_000_000,
+            signer: b"key".to_vec(),
+            signature: b"good".to_vec(),
+        }
+    }
+
+    fn good_sig(cp: &Checkpoint) -> bool {
+        cp.signature == b"good"
+    }
+
+    #[test]
+    fn checkpoints_of_an_untouched_log_hold() {
+        let (c, _) = chain(5);
+        let cps = [checkpoint_at(&c, 2), checkpoint_at(&c, 5)];
+        assert_eq!(verify_checkpoints(&c, &cps, good_sig), Ok(2));
+        assert_eq!(verify_checkpoints(&c, &[], good_sig), Ok(0));
+    }
+
+    #[test]
+    fn a_log_cut_after_a_checkpoint_is_truncated_after_it() {
+        let (mut c, _) = chain(5);
+        let cps = [checkpoint_at(&c, 2), checkpoint_at(&c, 4)];
+        c.truncate(3);
+        let found = verify_checkpoints(&c, &cps, good_sig);
+        assert_eq!(
+            found,
+            Err(CheckpointBreak::TruncatedAfter { seq: 4, last: 3 })
+        );
+        assert_eq!(
+            found.unwrap_err().to_string(),
+            "truncated after checkpoint 4: the log ends at record 3"
+        );
+        assert_eq!(
+            verify_checkpoints(&[], &cps, good_sig),
+            Err(CheckpointBreak::TruncatedAfter { seq: 2, last: 0 })
+        );
+    }
+
+    #[test]
+    fn a_bad_signature_is_found_before_anything_else() {
+        let (c, _) = chain(3);
+        let mut cp = checkpoint_at(&c, 3);
+        cp.signature = b"forged".to_vec();
+        cp.seq = 9;
+        assert_eq!(
+            verify_checkpoints(&c, &[cp], good_sig),
+            Err(CheckpointBreak::BadSignature { seq: 9 })
+        );
+    }
+
+    #[test]
+    fn a_rewritten_record_under_a_checkpoint_does_not_match_it() {
+        let (mut c, _) = chain(4);
+        let cps = [checkpoint_at(&c, 3)];
+        c[2].hash = "f".repeat(64);
+        assert_eq!(
+            verify_checkpoints(&c, &cps, good_sig),
+            Err(CheckpointBreak::HashMismatch { seq: 3 })
+        );
+        let (mut c, _) = chain(4);
+        c.remove(2);
+        assert_eq!(
+            verify_checkpoints(&c, &cps, good_sig),
+            Err(CheckpointBreak::HashMismatch { seq: 3 })
+        );
+    }
+
+    #[test]
+    fn the_signed_bytes_bind_every_field() {
+        let base = checkpoint_bytes(3, "ab", 10, b"k");
+        assert_ne!(base, checkpoint_bytes(4, "ab", 10, b"k"));
+        assert_ne!(base, checkpoint_bytes(3, "ab", 11, b"k"));
+        assert_ne!(base, checkpoint_bytes(3, "abk", 10, b""));
+        assert_ne!(base, checkpoint_bytes(3, "ab", 10, b"j"));
     }
 }
