@@ -32,7 +32,7 @@
 //! * `join_tokens`: join tokens;
 //! * `ca`: the bundle and the CA journal; `owner`: who may change them;
 //! * `audit`: the audit log; `chain`: its hash chain (pure); `audited`: a change that commits together with its
-//!   audit record;
+//!   audit record; `checkpoints`: signed checkpoints of the chain;
 //! * `row` and `names`: decoding rows and stored names, shared by all; `id`: random ids;
 //! * `unaudited` (feature `test-util`, for tests only): the same changes without an audit
 //!   record.
@@ -41,6 +41,7 @@ mod audit;
 mod audited;
 mod ca;
 pub mod chain;
+mod checkpoints;
 mod connection;
 mod entries;
 mod error;

@@ -2,7 +2,10 @@
 
 use sqlx::{AnyConnection, AssertSqlSafe, Connection};
 use trustdeck_datastore::Datastore;
-use trustdeck_datastore::chain::{ChainBreak, ChainedRecord};
+use trustdeck_datastore::DatastoreError;
+use trustdeck_datastore::chain::{
+    ChainBreak, ChainedRecord, Checkpoint, CheckpointBreak, verify_checkpoints,
+};
 
 use crate::common::*;
 
@@ -155,4 +158,76 @@ pub async fn concurrent_appends(ds: &Datastore) {
         t.await.unwrap().unwrap();
     }
     assert_eq!(ds.verify_audit().await.unwrap(), Ok(before + 16));
+}
+
+/// Issue 13: a checkpoint is stored and read back; deleting the records after it and moving
+/// the head back by SQL fools the chain but not the checkpoint.
+pub async fn checkpoints(ds: &Datastore, url: &str) {
+    for id in ["cp-a", "cp-b", "cp-c"] {
+        ds.append_audit(&audit(id, NOW + 3000)).await.unwrap();
+    }
+    let head = ds.audit_head().await.unwrap();
+    let cp = Checkpoint {
+        seq: head.seq,
+        hash: head.hash.clone(),
+        at: NOW + 3001,
+        signer: vec![0x30, 0x00, 0xff],
+        signature: b"sig".to_vec(),
+    };
+    let before = ds.last_checkpoint_seq().await.unwrap();
+    ds.append_checkpoint(&cp).await.unwrap();
+    assert!(matches!(
+        ds.append_checkpoint(&cp).await,
+        Err(DatastoreError::AlreadyExists { .. })
+    ));
+    assert_eq!(ds.last_checkpoint_seq().await.unwrap(), head.seq);
+    assert!(before < head.seq);
+    let cps = ds.audit_checkpoints().await.unwrap();
+    assert_eq!(cps.last(), Some(&cp));
+    let sig_ok = |c: &Checkpoint| c.signature == b"sig";
+    let (records, _) = ds.audit_chain().await.unwrap();
+    assert_eq!(verify_checkpoints(&records, &cps, sig_ok), Ok(cps.len()));
+
+    let [b, c] = [stored(ds, "cp-b").await, stored(ds, "cp-c").await];
+    sqlx::any::install_default_drivers();
+    let mut conn = AnyConnection::connect(url).await.unwrap();
+    exec(
+        &mut conn,
+        "DELETE FROM audit_log WHERE id IN ('cp-b', 'cp-c')".into(),
+    )
+    .await;
+    exec(
+        &mut conn,
+        format!(
+            "UPDATE audit_head SET seq = {}, hash = '{}' WHERE id = 'audit'",
+            b.seq - 1,
+            b.prev_hash
+        ),
+    )
+    .await;
+    let (records, _) = ds.audit_chain().await.unwrap();
+    assert_eq!(
+        ds.verify_audit().await.unwrap(),
+        Ok(b.seq - 1),
+        "the chain alone is fooled"
+    );
+    assert_eq!(
+        verify_checkpoints(&records, &cps, sig_ok),
+        Err(CheckpointBreak::TruncatedAfter {
+            seq: c.seq,
+            last: b.seq - 1
+        })
+    );
+    reinsert(&mut conn, &b).await;
+    reinsert(&mut conn, &c).await;
+    exec(
+        &mut conn,
+        format!(
+            "UPDATE audit_head SET seq = {}, hash = '{}' WHERE id = 'audit'",
+            head.seq, head.hash
+        ),
+    )
+    .await;
+    assert_eq!(ds.verify_audit().await.unwrap(), Ok(head.seq));
+    conn.close().await.unwrap();
 }

@@ -45,6 +45,7 @@ async fn run_suite(url: &str) {
     rows::corrupt_rows(&ds, url).await;
     rows::stored_names(&ds, url).await;
     chain::tampered_chain(&ds, url).await;
+    chain::checkpoints(&ds, url).await;
     ds.close().await;
 }
 
