@@ -1,6 +1,7 @@
 //! End-to-end: the audit log is a hash chain that `trustdeck-server audit verify` checks
 //! (issue 13): records edited, reordered, deleted or cut off by SQL are named, on SQLite and
-//! on PostgreSQL; an untouched log verifies.
+//! on PostgreSQL; an untouched log verifies. Signed checkpoints catch a log cut off with its
+//! head moved back, and a forged checkpoint signature.
 
 use trustdeck_e2e::*;
 
@@ -84,6 +85,73 @@ fn tamper_and_verify(server: &mut ServerProc, db: &TestDb) {
     // Deleted from the middle: named before the truncation after it.
     db.query(&format!("DELETE FROM audit_log WHERE seq = {s1}"));
     assert_broken(server, &format!("record {s1} is missing"));
+}
+
+/// Checkpoints signed often, so a test sees one soon.
+const CHECKPOINTS_OFTEN: &str = "audit_checkpoint_interval = \"200ms\"";
+
+fn one_int(db: &TestDb, sql: &str) -> Option<i64> {
+    db.query(sql).trim().parse().ok()
+}
+
+fn checkpoints_and_verify(server: &mut ServerProc, db: &TestDb) {
+    let parent = "spiffe://example.org/agent/a1";
+    for name in ["one", "two", "three"] {
+        server.create_entry(parent, &format!("spiffe://example.org/w/{name}"));
+    }
+    let s3 = *entry_seqs(server).last().expect("three entries");
+    wait_for(30, "a checkpoint of the last entry", || {
+        one_int(db, "SELECT MAX(seq) FROM audit_checkpoints").filter(|&cp| cp >= s3)
+    });
+    server.stop();
+    let (ok, text) = verify(server);
+    assert!(ok && text.contains("signed checkpoints hold"), "{text}");
+    let first = one_int(
+        db,
+        &format!("SELECT MIN(seq) FROM audit_checkpoints WHERE seq >= {s3}"),
+    )
+    .expect("a checkpoint at or after the last entry");
+
+    // A forged signature (a valid DER ECDSA-Sig-Value, r = s = 1).
+    let sig = db.query(&format!(
+        "SELECT signature FROM audit_checkpoints WHERE seq = {first}"
+    ));
+    db.query(&format!(
+        "UPDATE audit_checkpoints SET signature = '3006020101020101' WHERE seq = {first}"
+    ));
+    assert_broken(server, &format!("checkpoint {first} has a bad signature"));
+    db.query(&format!(
+        "UPDATE audit_checkpoints SET signature = '{}' WHERE seq = {first}",
+        sig.trim()
+    ));
+    assert_intact(server);
+
+    // Cut off from the last entry on, with the head moved back: the chain alone is fooled.
+    let prev = db.query(&format!("SELECT prev_hash FROM audit_log WHERE seq = {s3}"));
+    db.query(&format!("DELETE FROM audit_log WHERE seq >= {s3}"));
+    db.query(&format!(
+        "UPDATE audit_head SET seq = {}, hash = '{}' WHERE id = 'audit'",
+        s3 - 1,
+        prev.trim()
+    ));
+    assert_broken(server, &format!("truncated after checkpoint {first}"));
+}
+
+#[tokio::test]
+async fn sqlite_checkpoints_catch_a_cut_log_and_a_forged_signature() {
+    let mut server = ServerProc::start(CHECKPOINTS_OFTEN);
+    let db = TestDb::Sqlite(server.data_dir.join("datastore.sqlite3"));
+    checkpoints_and_verify(&mut server, &db);
+}
+
+#[tokio::test]
+async fn postgresql_checkpoints_catch_a_cut_log_and_a_forged_signature() {
+    let Some(pg) = PgDatabase::create("audit_cp") else {
+        return;
+    };
+    let mut server = ServerProc::start(&format!("{}\n{CHECKPOINTS_OFTEN}", pg.config_line()));
+    let db = TestDb::Postgres(pg.url.clone());
+    checkpoints_and_verify(&mut server, &db);
 }
 
 #[tokio::test]

@@ -35,6 +35,13 @@ pub const INTERVAL: DurationRange = DurationRange {
     max: Duration::hours(1),
 };
 
+/// How often a server signs a checkpoint of its audit chain (when the chain moved): short
+/// enough for a test, long enough that a checkpoint a day is possible.
+pub const AUDIT_CHECKPOINT_INTERVAL: DurationRange = DurationRange {
+    min: Duration::milliseconds(100),
+    max: Duration::days(1),
+};
+
 /// How long one datastore call may wait for the database (a connection, a statement): long
 /// enough for a loaded database, short enough that callers hear "unavailable" promptly.
 pub const DATASTORE_WAIT: DurationRange = DurationRange {

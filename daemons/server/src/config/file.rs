@@ -223,6 +223,14 @@ pub struct ConfigFile {
         serialize_with = "ser_duration"
     )]
     pub rotation_check_interval: Duration,
+    /// How often a signed checkpoint of the audit chain is written; default 5 minutes.
+    #[serde(
+        default,
+        deserialize_with = "de_opt_duration",
+        serialize_with = "ser_opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub audit_checkpoint_interval: Option<Duration>,
     #[serde(default = "default_key_manager")]
     pub key_manager: KeyManagerConfig,
     #[serde(default)]
@@ -260,6 +268,7 @@ impl ConfigFile {
             default_jwt_svid_ttl: default_jwt_ttl(),
             agent_svid_ttl: None,
             rotation_check_interval: default_rotation_tick(),
+            audit_checkpoint_interval: None,
             key_manager: default_key_manager(),
             node_attestation: NodeAttestationConfig::default(),
             rate_limit: RateLimitConfig::default(),

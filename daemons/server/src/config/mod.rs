@@ -6,7 +6,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use chrono::Duration;
-use trustdeck_pki::bounds::{AUTHORITY_TTL, DATASTORE_WAIT, DurationRange, INTERVAL, SVID_TTL};
+use trustdeck_pki::bounds::{
+    AUDIT_CHECKPOINT_INTERVAL, AUTHORITY_TTL, DATASTORE_WAIT, DurationRange, INTERVAL, SVID_TTL,
+};
 use trustdeck_spiffe::{SpiffeId, TrustDomain};
 
 pub use trustdeck_pki::rotation::parse_duration;
@@ -60,6 +62,8 @@ pub struct Config {
     pub agent_svid_ttl: Duration,
     /// How often rotation is checked.
     pub rotation_check_interval: Duration,
+    /// How often a signed checkpoint of the audit chain is written (when it moved).
+    pub audit_checkpoint_interval: Duration,
     pub key_manager: KeyManagerConfig,
     pub node_attestation: NodeAttestationConfig,
     pub rate_limit: RateLimitConfig,
@@ -82,6 +86,8 @@ pub struct Config {
 
 /// `datastore_timeout` unless configured.
 pub const DEFAULT_DATASTORE_TIMEOUT_SECS: i64 = 5;
+/// How often a signed audit checkpoint is written unless configured: 5 minutes.
+pub const DEFAULT_AUDIT_CHECKPOINT_SECS: i64 = 300;
 
 /// A checked upstream link.
 #[derive(Debug, Clone)]
@@ -162,6 +168,12 @@ impl Config {
             INTERVAL,
             "rotation_check_interval",
             raw.rotation_check_interval,
+        )?;
+        let audit_checkpoint_interval = in_range(
+            AUDIT_CHECKPOINT_INTERVAL,
+            "audit_checkpoint_interval",
+            raw.audit_checkpoint_interval
+                .unwrap_or(Duration::seconds(DEFAULT_AUDIT_CHECKPOINT_SECS)),
         )?;
         for (name, d) in [
             ("default_x509_svid_ttl", x509),
@@ -328,6 +340,7 @@ impl Config {
             default_jwt_svid_ttl: jwt,
             agent_svid_ttl,
             rotation_check_interval: tick,
+            audit_checkpoint_interval,
             key_manager: raw.key_manager,
             node_attestation: raw.node_attestation,
             rate_limit: raw.rate_limit,

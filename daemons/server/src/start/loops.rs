@@ -1,6 +1,6 @@
 //! The background loops of a running server, each ending at shutdown: CA rotation (with the
 //! server's own TLS identity), agents for the admin stream and, on a downstream server, the
-//! upstream's connectivity and bundle.
+//! upstream's connectivity and bundle, and signed checkpoints of the audit chain.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,7 +8,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use trustdeck_datastore::Datastore;
+use trustdeck_datastore::chain::{Checkpoint, checkpoint_bytes};
+use trustdeck_datastore::{Datastore, DatastoreError};
 use trustdeck_process::clock::Clock;
 use trustdeck_proto::admin::EventKind;
 use trustdeck_topology::Hub;
@@ -59,6 +60,7 @@ pub(super) fn spawn_all(
 ) {
     tasks.spawn(rotation(ctx.clone(), tls, ca_published, shutdown.clone()));
     tasks.spawn(agents(ctx.clone(), shutdown.clone()));
+    tasks.spawn(audit_checkpoints(ctx.clone(), shutdown.clone()));
     if let Some(up) = ctx.upstream.clone() {
         tasks.spawn(upstream_status(ctx.clone(), up.clone(), shutdown.clone()));
         tasks.spawn(upstream_bundle(ctx.clone(), up, shutdown.clone()));
@@ -103,6 +105,44 @@ async fn rotation(
         }
         crate::observe::publish_ca(&ctx, &mut ca_published, now);
         tls.refresh(&ctx, now);
+    }
+}
+
+/// Signs a checkpoint of the audit chain with the active X.509 CA key (on a downstream, its
+/// intermediate's) every `audit_checkpoint_interval`, when the chain moved since the last one.
+async fn audit_checkpoints(ctx: Arc<ServerCtx>, mut shutdown: watch::Receiver<bool>) {
+    let period = ctx
+        .config
+        .audit_checkpoint_interval
+        .to_std()
+        .unwrap_or(Duration::from_secs(300));
+    while tick(period, &mut shutdown).await {
+        if let Err(e) = checkpoint(&ctx).await {
+            tracing::warn!(error = %e, "could not write an audit checkpoint; will retry");
+        }
+    }
+}
+
+async fn checkpoint(ctx: &ServerCtx) -> anyhow::Result<()> {
+    let head = ctx.ds.audit_head().await?;
+    if head.seq <= ctx.ds.last_checkpoint_seq().await? {
+        return Ok(());
+    }
+    let key = ctx.ca.x509_ca()?.key().clone();
+    let signer = key.public_key_spki();
+    let at = ctx.clock.now().timestamp();
+    let signature = key.sign(&checkpoint_bytes(head.seq, &head.hash, at, &signer))?;
+    let cp = Checkpoint {
+        seq: head.seq,
+        hash: head.hash,
+        at,
+        signer,
+        signature,
+    };
+    match ctx.ds.append_checkpoint(&cp).await {
+        // Another server on the same datastore checkpointed this head first.
+        Ok(()) | Err(DatastoreError::AlreadyExists { .. }) => Ok(()),
+        Err(e) => Err(e.into()),
     }
 }
 
