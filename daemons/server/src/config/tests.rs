@@ -20,6 +20,15 @@ fn datastore_timeout_defaults_to_a_few_seconds_and_can_be_set() {
 }
 
 #[test]
+fn audit_checkpoint_interval_defaults_to_five_minutes_and_can_be_set() {
+    let c = Config::parse(GOOD, "t.toml").unwrap();
+    assert_eq!(c.audit_checkpoint_interval, Duration::minutes(5));
+    let text = format!("audit_checkpoint_interval = \"200ms\"\n{GOOD}");
+    let c = Config::parse(&text, "t.toml").unwrap();
+    assert_eq!(c.audit_checkpoint_interval, Duration::milliseconds(200));
+}
+
+#[test]
 fn connection_limits_are_bounded_and_override_the_defaults() {
     let with = |s: &str| Config::parse(&format!("{GOOD}\n[connections]\n{s}\n"), "t.toml");
     let c = with("idle_timeout = \"3s\"\nmax_unidentified = 5").unwrap();
@@ -137,6 +146,8 @@ fn every_duration_is_bounded_and_the_error_names_key_and_range() {
         ("rotation_check_interval", "999999999999h"),
         ("datastore_timeout", "100ms"),
         ("datastore_timeout", "2m"),
+        ("audit_checkpoint_interval", "10ms"),
+        ("audit_checkpoint_interval", "2d"),
     ] {
         let text = format!("{base}{key} = \"{value}\"\n");
         let e = Config::parse(&text, "t.toml").unwrap_err().to_string();
