@@ -182,3 +182,21 @@ async fn a_missing_datastore_is_not_reported_intact_and_is_not_created() {
         "audit verify created the datastore"
     );
 }
+
+#[tokio::test]
+async fn a_downstream_signs_its_checkpoints_with_its_intermediate() {
+    let root = ServerProc::start("");
+    let seg = Downstream::start(&root, "seg", CHECKPOINTS_OFTEN);
+    seg.server.create_entry(
+        "spiffe://example.org/agent/a1",
+        "spiffe://example.org/w/seg-one",
+    );
+    let db = TestDb::Sqlite(seg.server.data_dir.join("datastore.sqlite3"));
+    let s1 = *entry_seqs(&seg.server).last().expect("an entry");
+    wait_for(30, "a checkpoint of the downstream's entry", || {
+        one_int(&db, "SELECT MAX(seq) FROM audit_checkpoints").filter(|&cp| cp >= s1)
+    });
+    // Only the downstream's own CAs (its intermediates) are in its CA journal.
+    let (ok, text) = verify(&seg.server);
+    assert!(ok && text.contains("signed checkpoints hold"), "{text}");
+}
