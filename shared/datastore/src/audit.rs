@@ -3,6 +3,7 @@
 use sqlx::AnyConnection;
 
 use crate::chain::{ChainBreak, ChainHead, ChainedRecord, next_link, verify};
+use crate::checkpoints::read_head;
 use crate::connection::Datastore;
 use crate::error::DatastoreError;
 use crate::row::{Cols, query_err};
@@ -116,24 +117,7 @@ impl Datastore {
                 })
             })
             .collect::<Result<Vec<_>, DatastoreError>>()?;
-        let row = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 'audit'")
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(query_err("read the audit chain head"))?;
-        let head = match row {
-            Some(row) => {
-                let cols = Cols::new(&row, "audit chain head", None);
-                ChainHead {
-                    seq: cols.int("seq")?,
-                    hash: cols.text("hash")?,
-                }
-            }
-            None => {
-                return Err(DatastoreError::Corrupt {
-                    what: "audit chain head: the row is missing".to_owned(),
-                });
-            }
-        };
+        let head = read_head(&mut *tx).await?;
         tx.commit()
             .await
             .map_err(query_err("end reading the audit chain"))?;

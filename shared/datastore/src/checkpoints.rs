@@ -9,20 +9,7 @@ use crate::row::{Cols, query_err};
 impl Datastore {
     /// The chain's head as stored now.
     pub async fn audit_head(&self) -> Result<ChainHead, DatastoreError> {
-        let row = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 'audit'")
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(query_err("read the audit chain head"))?;
-        let Some(row) = row else {
-            return Err(DatastoreError::Corrupt {
-                what: "audit chain head: the row is missing".to_owned(),
-            });
-        };
-        let cols = Cols::new(&row, "audit chain head", None);
-        Ok(ChainHead {
-            seq: cols.int("seq")?,
-            hash: cols.text("hash")?,
-        })
+        read_head(&self.pool).await
     }
 
     /// Stores a checkpoint; one at a seq already checkpointed is rejected with
@@ -82,6 +69,26 @@ impl Datastore {
             None => Ok(0),
         }
     }
+}
+
+/// The one-row head of the audit chain.
+pub(crate) async fn read_head<'c>(
+    conn: impl sqlx::Executor<'c, Database = sqlx::Any>,
+) -> Result<ChainHead, DatastoreError> {
+    let row = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 'audit'")
+        .fetch_optional(conn)
+        .await
+        .map_err(query_err("read the audit chain head"))?;
+    let Some(row) = row else {
+        return Err(DatastoreError::Corrupt {
+            what: "audit chain head: the row is missing".to_owned(),
+        });
+    };
+    let cols = Cols::new(&row, "audit chain head", None);
+    Ok(ChainHead {
+        seq: cols.int("seq")?,
+        hash: cols.text("hash")?,
+    })
 }
 
 fn unhex(cols: &Cols<'_>, column: &str) -> Result<Vec<u8>, DatastoreError> {
