@@ -26,15 +26,7 @@ impl PgDatabase {
         let mut rnd = [0u8; 6];
         ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut rnd).expect("rng");
         let name = format!("td_{prefix}_{}", hex_lower(&rnd));
-        let out = Command::new("psql")
-            .args([&admin_url, "-qc", &format!("CREATE DATABASE {name}")])
-            .output()
-            .expect("psql");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        TestDb::Postgres(admin_url.clone()).query(&format!("CREATE DATABASE {name}"));
         let url = format!("{}/{name}", admin_url.rsplit_once('/').expect("url").0);
         Some(PgDatabase {
             admin_url,
@@ -60,15 +52,7 @@ impl PgDatabase {
                 self.name
             ),
         ] {
-            let out = Command::new("psql")
-                .args([&self.admin_url, "-qc", &sql])
-                .output()
-                .expect("psql");
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            TestDb::Postgres(self.admin_url.clone()).query(&sql);
         }
     }
 }

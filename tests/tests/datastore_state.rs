@@ -16,17 +16,7 @@ fn sqlite_files(data_dir: &Path) -> [PathBuf; 3] {
 }
 
 fn audit_actions(db: &Path) -> String {
-    let out = std::process::Command::new("sqlite3")
-        .arg(db)
-        .arg("SELECT action || ' ' || detail FROM audit_log")
-        .output()
-        .expect("sqlite3");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    TestDb::Sqlite(db.to_path_buf()).query("SELECT action || ' ' || detail FROM audit_log")
 }
 
 #[tokio::test]
@@ -123,19 +113,7 @@ async fn an_emptied_postgresql_datastore_with_keys_left_is_refused() {
     };
     let mut server = ServerProc::start(&db.config_line());
     server.stop();
-    let out = std::process::Command::new("psql")
-        .args([
-            &db.url,
-            "-qc",
-            "DELETE FROM ca_journal; DELETE FROM bundles",
-        ])
-        .output()
-        .expect("psql");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    TestDb::Postgres(db.url.clone()).query("DELETE FROM ca_journal; DELETE FROM bundles");
     server.spawn_expect_failure();
     let log = server.log();
     assert!(
