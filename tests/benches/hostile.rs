@@ -137,7 +137,7 @@ async fn normal_traffic(n: &Normal, d: Duration) -> Vec<String> {
     let sync = tokio::spawn(repeat(until, pause, move || {
         let mut c = node.clone();
         async move {
-            c.sync_entries(SyncEntriesRequest {}).await?;
+            c.sync_entries(SyncEntriesRequest::default()).await?;
             c.fetch_bundle(FetchBundleRequest::default()).await
         }
     }));

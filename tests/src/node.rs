@@ -138,7 +138,7 @@ impl AgentSession {
     pub async fn entries(&mut self) -> Result<Vec<Entry>, tonic::Status> {
         Ok(self
             .client
-            .sync_entries(SyncEntriesRequest {})
+            .sync_entries(SyncEntriesRequest::default())
             .await?
             .into_inner()
             .entries)

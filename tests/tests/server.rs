@@ -185,7 +185,7 @@ async fn bad_input_gets_clear_errors_and_loses_nothing() {
     // A caller with no SVID gets nothing.
     let mut anon = anonymous_client(&server.addr(), &roots);
     let e = anon
-        .sync_entries(trustdeck_proto::node::SyncEntriesRequest {})
+        .sync_entries(trustdeck_proto::node::SyncEntriesRequest::default())
         .await
         .expect_err("anonymous sync");
     assert_eq!(e.code(), tonic::Code::Unauthenticated);

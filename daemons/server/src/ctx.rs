@@ -36,6 +36,8 @@ pub struct ServerCtx {
     pub upstream: Option<Arc<crate::upstream::Upstream>>,
     /// What the admin `Watch` stream publishes.
     pub hub: Arc<trustdeck_topology::Hub>,
+    /// What the agents and downstreams below this server reported holding.
+    pub census: crate::census::Census,
 }
 
 impl ServerCtx {

@@ -18,6 +18,7 @@
 pub mod admin_api;
 pub mod authz;
 pub mod ca;
+pub mod census;
 pub mod config;
 pub mod ctx;
 pub mod entry;

@@ -413,6 +413,7 @@ async fn run(cli: Cli) -> Result<()> {
                             jwt_ttl_secs: ttl_secs(&jwt_ttl, "jwt-ttl")?,
                             downstream,
                             dns_names,
+                            namespaces: Vec::new(),
                         })
                         .await
                         .map_err(status_err)?

@@ -307,7 +307,7 @@ impl Upstream {
     pub async fn fetch_bundle(&self) -> Result<Bundle, Status> {
         // A short deadline: this poll is also how a frozen upstream (kill -STOP, a hung
         // process, a black-holed network) is noticed, within a few seconds.
-        let mut req = tonic::Request::new(FetchBundleRequest {});
+        let mut req = tonic::Request::new(FetchBundleRequest::default());
         req.set_timeout(BUNDLE_POLL_TIMEOUT);
         let r = self
             .client()

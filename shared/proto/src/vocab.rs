@@ -235,6 +235,7 @@ vocabulary!(NodeState {
     Attested => "attested",
     Banned => "banned",
     Held => "held",
+    Tainted => "tainted",
 });
 
 vocabulary!(ConnectivityState {
@@ -283,6 +284,10 @@ vocabulary!(EventKind {
     SvidExpired => "svid-expired",
     ConsoleReconnected => "console-reconnected",
     UpstreamStranded => "upstream-stranded",
+    AuthorityTainted => "authority-tainted",
+    AuthorityRevoked => "authority-revoked",
+    TaintReissued => "taint-reissued",
+    NamespaceViolation => "namespace-violation",
 });
 
 /// Defines `<field>_wire()` readers of enum fields that keep a value this build does not know.

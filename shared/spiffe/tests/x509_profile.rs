@@ -573,3 +573,42 @@ fn check_ca_rejects_profile_violations() {
         None
     );
 }
+
+#[test]
+fn chain_key_ids_names_every_issuer_up_to_the_root() {
+    let root = make_ca(None);
+    let hex = |k: &[u8]| k.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let root_ski = hex(&ski_of(&parse(&root.ca_der)));
+    let mid_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+    let mid_params = ca_params(
+        &td(),
+        "trustdeck test intermediate",
+        &[0x0c],
+        t0(),
+        t0() + Duration::days(10),
+        Some(0),
+    )
+    .unwrap();
+    let root_issuer = Issuer::from_params(&root.ca_params, &root.ca_key);
+    let mid_der = mid_params
+        .signed_by(&mid_key, &root_issuer)
+        .unwrap()
+        .der()
+        .to_vec();
+    let mid_ski = hex(&ski_of(&parse(&mid_der)));
+    let mid = Pki {
+        ca_key: mid_key,
+        ca_params: mid_params,
+        ca_der: mid_der.clone(),
+    };
+    let id = SpiffeId::parse("spiffe://example.org/w").unwrap();
+    let params = leaf_params(&id, &[], &[0x0d], t0(), t0() + Duration::hours(1)).unwrap();
+    let (leaf, _) = sign_leaf(&mid, &params);
+
+    let ids = x509::chain_key_ids(&[leaf.clone(), mid_der]).unwrap();
+    assert_eq!(ids, vec![mid_ski.clone(), root_ski.clone()]);
+    // A leaf alone still names its issuer; a root alone names itself.
+    assert_eq!(x509::chain_key_ids(&[leaf]).unwrap(), vec![mid_ski]);
+    assert_eq!(x509::chain_key_ids(&[]).unwrap(), Vec::<String>::new());
+    assert!(x509::chain_key_ids(&[b"not a certificate".to_vec()]).is_err());
+}

@@ -39,7 +39,7 @@ impl Agent {
         }
         let resp = self
             .client()
-            .sync_entries(SyncEntriesRequest {})
+            .sync_entries(SyncEntriesRequest::default())
             .await
             .map_err(|s| AgentError::from_status(&self.config.server_address, s))?
             .into_inner();

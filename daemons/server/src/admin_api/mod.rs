@@ -82,6 +82,7 @@ fn entry_info(e: Entry) -> EntryInfo {
         downstream: e.downstream,
         dns_names: e.dns_names,
         created_at: e.created_at,
+        namespaces: Vec::new(),
     }
 }
 
@@ -338,5 +339,50 @@ impl ServerAdmin for AdminApi {
     ) -> Result<Response<HealthResponse>, Status> {
         self.reader(&request, "Health")?;
         Ok(Response::new(health::health(&self.ctx).await))
+    }
+
+    async fn show_authorities(
+        &self,
+        _request: Request<ShowAuthoritiesRequest>,
+    ) -> Result<Response<ShowAuthoritiesResponse>, Status> {
+        Err(Status::unimplemented(
+            "authority operations: in progress (issue 13)",
+        ))
+    }
+
+    async fn prepare_authority(
+        &self,
+        _request: Request<AuthorityRequest>,
+    ) -> Result<Response<AuthorityResponse>, Status> {
+        Err(Status::unimplemented(
+            "authority operations: in progress (issue 13)",
+        ))
+    }
+
+    async fn activate_authority(
+        &self,
+        _request: Request<AuthorityRequest>,
+    ) -> Result<Response<AuthorityResponse>, Status> {
+        Err(Status::unimplemented(
+            "authority operations: in progress (issue 13)",
+        ))
+    }
+
+    async fn taint_authority(
+        &self,
+        _request: Request<AuthorityRequest>,
+    ) -> Result<Response<AuthorityResponse>, Status> {
+        Err(Status::unimplemented(
+            "authority operations: in progress (issue 13)",
+        ))
+    }
+
+    async fn revoke_authority(
+        &self,
+        _request: Request<AuthorityRequest>,
+    ) -> Result<Response<AuthorityResponse>, Status> {
+        Err(Status::unimplemented(
+            "authority operations: in progress (issue 13)",
+        ))
     }
 }

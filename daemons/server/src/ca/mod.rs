@@ -13,6 +13,7 @@
 //! - `rotate`: one rotation round; [`bundle`]: the trust bundle and the commit.
 //! - [`events`]: what happened, for the log and the admin stream.
 //! - [`owner`]: which server may change the journal, and its lease.
+//! - [`taint`]: the tainted keys published with the bundle.
 
 pub mod authority;
 pub mod bundle;
@@ -23,6 +24,7 @@ mod keys;
 pub mod owner;
 mod rotate;
 pub mod slot;
+pub mod taint;
 
 use std::sync::{Arc, RwLock};
 
@@ -71,6 +73,8 @@ pub struct CaManager {
     rotate_lock: Mutex<()>,
     bundle_tx: watch::Sender<Arc<Bundle>>,
     rng: SystemRandom,
+    /// On a downstream: the upstream's tainted keys as last fetched ([`taint`]).
+    upstream_tainted: RwLock<trustdeck_proto::node::TaintedKeys>,
 }
 
 impl CaManager {
@@ -103,6 +107,7 @@ impl CaManager {
             rotate_lock: Mutex::new(()),
             bundle_tx,
             rng: SystemRandom::new(),
+            upstream_tainted: RwLock::default(),
         });
         let mut events = Vec::new();
         let state = mgr.restore(journal, bundle, &mut events)?;

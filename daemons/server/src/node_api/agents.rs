@@ -30,6 +30,7 @@ fn entry_to_proto(e: trustdeck_datastore::Entry) -> trustdeck_proto::node::Entry
         jwt_ttl_secs: e.jwt_ttl_secs,
         downstream: e.downstream,
         dns_names: e.dns_names,
+        namespaces: Vec::new(),
     }
 }
 
@@ -86,6 +87,7 @@ impl NodeApi {
             entries: entries.into_iter().map(entry_to_proto).collect(),
             bundle: bundle.to_json().into_bytes(),
             bundle_sequence: bundle.sequence,
+            tainted: Some(self.ctx.ca.tainted_keys()),
         })
     }
 

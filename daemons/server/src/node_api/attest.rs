@@ -222,6 +222,7 @@ async fn admit(ctx: &ServerCtx, a: Attested, source: &str) -> Result<AttestRespo
             svid_chain: svid.chain,
             bundle: ctx.ca.bundle().to_json().into_bytes(),
             selectors: a.selectors,
+            tainted: Some(ctx.ca.tainted_keys()),
         })),
     })
 }

@@ -68,6 +68,7 @@ impl NodeApi {
         Ok(FetchBundleResponse {
             bundle: b.to_json().into_bytes(),
             sequence: b.sequence,
+            tainted: Some(self.ctx.ca.tainted_keys()),
         })
     }
 
@@ -106,6 +107,8 @@ impl NodeApi {
         Ok(MintIntermediateResponse {
             chain: issued.chain,
             bundle: self.ctx.ca.bundle().to_json().into_bytes(),
+            tainted: Some(self.ctx.ca.tainted_keys()),
+            namespaces: Vec::new(),
         })
     }
 

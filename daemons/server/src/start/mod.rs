@@ -262,6 +262,7 @@ pub async fn start_with_clock(
         origin: Instant::now(),
         upstream,
         hub,
+        census: Default::default(),
     });
     let ca_published = loops::publish_initial(&ctx).await;
 

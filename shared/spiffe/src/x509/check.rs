@@ -346,3 +346,26 @@ pub fn public_key_of(der: &[u8]) -> Result<Vec<u8>, ProfileError> {
     let cert = parse_prefix(der)?;
     Ok(cert.public_key().raw.to_vec())
 }
+
+/// The keys a chain (DER, leaf first) depends on: the authority key id of every certificate
+/// and the subject key id of every certificate but the leaf, as lowercase hex, each once, in
+/// chain order. The last certificate's authority key id names the root that anchors the
+/// chain, so "does this SVID chain to authority K?" is `chain_key_ids(chain)?.contains(K)`.
+pub fn chain_key_ids(chain: &[Vec<u8>]) -> Result<Vec<String>, ProfileError> {
+    let mut out: Vec<String> = Vec::new();
+    let mut add = |k: Option<Vec<u8>>| {
+        if let Some(k) = k.map(|k| super::build::hex(&k))
+            && !out.contains(&k)
+        {
+            out.push(k);
+        }
+    };
+    for (i, der) in chain.iter().enumerate() {
+        let cert = parse_exact(der)?;
+        if i > 0 {
+            add(subject_key_id(&cert)?);
+        }
+        add(authority_key_id(&cert)?);
+    }
+    Ok(out)
+}
