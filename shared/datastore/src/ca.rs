@@ -3,6 +3,7 @@
 
 use sqlx::AssertSqlSafe;
 
+use crate::audit::AuditRecord;
 use crate::connection::Datastore;
 use crate::error::DatastoreError;
 use crate::names::stored_names;
@@ -146,6 +147,10 @@ impl Datastore {
     ///
     /// Once a server claimed the journal ([`Datastore::claim_ca_owner`]), only its session
     /// `owner_session` commits: any other gets [`DatastoreError::NotCaOwner`], nothing written.
+    ///
+    /// `audit` (the records of what changed: scheduled rotation steps, operator operations)
+    /// is appended to the audit chain in the same transaction: the CA change and its records
+    /// commit together or not at all.
     pub async fn commit_ca_state(
         &self,
         owner_session: &str,
@@ -153,6 +158,7 @@ impl Datastore {
         deletes: &[String],
         bundle: &BundleRecord,
         expected_sequence: Option<i64>,
+        audit: &[AuditRecord],
     ) -> Result<(), DatastoreError> {
         let mut tx = self
             .pool
@@ -259,6 +265,10 @@ impl Datastore {
                 .execute(&mut *tx)
                 .await
                 .map_err(query_err("delete CA journal record"))?;
+        }
+
+        for r in audit {
+            crate::audit::append(&mut tx, r).await?;
         }
 
         tx.commit()

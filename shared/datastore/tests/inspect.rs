@@ -26,7 +26,7 @@ async fn inspect_tells_empty_from_initialised_without_writing() {
     let ds = Datastore::open(&url).await.unwrap();
     assert_eq!(ds.contents().await.unwrap(), Contents::Empty);
     assert_eq!(Datastore::inspect(&url).await.unwrap(), Contents::Empty);
-    ds.commit_ca_state("test", &[], &[], &bundle(), None)
+    ds.commit_ca_state("test", &[], &[], &bundle(), None, &[])
         .await
         .unwrap();
     assert_eq!(ds.contents().await.unwrap(), Contents::Initialised);

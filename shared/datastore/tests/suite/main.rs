@@ -29,6 +29,7 @@ async fn run_suite(url: &str) {
     audit::audit_log(&ds).await;
     audit::audited_changes(&ds).await;
     chain::concurrent_appends(&ds).await;
+    ca::audited_ca_state(&ds).await;
 
     // Persistence: a fresh open sees exactly the same data; migrations are
     // idempotent.
