@@ -45,6 +45,19 @@ impl ServerCtx {
     pub fn mono(&self) -> f64 {
         self.origin.elapsed().as_secs_f64()
     }
+
+    /// Records what `reporter` (an authenticated agent or downstream) holds, replacing its
+    /// last report; a report out of bounds is refused (`InvalidArgument`,
+    /// [`Reason::InvalidRequest`]) and the last one kept.
+    pub fn record_held(
+        &self,
+        reporter: &str,
+        held: &trustdeck_proto::node::HeldSvids,
+    ) -> Result<(), Status> {
+        crate::census::validate(held).map_err(crate::node_api::wire::invalid_request)?;
+        self.census.record(reporter, held.clone(), self.clock.now());
+        Ok(())
+    }
 }
 
 /// Maps a datastore error to a gRPC status for the admin API, naming the problem (the node

@@ -1,5 +1,5 @@
 //! What the server publishes on its admin `Watch` stream: itself, its CA authorities (root or
-//! intermediate, active, prepared and old), its JWT keys, its agents and the workload SVIDs it
+//! intermediate, active, prepared, old and tainted; revoked ones leave), its JWT keys, its agents and the workload SVIDs it
 //! issued to them, the intermediates it signed for downstreams, its upstream connectivity, and
 //! events. Builders here are pure functions of the CA state and datastore records.
 
@@ -238,7 +238,52 @@ pub fn ca_nodes(
             });
         }
     }
+    mark_tainted(&mut out, st, &me, ca_label, seg);
     out
+}
+
+/// Tainted authorities are published as such: the ones already listed (from the bundle)
+/// change state, the others (a downstream's intermediates) are added. Revoked ones are in
+/// neither the bundle nor a slot, so they are not published at all.
+fn mark_tainted(out: &mut Vec<Node>, st: &CaState, me: &str, label: &str, seg: &str) {
+    use trustdeck_datastore::{CaKind, CaStatus};
+    for r in st.journal.iter().filter(|r| r.status == CaStatus::Tainted) {
+        let id = crate::ca::events::record_node_id(r);
+        if id.is_empty() {
+            continue;
+        }
+        if let Some(n) = out.iter_mut().find(|n| n.id == id) {
+            n.state = NodeState::Tainted.into();
+            continue;
+        }
+        if r.kind != CaKind::X509 {
+            continue;
+        }
+        let Some(own) = r
+            .certificate_chain_pem
+            .as_deref()
+            .and_then(|p| trustdeck_spiffe::pem::decode_certs(p).ok())
+            .and_then(|c| c.into_iter().next())
+        else {
+            continue;
+        };
+        if let Some((id, info)) = x509_node_id(&own) {
+            out.push(Node {
+                id,
+                parent: me.into(),
+                kind: NodeKind::X509Authority as i32,
+                label: label.into(),
+                subject: info.subject,
+                state: NodeState::Tainted.into(),
+                not_before: info.not_before.timestamp(),
+                not_after: info.not_after.timestamp(),
+                serial: info.serial_hex,
+                issuer_key_id: info.authority_key_id.map(|k| hex(&k)).unwrap_or_default(),
+                segment: seg.into(),
+                ..Default::default()
+            });
+        }
+    }
 }
 
 /// An attested agent.

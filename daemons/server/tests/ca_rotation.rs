@@ -24,6 +24,7 @@ fn settings() -> CaSettings {
         upstream: None,
         owner_session: "test".into(),
         took_over: false,
+        actor: "server:spiffe://example.org/trustdeck/server".into(),
     }
 }
 

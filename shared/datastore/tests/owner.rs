@@ -45,7 +45,9 @@ async fn only_the_owners_session_commits_and_claims_are_compare_and_set() {
         Some((owner("a", "s1"), Vec::new()))
     );
 
-    let refused = ds.commit_ca_state("s2", &[], &[], &bundle(1), None, &[]).await;
+    let refused = ds
+        .commit_ca_state("s2", &[], &[], &bundle(1), None, &[])
+        .await;
     assert!(
         matches!(refused, Err(DatastoreError::NotCaOwner)),
         "{refused:?}"

@@ -12,8 +12,9 @@ use std::fmt;
 use crate::admin::WatchMessage;
 use crate::admin::watch_message::Body;
 use crate::admin::{
-    Connectivity, ConnectivityState, DaemonIdentity, DaemonRole, Event, EventKind, KeyBackend,
-    KeyStorage, Node, NodeKind, NodeState, Severity, StrandedReason,
+    AuthorityInfo, AuthorityKind, AuthorityRefusal, AuthorityStatus, Connectivity,
+    ConnectivityState, DaemonIdentity, DaemonRole, Event, EventKind, KeyBackend, KeyStorage, Node,
+    NodeKind, NodeState, Severity, StrandedReason,
 };
 
 /// Writes the `legacy_*` text beside every enum field of `msg`, for consoles built before
@@ -290,6 +291,35 @@ vocabulary!(EventKind {
     NamespaceViolation => "namespace-violation",
 });
 
+vocabulary!(AuthorityKind {
+    Unspecified => "",
+    X509 => "x509",
+    Jwt => "jwt",
+});
+
+vocabulary!(AuthorityStatus {
+    Unspecified => "",
+    Prepared => "prepared",
+    Active => "active",
+    Old => "old",
+    Tainted => "tainted",
+    Revoked => "revoked",
+});
+
+// The rule a refused authority operation would break, in words (the CLI prints it).
+vocabulary!(AuthorityRefusal {
+    Unspecified => "",
+    UnknownId => "unknown authority id",
+    IdRequired => "--id required",
+    NoActive => "prepare needs an active authority",
+    NotPrepared => "activate takes only the prepared authority",
+    IsActive => "taint never takes the active authority",
+    NotTainted => "revoke takes only a tainted authority",
+    InUse => "live SVIDs still chain to it (--force to revoke anyway)",
+    KindNotHere => "no authorities of this kind on this server",
+    Already => "already in that state",
+});
+
 /// Defines `<field>_wire()` readers of enum fields that keep a value this build does not know.
 macro_rules! wire_fields {
     ($($msg:ident { $($get:ident: $field:ident as $ty:ident),+ })+) => {
@@ -313,6 +343,7 @@ wire_fields! {
         stranded_reason_wire: stranded_reason as StrandedReason
     }
     Event { severity_wire: severity as Severity, kind_wire: kind as EventKind }
+    AuthorityInfo { kind_wire: kind as AuthorityKind, status_wire: status as AuthorityStatus }
 }
 
 #[cfg(test)]
@@ -444,6 +475,9 @@ mod tests {
         texts_are_distinct::<StrandedReason>();
         texts_are_distinct::<Severity>();
         texts_are_distinct::<EventKind>();
+        texts_are_distinct::<AuthorityKind>();
+        texts_are_distinct::<AuthorityStatus>();
+        texts_are_distinct::<AuthorityRefusal>();
     }
 
     #[test]

@@ -50,7 +50,12 @@ pub struct Audit {
 }
 
 /// A record with a fresh random id.
-fn record(clock: &dyn Clock, actor: &str, audit: &Audit, outcome: &Outcome) -> AuditRecord {
+pub(crate) fn record(
+    clock: &dyn Clock,
+    actor: &str,
+    audit: &Audit,
+    outcome: &Outcome,
+) -> AuditRecord {
     AuditRecord {
         id: trustdeck_datastore::random_id::<12>(),
         at: clock.now().timestamp(),
@@ -63,7 +68,7 @@ fn record(clock: &dyn Clock, actor: &str, audit: &Audit, outcome: &Outcome) -> A
 }
 
 /// Tells the log and the `Watch` stream what happened.
-fn publish(hub: &Hub, clock: &dyn Clock, rec: &AuditRecord, node: &str, ok: bool) {
+pub(crate) fn publish(hub: &Hub, clock: &dyn Clock, rec: &AuditRecord, node: &str, ok: bool) {
     let (actor, action, target, outcome) = (&rec.actor, &rec.action, &rec.target, &rec.outcome);
     tracing::info!(%actor, %action, %target, %outcome, "audit");
     let severity = if ok {

@@ -1,8 +1,9 @@
 //! The administration API (Unix socket, and mTLS TCP when configured): entries, join tokens,
-//! agents, bundle, health. Callers are checked by socket peer uid or SPIFFE ID; every change
+//! agents, bundle, health, authority operations ([`authority`]). Callers are checked by socket peer uid or SPIFFE ID; every change
 //! commits together with its audit record, and refused callers are audited ([`audit`]).
 
 pub mod audit;
+pub mod authority;
 mod health;
 
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use trustdeck_proto::admin::*;
 
 pub use self::audit::RefusalAudit;
 use self::audit::{Audit, audited};
+use crate::ca::operations::AuthorityOp;
 use crate::ctx::{ServerCtx, ds_status};
 use crate::entry::validate_entry;
 use crate::node_api::join_token_agent_id;
@@ -260,6 +262,8 @@ impl ServerAdmin for AdminApi {
             },
         )
         .await?;
+        // What it held no longer counts for `revoke`.
+        self.ctx.census.forget(&id);
         Ok(Response::new(agent_info(node)))
     }
 
@@ -343,46 +347,56 @@ impl ServerAdmin for AdminApi {
 
     async fn show_authorities(
         &self,
-        _request: Request<ShowAuthoritiesRequest>,
+        request: Request<ShowAuthoritiesRequest>,
     ) -> Result<Response<ShowAuthoritiesResponse>, Status> {
-        Err(Status::unimplemented(
-            "authority operations: in progress (issue 13)",
-        ))
+        self.reader(&request, "ShowAuthorities")?;
+        authority::show(&self.ctx, request.get_ref().kind()).map(Response::new)
     }
 
     async fn prepare_authority(
         &self,
-        _request: Request<AuthorityRequest>,
+        request: Request<AuthorityRequest>,
     ) -> Result<Response<AuthorityResponse>, Status> {
-        Err(Status::unimplemented(
-            "authority operations: in progress (issue 13)",
-        ))
+        self.authority_op(request, "PrepareAuthority", AuthorityOp::Prepare)
+            .await
     }
 
     async fn activate_authority(
         &self,
-        _request: Request<AuthorityRequest>,
+        request: Request<AuthorityRequest>,
     ) -> Result<Response<AuthorityResponse>, Status> {
-        Err(Status::unimplemented(
-            "authority operations: in progress (issue 13)",
-        ))
+        self.authority_op(request, "ActivateAuthority", AuthorityOp::Activate)
+            .await
     }
 
     async fn taint_authority(
         &self,
-        _request: Request<AuthorityRequest>,
+        request: Request<AuthorityRequest>,
     ) -> Result<Response<AuthorityResponse>, Status> {
-        Err(Status::unimplemented(
-            "authority operations: in progress (issue 13)",
-        ))
+        self.authority_op(request, "TaintAuthority", AuthorityOp::Taint)
+            .await
     }
 
     async fn revoke_authority(
         &self,
-        _request: Request<AuthorityRequest>,
+        request: Request<AuthorityRequest>,
     ) -> Result<Response<AuthorityResponse>, Status> {
-        Err(Status::unimplemented(
-            "authority operations: in progress (issue 13)",
-        ))
+        self.authority_op(request, "RevokeAuthority", AuthorityOp::Revoke)
+            .await
+    }
+}
+
+impl AdminApi {
+    /// An authority operation: operators only.
+    async fn authority_op(
+        &self,
+        request: Request<AuthorityRequest>,
+        method: &str,
+        op: AuthorityOp,
+    ) -> Result<Response<AuthorityResponse>, Status> {
+        let actor = self.operator(&request, method)?;
+        authority::operate(&self.ctx, &actor, op, request.into_inner())
+            .await
+            .map(Response::new)
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use chrono::{DateTime, Duration, Utc};
-use trustdeck_datastore::{BundleRecord, CaJournalRecord, CaKind};
+use trustdeck_datastore::{AuditRecord, BundleRecord, CaJournalRecord, CaKind};
 use trustdeck_spiffe::bundle::{Bundle, JwtAuthority};
 use trustdeck_spiffe::{TrustDomain, pem};
 
@@ -70,14 +70,15 @@ pub fn build_bundle(
 }
 
 impl CaManager {
-    /// Commits journal changes and `bundle` in one transaction, provided the stored bundle
-    /// is still the one this manager last read.
+    /// Commits journal changes, `bundle` and the audit records of the changes in one
+    /// transaction, provided the stored bundle is still the one this manager last read.
     pub(super) async fn commit(
         &self,
         upserts: &[CaJournalRecord],
         deletes: &[String],
         bundle: &Bundle,
         now: DateTime<Utc>,
+        audit: &[AuditRecord],
     ) -> Result<(), CaManagerError> {
         let td = self.settings.trust_domain.as_str();
         let stored = self.ds.get_bundle(td).await?;
@@ -94,6 +95,7 @@ impl CaManager {
                 deletes,
                 &record,
                 stored.map(|r| r.sequence),
+                audit,
             )
             .await?;
         Ok(())
@@ -114,7 +116,8 @@ impl CaManager {
         {
             return Ok(false);
         }
-        self.commit(&[], &[], &b, now).await?;
+        // Adopting the upstream's bundle changes no authority of this server: no audit record.
+        self.commit(&[], &[], &b, now, &[]).await?;
         let b = Arc::new(b);
         self.set_state(CaState {
             x509: cur.x509.clone(),

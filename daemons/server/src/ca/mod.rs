@@ -14,13 +14,19 @@
 //! - [`events`]: what happened, for the log and the admin stream.
 //! - [`owner`]: which server may change the journal, and its lease.
 //! - [`taint`]: the tainted keys published with the bundle.
+//! - [`operations`]: the rules of operator-driven prepare/activate/taint/revoke (pure);
+//!   `ops`: running them (mint, commit, audit).
+//! - [`changes`]: the audit records of every journal change, committed with it.
 
 pub mod authority;
 pub mod bundle;
+pub mod changes;
 pub mod error;
 pub mod events;
 pub mod journal;
 mod keys;
+pub mod operations;
+pub mod ops;
 pub mod owner;
 mod rotate;
 pub mod slot;
@@ -61,6 +67,9 @@ pub struct CaSettings {
     /// The journal was taken over from another server (`run --take-over-ca`): keys of its
     /// authorities that cannot be loaded are lost, not an error; they become old.
     pub took_over: bool,
+    /// Who the audit log names for scheduled changes (rotation, pruning, demotion):
+    /// `server:<its SPIFFE ID>`.
+    pub actor: String,
 }
 
 /// Owns the CA state; cheap to share behind an `Arc`.

@@ -321,7 +321,10 @@ mod tests {
         let r = plan(&j, false, &req(AuthorityOp::Taint, "kid-a"), NONE);
         let e = r.expect_err("active");
         assert_eq!(e.refusal, AuthorityRefusal::IsActive);
-        assert!(e.message.contains("prepare and activate a successor"), "{e}");
+        assert!(
+            e.message.contains("prepare and activate a successor"),
+            "{e}"
+        );
         for id in ["kid-p", "kid-o"] {
             assert!(plan(&j, false, &req(AuthorityOp::Taint, id), NONE).is_ok());
         }

@@ -23,6 +23,8 @@ struct Round {
     jwt: Slot<JwtKey>,
     journal: Vec<CaJournalRecord>,
     events: Vec<CaEvent>,
+    /// Records demoted because their authority is not in memory (for the audit log).
+    demoted: Vec<String>,
 }
 
 impl Round {
@@ -31,11 +33,16 @@ impl Round {
     fn begin(cur: &CaState) -> Round {
         let mut journal = cur.journal.clone();
         demote_orphans(&mut journal, cur.x509.key_refs().chain(cur.jwt.key_refs()));
+        let demoted = super::changes::diff(&cur.journal, &journal)
+            .into_iter()
+            .map(|c| c.record_id)
+            .collect();
         Round {
             x509: cur.x509.clone(),
             jwt: cur.jwt.clone(),
             journal,
             events: Vec::new(),
+            demoted,
         }
     }
 }
@@ -70,6 +77,7 @@ impl CaManager {
             jwt,
             journal,
             events,
+            ..
         } = round;
         events.extend(self.advance(x509, journal, now, minted).await?);
         // JWT keys live only on the root: downstream servers forward JWT-SVIDs upstream.
@@ -134,7 +142,16 @@ impl CaManager {
             .cloned()
             .collect();
         let deletes: Vec<String> = pruned.iter().map(|r| r.id.clone()).collect();
-        self.commit(&upserts, &deletes, &bundle, now).await?;
+        // Every change of the journal is an audit record, committed with it.
+        let audit = super::changes::scheduled(
+            &self.settings.actor,
+            &super::changes::diff(&cur.journal, &round.journal),
+            &round.demoted,
+            (cur.bundle.sequence, bundle.sequence),
+            now,
+        );
+        self.commit(&upserts, &deletes, &bundle, now, &audit)
+            .await?;
         self.delete_keys(&pruned);
         let bundle = Arc::new(bundle);
         self.set_state(CaState {

@@ -81,6 +81,9 @@ impl NodeApi {
         request: Request<SyncEntriesRequest>,
     ) -> Result<SyncEntriesResponse, Status> {
         let agent = self.ctx.authenticate_agent(&request).await?;
+        if let Some(held) = &request.get_ref().held {
+            self.ctx.record_held(agent.id.as_str(), held)?;
+        }
         let entries = self.ctx.agent_entries(&agent).await?;
         let bundle = self.ctx.ca.bundle();
         Ok(SyncEntriesResponse {

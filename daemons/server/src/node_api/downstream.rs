@@ -58,11 +58,18 @@ impl NodeApi {
         &self,
         request: Request<FetchBundleRequest>,
     ) -> Result<FetchBundleResponse, Status> {
-        if let Err(e) = self.ctx.authenticate_agent(&request).await {
+        let caller = match self.ctx.authenticate_agent(&request).await {
+            Ok(agent) => agent.id,
             // Downstream servers poll the bundle too.
-            if self.ctx.authenticate_downstream(&request).await.is_err() {
-                return Err(e);
-            }
+            Err(e) => self
+                .ctx
+                .authenticate_downstream(&request)
+                .await
+                .map_err(|_| e)?,
+        };
+        // What the caller's fleet holds (a downstream forwards its own census).
+        if let Some(held) = &request.get_ref().held {
+            self.ctx.record_held(caller.as_str(), held)?;
         }
         let b = self.ctx.ca.bundle();
         Ok(FetchBundleResponse {

@@ -57,6 +57,7 @@ pub(super) async fn load_ca(
         upstream: upstream.clone(),
         owner_session: claimed.session,
         took_over: claimed.took_over,
+        actor: crate::observe::server_node_id(config.server_spiffe_id.as_str()),
     };
     loop {
         match CaManager::load(settings.clone(), ds.clone(), km.clone(), clock.now()).await {

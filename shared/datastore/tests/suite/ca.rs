@@ -122,8 +122,15 @@ pub async fn ca_state(ds: &Datastore) {
                 CaStatus::Prepared,
                 NOW + 100,
             );
-            ds.commit_ca_state("test", &[record], &[], &bundle("race.example", 1), None, &[])
-                .await
+            ds.commit_ca_state(
+                "test",
+                &[record],
+                &[],
+                &bundle("race.example", 1),
+                None,
+                &[],
+            )
+            .await
         }));
     }
     let mut ok = 0;

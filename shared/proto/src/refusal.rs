@@ -1,0 +1,90 @@
+//! The rule that refused an authority operation: the server attaches an
+//! [`AuthorityRefusal`] to the status with [`refusal_status`], clients read it back with
+//! [`refusal_of`] and never match on the message text.
+
+use prost::Message;
+use tonic::metadata::{MetadataMap, MetadataValue};
+use tonic::{Code, Status};
+
+use crate::admin::{AuthorityRefusal, AuthorityRefusalDetail};
+
+/// The binary metadata key carrying the encoded [`AuthorityRefusalDetail`].
+pub const REFUSAL_HEADER: &str = "trustdeck-authority-refusal-bin";
+
+/// The gRPC code of a refusal: `NotFound` for an unknown id, `FailedPrecondition` for a
+/// rule the authority's state breaks.
+pub fn refusal_code(refusal: AuthorityRefusal) -> Code {
+    match refusal {
+        AuthorityRefusal::UnknownId => Code::NotFound,
+        _ => Code::FailedPrecondition,
+    }
+}
+
+/// A status for `refusal` with its code, `message` and the refusal attached.
+pub fn refusal_status(refusal: AuthorityRefusal, message: impl Into<String>) -> Status {
+    let mut metadata = MetadataMap::new();
+    let detail = AuthorityRefusalDetail {
+        refusal: refusal as i32,
+    };
+    metadata.insert_bin(
+        REFUSAL_HEADER,
+        MetadataValue::from_bytes(&detail.encode_to_vec()),
+    );
+    Status::with_metadata(refusal_code(refusal), message, metadata)
+}
+
+/// The refusal attached to `status`; `None` when there is none or it does not decode, and
+/// [`AuthorityRefusal::Unspecified`] for a value this build does not know.
+pub fn refusal_of(status: &Status) -> Option<AuthorityRefusal> {
+    let detail = status
+        .metadata()
+        .get_bin(REFUSAL_HEADER)
+        .and_then(|v| v.to_bytes().ok())
+        .and_then(|b| AuthorityRefusalDetail::decode(b.as_ref()).ok())?;
+    Some(AuthorityRefusal::try_from(detail.refusal).unwrap_or(AuthorityRefusal::Unspecified))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn over_the_wire(s: &Status) -> Status {
+        let mut headers = tonic::codegen::http::HeaderMap::new();
+        s.add_header(&mut headers).expect("headers");
+        Status::from_header_map(&headers).expect("status")
+    }
+
+    #[test]
+    fn the_refusal_the_server_attaches_is_the_one_the_client_reads() {
+        for (r, code) in [
+            (AuthorityRefusal::UnknownId, Code::NotFound),
+            (AuthorityRefusal::IsActive, Code::FailedPrecondition),
+            (AuthorityRefusal::InUse, Code::FailedPrecondition),
+            (AuthorityRefusal::IdRequired, Code::FailedPrecondition),
+        ] {
+            let back = over_the_wire(&refusal_status(r, "no"));
+            assert_eq!(refusal_of(&back), Some(r));
+            assert_eq!(back.code(), code);
+            assert_eq!(back.message(), "no");
+        }
+    }
+
+    #[test]
+    fn missing_garbled_or_unknown_refusals() {
+        assert_eq!(refusal_of(&Status::not_found("x")), None);
+        let mut garbled = Status::failed_precondition("x");
+        garbled
+            .metadata_mut()
+            .insert_bin(REFUSAL_HEADER, MetadataValue::from_bytes(&[0xff, 0xff]));
+        assert_eq!(refusal_of(&over_the_wire(&garbled)), None);
+        let mut newer = Status::failed_precondition("x");
+        let future = AuthorityRefusalDetail { refusal: 9_999 }.encode_to_vec();
+        newer
+            .metadata_mut()
+            .insert_bin(REFUSAL_HEADER, MetadataValue::from_bytes(&future));
+        assert_eq!(
+            refusal_of(&over_the_wire(&newer)),
+            Some(AuthorityRefusal::Unspecified)
+        );
+    }
+}
