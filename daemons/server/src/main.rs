@@ -10,6 +10,7 @@ use trustdeck_proto::admin::*;
 use trustdeck_server::config::{Config, parse_duration};
 
 mod audit_cmd;
+mod authority_cmd;
 
 /// The trustdeck SPIFFE server.
 #[derive(Parser)]
@@ -77,6 +78,13 @@ enum Command {
     Audit {
         #[command(subcommand)]
         cmd: AuditCmd,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Authority operations: show, prepare, activate, taint, revoke (X.509 CAs, JWT keys).
+    Authority {
+        #[command(subcommand)]
+        kind: authority_cmd::KindCmd,
         #[command(flatten)]
         target: Target,
     },
@@ -464,6 +472,7 @@ async fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
+        Command::Authority { kind, target } => authority_cmd::run(kind, &target).await,
         Command::Audit {
             cmd: AuditCmd::List { limit, output },
             target,
