@@ -90,9 +90,7 @@ pub async fn run(kind: KindCmd, target: &Target) -> Result<()> {
         OpCmd::Prepare { output } => (c.prepare_authority(req(None, false)).await, output),
         OpCmd::Activate { id, output } => (c.activate_authority(req(id, false)).await, output),
         OpCmd::Taint { id, output } => (c.taint_authority(req(id, false)).await, output),
-        OpCmd::Revoke { id, force, output } => {
-            (c.revoke_authority(req(id, force)).await, output)
-        }
+        OpCmd::Revoke { id, force, output } => (c.revoke_authority(req(id, force)).await, output),
     };
     let r = r.map_err(refused)?.into_inner();
     if output == Output::Json {
@@ -185,7 +183,6 @@ fn print_show(r: &ShowAuthoritiesResponse, output: Output) {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,7 +190,10 @@ mod tests {
 
     #[test]
     fn a_refusal_names_its_rule() {
-        let e = refused(refusal_status(AuthorityRefusal::IsActive, "taint never ..."));
+        let e = refused(refusal_status(
+            AuthorityRefusal::IsActive,
+            "taint never ...",
+        ));
         assert_eq!(
             e.to_string(),
             "refused: taint never takes the active authority: taint never ..."
