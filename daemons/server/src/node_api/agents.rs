@@ -53,10 +53,12 @@ impl NodeApi {
             .map_err(signer_unavailable)?;
         self.ctx
             .ds
-            .update_node_cert(
+            .set_node_new_cert(
                 agent.id.as_str(),
-                &svid.serial_hex,
-                svid.not_after.timestamp(),
+                &trustdeck_datastore::NodeCert {
+                    serial: svid.serial_hex.clone(),
+                    not_after: svid.not_after.timestamp(),
+                },
                 now.timestamp(),
             )
             .await

@@ -25,6 +25,7 @@ pub fn node(spiffe_id: &str, created_at: i64) -> AttestedNode {
         attestation_type: "join_token".to_owned(),
         cert_serial: "01".to_owned(),
         cert_not_after: created_at + 3600,
+        new_cert: None,
         banned: false,
         selectors: vec!["join_token:abc".to_owned()],
         created_at,
