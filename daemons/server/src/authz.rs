@@ -143,6 +143,7 @@ mod tests {
             jwt_ttl_secs: 0,
             downstream: false,
             dns_names: vec![],
+            namespaces: vec![],
             created_at: 0,
         }
     }

@@ -38,9 +38,35 @@ pub struct ServerCtx {
     pub hub: Arc<trustdeck_topology::Hub>,
     /// What the agents and downstreams below this server reported holding.
     pub census: crate::census::Census,
+    /// The namespaces of the intermediates this server signed, and the violations found.
+    pub findings: crate::namespace::Findings,
 }
 
 impl ServerCtx {
+    /// What this server may issue workload SVIDs and register entries under.
+    pub fn scope(&self) -> crate::namespace::Scope {
+        match &self.upstream {
+            None => crate::namespace::Scope::Unrestricted,
+            Some(up) => up.namespaces.scope(),
+        }
+    }
+
+    /// Refuses a workload SVID or JWT-SVID for `id` outside this server's namespaces.
+    pub fn check_namespace(&self, id: &SpiffeId) -> Result<(), Status> {
+        let scope = self.scope();
+        if scope.allows(id) {
+            return Ok(());
+        }
+        Err(reason_status(
+            Code::PermissionDenied,
+            Reason::OutsideNamespace,
+            format!(
+                "{id} is outside this server's namespaces {}",
+                scope.describe()
+            ),
+        ))
+    }
+
     /// Seconds since start, for rate limiters.
     pub fn mono(&self) -> f64 {
         self.origin.elapsed().as_secs_f64()
@@ -240,6 +266,31 @@ impl ServerCtx {
                 ),
             ))
         }
+    }
+
+    /// The namespaces of downstream `id`: those of its `downstream` entries, or for an entry
+    /// made before namespaces existed, the default derived from its SPIFFE ID.
+    pub async fn downstream_namespaces(&self, id: &SpiffeId) -> Result<Vec<String>, Status> {
+        let entries = self
+            .ds
+            .list_entries()
+            .await
+            .map_err(crate::node_api::wire::datastore)?;
+        let scope = self.scope();
+        let mut ns: Vec<String> = entries
+            .iter()
+            .filter(|e| e.downstream && e.spiffe_id == id.as_str())
+            .flat_map(|e| {
+                if e.namespaces.is_empty() {
+                    crate::namespace::default_for(id, &scope)
+                } else {
+                    e.namespaces.clone()
+                }
+            })
+            .collect();
+        ns.sort();
+        ns.dedup();
+        Ok(ns)
     }
 
     /// The entries `agent` is authorised for.

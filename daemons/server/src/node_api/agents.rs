@@ -30,7 +30,7 @@ fn entry_to_proto(e: trustdeck_datastore::Entry) -> trustdeck_proto::node::Entry
         jwt_ttl_secs: e.jwt_ttl_secs,
         downstream: e.downstream,
         dns_names: e.dns_names,
-        namespaces: Vec::new(),
+        namespaces: e.namespaces,
     }
 }
 
@@ -160,6 +160,7 @@ impl NodeApi {
                 entry.id, entry.spiffe_id, agent.id
             )));
         }
+        self.ctx.check_namespace(&requested)?;
         let ttl = ttl_or(entry.x509_ttl_secs, self.ctx.config.default_x509_svid_ttl);
         let svid = ca
             .issue_x509_svid(&csr, &requested, &entry.dns_names, ttl, now)
@@ -211,6 +212,7 @@ impl NodeApi {
                 what: format!("entry {}: {e}", entry.id),
             })
         })?;
+        self.ctx.check_namespace(&sub)?;
         let ttl = ttl_or(entry.jwt_ttl_secs, self.ctx.config.default_jwt_svid_ttl);
         self.mint_jwt(&sub, &req.audience, ttl).await
     }
