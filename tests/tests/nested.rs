@@ -165,7 +165,8 @@ async fn three_levels_root_intermediate_leaf_servers() {
     let mid = Downstream::start(&root, "region-eu", "");
     let leaf = Downstream::start(&mid.server, "region-eu-factory", "");
     let (agent, agent_id) = leaf.workload_agent();
-    let id = "spiffe://example.org/prod/onprem/factory/plc-gateway";
+    // Inside the leaf's namespace, which lies inside its mid's (`/prod/region-eu/`).
+    let id = "spiffe://example.org/prod/region-eu/factory/plc-gateway";
     entry_for_me(&leaf.server, &agent_id, id, "10m");
     let (chain, bundle) = x509(&agent, id, 20).await;
     // leaf SVID -> leaf server's intermediate -> mid server's intermediate; bundle = root.

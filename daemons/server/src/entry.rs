@@ -264,7 +264,7 @@ mod tests {
         let all = Scope::Unrestricted;
         // A default from the seed's platform path; given ones are kept.
         let e = with_ns("spiffe://example.org/gcp/ds", true, &[], &all).unwrap();
-        assert_eq!(e.namespaces, ["/prod/gcp/", "/staging/gcp/", "/dev/gcp/"]);
+        assert_eq!(e.namespaces, ["/dev/gcp/", "/prod/gcp/", "/staging/gcp/"]);
         let e = with_ns("spiffe://example.org/gcp/ds", true, &["/prod/gcp/"], &all).unwrap();
         assert_eq!(e.namespaces, ["/prod/gcp/"]);
         // Not on other entries, and well-formed.

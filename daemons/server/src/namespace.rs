@@ -54,12 +54,15 @@ pub fn validate(ns: &str) -> Result<(), NamespaceError> {
     if ns.len() > MAX_LEN {
         return Err(NamespaceError::TooLong(ns.chars().take(64).collect()));
     }
+    // `/` alone: the whole trust domain.
+    if ns == "/" {
+        return Ok(());
+    }
     let Some(inner) = ns.strip_prefix('/').and_then(|r| r.strip_suffix('/')) else {
         return Err(NamespaceError::Slashes(ns.into()));
     };
-    // `/` alone: the whole trust domain.
     if inner.is_empty() {
-        return Ok(());
+        return Err(NamespaceError::Segment(ns.into()));
     }
     let ok = inner.split('/').all(|seg| {
         !seg.is_empty()
