@@ -147,7 +147,9 @@ impl Downstream {
     /// Starts a downstream server for segment `name` under `parent`: registers a
     /// `downstream` entry on the parent for a local agent, starts that agent, then the
     /// server with `[upstream]` pointing at the parent. `extra` is added to the server config
-    /// (top-level keys only).
+    /// (top-level keys only). Its ID is `spiffe://example.org/<name>/trustdeck-server`: under a
+    /// downstream `parent`, `name` must lie in the parent's namespace (e.g. `prod/eu/plant`
+    /// under a parent named `eu`), and the new downstream's default namespace follows from it.
     pub fn start(parent: &ServerProc, name: &str, extra: &str) -> Downstream {
         let token = parent.token("10m");
         let local_id = format!("spiffe://example.org/trustdeck/agent/join_token/{token}");
