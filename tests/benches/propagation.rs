@@ -60,7 +60,8 @@ async fn main() {
     );
     let leaf = Downstream::start(
         &mid.server,
-        "eu-plant",
+        // Inside the mid's namespace (`/prod/eu/`), which issues the leaf's identity.
+        "prod/eu/plant",
         "ca_ttl = \"30s\"\ndefault_x509_svid_ttl = \"5s\"\n",
     );
     let (agent, agent_id) = leaf.workload_agent();

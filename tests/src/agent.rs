@@ -9,12 +9,25 @@ pub struct AgentProc {
     /// Workload API socket.
     pub socket: PathBuf,
     pub child: Option<Child>,
+    /// Extra environment of the process.
+    pub env: Vec<(String, String)>,
 }
 
 impl AgentProc {
     /// Starts an agent for `server` with the given `[node_attestation]` body and extra
     /// top-level TOML; waits until its Workload API socket exists.
     pub fn start(server: &ServerProc, attestation: &str, extra: &str) -> AgentProc {
+        Self::start_with_env(server, attestation, extra, &[])
+    }
+
+    /// [`start`](Self::start) with extra environment variables (e.g. the agent's debug-build
+    /// fault injection).
+    pub fn start_with_env(
+        server: &ServerProc,
+        attestation: &str,
+        extra: &str,
+        env: &[(&str, &str)],
+    ) -> AgentProc {
         let dir = tempfile::Builder::new()
             .prefix("td-agent-")
             .tempdir_in("/tmp")
@@ -55,6 +68,10 @@ data_dir = "{data}"
             config,
             socket,
             child: None,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         a.spawn();
         a
@@ -74,6 +91,7 @@ data_dir = "{data}"
                 .arg("run")
                 .arg("--config")
                 .arg(&self.config)
+                .envs(self.env.iter().map(|(k, v)| (k, v)))
                 .stdout(Stdio::null())
                 .stderr(log)
                 .spawn()
@@ -129,7 +147,9 @@ impl Downstream {
     /// Starts a downstream server for segment `name` under `parent`: registers a
     /// `downstream` entry on the parent for a local agent, starts that agent, then the
     /// server with `[upstream]` pointing at the parent. `extra` is added to the server config
-    /// (top-level keys only).
+    /// (top-level keys only). Its ID is `spiffe://example.org/<name>/trustdeck-server`: under a
+    /// downstream `parent`, `name` must lie in the parent's namespace (e.g. `prod/eu/plant`
+    /// under a parent named `eu`), and the new downstream's default namespace follows from it.
     pub fn start(parent: &ServerProc, name: &str, extra: &str) -> Downstream {
         let token = parent.token("10m");
         let local_id = format!("spiffe://example.org/trustdeck/agent/join_token/{token}");

@@ -552,8 +552,9 @@ async fn viewers_only_read_operators_change_others_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_downstream_cannot_mint_an_upstream_operator() {
     // Any CA of the trust domain can issue any ID: an operator ID minted by a downstream's
-    // intermediate must not make its holder an operator of the upstream.
-    let operator = "spiffe://example.org/ops/operator";
+    // intermediate must not make its holder an operator of the upstream. (Inside the
+    // downstream's namespace, so it can register it.)
+    let operator = "spiffe://example.org/prod/gcp/ops/operator";
     let upstream = ServerProc::start(&format!(
         "[admin]\nbind_address = \"127.0.0.1:0\"\noperators = [\"{operator}\"]\n"
     ));

@@ -189,7 +189,7 @@ async fn a_downstream_signs_its_checkpoints_with_its_intermediate() {
     let seg = Downstream::start(&root, "seg", CHECKPOINTS_OFTEN);
     seg.server.create_entry(
         "spiffe://example.org/agent/a1",
-        "spiffe://example.org/w/seg-one",
+        "spiffe://example.org/prod/seg/seg-one",
     );
     let db = TestDb::Sqlite(seg.server.data_dir.join("datastore.sqlite3"));
     let s1 = *entry_seqs(&seg.server).last().expect("an entry");

@@ -163,9 +163,11 @@ where
 async fn three_levels_root_intermediate_leaf_servers() {
     let root = ServerProc::start("");
     let mid = Downstream::start(&root, "region-eu", "");
-    let leaf = Downstream::start(&mid.server, "region-eu-factory", "");
+    // The leaf's own ID lies in its mid's namespace (`/prod/region-eu/`): the mid issues it.
+    let leaf = Downstream::start(&mid.server, "prod/region-eu/factory", "");
     let (agent, agent_id) = leaf.workload_agent();
-    let id = "spiffe://example.org/prod/onprem/factory/plc-gateway";
+    // Inside the leaf's namespace, which lies inside its mid's (`/prod/region-eu/`).
+    let id = "spiffe://example.org/prod/region-eu/factory/plc-gateway";
     entry_for_me(&leaf.server, &agent_id, id, "10m");
     let (chain, bundle) = x509(&agent, id, 20).await;
     // leaf SVID -> leaf server's intermediate -> mid server's intermediate; bundle = root.

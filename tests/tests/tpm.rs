@@ -400,7 +400,7 @@ async fn downstream_server_node_bootstraps_with_tpm_devid() {
     ));
     // A workload agent under the downstream gets SVIDs chaining to the parent's root.
     let token = downstream.token("10m");
-    let wid = "spiffe://example.org/edge/app";
+    let wid = "spiffe://example.org/prod/edge/app";
     entry_for_me(
         &downstream,
         &format!("spiffe://example.org/trustdeck/agent/join_token/{token}"),

@@ -61,6 +61,7 @@ fn agent_nodes(t: i64) -> Vec<trustdeck_proto::admin::Node> {
                     attestation_type: "join_token".into(),
                     cert_serial: format!("{i:032x}"),
                     cert_not_after: t + 3600,
+                    new_cert: None,
                     banned: false,
                     selectors: vec!["join_token:x".into()],
                     created_at: t,

@@ -1,4 +1,5 @@
-//! Which registration entries an agent is authorised for. Pure.
+//! Which registration entries an agent is authorised for, and which of its SVIDs the server
+//! accepts. Pure.
 //!
 //! An agent gets the entries whose parent is its own SPIFFE ID, the entries whose parent is a
 //! *node alias* it matches (an entry parented to the server whose selectors are all among the
@@ -6,7 +7,7 @@
 
 use std::collections::HashSet;
 
-use trustdeck_datastore::Entry;
+use trustdeck_datastore::{AttestedNode, Entry};
 
 /// How deep parent chains are followed.
 pub const MAX_DEPTH: usize = 8;
@@ -56,9 +57,81 @@ pub fn authorized_entries<'a>(
         .collect()
 }
 
+/// What the serial of the SVID an agent called with means (SPIRE's `serial_number` /
+/// `new_serial_number`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SerialBinding {
+    /// The agent's current SVID.
+    Current,
+    /// The SVID its last renewal issued, used for the first time: promote it.
+    Promote,
+    /// Any other SVID of the same attestation (an older one, or one a renewal replaced
+    /// before it was used): refused.
+    Superseded,
+}
+
+/// How the server treats a call made with the SVID whose serial is `presented`.
+pub fn serial_binding(node: &AttestedNode, presented: &str) -> SerialBinding {
+    let presented = normal_serial(presented);
+    if node
+        .new_cert
+        .as_ref()
+        .is_some_and(|n| normal_serial(&n.serial) == presented)
+    {
+        SerialBinding::Promote
+    } else if normal_serial(&node.cert_serial) == presented {
+        SerialBinding::Current
+    } else {
+        SerialBinding::Superseded
+    }
+}
+
+/// A serial's hex without leading zeros, lowercase (the issuer writes its bytes' hex; a
+/// certificate parser drops leading zeros).
+fn normal_serial(hex: &str) -> String {
+    let t = hex.trim_start_matches('0');
+    t.to_ascii_lowercase()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use trustdeck_datastore::NodeCert;
+
+    fn node(current: &str, new: Option<&str>) -> AttestedNode {
+        AttestedNode {
+            spiffe_id: AGENT.into(),
+            attestation_type: "join_token".into(),
+            cert_serial: current.into(),
+            cert_not_after: 100,
+            new_cert: new.map(|s| NodeCert {
+                serial: s.into(),
+                not_after: 200,
+            }),
+            banned: false,
+            selectors: vec![],
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    #[test]
+    fn only_the_current_and_the_pending_serial_are_accepted() {
+        use SerialBinding as B;
+        let settled = node("0a1b", None);
+        assert_eq!(serial_binding(&settled, "a1b"), B::Current);
+        assert_eq!(serial_binding(&settled, "0A1B"), B::Current);
+        assert_eq!(serial_binding(&settled, "a1c"), B::Superseded);
+        assert_eq!(serial_binding(&settled, ""), B::Superseded);
+        let pending = node("0a1b", Some("00ff"));
+        assert_eq!(serial_binding(&pending, "a1b"), B::Current);
+        assert_eq!(serial_binding(&pending, "ff"), B::Promote);
+        assert_eq!(serial_binding(&pending, "fe"), B::Superseded);
+        // After promotion the old current one is superseded.
+        let promoted = node("00ff", None);
+        assert_eq!(serial_binding(&promoted, "a1b"), B::Superseded);
+        assert_eq!(serial_binding(&promoted, "ff"), B::Current);
+    }
 
     fn entry(id: &str, spiffe_id: &str, parent: &str, selectors: &[&str]) -> Entry {
         Entry {
@@ -70,6 +143,7 @@ mod tests {
             jwt_ttl_secs: 0,
             downstream: false,
             dns_names: vec![],
+            namespaces: vec![],
             created_at: 0,
         }
     }

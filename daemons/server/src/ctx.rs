@@ -38,9 +38,35 @@ pub struct ServerCtx {
     pub hub: Arc<trustdeck_topology::Hub>,
     /// What the agents and downstreams below this server reported holding.
     pub census: crate::census::Census,
+    /// The namespaces of the intermediates this server signed, and the violations found.
+    pub findings: crate::namespace::Findings,
 }
 
 impl ServerCtx {
+    /// What this server may issue workload SVIDs and register entries under.
+    pub fn scope(&self) -> crate::namespace::Scope {
+        match &self.upstream {
+            None => crate::namespace::Scope::Unrestricted,
+            Some(up) => up.namespaces.scope(),
+        }
+    }
+
+    /// Refuses a workload SVID or JWT-SVID for `id` outside this server's namespaces.
+    pub fn check_namespace(&self, id: &SpiffeId) -> Result<(), Status> {
+        let scope = self.scope();
+        if scope.allows(id) {
+            return Ok(());
+        }
+        Err(reason_status(
+            Code::PermissionDenied,
+            Reason::OutsideNamespace,
+            format!(
+                "{id} is outside this server's namespaces {}",
+                scope.describe()
+            ),
+        ))
+    }
+
     /// Seconds since start, for rate limiters.
     pub fn mono(&self) -> f64 {
         self.origin.elapsed().as_secs_f64()
@@ -82,6 +108,11 @@ pub fn token_refusal(e: &DatastoreError) -> Option<Status> {
         _ => return None,
     };
     Some(reason_status(Code::PermissionDenied, reason, e.to_string()))
+}
+
+/// The serial of `node`'s pending new SVID as stored (empty when none).
+fn serial_of(node: &AttestedNode) -> &str {
+    node.new_cert.as_ref().map_or("", |n| n.serial.as_str())
 }
 
 fn no_svid(msg: &str) -> Status {
@@ -140,8 +171,7 @@ impl ServerCtx {
         }
         // The handshake checked the SVID once; a long-lived connection must not outlive it.
         // SVIDs issued before the node's current attestation (an eviction and re-attestation
-        // since) are refused. The serial is not compared: a renewal whose answer was lost must
-        // not strand the agent with a still-valid SVID.
+        // since) are refused.
         let leaf = self.peer_leaf(req)?;
         let slack = trustdeck_pki::ca::BACKDATE + chrono::Duration::seconds(1);
         if leaf.not_before.timestamp() + slack.num_seconds() < node.created_at {
@@ -153,7 +183,52 @@ impl ServerCtx {
                 ),
             ));
         }
+        let node = self.bind_serial(&id, node, &leaf.serial_hex).await?;
         Ok(AuthedAgent { id, node })
+    }
+
+    /// Serial binding: the current SVID is accepted; the one the last renewal issued is
+    /// promoted on its first use (a renewal whose answer was lost leaves the current one
+    /// working); any other is refused as superseded, so a copy of an older SVID stops working
+    /// once the agent used its renewed one.
+    async fn bind_serial(
+        &self,
+        id: &SpiffeId,
+        mut node: AttestedNode,
+        serial: &str,
+    ) -> Result<AttestedNode, Status> {
+        use crate::authz::SerialBinding;
+        match crate::authz::serial_binding(&node, serial) {
+            SerialBinding::Current => Ok(node),
+            SerialBinding::Promote => {
+                let now = self.clock.now().timestamp();
+                let promoted = self
+                    .ds
+                    .promote_node_cert(id.as_str(), serial_of(&node), now)
+                    .await
+                    .map_err(crate::node_api::wire::datastore)?;
+                if promoted {
+                    tracing::debug!(agent = %id, serial, "agent's renewed SVID in use; promoted");
+                }
+                // Not promoted: a concurrent call did; either way the SVID is current now.
+                if let Some(new) = node.new_cert.take() {
+                    node.cert_serial = new.serial;
+                    node.cert_not_after = new.not_after;
+                }
+                Ok(node)
+            }
+            SerialBinding::Superseded => {
+                tracing::warn!(agent = %id, serial, current = %node.cert_serial, "call with a superseded agent SVID refused");
+                Err(reason_status(
+                    Code::PermissionDenied,
+                    Reason::SvidSuperseded,
+                    format!(
+                        "{id}: this agent SVID (serial {serial}) was superseded by a newer one; \
+                         only the agent's current SVID is accepted"
+                    ),
+                ))
+            }
+        }
     }
 
     /// The caller's leaf certificate, refused once it has expired.
@@ -204,6 +279,31 @@ impl ServerCtx {
                 ),
             ))
         }
+    }
+
+    /// The namespaces of downstream `id`: those of its `downstream` entries, or for an entry
+    /// made before namespaces existed, the default derived from its SPIFFE ID.
+    pub async fn downstream_namespaces(&self, id: &SpiffeId) -> Result<Vec<String>, Status> {
+        let entries = self
+            .ds
+            .list_entries()
+            .await
+            .map_err(crate::node_api::wire::datastore)?;
+        let scope = self.scope();
+        let mut ns: Vec<String> = entries
+            .iter()
+            .filter(|e| e.downstream && e.spiffe_id == id.as_str())
+            .flat_map(|e| {
+                if e.namespaces.is_empty() {
+                    crate::namespace::default_for(id, &scope)
+                } else {
+                    e.namespaces.clone()
+                }
+            })
+            .collect();
+        ns.sort();
+        ns.dedup();
+        Ok(ns)
     }
 
     /// The entries `agent` is authorised for.

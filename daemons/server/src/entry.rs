@@ -49,6 +49,42 @@ pub enum EntryError {
     Ttl(OutOfRange),
     #[error("dns name {0:?} is not a valid DNS name")]
     DnsName(String),
+    /// The namespaces of a downstream entry are wrong, or given for another entry.
+    #[error(transparent)]
+    Namespace(#[from] crate::namespace::NamespaceError),
+    /// This server is a downstream whose namespaces do not hold the entry's SPIFFE ID.
+    #[error(
+        "spiffe_id {id} is outside this server's namespaces {scope}: no SVID could ever be issued for it here"
+    )]
+    OutsideNamespace { id: String, scope: String },
+}
+
+/// The namespace rules for `new` (already valid otherwise) on a server that may issue under
+/// `scope`: `given` only on downstream entries, which get the default when none are given;
+/// every entry's SPIFFE ID within `scope`, except node aliases (parented to the server: no
+/// SVID is issued for them).
+pub fn within_scope(
+    mut new: NewEntry,
+    given: &[String],
+    scope: &crate::namespace::Scope,
+    server_id: &SpiffeId,
+) -> Result<NewEntry, EntryError> {
+    use crate::namespace::{NamespaceError, for_downstream};
+    if !new.downstream && !given.is_empty() {
+        return Err(NamespaceError::NotDownstream.into());
+    }
+    let id = SpiffeId::parse(&new.spiffe_id).map_err(EntryError::SpiffeId)?;
+    let alias = new.parent_id == server_id.as_str();
+    if !alias && !scope.allows(&id) {
+        return Err(EntryError::OutsideNamespace {
+            id: new.spiffe_id,
+            scope: scope.describe(),
+        });
+    }
+    if new.downstream {
+        new.namespaces = for_downstream(&id, given, scope)?;
+    }
+    Ok(new)
 }
 
 /// Checks an entry request for a server of `td` whose own ID is `server_id`; every problem
@@ -94,6 +130,7 @@ pub fn validate_entry(
         jwt_ttl_secs,
         downstream: req.downstream,
         dns_names: req.dns_names.clone(),
+        namespaces: Vec::new(),
     })
 }
 
@@ -205,6 +242,94 @@ mod tests {
             );
             assert!(e.to_string().contains("allowed 1s to 3650d"), "{e}");
         }
+    }
+
+    fn with_ns(
+        spiffe_id: &str,
+        downstream: bool,
+        given: &[&str],
+        scope: &crate::namespace::Scope,
+    ) -> Result<NewEntry, EntryError> {
+        let mut req = request();
+        req.spiffe_id = spiffe_id.into();
+        req.downstream = downstream;
+        let given: Vec<String> = given.iter().map(|s| s.to_string()).collect();
+        let new = validate_entry(&req, &td(), &server_id())?;
+        within_scope(new, &given, scope, &server_id())
+    }
+
+    #[test]
+    fn namespaces_belong_to_downstream_entries_inside_this_servers() {
+        use crate::namespace::{NamespaceError as N, Scope};
+        let all = Scope::Unrestricted;
+        // A default from the seed's platform path; given ones are kept.
+        let e = with_ns("spiffe://example.org/gcp/ds", true, &[], &all).unwrap();
+        assert_eq!(e.namespaces, ["/dev/gcp/", "/prod/gcp/", "/staging/gcp/"]);
+        let e = with_ns("spiffe://example.org/gcp/ds", true, &["/prod/gcp/"], &all).unwrap();
+        assert_eq!(e.namespaces, ["/prod/gcp/"]);
+        // Not on other entries, and well-formed.
+        let e = with_ns("spiffe://example.org/web", false, &["/prod/gcp/"], &all).unwrap_err();
+        assert!(
+            matches!(e, EntryError::Namespace(N::NotDownstream)),
+            "{e:?}"
+        );
+        let e = with_ns("spiffe://example.org/gcp/ds", true, &["/prod"], &all).unwrap_err();
+        assert!(matches!(e, EntryError::Namespace(N::Slashes(_))), "{e:?}");
+        assert!(
+            with_ns("spiffe://example.org/web", false, &[], &all)
+                .unwrap()
+                .namespaces
+                .is_empty()
+        );
+        // On a downstream: entries inside its namespaces only; a nested downstream's inside too.
+        let mid = Scope::Within(vec!["/prod/gcp/".into()]);
+        assert!(
+            with_ns(
+                "spiffe://example.org/prod/gcp/payments/api",
+                false,
+                &[],
+                &mid
+            )
+            .is_ok()
+        );
+        let e = with_ns(
+            "spiffe://example.org/prod/aws/payments/api",
+            false,
+            &[],
+            &mid,
+        )
+        .unwrap_err();
+        assert!(matches!(e, EntryError::OutsideNamespace { .. }), "{e:?}");
+        assert!(e.to_string().contains("/prod/gcp/"), "{e}");
+        let e = with_ns(
+            "spiffe://example.org/prod/gcp/leaf",
+            true,
+            &["/prod/"],
+            &mid,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(e, EntryError::Namespace(N::OutsideOwn { .. })),
+            "{e:?}"
+        );
+        let leaf = with_ns("spiffe://example.org/prod/gcp/leaf", true, &[], &mid).unwrap();
+        assert_eq!(leaf.namespaces, ["/prod/gcp/"]);
+        // Not before it learnt them.
+        assert!(
+            with_ns(
+                "spiffe://example.org/prod/gcp/x",
+                false,
+                &[],
+                &Scope::Unknown
+            )
+            .is_err()
+        );
+        // A node alias (parented to the server) gets no SVID: not bound.
+        let mut req = request();
+        req.spiffe_id = "spiffe://example.org/node/gcp/n1".into();
+        req.parent_id = server_id().to_string();
+        let new = validate_entry(&req, &td(), &server_id()).unwrap();
+        assert!(within_scope(new, &[], &mid, &server_id()).is_ok());
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub mod census;
 pub mod config;
 pub mod ctx;
 pub mod entry;
+pub mod namespace;
 pub mod node_api;
 pub mod observe;
 pub mod ratelimit;

@@ -143,6 +143,10 @@ enum EntryCmd {
         /// DNS SAN, repeatable.
         #[arg(long = "dns")]
         dns_names: Vec<String>,
+        /// Downstream entries only: a SPIFFE ID path prefix its server may issue under, e.g.
+        /// /prod/gcp/; repeatable. Default: the platform path named by the SPIFFE ID.
+        #[arg(long = "namespace", requires = "downstream")]
+        namespaces: Vec<String>,
         #[arg(long, value_enum, default_value = "text")]
         output: Output,
     },
@@ -291,6 +295,9 @@ fn print_entry(e: &EntryInfo) {
     for d in &e.dns_names {
         trustdeck_process::outln!("DNS name      : {d}");
     }
+    for n in &e.namespaces {
+        trustdeck_process::outln!("Namespace     : {n}");
+    }
     trustdeck_process::outln!();
 }
 
@@ -337,7 +344,8 @@ fn entry_json(e: &EntryInfo) -> serde_json::Value {
         "id": e.id, "spiffe_id": e.spiffe_id, "parent_id": e.parent_id,
         "selectors": e.selectors, "x509_ttl_secs": e.x509_ttl_secs,
         "jwt_ttl_secs": e.jwt_ttl_secs, "downstream": e.downstream,
-        "dns_names": e.dns_names, "created_at": rfc3339(e.created_at),
+        "dns_names": e.dns_names, "namespaces": e.namespaces,
+        "created_at": rfc3339(e.created_at),
     })
 }
 
@@ -410,6 +418,7 @@ async fn run(cli: Cli) -> Result<()> {
                     jwt_ttl,
                     downstream,
                     dns_names,
+                    namespaces,
                     output,
                 } => {
                     let e = c
@@ -421,7 +430,7 @@ async fn run(cli: Cli) -> Result<()> {
                             jwt_ttl_secs: ttl_secs(&jwt_ttl, "jwt-ttl")?,
                             downstream,
                             dns_names,
-                            namespaces: Vec::new(),
+                            namespaces,
                         })
                         .await
                         .map_err(status_err)?

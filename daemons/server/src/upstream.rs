@@ -72,6 +72,8 @@ pub struct Upstream {
     status: watch::Sender<UpstreamStatus>,
     own_id: Mutex<Option<SpiffeId>>,
     clock: Arc<dyn Clock>,
+    /// The namespaces the upstream gave this server, with every intermediate.
+    pub namespaces: crate::namespace::Held,
 }
 
 /// Why the upstream link could not be set up.
@@ -163,6 +165,7 @@ impl Upstream {
             status,
             own_id: Mutex::new(Some(id)),
             clock,
+            namespaces: Default::default(),
         });
         tokio::spawn(up.clone().watch_local_svid());
         Ok(up)
@@ -343,6 +346,7 @@ impl Upstream {
             .map(|r| r.into_inner());
         self.record(&r);
         let r = r?;
+        self.namespaces.update(r.namespaces);
         Ok((r.chain, r.bundle))
     }
 

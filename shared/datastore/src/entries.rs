@@ -27,6 +27,8 @@ pub struct NewEntry {
     pub downstream: bool,
     /// DNS names to put into X.509 SVIDs, in order.
     pub dns_names: Vec<String>,
+    /// Downstream entries: the SPIFFE ID path prefixes its server may issue under.
+    pub namespaces: Vec<String>,
 }
 
 /// A stored registration entry.
@@ -48,12 +50,14 @@ pub struct Entry {
     pub downstream: bool,
     /// DNS names to put into X.509 SVIDs, in order.
     pub dns_names: Vec<String>,
+    /// Downstream entries: the SPIFFE ID path prefixes its server may issue under.
+    pub namespaces: Vec<String>,
     /// When the entry was created (unix seconds).
     pub created_at: i64,
 }
 
 const ENTRY_COLUMNS: &str = "id, spiffe_id, parent_id, selectors, x509_ttl_secs, jwt_ttl_secs, \
-                             downstream, dns_names, created_at";
+                             downstream, dns_names, namespaces, created_at";
 
 impl Datastore {
     /// The registration entry with the given id, if any.
@@ -139,13 +143,14 @@ pub(crate) async fn insert_entry<'c>(
         jwt_ttl_secs: e.jwt_ttl_secs,
         downstream: e.downstream,
         dns_names: e.dns_names.clone(),
+        namespaces: e.namespaces.clone(),
         created_at: now,
     };
     let selectors_json = to_json(&entry.selectors, "entry selectors")?;
     let result = sqlx::query(
         "INSERT INTO registration_entries (id, spiffe_id, parent_id, selectors, \
-         x509_ttl_secs, jwt_ttl_secs, downstream, dns_names, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
+         x509_ttl_secs, jwt_ttl_secs, downstream, dns_names, namespaces, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING",
     )
     .bind(&entry.id)
     .bind(&entry.spiffe_id)
@@ -155,6 +160,7 @@ pub(crate) async fn insert_entry<'c>(
     .bind(entry.jwt_ttl_secs)
     .bind(i64::from(entry.downstream))
     .bind(to_json(&entry.dns_names, "entry DNS names")?)
+    .bind(to_json(&entry.namespaces, "entry namespaces")?)
     .bind(entry.created_at)
     .execute(ex)
     .await
@@ -201,6 +207,7 @@ fn entry_from_row(row: &AnyRow) -> Result<Entry, DatastoreError> {
         jwt_ttl_secs: cols.int("jwt_ttl_secs")?,
         downstream: cols.flag("downstream")?,
         dns_names: cols.list("dns_names")?,
+        namespaces: cols.list("namespaces")?,
         created_at: cols.int("created_at")?,
     })
 }

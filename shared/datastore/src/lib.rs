@@ -66,6 +66,6 @@ pub use id::random_id;
 pub use inspect::Contents;
 pub use join_tokens::JoinToken;
 pub use names::UnknownName;
-pub use nodes::AttestedNode;
+pub use nodes::{AttestedNode, NodeCert};
 pub use owner::CaOwner;
 pub use url::{Backend, redact_url};

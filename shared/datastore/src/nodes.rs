@@ -18,6 +18,9 @@ pub struct AttestedNode {
     pub cert_serial: String,
     /// Expiry of the node's current SVID (unix seconds).
     pub cert_not_after: i64,
+    /// The SVID a renewal issued that the node has not used yet (SPIRE's
+    /// `new_serial_number`); promoted to the current one on its first use.
+    pub new_cert: Option<NodeCert>,
     /// Whether the node is banned from re-attesting and renewing.
     pub banned: bool,
     /// Selectors produced by attestation, each `"type:value"`.
@@ -28,8 +31,18 @@ pub struct AttestedNode {
     pub updated_at: i64,
 }
 
-const NODE_COLUMNS: &str = "spiffe_id, attestation_type, cert_serial, cert_not_after, banned, \
-                            selectors, created_at, updated_at";
+/// An SVID a node was issued: its serial and expiry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeCert {
+    /// Serial number, lowercase hex.
+    pub serial: String,
+    /// Expiry (unix seconds).
+    pub not_after: i64,
+}
+
+const NODE_COLUMNS: &str = "spiffe_id, attestation_type, cert_serial, cert_not_after, \
+                            new_cert_serial, new_cert_not_after, banned, selectors, created_at, \
+                            updated_at";
 
 impl Datastore {
     /// Inserts a node, or updates the node with the same SPIFFE ID.
@@ -39,12 +52,15 @@ impl Datastore {
     pub async fn upsert_node(&self, n: &AttestedNode) -> Result<(), DatastoreError> {
         sqlx::query(
             "INSERT INTO attested_nodes (spiffe_id, attestation_type, cert_serial, \
-             cert_not_after, banned, selectors, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             cert_not_after, new_cert_serial, new_cert_not_after, banned, selectors, \
+             created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
              ON CONFLICT (spiffe_id) DO UPDATE SET \
              attestation_type = excluded.attestation_type, \
              cert_serial = excluded.cert_serial, \
              cert_not_after = excluded.cert_not_after, \
+             new_cert_serial = excluded.new_cert_serial, \
+             new_cert_not_after = excluded.new_cert_not_after, \
              banned = excluded.banned, \
              selectors = excluded.selectors, \
              updated_at = excluded.updated_at",
@@ -53,6 +69,8 @@ impl Datastore {
         .bind(&n.attestation_type)
         .bind(&n.cert_serial)
         .bind(n.cert_not_after)
+        .bind(n.new_cert.as_ref().map(|c| c.serial.clone()))
+        .bind(n.new_cert.as_ref().map(|c| c.not_after))
         .bind(i64::from(n.banned))
         .bind(to_json(&n.selectors, "node selectors")?)
         .bind(n.created_at)
@@ -91,25 +109,51 @@ impl Datastore {
         Ok(nodes)
     }
 
-    /// Records a node's renewed SVID; `false` if there is no such node.
-    pub async fn update_node_cert(
+    /// Records the SVID a renewal issued as the node's *new* one, replacing any earlier new
+    /// one that was never used; the current one stays valid until the new one is used
+    /// ([`promote_node_cert`](Self::promote_node_cert)). `false` if there is no such node.
+    pub async fn set_node_new_cert(
         &self,
         spiffe_id: &str,
-        serial: &str,
-        not_after: i64,
+        cert: &NodeCert,
         now: i64,
     ) -> Result<bool, DatastoreError> {
         let result = sqlx::query(
-            "UPDATE attested_nodes SET cert_serial = $1, cert_not_after = $2, updated_at = $3 \
-             WHERE spiffe_id = $4",
+            "UPDATE attested_nodes SET new_cert_serial = $1, new_cert_not_after = $2, \
+             updated_at = $3 WHERE spiffe_id = $4",
         )
-        .bind(serial)
-        .bind(not_after)
+        .bind(&cert.serial)
+        .bind(cert.not_after)
         .bind(now)
         .bind(spiffe_id)
         .execute(&self.pool)
         .await
-        .map_err(query_err("update node certificate"))?;
+        .map_err(query_err("set node new certificate"))?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    /// The node used its new SVID: it becomes the current one (current := new, new := none),
+    /// provided the new one still has serial `serial` (checked in the same statement, so of
+    /// two concurrent calls one promotes and the other finds it current). `false` when the
+    /// node has no such new SVID.
+    pub async fn promote_node_cert(
+        &self,
+        spiffe_id: &str,
+        serial: &str,
+        now: i64,
+    ) -> Result<bool, DatastoreError> {
+        let result = sqlx::query(
+            "UPDATE attested_nodes SET cert_serial = new_cert_serial, \
+             cert_not_after = new_cert_not_after, new_cert_serial = NULL, \
+             new_cert_not_after = NULL, updated_at = $1 \
+             WHERE spiffe_id = $2 AND new_cert_serial = $3 AND new_cert_not_after IS NOT NULL",
+        )
+        .bind(now)
+        .bind(spiffe_id)
+        .bind(serial)
+        .execute(&self.pool)
+        .await
+        .map_err(query_err("promote node certificate"))?;
         Ok(result.rows_affected() > 0)
     }
 }
@@ -160,6 +204,22 @@ fn node_from_row(row: &AnyRow) -> Result<AttestedNode, DatastoreError> {
         attestation_type: cols.text("attestation_type")?,
         cert_serial: cols.text("cert_serial")?,
         cert_not_after: cols.int("cert_not_after")?,
+        new_cert: match (
+            cols.opt_text("new_cert_serial")?,
+            cols.opt_int("new_cert_not_after")?,
+        ) {
+            (Some(serial), Some(not_after)) => Some(NodeCert { serial, not_after }),
+            (None, None) => None,
+            _ => {
+                return Err(DatastoreError::Corrupt {
+                    what: format!(
+                        "attested node {:?}: new_cert_serial and new_cert_not_after must be \
+                         set together",
+                        cols.text("spiffe_id")?
+                    ),
+                });
+            }
+        },
         banned: cols.flag("banned")?,
         selectors: cols.list("selectors")?,
         created_at: cols.int("created_at")?,

@@ -47,6 +47,11 @@ pub enum AgentError {
     /// The agent is not (or no longer) attested: evicted, or its SVID expired.
     #[error("agent is not attested: {0}")]
     NotAttested(String),
+    /// The server no longer accepts the SVID the agent presented: a newer SVID of this agent
+    /// was used since (its renewed one, lost here after its first use, or a copy elsewhere).
+    /// The agent attests again; with a spent join token that strands it (`TokenUsed`).
+    #[error("agent SVID superseded: {0}")]
+    SvidSuperseded(String),
     /// The agent is banned.
     #[error("agent is banned: {0}")]
     Banned(String),
@@ -118,6 +123,7 @@ impl AgentError {
         let msg = s.message().to_string();
         match reason_of(&s) {
             Reason::Banned => AgentError::Banned(msg),
+            Reason::SvidSuperseded => AgentError::SvidSuperseded(msg),
             _ if matches!(s.code(), Code::PermissionDenied | Code::Unauthenticated) => {
                 AgentError::NotAttested(msg)
             }
@@ -181,6 +187,7 @@ impl AgentError {
             AgentError::Unreachable { .. }
                 | AgentError::AttestationCutShort { .. }
                 | AgentError::NotAttested(_)
+                | AgentError::SvidSuperseded(_)
                 | AgentError::Banned(_)
         )
     }
@@ -224,6 +231,11 @@ mod tests {
             AgentError::from_status(ADDR, evicted),
             AgentError::NotAttested(_)
         ));
+        let superseded = reason_status(Code::PermissionDenied, Reason::SvidSuperseded, "old SVID");
+        let e = AgentError::from_status(ADDR, superseded);
+        assert!(matches!(&e, AgentError::SvidSuperseded(m) if m == "old SVID"));
+        assert!(!e.is_fatal_at_start());
+        assert_eq!(e.stranded_reason(), None);
         let limited = reason_status(Code::ResourceExhausted, Reason::RateLimited, "slow down");
         assert!(matches!(
             AgentError::from_status(ADDR, limited),

@@ -12,6 +12,7 @@
 
 mod attest;
 pub mod error;
+mod fault;
 mod jwt;
 pub mod retry;
 mod svid;

@@ -124,6 +124,15 @@ impl Agent {
             .await
             .map_err(|s| AgentError::from_status(&self.config.server_address, s))?
             .into_inner();
+        if super::fault::drop_renewal_answer() {
+            tracing::warn!("fault injected: agent SVID renewal answer dropped");
+            return Err(AgentError::Unreachable {
+                addr: self.config.server_address.clone(),
+                code: tonic::Code::Unavailable,
+                reason: trustdeck_proto::node::Reason::Unspecified,
+                message: "renewal answer lost (fault injected)".into(),
+            });
+        }
         self.install_svid(&r.svid_chain, &pkcs8).await?;
         tracing::info!("agent SVID renewed");
         Ok(())

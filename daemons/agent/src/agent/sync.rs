@@ -195,6 +195,10 @@ impl Agent {
                 tracing::warn!(reason = %m, "agent no longer attested; attesting again");
                 self.drop_svid().await;
             }
+            (_, Some(AgentError::SvidSuperseded(m))) => {
+                tracing::error!(reason = %m, "the server accepts only a newer SVID of this agent; attesting again");
+                self.drop_svid().await;
+            }
             (_, Some(e @ (AgentError::AttestationRefused { .. } | AgentError::Banned(_)))) => {
                 tracing::error!(error = %e, "the server refuses this agent; cached SVIDs are served until they expire");
             }

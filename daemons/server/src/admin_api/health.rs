@@ -17,6 +17,12 @@ pub(super) async fn health(ctx: &ServerCtx) -> HealthResponse {
     let now = ctx.clock.now();
     let mut warnings = ctx.config.warnings.clone();
     warnings.extend(upstream_warning(ctx));
+    let violations = ctx.findings.total();
+    if violations > 0 {
+        warnings.push(format!(
+            "{violations} X.509-SVID(s) reported outside the namespace of the intermediate that signed them (events: NamespaceViolation)"
+        ));
+    }
     let authorities = authorities_valid(ctx, &st, now);
     if !authorities {
         warnings.push("no valid active CA: issuance is failing".into());

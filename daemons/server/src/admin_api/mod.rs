@@ -84,7 +84,7 @@ fn entry_info(e: Entry) -> EntryInfo {
         downstream: e.downstream,
         dns_names: e.dns_names,
         created_at: e.created_at,
-        namespaces: Vec::new(),
+        namespaces: e.namespaces,
     }
 }
 
@@ -123,7 +123,9 @@ impl ServerAdmin for AdminApi {
         let config = &self.ctx.config;
         let now = self.ctx.clock.now().timestamp();
         let entry = audited(&self.ctx, &actor, audit, async |tx, audit| {
+            let scope = self.ctx.scope();
             let new = validate_entry(&req, &config.trust_domain, &config.server_spiffe_id)
+                .and_then(|new| crate::entry::within_scope(new, &req.namespaces, &scope, &config.server_spiffe_id))
                 .map_err(|e| Status::invalid_argument(e.to_string()))?;
             if new.x509_ttl_secs > 0 && Duration::seconds(new.x509_ttl_secs) >= config.ca_ttl {
                 return Err(Status::invalid_argument(format!(

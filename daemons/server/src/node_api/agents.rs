@@ -30,7 +30,7 @@ fn entry_to_proto(e: trustdeck_datastore::Entry) -> trustdeck_proto::node::Entry
         jwt_ttl_secs: e.jwt_ttl_secs,
         downstream: e.downstream,
         dns_names: e.dns_names,
-        namespaces: Vec::new(),
+        namespaces: e.namespaces,
     }
 }
 
@@ -53,10 +53,12 @@ impl NodeApi {
             .map_err(signer_unavailable)?;
         self.ctx
             .ds
-            .update_node_cert(
+            .set_node_new_cert(
                 agent.id.as_str(),
-                &svid.serial_hex,
-                svid.not_after.timestamp(),
+                &trustdeck_datastore::NodeCert {
+                    serial: svid.serial_hex.clone(),
+                    not_after: svid.not_after.timestamp(),
+                },
                 now.timestamp(),
             )
             .await
@@ -161,6 +163,7 @@ impl NodeApi {
                 entry.id, entry.spiffe_id, agent.id
             )));
         }
+        self.ctx.check_namespace(&requested)?;
         let ttl = ttl_or(entry.x509_ttl_secs, self.ctx.config.default_x509_svid_ttl);
         let svid = ca
             .issue_x509_svid(&csr, &requested, &entry.dns_names, ttl, now)
@@ -212,6 +215,7 @@ impl NodeApi {
                 what: format!("entry {}: {e}", entry.id),
             })
         })?;
+        self.ctx.check_namespace(&sub)?;
         let ttl = ttl_or(entry.jwt_ttl_secs, self.ctx.config.default_jwt_svid_ttl);
         self.mint_jwt(&sub, &req.audience, ttl).await
     }

@@ -205,6 +205,7 @@ async fn admit(ctx: &ServerCtx, a: Attested, source: &str) -> Result<AttestRespo
         attestation_type: a.method.as_str().into(),
         cert_serial: svid.serial_hex.clone(),
         cert_not_after: svid.not_after.timestamp(),
+        new_cert: None,
         banned: false,
         selectors: a.selectors.clone(),
         created_at: existing.map(|n| n.created_at).unwrap_or(now.timestamp()),

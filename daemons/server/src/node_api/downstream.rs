@@ -84,6 +84,7 @@ impl NodeApi {
         request: Request<MintIntermediateRequest>,
     ) -> Result<MintIntermediateResponse, Status> {
         let caller = self.ctx.authenticate_downstream(&request).await?;
+        let namespaces = self.ctx.downstream_namespaces(&caller).await?;
         let req = request.into_inner();
         let csr = verify_csr(&req.csr)
             .map_err(|e| Status::invalid_argument(format!("intermediate CSR: {e}")))?;
@@ -101,6 +102,14 @@ impl NodeApi {
             .map_err(signer_unavailable)?;
         tracing::info!(downstream = %caller, not_after = %issued.not_after, "intermediate CA signed");
         crate::observe::publish_intermediate(&self.ctx, caller.as_str(), &issued.chain, now);
+        if let Some(key_id) = issued
+            .chain
+            .first()
+            .and_then(|c| trustdeck_spiffe::x509::check_ca(c).ok())
+            .and_then(|i| i.subject_key_id)
+        {
+            self.ctx.findings.issued(&hex::encode(key_id), &namespaces);
+        }
         self.ctx.hub.event(
             Severity::Info,
             EventKind::IntermediateSigned,
@@ -115,7 +124,7 @@ impl NodeApi {
             chain: issued.chain,
             bundle: self.ctx.ca.bundle().to_json().into_bytes(),
             tainted: Some(self.ctx.ca.tainted_keys()),
-            namespaces: Vec::new(),
+            namespaces,
         })
     }
 
@@ -123,7 +132,8 @@ impl NodeApi {
         &self,
         request: Request<MintJwtSvidForRequest>,
     ) -> Result<MintJwtSvidResponse, Status> {
-        self.ctx.authenticate_downstream(&request).await?;
+        let caller = self.ctx.authenticate_downstream(&request).await?;
+        let namespaces = self.ctx.downstream_namespaces(&caller).await?;
         let req = request.into_inner();
         check_audience(&req.audience)?;
         let sub = SpiffeId::parse(&req.spiffe_id)
@@ -138,6 +148,21 @@ impl NodeApi {
                 ),
             ));
         }
+        if !namespaces
+            .iter()
+            .any(|n| crate::namespace::contains(n, sub.path()))
+        {
+            return Err(reason_status(
+                Code::PermissionDenied,
+                Reason::OutsideNamespace,
+                format!(
+                    "{sub} is outside the namespaces of downstream {caller}: {}",
+                    namespaces.join(", ")
+                ),
+            ));
+        }
+        // A downstream's own namespaces bind what its upstream asks for too.
+        self.ctx.check_namespace(&sub)?;
         // A downstream may ask for less than this server's JWT-SVID TTL, never more.
         let default = self.ctx.config.default_jwt_svid_ttl;
         let ttl = std::cmp::min(ttl_or(req.ttl_secs, default), default);

@@ -34,9 +34,10 @@ pub(super) async fn connect_upstream(
         own_spiffe_id: u.own_spiffe_id.clone(),
         trust_domain: config.trust_domain.clone(),
     };
-    Ok(Some(
-        Upstream::start(settings, LOCAL_SVID_WAIT, clock.clone()).await?,
-    ))
+    let up = Upstream::start(settings, LOCAL_SVID_WAIT, clock.clone()).await?;
+    // What an earlier run learnt, for a restart with the upstream down.
+    up.namespaces.load(&config.data_dir);
+    Ok(Some(up))
 }
 
 /// Loads the CA and brings it up to date. A downstream server without a usable intermediate

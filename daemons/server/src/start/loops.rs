@@ -61,9 +61,42 @@ pub(super) fn spawn_all(
     tasks.spawn(rotation(ctx.clone(), tls, ca_published, shutdown.clone()));
     tasks.spawn(agents(ctx.clone(), shutdown.clone()));
     tasks.spawn(audit_checkpoints(ctx.clone(), shutdown.clone()));
+    tasks.spawn(namespace_findings(ctx.clone(), shutdown.clone()));
     if let Some(up) = ctx.upstream.clone() {
         tasks.spawn(upstream_status(ctx.clone(), up.clone(), shutdown.clone()));
         tasks.spawn(upstream_bundle(ctx.clone(), up, shutdown.clone()));
+    }
+}
+
+/// The namespace finding: every few seconds, the census's X.509-SVIDs against the
+/// namespaces of the intermediates this server signed; each violation once, as a warning
+/// event (counted in `Health`).
+async fn namespace_findings(ctx: Arc<ServerCtx>, mut shutdown: watch::Receiver<bool>) {
+    while tick(Duration::from_secs(2), &mut shutdown).await {
+        let now = ctx.clock.now();
+        let mut live = Vec::new();
+        ctx.census.each_live(now, |reporter, s| {
+            live.push((reporter.to_string(), s.clone()))
+        });
+        let found = ctx
+            .findings
+            .new_violations(live.iter().map(|(r, s)| (r.as_str(), s)));
+        for v in found {
+            tracing::warn!(reporter = %v.reporter, spiffe_id = %v.spiffe_id, issuer = %v.issuer_key_id, "X.509-SVID outside the namespace of the intermediate that signed it");
+            ctx.hub.event(
+                trustdeck_topology::hub::Severity::Warning,
+                trustdeck_proto::admin::EventKind::NamespaceViolation,
+                format!(
+                    "{} reported {}, signed by intermediate {} whose namespaces are {}",
+                    v.reporter,
+                    v.spiffe_id,
+                    v.issuer_key_id,
+                    v.namespaces.join(", ")
+                ),
+                &format!("x509:{}", v.issuer_key_id),
+                now,
+            );
+        }
     }
 }
 

@@ -263,6 +263,7 @@ pub async fn start_with_clock(
         upstream,
         hub,
         census: Default::default(),
+        findings: Default::default(),
     });
     let ca_published = loops::publish_initial(&ctx).await;
 

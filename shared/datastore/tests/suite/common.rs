@@ -9,6 +9,7 @@ pub const NOW: i64 = 1_700_000_000;
 
 pub fn new_entry(spiffe_id: &str, parent_id: &str, selectors: &[&str]) -> NewEntry {
     NewEntry {
+        namespaces: vec![],
         spiffe_id: spiffe_id.to_owned(),
         parent_id: parent_id.to_owned(),
         selectors: selectors.iter().map(|s| (*s).to_owned()).collect(),
@@ -25,6 +26,7 @@ pub fn node(spiffe_id: &str, created_at: i64) -> AttestedNode {
         attestation_type: "join_token".to_owned(),
         cert_serial: "01".to_owned(),
         cert_not_after: created_at + 3600,
+        new_cert: None,
         banned: false,
         selectors: vec!["join_token:abc".to_owned()],
         created_at,

@@ -1,6 +1,6 @@
 //! Attested nodes and join tokens.
 
-use trustdeck_datastore::{AttestedNode, Datastore, DatastoreError};
+use trustdeck_datastore::{AttestedNode, Datastore, DatastoreError, NodeCert};
 
 use crate::common::*;
 
@@ -33,21 +33,71 @@ pub async fn nodes(ds: &Datastore) {
     let n0 = node("spiffe://td.example/agent/0", NOW + 5);
     ds.upsert_node(&n0).await.unwrap();
 
+    // Renewal: only the new certificate is written; the current one stays.
+    let new = NodeCert {
+        serial: "0abc".to_owned(),
+        not_after: NOW + 7200,
+    };
     assert!(
-        ds.update_node_cert(&n1.spiffe_id, "0abc", NOW + 7200, NOW + 200)
+        ds.set_node_new_cert(&n1.spiffe_id, &new, NOW + 200)
             .await
             .unwrap()
     );
     assert!(
-        !ds.update_node_cert("spiffe://td.example/agent/none", "01", NOW, NOW)
+        !ds.set_node_new_cert("spiffe://td.example/agent/none", &new, NOW)
             .await
             .unwrap()
     );
     let stored = ds.get_node(&n1.spiffe_id).await.unwrap().unwrap();
-    assert_eq!(stored.cert_serial, "0abc");
-    assert_eq!(stored.cert_not_after, NOW + 7200);
+    assert_eq!(stored.cert_serial, n1b.cert_serial);
+    assert_eq!(stored.cert_not_after, n1b.cert_not_after);
+    assert_eq!(stored.new_cert, Some(new.clone()));
     assert_eq!(stored.updated_at, NOW + 200);
     assert!(!stored.banned);
+    // A second renewal whose answer was lost replaces the unused new one.
+    let newer = NodeCert {
+        serial: "0def".to_owned(),
+        not_after: NOW + 7300,
+    };
+    ds.set_node_new_cert(&n1.spiffe_id, &newer, NOW + 210)
+        .await
+        .unwrap();
+    // Only the pending serial promotes; the replaced one and the current one do not.
+    for other in ["0abc", n1b.cert_serial.as_str(), ""] {
+        assert!(
+            !ds.promote_node_cert(&n1.spiffe_id, other, NOW + 220)
+                .await
+                .unwrap(),
+            "{other:?} promoted"
+        );
+    }
+    assert!(
+        ds.promote_node_cert(&n1.spiffe_id, "0def", NOW + 230)
+            .await
+            .unwrap()
+    );
+    let stored = ds.get_node(&n1.spiffe_id).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.cert_serial.as_str(), stored.cert_not_after),
+        ("0def", NOW + 7300)
+    );
+    assert_eq!(stored.new_cert, None);
+    assert_eq!(stored.updated_at, NOW + 230);
+    // Promoted once: a second promotion of the same serial finds nothing pending.
+    assert!(
+        !ds.promote_node_cert(&n1.spiffe_id, "0def", NOW + 240)
+            .await
+            .unwrap()
+    );
+    // Re-attestation clears a pending new certificate.
+    ds.set_node_new_cert(&n0.spiffe_id, &new, NOW + 6)
+        .await
+        .unwrap();
+    ds.upsert_node(&n0).await.unwrap();
+    assert_eq!(
+        ds.get_node(&n0.spiffe_id).await.unwrap().unwrap().new_cert,
+        None
+    );
 
     assert!(
         ds.set_node_banned(&n1.spiffe_id, true, NOW + 300)

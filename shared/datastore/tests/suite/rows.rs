@@ -45,6 +45,20 @@ pub async fn corrupt_rows(ds: &Datastore, url: &str) {
         Err(DatastoreError::Corrupt { what }) => assert!(what.contains("selectors"), "{what}"),
         other => panic!("bad JSON: {other:?}"),
     }
+    // A pending new certificate is a serial and an expiry, never one without the other.
+    sqlx::query(
+        "UPDATE attested_nodes SET selectors = '[]', new_cert_serial = '0a' \
+         WHERE spiffe_id = 'spiffe://td.example/agent/bad'",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    match ds.get_node("spiffe://td.example/agent/bad").await {
+        Err(DatastoreError::Corrupt { what }) => {
+            assert!(what.contains("set together"), "{what}")
+        }
+        other => panic!("half a new certificate: {other:?}"),
+    }
     sqlx::query("DELETE FROM attested_nodes WHERE spiffe_id = 'spiffe://td.example/agent/bad'")
         .execute(&mut conn)
         .await
