@@ -128,7 +128,10 @@ impl Summary {
 
     /// The distinct serials seen for `spiffe_id`.
     pub fn serials_of(&self, spiffe_id: &str) -> &[String] {
-        self.serials.get(spiffe_id).map(Vec::as_slice).unwrap_or(&[])
+        self.serials
+            .get(spiffe_id)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
     }
 }
 

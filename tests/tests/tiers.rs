@@ -13,7 +13,11 @@ use trustdeck_e2e::*;
 #[test]
 fn the_chain_check_fails_what_it_must() {
     let r = validator_self_test();
-    assert_eq!(r.get("good"), Some(&None), "a good chain must verify: {r:?}");
+    assert_eq!(
+        r.get("good"),
+        Some(&None),
+        "a good chain must verify: {r:?}"
+    );
     for case in [
         "foreign_bundle",
         "expired_leaf",
@@ -75,9 +79,8 @@ fn scheduled_rotation_on_every_tier_never_fails_a_validation() {
     loop {
         let statuses: Vec<Option<Summary>> = validators.iter().map(Validator::status).collect();
         let rotated = statuses.iter().zip(tiers.agents()).all(|(s, a)| {
-            s.as_ref().is_some_and(|s| {
-                s.issuers.len() >= 2 && s.serials_of(&a.workload_id).len() >= 2
-            })
+            s.as_ref()
+                .is_some_and(|s| s.issuers.len() >= 2 && s.serials_of(&a.workload_id).len() >= 2)
         });
         if rotated {
             break;
@@ -105,7 +108,11 @@ fn scheduled_rotation_on_every_tier_never_fails_a_validation() {
         let name = v.name().to_string();
         let s = v.finish();
         s.assert_clean(&name);
-        assert!(s.jwt_validations > 0, "{name}: no JWT-SVID validated: {}", s.raw);
+        assert!(
+            s.jwt_validations > 0,
+            "{name}: no JWT-SVID validated: {}",
+            s.raw
+        );
         assert!(
             s.serials_of(&a.workload_id).len() >= 2,
             "{name}: no rotated SVID: {}",

@@ -51,7 +51,6 @@ fn agent_audit(action: &str, id: &str) -> Audit {
         action: action.into(),
         target: id.into(),
         detail: String::new(),
-        node: crate::observe::agent_node_id(id),
     }
 }
 
@@ -116,7 +115,6 @@ impl ServerAdmin for AdminApi {
                 &req.selectors,
                 req.downstream,
             ),
-            node: String::new(),
         };
         let config = &self.ctx.config;
         let now = self.ctx.clock.now().timestamp();
@@ -251,7 +249,7 @@ impl ServerAdmin for AdminApi {
         let node = audited(
             &self.ctx,
             &actor,
-            agent_audit("agent.evict", &id),
+            agent_audit(audit::AGENT_EVICT, &id),
             async |tx, _| {
                 tx.delete_node(&id)
                     .await
@@ -273,7 +271,7 @@ impl ServerAdmin for AdminApi {
         let node = audited(
             &self.ctx,
             &actor,
-            agent_audit("agent.ban", &id),
+            agent_audit(audit::AGENT_BAN, &id),
             async |tx, _| {
                 tx.set_node_banned(&id, true, now)
                     .await
