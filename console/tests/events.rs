@@ -484,3 +484,47 @@ fn the_status_table_names_agents_by_their_fleet_name() {
     };
     assert!(named("gcp-node-one") && !named("gcp-agent-1"), "{table}");
 }
+
+/// Issue 13: the server publishes every audit record as an event naming its seq; the events
+/// pane lists it with its text and the detail names the record to look up in `audit list`.
+#[test]
+fn an_audit_record_event_shows_its_text_and_its_seq() {
+    let mut f = fleet(2);
+    let text = "audit #42 uid:1000: authority.x509.taint 5f1e (ok)";
+    let msg = WatchMessage {
+        revision: 2,
+        daemon_time_ms: at(-2).timestamp_millis(),
+        body: Some(Body::Delta(Delta {
+            events: vec![Event {
+                audit_seq: 42,
+                ..ev(9, -60, "info", "operator-action", text, "")
+            }],
+            ..Default::default()
+        })),
+    };
+    f.apply(0, msg, at(-2)).expect("delta");
+    let mut app = with_view(app_sized(f, 120, 30), View::Events);
+    let list = lines(&draw(&app, 120, 30, false)).join("\n");
+    assert!(list.contains(text), "{list}");
+    let pos = app
+        .events()
+        .iter()
+        .position(|&i| app.fleet.events[i].event.audit_seq == 42)
+        .expect("the audit event is listed");
+    for _ in 0..pos {
+        update(&mut app, ch('j'), now());
+    }
+    update(&mut app, key(KeyCode::Enter), now());
+    let s = lines(&draw(&app, 120, 30, false)).join("\n");
+    assert!(s.contains("audit record"), "{s}");
+    assert!(
+        s.contains("#42 (trustdeck-server audit list shows it)"),
+        "{s}"
+    );
+    assert!(s.contains(text), "{s}");
+    // An event that is no audit record says nothing of one.
+    let mut app = on_event("renewal overdue");
+    update(&mut app, key(KeyCode::Enter), now());
+    let s = lines(&draw(&app, 120, 30, false)).join("\n");
+    assert!(!s.contains("audit record"), "{s}");
+}

@@ -9,6 +9,12 @@ Modes:
   x509       the X.509 context only.
   jwt        a JWT-SVID for --audience.
   error      a call expected to fail: prints the gRPC status code name (--call x509|jwt).
+  watch      the continuous validator (watch.py): validates every held X.509-SVID against the
+             held bundle every --interval-ms, a fresh JWT-SVID against the held JWT bundles
+             every --jwt-interval-ms (0: never), until SIGTERM or --stop-file exists; prints
+             validations, failures (time, reason), serials and bundle roots seen.
+  selftest   the chain check against made-up chains that must fail (and one that must not);
+             SOCKET is ignored.
 """
 
 import argparse
@@ -65,9 +71,39 @@ def main():
     p.add_argument("--rotations", type=int, default=0)
     p.add_argument("--timeout", type=float, default=60.0)
     p.add_argument("--call", default="x509")
+    p.add_argument("--interval-ms", type=int, default=100)
+    p.add_argument("--jwt-interval-ms", type=int, default=1000)
+    p.add_argument("--stop-file")
+    p.add_argument("--ready-file")
+    p.add_argument("--status-file", help="rewritten twice a second with the summary so far")
+    p.add_argument("--max-secs", type=float, default=300.0)
+    p.add_argument("--bundle-override", help="PEM roots to validate against instead")
     a = p.parse_args()
+    if a.mode == "selftest":
+        from svid_check import self_test
+
+        json.dump(self_test(), sys.stdout)
+        return 0
     client = WorkloadApiClient(socket_path="unix://" + a.socket, default_timeout=a.timeout)
     result = {}
+    if a.mode == "watch":
+        from watch import Watch, load_roots
+
+        override = load_roots(a.bundle_override) if a.bundle_override else None
+        w = Watch(client, a.audience, override)
+        try:
+            result = w.run(
+                a.interval_ms / 1000.0,
+                a.jwt_interval_ms / 1000.0,
+                a.stop_file,
+                a.max_secs,
+                a.ready_file,
+                a.status_file,
+            )
+        finally:
+            client.close()
+        json.dump(result, sys.stdout)
+        return 0
     try:
         if a.mode == "error":
             try:

@@ -2,6 +2,7 @@
 //! (port 0, own sockets) and talks to them as agents and operators would.
 #![forbid(unsafe_code)]
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
@@ -27,6 +28,8 @@ mod pg;
 mod pg_own;
 mod server;
 mod sql;
+mod tiers;
+mod validator;
 mod verify;
 
 pub use agent::*;
@@ -36,6 +39,8 @@ pub use pg::*;
 pub use pg_own::*;
 pub use server::*;
 pub use sql::*;
+pub use tiers::*;
+pub use validator::*;
 pub use verify::*;
 
 /// Directory holding the workspace's built binaries (next to the test executable's `deps/`).

@@ -51,6 +51,13 @@ pub fn lines(app: &App, now: DateTime<Utc>) -> Vec<TextLine> {
     let (sev, lvl) = severity_word(e.severity_wire(), app.charset.glyphs());
     out.push(field("severity", sev, lvl.map_or(Role::Dim, Role::Level)));
     out.push(field("kind", e.kind_wire().as_str().to_string(), Role::Tag));
+    if e.audit_seq != 0 {
+        out.push(field(
+            "audit record",
+            format!("#{} (trustdeck-server audit list shows it)", e.audit_seq),
+            Role::Plain,
+        ));
+    }
     let seg = daemon.map(|i| app.fleet.daemons[i].segment().to_string());
     let mut who = match seg.filter(|s| !s.is_empty()) {
         Some(s) => format!("{} (segment {s})", fe.daemon),

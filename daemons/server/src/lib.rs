@@ -10,12 +10,14 @@
 //! - [`entry`]: what makes a registration entry acceptable (pure).
 //! - [`admin_api`]: the admin API (Unix socket, and mTLS TCP when configured), used by the CLI.
 //! - [`observe`]: what the admin `Watch` stream publishes (nodes, connectivity, events).
+//! - [`audit_feed`]: every appended audit record, as an event naming its seq.
 //! - [`authz`], [`ratelimit`]: pure policy pieces.
 //! - [`upstream`]: a downstream server's link to its upstream (identity from the local agent).
 //! - [`start`]: everything a running server consists of (listeners, loops), and its stop.
 #![forbid(unsafe_code)]
 
 pub mod admin_api;
+pub mod audit_feed;
 pub mod authz;
 pub mod ca;
 pub mod census;

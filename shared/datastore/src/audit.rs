@@ -49,7 +49,43 @@ impl Datastore {
         append(&mut tx, r).await?;
         tx.commit()
             .await
-            .map_err(query_err("commit audit transaction"))
+            .map_err(query_err("commit audit transaction"))?;
+        self.note_audit_appended();
+        Ok(())
+    }
+
+    /// Tells readers waiting on [`audit_appended`](Self::audit_appended) that a record was
+    /// committed. Every writer of an audit record calls it after its commit.
+    pub(crate) fn note_audit_appended(&self) {
+        self.audit_appended.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Changes each time this process commits an audit record (through any clone of this
+    /// datastore). Records written by other processes are seen only by reading.
+    pub fn audit_appended(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.audit_appended.subscribe()
+    }
+
+    /// The chained audit records after `after_seq`, oldest first, at most `limit`: how a
+    /// reader follows the log (records written before the chain existed are never returned).
+    pub async fn audit_after(
+        &self,
+        after_seq: i64,
+        limit: i64,
+    ) -> Result<Vec<ListedAudit>, DatastoreError> {
+        if limit <= 0 {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(
+            "SELECT id, at, actor, action, target, detail, outcome, seq, prev_hash, hash \
+             FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2",
+        )
+        .bind(after_seq)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_err("follow audit records"))?;
+        rows.iter().map(listed).collect()
     }
 
     /// The newest `limit` audit records, newest first (by `at`, then by id,
@@ -74,15 +110,7 @@ impl Datastore {
         .map_err(query_err("list audit records"))?;
         let mut records = rows
             .iter()
-            .map(|row| {
-                let cols = Cols::new(row, "audit record", Some("id"));
-                Ok(ListedAudit {
-                    record: decode(&cols)?,
-                    seq: cols.opt_int("seq")?,
-                    prev_hash: cols.opt_text("prev_hash")?,
-                    hash: cols.opt_text("hash")?,
-                })
-            })
+            .map(listed)
             .collect::<Result<Vec<_>, DatastoreError>>()?;
         // Same order whatever the database's collation.
         records.sort_by(|a, b| (b.record.at, &b.record.id).cmp(&(a.record.at, &a.record.id)));
@@ -140,6 +168,16 @@ fn decode(cols: &Cols<'_>) -> Result<AuditRecord, DatastoreError> {
         target: cols.text("target")?,
         detail: cols.text("detail")?,
         outcome: cols.text("outcome")?,
+    })
+}
+
+fn listed(row: &sqlx::any::AnyRow) -> Result<ListedAudit, DatastoreError> {
+    let cols = Cols::new(row, "audit record", Some("id"));
+    Ok(ListedAudit {
+        record: decode(&cols)?,
+        seq: cols.opt_int("seq")?,
+        prev_hash: cols.opt_text("prev_hash")?,
+        hash: cols.opt_text("hash")?,
     })
 }
 

@@ -19,6 +19,8 @@ use crate::row::query_err;
 /// write lock at its first statement and never fails upgrading a read snapshot.
 pub struct AuditedChange {
     tx: Transaction<'static, Any>,
+    /// Told after the commit (see [`Datastore::audit_appended`]).
+    ds: Datastore,
 }
 
 impl std::fmt::Debug for AuditedChange {
@@ -35,7 +37,10 @@ impl Datastore {
             .begin()
             .await
             .map_err(query_err("begin audited change"))?;
-        Ok(AuditedChange { tx })
+        Ok(AuditedChange {
+            tx,
+            ds: self.clone(),
+        })
     }
 }
 
@@ -99,6 +104,8 @@ impl AuditedChange {
         self.tx
             .commit()
             .await
-            .map_err(query_err("commit audited change"))
+            .map_err(query_err("commit audited change"))?;
+        self.ds.note_audit_appended();
+        Ok(())
     }
 }

@@ -273,7 +273,11 @@ impl Datastore {
 
         tx.commit()
             .await
-            .map_err(query_err("commit CA state transaction"))
+            .map_err(query_err("commit CA state transaction"))?;
+        if !audit.is_empty() {
+            self.note_audit_appended();
+        }
+        Ok(())
     }
 }
 

@@ -42,6 +42,9 @@ pub struct Datastore {
     file: Option<SqliteFile>,
     /// The URL, password redacted.
     shown: String,
+    /// Counts audit records this process appended (bumped after each commit): what wakes a
+    /// reader of [`audit_after`](Self::audit_after) at once instead of at its next poll.
+    pub(crate) audit_appended: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl fmt::Debug for Datastore {
@@ -179,6 +182,7 @@ impl Datastore {
             backend,
             file,
             shown,
+            audit_appended: std::sync::Arc::new(tokio::sync::watch::Sender::new(0)),
         })
     }
 

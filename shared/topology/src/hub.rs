@@ -355,6 +355,38 @@ impl Hub {
         );
     }
 
+    /// Records the event of audit record `audit_seq` (kind `OperatorAction`).
+    pub fn audit_event(
+        &self,
+        audit_seq: u64,
+        severity: Severity,
+        message: impl Into<String>,
+        node_id: &str,
+        now: DateTime<Utc>,
+    ) {
+        let mut st = self.lock();
+        let e = Self::push_event(
+            &mut st,
+            Event {
+                at_ms: ms(now),
+                severity: severity.into(),
+                kind: EventKind::OperatorAction.into(),
+                message: message.into(),
+                node_id: node_id.into(),
+                audit_seq,
+                ..Default::default()
+            },
+        );
+        self.publish(
+            &mut st,
+            Delta {
+                events: vec![e],
+                ..Default::default()
+            },
+            now,
+        );
+    }
+
     /// The current state as snapshot chunks, and a receiver of every later delta. Taken
     /// under one lock, so no delta is missed or repeated.
     pub fn subscribe(&self, now: DateTime<Utc>) -> Subscription {

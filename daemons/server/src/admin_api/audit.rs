@@ -1,6 +1,7 @@
 //! The audit log of the admin API: a change commits together with its record (or neither
 //! happens), an attempt that failed is recorded on its own, and refused callers are recorded
-//! at a bounded rate ([`RefusalAudit`]).
+//! at a bounded rate ([`RefusalAudit`]). The `Watch` stream learns of every record from
+//! [`audit_feed`](crate::audit_feed) once it is stored, not from here.
 
 use std::sync::{Arc, Mutex};
 
@@ -9,9 +10,6 @@ use tonic::Status;
 use trustdeck_admin::refusals::{REFUSAL_WINDOW, RefusalLimiter, RefusalSink, ToRecord};
 use trustdeck_datastore::{AuditRecord, AuditedChange, Datastore};
 use trustdeck_process::clock::Clock;
-use trustdeck_proto::admin::EventKind;
-use trustdeck_topology::Hub;
-use trustdeck_topology::hub::Severity;
 
 use crate::ctx::{ServerCtx, ds_status};
 
@@ -26,10 +24,26 @@ pub enum Outcome {
     Refused,
 }
 
+impl Outcome {
+    /// Whether a stored outcome says the change happened (what [`Outcome::Ok`] writes).
+    pub fn is_ok(recorded: &str) -> bool {
+        recorded == OUTCOME_OK
+    }
+}
+
+/// What [`Outcome::Ok`] is stored as.
+const OUTCOME_OK: &str = "ok";
+
+/// Audit actions about an attested agent (the target is its SPIFFE ID): their events are
+/// attached to the agent's node.
+pub const AGENT_EVICT: &str = "agent.evict";
+pub const AGENT_BAN: &str = "agent.ban";
+pub const AGENT_ACTIONS: &[&str] = &[AGENT_EVICT, AGENT_BAN];
+
 impl std::fmt::Display for Outcome {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Outcome::Ok => f.write_str("ok"),
+            Outcome::Ok => f.write_str(OUTCOME_OK),
             Outcome::Failed(why) => write!(f, "failed: {why}"),
             Outcome::Refused => f.write_str("refused"),
         }
@@ -44,18 +58,10 @@ pub struct Audit {
     /// What it was done to (an entry id, an agent's SPIFFE ID).
     pub target: String,
     pub detail: String,
-    /// The node it acted on when the server publishes it (an agent), else empty: the event
-    /// is attached to it.
-    pub node: String,
 }
 
 /// A record with a fresh random id.
-pub(crate) fn record(
-    clock: &dyn Clock,
-    actor: &str,
-    audit: &Audit,
-    outcome: &Outcome,
-) -> AuditRecord {
+pub(crate) fn record(clock: &dyn Clock, actor: &str, audit: &Audit, outcome: &Outcome) -> AuditRecord {
     AuditRecord {
         id: trustdeck_datastore::random_id::<12>(),
         at: clock.now().timestamp(),
@@ -67,25 +73,10 @@ pub(crate) fn record(
     }
 }
 
-/// Tells the log and the `Watch` stream what happened.
-pub(crate) fn publish(hub: &Hub, clock: &dyn Clock, rec: &AuditRecord, node: &str, ok: bool) {
+/// Tells the log what happened (the `Watch` stream hears it from the stored record).
+pub(crate) fn log(rec: &AuditRecord) {
     let (actor, action, target, outcome) = (&rec.actor, &rec.action, &rec.target, &rec.outcome);
     tracing::info!(%actor, %action, %target, %outcome, "audit");
-    let severity = if ok {
-        Severity::Info
-    } else {
-        Severity::Warning
-    };
-    hub.event(
-        severity,
-        EventKind::OperatorAction,
-        format!(
-            "{actor}: {action}{}{target} ({outcome})",
-            if target.is_empty() { "" } else { " " }
-        ),
-        node,
-        clock.now(),
-    );
 }
 
 /// Runs `change` in one transaction with its audit record: the change is stored only if
@@ -104,7 +95,7 @@ pub async fn audited<T>(
         let value = change(&mut tx, &mut audit).await?;
         let rec = record(clock, actor, &audit, &Outcome::Ok);
         tx.commit(&rec).await.map_err(ds_status)?;
-        publish(&ctx.hub, clock, &rec, &audit.node, true);
+        log(&rec);
         Ok(value)
     }
     .await;
@@ -118,7 +109,7 @@ pub async fn audited<T>(
         if let Err(e) = ctx.ds.append_audit(&rec).await {
             tracing::error!(error = %e, action = %audit.action, "could not record a failed admin call");
         }
-        publish(&ctx.hub, clock, &rec, &audit.node, false);
+        log(&rec);
     }
     result
 }
@@ -132,16 +123,14 @@ pub struct RefusalAudit {
     limiter: Mutex<RefusalLimiter>,
     ds: Datastore,
     clock: Arc<dyn Clock>,
-    hub: Arc<Hub>,
 }
 
 impl RefusalAudit {
-    pub fn new(ds: Datastore, clock: Arc<dyn Clock>, hub: Arc<Hub>) -> Arc<Self> {
+    pub fn new(ds: Datastore, clock: Arc<dyn Clock>) -> Arc<Self> {
         Arc::new(Self {
             limiter: Mutex::new(RefusalLimiter::default()),
             ds,
             clock,
-            hub,
         })
     }
 
@@ -167,7 +156,6 @@ impl RefusalAudit {
             action: r.refusal.method.clone(),
             target: String::new(),
             detail: r.detail(),
-            node: String::new(),
         };
         let rec = record(
             self.clock.as_ref(),
@@ -175,7 +163,7 @@ impl RefusalAudit {
             &audit,
             &Outcome::Refused,
         );
-        publish(&self.hub, self.clock.as_ref(), &rec, "", false);
+        log(&rec);
         let ds = self.ds.clone();
         tokio::spawn(async move {
             if let Err(e) = ds.append_audit(&rec).await {

@@ -15,7 +15,7 @@ use trustdeck_proto::node::KeyKind;
 use trustdeck_proto::refusal::refusal_status;
 use trustdeck_spiffe::bundle::Bundle;
 
-use super::audit::{Audit, Outcome, publish, record};
+use super::audit::{Audit, Outcome, log, record};
 use crate::ca::operations::{AuthorityOp, OpRequest, kind_here};
 use crate::ca::ops::OpError;
 use crate::ca::taint::record_key_id;
@@ -165,7 +165,6 @@ pub async fn operate(
         } else {
             String::new()
         },
-        node: String::new(),
     };
     let result = run(ctx, actor, op, &req, &mut audit).await;
     if let Err(status) = &result {
@@ -178,7 +177,7 @@ pub async fn operate(
         if let Err(e) = ctx.ds.append_audit(&rec).await {
             tracing::error!(error = %e, action = %audit.action, "could not record a failed authority operation");
         }
-        publish(&ctx.hub, ctx.clock.as_ref(), &rec, &audit.node, false);
+        log(&rec);
     }
     result
 }
@@ -212,10 +211,8 @@ async fn run(
         })?;
     // The record committed with the change; tell the log and the stream.
     let id = record_key_id(&done.record);
-    let node = crate::ca::events::record_node_id(&done.record);
     audit.target = id;
-    let rec = record(ctx.clock.as_ref(), actor, audit, &Outcome::Ok);
-    publish(&ctx.hub, ctx.clock.as_ref(), &rec, &node, true);
+    log(&record(ctx.clock.as_ref(), actor, audit, &Outcome::Ok));
     for e in done.events {
         tracing::info!(kind = %e.kind, "{}", e.message);
         ctx.hub

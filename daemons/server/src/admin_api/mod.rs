@@ -53,7 +53,6 @@ fn agent_audit(action: &str, id: &str) -> Audit {
         action: action.into(),
         target: id.into(),
         detail: String::new(),
-        node: crate::observe::agent_node_id(id),
     }
 }
 
@@ -118,7 +117,6 @@ impl ServerAdmin for AdminApi {
                 &req.selectors,
                 req.downstream,
             ),
-            node: String::new(),
         };
         let config = &self.ctx.config;
         let now = self.ctx.clock.now().timestamp();
@@ -255,7 +253,7 @@ impl ServerAdmin for AdminApi {
         let node = audited(
             &self.ctx,
             &actor,
-            agent_audit("agent.evict", &id),
+            agent_audit(audit::AGENT_EVICT, &id),
             async |tx, _| {
                 tx.delete_node(&id)
                     .await
@@ -279,7 +277,7 @@ impl ServerAdmin for AdminApi {
         let node = audited(
             &self.ctx,
             &actor,
-            agent_audit("agent.ban", &id),
+            agent_audit(audit::AGENT_BAN, &id),
             async |tx, _| {
                 tx.set_node_banned(&id, true, now)
                     .await

@@ -217,6 +217,15 @@ pub async fn start_with_clock(
     storage::prepare_data_dir(&config)?;
     let reinitialized = storage::check_earlier_state(&config).await?;
     let ds = storage::open_datastore(&config).await?;
+    // The Watch stream tells every audit record from here on, this start's own included.
+    let audit_from = ds
+        .audit_head()
+        .await
+        .map_err(|source| RunError::Datastore {
+            url: trustdeck_datastore::redact_url(&config.datastore),
+            source,
+        })?
+        .seq;
     if let Some(found) = &reinitialized {
         storage::audit_reinitialize(&ds, &config, found, clock.as_ref()).await?;
     }
@@ -245,7 +254,7 @@ pub async fn start_with_clock(
 
     let mut config = config;
     config.admin_access.tcp_issuers = Some(authority::own_ca_issuer_check(&ca));
-    let refusals = crate::admin_api::RefusalAudit::new(ds.clone(), clock.clone(), hub.clone());
+    let refusals = crate::admin_api::RefusalAudit::new(ds.clone(), clock.clone());
     config.admin_access.refusals = Some(refusals.sink());
     let ctx = Arc::new(ServerCtx {
         sign_limiter: RateLimiter::new(config.rate_limit.signs_per_second, config.rate_limit.burst),
@@ -272,6 +281,11 @@ pub async fn start_with_clock(
     let info = bound.info(&ctx);
     bound.serve(&ctx, tls, &shutdown_rx, &mut tasks);
     tasks.spawn(refusals.run(shutdown_rx.clone()));
+    tasks.spawn(crate::audit_feed::run(
+        ctx.clone(),
+        audit_from,
+        shutdown_rx.clone(),
+    ));
     loops::spawn_all(&ctx, own_tls, ca_published, &shutdown_rx, &mut tasks);
 
     info.write(&ctx.config.data_dir)?;
