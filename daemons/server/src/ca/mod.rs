@@ -14,6 +14,7 @@
 //! - [`events`]: what happened, for the log and the admin stream.
 //! - [`owner`]: which server may change the journal, and its lease.
 //! - [`taint`]: the tainted keys published with the bundle.
+//! - [`upstream_taint`]: a downstream replaces intermediates chaining to tainted keys.
 
 pub mod authority;
 pub mod bundle;
@@ -25,6 +26,7 @@ pub mod owner;
 mod rotate;
 pub mod slot;
 pub mod taint;
+pub mod upstream_taint;
 
 use std::sync::{Arc, RwLock};
 
