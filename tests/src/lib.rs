@@ -27,6 +27,7 @@ mod pg;
 mod pg_own;
 mod server;
 mod sql;
+mod taint;
 mod verify;
 
 pub use agent::*;
@@ -36,6 +37,7 @@ pub use pg::*;
 pub use pg_own::*;
 pub use server::*;
 pub use sql::*;
+pub use taint::*;
 pub use verify::*;
 
 /// Directory holding the workspace's built binaries (next to the test executable's `deps/`).

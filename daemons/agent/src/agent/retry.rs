@@ -41,6 +41,8 @@ pub enum Round {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Log {
     Nothing,
+    /// The server's rate limit held part of the round back: the rest follows next round.
+    RateLimited,
     /// Back after being stranded.
     Recovered,
     /// A failure to retry on the normal backoff.
@@ -98,9 +100,10 @@ impl Retry {
         let (state, log) = match round {
             Round::Ok | Round::RateLimited => {
                 self.wait = self.base;
-                let log = match self.stranded.take() {
-                    Some(_) => Log::Recovered,
-                    None => Log::Nothing,
+                let log = match (self.stranded.take(), round) {
+                    (Some(_), _) => Log::Recovered,
+                    (None, Round::RateLimited) => Log::RateLimited,
+                    (None, _) => Log::Nothing,
                 };
                 (ConnectivityState::Connected, log)
             }
@@ -217,7 +220,10 @@ mod tests {
         assert_eq!(d[0].wait, Duration::from_secs(1));
         for d in &d[1..] {
             assert_eq!(d.wait, Duration::from_millis(500));
-            assert_eq!((d.state, d.log), (ConnectivityState::Connected, Log::Nothing));
+            assert_eq!(
+                (d.state, d.log),
+                (ConnectivityState::Connected, Log::RateLimited)
+            );
         }
         assert!(r.at_base());
     }

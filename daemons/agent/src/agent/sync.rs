@@ -186,6 +186,10 @@ impl Agent {
     async fn round_logged(&self, d: &Decision, e: Option<&AgentError>) {
         let next = d.next_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         match (d.log, e) {
+            (Log::RateLimited, Some(e)) => tracing::info!(
+                error = %e,
+                "server rate limit reached; the rest is signed at the next round"
+            ),
             (Log::Recovered, _) => {
                 tracing::info!("attested with a new join token; no longer stranded")
             }
