@@ -162,7 +162,10 @@ async fn jwt_svids_of_a_tainted_kid_are_dropped_from_agent_caches() {
         if let Some(k) = kids.iter().find(|k| **k != old) {
             break k.clone();
         }
-        assert!(Instant::now() < deadline, "prepared kid never published: {kids:?}");
+        assert!(
+            Instant::now() < deadline,
+            "prepared kid never published: {kids:?}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     authority(&root, "jwt", "activate", Some(&new));

@@ -216,7 +216,10 @@ mod tests {
     #[test]
     fn a_rate_limited_round_is_retried_at_the_sync_interval_without_backoff() {
         let mut r = retry();
-        let d = run(&mut r, &[Round::Failed, Round::RateLimited, Round::RateLimited]);
+        let d = run(
+            &mut r,
+            &[Round::Failed, Round::RateLimited, Round::RateLimited],
+        );
         assert_eq!(d[0].wait, Duration::from_secs(1));
         for d in &d[1..] {
             assert_eq!(d.wait, Duration::from_millis(500));

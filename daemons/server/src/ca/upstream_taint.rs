@@ -94,9 +94,7 @@ pub fn own_held(journal: &[CaJournalRecord], td_id: &str, now: DateTime<Utc>) ->
     journal
         .iter()
         .filter(|r| {
-            r.kind == CaKind::X509
-                && r.status != CaStatus::Revoked
-                && r.not_after > now.timestamp()
+            r.kind == CaKind::X509 && r.status != CaStatus::Revoked && r.not_after > now.timestamp()
         })
         .filter_map(|r| {
             let key_ids = record_chain_key_ids(r);
@@ -151,7 +149,10 @@ impl CaManager {
     /// prepared one when it is clean, else a new one from the upstream), drops a tainted
     /// prepared one and marks every intermediate chaining to a tainted key tainted; commits
     /// like a rotation round. Nothing changes on failure.
-    pub async fn replace_tainted(&self, now: DateTime<Utc>) -> Result<Vec<CaEvent>, CaManagerError> {
+    pub async fn replace_tainted(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<CaEvent>, CaManagerError> {
         if !self.is_downstream() {
             return Ok(Vec::new());
         }
@@ -261,7 +262,12 @@ mod tests {
     }
 
     fn ski(a: &X509Authority) -> String {
-        hex::encode(x509::check_ca(a.cert_der()).unwrap().subject_key_id.unwrap())
+        hex::encode(
+            x509::check_ca(a.cert_der())
+                .unwrap()
+                .subject_key_id
+                .unwrap(),
+        )
     }
 
     fn tainted(keys: &[String]) -> TaintedKeys {
@@ -324,8 +330,7 @@ mod tests {
         let issued = old_root
             .sign_intermediate(&csr, "mid", Duration::minutes(30), t(0))
             .unwrap();
-        let mid = X509Authority::from_parts(&td, issued.chain[0].clone(), vec![], mid_key)
-            .unwrap();
+        let mid = X509Authority::from_parts(&td, issued.chain[0].clone(), vec![], mid_key).unwrap();
         let journal = [inter(&mid, "leaf", CaStatus::Active)];
         let p = plan(&journal, &tainted(&[ski(&old_root)]));
         assert!(p.replace_active);
