@@ -288,7 +288,7 @@ mod tests {
             inter(&old_root, "gone", CaStatus::Revoked),
         ];
         let root_key = ski(&old_root);
-        let p = plan(&journal, &tainted(&[root_key.clone()]));
+        let p = plan(&journal, &tainted(std::slice::from_ref(&root_key)));
         assert!(p.replace_active);
         assert!(!p.drop_prepared);
         assert_eq!(
