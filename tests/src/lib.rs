@@ -30,6 +30,7 @@ mod server;
 mod sql;
 mod tiers;
 mod validator;
+mod taint;
 mod verify;
 
 pub use agent::*;
@@ -41,6 +42,7 @@ pub use server::*;
 pub use sql::*;
 pub use tiers::*;
 pub use validator::*;
+pub use taint::*;
 pub use verify::*;
 
 /// Directory holding the workspace's built binaries (next to the test executable's `deps/`).

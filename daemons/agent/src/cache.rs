@@ -26,6 +26,8 @@ pub struct WorkloadSvid {
     pub not_after: DateTime<Utc>,
     /// When the agent rotates it (half the TTL, minus jitter).
     pub renew_at: DateTime<Utc>,
+    /// The keys its chain depends on (`chain_key_ids`), for taint and the held report.
+    pub key_ids: Vec<String>,
 }
 
 impl std::fmt::Debug for WorkloadSvid {

@@ -262,6 +262,7 @@ token = "abc"
                 not_before: now,
                 not_after: now + Duration::minutes(10),
                 renew_at: now + Duration::minutes(5),
+                key_ids: Vec::new(),
             }),
         );
         let config = Config::parse(CONFIG, "a.toml").unwrap();

@@ -306,11 +306,12 @@ impl Upstream {
         });
     }
 
-    /// The upstream's bundle.
-    pub async fn fetch_bundle(&self) -> Result<Bundle, Status> {
+    /// The upstream's bundle and tainted keys; `held` reports what this server and the
+    /// nodes below it hold (the census forwarded).
+    pub async fn fetch_bundle(&self, held: HeldSvids) -> Result<(Bundle, TaintedKeys), Status> {
         // A short deadline: this poll is also how a frozen upstream (kill -STOP, a hung
         // process, a black-holed network) is noticed, within a few seconds.
-        let mut req = tonic::Request::new(FetchBundleRequest::default());
+        let mut req = tonic::Request::new(FetchBundleRequest { held: Some(held) });
         req.set_timeout(BUNDLE_POLL_TIMEOUT);
         let r = self
             .client()
@@ -326,16 +327,16 @@ impl Upstream {
             s.last_bundle_sequence = Some(b.sequence);
             changed
         });
-        Ok(b)
+        Ok((b, r.tainted.unwrap_or_default()))
     }
 
     /// Asks the upstream to sign an intermediate CA for `csr`; returns the chain (new
-    /// intermediate first) and the upstream's bundle JSON.
+    /// intermediate first), the upstream's bundle JSON and its tainted keys.
     pub async fn mint_intermediate(
         &self,
         csr: Vec<u8>,
         ttl: chrono::Duration,
-    ) -> Result<(Vec<Vec<u8>>, Vec<u8>), Status> {
+    ) -> Result<(Vec<Vec<u8>>, Vec<u8>, TaintedKeys), Status> {
         let r = self
             .client()
             .mint_intermediate(MintIntermediateRequest {
@@ -347,7 +348,7 @@ impl Upstream {
         self.record(&r);
         let r = r?;
         self.namespaces.update(r.namespaces);
-        Ok((r.chain, r.bundle))
+        Ok((r.chain, r.bundle, r.tainted.unwrap_or_default()))
     }
 
     /// Has the upstream mint a JWT-SVID for `sub`.

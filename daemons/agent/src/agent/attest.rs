@@ -52,6 +52,7 @@ impl Agent {
         let (dialogue, opening) = AgentDialogue::new(creds, csr);
         let r = self.converse(dialogue, opening, prover.as_ref()).await?;
         self.install_svid(&r.svid_chain, &pkcs8).await?;
+        self.take_tainted(r.tainted.clone().unwrap_or_default(), self.clock.now());
         if let Ok(b) = Bundle::from_json(&self.config.trust_domain, &r.bundle) {
             self.apply_bundle(b).await;
         }

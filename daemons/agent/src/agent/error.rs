@@ -178,6 +178,18 @@ impl AgentError {
         )
     }
 
+    /// The server refused a call for the caller's rate limit: it runs and answers, the
+    /// work left is retried after the normal sync interval (never dropped, not backed off).
+    pub fn rate_limited(&self) -> bool {
+        matches!(
+            self,
+            AgentError::Unreachable {
+                reason: Reason::RateLimited,
+                ..
+            }
+        )
+    }
+
     /// Whether an agent that fails its first attestation with this error should stop
     /// rather than retry in the background: the server refused it, or something is wrong
     /// on this node.

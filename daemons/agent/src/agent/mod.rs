@@ -8,15 +8,18 @@
 //! - `attest`: the pump of the attestation dialogue (`trustdeck_attest::agent`);
 //! - `svid`: the agent SVID (install, persist, renew) and the bundle;
 //! - `sync`: a sync round and the loop;
-//! - `jwt`: JWT-SVIDs and their cache.
+//! - `jwt`: JWT-SVIDs and their cache;
+//! - [`taint`] (pure) and `reissue`: re-issue after a taint, and the held-SVID report.
 
 mod attest;
 pub mod error;
 mod fault;
 mod jwt;
+mod reissue;
 pub mod retry;
 mod svid;
 mod sync;
+pub mod taint;
 
 use std::sync::{Arc, Mutex};
 
@@ -62,6 +65,7 @@ pub struct Agent {
     cache_tx: watch::Sender<Arc<Cache>>,
     status_tx: watch::Sender<ServerStatus>,
     jwt_cache: Mutex<jwt::JwtCache>,
+    taint: Mutex<taint::TaintTracker>,
     hub: Arc<trustdeck_topology::Hub>,
 }
 
@@ -98,6 +102,7 @@ impl Agent {
             cache_tx,
             status_tx,
             jwt_cache: Mutex::new(jwt::JwtCache::new(jwt::MAX_BYTES)),
+            taint: Mutex::default(),
             hub,
         });
         agent.load_stored_svid();

@@ -25,6 +25,9 @@ pub const DATASTORE_DOWN_RETRY: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Round {
     Ok,
+    /// The server answered but refused part of the work for the caller's rate limit: the
+    /// rest is retried after the sync interval, which the limit's refill allows.
+    RateLimited,
     /// Failed in a way a later attempt may not (server unreachable, rate limited, evicted).
     Failed,
     /// The server answered that its datastore is down: retried within
@@ -38,6 +41,8 @@ pub enum Round {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Log {
     Nothing,
+    /// The server's rate limit held part of the round back: the rest follows next round.
+    RateLimited,
     /// Back after being stranded.
     Recovered,
     /// A failure to retry on the normal backoff.
@@ -93,11 +98,12 @@ impl Retry {
     /// Takes the outcome of the round that ended at `now`.
     pub fn after(&mut self, round: Round, now: DateTime<Utc>) -> Decision {
         let (state, log) = match round {
-            Round::Ok => {
+            Round::Ok | Round::RateLimited => {
                 self.wait = self.base;
-                let log = match self.stranded.take() {
-                    Some(_) => Log::Recovered,
-                    None => Log::Nothing,
+                let log = match (self.stranded.take(), round) {
+                    (Some(_), _) => Log::Recovered,
+                    (None, Round::RateLimited) => Log::RateLimited,
+                    (None, _) => Log::Nothing,
                 };
                 (ConnectivityState::Connected, log)
             }
@@ -204,6 +210,24 @@ mod tests {
                 Log::Nothing
             )
         );
+        assert!(r.at_base());
+    }
+
+    #[test]
+    fn a_rate_limited_round_is_retried_at_the_sync_interval_without_backoff() {
+        let mut r = retry();
+        let d = run(
+            &mut r,
+            &[Round::Failed, Round::RateLimited, Round::RateLimited],
+        );
+        assert_eq!(d[0].wait, Duration::from_secs(1));
+        for d in &d[1..] {
+            assert_eq!(d.wait, Duration::from_millis(500));
+            assert_eq!(
+                (d.state, d.log),
+                (ConnectivityState::Connected, Log::RateLimited)
+            );
+        }
         assert!(r.at_base());
     }
 

@@ -18,6 +18,8 @@ pub(super) struct AgentSvid {
     pub(super) not_before: DateTime<Utc>,
     pub(super) not_after: DateTime<Utc>,
     pub(super) renew_at: DateTime<Utc>,
+    /// The keys its chain depends on (`chain_key_ids`).
+    pub(super) key_ids: Vec<String>,
 }
 
 /// The SPIFFE ID and validity of the leaf of an SVID chain.
@@ -93,6 +95,7 @@ impl Agent {
             not_before: nb,
             not_after: na,
             renew_at: trustdeck_pki::rotation::renew_at(received, na),
+            key_ids: x509::chain_key_ids(chain).unwrap_or_default(),
         });
         self.reconnect()
     }

@@ -1,6 +1,7 @@
 //! A sync round (agent SVID due? entries and bundle, workload SVIDs missing or due) and the
 //! loop that runs rounds with backoff.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -13,7 +14,7 @@ use trustdeck_topology::fleet::stranded;
 use super::retry::{Decision, Log, Retry, Round};
 use super::svid::{jittered_renew_at, key_and_csr, leaf_window};
 use super::{Agent, AgentError};
-use crate::cache::{LocalEntry, WorkloadSvid, local_entries};
+use crate::cache::{Cache, LocalEntry, WorkloadSvid, local_entries};
 
 /// Most CSRs sent in one call.
 const BATCH: usize = 100;
@@ -39,23 +40,29 @@ impl Agent {
         }
         let resp = self
             .client()
-            .sync_entries(SyncEntriesRequest::default())
+            .sync_entries(SyncEntriesRequest {
+                held: Some(self.held(now)),
+            })
             .await
             .map_err(|s| AgentError::from_status(&self.config.server_address, s))?
             .into_inner();
         if let Ok(b) = Bundle::from_json(&self.config.trust_domain, &resp.bundle) {
             self.apply_bundle(b).await;
         }
+        self.take_tainted(resp.tainted.unwrap_or_default(), now);
+        self.renew_if_tainted(now).await?;
         let entries = local_entries(&resp.entries);
         let cache = self.cache();
-        let needs: Vec<&LocalEntry> = entries
-            .iter()
-            .filter(|e| match cache.svids.get(&e.id) {
-                None => true,
-                Some(s) => now >= s.renew_at || s.spiffe_id != e.spiffe_id,
-            })
-            .collect();
+        let tainted = self.taint_due(&cache, now);
+        let needs = needs_signing(&entries, &cache, &tainted, now);
         let (fresh, sign_error) = self.sign_batches(&needs, now).await?;
+        self.taint_reissued(
+            &cache,
+            &tainted,
+            &fresh,
+            |id| entries.iter().any(|e| e.id == id),
+            now,
+        );
         let entries_changed = cache.entries != entries;
         // SVIDs of deleted entries, and expired ones (never served), leave the cache.
         let stale: Vec<String> = cache
@@ -150,6 +157,7 @@ impl Agent {
             let result = self.sync_once(self.clock.now()).await;
             let round = match &result {
                 Ok(()) => Round::Ok,
+                Err(e) if e.rate_limited() => Round::RateLimited,
                 Err(e) if e.server_datastore_down() => Round::DatastoreDown,
                 Err(e) => e.stranded_reason().map_or(Round::Failed, Round::Stranded),
             };
@@ -178,6 +186,10 @@ impl Agent {
     async fn round_logged(&self, d: &Decision, e: Option<&AgentError>) {
         let next = d.next_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         match (d.log, e) {
+            (Log::RateLimited, Some(e)) => tracing::info!(
+                error = %e,
+                "server rate limit reached; the rest is signed at the next round"
+            ),
             (Log::Recovered, _) => {
                 tracing::info!("attested with a new join token; no longer stranded")
             }
@@ -207,7 +219,8 @@ impl Agent {
         }
     }
 
-    /// The earliest renewal due: the agent SVID's or a workload SVID's.
+    /// The earliest renewal due: the agent SVID's, a workload SVID's, or the retry of one
+    /// re-issued still tainted.
     /// Past-due ones are left out: they are retried on the normal schedule.
     fn next_due(&self) -> Option<DateTime<Utc>> {
         let now = self.clock.now();
@@ -225,11 +238,31 @@ impl Agent {
             .map(|s| s.renew_at)
             .filter(|t| *t > now)
             .min();
-        match (agent, workloads) {
-            (Some(a), Some(w)) => Some(a.min(w)),
-            (a, w) => a.or(w),
-        }
+        let taint = self.next_taint_retry().filter(|t| *t > now);
+        [agent, workloads, taint].into_iter().flatten().min()
     }
+}
+
+/// The entries to sign for this round, in order: those without an SVID, those whose SVID
+/// chains to a tainted key (`tainted`), those due for rotation or renamed.
+fn needs_signing<'a>(
+    entries: &'a [LocalEntry],
+    cache: &Cache,
+    tainted: &HashSet<String>,
+    now: DateTime<Utc>,
+) -> Vec<&'a LocalEntry> {
+    let rank = |e: &LocalEntry| match cache.svids.get(&e.id) {
+        None => Some(0),
+        Some(_) if tainted.contains(&e.id) => Some(1),
+        Some(s) if now >= s.renew_at || s.spiffe_id != e.spiffe_id => Some(2),
+        Some(_) => None,
+    };
+    let mut needs: Vec<(u8, &LocalEntry)> = entries
+        .iter()
+        .filter_map(|e| rank(e).map(|r| (r, e)))
+        .collect();
+    needs.sort_by_key(|(r, _)| *r);
+    needs.into_iter().map(|(_, e)| e).collect()
 }
 
 /// The workload SVID in a signing result, or `None` (logged) when it was refused or is
@@ -246,8 +279,10 @@ fn workload_svid(r: SvidResult, key: Vec<u8>, now: DateTime<Utc>) -> Option<Arc<
             return None;
         }
     };
+    let key_ids = trustdeck_spiffe::x509::chain_key_ids(&r.chain).unwrap_or_default();
     Some(Arc::new(WorkloadSvid {
         entry_id: r.entry_id,
+        key_ids,
         spiffe_id: id,
         chain_der: r.chain.concat(),
         chain: r.chain,
@@ -256,4 +291,57 @@ fn workload_svid(r: SvidResult, key: Vec<u8>, now: DateTime<Utc>) -> Option<Arc<
         not_after: na,
         renew_at: jittered_renew_at(std::cmp::max(nb, now), na, rand::rng().random::<f64>()),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Duration;
+    use trustdeck_spiffe::{SpiffeId, TrustDomain};
+
+    fn entry(id: &str) -> LocalEntry {
+        LocalEntry {
+            id: id.into(),
+            spiffe_id: SpiffeId::parse(&format!("spiffe://td/{id}")).unwrap(),
+            selectors: vec![],
+            x509_ttl_secs: 0,
+            jwt_ttl_secs: 0,
+            dns_names: vec![],
+        }
+    }
+
+    fn svid(id: &str, renew_at: DateTime<Utc>) -> Arc<WorkloadSvid> {
+        Arc::new(WorkloadSvid {
+            entry_id: id.into(),
+            spiffe_id: SpiffeId::parse(&format!("spiffe://td/{id}")).unwrap(),
+            chain: vec![],
+            chain_der: vec![],
+            key_pkcs8: vec![],
+            not_before: renew_at - Duration::minutes(5),
+            not_after: renew_at + Duration::minutes(5),
+            renew_at,
+            key_ids: vec![],
+        })
+    }
+
+    #[test]
+    fn missing_svids_come_first_then_tainted_then_due_and_fresh_ones_are_left() {
+        let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let td = TrustDomain::parse("td").unwrap();
+        let mut cache = Cache::new(Arc::new(Bundle::new(td)));
+        let later = now + Duration::minutes(1);
+        for (id, renew) in [("due", now), ("fresh", later), ("tainted", later)] {
+            cache.svids.insert(id.into(), svid(id, renew));
+        }
+        let entries: Vec<LocalEntry> = ["due", "fresh", "new", "tainted"]
+            .into_iter()
+            .map(entry)
+            .collect();
+        let tainted: HashSet<String> = ["tainted".to_string()].into();
+        let got: Vec<&str> = needs_signing(&entries, &cache, &tainted, now)
+            .iter()
+            .map(|e| e.id.as_str())
+            .collect();
+        assert_eq!(got, ["new", "tainted", "due"]);
+    }
 }

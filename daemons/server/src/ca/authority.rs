@@ -143,12 +143,19 @@ impl Stored for X509Authority {
             )?);
         };
         let csr = trustdeck_pki::csr::make_csr(&key, None).map_err(CaManagerError::UpstreamCsr)?;
-        let (mut chain, _) = up
+        let (mut chain, _, tainted) = up
             .mint_intermediate(csr, s.ca_ttl)
             .await
             .map_err(|s| CaManagerError::UpstreamRefused(Box::new(s)))?;
         if chain.is_empty() {
             return Err(CaManagerError::UpstreamNoChain);
+        }
+        ca.set_upstream_tainted(tainted);
+        // Never an intermediate chaining to a tainted key (an upstream at a deeper tier
+        // that has not replaced its own yet): refused, the caller retries.
+        let keys = trustdeck_spiffe::x509::chain_key_ids(&chain).unwrap_or_default();
+        if let Some(k) = super::upstream_taint::tainted_key(&keys, &ca.tainted_keys()) {
+            return Err(CaManagerError::UpstreamChainTainted(k.clone()));
         }
         let own = chain.remove(0);
         Ok(X509Authority::from_parts(&s.trust_domain, own, chain, key)?)

@@ -53,6 +53,10 @@ pub enum CaManagerError {
     /// The upstream answered with no certificate chain.
     #[error("upstream: upstream returned no chain")]
     UpstreamNoChain,
+    /// The upstream signed an intermediate whose chain holds a tainted key (its own
+    /// intermediate not yet replaced): not used; asked again later.
+    #[error("upstream: the intermediate it signed chains to tainted key {0}; retrying later")]
+    UpstreamChainTainted(String),
     /// A CA key the journal names is not in the (persistent) key manager.
     #[error("CA key unavailable, refusing to start: {0}")]
     KeyUnavailable(Box<UnavailableKey>),

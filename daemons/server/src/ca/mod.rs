@@ -17,6 +17,7 @@
 //! - [`operations`]: the rules of operator-driven prepare/activate/taint/revoke (pure);
 //!   `ops`: running them (mint, commit, audit).
 //! - [`changes`]: the audit records of every journal change, committed with it.
+//! - [`upstream_taint`]: a downstream replaces intermediates chaining to tainted keys.
 
 pub mod authority;
 pub mod bundle;
@@ -31,6 +32,7 @@ pub mod owner;
 mod rotate;
 pub mod slot;
 pub mod taint;
+pub mod upstream_taint;
 
 use std::sync::{Arc, RwLock};
 

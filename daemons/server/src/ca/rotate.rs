@@ -18,11 +18,11 @@ use super::journal::{demote_orphans, prune, pruned_event};
 use super::slot::{Slot, Transition};
 
 /// A round's working copy of the CA state: both slots and the journal change together.
-struct Round {
-    x509: Slot<X509Authority>,
-    jwt: Slot<JwtKey>,
-    journal: Vec<CaJournalRecord>,
-    events: Vec<CaEvent>,
+pub(super) struct Round {
+    pub(super) x509: Slot<X509Authority>,
+    pub(super) jwt: Slot<JwtKey>,
+    pub(super) journal: Vec<CaJournalRecord>,
+    pub(super) events: Vec<CaEvent>,
     /// Records demoted because their authority is not in memory (for the audit log).
     demoted: Vec<String>,
 }
@@ -30,7 +30,7 @@ struct Round {
 impl Round {
     /// Starts from the current state, demoting journal records whose authority is not in
     /// memory.
-    fn begin(cur: &CaState) -> Round {
+    pub(super) fn begin(cur: &CaState) -> Round {
         let mut journal = cur.journal.clone();
         demote_orphans(&mut journal, cur.x509.key_refs().chain(cur.jwt.key_refs()));
         let demoted = super::changes::diff(&cur.journal, &journal)
@@ -107,7 +107,7 @@ impl CaManager {
 
     /// Prunes expired authorities, then commits the round and makes it current if anything
     /// changed. Returns the round's events.
-    async fn publish(
+    pub(super) async fn publish(
         &self,
         cur: &CaState,
         mut round: Round,

@@ -80,8 +80,9 @@ pub(super) async fn adopt_upstream_bundle(
     clock: &dyn Clock,
 ) -> Result<(), RunError> {
     loop {
-        match up.fetch_bundle().await {
-            Ok(b) => {
+        match up.fetch_bundle(Default::default()).await {
+            Ok((b, tainted)) => {
+                ca.set_upstream_tainted(tainted);
                 ca.set_upstream_bundle(b, clock.now()).await?;
                 return Ok(());
             }

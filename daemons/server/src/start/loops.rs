@@ -19,6 +19,7 @@ use super::tls::OwnTls;
 use super::{AGENT_PUBLISH_INTERVAL, Stopped};
 use crate::ca::CaEvent;
 use crate::ca::owner::{LEASE, RENEW_EVERY};
+use crate::ca::upstream_taint::RetryBackoff;
 use crate::ctx::ServerCtx;
 use crate::observe::CaBuiltFrom;
 use crate::upstream::Upstream;
@@ -234,7 +235,27 @@ async fn upstream_status(
     }
 }
 
-/// A downstream server follows its upstream's bundle.
+/// Replaces this downstream's intermediates chaining to tainted keys, when its backoff
+/// allows (an upstream still handing out tainted chains is asked again later).
+async fn replace_tainted(ctx: &ServerCtx, backoff: &mut RetryBackoff) {
+    let now = ctx.clock.now();
+    if !backoff.ready(now) {
+        return;
+    }
+    match ctx.ca.replace_tainted(now).await {
+        Ok(events) => {
+            backoff.succeeded();
+            report_ca_events(&ctx.hub, events, now);
+        }
+        Err(e) => {
+            backoff.failed(now);
+            tracing::warn!(error = %e, "could not replace an intermediate chaining to a tainted key");
+        }
+    }
+}
+
+/// A downstream server follows its upstream's bundle (reporting what it holds) and replaces
+/// intermediates chaining to keys its upstream tainted.
 async fn upstream_bundle(
     ctx: Arc<ServerCtx>,
     up: Arc<Upstream>,
@@ -246,14 +267,21 @@ async fn upstream_bundle(
         .as_ref()
         .and_then(|u| u.bundle_poll_interval.to_std().ok())
         .unwrap_or(DEFAULT_BUNDLE_POLL);
+    let mut replace = RetryBackoff::default();
     while tick(period, &mut shutdown).await {
-        let b = match up.fetch_bundle().await {
-            Ok(b) => b,
+        let now = ctx.clock.now();
+        let held = ctx.census.forward(ctx.ca.own_held(now), now);
+        let (b, tainted) = match up.fetch_bundle(held).await {
+            Ok(x) => x,
             Err(e) => {
                 tracing::debug!(error = %e.message(), "upstream bundle poll failed");
                 continue;
             }
         };
+        if ctx.ca.set_upstream_tainted(tainted) {
+            tracing::info!(tainted = ?ctx.ca.tainted_keys(), "upstream's tainted keys changed");
+        }
+        replace_tainted(&ctx, &mut replace).await;
         match ctx.ca.set_upstream_bundle(b, ctx.clock.now()).await {
             Ok(true) => tracing::info!(
                 sequence = ctx.ca.bundle().sequence,

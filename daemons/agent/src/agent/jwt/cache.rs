@@ -13,11 +13,40 @@ const ENTRY_OVERHEAD: usize = 128;
 /// What one audience costs beyond its bytes (a `String` in the key).
 const AUDIENCE_OVERHEAD: usize = 24;
 
+/// A token as the server minted it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Minted {
+    pub token: String,
+    /// The kid in its header (empty when none).
+    pub kid: String,
+    /// Its expiry (unix seconds).
+    pub not_after: i64,
+}
+
+impl Minted {
+    /// `token`, its kid read from its header (not verified: the server just minted it).
+    pub fn new(token: String, not_after: i64) -> Self {
+        let kid = trustdeck_spiffe::jwt::decode_unverified(&token)
+            .ok()
+            .and_then(|(h, _)| h.kid)
+            .unwrap_or_default();
+        Self {
+            token,
+            kid,
+            not_after,
+        }
+    }
+}
+
 /// An entry id and its sorted audience.
 pub type Key = (String, Vec<String>);
 
 struct Cached {
     token: String,
+    /// The kid that signed it (empty when its header names none).
+    kid: String,
+    /// Its expiry (unix seconds).
+    not_after: i64,
     /// When a new token is minted instead.
     renew: DateTime<Utc>,
     /// Insertion order, for eviction.
@@ -66,9 +95,15 @@ impl JwtCache {
             .map(|c| c.token.as_str())
     }
 
-    /// Caches `token` for `key` until `renew`, evicting the oldest tokens until it fits. A
-    /// token larger than the whole cache is not kept.
-    pub fn insert(&mut self, key: Key, token: String, renew: DateTime<Utc>) {
+    /// Caches `token` (signed by `kid`, expiring at `not_after`) for `key` until `renew`,
+    /// evicting the oldest tokens until it fits. A token larger than the whole cache is not
+    /// kept.
+    pub fn insert(&mut self, key: Key, token: Minted, renew: DateTime<Utc>) {
+        let Minted {
+            token,
+            kid,
+            not_after,
+        } = token;
         self.remove(&key);
         let bytes = cost(&key, &token);
         if bytes > self.max_bytes {
@@ -90,11 +125,32 @@ impl JwtCache {
             key,
             Cached {
                 token,
+                kid,
+                not_after,
                 renew,
                 seq,
                 bytes,
             },
         );
+    }
+
+    /// Drops every token signed by one of `kids` (tainted); returns how many.
+    pub fn drop_kids(&mut self, kids: &[String]) -> usize {
+        let gone: Vec<Key> = self
+            .map
+            .iter()
+            .filter(|(_, c)| kids.contains(&c.kid))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in &gone {
+            self.remove(k);
+        }
+        gone.len()
+    }
+
+    /// The kid and expiry of every token held, for the agent's held-SVID report.
+    pub fn held(&self) -> impl Iterator<Item = (&str, i64)> {
+        self.map.values().map(|c| (c.kid.as_str(), c.not_after))
     }
 
     fn remove(&mut self, key: &Key) {
@@ -135,10 +191,54 @@ mod tests {
         DateTime::from_timestamp(1_800_000_000 + s, 0).unwrap()
     }
 
+    fn m(token: &str) -> Minted {
+        signed(token, "kid-1")
+    }
+
+    fn signed(token: &str, kid: &str) -> Minted {
+        Minted {
+            token: token.into(),
+            kid: kid.into(),
+            not_after: 1_800_000_100,
+        }
+    }
+
+    #[test]
+    fn tokens_of_a_tainted_kid_are_dropped_and_the_rest_reported() {
+        let mut c = JwtCache::new(MAX_BYTES);
+        c.insert(key("e", "a"), signed("ta", "old"), t(50));
+        c.insert(key("e", "b"), signed("tb", "new"), t(50));
+        c.insert(key("f", "a"), signed("tc", "old"), t(50));
+        let before = c.bytes();
+        assert_eq!(c.drop_kids(&["old".to_string()]), 2);
+        assert!(c.bytes() < before);
+        assert_eq!(c.get(&key("e", "a"), t(0)), None);
+        assert_eq!(c.get(&key("e", "b"), t(0)), Some("tb"));
+        let held: Vec<_> = c.held().collect();
+        assert_eq!(held, vec![("new", 1_800_000_100)]);
+        assert_eq!(c.drop_kids(&["unknown".to_string()]), 0);
+    }
+
+    #[test]
+    fn the_kid_is_read_from_the_token_header() {
+        use trustdeck_pki::SigningKey;
+        use trustdeck_spiffe::SpiffeId;
+        use trustdeck_spiffe::jwt::{JwtClaims, mint};
+        let (key, _) = trustdeck_pki::keys::SoftwareKey::ephemeral().unwrap();
+        let claims = JwtClaims::new(
+            SpiffeId::parse("spiffe://td/w").unwrap(),
+            vec!["x".into()],
+            t(100),
+        );
+        let tok = mint(&claims, "k1", |m| key.sign(m)).unwrap();
+        assert_eq!(Minted::new(tok, 5).kid, "k1");
+        assert_eq!(Minted::new("not a jwt".into(), 5).kid, "");
+    }
+
     #[test]
     fn serves_a_token_until_its_renewal_time() {
         let mut c = JwtCache::new(MAX_BYTES);
-        c.insert(key("e", "db"), "tok".into(), t(10));
+        c.insert(key("e", "db"), m("tok"), t(10));
         assert_eq!(c.get(&key("e", "db"), t(9)), Some("tok"));
         assert_eq!(c.get(&key("e", "db"), t(10)), None);
         assert_eq!(c.get(&key("e", "web"), t(0)), None);
@@ -149,7 +249,7 @@ mod tests {
         let one = cost(&key("e", "a000"), &"x".repeat(1000));
         let mut c = JwtCache::new(one * 3);
         for i in 0..10 {
-            c.insert(key("e", &format!("a{i:03}")), "x".repeat(1000), t(100));
+            c.insert(key("e", &format!("a{i:03}")), m(&"x".repeat(1000)), t(100));
             assert!(c.bytes() <= one * 3, "{} > {}", c.bytes(), one * 3);
         }
         assert_eq!(c.len(), 3);
@@ -166,7 +266,7 @@ mod tests {
             let aud: Vec<String> = (0..8)
                 .map(|j| format!("{i}-{j}-{}", "y".repeat(500)))
                 .collect();
-            c.insert(("e".into(), aud), "z".repeat(6_000), t(100));
+            c.insert(("e".into(), aud), m(&"z".repeat(6_000)), t(100));
         }
         assert!(c.bytes() <= 64 * 1024);
         assert!(!c.is_empty());
@@ -175,12 +275,12 @@ mod tests {
     #[test]
     fn replacing_a_token_counts_it_once_and_too_large_ones_are_not_kept() {
         let mut c = JwtCache::new(10_000);
-        c.insert(key("e", "db"), "old".into(), t(10));
+        c.insert(key("e", "db"), m("old"), t(10));
         let before = c.bytes();
-        c.insert(key("e", "db"), "new".into(), t(20));
+        c.insert(key("e", "db"), m("new"), t(20));
         assert_eq!(c.bytes(), before);
         assert_eq!(c.get(&key("e", "db"), t(15)), Some("new"));
-        c.insert(key("e", "big"), "x".repeat(20_000), t(20));
+        c.insert(key("e", "big"), m(&"x".repeat(20_000)), t(20));
         assert_eq!(c.get(&key("e", "big"), t(0)), None);
         assert_eq!(c.len(), 1);
     }

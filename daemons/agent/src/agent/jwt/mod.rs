@@ -10,7 +10,7 @@ use trustdeck_proto::node::MintJwtSvidRequest;
 use super::Agent;
 use crate::cache::LocalEntry;
 
-pub(super) use cache::{JwtCache, MAX_BYTES};
+pub(super) use cache::{JwtCache, MAX_BYTES, Minted};
 
 impl Agent {
     /// A JWT-SVID for `entry` and `audience`, from cache while it has more than half its life
@@ -52,7 +52,7 @@ impl Agent {
         self.jwt_cache
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(key, r.token.clone(), renew);
+            .insert(key, Minted::new(r.token.clone(), r.expires_at), renew);
         Ok(r.token)
     }
 }
