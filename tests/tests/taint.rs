@@ -59,20 +59,20 @@ fn names_tainted(show: &serde_json::Value) -> bool {
 async fn a_tainted_root_is_replaced_at_every_tier_without_operator_action() {
     let root = ServerProc::start("");
     let mid = Downstream::start(&root, "mid", "");
-    let leaf = Downstream::start(&mid.server, "leaf", "");
+    let leaf = Downstream::start(&mid.server, "prod/mid/leaf", "");
     let (mid_agent, mid_agent_id) = mid.workload_agent();
     let (leaf_agent, leaf_agent_id) = leaf.workload_agent();
     entry_for_me(
         &mid.server,
         &mid_agent_id,
-        "spiffe://example.org/mid/svc",
+        "spiffe://example.org/prod/mid/svc",
         "10m",
     );
     for i in 0..WORKLOADS {
         entry_for_me(
             &leaf.server,
             &leaf_agent_id,
-            &format!("spiffe://example.org/leaf/w{i}"),
+            &format!("spiffe://example.org/prod/mid/leaf/w{i}"),
             "10m",
         );
     }
