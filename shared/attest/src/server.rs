@@ -125,7 +125,7 @@ pub struct Attested {
 #[derive(Debug, Clone)]
 pub enum Turn {
     /// Send this and wait for the agent's answer.
-    Send(AttestResponse),
+    Send(Box<AttestResponse>),
     /// Wait for the agent's next message.
     Wait,
     /// The node is attested; the dialogue is over.
@@ -286,10 +286,10 @@ impl<'a> ServerDialogue<'a> {
         let node =
             x509pop::verify_chain(chain, self.policy.x509pop_cas, now).map_err(Refusal::X509pop)?;
         self.state = State::X509Proof(node);
-        Ok(Turn::Send(AttestResponse {
+        Ok(Turn::Send(Box::new(AttestResponse {
             step: Some(attest_response::Step::Challenge(self.fresh.nonce.to_vec())),
             tpm_devid_challenge: None,
-        }))
+        })))
     }
 
     fn x509pop_verify(&mut self, node: &X509PopNode, sig: &[u8]) -> Result<Turn, Refusal> {
@@ -327,14 +327,14 @@ impl<'a> ServerDialogue<'a> {
         )
         .map_err(Refusal::Credential)?;
         self.state = State::TpmProof(Box::new(device));
-        Ok(Turn::Send(AttestResponse {
+        Ok(Turn::Send(Box::new(AttestResponse {
             step: None,
             tpm_devid_challenge: Some(TpmDevidChallenge {
                 nonce: self.fresh.nonce.to_vec(),
                 credential_blob: credential.id_object,
                 encrypted_secret: credential.encrypted_secret,
             }),
-        }))
+        })))
     }
 
     fn tpm_verify(&mut self, device: &VerifiedDevice, p: TpmDevidProof) -> Result<Turn, Refusal> {

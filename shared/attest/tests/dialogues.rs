@@ -63,7 +63,7 @@ fn run(
                 assert!(matches!(next, Next::Done(_)));
                 return Ok(*a);
             }
-            Turn::Send(msg) => match agent.receive(msg).expect("agent answers") {
+            Turn::Send(msg) => match agent.receive(*msg).expect("agent answers") {
                 Next::Send(m) => inbox.push_back(m),
                 Next::AnswerTpm(ch) => {
                     let lab = tpm.expect("a TPM");

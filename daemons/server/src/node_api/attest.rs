@@ -156,7 +156,7 @@ async fn attest(
         match turn {
             Turn::Done(a) => break *a,
             Turn::Send(m) => tx
-                .send(Ok(m))
+                .send(Ok(*m))
                 .await
                 .map_err(|_| Status::cancelled("agent went away"))?,
             Turn::Wait => {}
