@@ -76,6 +76,7 @@ async fn forced_root_rotation_with_refusals_restarts_and_audit() {
         spiffe_id: first.id.to_string(),
         key_ids: trustdeck_spiffe::x509::chain_key_ids(&first.svid).expect("key ids"),
         not_after: chrono::Utc::now().timestamp() + 300,
+        count: 0,
     };
     assert_eq!(held_old.key_ids, vec![old.clone()]);
 

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
+use trustdeck_proto::held::{HELD_BUDGET_BYTES, compact, count_of};
 use trustdeck_proto::node::{HeldSvid, HeldSvids, KeyKind};
 
 /// At most this many SVIDs in one report.
@@ -87,17 +88,19 @@ impl Census {
     /// How many SVIDs reported and live at `now` chain to the authority `key_id` of `kind`.
     pub fn live_chaining_to(&self, kind: KeyKind, key_id: &str, now: DateTime<Utc>) -> u32 {
         let reports = self.reports.lock().unwrap_or_else(|p| p.into_inner());
-        let n = reports
+        let n: u64 = reports
             .values()
             .flatten()
             .filter(|s| live(s, now) && s.kind() == kind && s.key_ids.iter().any(|k| k == key_id))
-            .count();
+            .map(count_of)
+            .sum();
         u32::try_from(n).unwrap_or(u32::MAX)
     }
 
     /// Every live SVID of every report, then `own` (what this server itself holds): the
-    /// report a downstream server sends its upstream. At most [`MAX_HELD`] SVIDs, those
-    /// expiring last kept, so that what is cut is what stops counting first.
+    /// report a downstream server sends its upstream, within [`HELD_BUDGET_BYTES`]
+    /// ([`compact`]: merged by key ids, every SVID still counted) and at most [`MAX_HELD`]
+    /// entries, those expiring last kept, so that what is cut is what stops counting first.
     pub fn forward(&self, own: Vec<HeldSvid>, now: DateTime<Utc>) -> HeldSvids {
         let reports = self.reports.lock().unwrap_or_else(|p| p.into_inner());
         let mut svids: Vec<HeldSvid> = reports
@@ -111,7 +114,7 @@ impl Census {
             svids.sort_by_key(|s| std::cmp::Reverse(s.not_after));
             svids.truncate(MAX_HELD);
         }
-        HeldSvids { svids }
+        compact(HeldSvids { svids }, HELD_BUDGET_BYTES)
     }
 
     /// Every live reported SVID with its reporter, for checks over the whole census.
@@ -139,6 +142,7 @@ mod tests {
             spiffe_id: id.into(),
             key_ids: keys.iter().map(|k| k.to_string()).collect(),
             not_after: t(not_after).timestamp(),
+            count: 0,
         }
     }
 
@@ -186,6 +190,23 @@ mod tests {
             self.each_live(now, |_, _| n += 1);
             n
         }
+    }
+
+    #[test]
+    fn an_aggregate_entry_counts_every_svid_it_stands_for() {
+        let c = Census::default();
+        let mut merged = held(KeyKind::X509, "", &["int1", "root1"], 100);
+        merged.count = 40_000;
+        c.record(
+            "downstream-b",
+            report(vec![
+                merged,
+                held(KeyKind::X509, "spiffe://td/w", &["root1"], 100),
+            ]),
+            t(0),
+        );
+        assert_eq!(c.live_chaining_to(KeyKind::X509, "root1", t(10)), 40_001);
+        assert_eq!(c.live_chaining_to(KeyKind::X509, "int1", t(10)), 40_000);
     }
 
     #[test]

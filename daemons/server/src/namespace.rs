@@ -211,7 +211,8 @@ pub fn check(
     issued: &HashMap<String, Vec<String>>,
 ) -> Option<Violation> {
     use trustdeck_proto::node::KeyKind;
-    if svid.kind() != KeyKind::X509 || is_daemon_id(&svid.spiffe_id) {
+    // An aggregate (`held::compact`) names no SPIFFE ID: nothing to check.
+    if svid.kind() != KeyKind::X509 || svid.spiffe_id.is_empty() || is_daemon_id(&svid.spiffe_id) {
         return None;
     }
     let issuer = svid.key_ids.first()?;

@@ -52,6 +52,7 @@ fn req(kind: CaKind, op: AuthorityOp, id: &str) -> OpRequest {
         op,
         id: id.into(),
         force: false,
+        census_complete: true,
     }
 }
 
@@ -218,7 +219,11 @@ async fn a_forced_root_rotation_step_by_step_with_restarts() {
     assert_eq!(b.x509_authorities.len(), 1, "exactly the active root");
     assert_eq!(b.x509_authorities[0], m.x509_ca().expect("ca").cert_der());
     assert_eq!(b.sequence, seq0 + 4);
-    assert!(m.tainted_keys().x509_key_ids.is_empty());
+    assert_eq!(
+        m.tainted_keys().x509_key_ids,
+        vec![root0.clone()],
+        "a revoked authority stays distrusted until it expires"
+    );
     assert_eq!(
         refused(&m, &forced, NOBODY).await,
         AuthorityRefusal::Already

@@ -4,12 +4,14 @@
 //! - [`node`]: the node API agents and downstream servers call on their server.
 //! - [`admin`]: the server's local administration API and every daemon's `Observe` stream.
 //! - [`codec`]: the Workload API's codec (undecodable bodies are `InvalidArgument`).
+//! - [`held`]: held-SVID reports kept within a message budget.
 //! - [`reason`]: machine-readable reasons on node-API errors.
 //! - [`refusal`]: the rule that refused an authority operation, on admin-API errors.
 //! - [`vocab`]: the text of the admin enums, and values from newer daemons.
 #![forbid(unsafe_code)]
 
 pub mod codec;
+pub mod held;
 pub mod reason;
 pub mod refusal;
 pub mod vocab;

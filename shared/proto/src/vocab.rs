@@ -318,6 +318,7 @@ vocabulary!(AuthorityRefusal {
     InUse => "live SVIDs still chain to it (--force to revoke anyway)",
     KindNotHere => "no authorities of this kind on this server",
     Already => "already in that state",
+    CensusIncomplete => "started too recently to know what still chains to it",
 });
 
 /// Defines `<field>_wire()` readers of enum fields that keep a value this build does not know.

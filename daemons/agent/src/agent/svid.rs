@@ -70,21 +70,34 @@ impl Agent {
         chain: &[Vec<u8>],
         key: &[u8],
     ) -> Result<(), AgentError> {
-        self.take_up_svid(chain, key)?;
-        let (dir, chain, key) = (self.config.data_dir.clone(), chain.to_vec(), key.to_vec());
-        tokio::task::spawn_blocking(move || state::save_svid(&dir, &chain, &key)).await??;
-        Ok(())
+        // Stored before it is presented: once the server sees the new serial it refuses the
+        // old one (serial binding), so an agent killed right after must restart with this one.
+        self.usable_window(chain)?;
+        let (dir, owned_chain, owned_key) =
+            (self.config.data_dir.clone(), chain.to_vec(), key.to_vec());
+        tokio::task::spawn_blocking(move || state::save_svid(&dir, &owned_chain, &owned_key))
+            .await??;
+        self.take_up_svid(chain, key)
     }
 
-    /// Presents `chain` from now on and schedules its renewal; refuses an expired one.
-    fn take_up_svid(&self, chain: &[Vec<u8>], key: &[u8]) -> Result<(), AgentError> {
+    /// The SVID's SPIFFE ID and validity; refuses an expired one.
+    fn usable_window(
+        &self,
+        chain: &[Vec<u8>],
+    ) -> Result<(SpiffeId, DateTime<Utc>, DateTime<Utc>), AgentError> {
         let (id, nb, na) = leaf_window(chain)?;
-        let now = self.clock.now();
-        if na <= now {
+        if na <= self.clock.now() {
             return Err(AgentError::NotAttested(format!(
                 "agent SVID expired at {na}"
             )));
         }
+        Ok((id, nb, na))
+    }
+
+    /// Presents `chain` from now on and schedules its renewal; refuses an expired one.
+    fn take_up_svid(&self, chain: &[Vec<u8>], key: &[u8]) -> Result<(), AgentError> {
+        let (id, nb, na) = self.usable_window(chain)?;
+        let now = self.clock.now();
         self.identity
             .set(chain.to_vec(), key)
             .map_err(AgentError::Tls)?;

@@ -4,8 +4,10 @@
 //! A tainted SVID is re-issued at the first round that sees the tainted set (in batches of
 //! the sync round's size, one right after the other). A re-issued SVID whose chain still
 //! holds a tainted key (the server that signs it has not replaced its intermediate yet) is
-//! kept, since it is valid, and re-issued again after [`retry_delay`], at most
-//! [`MAX_ATTEMPTS`] times until clean. A new tainted set starts every count afresh. A
+//! kept, since it is valid, and re-issued again after [`retry_delay`] (doubling up to
+//! [`MAX_RETRY`], then every [`MAX_RETRY`]) until clean: it never gives up, since what is
+//! left chaining to a tainted key blocks its revocation. A new tainted set starts every count
+//! afresh. A
 //! re-issue that fails (rate limited, server gone) is not counted: the SVID stays due.
 
 use std::collections::HashMap;
@@ -15,8 +17,6 @@ use trustdeck_proto::node::{HeldSvid, HeldSvids, KeyKind, TaintedKeys};
 
 /// The key under which the agent's own SVID is tracked (no entry id is empty).
 pub const AGENT_SVID: &str = "";
-/// Re-issues of one SVID per tainted set whose result still chained to a tainted key.
-pub const MAX_ATTEMPTS: u32 = 10;
 /// The first wait before re-issuing an SVID that came back still tainted; doubled per try.
 pub const FIRST_RETRY: Duration = Duration::milliseconds(500);
 /// The longest such wait.
@@ -79,7 +79,7 @@ impl TaintTracker {
         }
         match self.pending.get(id) {
             None => true,
-            Some(p) => p.attempts < MAX_ATTEMPTS && now >= p.next_at,
+            Some(p) => now >= p.next_at,
         }
     }
 
@@ -106,11 +106,7 @@ impl TaintTracker {
 
     /// When the next retry of an SVID that came back still tainted falls due.
     pub fn next_retry(&self) -> Option<DateTime<Utc>> {
-        self.pending
-            .values()
-            .filter(|p| p.attempts < MAX_ATTEMPTS)
-            .map(|p| p.next_at)
-            .min()
+        self.pending.values().map(|p| p.next_at).min()
     }
 
     /// How many of the SVIDs re-issued (their old chains' key ids) chained to each tainted
@@ -148,6 +144,7 @@ pub fn held_x509(spiffe_id: &str, key_ids: &[String], not_after: DateTime<Utc>) 
         spiffe_id: spiffe_id.to_string(),
         key_ids: key_ids.to_vec(),
         not_after: not_after.timestamp(),
+        count: 0,
     }
 }
 
@@ -164,15 +161,17 @@ pub fn held_report(
         spiffe_id: String::new(),
         key_ids: if kid.is_empty() { vec![] } else { vec![kid] },
         not_after,
+        count: 0,
     });
-    HeldSvids {
+    let report = HeldSvids {
         svids: x509
             .into_iter()
             .chain(jwts)
             .filter(|s| s.not_after > now)
             .take(MAX_HELD)
             .collect(),
-    }
+    };
+    trustdeck_proto::held::compact(report, trustdeck_proto::held::HELD_BUDGET_BYTES)
 }
 
 fn same_set(a: &TaintedKeys, b: &TaintedKeys) -> bool {
@@ -235,24 +234,30 @@ mod tests {
     }
 
     #[test]
-    fn retries_are_bounded_and_a_new_tainted_set_starts_afresh() {
+    fn retries_slow_down_never_stop_and_a_new_tainted_set_starts_afresh() {
         let mut tr = TaintTracker::default();
         tr.set(tainted(&["root1"], &[]));
         let old = keys(&["int1", "root1"]);
         let mut now = t(0);
-        let mut tries = 0;
-        while tr.due("b", &old, now) {
+        for tries in 1..=20u32 {
+            assert!(tr.due("b", &old, now), "try {tries}");
             tr.reissued("b", &old, now);
-            tries += 1;
-            now += MAX_RETRY;
-            assert!(tries <= MAX_ATTEMPTS);
+            let wait = retry_delay(tries);
+            assert!(wait <= MAX_RETRY);
+            assert!(!tr.due("b", &old, now + wait - Duration::milliseconds(1)));
+            assert_eq!(tr.next_retry(), Some(now + wait));
+            now += wait;
         }
-        assert_eq!(tries, MAX_ATTEMPTS);
-        assert!(tr.next_retry().is_none());
-        // Kept (it is valid) but no longer retried, until the tainted set changes.
+        assert_eq!(
+            retry_delay(20),
+            MAX_RETRY,
+            "at most one re-issue per MAX_RETRY"
+        );
         assert!(tr.chain_tainted(&old));
+        tr.reissued("b", &old, now);
+        assert!(!tr.due("b", &old, now));
         tr.set(tainted(&["root1", "int9"], &[]));
-        assert!(tr.due("b", &old, now));
+        assert!(tr.due("b", &old, now), "a new tainted set retries at once");
     }
 
     #[test]
@@ -296,7 +301,15 @@ mod tests {
         assert_eq!(r.svids[2].kind(), KeyKind::Jwt);
         assert_eq!(r.svids[2].key_ids, keys(&["kid1"]));
         let many = (0..MAX_HELD + 10).map(|i| (format!("k{i}"), t(60_000).timestamp()));
-        assert_eq!(held_report([], many, now).svids.len(), MAX_HELD);
+        let bounded = held_report([], many, now);
+        assert!(bounded.svids.len() <= MAX_HELD);
+        assert!(prost::Message::encoded_len(&bounded) <= trustdeck_proto::held::HELD_BUDGET_BYTES);
+        // Many SVIDs under the same keys merge into one entry that still counts them all.
+        let same = (0..MAX_HELD)
+            .map(|i| held_x509(&format!("spiffe://td/w{i}"), &keys(&["i", "r"]), t(60_000)));
+        let merged = held_report(same, [], now);
+        assert_eq!(merged.svids.len(), 1);
+        assert_eq!(merged.svids[0].count as usize, MAX_HELD);
     }
 
     #[test]

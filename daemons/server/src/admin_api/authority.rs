@@ -149,6 +149,12 @@ pub fn show(ctx: &ServerCtx, kind: AuthorityKind) -> Result<ShowAuthoritiesRespo
     })
 }
 
+/// How long after its start a server's census may still miss reporters: agents report with
+/// every sync (every 0.5 s by default, longer while they back off after losing the server),
+/// downstreams with every bundle fetch. Until then a revoke that finds nothing chaining to
+/// the authority is refused (`CensusIncomplete`) unless forced.
+pub const CENSUS_WARMUP: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Runs an operation for an operator (`actor`), audits and publishes its outcome.
 pub async fn operate(
     ctx: &ServerCtx,
@@ -197,6 +203,7 @@ async fn run(
         op,
         id: req.id.clone(),
         force: req.force,
+        census_complete: ctx.origin.elapsed() >= CENSUS_WARMUP,
     };
     let now = ctx.clock.now();
     let kk = key_kind(kind);

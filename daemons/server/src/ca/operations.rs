@@ -47,6 +47,9 @@ pub struct OpRequest {
     pub id: String,
     /// `revoke` only: even while live SVIDs chain to it.
     pub force: bool,
+    /// Whether the census has heard from the fleet since this server started: a census that
+    /// counts no live SVID allows a revoke only then.
+    pub census_complete: bool,
 }
 
 /// An operation refused by a rule: nothing changed.
@@ -192,6 +195,14 @@ pub fn plan(
                      wait for them to be re-issued, or --force"
                 ),
             )),
+            0 if !req.force && !req.census_complete => Err(refuse(
+                AuthorityRefusal::CensusIncomplete,
+                format!(
+                    "this server started too recently to know whether live SVIDs chain to \
+                     {k} authority {id} (agents and downstreams report every few seconds); \
+                     retry shortly, or --force"
+                ),
+            )),
             _ => Ok(Plan::Revoke { record_id }),
         },
         (AuthorityOp::Revoke, st) => Err(refuse(
@@ -277,6 +288,7 @@ mod tests {
             op,
             id: id.into(),
             force: false,
+            census_complete: true,
         }
     }
 
@@ -332,6 +344,26 @@ mod tests {
             let r = plan(&j, false, &req(AuthorityOp::Taint, id), NONE);
             assert_eq!(refusal(r), AuthorityRefusal::Already, "{id}");
         }
+    }
+
+    #[test]
+    fn revoke_right_after_start_waits_for_the_census_unless_forced() {
+        let j = journal();
+        let early = OpRequest {
+            census_complete: false,
+            ..req(AuthorityOp::Revoke, "kid-t")
+        };
+        let e = plan(&j, false, &early, NONE).expect_err("census incomplete");
+        assert_eq!(e.refusal, AuthorityRefusal::CensusIncomplete);
+        // What the census already knows still refuses as such.
+        let in_use = |k: &str| if k == "kid-t" { 2 } else { 0 };
+        let e = plan(&j, false, &early, in_use).expect_err("in use");
+        assert_eq!(e.refusal, AuthorityRefusal::InUse);
+        let forced = OpRequest {
+            force: true,
+            ..early
+        };
+        assert!(plan(&j, false, &forced, NONE).is_ok());
     }
 
     #[test]

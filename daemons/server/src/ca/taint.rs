@@ -17,10 +17,15 @@ pub fn record_key_id(r: &CaJournalRecord) -> String {
     }
 }
 
-/// The keys of the tainted records of `journal`.
+/// The keys of the tainted and revoked records of `journal`. A revoked authority stays in the
+/// published set until it expires (and is pruned): a downstream's intermediate is never in the
+/// bundle, so this set is the only thing that keeps distrusting what chains to it.
 pub fn journal_tainted(journal: &[CaJournalRecord]) -> TaintedKeys {
     let mut t = TaintedKeys::default();
-    for r in journal.iter().filter(|r| r.status == CaStatus::Tainted) {
+    for r in journal
+        .iter()
+        .filter(|r| matches!(r.status, CaStatus::Tainted | CaStatus::Revoked))
+    {
         let id = record_key_id(r);
         if id.is_empty() {
             continue;
@@ -94,14 +99,18 @@ mod tests {
             jwt("r", CaStatus::Revoked),
         ];
         let own = journal_tainted(&journal);
-        assert_eq!(own.jwt_kids, vec!["kid-t"]);
+        assert_eq!(
+            own.jwt_kids,
+            vec!["kid-t", "kid-r"],
+            "revoked ones stay distrusted"
+        );
         assert!(own.x509_key_ids.is_empty());
         let up = TaintedKeys {
             x509_key_ids: vec!["ab".into()],
             jwt_kids: vec!["kid-t".into(), "kid-u".into()],
         };
         let all = union(own, &up);
-        assert_eq!(all.jwt_kids, vec!["kid-t", "kid-u"]);
+        assert_eq!(all.jwt_kids, vec!["kid-t", "kid-r", "kid-u"]);
         assert_eq!(all.x509_key_ids, vec!["ab"]);
     }
 }

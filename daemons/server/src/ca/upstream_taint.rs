@@ -103,6 +103,7 @@ pub fn own_held(journal: &[CaJournalRecord], td_id: &str, now: DateTime<Utc>) ->
                 spiffe_id: td_id.to_string(),
                 key_ids,
                 not_after: r.not_after,
+                count: 0,
             })
         })
         .collect()

@@ -122,6 +122,7 @@ fn held(spiffe_id: &str, keys: &[&str], not_after: i64) -> HeldSvid {
         spiffe_id: spiffe_id.into(),
         key_ids: keys.iter().map(|s| s.to_string()).collect(),
         not_after,
+        count: 0,
     }
 }
 

@@ -281,7 +281,8 @@ async fn upstream_bundle(
         if ctx.ca.set_upstream_tainted(tainted) {
             tracing::info!(tainted = ?ctx.ca.tainted_keys(), "upstream's tainted keys changed");
         }
-        replace_tainted(&ctx, &mut replace).await;
+        // The bundle first: a replacement intermediate may chain to a root only this bundle
+        // holds, and agents must trust it before anything it signs reaches them.
         match ctx.ca.set_upstream_bundle(b, ctx.clock.now()).await {
             Ok(true) => tracing::info!(
                 sequence = ctx.ca.bundle().sequence,
@@ -290,5 +291,6 @@ async fn upstream_bundle(
             Ok(false) => {}
             Err(e) => tracing::error!(error = %e, "could not store the upstream's bundle"),
         }
+        replace_tainted(&ctx, &mut replace).await;
     }
 }
