@@ -28,9 +28,9 @@ mod pg;
 mod pg_own;
 mod server;
 mod sql;
+mod taint;
 mod tiers;
 mod validator;
-mod taint;
 mod verify;
 
 pub use agent::*;
@@ -40,9 +40,9 @@ pub use pg::*;
 pub use pg_own::*;
 pub use server::*;
 pub use sql::*;
+pub use taint::*;
 pub use tiers::*;
 pub use validator::*;
-pub use taint::*;
 pub use verify::*;
 
 /// Directory holding the workspace's built binaries (next to the test executable's `deps/`).

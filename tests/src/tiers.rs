@@ -61,9 +61,11 @@ pub struct Tiers {
     pub config: TiersConfig,
 }
 
-/// Segment names of the downstream tiers (their SPIFFE IDs live under `/<name>/`).
+/// Segment names of the downstream tiers: the mid's namespace is `/<env>/tier-mid/`; the
+/// leaf lies inside it (`/prod/tier-mid/tier-leaf/`), as a downstream of a downstream must.
+/// Each tier's workload is `/prod/<segment>/workload`.
 pub const MID_SEGMENT: &str = "tier-mid";
-pub const LEAF_SEGMENT: &str = "tier-leaf";
+pub const LEAF_SEGMENT: &str = "tier-mid/tier-leaf";
 
 impl Tiers {
     /// Starts the three tiers with [`TiersConfig::default`].
@@ -77,7 +79,7 @@ impl Tiers {
         let toml = config.server_toml();
         let root = ServerProc::start(&toml);
         let mid = Downstream::start(&root, MID_SEGMENT, &toml);
-        let leaf = Downstream::start(&mid.server, LEAF_SEGMENT, &toml);
+        let leaf = Downstream::start(&mid.server, &format!("prod/{LEAF_SEGMENT}"), &toml);
         let root_agent = {
             let token = root.token("10m");
             let agent = AgentProc::start(

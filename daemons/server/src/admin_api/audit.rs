@@ -61,7 +61,12 @@ pub struct Audit {
 }
 
 /// A record with a fresh random id.
-pub(crate) fn record(clock: &dyn Clock, actor: &str, audit: &Audit, outcome: &Outcome) -> AuditRecord {
+pub(crate) fn record(
+    clock: &dyn Clock,
+    actor: &str,
+    audit: &Audit,
+    outcome: &Outcome,
+) -> AuditRecord {
     AuditRecord {
         id: trustdeck_datastore::random_id::<12>(),
         at: clock.now().timestamp(),
