@@ -135,7 +135,6 @@ async fn forced_root_rotation_with_refusals_restarts_and_audit() {
     // The agent reports the SVID chaining to the tainted root: revoke is refused.
     let report = |svids| SyncEntriesRequest {
         held: Some(HeldSvids { svids }),
-        ..Default::default()
     };
     let synced = agent
         .client
