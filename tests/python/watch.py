@@ -39,6 +39,11 @@ class Watch:
         self.kids = []
         # Key ids of each held SVID's direct issuer, in order: the tier's CA, rotating.
         self.issuers = []
+        # What is held at the last round: the bundle's roots, each SVID's chain keys, the
+        # JWT bundle's kids (the state a rotation must end in, not its history).
+        self.held_roots = []
+        self.held_chains = {}
+        self.held_kids = []
 
     def _now(self):
         return datetime.datetime.now(datetime.timezone.utc)
@@ -71,6 +76,7 @@ class Watch:
         if ctx is None:
             return
         now = self._now()
+        held_roots, held_chains = [], {}
         for svid in ctx.x509_svids:
             td = svid.spiffe_id.trust_domain
             if self.override is not None:
@@ -81,6 +87,9 @@ class Watch:
             for r in roots:
                 if key_id(r) not in self.roots:
                     self.roots.append(key_id(r))
+                if key_id(r) not in held_roots:
+                    held_roots.append(key_id(r))
+            held_chains[str(svid.spiffe_id)] = chain_key_ids(list(svid.cert_chain))
             ids = self.serials.setdefault(str(svid.spiffe_id), [])
             serial = format(svid.leaf.serial_number, "x")
             if serial not in ids:
@@ -93,6 +102,15 @@ class Watch:
             self.validations += 1
             if reason is not None:
                 self._fail("x509", reason, svid)
+        self.held_roots, self.held_chains = held_roots, held_chains
+
+    @staticmethod
+    def _ski(cert):
+        try:
+            ext = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
+            return ext.value.digest.hex()
+        except x509.ExtensionNotFound:
+            return ""
 
     @staticmethod
     def _aki(cert):
@@ -121,6 +139,7 @@ class Watch:
         for kid in bundle.jwt_authorities.keys():
             if kid not in self.kids:
                 self.kids.append(kid)
+        self.held_kids = list(bundle.jwt_authorities.keys())
         try:
             JwtSvid.parse_and_validate(svid.token, bundle, {self.audience})
         except Exception as e:  # noqa: BLE001
@@ -136,6 +155,9 @@ class Watch:
             "issuers": list(self.issuers),
             "bundle_roots": list(self.roots),
             "jwt_kids": list(self.kids),
+            "held_roots": list(self.held_roots),
+            "held_chains": {k: list(v) for k, v in self.held_chains.items()},
+            "held_kids": list(self.held_kids),
             "secs": round(time.monotonic() - started, 3),
         }
 
@@ -179,6 +201,17 @@ class Watch:
         if self.validations == 0:
             self._fail("watch", "never received an X.509 context")
         return self.summary(started)
+
+
+def chain_key_ids(chain):
+    """The keys a chain depends on, like `trustdeck_spiffe::x509::chain_key_ids`: every
+    certificate's authority key id and every non-leaf's subject key id, each once, in order."""
+    out = []
+    for i, cert in enumerate(chain):
+        for k in ([Watch._ski(cert)] if i > 0 else []) + [Watch._aki(cert)]:
+            if k and k not in out:
+                out.append(k)
+    return out
 
 
 def load_roots(path):

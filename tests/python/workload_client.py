@@ -78,6 +78,7 @@ def main():
     p.add_argument("--status-file", help="rewritten twice a second with the summary so far")
     p.add_argument("--max-secs", type=float, default=300.0)
     p.add_argument("--bundle-override", help="PEM roots to validate against instead")
+    p.add_argument("--token", help="jwt-check: the JWT-SVID to validate")
     a = p.parse_args()
     if a.mode == "selftest":
         from svid_check import self_test
@@ -105,6 +106,23 @@ def main():
         json.dump(result, sys.stdout)
         return 0
     try:
+        if a.mode == "jwt-check":
+            # A given JWT-SVID validated with the JWT bundle py-spiffe fetches, and by the agent
+            # (ValidateJWTSVID): each result is null (valid) or the reason.
+            bundles = client.fetch_jwt_bundles()
+            insecure = JwtSvid.parse_insecure(a.token, {a.audience})
+            td_bundle = bundles.get_bundle_for_trust_domain(insecure.spiffe_id.trust_domain)
+            result["bundle_kids"] = sorted(td_bundle.jwt_authorities.keys()) if td_bundle else []
+            try:
+                JwtSvid.parse_and_validate(a.token, td_bundle, {a.audience})
+                result["local"] = None
+            except Exception as e:  # noqa: BLE001
+                result["local"] = str(e) or type(e).__name__
+            try:
+                client.validate_jwt_svid(a.token, a.audience)
+                result["agent"] = None
+            except Exception as e:  # noqa: BLE001
+                result["agent"] = status_name(e) + ": " + str(e)
         if a.mode == "error":
             try:
                 if a.call == "x509":

@@ -1,7 +1,7 @@
 //! Helpers for the taint tests: authority operations through the CLI, what a workload holds
 //! (through the Workload API), and the key ids chains and bundles depend on.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio_stream::StreamExt;
 use trustdeck_proto::workload::{JwtBundlesRequest, X509svidRequest};
@@ -17,6 +17,18 @@ pub fn authority(server: &ServerProc, kind: &str, op: &str, id: Option<&str>) ->
     }
     let out = server.cli_ok(&args);
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("authority {kind} {op}: {e}: {out}"))
+}
+
+/// The ids of the authorities in `status` (`active`, `prepared`, `old`, `tainted`,
+/// `revoked`) in the JSON of `authority x509|jwt show`.
+pub fn with_status(show: &serde_json::Value, status: &str) -> Vec<String> {
+    show["authorities"]
+        .as_array()
+        .expect("authorities")
+        .iter()
+        .filter(|a| a["status"] == status)
+        .map(|a| a["id"].as_str().expect("id").to_string())
+        .collect()
 }
 
 /// The subject key id (hex) of a CA certificate.
@@ -61,6 +73,34 @@ pub async fn x509_svids(agent: &AgentProc) -> Option<Vec<(String, Vec<Vec<u8>>, 
             })
             .collect(),
     )
+}
+
+/// Waits until every SVID `agent` serves for this process avoids `key` and there are `n` of
+/// them; returns them.
+pub async fn all_clean(
+    agent: &AgentProc,
+    n: usize,
+    key: &str,
+    secs: u64,
+) -> Vec<(String, Vec<Vec<u8>>, Vec<Vec<u8>>)> {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(svids) = x509_svids(agent).await
+            && svids.len() == n
+            && svids.iter().all(|(_, c, b)| {
+                let _ = b;
+                !chain_keys(c).iter().any(|k| k == key)
+            })
+        {
+            return svids;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "SVIDs still chaining to {key} after {secs}s:\n{}",
+            agent.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// The kids of the JWT bundle of `agent`'s trust domain.

@@ -61,11 +61,11 @@ pub struct Tiers {
     pub config: TiersConfig,
 }
 
-/// Segment names of the downstream tiers: the mid's SPIFFE ID lives under `/tier-mid/` (its
-/// namespace is then `/prod/tier-mid/` and the like); the leaf must lie inside it, so the leaf
-/// is `/prod/tier-mid/leaf/` and its workloads `/prod/<LEAF_SEGMENT>/…`.
+/// Segment names of the downstream tiers: the mid's namespace is `/<env>/tier-mid/`; the
+/// leaf lies inside it (`/prod/tier-mid/tier-leaf/`), as a downstream of a downstream must.
+/// Each tier's workload is `/prod/<segment>/workload`.
 pub const MID_SEGMENT: &str = "tier-mid";
-pub const LEAF_SEGMENT: &str = "tier-mid/leaf";
+pub const LEAF_SEGMENT: &str = "tier-mid/tier-leaf";
 
 impl Tiers {
     /// Starts the three tiers with [`TiersConfig::default`].

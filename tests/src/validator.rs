@@ -59,6 +59,12 @@ pub struct Summary {
     pub bundle_roots: Vec<String>,
     /// JWT key ids seen in the held JWT bundles.
     pub jwt_kids: Vec<String>,
+    /// Key ids of the X.509 authorities in the bundle held at the last round.
+    pub held_roots: Vec<String>,
+    /// The keys each SVID held at the last round chains to (`chain_key_ids`), by SPIFFE ID.
+    pub held_chains: BTreeMap<String, Vec<String>>,
+    /// The kids of the JWT bundle held at the last JWT round.
+    pub held_kids: Vec<String>,
     /// The raw JSON, for messages.
     pub raw: serde_json::Value,
 }
@@ -106,6 +112,12 @@ impl Summary {
             issuers: strings(&v["issuers"]),
             bundle_roots: strings(&v["bundle_roots"]),
             jwt_kids: strings(&v["jwt_kids"]),
+            held_roots: strings(&v["held_roots"]),
+            held_chains: v["held_chains"]
+                .as_object()
+                .map(|o| o.iter().map(|(k, c)| (k.clone(), strings(c))).collect())
+                .unwrap_or_default(),
+            held_kids: strings(&v["held_kids"]),
             raw: v,
         })
     }

@@ -18,17 +18,6 @@ fn show(server: &ServerProc) -> serde_json::Value {
     x509(server, &["show"])
 }
 
-/// The ids of the authorities in `status`.
-fn with_status(show: &serde_json::Value, status: &str) -> Vec<String> {
-    show["authorities"]
-        .as_array()
-        .expect("authorities")
-        .iter()
-        .filter(|a| a["status"] == status)
-        .map(|a| a["id"].as_str().expect("id").to_string())
-        .collect()
-}
-
 fn authority<'a>(show: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
     show["authorities"]
         .as_array()

@@ -17,34 +17,6 @@ use trustdeck_proto::workload::JwtsvidRequest;
 /// Workload entries under the leaf's agent.
 const WORKLOADS: usize = 20;
 
-/// Waits until every SVID `agent` serves for this process avoids `key` and there are `n` of
-/// them; returns them.
-async fn all_clean(
-    agent: &AgentProc,
-    n: usize,
-    key: &str,
-    secs: u64,
-) -> Vec<(String, Vec<Vec<u8>>, Vec<Vec<u8>>)> {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(svids) = x509_svids(agent).await
-            && svids.len() == n
-            && svids.iter().all(|(_, c, b)| {
-                let _ = b;
-                !chain_keys(c).iter().any(|k| k == key)
-            })
-        {
-            return svids;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "SVIDs still chaining to {key} after {secs}s:\n{}",
-            agent.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// Whether `show` (the JSON of `authority x509 show`) names an authority tainted.
 fn names_tainted(show: &serde_json::Value) -> bool {
     match show {
@@ -59,6 +31,7 @@ fn names_tainted(show: &serde_json::Value) -> bool {
 async fn a_tainted_root_is_replaced_at_every_tier_without_operator_action() {
     let root = ServerProc::start("");
     let mid = Downstream::start(&root, "mid", "");
+    // Inside the mid's namespace (`/prod/mid/`), as a downstream of a downstream must be.
     let leaf = Downstream::start(&mid.server, "prod/mid/leaf", "");
     let (mid_agent, mid_agent_id) = mid.workload_agent();
     let (leaf_agent, leaf_agent_id) = leaf.workload_agent();

@@ -138,11 +138,17 @@ pub fn show(ctx: &ServerCtx, kind: AuthorityKind) -> Result<ShowAuthoritiesRespo
     }
     let st = ctx.ca.snapshot();
     let now = ctx.clock.now();
+    // In the datastore's order (creation time, then id), so that a listing is the same
+    // before and after a restart (the journal in memory is in insertion order).
+    let mut records: Vec<&CaJournalRecord> = st
+        .journal
+        .iter()
+        .filter(|r| want.is_none_or(|k| r.kind == k))
+        .collect();
+    records.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
     Ok(ShowAuthoritiesResponse {
-        authorities: st
-            .journal
-            .iter()
-            .filter(|r| want.is_none_or(|k| r.kind == k))
+        authorities: records
+            .into_iter()
             .map(|r| authority_info(ctx, r, &st.bundle, now))
             .collect(),
         bundle_sequence: st.bundle.sequence,

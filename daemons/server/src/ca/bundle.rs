@@ -20,6 +20,17 @@ pub fn refresh_hint(ca_ttl: Duration) -> u64 {
     (ca_ttl.num_seconds() / 10).clamp(1, 300) as u64
 }
 
+/// Whether two bundles hold the same authorities, in any order: the journal's order in
+/// memory (insertion) and as loaded (creation second, then id) can differ, and a restart
+/// must not publish a new sequence for the same authorities.
+pub fn same_authorities(a: &Bundle, b: &Bundle) -> bool {
+    fn same_set<T: PartialEq>(x: &[T], y: &[T]) -> bool {
+        x.len() == y.len() && x.iter().all(|i| y.contains(i)) && y.iter().all(|i| x.contains(i))
+    }
+    same_set(&a.x509_authorities, &b.x509_authorities)
+        && same_set(&a.jwt_authorities, &b.jwt_authorities)
+}
+
 /// The bundle for a journal: the root certificate of every trusted X.509 authority's chain
 /// and every trusted JWT key.
 pub fn build_bundle(
@@ -136,6 +147,20 @@ mod tests {
     use crate::ca::slot::tests::{record, t};
     use trustdeck_datastore::CaStatus;
     use trustdeck_pki::rotation::Window;
+
+    #[test]
+    fn the_same_authorities_in_another_order_are_the_same_bundle() {
+        let td = TrustDomain::parse("td").unwrap();
+        let mut a = Bundle::new(td.clone());
+        a.x509_authorities = vec![vec![1], vec![2]];
+        let mut b = Bundle::new(td);
+        b.x509_authorities = vec![vec![2], vec![1]];
+        assert!(same_authorities(&a, &b));
+        b.x509_authorities = vec![vec![2], vec![3]];
+        assert!(!same_authorities(&a, &b));
+        b.x509_authorities = vec![vec![2]];
+        assert!(!same_authorities(&a, &b));
+    }
 
     fn jwt(id: &str, status: CaStatus) -> CaJournalRecord {
         CaJournalRecord {

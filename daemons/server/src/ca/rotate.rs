@@ -125,8 +125,7 @@ impl CaManager {
                 refresh_hint(self.settings.ca_ttl),
             )?
         };
-        let authorities_changed = bundle.x509_authorities != cur.bundle.x509_authorities
-            || bundle.jwt_authorities != cur.bundle.jwt_authorities;
+        let authorities_changed = !super::bundle::same_authorities(&bundle, &cur.bundle);
         if round.journal == cur.journal && !authorities_changed {
             return Ok(round.events);
         }

@@ -88,13 +88,18 @@ pub fn plan(journal: &[CaJournalRecord], tainted: &TaintedKeys) -> TaintPlan {
     p
 }
 
-/// What a downstream reports holding itself: its live intermediates (not revoked, not
-/// expired at `now`), each as an X.509 SVID of the trust domain's ID.
+/// What a downstream reports holding itself: the intermediates that may still sign (active
+/// or prepared, not expired at `now`), each as an X.509 SVID of the trust domain's ID. An
+/// old or tainted intermediate signs nothing more; what it signed and is still live is
+/// reported by the nodes holding it, so it does not keep its upstream's authority from
+/// being revoked once those are re-issued.
 pub fn own_held(journal: &[CaJournalRecord], td_id: &str, now: DateTime<Utc>) -> Vec<HeldSvid> {
     journal
         .iter()
         .filter(|r| {
-            r.kind == CaKind::X509 && r.status != CaStatus::Revoked && r.not_after > now.timestamp()
+            r.kind == CaKind::X509
+                && matches!(r.status, CaStatus::Active | CaStatus::Prepared)
+                && r.not_after > now.timestamp()
         })
         .filter_map(|r| {
             let key_ids = record_chain_key_ids(r);
@@ -346,11 +351,19 @@ mod tests {
         let r = root(&td);
         let mut gone = inter(&r, "gone", CaStatus::Revoked);
         gone.not_after = t(1800).timestamp();
-        let mut expired = inter(&r, "expired", CaStatus::Old);
+        let mut expired = inter(&r, "expired", CaStatus::Prepared);
         expired.not_after = t(10).timestamp();
-        let journal = [inter(&r, "active", CaStatus::Active), gone, expired];
+        let journal = [
+            inter(&r, "active", CaStatus::Active),
+            gone,
+            expired,
+            // Live but signing nothing more: what they signed is reported by its holders.
+            inter(&r, "old", CaStatus::Old),
+            inter(&r, "tainted", CaStatus::Tainted),
+            inter(&r, "prepared", CaStatus::Prepared),
+        ];
         let held = own_held(&journal, "spiffe://td", t(100));
-        assert_eq!(held.len(), 1);
+        assert_eq!(held.len(), 2);
         assert_eq!(held[0].spiffe_id, "spiffe://td");
         assert_eq!(held[0].kind(), KeyKind::X509);
         assert_eq!(held[0].key_ids, record_chain_key_ids(&journal[0]));
