@@ -172,6 +172,35 @@ fn configured_uids_reach_the_server_socket_and_refusals_are_audited_once_a_minut
         stderr(&refused)
     );
 
+    // Authority operations: a viewer shows them, every change is refused and changes
+    // nothing (the same show, the same bundle).
+    let show = ["authority", "x509", "show", "--output", "json"];
+    let before = server_cli(&viewer, &socket, &show);
+    assert!(before.status.success(), "viewer shows: {}", stderr(&before));
+    let bundle_before = server.bundle_roots();
+    let old_id = {
+        let v: serde_json::Value = serde_json::from_slice(&before.stdout).expect("show json");
+        v["authorities"][0]["id"].as_str().expect("id").to_string()
+    };
+    for op in [
+        vec!["authority", "x509", "prepare"],
+        vec!["authority", "x509", "activate", "--id", &old_id],
+        vec!["authority", "x509", "taint", "--id", &old_id],
+        vec!["authority", "x509", "revoke", "--id", &old_id, "--force"],
+        vec!["authority", "jwt", "prepare"],
+    ] {
+        let out = server_cli(&viewer, &socket, &op);
+        assert!(!out.status.success(), "{op:?} by a viewer");
+        assert!(
+            stderr(&out).contains(&format!("uid:{} is a viewer", viewer.uid)),
+            "{op:?}: {}",
+            stderr(&out)
+        );
+    }
+    let after = server_cli(&viewer, &socket, &show);
+    assert_eq!(after.stdout, before.stdout, "nothing changed");
+    assert_eq!(server.bundle_roots(), bundle_before);
+
     let created = server_cli(&operator, &socket, &create_args("spiffe://example.org/op"));
     assert!(created.status.success(), "operator: {}", stderr(&created));
     let listed = server.cli_ok(&["entry", "show", "--output", "json"]);
@@ -214,6 +243,12 @@ fn configured_uids_reach_the_server_socket_and_refusals_are_audited_once_a_minut
         has(format!("uid:{}|CreateEntry|refused|", viewer.uid)),
         "{rows:#?}"
     );
+    for method in ["PrepareAuthority", "TaintAuthority", "RevokeAuthority"] {
+        assert!(
+            has(format!("uid:{}|{method}|refused|", viewer.uid)),
+            "{method}: {rows:#?}"
+        );
+    }
     assert!(
         has(format!("uid:{}|entry.create|ok|", operator.uid)),
         "{rows:#?}"

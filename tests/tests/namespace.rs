@@ -175,3 +175,39 @@ async fn a_downstream_stays_within_its_namespace() {
         .into_inner();
     assert!(!ok.token.is_empty());
 }
+
+/// A downstream without its kept namespaces (an upgrade from before namespaces, a lost file)
+/// learns them from its next bundle poll, not only with its next intermediate: it is never
+/// left refusing everything until a rotation.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_downstream_relearns_its_namespaces_from_the_bundle_poll() {
+    let root = ServerProc::start("");
+    let mut gcp = Downstream::start(&root, "gcp", "ca_ttl = \"1h\"\n");
+    let kept = gcp.server.data_dir.join("namespaces.json");
+    assert!(kept.exists(), "kept after the first intermediate");
+    gcp.server.stop();
+    std::fs::remove_file(&kept).expect("remove namespaces.json");
+    gcp.server.spawn();
+    // The intermediate is still good for most of an hour: no new one is minted, yet the
+    // namespaces come back within a few polls.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while !kept.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "namespaces not relearned:\n{}",
+            gcp.server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_agent, agent_id) = gcp.workload_agent();
+    gcp.server.cli_ok(&[
+        "entry",
+        "create",
+        "--spiffe-id",
+        "spiffe://example.org/prod/gcp/payments/api",
+        "--parent-id",
+        &agent_id,
+        "--selector",
+        &format!("unix:uid:{}", my_uid()),
+    ]);
+}

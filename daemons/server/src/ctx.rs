@@ -286,7 +286,7 @@ impl ServerCtx {
     pub async fn downstream_namespaces(&self, id: &SpiffeId) -> Result<Vec<String>, Status> {
         let entries = self
             .ds
-            .list_entries()
+            .list_entries_by_spiffe_id(id.as_str())
             .await
             .map_err(crate::node_api::wire::datastore)?;
         let scope = self.scope();

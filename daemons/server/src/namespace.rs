@@ -235,6 +235,9 @@ pub fn check(
 
 /// Most intermediates remembered, and most violations remembered as already reported.
 pub const MAX_REMEMBERED: usize = 4096;
+/// Most new violations reported by one round of the check: what a reporter claims cannot
+/// flood the event stream (the rest are found at the next rounds).
+pub const MAX_NEW_PER_ROUND: usize = 32;
 
 /// What an upstream remembers for the namespace finding: the namespaces of each
 /// intermediate it signed, and which violations it already reported (each once), both
@@ -248,8 +251,8 @@ pub struct Findings {
 struct FindingsInner {
     issued: HashMap<String, Vec<String>>,
     issued_order: VecDeque<String>,
-    reported: HashSet<(String, String, String)>,
-    reported_order: VecDeque<(String, String, String)>,
+    reported: HashSet<(String, String)>,
+    reported_order: VecDeque<(String, String)>,
     total: u64,
 }
 
@@ -270,7 +273,9 @@ impl Findings {
         }
     }
 
-    /// The violations among `svids` (reporter, SVID) not reported before.
+    /// The violations among `svids` (reporter, SVID) not reported before: one per reporter
+    /// and intermediate (naming the first SVID seen), since what a reporter claims is all a
+    /// finding rests on, and at most [`MAX_NEW_PER_ROUND`] per call.
     pub fn new_violations<'a>(
         &self,
         svids: impl IntoIterator<Item = (&'a str, &'a HeldSvid)>,
@@ -281,11 +286,10 @@ impl Findings {
             let Some(v) = check(reporter, svid, &g.issued) else {
                 continue;
             };
-            let key = (
-                v.spiffe_id.clone(),
-                v.issuer_key_id.clone(),
-                svid.not_after.to_string(),
-            );
+            if out.len() >= MAX_NEW_PER_ROUND {
+                break;
+            }
+            let key = (v.reporter.clone(), v.issuer_key_id.clone());
             if g.reported.insert(key.clone()) {
                 g.reported_order.push_back(key);
                 g.total += 1;

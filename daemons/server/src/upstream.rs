@@ -322,6 +322,9 @@ impl Upstream {
         let r = r?;
         let b = Bundle::from_json(&self.settings.trust_domain, &r.bundle)
             .map_err(|e| Status::internal(format!("upstream bundle: {e}")))?;
+        if r.has_namespaces {
+            self.namespaces.update(r.namespaces);
+        }
         self.status.send_if_modified(|s| {
             let changed = s.last_bundle_sequence != Some(b.sequence);
             s.last_bundle_sequence = Some(b.sequence);

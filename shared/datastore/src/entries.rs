@@ -88,6 +88,26 @@ impl Datastore {
         Ok(entries)
     }
 
+    /// The registration entries for one SPIFFE ID (the identity index's first column: no
+    /// scan of the table), ordered by id.
+    pub async fn list_entries_by_spiffe_id(
+        &self,
+        spiffe_id: &str,
+    ) -> Result<Vec<Entry>, DatastoreError> {
+        let sql = format!("SELECT {ENTRY_COLUMNS} FROM registration_entries WHERE spiffe_id = $1");
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(spiffe_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query_err("list entries by SPIFFE ID"))?;
+        let mut entries = rows
+            .iter()
+            .map(entry_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        sort_entries(&mut entries);
+        Ok(entries)
+    }
+
     /// The registration entries whose parent is one of `parent_ids`, ordered
     /// by SPIFFE ID, then id.
     pub async fn list_entries_by_parent(

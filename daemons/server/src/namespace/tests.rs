@@ -204,3 +204,23 @@ fn held_namespaces_survive_a_restart() {
     again.update(vec![]);
     assert_eq!(again.scope(), Scope::Unrestricted);
 }
+
+#[test]
+fn one_reporter_cannot_flood_the_findings() {
+    let f = Findings::default();
+    f.issued("aa", &ns(&["/prod/gcp/"]));
+    let claims: Vec<HeldSvid> = (0..10_000)
+        .map(|i| held(&format!("spiffe://td/prod/aws/w{i}"), &["aa", "root"], 100))
+        .collect();
+    let first = f.new_violations(claims.iter().map(|s| ("agent:a", s)));
+    assert_eq!(first.len(), 1, "one finding per reporter and intermediate");
+    assert!(
+        f.new_violations(claims.iter().map(|s| ("agent:a", s)))
+            .is_empty()
+    );
+    // Many reporters: at most MAX_NEW_PER_ROUND a round, the rest later.
+    let reporters: Vec<String> = (0..100).map(|i| format!("agent:{i}")).collect();
+    let round = f.new_violations(reporters.iter().map(|r| (r.as_str(), &claims[0])));
+    assert_eq!(round.len(), MAX_NEW_PER_ROUND);
+    assert_eq!(f.total(), 1 + MAX_NEW_PER_ROUND as u64);
+}

@@ -58,24 +58,33 @@ impl NodeApi {
         &self,
         request: Request<FetchBundleRequest>,
     ) -> Result<FetchBundleResponse, Status> {
-        let caller = match self.ctx.authenticate_agent(&request).await {
-            Ok(agent) => agent.id,
+        let (caller, downstream) = match self.ctx.authenticate_agent(&request).await {
+            Ok(agent) => (agent.id, false),
             // Downstream servers poll the bundle too.
-            Err(e) => self
-                .ctx
-                .authenticate_downstream(&request)
-                .await
-                .map_err(|_| e)?,
+            Err(e) => (
+                self.ctx
+                    .authenticate_downstream(&request)
+                    .await
+                    .map_err(|_| e)?,
+                true,
+            ),
         };
         // What the caller's fleet holds (a downstream forwards its own census).
         if let Some(held) = &request.get_ref().held {
             self.ctx.record_held(caller.as_str(), held)?;
         }
+        let namespaces = if downstream {
+            self.ctx.downstream_namespaces(&caller).await?
+        } else {
+            Vec::new()
+        };
         let b = self.ctx.ca.bundle();
         Ok(FetchBundleResponse {
             bundle: b.to_json().into_bytes(),
             sequence: b.sequence,
             tainted: Some(self.ctx.ca.tainted_keys()),
+            namespaces,
+            has_namespaces: downstream,
         })
     }
 

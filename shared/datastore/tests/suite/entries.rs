@@ -106,6 +106,24 @@ pub async fn entries(ds: &Datastore) {
         .unwrap();
     assert_eq!(by_ab, vec![db.clone(), webs[0].clone(), webs[1].clone()]);
     assert!(ds.list_entries_by_parent(&[]).await.unwrap().is_empty());
+    assert_eq!(
+        ds.list_entries_by_spiffe_id("spiffe://td.example/db")
+            .await
+            .unwrap(),
+        vec![db.clone()]
+    );
+    assert_eq!(
+        ds.list_entries_by_spiffe_id("spiffe://td.example/web")
+            .await
+            .unwrap(),
+        webs
+    );
+    assert!(
+        ds.list_entries_by_spiffe_id("spiffe://td.example/nobody")
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert!(
         ds.list_entries_by_parent(&["spiffe://td.example/nobody".to_owned()])
             .await
