@@ -59,6 +59,16 @@ pub struct Entry {
 const ENTRY_COLUMNS: &str = "id, spiffe_id, parent_id, selectors, x509_ttl_secs, jwt_ttl_secs, \
                              downstream, dns_names, namespaces, created_at";
 
+/// The entries of `rows`, in [`sort_entries`] order.
+fn sorted_entries(rows: &[sqlx::any::AnyRow]) -> Result<Vec<Entry>, DatastoreError> {
+    let mut entries = rows
+        .iter()
+        .map(entry_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    sort_entries(&mut entries);
+    Ok(entries)
+}
+
 impl Datastore {
     /// The registration entry with the given id, if any.
     pub async fn get_entry(&self, id: &str) -> Result<Option<Entry>, DatastoreError> {
@@ -80,12 +90,7 @@ impl Datastore {
             .fetch_all(&self.pool)
             .await
             .map_err(query_err("list entries"))?;
-        let mut entries = rows
-            .iter()
-            .map(entry_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        sort_entries(&mut entries);
-        Ok(entries)
+        sorted_entries(&rows)
     }
 
     /// The registration entries for one SPIFFE ID (the identity index's first column: no
@@ -100,12 +105,7 @@ impl Datastore {
             .fetch_all(&self.pool)
             .await
             .map_err(query_err("list entries by SPIFFE ID"))?;
-        let mut entries = rows
-            .iter()
-            .map(entry_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        sort_entries(&mut entries);
-        Ok(entries)
+        sorted_entries(&rows)
     }
 
     /// The registration entries whose parent is one of `parent_ids`, ordered

@@ -333,26 +333,15 @@ impl Hub {
         node_id: &str,
         now: DateTime<Utc>,
     ) {
-        let mut st = self.lock();
-        let e = Self::push_event(
-            &mut st,
-            Event {
-                at_ms: ms(now),
-                severity: severity.into(),
-                kind: kind.into(),
-                message: message.into(),
-                node_id: node_id.into(),
-                ..Default::default()
-            },
-        );
-        self.publish(
-            &mut st,
-            Delta {
-                events: vec![e],
-                ..Default::default()
-            },
-            now,
-        );
+        let event = Event {
+            at_ms: ms(now),
+            severity: severity.into(),
+            kind: kind.into(),
+            message: message.into(),
+            node_id: node_id.into(),
+            ..Default::default()
+        };
+        self.record_event(event, now);
     }
 
     /// Records the event of audit record `audit_seq` (kind `OperatorAction`).
@@ -364,19 +353,22 @@ impl Hub {
         node_id: &str,
         now: DateTime<Utc>,
     ) {
+        let event = Event {
+            at_ms: ms(now),
+            severity: severity.into(),
+            kind: EventKind::OperatorAction.into(),
+            message: message.into(),
+            node_id: node_id.into(),
+            audit_seq,
+            ..Default::default()
+        };
+        self.record_event(event, now);
+    }
+
+    /// Gives `event` its sequence number, keeps it in the ring and publishes it.
+    fn record_event(&self, event: Event, now: DateTime<Utc>) {
         let mut st = self.lock();
-        let e = Self::push_event(
-            &mut st,
-            Event {
-                at_ms: ms(now),
-                severity: severity.into(),
-                kind: EventKind::OperatorAction.into(),
-                message: message.into(),
-                node_id: node_id.into(),
-                audit_seq,
-                ..Default::default()
-            },
-        );
+        let e = Self::push_event(&mut st, event);
         self.publish(
             &mut st,
             Delta {
