@@ -4,35 +4,20 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use trustdeck_datastore::{CaKind, CaStatus, Datastore};
 use trustdeck_pki::KeyManager;
 use trustdeck_pki::keys::DiskKeyManager;
 use trustdeck_proto::admin::{AuthorityRefusal, EventKind};
+use trustdeck_server::ca::CaManager;
 use trustdeck_server::ca::operations::{AuthorityOp, OpRequest};
 use trustdeck_server::ca::ops::OpError;
 use trustdeck_server::ca::taint::record_key_id;
-use trustdeck_server::ca::{CaManager, CaSettings};
-use trustdeck_spiffe::TrustDomain;
 
 const ACTOR: &str = "uid:1000";
 
-fn t(s: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp(1_900_000_000 + s, 0).expect("time")
-}
-
-fn settings() -> CaSettings {
-    CaSettings {
-        trust_domain: TrustDomain::parse("example.org").expect("td"),
-        ca_ttl: Duration::seconds(600),
-        ca_common_name: "test CA".into(),
-        jwt_key_ttl: Duration::seconds(600),
-        upstream: None,
-        owner_session: "test".into(),
-        took_over: false,
-        actor: "server:spiffe://example.org/trustdeck/server".into(),
-    }
-}
+mod common;
+use common::{settings, t};
 
 async fn open(dir: &std::path::Path, now: DateTime<Utc>) -> (Arc<CaManager>, Datastore) {
     let ds = Datastore::open(&format!("sqlite://{}", dir.join("ds.sqlite3").display()))

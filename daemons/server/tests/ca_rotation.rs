@@ -8,25 +8,10 @@ use trustdeck_datastore::{CaKind, CaStatus, Datastore};
 use trustdeck_pki::KeyManager;
 use trustdeck_pki::keys::DiskKeyManager;
 use trustdeck_proto::admin::EventKind;
-use trustdeck_server::ca::{CaManager, CaSettings};
-use trustdeck_spiffe::TrustDomain;
+use trustdeck_server::ca::CaManager;
 
-fn t(s: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp(1_900_000_000 + s, 0).expect("time")
-}
-
-fn settings() -> CaSettings {
-    CaSettings {
-        trust_domain: TrustDomain::parse("example.org").expect("td"),
-        ca_ttl: Duration::seconds(600),
-        ca_common_name: "test CA".into(),
-        jwt_key_ttl: Duration::seconds(600),
-        upstream: None,
-        owner_session: "test".into(),
-        took_over: false,
-        actor: "server:spiffe://example.org/trustdeck/server".into(),
-    }
-}
+mod common;
+use common::{settings, t};
 
 async fn open(dir: &std::path::Path, now: DateTime<Utc>) -> Arc<CaManager> {
     let ds = Datastore::open(&format!("sqlite://{}", dir.join("ds.sqlite3").display()))

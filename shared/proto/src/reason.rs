@@ -27,13 +27,19 @@ pub fn reason_status(code: Code, reason: Reason, message: impl Into<String>) -> 
 /// The reason attached to `status`; [`Reason::Unspecified`] when there is none, it does not
 /// decode, or it is a value this build does not know (sent by a newer server).
 pub fn reason_of(status: &Status) -> Reason {
-    status
-        .metadata()
-        .get_bin(REASON_HEADER)
-        .and_then(|v| v.to_bytes().ok())
-        .and_then(|b| ReasonDetail::decode(b.as_ref()).ok())
+    detail::<ReasonDetail>(status, REASON_HEADER)
         .and_then(|d| Reason::try_from(d.reason).ok())
         .unwrap_or(Reason::Unspecified)
+}
+
+/// The message of type `M` a status carries in the binary metadata entry `header`; `None`
+/// when there is none or it does not decode.
+pub(crate) fn detail<M: Message + Default>(status: &Status, header: &str) -> Option<M> {
+    status
+        .metadata()
+        .get_bin(header)
+        .and_then(|v| v.to_bytes().ok())
+        .and_then(|b| M::decode(b.as_ref()).ok())
 }
 
 #[cfg(test)]

@@ -36,11 +36,7 @@ pub fn refusal_status(refusal: AuthorityRefusal, message: impl Into<String>) -> 
 /// The refusal attached to `status`; `None` when there is none or it does not decode, and
 /// [`AuthorityRefusal::Unspecified`] for a value this build does not know.
 pub fn refusal_of(status: &Status) -> Option<AuthorityRefusal> {
-    let detail = status
-        .metadata()
-        .get_bin(REFUSAL_HEADER)
-        .and_then(|v| v.to_bytes().ok())
-        .and_then(|b| AuthorityRefusalDetail::decode(b.as_ref()).ok())?;
+    let detail = crate::reason::detail::<AuthorityRefusalDetail>(status, REFUSAL_HEADER)?;
     Some(AuthorityRefusal::try_from(detail.refusal).unwrap_or(AuthorityRefusal::Unspecified))
 }
 
