@@ -6,7 +6,9 @@ use prost::Message;
 use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::{Code, Status};
 
-use crate::admin::{AuthorityRefusal, AuthorityRefusalDetail};
+use crate::admin::{
+    AuthorityRefusal, AuthorityRefusalDetail, RunbookRefusal, RunbookRefusalDetail,
+};
 
 /// The binary metadata key carrying the encoded [`AuthorityRefusalDetail`].
 pub const REFUSAL_HEADER: &str = "trustdeck-authority-refusal-bin";
@@ -38,6 +40,43 @@ pub fn refusal_status(refusal: AuthorityRefusal, message: impl Into<String>) -> 
 pub fn refusal_of(status: &Status) -> Option<AuthorityRefusal> {
     let detail = crate::reason::detail::<AuthorityRefusalDetail>(status, REFUSAL_HEADER)?;
     Some(AuthorityRefusal::try_from(detail.refusal).unwrap_or(AuthorityRefusal::Unspecified))
+}
+
+/// The binary metadata key carrying the encoded [`RunbookRefusalDetail`].
+pub const RUNBOOK_REFUSAL_HEADER: &str = "trustdeck-runbook-refusal-bin";
+
+/// The ASCII metadata key naming the runbook step an admin call is made for:
+/// `<execution id>/<runbook name>/<step id>`.
+pub const RUNBOOK_STEP_HEADER: &str = "trustdeck-runbook";
+
+/// A status for a refused runbook journal call: `NotFound` for an unknown execution,
+/// `InvalidArgument` for an invalid request, else `FailedPrecondition`; `holder` names who
+/// holds the target or the execution.
+pub fn runbook_refusal_status(
+    refusal: RunbookRefusal,
+    holder: &str,
+    message: impl Into<String>,
+) -> Status {
+    let mut metadata = MetadataMap::new();
+    let detail = RunbookRefusalDetail {
+        refusal: refusal as i32,
+        holder: holder.to_string(),
+    };
+    metadata.insert_bin(
+        RUNBOOK_REFUSAL_HEADER,
+        MetadataValue::from_bytes(&detail.encode_to_vec()),
+    );
+    let code = match refusal {
+        RunbookRefusal::UnknownExecution => Code::NotFound,
+        RunbookRefusal::Invalid => Code::InvalidArgument,
+        _ => Code::FailedPrecondition,
+    };
+    Status::with_metadata(code, message, metadata)
+}
+
+/// The runbook refusal attached to `status` (see [`refusal_of`]).
+pub fn runbook_refusal_of(status: &Status) -> Option<RunbookRefusalDetail> {
+    crate::reason::detail::<RunbookRefusalDetail>(status, RUNBOOK_REFUSAL_HEADER)
 }
 
 #[cfg(test)]

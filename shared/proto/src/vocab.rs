@@ -13,8 +13,9 @@ use crate::admin::WatchMessage;
 use crate::admin::watch_message::Body;
 use crate::admin::{
     AuthorityInfo, AuthorityKind, AuthorityRefusal, AuthorityStatus, Connectivity,
-    ConnectivityState, DaemonIdentity, DaemonRole, Event, EventKind, KeyBackend, KeyStorage, Node,
-    NodeKind, NodeState, Severity, StrandedReason,
+    ConnectivityState, DaemonIdentity, DaemonRole, Event, EventKind, KeyBackend, KeyProbe,
+    KeyStorage, Node, NodeKind, NodeState, RunbookPhase, RunbookRefusal, RunbookState, Severity,
+    StrandedReason,
 };
 
 /// Writes the `legacy_*` text beside every enum field of `msg`, for consoles built before
@@ -289,6 +290,45 @@ vocabulary!(EventKind {
     AuthorityRevoked => "authority-revoked",
     TaintReissued => "taint-reissued",
     NamespaceViolation => "namespace-violation",
+    Runbook => "runbook",
+});
+
+vocabulary!(KeyProbe {
+    Unspecified => "",
+    Ok => "ok",
+    Missing => "missing",
+    Unreachable => "unreachable",
+    WrongKey => "wrong key",
+});
+
+vocabulary!(RunbookState {
+    Unspecified => "",
+    Running => "running",
+    Succeeded => "succeeded",
+    Stopped => "stopped",
+    Aborted => "aborted",
+});
+
+vocabulary!(RunbookPhase {
+    Unspecified => "",
+    Checking => "checking",
+    Confirming => "confirming",
+    Acting => "acting",
+    Verifying => "verifying",
+    Done => "done",
+    RollingBack => "rolling back",
+    Failed => "failed",
+});
+
+// Why a runbook journal call was refused, in words.
+vocabulary!(RunbookRefusal {
+    Unspecified => "",
+    TargetBusy => "another runbook execution holds this target",
+    UnknownExecution => "no runbook execution has that id",
+    Finished => "the execution has finished",
+    HeldElsewhere => "another session is stepping through it",
+    NotHolder => "this session does not hold the execution",
+    Invalid => "a field is empty or too large",
 });
 
 vocabulary!(AuthorityKind {

@@ -345,6 +345,50 @@ impl ServerAdmin for AdminApi {
         Ok(Response::new(health::health(&self.ctx).await))
     }
 
+    async fn probe_keys(
+        &self,
+        request: Request<ProbeKeysRequest>,
+    ) -> Result<Response<ProbeKeysResponse>, Status> {
+        self.reader(&request, "ProbeKeys")?;
+        Err(Status::unimplemented("ProbeKeys: in progress (issue 14)"))
+    }
+
+    async fn begin_runbook(
+        &self,
+        _request: Request<BeginRunbookRequest>,
+    ) -> Result<Response<RunbookExecution>, Status> {
+        Err(Status::unimplemented(
+            "BeginRunbook: in progress (issue 14)",
+        ))
+    }
+
+    async fn claim_runbook(
+        &self,
+        _request: Request<ClaimRunbookRequest>,
+    ) -> Result<Response<RunbookExecution>, Status> {
+        Err(Status::unimplemented(
+            "ClaimRunbook: in progress (issue 14)",
+        ))
+    }
+
+    async fn record_runbook(
+        &self,
+        _request: Request<RecordRunbookRequest>,
+    ) -> Result<Response<RunbookExecution>, Status> {
+        Err(Status::unimplemented(
+            "RecordRunbook: in progress (issue 14)",
+        ))
+    }
+
+    async fn list_runbooks(
+        &self,
+        _request: Request<ListRunbooksRequest>,
+    ) -> Result<Response<ListRunbooksResponse>, Status> {
+        Err(Status::unimplemented(
+            "ListRunbooks: in progress (issue 14)",
+        ))
+    }
+
     async fn show_authorities(
         &self,
         request: Request<ShowAuthoritiesRequest>,
