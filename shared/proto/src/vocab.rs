@@ -14,8 +14,8 @@ use crate::admin::watch_message::Body;
 use crate::admin::{
     AuthorityInfo, AuthorityKind, AuthorityRefusal, AuthorityStatus, Connectivity,
     ConnectivityState, DaemonIdentity, DaemonRole, Event, EventKind, KeyBackend, KeyProbe,
-    KeyStorage, Node, NodeKind, NodeState, RunbookPhase, RunbookRefusal, RunbookState, Severity,
-    StrandedReason,
+    KeyProbeResult, KeyStorage, Node, NodeKind, NodeState, RunbookExecution, RunbookPhase,
+    RunbookRefusal, RunbookState, Severity, StrandedReason,
 };
 
 /// Writes the `legacy_*` text beside every enum field of `msg`, for consoles built before
@@ -385,6 +385,12 @@ wire_fields! {
     }
     Event { severity_wire: severity as Severity, kind_wire: kind as EventKind }
     AuthorityInfo { kind_wire: kind as AuthorityKind, status_wire: status as AuthorityStatus }
+    KeyProbeResult {
+        kind_wire: kind as AuthorityKind,
+        status_wire: status as AuthorityStatus,
+        probe_wire: probe as KeyProbe
+    }
+    RunbookExecution { state_wire: state as RunbookState, phase_wire: phase as RunbookPhase }
 }
 
 #[cfg(test)]

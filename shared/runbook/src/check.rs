@@ -1,0 +1,519 @@
+//! The predicates of preconditions and verifications, evaluated over one [`Observation`]:
+//! the topology model (every daemon's `Watch` stream) plus what the admin API answered
+//! (`ShowAuthorities`, `ProbeKeys`). Each result says what was checked, whether it holds, what
+//! was seen, and how far along it is when it counts things.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use trustdeck_proto::admin::{AuthorityInfo, DaemonRole, KeyProbe, KeyProbeResult};
+use trustdeck_topology::ttl::Thresholds;
+use trustdeck_topology::{Fleet, FleetHealth};
+
+use crate::facts;
+use crate::inputs::Vars;
+use crate::model::{AuthKind, Check};
+use crate::param::ParamError;
+
+/// What the executor saw, at `now`.
+#[derive(Debug, Clone, Copy)]
+pub struct Observation<'a> {
+    pub now: DateTime<Utc>,
+    pub fleet: &'a Fleet,
+    /// `ShowAuthorities` of each reachable server, by fleet name.
+    pub authorities: &'a BTreeMap<String, Vec<AuthorityInfo>>,
+    /// `ProbeKeys` of the servers the current step asks about, by fleet name.
+    pub probes: &'a BTreeMap<String, Vec<KeyProbeResult>>,
+    pub thresholds: Thresholds,
+}
+
+/// One check's result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CheckResult {
+    /// What was checked, in words.
+    pub check: String,
+    pub ok: bool,
+    /// What was seen.
+    pub detail: String,
+    /// How many of how many, when the check counts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub progress: Option<(u64, u64)>,
+}
+
+/// Evaluates `c` with `vars`; a variable without a value fails the check, saying so.
+pub fn evaluate(c: &Check, vars: &Vars, o: &Observation) -> CheckResult {
+    match eval(c, vars, o) {
+        Ok(r) => r,
+        Err(e) => CheckResult {
+            check: describe(c, vars),
+            ok: false,
+            detail: e.to_string(),
+            progress: None,
+        },
+    }
+}
+
+/// `c` in words, for plans and results.
+pub fn describe(c: &Check, v: &Vars) -> String {
+    let r = |p: &crate::param::Text| p.render(v);
+    match c {
+        Check::DaemonLive { daemon } => format!("{} is reachable", r(&daemon.text)),
+        Check::AllDaemonsLive => "every daemon of the fleet is reachable".into(),
+        Check::AllLinksConnected => "every downstream and agent is connected to its server".into(),
+        Check::LinkConnected { daemon } => {
+            format!("{} is connected to its server", r(&daemon.text))
+        }
+        Check::AuthorityIs {
+            server,
+            kind,
+            id,
+            status,
+        } => format!(
+            "{} authority {} on {} is {}",
+            r(&kind.text),
+            r(&id.text),
+            r(&server.text),
+            r(&status.text)
+        ),
+        Check::InBundle {
+            server,
+            kind,
+            id,
+            present,
+        } => format!(
+            "{} authority {} {} {}'s bundle",
+            r(&kind.text),
+            r(&id.text),
+            if *present { "is in" } else { "has left" },
+            r(&server.text)
+        ),
+        Check::BundleEverywhere { sequence } => format!(
+            "every downstream and agent holds bundle sequence {} or later",
+            r(&sequence.text)
+        ),
+        Check::IntermediatesChainTo { id } => {
+            format!(
+                "every downstream's active intermediate chains to {}",
+                r(&id.text)
+            )
+        }
+        Check::SvidsChainTo { id } => format!("every held X.509-SVID chains to {}", r(&id.text)),
+        Check::NoHeldSvidsChainTo { id } => {
+            format!("no held X.509-SVID chains to {}", r(&id.text))
+        }
+        Check::SegmentServing { server } => format!(
+            "every agent of {} is attested and holds valid workload SVIDs",
+            r(&server.text)
+        ),
+        Check::NoLiveSvids { server, kind, id } => format!(
+            "no live SVID chains to {} authority {} ({}'s census)",
+            r(&kind.text),
+            r(&id.text),
+            r(&server.text)
+        ),
+        Check::KeysAnswer { server } => {
+            format!("every key of {} answers a probe signature", r(&server.text))
+        }
+        Check::AgentAttested { agent } => format!("{} is attested", r(&agent.text)),
+        Check::AgentServing { agent } => {
+            format!("{} holds valid workload SVIDs", r(&agent.text))
+        }
+        Check::FleetHealthy => "the fleet is healthy (status ok)".into(),
+    }
+}
+
+fn result(check: String, ok: bool, detail: String) -> CheckResult {
+    CheckResult {
+        check,
+        ok,
+        detail,
+        progress: None,
+    }
+}
+
+fn counted(check: String, good: u64, total: u64, detail: String) -> CheckResult {
+    CheckResult {
+        check,
+        ok: good == total,
+        detail,
+        progress: Some((good, total)),
+    }
+}
+
+fn authority<'a>(
+    o: &'a Observation,
+    server: &str,
+    kind: AuthKind,
+    id: &str,
+) -> Result<Option<&'a AuthorityInfo>, ParamError> {
+    let list = o
+        .authorities
+        .get(server)
+        .ok_or_else(|| ParamError::Invalid {
+            value: server.to_string(),
+            why: "its authorities could not be read (unreachable?)".into(),
+        })?;
+    Ok(list
+        .iter()
+        .find(|a| a.kind_wire() == kind.proto() && a.id == id))
+}
+
+fn eval(c: &Check, v: &Vars, o: &Observation) -> Result<CheckResult, ParamError> {
+    let what = describe(c, v);
+    let fleet = o.fleet;
+    Ok(match c {
+        Check::DaemonLive { daemon } => {
+            let name = daemon.resolve(v)?;
+            let live = facts::daemon(fleet, &name).is_some_and(|d| d.is_live());
+            result(
+                what,
+                live,
+                if live {
+                    "live".into()
+                } else {
+                    "not reachable".into()
+                },
+            )
+        }
+        Check::AllDaemonsLive => {
+            let down: Vec<_> = fleet
+                .daemons
+                .iter()
+                .filter(|d| !d.is_live())
+                .map(|d| d.name.as_str())
+                .collect();
+            let n = fleet.daemons.len() as u64;
+            counted(
+                what,
+                n - down.len() as u64,
+                n,
+                not_listed("unreachable", &down),
+            )
+        }
+        Check::AllLinksConnected => {
+            let linked: Vec<_> = fleet
+                .daemons
+                .iter()
+                .filter(|d| {
+                    matches!(
+                        facts::role(d),
+                        Some(DaemonRole::Downstream | DaemonRole::Agent)
+                    )
+                })
+                .collect();
+            let bad: Vec<_> = linked
+                .iter()
+                .filter(|d| !d.is_live() || !facts::link_connected(d))
+                .map(|d| d.name.as_str())
+                .collect();
+            let n = linked.len() as u64;
+            counted(
+                what,
+                n - bad.len() as u64,
+                n,
+                not_listed("not connected", &bad),
+            )
+        }
+        Check::LinkConnected { daemon } => {
+            let name = daemon.resolve(v)?;
+            let ok = facts::daemon(fleet, &name)
+                .is_some_and(|d| d.is_live() && facts::link_connected(d));
+            result(
+                what,
+                ok,
+                if ok {
+                    "connected".into()
+                } else {
+                    "not connected".into()
+                },
+            )
+        }
+        Check::AuthorityIs {
+            server,
+            kind,
+            id,
+            status,
+        } => {
+            let (s, k, i, want) = (
+                server.resolve(v)?,
+                kind.resolve(v)?,
+                id.resolve(v)?,
+                status.resolve(v)?,
+            );
+            match authority(o, &s, k, &i)? {
+                Some(a) => {
+                    let st = a.status_wire();
+                    result(what, st == want.proto(), format!("it is {st}"))
+                }
+                None => result(what, false, format!("{s} has no {k} authority {i}")),
+            }
+        }
+        Check::InBundle {
+            server,
+            kind,
+            id,
+            present,
+        } => {
+            let (s, k, i) = (server.resolve(v)?, kind.resolve(v)?, id.resolve(v)?);
+            let inb = authority(o, &s, k, &i)?.is_some_and(|a| a.in_bundle);
+            result(
+                what,
+                inb == *present,
+                if inb {
+                    "in the bundle".into()
+                } else {
+                    "not in the bundle".into()
+                },
+            )
+        }
+        Check::BundleEverywhere { sequence } => {
+            let want = sequence.resolve(v)?;
+            let followers: Vec<_> = fleet
+                .daemons
+                .iter()
+                .filter(|d| {
+                    matches!(
+                        facts::role(d),
+                        Some(DaemonRole::Downstream | DaemonRole::Agent)
+                    )
+                })
+                .collect();
+            let behind: Vec<_> = followers
+                .iter()
+                .filter(|d| {
+                    !d.is_live()
+                        || d.upstream
+                            .as_ref()
+                            .is_none_or(|u| u.last_bundle_sequence < want)
+                })
+                .map(|d| d.name.as_str())
+                .collect();
+            let n = followers.len() as u64;
+            counted(
+                what,
+                n - behind.len() as u64,
+                n,
+                not_listed("behind", &behind),
+            )
+        }
+        Check::IntermediatesChainTo { id } => {
+            let want = id.resolve(v)?;
+            let downs: Vec<_> = fleet
+                .daemons
+                .iter()
+                .filter(|d| facts::role(d) == Some(DaemonRole::Downstream))
+                .collect();
+            let bad: Vec<_> = downs
+                .iter()
+                .filter(|d| {
+                    let active = facts::authorities(d, AuthKind::X509)
+                        .into_iter()
+                        .find(|(_, s, _)| *s == trustdeck_proto::admin::NodeState::Active);
+                    !d.is_live()
+                        || active.is_none_or(|(_, _, n)| !facts::chain_of(fleet, n).contains(&want))
+                })
+                .map(|d| d.name.as_str())
+                .collect();
+            let n = downs.len() as u64;
+            counted(what, n - bad.len() as u64, n, not_listed("not yet", &bad))
+        }
+        Check::SvidsChainTo { id } => {
+            let want = id.resolve(v)?;
+            let mut total = 0;
+            let mut good = 0;
+            let mut behind = Vec::new();
+            for d in fleet
+                .daemons
+                .iter()
+                .filter(|d| facts::role(d) == Some(DaemonRole::Agent))
+            {
+                let held = facts::held_svids(d, o.now);
+                let ok = held
+                    .iter()
+                    .filter(|n| facts::chain_of(fleet, n).contains(&want))
+                    .count();
+                total += held.len() as u64;
+                good += ok as u64;
+                if ok < held.len() || !d.is_live() {
+                    behind.push(d.name.as_str());
+                }
+            }
+            let mut r = counted(
+                what,
+                good,
+                total,
+                not_listed("not yet on every SVID", &behind),
+            );
+            r.ok = behind.is_empty();
+            r
+        }
+        Check::NoHeldSvidsChainTo { id } => {
+            let old = id.resolve(v)?;
+            let mut still = 0u64;
+            let mut total = 0u64;
+            let mut holders = Vec::new();
+            for d in fleet
+                .daemons
+                .iter()
+                .filter(|d| facts::role(d) == Some(DaemonRole::Agent))
+            {
+                let held = facts::held_svids(d, o.now);
+                let n = held
+                    .iter()
+                    .filter(|n| facts::chain_of(fleet, n).contains(&old))
+                    .count() as u64;
+                total += held.len() as u64;
+                still += n;
+                if n > 0 {
+                    holders.push(d.name.as_str());
+                }
+            }
+            let mut r = counted(
+                what,
+                total - still,
+                total,
+                if still == 0 {
+                    "none".into()
+                } else {
+                    format!("{still} still do, on {}", holders.join(", "))
+                },
+            );
+            r.ok = still == 0;
+            r
+        }
+        Check::SegmentServing { server } => {
+            let s = server.resolve(v)?;
+            let agents: Vec<_> = fleet
+                .daemons
+                .iter()
+                .filter(|d| facts::role(d) == Some(DaemonRole::Agent))
+                .filter(|d| facts::server_of(fleet, d).as_deref() == Some(s.as_str()))
+                .collect();
+            let bad: Vec<_> = agents
+                .iter()
+                .filter(|d| {
+                    !d.is_live()
+                        || !facts::link_connected(d)
+                        || !facts::held_svids(d, o.now).iter().any(|n| {
+                            n.kind_wire() == trustdeck_proto::admin::NodeKind::WorkloadSvid
+                        })
+                })
+                .map(|d| d.name.as_str())
+                .collect();
+            let n = agents.len() as u64;
+            let mut r = counted(
+                what,
+                n - bad.len() as u64,
+                n,
+                if n == 0 {
+                    "no agent of this server in the fleet".into()
+                } else {
+                    not_listed("not serving", &bad)
+                },
+            );
+            r.ok = bad.is_empty() && n > 0;
+            r
+        }
+        Check::NoLiveSvids { server, kind, id } => {
+            let (s, k, i) = (server.resolve(v)?, kind.resolve(v)?, id.resolve(v)?);
+            match authority(o, &s, k, &i)? {
+                Some(a) => result(
+                    what,
+                    a.live_svids == 0,
+                    format!("{} live SVIDs chain to it", a.live_svids),
+                ),
+                None => result(what, true, "the authority is gone".into()),
+            }
+        }
+        Check::KeysAnswer { server } => {
+            let s = server.resolve(v)?;
+            match o.probes.get(&s) {
+                None => result(what, false, "no probe answer yet".into()),
+                Some(keys) => {
+                    let bad: Vec<_> = keys
+                        .iter()
+                        .filter(|k| k.probe_wire() != KeyProbe::Ok)
+                        .map(|k| {
+                            format!(
+                                "{} {}: {} {}",
+                                k.kind_wire(),
+                                k.id,
+                                k.probe_wire(),
+                                k.detail
+                            )
+                        })
+                        .collect();
+                    let n = keys.len() as u64;
+                    let mut r = counted(
+                        what,
+                        n - bad.len() as u64,
+                        n,
+                        if bad.is_empty() {
+                            format!("{n} keys answered")
+                        } else {
+                            bad.join("; ")
+                        },
+                    );
+                    r.ok = bad.is_empty() && n > 0;
+                    r
+                }
+            }
+        }
+        Check::AgentAttested { agent } => {
+            let name = agent.resolve(v)?;
+            let d = facts::daemon(fleet, &name);
+            let own_valid = d.is_some_and(|d| {
+                d.nodes.values().any(|n| {
+                    n.kind_wire() == trustdeck_proto::admin::NodeKind::Agent
+                        && n.not_after > o.now.timestamp()
+                })
+            });
+            let ok = d.is_some_and(|d| d.is_live() && facts::link_connected(d)) && own_valid;
+            result(
+                what,
+                ok,
+                if ok {
+                    "attested".into()
+                } else if own_valid {
+                    "not connected".into()
+                } else {
+                    "no valid agent SVID".into()
+                },
+            )
+        }
+        Check::AgentServing { agent } => {
+            let name = agent.resolve(v)?;
+            let n = facts::daemon(fleet, &name)
+                .filter(|d| d.is_live())
+                .map_or(0, |d| {
+                    facts::held_svids(d, o.now)
+                        .iter()
+                        .filter(|n| n.kind_wire() == trustdeck_proto::admin::NodeKind::WorkloadSvid)
+                        .count()
+                });
+            result(what, n > 0, format!("{n} valid workload SVIDs"))
+        }
+        Check::FleetHealthy => {
+            let h = fleet.health(&fleet.tree(), o.now, &o.thresholds);
+            let ok = h.state() == FleetHealth::Ok;
+            result(
+                what,
+                ok,
+                if ok {
+                    "ok".into()
+                } else {
+                    format!("{}: {}", h.state().as_str(), h.reasons.join("; "))
+                },
+            )
+        }
+    })
+}
+
+fn not_listed(word: &str, names: &[&str]) -> String {
+    if names.is_empty() {
+        "all".into()
+    } else {
+        format!("{word}: {}", names.join(", "))
+    }
+}

@@ -1,0 +1,414 @@
+//! One execution of a runbook as a state machine. The driver (the CLI or the console) loops:
+//! it observes the fleet and calls [`Execution::advance`], which answers what to do next
+//! ([`Next`]): observe again, ask for a confirmation, perform an admin call, perform a
+//! rollback, or stop. Results come back through [`Execution::confirm`],
+//! [`Execution::acted`] and [`Execution::rolled_back`]. Every transition leaves a
+//! [`StepEvent`] for the driver to show and journal. No I/O; `now` is a parameter.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::check::{CheckResult, Observation, evaluate};
+use crate::inputs::Vars;
+use crate::model::{Action, AuthKind, ConfirmKind, Risk, Runbook, Step};
+use crate::param::ParamError;
+use crate::plan::planned;
+
+/// Where the current step stands (the journal's `RunbookPhase`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Checking,
+    Confirming,
+    Acting,
+    Verifying,
+    Done,
+    RollingBack,
+    Failed,
+}
+
+/// An admin call with its values.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "call", rename_all = "snake_case")]
+pub enum Call {
+    Prepare {
+        server: String,
+        kind: AuthKind,
+        save: String,
+    },
+    Activate {
+        server: String,
+        kind: AuthKind,
+        id: String,
+    },
+    Taint {
+        server: String,
+        kind: AuthKind,
+        id: String,
+        save: Option<String>,
+    },
+    Revoke {
+        server: String,
+        kind: AuthKind,
+        id: String,
+        force: bool,
+    },
+    CreateJoinToken {
+        server: String,
+        save: String,
+    },
+    EvictAgent {
+        server: String,
+        agent: String,
+    },
+    MoveEntries {
+        server: String,
+        from: String,
+        to: String,
+    },
+}
+
+/// The call an action makes with `v`; `None` for one the engine does itself (nothing, a
+/// manual step, a read of the observation).
+pub fn resolve_call(a: &Action, v: &Vars) -> Result<Option<Call>, ParamError> {
+    Ok(Some(match a {
+        Action::None | Action::Manual { .. } | Action::Find { .. } => return Ok(None),
+        Action::Prepare { server, kind, save } => Call::Prepare {
+            server: server.resolve(v)?,
+            kind: kind.resolve(v)?,
+            save: save.clone(),
+        },
+        Action::Activate { server, kind, id } => Call::Activate {
+            server: server.resolve(v)?,
+            kind: kind.resolve(v)?,
+            id: id.resolve(v)?,
+        },
+        Action::Taint {
+            server,
+            kind,
+            id,
+            save,
+        } => Call::Taint {
+            server: server.resolve(v)?,
+            kind: kind.resolve(v)?,
+            id: id.resolve(v)?,
+            save: save.clone(),
+        },
+        Action::Revoke {
+            server,
+            kind,
+            id,
+            force,
+        } => Call::Revoke {
+            server: server.resolve(v)?,
+            kind: kind.resolve(v)?,
+            id: id.resolve(v)?,
+            force: *force,
+        },
+        Action::CreateJoinToken { server, save } => Call::CreateJoinToken {
+            server: server.resolve(v)?,
+            save: save.clone(),
+        },
+        Action::EvictAgent { server, agent } => Call::EvictAgent {
+            server: server.resolve(v)?,
+            agent: agent.resolve(v)?,
+        },
+        Action::MoveEntries { server, from, to } => Call::MoveEntries {
+            server: server.resolve(v)?,
+            from: from.resolve(v)?,
+            to: to.resolve(v)?,
+        },
+    }))
+}
+
+/// What the operator is asked before a step acts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Confirmation {
+    pub step: usize,
+    pub id: String,
+    pub title: String,
+    pub risk: Risk,
+    pub kind: ConfirmKind,
+    /// What will change.
+    pub plan: String,
+    /// For a manual step: what the operator must do before confirming.
+    pub instruction: Option<String>,
+    /// For `type_target`: what must be typed.
+    pub expected: Option<String>,
+}
+
+/// Why an execution stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// A precondition did not hold: nothing of this step was done.
+    Precondition,
+    /// The operator declined the confirmation.
+    Declined,
+    /// The admin call failed or was refused.
+    ActionFailed,
+    /// The verification did not hold within the step's timeout.
+    TimedOut,
+    /// A value the step needs is missing or invalid.
+    Invalid,
+}
+
+/// How an execution ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Outcome {
+    Succeeded,
+    Stopped {
+        step: usize,
+        id: String,
+        reason: StopReason,
+        detail: String,
+        rolled_back: bool,
+        /// What the operator should do now.
+        what_now: String,
+    },
+}
+
+/// Something that happened, for the driver to show and journal.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum StepEvent {
+    StepStarted {
+        step: usize,
+        id: String,
+        title: String,
+        risk: Risk,
+        plan: String,
+    },
+    Checked {
+        step: usize,
+        id: String,
+        stage: Stage,
+        results: Vec<CheckResult>,
+    },
+    Confirmed {
+        step: usize,
+        id: String,
+    },
+    Acted {
+        step: usize,
+        id: String,
+        saved: BTreeMap<String, String>,
+    },
+    Verified {
+        step: usize,
+        id: String,
+        seconds: i64,
+    },
+    /// A resumed step whose verification already held: its action is not repeated.
+    AlreadyDone {
+        step: usize,
+        id: String,
+    },
+    RolledBack {
+        step: usize,
+        id: String,
+        ok: bool,
+        detail: String,
+    },
+    Finished {
+        outcome: Outcome,
+    },
+}
+
+/// Which checks a [`StepEvent::Checked`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    Pre,
+    Verify,
+}
+
+/// What the driver does next.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Next {
+    /// Observe the fleet (after the poll interval while verifying) and advance again.
+    Observe,
+    Confirm(Confirmation),
+    /// Perform this call and report with [`Execution::acted`].
+    Act(Call),
+    /// Perform this call and report with [`Execution::rolled_back`].
+    Rollback(Call),
+    Finished(Outcome),
+}
+
+/// A wrong answer to a confirmation: it is asked again.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("typed {got:?}, expected {expected:?}: nothing done")]
+pub struct Mismatch {
+    pub got: String,
+    pub expected: String,
+}
+
+/// One execution.
+#[derive(Debug, Clone)]
+pub struct Execution {
+    pub runbook: Arc<Runbook>,
+    pub vars: Vars,
+    /// The keys of `vars` that steps saved (what the journal records as saved).
+    pub saved: Vec<String>,
+    pub step: usize,
+    pub phase: Phase,
+    /// When the current verification gives up.
+    pub deadline: Option<DateTime<Utc>>,
+    pub verify_started: Option<DateTime<Utc>>,
+    /// The last results of the current step's checks.
+    pub last: Vec<CheckResult>,
+    pub outcome: Option<Outcome>,
+    /// Resumed in the middle of an action: verify first, act only if it does not hold.
+    reconcile: bool,
+    /// Why the rollback under way was started.
+    rollback_why: Option<String>,
+    events: Vec<StepEvent>,
+}
+
+#[path = "exec_steps.rs"]
+mod steps;
+
+impl Execution {
+    /// A new execution at its first step.
+    pub fn start(runbook: Arc<Runbook>, vars: Vars) -> Execution {
+        let mut e = Execution {
+            runbook,
+            vars,
+            saved: Vec::new(),
+            step: 0,
+            phase: Phase::Checking,
+            deadline: None,
+            verify_started: None,
+            last: Vec::new(),
+            outcome: None,
+            reconcile: false,
+            rollback_why: None,
+            events: Vec::new(),
+        };
+        e.started();
+        e
+    }
+
+    /// An execution taken up from the journal at `step`, whose phase was `phase`: an action
+    /// that may have happened is verified before it is repeated; a verification starts its
+    /// timeout again; a failed step is tried again.
+    pub fn resume(
+        runbook: Arc<Runbook>,
+        vars: Vars,
+        saved: Vec<String>,
+        step: usize,
+        phase: Phase,
+        now: DateTime<Utc>,
+    ) -> Execution {
+        let mut e = Execution::start(runbook, vars);
+        e.events.clear();
+        e.saved = saved;
+        e.step = step.min(e.runbook.steps.len());
+        match phase {
+            Phase::Checking | Phase::Confirming => {}
+            Phase::Acting | Phase::Failed => e.reconcile = true,
+            Phase::Verifying => e.verifying(now),
+            Phase::RollingBack => e.phase = Phase::RollingBack,
+            Phase::Done => e.step += 1,
+        }
+        if e.step >= e.runbook.steps.len() {
+            e.finish(Outcome::Succeeded);
+        } else {
+            e.started();
+        }
+        e
+    }
+
+    /// The current step.
+    pub fn current(&self) -> Option<&Step> {
+        self.runbook.steps.get(self.step)
+    }
+
+    /// Events since the last call, oldest first.
+    pub fn take_events(&mut self) -> Vec<StepEvent> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// The servers whose keys the current step's checks probe.
+    pub fn probes_wanted(&self) -> Vec<String> {
+        let Some(s) = self.current() else {
+            return Vec::new();
+        };
+        s.pre
+            .iter()
+            .chain(&s.verify)
+            .filter_map(|c| match c {
+                crate::model::Check::KeysAnswer { server } => server.resolve(&self.vars).ok(),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The values steps saved, for the journal.
+    pub fn saved_values(&self) -> BTreeMap<String, String> {
+        self.saved
+            .iter()
+            .filter_map(|k| self.vars.get(k).map(|v| (k.clone(), v.clone())))
+            .collect()
+    }
+
+    fn started(&mut self) {
+        if let Some(s) = self.current() {
+            let p = planned(self.step, s, &self.vars);
+            self.events.push(StepEvent::StepStarted {
+                step: self.step,
+                id: p.id,
+                title: p.title,
+                risk: p.risk,
+                plan: p.plan,
+            });
+        }
+    }
+
+    fn finish(&mut self, o: Outcome) {
+        self.phase = match o {
+            Outcome::Succeeded => Phase::Done,
+            Outcome::Stopped { .. } => Phase::Failed,
+        };
+        self.deadline = None;
+        self.events.push(StepEvent::Finished { outcome: o.clone() });
+        self.outcome = Some(o);
+    }
+
+    fn verifying(&mut self, now: DateTime<Utc>) {
+        self.phase = Phase::Verifying;
+        let timeout = self
+            .current()
+            .map_or(chrono::Duration::zero(), |s| s.timeout);
+        self.deadline = Some(now + timeout);
+        self.verify_started = Some(now);
+    }
+
+    /// Evaluates what the current phase needs over `o` and says what to do next.
+    pub fn advance(&mut self, o: &Observation) -> Next {
+        if let Some(out) = &self.outcome {
+            return Next::Finished(out.clone());
+        }
+        match self.phase {
+            Phase::Checking => self.check(o),
+            Phase::Confirming => self.confirmation(),
+            Phase::Acting => self.act(o),
+            Phase::Verifying => self.verify(o),
+            Phase::RollingBack => self.rollback_call(o.now),
+            Phase::Done | Phase::Failed => Next::Observe,
+        }
+    }
+
+    fn results(&self, checks: &[crate::model::Check], o: &Observation) -> Vec<CheckResult> {
+        checks.iter().map(|c| evaluate(c, &self.vars, o)).collect()
+    }
+}
+
+#[cfg(test)]
+#[path = "exec_tests.rs"]
+mod tests;
