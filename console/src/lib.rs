@@ -19,6 +19,7 @@ pub mod demo;
 pub mod dump;
 pub mod fleetfile;
 pub mod layout;
+pub mod runbook;
 pub mod status;
 pub mod term;
 pub mod termcaps;
