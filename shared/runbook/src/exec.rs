@@ -389,8 +389,21 @@ impl Execution {
         self.verify_started = Some(now);
     }
 
-    /// Evaluates what the current phase needs over `o` and says what to do next.
+    /// Evaluates what the current phase needs over `o` and says what to do next: steps that
+    /// need no I/O (checks that hold, nothing to do) are passed through with the same
+    /// observation, so `Observe` means waiting for the fleet to change.
     pub fn advance(&mut self, o: &Observation) -> Next {
+        for _ in 0..=self.runbook.steps.len() * 4 {
+            let before = (self.step, self.phase);
+            let next = self.advance_once(o);
+            if next != Next::Observe || (self.step, self.phase) == before {
+                return next;
+            }
+        }
+        Next::Observe
+    }
+
+    fn advance_once(&mut self, o: &Observation) -> Next {
         if let Some(out) = &self.outcome {
             return Next::Finished(out.clone());
         }
