@@ -34,7 +34,12 @@ fn x509_label(hsm: &SoftHsm) -> String {
         .split("Private Key Object")
         .skip(1)
         .filter_map(|o| o.lines().find(|l| l.trim_start().starts_with("label:")))
-        .map(|l| l.trim_start().trim_start_matches("label:").trim().to_string())
+        .map(|l| {
+            l.trim_start()
+                .trim_start_matches("label:")
+                .trim()
+                .to_string()
+        })
         .find(|l| l.starts_with("td-x509"))
         .unwrap_or_else(|| panic!("an X.509 CA key in the token:\n{objects}"))
 }
@@ -80,7 +85,11 @@ async fn probes_tell_a_lost_hsm_key_from_a_held_one() {
         .iter()
         .find(|k| k.kind() == AuthorityKind::Jwt)
         .expect("jwt");
-    assert_eq!(jwt.probe(), KeyProbe::Ok, "the other key is still held: {jwt:?}");
+    assert_eq!(
+        jwt.probe(),
+        KeyProbe::Ok,
+        "the other key is still held: {jwt:?}"
+    );
 
     // The token's files are removed: nothing reads OK any more.
     let tokens = hsm.dir.path().join("tokens");

@@ -118,7 +118,10 @@ async fn journal_flow(server: &mut ServerProc) {
         .await
         .expect("record")
         .into_inner();
-    assert_eq!((r.step, r.step_id.as_str(), r.phase()), (1, "step-1", RunbookPhase::Acting));
+    assert_eq!(
+        (r.step, r.step_id.as_str(), r.phase()),
+        (1, "step-1", RunbookPhase::Acting)
+    );
     assert_eq!(r.saved.get("prepared").map(String::as_str), Some("x509-1"));
 
     // A dropped session loses nothing: the server restarts (kill -9), the journal stays.
@@ -210,7 +213,11 @@ async fn journal_flow(server: &mut ServerProc) {
             .count()
     };
     assert_eq!(with("runbook.begin", true), 3, "{records:#?}");
-    assert_eq!(with("runbook.begin", false), 2, "busy and invalid are recorded");
+    assert_eq!(
+        with("runbook.begin", false),
+        2,
+        "busy and invalid are recorded"
+    );
     assert_eq!(with("runbook.claim", false), 2);
     assert_eq!(with("runbook.step", true), 1);
     assert_eq!(with("runbook.finish", true), 2);
@@ -219,7 +226,8 @@ async fn journal_flow(server: &mut ServerProc) {
         .find(|r| r.action == "runbook.finish" && r.target == "eu-1")
         .expect("finish record");
     assert!(
-        fin.detail.contains(&format!("runbook rotate-intermediate execution {}", e.id)),
+        fin.detail
+            .contains(&format!("runbook rotate-intermediate execution {}", e.id)),
         "{fin:?}"
     );
 
@@ -244,11 +252,13 @@ async fn journal_flow(server: &mut ServerProc) {
         );
     }
     assert!(
-        seen.iter().any(|t| t.contains("runbook.finish") && t.contains("eu-1")),
+        seen.iter()
+            .any(|t| t.contains("runbook.finish") && t.contains("eu-1")),
         "{seen:?}"
     );
     assert!(
-        seen.iter().any(|t| t.contains("runbook.begin") && t.contains("eu-1")),
+        seen.iter()
+            .any(|t| t.contains("runbook.begin") && t.contains("eu-1")),
         "{seen:?}"
     );
 }
@@ -336,7 +346,11 @@ async fn the_step_header_lands_in_the_audit_record() {
 /// Reads an agent's published bundle sequence from its admin stream's snapshot.
 async fn agent_bundle_sequence(agent: &AgentProc) -> Option<u64> {
     let admin = agent.dir.path().join("data").join("admin.sock");
-    let mut s = observe(admin).watch(WatchRequest {}).await.ok()?.into_inner();
+    let mut s = observe(admin)
+        .watch(WatchRequest {})
+        .await
+        .ok()?
+        .into_inner();
     let m = tokio::time::timeout(Duration::from_secs(5), s.message())
         .await
         .ok()?

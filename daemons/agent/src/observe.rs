@@ -295,7 +295,10 @@ token = "abc"
             stranded: Some(StrandedReason::TokenUsed),
         };
         let c = connectivity(&config, &status, 7);
-        assert_eq!(c.last_bundle_sequence, 7, "the held bundle's sequence is published");
+        assert_eq!(
+            c.last_bundle_sequence, 7,
+            "the held bundle's sequence is published"
+        );
         assert_eq!(c.state_wire(), ConnectivityState::Stranded);
         assert_eq!(c.stranded_reason_wire(), StrandedReason::TokenUsed);
         assert_eq!(c.peer_spiffe_id, config.server_spiffe_id.to_string());

@@ -167,7 +167,11 @@ mod tests {
         for action in runbook_journal::ACTIONS {
             let e = event_of(&listed(Some(3), action, "root", "ok")).expect("chained");
             assert_eq!(e.kind, EventKind::Runbook, "{action}");
-            assert!(e.text.contains(action) && e.text.contains("root"), "{}", e.text);
+            assert!(
+                e.text.contains(action) && e.text.contains("root"),
+                "{}",
+                e.text
+            );
         }
         // Decided by the action, not by what the text says.
         let e = event_of(&listed(Some(4), "runbook.other", "root", "ok")).expect("chained");

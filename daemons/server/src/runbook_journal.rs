@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 
 use trustdeck_datastore::{RunbookPhase as Phase, RunbookRecord, RunbookState as State};
 use trustdeck_proto::admin::{
-    BeginRunbookRequest, ClaimRunbookRequest, RecordRunbookRequest, RunbookExecution,
-    RunbookPhase, RunbookRefusal, RunbookState,
+    BeginRunbookRequest, ClaimRunbookRequest, RecordRunbookRequest, RunbookExecution, RunbookPhase,
+    RunbookRefusal, RunbookState,
 };
 
 /// Longest name, id, input or saved value (bytes).
@@ -127,11 +127,7 @@ pub fn busy(holder: &RunbookRecord) -> Refused {
         &holder.id,
         format!(
             "target {:?} is held by runbook {} (execution {}, {}, held by {}): resume or abort it",
-            holder.target,
-            holder.runbook,
-            holder.id,
-            holder.state,
-            holder.held_by
+            holder.target, holder.runbook, holder.id, holder.state, holder.held_by
         ),
     )
 }

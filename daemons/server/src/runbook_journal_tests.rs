@@ -47,9 +47,12 @@ fn begin_starts_running_at_step_zero() {
     assert_eq!(e.phase(), RunbookPhase::Checking);
 }
 
+/// One change that makes a begin request invalid.
+type Spoil = Box<dyn Fn(&mut BeginRunbookRequest)>;
+
 #[test]
 fn begin_bounds_every_field() {
-    let cases: Vec<Box<dyn Fn(&mut BeginRunbookRequest)>> = vec![
+    let cases: Vec<Spoil> = vec![
         Box::new(|r| r.runbook.clear()),
         Box::new(|r| r.target.clear()),
         Box::new(|r| r.session.clear()),
@@ -79,7 +82,10 @@ fn begin_bounds_every_field() {
     }
     let mut ok = begin_req();
     ok.target = "x".repeat(MAX_FIELD);
-    assert!(begin(&ok, OP, "e".into(), 1).is_ok(), "exactly the bound is fine");
+    assert!(
+        begin(&ok, OP, "e".into(), 1).is_ok(),
+        "exactly the bound is fine"
+    );
 }
 
 #[test]
@@ -87,7 +93,11 @@ fn busy_names_the_holding_execution() {
     let r = busy(&begun(1));
     assert_eq!(r.refusal, RunbookRefusal::TargetBusy);
     assert_eq!(r.holder, "e1");
-    assert!(r.message.contains(OP) && r.message.contains("rotate-root-ca"), "{}", r.message);
+    assert!(
+        r.message.contains(OP) && r.message.contains("rotate-root-ca"),
+        "{}",
+        r.message
+    );
     assert_eq!(unknown("zz").refusal, RunbookRefusal::UnknownExecution);
 }
 
@@ -99,7 +109,10 @@ fn claim_waits_until_the_holder_is_quiet() {
         session: "s2".into(),
     };
     let e = claim(&r, &other, "uid:1000", 100 + HOLD_SECS - 1).expect_err("fresh");
-    assert_eq!((e.refusal, e.holder.as_str()), (RunbookRefusal::HeldElsewhere, OP));
+    assert_eq!(
+        (e.refusal, e.holder.as_str()),
+        (RunbookRefusal::HeldElsewhere, OP)
+    );
     let c = claim(&r, &other, "uid:1000", 100 + HOLD_SECS).expect("quiet");
     assert_eq!((c.session.as_str(), c.held_by.as_str()), ("s2", "uid:1000"));
     assert_eq!((c.updated_at, c.started_by.as_str()), (100 + HOLD_SECS, OP));
@@ -110,17 +123,38 @@ fn claim_waits_until_the_holder_is_quiet() {
     };
     assert!(claim(&r, &same, OP, 101).is_ok());
     let empty = ClaimRunbookRequest::default();
-    assert_eq!(refusal(claim(&r, &empty, OP, 1000)), RunbookRefusal::Invalid);
+    assert_eq!(
+        refusal(claim(&r, &empty, OP, 1000)),
+        RunbookRefusal::Invalid
+    );
 }
 
 #[test]
 fn only_the_holder_records_but_anyone_aborts() {
     let r = begun(100);
     let step = record(&r, &rec_req("s1", 1, RunbookState::Running), OP, 105).expect("step");
-    assert_eq!((step.step, step.phase, step.updated_at), (1, Phase::Acting, 105));
-    let e = record(&step, &rec_req("s2", 2, RunbookState::Running), "uid:7", 106).expect_err("x");
-    assert_eq!((e.refusal, e.holder.as_str()), (RunbookRefusal::NotHolder, OP));
-    let a = record(&step, &rec_req("s2", 1, RunbookState::Aborted), "uid:7", 107).expect("abort");
+    assert_eq!(
+        (step.step, step.phase, step.updated_at),
+        (1, Phase::Acting, 105)
+    );
+    let e = record(
+        &step,
+        &rec_req("s2", 2, RunbookState::Running),
+        "uid:7",
+        106,
+    )
+    .expect_err("x");
+    assert_eq!(
+        (e.refusal, e.holder.as_str()),
+        (RunbookRefusal::NotHolder, OP)
+    );
+    let a = record(
+        &step,
+        &rec_req("s2", 1, RunbookState::Aborted),
+        "uid:7",
+        107,
+    )
+    .expect("abort");
     assert_eq!(a.state, State::Aborted);
     assert_eq!((a.session.as_str(), a.held_by.as_str()), ("s1", OP));
     assert!(!a.state.holds_target());
@@ -131,7 +165,11 @@ fn finished_executions_take_no_more_records() {
     let r = begun(100);
     for fin in [RunbookState::Succeeded, RunbookState::Aborted] {
         let done = record(&r, &rec_req("s1", 5, fin), OP, 101).expect("finish");
-        for next in [RunbookState::Running, RunbookState::Aborted, RunbookState::Unspecified] {
+        for next in [
+            RunbookState::Running,
+            RunbookState::Aborted,
+            RunbookState::Unspecified,
+        ] {
             assert_eq!(
                 refusal(record(&done, &rec_req("s1", 5, next), OP, 102)),
                 RunbookRefusal::Finished
@@ -141,7 +179,10 @@ fn finished_executions_take_no_more_records() {
             id: "e1".into(),
             session: "s9".into(),
         };
-        assert_eq!(refusal(claim(&done, &c, OP, 1000)), RunbookRefusal::Finished);
+        assert_eq!(
+            refusal(claim(&done, &c, OP, 1000)),
+            RunbookRefusal::Finished
+        );
     }
 }
 
@@ -181,7 +222,9 @@ fn record_bounds() {
     assert_eq!(refusal(record(&r, &id, OP, 101)), RunbookRefusal::Invalid);
     // 64 saved values at most, counted after the merge.
     let mut a = rec_req("s1", 1, RunbookState::Running);
-    a.saved = (0..MAX_VALUES).map(|i| (format!("a{i}"), "v".into())).collect();
+    a.saved = (0..MAX_VALUES)
+        .map(|i| (format!("a{i}"), "v".into()))
+        .collect();
     let full = record(&r, &a, OP, 101).expect("64");
     let mut b = rec_req("s1", 1, RunbookState::Running);
     b.saved = [("b".to_string(), "v".to_string())].into();
@@ -191,15 +234,27 @@ fn record_bounds() {
 #[test]
 fn record_actions() {
     assert_eq!(record_action(&rec_req("s", 1, RunbookState::Running)), STEP);
-    assert_eq!(record_action(&rec_req("s", 1, RunbookState::Unspecified)), STEP);
-    for s in [RunbookState::Succeeded, RunbookState::Stopped, RunbookState::Aborted] {
+    assert_eq!(
+        record_action(&rec_req("s", 1, RunbookState::Unspecified)),
+        STEP
+    );
+    for s in [
+        RunbookState::Succeeded,
+        RunbookState::Stopped,
+        RunbookState::Aborted,
+    ] {
         assert_eq!(record_action(&rec_req("s", 1, s)), FINISH);
     }
 }
 
 #[test]
 fn vocabularies_map_both_ways() {
-    for s in [State::Running, State::Stopped, State::Succeeded, State::Aborted] {
+    for s in [
+        State::Running,
+        State::Stopped,
+        State::Succeeded,
+        State::Aborted,
+    ] {
         assert_eq!(state_of(api_state(s)), Some(s));
     }
     for p in [

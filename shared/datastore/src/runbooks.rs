@@ -110,7 +110,10 @@ impl Datastore {
             .fetch_all(&self.pool)
             .await
             .map_err(query_err("list runbook executions"))?;
-        let mut out = rows.iter().map(runbook_from_row).collect::<Result<Vec<_>, _>>()?;
+        let mut out = rows
+            .iter()
+            .map(runbook_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
         if include_finished {
             let sql = format!(
                 "SELECT {COLUMNS} FROM runbook_executions WHERE NOT ({HOLDING}) \
@@ -252,7 +255,10 @@ fn u32_col(cols: &Cols<'_>, column: &'static str) -> Result<u32, DatastoreError>
     u32::try_from(v).map_err(|_| cols.corrupt(column, format!("{v} is not a step number")))
 }
 
-fn map_col(cols: &Cols<'_>, column: &'static str) -> Result<BTreeMap<String, String>, DatastoreError> {
+fn map_col(
+    cols: &Cols<'_>,
+    column: &'static str,
+) -> Result<BTreeMap<String, String>, DatastoreError> {
     let text = cols.text(column)?;
     serde_json::from_str(&text)
         .map_err(|e| cols.corrupt(column, format!("not a JSON object of strings: {e}")))

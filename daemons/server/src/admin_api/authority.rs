@@ -228,7 +228,12 @@ async fn run(
     // The record committed with the change; tell the log and the stream.
     let id = record_key_id(&done.record);
     audit.target = id;
-    log(&record(ctx.clock.as_ref(), actor, &caller.note(audit), &Outcome::Ok));
+    log(&record(
+        ctx.clock.as_ref(),
+        actor,
+        &caller.note(audit),
+        &Outcome::Ok,
+    ));
     for e in done.events {
         tracing::info!(kind = %e.kind, "{}", e.message);
         ctx.hub

@@ -34,7 +34,9 @@ pub async fn probe_keys(ctx: &ServerCtx) -> ProbeKeysResponse {
         .iter()
         .filter(|r| matches!(r.status, CaStatus::Active | CaStatus::Prepared))
         .collect();
-    records.sort_by(|a, b| (a.kind.as_str(), a.created_at, &a.id).cmp(&(b.kind.as_str(), b.created_at, &b.id)));
+    records.sort_by(|a, b| {
+        (a.kind.as_str(), a.created_at, &a.id).cmp(&(b.kind.as_str(), b.created_at, &b.id))
+    });
     let mut keys = Vec::with_capacity(records.len());
     for r in records {
         keys.push(probe_one(km.clone(), r, PROBE_TIMEOUT).await);
@@ -57,7 +59,10 @@ pub async fn probe_one(
     let (probe, detail) = match tokio::time::timeout(timeout, signing).await {
         Err(_) => (
             KeyProbe::Unreachable,
-            format!("the key manager did not answer within {}s", timeout.as_secs()),
+            format!(
+                "the key manager did not answer within {}s",
+                timeout.as_secs()
+            ),
         ),
         Ok(Err(e)) => (KeyProbe::Unreachable, format!("the probe failed: {e}")),
         Ok(Ok(Err(e @ KeyError::NotFound { .. }))) => (KeyProbe::Missing, e.to_string()),
@@ -88,7 +93,9 @@ fn verify(r: &CaJournalRecord, point: &[u8], sig: &[u8]) -> (KeyProbe, String) {
     };
     // The journal's key is a P-256 SubjectPublicKeyInfo: its last 65 bytes are the point,
     // provided it re-encodes to the same bytes.
-    let journal_point = spki.get(spki.len().saturating_sub(65)..).unwrap_or_default();
+    let journal_point = spki
+        .get(spki.len().saturating_sub(65)..)
+        .unwrap_or_default();
     if p256_spki_from_point(journal_point) != spki {
         return (
             KeyProbe::WrongKey,
@@ -178,7 +185,10 @@ mod tests {
         let p = probe_one(km.clone(), &r, PROBE_TIMEOUT).await;
         assert_eq!(p.probe(), KeyProbe::WrongKey, "{}", p.detail);
         r.public_key_der_b64 = Some("not base64!".into());
-        assert_eq!(probe_one(km, &r, PROBE_TIMEOUT).await.probe(), KeyProbe::WrongKey);
+        assert_eq!(
+            probe_one(km, &r, PROBE_TIMEOUT).await.probe(),
+            KeyProbe::WrongKey
+        );
     }
 
     #[tokio::test]
@@ -189,7 +199,10 @@ mod tests {
         let p = probe_one(km.clone(), &r, Duration::from_millis(200)).await;
         assert_eq!(p.probe(), KeyProbe::Unreachable);
         assert!(p.detail.contains("did not answer"), "{}", p.detail);
-        assert!(start.elapsed() < Duration::from_secs(2), "bounded by the timeout");
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "bounded by the timeout"
+        );
         let p = probe_one(km, &r, Duration::from_secs(5)).await;
         assert_eq!(p.probe(), KeyProbe::Unreachable);
         assert!(p.detail.contains("CKR_DEVICE_REMOVED"), "{}", p.detail);

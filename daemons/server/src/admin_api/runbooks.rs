@@ -76,7 +76,11 @@ pub async fn claim(
         audit.detail = rules::audit_detail(&cur);
         let next = rules::claim(&cur, &req, &op.actor, now).map_err(status)?;
         tx.update_runbook(&next).await.map_err(ds_status)?;
-        audit.detail = format!("{} (held by {} before)", rules::audit_detail(&next), cur.held_by);
+        audit.detail = format!(
+            "{} (held by {} before)",
+            rules::audit_detail(&next),
+            cur.held_by
+        );
         Ok(next)
     })
     .await?;

@@ -168,7 +168,10 @@ impl CaManager {
             if req.force { "; forced" } else { "" },
             cur.bundle.sequence,
             bundle.sequence,
-            req.step.as_deref().map(|s| format!("; {s}")).unwrap_or_default()
+            req.step
+                .as_deref()
+                .map(|s| format!("; {s}"))
+                .unwrap_or_default()
         );
         let audit = record(
             actor,

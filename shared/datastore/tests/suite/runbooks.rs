@@ -121,7 +121,10 @@ pub async fn corrupt_runbooks(ds: &Datastore, url: &str) {
         .unwrap();
     match ds.get_runbook("rb-bad-json").await {
         Err(DatastoreError::Corrupt { what }) => {
-            assert!(what.contains("rb-bad-json") && what.contains("inputs"), "{what}")
+            assert!(
+                what.contains("rb-bad-json") && what.contains("inputs"),
+                "{what}"
+            )
         }
         other => panic!("bad inputs: {other:?}"),
     }
@@ -131,7 +134,10 @@ pub async fn corrupt_runbooks(ds: &Datastore, url: &str) {
         .unwrap();
     assert!(matches!(
         ds.get_runbook("rb-bad-state").await,
-        Err(DatastoreError::UnknownValue { column: "state", .. })
+        Err(DatastoreError::UnknownValue {
+            column: "state",
+            ..
+        })
     ));
     assert!(ds.list_runbooks(true).await.is_err());
     sqlx::query("DELETE FROM runbook_executions WHERE id LIKE 'rb-bad-%'")
