@@ -164,6 +164,12 @@ async fn a_lost_token_is_replaced_explicitly_and_the_fleet_moves_to_the_new_root
 
     // The operator hands the new bundle to the agents of the root (its TLS identity now
     // chains to the new root only); everything else follows by itself.
+    wait_for(30, "the agent to name --rebootstrap-bundle", || {
+        root_agent
+            .log()
+            .contains("trustdeck-agent run --rebootstrap-bundle")
+            .then_some(())
+    });
     let pem = root.cli_ok(&["bundle", "show", "--format", "pem"]);
     rebootstrap(&mut root_agent, &pem);
     rebootstrap(&mut mid.local_agent, &pem);
