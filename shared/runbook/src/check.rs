@@ -115,7 +115,24 @@ pub fn describe(c: &Check, v: &Vars) -> String {
         Check::KeysAnswer { server } => {
             format!("every key of {} answers a probe signature", r(&server.text))
         }
-        Check::AgentAttested { agent } => format!("{} is attested", r(&agent.text)),
+        Check::AgentAttested { agent, id, not_id } => match (id, not_id) {
+            (Some(i), _) => format!("{} is attested as {}", r(&agent.text), r(&i.text)),
+            (None, Some(n)) => format!(
+                "{} is attested afresh (not as {})",
+                r(&agent.text),
+                r(&n.text)
+            ),
+            (None, None) => format!("{} is attested", r(&agent.text)),
+        },
+        Check::AgentNeedsBootstrap { agent } => format!(
+            "{} cannot renew by itself (stranded, or no valid SVID)",
+            r(&agent.text)
+        ),
+        Check::AgentEvicted { server, agent } => format!(
+            "{} lists no attested agent {}",
+            r(&server.text),
+            r(&agent.text)
+        ),
         Check::AgentServing { agent } => {
             format!("{} holds valid workload SVIDs", r(&agent.text))
         }
@@ -132,11 +149,17 @@ fn result(check: String, ok: bool, detail: String) -> CheckResult {
     }
 }
 
+/// A count: holds when every one of at least one counted does (nothing counted is not
+/// "all": a fleet file without agents never verifies what agents must hold).
 fn counted(check: String, good: u64, total: u64, detail: String) -> CheckResult {
     CheckResult {
         check,
-        ok: good == total,
-        detail,
+        ok: total > 0 && good == total,
+        detail: if total == 0 {
+            "nothing to count: the fleet file lists none".into()
+        } else {
+            detail
+        },
         progress: Some((good, total)),
     }
 }
@@ -345,7 +368,7 @@ fn eval(c: &Check, v: &Vars, o: &Observation) -> Result<CheckResult, ParamError>
                 total,
                 not_listed("not yet on every SVID", &behind),
             );
-            r.ok = behind.is_empty();
+            r.ok = behind.is_empty() && total > 0;
             r
         }
         Check::NoHeldSvidsChainTo { id } => {
@@ -365,7 +388,7 @@ fn eval(c: &Check, v: &Vars, o: &Observation) -> Result<CheckResult, ParamError>
                     .count() as u64;
                 total += held.len() as u64;
                 still += n;
-                if n > 0 {
+                if n > 0 || !d.is_live() {
                     holders.push(d.name.as_str());
                 }
             }
@@ -373,13 +396,16 @@ fn eval(c: &Check, v: &Vars, o: &Observation) -> Result<CheckResult, ParamError>
                 what,
                 total - still,
                 total,
-                if still == 0 {
+                if holders.is_empty() {
                     "none".into()
                 } else {
-                    format!("{still} still do, on {}", holders.join(", "))
+                    format!(
+                        "{still} still do or are not known, on {}",
+                        holders.join(", ")
+                    )
                 },
             );
-            r.ok = still == 0;
+            r.ok = holders.is_empty() && total > 0;
             r
         }
         Check::SegmentServing { server } => {
@@ -460,9 +486,48 @@ fn eval(c: &Check, v: &Vars, o: &Observation) -> Result<CheckResult, ParamError>
                 }
             }
         }
-        Check::AgentAttested { agent } => {
+        Check::AgentNeedsBootstrap { agent } => {
             let name = agent.resolve(v)?;
             let d = facts::daemon(fleet, &name);
+            let stranded = d.and_then(|d| d.upstream.as_ref()).is_some_and(|u| {
+                u.state_wire() == trustdeck_proto::admin::ConnectivityState::Stranded
+            });
+            let ok = d.is_some_and(|d| d.is_live()) && (stranded || !own_svid_valid(d, o));
+            let detail = if stranded {
+                "stranded"
+            } else if ok {
+                "no valid agent SVID"
+            } else {
+                "it renews by itself: no re-bootstrap needed"
+            };
+            result(what, ok, detail.into())
+        }
+        Check::AgentEvicted { server, agent } => {
+            let (s, a) = (server.resolve(v)?, agent.resolve(v)?);
+            let d = facts::daemon(fleet, &s).filter(|d| d.is_live());
+            let present = d.is_some_and(|d| {
+                d.nodes
+                    .get(&format!("agent:{a}"))
+                    .is_some_and(|n| n.state_wire() == trustdeck_proto::admin::NodeState::Attested)
+            });
+            let detail = match (d, present) {
+                (None, _) => format!("{s} is not reachable"),
+                (_, true) => "still attested".into(),
+                _ => "gone".into(),
+            };
+            result(what, d.is_some() && !present, detail)
+        }
+        Check::AgentAttested { agent, id, not_id } => {
+            let name = agent.resolve(v)?;
+            let want = id.as_ref().map(|p| p.resolve(v)).transpose()?;
+            let not = not_id.as_ref().map(|p| p.resolve(v)).transpose()?;
+            let d = facts::daemon(fleet, &name);
+            let current = d
+                .and_then(|d| d.identity.as_ref())
+                .map_or("", |i| i.spiffe_id.as_str());
+            if want.as_deref().is_some_and(|w| w != current) || not.as_deref() == Some(current) {
+                return Ok(result(what, false, format!("attested as {current:?}")));
+            }
             let own_valid = d.is_some_and(|d| {
                 d.nodes.values().any(|n| {
                     n.kind_wire() == trustdeck_proto::admin::NodeKind::Agent
@@ -507,6 +572,16 @@ fn eval(c: &Check, v: &Vars, o: &Observation) -> Result<CheckResult, ParamError>
                 },
             )
         }
+    })
+}
+
+/// Whether the agent daemon `d` holds a valid agent SVID.
+fn own_svid_valid(d: Option<&trustdeck_topology::DaemonState>, o: &Observation) -> bool {
+    d.is_some_and(|d| {
+        d.nodes.values().any(|n| {
+            n.kind_wire() == trustdeck_proto::admin::NodeKind::Agent
+                && n.not_after > o.now.timestamp()
+        })
     })
 }
 

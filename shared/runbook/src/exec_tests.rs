@@ -233,3 +233,113 @@ fn chains_follow_issuers_across_daemons() {
     };
     assert!(!evaluate(&inter, &v, &o).ok);
 }
+
+const TWO_PRE: &str = r#"
+name = "t"
+title = "T"
+summary = "s"
+target = "server"
+[[inputs]]
+name = "server"
+kind = "upstream_server"
+help = "h"
+default_from = "only"
+[[steps]]
+id = "tok"
+title = "P"
+why = "w"
+risk = "high"
+confirm = "type_target"
+timeout = "10s"
+pre = [{ check = "all_links_connected" }]
+action = { call = "create_join_token", server = "${server}", save = "token" }
+plan = "token"
+"#;
+
+#[test]
+fn preconditions_are_checked_again_after_the_confirmation() {
+    let rb = Arc::new(parse("t.toml", "t.toml", TWO_PRE).expect("loads"));
+    let mut f = fleet(5, "i1");
+    let vars = resolve_inputs(&rb, &BTreeMap::new(), &f, None).expect("inputs");
+    let mut e = Execution::start(rb, vars);
+    let (a, p) = (auths(), BTreeMap::new());
+    assert!(matches!(
+        e.advance(&obs(&f, &a, &p, 1000)),
+        Next::Confirm(_)
+    ));
+    e.confirm("up").expect("typed");
+    // A downstream went away while the operator typed.
+    f.set_conn(
+        1,
+        trustdeck_topology::DaemonConn::Lost {
+            since: at(1001),
+            error: "x".into(),
+        },
+        at(1002),
+    );
+    let Next::Finished(Outcome::Stopped { reason, detail, .. }) = e.advance(&obs(&f, &a, &p, 1002))
+    else {
+        panic!("refused")
+    };
+    assert_eq!(reason, StopReason::Precondition);
+    assert!(detail.starts_with("no longer true"), "{detail}");
+}
+
+#[test]
+fn a_join_token_is_never_journaled() {
+    let rb = Arc::new(parse("t.toml", "t.toml", TWO_PRE).expect("loads"));
+    let f = fleet(5, "i1");
+    let vars = resolve_inputs(&rb, &BTreeMap::new(), &f, None).expect("inputs");
+    let mut e = Execution::start(rb, vars);
+    let (a, p) = (auths(), BTreeMap::new());
+    e.advance(&obs(&f, &a, &p, 1000));
+    e.confirm("up").expect("typed");
+    assert!(matches!(
+        e.advance(&obs(&f, &a, &p, 1000)),
+        Next::Act(Call::CreateJoinToken { .. })
+    ));
+    e.acted(
+        at(1000),
+        Ok(BTreeMap::from([
+            ("token".into(), "s3cret".into()),
+            ("token_agent".into(), "spiffe://td/a2".into()),
+        ])),
+    );
+    assert_eq!(e.vars["token"], "s3cret");
+    let journal = e.saved_values();
+    assert!(!journal.contains_key("token") && journal["token_agent"] == "spiffe://td/a2");
+    assert!(!e.journal_inputs().contains_key("token"));
+    assert_eq!(e.journal_inputs()["server_active_x509"], "r1");
+    assert_eq!(e.lock_key(), "spiffe://td/up");
+}
+
+#[test]
+fn a_count_of_nothing_never_holds() {
+    use crate::check::evaluate;
+    use crate::model::Check;
+    use crate::param::Param;
+    let f = trustdeck_topology::Fleet::new([(
+        "up".to_string(),
+        "unix:///up".to_string(),
+        trustdeck_proto::admin::DaemonRole::Upstream,
+        "root".to_string(),
+    )]);
+    let (a, p) = (auths(), BTreeMap::new());
+    let o = obs(&f, &a, &p, 1000);
+    let v = BTreeMap::new();
+    for c in [
+        Check::AllLinksConnected,
+        Check::BundleEverywhere {
+            sequence: Param::lit("1"),
+        },
+        Check::SvidsChainTo {
+            id: Param::lit("r1"),
+        },
+        Check::NoHeldSvidsChainTo {
+            id: Param::lit("r1"),
+        },
+    ] {
+        let r = evaluate(&c, &v, &o);
+        assert!(!r.ok, "{r:?}");
+    }
+}
