@@ -184,8 +184,28 @@ fn authority<'a>(
 
 fn eval(c: &Check, v: &Vars, o: &Observation) -> Result<CheckResult, ParamError> {
     let what = describe(c, v);
-    let fleet = o.fleet;
-    Ok(match c {
+    let r = match links(c, v, o, &what)? {
+        Some(r) => Some(r),
+        None => match authorities(c, v, o, &what)? {
+            Some(r) => Some(r),
+            None => match chains(c, v, o, &what)? {
+                Some(r) => Some(r),
+                None => agents(c, v, o, &what)?,
+            },
+        },
+    };
+    Ok(r.unwrap_or_else(|| result(what, false, "this build cannot evaluate it".into())))
+}
+
+/// Reachability, links, bundles, overall health.
+fn links(
+    c: &Check,
+    v: &Vars,
+    o: &Observation,
+    what: &str,
+) -> Result<Option<CheckResult>, ParamError> {
+    let (fleet, what) = (o.fleet, what.to_string());
+    Ok(Some(match c {
         Check::DaemonLive { daemon } => {
             let name = daemon.resolve(v)?;
             let live = facts::daemon(fleet, &name).is_some_and(|d| d.is_live());
@@ -252,6 +272,62 @@ fn eval(c: &Check, v: &Vars, o: &Observation) -> Result<CheckResult, ParamError>
                 },
             )
         }
+        Check::BundleEverywhere { sequence } => {
+            let want = sequence.resolve(v)?;
+            let followers: Vec<_> = fleet
+                .daemons
+                .iter()
+                .filter(|d| {
+                    matches!(
+                        facts::role(d),
+                        Some(DaemonRole::Downstream | DaemonRole::Agent)
+                    )
+                })
+                .collect();
+            let behind: Vec<_> = followers
+                .iter()
+                .filter(|d| {
+                    !d.is_live()
+                        || d.upstream
+                            .as_ref()
+                            .is_none_or(|u| u.last_bundle_sequence < want)
+                })
+                .map(|d| d.name.as_str())
+                .collect();
+            let n = followers.len() as u64;
+            counted(
+                what,
+                n - behind.len() as u64,
+                n,
+                not_listed("behind", &behind),
+            )
+        }
+        Check::FleetHealthy => {
+            let h = fleet.health(&fleet.tree(), o.now, &o.thresholds);
+            let ok = h.state() == FleetHealth::Ok;
+            result(
+                what,
+                ok,
+                if ok {
+                    "ok".into()
+                } else {
+                    format!("{}: {}", h.state().as_str(), h.reasons.join("; "))
+                },
+            )
+        }
+        _ => return Ok(None),
+    }))
+}
+
+/// What `ShowAuthorities` and `ProbeKeys` say.
+fn authorities(
+    c: &Check,
+    v: &Vars,
+    o: &Observation,
+    what: &str,
+) -> Result<Option<CheckResult>, ParamError> {
+    let what = what.to_string();
+    Ok(Some(match c {
         Check::AuthorityIs {
             server,
             kind,
@@ -290,36 +366,64 @@ fn eval(c: &Check, v: &Vars, o: &Observation) -> Result<CheckResult, ParamError>
                 },
             )
         }
-        Check::BundleEverywhere { sequence } => {
-            let want = sequence.resolve(v)?;
-            let followers: Vec<_> = fleet
-                .daemons
-                .iter()
-                .filter(|d| {
-                    matches!(
-                        facts::role(d),
-                        Some(DaemonRole::Downstream | DaemonRole::Agent)
-                    )
-                })
-                .collect();
-            let behind: Vec<_> = followers
-                .iter()
-                .filter(|d| {
-                    !d.is_live()
-                        || d.upstream
-                            .as_ref()
-                            .is_none_or(|u| u.last_bundle_sequence < want)
-                })
-                .map(|d| d.name.as_str())
-                .collect();
-            let n = followers.len() as u64;
-            counted(
-                what,
-                n - behind.len() as u64,
-                n,
-                not_listed("behind", &behind),
-            )
+        Check::NoLiveSvids { server, kind, id } => {
+            let (s, k, i) = (server.resolve(v)?, kind.resolve(v)?, id.resolve(v)?);
+            match authority(o, &s, k, &i)? {
+                Some(a) => result(
+                    what,
+                    a.live_svids == 0,
+                    format!("{} live SVIDs chain to it", a.live_svids),
+                ),
+                None => result(what, true, "the authority is gone".into()),
+            }
         }
+        Check::KeysAnswer { server } => {
+            let s = server.resolve(v)?;
+            match o.probes.get(&s) {
+                None => result(what, false, "no probe answer yet".into()),
+                Some(keys) => {
+                    let bad: Vec<_> = keys
+                        .iter()
+                        .filter(|k| k.probe_wire() != KeyProbe::Ok)
+                        .map(|k| {
+                            format!(
+                                "{} {}: {} {}",
+                                k.kind_wire(),
+                                k.id,
+                                k.probe_wire(),
+                                k.detail
+                            )
+                        })
+                        .collect();
+                    let n = keys.len() as u64;
+                    let mut r = counted(
+                        what,
+                        n - bad.len() as u64,
+                        n,
+                        if bad.is_empty() {
+                            format!("{n} keys answered")
+                        } else {
+                            bad.join("; ")
+                        },
+                    );
+                    r.ok = bad.is_empty() && n > 0;
+                    r
+                }
+            }
+        }
+        _ => return Ok(None),
+    }))
+}
+
+/// What chains to what, from the published issuers.
+fn chains(
+    c: &Check,
+    v: &Vars,
+    o: &Observation,
+    what: &str,
+) -> Result<Option<CheckResult>, ParamError> {
+    let (fleet, what) = (o.fleet, what.to_string());
+    Ok(Some(match c {
         Check::IntermediatesChainTo { id } => {
             let want = id.resolve(v)?;
             let downs: Vec<_> = fleet
@@ -408,6 +512,19 @@ fn eval(c: &Check, v: &Vars, o: &Observation) -> Result<CheckResult, ParamError>
             r.ok = holders.is_empty() && total > 0;
             r
         }
+        _ => return Ok(None),
+    }))
+}
+
+/// Agents: attested, serving, evicted, stranded.
+fn agents(
+    c: &Check,
+    v: &Vars,
+    o: &Observation,
+    what: &str,
+) -> Result<Option<CheckResult>, ParamError> {
+    let (fleet, what) = (o.fleet, what.to_string());
+    Ok(Some(match c {
         Check::SegmentServing { server } => {
             let s = server.resolve(v)?;
             let agents: Vec<_> = fleet
@@ -440,51 +557,6 @@ fn eval(c: &Check, v: &Vars, o: &Observation) -> Result<CheckResult, ParamError>
             );
             r.ok = bad.is_empty() && n > 0;
             r
-        }
-        Check::NoLiveSvids { server, kind, id } => {
-            let (s, k, i) = (server.resolve(v)?, kind.resolve(v)?, id.resolve(v)?);
-            match authority(o, &s, k, &i)? {
-                Some(a) => result(
-                    what,
-                    a.live_svids == 0,
-                    format!("{} live SVIDs chain to it", a.live_svids),
-                ),
-                None => result(what, true, "the authority is gone".into()),
-            }
-        }
-        Check::KeysAnswer { server } => {
-            let s = server.resolve(v)?;
-            match o.probes.get(&s) {
-                None => result(what, false, "no probe answer yet".into()),
-                Some(keys) => {
-                    let bad: Vec<_> = keys
-                        .iter()
-                        .filter(|k| k.probe_wire() != KeyProbe::Ok)
-                        .map(|k| {
-                            format!(
-                                "{} {}: {} {}",
-                                k.kind_wire(),
-                                k.id,
-                                k.probe_wire(),
-                                k.detail
-                            )
-                        })
-                        .collect();
-                    let n = keys.len() as u64;
-                    let mut r = counted(
-                        what,
-                        n - bad.len() as u64,
-                        n,
-                        if bad.is_empty() {
-                            format!("{n} keys answered")
-                        } else {
-                            bad.join("; ")
-                        },
-                    );
-                    r.ok = bad.is_empty() && n > 0;
-                    r
-                }
-            }
         }
         Check::AgentNeedsBootstrap { agent } => {
             let name = agent.resolve(v)?;
@@ -526,7 +598,11 @@ fn eval(c: &Check, v: &Vars, o: &Observation) -> Result<CheckResult, ParamError>
                 .and_then(|d| d.identity.as_ref())
                 .map_or("", |i| i.spiffe_id.as_str());
             if want.as_deref().is_some_and(|w| w != current) || not.as_deref() == Some(current) {
-                return Ok(result(what, false, format!("attested as {current:?}")));
+                return Ok(Some(result(
+                    what,
+                    false,
+                    format!("attested as {current:?}"),
+                )));
             }
             let own_valid = d.is_some_and(|d| {
                 d.nodes.values().any(|n| {
@@ -559,20 +635,8 @@ fn eval(c: &Check, v: &Vars, o: &Observation) -> Result<CheckResult, ParamError>
                 });
             result(what, n > 0, format!("{n} valid workload SVIDs"))
         }
-        Check::FleetHealthy => {
-            let h = fleet.health(&fleet.tree(), o.now, &o.thresholds);
-            let ok = h.state() == FleetHealth::Ok;
-            result(
-                what,
-                ok,
-                if ok {
-                    "ok".into()
-                } else {
-                    format!("{}: {}", h.state().as_str(), h.reasons.join("; "))
-                },
-            )
-        }
-    })
+        _ => return Ok(None),
+    }))
 }
 
 /// Whether the agent daemon `d` holds a valid agent SVID.
