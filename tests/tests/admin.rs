@@ -458,6 +458,39 @@ async fn viewers_only_read_operators_change_others_are_refused() {
             .await
             .map(|_| ()),
         ),
+        (
+            "BeginRunbook",
+            adm.begin_runbook(BeginRunbookRequest {
+                runbook: "rotate-root-ca".into(),
+                target: "root".into(),
+                runbook_digest: "d".into(),
+                session: "v".into(),
+                steps: 1,
+                ..Default::default()
+            })
+            .await
+            .map(|_| ()),
+        ),
+        (
+            "ClaimRunbook",
+            adm.claim_runbook(ClaimRunbookRequest {
+                id: "x".into(),
+                session: "v".into(),
+            })
+            .await
+            .map(|_| ()),
+        ),
+        (
+            "RecordRunbook",
+            adm.record_runbook(RecordRunbookRequest {
+                id: "x".into(),
+                session: "v".into(),
+                state: RunbookState::Aborted.into(),
+                ..Default::default()
+            })
+            .await
+            .map(|_| ()),
+        ),
     ] {
         let e = r.expect_err(what);
         assert_eq!(e.code(), tonic::Code::PermissionDenied, "{what}: {e:?}");
@@ -472,6 +505,25 @@ async fn viewers_only_read_operators_change_others_are_refused() {
         .expect("list")
         .into_inner();
     assert_eq!(before.entries, after.entries, "nothing changed");
+    // The runbook journal and the key probe are open to viewers; nothing was begun.
+    let listed = adm
+        .list_runbooks(ListRunbooksRequest {
+            include_finished: true,
+            id: String::new(),
+        })
+        .await
+        .expect("viewer may list runbooks")
+        .into_inner();
+    assert!(listed.executions.is_empty(), "{listed:?}");
+    let probed = adm
+        .probe_keys(ProbeKeysRequest {})
+        .await
+        .expect("viewer may probe keys")
+        .into_inner();
+    assert!(
+        !probed.keys.is_empty() && probed.keys.iter().all(|k| k.probe() == KeyProbe::Ok),
+        "{probed:?}"
+    );
 
     // An operator changes things (and the change is audited as the operator).
     let (_, mut op) = tls_clients(&agent, operator, &server, &addr).await;

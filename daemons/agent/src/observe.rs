@@ -138,8 +138,9 @@ fn workload_node(
     }
 }
 
-/// The server connection as published.
-pub fn connectivity(config: &Config, s: &ServerStatus) -> Connectivity {
+/// The server connection as published, with the sequence of the bundle the agent holds (a
+/// runbook waits on it until a new authority reached every agent).
+pub fn connectivity(config: &Config, s: &ServerStatus, bundle_sequence: u64) -> Connectivity {
     Connectivity {
         configured: true,
         state: s.state.into(),
@@ -147,7 +148,7 @@ pub fn connectivity(config: &Config, s: &ServerStatus) -> Connectivity {
         last_error: s.last_error.clone().unwrap_or_default(),
         peer: format!("server {}", config.server_address),
         peer_spiffe_id: config.server_spiffe_id.to_string(),
-        last_bundle_sequence: 0,
+        last_bundle_sequence: bundle_sequence,
         stranded_reason: s.stranded.map_or(0, i32::from),
         ..Default::default()
     }
@@ -191,7 +192,7 @@ pub async fn publish(agent: Arc<Agent>, mut shutdown: tokio::sync::watch::Receiv
         let s = status_rx.borrow_and_update().clone();
         agent
             .hub()
-            .set_upstream(connectivity(agent.config(), &s), now);
+            .set_upstream(connectivity(agent.config(), &s, cache.bundle.sequence), now);
         tokio::select! {
             _ = shutdown.wait_for(|s| *s) => return,
             _ = cache_rx.changed() => {}
@@ -293,7 +294,11 @@ token = "abc"
             last_error: Some("node attestation refused: token spent".into()),
             stranded: Some(StrandedReason::TokenUsed),
         };
-        let c = connectivity(&config, &status);
+        let c = connectivity(&config, &status, 7);
+        assert_eq!(
+            c.last_bundle_sequence, 7,
+            "the held bundle's sequence is published"
+        );
         assert_eq!(c.state_wire(), ConnectivityState::Stranded);
         assert_eq!(c.stranded_reason_wire(), StrandedReason::TokenUsed);
         assert_eq!(c.peer_spiffe_id, config.server_spiffe_id.to_string());
@@ -303,7 +308,7 @@ token = "abc"
             ..status
         };
         assert_eq!(
-            connectivity(&config, &connected).stranded_reason_wire(),
+            connectivity(&config, &connected, 7).stranded_reason_wire(),
             StrandedReason::Unspecified
         );
     }

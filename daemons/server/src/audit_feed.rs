@@ -11,10 +11,12 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 use trustdeck_datastore::ListedAudit;
+use trustdeck_proto::admin::EventKind;
 use trustdeck_topology::hub::Severity;
 
 use crate::admin_api::audit::{AGENT_ACTIONS, Outcome};
 use crate::ctx::ServerCtx;
+use crate::runbook_journal;
 
 /// How often the follower reads without being woken.
 pub const POLL: Duration = Duration::from_secs(1);
@@ -23,11 +25,27 @@ const BATCH: i64 = 100;
 /// Longest detail an event repeats (the record keeps all of it).
 const MAX_DETAIL: usize = 200;
 
-/// What the event of one audit record says: severity, text, and the node it is attached to
-/// (an agent the action was about), or `None` for a record outside the chain (no seq).
-pub fn event_of(l: &ListedAudit) -> Option<(u64, Severity, String, String)> {
+/// What the event of one audit record says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEvent {
+    pub seq: u64,
+    /// `Runbook` for the runbook journal's actions, else `OperatorAction`.
+    pub kind: EventKind,
+    pub severity: Severity,
+    pub text: String,
+    /// The node it is attached to (an agent the action was about), or empty.
+    pub node: String,
+}
+
+/// The event of one audit record, or `None` for a record outside the chain (no seq).
+pub fn event_of(l: &ListedAudit) -> Option<AuditEvent> {
     let seq = u64::try_from(l.seq?).ok()?;
     let r = &l.record;
+    let kind = if runbook_journal::ACTIONS.contains(&r.action.as_str()) {
+        EventKind::Runbook
+    } else {
+        EventKind::OperatorAction
+    };
     let severity = if Outcome::is_ok(&r.outcome) {
         Severity::Info
     } else {
@@ -51,7 +69,13 @@ pub fn event_of(l: &ListedAudit) -> Option<(u64, Severity, String, String)> {
     } else {
         String::new()
     };
-    Some((seq, severity, text, node))
+    Some(AuditEvent {
+        seq,
+        kind,
+        severity,
+        text,
+        node,
+    })
 }
 
 /// Publishes every record after `after_seq` as it is appended, until shutdown.
@@ -65,9 +89,10 @@ pub async fn run(ctx: Arc<ServerCtx>, mut after_seq: i64, mut shutdown: watch::R
                     if let Some(seq) = l.seq {
                         after_seq = after_seq.max(seq);
                     }
-                    if let Some((seq, severity, text, node)) = event_of(l) {
+                    if let Some(e) = event_of(l) {
+                        let now = ctx.clock.now();
                         ctx.hub
-                            .audit_event(seq, severity, text, &node, ctx.clock.now());
+                            .audit_event(e.seq, e.kind, e.severity, e.text, &e.node, now);
                     }
                 }
                 if full {
@@ -109,9 +134,15 @@ mod tests {
 
     #[test]
     fn an_event_names_its_record() {
-        let (seq, sev, text, node) =
-            event_of(&listed(Some(7), "entry.create", "e1", "ok")).expect("chained");
+        let AuditEvent {
+            seq,
+            kind,
+            severity: sev,
+            text,
+            node,
+        } = event_of(&listed(Some(7), "entry.create", "e1", "ok")).expect("chained");
         assert_eq!(seq, 7);
+        assert_eq!(kind, EventKind::OperatorAction);
         assert_eq!(sev, Severity::Info);
         assert!(
             text.starts_with("audit #7 uid:1000: entry.create e1 (ok) — xxx"),
@@ -124,12 +155,27 @@ mod tests {
     #[test]
     fn refusals_and_failures_warn_and_agent_actions_attach_to_the_agent() {
         let a = "spiffe://example.org/trustdeck/agent/join_token/t";
-        let (_, sev, _, node) =
-            event_of(&listed(Some(1), "agent.evict", a, "failed: not found")).expect("chained");
-        assert_eq!(sev, Severity::Warning);
-        assert_eq!(node, crate::observe::agent_node_id(a));
-        let (_, sev, _, _) = event_of(&listed(Some(2), "CreateEntry", "", "refused")).expect("x");
-        assert_eq!(sev, Severity::Warning);
+        let e = event_of(&listed(Some(1), "agent.evict", a, "failed: not found")).expect("chained");
+        assert_eq!(e.severity, Severity::Warning);
+        assert_eq!(e.node, crate::observe::agent_node_id(a));
+        let e = event_of(&listed(Some(2), "CreateEntry", "", "refused")).expect("x");
+        assert_eq!(e.severity, Severity::Warning);
+    }
+
+    #[test]
+    fn runbook_records_are_runbook_events() {
+        for action in runbook_journal::ACTIONS {
+            let e = event_of(&listed(Some(3), action, "root", "ok")).expect("chained");
+            assert_eq!(e.kind, EventKind::Runbook, "{action}");
+            assert!(
+                e.text.contains(action) && e.text.contains("root"),
+                "{}",
+                e.text
+            );
+        }
+        // Decided by the action, not by what the text says.
+        let e = event_of(&listed(Some(4), "runbook.other", "root", "ok")).expect("chained");
+        assert_eq!(e.kind, EventKind::OperatorAction);
     }
 
     #[test]

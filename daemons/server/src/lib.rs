@@ -28,6 +28,7 @@ pub mod namespace;
 pub mod node_api;
 pub mod observe;
 pub mod ratelimit;
+pub mod runbook_journal;
 pub mod start;
 pub mod tpm_devid;
 pub mod upstream;

@@ -38,6 +38,7 @@ fn req(kind: CaKind, op: AuthorityOp, id: &str) -> OpRequest {
         id: id.into(),
         force: false,
         census_complete: true,
+        step: None,
     }
 }
 

@@ -11,6 +11,7 @@ use crate::join_tokens::insert_join_token;
 use crate::nodes::{AttestedNode, remove_node, update_node_banned};
 use crate::owner::{CaOwner, write_claim};
 use crate::row::query_err;
+use crate::runbooks::{Begun, RunbookRecord, insert_runbook, lock_runbook, update_runbook};
 
 /// A change under way. It becomes visible only through [`commit`](Self::commit), which
 /// writes its audit record in the same transaction; dropped, it is rolled back.
@@ -95,6 +96,25 @@ impl AuditedChange {
         previous: Option<&str>,
     ) -> Result<(), DatastoreError> {
         write_claim(&mut self.tx, new, previous).await
+    }
+
+    /// Begins a runbook execution: stores `rec`, or (storing nothing) returns the execution
+    /// that holds its target ([`Begun::Busy`]); the check and the insert are one statement.
+    pub async fn begin_runbook(&mut self, rec: &RunbookRecord) -> Result<Begun, DatastoreError> {
+        insert_runbook(&mut self.tx, rec).await
+    }
+
+    /// The execution `id`, locked until this change commits or is dropped (`None`: none).
+    pub async fn lock_runbook(
+        &mut self,
+        id: &str,
+    ) -> Result<Option<RunbookRecord>, DatastoreError> {
+        lock_runbook(&mut *self.tx, id).await
+    }
+
+    /// Writes an execution locked by [`lock_runbook`](Self::lock_runbook), as changed.
+    pub async fn update_runbook(&mut self, rec: &RunbookRecord) -> Result<(), DatastoreError> {
+        update_runbook(&mut *self.tx, rec).await
     }
 
     /// Appends `record` and commits: the change and its record are stored together, or

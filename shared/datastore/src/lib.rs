@@ -33,6 +33,8 @@
 //! * `ca`: the bundle and the CA journal; `owner`: who may change them;
 //! * `audit`: the audit log; `chain`: its hash chain (pure); `audited`: a change that commits together with its
 //!   audit record; `checkpoints`: signed checkpoints of the chain;
+//! * `runbooks`: the runbook execution journal (at most one running or stopped execution
+//!   per target, kept by a partial unique index);
 //! * `row` and `names`: decoding rows and stored names, shared by all; `id`: random ids;
 //! * `unaudited` (feature `test-util`, for tests only): the same changes without an audit
 //!   record.
@@ -52,6 +54,7 @@ mod names;
 mod nodes;
 mod owner;
 mod row;
+mod runbooks;
 #[cfg(feature = "test-util")]
 mod unaudited;
 mod url;
@@ -68,4 +71,5 @@ pub use join_tokens::JoinToken;
 pub use names::UnknownName;
 pub use nodes::{AttestedNode, NodeCert};
 pub use owner::CaOwner;
+pub use runbooks::{Begun, MAX_FINISHED_LISTED, RunbookPhase, RunbookRecord, RunbookState};
 pub use url::{Backend, redact_url};

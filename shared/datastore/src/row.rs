@@ -43,7 +43,7 @@ impl<'r> Cols<'r> {
         Cols { row, context }
     }
 
-    fn corrupt(&self, column: &str, problem: impl fmt::Display) -> DatastoreError {
+    pub(crate) fn corrupt(&self, column: &str, problem: impl fmt::Display) -> DatastoreError {
         DatastoreError::Corrupt {
             what: format!("{}: column {column}: {problem}", self.context),
         }

@@ -344,10 +344,12 @@ impl Hub {
         self.record_event(event, now);
     }
 
-    /// Records the event of audit record `audit_seq` (kind `OperatorAction`).
+    /// Records the event of audit record `audit_seq`, of `kind` (`OperatorAction`, or
+    /// `Runbook` for the runbook journal's records).
     pub fn audit_event(
         &self,
         audit_seq: u64,
+        kind: EventKind,
         severity: Severity,
         message: impl Into<String>,
         node_id: &str,
@@ -356,7 +358,7 @@ impl Hub {
         let event = Event {
             at_ms: ms(now),
             severity: severity.into(),
-            kind: EventKind::OperatorAction.into(),
+            kind: kind.into(),
             message: message.into(),
             node_id: node_id.into(),
             audit_seq,

@@ -60,6 +60,35 @@ pub struct Audit {
     pub detail: String,
 }
 
+/// An operator making a change: who, and the runbook step it is made for (from the
+/// `trustdeck-runbook` header, see [`crate::runbook_journal::step_note`]), which its audit
+/// record names.
+#[derive(Debug, Clone, Default)]
+pub struct Operator {
+    pub actor: String,
+    /// `runbook <name> step <step> (execution <id>)`, or `None`.
+    pub step: Option<String>,
+}
+
+impl Operator {
+    /// `detail` with the runbook step this call is made for, if any.
+    pub fn noted(&self, detail: &str) -> String {
+        match (&self.step, detail.is_empty()) {
+            (None, _) => detail.to_string(),
+            (Some(step), true) => step.clone(),
+            (Some(step), false) => format!("{detail}; {step}"),
+        }
+    }
+
+    /// `audit` with the runbook step in its detail.
+    pub fn note(&self, audit: &Audit) -> Audit {
+        Audit {
+            detail: self.noted(&audit.detail),
+            ..audit.clone()
+        }
+    }
+}
+
 /// A record with a fresh random id.
 pub(crate) fn record(
     clock: &dyn Clock,
@@ -90,15 +119,16 @@ pub(crate) fn log(rec: &AuditRecord) {
 /// whatever happens to the record).
 pub async fn audited<T>(
     ctx: &ServerCtx,
-    actor: &str,
+    op: &Operator,
     mut audit: Audit,
     change: impl AsyncFnOnce(&mut AuditedChange, &mut Audit) -> Result<T, Status>,
 ) -> Result<T, Status> {
     let clock = ctx.clock.as_ref();
+    let actor = op.actor.as_str();
     let result: Result<T, Status> = async {
         let mut tx = ctx.ds.begin_audited().await.map_err(ds_status)?;
         let value = change(&mut tx, &mut audit).await?;
-        let rec = record(clock, actor, &audit, &Outcome::Ok);
+        let rec = record(clock, actor, &op.note(&audit), &Outcome::Ok);
         tx.commit(&rec).await.map_err(ds_status)?;
         log(&rec);
         Ok(value)
@@ -108,7 +138,7 @@ pub async fn audited<T>(
         let rec = record(
             clock,
             actor,
-            &audit,
+            &op.note(&audit),
             &Outcome::Failed(status.message().into()),
         );
         if let Err(e) = ctx.ds.append_audit(&rec).await {

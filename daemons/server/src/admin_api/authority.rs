@@ -15,7 +15,7 @@ use trustdeck_proto::node::KeyKind;
 use trustdeck_proto::refusal::refusal_status;
 use trustdeck_spiffe::bundle::Bundle;
 
-use super::audit::{Audit, Outcome, log, record};
+use super::audit::{Audit, Operator, Outcome, log, record};
 use crate::ca::operations::{AuthorityOp, OpRequest, kind_here};
 use crate::ca::ops::OpError;
 use crate::ca::taint::record_key_id;
@@ -30,7 +30,7 @@ pub fn ca_kind(kind: AuthorityKind) -> Option<CaKind> {
     }
 }
 
-fn api_kind(kind: CaKind) -> AuthorityKind {
+pub(crate) fn api_kind(kind: CaKind) -> AuthorityKind {
     match kind {
         CaKind::X509 => AuthorityKind::X509,
         CaKind::Jwt => AuthorityKind::Jwt,
@@ -44,7 +44,7 @@ fn key_kind(kind: CaKind) -> KeyKind {
     }
 }
 
-fn api_status(s: CaStatus) -> AuthorityStatus {
+pub(crate) fn api_status(s: CaStatus) -> AuthorityStatus {
     match s {
         CaStatus::Prepared => AuthorityStatus::Prepared,
         CaStatus::Active => AuthorityStatus::Active,
@@ -55,7 +55,7 @@ fn api_status(s: CaStatus) -> AuthorityStatus {
 }
 
 /// Where the key is, from the journal's `key_backend` (`memory`, `disk:…`, `pkcs11:…`).
-fn key_storage(backend: &str) -> KeyStorage {
+pub(crate) fn key_storage(backend: &str) -> KeyStorage {
     let kind = backend.split(':').next().unwrap_or_default();
     let b = match kind {
         "memory" => KeyBackend::Memory,
@@ -164,7 +164,7 @@ pub const CENSUS_WARMUP: std::time::Duration = std::time::Duration::from_secs(10
 /// Runs an operation for an operator (`actor`), audits and publishes its outcome.
 pub async fn operate(
     ctx: &ServerCtx,
-    actor: &str,
+    caller: &Operator,
     op: AuthorityOp,
     req: AuthorityRequest,
 ) -> Result<AuthorityResponse, Status> {
@@ -178,12 +178,13 @@ pub async fn operate(
             String::new()
         },
     };
-    let result = run(ctx, actor, op, &req, &mut audit).await;
+    let actor = caller.actor.as_str();
+    let result = run(ctx, caller, op, &req, &mut audit).await;
     if let Err(status) = &result {
         let rec = record(
             ctx.clock.as_ref(),
             actor,
-            &audit,
+            &caller.note(&audit),
             &Outcome::Failed(status.message().into()),
         );
         if let Err(e) = ctx.ds.append_audit(&rec).await {
@@ -196,7 +197,7 @@ pub async fn operate(
 
 async fn run(
     ctx: &ServerCtx,
-    actor: &str,
+    caller: &Operator,
     op: AuthorityOp,
     req: &AuthorityRequest,
     audit: &mut Audit,
@@ -210,7 +211,9 @@ async fn run(
         id: req.id.clone(),
         force: req.force,
         census_complete: ctx.origin.elapsed() >= CENSUS_WARMUP,
+        step: caller.step.clone(),
     };
+    let actor = caller.actor.as_str();
     let now = ctx.clock.now();
     let kk = key_kind(kind);
     let live = |id: &str| ctx.census.live_chaining_to(kk, id, now);
@@ -225,7 +228,12 @@ async fn run(
     // The record committed with the change; tell the log and the stream.
     let id = record_key_id(&done.record);
     audit.target = id;
-    log(&record(ctx.clock.as_ref(), actor, audit, &Outcome::Ok));
+    log(&record(
+        ctx.clock.as_ref(),
+        actor,
+        &caller.note(audit),
+        &Outcome::Ok,
+    ));
     for e in done.events {
         tracing::info!(kind = %e.kind, "{}", e.message);
         ctx.hub

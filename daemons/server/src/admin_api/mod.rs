@@ -5,6 +5,8 @@
 pub mod audit;
 pub mod authority;
 mod health;
+mod probe;
+mod runbooks;
 
 use std::sync::Arc;
 
@@ -16,7 +18,7 @@ use trustdeck_proto::admin::server_admin_server::ServerAdmin;
 use trustdeck_proto::admin::*;
 
 pub use self::audit::RefusalAudit;
-use self::audit::{Audit, audited};
+use self::audit::{Audit, Operator, audited};
 use crate::ca::operations::AuthorityOp;
 use crate::ctx::{ServerCtx, ds_status};
 use crate::entry::validate_entry;
@@ -41,9 +43,18 @@ impl AdminApi {
         Ok(self.ctx.config.admin_access.caller(req, method)?.actor)
     }
 
-    /// An operator, for methods that change state.
-    fn operator<T>(&self, req: &Request<T>, method: &str) -> Result<String, Status> {
-        Ok(self.ctx.config.admin_access.operator(req, method)?.actor)
+    /// An operator, for methods that change state, with the runbook step the call is made
+    /// for (the `trustdeck-runbook` header; ignored when malformed).
+    fn operator<T>(&self, req: &Request<T>, method: &str) -> Result<Operator, Status> {
+        let actor = self.ctx.config.admin_access.operator(req, method)?.actor;
+        let header = req
+            .metadata()
+            .get(trustdeck_proto::refusal::RUNBOOK_STEP_HEADER)
+            .and_then(|v| v.to_str().ok());
+        Ok(Operator {
+            actor,
+            step: crate::runbook_journal::step_note(header),
+        })
     }
 }
 
@@ -106,7 +117,7 @@ impl ServerAdmin for AdminApi {
         &self,
         request: Request<CreateEntryRequest>,
     ) -> Result<Response<EntryInfo>, Status> {
-        let actor = self.operator(&request, "CreateEntry")?;
+        let op = self.operator(&request, "CreateEntry")?;
         let req = request.into_inner();
         let audit = Audit {
             action: "entry.create".into(),
@@ -120,7 +131,7 @@ impl ServerAdmin for AdminApi {
         };
         let config = &self.ctx.config;
         let now = self.ctx.clock.now().timestamp();
-        let entry = audited(&self.ctx, &actor, audit, async |tx, audit| {
+        let entry = audited(&self.ctx, &op, audit, async |tx, audit| {
             let scope = self.ctx.scope();
             let new = validate_entry(&req, &config.trust_domain, &config.server_spiffe_id)
                 .and_then(|new| crate::entry::within_scope(new, &req.namespaces, &scope, &config.server_spiffe_id))
@@ -161,14 +172,14 @@ impl ServerAdmin for AdminApi {
         &self,
         request: Request<DeleteEntryRequest>,
     ) -> Result<Response<DeleteEntryResponse>, Status> {
-        let actor = self.operator(&request, "DeleteEntry")?;
+        let op = self.operator(&request, "DeleteEntry")?;
         let id = request.into_inner().id;
         let audit = Audit {
             action: "entry.delete".into(),
             target: id.clone(),
             ..Audit::default()
         };
-        let deleted = audited(&self.ctx, &actor, audit, async |tx, audit| {
+        let deleted = audited(&self.ctx, &op, audit, async |tx, audit| {
             let e = tx
                 .delete_entry(&id)
                 .await
@@ -187,7 +198,7 @@ impl ServerAdmin for AdminApi {
         &self,
         request: Request<CreateJoinTokenRequest>,
     ) -> Result<Response<CreateJoinTokenResponse>, Status> {
-        let actor = self.operator(&request, "CreateJoinToken")?;
+        let op = self.operator(&request, "CreateJoinToken")?;
         let ttl_secs = request.into_inner().ttl_secs;
         let audit = Audit {
             action: "token.generate".into(),
@@ -196,7 +207,7 @@ impl ServerAdmin for AdminApi {
         };
         let trust_domain = &self.ctx.config.trust_domain;
         let now = self.ctx.clock.now();
-        let (token, expires_at, agent_id) = audited(&self.ctx, &actor, audit, async |tx, audit| {
+        let (token, expires_at, agent_id) = audited(&self.ctx, &op, audit, async |tx, audit| {
             if !(0..=crate::node_api::MAX_TTL_SECS).contains(&ttl_secs) {
                 return Err(Status::invalid_argument(format!(
                     "ttl must be between 0 and {}s, got {ttl_secs}",
@@ -248,11 +259,11 @@ impl ServerAdmin for AdminApi {
         &self,
         request: Request<AgentRequest>,
     ) -> Result<Response<AgentInfo>, Status> {
-        let actor = self.operator(&request, "EvictAgent")?;
+        let op = self.operator(&request, "EvictAgent")?;
         let id = request.into_inner().spiffe_id;
         let node = audited(
             &self.ctx,
-            &actor,
+            &op,
             agent_audit(audit::AGENT_EVICT, &id),
             async |tx, _| {
                 tx.delete_node(&id)
@@ -271,12 +282,12 @@ impl ServerAdmin for AdminApi {
         &self,
         request: Request<AgentRequest>,
     ) -> Result<Response<AgentInfo>, Status> {
-        let actor = self.operator(&request, "BanAgent")?;
+        let op = self.operator(&request, "BanAgent")?;
         let id = request.into_inner().spiffe_id;
         let now = self.ctx.clock.now().timestamp();
         let node = audited(
             &self.ctx,
-            &actor,
+            &op,
             agent_audit(audit::AGENT_BAN, &id),
             async |tx, _| {
                 tx.set_node_banned(&id, true, now)
@@ -350,43 +361,47 @@ impl ServerAdmin for AdminApi {
         request: Request<ProbeKeysRequest>,
     ) -> Result<Response<ProbeKeysResponse>, Status> {
         self.reader(&request, "ProbeKeys")?;
-        Err(Status::unimplemented("ProbeKeys: in progress (issue 14)"))
+        Ok(Response::new(probe::probe_keys(&self.ctx).await))
     }
 
     async fn begin_runbook(
         &self,
-        _request: Request<BeginRunbookRequest>,
+        request: Request<BeginRunbookRequest>,
     ) -> Result<Response<RunbookExecution>, Status> {
-        Err(Status::unimplemented(
-            "BeginRunbook: in progress (issue 14)",
-        ))
+        let op = self.operator(&request, "BeginRunbook")?;
+        runbooks::begin(&self.ctx, &op, request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn claim_runbook(
         &self,
-        _request: Request<ClaimRunbookRequest>,
+        request: Request<ClaimRunbookRequest>,
     ) -> Result<Response<RunbookExecution>, Status> {
-        Err(Status::unimplemented(
-            "ClaimRunbook: in progress (issue 14)",
-        ))
+        let op = self.operator(&request, "ClaimRunbook")?;
+        runbooks::claim(&self.ctx, &op, request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn record_runbook(
         &self,
-        _request: Request<RecordRunbookRequest>,
+        request: Request<RecordRunbookRequest>,
     ) -> Result<Response<RunbookExecution>, Status> {
-        Err(Status::unimplemented(
-            "RecordRunbook: in progress (issue 14)",
-        ))
+        let op = self.operator(&request, "RecordRunbook")?;
+        runbooks::record(&self.ctx, &op, request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn list_runbooks(
         &self,
-        _request: Request<ListRunbooksRequest>,
+        request: Request<ListRunbooksRequest>,
     ) -> Result<Response<ListRunbooksResponse>, Status> {
-        Err(Status::unimplemented(
-            "ListRunbooks: in progress (issue 14)",
-        ))
+        self.reader(&request, "ListRunbooks")?;
+        runbooks::list(&self.ctx, request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn show_authorities(
@@ -438,8 +453,8 @@ impl AdminApi {
         method: &str,
         op: AuthorityOp,
     ) -> Result<Response<AuthorityResponse>, Status> {
-        let actor = self.operator(&request, method)?;
-        authority::operate(&self.ctx, &actor, op, request.into_inner())
+        let caller = self.operator(&request, method)?;
+        authority::operate(&self.ctx, &caller, op, request.into_inner())
             .await
             .map(Response::new)
     }

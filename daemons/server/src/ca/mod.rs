@@ -127,6 +127,11 @@ impl CaManager {
         Ok((mgr, events))
     }
 
+    /// The key manager holding this server's CA and JWT keys (for `ProbeKeys`).
+    pub fn key_manager(&self) -> Arc<dyn KeyManager> {
+        self.km.clone()
+    }
+
     /// The CA state as last committed.
     pub fn snapshot(&self) -> Arc<CaState> {
         self.state.read().unwrap_or_else(|p| p.into_inner()).clone()

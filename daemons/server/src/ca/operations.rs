@@ -50,6 +50,9 @@ pub struct OpRequest {
     /// Whether the census has heard from the fleet since this server started: a census that
     /// counts no live SVID allows a revoke only then.
     pub census_complete: bool,
+    /// The runbook step the operation is made for (`runbook X step Y (execution Z)`),
+    /// added to its audit record's detail.
+    pub step: Option<String>,
 }
 
 /// An operation refused by a rule: nothing changed.
@@ -289,6 +292,7 @@ mod tests {
             id: id.into(),
             force: false,
             census_complete: true,
+            step: None,
         }
     }
 
@@ -351,6 +355,7 @@ mod tests {
         let j = journal();
         let early = OpRequest {
             census_complete: false,
+            step: None,
             ..req(AuthorityOp::Revoke, "kid-t")
         };
         let e = plan(&j, false, &early, NONE).expect_err("census incomplete");

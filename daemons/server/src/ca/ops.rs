@@ -159,7 +159,7 @@ impl CaManager {
             .ok_or(CaManagerError::NoAuthority(req.kind))?;
         let key_id = super::taint::record_key_id(&rec);
         let detail = format!(
-            "{}{}; bundle sequence {} -> {}",
+            "{}{}; bundle sequence {} -> {}{}",
             changes
                 .iter()
                 .map(Change::describe)
@@ -167,7 +167,11 @@ impl CaManager {
                 .join("; "),
             if req.force { "; forced" } else { "" },
             cur.bundle.sequence,
-            bundle.sequence
+            bundle.sequence,
+            req.step
+                .as_deref()
+                .map(|s| format!("; {s}"))
+                .unwrap_or_default()
         );
         let audit = record(
             actor,

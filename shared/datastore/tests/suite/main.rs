@@ -9,6 +9,7 @@ mod entries;
 mod nodes;
 mod open;
 mod rows;
+mod runbooks;
 
 use sqlx::{AssertSqlSafe, Connection};
 use trustdeck_datastore::{Datastore, DatastoreError};
@@ -30,6 +31,7 @@ async fn run_suite(url: &str) {
     audit::audited_changes(&ds).await;
     chain::concurrent_appends(&ds).await;
     ca::audited_ca_state(&ds).await;
+    runbooks::runbooks(&ds).await;
 
     // Persistence: a fresh open sees exactly the same data; migrations are
     // idempotent.
@@ -45,6 +47,7 @@ async fn run_suite(url: &str) {
 
     rows::corrupt_rows(&ds, url).await;
     rows::stored_names(&ds, url).await;
+    runbooks::corrupt_runbooks(&ds, url).await;
     chain::tampered_chain(&ds, url).await;
     chain::checkpoints(&ds, url).await;
     ds.close().await;

@@ -1,0 +1,210 @@
+//! `ProbeKeys`: each authority of the CA journal this server signs with (active and prepared,
+//! X.509 and JWT; a downstream's intermediates) has its key loaded afresh from the key manager,
+//! signs a fixed probe message, and the signature is checked against the public key the
+//! journal recorded for it. Each key is bounded by [`PROBE_TIMEOUT`]: a token that hangs reads
+//! UNREACHABLE. Nothing changes and nothing is audited.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use ring::signature::{ECDSA_P256_SHA256_ASN1, UnparsedPublicKey};
+use trustdeck_datastore::{CaJournalRecord, CaStatus};
+use trustdeck_pki::keys::p256_spki_from_point;
+use trustdeck_pki::{KeyError, KeyManager};
+use trustdeck_proto::admin::{KeyProbe, KeyProbeResult, ProbeKeysResponse};
+
+use super::authority::{api_kind, api_status, key_storage};
+use crate::ca::taint::record_key_id;
+use crate::ctx::ServerCtx;
+
+/// How long one key may take to load and sign.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What the probe signs (never anything a relying party would accept: it names itself).
+pub const PROBE_MESSAGE: &[u8] = b"trustdeck key probe: this signature proves key possession only";
+
+/// Probes every key of `ctx`'s journal that the server signs with.
+pub async fn probe_keys(ctx: &ServerCtx) -> ProbeKeysResponse {
+    let km = ctx.ca.key_manager();
+    let st = ctx.ca.snapshot();
+    let mut records: Vec<&CaJournalRecord> = st
+        .journal
+        .iter()
+        .filter(|r| matches!(r.status, CaStatus::Active | CaStatus::Prepared))
+        .collect();
+    records.sort_by(|a, b| {
+        (a.kind.as_str(), a.created_at, &a.id).cmp(&(b.kind.as_str(), b.created_at, &b.id))
+    });
+    let mut keys = Vec::with_capacity(records.len());
+    for r in records {
+        keys.push(probe_one(km.clone(), r, PROBE_TIMEOUT).await);
+    }
+    ProbeKeysResponse { keys }
+}
+
+/// Loads `r`'s key from `km`, signs [`PROBE_MESSAGE`] and verifies it, within `timeout`.
+pub async fn probe_one(
+    km: Arc<dyn KeyManager>,
+    r: &CaJournalRecord,
+    timeout: Duration,
+) -> KeyProbeResult {
+    let key_ref = r.key_ref.clone();
+    let signing = tokio::task::spawn_blocking(move || {
+        let key = km.load(&key_ref)?;
+        let sig = key.sign(PROBE_MESSAGE)?;
+        Ok::<_, KeyError>((key.public_point().to_vec(), sig))
+    });
+    let (probe, detail) = match tokio::time::timeout(timeout, signing).await {
+        Err(_) => (
+            KeyProbe::Unreachable,
+            format!(
+                "the key manager did not answer within {}s",
+                timeout.as_secs()
+            ),
+        ),
+        Ok(Err(e)) => (KeyProbe::Unreachable, format!("the probe failed: {e}")),
+        Ok(Ok(Err(e @ KeyError::NotFound { .. }))) => (KeyProbe::Missing, e.to_string()),
+        Ok(Ok(Err(e))) => (KeyProbe::Unreachable, e.to_string()),
+        Ok(Ok(Ok((point, sig)))) => verify(r, &point, &sig),
+    };
+    KeyProbeResult {
+        kind: api_kind(r.kind).into(),
+        id: record_key_id(r),
+        status: api_status(r.status).into(),
+        key_storage: Some(key_storage(&r.key_backend)),
+        probe: probe.into(),
+        detail,
+    }
+}
+
+/// Checks a probe signature against the public key the journal recorded for `r`.
+fn verify(r: &CaJournalRecord, point: &[u8], sig: &[u8]) -> (KeyProbe, String) {
+    let Some(spki) = r
+        .public_key_der_b64
+        .as_deref()
+        .and_then(|b| B64.decode(b).ok())
+    else {
+        return (
+            KeyProbe::WrongKey,
+            "the journal records no readable public key to check the signature against".into(),
+        );
+    };
+    // The journal's key is a P-256 SubjectPublicKeyInfo: its last 65 bytes are the point,
+    // provided it re-encodes to the same bytes.
+    let journal_point = spki
+        .get(spki.len().saturating_sub(65)..)
+        .unwrap_or_default();
+    if p256_spki_from_point(journal_point) != spki {
+        return (
+            KeyProbe::WrongKey,
+            "the journal's public key is not a P-256 key".into(),
+        );
+    }
+    match UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, journal_point).verify(PROBE_MESSAGE, sig)
+    {
+        Ok(()) => (KeyProbe::Ok, String::new()),
+        Err(_) if point != journal_point => (
+            KeyProbe::WrongKey,
+            "the key manager holds a different key under this id".into(),
+        ),
+        Err(_) => (
+            KeyProbe::WrongKey,
+            "the signature does not verify against the authority's public key".into(),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use trustdeck_datastore::CaKind;
+    use trustdeck_pki::keys::MemoryKeyManager;
+
+    use super::*;
+
+    fn record(km: &dyn KeyManager, id: &str) -> CaJournalRecord {
+        let key = km.generate(id).expect("key");
+        CaJournalRecord {
+            id: id.into(),
+            kind: CaKind::Jwt,
+            status: CaStatus::Active,
+            key_backend: "memory".into(),
+            key_ref: id.into(),
+            certificate_chain_pem: None,
+            public_key_der_b64: Some(B64.encode(key.public_key_spki())),
+            kid: Some(format!("kid-{id}")),
+            not_before: 0,
+            not_after: 10,
+            created_at: 0,
+        }
+    }
+
+    /// A key manager whose token never answers.
+    struct Hung;
+    impl KeyManager for Hung {
+        fn backend(&self) -> &'static str {
+            "pkcs11"
+        }
+        fn generate(&self, _: &str) -> Result<Arc<dyn trustdeck_pki::SigningKey>, KeyError> {
+            unreachable_backend()
+        }
+        fn load(&self, _: &str) -> Result<Arc<dyn trustdeck_pki::SigningKey>, KeyError> {
+            std::thread::sleep(Duration::from_secs(2));
+            unreachable_backend()
+        }
+        fn delete(&self, _: &str) -> Result<(), KeyError> {
+            Ok(())
+        }
+    }
+
+    fn unreachable_backend() -> Result<Arc<dyn trustdeck_pki::SigningKey>, KeyError> {
+        Err(KeyError::Backend {
+            backend: "pkcs11".into(),
+            reason: "CKR_DEVICE_REMOVED".into(),
+        })
+    }
+
+    #[tokio::test]
+    async fn a_held_key_reads_ok_a_deleted_one_missing() {
+        let km: Arc<dyn KeyManager> = Arc::new(MemoryKeyManager::new());
+        let r = record(km.as_ref(), "jwt-a");
+        let ok = probe_one(km.clone(), &r, PROBE_TIMEOUT).await;
+        assert_eq!((ok.probe(), ok.id.as_str()), (KeyProbe::Ok, "kid-jwt-a"));
+        km.delete("jwt-a").expect("delete");
+        let gone = probe_one(km, &r, PROBE_TIMEOUT).await;
+        assert_eq!(gone.probe(), KeyProbe::Missing, "{}", gone.detail);
+    }
+
+    #[tokio::test]
+    async fn another_key_under_the_id_reads_wrong_key() {
+        let km: Arc<dyn KeyManager> = Arc::new(MemoryKeyManager::new());
+        let mut r = record(km.as_ref(), "jwt-a");
+        let other = record(km.as_ref(), "jwt-b");
+        r.public_key_der_b64 = other.public_key_der_b64.clone();
+        let p = probe_one(km.clone(), &r, PROBE_TIMEOUT).await;
+        assert_eq!(p.probe(), KeyProbe::WrongKey, "{}", p.detail);
+        r.public_key_der_b64 = Some("not base64!".into());
+        assert_eq!(
+            probe_one(km, &r, PROBE_TIMEOUT).await.probe(),
+            KeyProbe::WrongKey
+        );
+    }
+
+    #[tokio::test]
+    async fn a_hung_or_failing_token_reads_unreachable_in_bounded_time() {
+        let km: Arc<dyn KeyManager> = Arc::new(Hung);
+        let r = record(&MemoryKeyManager::new(), "x509-a");
+        let start = std::time::Instant::now();
+        let p = probe_one(km.clone(), &r, Duration::from_millis(200)).await;
+        assert_eq!(p.probe(), KeyProbe::Unreachable);
+        assert!(p.detail.contains("did not answer"), "{}", p.detail);
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "bounded by the timeout"
+        );
+        let p = probe_one(km, &r, Duration::from_secs(5)).await;
+        assert_eq!(p.probe(), KeyProbe::Unreachable);
+        assert!(p.detail.contains("CKR_DEVICE_REMOVED"), "{}", p.detail);
+    }
+}
