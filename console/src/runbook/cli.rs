@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Result, anyhow, bail};
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 use trustdeck_console::client::ClientTls;
@@ -361,7 +361,7 @@ async fn drive(d: &mut Driver, id: &str, e: &mut Execution, a: &RunbookArgs) -> 
         id: id.to_string(),
         last_checked: None,
     };
-    let r = d.run(id, e, &mut c, &mut |ev, at| sink.event(ev, at)).await;
+    let r = d.run(id, e, &mut c, &mut |ev: &StepEvent, at: DateTime<Utc>| sink.event(ev, at)).await;
     let code = match r {
         Ok(Outcome::Succeeded) => {
             eprintln!("execution {id}: every step verified");

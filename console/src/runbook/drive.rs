@@ -278,3 +278,24 @@ impl Driver {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_phase_survives_the_journal() {
+        for p in [
+            Phase::Checking,
+            Phase::Confirming,
+            Phase::Acting,
+            Phase::Verifying,
+            Phase::Done,
+            Phase::RollingBack,
+            Phase::Failed,
+        ] {
+            assert_eq!(phase_of(phase_wire(p)), p);
+        }
+        assert_eq!(phase_of(RunbookPhase::Unspecified), Phase::Checking);
+    }
+}

@@ -97,7 +97,7 @@ fn tagged<T>(msg: T, tag: Option<&StepTag>) -> Result<tonic::Request<T>, IoError
     let mut req = tonic::Request::new(msg);
     req.set_timeout(CALL_TIMEOUT);
     if let Some(tag) = tag {
-        let v: MetadataValue<_> = tag.value().parse().map_err(|_| {
+        let v: MetadataValue<tonic::metadata::Ascii> = tag.value().parse().map_err(|_| {
             IoError::plain(format!(
                 "step tag {:?} is not printable ASCII",
                 tag.value()
@@ -386,5 +386,39 @@ impl RunbookIo {
             .await
             .map(|r| r.into_inner().executions)
             .map_err(|s| IoError::status(&name, "list runbooks", &s))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_step_call_carries_the_runbook_header() {
+        let tag = StepTag {
+            execution: "e1".into(),
+            runbook: "rotate-root-ca".into(),
+            step: "prepare".into(),
+        };
+        let r = tagged(ProbeKeysRequest {}, Some(&tag)).expect("tagged");
+        let v = r.metadata().get(RUNBOOK_STEP_HEADER).expect("header");
+        assert_eq!(v.to_str().expect("ascii"), "e1/rotate-root-ca/prepare");
+        assert!(tagged(ProbeKeysRequest {}, None).expect("untagged").metadata().get(RUNBOOK_STEP_HEADER).is_none());
+    }
+
+    #[test]
+    fn a_tag_that_is_not_ascii_is_refused_before_any_call() {
+        let tag = StepTag {
+            execution: "e1".into(),
+            runbook: "r\u{e9}".into(),
+            step: "s\n".into(),
+        };
+        assert!(tagged(ProbeKeysRequest {}, Some(&tag)).is_err());
+    }
+
+    #[test]
+    fn sessions_differ() {
+        assert_ne!(new_session(), new_session());
+        assert_eq!(new_session().len(), 32);
     }
 }
