@@ -17,6 +17,9 @@ use trustdeck_console::termcaps::{self, CharsetFlag, TermCaps};
 use trustdeck_pki::rotation::parse_duration;
 use trustdeck_topology::ttl::Thresholds;
 
+#[path = "runbook/cli.rs"]
+mod runbook_cli;
+
 /// The trustdeck operations console.
 ///
 /// Without a subcommand, opens the console on `--fleet FILE`. Exit codes of `status`: 0
@@ -118,6 +121,14 @@ enum Command {
         /// Intermediate CA lifetime.
         #[arg(long, default_value = "1h", value_parser = parse_duration)]
         intermediate_ttl: chrono::Duration,
+    },
+    /// Guided runbooks: list, show, plan, run, resume, abort (exit 0 when every step
+    /// verified, 1 when it stopped, 2 for a usage error before any change).
+    Runbook {
+        #[command(subcommand)]
+        cmd: runbook_cli::RunbookCmd,
+        #[command(flatten)]
+        args: runbook_cli::RunbookArgs,
     },
 }
 
@@ -282,6 +293,23 @@ async fn console(
 async fn run(cli: Cli) -> Result<ExitCode> {
     let th = thresholds(&cli.fleet)?;
     match cli.command {
+        Some(Command::Runbook { cmd, args }) => {
+            trustdeck_process::init_logging();
+            let targets = load_fleet(&cli.fleet).map(|(_, t)| t);
+            let (targets, tls) = match targets {
+                Ok(t) => match client_tls(&cli.fleet, &t).await {
+                    Ok(tls) => (Ok(t), tls),
+                    Err(e) => (Err(e), None),
+                },
+                Err(e) => (Err(e), None),
+            };
+            let fleet = runbook_cli::Fleet {
+                targets,
+                tls,
+                thresholds: th,
+            };
+            Ok(runbook_cli::main(cmd, args, fleet).await)
+        }
         None => {
             let (_, targets) = load_fleet(&cli.fleet)?;
             log_to_file(&cli.ui.log_file.clone().unwrap_or_else(default_log_file))?;

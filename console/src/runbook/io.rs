@@ -4,18 +4,32 @@
 //! execution journal on the fleet's upstream server.
 //!
 //! Interface agreed for issue 14: the CLI (`trustdeck runbook`) and the console pane call
-//! these; bodies are being written (branch i14-cli).
+//! these.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
+use tonic::metadata::MetadataValue;
+use tonic::transport::Channel;
+use trustdeck_proto::admin::server_admin_client::ServerAdminClient;
 use trustdeck_proto::admin::{
-    AuthorityInfo, BeginRunbookRequest, KeyProbeResult, RecordRunbookRequest, RunbookExecution,
+    AgentRequest, AuthorityInfo, AuthorityRequest, BeginRunbookRequest, ClaimRunbookRequest,
+    CreateEntryRequest, CreateJoinTokenRequest, DaemonRole, DeleteEntryRequest, KeyProbeResult,
+    ListEntriesRequest, ListRunbooksRequest, ProbeKeysRequest, RecordRunbookRequest,
+    RunbookExecution, ShowAuthoritiesRequest,
 };
+use trustdeck_proto::refusal::{RUNBOOK_STEP_HEADER, refusal_of, runbook_refusal_of};
 use trustdeck_runbook::exec::Call;
+use trustdeck_runbook::model::AuthKind;
 
-use crate::client::ClientTls;
+use crate::client::{ClientTls, channel, describe};
 use crate::fleetfile::Target;
+
+/// How long one admin call may take.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most entries one `MoveEntries` moves.
+pub const MAX_MOVED: usize = 10_000;
 
 /// Why a runbook call failed, for people (the typed refusal when the server sent one).
 #[derive(Debug, Clone, thiserror::Error)]
@@ -26,12 +40,44 @@ pub struct IoError {
     pub refusal: Option<trustdeck_proto::admin::RunbookRefusal>,
 }
 
+impl IoError {
+    fn plain(message: impl Into<String>) -> IoError {
+        IoError {
+            message: message.into(),
+            refusal: None,
+        }
+    }
+
+    /// From a failed call to `server`: the authority or journal refusal, in words.
+    fn status(server: &str, what: &str, s: &tonic::Status) -> IoError {
+        let mut message = format!("{server}: {what}: {}", describe(s));
+        if let Some(r) = refusal_of(s) {
+            message.push_str(&format!(" (refused: {})", r.as_str_name()));
+        }
+        let refusal = runbook_refusal_of(s).map(|d| {
+            let r = d.refusal();
+            if !d.holder.is_empty() {
+                message.push_str(&format!(" (held by {})", d.holder));
+            }
+            r
+        });
+        IoError { message, refusal }
+    }
+}
+
 /// Which execution and step an admin call is made for (the `trustdeck-runbook` header).
 #[derive(Debug, Clone)]
 pub struct StepTag {
     pub execution: String,
     pub runbook: String,
     pub step: String,
+}
+
+impl StepTag {
+    /// The header's value: `<execution id>/<runbook>/<step id>`.
+    pub fn value(&self) -> String {
+        format!("{}/{}/{}", self.execution, self.runbook, self.step)
+    }
 }
 
 /// The fleet's admin endpoints, for one session (a random id per console or CLI run).
@@ -42,56 +88,348 @@ pub struct RunbookIo {
     pub session: String,
 }
 
+fn is_server(t: &Target) -> bool {
+    matches!(t.role, DaemonRole::Upstream | DaemonRole::Downstream)
+}
+
+/// `msg` as a request carrying `tag` (when given) and the call timeout.
+fn tagged<T>(msg: T, tag: Option<&StepTag>) -> Result<tonic::Request<T>, IoError> {
+    let mut req = tonic::Request::new(msg);
+    req.set_timeout(CALL_TIMEOUT);
+    if let Some(tag) = tag {
+        let v: MetadataValue<tonic::metadata::Ascii> = tag.value().parse().map_err(|_| {
+            IoError::plain(format!("step tag {:?} is not printable ASCII", tag.value()))
+        })?;
+        req.metadata_mut().insert(RUNBOOK_STEP_HEADER, v);
+    }
+    Ok(req)
+}
+
+/// A random session id (16 bytes of the OS's randomness, hex).
+pub fn new_session() -> String {
+    let mut b = [0u8; 16];
+    if urandom_fill(&mut b).is_err() {
+        let n = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        return format!("{n:x}{:x}", std::process::id());
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn urandom_fill(b: &mut [u8]) -> std::io::Result<()> {
+    use std::io::Read;
+    std::fs::File::open("/dev/urandom")?.read_exact(b)
+}
+
 impl RunbookIo {
+    /// A client of the server target named `name`.
+    fn client(&self, name: &str) -> Result<ServerAdminClient<Channel>, IoError> {
+        let t = self
+            .targets
+            .iter()
+            .find(|t| t.name == name && is_server(t))
+            .ok_or_else(|| {
+                IoError::plain(format!("{name}: no server of that name in the fleet"))
+            })?;
+        let ch = channel(&t.endpoint, self.tls.as_deref())
+            .map_err(|e| IoError::plain(format!("{name}: {e}")))?;
+        Ok(ServerAdminClient::new(ch).max_decoding_message_size(crate::client::MAX_MESSAGE))
+    }
+
+    /// The fleet's upstream server, where the journal lives.
+    fn upstream(&self) -> Result<(String, ServerAdminClient<Channel>), IoError> {
+        let t = self
+            .targets
+            .iter()
+            .find(|t| t.role == DaemonRole::Upstream)
+            .ok_or_else(|| {
+                IoError::plain("the fleet has no upstream server (the journal lives there)")
+            })?;
+        Ok((t.name.clone(), self.client(&t.name)?))
+    }
+
     /// The admin call of a step; returns what it saves (see `trustdeck_runbook::model::Action`).
     pub async fn perform(
         &self,
         call: &Call,
         tag: &StepTag,
     ) -> Result<BTreeMap<String, String>, IoError> {
-        let _ = (call, tag);
-        Err(self.pending("perform"))
+        let mut saved = BTreeMap::new();
+        match call {
+            Call::Prepare { server, kind, save } => {
+                let r = self
+                    .authority(server, "prepare", *kind, "", false, tag)
+                    .await?;
+                let id = r.authority.map(|a| a.id).unwrap_or_default();
+                if id.is_empty() {
+                    return Err(IoError::plain(format!(
+                        "{server}: prepare answered without the prepared authority"
+                    )));
+                }
+                saved.insert(save.clone(), id);
+                saved.insert(format!("{save}_sequence"), r.bundle_sequence.to_string());
+            }
+            Call::Activate { server, kind, id } => {
+                self.authority(server, "activate", *kind, id, false, tag)
+                    .await?;
+            }
+            Call::Taint {
+                server,
+                kind,
+                id,
+                save,
+            } => {
+                let r = self
+                    .authority(server, "taint", *kind, id, false, tag)
+                    .await?;
+                if let Some(save) = save {
+                    saved.insert(format!("{save}_sequence"), r.bundle_sequence.to_string());
+                }
+            }
+            Call::Revoke {
+                server,
+                kind,
+                id,
+                force,
+            } => {
+                self.authority(server, "revoke", *kind, id, *force, tag)
+                    .await?;
+            }
+            Call::CreateJoinToken { server, save } => {
+                let mut c = self.client(server)?;
+                let r = c
+                    .create_join_token(tagged(CreateJoinTokenRequest { ttl_secs: 0 }, Some(tag))?)
+                    .await
+                    .map_err(|s| IoError::status(server, "create join token", &s))?
+                    .into_inner();
+                saved.insert(save.clone(), r.token);
+                saved.insert(format!("{save}_agent"), r.agent_spiffe_id);
+            }
+            Call::EvictAgent { server, agent } => {
+                let mut c = self.client(server)?;
+                c.evict_agent(tagged(
+                    AgentRequest {
+                        spiffe_id: agent.clone(),
+                    },
+                    Some(tag),
+                )?)
+                .await
+                .map_err(|s| IoError::status(server, "evict agent", &s))?;
+            }
+            Call::MoveEntries { server, from, to } => {
+                self.move_entries(server, from, to, tag).await?;
+            }
+        }
+        Ok(saved)
+    }
+
+    async fn authority(
+        &self,
+        server: &str,
+        op: &str,
+        kind: AuthKind,
+        id: &str,
+        force: bool,
+        tag: &StepTag,
+    ) -> Result<trustdeck_proto::admin::AuthorityResponse, IoError> {
+        let mut c = self.client(server)?;
+        let req = tagged(
+            AuthorityRequest {
+                kind: kind.proto() as i32,
+                id: id.to_string(),
+                force,
+            },
+            Some(tag),
+        )?;
+        let r = match op {
+            "prepare" => c.prepare_authority(req).await,
+            "activate" => c.activate_authority(req).await,
+            "taint" => c.taint_authority(req).await,
+            _ => c.revoke_authority(req).await,
+        };
+        r.map(tonic::Response::into_inner)
+            .map_err(|s| IoError::status(server, op, &s))
+    }
+
+    /// Every entry whose parent is `from` re-created under `to`, then deleted.
+    async fn move_entries(
+        &self,
+        server: &str,
+        from: &str,
+        to: &str,
+        tag: &StepTag,
+    ) -> Result<(), IoError> {
+        let mut c = self.client(server)?;
+        let list = c
+            .list_entries(tagged(
+                ListEntriesRequest {
+                    parent_id: from.to_string(),
+                    ..Default::default()
+                },
+                Some(tag),
+            )?)
+            .await
+            .map_err(|s| IoError::status(server, "list entries", &s))?
+            .into_inner()
+            .entries;
+        if list.len() > MAX_MOVED {
+            return Err(IoError::plain(format!(
+                "{server}: {} entries under {from}, more than {MAX_MOVED}: nothing moved",
+                list.len()
+            )));
+        }
+        for e in list.into_iter().filter(|e| e.parent_id == from) {
+            let positive = |v: i64| (v > 0).then_some(v);
+            c.create_entry(tagged(
+                CreateEntryRequest {
+                    spiffe_id: e.spiffe_id.clone(),
+                    parent_id: to.to_string(),
+                    selectors: e.selectors.clone(),
+                    x509_ttl_secs: positive(e.x509_ttl_secs),
+                    jwt_ttl_secs: positive(e.jwt_ttl_secs),
+                    downstream: e.downstream,
+                    dns_names: e.dns_names.clone(),
+                    namespaces: e.namespaces.clone(),
+                },
+                Some(tag),
+            )?)
+            .await
+            .map_err(|s| IoError::status(server, "create entry", &s))?;
+            c.delete_entry(tagged(DeleteEntryRequest { id: e.id.clone() }, Some(tag))?)
+                .await
+                .map_err(|s| IoError::status(server, "delete entry", &s))?;
+        }
+        Ok(())
     }
 
     /// `ShowAuthorities` of every server target that answers, by fleet name.
     pub async fn authorities(&self) -> BTreeMap<String, Vec<AuthorityInfo>> {
-        BTreeMap::new()
+        let mut out = BTreeMap::new();
+        for t in self.targets.iter().filter(|t| is_server(t)) {
+            let Ok(mut c) = self.client(&t.name) else {
+                continue;
+            };
+            let Ok(req) = tagged(ShowAuthoritiesRequest { kind: 0 }, None) else {
+                continue;
+            };
+            match c.show_authorities(req).await {
+                Ok(r) => {
+                    out.insert(t.name.clone(), r.into_inner().authorities);
+                }
+                Err(s) => {
+                    tracing::debug!(server = %t.name, error = %describe(&s), "show authorities")
+                }
+            }
+        }
+        out
     }
 
     /// `ProbeKeys` of these servers (fleet names), by fleet name; one that fails is absent.
     pub async fn probes(&self, servers: &[String]) -> BTreeMap<String, Vec<KeyProbeResult>> {
-        let _ = servers;
-        BTreeMap::new()
+        let mut out = BTreeMap::new();
+        for name in servers {
+            if out.contains_key(name) {
+                continue;
+            }
+            let Ok(mut c) = self.client(name) else {
+                continue;
+            };
+            let Ok(req) = tagged(ProbeKeysRequest {}, None) else {
+                continue;
+            };
+            match c.probe_keys(req).await {
+                Ok(r) => {
+                    out.insert(name.clone(), r.into_inner().keys);
+                }
+                Err(s) => tracing::debug!(server = %name, error = %describe(&s), "probe keys"),
+            }
+        }
+        out
     }
 
     /// Begins an execution in the journal of the fleet's upstream server.
     pub async fn begin(&self, req: BeginRunbookRequest) -> Result<RunbookExecution, IoError> {
-        let _ = req;
-        Err(self.pending("begin"))
+        let (name, mut c) = self.upstream()?;
+        c.begin_runbook(tagged(req, None)?)
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|s| IoError::status(&name, "begin runbook", &s))
     }
 
     /// Takes an execution over for this session (resume).
     pub async fn claim(&self, id: &str) -> Result<RunbookExecution, IoError> {
-        let _ = id;
-        Err(self.pending("claim"))
+        let (name, mut c) = self.upstream()?;
+        let req = ClaimRunbookRequest {
+            id: id.to_string(),
+            session: self.session.clone(),
+        };
+        c.claim_runbook(tagged(req, None)?)
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|s| IoError::status(&name, "claim runbook", &s))
     }
 
     /// Records progress (or, with state ABORTED, an abort).
     pub async fn record(&self, req: RecordRunbookRequest) -> Result<RunbookExecution, IoError> {
-        let _ = req;
-        Err(self.pending("record"))
+        let (name, mut c) = self.upstream()?;
+        c.record_runbook(tagged(req, None)?)
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|s| IoError::status(&name, "record runbook", &s))
     }
 
     /// Executions in the journal (running and stopped; with `finished`, the newest others).
     pub async fn list(&self, finished: bool) -> Result<Vec<RunbookExecution>, IoError> {
-        let _ = finished;
-        Err(self.pending("list"))
+        let (name, mut c) = self.upstream()?;
+        let req = ListRunbooksRequest {
+            include_finished: finished,
+            id: String::new(),
+        };
+        c.list_runbooks(tagged(req, None)?)
+            .await
+            .map(|r| r.into_inner().executions)
+            .map_err(|s| IoError::status(&name, "list runbooks", &s))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_step_call_carries_the_runbook_header() {
+        let tag = StepTag {
+            execution: "e1".into(),
+            runbook: "rotate-root-ca".into(),
+            step: "prepare".into(),
+        };
+        let r = tagged(ProbeKeysRequest {}, Some(&tag)).expect("tagged");
+        let v = r.metadata().get(RUNBOOK_STEP_HEADER).expect("header");
+        assert_eq!(v.to_str().expect("ascii"), "e1/rotate-root-ca/prepare");
+        assert!(
+            tagged(ProbeKeysRequest {}, None)
+                .expect("untagged")
+                .metadata()
+                .get(RUNBOOK_STEP_HEADER)
+                .is_none()
+        );
     }
 
-    fn pending(&self, what: &str) -> IoError {
-        IoError {
-            message: format!("runbook I/O {what}: not built yet"),
-            refusal: None,
-        }
+    #[test]
+    fn a_tag_that_is_not_ascii_is_refused_before_any_call() {
+        let tag = StepTag {
+            execution: "e1".into(),
+            runbook: "r\u{e9}".into(),
+            step: "s\n".into(),
+        };
+        assert!(tagged(ProbeKeysRequest {}, Some(&tag)).is_err());
+    }
+
+    #[test]
+    fn sessions_differ() {
+        assert_ne!(new_session(), new_session());
+        assert_eq!(new_session().len(), 32);
     }
 }

@@ -1,0 +1,303 @@
+//! Drives one execution against the live fleet: keeps a [`Fleet`] current from the `Watch`
+//! streams, polls `ShowAuthorities` (and `ProbeKeys` when the step asks) every
+//! [`POLL`], loops [`Execution::advance`], performs the calls it asks for, asks the operator
+//! through a [`Confirmer`], records the journal on every step and phase change, and hands every
+//! [`StepEvent`] to a sink.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::mpsc;
+use trustdeck_process::clock::Clock;
+use trustdeck_proto::admin::{
+    AuthorityInfo, KeyProbeResult, RecordRunbookRequest, RunbookPhase, RunbookState,
+};
+use trustdeck_runbook::exec::{Mismatch, Phase};
+use trustdeck_runbook::{Confirmation, Execution, Next, Observation, Outcome, StepEvent};
+use trustdeck_topology::ttl::Thresholds;
+use trustdeck_topology::{DaemonConn, Fleet};
+
+use super::io::{IoError, RunbookIo, StepTag};
+use crate::client::{ClientError, Update, Watcher};
+use crate::status;
+
+/// How often the admin API is polled while an execution waits.
+pub const POLL: Duration = Duration::from_millis(500);
+/// How long the first snapshots may take before a silent daemon counts as unreachable.
+pub const SETTLE: Duration = Duration::from_secs(5);
+
+/// The operator's answer to a [`Confirmation`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// Given beforehand (`--yes`).
+    Given,
+    /// What the operator typed (`yes`, or the target's name).
+    Typed(String),
+    /// No: the execution stops, nothing of the step done.
+    Declined,
+}
+
+/// Asks the operator (a TTY prompt, `--yes`, the console's pane).
+pub trait Confirmer {
+    /// `retry` is the wrong answer given last time, if any.
+    fn confirm(
+        &mut self,
+        c: &Confirmation,
+        retry: Option<&Mismatch>,
+    ) -> impl std::future::Future<Output = Answer> + Send;
+}
+
+/// The journal's phase for the engine's.
+pub fn phase_wire(p: Phase) -> RunbookPhase {
+    match p {
+        Phase::Checking => RunbookPhase::Checking,
+        Phase::Confirming => RunbookPhase::Confirming,
+        Phase::Acting => RunbookPhase::Acting,
+        Phase::Verifying => RunbookPhase::Verifying,
+        Phase::Done => RunbookPhase::Done,
+        Phase::RollingBack => RunbookPhase::RollingBack,
+        Phase::Failed => RunbookPhase::Failed,
+    }
+}
+
+/// The engine's phase for the journal's (unknown values: checking, which repeats nothing).
+pub fn phase_of(p: RunbookPhase) -> Phase {
+    match p {
+        RunbookPhase::Confirming => Phase::Confirming,
+        RunbookPhase::Acting => Phase::Acting,
+        RunbookPhase::Verifying => Phase::Verifying,
+        RunbookPhase::Done => Phase::Done,
+        RunbookPhase::RollingBack => Phase::RollingBack,
+        RunbookPhase::Failed => Phase::Failed,
+        RunbookPhase::Checking | RunbookPhase::Unspecified => Phase::Checking,
+    }
+}
+
+/// Why a drive ended without an outcome.
+#[derive(Debug, thiserror::Error)]
+pub enum DriveError {
+    #[error("{0}")]
+    Client(#[from] ClientError),
+    /// The journal could not record that a step is about to act: nothing of it was done.
+    #[error(
+        "journal: {0}; nothing of step {1} was done: resume the execution when the upstream answers"
+    )]
+    Journal(IoError, String),
+}
+
+/// The live view an execution is driven against.
+pub struct Driver {
+    pub io: RunbookIo,
+    pub fleet: Fleet,
+    pub thresholds: Thresholds,
+    clock: Arc<dyn Clock>,
+    watcher: Watcher,
+    rx: mpsc::UnboundedReceiver<Update>,
+    authorities: BTreeMap<String, Vec<AuthorityInfo>>,
+    probes: BTreeMap<String, Vec<KeyProbeResult>>,
+}
+
+impl Driver {
+    /// Opens the streams and waits until every daemon sent its snapshot or failed.
+    pub async fn start(
+        io: RunbookIo,
+        thresholds: Thresholds,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Driver, ClientError> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let watcher = Watcher::start_with_clock(&io.targets, io.tls.clone(), tx, clock.clone())?;
+        let fleet = status::fleet_for(&io.targets);
+        let mut d = Driver {
+            io,
+            fleet,
+            thresholds,
+            clock,
+            watcher,
+            rx,
+            authorities: BTreeMap::new(),
+            probes: BTreeMap::new(),
+        };
+        d.settle().await;
+        d.authorities = d.io.authorities().await;
+        Ok(d)
+    }
+
+    async fn settle(&mut self) {
+        let deadline = tokio::time::Instant::now() + SETTLE;
+        while self
+            .fleet
+            .daemons
+            .iter()
+            .any(|d| d.conn == DaemonConn::Connecting)
+        {
+            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                Ok(Some(u)) => self.apply(u),
+                _ => break,
+            }
+        }
+    }
+
+    fn apply(&mut self, u: Update) {
+        if let Some(d) = status::apply(&mut self.fleet, u, self.clock.now()) {
+            self.watcher.resubscribe(d);
+        }
+    }
+
+    /// Takes in every update that arrived, for up to `wait`.
+    async fn drain(&mut self, wait: Duration) {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                Ok(Some(u)) => self.apply(u),
+                _ => break,
+            }
+        }
+        while let Ok(u) = self.rx.try_recv() {
+            self.apply(u);
+        }
+    }
+
+    /// Reads the admin API again (authorities; key probes when the step wants them).
+    async fn poll(&mut self, e: &Execution) {
+        while let Ok(u) = self.rx.try_recv() {
+            self.apply(u);
+        }
+        self.authorities = self.io.authorities().await;
+        let wanted = e.probes_wanted();
+        self.probes = if wanted.is_empty() {
+            BTreeMap::new()
+        } else {
+            self.io.probes(&wanted).await
+        };
+    }
+
+    /// Closes the streams.
+    pub async fn stop(self) {
+        self.watcher.stop().await;
+    }
+
+    fn record_of(&self, id: &str, e: &Execution) -> RecordRunbookRequest {
+        let step_id = e.current().map(|s| s.id.clone()).unwrap_or_default();
+        let (state, reason, rolled_back) = match &e.outcome {
+            None => (RunbookState::Running, String::new(), false),
+            Some(Outcome::Succeeded) => (RunbookState::Succeeded, String::new(), false),
+            Some(Outcome::Stopped {
+                detail,
+                rolled_back,
+                reason,
+                ..
+            }) => (
+                RunbookState::Stopped,
+                format!("{reason:?}: {detail}"),
+                *rolled_back,
+            ),
+        };
+        RecordRunbookRequest {
+            id: id.to_string(),
+            session: self.io.session.clone(),
+            step: u32::try_from(e.step).unwrap_or(u32::MAX),
+            step_id,
+            phase: phase_wire(e.phase) as i32,
+            state: state as i32,
+            saved: e.saved_values().into_iter().collect(),
+            reason,
+            rolled_back,
+        }
+    }
+
+    /// Records where `e` stands; a failure is returned for the caller to weigh.
+    async fn record(&self, id: &str, e: &Execution) -> Result<(), IoError> {
+        self.io.record(self.record_of(id, e)).await.map(|_| ())
+    }
+
+    /// Steps `e` (journal execution `id`) to its outcome.
+    pub async fn run<C: Confirmer, S: FnMut(&StepEvent, DateTime<Utc>)>(
+        &mut self,
+        id: &str,
+        e: &mut Execution,
+        confirmer: &mut C,
+        sink: &mut S,
+    ) -> Result<Outcome, DriveError> {
+        let mut last = (usize::MAX, Phase::Failed);
+        let mut retry: Option<Mismatch> = None;
+        let mut polled = tokio::time::Instant::now();
+        loop {
+            let now = self.clock.now();
+            let next = {
+                let o = Observation {
+                    now,
+                    fleet: &self.fleet,
+                    authorities: &self.authorities,
+                    probes: &self.probes,
+                    thresholds: self.thresholds,
+                };
+                e.advance(&o)
+            };
+            for ev in e.take_events() {
+                sink(&ev, now);
+            }
+            let tag = StepTag {
+                execution: id.to_string(),
+                runbook: e.runbook.name.clone(),
+                step: e.current().map(|s| s.id.clone()).unwrap_or_default(),
+            };
+            let acting = matches!(next, Next::Act(_) | Next::Rollback(_));
+            if (e.step, e.phase) != last || acting || matches!(next, Next::Finished(_)) {
+                last = (e.step, e.phase);
+                if let Err(err) = self.record(id, e).await {
+                    if acting {
+                        return Err(DriveError::Journal(err, tag.step));
+                    }
+                    tracing::warn!(error = %err, "journal record failed");
+                }
+            }
+            match next {
+                Next::Finished(o) => return Ok(o),
+                Next::Observe => {
+                    let wait = POLL.saturating_sub(polled.elapsed());
+                    self.drain(wait).await;
+                    self.poll(e).await;
+                    polled = tokio::time::Instant::now();
+                }
+                Next::Confirm(c) => match confirmer.confirm(&c, retry.as_ref()).await {
+                    Answer::Given => e.confirm_given(),
+                    Answer::Declined => e.decline(),
+                    Answer::Typed(s) => retry = e.confirm(&s).err(),
+                },
+                Next::Act(call) => {
+                    let r = self.io.perform(&call, &tag).await;
+                    e.acted(self.clock.now(), r.map_err(|x| x.message));
+                    self.poll(e).await;
+                    polled = tokio::time::Instant::now();
+                }
+                Next::Rollback(call) => {
+                    let r = self.io.perform(&call, &tag).await;
+                    e.rolled_back(r.map(|_| ()).map_err(|x| x.message));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_phase_survives_the_journal() {
+        for p in [
+            Phase::Checking,
+            Phase::Confirming,
+            Phase::Acting,
+            Phase::Verifying,
+            Phase::Done,
+            Phase::RollingBack,
+            Phase::Failed,
+        ] {
+            assert_eq!(phase_of(phase_wire(p)), p);
+        }
+        assert_eq!(phase_of(RunbookPhase::Unspecified), Phase::Checking);
+    }
+}
