@@ -323,14 +323,17 @@ async fn run(rb: Arc<Runbook>, g: Vars, a: &RunbookArgs, f: Fleet) -> Result<Exi
             return Err(e);
         }
     };
-    let target = vars.get(&rb.target).cloned().unwrap_or_default();
+    let e = Execution::start(rb.clone(), vars);
     let begun =
         d.io.begin(BeginRunbookRequest {
             runbook: rb.name.clone(),
-            target,
-            // Every resolved value, implied ones included: a resumed execution means what
-            // this one meant (`<server>_active_x509` is the root before the rotation).
-            inputs: vars.clone().into_iter().collect(),
+            // What it holds: its target's SPIFFE ID, or the whole trust domain for runbooks
+            // that change authorities.
+            target: e.lock_key(),
+            // Every resolved value, implied ones included (secrets never): a resumed
+            // execution means what this one meant (`<server>_active_x509` is the root before
+            // the rotation).
+            inputs: e.journal_inputs().into_iter().collect(),
             runbook_digest: rb.digest.clone(),
             session: d.io.session.clone(),
             steps: u32::try_from(rb.steps.len()).unwrap_or(u32::MAX),
@@ -353,7 +356,7 @@ async fn run(rb: Arc<Runbook>, g: Vars, a: &RunbookArgs, f: Fleet) -> Result<Exi
     if a.output == Format::Table {
         eprintln!("execution {} ({} on {})", begun.id, rb.name, begun.target);
     }
-    let mut e = Execution::start(rb, vars);
+    let mut e = e;
     drive(&mut d, &begun.id, &mut e, a).await
 }
 
