@@ -98,7 +98,7 @@ impl App {
                 }
             }
             RunbookMsg::Recorded(r) => match r {
-                Ok(e) if e.state() == RunbookState::Aborted => {
+                Ok(e) if e.state_wire() == RunbookState::Aborted => {
                     self.runbooks.journal.retain(|x| x.id != e.id);
                     self.flash(Level::Ok, format!("{} aborted: its target is free", e.runbook));
                     fx.push(Effect::Runbook(RunbookEffect::List));
@@ -231,7 +231,7 @@ impl App {
         let mut vars = resolve_inputs(&rb, &given, &self.fleet, None).unwrap_or(given);
         vars.extend(e.saved.clone());
         let saved = e.saved.keys().cloned().collect();
-        let mut exec = Execution::resume(rb, vars, saved, e.step as usize, engine_phase(e.phase()), now);
+        let mut exec = Execution::resume(rb, vars, saved, e.step as usize, engine_phase(e.phase_wire().known().unwrap_or(RunbookPhase::Unspecified)), now);
         exec.take_events();
         self.runbooks.run = Some(Run {
             exec,

@@ -110,8 +110,8 @@ impl Runbooks {
         let ours = self.run.as_ref().and_then(|r| r.id.as_deref());
         self.journal.iter().find(|e| {
             matches!(
-                e.state(),
-                RunbookState::Running | RunbookState::Stopped
+                e.state_wire().known(),
+                Some(RunbookState::Running | RunbookState::Stopped)
             ) && Some(e.id.as_str()) != ours
         })
     }
