@@ -39,8 +39,11 @@ fn refused(e: RunbookEffect, why: &str) -> RunbookMsg {
     }
 }
 
+fn s<T>(r: Result<T, crate::runbook::io::IoError>) -> Result<T, String> {
+    r.map_err(|e| e.to_string())
+}
+
 async fn perform(io: &RunbookIo, e: RunbookEffect) -> RunbookMsg {
-    let s = |r: Result<_, crate::runbook::io::IoError>| r.map_err(|e| e.to_string());
     match e {
         RunbookEffect::Perform {
             call,

@@ -165,6 +165,7 @@ impl App {
     /// Advances the execution over what was last observed, until it waits for something.
     pub(super) fn drive(&mut self, now: DateTime<Utc>, fx: &mut Vec<Effect>) {
         let Some(mut run) = self.runbooks.run.take() else { return };
+        let mut ask = None;
         if !run.plan_only && !run.busy && run.id.is_some() {
             let o = Observation {
                 now,
@@ -182,10 +183,7 @@ impl App {
                         }
                     }
                     Next::Confirm(c) => {
-                        self.runbooks.run = Some(run);
-                        self.ask(Pending::Step(c));
-                        let Some(r) = self.runbooks.run.take() else { return };
-                        run = r;
+                        ask = Some(c);
                         break;
                     }
                     Next::Act(call) | Next::Rollback(call) => {
@@ -207,6 +205,9 @@ impl App {
         }
         record(&mut run, fx);
         self.runbooks.run = Some(run);
+        if let Some(c) = ask {
+            self.ask(Pending::Step(c));
+        }
     }
 
     /// `:resume`: takes the execution in progress over for this session.
