@@ -248,7 +248,11 @@ async fn console(
     let rb_io = trustdeck_console::runbook::io::RunbookIo {
         targets: targets.clone(),
         tls: tls.clone(),
-        session: format!("console-{}-{}", std::process::id(), chrono::Utc::now().timestamp()),
+        session: format!(
+            "console-{}-{}",
+            std::process::id(),
+            chrono::Utc::now().timestamp()
+        ),
     };
     let watcher = Watcher::start(&targets, tls, utx)?;
     let (mtx, mrx) = mpsc::unbounded_channel::<Msg>();

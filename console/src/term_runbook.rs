@@ -10,7 +10,10 @@ use crate::runbook::io::{RunbookIo, StepTag};
 /// Starts `e` on `io` (None: the console has no fleet endpoints; it answers at once).
 pub fn spawn(io: Option<&RunbookIo>, e: RunbookEffect, tx: &UnboundedSender<Msg>) {
     let Some(io) = io.cloned() else {
-        let _ = tx.send(Msg::Runbook(refused(e, "no admin endpoints in this console")));
+        let _ = tx.send(Msg::Runbook(refused(
+            e,
+            "no admin endpoints in this console",
+        )));
         return;
     };
     let tx = tx.clone();

@@ -98,7 +98,11 @@ fn authority(id: &str, status: AuthorityStatus) -> BTreeMap<String, Vec<Authorit
     )])
 }
 
-fn observed(app: &mut App, auth: BTreeMap<String, Vec<AuthorityInfo>>, off: i64) -> Vec<RunbookEffect> {
+fn observed(
+    app: &mut App,
+    auth: BTreeMap<String, Vec<AuthorityInfo>>,
+    off: i64,
+) -> Vec<RunbookEffect> {
     answer(
         app,
         RunbookMsg::Observed {
@@ -117,7 +121,10 @@ fn at_prepare() -> App {
     let Some(RunbookEffect::Begin(req)) = fx.first() else {
         panic!("no begin: {fx:?}");
     };
-    assert_eq!((req.runbook.as_str(), req.target.as_str()), ("rotate-intermediate", "gcp"));
+    assert_eq!(
+        (req.runbook.as_str(), req.target.as_str()),
+        ("rotate-intermediate", "gcp")
+    );
     let fx = answer(
         &mut app,
         RunbookMsg::Begun(Ok(RunbookExecution {
@@ -152,11 +159,19 @@ fn a_node_is_offered_the_runbooks_that_apply() {
     let mut app = base(W, H);
     offer(&mut app, "gcp", "rotate-intermediate");
     assert!(!app.runbooks.shown.contains(&"rotate-root-ca".to_string()));
-    assert!(app.runbooks.shown.contains(&"recover-downstream".to_string()));
+    assert!(
+        app.runbooks
+            .shown
+            .contains(&"recover-downstream".to_string())
+    );
     update(&mut app, key(KeyCode::Esc), now());
     offer(&mut app, "root CA 2026", "rotate-root-ca");
     assert!(app.runbooks.shown.contains(&"taint-authority".to_string()));
-    assert!(!app.runbooks.shown.contains(&"rotate-intermediate".to_string()));
+    assert!(
+        !app.runbooks
+            .shown
+            .contains(&"rotate-intermediate".to_string())
+    );
 }
 
 #[test]
@@ -164,7 +179,10 @@ fn read_only_shows_the_plan_and_never_runs() {
     let mut app = base(W, H);
     offer(&mut app, "gcp", "rotate-intermediate");
     let fx = enter(&mut app);
-    assert!(runbook_fx(&fx).is_empty(), "read-only asked for I/O: {fx:?}");
+    assert!(
+        runbook_fx(&fx).is_empty(),
+        "read-only asked for I/O: {fx:?}"
+    );
     assert_eq!(app.mode, Mode::Runbook);
     let run = app.runbooks.run.as_ref().expect("pane");
     assert!(run.plan_only);
@@ -187,7 +205,13 @@ fn operator_mode_asks_and_a_wrong_answer_changes_nothing() {
     enter(&mut app);
     assert!(app.read_only);
     assert_eq!(app.mode, Mode::Confirm);
-    assert!(app.runbooks.mismatch.as_deref().unwrap_or("").contains("nothing done"));
+    assert!(
+        app.runbooks
+            .mismatch
+            .as_deref()
+            .unwrap_or("")
+            .contains("nothing done")
+    );
     typed(&mut app, "yes");
     enter(&mut app);
     assert!(!app.read_only);
@@ -195,7 +219,10 @@ fn operator_mode_asks_and_a_wrong_answer_changes_nothing() {
     let t = text(&draw(&app, W, H, false));
     assert!(t.contains(" OPERATOR "), "{t}");
     command(&mut app, "operator");
-    assert!(app.read_only, ":operator again goes back to read-only at once");
+    assert!(
+        app.read_only,
+        ":operator again goes back to read-only at once"
+    );
 }
 
 #[test]
@@ -203,20 +230,41 @@ fn typed_confirmation_wrong_then_right() {
     let mut app = at_prepare();
     typed(&mut app, "yes");
     let fx = runbook_fx(&enter(&mut app));
-    let Some(RunbookEffect::Perform { call, execution, step, rollback, .. }) = fx.first() else {
+    let Some(RunbookEffect::Perform {
+        call,
+        execution,
+        step,
+        rollback,
+        ..
+    }) = fx.first()
+    else {
         panic!("no call: {fx:?}");
     };
-    assert_eq!((execution.as_str(), step.as_str(), *rollback), ("e-1", "prepare", false));
+    assert_eq!(
+        (execution.as_str(), step.as_str(), *rollback),
+        ("e-1", "prepare", false)
+    );
     assert!(format!("{call:?}").contains("Prepare"), "{call:?}");
     let saved = BTreeMap::from([("new_ca".to_string(), "42".to_string())]);
-    answer(&mut app, RunbookMsg::Performed { rollback: false, result: Ok(saved) }, 1);
+    answer(
+        &mut app,
+        RunbookMsg::Performed {
+            rollback: false,
+            result: Ok(saved),
+        },
+        1,
+    );
     observed(&mut app, authority("42", AuthorityStatus::Prepared), 2);
     // activate: type the target's name.
     assert!(matches!(&app.runbooks.confirm, Some(Pending::Step(c)) if c.id == "activate"));
     typed(&mut app, "dmz");
     both("confirm_typed", &mut app);
     let fx = runbook_fx(&enter(&mut app));
-    assert!(fx.iter().all(|e| !matches!(e, RunbookEffect::Perform { .. })), "{fx:?}");
+    assert!(
+        fx.iter()
+            .all(|e| !matches!(e, RunbookEffect::Perform { .. })),
+        "{fx:?}"
+    );
     assert_eq!(app.mode, Mode::Confirm);
     both("confirm_mismatch", &mut app);
     typed(&mut app, "gcp");
@@ -225,16 +273,34 @@ fn typed_confirmation_wrong_then_right() {
         matches!(fx.first(), Some(RunbookEffect::Perform { step, .. }) if step == "activate"),
         "{fx:?}"
     );
-    answer(&mut app, RunbookMsg::Performed { rollback: false, result: Ok(BTreeMap::new()) }, 3);
+    answer(
+        &mut app,
+        RunbookMsg::Performed {
+            rollback: false,
+            result: Ok(BTreeMap::new()),
+        },
+        3,
+    );
     observed(&mut app, authority("42", AuthorityStatus::Active), 4);
     // move: confirmed, performed, then verifying with a progress bar and a countdown.
     typed(&mut app, "gcp");
     enter(&mut app);
-    answer(&mut app, RunbookMsg::Performed { rollback: false, result: Ok(BTreeMap::new()) }, 5);
+    answer(
+        &mut app,
+        RunbookMsg::Performed {
+            rollback: false,
+            result: Ok(BTreeMap::new()),
+        },
+        5,
+    );
     observed(&mut app, authority("42", AuthorityStatus::Active), 6);
     let run = app.runbooks.run.as_ref().expect("run");
     assert_eq!(run.exec.current().map(|s| s.id.as_str()), Some("move"));
-    assert!(run.exec.last.iter().any(|r| r.progress.is_some()), "{:?}", run.exec.last);
+    assert!(
+        run.exec.last.iter().any(|r| r.progress.is_some()),
+        "{:?}",
+        run.exec.last
+    );
     update(&mut app, key(KeyCode::Esc), now());
     command(&mut app, "runbook");
     assert_eq!(app.mode, Mode::Runbook);
@@ -256,7 +322,10 @@ fn a_declined_step_stops_the_run_and_says_what_now() {
         .expect("journaled");
     assert_eq!(rec.state, RunbookState::Stopped as i32);
     assert_eq!(rec.step_id, "prepare");
-    assert!(fx.iter().all(|e| !matches!(e, RunbookEffect::Perform { .. })));
+    assert!(
+        fx.iter()
+            .all(|e| !matches!(e, RunbookEffect::Perform { .. }))
+    );
     assert_eq!(app.mode, Mode::Runbook);
     both("outcome_declined", &mut app);
 }

@@ -51,7 +51,15 @@ pub fn event_line(e: &StepEvent) -> (Level, String) {
         StepEvent::Checked { results, stage, .. } => {
             let bad = results.iter().filter(|r| !r.ok).count();
             let l = if bad == 0 { Level::Ok } else { Level::Warning };
-            (l, format!("{stage:?} checks: {} of {} hold", results.len() - bad, results.len()).to_lowercase())
+            (
+                l,
+                format!(
+                    "{stage:?} checks: {} of {} hold",
+                    results.len() - bad,
+                    results.len()
+                )
+                .to_lowercase(),
+            )
         }
         StepEvent::Confirmed { id, .. } => (Level::Ok, format!("{id}: confirmed")),
         StepEvent::Acted { id, .. } => (Level::Ok, format!("{id}: done, verifying")),
@@ -63,7 +71,10 @@ pub fn event_line(e: &StepEvent) -> (Level, String) {
         }
         StepEvent::RolledBack { id, ok, detail, .. } => (
             if *ok { Level::Warning } else { Level::Critical },
-            format!("{id}: rolled back{}{detail}", if detail.is_empty() { "" } else { ": " }),
+            format!(
+                "{id}: rolled back{}{detail}",
+                if detail.is_empty() { "" } else { ": " }
+            ),
         ),
         StepEvent::Finished { outcome } => match outcome {
             Outcome::Succeeded => (Level::Ok, "every step verified".into()),
@@ -83,30 +94,42 @@ impl App {
             }
             RunbookMsg::Listed(Err(e)) => tracing::debug!(error = %e, "runbook journal not listed"),
             RunbookMsg::Begun(r) | RunbookMsg::Claimed(r) => {
-                let Some(run) = &mut self.runbooks.run else { return };
+                let Some(run) = &mut self.runbooks.run else {
+                    return;
+                };
                 run.busy = false;
                 match r {
                     Ok(e) => {
                         run.id = Some(e.id.clone());
-                        run.log.push((Level::Ok, format!("journal: execution {}", e.id)));
+                        run.log
+                            .push((Level::Ok, format!("journal: execution {}", e.id)));
                         self.observe(now, fx);
                     }
                     Err(e) => {
                         run.plan_only = true;
-                        run.log.push((Level::Critical, format!("the journal refused: {e}; nothing was done")));
+                        run.log.push((
+                            Level::Critical,
+                            format!("the journal refused: {e}; nothing was done"),
+                        ));
                     }
                 }
             }
             RunbookMsg::Recorded(r) => match r {
                 Ok(e) if e.state_wire() == RunbookState::Aborted => {
                     self.runbooks.journal.retain(|x| x.id != e.id);
-                    self.flash(Level::Ok, format!("{} aborted: its target is free", e.runbook));
+                    self.flash(
+                        Level::Ok,
+                        format!("{} aborted: its target is free", e.runbook),
+                    );
                     fx.push(Effect::Runbook(RunbookEffect::List));
                 }
                 Ok(_) => {}
                 Err(e) => self.flash(Level::Critical, format!("journal: {e}")),
             },
-            RunbookMsg::Observed { authorities, probes } => {
+            RunbookMsg::Observed {
+                authorities,
+                probes,
+            } => {
                 self.runbooks.authorities = authorities;
                 self.runbooks.probes = probes;
                 if let Some(run) = &mut self.runbooks.run {
@@ -116,7 +139,9 @@ impl App {
                 self.drive(now, fx);
             }
             RunbookMsg::Performed { rollback, result } => {
-                let Some(run) = &mut self.runbooks.run else { return };
+                let Some(run) = &mut self.runbooks.run else {
+                    return;
+                };
                 run.busy = false;
                 if rollback {
                     run.exec.rolled_back(result.map(|_| ()));
@@ -132,7 +157,9 @@ impl App {
     pub(super) fn runbook_tick(&mut self, now: DateTime<Utc>, fx: &mut Vec<Effect>) {
         let rb = &mut self.runbooks;
         if rb.set.is_some()
-            && rb.listed_at.is_none_or(|t| (now - t).num_seconds() >= LIST_EVERY_SECS)
+            && rb
+                .listed_at
+                .is_none_or(|t| (now - t).num_seconds() >= LIST_EVERY_SECS)
         {
             rb.listed_at = Some(now);
             fx.push(Effect::Runbook(RunbookEffect::List));
@@ -152,7 +179,9 @@ impl App {
     }
 
     fn observe(&mut self, _now: DateTime<Utc>, fx: &mut Vec<Effect>) {
-        let Some(run) = &mut self.runbooks.run else { return };
+        let Some(run) = &mut self.runbooks.run else {
+            return;
+        };
         if run.plan_only || run.exec.outcome.is_some() {
             return;
         }
@@ -164,7 +193,9 @@ impl App {
 
     /// Advances the execution over what was last observed, until it waits for something.
     pub(super) fn drive(&mut self, now: DateTime<Utc>, fx: &mut Vec<Effect>) {
-        let Some(mut run) = self.runbooks.run.take() else { return };
+        let Some(mut run) = self.runbooks.run.take() else {
+            return;
+        };
         let mut ask = None;
         if !run.plan_only && !run.busy && run.id.is_some() {
             let o = Observation {
@@ -220,25 +251,50 @@ impl App {
             self.flash(Level::Warning, "no runbook in progress to resume");
             return;
         };
-        let Some(rb) = self.runbooks.set.as_ref().and_then(|s| s.get(&e.runbook)).cloned() else {
-            self.flash(Level::Critical, format!("{}: no such runbook here", e.runbook));
+        let Some(rb) = self
+            .runbooks
+            .set
+            .as_ref()
+            .and_then(|s| s.get(&e.runbook))
+            .cloned()
+        else {
+            self.flash(
+                Level::Critical,
+                format!("{}: no such runbook here", e.runbook),
+            );
             return;
         };
         if rb.digest != e.runbook_digest {
-            self.flash(Level::Critical, format!("{}: the runbook file changed since it began; resume refused", e.runbook));
+            self.flash(
+                Level::Critical,
+                format!(
+                    "{}: the runbook file changed since it began; resume refused",
+                    e.runbook
+                ),
+            );
             return;
         }
         let given: Vars = e.inputs.clone().into_iter().collect();
         let mut vars = resolve_inputs(&rb, &given, &self.fleet, None).unwrap_or(given);
         vars.extend(e.saved.clone());
         let saved = e.saved.keys().cloned().collect();
-        let mut exec = Execution::resume(rb, vars, saved, e.step as usize, engine_phase(e.phase_wire().known().unwrap_or(RunbookPhase::Unspecified)), now);
+        let mut exec = Execution::resume(
+            rb,
+            vars,
+            saved,
+            e.step as usize,
+            engine_phase(e.phase_wire().known().unwrap_or(RunbookPhase::Unspecified)),
+            now,
+        );
         exec.take_events();
         self.runbooks.run = Some(Run {
             exec,
             plan_only: false,
             id: None,
-            log: vec![(Level::Ok, format!("resuming {} at step {}", e.runbook, e.step + 1))],
+            log: vec![(
+                Level::Ok,
+                format!("resuming {} at step {}", e.runbook, e.step + 1),
+            )],
             busy: true,
             observed_at: None,
         });
@@ -268,20 +324,33 @@ fn record(run: &mut Run, fx: &mut Vec<Effect>) {
     let (state, reason, rolled_back) = match &run.exec.outcome {
         None => (RunbookState::Running, String::new(), false),
         Some(Outcome::Succeeded) => (RunbookState::Succeeded, String::new(), false),
-        Some(Outcome::Stopped { detail, rolled_back, .. }) => {
-            (RunbookState::Stopped, detail.clone(), *rolled_back)
-        }
+        Some(Outcome::Stopped {
+            detail,
+            rolled_back,
+            ..
+        }) => (RunbookState::Stopped, detail.clone(), *rolled_back),
     };
-    let step = run.exec.step.min(run.exec.runbook.steps.len().saturating_sub(1));
-    fx.push(Effect::Runbook(RunbookEffect::Record(RecordRunbookRequest {
-        id,
-        session: String::new(),
-        step: u32::try_from(step).unwrap_or(u32::MAX),
-        step_id: run.exec.runbook.steps.get(step).map(|s| s.id.clone()).unwrap_or_default(),
-        phase: journal_phase(run.exec.phase) as i32,
-        state: state as i32,
-        saved: run.exec.saved_values().into_iter().collect(),
-        reason,
-        rolled_back,
-    })));
+    let step = run
+        .exec
+        .step
+        .min(run.exec.runbook.steps.len().saturating_sub(1));
+    fx.push(Effect::Runbook(RunbookEffect::Record(
+        RecordRunbookRequest {
+            id,
+            session: String::new(),
+            step: u32::try_from(step).unwrap_or(u32::MAX),
+            step_id: run
+                .exec
+                .runbook
+                .steps
+                .get(step)
+                .map(|s| s.id.clone())
+                .unwrap_or_default(),
+            phase: journal_phase(run.exec.phase) as i32,
+            state: state as i32,
+            saved: run.exec.saved_values().into_iter().collect(),
+            reason,
+            rolled_back,
+        },
+    )));
 }

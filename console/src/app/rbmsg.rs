@@ -21,7 +21,9 @@ pub enum RunbookEffect {
         rollback: bool,
     },
     /// Fetch every server's authorities and the key probes of `probes`.
-    Observe { probes: Vec<String> },
+    Observe {
+        probes: Vec<String>,
+    },
     Begin(BeginRunbookRequest),
     Record(RecordRunbookRequest),
     Claim(String),

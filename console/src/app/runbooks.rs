@@ -33,7 +33,11 @@ pub enum Pending {
     /// A runbook step asks before it acts.
     Step(Confirmation),
     /// Abort an execution of the journal (type its target).
-    Abort { id: String, runbook: String, target: String },
+    Abort {
+        id: String,
+        runbook: String,
+        target: String,
+    },
 }
 
 impl Pending {
@@ -190,7 +194,10 @@ impl App {
             return self.open_runbooks();
         };
         let (kinds, sel) = applies(self, idx);
-        let name = self.fleet.node_name(&self.tree().nodes[idx].node).to_string();
+        let name = self
+            .fleet
+            .node_name(&self.tree().nodes[idx].node)
+            .to_string();
         let shown: Vec<String> = set
             .iter()
             .filter(|r| r.applies_to.iter().any(|a| kinds.contains(a)))
@@ -215,16 +222,29 @@ impl App {
             .get(self.runbooks.cursor)
             .and_then(|n| self.runbooks.set.as_ref()?.get(n).cloned());
         let Some(rb) = rb else { return };
-        if !plan && self.runbooks.run.as_ref().is_some_and(|r| !r.plan_only && r.exec.outcome.is_none()) {
+        if !plan
+            && self
+                .runbooks
+                .run
+                .as_ref()
+                .is_some_and(|r| !r.plan_only && r.exec.outcome.is_none())
+        {
             self.flash(Level::Warning, "a runbook is under way: :runbook shows it");
             return;
         }
         let plan_only = plan || self.read_only;
-        let (vars, log) = match resolve_inputs(&rb, &Vars::new(), &self.fleet, self.runbooks.selection.as_ref()) {
+        let (vars, log) = match resolve_inputs(
+            &rb,
+            &Vars::new(),
+            &self.fleet,
+            self.runbooks.selection.as_ref(),
+        ) {
             Ok(v) => (v, Vec::new()),
             Err(errs) => (
                 Vars::new(),
-                errs.iter().map(|e| (Level::Critical, e.to_string())).collect(),
+                errs.iter()
+                    .map(|e| (Level::Critical, e.to_string()))
+                    .collect(),
             ),
         };
         let inputs_ok = log.is_empty();
@@ -262,7 +282,8 @@ impl App {
                 },
             )));
             run.busy = true;
-            run.log.push((Level::Ok, "asking the journal to begin it".into()));
+            run.log
+                .push((Level::Ok, "asking the journal to begin it".into()));
         }
         let _ = now;
         self.runbooks.run = Some(run);
@@ -334,8 +355,9 @@ impl App {
             _ => typed == expected,
         };
         if !ok {
-            self.runbooks.mismatch =
-                Some(format!("typed {typed:?}, expected {expected:?}: nothing done"));
+            self.runbooks.mismatch = Some(format!(
+                "typed {typed:?}, expected {expected:?}: nothing done"
+            ));
             self.runbooks.typed.clear();
             return;
         }
@@ -343,7 +365,10 @@ impl App {
         match p {
             Pending::Operator => {
                 self.read_only = false;
-                self.flash(Level::Warning, "operator mode: runbooks can act (:operator again: read-only)");
+                self.flash(
+                    Level::Warning,
+                    "operator mode: runbooks can act (:operator again: read-only)",
+                );
             }
             Pending::Step(_) => {
                 if let Some(run) = &mut self.runbooks.run {

@@ -212,7 +212,11 @@ impl App {
             Action::Close => self.mode = Mode::Normal,
             Action::Submit if list => self.choose_runbook(false, now, fx),
             Action::Plan if list => self.choose_runbook(true, now, fx),
-            Action::Up | Action::Down | Action::Home | Action::End | Action::PageUp
+            Action::Up
+            | Action::Down
+            | Action::Home
+            | Action::End
+            | Action::PageUp
             | Action::PageDown => {
                 let (cur, len) = if list {
                     (self.runbooks.cursor, self.runbooks.shown.len())

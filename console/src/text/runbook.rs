@@ -27,7 +27,9 @@ pub fn clean(s: &str, g: &Glyphs) -> String {
     if g.box_drawing {
         s
     } else {
-        s.chars().map(|c| if c.is_ascii() { c } else { '?' }).collect()
+        s.chars()
+            .map(|c| if c.is_ascii() { c } else { '?' })
+            .collect()
     }
 }
 
@@ -53,7 +55,10 @@ pub fn list(app: &App) -> Vec<TextLine> {
     ));
     let Some(set) = &rb.set else {
         out.push(line(
-            format!(" no runbooks: {}", rb.load_error.clone().unwrap_or_default()),
+            format!(
+                " no runbooks: {}",
+                rb.load_error.clone().unwrap_or_default()
+            ),
             Role::Level(Level::Critical),
         ));
         return out;
@@ -64,11 +69,18 @@ pub fn list(app: &App) -> Vec<TextLine> {
         let mark = if i == rb.cursor { g.collapsed } else { " " };
         out.push(TextLine::pair(
             format!(" {mark} {:<26}", r.name),
-            if i == rb.cursor { Role::Title } else { Role::Tag },
+            if i == rb.cursor {
+                Role::Title
+            } else {
+                Role::Tag
+            },
             clean(&r.title, g),
             Role::Plain,
         ));
-        out.push(line(format!("     {}", clean(r.summary.trim(), g)), Role::Dim));
+        out.push(line(
+            format!("     {}", clean(r.summary.trim(), g)),
+            Role::Dim,
+        ));
     }
     out
 }
@@ -99,7 +111,11 @@ pub fn pane(app: &App, now: DateTime<Utc>) -> Vec<TextLine> {
         clean(&rb.title, g),
         Role::Plain,
     )];
-    let target = e.vars.get(&rb.target).cloned().unwrap_or_else(|| g.none.to_string());
+    let target = e
+        .vars
+        .get(&rb.target)
+        .cloned()
+        .unwrap_or_else(|| g.none.to_string());
     let mut head = format!(" target {} = {target}", rb.target);
     if let Some(id) = &run.id {
         head.push_str(&format!("  {}  execution {id}", g.dot));
@@ -145,7 +161,11 @@ fn step_state(run: &Run, i: usize, g: &Glyphs) -> (&'static str, Role, String) {
     let e = &run.exec;
     let failed = matches!(e.outcome, Some(Outcome::Stopped { step, .. }) if step == i);
     if failed {
-        return (g.critical, Role::Strong(Level::Critical), "  stopped".into());
+        return (
+            g.critical,
+            Role::Strong(Level::Critical),
+            "  stopped".into(),
+        );
     }
     if i < e.step || (i == e.step && e.phase == Phase::Done) {
         return (g.ok, Role::Level(Level::Ok), "  verified".into());
@@ -180,15 +200,30 @@ fn current(app: &App, run: &Run, now: DateTime<Utc>, out: &mut Vec<TextLine>) {
         format!("{}  (risk {})", clean(&p.title, g), p.risk.as_str()),
         Role::Plain,
     ));
-    out.push(TextLine::pair("   why   ", Role::Dim, clean(p.why.trim(), g), Role::Plain));
-    out.push(TextLine::pair("   does  ", Role::Dim, clean(&p.action, g), Role::Plain));
+    out.push(TextLine::pair(
+        "   why   ",
+        Role::Dim,
+        clean(p.why.trim(), g),
+        Role::Plain,
+    ));
+    out.push(TextLine::pair(
+        "   does  ",
+        Role::Dim,
+        clean(&p.action, g),
+        Role::Plain,
+    ));
     for (k, l) in p.plan.trim().lines().enumerate() {
         let label = if k == 0 { "   plan  " } else { "         " };
         out.push(TextLine::pair(label, Role::Dim, clean(l, g), Role::Plain));
     }
     if run.plan_only || e.last.is_empty() {
         for c in p.pre.iter().chain(&p.verify) {
-            out.push(TextLine::pair("   check ", Role::Dim, clean(c, g), Role::Plain));
+            out.push(TextLine::pair(
+                "   check ",
+                Role::Dim,
+                clean(c, g),
+                Role::Plain,
+            ));
         }
     } else {
         out.push(line("   checks", Role::Dim));
@@ -199,8 +234,15 @@ fn current(app: &App, run: &Run, now: DateTime<Utc>, out: &mut Vec<TextLine>) {
                 (Cow::Owned(clean(&r.check, g)), Role::Plain),
             ];
             if let Some((done, of)) = r.progress {
-                let frac = if of == 0 { 1.0 } else { done as f64 / of as f64 };
-                spans.push((Cow::Owned(format!("  {} {done}/{of}", bar(frac, BAR, g))), Role::Level(l)));
+                let frac = if of == 0 {
+                    1.0
+                } else {
+                    done as f64 / of as f64
+                };
+                spans.push((
+                    Cow::Owned(format!("  {} {done}/{of}", bar(frac, BAR, g))),
+                    Role::Level(l),
+                ));
             }
             out.push(TextLine { spans });
             if !r.detail.is_empty() {
@@ -214,7 +256,13 @@ fn current(app: &App, run: &Run, now: DateTime<Utc>, out: &mut Vec<TextLine>) {
         out.push(TextLine::pair(
             "   deadline ",
             Role::Dim,
-            format!("{} (then {})", left_text(left), p.rollback.as_deref().map_or("it stops".into(), |r| format!("rollback: {}", clean(r, g)))),
+            format!(
+                "{} (then {})",
+                left_text(left),
+                p.rollback
+                    .as_deref()
+                    .map_or("it stops".into(), |r| format!("rollback: {}", clean(r, g)))
+            ),
             Role::Countdown(l),
         ));
     } else {
@@ -237,21 +285,38 @@ fn outcome(run: &Run, g: &Glyphs, out: &mut Vec<TextLine>) {
             "every step verified: done",
             Role::Strong(Level::Ok),
         )),
-        Outcome::Stopped { step, id, reason, detail, rolled_back, what_now } => {
+        Outcome::Stopped {
+            step,
+            id,
+            reason,
+            detail,
+            rolled_back,
+            what_now,
+        } => {
             out.push(TextLine::pair(
                 format!(" {} ", g.critical),
                 Role::Strong(Level::Critical),
                 format!("stopped at step {} ({id}): {reason:?}", step + 1).to_lowercase(),
                 Role::Strong(Level::Critical),
             ));
-            out.push(TextLine::pair("   why      ", Role::Dim, clean(detail, g), Role::Plain));
+            out.push(TextLine::pair(
+                "   why      ",
+                Role::Dim,
+                clean(detail, g),
+                Role::Plain,
+            ));
             out.push(TextLine::pair(
                 "   rollback ",
                 Role::Dim,
                 if *rolled_back { "ran" } else { "did not run" },
                 Role::Plain,
             ));
-            out.push(TextLine::pair("   now      ", Role::Dim, clean(what_now, g), Role::Title));
+            out.push(TextLine::pair(
+                "   now      ",
+                Role::Dim,
+                clean(what_now, g),
+                Role::Title,
+            ));
         }
     }
 }
@@ -292,7 +357,11 @@ pub fn confirm(app: &App) -> Vec<TextLine> {
                 }
             }
         }
-        Pending::Abort { id, runbook, target } => {
+        Pending::Abort {
+            id,
+            runbook,
+            target,
+        } => {
             out.push(line(format!(" Abort {runbook} on {target}?"), Role::Title));
             out.push(line(
                 format!(" Execution {id} stops where it is (no rollback) and frees its target."),
@@ -308,7 +377,12 @@ pub fn confirm(app: &App) -> Vec<TextLine> {
         format!(" Type {expected} to confirm, then enter (esc declines):")
     };
     out.push(line(ask, Role::Strong(Level::Warning)));
-    out.push(TextLine::pair(" > ", Role::Tag, clean(&rb.typed, g), Role::Title));
+    out.push(TextLine::pair(
+        " > ",
+        Role::Tag,
+        clean(&rb.typed, g),
+        Role::Title,
+    ));
     if let Some(m) = &rb.mismatch {
         out.push(TextLine::pair(
             format!(" {} ", g.critical),
