@@ -128,7 +128,7 @@ pub fn applies(app: &App, idx: usize) -> (Vec<Applies>, Selection) {
     };
     let n = &t.node;
     let src = app.fleet.daemons.get(t.source);
-    let role = src.map(|d| d.role());
+    let role = src.and_then(|d| d.role().known());
     let tier = match role {
         Some(DaemonRole::Upstream) => Some(Applies::Upstream),
         Some(DaemonRole::Downstream) => Some(Applies::Downstream),
