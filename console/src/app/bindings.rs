@@ -151,7 +151,7 @@ pub static BINDINGS: &[Binding] = &[
         "R",
         &[ch('R')],
         Action::Runbooks,
-        "runbooks",
+        "",
         "the runbooks that apply to the selected node",
     ),
     b(
