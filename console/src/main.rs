@@ -66,6 +66,10 @@ struct UiArgs {
     /// Mouse support (scroll, click to select).
     #[arg(long)]
     mouse: bool,
+    /// Operator mode: runbooks can act (the console starts read-only otherwise; `:operator`
+    /// asks before enabling it).
+    #[arg(long)]
+    operator: bool,
     /// ASCII only: no box drawing or symbols (the default when the locale is not UTF-8 or
     /// TERM is a limited terminal such as vt100, linux or dumb).
     #[arg(long, global = true, conflicts_with = "unicode")]
@@ -252,6 +256,11 @@ async fn console(
 ) -> Result<()> {
     let fleet = status::fleet_for(&targets);
     let (utx, mut urx) = mpsc::unbounded_channel::<Update>();
+    let rb_io = trustdeck_console::runbook::io::RunbookIo {
+        targets: targets.clone(),
+        tls: tls.clone(),
+        session: trustdeck_console::runbook::io::new_session(),
+    };
     let watcher = Watcher::start(&targets, tls, utx)?;
     let (mtx, mrx) = mpsc::unbounded_channel::<Msg>();
     let (etx, mut erx) = mpsc::unbounded_channel::<Effect>();
@@ -280,10 +289,11 @@ async fn console(
     });
     let mut app = App::new(fleet, th);
     app.mouse = ui.mouse;
+    app.read_only = !ui.operator;
     let caps = term_caps(ui);
     app.charset = caps.charset;
     let clock = trustdeck_process::clock::system();
-    let r = trustdeck_console::term::run(app, mrx, etx, caps.colors, clock).await;
+    let r = trustdeck_console::term::run(app, mrx, etx, caps.colors, clock, Some(rb_io)).await;
     forward.abort();
     let _ = effects.await;
     drop(mtx);

@@ -23,8 +23,12 @@ use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender, error::TryRecv
 use trustdeck_process::clock::Clock;
 
 use crate::app::{App, Effect, Msg, update_many};
+use crate::runbook::io::RunbookIo;
 use crate::termcaps::{Colors, SgrWriter};
 use crate::view;
+
+#[path = "term_runbook.rs"]
+mod runbook_edge;
 
 /// Most messages handled between two frames (a burst of deltas is applied, then drawn once).
 const BATCH: usize = 4096;
@@ -144,20 +148,26 @@ fn set_mouse(on: bool) -> io::Result<()> {
 /// connection changes and detail answers (from the client); effects other than quitting and
 /// drawing are sent to `effects` for the client to carry out. `colors` says whether and how
 /// colour is written (none for NO_COLOR, basic SGR codes on a limited terminal). Call it from
-/// a tokio runtime.
+/// a tokio runtime. Runbook effects are performed here with `runbooks` (the admin endpoints
+/// and the journal), their answers coming back as messages.
 pub async fn run(
     mut app: App,
     mut data: UnboundedReceiver<Msg>,
     effects: UnboundedSender<Effect>,
     colors: Colors,
     clock: Arc<dyn Clock>,
+    runbooks: Option<RunbookIo>,
 ) -> anyhow::Result<()> {
     let guard = Guard::install()?;
+    let (rb_tx, mut rb_rx) = mpsc::unbounded_channel();
     let io = Io {
         data: &mut data,
         effects: &effects,
         colors,
         clock: clock.as_ref(),
+        runbooks: runbooks.as_ref(),
+        rb_tx: &rb_tx,
+        rb_rx: &mut rb_rx,
     };
     let result = event_loop(&mut app, io).await;
     drop(guard);
@@ -173,6 +183,10 @@ struct Io<'a> {
     effects: &'a UnboundedSender<Effect>,
     colors: Colors,
     clock: &'a dyn Clock,
+    runbooks: Option<&'a RunbookIo>,
+    /// Where runbook answers come back.
+    rb_tx: &'a UnboundedSender<Msg>,
+    rb_rx: &'a mut UnboundedReceiver<Msg>,
 }
 
 type Term = Terminal<CrosstermBackend<SgrWriter<Stdout>>>;
@@ -215,6 +229,9 @@ async fn event_loop(app: &mut App, mut io: Io<'_>) -> anyhow::Result<()> {
                 Some(Err(e)) => return Err(e).context("reading terminal input"),
                 None => anyhow::bail!("the input thread stopped"),
             },
+            m = io.rb_rx.recv() => if let Some(m) = m {
+                batch.push(m);
+            },
             _ = tick.tick() => batch.push(Msg::Tick),
         }
         drain(&mut batch, &mut input, &mut io, &mut data_open)?;
@@ -242,6 +259,7 @@ fn apply(
                 contents,
                 overwrite,
             } => answers.push(Msg::Dumped(dump(&path, &contents, overwrite))),
+            Effect::Runbook(e) => runbook_edge::spawn(io.runbooks, e, io.rb_tx),
             other => {
                 if io.effects.send(other).is_err() {
                     tracing::debug!("effects receiver gone");

@@ -23,6 +23,14 @@ fn moving_and_quitting() {
     assert!(app.cursor(View::Tree) > 5);
     // An unbound key changes nothing and draws nothing.
     assert_eq!(update(&mut app, ch('Z'), now()), vec![]);
+    // The first tick also lists the runbook journal (the in-progress banner).
+    assert_eq!(
+        update(&mut app, Msg::Tick, now()),
+        vec![
+            Effect::Runbook(trustdeck_console::app::RunbookEffect::List),
+            Effect::Redraw
+        ]
+    );
     assert_eq!(update(&mut app, Msg::Tick, now()), vec![Effect::Redraw]);
     assert_eq!(
         update(&mut app, ch('q'), now()),
@@ -277,9 +285,9 @@ fn mouse_only_when_enabled() {
 
 #[test]
 fn help_is_generated_from_the_keymap() {
-    let mut app = base(160, 120);
+    let mut app = base(160, 200);
     update(&mut app, ch('?'), now());
-    let l = lines(&draw(&app, 160, 120, false)).join("\n");
+    let l = lines(&draw(&app, 160, 200, false)).join("\n");
     for b in BINDINGS {
         assert!(l.contains(b.keys), "help lacks keys {:?}", b.keys);
         assert!(l.contains(b.help), "help lacks {:?}", b.help);

@@ -19,6 +19,16 @@ pub enum Cmd {
     Dump {
         overwrite: bool,
     },
+    /// The runbook list.
+    Runbooks,
+    /// The runbook pane again.
+    Runbook,
+    /// Leave read-only mode (asks), or go back to it.
+    Operator,
+    /// Resume the runbook in progress (the banner's).
+    Resume,
+    /// Abort the runbook in progress (asks).
+    Abort,
     Quit,
 }
 
@@ -82,6 +92,31 @@ pub static COMMANDS: &[CommandSpec] = &[
         names: &["dump!"],
         cmd: Cmd::Dump { overwrite: true },
         help: "FILE: the same, replacing FILE if it exists",
+    },
+    CommandSpec {
+        names: &["runbooks", "rb"],
+        cmd: Cmd::Runbooks,
+        help: "the runbooks (R on a node: those that apply to it)",
+    },
+    CommandSpec {
+        names: &["runbook"],
+        cmd: Cmd::Runbook,
+        help: "the runbook pane again",
+    },
+    CommandSpec {
+        names: &["operator"],
+        cmd: Cmd::Operator,
+        help: "operator mode on (asks) or off: runbooks can act",
+    },
+    CommandSpec {
+        names: &["resume"],
+        cmd: Cmd::Resume,
+        help: "resume the runbook in progress (operator mode)",
+    },
+    CommandSpec {
+        names: &["abort"],
+        cmd: Cmd::Abort,
+        help: "abort the runbook in progress (asks for its target)",
     },
     CommandSpec {
         names: &["q", "quit"],
@@ -176,6 +211,11 @@ impl App {
                     });
                 }
             }
+            Cmd::Runbooks => self.open_runbooks(),
+            Cmd::Runbook => self.show_runbook(),
+            Cmd::Operator => self.toggle_operator(),
+            Cmd::Resume => self.resume_runbook(now, fx),
+            Cmd::Abort => self.ask_abort(),
             Cmd::Quit => fx.push(Effect::Quit),
         }
         self.refresh(now);

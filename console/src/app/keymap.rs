@@ -35,6 +35,12 @@ pub enum Context {
     EventDetail,
     /// The copy menu.
     Copy,
+    /// The runbook list.
+    Runbooks,
+    /// The runbook pane.
+    Runbook,
+    /// A confirmation.
+    Confirm,
     /// The help overlay.
     Help,
     /// Typing a filter.
@@ -59,6 +65,9 @@ impl Context {
             Context::Detail => "Detail popup",
             Context::EventDetail => "Event detail popup",
             Context::Copy => "Copy menu (OSC 52: works over SSH and in tmux)",
+            Context::Runbooks => "Runbook list (:runbooks, R on a node)",
+            Context::Runbook => "Runbook pane",
+            Context::Confirm => "Confirmation (operator mode, a runbook step, an abort)",
             Context::Help => "Help",
             Context::Filter => "Filter (after /)",
             Context::Command => "Command (after :)",
@@ -66,7 +75,7 @@ impl Context {
     }
 
     /// Every context, in help order.
-    pub const ALL: [Context; 15] = [
+    pub const ALL: [Context; 18] = [
         Context::Global,
         Context::Always,
         Context::Moving,
@@ -79,6 +88,9 @@ impl Context {
         Context::Detail,
         Context::EventDetail,
         Context::Copy,
+        Context::Runbooks,
+        Context::Runbook,
+        Context::Confirm,
         Context::Help,
         Context::Filter,
         Context::Command,
@@ -138,6 +150,10 @@ pub enum Action {
     DaemonFilter,
     /// Open the copy menu for the selection.
     Copy,
+    /// The runbooks that apply to the selected node.
+    Runbooks,
+    /// Runbook list: show the plan only (never runs).
+    Plan,
 }
 
 /// A key with its modifiers (shift is ignored: `G` arrives as shift-`G`).
@@ -225,6 +241,9 @@ pub fn contexts(mode: Mode, view: View) -> Vec<Context> {
         Mode::Detail => vec![Context::Always, Context::Detail, Context::Moving],
         Mode::Event => vec![Context::Always, Context::EventDetail, Context::Moving],
         Mode::Copy => vec![Context::Always, Context::Copy, Context::Moving],
+        Mode::Runbooks => vec![Context::Always, Context::Runbooks, Context::Moving],
+        Mode::Runbook => vec![Context::Always, Context::Runbook, Context::Moving],
+        Mode::Confirm => vec![Context::Always, Context::Confirm],
     }
 }
 

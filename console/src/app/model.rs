@@ -19,6 +19,7 @@ use super::copy::CopyMenu;
 use super::events::{EventDetail, EventFilter};
 use super::history::{self, History};
 use super::msg::DetailError;
+use super::runbooks::Runbooks;
 use super::screen::{Mode, View};
 use crate::layout;
 use crate::text::glyphs::Charset;
@@ -83,8 +84,11 @@ pub struct App {
     pub fleet: Fleet,
     /// Warning and critical thresholds, and whether the key policy is checked.
     pub thresholds: Thresholds,
-    /// The console cannot change anything (always true today, always shown).
+    /// The console changes nothing (the default, always shown); `--operator` or a confirmed
+    /// `:operator` turns it off so runbooks can act.
     pub read_only: bool,
+    /// The runbooks: list, pane, confirmation, the journal's executions.
+    pub runbooks: Runbooks,
     /// Mouse capture (wheel scrolls, click selects).
     pub mouse: bool,
     /// The symbols the terminal can show (chosen once at start).
@@ -126,6 +130,7 @@ impl App {
             fleet,
             thresholds,
             read_only: true,
+            runbooks: Runbooks::shipped(),
             mouse: false,
             charset: Charset::Unicode,
             view: View::Tree,

@@ -4,6 +4,8 @@ use crossterm::event::{KeyEvent, MouseEvent};
 use trustdeck_proto::admin::{NodeDetail, WatchMessage};
 use trustdeck_topology::fleet::DaemonConn;
 
+pub use super::rbmsg::{RunbookEffect, RunbookMsg};
+
 /// A message into [`update`](super::update). None carries time: `update` takes `now`.
 #[derive(Debug, Clone)]
 pub enum Msg {
@@ -38,6 +40,8 @@ pub enum Msg {
         /// The detail, or why it could not be fetched.
         result: Result<NodeDetail, DetailError>,
     },
+    /// The answer to an [`Effect::Runbook`].
+    Runbook(RunbookMsg),
 }
 
 /// Why a node's detail could not be fetched (shown in the detail popup).
@@ -55,7 +59,7 @@ pub enum DetailError {
 }
 
 /// What [`update`](super::update) asks the outside world to do.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
     /// Leave the console.
     Quit,
@@ -80,6 +84,8 @@ pub enum Effect {
         contents: String,
         overwrite: bool,
     },
+    /// Runbook I/O (admin call, observation, journal); answer with [`Msg::Runbook`].
+    Runbook(RunbookEffect),
     /// Something visible changed: draw a frame.
     Redraw,
 }

@@ -81,4 +81,10 @@ pub enum Mode {
     Event,
     /// The copy menu.
     Copy,
+    /// The list of runbooks (all, or those that apply to the selected node).
+    Runbooks,
+    /// The runbook pane: a plan, or an execution under way.
+    Runbook,
+    /// A confirmation being answered (operator mode, a runbook step, an abort).
+    Confirm,
 }

@@ -17,6 +17,9 @@ use super::screen::{Mode, View};
 use crate::layout;
 use crate::text;
 
+/// Longest typed confirmation answer.
+const MAX_TYPED: usize = 256;
+
 /// Rows moved per mouse-wheel step.
 const WHEEL_STEP: usize = 3;
 
@@ -79,6 +82,7 @@ impl App {
             Msg::Tick => {
                 self.refresh(now);
                 self.derive_events(now);
+                self.runbook_tick(now, fx);
                 fx.push(Effect::Redraw);
             }
             Msg::Dumped(result) => {
@@ -98,6 +102,10 @@ impl App {
                     d.fetched = Some(result);
                     fx.push(Effect::Redraw);
                 }
+            }
+            Msg::Runbook(m) => {
+                self.runbook_msg(m, now, fx);
+                fx.push(Effect::Redraw);
             }
             Msg::Key(ev) => {
                 if ev.kind == KeyEventKind::Release {
@@ -163,6 +171,74 @@ impl App {
                 }
                 None => false,
             },
+            Mode::Runbooks | Mode::Runbook => match action {
+                Some(a) => {
+                    self.runbook_key(a, now, fx);
+                    true
+                }
+                None => false,
+            },
+            Mode::Confirm => {
+                match action {
+                    Some(Action::Submit) => self.submit_confirm(now, fx),
+                    Some(Action::Cancel) => self.decline_confirm(now, fx),
+                    Some(Action::DeleteChar) => {
+                        self.runbooks.typed.pop();
+                    }
+                    Some(Action::ClearInput) => self.runbooks.typed.clear(),
+                    Some(Action::Quit) => fx.push(Effect::Quit),
+                    _ => match ev.code {
+                        KeyCode::Char(c)
+                            if !ev
+                                .modifiers
+                                .intersects(KeyModifiers::CONTROL | KeyModifiers::ALT)
+                                && self.runbooks.typed.len() < MAX_TYPED =>
+                        {
+                            self.runbooks.typed.push(c)
+                        }
+                        _ => return false,
+                    },
+                }
+                true
+            }
+        }
+    }
+
+    /// A key in the runbook list or pane.
+    fn runbook_key(&mut self, a: Action, now: DateTime<Utc>, fx: &mut Vec<Effect>) {
+        let list = self.mode == Mode::Runbooks;
+        match a {
+            Action::Quit => fx.push(Effect::Quit),
+            Action::Close => self.mode = Mode::Normal,
+            Action::Submit if list => self.choose_runbook(false, now, fx),
+            Action::Plan if list => self.choose_runbook(true, now, fx),
+            Action::Up
+            | Action::Down
+            | Action::Home
+            | Action::End
+            | Action::PageUp
+            | Action::PageDown => {
+                let (cur, len) = if list {
+                    (self.runbooks.cursor, self.runbooks.shown.len())
+                } else {
+                    (usize::from(self.runbooks.scroll), usize::from(u16::MAX))
+                };
+                let to = match a {
+                    Action::Up => cur.saturating_sub(1),
+                    Action::Down => cur + 1,
+                    Action::PageUp => cur.saturating_sub(10),
+                    Action::PageDown => cur + 10,
+                    Action::Home => 0,
+                    _ => len,
+                }
+                .min(len.saturating_sub(1));
+                if list {
+                    self.runbooks.cursor = to;
+                } else {
+                    self.runbooks.scroll = u16::try_from(to).unwrap_or(u16::MAX);
+                }
+            }
+            _ => {}
         }
     }
 
@@ -267,6 +343,7 @@ impl App {
             Action::CycleSeverity => self.cycle_severity(),
             Action::DaemonFilter => self.toggle_event_daemon(),
             Action::Copy => self.open_copy(),
+            Action::Runbooks => self.offer_runbooks(),
             _ => self.tree_action(a, fx),
         }
         self.refresh(now);

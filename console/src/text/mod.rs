@@ -17,6 +17,7 @@ pub mod event;
 pub mod format;
 pub mod glyphs;
 pub mod help;
+pub mod runbook;
 pub mod window;
 
 /// What a piece of text is; the view's theme maps it to a style (or to none without colour).

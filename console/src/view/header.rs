@@ -1,5 +1,6 @@
-//! The two top lines: trust domain, fleet health, live daemons, clock and the READ-ONLY badge;
-//! then the first reason the fleet is not healthy (or that it is).
+//! The two top lines: trust domain, fleet health, live daemons, clock and the mode badge
+//! (READ-ONLY, or OPERATOR); then a runbook in progress, else the first reason the fleet is not
+//! healthy (or that it is).
 
 use std::borrow::Cow;
 
@@ -15,8 +16,9 @@ use super::theme::Theme;
 use crate::app::App;
 use crate::text::width;
 
-/// The READ-ONLY badge, with its padding.
+/// The mode badge, with its padding: read-only (the default) or operator.
 const BADGE: &str = " READ-ONLY ";
+const OPERATOR: &str = " OPERATOR ";
 
 /// Below this width the header drops the product name and the date.
 const NARROW: u16 = 100;
@@ -30,7 +32,8 @@ pub fn header(app: &App, buf: &mut Buffer, r: Rect, now: DateTime<Utc>, th: Them
     } else {
         fmt_time(now.timestamp())
     };
-    let badge_w = if app.read_only { width(BADGE) } else { 0 };
+    let badge = if app.read_only { BADGE } else { OPERATOR };
+    let badge_w = width(badge);
     let right_w = width(&clock) + 2 + badge_w;
     let left_w = usize::from(r.width).saturating_sub(right_w + 1);
     if app.mouse && !narrow {
@@ -40,9 +43,12 @@ pub fn header(app: &App, buf: &mut Buffer, r: Rect, now: DateTime<Utc>, th: Them
     let mut x = r.x + r.width - right_w as u16;
     buf.set_stringn(x, r.y, &clock, clock.len(), Style::new());
     x += width(&clock) as u16 + 2;
-    if app.read_only {
-        buf.set_stringn(x, r.y, BADGE, badge_w, th.badge());
-    }
+    let style = if app.read_only {
+        th.badge()
+    } else {
+        th.level_strong(Level::Warning).patch(Theme::selected())
+    };
+    buf.set_stringn(x, r.y, badge, badge_w, style);
 }
 
 /// `trustdeck │ <trust domain> │ ✓ OK │ daemons 5/5 live`.
@@ -87,8 +93,27 @@ fn status_parts(app: &App, narrow: bool, th: Theme) -> Parts {
     left
 }
 
-/// Draws the reasons line.
+/// Draws the reasons line; a runbook in progress (from the journal) comes first.
 pub fn reasons(app: &App, buf: &mut Buffer, r: Rect, th: Theme) {
+    if let Some(e) = app.runbooks.in_progress() {
+        let text = crate::text::runbook::banner(e);
+        let avail = usize::from(r.width).saturating_sub(3);
+        spans(
+            buf,
+            r.x,
+            r.y,
+            r.width,
+            &[
+                (
+                    Cow::Owned(format!(" {} ", th.g.warning)),
+                    th.level_strong(Level::Warning),
+                ),
+                (th.fit(&text, avail), th.level_strong(Level::Warning)),
+            ],
+            th,
+        );
+        return;
+    }
     let h = app.health();
     if h.reasons.is_empty() {
         spans(

@@ -52,13 +52,61 @@ pub fn overlay(app: &App, frame: &mut Frame, area: Rect, now: DateTime<Utc>, th:
             document(frame, area, " Event ", &doc, scroll, th);
         }
         Mode::Copy => copy_menu(app, frame, area, th),
+        Mode::Runbooks => {
+            let doc = text::runbook::list(app);
+            document(frame, area, " Runbooks ", &doc, list_scroll(app, area), th);
+        }
+        Mode::Runbook => runbook_pane(app, frame, area, now, th),
+        Mode::Confirm => {
+            // The dialog sits over the pane it came from.
+            if app.runbooks.run.is_some() && app.runbooks.back == Mode::Runbook {
+                runbook_pane(app, frame, area, now, th);
+            }
+            let doc = text::runbook::confirm(app);
+            let r = confirm_rect(area, doc.len());
+            framed(frame, r, " Confirm ", &doc, 0, th);
+        }
         _ => {}
     }
 }
 
+fn runbook_pane(app: &App, frame: &mut Frame, area: Rect, now: DateTime<Utc>, th: Theme) {
+    let title = app
+        .runbooks
+        .run
+        .as_ref()
+        .map(text::runbook::pane_title)
+        .unwrap_or_default();
+    let doc = text::runbook::pane(app, now);
+    document(frame, area, &title, &doc, app.runbooks.scroll, th);
+}
+
+/// The list scrolled so that the selected runbook (3 lines each, after 2) stays in view.
+fn list_scroll(app: &App, area: Rect) -> u16 {
+    let page = usize::from(overlay_rect(area).height.saturating_sub(2));
+    let bottom = 2 + 3 * (app.runbooks.cursor + 1);
+    u16::try_from(bottom.saturating_sub(page)).unwrap_or(0)
+}
+
+/// A dialog of `lines` lines, centred, at most 100 wide.
+fn confirm_rect(area: Rect, lines: usize) -> Rect {
+    let w = area.width.saturating_sub(4).min(100);
+    let h = (u16::try_from(lines).unwrap_or(u16::MAX) + 4).min(area.height.saturating_sub(2));
+    Rect::new(
+        area.x + (area.width - w) / 2,
+        area.y + (area.height - h) / 2,
+        w,
+        h,
+    )
+}
+
 /// A framed document from line `scroll` on, with its position when it does not fit.
 fn document(frame: &mut Frame, area: Rect, title: &str, doc: &[TextLine], scroll: u16, th: Theme) {
-    let r = overlay_rect(area);
+    framed(frame, overlay_rect(area), title, doc, scroll, th);
+}
+
+/// [`document`] in the frame `r`.
+fn framed(frame: &mut Frame, r: Rect, title: &str, doc: &[TextLine], scroll: u16, th: Theme) {
     let page = usize::from(r.height.saturating_sub(2));
     let total = wrapped_len(doc, r.width.saturating_sub(2));
     let max = total.saturating_sub(page);

@@ -1,0 +1,357 @@
+//! Driving the pane's execution from `update`: each answer ([`RunbookMsg`]) or tick advances
+//! it with an [`Observation`] of the model's fleet and the last authorities and probes, at the
+//! `now` `update` was given; what it asks for leaves as [`RunbookEffect`]s, and what happened
+//! is recorded in the journal.
+
+use chrono::{DateTime, Utc};
+use trustdeck_proto::admin::{RecordRunbookRequest, RunbookPhase, RunbookState};
+use trustdeck_runbook::exec::{Execution, Next, Outcome, Phase, StepEvent};
+use trustdeck_runbook::{Observation, Vars};
+use trustdeck_topology::fleet::Level;
+
+use super::model::App;
+use super::msg::{Effect, RunbookEffect, RunbookMsg};
+use super::runbooks::{LIST_EVERY_SECS, OBSERVE_EVERY_SECS, Pending, Run};
+use super::screen::Mode;
+
+/// Most transitions in one drive (each step needs a few).
+const MAX_TRANSITIONS: usize = 64;
+
+/// The journal's phase of an engine phase.
+pub fn journal_phase(p: Phase) -> RunbookPhase {
+    match p {
+        Phase::Checking => RunbookPhase::Checking,
+        Phase::Confirming => RunbookPhase::Confirming,
+        Phase::Acting => RunbookPhase::Acting,
+        Phase::Verifying => RunbookPhase::Verifying,
+        Phase::Done => RunbookPhase::Done,
+        Phase::RollingBack => RunbookPhase::RollingBack,
+        Phase::Failed => RunbookPhase::Failed,
+    }
+}
+
+fn engine_phase(p: RunbookPhase) -> Phase {
+    match p {
+        RunbookPhase::Confirming => Phase::Confirming,
+        RunbookPhase::Acting => Phase::Acting,
+        RunbookPhase::Verifying => Phase::Verifying,
+        RunbookPhase::Done => Phase::Done,
+        RunbookPhase::RollingBack => Phase::RollingBack,
+        RunbookPhase::Failed => Phase::Failed,
+        _ => Phase::Checking,
+    }
+}
+
+/// A step event in words, with its level.
+pub fn event_line(e: &StepEvent) -> (Level, String) {
+    match e {
+        StepEvent::StepStarted { step, title, .. } => {
+            (Level::Ok, format!("step {}: {title}", step + 1))
+        }
+        StepEvent::Checked { results, stage, .. } => {
+            let bad = results.iter().filter(|r| !r.ok).count();
+            let l = if bad == 0 { Level::Ok } else { Level::Warning };
+            (
+                l,
+                format!(
+                    "{stage:?} checks: {} of {} hold",
+                    results.len() - bad,
+                    results.len()
+                )
+                .to_lowercase(),
+            )
+        }
+        StepEvent::Confirmed { id, .. } => (Level::Ok, format!("{id}: confirmed")),
+        StepEvent::Acted { id, .. } => (Level::Ok, format!("{id}: done, verifying")),
+        StepEvent::Verified { id, seconds, .. } => {
+            (Level::Ok, format!("{id}: verified after {seconds} s"))
+        }
+        StepEvent::AlreadyDone { id, .. } => {
+            (Level::Ok, format!("{id}: already done (not repeated)"))
+        }
+        StepEvent::RolledBack { id, ok, detail, .. } => (
+            if *ok { Level::Warning } else { Level::Critical },
+            format!(
+                "{id}: rolled back{}{detail}",
+                if detail.is_empty() { "" } else { ": " }
+            ),
+        ),
+        StepEvent::Finished { outcome } => match outcome {
+            Outcome::Succeeded => (Level::Ok, "every step verified".into()),
+            Outcome::Stopped { id, detail, .. } => {
+                (Level::Critical, format!("stopped at {id}: {detail}"))
+            }
+        },
+    }
+}
+
+impl App {
+    /// A runbook answer.
+    pub(super) fn runbook_msg(&mut self, m: RunbookMsg, now: DateTime<Utc>, fx: &mut Vec<Effect>) {
+        match m {
+            RunbookMsg::Listed(Ok(list)) => {
+                self.runbooks.journal = list;
+            }
+            RunbookMsg::Listed(Err(e)) => tracing::debug!(error = %e, "runbook journal not listed"),
+            RunbookMsg::Begun(r) | RunbookMsg::Claimed(r) => {
+                let Some(run) = &mut self.runbooks.run else {
+                    return;
+                };
+                run.busy = false;
+                match r {
+                    Ok(e) => {
+                        run.id = Some(e.id.clone());
+                        run.log
+                            .push((Level::Ok, format!("journal: execution {}", e.id)));
+                        self.observe(now, fx);
+                    }
+                    Err(e) => {
+                        run.plan_only = true;
+                        run.log.push((
+                            Level::Critical,
+                            format!("the journal refused: {e}; nothing was done"),
+                        ));
+                    }
+                }
+            }
+            RunbookMsg::Recorded(r) => match r {
+                Ok(e) if e.state_wire() == RunbookState::Aborted => {
+                    self.runbooks.journal.retain(|x| x.id != e.id);
+                    self.flash(
+                        Level::Ok,
+                        format!("{} aborted: its target is free", e.runbook),
+                    );
+                    fx.push(Effect::Runbook(RunbookEffect::List));
+                }
+                Ok(_) => {}
+                Err(e) => self.flash(Level::Critical, format!("journal: {e}")),
+            },
+            RunbookMsg::Observed {
+                authorities,
+                probes,
+            } => {
+                self.runbooks.authorities = authorities;
+                self.runbooks.probes = probes;
+                if let Some(run) = &mut self.runbooks.run {
+                    run.busy = false;
+                    run.observed_at = Some(now);
+                }
+                self.drive(now, fx);
+            }
+            RunbookMsg::Performed { rollback, result } => {
+                let Some(run) = &mut self.runbooks.run else {
+                    return;
+                };
+                run.busy = false;
+                if rollback {
+                    run.exec.rolled_back(result.map(|_| ()));
+                } else {
+                    run.exec.acted(now, result);
+                }
+                self.observe(now, fx);
+            }
+        }
+    }
+
+    /// Each tick: the journal now and then; an observation while an execution waits.
+    pub(super) fn runbook_tick(&mut self, now: DateTime<Utc>, fx: &mut Vec<Effect>) {
+        let rb = &mut self.runbooks;
+        if rb.set.is_some()
+            && rb
+                .listed_at
+                .is_none_or(|t| (now - t).num_seconds() >= LIST_EVERY_SECS)
+        {
+            rb.listed_at = Some(now);
+            fx.push(Effect::Runbook(RunbookEffect::List));
+        }
+        let due = rb.run.as_ref().is_some_and(|r| {
+            !r.plan_only
+                && !r.busy
+                && r.id.is_some()
+                && r.exec.outcome.is_none()
+                && r.exec.phase != Phase::Confirming
+                && r.observed_at
+                    .is_none_or(|t| (now - t).num_seconds() >= OBSERVE_EVERY_SECS)
+        });
+        if due {
+            self.observe(now, fx);
+        }
+    }
+
+    fn observe(&mut self, _now: DateTime<Utc>, fx: &mut Vec<Effect>) {
+        let Some(run) = &mut self.runbooks.run else {
+            return;
+        };
+        if run.plan_only || run.exec.outcome.is_some() {
+            return;
+        }
+        run.busy = true;
+        fx.push(Effect::Runbook(RunbookEffect::Observe {
+            probes: run.exec.probes_wanted(),
+        }));
+    }
+
+    /// Advances the execution over what was last observed, until it waits for something.
+    pub(super) fn drive(&mut self, now: DateTime<Utc>, fx: &mut Vec<Effect>) {
+        let Some(mut run) = self.runbooks.run.take() else {
+            return;
+        };
+        let mut ask = None;
+        if !run.plan_only && !run.busy && run.id.is_some() {
+            let o = Observation {
+                now,
+                fleet: &self.fleet,
+                authorities: &self.runbooks.authorities,
+                probes: &self.runbooks.probes,
+                thresholds: self.thresholds,
+            };
+            for _ in 0..MAX_TRANSITIONS {
+                let before = (run.exec.step, run.exec.phase);
+                match run.exec.advance(&o) {
+                    Next::Observe => {
+                        if (run.exec.step, run.exec.phase) == before {
+                            break;
+                        }
+                    }
+                    Next::Confirm(c) => {
+                        ask = Some(c);
+                        break;
+                    }
+                    Next::Act(call) | Next::Rollback(call) => {
+                        let rollback = run.exec.phase == Phase::RollingBack;
+                        let step = run.exec.current().map(|s| s.id.clone()).unwrap_or_default();
+                        fx.push(Effect::Runbook(RunbookEffect::Perform {
+                            call,
+                            execution: run.id.clone().unwrap_or_default(),
+                            runbook: run.exec.runbook.name.clone(),
+                            step,
+                            rollback,
+                        }));
+                        run.busy = true;
+                        break;
+                    }
+                    Next::Finished(_) => break,
+                }
+            }
+        }
+        record(&mut run, fx);
+        self.runbooks.run = Some(run);
+        if let Some(c) = ask {
+            self.ask(Pending::Step(c));
+        }
+    }
+
+    /// `:resume`: takes the execution in progress over for this session.
+    pub(super) fn resume_runbook(&mut self, now: DateTime<Utc>, fx: &mut Vec<Effect>) {
+        if self.read_only {
+            self.flash(Level::Warning, "read-only: :operator enables actions");
+            return;
+        }
+        let Some(e) = self.runbooks.in_progress().cloned() else {
+            self.flash(Level::Warning, "no runbook in progress to resume");
+            return;
+        };
+        let Some(rb) = self
+            .runbooks
+            .set
+            .as_ref()
+            .and_then(|s| s.get(&e.runbook))
+            .cloned()
+        else {
+            self.flash(
+                Level::Critical,
+                format!("{}: no such runbook here", e.runbook),
+            );
+            return;
+        };
+        if rb.digest != e.runbook_digest {
+            self.flash(
+                Level::Critical,
+                format!(
+                    "{}: the runbook file changed since it began; resume refused",
+                    e.runbook
+                ),
+            );
+            return;
+        }
+        // The values it began with (implied ones included), never the fleet as it is now:
+        // after an activation "the active root" is another one.
+        let mut vars: Vars = e.inputs.clone().into_iter().collect();
+        vars.extend(e.saved.clone());
+        let saved = e.saved.keys().cloned().collect();
+        let mut exec = Execution::resume(
+            rb,
+            vars,
+            saved,
+            e.step as usize,
+            engine_phase(e.phase_wire().known().unwrap_or(RunbookPhase::Unspecified)),
+            now,
+        );
+        exec.take_events();
+        self.runbooks.run = Some(Run {
+            exec,
+            plan_only: false,
+            id: None,
+            log: vec![(
+                Level::Ok,
+                format!("resuming {} at step {}", e.runbook, e.step + 1),
+            )],
+            busy: true,
+            observed_at: None,
+        });
+        fx.push(Effect::Runbook(RunbookEffect::Claim(e.id.clone())));
+        self.runbooks.scroll = 0;
+        self.mode = Mode::Runbook;
+    }
+
+    /// `:runbook`: the pane again.
+    pub(super) fn show_runbook(&mut self) {
+        if self.runbooks.run.is_some() {
+            self.mode = Mode::Runbook;
+        } else {
+            self.flash(Level::Warning, "no runbook open: :runbooks lists them");
+        }
+    }
+}
+
+/// Journals and logs the events since the last drive.
+fn record(run: &mut Run, fx: &mut Vec<Effect>) {
+    let events = run.exec.take_events();
+    if events.is_empty() {
+        return;
+    }
+    run.log.extend(events.iter().map(event_line));
+    let Some(id) = run.id.clone() else { return };
+    let (state, reason, rolled_back) = match &run.exec.outcome {
+        None => (RunbookState::Running, String::new(), false),
+        Some(Outcome::Succeeded) => (RunbookState::Succeeded, String::new(), false),
+        Some(Outcome::Stopped {
+            detail,
+            rolled_back,
+            ..
+        }) => (RunbookState::Stopped, detail.clone(), *rolled_back),
+    };
+    let step = run
+        .exec
+        .step
+        .min(run.exec.runbook.steps.len().saturating_sub(1));
+    fx.push(Effect::Runbook(RunbookEffect::Record(
+        RecordRunbookRequest {
+            id,
+            session: String::new(),
+            step: u32::try_from(step).unwrap_or(u32::MAX),
+            step_id: run
+                .exec
+                .runbook
+                .steps
+                .get(step)
+                .map(|s| s.id.clone())
+                .unwrap_or_default(),
+            phase: journal_phase(run.exec.phase) as i32,
+            state: state as i32,
+            saved: run.exec.saved_values().into_iter().collect(),
+            reason,
+            rolled_back,
+        },
+    )));
+}

@@ -1,0 +1,49 @@
+//! The runbook I/O `update` asks for ([`RunbookEffect`]) and its answers ([`RunbookMsg`]):
+//! the terminal's edge performs them with [`RunbookIo`](crate::runbook::io::RunbookIo).
+
+use std::collections::BTreeMap;
+
+use trustdeck_proto::admin::{
+    AuthorityInfo, BeginRunbookRequest, KeyProbeResult, RecordRunbookRequest, RunbookExecution,
+};
+use trustdeck_runbook::exec::Call;
+
+/// What the edge does for the runbook pane and the journal banner. Requests are sent with
+/// the session filled in by the edge.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunbookEffect {
+    /// An admin call of a step (`rollback`: of its rollback), made for `execution`/`step`.
+    Perform {
+        call: Call,
+        execution: String,
+        runbook: String,
+        step: String,
+        rollback: bool,
+    },
+    /// Fetch every server's authorities and the key probes of `probes`.
+    Observe {
+        probes: Vec<String>,
+    },
+    Begin(BeginRunbookRequest),
+    Record(RecordRunbookRequest),
+    Claim(String),
+    /// The journal's running and stopped executions.
+    List,
+}
+
+/// The answer to a [`RunbookEffect`]; errors are words for people.
+#[derive(Debug, Clone)]
+pub enum RunbookMsg {
+    Performed {
+        rollback: bool,
+        result: Result<BTreeMap<String, String>, String>,
+    },
+    Observed {
+        authorities: BTreeMap<String, Vec<AuthorityInfo>>,
+        probes: BTreeMap<String, Vec<KeyProbeResult>>,
+    },
+    Begun(Result<RunbookExecution, String>),
+    Recorded(Result<RunbookExecution, String>),
+    Claimed(Result<RunbookExecution, String>),
+    Listed(Result<Vec<RunbookExecution>, String>),
+}

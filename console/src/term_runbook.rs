@@ -1,0 +1,83 @@
+//! The terminal's edge for runbooks: performs a [`RunbookEffect`] with
+//! [`RunbookIo`] (the session filled into journal requests) and answers with a
+//! [`RunbookMsg`], in a task of its own so the loop keeps drawing.
+
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::app::{Msg, RunbookEffect, RunbookMsg};
+use crate::runbook::io::{RunbookIo, StepTag};
+
+/// Starts `e` on `io` (None: the console has no fleet endpoints; it answers at once).
+pub fn spawn(io: Option<&RunbookIo>, e: RunbookEffect, tx: &UnboundedSender<Msg>) {
+    let Some(io) = io.cloned() else {
+        let _ = tx.send(Msg::Runbook(refused(
+            e,
+            "no admin endpoints in this console",
+        )));
+        return;
+    };
+    let tx = tx.clone();
+    tokio::spawn(async move {
+        let m = perform(&io, e).await;
+        let _ = tx.send(Msg::Runbook(m));
+    });
+}
+
+/// The answer to `e` when it cannot be performed.
+fn refused(e: RunbookEffect, why: &str) -> RunbookMsg {
+    let why = why.to_string();
+    match e {
+        RunbookEffect::Perform { rollback, .. } => RunbookMsg::Performed {
+            rollback,
+            result: Err(why),
+        },
+        RunbookEffect::Observe { .. } => RunbookMsg::Observed {
+            authorities: Default::default(),
+            probes: Default::default(),
+        },
+        RunbookEffect::Begin(_) => RunbookMsg::Begun(Err(why)),
+        RunbookEffect::Record(_) => RunbookMsg::Recorded(Err(why)),
+        RunbookEffect::Claim(_) => RunbookMsg::Claimed(Err(why)),
+        RunbookEffect::List => RunbookMsg::Listed(Err(why)),
+    }
+}
+
+fn s<T>(r: Result<T, crate::runbook::io::IoError>) -> Result<T, String> {
+    r.map_err(|e| e.to_string())
+}
+
+async fn perform(io: &RunbookIo, e: RunbookEffect) -> RunbookMsg {
+    match e {
+        RunbookEffect::Perform {
+            call,
+            execution,
+            runbook,
+            step,
+            rollback,
+        } => {
+            let tag = StepTag {
+                execution,
+                runbook,
+                step,
+            };
+            RunbookMsg::Performed {
+                rollback,
+                result: s(io.perform(&call, &tag).await),
+            }
+        }
+        RunbookEffect::Observe { probes } => RunbookMsg::Observed {
+            authorities: io.authorities().await,
+            probes: io.probes(&probes).await,
+        },
+        RunbookEffect::Begin(mut req) => {
+            req.session = io.session.clone();
+            RunbookMsg::Begun(s(io.begin(req).await))
+        }
+        RunbookEffect::Record(mut req) => {
+            req.session = io.session.clone();
+            RunbookMsg::Recorded(s(io.record(req).await))
+        }
+        RunbookEffect::Claim(id) => RunbookMsg::Claimed(s(io.claim(&id).await)),
+        RunbookEffect::List => RunbookMsg::Listed(s(io.list(false).await)),
+    }
+}
