@@ -123,7 +123,7 @@ fn at_prepare() -> App {
     };
     assert_eq!(
         (req.runbook.as_str(), req.target.as_str()),
-        ("rotate-intermediate", "gcp")
+        ("rotate-intermediate", "trust-domain")
     );
     let fx = answer(
         &mut app,
