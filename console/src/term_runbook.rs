@@ -30,6 +30,7 @@ fn refused(e: RunbookEffect, why: &str) -> RunbookMsg {
         RunbookEffect::Perform { rollback, .. } => RunbookMsg::Performed {
             rollback,
             result: Err(why),
+            retry: false,
         },
         RunbookEffect::Observe { .. } => RunbookMsg::Observed {
             authorities: Default::default(),
@@ -60,9 +61,11 @@ async fn perform(io: &RunbookIo, e: RunbookEffect) -> RunbookMsg {
                 runbook,
                 step,
             };
+            let r = io.perform(&call, &tag).await;
             RunbookMsg::Performed {
                 rollback,
-                result: s(io.perform(&call, &tag).await),
+                retry: r.as_ref().is_err_and(|e| e.retry),
+                result: s(r),
             }
         }
         RunbookEffect::Observe { probes } => RunbookMsg::Observed {

@@ -250,6 +250,7 @@ fn typed_confirmation_wrong_then_right() {
         &mut app,
         RunbookMsg::Performed {
             rollback: false,
+            retry: false,
             result: Ok(saved),
         },
         1,
@@ -277,6 +278,7 @@ fn typed_confirmation_wrong_then_right() {
         &mut app,
         RunbookMsg::Performed {
             rollback: false,
+            retry: false,
             result: Ok(BTreeMap::new()),
         },
         3,
@@ -289,6 +291,7 @@ fn typed_confirmation_wrong_then_right() {
         &mut app,
         RunbookMsg::Performed {
             rollback: false,
+            retry: false,
             result: Ok(BTreeMap::new()),
         },
         5,

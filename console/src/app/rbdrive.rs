@@ -66,6 +66,10 @@ pub fn event_line(e: &StepEvent) -> (Level, String) {
         StepEvent::Verified { id, seconds, .. } => {
             (Level::Ok, format!("{id}: verified after {seconds} s"))
         }
+        StepEvent::Retrying { id, detail, .. } => (
+            Level::Warning,
+            format!("{id}: refused for now, asking again: {detail}"),
+        ),
         StepEvent::AlreadyDone { id, .. } => {
             (Level::Ok, format!("{id}: already done (not repeated)"))
         }
@@ -138,15 +142,19 @@ impl App {
                 }
                 self.drive(now, fx);
             }
-            RunbookMsg::Performed { rollback, result } => {
+            RunbookMsg::Performed {
+                rollback,
+                result,
+                retry,
+            } => {
                 let Some(run) = &mut self.runbooks.run else {
                     return;
                 };
                 run.busy = false;
-                if rollback {
-                    run.exec.rolled_back(result.map(|_| ()));
-                } else {
-                    run.exec.acted(now, result);
+                match (rollback, result) {
+                    (true, r) => run.exec.rolled_back(r.map(|_| ())),
+                    (false, Err(why)) if retry => run.exec.retry_later(now, why),
+                    (false, r) => run.exec.acted(now, r),
                 }
                 self.observe(now, fx);
             }

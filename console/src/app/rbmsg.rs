@@ -37,6 +37,8 @@ pub enum RunbookMsg {
     Performed {
         rollback: bool,
         result: Result<BTreeMap<String, String>, String>,
+        /// Refused for now (asked again shortly), not for good.
+        retry: bool,
     },
     Observed {
         authorities: BTreeMap<String, Vec<AuthorityInfo>>,

@@ -56,7 +56,8 @@ pub fn downstream(
     let mut f = server_base(segment, segment, dir);
     f.ca_ttl = opts.intermediate_ttl;
     f.default_x509_svid_ttl = opts.svid_ttl;
-    f.agent_svid_ttl = Some(Duration::minutes(10));
+    // An agent SVID never outlives the intermediate that signs it: a third of a short one.
+    f.agent_svid_ttl = Some(Duration::minutes(10).min(opts.intermediate_ttl / 3));
     f.upstream = Some(UpstreamConfig {
         address: upstream.node_api.clone().unwrap_or_default(),
         spiffe_id: Some(server_id(&upstream.name)),

@@ -619,6 +619,9 @@ fn line(ev: &StepEvent, at: DateTime<Utc>) -> String {
             format!("{t}   {id}: verified after {seconds} s")
         }
         StepEvent::AlreadyDone { id, .. } => format!("{t}   {id}: already done (resumed)"),
+        StepEvent::Retrying { id, detail, .. } => {
+            format!("{t}   {id}: refused for now, asking again: {detail}")
+        }
         StepEvent::RolledBack { id, ok, detail, .. } => {
             format!(
                 "{t}   {id}: rollback {}: {detail}",

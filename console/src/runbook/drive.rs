@@ -267,8 +267,10 @@ impl Driver {
                     Answer::Typed(s) => retry = e.confirm(&s).err(),
                 },
                 Next::Act(call) => {
-                    let r = self.io.perform(&call, &tag).await;
-                    e.acted(self.clock.now(), r.map_err(|x| x.message));
+                    match self.io.perform(&call, &tag).await {
+                        Err(x) if x.retry => e.retry_later(self.clock.now(), x.message),
+                        r => e.acted(self.clock.now(), r.map_err(|x| x.message)),
+                    }
                     self.poll(e).await;
                     polled = tokio::time::Instant::now();
                 }

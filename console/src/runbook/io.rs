@@ -14,10 +14,10 @@ use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
 use trustdeck_proto::admin::server_admin_client::ServerAdminClient;
 use trustdeck_proto::admin::{
-    AgentRequest, AuthorityInfo, AuthorityRequest, BeginRunbookRequest, ClaimRunbookRequest,
-    CreateEntryRequest, CreateJoinTokenRequest, DaemonRole, DeleteEntryRequest, KeyProbeResult,
-    ListEntriesRequest, ListRunbooksRequest, ProbeKeysRequest, RecordRunbookRequest,
-    RunbookExecution, ShowAuthoritiesRequest,
+    AgentRequest, AuthorityInfo, AuthorityRefusal, AuthorityRequest, BeginRunbookRequest,
+    ClaimRunbookRequest, CreateEntryRequest, CreateJoinTokenRequest, DaemonRole,
+    DeleteEntryRequest, KeyProbeResult, ListEntriesRequest, ListRunbooksRequest, ProbeKeysRequest,
+    RecordRunbookRequest, RunbookExecution, ShowAuthoritiesRequest,
 };
 use trustdeck_proto::refusal::{RUNBOOK_STEP_HEADER, refusal_of, runbook_refusal_of};
 use trustdeck_runbook::exec::Call;
@@ -38,6 +38,9 @@ pub struct IoError {
     pub message: String,
     /// The journal's refusal, when it refused.
     pub refusal: Option<trustdeck_proto::admin::RunbookRefusal>,
+    /// Refused for now, not for good: asking again shortly may work (a server whose census
+    /// is still warming up after a start).
+    pub retry: bool,
 }
 
 impl IoError {
@@ -45,15 +48,18 @@ impl IoError {
         IoError {
             message: message.into(),
             refusal: None,
+            retry: false,
         }
     }
 
     /// From a failed call to `server`: the authority or journal refusal, in words.
     fn status(server: &str, what: &str, s: &tonic::Status) -> IoError {
         let mut message = format!("{server}: {what}: {}", describe(s));
-        if let Some(r) = refusal_of(s) {
+        let authority = refusal_of(s);
+        if let Some(r) = authority {
             message.push_str(&format!(" (refused: {})", r.as_str_name()));
         }
+        let retry = authority == Some(AuthorityRefusal::CensusIncomplete);
         let refusal = runbook_refusal_of(s).map(|d| {
             let r = d.refusal();
             if !d.holder.is_empty() {
@@ -61,7 +67,11 @@ impl IoError {
             }
             r
         });
-        IoError { message, refusal }
+        IoError {
+            message,
+            refusal,
+            retry,
+        }
     }
 }
 

@@ -205,6 +205,12 @@ pub enum StepEvent {
         id: String,
         seconds: i64,
     },
+    /// The call was refused for now and is asked again shortly.
+    Retrying {
+        step: usize,
+        id: String,
+        detail: String,
+    },
     /// A resumed step whose verification already held: its action is not repeated.
     AlreadyDone {
         step: usize,
@@ -228,6 +234,9 @@ pub enum Stage {
     Pre,
     Verify,
 }
+
+/// How long before a call refused for now is asked again.
+pub const RETRY_AFTER: chrono::Duration = chrono::Duration::seconds(2);
 
 /// What the driver does next.
 #[derive(Debug, Clone, PartialEq)]
@@ -269,6 +278,8 @@ pub struct Execution {
     reconcile: bool,
     /// Why the rollback under way was started.
     rollback_why: Option<String>,
+    /// A call refused for now: asked again at `.0`, first refused at `.1`.
+    retry: Option<(DateTime<Utc>, DateTime<Utc>)>,
     events: Vec<StepEvent>,
 }
 
@@ -290,6 +301,7 @@ impl Execution {
             outcome: None,
             reconcile: false,
             rollback_why: None,
+            retry: None,
             events: Vec::new(),
         };
         e.started();
@@ -452,6 +464,7 @@ impl Execution {
                 Next::Observe => self.stop_invalid("the target to type has no value"),
                 n => n,
             },
+            Phase::Acting if self.retry.is_some_and(|(at, _)| o.now < at) => Next::Observe,
             Phase::Acting => self.act(o),
             Phase::Verifying => self.verify(o),
             Phase::RollingBack => self.rollback_call(o.now),

@@ -188,11 +188,37 @@ impl Execution {
         }
     }
 
+    /// The [`Next::Act`] call was refused for now (a server whose census is still warming
+    /// up): the same call is asked again after [`super::RETRY_AFTER`], until the step's timeout.
+    pub fn retry_later(&mut self, now: DateTime<Utc>, why: String) {
+        if self.phase != Phase::Acting {
+            return;
+        }
+        let Some(s) = self.current() else {
+            return;
+        };
+        let (id, timeout) = (s.id.clone(), s.timeout);
+        let first = self.retry.map_or(now, |(_, first)| first);
+        if now - first >= timeout {
+            self.retry = None;
+            let why = format!("{why} (still refused after {} s)", timeout.num_seconds());
+            self.stop(StopReason::ActionFailed, why, false);
+            return;
+        }
+        self.retry = Some((now + super::RETRY_AFTER, first));
+        self.events.push(StepEvent::Retrying {
+            step: self.step,
+            id,
+            detail: why,
+        });
+    }
+
     /// The result of the [`Next::Act`] call: what it saved, or why it failed.
     pub fn acted(&mut self, now: DateTime<Utc>, result: Result<BTreeMap<String, String>, String>) {
         if self.phase != Phase::Acting {
             return;
         }
+        self.retry = None;
         match result {
             Ok(saved) => {
                 let id = self.current().map(|s| s.id.clone()).unwrap_or_default();
