@@ -11,6 +11,22 @@ use trustdeck_proto::admin::*;
 
 const PIN: &str = "td-pin-4817";
 
+/// Probes until `changed` says the answer tells the change (the server reuses an answer for
+/// up to 2 s), at most 10 s; returns the last answer.
+async fn probe_after_change(
+    server: &ServerProc,
+    changed: impl Fn(&[KeyProbeResult]) -> bool,
+) -> Vec<KeyProbeResult> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let keys = probe(server).await;
+        if changed(&keys) || std::time::Instant::now() > deadline {
+            return keys;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
 async fn probe(server: &ServerProc) -> Vec<KeyProbeResult> {
     let path = server.info().admin_socket.clone();
     let ch = trustdeck_transport::connect::watch_channel_uds(path).expect("channel");
@@ -71,7 +87,11 @@ async fn probes_tell_a_lost_hsm_key_from_a_held_one() {
     // The X.509 CA key is deleted from the token while the server runs.
     let label = x509_label(&hsm);
     hsm.delete_private_key(&label);
-    let keys = probe(&server).await;
+    let keys = probe_after_change(&server, |ks| {
+        ks.iter()
+            .any(|k| k.kind() == AuthorityKind::X509 && k.probe() != KeyProbe::Ok)
+    })
+    .await;
     let x509 = keys
         .iter()
         .find(|k| k.kind() == AuthorityKind::X509)
@@ -101,7 +121,7 @@ async fn probes_tell_a_lost_hsm_key_from_a_held_one() {
             std::fs::remove_file(&p).expect("remove token file");
         }
     }
-    let keys = probe(&server).await;
+    let keys = probe_after_change(&server, |ks| ks.iter().all(|k| k.probe() != KeyProbe::Ok)).await;
     assert!(!keys.is_empty());
     for k in &keys {
         assert!(
