@@ -11,6 +11,8 @@ pub struct AgentProc {
     pub child: Option<Child>,
     /// Extra environment of the process.
     pub env: Vec<(String, String)>,
+    /// Extra arguments of `run` (e.g. `--rebootstrap-bundle`).
+    pub run_args: Vec<String>,
 }
 
 impl AgentProc {
@@ -72,6 +74,7 @@ data_dir = "{data}"
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            run_args: Vec::new(),
         };
         a.spawn();
         a
@@ -91,6 +94,7 @@ data_dir = "{data}"
                 .arg("run")
                 .arg("--config")
                 .arg(&self.config)
+                .args(&self.run_args)
                 .envs(self.env.iter().map(|(k, v)| (k, v)))
                 .stdout(Stdio::null())
                 .stderr(log)
@@ -108,6 +112,14 @@ data_dir = "{data}"
                 self.log()
             );
             std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops the process (SIGKILL) and waits for it.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
         }
     }
 

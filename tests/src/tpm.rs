@@ -136,6 +136,22 @@ impl Swtpm {
         pem
     }
 
+    /// Clears the TPM (`tpm2_clear` with platform authority): the storage hierarchy's seed
+    /// changes, so a DevID key blob made before no longer loads; the EK and its certificate
+    /// stay. Nothing else may hold the TPM meanwhile.
+    pub fn clear(&self) {
+        let out = Command::new("tpm2_clear")
+            .args(["-T", &self.tcti(), "-c", "p"])
+            .env("TSS2_LOG", "all+none")
+            .output()
+            .expect("tpm2_clear (install tpm2-tools)");
+        assert!(
+            out.status.success(),
+            "tpm2_clear: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// Opens the TPM from the test process (swtpm serves one connection at a time).
     pub fn open(&self) -> Tpm {
         Tpm::open(&self.tcti()).expect("open swtpm")
@@ -155,6 +171,8 @@ impl Drop for Swtpm {
 pub struct DevIdCa {
     /// Its certificate, PEM.
     pub pem: String,
+    /// Its private key, PEM (for `openssl x509 -req -CAkey`).
+    pub key_pem: String,
     issuer: Issuer<'static, KeyPair>,
 }
 
@@ -168,6 +186,7 @@ impl DevIdCa {
         let c = p.self_signed(&k).expect("ca");
         DevIdCa {
             pem: c.pem(),
+            key_pem: k.serialize_pem(),
             issuer: Issuer::new(p, k),
         }
     }

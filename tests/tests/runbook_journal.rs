@@ -345,20 +345,7 @@ async fn the_step_header_lands_in_the_audit_record() {
 
 /// Reads an agent's published bundle sequence from its admin stream's snapshot.
 async fn agent_bundle_sequence(agent: &AgentProc) -> Option<u64> {
-    let admin = agent.dir.path().join("data").join("admin.sock");
-    let mut s = observe(admin)
-        .watch(WatchRequest {})
-        .await
-        .ok()?
-        .into_inner();
-    let m = tokio::time::timeout(Duration::from_secs(5), s.message())
-        .await
-        .ok()?
-        .ok()??;
-    match m.body? {
-        Body::Snapshot(s) => s.upstream.map(|u| u.last_bundle_sequence),
-        Body::Delta(_) => None,
-    }
+    published_sequence(agent.dir.path().join("data").join("admin.sock")).await
 }
 
 #[tokio::test]
@@ -399,6 +386,73 @@ async fn agents_publish_the_sequence_of_the_bundle_they_hold() {
         (agent_bundle_sequence(&agent).await? == after).then_some(())
     })
     .await;
+}
+
+/// A daemon's published bundle sequence, from the snapshot of its admin stream.
+async fn published_sequence(admin_socket: std::path::PathBuf) -> Option<u64> {
+    let mut s = observe(admin_socket)
+        .watch(WatchRequest {})
+        .await
+        .ok()?
+        .into_inner();
+    let m = tokio::time::timeout(Duration::from_secs(5), s.message())
+        .await
+        .ok()?
+        .ok()??;
+    match m.body? {
+        Body::Snapshot(s) => s.upstream.map(|u| u.last_bundle_sequence),
+        Body::Delta(_) => None,
+    }
+}
+
+/// A downstream publishes the sequence of the upstream bundle it holds, and probes its own
+/// intermediates (it has no JWT keys).
+#[tokio::test]
+async fn a_downstream_publishes_its_bundle_sequence_and_probes_its_intermediates() {
+    let root = ServerProc::start("");
+    let ds = Downstream::start(&root, "eu", "");
+    let c = admin(&root);
+    let seq = |c: &Admin| {
+        let mut c = c.clone();
+        async move {
+            c.get_bundle(GetBundleRequest::default())
+                .await
+                .expect("bundle")
+                .into_inner()
+                .sequence
+        }
+    };
+    let socket = ds.server.info().admin_socket.clone();
+    let before = seq(&c).await;
+    wait_for_async(20, "the downstream's bundle sequence", || async {
+        (published_sequence(socket.clone()).await? == before).then_some(())
+    })
+    .await;
+    c.clone()
+        .prepare_authority(AuthorityRequest {
+            kind: AuthorityKind::X509.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("prepare");
+    let after = seq(&c).await;
+    assert_eq!(after, before + 1);
+    wait_for_async(20, "the downstream to publish the new sequence", || async {
+        (published_sequence(socket.clone()).await? == after).then_some(())
+    })
+    .await;
+
+    let keys = admin(&ds.server)
+        .probe_keys(ProbeKeysRequest {})
+        .await
+        .expect("probe")
+        .into_inner()
+        .keys;
+    assert!(!keys.is_empty());
+    for k in &keys {
+        assert_eq!(k.kind(), AuthorityKind::X509, "{k:?}");
+        assert_eq!(k.probe(), KeyProbe::Ok, "{k:?}");
+    }
 }
 
 async fn wait_for_async<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T

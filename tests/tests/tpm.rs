@@ -422,3 +422,132 @@ async fn downstream_server_node_bootstraps_with_tpm_devid() {
     assert!(ok, "openssl verify against the upstream root: {out}");
     assert_eq!(agents(&parent)[0]["attestation_type"], "tpm_devid");
 }
+
+/// The first X509-SVID `agent` serves this process, retried for `secs`.
+async fn first_svid(agent: &AgentProc, secs: u64) -> trustdeck_proto::workload::X509svid {
+    let started = Instant::now();
+    loop {
+        if let Ok(r) = agent.client().fetch_x509svid(X509svidRequest {}).await {
+            let mut s = r.into_inner();
+            if let Ok(Some(Ok(m))) = tokio::time::timeout(Duration::from_secs(3), s.next()).await
+                && let Some(svid) = m.svids.into_iter().next()
+            {
+                return svid;
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(secs),
+            "no SVID within {secs}s:\n{}",
+            agent.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The runbook `rebootstrap-tpm-node`, command by command: the node's TPM is cleared, so its
+/// DevID key is gone; the old node is evicted, `trustdeck-agent tpm provision --force` makes a
+/// new DevID key and CSR, the operator's DevID CA signs it (openssl), and the restarted agent
+/// attests again, as a new node, and its workloads get SVIDs.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cleared_tpm_node_is_reprovisioned_and_attests_again() {
+    let ca = DevIdCa::new("DevID CA");
+    let node = TpmNode::provision("node-r", &ca);
+    let server = server_for(node.tpm.dir.path(), &ca, &node.ek_ca_path);
+    let alias = "spiffe://example.org/node/tpm/node-r";
+    server.cli_ok(&[
+        "entry",
+        "create",
+        "--spiffe-id",
+        alias,
+        "--parent-id",
+        "spiffe://example.org/trustdeck/server",
+        "--selector",
+        "tpm_devid:subject:cn:node-r",
+    ]);
+    let wid = "spiffe://example.org/prod/tpm/worker";
+    entry_for_me(&server, alias, wid, "10m");
+    let mut agent = AgentProc::start(&server, &node.agent_attestation(), "");
+    assert_eq!(first_svid(&agent, 30).await.spiffe_id, wid);
+    let old_id = node.agent_id();
+
+    // The TPM is cleared: the DevID key blob no longer loads. Evicted, the agent cannot
+    // attest again and says what the operator must do.
+    agent.stop();
+    node.tpm.clear();
+    server.cli_ok(&["agent", "evict", "--spiffe-id", &old_id]);
+    agent.spawn();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !agent
+        .log()
+        .contains("trustdeck-agent tpm provision --force")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the agent names the re-provisioning step:\n{}",
+            agent.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    agent.stop();
+
+    // Re-provision on the node, sign the CSR with the DevID CA, restart the agent.
+    let out_dir = node.key_path.parent().expect("dir").to_path_buf();
+    let out = std::process::Command::new(bin("trustdeck-agent"))
+        .args(["tpm", "provision", "--tcti", &node.tpm.tcti()])
+        .args(["--cn", "node-r", "--force", "--out"])
+        .arg(&out_dir)
+        .env("TSS2_LOG", "all+none")
+        .output()
+        .expect("tpm provision");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (ca_pem, ca_key) = (out_dir.join("devid-ca.pem"), out_dir.join("devid-ca.key"));
+    std::fs::write(&ca_pem, &ca.pem).expect("write");
+    std::fs::write(&ca_key, &ca.key_pem).expect("write");
+    let out = std::process::Command::new("openssl")
+        .args(["x509", "-req", "-days", "30", "-in"])
+        .arg(out_dir.join("devid.csr.pem"))
+        .arg("-CA")
+        .arg(&ca_pem)
+        .arg("-CAkey")
+        .arg(&ca_key)
+        .arg("-out")
+        .arg(&node.cert_path)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    agent.spawn();
+    let svid = first_svid(&agent, 30).await;
+    assert_eq!(svid.spiffe_id, wid);
+    let (ok, text) = openssl_verify(
+        agent.dir.path(),
+        &server.bundle_roots(),
+        &split_der(&svid.x509_svid),
+    );
+    assert!(ok, "{text}");
+    let new_cert = trustdeck_spiffe::pem::decode_certs(
+        &std::fs::read_to_string(&node.cert_path).expect("cert"),
+    )
+    .expect("PEM");
+    let new_id = format!(
+        "spiffe://example.org/trustdeck/agent/tpm_devid/{}",
+        trustdeck_tpm::verify::sha256_hex(&new_cert[0])
+    );
+    let listed = wait_for(20, "the new node listed", || {
+        let a = agents(&server);
+        a.iter()
+            .any(|a| a["spiffe_id"] == new_id.as_str())
+            .then_some(a)
+    });
+    assert!(
+        listed.iter().all(|a| a["spiffe_id"] != old_id.as_str()),
+        "{listed:?}"
+    );
+}

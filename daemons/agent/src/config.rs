@@ -172,6 +172,9 @@ pub struct Config {
     pub admin_socket_warnings: Vec<String>,
     /// Also serve the admin API on mTLS TCP here.
     pub admin_bind_address: Option<std::net::SocketAddr>,
+    /// `run --rebootstrap-bundle`: trust the bundle at `trust_bundle_path` instead of the
+    /// stored one until the server sends its own (never set from the file).
+    pub rebootstrap_bundle: bool,
 }
 
 impl Config {
@@ -253,6 +256,7 @@ impl Config {
             sync_interval,
             max_backoff,
             max_hash_bytes: raw.max_hash_bytes,
+            rebootstrap_bundle: false,
         })
     }
 }

@@ -38,6 +38,12 @@ enum Command {
         /// Config file (TOML).
         #[arg(long, short)]
         config: PathBuf,
+        /// Trust the bundle at `trust_bundle_path` instead of the one stored in `data_dir`
+        /// until the server sends its own: after the server's root was replaced
+        /// (`trustdeck-server run --replace-lost-keys`), put its new bundle there
+        /// (`trustdeck-server bundle show`). The stored SVID is kept.
+        #[arg(long)]
+        rebootstrap_bundle: bool,
     },
     /// Use the Workload API.
     Api {
@@ -213,8 +219,9 @@ async fn fetch_x509(t: &Target, write: Option<PathBuf>) -> Result<()> {
     Ok(())
 }
 
-async fn run_agent(config: &Path) -> Result<()> {
-    let config = Config::load(config)?;
+async fn run_agent(config: &Path, rebootstrap_bundle: bool) -> Result<()> {
+    let mut config = Config::load(config)?;
+    config.rebootstrap_bundle = rebootstrap_bundle;
     let mut agent = trustdeck_agent::start::start(config, trustdeck_process::clock::system())
         .await
         .context("trustdeck-agent failed to start")?;
@@ -225,9 +232,12 @@ async fn run_agent(config: &Path) -> Result<()> {
 
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Run { config } => {
+        Command::Run {
+            config,
+            rebootstrap_bundle,
+        } => {
             trustdeck_process::init_logging();
-            run_agent(&config).await
+            run_agent(&config, rebootstrap_bundle).await
         }
         Command::Api { cmd, target } => match cmd {
             ApiCmd::Fetch {

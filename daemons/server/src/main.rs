@@ -46,12 +46,22 @@ enum Command {
         /// minted (audited). Never while the other server runs.
         #[arg(long)]
         take_over_ca: bool,
+        /// The key manager (e.g. a replaced HSM token) no longer holds CA keys the journal
+        /// names, and they are lost for good: their authorities are tainted (trusted until
+        /// re-issued, never signing), new ones are minted in the key manager and activated
+        /// (audited as `server.replace_lost_keys`). Refused when no key is lost.
+        #[arg(long)]
+        replace_lost_keys: bool,
     },
     /// Check a config file and print its warnings.
     CheckConfig {
         /// Config file (TOML).
         #[arg(long, short)]
         config: PathBuf,
+        /// Say what `run --replace-lost-keys` would do (opens the key manager, reads the CA
+        /// journal; changes nothing).
+        #[arg(long)]
+        replace_lost_keys: bool,
     },
     /// Join tokens.
     Token {
@@ -349,10 +359,18 @@ fn entry_json(e: &EntryInfo) -> serde_json::Value {
     })
 }
 
-async fn run_server(config: &Path, reinitialize: bool, take_over_ca: bool) -> Result<()> {
+/// The operator's flags of `run`.
+struct RunFlags {
+    reinitialize: bool,
+    take_over_ca: bool,
+    replace_lost_keys: bool,
+}
+
+async fn run_server(config: &Path, flags: RunFlags) -> Result<()> {
     let mut config = Config::load(config)?;
-    config.reinitialize = reinitialize;
-    config.take_over_ca = take_over_ca;
+    config.reinitialize = flags.reinitialize;
+    config.take_over_ca = flags.take_over_ca;
+    config.replace_lost_keys = flags.replace_lost_keys;
     let mut server = trustdeck_server::start::start(config)
         .await
         .context("trustdeck-server failed to start")?;
@@ -372,11 +390,20 @@ async fn run(cli: Cli) -> Result<()> {
             config,
             reinitialize,
             take_over_ca,
+            replace_lost_keys,
         } => {
             trustdeck_process::init_logging();
-            run_server(&config, reinitialize, take_over_ca).await
+            let flags = RunFlags {
+                reinitialize,
+                take_over_ca,
+                replace_lost_keys,
+            };
+            run_server(&config, flags).await
         }
-        Command::CheckConfig { config } => {
+        Command::CheckConfig {
+            config,
+            replace_lost_keys,
+        } => {
             let c = Config::load(&config)?;
             for w in &c.warnings {
                 trustdeck_process::outln!("warning: {w}");
@@ -386,6 +413,11 @@ async fn run(cli: Cli) -> Result<()> {
             trustdeck_server::start::check_earlier_state(&c).await?;
             if let Some(w) = trustdeck_server::start::check_ca_owner(&c).await? {
                 trustdeck_process::outln!("warning: {w}");
+            }
+            if replace_lost_keys {
+                for line in trustdeck_server::start::check_lost_keys(&c).await? {
+                    trustdeck_process::outln!("{line}");
+                }
             }
             trustdeck_process::outln!("config {} is valid", config.display());
             Ok(())

@@ -263,7 +263,9 @@ pub fn record(
         return Err(finished(rec));
     }
     let state = state_of(req.state()).unwrap_or(rec.state);
-    if state != State::Aborted && rec.session != req.session {
+    // The session alone proves nothing (it is a random string a client chose): the holder is
+    // the caller who began or claimed it, in that session.
+    if state != State::Aborted && (rec.session != req.session || rec.held_by != actor) {
         return Err(refused(
             RunbookRefusal::NotHolder,
             &rec.held_by,
@@ -276,6 +278,12 @@ pub fn record(
     if req.step > rec.steps {
         return Err(invalid(format!(
             "step {} of a runbook with {} steps",
+            req.step, rec.steps
+        )));
+    }
+    if state == State::Succeeded && req.step != rec.steps {
+        return Err(invalid(format!(
+            "succeeded at step {} of {}: only an execution past its last step succeeds",
             req.step, rec.steps
         )));
     }
@@ -347,7 +355,8 @@ pub fn execution(rec: RunbookRecord) -> RunbookExecution {
         reason: rec.reason,
         rolled_back: rec.rolled_back,
         runbook_digest: rec.runbook_digest,
-        session: rec.session,
+        // Never shown: a session id is the holder's, not something to copy.
+        session: String::new(),
         steps: rec.steps,
     }
 }

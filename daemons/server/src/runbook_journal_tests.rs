@@ -297,3 +297,29 @@ fn step_header_is_parsed_or_ignored() {
     let long = format!("e1/rb/{}", "s".repeat(MAX_STEP_HEADER));
     assert_eq!(step_note(Some(&long)), None);
 }
+
+#[test]
+fn a_copied_session_id_does_not_make_another_operator_the_holder() {
+    let r = begun(100);
+    let e = record(&r, &rec_req("s1", 1, RunbookState::Running), "uid:7", 101)
+        .expect_err("another caller in the holder's session");
+    assert_eq!(e.refusal, RunbookRefusal::NotHolder);
+    assert!(
+        execution(r).session.is_empty(),
+        "answers never show the session"
+    );
+}
+
+#[test]
+fn only_an_execution_past_its_last_step_succeeds() {
+    let r = begun(100);
+    let e = record(&r, &rec_req("s1", 0, RunbookState::Succeeded), OP, 101).expect_err("early");
+    assert_eq!(e.refusal, RunbookRefusal::Invalid);
+    let done = record(
+        &r,
+        &rec_req("s1", r.steps, RunbookState::Succeeded),
+        OP,
+        102,
+    );
+    assert_eq!(done.expect("last").state, State::Succeeded);
+}

@@ -115,7 +115,24 @@ pub fn describe(c: &Check, v: &Vars) -> String {
         Check::KeysAnswer { server } => {
             format!("every key of {} answers a probe signature", r(&server.text))
         }
-        Check::AgentAttested { agent } => format!("{} is attested", r(&agent.text)),
+        Check::AgentAttested { agent, id, not_id } => match (id, not_id) {
+            (Some(i), _) => format!("{} is attested as {}", r(&agent.text), r(&i.text)),
+            (None, Some(n)) => format!(
+                "{} is attested afresh (not as {})",
+                r(&agent.text),
+                r(&n.text)
+            ),
+            (None, None) => format!("{} is attested", r(&agent.text)),
+        },
+        Check::AgentNeedsBootstrap { agent } => format!(
+            "{} cannot renew by itself (stranded, or no valid SVID)",
+            r(&agent.text)
+        ),
+        Check::AgentEvicted { server, agent } => format!(
+            "{} lists no attested agent {}",
+            r(&server.text),
+            r(&agent.text)
+        ),
         Check::AgentServing { agent } => {
             format!("{} holds valid workload SVIDs", r(&agent.text))
         }
@@ -132,11 +149,17 @@ fn result(check: String, ok: bool, detail: String) -> CheckResult {
     }
 }
 
+/// A count: holds when every one of at least one counted does (nothing counted is not
+/// "all": a fleet file without agents never verifies what agents must hold).
 fn counted(check: String, good: u64, total: u64, detail: String) -> CheckResult {
     CheckResult {
         check,
-        ok: good == total,
-        detail,
+        ok: total > 0 && good == total,
+        detail: if total == 0 {
+            "nothing to count: the fleet file lists none".into()
+        } else {
+            detail
+        },
         progress: Some((good, total)),
     }
 }
@@ -161,8 +184,28 @@ fn authority<'a>(
 
 fn eval(c: &Check, v: &Vars, o: &Observation) -> Result<CheckResult, ParamError> {
     let what = describe(c, v);
-    let fleet = o.fleet;
-    Ok(match c {
+    let r = match links(c, v, o, &what)? {
+        Some(r) => Some(r),
+        None => match authorities(c, v, o, &what)? {
+            Some(r) => Some(r),
+            None => match chains(c, v, o, &what)? {
+                Some(r) => Some(r),
+                None => agents(c, v, o, &what)?,
+            },
+        },
+    };
+    Ok(r.unwrap_or_else(|| result(what, false, "this build cannot evaluate it".into())))
+}
+
+/// Reachability, links, bundles, overall health.
+fn links(
+    c: &Check,
+    v: &Vars,
+    o: &Observation,
+    what: &str,
+) -> Result<Option<CheckResult>, ParamError> {
+    let (fleet, what) = (o.fleet, what.to_string());
+    Ok(Some(match c {
         Check::DaemonLive { daemon } => {
             let name = daemon.resolve(v)?;
             let live = facts::daemon(fleet, &name).is_some_and(|d| d.is_live());
@@ -229,6 +272,62 @@ fn eval(c: &Check, v: &Vars, o: &Observation) -> Result<CheckResult, ParamError>
                 },
             )
         }
+        Check::BundleEverywhere { sequence } => {
+            let want = sequence.resolve(v)?;
+            let followers: Vec<_> = fleet
+                .daemons
+                .iter()
+                .filter(|d| {
+                    matches!(
+                        facts::role(d),
+                        Some(DaemonRole::Downstream | DaemonRole::Agent)
+                    )
+                })
+                .collect();
+            let behind: Vec<_> = followers
+                .iter()
+                .filter(|d| {
+                    !d.is_live()
+                        || d.upstream
+                            .as_ref()
+                            .is_none_or(|u| u.last_bundle_sequence < want)
+                })
+                .map(|d| d.name.as_str())
+                .collect();
+            let n = followers.len() as u64;
+            counted(
+                what,
+                n - behind.len() as u64,
+                n,
+                not_listed("behind", &behind),
+            )
+        }
+        Check::FleetHealthy => {
+            let h = fleet.health(&fleet.tree(), o.now, &o.thresholds);
+            let ok = h.state() == FleetHealth::Ok;
+            result(
+                what,
+                ok,
+                if ok {
+                    "ok".into()
+                } else {
+                    format!("{}: {}", h.state().as_str(), h.reasons.join("; "))
+                },
+            )
+        }
+        _ => return Ok(None),
+    }))
+}
+
+/// What `ShowAuthorities` and `ProbeKeys` say.
+fn authorities(
+    c: &Check,
+    v: &Vars,
+    o: &Observation,
+    what: &str,
+) -> Result<Option<CheckResult>, ParamError> {
+    let what = what.to_string();
+    Ok(Some(match c {
         Check::AuthorityIs {
             server,
             kind,
@@ -267,36 +366,64 @@ fn eval(c: &Check, v: &Vars, o: &Observation) -> Result<CheckResult, ParamError>
                 },
             )
         }
-        Check::BundleEverywhere { sequence } => {
-            let want = sequence.resolve(v)?;
-            let followers: Vec<_> = fleet
-                .daemons
-                .iter()
-                .filter(|d| {
-                    matches!(
-                        facts::role(d),
-                        Some(DaemonRole::Downstream | DaemonRole::Agent)
-                    )
-                })
-                .collect();
-            let behind: Vec<_> = followers
-                .iter()
-                .filter(|d| {
-                    !d.is_live()
-                        || d.upstream
-                            .as_ref()
-                            .is_none_or(|u| u.last_bundle_sequence < want)
-                })
-                .map(|d| d.name.as_str())
-                .collect();
-            let n = followers.len() as u64;
-            counted(
-                what,
-                n - behind.len() as u64,
-                n,
-                not_listed("behind", &behind),
-            )
+        Check::NoLiveSvids { server, kind, id } => {
+            let (s, k, i) = (server.resolve(v)?, kind.resolve(v)?, id.resolve(v)?);
+            match authority(o, &s, k, &i)? {
+                Some(a) => result(
+                    what,
+                    a.live_svids == 0,
+                    format!("{} live SVIDs chain to it", a.live_svids),
+                ),
+                None => result(what, true, "the authority is gone".into()),
+            }
         }
+        Check::KeysAnswer { server } => {
+            let s = server.resolve(v)?;
+            match o.probes.get(&s) {
+                None => result(what, false, "no probe answer yet".into()),
+                Some(keys) => {
+                    let bad: Vec<_> = keys
+                        .iter()
+                        .filter(|k| k.probe_wire() != KeyProbe::Ok)
+                        .map(|k| {
+                            format!(
+                                "{} {}: {} {}",
+                                k.kind_wire(),
+                                k.id,
+                                k.probe_wire(),
+                                k.detail
+                            )
+                        })
+                        .collect();
+                    let n = keys.len() as u64;
+                    let mut r = counted(
+                        what,
+                        n - bad.len() as u64,
+                        n,
+                        if bad.is_empty() {
+                            format!("{n} keys answered")
+                        } else {
+                            bad.join("; ")
+                        },
+                    );
+                    r.ok = bad.is_empty() && n > 0;
+                    r
+                }
+            }
+        }
+        _ => return Ok(None),
+    }))
+}
+
+/// What chains to what, from the published issuers.
+fn chains(
+    c: &Check,
+    v: &Vars,
+    o: &Observation,
+    what: &str,
+) -> Result<Option<CheckResult>, ParamError> {
+    let (fleet, what) = (o.fleet, what.to_string());
+    Ok(Some(match c {
         Check::IntermediatesChainTo { id } => {
             let want = id.resolve(v)?;
             let downs: Vec<_> = fleet
@@ -345,7 +472,7 @@ fn eval(c: &Check, v: &Vars, o: &Observation) -> Result<CheckResult, ParamError>
                 total,
                 not_listed("not yet on every SVID", &behind),
             );
-            r.ok = behind.is_empty();
+            r.ok = behind.is_empty() && total > 0;
             r
         }
         Check::NoHeldSvidsChainTo { id } => {
@@ -365,7 +492,7 @@ fn eval(c: &Check, v: &Vars, o: &Observation) -> Result<CheckResult, ParamError>
                     .count() as u64;
                 total += held.len() as u64;
                 still += n;
-                if n > 0 {
+                if n > 0 || !d.is_live() {
                     holders.push(d.name.as_str());
                 }
             }
@@ -373,15 +500,31 @@ fn eval(c: &Check, v: &Vars, o: &Observation) -> Result<CheckResult, ParamError>
                 what,
                 total - still,
                 total,
-                if still == 0 {
+                if holders.is_empty() {
                     "none".into()
                 } else {
-                    format!("{still} still do, on {}", holders.join(", "))
+                    format!(
+                        "{still} still do or are not known, on {}",
+                        holders.join(", ")
+                    )
                 },
             );
-            r.ok = still == 0;
+            r.ok = holders.is_empty() && total > 0;
             r
         }
+        _ => return Ok(None),
+    }))
+}
+
+/// Agents: attested, serving, evicted, stranded.
+fn agents(
+    c: &Check,
+    v: &Vars,
+    o: &Observation,
+    what: &str,
+) -> Result<Option<CheckResult>, ParamError> {
+    let (fleet, what) = (o.fleet, what.to_string());
+    Ok(Some(match c {
         Check::SegmentServing { server } => {
             let s = server.resolve(v)?;
             let agents: Vec<_> = fleet
@@ -415,54 +558,52 @@ fn eval(c: &Check, v: &Vars, o: &Observation) -> Result<CheckResult, ParamError>
             r.ok = bad.is_empty() && n > 0;
             r
         }
-        Check::NoLiveSvids { server, kind, id } => {
-            let (s, k, i) = (server.resolve(v)?, kind.resolve(v)?, id.resolve(v)?);
-            match authority(o, &s, k, &i)? {
-                Some(a) => result(
-                    what,
-                    a.live_svids == 0,
-                    format!("{} live SVIDs chain to it", a.live_svids),
-                ),
-                None => result(what, true, "the authority is gone".into()),
-            }
-        }
-        Check::KeysAnswer { server } => {
-            let s = server.resolve(v)?;
-            match o.probes.get(&s) {
-                None => result(what, false, "no probe answer yet".into()),
-                Some(keys) => {
-                    let bad: Vec<_> = keys
-                        .iter()
-                        .filter(|k| k.probe_wire() != KeyProbe::Ok)
-                        .map(|k| {
-                            format!(
-                                "{} {}: {} {}",
-                                k.kind_wire(),
-                                k.id,
-                                k.probe_wire(),
-                                k.detail
-                            )
-                        })
-                        .collect();
-                    let n = keys.len() as u64;
-                    let mut r = counted(
-                        what,
-                        n - bad.len() as u64,
-                        n,
-                        if bad.is_empty() {
-                            format!("{n} keys answered")
-                        } else {
-                            bad.join("; ")
-                        },
-                    );
-                    r.ok = bad.is_empty() && n > 0;
-                    r
-                }
-            }
-        }
-        Check::AgentAttested { agent } => {
+        Check::AgentNeedsBootstrap { agent } => {
             let name = agent.resolve(v)?;
             let d = facts::daemon(fleet, &name);
+            let stranded = d.and_then(|d| d.upstream.as_ref()).is_some_and(|u| {
+                u.state_wire() == trustdeck_proto::admin::ConnectivityState::Stranded
+            });
+            let ok = d.is_some_and(|d| d.is_live()) && (stranded || !own_svid_valid(d, o));
+            let detail = if stranded {
+                "stranded"
+            } else if ok {
+                "no valid agent SVID"
+            } else {
+                "it renews by itself: no re-bootstrap needed"
+            };
+            result(what, ok, detail.into())
+        }
+        Check::AgentEvicted { server, agent } => {
+            let (s, a) = (server.resolve(v)?, agent.resolve(v)?);
+            let d = facts::daemon(fleet, &s).filter(|d| d.is_live());
+            let present = d.is_some_and(|d| {
+                d.nodes
+                    .get(&format!("agent:{a}"))
+                    .is_some_and(|n| n.state_wire() == trustdeck_proto::admin::NodeState::Attested)
+            });
+            let detail = match (d, present) {
+                (None, _) => format!("{s} is not reachable"),
+                (_, true) => "still attested".into(),
+                _ => "gone".into(),
+            };
+            result(what, d.is_some() && !present, detail)
+        }
+        Check::AgentAttested { agent, id, not_id } => {
+            let name = agent.resolve(v)?;
+            let want = id.as_ref().map(|p| p.resolve(v)).transpose()?;
+            let not = not_id.as_ref().map(|p| p.resolve(v)).transpose()?;
+            let d = facts::daemon(fleet, &name);
+            let current = d
+                .and_then(|d| d.identity.as_ref())
+                .map_or("", |i| i.spiffe_id.as_str());
+            if want.as_deref().is_some_and(|w| w != current) || not.as_deref() == Some(current) {
+                return Ok(Some(result(
+                    what,
+                    false,
+                    format!("attested as {current:?}"),
+                )));
+            }
             let own_valid = d.is_some_and(|d| {
                 d.nodes.values().any(|n| {
                     n.kind_wire() == trustdeck_proto::admin::NodeKind::Agent
@@ -494,19 +635,17 @@ fn eval(c: &Check, v: &Vars, o: &Observation) -> Result<CheckResult, ParamError>
                 });
             result(what, n > 0, format!("{n} valid workload SVIDs"))
         }
-        Check::FleetHealthy => {
-            let h = fleet.health(&fleet.tree(), o.now, &o.thresholds);
-            let ok = h.state() == FleetHealth::Ok;
-            result(
-                what,
-                ok,
-                if ok {
-                    "ok".into()
-                } else {
-                    format!("{}: {}", h.state().as_str(), h.reasons.join("; "))
-                },
-            )
-        }
+        _ => return Ok(None),
+    }))
+}
+
+/// Whether the agent daemon `d` holds a valid agent SVID.
+fn own_svid_valid(d: Option<&trustdeck_topology::DaemonState>, o: &Observation) -> bool {
+    d.is_some_and(|d| {
+        d.nodes.values().any(|n| {
+            n.kind_wire() == trustdeck_proto::admin::NodeKind::Agent
+                && n.not_after > o.now.timestamp()
+        })
     })
 }
 

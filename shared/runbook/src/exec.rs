@@ -75,7 +75,9 @@ pub enum Call {
 /// manual step, a read of the observation).
 pub fn resolve_call(a: &Action, v: &Vars) -> Result<Option<Call>, ParamError> {
     Ok(Some(match a {
-        Action::None | Action::Manual { .. } | Action::Find { .. } => return Ok(None),
+        Action::None | Action::Manual { .. } | Action::Find { .. } | Action::ReadAgentId { .. } => {
+            return Ok(None);
+        }
         Action::Prepare { server, kind, save } => Call::Prepare {
             server: server.resolve(v)?,
             kind: kind.resolve(v)?,
@@ -349,11 +351,48 @@ impl Execution {
             .collect()
     }
 
-    /// The values steps saved, for the journal.
+    /// The values steps saved, for the journal: secrets (a join token) left out.
     pub fn saved_values(&self) -> BTreeMap<String, String> {
+        let secrets = self.secrets();
         self.saved
             .iter()
+            .filter(|k| !secrets.contains(k))
             .filter_map(|k| self.vars.get(k).map(|v| (k.clone(), v.clone())))
+            .collect()
+    }
+
+    /// Every variable known when it began (inputs and what they imply), for the journal's
+    /// inputs: a resumed execution reads these, never the fleet as it is by then (after an
+    /// activation, "the active root" is another one).
+    pub fn journal_inputs(&self) -> BTreeMap<String, String> {
+        let secrets = self.secrets();
+        self.vars
+            .iter()
+            .filter(|(k, _)| !self.saved.contains(k) && !secrets.contains(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// What the execution holds in the journal: the trust domain, or its target (the
+    /// target daemon's SPIFFE ID when known, its fleet name otherwise).
+    pub fn lock_key(&self) -> String {
+        let t = &self.runbook.target;
+        match self.runbook.lock {
+            crate::model::Lock::TrustDomain => "trust-domain".into(),
+            crate::model::Lock::Target => self
+                .vars
+                .get(&format!("{t}_spiffe_id"))
+                .or_else(|| self.vars.get(t))
+                .cloned()
+                .unwrap_or_default(),
+        }
+    }
+
+    fn secrets(&self) -> Vec<String> {
+        self.runbook
+            .steps
+            .iter()
+            .flat_map(|s| s.action.secrets())
             .collect()
     }
 
@@ -389,14 +428,30 @@ impl Execution {
         self.verify_started = Some(now);
     }
 
-    /// Evaluates what the current phase needs over `o` and says what to do next.
+    /// Evaluates what the current phase needs over `o` and says what to do next: steps that
+    /// need no I/O (checks that hold, nothing to do) are passed through with the same
+    /// observation, so `Observe` means waiting for the fleet to change.
     pub fn advance(&mut self, o: &Observation) -> Next {
+        for _ in 0..=self.runbook.steps.len() * 4 {
+            let before = (self.step, self.phase);
+            let next = self.advance_once(o);
+            if next != Next::Observe || (self.step, self.phase) == before {
+                return next;
+            }
+        }
+        Next::Observe
+    }
+
+    fn advance_once(&mut self, o: &Observation) -> Next {
         if let Some(out) = &self.outcome {
             return Next::Finished(out.clone());
         }
         match self.phase {
             Phase::Checking => self.check(o),
-            Phase::Confirming => self.confirmation(),
+            Phase::Confirming => match self.confirmation() {
+                Next::Observe => self.stop_invalid("the target to type has no value"),
+                n => n,
+            },
             Phase::Acting => self.act(o),
             Phase::Verifying => self.verify(o),
             Phase::RollingBack => self.rollback_call(o.now),

@@ -29,6 +29,9 @@ impl Execution {
                 return self.step_done();
             }
         }
+        if !probes_here(&s.pre, &self.vars, o) {
+            return Next::Observe;
+        }
         let results = self.results(&s.pre, o);
         let failed: Vec<String> = results
             .iter()
@@ -71,6 +74,10 @@ impl Execution {
                 .cloned()
                 .unwrap_or_default()
         });
+        if expected.as_deref() == Some("") {
+            // Never a destructive step confirmed by an empty answer.
+            return Next::Observe;
+        }
         Next::Confirm(Confirmation {
             step: self.step,
             id: p.id,
@@ -138,7 +145,7 @@ impl Execution {
         let Some(s) = self.current() else {
             return Next::Observe;
         };
-        if let Action::Find { .. } = &s.action {
+        if matches!(s.action, Action::Find { .. } | Action::ReadAgentId { .. }) {
             let action = s.action.clone();
             self.phase = Phase::Acting;
             let found = find(&action, &self.vars, o);
@@ -150,6 +157,25 @@ impl Execution {
         }
         match resolve_call(&s.action, &self.vars) {
             Ok(Some(call)) => {
+                // What held before the confirmation must still hold (the operator may have
+                // taken minutes to answer).
+                let pre = s.pre.clone();
+                if !probes_here(&pre, &self.vars, o) {
+                    return Next::Observe;
+                }
+                let failed: Vec<String> = self
+                    .results(&pre, o)
+                    .into_iter()
+                    .filter(|r| !r.ok)
+                    .map(|r| format!("{} ({})", r.check, r.detail))
+                    .collect();
+                if !failed.is_empty() {
+                    return self.stop(
+                        StopReason::Precondition,
+                        format!("no longer true: {}", failed.join("; ")),
+                        false,
+                    );
+                }
                 self.phase = Phase::Acting;
                 Next::Act(call)
             }
@@ -285,6 +311,10 @@ impl Execution {
         Next::Observe
     }
 
+    pub(super) fn stop_invalid(&mut self, why: &str) -> Next {
+        self.stop(StopReason::Invalid, why.to_string(), false)
+    }
+
     fn stop(&mut self, reason: StopReason, detail: String, rolled_back: bool) -> Next {
         let s = self.current();
         let id = s.map(|s| s.id.clone()).unwrap_or_default();
@@ -305,12 +335,22 @@ impl Execution {
     }
 }
 
-/// What a [`Action::Find`] saves, from the observation's `ShowAuthorities`.
+/// What a [`Action::Find`] (from the observation's `ShowAuthorities`) or an
+/// [`Action::ReadAgentId`] (from the fleet) saves.
 fn find(
     a: &Action,
     v: &crate::inputs::Vars,
     o: &Observation,
 ) -> Result<BTreeMap<String, String>, String> {
+    if let Action::ReadAgentId { agent, save } = a {
+        let name = agent.resolve(v).map_err(|e| e.to_string())?;
+        let id = crate::facts::daemon(o.fleet, &name)
+            .and_then(|d| d.identity.as_ref())
+            .map(|i| i.spiffe_id.clone())
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| format!("{name} has not said its SPIFFE ID"))?;
+        return Ok(BTreeMap::from([(save.clone(), id)]));
+    }
     let Action::Find {
         server,
         kind,
@@ -329,15 +369,30 @@ fn find(
         .authorities
         .get(&s)
         .ok_or_else(|| format!("the authorities of {s} could not be read"))?;
-    list.iter()
-        .find(|x| x.kind_wire() == k.proto() && x.status_wire() == st.proto())
-        .map(|x| BTreeMap::from([(save.clone(), x.id.clone())]))
-        .ok_or_else(|| {
-            format!(
-                "{s} has no {k} authority that is {}",
-                st.proto().as_str_name()
-            )
-        })
+    let found: Vec<_> = list
+        .iter()
+        .filter(|x| x.kind_wire() == k.proto() && x.status_wire() == st.proto())
+        .collect();
+    let st = st.proto().as_str_name();
+    match found.as_slice() {
+        [one] => Ok(BTreeMap::from([(save.clone(), one.id.clone())])),
+        [] => Err(format!("{s} has no {k} authority that is {st}")),
+        many => Err(format!(
+            "{s} has {} {k} authorities that are {st}: handle them one by one with taint-authority",
+            many.len()
+        )),
+    }
+}
+
+/// Whether the observation has a probe answer for every `keys_answer` check among `checks`
+/// (without one the check waits, it does not fail).
+fn probes_here(checks: &[crate::model::Check], v: &crate::inputs::Vars, o: &Observation) -> bool {
+    checks.iter().all(|c| match c {
+        crate::model::Check::KeysAnswer { server } => server
+            .resolve(v)
+            .map_or(true, |s| o.probes.contains_key(&s)),
+        _ => true,
+    })
 }
 
 fn default_advice(r: StopReason) -> &'static str {

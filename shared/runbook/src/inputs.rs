@@ -33,6 +33,9 @@ pub enum InputError {
     },
     #[error("input {name} is required ({help}): give it with --set {name}=VALUE")]
     Missing { name: String, help: String },
+    /// A variable the steps read that the fleet does not tell yet (a daemon never reached).
+    #[error("${{{var}}} is not known from the fleet yet: {why}")]
+    Unresolved { var: String, why: String },
 }
 
 /// What the console has selected, for `default_from = "selected"`.
@@ -92,10 +95,42 @@ pub fn resolve_inputs(
         }
     }
     if errors.is_empty() {
+        errors.extend(unresolved(rb, &vars));
+    }
+    if errors.is_empty() {
         Ok(vars)
     } else {
         Err(errors)
     }
+}
+
+/// The variables steps read that neither the inputs nor a step give.
+fn unresolved(rb: &Runbook, vars: &Vars) -> Vec<InputError> {
+    let saved: Vec<String> = rb.steps.iter().flat_map(|s| s.action.saves()).collect();
+    let mut read: Vec<String> = rb
+        .steps
+        .iter()
+        .flat_map(|s| {
+            let mut v: Vec<String> = s
+                .pre
+                .iter()
+                .chain(&s.verify)
+                .flat_map(|c| c.vars())
+                .collect();
+            v.extend(s.action.vars());
+            v.extend(s.rollback.iter().flat_map(|a| a.vars()));
+            v
+        })
+        .filter(|v| !vars.contains_key(v) && !saved.contains(v))
+        .collect();
+    read.sort();
+    read.dedup();
+    read.into_iter()
+        .map(|var| InputError::Unresolved {
+            why: "is the daemon it comes from reachable and synced? (its active authority, its server)".into(),
+            var,
+        })
+        .collect()
 }
 
 fn wants_role(kind: InputKind) -> Option<&'static [DaemonRole]> {
@@ -158,7 +193,13 @@ fn check(spec: &InputSpec, value: &str, fleet: &Fleet) -> Result<Vars, String> {
                 out.insert(format!("{name}_active_{k}"), id);
             }
         }
-        if let Some(s) = facts::server_of(fleet, d) {
+        let server = facts::server_of(fleet, d).or_else(|| {
+            // A downstream never reached in this run: its fleet's only upstream.
+            (spec.kind == InputKind::DownstreamServer)
+                .then(|| only_upstream(fleet))
+                .flatten()
+        });
+        if let Some(s) = server {
             let key = if spec.kind == InputKind::Agent {
                 "server"
             } else {
@@ -189,6 +230,15 @@ fn check(spec: &InputSpec, value: &str, fleet: &Fleet) -> Result<Vars, String> {
         _ => {}
     }
     Ok(out)
+}
+
+fn only_upstream(fleet: &Fleet) -> Option<String> {
+    let mut ups = fleet
+        .daemons
+        .iter()
+        .filter(|d| facts::role(d) == Some(DaemonRole::Upstream));
+    let one = ups.next()?;
+    ups.next().is_none().then(|| one.name.clone())
 }
 
 fn role_word(r: DaemonRole) -> &'static str {

@@ -25,6 +25,8 @@ pub mod load;
 pub mod model;
 pub mod param;
 pub mod plan;
+#[cfg(test)]
+mod testfleet;
 
 pub use check::{CheckResult, Observation};
 pub use exec::{Confirmation, Execution, Next, Outcome, StepEvent};

@@ -71,6 +71,9 @@ pub enum Problem {
     ChangeWithoutConfirm,
     /// A manual step needs a confirmation (the operator says it is done).
     ManualWithoutConfirm,
+    /// A rollback that destroys or grants something (only `taint`, `move_entries` and `none`
+    /// undo a step without a confirmation of their own).
+    IrreversibleRollback,
     /// A variable saved twice.
     SavedTwice(String),
     /// Two files define the same runbook.
@@ -113,6 +116,9 @@ impl fmt::Display for Problem {
             Problem::ManualWithoutConfirm => {
                 f.write_str("a manual action needs a confirm (the operator says it is done)")
             }
+            Problem::IrreversibleRollback => f.write_str(
+                "rollback may only be taint, move_entries or none (it runs without a confirmation)",
+            ),
             Problem::SavedTwice(v) => write!(f, "${{{v}}} is saved by two steps"),
             Problem::DuplicateRunbook(n) => write!(f, "runbook {n:?} is defined twice"),
         }
@@ -320,6 +326,9 @@ fn step_rules(s: &Step) -> Result<(), Problem> {
         if s.confirm == ConfirmKind::None {
             return Err(Problem::ChangeWithoutConfirm);
         }
+    }
+    if s.rollback.as_ref().is_some_and(|r| !r.reversible()) {
+        return Err(Problem::IrreversibleRollback);
     }
     if matches!(s.action, Action::Manual { .. }) && s.confirm == ConfirmKind::None {
         return Err(Problem::ManualWithoutConfirm);

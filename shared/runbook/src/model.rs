@@ -24,6 +24,11 @@ pub struct Runbook {
     /// The input naming what it acts on: two executions never hold one target at once, and a
     /// destructive step's confirmation is typing its value.
     pub target: String,
+    /// What an execution holds while it runs or stands stopped: its target (the daemon's
+    /// SPIFFE ID when known), or the whole trust domain (runbooks that change authorities: one
+    /// at a time, since a root rotation moves every intermediate).
+    #[serde(default)]
+    pub lock: Lock,
     #[serde(default)]
     pub inputs: Vec<InputSpec>,
     pub steps: Vec<Step>,
@@ -33,6 +38,15 @@ pub struct Runbook {
     /// SHA-256 of the file's text, hex: an execution resumes only with the same file.
     #[serde(skip)]
     pub digest: String,
+}
+
+/// What an execution holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Lock {
+    #[default]
+    Target,
+    TrustDomain,
 }
 
 /// A node a runbook applies to, as the console's selection names it.
@@ -307,6 +321,9 @@ pub enum Action {
         status: Param<AuthStatus>,
         save: String,
     },
+    /// Reads (changes nothing): saves as `<save>` the SPIFFE ID agent `agent` (a fleet name)
+    /// says it has now, as its `Watch` stream tells it (after it attested again).
+    ReadAgentId { agent: Param<String>, save: String },
     /// Re-parents every registration entry on `server` whose parent is `from` onto `to`
     /// (each entry created under `to`, then the old one deleted): the workloads of an agent
     /// that comes back under a new SPIFFE ID.
@@ -359,6 +376,7 @@ impl Action {
                 v.extend(server.vars());
                 v.extend(agent.vars());
             }
+            Action::ReadAgentId { agent, .. } => v.extend(agent.vars()),
             Action::MoveEntries { server, from, to } => {
                 v.extend(server.vars());
                 v.extend(from.vars());
@@ -374,16 +392,32 @@ impl Action {
             Action::Prepare { save, .. } => vec![save.clone(), format!("{save}_sequence")],
             Action::Taint { save: Some(s), .. } => vec![format!("{s}_sequence")],
             Action::CreateJoinToken { save, .. } => vec![save.clone(), format!("{save}_agent")],
-            Action::Find { save, .. } => vec![save.clone()],
+            Action::Find { save, .. } | Action::ReadAgentId { save, .. } => vec![save.clone()],
             _ => Vec::new(),
         }
+    }
+
+    /// The saved variables that are secrets (a join token): never journaled or published.
+    pub fn secrets(&self) -> Vec<String> {
+        match self {
+            Action::CreateJoinToken { save, .. } => vec![save.clone()],
+            _ => Vec::new(),
+        }
+    }
+
+    /// Whether it is allowed as a rollback: it undoes a step without destroying anything.
+    pub fn reversible(&self) -> bool {
+        matches!(
+            self,
+            Action::None | Action::Taint { .. } | Action::MoveEntries { .. }
+        )
     }
 
     /// Whether it changes anything.
     pub fn changes(&self) -> bool {
         !matches!(
             self,
-            Action::None | Action::Manual { .. } | Action::Find { .. }
+            Action::None | Action::Manual { .. } | Action::Find { .. } | Action::ReadAgentId { .. }
         )
     }
 }
@@ -435,8 +469,23 @@ pub enum Check {
     /// Every key `server` holds answers a probe signature (the HSM token answers, the PIN
     /// works, the key is there).
     KeysAnswer { server: Param<String> },
-    /// The agent is attested: its link to its server is connected and its SVID is valid.
-    AgentAttested { agent: Param<String> },
+    /// The agent is attested: its link to its server is connected and its SVID is valid;
+    /// with `id`, as that SPIFFE ID; with `not_id`, as any other than that one (attested
+    /// afresh).
+    AgentAttested {
+        agent: Param<String>,
+        #[serde(default)]
+        id: Option<Param<String>>,
+        #[serde(default)]
+        not_id: Option<Param<String>>,
+    },
+    /// The agent cannot renew by itself: its link is stranded or it holds no valid SVID.
+    AgentNeedsBootstrap { agent: Param<String> },
+    /// `server` publishes no attested agent `agent` (a SPIFFE ID).
+    AgentEvicted {
+        server: Param<String>,
+        agent: Param<String>,
+    },
     /// The agent holds at least one valid workload SVID.
     AgentServing { agent: Param<String> },
     /// The fleet's health is `ok` (what `trustdeck status` exits 0 for).
@@ -459,8 +508,15 @@ impl Check {
             | Check::NoHeldSvidsChainTo { id: p }
             | Check::SegmentServing { server: p }
             | Check::KeysAnswer { server: p }
-            | Check::AgentAttested { agent: p }
+            | Check::AgentNeedsBootstrap { agent: p }
             | Check::AgentServing { agent: p } => p.vars(),
+            Check::AgentAttested { agent, id, not_id } => [
+                agent.vars(),
+                id.as_ref().map(Param::vars).unwrap_or_default(),
+                not_id.as_ref().map(Param::vars).unwrap_or_default(),
+            ]
+            .concat(),
+            Check::AgentEvicted { server, agent } => [server.vars(), agent.vars()].concat(),
             Check::BundleEverywhere { sequence } => sequence.vars(),
             Check::AuthorityIs {
                 server,

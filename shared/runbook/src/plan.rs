@@ -110,6 +110,10 @@ pub fn action_words(a: &Action, v: &Vars) -> String {
             kind.text.render(v),
             server.text.render(v)
         ),
+        Action::ReadAgentId { agent, save } => format!(
+            "read: the SPIFFE ID {} has now (saved as {save})",
+            agent.text.render(v)
+        ),
         Action::MoveEntries { server, from, to } => format!(
             "on {}: every entry whose parent is {} re-created under {}, then the old one deleted",
             server.text.render(v),

@@ -57,6 +57,18 @@ pub enum DeviceError {
         /// The TSS error.
         reason: String,
     },
+    /// The TPM refused to load the DevID key: it was not made in this TPM under its current
+    /// owner seed (the TPM was cleared or replaced, or the file belongs to another node).
+    #[error(
+        "TPM load of the DevID key failed: {reason}. It was not created in this TPM under its \
+         current owner seed; if the TPM was cleared or replaced, the node needs a new DevID: \
+         run `trustdeck-agent tpm provision --force`, have the DevID CA sign the new CSR, \
+         evict the old node (`trustdeck-server agent evict`) and restart the agent"
+    )]
+    DevIdNotLoadable {
+        /// The TSS error.
+        reason: String,
+    },
     /// The DevID key file is missing, unreadable or malformed.
     #[error("DevID key file {path}: {reason}")]
     KeyFile { path: String, reason: String },
@@ -341,9 +353,20 @@ impl Tpm {
         let r = self
             .ctx
             .execute_with_nullauth_session(|ctx| ctx.load(primary, private, public))
-            .map_err(tpm_err(
-                "load of the DevID key (was it created in this TPM, under this owner seed?)",
-            ));
+            .map_err(|e| match e {
+                // The blob's integrity does not check out under this TPM's storage seed.
+                tss_esapi::Error::Tss2Error(rc)
+                    if rc.kind()
+                        == Some(
+                            tss_esapi::constants::response_code::Tss2ResponseCodeKind::Integrity,
+                        ) =>
+                {
+                    DeviceError::DevIdNotLoadable {
+                        reason: e.to_string(),
+                    }
+                }
+                e => tpm_err("load of the DevID key")(e),
+            });
         self.flush(primary);
         r
     }

@@ -209,6 +209,17 @@ impl ClientCertVerifier for SpiffeClientVerifier {
     }
 }
 
+/// A server's certificate chains to no root of this node's bundle: what the operator does
+/// about it (the server's CA replaced, e.g. by `run --replace-lost-keys`).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the server's certificate chains to no root in this node's bundle; if the server's CA was \
+     replaced (`trustdeck-server run --replace-lost-keys`), give this node its new bundle \
+     (`trustdeck-server bundle show --format pem` into `trust_bundle_path`, then \
+     `trustdeck-agent run --rebootstrap-bundle`)"
+)]
+pub struct ServerRootUnknown;
+
 /// Verifies a server's X509-SVID chain against the current roots and requires its SPIFFE ID to
 /// be the expected one (DNS names play no part).
 #[derive(Debug)]
@@ -233,7 +244,13 @@ impl ServerCertVerifier for SpiffeServerVerifier {
             intermediates,
             now,
             provider().signature_verification_algorithms.all,
-        )?;
+        )
+        .map_err(|e| match e {
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer) => {
+                rustls::Error::Other(rustls::OtherError(Arc::new(ServerRootUnknown)))
+            }
+            e => e,
+        })?;
         let id = trustdeck_spiffe::x509::spiffe_id_of(end_entity.as_ref())
             .map_err(|e| rustls::Error::General(format!("server certificate: {e}")))?;
         if id != self.expected {

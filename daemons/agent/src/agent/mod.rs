@@ -74,10 +74,14 @@ impl Agent {
     /// takes up a stored agent SVID that is still valid.
     pub fn new(config: Config, clock: Arc<dyn Clock>) -> Result<Arc<Self>, AgentError> {
         state::ensure_dir(&config.data_dir)?;
-        let bundle = match state::load_bundle(&config.data_dir, &config.trust_domain)? {
-            Some(b) => b,
-            None => bootstrap_bundle(&config)?,
+        let stored = state::load_bundle(&config.data_dir, &config.trust_domain)?;
+        let bundle = match stored {
+            Some(b) if !config.rebootstrap_bundle => b,
+            _ => bootstrap_bundle(&config)?,
         };
+        if config.rebootstrap_bundle {
+            tracing::warn!(path = %config.trust_bundle_path.display(), "--rebootstrap-bundle: trusting the bundle at trust_bundle_path instead of the stored one until the server sends its own");
+        }
         let roots = SharedRoots::new(&bundle.x509_authorities).map_err(AgentError::Roots)?;
         let identity = SharedIdentity::new();
         let client = Self::make_client(&config, &identity, &roots)?;

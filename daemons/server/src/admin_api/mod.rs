@@ -30,12 +30,16 @@ pub const DEFAULT_TOKEN_TTL: Duration = Duration::minutes(10);
 /// The admin service.
 pub struct AdminApi {
     ctx: Arc<ServerCtx>,
+    probes: Arc<probe::ProbeGate>,
 }
 
 impl AdminApi {
     /// A service over shared state.
     pub fn new(ctx: Arc<ServerCtx>) -> Self {
-        Self { ctx }
+        Self {
+            ctx,
+            probes: Arc::default(),
+        }
     }
 
     /// Any allowed caller (viewer or operator), for read-only methods.
@@ -361,7 +365,7 @@ impl ServerAdmin for AdminApi {
         request: Request<ProbeKeysRequest>,
     ) -> Result<Response<ProbeKeysResponse>, Status> {
         self.reader(&request, "ProbeKeys")?;
-        Ok(Response::new(probe::probe_keys(&self.ctx).await))
+        Ok(Response::new(self.probes.probe(&self.ctx).await))
     }
 
     async fn begin_runbook(

@@ -25,6 +25,32 @@ pub const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// What the probe signs (never anything a relying party would accept: it names itself).
 pub const PROBE_MESSAGE: &[u8] = b"trustdeck key probe: this signature proves key possession only";
 
+/// How long a probe's answer is reused.
+pub const PROBE_REUSE: Duration = Duration::from_secs(2);
+
+/// One probe at a time, its answer reused for [`PROBE_REUSE`]: callers polling `ProbeKeys`
+/// (a runbook waiting on `keys_answer`, a viewer in a loop) never queue signatures on the
+/// token ahead of real issuance; they wait for the one probe under way and share its answer.
+#[derive(Default)]
+pub struct ProbeGate {
+    last: tokio::sync::Mutex<Option<(std::time::Instant, ProbeKeysResponse)>>,
+}
+
+impl ProbeGate {
+    /// The last answer if it is recent, else a new probe of `ctx`'s keys.
+    pub async fn probe(&self, ctx: &ServerCtx) -> ProbeKeysResponse {
+        let mut last = self.last.lock().await;
+        if let Some((at, r)) = last.as_ref()
+            && at.elapsed() < PROBE_REUSE
+        {
+            return r.clone();
+        }
+        let r = probe_keys(ctx).await;
+        *last = Some((std::time::Instant::now(), r.clone()));
+        r
+    }
+}
+
 /// Probes every key of `ctx`'s journal that the server signs with.
 pub async fn probe_keys(ctx: &ServerCtx) -> ProbeKeysResponse {
     let km = ctx.ca.key_manager();

@@ -58,8 +58,27 @@ pub enum CaManagerError {
     #[error("upstream: the intermediate it signed chains to tainted key {0}; retrying later")]
     UpstreamChainTainted(String),
     /// A CA key the journal names is not in the (persistent) key manager.
-    #[error("CA key unavailable, refusing to start: {0}")]
+    #[error(
+        "CA key unavailable, refusing to start: {0}. Put back the token or key directory that \
+         holds it; if the key is lost for good (token replaced or wiped), start once with \
+         `trustdeck-server run --replace-lost-keys` (audited; `check-config \
+         --replace-lost-keys` says what it does): the authority is tainted and a new one minted"
+    )]
     KeyUnavailable(Box<UnavailableKey>),
+    /// `--replace-lost-keys`, but there is nothing to replace.
+    #[error("--replace-lost-keys refused: {0}; start without it")]
+    NothingToReplace(String),
+}
+
+impl CaManagerError {
+    /// Whether the operator must act before a start can succeed (a downstream server does not
+    /// keep retrying these).
+    pub fn needs_operator(&self) -> bool {
+        matches!(
+            self,
+            CaManagerError::KeyUnavailable(_) | CaManagerError::NothingToReplace(_)
+        )
+    }
 }
 
 /// A journal record whose key the (persistent) key manager cannot load.

@@ -7,7 +7,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use chrono::{DateTime, Utc};
 use trustdeck_datastore::{CaJournalRecord, CaKind, CaStatus};
-use trustdeck_pki::SigningKey;
+use trustdeck_pki::{KeyError, SigningKey};
 use trustdeck_proto::admin::EventKind;
 use trustdeck_spiffe::TrustDomain;
 use trustdeck_spiffe::bundle::Bundle;
@@ -16,6 +16,7 @@ use super::CaManager;
 use super::authority::{CaState, Stored};
 use super::error::{CaManagerError, UnavailableKey, noun};
 use super::events::CaEvent;
+use super::replace::LostKey;
 use super::slot::{Minted, Slot};
 
 impl CaManager {
@@ -82,11 +83,12 @@ impl CaManager {
         journal: Vec<CaJournalRecord>,
         bundle: Arc<Bundle>,
         events: &mut Vec<CaEvent>,
+        lost: &mut Vec<LostKey>,
     ) -> Result<CaState, CaManagerError> {
         let td = &self.settings.trust_domain;
         let mut st = CaState::empty(Vec::new(), bundle);
         for rec in journal.iter().filter(|r| r.status.is_live()) {
-            let Some(key) = self.load_key(rec, events)? else {
+            let Some(key) = self.load_key(rec, events, lost)? else {
                 continue;
             };
             match rec.kind {
@@ -100,14 +102,26 @@ impl CaManager {
 
     /// The key of `rec`, or `None` (with an event) when a memory key manager lost it. A disk
     /// or HSM key that cannot be loaded is an operator problem (wrong token, wrong directory,
-    /// deleted key): an error, rather than silently minting a new CA.
+    /// deleted key): an error, rather than silently minting a new CA; with
+    /// `--replace-lost-keys` a key the key manager does not have (and only that) is recorded
+    /// in `lost`.
     fn load_key(
         &self,
         rec: &CaJournalRecord,
         events: &mut Vec<CaEvent>,
+        lost: &mut Vec<LostKey>,
     ) -> Result<Option<Arc<dyn SigningKey>>, CaManagerError> {
         match self.km.load(&rec.key_ref) {
             Ok(k) => Ok(Some(k)),
+            Err(e @ KeyError::NotFound { .. })
+                if self.km.persistent() && self.settings.replace_lost_keys.is_some() =>
+            {
+                lost.push(LostKey {
+                    record_id: rec.id.clone(),
+                    why: e.to_string(),
+                });
+                Ok(None)
+            }
             Err(source) if self.km.persistent() && !self.settings.took_over => {
                 Err(CaManagerError::KeyUnavailable(Box::new(UnavailableKey {
                     kind: rec.kind,

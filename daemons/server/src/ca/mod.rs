@@ -18,6 +18,8 @@
 //!   `ops`: running them (mint, commit, audit).
 //! - [`changes`]: the audit records of every journal change, committed with it.
 //! - [`upstream_taint`]: a downstream replaces intermediates chaining to tainted keys.
+//! - [`replace`]: `run --replace-lost-keys`: authorities whose key is lost are tainted and
+//!   replaced, with one audit record.
 
 pub mod authority;
 pub mod bundle;
@@ -29,6 +31,7 @@ mod keys;
 pub mod operations;
 pub mod ops;
 pub mod owner;
+pub mod replace;
 mod rotate;
 pub mod slot;
 pub mod taint;
@@ -69,6 +72,9 @@ pub struct CaSettings {
     /// The journal was taken over from another server (`run --take-over-ca`): keys of its
     /// authorities that cannot be loaded are lost, not an error; they become old.
     pub took_over: bool,
+    /// `run --replace-lost-keys`, naming the operator for the audit log: authorities whose key
+    /// the (persistent) key manager does not hold are tainted and replaced ([`replace`]).
+    pub replace_lost_keys: Option<String>,
     /// Who the audit log names for scheduled changes (rotation, pruning, demotion):
     /// `server:<its SPIFFE ID>`.
     pub actor: String,
@@ -121,8 +127,12 @@ impl CaManager {
             upstream_tainted: RwLock::default(),
         });
         let mut events = Vec::new();
-        let state = mgr.restore(journal, bundle, &mut events)?;
+        let mut lost = Vec::new();
+        let state = mgr.restore(journal, bundle, &mut events, &mut lost)?;
         mgr.set_state(state);
+        if let Some(operator) = mgr.settings.replace_lost_keys.clone() {
+            events.extend(mgr.replace_lost(&operator, &lost, now).await?);
+        }
         events.extend(mgr.rotate(now).await?);
         Ok((mgr, events))
     }

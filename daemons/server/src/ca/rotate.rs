@@ -25,6 +25,9 @@ pub(super) struct Round {
     pub(super) events: Vec<CaEvent>,
     /// Records demoted because their authority is not in memory (for the audit log).
     demoted: Vec<String>,
+    /// `--replace-lost-keys`: the operator and the lost keys, for the round's one
+    /// `server.replace_lost_keys` record ([`super::replace`]).
+    pub(super) replacing: Option<(String, Vec<super::replace::LostKey>)>,
 }
 
 impl Round {
@@ -43,6 +46,7 @@ impl Round {
             journal,
             events: Vec::new(),
             demoted,
+            replacing: None,
         }
     }
 }
@@ -66,7 +70,7 @@ impl CaManager {
         result
     }
 
-    async fn advance_slots(
+    pub(super) async fn advance_slots(
         &self,
         round: &mut Round,
         now: DateTime<Utc>,
@@ -142,13 +146,21 @@ impl CaManager {
             .collect();
         let deletes: Vec<String> = pruned.iter().map(|r| r.id.clone()).collect();
         // Every change of the journal is an audit record, committed with it.
-        let audit = super::changes::scheduled(
+        let changes = super::changes::diff(&cur.journal, &round.journal);
+        let sequence = (cur.bundle.sequence, bundle.sequence);
+        let mut audit = super::changes::scheduled(
             &self.settings.actor,
-            &super::changes::diff(&cur.journal, &round.journal),
+            &changes,
             &round.demoted,
-            (cur.bundle.sequence, bundle.sequence),
+            sequence,
             now,
         );
+        if let Some((operator, lost)) = &round.replacing {
+            let target = self.settings.actor.trim_start_matches("server:");
+            audit.push(super::replace::audit_record(
+                operator, target, lost, &changes, sequence, now,
+            ));
+        }
         self.commit(&upserts, &deletes, &bundle, now, &audit)
             .await?;
         self.delete_keys(&pruned);

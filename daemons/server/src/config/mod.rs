@@ -80,6 +80,9 @@ pub struct Config {
     /// `run --take-over-ca`: the operator gives this server the CA journal of another server
     /// that is gone for good (never set from the file).
     pub take_over_ca: bool,
+    /// `run --replace-lost-keys`: the operator declares the CA keys the key manager no longer
+    /// holds lost for good; their authorities are tainted and replaced (never set from the file).
+    pub replace_lost_keys: bool,
     /// How long one datastore call waits for the database (`datastore_timeout`).
     pub datastore_timeout: std::time::Duration,
 }
@@ -350,6 +353,7 @@ impl Config {
             warnings,
             reinitialize: false,
             take_over_ca: false,
+            replace_lost_keys: false,
             datastore_timeout,
         })
     }

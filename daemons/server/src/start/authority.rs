@@ -58,12 +58,15 @@ pub(super) async fn load_ca(
         upstream: upstream.clone(),
         owner_session: claimed.session,
         took_over: claimed.took_over,
+        replace_lost_keys: config
+            .replace_lost_keys
+            .then(|| super::storage::operator(config)),
         actor: crate::observe::server_node_id(config.server_spiffe_id.as_str()),
     };
     loop {
         match CaManager::load(settings.clone(), ds.clone(), km.clone(), clock.now()).await {
             Ok(loaded) => return Ok(loaded),
-            Err(e) if upstream.is_some() => {
+            Err(e) if upstream.is_some() && !e.needs_operator() => {
                 tracing::warn!(error = %e, "no intermediate CA yet; retrying");
                 tokio::time::sleep(UPSTREAM_RETRY).await;
             }

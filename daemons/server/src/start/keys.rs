@@ -68,3 +68,69 @@ fn read_pin(pin_file: Option<&Path>, pin_env: Option<&str>) -> Result<String, Ru
         (None, None) => Err(RunError::NoPin),
     }
 }
+
+/// For `check-config --replace-lost-keys`: what `run --replace-lost-keys` would do, read from
+/// the CA journal (read-only) and the key manager (keys loaded, nothing created); refused as
+/// `run` refuses when nothing is lost.
+pub async fn check_lost_keys(config: &Config) -> Result<Vec<String>, RunError> {
+    use crate::ca::CaManagerError;
+    use crate::ca::replace::{LostKey, check};
+    let url = || trustdeck_datastore::redact_url(&config.datastore);
+    let found = trustdeck_datastore::Datastore::inspect_ca_owner(&config.datastore)
+        .await
+        .map_err(|source| RunError::Datastore { url: url(), source })?;
+    let Some((_, live)) = found else {
+        return Err(
+            CaManagerError::NothingToReplace(format!("{} holds no CA journal yet", url())).into(),
+        );
+    };
+    let km = key_manager(config)?;
+    let mut lost = Vec::new();
+    let mut lines = Vec::new();
+    for r in &live {
+        match km.load(&r.key_ref) {
+            Ok(_) => {}
+            Err(e @ trustdeck_pki::KeyError::NotFound { .. }) => {
+                lines.push(format!(
+                    "would taint {} authority {} ({}): {e}",
+                    r.kind,
+                    crate::ca::taint::record_key_id(r),
+                    r.status
+                ));
+                lost.push((
+                    r.kind,
+                    LostKey {
+                        record_id: r.id.clone(),
+                        why: e.to_string(),
+                    },
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let only: Vec<LostKey> = lost.iter().map(|(_, l)| l.clone()).collect();
+    check(km.persistent(), &only)?;
+    let mut kinds = Vec::new();
+    for (k, _) in &lost {
+        if !kinds.contains(k) {
+            kinds.push(*k);
+        }
+    }
+    let place = super::owner::key_manager_text(config);
+    for k in kinds {
+        lines.push(format!(
+            "would mint a new {k} authority in {place} and activate it{}",
+            if config.upstream.is_some() {
+                " (signed by the upstream)"
+            } else {
+                ""
+            }
+        ));
+    }
+    lines.push(
+        "would publish the bundle with the tainted authorities still in it (sequence + 1) and \
+         record it all as server.replace_lost_keys; revoke them once nothing chains to them"
+            .into(),
+    );
+    Ok(lines)
+}

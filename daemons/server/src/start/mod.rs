@@ -30,6 +30,7 @@ use trustdeck_process::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::ctx::ServerCtx;
 use crate::ratelimit::RateLimiter;
+pub use keys::check_lost_keys;
 pub use owner::check_ca_owner;
 pub use storage::{EarlierState, check_earlier_state};
 

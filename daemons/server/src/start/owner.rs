@@ -60,7 +60,7 @@ fn instance_id(data_dir: &Path) -> Result<String, RunError> {
 }
 
 /// The key manager as the owner record names it.
-fn key_manager_text(config: &Config) -> String {
+pub(super) fn key_manager_text(config: &Config) -> String {
     if let Some(dir) = config.key_dir() {
         return format!("disk {}", dir.display());
     }

@@ -120,15 +120,20 @@ pub(super) fn start_record(
     AuditRecord {
         id: trustdeck_datastore::random_id::<12>(),
         at: clock.now().timestamp(),
-        actor: format!(
-            "operator (trustdeck-server run, data_dir {})",
-            config.data_dir.display()
-        ),
+        actor: operator(config),
         action: action.into(),
         target: config.server_spiffe_id.to_string(),
         detail: detail.into(),
         outcome: outcome.into(),
     }
+}
+
+/// The operator who ran `trustdeck-server run`, as audit records name them.
+pub(super) fn operator(config: &Config) -> String {
+    format!(
+        "operator (trustdeck-server run, data_dir {})",
+        config.data_dir.display()
+    )
 }
 
 /// Creates the data directory, readable by the server's user only.

@@ -17,6 +17,7 @@ pub fn settings() -> CaSettings {
         upstream: None,
         owner_session: "test".into(),
         took_over: false,
+        replace_lost_keys: None,
         actor: "server:spiffe://example.org/trustdeck/server".into(),
     }
 }

@@ -32,6 +32,7 @@ async fn run_suite(url: &str) {
     chain::concurrent_appends(&ds).await;
     ca::audited_ca_state(&ds).await;
     runbooks::runbooks(&ds).await;
+    runbooks::concurrent_begins(&ds).await;
 
     // Persistence: a fresh open sees exactly the same data; migrations are
     // idempotent.

@@ -104,6 +104,38 @@ pub async fn runbooks(ds: &Datastore) {
     assert_eq!(audited.len(), 4, "each change with its record: {audited:?}");
 }
 
+/// Of many concurrent begins on one free target, exactly one stores its execution; every
+/// other finds it.
+pub async fn concurrent_begins(ds: &Datastore) {
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let ds = ds.clone();
+            tokio::spawn(async move {
+                let rec = execution(&format!("rb-c{i}"), "contended", NOW + 10);
+                begin(&ds, &rec, &format!("rb-c-audit-{i}")).await
+            })
+        })
+        .collect();
+    let mut started = Vec::new();
+    let mut busy = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            Begun::Started(r) => started.push(r.id),
+            Begun::Busy(h) => busy.push(h.id),
+        }
+    }
+    assert_eq!(started.len(), 1, "{started:?}");
+    assert!(busy.iter().all(|h| *h == started[0]), "{busy:?}");
+    let holding: Vec<_> = ds
+        .list_runbooks(false)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.target == "contended")
+        .collect();
+    assert_eq!(holding.len(), 1);
+}
+
 pub async fn corrupt_runbooks(ds: &Datastore, url: &str) {
     sqlx::any::install_default_drivers();
     let mut conn = sqlx::AnyConnection::connect(url).await.unwrap();
