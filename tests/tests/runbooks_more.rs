@@ -244,7 +244,7 @@ fn rotate_intermediate_on_one_downstream() {
     assert_eq!(finished(&ev)["outcome"]["result"], "succeeded", "{}", text(&out));
     assert_eq!(
         verified(&ev),
-        ["prepare", "activate", "move", "drain", "revoke"],
+        ["preflight", "prepare", "activate", "move", "drain", "revoke"],
         "{}",
         text(&out)
     );
