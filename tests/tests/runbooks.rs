@@ -107,7 +107,11 @@ fn rotate_root_ca_through_the_cli_with_zero_failed_validations() {
         .iter()
         .map(|(n, s)| Validator::start_on(s, n, &ValidatorOptions::default()))
         .collect();
-    assert!(!validators.is_empty(), "no workload agents in {}", demo.fleet);
+    assert!(
+        !validators.is_empty(),
+        "no workload agents in {}",
+        demo.fleet
+    );
 
     let t0 = Instant::now();
     let out = runbook_cmd(
@@ -187,7 +191,11 @@ fn a_stopped_downstream_refuses_the_root_rotation_before_any_change() {
     assert_eq!(f["id"], "preflight", "{f}");
     assert_eq!(f["reason"], "precondition", "{f}");
     assert!(!ev.iter().any(|e| e["event"] == "acted"), "{}", text(&out));
-    assert!(text(&out).contains("rollback: did not run"), "{}", text(&out));
+    assert!(
+        text(&out).contains("rollback: did not run"),
+        "{}",
+        text(&out)
+    );
     assert_eq!(
         upstream_authorities(&demo),
         before,

@@ -139,11 +139,7 @@ fn given(a: &RunbookArgs, rb: &Runbook) -> Result<Vars> {
     Ok(v)
 }
 
-async fn dispatch(
-    cmd: RunbookCmd,
-    a: &RunbookArgs,
-    fleet: Fleet,
-) -> Result<ExitCode> {
+async fn dispatch(cmd: RunbookCmd, a: &RunbookArgs, fleet: Fleet) -> Result<ExitCode> {
     let set = load(a)?;
     match cmd {
         RunbookCmd::List => list(&set, a, Some(fleet)).await,
@@ -155,7 +151,7 @@ async fn dispatch(
         RunbookCmd::Plan { name } => {
             let rb = find(&set, &name)?;
             let g = given(a, &rb)?;
-            let mut d = driver(fleet).await?;
+            let d = driver(fleet).await?;
             let vars = resolve(&rb, &g, &d);
             d.stop().await;
             show(&rb, &vars?, a.output)?;
@@ -220,7 +216,9 @@ fn show(rb: &Runbook, vars: &Vars, f: Format) -> Result<()> {
     }
     let mut s = format!("{}: {}\n{}\n", rb.name, rb.title, rb.summary.trim());
     for i in &rb.inputs {
-        let v = vars.get(&i.name).map_or(String::new(), |v| format!(" = {v}"));
+        let v = vars
+            .get(&i.name)
+            .map_or(String::new(), |v| format!(" = {v}"));
         s.push_str(&format!("  input {}{v}: {}\n", i.name, i.help));
     }
     for p in steps {
@@ -326,9 +324,8 @@ async fn run(rb: Arc<Runbook>, g: Vars, a: &RunbookArgs, f: Fleet) -> Result<Exi
         }
     };
     let target = vars.get(&rb.target).cloned().unwrap_or_default();
-    let begun = d
-        .io
-        .begin(BeginRunbookRequest {
+    let begun =
+        d.io.begin(BeginRunbookRequest {
             runbook: rb.name.clone(),
             target,
             // Every resolved value, implied ones included: a resumed execution means what
@@ -344,7 +341,13 @@ async fn run(rb: Arc<Runbook>, g: Vars, a: &RunbookArgs, f: Fleet) -> Result<Exi
         Err(e) => {
             d.stop().await;
             eprintln!("trustdeck runbook: refused before any change: {e}");
-            return Ok(ExitCode::from(if e.refusal == Some(RunbookRefusal::Invalid) { 2 } else { 1 }));
+            return Ok(ExitCode::from(
+                if e.refusal == Some(RunbookRefusal::Invalid) {
+                    2
+                } else {
+                    1
+                },
+            ));
         }
     };
     if a.output == Format::Table {
@@ -361,7 +364,11 @@ async fn drive(d: &mut Driver, id: &str, e: &mut Execution, a: &RunbookArgs) -> 
         id: id.to_string(),
         last_checked: None,
     };
-    let r = d.run(id, e, &mut c, &mut |ev: &StepEvent, at: DateTime<Utc>| sink.event(ev, at)).await;
+    let r = d
+        .run(id, e, &mut c, &mut |ev: &StepEvent, at: DateTime<Utc>| {
+            sink.event(ev, at)
+        })
+        .await;
     let code = match r {
         Ok(Outcome::Succeeded) => {
             eprintln!("execution {id}: every step verified");
@@ -401,7 +408,10 @@ fn reason_words(r: StopReason) -> &'static str {
     }
 }
 
-async fn claim(io: &RunbookIo, id: &str) -> Result<RunbookExecution, trustdeck_console::runbook::io::IoError> {
+async fn claim(
+    io: &RunbookIo,
+    id: &str,
+) -> Result<RunbookExecution, trustdeck_console::runbook::io::IoError> {
     let deadline = tokio::time::Instant::now() + CLAIM_WAIT;
     let mut said = false;
     loop {
@@ -477,10 +487,15 @@ async fn abort(id: &str, f: Fleet) -> Result<ExitCode> {
         .await;
     match r {
         Ok(e) => {
-            out(&format!("execution {} ({}) aborted; its target {} is free", e.id, e.runbook, e.target));
+            out(&format!(
+                "execution {} ({}) aborted; its target {} is free",
+                e.id, e.runbook, e.target
+            ));
             Ok(ExitCode::SUCCESS)
         }
-        Err(e) if matches!(e.refusal, Some(RunbookRefusal::UnknownExecution)) => Err(usage(e.message)),
+        Err(e) if matches!(e.refusal, Some(RunbookRefusal::UnknownExecution)) => {
+            Err(usage(e.message))
+        }
         Err(e) => {
             eprintln!("trustdeck runbook: {e}");
             Ok(ExitCode::from(1))
@@ -568,13 +583,25 @@ impl Sink {
 fn line(ev: &StepEvent, at: DateTime<Utc>) -> String {
     let t = at.format("%H:%M:%S");
     match ev {
-        StepEvent::StepStarted { step, id, title, risk, plan } => {
-            format!("{t} step {} {id}: {title} ({} risk)\n{t}   {plan}", step + 1, risk.as_str())
+        StepEvent::StepStarted {
+            step,
+            id,
+            title,
+            risk,
+            plan,
+        } => {
+            format!(
+                "{t} step {} {id}: {title} ({} risk)\n{t}   {plan}",
+                step + 1,
+                risk.as_str()
+            )
         }
         StepEvent::Checked { stage, results, .. } => results
             .iter()
             .map(|r| {
-                let p = r.progress.map_or(String::new(), |(a, b)| format!(" [{a}/{b}]"));
+                let p = r
+                    .progress
+                    .map_or(String::new(), |(a, b)| format!(" [{a}/{b}]"));
                 format!(
                     "{t}   {:?} {} {}{p}: {}",
                     stage,
@@ -590,10 +617,15 @@ fn line(ev: &StepEvent, at: DateTime<Utc>) -> String {
             let s: BTreeMap<_, _> = saved.iter().filter(|(k, _)| !k.contains("token")).collect();
             format!("{t}   {id}: done {s:?}")
         }
-        StepEvent::Verified { id, seconds, .. } => format!("{t}   {id}: verified after {seconds} s"),
+        StepEvent::Verified { id, seconds, .. } => {
+            format!("{t}   {id}: verified after {seconds} s")
+        }
         StepEvent::AlreadyDone { id, .. } => format!("{t}   {id}: already done (resumed)"),
         StepEvent::RolledBack { id, ok, detail, .. } => {
-            format!("{t}   {id}: rollback {}: {detail}", if *ok { "done" } else { "FAILED" })
+            format!(
+                "{t}   {id}: rollback {}: {detail}",
+                if *ok { "done" } else { "FAILED" }
+            )
         }
         StepEvent::Finished { outcome } => match outcome {
             Outcome::Succeeded => format!("{t} finished: every step verified"),

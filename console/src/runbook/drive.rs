@@ -81,7 +81,9 @@ pub enum DriveError {
     #[error("{0}")]
     Client(#[from] ClientError),
     /// The journal could not record that a step is about to act: nothing of it was done.
-    #[error("journal: {0}; nothing of step {1} was done: resume the execution when the upstream answers")]
+    #[error(
+        "journal: {0}; nothing of step {1} was done: resume the execution when the upstream answers"
+    )]
     Journal(IoError, String),
 }
 

@@ -98,10 +98,7 @@ fn tagged<T>(msg: T, tag: Option<&StepTag>) -> Result<tonic::Request<T>, IoError
     req.set_timeout(CALL_TIMEOUT);
     if let Some(tag) = tag {
         let v: MetadataValue<tonic::metadata::Ascii> = tag.value().parse().map_err(|_| {
-            IoError::plain(format!(
-                "step tag {:?} is not printable ASCII",
-                tag.value()
-            ))
+            IoError::plain(format!("step tag {:?} is not printable ASCII", tag.value()))
         })?;
         req.metadata_mut().insert(RUNBOOK_STEP_HEADER, v);
     }
@@ -133,7 +130,9 @@ impl RunbookIo {
             .targets
             .iter()
             .find(|t| t.name == name && is_server(t))
-            .ok_or_else(|| IoError::plain(format!("{name}: no server of that name in the fleet")))?;
+            .ok_or_else(|| {
+                IoError::plain(format!("{name}: no server of that name in the fleet"))
+            })?;
         let ch = channel(&t.endpoint, self.tls.as_deref())
             .map_err(|e| IoError::plain(format!("{name}: {e}")))?;
         Ok(ServerAdminClient::new(ch).max_decoding_message_size(crate::client::MAX_MESSAGE))
@@ -145,7 +144,9 @@ impl RunbookIo {
             .targets
             .iter()
             .find(|t| t.role == DaemonRole::Upstream)
-            .ok_or_else(|| IoError::plain("the fleet has no upstream server (the journal lives there)"))?;
+            .ok_or_else(|| {
+                IoError::plain("the fleet has no upstream server (the journal lives there)")
+            })?;
         Ok((t.name.clone(), self.client(&t.name)?))
     }
 
@@ -180,7 +181,9 @@ impl RunbookIo {
                 id,
                 save,
             } => {
-                let r = self.authority(server, "taint", *kind, id, false, tag).await?;
+                let r = self
+                    .authority(server, "taint", *kind, id, false, tag)
+                    .await?;
                 if let Some(save) = save {
                     saved.insert(format!("{save}_sequence"), r.bundle_sequence.to_string());
                 }
@@ -315,7 +318,9 @@ impl RunbookIo {
                 Ok(r) => {
                     out.insert(t.name.clone(), r.into_inner().authorities);
                 }
-                Err(s) => tracing::debug!(server = %t.name, error = %describe(&s), "show authorities"),
+                Err(s) => {
+                    tracing::debug!(server = %t.name, error = %describe(&s), "show authorities")
+                }
             }
         }
         out
@@ -403,7 +408,13 @@ mod tests {
         let r = tagged(ProbeKeysRequest {}, Some(&tag)).expect("tagged");
         let v = r.metadata().get(RUNBOOK_STEP_HEADER).expect("header");
         assert_eq!(v.to_str().expect("ascii"), "e1/rotate-root-ca/prepare");
-        assert!(tagged(ProbeKeysRequest {}, None).expect("untagged").metadata().get(RUNBOOK_STEP_HEADER).is_none());
+        assert!(
+            tagged(ProbeKeysRequest {}, None)
+                .expect("untagged")
+                .metadata()
+                .get(RUNBOOK_STEP_HEADER)
+                .is_none()
+        );
     }
 
     #[test]
