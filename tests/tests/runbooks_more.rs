@@ -157,7 +157,10 @@ fn with_status(set: &BTreeSet<(String, String)>, status: &str) -> Vec<String> {
 /// The audit records (`action|outcome|detail`) of a server's log that name `runbook`'s
 /// `step` in execution `exec`.
 fn audited(config: &Path, runbook: &str, step: &str, exec: &str) -> Vec<String> {
-    let v = server_json(config, &["audit", "list", "--limit", "1000", "--output", "json"]);
+    let v = server_json(
+        config,
+        &["audit", "list", "--limit", "1000", "--output", "json"],
+    );
     let note = format!("runbook {runbook} step {step} (execution {exec})");
     v.as_array()
         .into_iter()
@@ -239,12 +242,28 @@ fn rotate_intermediate_on_one_downstream() {
     assert_eq!(old.len(), 1, "{before:?}");
     let v = validators(&demo);
 
-    let (out, ev) = run_json(&demo.fleet_path(), &rb, &["rotate-intermediate", "--target", "gcp"]);
+    let (out, ev) = run_json(
+        &demo.fleet_path(),
+        &rb,
+        &["rotate-intermediate", "--target", "gcp"],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert_eq!(finished(&ev)["outcome"]["result"], "succeeded", "{}", text(&out));
+    assert_eq!(
+        finished(&ev)["outcome"]["result"],
+        "succeeded",
+        "{}",
+        text(&out)
+    );
     assert_eq!(
         verified(&ev),
-        ["preflight", "prepare", "activate", "move", "drain", "revoke"],
+        [
+            "preflight",
+            "prepare",
+            "activate",
+            "move",
+            "drain",
+            "revoke"
+        ],
         "{}",
         text(&out)
     );
@@ -255,10 +274,22 @@ fn rotate_intermediate_on_one_downstream() {
     let exec = execution(&ev);
 
     let (after, seq_after) = authorities(&demo, "gcp");
-    assert_eq!(status_of(&after, &new_ca).as_deref(), Some("active"), "{after:?}");
-    assert_eq!(status_of(&after, &old[0]).as_deref(), Some("revoked"), "{after:?}");
+    assert_eq!(
+        status_of(&after, &new_ca).as_deref(),
+        Some("active"),
+        "{after:?}"
+    );
+    assert_eq!(
+        status_of(&after, &old[0]).as_deref(),
+        Some("revoked"),
+        "{after:?}"
+    );
     assert!(seq_after > seq_before, "{seq_before} -> {seq_after}");
-    assert_eq!(authorities(&demo, "dmz").0, dmz_before.0, "dmz was not the target");
+    assert_eq!(
+        authorities(&demo, "dmz").0,
+        dmz_before.0,
+        "dmz was not the target"
+    );
 
     // Each step that changed something is in gcp's audit log, naming runbook and step.
     let gcp = config_of(&demo, "gcp");
@@ -276,12 +307,17 @@ fn rotate_intermediate_on_one_downstream() {
     }
     // The journal's own records are on the upstream; nothing is left in progress.
     let up = config_of(&demo, "upstream");
-    let v_up = server_json(&up, &["audit", "list", "--limit", "1000", "--output", "json"]);
+    let v_up = server_json(
+        &up,
+        &["audit", "list", "--limit", "1000", "--output", "json"],
+    );
     assert!(
         v_up.as_array().into_iter().flatten().any(|r| r["action"]
             .as_str()
             .is_some_and(|a| a.starts_with("runbook."))
-            && r["detail"].as_str().is_some_and(|d| d.contains("rotate-intermediate"))),
+            && r["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("rotate-intermediate"))),
         "{v_up}"
     );
     assert_eq!(journal(&demo.fleet_path(), &rb), Vec::<Json>::new());
@@ -299,7 +335,9 @@ fn taint_authority_on_an_old_intermediate_and_a_refusal_for_the_active_one() {
 
     // Refused: the active intermediate. Nothing changes.
     let (before, seq_before) = authorities(&demo, "dmz");
-    let active = with_status(&before, "active").pop().expect("an active intermediate");
+    let active = with_status(&before, "active")
+        .pop()
+        .expect("an active intermediate");
     let (out, ev) = run_json(
         &demo.fleet_path(),
         &rb,
@@ -316,11 +354,22 @@ fn taint_authority_on_an_old_intermediate_and_a_refusal_for_the_active_one() {
         "the operator is told to rotate first: {f}"
     );
     assert!(event(&ev, "acted", "taint").is_none(), "{}", text(&out));
-    assert!(text(&out).contains("STOPPED at step 2 (taint)"), "{}", text(&out));
-    assert_eq!(authorities(&demo, "dmz"), (before.clone(), seq_before), "the refusal changed something");
+    assert!(
+        text(&out).contains("STOPPED at step 2 (taint)"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        authorities(&demo, "dmz"),
+        (before.clone(), seq_before),
+        "the refusal changed something"
+    );
     let refused_exec = execution(&ev);
     let refused = audited(&dmz, "taint-authority", "taint", &refused_exec);
-    assert!(!refused.is_empty(), "the refused taint is audited with its step");
+    assert!(
+        !refused.is_empty(),
+        "the refused taint is audited with its step"
+    );
     let held = journal(&demo.fleet_path(), &rb);
     let e = held
         .iter()
@@ -337,8 +386,22 @@ fn taint_authority_on_an_old_intermediate_and_a_refusal_for_the_active_one() {
 
     // Rotate by hand, leaving the previous intermediate old (not active): taint that one.
     let p = server_json(&dmz, &["authority", "x509", "prepare", "--output", "json"]);
-    let new = p["authority"]["id"].as_str().expect("prepared id").to_string();
-    server_json(&dmz, &["authority", "x509", "activate", "--id", &new, "--output", "json"]);
+    let new = p["authority"]["id"]
+        .as_str()
+        .expect("prepared id")
+        .to_string();
+    server_json(
+        &dmz,
+        &[
+            "authority",
+            "x509",
+            "activate",
+            "--id",
+            &new,
+            "--output",
+            "json",
+        ],
+    );
     let (mid, _) = authorities(&demo, "dmz");
     assert_eq!(status_of(&mid, &active).as_deref(), Some("old"), "{mid:?}");
     wait_for(30, "the fleet to see the new intermediate", || {
@@ -350,11 +413,24 @@ fn taint_authority_on_an_old_intermediate_and_a_refusal_for_the_active_one() {
         &["taint-authority", "--set", &format!("authority={active}")],
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert_eq!(verified(&ev), ["preflight", "taint", "reissue", "revoke"], "{}", text(&out));
+    assert_eq!(
+        verified(&ev),
+        ["preflight", "taint", "reissue", "revoke"],
+        "{}",
+        text(&out)
+    );
     let exec = execution(&ev);
     let (after, _) = authorities(&demo, "dmz");
-    assert_eq!(status_of(&after, &active).as_deref(), Some("revoked"), "{after:?}");
-    assert_eq!(status_of(&after, &new).as_deref(), Some("active"), "{after:?}");
+    assert_eq!(
+        status_of(&after, &active).as_deref(),
+        Some("revoked"),
+        "{after:?}"
+    );
+    assert_eq!(
+        status_of(&after, &new).as_deref(),
+        Some("active"),
+        "{after:?}"
+    );
     for (step, action) in [("taint", "taint"), ("revoke", "revoke")] {
         let recs = audited(&dmz, "taint-authority", step, &exec);
         assert!(
@@ -381,14 +457,21 @@ fn a_verification_that_never_holds_times_out_and_rolls_back() {
         let prep = prep
             .replace("timeout = \"60s\"", "timeout = \"3s\"")
             .replace("status = \"prepared\"", "status = \"revoked\"");
-        assert!(prep.contains("\"3s\"") && prep.contains("\"revoked\""), "{prep}");
+        assert!(
+            prep.contains("\"3s\"") && prep.contains("\"revoked\""),
+            "{prep}"
+        );
         format!("{head}id = \"prepare\"{prep}[[steps]]{tail}")
     });
     let (before, _) = authorities(&demo, "gcp");
     let active = with_status(&before, "active");
     let v = validators(&demo);
 
-    let (out, ev) = run_json(&demo.fleet_path(), &rb, &["rotate-intermediate", "--target", "gcp"]);
+    let (out, ev) = run_json(
+        &demo.fleet_path(),
+        &rb,
+        &["rotate-intermediate", "--target", "gcp"],
+    );
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let f = &finished(&ev)["outcome"];
     assert_eq!(f["result"], "stopped", "{f}");
@@ -396,12 +479,18 @@ fn a_verification_that_never_holds_times_out_and_rolls_back() {
     assert_eq!(f["reason"], "timed_out", "{f}");
     assert_eq!(f["rolled_back"], true, "{f}");
     assert!(
-        f["detail"].as_str().is_some_and(|d| d.contains("not verified within 3 s")),
+        f["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("not verified within 3 s")),
         "{f}"
     );
     let rolled = event(&ev, "rolled_back", "prepare").expect("a rollback event");
     assert_eq!(rolled["ok"], true, "{rolled}");
-    assert!(event(&ev, "step_started", "activate").is_none(), "{}", text(&out));
+    assert!(
+        event(&ev, "step_started", "activate").is_none(),
+        "{}",
+        text(&out)
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("rollback: ran"), "{err}");
     assert!(err.contains("what now:"), "{err}");
@@ -412,13 +501,20 @@ fn a_verification_that_never_holds_times_out_and_rolls_back() {
         .expect("prepare saved new_ca")
         .to_string();
     let (after, _) = authorities(&demo, "gcp");
-    assert_eq!(status_of(&after, &new_ca).as_deref(), Some("tainted"), "{after:?}");
+    assert_eq!(
+        status_of(&after, &new_ca).as_deref(),
+        Some("tainted"),
+        "{after:?}"
+    );
     assert_eq!(with_status(&after, "active"), active, "{after:?}");
     let exec = execution(&ev);
     let gcp = config_of(&demo, "gcp");
     let recs = audited(&gcp, "rotate-intermediate", "prepare", &exec);
     assert!(recs.iter().any(|r| r.contains("prepare")), "{recs:?}");
-    assert!(recs.iter().any(|r| r.contains("taint")), "the rollback is audited: {recs:?}");
+    assert!(
+        recs.iter().any(|r| r.contains("taint")),
+        "the rollback is audited: {recs:?}"
+    );
 
     let held = journal(&demo.fleet_path(), &rb);
     let e = held
@@ -427,7 +523,12 @@ fn a_verification_that_never_holds_times_out_and_rolls_back() {
         .unwrap_or_else(|| panic!("the stopped execution is in the journal: {held:?}"));
     assert_eq!(e["state"], "RUNBOOK_STATE_STOPPED", "{e}");
     assert_eq!(e["rolled_back"], true, "{e}");
-    assert!(e["reason"].as_str().is_some_and(|r| r.contains("not verified")), "{e}");
+    assert!(
+        e["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("not verified")),
+        "{e}"
+    );
     let o = runbook_cmd(&demo.fleet_path(), &rb, &["abort", &exec])
         .output()
         .expect("abort");
@@ -473,7 +574,10 @@ fn stranded_agent() -> Stranded {
     entry_for_me(&server, &old_id, "spiffe://example.org/prod/app", "1m");
     let agent = AgentProc::start(
         &server,
-        &format!("type = \"join_token\"\ntoken_path = \"{}\"", token_path.display()),
+        &format!(
+            "type = \"join_token\"\ntoken_path = \"{}\"",
+            token_path.display()
+        ),
         &format!(
             "name = \"a1\"\nserver_spiffe_id = \"{}\"\n",
             server.server_spiffe_id()
@@ -543,7 +647,15 @@ fn rebootstrap_a_stranded_agent_with_the_token_the_runbook_gives() {
     let mut child = runbook_cmd(
         &s.fleet,
         &rb,
-        &["run", "rebootstrap-agent", "--target", "a1", "--yes", "--output", "json"],
+        &[
+            "run",
+            "rebootstrap-agent",
+            "--target",
+            "a1",
+            "--yes",
+            "--output",
+            "json",
+        ],
     )
     .stdout(Stdio::piped())
     .stderr(Stdio::piped())
@@ -598,11 +710,17 @@ fn rebootstrap_a_stranded_agent_with_the_token_the_runbook_gives() {
     assert!(agents.contains(&token_agent), "{agents}");
     assert!(!agents.contains(&s.old_id), "{agents}");
     let svid = py_spiffe(&s.agent.socket, &["x509", "--timeout", "20"]);
-    assert!(svid.to_string().contains("spiffe://example.org/prod/app"), "{svid}");
+    assert!(
+        svid.to_string().contains("spiffe://example.org/prod/app"),
+        "{svid}"
+    );
     let log = s.server.audit_log();
     for step in ["token", "move-entries", "evict"] {
         let note = format!("runbook rebootstrap-agent step {step} (execution {exec})");
-        assert!(log.iter().any(|r| r.contains(&note)), "no audit record for {step}: {log:#?}");
+        assert!(
+            log.iter().any(|r| r.contains(&note)),
+            "no audit record for {step}: {log:#?}"
+        );
     }
     assert_eq!(journal(&s.fleet, &rb), Vec::<Json>::new());
     let (code, report) = fleet_status(&s.fleet);
