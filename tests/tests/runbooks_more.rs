@@ -13,8 +13,9 @@ use std::time::Duration;
 
 use trustdeck_e2e::*;
 
-/// Demo options: short SVID and intermediate lifetimes, one workload agent per segment.
-const DEMO: &[&str] = &["--svid-ttl", "30s", "--intermediate-ttl", "3m"];
+/// Demo options: short SVID and intermediate lifetimes (the intermediate outlives the
+/// demo's 10-minute agent SVIDs, or the downstream refuses its config), one workload agent per segment.
+const DEMO: &[&str] = &["--svid-ttl", "30s", "--intermediate-ttl", "15m"];
 
 type Json = serde_json::Value;
 
