@@ -514,6 +514,11 @@ struct Prompt {
 impl Confirmer for Prompt {
     async fn confirm(&mut self, c: &Confirmation, retry: Option<&Mismatch>) -> Answer {
         if self.yes {
+            // Given beforehand, a manual step still needs its instruction (with a join
+            // token the operator sees nowhere else in table output).
+            if let Some(i) = &c.instruction {
+                eprintln!("step {} {}: do this now: {i}", c.step + 1, c.id);
+            }
             return Answer::Given;
         }
         let mut q = String::new();
