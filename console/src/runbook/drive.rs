@@ -148,11 +148,8 @@ impl Driver {
     /// Takes in every update that arrived, for up to `wait`.
     async fn drain(&mut self, wait: Duration) {
         let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
-                Ok(Some(u)) => self.apply(u),
-                _ => break,
-            }
+        while let Ok(Some(u)) = tokio::time::timeout_at(deadline, self.rx.recv()).await {
+            self.apply(u);
         }
         while let Ok(u) = self.rx.try_recv() {
             self.apply(u);
