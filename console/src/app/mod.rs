@@ -29,6 +29,6 @@ pub use commands::{COMMANDS, Cmd, CommandSpec};
 pub use keymap::{Action, BINDINGS, Binding, Context, Key, contexts, help_sections, keymap};
 pub use model::{App, DetailState, EXPIRING_LIMIT, LARGE_REBUILD_SECS, LARGE_TREE, Status};
 pub use msg::{DetailError, Effect, Msg, RunbookEffect, RunbookMsg};
-pub use rbdrive::{event_line, journal_phase};
+pub use rbdrive::event_line;
 pub use screen::{Mode, View};
 pub use update::{update, update_many};

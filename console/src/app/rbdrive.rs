@@ -17,31 +17,6 @@ use super::screen::Mode;
 /// Most transitions in one drive (each step needs a few).
 const MAX_TRANSITIONS: usize = 64;
 
-/// The journal's phase of an engine phase.
-pub fn journal_phase(p: Phase) -> RunbookPhase {
-    match p {
-        Phase::Checking => RunbookPhase::Checking,
-        Phase::Confirming => RunbookPhase::Confirming,
-        Phase::Acting => RunbookPhase::Acting,
-        Phase::Verifying => RunbookPhase::Verifying,
-        Phase::Done => RunbookPhase::Done,
-        Phase::RollingBack => RunbookPhase::RollingBack,
-        Phase::Failed => RunbookPhase::Failed,
-    }
-}
-
-fn engine_phase(p: RunbookPhase) -> Phase {
-    match p {
-        RunbookPhase::Confirming => Phase::Confirming,
-        RunbookPhase::Acting => Phase::Acting,
-        RunbookPhase::Verifying => Phase::Verifying,
-        RunbookPhase::Done => Phase::Done,
-        RunbookPhase::RollingBack => Phase::RollingBack,
-        RunbookPhase::Failed => Phase::Failed,
-        _ => Phase::Checking,
-    }
-}
-
 /// A step event in words, with its level.
 pub fn event_line(e: &StepEvent) -> (Level, String) {
     match e {
@@ -292,7 +267,7 @@ impl App {
             vars,
             saved,
             e.step as usize,
-            engine_phase(e.phase_wire().known().unwrap_or(RunbookPhase::Unspecified)),
+            Phase::from_journal(e.phase_wire().known().unwrap_or(RunbookPhase::Unspecified)),
             now,
         );
         exec.take_events();
@@ -355,7 +330,7 @@ fn record(run: &mut Run, fx: &mut Vec<Effect>) {
                 .get(step)
                 .map(|s| s.id.clone())
                 .unwrap_or_default(),
-            phase: journal_phase(run.exec.phase) as i32,
+            phase: run.exec.phase.journal() as i32,
             state: state as i32,
             saved: run.exec.saved_values().into_iter().collect(),
             reason,

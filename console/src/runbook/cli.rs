@@ -17,13 +17,13 @@ use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 use trustdeck_console::client::ClientTls;
 use trustdeck_console::fleetfile::Target;
-use trustdeck_console::runbook::drive::{Answer, Confirmer, Driver, phase_of};
+use trustdeck_console::runbook::drive::{Answer, Confirmer, Driver};
 use trustdeck_console::runbook::io::{RunbookIo, new_session};
 use trustdeck_console::status::out;
 use trustdeck_proto::admin::{
     BeginRunbookRequest, RecordRunbookRequest, RunbookExecution, RunbookRefusal, RunbookState,
 };
-use trustdeck_runbook::exec::{Mismatch, StopReason};
+use trustdeck_runbook::exec::{Mismatch, Phase, StopReason};
 use trustdeck_runbook::inputs::Vars;
 use trustdeck_runbook::plan::plan;
 use trustdeck_runbook::{Confirmation, Execution, Outcome, Runbook, RunbookSet, StepEvent};
@@ -468,7 +468,7 @@ async fn resumed(set: &RunbookSet, id: &str, d: &Driver) -> Result<Execution> {
         vars,
         saved,
         ex.step as usize,
-        phase_of(ex.phase()),
+        Phase::from_journal(ex.phase()),
         Utc::now(),
     ))
 }

@@ -11,9 +11,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 use trustdeck_process::clock::Clock;
-use trustdeck_proto::admin::{
-    AuthorityInfo, KeyProbeResult, RecordRunbookRequest, RunbookPhase, RunbookState,
-};
+use trustdeck_proto::admin::{AuthorityInfo, KeyProbeResult, RecordRunbookRequest, RunbookState};
 use trustdeck_runbook::exec::{Mismatch, Phase};
 use trustdeck_runbook::{Confirmation, Execution, Next, Observation, Outcome, StepEvent};
 use trustdeck_topology::ttl::Thresholds;
@@ -47,32 +45,6 @@ pub trait Confirmer {
         c: &Confirmation,
         retry: Option<&Mismatch>,
     ) -> impl std::future::Future<Output = Answer> + Send;
-}
-
-/// The journal's phase for the engine's.
-pub fn phase_wire(p: Phase) -> RunbookPhase {
-    match p {
-        Phase::Checking => RunbookPhase::Checking,
-        Phase::Confirming => RunbookPhase::Confirming,
-        Phase::Acting => RunbookPhase::Acting,
-        Phase::Verifying => RunbookPhase::Verifying,
-        Phase::Done => RunbookPhase::Done,
-        Phase::RollingBack => RunbookPhase::RollingBack,
-        Phase::Failed => RunbookPhase::Failed,
-    }
-}
-
-/// The engine's phase for the journal's (unknown values: checking, which repeats nothing).
-pub fn phase_of(p: RunbookPhase) -> Phase {
-    match p {
-        RunbookPhase::Confirming => Phase::Confirming,
-        RunbookPhase::Acting => Phase::Acting,
-        RunbookPhase::Verifying => Phase::Verifying,
-        RunbookPhase::Done => Phase::Done,
-        RunbookPhase::RollingBack => Phase::RollingBack,
-        RunbookPhase::Failed => Phase::Failed,
-        RunbookPhase::Checking | RunbookPhase::Unspecified => Phase::Checking,
-    }
 }
 
 /// Why a drive ended without an outcome.
@@ -196,7 +168,7 @@ impl Driver {
             session: self.io.session.clone(),
             step: u32::try_from(e.step).unwrap_or(u32::MAX),
             step_id,
-            phase: phase_wire(e.phase) as i32,
+            phase: e.phase.journal() as i32,
             state: state as i32,
             saved: e.saved_values().into_iter().collect(),
             reason,
@@ -277,26 +249,5 @@ impl Driver {
                 }
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_phase_survives_the_journal() {
-        for p in [
-            Phase::Checking,
-            Phase::Confirming,
-            Phase::Acting,
-            Phase::Verifying,
-            Phase::Done,
-            Phase::RollingBack,
-            Phase::Failed,
-        ] {
-            assert_eq!(phase_of(phase_wire(p)), p);
-        }
-        assert_eq!(phase_of(RunbookPhase::Unspecified), Phase::Checking);
     }
 }

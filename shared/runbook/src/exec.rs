@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use trustdeck_proto::admin::RunbookPhase;
 
 use crate::check::{CheckResult, Observation, evaluate};
 use crate::inputs::Vars;
@@ -28,6 +29,35 @@ pub enum Phase {
     Done,
     RollingBack,
     Failed,
+}
+
+impl Phase {
+    /// The journal's phase.
+    pub fn journal(self) -> RunbookPhase {
+        match self {
+            Phase::Checking => RunbookPhase::Checking,
+            Phase::Confirming => RunbookPhase::Confirming,
+            Phase::Acting => RunbookPhase::Acting,
+            Phase::Verifying => RunbookPhase::Verifying,
+            Phase::Done => RunbookPhase::Done,
+            Phase::RollingBack => RunbookPhase::RollingBack,
+            Phase::Failed => RunbookPhase::Failed,
+        }
+    }
+
+    /// The engine's phase for the journal's (unspecified or unknown: checking, which repeats
+    /// nothing).
+    pub fn from_journal(p: RunbookPhase) -> Phase {
+        match p {
+            RunbookPhase::Confirming => Phase::Confirming,
+            RunbookPhase::Acting => Phase::Acting,
+            RunbookPhase::Verifying => Phase::Verifying,
+            RunbookPhase::Done => Phase::Done,
+            RunbookPhase::RollingBack => Phase::RollingBack,
+            RunbookPhase::Failed => Phase::Failed,
+            RunbookPhase::Checking | RunbookPhase::Unspecified => Phase::Checking,
+        }
+    }
 }
 
 /// An admin call with its values.

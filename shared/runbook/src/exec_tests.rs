@@ -343,3 +343,22 @@ fn a_count_of_nothing_never_holds() {
         assert!(!r.ok, "{r:?}");
     }
 }
+
+#[test]
+fn every_phase_survives_the_journal() {
+    for p in [
+        Phase::Checking,
+        Phase::Confirming,
+        Phase::Acting,
+        Phase::Verifying,
+        Phase::Done,
+        Phase::RollingBack,
+        Phase::Failed,
+    ] {
+        assert_eq!(Phase::from_journal(p.journal()), p);
+    }
+    assert_eq!(
+        Phase::from_journal(trustdeck_proto::admin::RunbookPhase::Unspecified),
+        Phase::Checking
+    );
+}
