@@ -3,8 +3,7 @@
 //! needs beyond the `Watch` streams ([`RunbookIo::authorities`], [`RunbookIo::probes`]), and the
 //! execution journal on the fleet's upstream server.
 //!
-//! Interface agreed for issue 14: the CLI (`trustdeck runbook`) and the console pane call
-//! these.
+//! The CLI (`trustdeck runbook`) and the console's runbook pane both call these.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
