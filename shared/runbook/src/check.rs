@@ -235,16 +235,8 @@ fn links(
             )
         }
         Check::AllLinksConnected => {
-            let linked: Vec<_> = fleet
-                .daemons
-                .iter()
-                .filter(|d| {
-                    matches!(
-                        facts::role(d),
-                        Some(DaemonRole::Downstream | DaemonRole::Agent)
-                    )
-                })
-                .collect();
+            let linked: Vec<_> =
+                facts::of_role(fleet, &[DaemonRole::Downstream, DaemonRole::Agent]).collect();
             let bad: Vec<_> = linked
                 .iter()
                 .filter(|d| !d.is_live() || !facts::link_connected(d))
@@ -274,16 +266,8 @@ fn links(
         }
         Check::BundleEverywhere { sequence } => {
             let want = sequence.resolve(v)?;
-            let followers: Vec<_> = fleet
-                .daemons
-                .iter()
-                .filter(|d| {
-                    matches!(
-                        facts::role(d),
-                        Some(DaemonRole::Downstream | DaemonRole::Agent)
-                    )
-                })
-                .collect();
+            let followers: Vec<_> =
+                facts::of_role(fleet, &[DaemonRole::Downstream, DaemonRole::Agent]).collect();
             let behind: Vec<_> = followers
                 .iter()
                 .filter(|d| {
@@ -426,11 +410,7 @@ fn chains(
     Ok(Some(match c {
         Check::IntermediatesChainTo { id } => {
             let want = id.resolve(v)?;
-            let downs: Vec<_> = fleet
-                .daemons
-                .iter()
-                .filter(|d| facts::role(d) == Some(DaemonRole::Downstream))
-                .collect();
+            let downs: Vec<_> = facts::of_role(fleet, &[DaemonRole::Downstream]).collect();
             let bad: Vec<_> = downs
                 .iter()
                 .filter(|d| {
@@ -450,11 +430,7 @@ fn chains(
             let mut total = 0;
             let mut good = 0;
             let mut behind = Vec::new();
-            for d in fleet
-                .daemons
-                .iter()
-                .filter(|d| facts::role(d) == Some(DaemonRole::Agent))
-            {
+            for d in facts::of_role(fleet, &[DaemonRole::Agent]) {
                 let held = facts::held_svids(d, o.now);
                 let ok = held
                     .iter()
@@ -480,11 +456,7 @@ fn chains(
             let mut still = 0u64;
             let mut total = 0u64;
             let mut holders = Vec::new();
-            for d in fleet
-                .daemons
-                .iter()
-                .filter(|d| facts::role(d) == Some(DaemonRole::Agent))
-            {
+            for d in facts::of_role(fleet, &[DaemonRole::Agent]) {
                 let held = facts::held_svids(d, o.now);
                 let n = held
                     .iter()
@@ -527,10 +499,7 @@ fn agents(
     Ok(Some(match c {
         Check::SegmentServing { server } => {
             let s = server.resolve(v)?;
-            let agents: Vec<_> = fleet
-                .daemons
-                .iter()
-                .filter(|d| facts::role(d) == Some(DaemonRole::Agent))
+            let agents: Vec<_> = facts::of_role(fleet, &[DaemonRole::Agent])
                 .filter(|d| facts::server_of(fleet, d).as_deref() == Some(s.as_str()))
                 .collect();
             let bad: Vec<_> = agents

@@ -17,6 +17,17 @@ pub fn role(d: &DaemonState) -> Option<DaemonRole> {
     d.role().known()
 }
 
+/// The fleet's daemons whose role is one of `roles`.
+pub fn of_role<'a>(
+    fleet: &'a Fleet,
+    roles: &'a [DaemonRole],
+) -> impl Iterator<Item = &'a DaemonState> + 'a {
+    fleet
+        .daemons
+        .iter()
+        .filter(move |d| role(d).is_some_and(|r| roles.contains(&r)))
+}
+
 /// Whether it is a server (upstream or downstream).
 pub fn is_server(d: &DaemonState) -> bool {
     matches!(role(d), Some(DaemonRole::Upstream | DaemonRole::Downstream))

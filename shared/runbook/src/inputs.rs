@@ -162,10 +162,7 @@ fn default_of(spec: &InputSpec, fleet: &Fleet, sel: Option<&Selection>) -> Optio
         }
         Some(DefaultFrom::Only) => {
             let roles = wants_role(spec.kind)?;
-            let mut it = fleet
-                .daemons
-                .iter()
-                .filter(|d| facts::role(d).is_some_and(|r| roles.contains(&r)));
+            let mut it = facts::of_role(fleet, roles);
             let one = it.next()?;
             it.next().is_none().then(|| one.name.clone())
         }
@@ -233,10 +230,7 @@ fn check(spec: &InputSpec, value: &str, fleet: &Fleet) -> Result<Vars, String> {
 }
 
 fn only_upstream(fleet: &Fleet) -> Option<String> {
-    let mut ups = fleet
-        .daemons
-        .iter()
-        .filter(|d| facts::role(d) == Some(DaemonRole::Upstream));
+    let mut ups = facts::of_role(fleet, &[DaemonRole::Upstream]);
     let one = ups.next()?;
     ups.next().is_none().then(|| one.name.clone())
 }

@@ -5,7 +5,7 @@
 //! carries its [`RunbookRefusal`](trustdeck_proto::admin::RunbookRefusal) and changes nothing.
 
 use tonic::Status;
-use trustdeck_datastore::Begun;
+use trustdeck_datastore::{Begun, RunbookRecord};
 use trustdeck_proto::admin::{
     BeginRunbookRequest, ClaimRunbookRequest, ListRunbooksRequest, ListRunbooksResponse,
     RecordRunbookRequest, RunbookExecution,
@@ -66,25 +66,16 @@ pub async fn claim(
         detail: format!("execution {}", bounded(&req.id)),
     };
     let now = ctx.clock.now().timestamp();
-    let rec = audited(ctx, op, audit, async |tx, audit| {
-        let cur = tx
-            .lock_runbook(&req.id)
-            .await
-            .map_err(ds_status)?
-            .ok_or_else(|| status(rules::unknown(&req.id)))?;
-        audit.target = cur.target.clone();
-        audit.detail = rules::audit_detail(&cur);
-        let next = rules::claim(&cur, &req, &op.actor, now).map_err(status)?;
-        tx.update_runbook(&next).await.map_err(ds_status)?;
-        audit.detail = format!(
+    change(ctx, op, audit, &req.id, |cur| {
+        let next = rules::claim(cur, &req, &op.actor, now)?;
+        let detail = format!(
             "{} (held by {} before)",
             rules::audit_detail(&next),
             cur.held_by
         );
-        Ok(next)
+        Ok((next, detail))
     })
-    .await?;
-    Ok(rules::execution(rec))
+    .await
 }
 
 pub async fn record(
@@ -98,17 +89,34 @@ pub async fn record(
         detail: format!("execution {} step {}", bounded(&req.id), req.step),
     };
     let now = ctx.clock.now().timestamp();
+    change(ctx, op, audit, &req.id, |cur| {
+        let next = rules::record(cur, &req, &op.actor, now)?;
+        let detail = rules::audit_detail(&next);
+        Ok((next, detail))
+    })
+    .await
+}
+
+/// Execution `id` locked, changed by `rule` (the next record and its audit detail) and
+/// stored with its audit record; unknown or refused, nothing changes.
+async fn change(
+    ctx: &ServerCtx,
+    op: &Operator,
+    audit: Audit,
+    id: &str,
+    rule: impl Fn(&RunbookRecord) -> Result<(RunbookRecord, String), Refused>,
+) -> Result<RunbookExecution, Status> {
     let rec = audited(ctx, op, audit, async |tx, audit| {
         let cur = tx
-            .lock_runbook(&req.id)
+            .lock_runbook(id)
             .await
             .map_err(ds_status)?
-            .ok_or_else(|| status(rules::unknown(&req.id)))?;
+            .ok_or_else(|| status(rules::unknown(id)))?;
         audit.target = cur.target.clone();
         audit.detail = rules::audit_detail(&cur);
-        let next = rules::record(&cur, &req, &op.actor, now).map_err(status)?;
+        let (next, detail) = rule(&cur).map_err(status)?;
         tx.update_runbook(&next).await.map_err(ds_status)?;
-        audit.detail = rules::audit_detail(&next);
+        audit.detail = detail;
         Ok(next)
     })
     .await?;
