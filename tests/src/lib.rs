@@ -23,6 +23,7 @@ pub mod tpm;
 mod agent;
 mod demo;
 pub mod measure;
+pub mod runbook;
 mod node;
 mod pg;
 mod pg_own;

@@ -6,59 +6,18 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use trustdeck_e2e::runbook::*;
 use trustdeck_e2e::*;
 
 /// Demo options: short SVID and intermediate lifetimes, one workload agent per segment.
 const DEMO: &[&str] = &["--svid-ttl", "30s", "--intermediate-ttl", "3m"];
 
-/// A copy of the shipped runbooks whose step timeouts are at most `secs`.
-fn short_runbooks(dir: &Path, secs: u64) -> PathBuf {
-    let out = dir.join("runbooks");
-    std::fs::create_dir_all(&out).expect("runbooks dir");
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../runbooks");
-    for e in std::fs::read_dir(&src).expect("runbooks/") {
-        let p = e.expect("entry").path();
-        if p.extension().is_none_or(|x| x != "toml") {
-            continue;
-        }
-        let text = std::fs::read_to_string(&p).expect("read runbook");
-        let short: String = text
-            .lines()
-            .map(|l| {
-                if l.starts_with("timeout = ") {
-                    format!("timeout = \"{secs}s\"")
-                } else {
-                    l.to_string()
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("\n");
-        std::fs::write(out.join(p.file_name().expect("name")), short + "\n").expect("write");
-    }
-    out
+fn runbook_cmd_demo(demo: &DemoProc, args: &[&str], dir: &Path) -> Command {
+    runbook_cmd(&demo.fleet_path(), dir, args)
 }
 
-fn runbook_cmd(demo: &DemoProc, args: &[&str], dir: &Path) -> Command {
-    let mut c = Command::new(bin("trustdeck"));
-    c.arg("runbook")
-        .args(args)
-        .arg("--runbooks")
-        .arg(dir)
-        .arg("--fleet")
-        .arg(demo.fleet_path())
-        .stdin(Stdio::null());
-    c
-}
-
-fn events(o: &Output) -> Vec<serde_json::Value> {
-    String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect()
-}
-
-fn text(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr)
+fn events(o: &Output) -> Vec<Json> {
+    events_of(&String::from_utf8_lossy(&o.stdout))
 }
 
 fn workload_sockets(demo: &DemoProc) -> Vec<(String, PathBuf)> {
@@ -91,13 +50,6 @@ fn at(e: &serde_json::Value) -> chrono::DateTime<chrono::Utc> {
         .expect("event time")
 }
 
-fn finished(ev: &[serde_json::Value]) -> &serde_json::Value {
-    ev.iter()
-        .rev()
-        .find(|e| e["event"] == "finished")
-        .expect("a finished event")
-}
-
 #[test]
 fn rotate_root_ca_through_the_cli_with_zero_failed_validations() {
     let demo = DemoProc::start(DEMO);
@@ -114,7 +66,7 @@ fn rotate_root_ca_through_the_cli_with_zero_failed_validations() {
     );
 
     let t0 = Instant::now();
-    let out = runbook_cmd(
+    let out = runbook_cmd_demo(
         &demo,
         &["run", "rotate-root-ca", "--yes", "--output", "json"],
         &rb,
@@ -162,7 +114,7 @@ fn rotate_root_ca_through_the_cli_with_zero_failed_validations() {
     assert!(after["bundle_sequence"].as_u64() > before["bundle_sequence"].as_u64());
 
     // The journal says it succeeded: nothing left in progress.
-    let list = runbook_cmd(&demo, &["list", "--output", "json"], &rb)
+    let list = runbook_cmd_demo(&demo, &["list", "--output", "json"], &rb)
         .output()
         .expect("list");
     let l: serde_json::Value = serde_json::from_slice(&list.stdout).expect("list JSON");
@@ -176,7 +128,7 @@ fn a_stopped_downstream_refuses_the_root_rotation_before_any_change() {
     let before = upstream_authorities(&demo);
     let dmz = demo.pid("dmz");
     signal(dmz, "STOP");
-    let out = runbook_cmd(
+    let out = runbook_cmd_demo(
         &demo,
         &["run", "rotate-root-ca", "--yes", "--output", "json"],
         &rb,
@@ -203,11 +155,11 @@ fn a_stopped_downstream_refuses_the_root_rotation_before_any_change() {
     );
 
     // Without a terminal and without --yes: refused before anything.
-    let out = runbook_cmd(&demo, &["run", "rotate-root-ca"], &rb)
+    let out = runbook_cmd_demo(&demo, &["run", "rotate-root-ca"], &rb)
         .output()
         .expect("run");
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    let out = runbook_cmd(&demo, &["run", "no-such-runbook", "--yes"], &rb)
+    let out = runbook_cmd_demo(&demo, &["run", "no-such-runbook", "--yes"], &rb)
         .output()
         .expect("run");
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
@@ -231,7 +183,7 @@ fn restart_upstream(demo: &DemoProc) -> Child {
 fn the_upstream_killed_during_a_verification_and_resume_finishes() {
     let demo = DemoProc::start(DEMO);
     let rb = short_runbooks(demo.dir.path(), 60);
-    let mut run = runbook_cmd(
+    let mut run = runbook_cmd_demo(
         &demo,
         &["run", "rotate-root-ca", "--yes", "--output", "json"],
         &rb,
@@ -265,7 +217,7 @@ fn the_upstream_killed_during_a_verification_and_resume_finishes() {
     let mut up = restart_upstream(&demo);
     let outcome = std::panic::catch_unwind(|| {
         wait_for(30, "the restarted upstream's journal", || {
-            let o = runbook_cmd(&demo, &["list", "--output", "json"], &rb)
+            let o = runbook_cmd_demo(&demo, &["list", "--output", "json"], &rb)
                 .output()
                 .ok()?;
             let v: serde_json::Value = serde_json::from_slice(&o.stdout).ok()?;
@@ -275,7 +227,7 @@ fn the_upstream_killed_during_a_verification_and_resume_finishes() {
                 .any(|e| e["id"] == id.as_str())
                 .then_some(())
         });
-        let out = runbook_cmd(&demo, &["resume", &id, "--yes", "--output", "json"], &rb)
+        let out = runbook_cmd_demo(&demo, &["resume", &id, "--yes", "--output", "json"], &rb)
             .output()
             .expect("resume");
         assert_eq!(out.status.code(), Some(0), "{}", text(&out));

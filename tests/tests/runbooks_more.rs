@@ -6,240 +6,24 @@
 //! shipped runbooks with shorter timeouts (`--runbooks DIR`).
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+use trustdeck_e2e::runbook::*;
 use trustdeck_e2e::*;
 
 /// Demo options: short SVID and intermediate lifetimes (the intermediate outlives the
 /// demo's 10-minute agent SVIDs, or the downstream refuses its config), one workload agent per segment.
 const DEMO: &[&str] = &["--svid-ttl", "30s", "--intermediate-ttl", "15m"];
 
-type Json = serde_json::Value;
-
-/// Writes the shipped runbooks into `dir/name`, every step timeout at most `secs`, each file's
-/// text passed through `edit` (file name, text).
-fn runbooks_dir(
-    dir: &Path,
-    name: &str,
-    secs: u64,
-    edit: impl Fn(&str, String) -> String,
-) -> PathBuf {
-    let out = dir.join(name);
-    std::fs::create_dir_all(&out).expect("runbooks dir");
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../runbooks");
-    for e in std::fs::read_dir(&src).expect("runbooks/") {
-        let p = e.expect("entry").path();
-        if p.extension().is_none_or(|x| x != "toml") {
-            continue;
-        }
-        let file = p.file_name().expect("name").to_string_lossy().into_owned();
-        let text = std::fs::read_to_string(&p).expect("read runbook");
-        let short: Vec<String> = text
-            .lines()
-            .map(|l| {
-                if l.starts_with("timeout = ") {
-                    format!("timeout = \"{secs}s\"")
-                } else {
-                    l.to_string()
-                }
-            })
-            .collect();
-        let text = edit(&file, short.join("\n") + "\n");
-        std::fs::write(out.join(&file), text).expect("write runbook");
-    }
-    out
-}
-
-/// `trustdeck runbook <args> --runbooks DIR --fleet FLEET`, stdin closed.
-fn runbook_cmd(fleet: &Path, rb: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(bin("trustdeck"));
-    c.arg("runbook")
-        .args(args)
-        .arg("--runbooks")
-        .arg(rb)
-        .arg("--fleet")
-        .arg(fleet)
-        .stdin(Stdio::null());
-    c
-}
-
-fn events_of(stdout: &str) -> Vec<Json> {
-    stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect()
-}
-
-fn text(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr)
-}
-
-fn finished(ev: &[Json]) -> &Json {
-    ev.iter()
-        .rev()
-        .find(|e| e["event"] == "finished")
-        .expect("a finished event")
-}
-
-/// The first event `kind` of step `id`.
-fn event<'a>(ev: &'a [Json], kind: &str, id: &str) -> Option<&'a Json> {
-    ev.iter().find(|e| e["event"] == kind && e["id"] == id)
-}
-
-/// The ids of the steps with a `verified` event, in order.
-fn verified(ev: &[Json]) -> Vec<String> {
-    ev.iter()
-        .filter(|e| e["event"] == "verified")
-        .filter_map(|e| e["id"].as_str().map(str::to_string))
-        .collect()
-}
-
-/// The executions `runbook list` shows (those not finished).
-fn journal(fleet: &Path, rb: &Path) -> Vec<Json> {
-    let o = runbook_cmd(fleet, rb, &["list", "--output", "json"])
-        .output()
-        .expect("runbook list");
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    let v: Json = serde_json::from_slice(&o.stdout).expect("list JSON");
-    assert!(v["journal_error"].is_null(), "{v}");
-    v["executions"].as_array().cloned().expect("executions")
-}
-
-/// `trustdeck-server <args> --config CONFIG`, stdout as JSON.
-fn server_json(config: &Path, args: &[&str]) -> Json {
-    let out = Command::new(bin("trustdeck-server"))
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .output()
-        .expect("trustdeck-server");
-    assert!(out.status.success(), "{args:?}: {}", text(&out));
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{args:?} ({e}): {}", text(&out)))
-}
-
-fn config_of(demo: &DemoProc, server: &str) -> PathBuf {
-    demo.dir.path().join(server).join("server.toml")
-}
-
-/// A server's X.509 authorities as (id, status), and its bundle sequence.
-fn authorities(demo: &DemoProc, server: &str) -> (BTreeSet<(String, String)>, u64) {
-    let v = server_json(
-        &config_of(demo, server),
-        &["authority", "x509", "show", "--output", "json"],
-    );
-    let set = v["authorities"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|a| {
-            (
-                a["id"].as_str().unwrap_or_default().to_string(),
-                a["status"].as_str().unwrap_or_default().to_string(),
-            )
-        })
-        .collect();
-    (set, v["bundle_sequence"].as_u64().unwrap_or_default())
-}
-
-fn status_of(set: &BTreeSet<(String, String)>, id: &str) -> Option<String> {
-    set.iter().find(|(i, _)| i == id).map(|(_, s)| s.clone())
-}
-
-fn with_status(set: &BTreeSet<(String, String)>, status: &str) -> Vec<String> {
-    set.iter()
-        .filter(|(_, s)| s == status)
-        .map(|(i, _)| i.clone())
-        .collect()
-}
-
-/// The audit records (`action|outcome|detail`) of a server's log that name `runbook`'s
-/// `step` in execution `exec`.
-fn audited(config: &Path, runbook: &str, step: &str, exec: &str) -> Vec<String> {
-    let v = server_json(
-        config,
-        &["audit", "list", "--limit", "1000", "--output", "json"],
-    );
-    let note = format!("runbook {runbook} step {step} (execution {exec})");
-    v.as_array()
-        .into_iter()
-        .flatten()
-        .filter(|r| r["detail"].as_str().is_some_and(|d| d.contains(&note)))
-        .map(|r| {
-            ["action", "outcome", "detail"]
-                .map(|k| r[k].as_str().unwrap_or_default().to_string())
-                .join("|")
-        })
-        .collect()
-}
-
-/// A py-spiffe validator on every workload agent of the demo.
-fn validators(demo: &DemoProc) -> Vec<Validator> {
-    let v: Vec<Validator> = demo.fleet["agents"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|a| a["serves"] == "workloads")
-        .filter_map(|a| {
-            let s = a["workload_socket"].as_str().filter(|s| !s.is_empty())?;
-            let n = a["name"].as_str().unwrap_or("?");
-            Some(Validator::start_on(
-                Path::new(s),
-                n,
-                &ValidatorOptions::default(),
-            ))
-        })
-        .collect();
-    assert!(!v.is_empty(), "no workload agents in {}", demo.fleet);
-    v
-}
-
-fn assert_clean(v: Vec<Validator>) {
-    for v in v {
-        let name = v.name().to_string();
-        v.finish().assert_clean(&name);
-    }
-}
-
-/// `status` exits 0; polled a while (a census or a renewal may trail the runbook's end).
-fn assert_healthy(demo: &DemoProc) {
-    let mut last = Json::Null;
-    for _ in 0..40 {
-        let (code, report) = demo.status(&[]);
-        if code == 0 {
-            return;
-        }
-        last = report;
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    panic!("status did not exit 0: {last}");
-}
-
-fn run_json(fleet: &Path, rb: &Path, args: &[&str]) -> (Output, Vec<Json>) {
-    let mut a = vec!["run"];
-    a.extend_from_slice(args);
-    a.extend_from_slice(&["--yes", "--output", "json"]);
-    let out = runbook_cmd(fleet, rb, &a).output().expect("runbook run");
-    let ev = events_of(&String::from_utf8_lossy(&out.stdout));
-    (out, ev)
-}
-
-fn execution(ev: &[Json]) -> String {
-    ev.iter()
-        .find_map(|e| e["execution"].as_str())
-        .expect("events name their execution")
-        .to_string()
-}
-
 #[test]
 fn rotate_intermediate_on_one_downstream() {
     let demo = DemoProc::start(DEMO);
     let rb = runbooks_dir(demo.dir.path(), "runbooks", 60, |_, t| t);
-    let (before, seq_before) = authorities(&demo, "gcp");
-    let dmz_before = authorities(&demo, "dmz");
-    let old = with_status(&before, "active");
+    let (before, seq_before) = authorities_of(&config_of(&demo, "gcp"));
+    let dmz_before = authorities_of(&config_of(&demo, "dmz"));
+    let old = ids_with(&before, "active");
     assert_eq!(old.len(), 1, "{before:?}");
     let v = validators(&demo);
 
@@ -274,14 +58,14 @@ fn rotate_intermediate_on_one_downstream() {
         .to_string();
     let exec = execution(&ev);
 
-    let (after, seq_after) = authorities(&demo, "gcp");
+    let (after, seq_after) = authorities_of(&config_of(&demo, "gcp"));
     assert_eq!(
-        status_of(&after, &new_ca).as_deref(),
+        status_in(&after, &new_ca).as_deref(),
         Some("active"),
         "{after:?}"
     );
     assert_eq!(
-        status_of(&after, &old[0]).as_deref(),
+        status_in(&after, &old[0]).as_deref(),
         Some("revoked"),
         "{after:?}"
     );
@@ -289,7 +73,7 @@ fn rotate_intermediate_on_one_downstream() {
     // the trust domain's sequence alone (the documented deviation of issue 13).
     assert_eq!(seq_after, seq_before, "{seq_before} -> {seq_after}");
     assert_eq!(
-        authorities(&demo, "dmz").0,
+        authorities_of(&config_of(&demo, "dmz")).0,
         dmz_before.0,
         "dmz was not the target"
     );
@@ -326,7 +110,7 @@ fn rotate_intermediate_on_one_downstream() {
     assert_eq!(journal(&demo.fleet_path(), &rb), Vec::<Json>::new());
 
     assert_clean(v);
-    assert_healthy(&demo);
+    assert_healthy(&demo.fleet_path());
 }
 
 #[test]
@@ -337,8 +121,8 @@ fn taint_authority_on_an_old_intermediate_and_a_refusal_for_the_active_one() {
     let v = validators(&demo);
 
     // Refused: the active intermediate. Nothing changes.
-    let (before, seq_before) = authorities(&demo, "dmz");
-    let active = with_status(&before, "active")
+    let (before, seq_before) = authorities_of(&config_of(&demo, "dmz"));
+    let active = ids_with(&before, "active")
         .pop()
         .expect("an active intermediate");
     let (out, ev) = run_json(
@@ -363,7 +147,7 @@ fn taint_authority_on_an_old_intermediate_and_a_refusal_for_the_active_one() {
         text(&out)
     );
     assert_eq!(
-        authorities(&demo, "dmz"),
+        authorities_of(&config_of(&demo, "dmz")),
         (before.clone(), seq_before),
         "the refusal changed something"
     );
@@ -405,8 +189,8 @@ fn taint_authority_on_an_old_intermediate_and_a_refusal_for_the_active_one() {
             "json",
         ],
     );
-    let (mid, _) = authorities(&demo, "dmz");
-    assert_eq!(status_of(&mid, &active).as_deref(), Some("old"), "{mid:?}");
+    let (mid, _) = authorities_of(&config_of(&demo, "dmz"));
+    assert_eq!(status_in(&mid, &active).as_deref(), Some("old"), "{mid:?}");
     wait_for(30, "the fleet to see the new intermediate", || {
         (demo.status(&[]).0 == 0).then_some(())
     });
@@ -423,14 +207,14 @@ fn taint_authority_on_an_old_intermediate_and_a_refusal_for_the_active_one() {
         text(&out)
     );
     let exec = execution(&ev);
-    let (after, _) = authorities(&demo, "dmz");
+    let (after, _) = authorities_of(&config_of(&demo, "dmz"));
     assert_eq!(
-        status_of(&after, &active).as_deref(),
+        status_in(&after, &active).as_deref(),
         Some("revoked"),
         "{after:?}"
     );
     assert_eq!(
-        status_of(&after, &new).as_deref(),
+        status_in(&after, &new).as_deref(),
         Some("active"),
         "{after:?}"
     );
@@ -443,7 +227,7 @@ fn taint_authority_on_an_old_intermediate_and_a_refusal_for_the_active_one() {
     }
     assert_eq!(journal(&demo.fleet_path(), &rb), Vec::<Json>::new());
     assert_clean(v);
-    assert_healthy(&demo);
+    assert_healthy(&demo.fleet_path());
 }
 
 #[test]
@@ -466,8 +250,8 @@ fn a_verification_that_never_holds_times_out_and_rolls_back() {
         );
         format!("{head}id = \"prepare\"{prep}[[steps]]{tail}")
     });
-    let (before, _) = authorities(&demo, "gcp");
-    let active = with_status(&before, "active");
+    let (before, _) = authorities_of(&config_of(&demo, "gcp"));
+    let active = ids_with(&before, "active");
     let v = validators(&demo);
 
     let (out, ev) = run_json(
@@ -503,13 +287,13 @@ fn a_verification_that_never_holds_times_out_and_rolls_back() {
         .and_then(|e| e["saved"]["new_ca"].as_str())
         .expect("prepare saved new_ca")
         .to_string();
-    let (after, _) = authorities(&demo, "gcp");
+    let (after, _) = authorities_of(&config_of(&demo, "gcp"));
     assert_eq!(
-        status_of(&after, &new_ca).as_deref(),
+        status_in(&after, &new_ca).as_deref(),
         Some("tainted"),
         "{after:?}"
     );
-    assert_eq!(with_status(&after, "active"), active, "{after:?}");
+    assert_eq!(ids_with(&after, "active"), active, "{after:?}");
     let exec = execution(&ev);
     let gcp = config_of(&demo, "gcp");
     let recs = audited(&gcp, "rotate-intermediate", "prepare", &exec);
@@ -539,7 +323,7 @@ fn a_verification_that_never_holds_times_out_and_rolls_back() {
     assert_eq!(journal(&demo.fleet_path(), &rb), Vec::<Json>::new());
 
     assert_clean(v);
-    assert_healthy(&demo);
+    assert_healthy(&demo.fleet_path());
 }
 
 /// A stranded join-token agent: its SVID (5 s) expired while its server was stopped.
@@ -631,23 +415,11 @@ fn stranded_agent() -> Stranded {
     }
 }
 
-fn fleet_status(fleet: &Path) -> (i32, Json) {
-    let out = Command::new(bin("trustdeck"))
-        .args(["status", "--output", "json", "--fleet"])
-        .arg(fleet)
-        .output()
-        .expect("trustdeck status");
-    (
-        out.status.code().unwrap_or(-1),
-        serde_json::from_slice(&out.stdout).unwrap_or(Json::Null),
-    )
-}
-
 #[test]
 fn rebootstrap_a_stranded_agent_with_the_token_the_runbook_gives() {
     let mut s = stranded_agent();
     let rb = runbooks_dir(s.dir.path(), "runbooks", 60, |_, t| t);
-    let mut child = runbook_cmd(
+    let cmd = runbook_cmd(
         &s.fleet,
         &rb,
         &[
@@ -659,22 +431,9 @@ fn rebootstrap_a_stranded_agent_with_the_token_the_runbook_gives() {
             "--output",
             "json",
         ],
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .expect("runbook run");
-    let mut stderr = child.stderr.take().expect("stderr");
-    let err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
-    let mut ev = Vec::new();
+    );
     let mut token = None;
-    for l in BufReader::new(child.stdout.take().expect("stdout")).lines() {
-        let l = l.expect("line");
-        let e: Json = serde_json::from_str(&l).unwrap_or_else(|x| panic!("not JSON ({x}): {l}"));
+    let run = run_streamed(cmd, |e| {
         // The token step's event carries the token: do what the manual step says.
         if e["event"] == "acted" && e["id"] == "token" && token.is_none() {
             let t = e["saved"]["token"].as_str().expect("the token").to_string();
@@ -683,10 +442,8 @@ fn rebootstrap_a_stranded_agent_with_the_token_the_runbook_gives() {
             s.agent.spawn();
             token = Some(t);
         }
-        ev.push(e);
-    }
-    let status = child.wait().expect("wait");
-    let err = err.join().expect("stderr");
+    });
+    let (status, ev, err) = (run.status, run.events, run.stderr);
     let all = format!("{ev:?}\n{err}\n{}", s.agent.log());
     let token = token.unwrap_or_else(|| panic!("no token event: {all}"));
     assert_eq!(status.code(), Some(0), "{all}");
