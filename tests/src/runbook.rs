@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::Duration;
 
 use crate::{DemoProc, Validator, ValidatorOptions, bin};
@@ -101,7 +101,7 @@ pub fn verified(ev: &[Json]) -> Vec<String> {
 /// The execution id the events name.
 pub fn execution(ev: &[Json]) -> String {
     ev.iter()
-        .find_map(|e| e["execution"].as_str())
+        .find_map(|e| e["execution"].as_str().filter(|s| !s.is_empty()))
         .expect("events name their execution")
         .to_string()
 }
@@ -257,6 +257,33 @@ pub fn assert_clean(v: Vec<Validator>) {
         let name = v.name().to_string();
         v.finish().assert_clean(&name);
     }
+}
+
+/// A child process killed when dropped (a daemon a test restarted by hand).
+pub struct Restarted(pub Child);
+
+impl Drop for Restarted {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the demo's server `name` again (after the test killed it), its log in
+/// `<demo>/<name>-restart.log`.
+pub fn restart_demo_server(demo: &DemoProc, name: &str) -> Restarted {
+    let log =
+        std::fs::File::create(demo.dir.path().join(format!("{name}-restart.log"))).expect("log");
+    Command::new(bin("trustdeck-server"))
+        .arg("run")
+        .arg("--config")
+        .arg(config_of(demo, name))
+        .env_clear()
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .map(Restarted)
+        .expect("restart server")
 }
 
 /// `trustdeck status --output json --fleet FLEET`: exit code and report.

@@ -3,7 +3,7 @@
 //! Timeouts come from a copy of the shipped runbooks with shorter waits (`--runbooks DIR`).
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use trustdeck_e2e::runbook::*;
@@ -165,20 +165,6 @@ fn a_stopped_downstream_refuses_the_root_rotation_before_any_change() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
 }
 
-fn restart_upstream(demo: &DemoProc) -> Child {
-    let config = demo.dir.path().join("upstream").join("server.toml");
-    let log = std::fs::File::create(demo.dir.path().join("upstream-restart.log")).expect("log");
-    Command::new(bin("trustdeck-server"))
-        .arg("run")
-        .arg("--config")
-        .arg(&config)
-        .env_clear()
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("restart upstream")
-}
-
 #[test]
 fn the_upstream_killed_during_a_verification_and_resume_finishes() {
     let demo = DemoProc::start(DEMO);
@@ -214,7 +200,7 @@ fn the_upstream_killed_during_a_verification_and_resume_finishes() {
     wait_for(10, "the upstream to die", || {
         (!alive(demo.pid("upstream"))).then_some(())
     });
-    let mut up = restart_upstream(&demo);
+    let up = restart_demo_server(&demo, "upstream");
     let outcome = std::panic::catch_unwind(|| {
         wait_for(30, "the restarted upstream's journal", || {
             let o = runbook_cmd_demo(&demo, &["list", "--output", "json"], &rb)
@@ -233,8 +219,7 @@ fn the_upstream_killed_during_a_verification_and_resume_finishes() {
         assert_eq!(out.status.code(), Some(0), "{}", text(&out));
         assert_eq!(finished(&events(&out))["outcome"]["result"], "succeeded");
     });
-    let _ = up.kill();
-    let _ = up.wait();
+    drop(up);
     if let Err(e) = outcome {
         eprintln!(
             "restarted upstream:\n{}",

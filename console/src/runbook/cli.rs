@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 use trustdeck_console::client::ClientTls;
 use trustdeck_console::fleetfile::Target;
-use trustdeck_console::runbook::drive::{Answer, Confirmer, Driver};
+use trustdeck_console::runbook::drive::{Answer, Confirmer, Driver, Journal};
 use trustdeck_console::runbook::io::{RunbookIo, new_session};
 use trustdeck_console::status::out;
 use trustdeck_proto::admin::{
@@ -324,23 +324,35 @@ async fn run(rb: Arc<Runbook>, g: Vars, a: &RunbookArgs, f: Fleet) -> Result<Exi
         }
     };
     let e = Execution::start(rb.clone(), vars);
-    let begun =
-        d.io.begin(BeginRunbookRequest {
-            runbook: rb.name.clone(),
-            // What it holds: its target's SPIFFE ID, or the whole trust domain for runbooks
-            // that change authorities.
-            target: e.lock_key(),
-            // Every resolved value, implied ones included (secrets never): a resumed
-            // execution means what this one meant (`<server>_active_x509` is the root before
-            // the rotation).
-            inputs: e.journal_inputs().into_iter().collect(),
-            runbook_digest: rb.digest.clone(),
-            session: d.io.session.clone(),
-            steps: u32::try_from(rb.steps.len()).unwrap_or(u32::MAX),
-        })
-        .await;
-    let begun = match begun {
-        Ok(b) => b,
+    let req = BeginRunbookRequest {
+        runbook: rb.name.clone(),
+        // What it holds: its target's SPIFFE ID, or the whole trust domain for runbooks
+        // that change authorities.
+        target: e.lock_key(),
+        // Every resolved value, implied ones included (secrets never): a resumed execution
+        // means what this one meant (`<server>_active_x509` is the root before the rotation).
+        inputs: e.journal_inputs().into_iter().collect(),
+        runbook_digest: rb.digest.clone(),
+        session: d.io.session.clone(),
+        steps: u32::try_from(rb.steps.len()).unwrap_or(u32::MAX),
+    };
+    let mut journal = match d.io.begin(req.clone()).await {
+        Ok(b) => {
+            if a.output == Format::Table {
+                eprintln!("execution {} ({} on {})", b.id, rb.name, b.target);
+            }
+            Journal::Begun(b.id)
+        }
+        // The journal's server is down (the runbook may be the one that brings it back):
+        // steps without an admin call go ahead; it is begun as soon as the server answers.
+        Err(e) if e.unreachable => {
+            eprintln!(
+                "journal: {e}; {} goes ahead with steps that make no admin call and is \
+                 journaled as soon as the server answers",
+                rb.name
+            );
+            Journal::Pending(req)
+        }
         Err(e) => {
             d.stop().await;
             eprintln!("trustdeck runbook: refused before any change: {e}");
@@ -353,25 +365,42 @@ async fn run(rb: Arc<Runbook>, g: Vars, a: &RunbookArgs, f: Fleet) -> Result<Exi
             ));
         }
     };
-    if a.output == Format::Table {
-        eprintln!("execution {} ({} on {})", begun.id, rb.name, begun.target);
-    }
     let mut e = e;
-    drive(&mut d, &begun.id, &mut e, a).await
+    drive(&mut d, &mut journal, &mut e, a).await
 }
 
-async fn drive(d: &mut Driver, id: &str, e: &mut Execution, a: &RunbookArgs) -> Result<ExitCode> {
+async fn drive(
+    d: &mut Driver,
+    j: &mut Journal,
+    e: &mut Execution,
+    a: &RunbookArgs,
+) -> Result<ExitCode> {
     let mut c = Prompt { yes: a.yes };
     let mut sink = Sink {
         json: a.output == Format::Json,
-        id: id.to_string(),
         last_checked: None,
     };
     let r = d
-        .run(id, e, &mut c, &mut |ev: &StepEvent, at: DateTime<Utc>| {
-            sink.event(ev, at)
-        })
+        .run(
+            j,
+            e,
+            &mut c,
+            &mut |ev: &StepEvent, at: DateTime<Utc>, id: &str| sink.event(ev, at, id),
+        )
         .await;
+    let Journal::Begun(id) = j else {
+        // Never journaled: nothing was changed through the admin API.
+        let said = match r {
+            Ok(Outcome::Stopped { id, detail, .. }) => format!("stopped at {id}: {detail}"),
+            Ok(Outcome::Succeeded) => "finished".into(),
+            Err(err) => err.to_string(),
+        };
+        eprintln!(
+            "{} {said}; the journal never answered, so nothing was changed through the admin API: run it again",
+            e.runbook.name
+        );
+        return Ok(ExitCode::from(1));
+    };
     let code = match r {
         Ok(Outcome::Succeeded) => {
             eprintln!("execution {id}: every step verified");
@@ -444,7 +473,7 @@ async fn resume(set: &RunbookSet, id: &str, a: &RunbookArgs, f: Fleet) -> Result
             return Err(err);
         }
     };
-    drive(&mut d, id, &mut e, a).await
+    drive(&mut d, &mut Journal::Begun(id.to_string()), &mut e, a).await
 }
 
 async fn resumed(set: &RunbookSet, id: &str, d: &Driver) -> Result<Execution> {
@@ -558,12 +587,11 @@ impl Confirmer for Prompt {
 /// Prints step events (a verification's unchanged results once).
 struct Sink {
     json: bool,
-    id: String,
     last_checked: Option<StepEvent>,
 }
 
 impl Sink {
-    fn event(&mut self, ev: &StepEvent, at: DateTime<Utc>) {
+    fn event(&mut self, ev: &StepEvent, at: DateTime<Utc>, id: &str) {
         if matches!(ev, StepEvent::Checked { .. }) {
             if self.last_checked.as_ref() == Some(ev) {
                 return;
@@ -574,7 +602,7 @@ impl Sink {
             let mut v = serde_json::to_value(ev).unwrap_or_default();
             if let Some(m) = v.as_object_mut() {
                 m.insert("at".into(), serde_json::json!(at.to_rfc3339()));
-                m.insert("execution".into(), serde_json::json!(self.id));
+                m.insert("execution".into(), serde_json::json!(id));
             }
             out(&v.to_string());
         } else {

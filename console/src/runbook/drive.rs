@@ -11,7 +11,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 use trustdeck_process::clock::Clock;
-use trustdeck_proto::admin::{AuthorityInfo, KeyProbeResult, RecordRunbookRequest, RunbookState};
+use trustdeck_proto::admin::{
+    AuthorityInfo, BeginRunbookRequest, KeyProbeResult, RecordRunbookRequest, RunbookState,
+};
 use trustdeck_runbook::exec::{Mismatch, Phase};
 use trustdeck_runbook::{Confirmation, Execution, Next, Observation, Outcome, StepEvent};
 use trustdeck_topology::ttl::Thresholds;
@@ -25,6 +27,30 @@ use crate::status;
 pub const POLL: Duration = Duration::from_millis(500);
 /// How long the first snapshots may take before a silent daemon counts as unreachable.
 pub const SETTLE: Duration = Duration::from_secs(5);
+/// How often the journal hears from an execution waiting for the operator (well inside the
+/// server's hold of 30 s, after which another session may claim it).
+pub const HEARTBEAT: Duration = Duration::from_secs(10);
+
+/// Where an execution stands in the journal.
+#[derive(Debug, Clone)]
+pub enum Journal {
+    /// Begun: its id.
+    Begun(String),
+    /// Not yet: the journal's server did not answer when it began. Steps that make no admin
+    /// call (a manual instruction, such as "start the server on the new token") go ahead; it
+    /// is begun as soon as the server answers, and no admin call is made before.
+    Pending(BeginRunbookRequest),
+}
+
+impl Journal {
+    /// The execution's id, once begun.
+    pub fn id(&self) -> Option<&str> {
+        match self {
+            Journal::Begun(id) => Some(id),
+            Journal::Pending(_) => None,
+        }
+    }
+}
 
 /// The operator's answer to a [`Confirmation`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +83,9 @@ pub enum DriveError {
         "journal: {0}; nothing of step {1} was done: resume the execution when the upstream answers"
     )]
     Journal(IoError, String),
+    /// The journal, answering at last, refused to begin the execution (its target is busy).
+    #[error("journal: {0}; nothing was changed through the admin API: run it again later")]
+    Refused(IoError),
 }
 
 /// The live view an execution is driven against.
@@ -181,10 +210,52 @@ impl Driver {
         self.io.record(self.record_of(id, e)).await.map(|_| ())
     }
 
-    /// Steps `e` (journal execution `id`) to its outcome.
-    pub async fn run<C: Confirmer, S: FnMut(&StepEvent, DateTime<Utc>)>(
+    /// Begins a pending journal entry if its server answers now; a refusal ends the drive.
+    async fn try_begin(&self, j: &mut Journal) -> Result<(), DriveError> {
+        let Journal::Pending(req) = j else {
+            return Ok(());
+        };
+        match self.io.begin(req.clone()).await {
+            Ok(b) => {
+                tracing::info!(execution = %b.id, "journal begun");
+                *j = Journal::Begun(b.id);
+                Ok(())
+            }
+            Err(err) if err.unreachable => Ok(()),
+            Err(err) => Err(DriveError::Refused(err)),
+        }
+    }
+
+    /// Asks the operator; the journal hears from the execution every [`HEARTBEAT`] meanwhile.
+    async fn ask<C: Confirmer>(
+        &self,
+        j: &Journal,
+        e: &Execution,
+        confirmer: &mut C,
+        c: &trustdeck_runbook::Confirmation,
+        retry: Option<&Mismatch>,
+    ) -> Answer {
+        let answer = confirmer.confirm(c, retry);
+        tokio::pin!(answer);
+        loop {
+            tokio::select! {
+                a = &mut answer => return a,
+                _ = tokio::time::sleep(HEARTBEAT) => {
+                    if let Journal::Begun(id) = j
+                        && let Err(err) = self.record(id, e).await
+                    {
+                        tracing::warn!(error = %err, "journal heartbeat failed");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Steps `e` (journaled as `j`) to its outcome; `sink` gets every event with the
+    /// execution's id (empty until the journal has begun it).
+    pub async fn run<C: Confirmer, S: FnMut(&StepEvent, DateTime<Utc>, &str)>(
         &mut self,
-        id: &str,
+        j: &mut Journal,
         e: &mut Execution,
         confirmer: &mut C,
         sink: &mut S,
@@ -193,6 +264,7 @@ impl Driver {
         let mut retry: Option<Mismatch> = None;
         let mut polled = tokio::time::Instant::now();
         loop {
+            self.try_begin(j).await?;
             let now = self.clock.now();
             let next = {
                 let o = Observation {
@@ -204,18 +276,31 @@ impl Driver {
                 };
                 e.advance(&o)
             };
+            let id = j.id().unwrap_or_default().to_string();
             for ev in e.take_events() {
-                sink(&ev, now);
+                sink(&ev, now, &id);
             }
             let tag = StepTag {
-                execution: id.to_string(),
+                execution: id.clone(),
                 runbook: e.runbook.name.clone(),
                 step: e.current().map(|s| s.id.clone()).unwrap_or_default(),
             };
             let acting = matches!(next, Next::Act(_) | Next::Rollback(_));
+            if let (Next::Act(_), Journal::Pending(req)) = (&next, &*j) {
+                // No admin call before the journal holds the execution (and its target).
+                let server = self.io.journal_name().unwrap_or_default();
+                let why = format!(
+                    "the journal on {server} does not answer yet; {} is not begun",
+                    req.runbook
+                );
+                e.retry_later(self.clock.now(), why);
+                continue;
+            }
             if (e.step, e.phase) != last || acting || matches!(next, Next::Finished(_)) {
                 last = (e.step, e.phase);
-                if let Err(err) = self.record(id, e).await {
+                if let Journal::Begun(id) = &*j
+                    && let Err(err) = self.record(id, e).await
+                {
                     if acting {
                         return Err(DriveError::Journal(err, tag.step));
                     }
@@ -230,7 +315,7 @@ impl Driver {
                     self.poll(e).await;
                     polled = tokio::time::Instant::now();
                 }
-                Next::Confirm(c) => match confirmer.confirm(&c, retry.as_ref()).await {
+                Next::Confirm(c) => match self.ask(j, e, confirmer, &c, retry.as_ref()).await {
                     Answer::Given => e.confirm_given(),
                     Answer::Declined => e.decline(),
                     Answer::Typed(s) => retry = e.confirm(&s).err(),

@@ -15,8 +15,8 @@ use trustdeck_proto::admin::server_admin_client::ServerAdminClient;
 use trustdeck_proto::admin::{
     AgentRequest, AuthorityInfo, AuthorityRefusal, AuthorityRequest, BeginRunbookRequest,
     ClaimRunbookRequest, CreateEntryRequest, CreateJoinTokenRequest, DaemonRole,
-    DeleteEntryRequest, KeyProbeResult, ListEntriesRequest, ListRunbooksRequest, ProbeKeysRequest,
-    RecordRunbookRequest, RunbookExecution, ShowAuthoritiesRequest,
+    DeleteEntryRequest, EntryInfo, KeyProbeResult, ListEntriesRequest, ListRunbooksRequest,
+    ProbeKeysRequest, RecordRunbookRequest, RunbookExecution, ShowAuthoritiesRequest,
 };
 use trustdeck_proto::refusal::{RUNBOOK_STEP_HEADER, refusal_of, runbook_refusal_of};
 use trustdeck_runbook::exec::Call;
@@ -40,6 +40,8 @@ pub struct IoError {
     /// Refused for now, not for good: asking again shortly may work (a server whose census
     /// is still warming up after a start).
     pub retry: bool,
+    /// The server did not answer (down, stopped, unreachable): nothing was decided.
+    pub unreachable: bool,
 }
 
 impl IoError {
@@ -48,6 +50,7 @@ impl IoError {
             message: message.into(),
             refusal: None,
             retry: false,
+            unreachable: false,
         }
     }
 
@@ -66,10 +69,15 @@ impl IoError {
             }
             r
         });
+        let unreachable = matches!(
+            s.code(),
+            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded
+        );
         IoError {
             message,
             refusal,
             retry,
+            unreachable,
         }
     }
 }
@@ -147,16 +155,21 @@ impl RunbookIo {
         Ok(ServerAdminClient::new(ch).max_decoding_message_size(crate::client::MAX_MESSAGE))
     }
 
-    /// The fleet's upstream server, where the journal lives.
-    fn upstream(&self) -> Result<(String, ServerAdminClient<Channel>), IoError> {
-        let t = self
-            .targets
+    /// The fleet name of the server the journal lives on (the fleet's upstream).
+    pub fn journal_name(&self) -> Option<String> {
+        self.targets
             .iter()
             .find(|t| t.role == DaemonRole::Upstream)
-            .ok_or_else(|| {
-                IoError::plain("the fleet has no upstream server (the journal lives there)")
-            })?;
-        Ok((t.name.clone(), self.client(&t.name)?))
+            .map(|t| t.name.clone())
+    }
+
+    /// The fleet's upstream server, where the journal lives.
+    fn upstream(&self) -> Result<(String, ServerAdminClient<Channel>), IoError> {
+        let name = self.journal_name().ok_or_else(|| {
+            IoError::plain("the fleet has no upstream server (the journal lives there)")
+        })?;
+        let c = self.client(&name)?;
+        Ok((name, c))
     }
 
     /// The admin call of a step; returns what it saves (see `trustdeck_runbook::model::Action`).
@@ -262,7 +275,35 @@ impl RunbookIo {
             .map_err(|s| IoError::status(server, op, &s))
     }
 
-    /// Every entry whose parent is `from` re-created under `to`, then deleted.
+    /// The entries whose parent is `parent` (at most [`MAX_MOVED`]).
+    async fn entries_under(
+        &self,
+        c: &mut ServerAdminClient<Channel>,
+        server: &str,
+        parent: &str,
+        tag: &StepTag,
+    ) -> Result<Vec<trustdeck_proto::admin::EntryInfo>, IoError> {
+        let req = ListEntriesRequest {
+            parent_id: parent.to_string(),
+            ..Default::default()
+        };
+        let list = c
+            .list_entries(tagged(req, Some(tag))?)
+            .await
+            .map_err(|s| IoError::status(server, "list entries", &s))?
+            .into_inner()
+            .entries;
+        if list.len() > MAX_MOVED {
+            return Err(IoError::plain(format!(
+                "{server}: {} entries under {parent}, more than {MAX_MOVED}: nothing moved",
+                list.len()
+            )));
+        }
+        Ok(list.into_iter().filter(|e| e.parent_id == parent).collect())
+    }
+
+    /// Every entry whose parent is `from` re-created under `to`, then deleted. Asked again
+    /// (a resume after a drop half-way), an entry already re-created is not made twice.
     async fn move_entries(
         &self,
         server: &str,
@@ -271,28 +312,15 @@ impl RunbookIo {
         tag: &StepTag,
     ) -> Result<(), IoError> {
         let mut c = self.client(server)?;
-        let list = c
-            .list_entries(tagged(
-                ListEntriesRequest {
-                    parent_id: from.to_string(),
-                    ..Default::default()
-                },
-                Some(tag),
-            )?)
-            .await
-            .map_err(|s| IoError::status(server, "list entries", &s))?
-            .into_inner()
-            .entries;
-        if list.len() > MAX_MOVED {
-            return Err(IoError::plain(format!(
-                "{server}: {} entries under {from}, more than {MAX_MOVED}: nothing moved",
-                list.len()
-            )));
-        }
-        for e in list.into_iter().filter(|e| e.parent_id == from) {
-            let positive = |v: i64| (v > 0).then_some(v);
-            c.create_entry(tagged(
-                CreateEntryRequest {
+        let list = self.entries_under(&mut c, server, from, tag).await?;
+        let there = self.entries_under(&mut c, server, to, tag).await?;
+        for e in list {
+            let moved = there
+                .iter()
+                .any(|t| t.spiffe_id == e.spiffe_id && same_selectors(t, &e));
+            if !moved {
+                let positive = |v: i64| (v > 0).then_some(v);
+                let req = CreateEntryRequest {
                     spiffe_id: e.spiffe_id.clone(),
                     parent_id: to.to_string(),
                     selectors: e.selectors.clone(),
@@ -301,11 +329,11 @@ impl RunbookIo {
                     downstream: e.downstream,
                     dns_names: e.dns_names.clone(),
                     namespaces: e.namespaces.clone(),
-                },
-                Some(tag),
-            )?)
-            .await
-            .map_err(|s| IoError::status(server, "create entry", &s))?;
+                };
+                c.create_entry(tagged(req, Some(tag))?)
+                    .await
+                    .map_err(|s| IoError::status(server, "create entry", &s))?;
+            }
             c.delete_entry(tagged(DeleteEntryRequest { id: e.id.clone() }, Some(tag))?)
                 .await
                 .map_err(|s| IoError::status(server, "delete entry", &s))?;
@@ -403,6 +431,16 @@ impl RunbookIo {
     }
 }
 
+/// Whether two entries select the same workloads (selectors in any order).
+fn same_selectors(a: &EntryInfo, b: &EntryInfo) -> bool {
+    let key = |e: &EntryInfo| {
+        let mut v = e.selectors.clone();
+        v.sort();
+        v
+    };
+    key(a) == key(b)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -434,6 +472,21 @@ mod tests {
             step: "s\n".into(),
         };
         assert!(tagged(ProbeKeysRequest {}, Some(&tag)).is_err());
+    }
+
+    #[test]
+    fn an_entry_already_moved_is_recognised_by_id_and_selectors() {
+        let e = |id: &str, sel: &[&str]| EntryInfo {
+            spiffe_id: id.into(),
+            selectors: sel.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        };
+        let a = e("spiffe://td/a", &["unix:uid:0", "unix:gid:0"]);
+        assert!(same_selectors(
+            &a,
+            &e("spiffe://td/a", &["unix:gid:0", "unix:uid:0"])
+        ));
+        assert!(!same_selectors(&a, &e("spiffe://td/a", &["unix:uid:0"])));
     }
 
     #[test]

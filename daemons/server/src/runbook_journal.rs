@@ -153,7 +153,8 @@ fn finished(rec: &RunbookRecord) -> Refused {
 }
 
 /// `rec` taken over by `actor`'s session `req.session` at `now`: refused while another
-/// session recorded within the last [`HOLD_SECS`].
+/// session driving it recorded within the last [`HOLD_SECS`]. A stopped execution is driven by
+/// no one (stopping is the last thing its session records): anyone may claim it at once.
 pub fn claim(
     rec: &RunbookRecord,
     req: &ClaimRunbookRequest,
@@ -165,7 +166,7 @@ pub fn claim(
         return Err(finished(rec));
     }
     let quiet = now.saturating_sub(rec.updated_at);
-    if rec.session != req.session && quiet < HOLD_SECS {
+    if rec.state == State::Running && rec.session != req.session && quiet < HOLD_SECS {
         return Err(refused(
             RunbookRefusal::HeldElsewhere,
             &rec.held_by,

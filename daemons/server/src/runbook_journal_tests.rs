@@ -130,6 +130,18 @@ fn claim_waits_until_the_holder_is_quiet() {
 }
 
 #[test]
+fn a_stopped_execution_is_claimed_at_once() {
+    let r = begun(100);
+    let stopped = record(&r, &rec_req("s1", 1, RunbookState::Stopped), OP, 105).expect("stop");
+    let other = ClaimRunbookRequest {
+        id: "e1".into(),
+        session: "s2".into(),
+    };
+    let c = claim(&stopped, &other, "uid:1000", 106).expect("no one drives a stopped execution");
+    assert_eq!((c.session.as_str(), c.held_by.as_str()), ("s2", "uid:1000"));
+}
+
+#[test]
 fn only_the_holder_records_but_anyone_aborts() {
     let r = begun(100);
     let step = record(&r, &rec_req("s1", 1, RunbookState::Running), OP, 105).expect("step");

@@ -359,6 +359,7 @@ vocabulary!(AuthorityRefusal {
     KindNotHere => "no authorities of this kind on this server",
     Already => "already in that state",
     CensusIncomplete => "started too recently to know what still chains to it",
+    KeyUnreachable => "the prepared key does not answer",
 });
 
 /// Defines `<field>_wire()` readers of enum fields that keep a value this build does not know.

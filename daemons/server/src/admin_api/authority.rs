@@ -8,8 +8,8 @@ use chrono::{DateTime, Utc};
 use tonic::{Code, Status};
 use trustdeck_datastore::{CaJournalRecord, CaKind, CaStatus};
 use trustdeck_proto::admin::{
-    AuthorityInfo, AuthorityKind, AuthorityRequest, AuthorityResponse, AuthorityStatus, KeyBackend,
-    KeyStorage, ShowAuthoritiesResponse,
+    AuthorityInfo, AuthorityKind, AuthorityRefusal, AuthorityRequest, AuthorityResponse,
+    AuthorityStatus, KeyBackend, KeyProbe, KeyStorage, ShowAuthoritiesResponse,
 };
 use trustdeck_proto::node::KeyKind;
 use trustdeck_proto::refusal::refusal_status;
@@ -195,6 +195,34 @@ pub async fn operate(
     result
 }
 
+/// Before an activation: the prepared key `id` signs (a token lost since `prepare` would
+/// leave the trust domain with an active authority that cannot sign). Anything else is left to
+/// the operation's rules.
+async fn prepared_key_answers(ctx: &ServerCtx, kind: CaKind, id: &str) -> Result<(), Status> {
+    let st = ctx.ca.snapshot();
+    let Some(r) = st
+        .journal
+        .iter()
+        .find(|r| r.kind == kind && r.status == CaStatus::Prepared && record_key_id(r) == id)
+    else {
+        return Ok(());
+    };
+    let p = super::probe::probe_one(ctx.ca.key_manager(), r, super::probe::PROBE_TIMEOUT).await;
+    if p.probe() == KeyProbe::Ok {
+        return Ok(());
+    }
+    Err(refusal_status(
+        AuthorityRefusal::KeyUnreachable,
+        format!(
+            "the prepared {kind} authority {id} does not answer ({}: {}); nothing changed: \
+             bring its token back (restart the server if its PKCS#11 library does not see the \
+             token again; ProbeKeys tells when the key answers), then activate",
+            p.probe().as_str_name(),
+            p.detail
+        ),
+    ))
+}
+
 async fn run(
     ctx: &ServerCtx,
     caller: &Operator,
@@ -213,6 +241,9 @@ async fn run(
         census_complete: ctx.origin.elapsed() >= CENSUS_WARMUP,
         step: caller.step.clone(),
     };
+    if op == AuthorityOp::Activate {
+        prepared_key_answers(ctx, kind, &req.id).await?;
+    }
     let actor = caller.actor.as_str();
     let now = ctx.clock.now();
     let kk = key_kind(kind);
