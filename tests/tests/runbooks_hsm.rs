@@ -126,6 +126,23 @@ fn replace_hsm_token_through_the_cli_while_the_journal_server_is_down() {
     );
     let (before, _) = authorities_of(&root.config);
     let lost = ids_with(&before, "active").pop().expect("an active root");
+    let jwt_keys = |config: &Path| {
+        let v = server_json(config, &["authority", "jwt", "show", "--output", "json"]);
+        v["authorities"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|a| {
+                (
+                    a["id"].as_str().unwrap_or_default().to_string(),
+                    a["status"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    let lost_jwt = ids_with(&jwt_keys(&root.config), "active")
+        .pop()
+        .expect("an active JWT key");
 
     // The token is replaced by an empty one: the root refuses to start.
     root.stop();
@@ -174,7 +191,16 @@ fn replace_hsm_token_through_the_cli_while_the_journal_server_is_down() {
     assert_eq!(finished(&ev)["outcome"]["result"], "succeeded", "{all}");
     assert_eq!(
         verified(&ev),
-        ["restart", "agents", "find-lost", "move", "revoke"],
+        [
+            "restart",
+            "agents",
+            "find-lost",
+            "find-lost-jwt",
+            "move",
+            "revoke",
+            "drain-jwt",
+            "revoke-jwt"
+        ],
         "{all}"
     );
     assert_eq!(
@@ -190,6 +216,13 @@ fn replace_hsm_token_through_the_cli_while_the_journal_server_is_down() {
         "{after:?}"
     );
     assert_eq!(ids_with(&after, "active").len(), 1, "{after:?}");
+    let jwt_after = jwt_keys(&root.config);
+    assert_eq!(
+        status_in(&jwt_after, &lost_jwt).as_deref(),
+        Some("revoked"),
+        "{jwt_after:?}"
+    );
+    assert_eq!(ids_with(&jwt_after, "active").len(), 1, "{jwt_after:?}");
     let recs = audited(&root.config, "replace-hsm-token", "revoke", &exec);
     assert!(recs.iter().any(|r| r.contains("revoke")), "{recs:?}");
     assert_eq!(journal(&fleet, &rb), Vec::<Json>::new());

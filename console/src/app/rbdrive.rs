@@ -19,49 +19,16 @@ const MAX_TRANSITIONS: usize = 64;
 
 /// A step event in words, with its level.
 pub fn event_line(e: &StepEvent) -> (Level, String) {
-    match e {
-        StepEvent::StepStarted { step, title, .. } => {
-            (Level::Ok, format!("step {}: {title}", step + 1))
-        }
-        StepEvent::Checked { results, stage, .. } => {
-            let bad = results.iter().filter(|r| !r.ok).count();
-            let l = if bad == 0 { Level::Ok } else { Level::Warning };
-            (
-                l,
-                format!(
-                    "{stage:?} checks: {} of {} hold",
-                    results.len() - bad,
-                    results.len()
-                )
-                .to_lowercase(),
-            )
-        }
-        StepEvent::Confirmed { id, .. } => (Level::Ok, format!("{id}: confirmed")),
-        StepEvent::Acted { id, .. } => (Level::Ok, format!("{id}: done, verifying")),
-        StepEvent::Verified { id, seconds, .. } => {
-            (Level::Ok, format!("{id}: verified after {seconds} s"))
-        }
-        StepEvent::Retrying { id, detail, .. } => (
-            Level::Warning,
-            format!("{id}: refused for now, asking again: {detail}"),
-        ),
-        StepEvent::AlreadyDone { id, .. } => {
-            (Level::Ok, format!("{id}: already done (not repeated)"))
-        }
-        StepEvent::RolledBack { id, ok, detail, .. } => (
-            if *ok { Level::Warning } else { Level::Critical },
-            format!(
-                "{id}: rolled back{}{detail}",
-                if detail.is_empty() { "" } else { ": " }
-            ),
-        ),
-        StepEvent::Finished { outcome } => match outcome {
-            Outcome::Succeeded => (Level::Ok, "every step verified".into()),
-            Outcome::Stopped { id, detail, .. } => {
-                (Level::Critical, format!("stopped at {id}: {detail}"))
-            }
-        },
-    }
+    let level = match e {
+        StepEvent::Checked { results, .. } if results.iter().any(|r| !r.ok) => Level::Warning,
+        StepEvent::Retrying { .. } | StepEvent::RolledBack { ok: true, .. } => Level::Warning,
+        StepEvent::RolledBack { ok: false, .. }
+        | StepEvent::Finished {
+            outcome: Outcome::Stopped { .. },
+        } => Level::Critical,
+        _ => Level::Ok,
+    };
+    (level, e.summary())
 }
 
 impl App {

@@ -643,27 +643,11 @@ fn line(ev: &StepEvent, at: DateTime<Utc>) -> String {
             })
             .collect::<Vec<_>>()
             .join("\n"),
-        StepEvent::Confirmed { id, .. } => format!("{t}   {id}: confirmed"),
         StepEvent::Acted { id, saved, .. } => {
             let s: BTreeMap<_, _> = saved.iter().filter(|(k, _)| !k.contains("token")).collect();
             format!("{t}   {id}: done {s:?}")
         }
-        StepEvent::Verified { id, seconds, .. } => {
-            format!("{t}   {id}: verified after {seconds} s")
-        }
-        StepEvent::AlreadyDone { id, .. } => format!("{t}   {id}: already done (resumed)"),
-        StepEvent::Retrying { id, detail, .. } => {
-            format!("{t}   {id}: refused for now, asking again: {detail}")
-        }
-        StepEvent::RolledBack { id, ok, detail, .. } => {
-            format!(
-                "{t}   {id}: rollback {}: {detail}",
-                if *ok { "done" } else { "FAILED" }
-            )
-        }
-        StepEvent::Finished { outcome } => match outcome {
-            Outcome::Succeeded => format!("{t} finished: every step verified"),
-            Outcome::Stopped { id, .. } => format!("{t} finished: stopped at {id}"),
-        },
+        StepEvent::Finished { .. } => format!("{t} finished: {}", ev.summary()),
+        other => format!("{t}   {}", other.summary()),
     }
 }

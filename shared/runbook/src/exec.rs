@@ -246,6 +246,12 @@ pub enum StepEvent {
         step: usize,
         id: String,
     },
+    /// A step whose `when` rendered empty: nothing to do.
+    Skipped {
+        step: usize,
+        id: String,
+        detail: String,
+    },
     RolledBack {
         step: usize,
         id: String,
@@ -255,6 +261,40 @@ pub enum StepEvent {
     Finished {
         outcome: Outcome,
     },
+}
+
+impl StepEvent {
+    /// The event in one line of words (the CLI and the console both say this).
+    pub fn summary(&self) -> String {
+        match self {
+            StepEvent::StepStarted { step, title, .. } => format!("step {}: {title}", step + 1),
+            StepEvent::Checked { results, stage, .. } => {
+                let held = results.iter().filter(|r| r.ok).count();
+                let stage = match stage {
+                    Stage::Pre => "pre",
+                    Stage::Verify => "verify",
+                };
+                format!("{stage} checks: {held} of {} hold", results.len())
+            }
+            StepEvent::Confirmed { id, .. } => format!("{id}: confirmed"),
+            StepEvent::Acted { id, .. } => format!("{id}: done, verifying"),
+            StepEvent::Verified { id, seconds, .. } => format!("{id}: verified after {seconds} s"),
+            StepEvent::Retrying { id, detail, .. } => {
+                format!("{id}: refused for now, asking again: {detail}")
+            }
+            StepEvent::AlreadyDone { id, .. } => format!("{id}: already done (not repeated)"),
+            StepEvent::Skipped { id, detail, .. } => format!("{id}: skipped, {detail}"),
+            StepEvent::RolledBack { id, ok, detail, .. } => format!(
+                "{id}: rollback {}{}{detail}",
+                if *ok { "done" } else { "FAILED" },
+                if detail.is_empty() { "" } else { ": " }
+            ),
+            StepEvent::Finished { outcome } => match outcome {
+                Outcome::Succeeded => "every step verified".into(),
+                Outcome::Stopped { id, detail, .. } => format!("stopped at {id}: {detail}"),
+            },
+        }
+    }
 }
 
 /// Which checks a [`StepEvent::Checked`] reports.

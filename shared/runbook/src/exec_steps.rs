@@ -17,6 +17,20 @@ impl Execution {
         let Some(s) = self.current().cloned() else {
             return Next::Observe;
         };
+        if let Some(w) = &s.when {
+            match w.resolve(&self.vars) {
+                Ok(v) if v.trim().is_empty() => {
+                    self.events.push(StepEvent::Skipped {
+                        step: self.step,
+                        id: s.id.clone(),
+                        detail: format!("nothing to do ({w} is empty)"),
+                    });
+                    return self.step_done();
+                }
+                Ok(_) => {}
+                Err(e) => return self.stop_invalid(&e.to_string()),
+            }
+        }
         if self.reconcile {
             self.reconcile = false;
             let verify = self.results(&s.verify, o);
@@ -382,6 +396,7 @@ fn find(
         kind,
         status,
         save,
+        optional,
     } = a
     else {
         return Ok(BTreeMap::new());
@@ -402,6 +417,7 @@ fn find(
     let st = st.proto().as_str_name();
     match found.as_slice() {
         [one] => Ok(BTreeMap::from([(save.clone(), one.id.clone())])),
+        [] if *optional => Ok(BTreeMap::from([(save.clone(), String::new())])),
         [] => Err(format!("{s} has no {k} authority that is {st}")),
         many => Err(format!(
             "{s} has {} {k} authorities that are {st}: handle them one by one with taint-authority",

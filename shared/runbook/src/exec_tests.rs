@@ -362,3 +362,81 @@ fn every_phase_survives_the_journal() {
         Phase::Checking
     );
 }
+
+const OPTIONAL: &str = r#"
+name = "t"
+title = "T"
+summary = "s"
+target = "server"
+[[inputs]]
+name = "server"
+kind = "upstream_server"
+help = "h"
+default_from = "only"
+[[steps]]
+id = "find-jwt"
+title = "F"
+why = "w"
+timeout = "10s"
+action = { call = "find", server = "${server}", kind = "jwt", status = "tainted", save = "lost_jwt", optional = true }
+plan = "reads"
+[[steps]]
+id = "revoke-jwt"
+title = "R"
+why = "w"
+risk = "destructive"
+confirm = "type_target"
+timeout = "10s"
+when = "${lost_jwt}"
+action = { call = "revoke", server = "${server}", kind = "jwt", id = "${lost_jwt}" }
+plan = "revokes ${lost_jwt}"
+"#;
+
+fn optional_run(a: &BTreeMap<String, Vec<AuthorityInfo>>) -> (Execution, Next) {
+    let rb = Arc::new(parse("t.toml", "t.toml", OPTIONAL).expect("loads"));
+    let f = fleet(5, "i1");
+    let vars = resolve_inputs(&rb, &BTreeMap::new(), &f, None).expect("inputs");
+    let mut e = Execution::start(rb, vars);
+    let p = BTreeMap::new();
+    let mut next = e.advance(&obs(&f, a, &p, 0));
+    for t in 1..5 {
+        if !matches!(next, Next::Observe) {
+            break;
+        }
+        next = e.advance(&obs(&f, a, &p, t));
+    }
+    (e, next)
+}
+
+#[test]
+fn an_optional_find_that_finds_nothing_skips_the_steps_that_need_it() {
+    let (mut e, next) = optional_run(&auths());
+    assert_eq!(
+        next,
+        Next::Finished(Outcome::Succeeded),
+        "{:?}",
+        e.take_events()
+    );
+    let ev = e.take_events();
+    assert!(
+        ev.iter()
+            .any(|x| matches!(x, StepEvent::Skipped { id, .. } if id == "revoke-jwt")),
+        "{ev:?}"
+    );
+    assert!(!ev.iter().any(|x| matches!(x, StepEvent::Confirmed { .. })));
+
+    // With a tainted JWT key the revoke step runs (and asks for the typed confirmation).
+    let mut a = auths();
+    a.get_mut("up").expect("up").push(AuthorityInfo {
+        kind: AuthorityKind::Jwt as i32,
+        id: "k1".into(),
+        status: AuthorityStatus::Tainted as i32,
+        ..Default::default()
+    });
+    let (_, next) = optional_run(&a);
+    let Next::Confirm(c) = next else {
+        panic!("{next:?}")
+    };
+    assert_eq!(c.id, "revoke-jwt");
+    assert!(c.plan.contains("revokes k1"), "{}", c.plan);
+}

@@ -292,6 +292,7 @@ fn validate(rb: &Runbook, fname: &str) -> Result<(), Invalid> {
             .iter()
             .flat_map(|c| c.vars())
             .chain(s.action.vars())
+            .chain(s.when.iter().flat_map(|t| t.vars()))
             .collect();
         undefined(&before, &defined).map_err(at)?;
         for v in s.action.saves() {

@@ -147,6 +147,10 @@ pub struct Step {
     /// What the operator should do when this step stops.
     #[serde(default)]
     pub on_failure: Option<Text>,
+    /// The step runs only when this renders to something (e.g. `${lost_jwt}`, saved empty by
+    /// an optional `find` that found nothing); otherwise it is skipped, nothing checked.
+    #[serde(default)]
+    pub when: Option<Text>,
 }
 
 /// How much can go wrong.
@@ -314,12 +318,15 @@ pub enum Action {
     /// `<save>_agent`.
     CreateJoinToken { server: Param<String>, save: String },
     /// Reads (changes nothing): saves as `<save>` the id of `server`'s authority of `kind`
-    /// with `status` (the first one listed); stops the execution when there is none.
+    /// with `status`; stops the execution when there is none, or, when `optional`, saves an
+    /// empty value (a later step's `when` skips on it).
     Find {
         server: Param<String>,
         kind: Param<AuthKind>,
         status: Param<AuthStatus>,
         save: String,
+        #[serde(default)]
+        optional: bool,
     },
     /// Reads (changes nothing): saves as `<save>` the SPIFFE ID agent `agent` (a fleet name)
     /// says it has now, as its `Watch` stream tells it (after it attested again).

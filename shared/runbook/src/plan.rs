@@ -104,11 +104,17 @@ pub fn action_words(a: &Action, v: &Vars) -> String {
             kind,
             status,
             save,
+            optional,
         } => format!(
-            "read: the {} {} authority of {} (saved as {save})",
+            "read: the {} {} authority of {} (saved as {save}{})",
             status.text.render(v),
             kind.text.render(v),
-            server.text.render(v)
+            server.text.render(v),
+            if *optional {
+                "; empty when there is none"
+            } else {
+                ""
+            }
         ),
         Action::ReadAgentId { agent, save } => format!(
             "read: the SPIFFE ID {} has now (saved as {save})",

@@ -5,6 +5,7 @@
 //! UNREACHABLE. Nothing changes and nothing is audited.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use base64::Engine;
@@ -70,19 +71,71 @@ pub async fn probe_keys(ctx: &ServerCtx) -> ProbeKeysResponse {
     ProbeKeysResponse { keys }
 }
 
+/// Most probes under way at once in this process. Each holds a blocking thread until the key
+/// manager answers, also after its caller gave up on it: a token that hangs ties up at most
+/// this many threads, and a probe beyond them reads UNREACHABLE at once.
+pub const MAX_UNDER_WAY: usize = 4;
+
+static UNDER_WAY: AtomicUsize = AtomicUsize::new(0);
+
+/// One probe under way; counted down when its blocking task ends.
+struct UnderWay;
+
+impl UnderWay {
+    fn take() -> Option<UnderWay> {
+        if UNDER_WAY.fetch_add(1, Ordering::SeqCst) >= MAX_UNDER_WAY {
+            UNDER_WAY.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        Some(UnderWay)
+    }
+}
+
+impl Drop for UnderWay {
+    fn drop(&mut self) {
+        UNDER_WAY.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// Loads `r`'s key from `km`, signs [`PROBE_MESSAGE`] and verifies it, within `timeout`.
 pub async fn probe_one(
     km: Arc<dyn KeyManager>,
     r: &CaJournalRecord,
     timeout: Duration,
 ) -> KeyProbeResult {
+    let (probe, detail) = match UnderWay::take() {
+        Some(slot) => sign_and_check(km, r, timeout, slot).await,
+        None => (
+            KeyProbe::Unreachable,
+            format!(
+                "{MAX_UNDER_WAY} earlier probes still wait on the key manager: it does not answer"
+            ),
+        ),
+    };
+    KeyProbeResult {
+        kind: api_kind(r.kind).into(),
+        id: record_key_id(r),
+        status: api_status(r.status).into(),
+        key_storage: Some(key_storage(&r.key_backend)),
+        probe: probe.into(),
+        detail,
+    }
+}
+
+async fn sign_and_check(
+    km: Arc<dyn KeyManager>,
+    r: &CaJournalRecord,
+    timeout: Duration,
+    slot: UnderWay,
+) -> (KeyProbe, String) {
     let key_ref = r.key_ref.clone();
     let signing = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
         let key = km.load(&key_ref)?;
         let sig = key.sign(PROBE_MESSAGE)?;
         Ok::<_, KeyError>((key.public_point().to_vec(), sig))
     });
-    let (probe, detail) = match tokio::time::timeout(timeout, signing).await {
+    match tokio::time::timeout(timeout, signing).await {
         Err(_) => (
             KeyProbe::Unreachable,
             format!(
@@ -94,14 +147,6 @@ pub async fn probe_one(
         Ok(Ok(Err(e @ KeyError::NotFound { .. }))) => (KeyProbe::Missing, e.to_string()),
         Ok(Ok(Err(e))) => (KeyProbe::Unreachable, e.to_string()),
         Ok(Ok(Ok((point, sig)))) => verify(r, &point, &sig),
-    };
-    KeyProbeResult {
-        kind: api_kind(r.kind).into(),
-        id: record_key_id(r),
-        status: api_status(r.status).into(),
-        key_storage: Some(key_storage(&r.key_backend)),
-        probe: probe.into(),
-        detail,
     }
 }
 
@@ -215,6 +260,26 @@ mod tests {
             probe_one(km, &r, PROBE_TIMEOUT).await.probe(),
             KeyProbe::WrongKey
         );
+    }
+
+    #[tokio::test]
+    async fn a_hung_token_ties_up_a_bounded_number_of_threads() {
+        let km: Arc<dyn KeyManager> = Arc::new(Hung);
+        let r = record(&MemoryKeyManager::new(), "x509-a");
+        for _ in 0..MAX_UNDER_WAY {
+            let p = probe_one(km.clone(), &r, Duration::from_millis(50)).await;
+            assert!(p.detail.contains("did not answer"), "{}", p.detail);
+        }
+        // Every earlier probe's thread still waits on the token: no new thread is taken.
+        let start = std::time::Instant::now();
+        let p = probe_one(km.clone(), &r, Duration::from_secs(5)).await;
+        assert_eq!(p.probe(), KeyProbe::Unreachable);
+        assert!(p.detail.contains("earlier probes still wait"), "{}", p.detail);
+        assert!(start.elapsed() < Duration::from_millis(500));
+        // Once they end, probes run again.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let p = probe_one(km, &r, Duration::from_secs(5)).await;
+        assert!(p.detail.contains("CKR_DEVICE_REMOVED"), "{}", p.detail);
     }
 
     #[tokio::test]
