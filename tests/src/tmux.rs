@@ -30,7 +30,7 @@ impl Tmux {
         };
         // `exec`: the pane's process is the console itself (see `pid`).
         let cmd = format!(
-            "NO_COLOR=1 exec {} --fleet {} --log-file {} {}",
+            "NO_COLOR=1 TRUSTDECK_LOG=info,trustdeck_console=debug exec {} --fleet {} --log-file {} {}",
             bin("trustdeck").display(),
             demo.fleet_path().display(),
             tmux.log.display(),

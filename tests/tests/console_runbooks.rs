@@ -16,7 +16,14 @@ use trustdeck_e2e::*;
 const DEMO: &[&str] = &["--svid-ttl", "30s", "--intermediate-ttl", "15m"];
 
 /// The steps of rotate-intermediate, in order.
-const STEPS: [&str; 6] = ["preflight", "prepare", "activate", "move", "drain", "revoke"];
+const STEPS: [&str; 6] = [
+    "preflight",
+    "prepare",
+    "activate",
+    "move",
+    "drain",
+    "revoke",
+];
 
 /// The console on `demo` in operator mode with the runbooks of `rb`.
 fn operator_console(demo: &DemoProc, tag: &str, rb: &Path) -> Tmux {
@@ -53,7 +60,11 @@ fn start_rotation(t: &Tmux) {
         }
         t.keys(&["j"]);
     }
-    t.wait_screen(5, "the cursor on rotate-intermediate", on_rotate_intermediate);
+    t.wait_screen(
+        5,
+        "the cursor on rotate-intermediate",
+        on_rotate_intermediate,
+    );
     t.keys(&["Enter"]);
     t.wait_screen(30, "the pane running rotate-intermediate on gcp", |s| {
         s.contains("Runbook rotate-intermediate (running)") && s.contains("target server = gcp")
@@ -173,7 +184,11 @@ fn console_resumes_a_runbook_after_the_session_drops() {
     assert_eq!(held.len(), 1, "{held:?}");
     let e = &held[0];
     assert_eq!(e["runbook"], "rotate-intermediate", "{e}");
-    assert_eq!((e["step"].as_u64(), e["step_id"].as_str()), (Some(2), Some("activate")), "{e}");
+    assert_eq!(
+        (e["step"].as_u64(), e["step_id"].as_str()),
+        (Some(2), Some("activate")),
+        "{e}"
+    );
     assert_eq!(e["state"], "RUNBOOK_STATE_RUNNING", "{e}");
     let started_by = e["started_by"].as_str().expect("started_by").to_string();
     let recorded = e["updated_at"].as_i64().expect("updated_at");
@@ -193,6 +208,7 @@ fn console_resumes_a_runbook_after_the_session_drops() {
     });
     // The journal keeps it for the dropped session until that one has been quiet for 30 s:
     // the console says it waits, then takes it over.
+    eprintln!("resumed {quiet} s after the dropped session's last record");
     if quiet < 25 {
         second.wait_screen(10, "the console waiting for the hold", |s| {
             s.contains("waiting for it to let go")
