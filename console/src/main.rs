@@ -80,6 +80,9 @@ struct UiArgs {
     /// Log file (the console never logs to the screen).
     #[arg(long)]
     log_file: Option<PathBuf>,
+    /// Load runbooks from this directory instead of the shipped ones.
+    #[arg(long)]
+    runbooks: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -254,6 +257,13 @@ async fn console(
     th: Thresholds,
     ui: &UiArgs,
 ) -> Result<()> {
+    let runbooks = match &ui.runbooks {
+        None => None,
+        Some(d) => Some(trustdeck_runbook::load_dir(d).map_err(|errs| {
+            let errs: Vec<String> = errs.iter().map(ToString::to_string).collect();
+            anyhow::anyhow!("runbooks in {}:\n{}", d.display(), errs.join("\n"))
+        })?),
+    };
     let fleet = status::fleet_for(&targets);
     let (utx, mut urx) = mpsc::unbounded_channel::<Update>();
     let rb_io = trustdeck_console::runbook::io::RunbookIo {
@@ -290,6 +300,9 @@ async fn console(
     let mut app = App::new(fleet, th);
     app.mouse = ui.mouse;
     app.read_only = !ui.operator;
+    if let Some(set) = runbooks {
+        app.runbooks = trustdeck_console::app::runbooks::Runbooks::with(set);
+    }
     let caps = term_caps(ui);
     app.charset = caps.charset;
     let clock = trustdeck_process::clock::system();

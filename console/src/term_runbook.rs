@@ -3,6 +3,7 @@
 //! [`RunbookMsg`], in a task of its own so the loop keeps drawing.
 
 use tokio::sync::mpsc::UnboundedSender;
+use trustdeck_proto::admin::RunbookRefusal;
 
 use crate::app::{Msg, RunbookEffect, RunbookMsg};
 use crate::runbook::io::{RunbookIo, StepTag};
@@ -80,7 +81,13 @@ async fn perform(io: &RunbookIo, e: RunbookEffect) -> RunbookMsg {
             req.session = io.session.clone();
             RunbookMsg::Recorded(s(io.record(req).await))
         }
-        RunbookEffect::Claim(id) => RunbookMsg::Claimed(s(io.claim(&id).await)),
+        RunbookEffect::Claim(id) => match io.claim(&id).await {
+            Err(e) if e.refusal == Some(RunbookRefusal::HeldElsewhere) => RunbookMsg::Held {
+                id,
+                why: e.to_string(),
+            },
+            r => RunbookMsg::Claimed(s(r)),
+        },
         RunbookEffect::List => RunbookMsg::Listed(s(io.list(false).await)),
     }
 }

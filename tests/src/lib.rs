@@ -31,6 +31,7 @@ mod server;
 mod sql;
 mod taint;
 mod tiers;
+pub mod tmux;
 mod validator;
 mod verify;
 

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use trustdeck_e2e::tmux::Tmux;
 use trustdeck_e2e::*;
 
 fn segment<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
@@ -255,77 +256,6 @@ fn upstream_loss_shows_in_status_and_watch_and_demo_stops_cleanly() {
     );
     for p in pids {
         assert!(!alive(p), "daemon {p} still running after the demo stopped");
-    }
-}
-
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    /// The console on `demo`'s fleet in a 160×48 tmux session of its own (`tag` tells the
-    /// tests' servers apart).
-    fn console(demo: &DemoProc, tag: &str) -> Self {
-        let tmux = Tmux {
-            socket: format!("td-e2e-{tag}-{}", std::process::id()),
-        };
-        let cmd = format!(
-            "NO_COLOR=1 {} --fleet {} --log-file {}",
-            bin("trustdeck").display(),
-            demo.fleet_path().display(),
-            demo.dir.path().join("console.log").display()
-        );
-        tmux.run(&[
-            "new-session",
-            "-d",
-            "-s",
-            "console",
-            "-x",
-            "160",
-            "-y",
-            "48",
-            &cmd,
-        ]);
-        tmux
-    }
-
-    fn run(&self, args: &[&str]) -> String {
-        let out = Command::new("tmux")
-            .arg("-L")
-            .arg(&self.socket)
-            .args(args)
-            .output()
-            .expect("tmux");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-    fn capture(&self) -> String {
-        self.run(&["capture-pane", "-p", "-t", "console"])
-    }
-    fn keys(&self, keys: &[&str]) {
-        let mut args = vec!["send-keys", "-t", "console"];
-        args.extend_from_slice(keys);
-        self.run(&args);
-        std::thread::sleep(Duration::from_millis(300));
-    }
-    fn wait_screen(&self, secs: u64, what: &str, f: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            let s = self.capture();
-            if f(&s) {
-                return s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; screen:\n{s}"
-            );
-            std::thread::sleep(Duration::from_millis(250));
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        self.run(&["kill-server"]);
     }
 }
 

@@ -11,7 +11,9 @@ use trustdeck_topology::fleet::Level;
 
 use super::model::App;
 use super::msg::{Effect, RunbookEffect, RunbookMsg};
-use super::runbooks::{LIST_EVERY_SECS, OBSERVE_EVERY_SECS, Pending, Run};
+use super::runbooks::{
+    CLAIM_EVERY_SECS, CLAIM_WAIT_SECS, Claiming, LIST_EVERY_SECS, OBSERVE_EVERY_SECS, Pending, Run,
+};
 use super::screen::Mode;
 
 /// Most transitions in one drive (each step needs a few).
@@ -44,6 +46,7 @@ impl App {
                     return;
                 };
                 run.busy = false;
+                run.claiming = None;
                 match r {
                     Ok(e) => {
                         run.id = Some(e.id.clone());
@@ -60,6 +63,7 @@ impl App {
                     }
                 }
             }
+            RunbookMsg::Held { id, why } => self.held(id, why, now),
             RunbookMsg::Recorded(r) => match r {
                 Ok(e) if e.state_wire() == RunbookState::Aborted => {
                     self.runbooks.journal.retain(|x| x.id != e.id);
@@ -126,6 +130,64 @@ impl App {
         if due {
             self.observe(now, fx);
         }
+        self.claim_again(now, fx);
+    }
+
+    /// The claim of `id` refused while another session holds it: said once, asked again in
+    /// a moment.
+    fn held(&mut self, id: String, why: String, now: DateTime<Utc>) {
+        let Some(run) = &mut self.runbooks.run else {
+            return;
+        };
+        if run.id.is_some() || run.plan_only {
+            return;
+        }
+        run.busy = false;
+        let since = match &run.claiming {
+            Some(c) => c.since,
+            None => {
+                run.log.push((
+                    Level::Warning,
+                    format!(
+                        "another session held it recently: waiting for it to let go (asking \
+                         every {CLAIM_EVERY_SECS} s, up to {CLAIM_WAIT_SECS} s): {why}"
+                    ),
+                ));
+                now
+            }
+        };
+        run.claiming = Some(Claiming {
+            id,
+            since,
+            next: now + chrono::Duration::seconds(CLAIM_EVERY_SECS),
+        });
+    }
+
+    /// A resume waiting for the journal's hold: claims again when due, or gives up.
+    fn claim_again(&mut self, now: DateTime<Utc>, fx: &mut Vec<Effect>) {
+        let Some(run) = &mut self.runbooks.run else {
+            return;
+        };
+        let Some(c) = run.claiming.clone() else {
+            return;
+        };
+        if run.busy || now < c.next {
+            return;
+        }
+        if (now - c.since).num_seconds() >= CLAIM_WAIT_SECS {
+            run.claiming = None;
+            run.plan_only = true;
+            run.log.push((
+                Level::Critical,
+                format!(
+                    "still held by another session after {CLAIM_WAIT_SECS} s: it is stepping \
+                     the execution; nothing was done (:resume tries again)"
+                ),
+            ));
+            return;
+        }
+        run.busy = true;
+        fx.push(Effect::Runbook(RunbookEffect::Claim(c.id)));
     }
 
     fn observe(&mut self, _now: DateTime<Utc>, fx: &mut Vec<Effect>) {
@@ -248,6 +310,7 @@ impl App {
             )],
             busy: true,
             observed_at: None,
+            claiming: None,
         });
         fx.push(Effect::Runbook(RunbookEffect::Claim(e.id.clone())));
         self.runbooks.scroll = 0;
@@ -281,10 +344,8 @@ fn record(run: &mut Run, fx: &mut Vec<Effect>) {
             ..
         }) => (RunbookState::Stopped, detail.clone(), *rolled_back),
     };
-    let step = run
-        .exec
-        .step
-        .min(run.exec.runbook.steps.len().saturating_sub(1));
+    // Past the last step once every step verified: the journal takes "succeeded" only there.
+    let step = run.exec.step.min(run.exec.runbook.steps.len());
     fx.push(Effect::Runbook(RunbookEffect::Record(
         RecordRunbookRequest {
             id,

@@ -47,5 +47,11 @@ pub enum RunbookMsg {
     Begun(Result<RunbookExecution, String>),
     Recorded(Result<RunbookExecution, String>),
     Claimed(Result<RunbookExecution, String>),
+    /// The claim of execution `id` refused for now: another session recorded into it within
+    /// the journal's hold (it may have dropped; asking again later may work).
+    Held {
+        id: String,
+        why: String,
+    },
     Listed(Result<Vec<RunbookExecution>, String>),
 }

@@ -24,6 +24,11 @@ use super::screen::Mode;
 pub const LIST_EVERY_SECS: i64 = 15;
 /// Seconds between two observations while an execution waits for its verification.
 pub const OBSERVE_EVERY_SECS: i64 = 2;
+/// Seconds between two claims of an execution another session held recently (`:resume`).
+pub const CLAIM_EVERY_SECS: i64 = 2;
+/// How long `:resume` waits for the journal's hold (30 s after the other session's last
+/// record) before it gives up.
+pub const CLAIM_WAIT_SECS: i64 = 45;
 
 /// What a confirmation is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +71,19 @@ pub struct Run {
     pub busy: bool,
     /// When it last observed the fleet.
     pub observed_at: Option<DateTime<Utc>>,
+    /// A resume waiting for another session's hold to lapse.
+    pub claiming: Option<Claiming>,
+}
+
+/// `:resume` of an execution that another session recorded into recently: asked again
+/// every [`CLAIM_EVERY_SECS`] for up to [`CLAIM_WAIT_SECS`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claiming {
+    pub id: String,
+    /// First refused.
+    pub since: DateTime<Utc>,
+    /// Asked again then.
+    pub next: DateTime<Utc>,
 }
 
 /// The runbook part of the console's state.
@@ -98,14 +116,19 @@ impl Runbooks {
     /// The shipped runbooks.
     pub fn shipped() -> Self {
         match trustdeck_runbook::shipped() {
-            Ok(set) => Runbooks {
-                set: Some(Arc::new(set)),
-                ..Runbooks::default()
-            },
+            Ok(set) => Runbooks::with(set),
             Err(e) => Runbooks {
                 load_error: Some(e.to_string()),
                 ..Runbooks::default()
             },
+        }
+    }
+
+    /// The runbooks of `set` (loaded from a directory).
+    pub fn with(set: RunbookSet) -> Self {
+        Runbooks {
+            set: Some(Arc::new(set)),
+            ..Runbooks::default()
         }
     }
 
@@ -255,6 +278,7 @@ impl App {
             log,
             busy: false,
             observed_at: None,
+            claiming: None,
         };
         run.exec.take_events();
         if !plan && self.read_only {
