@@ -56,7 +56,20 @@ async fn perform(io: &RunbookIo, e: RunbookEffect) -> RunbookMsg {
             runbook,
             step,
             rollback,
+            journal,
         } => {
+            let mut req = *journal;
+            req.session = io.session.clone();
+            if let Err(e) = io.record(req).await {
+                return RunbookMsg::Performed {
+                    rollback,
+                    retry: false,
+                    result: Err(format!(
+                        "journal: {e}; nothing of step {step} was done: resume when the \
+                         upstream answers"
+                    )),
+                };
+            }
             let tag = StepTag {
                 execution,
                 runbook,

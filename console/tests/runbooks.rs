@@ -13,7 +13,7 @@ use trustdeck_console::app::{RunbookEffect, RunbookMsg};
 use trustdeck_console::text::glyphs::Charset;
 use trustdeck_proto::admin::{
     AuthorityInfo, AuthorityKind, AuthorityStatus, KeyProbe, KeyProbeResult, RunbookExecution,
-    RunbookState,
+    RunbookPhase, RunbookState,
 };
 
 const W: u16 = 120;
@@ -235,6 +235,7 @@ fn typed_confirmation_wrong_then_right() {
         execution,
         step,
         rollback,
+        journal,
         ..
     }) = fx.first()
     else {
@@ -243,6 +244,20 @@ fn typed_confirmation_wrong_then_right() {
     assert_eq!(
         (execution.as_str(), step.as_str(), *rollback),
         ("e-1", "prepare", false)
+    );
+    // The call carries where the execution stands (acting on prepare), recorded before the
+    // call is made; no record goes out beside it.
+    assert_eq!(
+        (
+            journal.id.as_str(),
+            journal.step_id.as_str(),
+            journal.phase()
+        ),
+        ("e-1", "prepare", RunbookPhase::Acting)
+    );
+    assert!(
+        !fx.iter().any(|e| matches!(e, RunbookEffect::Record(_))),
+        "{fx:?}"
     );
     assert!(format!("{call:?}").contains("Prepare"), "{call:?}");
     let saved = BTreeMap::from([("new_ca".to_string(), "42".to_string())]);
@@ -357,13 +372,50 @@ fn the_journal_shows_a_runbook_in_progress_with_resume_and_abort() {
     app.read_only = false;
     command(&mut app, "abort");
     assert!(matches!(app.runbooks.confirm, Some(Pending::Abort { .. })));
-    typed(&mut app, "dmz");
+    typed(&mut app, "gcp");
     let fx = runbook_fx(&enter(&mut app));
     assert!(fx.is_empty(), "a mismatch aborts nothing: {fx:?}");
-    typed(&mut app, "gcp");
+    typed(&mut app, "rotate-intermediate");
     let fx = runbook_fx(&enter(&mut app));
     assert!(
         matches!(fx.first(), Some(RunbookEffect::Record(r)) if r.id == "e-9" && r.state == RunbookState::Aborted as i32),
         "{fx:?}"
     );
+}
+
+#[test]
+fn resume_never_replaces_a_run_under_way_in_this_console() {
+    let mut app = at_prepare();
+    typed(&mut app, "yes");
+    let fx = runbook_fx(&enter(&mut app));
+    assert!(
+        matches!(fx.first(), Some(RunbookEffect::Perform { .. })),
+        "{fx:?}"
+    );
+    let other = RunbookExecution {
+        id: "e-2".into(),
+        runbook: "rotate-root-ca".into(),
+        target: "trust-domain".into(),
+        state: RunbookState::Stopped as i32,
+        steps: 7,
+        ..Default::default()
+    };
+    answer(&mut app, RunbookMsg::Listed(Ok(vec![other])), 1);
+    // Back to the tree (the pane's run goes on), then :resume.
+    update(&mut app, key(KeyCode::Esc), now());
+    assert_eq!(app.mode, Mode::Normal);
+    let fx = runbook_fx(&command(&mut app, "resume"));
+    assert!(
+        !fx.iter().any(|e| matches!(e, RunbookEffect::Claim(_))),
+        "{fx:?}"
+    );
+    let said = app
+        .status
+        .as_ref()
+        .map(|s| s.text.clone())
+        .unwrap_or_default();
+    assert!(said.contains("before :resume"), "{said}");
+    let run = app.runbooks.run.as_ref().expect("the run is still there");
+    assert_eq!(run.id.as_deref(), Some("e-1"));
+    assert_eq!(run.exec.runbook.name, "rotate-intermediate");
 }

@@ -209,6 +209,7 @@ impl App {
             return;
         };
         let mut ask = None;
+        let mut performing = false;
         if !run.plan_only && !run.busy && run.id.is_some() {
             let o = Observation {
                 now,
@@ -232,21 +233,27 @@ impl App {
                     Next::Act(call) | Next::Rollback(call) => {
                         let rollback = run.exec.phase == Phase::RollingBack;
                         let step = run.exec.current().map(|s| s.id.clone()).unwrap_or_default();
+                        let Some(journal) = journal_request(&run) else {
+                            break;
+                        };
                         fx.push(Effect::Runbook(RunbookEffect::Perform {
                             call,
                             execution: run.id.clone().unwrap_or_default(),
                             runbook: run.exec.runbook.name.clone(),
                             step,
                             rollback,
+                            journal: Box::new(journal),
                         }));
                         run.busy = true;
+                        performing = true;
                         break;
                     }
                     Next::Finished(_) => break,
                 }
             }
         }
-        record(&mut run, fx);
+        // A call carries its own journal record (recorded before it is made).
+        record(&mut run, if performing { None } else { Some(fx) });
         self.runbooks.run = Some(run);
         if let Some(c) = ask {
             self.ask(Pending::Step(c));
@@ -257,6 +264,19 @@ impl App {
     pub(super) fn resume_runbook(&mut self, now: DateTime<Utc>, fx: &mut Vec<Effect>) {
         if self.read_only {
             self.flash(Level::Warning, "read-only: :operator enables actions");
+            return;
+        }
+        if let Some(r) = &self.runbooks.run
+            && !r.plan_only
+            && r.exec.outcome.is_none()
+        {
+            self.flash(
+                Level::Warning,
+                format!(
+                    "{} is running in this console: let it finish (or stop it) before :resume",
+                    r.exec.runbook.name
+                ),
+            );
             return;
         }
         let Some(e) = self.runbooks.in_progress().cloned() else {
@@ -327,14 +347,22 @@ impl App {
     }
 }
 
-/// Journals and logs the events since the last drive.
-fn record(run: &mut Run, fx: &mut Vec<Effect>) {
+/// Logs the events since the last drive and journals where the execution stands (into `fx`,
+/// when given).
+fn record(run: &mut Run, fx: Option<&mut Vec<Effect>>) {
     let events = run.exec.take_events();
     if events.is_empty() {
         return;
     }
     run.log.extend(events.iter().map(event_line));
-    let Some(id) = run.id.clone() else { return };
+    if let (Some(fx), Some(req)) = (fx, journal_request(run)) {
+        fx.push(Effect::Runbook(RunbookEffect::Record(req)));
+    }
+}
+
+/// Where `run` stands, for the journal (None before it is begun).
+fn journal_request(run: &Run) -> Option<RecordRunbookRequest> {
+    let id = run.id.clone()?;
     let (state, reason, rolled_back) = match &run.exec.outcome {
         None => (RunbookState::Running, String::new(), false),
         Some(Outcome::Succeeded) => (RunbookState::Succeeded, String::new(), false),
@@ -346,23 +374,21 @@ fn record(run: &mut Run, fx: &mut Vec<Effect>) {
     };
     // Past the last step once every step verified: the journal takes "succeeded" only there.
     let step = run.exec.step.min(run.exec.runbook.steps.len());
-    fx.push(Effect::Runbook(RunbookEffect::Record(
-        RecordRunbookRequest {
-            id,
-            session: String::new(),
-            step: u32::try_from(step).unwrap_or(u32::MAX),
-            step_id: run
-                .exec
-                .runbook
-                .steps
-                .get(step)
-                .map(|s| s.id.clone())
-                .unwrap_or_default(),
-            phase: run.exec.phase.journal() as i32,
-            state: state as i32,
-            saved: run.exec.saved_values().into_iter().collect(),
-            reason,
-            rolled_back,
-        },
-    )));
+    Some(RecordRunbookRequest {
+        id,
+        session: String::new(),
+        step: u32::try_from(step).unwrap_or(u32::MAX),
+        step_id: run
+            .exec
+            .runbook
+            .steps
+            .get(step)
+            .map(|s| s.id.clone())
+            .unwrap_or_default(),
+        phase: run.exec.phase.journal() as i32,
+        state: state as i32,
+        saved: run.exec.saved_values().into_iter().collect(),
+        reason,
+        rolled_back,
+    })
 }

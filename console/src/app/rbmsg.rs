@@ -12,13 +12,16 @@ use trustdeck_runbook::exec::Call;
 /// the session filled in by the edge.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RunbookEffect {
-    /// An admin call of a step (`rollback`: of its rollback), made for `execution`/`step`.
+    /// An admin call of a step (`rollback`: of its rollback), made for `execution`/`step`,
+    /// once `journal` (where the execution stands now) is recorded: a call the journal did
+    /// not hear of first is never made.
     Perform {
         call: Call,
         execution: String,
         runbook: String,
         step: String,
         rollback: bool,
+        journal: Box<RecordRunbookRequest>,
     },
     /// Fetch every server's authorities and the key probes of `probes`.
     Observe {

@@ -37,7 +37,8 @@ pub enum Pending {
     Operator,
     /// A runbook step asks before it acts.
     Step(Confirmation),
-    /// Abort an execution of the journal (type its target).
+    /// Abort an execution of the journal (type its runbook's name: the journal's target is
+    /// a lock key, "trust-domain" or a SPIFFE ID, not what an operator knows it by).
     Abort {
         id: String,
         runbook: String,
@@ -51,7 +52,7 @@ impl Pending {
         match self {
             Pending::Operator => "yes".into(),
             Pending::Step(c) => c.expected.clone().unwrap_or_else(|| "yes".into()),
-            Pending::Abort { target, .. } => target.clone(),
+            Pending::Abort { runbook, .. } => runbook.clone(),
         }
     }
 }
@@ -321,7 +322,7 @@ impl App {
         }
     }
 
-    /// `:abort`: asks (the target typed) before aborting the execution in progress.
+    /// `:abort`: asks (the runbook's name typed) before aborting the execution in progress.
     pub(super) fn ask_abort(&mut self) {
         if self.read_only {
             self.flash(Level::Warning, "read-only: :operator enables actions");

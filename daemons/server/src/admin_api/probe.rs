@@ -274,7 +274,11 @@ mod tests {
         let start = std::time::Instant::now();
         let p = probe_one(km.clone(), &r, Duration::from_secs(5)).await;
         assert_eq!(p.probe(), KeyProbe::Unreachable);
-        assert!(p.detail.contains("earlier probes still wait"), "{}", p.detail);
+        assert!(
+            p.detail.contains("earlier probes still wait"),
+            "{}",
+            p.detail
+        );
         assert!(start.elapsed() < Duration::from_millis(500));
         // Once they end, probes run again.
         tokio::time::sleep(Duration::from_millis(2500)).await;
