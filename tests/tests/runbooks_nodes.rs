@@ -243,12 +243,16 @@ fn rebootstrap_a_cleared_tpm_node_through_the_cli() {
         let (ok, out) = openssl_verify(n.agent.dir.path(), &roots, &chain);
         assert!(ok, "{id}: {out}");
     }
-    let log = n.server.audit_log();
-    for step in ["evict", "move-entries"] {
-        let note = format!("runbook rebootstrap-tpm-node step {step} (execution {exec})");
+    // Each change is audited with the runbook and its step.
+    for (step, action) in [
+        ("evict", "agent.evict|ok"),
+        ("move-entries", "entry.create|ok"),
+        ("move-entries", "entry.delete|ok"),
+    ] {
+        let recs = audited(&n.server.config, "rebootstrap-tpm-node", step, &exec);
         assert!(
-            log.iter().any(|r| r.contains(&note)),
-            "no audit record for {step}: {log:#?}"
+            recs.iter().any(|r| r.starts_with(action)),
+            "no {action} record for step {step}: {recs:?}"
         );
     }
     assert_eq!(journal(&n.fleet, &rb), Vec::<Json>::new());
