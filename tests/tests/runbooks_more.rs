@@ -5,10 +5,7 @@
 //! continuously where a runbook rotates or taints something. Waits come from copies of the
 //! shipped runbooks with shorter timeouts (`--runbooks DIR`).
 
-use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::Duration;
+use std::path::PathBuf;
 
 use trustdeck_e2e::runbook::*;
 use trustdeck_e2e::*;

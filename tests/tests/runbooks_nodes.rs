@@ -122,18 +122,27 @@ fn cleared_tpm_node() -> ClearedTpmNode {
     // outage of its server outlasts the agent's SVID: it must attest again, and cannot.
     node.tpm.clear();
     server.stop();
-    wait_status(&fleet, 30, "the agent SVID to expire during the outage", |r| {
-        tiers_of(r, "n1")
-            .iter()
-            .any(|t| t["kind"] == "AGENT" && t["seconds_remaining"].as_i64().is_some_and(|s| s < 0))
-    });
+    wait_status(
+        &fleet,
+        30,
+        "the agent SVID to expire during the outage",
+        |r| {
+            tiers_of(r, "n1").iter().any(|t| {
+                t["kind"] == "AGENT" && t["seconds_remaining"].as_i64().is_some_and(|s| s < 0)
+            })
+        },
+    );
     server.spawn();
-    wait_for(40, "the agent to fail attesting with the cleared TPM", || {
-        agent
-            .log()
-            .contains("trustdeck-agent tpm provision --force")
-            .then_some(())
-    });
+    wait_for(
+        40,
+        "the agent to fail attesting with the cleared TPM",
+        || {
+            agent
+                .log()
+                .contains("trustdeck-agent tpm provision --force")
+                .then_some(())
+        },
+    );
     ClearedTpmNode {
         ca,
         node,
@@ -258,7 +267,11 @@ fn rebootstrap_a_cleared_tpm_node_through_the_cli() {
     assert_eq!(journal(&n.fleet, &rb), Vec::<Json>::new());
     // Healthy but for the key policy (this small topology keeps its root key on disk).
     let (_, report) = fleet_status(&n.fleet);
-    assert_eq!(unhealthy_reasons(&report, &["key policy:"]), Vec::<String>::new(), "{report}");
+    assert_eq!(
+        unhealthy_reasons(&report, &["key policy:"]),
+        Vec::<String>::new(),
+        "{report}"
+    );
     assert_eq!(link_state(&report, "n1"), "connected", "{report}");
 }
 
@@ -331,21 +344,28 @@ fn downstream_down_past_its_identity() -> DownMid {
         ],
     );
     let (cas, _) = authorities_of(&mid.server.config);
-    let old_ca = ids_with(&cas, "active").pop().expect("an active intermediate");
+    let old_ca = ids_with(&cas, "active")
+        .pop()
+        .expect("an active intermediate");
 
     mid.server.stop();
     // What the root issued mid (the SVID it presented, its intermediate) is all it tells of
     // mid while mid is down.
-    wait_status(&fleet, 40, "mid's SVID and intermediate to expire while it is down", |r| {
-        let own: Vec<&Json> = tiers_of(r, "up")
-            .into_iter()
-            .filter(|t| t["segment"] == "mid")
-            .collect();
-        !own.is_empty()
-            && own
-                .iter()
-                .all(|t| t["seconds_remaining"].as_i64().is_some_and(|s| s < 0))
-    });
+    wait_status(
+        &fleet,
+        40,
+        "mid's SVID and intermediate to expire while it is down",
+        |r| {
+            let own: Vec<&Json> = tiers_of(r, "up")
+                .into_iter()
+                .filter(|t| t["segment"] == "mid")
+                .collect();
+            !own.is_empty()
+                && own
+                    .iter()
+                    .all(|t| t["seconds_remaining"].as_i64().is_some_and(|s| s < 0))
+        },
+    );
     DownMid {
         dir,
         root,
@@ -402,12 +422,20 @@ fn recover_a_downstream_down_past_its_identity_through_the_cli() {
         .to_string();
     assert_ne!(new_ca, d.old_ca, "{all}");
     let (cas, _) = authorities_of(&d.mid.server.config);
-    assert_eq!(status_in(&cas, &new_ca).as_deref(), Some("active"), "{cas:?}");
+    assert_eq!(
+        status_in(&cas, &new_ca).as_deref(),
+        Some("active"),
+        "{cas:?}"
+    );
 
     // The segment's workload holds an SVID on the new intermediate, chaining to the root, and
     // a py-spiffe client validating continuously across a renewal sees no failure.
     let served = wait_served(&d.agent, &[MID_WORKLOAD], 30);
-    let chain = &served.iter().find(|(i, _)| i == MID_WORKLOAD).expect("served").1;
+    let chain = &served
+        .iter()
+        .find(|(i, _)| i == MID_WORKLOAD)
+        .expect("served")
+        .1;
     let keys = chain_keys(chain);
     assert!(
         keys.contains(&new_ca) && !keys.contains(&d.old_ca),
@@ -426,5 +454,9 @@ fn recover_a_downstream_down_past_its_identity_through_the_cli() {
 
     assert_eq!(journal(&d.fleet, &rb), Vec::<Json>::new());
     let (_, report) = fleet_status(&d.fleet);
-    assert_eq!(unhealthy_reasons(&report, &["key policy:"]), Vec::<String>::new(), "{report}");
+    assert_eq!(
+        unhealthy_reasons(&report, &["key policy:"]),
+        Vec::<String>::new(),
+        "{report}"
+    );
 }
