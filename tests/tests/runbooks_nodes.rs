@@ -68,8 +68,19 @@ fn link_state(report: &Json, name: &str) -> Json {
         .unwrap_or_default()
 }
 
-/// A `tpm_devid` agent on a swtpm whose TPM was cleared, stranded: its SVID expired during
-/// an outage of its server, and the DevID key it would attest again with no longer loads.
+/// How the node with a cleared TPM came to need a new DevID.
+#[derive(Clone, Copy, PartialEq)]
+enum Cleared {
+    /// Cleared under the running agent, then an outage of its server outlasted the agent's
+    /// SVID: the agent must attest again, and cannot.
+    ThenServerOutage,
+    /// Cleared while the node was down longer than the agent's SVID: the agent starts with
+    /// an expired SVID and a DevID key its TPM no longer loads.
+    WhileNodeDown,
+}
+
+/// A `tpm_devid` agent on a swtpm whose TPM was cleared, running but stranded: its SVID
+/// expired, and the DevID key it would attest again with no longer loads.
 struct ClearedTpmNode {
     ca: DevIdCa,
     node: TpmNode,
@@ -79,7 +90,7 @@ struct ClearedTpmNode {
     old_id: String,
 }
 
-fn cleared_tpm_node() -> ClearedTpmNode {
+fn cleared_tpm_node(how: Cleared) -> ClearedTpmNode {
     let ca = DevIdCa::new("DevID CA");
     let node = TpmNode::provision(CN, &ca);
     let mut server = tpm_server(
@@ -118,21 +129,33 @@ fn cleared_tpm_node() -> ClearedTpmNode {
         &[agent_entry("n1", "root", "workloads", &agent)],
     );
 
-    // The TPM is cleared under the running agent (it opens the TPM only to attest), then an
-    // outage of its server outlasts the agent's SVID: it must attest again, and cannot.
-    node.tpm.clear();
-    server.stop();
-    wait_status(
-        &fleet,
-        30,
-        "the agent SVID to expire during the outage",
-        |r| {
-            tiers_of(r, "n1").iter().any(|t| {
-                t["kind"] == "AGENT" && t["seconds_remaining"].as_i64().is_some_and(|s| s < 0)
-            })
-        },
-    );
-    server.spawn();
+    let mut agent = agent;
+    match how {
+        Cleared::ThenServerOutage => {
+            // The agent opens the TPM only to attest.
+            node.tpm.clear();
+            server.stop();
+            wait_status(&fleet, 30, "the agent SVID to expire in the outage", |r| {
+                tiers_of(r, "n1").iter().any(|t| {
+                    t["kind"] == "AGENT" && t["seconds_remaining"].as_i64().is_some_and(|s| s < 0)
+                })
+            });
+            server.spawn();
+        }
+        Cleared::WhileNodeDown => {
+            agent.stop();
+            node.tpm.clear();
+            let agent_id = format!("agent:{old_id}");
+            wait_status(&fleet, 30, "the agent SVID to expire while down", |r| {
+                tiers_of(r, "up").iter().any(|t| {
+                    t["id"] == agent_id.as_str()
+                        && t["seconds_remaining"].as_i64().is_some_and(|s| s < 0)
+                })
+            });
+            // It stays up (reachable, naming its old ID) rather than exit.
+            agent.spawn();
+        }
+    }
     wait_for(
         40,
         "the agent to fail attesting with the cleared TPM",
@@ -154,8 +177,18 @@ fn cleared_tpm_node() -> ClearedTpmNode {
 }
 
 #[test]
-fn rebootstrap_a_cleared_tpm_node_through_the_cli() {
-    let mut n = cleared_tpm_node();
+fn rebootstrap_a_tpm_node_cleared_then_stranded_by_an_outage() {
+    rebootstrap_through_the_cli(cleared_tpm_node(Cleared::ThenServerOutage));
+}
+
+#[test]
+fn rebootstrap_a_tpm_node_cleared_while_down_past_its_svid() {
+    rebootstrap_through_the_cli(cleared_tpm_node(Cleared::WhileNodeDown));
+}
+
+/// `rebootstrap-tpm-node` on `n`, the test doing the manual steps, to a node attested under
+/// its new DevID whose workloads get SVIDs again.
+fn rebootstrap_through_the_cli(mut n: ClearedTpmNode) {
     let rb = runbooks_dir(n.node.tpm.dir.path(), "runbooks", 60, |_, t| t);
     let cmd = runbook_cmd(
         &n.fleet,

@@ -68,6 +68,17 @@ pub struct TpmProver {
     key: Arc<DevIdKey>,
 }
 
+impl CredentialError {
+    /// The TPM no longer loads the DevID key (cleared or replaced): the node needs a new
+    /// DevID, which only the operator can give it.
+    pub fn devid_not_loadable(&self) -> bool {
+        matches!(
+            self,
+            CredentialError::Tpm(DeviceError::DevIdNotLoadable { .. })
+        )
+    }
+}
+
 impl From<DeviceError> for CredentialError {
     fn from(e: DeviceError) -> Self {
         CredentialError::Tpm(e)
