@@ -123,6 +123,22 @@ data_dir = "{data}"
         }
     }
 
+    /// Stops the process as a service manager would (SIGTERM, then SIGKILL after 10 s) and
+    /// waits for it: a TPM operation under way finishes and flushes its objects (a swtpm has
+    /// no resource manager to flush what a killed agent loaded).
+    pub fn terminate(&mut self) {
+        let Some(mut c) = self.child.take() else {
+            return;
+        };
+        signal(c.id(), "TERM");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while matches!(c.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+
     /// Its admin socket (the default, under `data_dir`).
     pub fn admin_socket(&self) -> PathBuf {
         self.dir.path().join("data").join("admin.sock")

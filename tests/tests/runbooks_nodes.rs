@@ -69,7 +69,7 @@ fn link_state(report: &Json, name: &str) -> Json {
 }
 
 /// How the node with a cleared TPM came to need a new DevID.
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy)]
 enum Cleared {
     /// Cleared under the running agent, then an outage of its server outlasted the agent's
     /// SVID: the agent must attest again, and cannot.
@@ -114,7 +114,7 @@ fn cleared_tpm_node(how: Cleared) -> ClearedTpmNode {
     ]);
     entry_for_me(&server, &old_id, WORKER, "1m");
     entry_for_me(&server, ALIAS, ALIAS_WORKER, "1m");
-    let agent = AgentProc::start(
+    let mut agent = AgentProc::start(
         &server,
         &node.agent_attestation(),
         &format!(
@@ -129,7 +129,6 @@ fn cleared_tpm_node(how: Cleared) -> ClearedTpmNode {
         &[agent_entry("n1", "root", "workloads", &agent)],
     );
 
-    let mut agent = agent;
     match how {
         Cleared::ThenServerOutage => {
             // The agent opens the TPM only to attest.
@@ -143,7 +142,7 @@ fn cleared_tpm_node(how: Cleared) -> ClearedTpmNode {
             server.spawn();
         }
         Cleared::WhileNodeDown => {
-            agent.stop();
+            agent.terminate();
             node.tpm.clear();
             let agent_id = format!("agent:{old_id}");
             wait_status(&fleet, 30, "the agent SVID to expire while down", |r| {
@@ -217,7 +216,7 @@ fn rebootstrap_through_the_cli(mut n: ClearedTpmNode) {
                 n.ca.sign_with_openssl(csr, &n.node.cert_path);
             }
             "restart" => {
-                n.agent.stop();
+                n.agent.terminate();
                 n.agent.spawn();
             }
             _ => return,
