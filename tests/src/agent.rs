@@ -123,6 +123,27 @@ data_dir = "{data}"
         }
     }
 
+    /// Stops the process as a service manager would (SIGTERM, then SIGKILL after 10 s) and
+    /// waits for it: a TPM operation under way finishes and flushes its objects (a swtpm has
+    /// no resource manager to flush what a killed agent loaded).
+    pub fn terminate(&mut self) {
+        let Some(mut c) = self.child.take() else {
+            return;
+        };
+        signal(c.id(), "TERM");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while matches!(c.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+
+    /// Its admin socket (the default, under `data_dir`).
+    pub fn admin_socket(&self) -> PathBuf {
+        self.dir.path().join("data").join("admin.sock")
+    }
+
     /// The agent's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
@@ -215,6 +236,60 @@ impl Downstream {
             &self.server,
             attestation,
             &format!("server_spiffe_id = \"{}\"\n", self.server_spiffe_id),
+        )
+    }
+}
+
+/// An `x509pop` node: a node CA and a certificate for one node it issued, as an internal PKI
+/// would issue at build time, as files.
+pub struct PopNode {
+    /// The node CA (what the server trusts), PEM.
+    pub ca_path: PathBuf,
+    /// The node's certificate, PEM.
+    pub cert_path: PathBuf,
+    /// Its key, PEM.
+    pub key_path: PathBuf,
+}
+
+impl PopNode {
+    /// A node CA and a certificate for `cn` (DNS name `<cn>.example.org`), written in `dir`.
+    pub fn write(dir: &Path, cn: &str) -> PopNode {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+        let mut ca = CertificateParams::new(vec![]).expect("params");
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name.push(DnType::CommonName, "node CA");
+        let ca_key = KeyPair::generate().expect("key");
+        let ca_cert = ca.self_signed(&ca_key).expect("ca");
+        let issuer = Issuer::new(ca, ca_key);
+        let mut node = CertificateParams::new(vec![format!("{cn}.example.org")]).expect("params");
+        node.distinguished_name.push(DnType::CommonName, cn);
+        let node_key = KeyPair::generate().expect("key");
+        let node_cert = node.signed_by(&node_key, &issuer).expect("cert");
+        let p = PopNode {
+            ca_path: dir.join(format!("{cn}-ca.pem")),
+            cert_path: dir.join(format!("{cn}.pem")),
+            key_path: dir.join(format!("{cn}.key")),
+        };
+        std::fs::write(&p.ca_path, ca_cert.pem()).expect("write");
+        std::fs::write(&p.cert_path, node_cert.pem()).expect("write");
+        std::fs::write(&p.key_path, node_key.serialize_pem()).expect("write");
+        p
+    }
+
+    /// The server config section trusting its CA.
+    pub fn server_section(&self) -> String {
+        format!(
+            "[node_attestation.x509pop]\nca_bundle_path = \"{}\"\n",
+            self.ca_path.display()
+        )
+    }
+
+    /// The agent's `[node_attestation]` body.
+    pub fn agent_attestation(&self) -> String {
+        format!(
+            "type = \"x509pop\"\ncert_path = \"{}\"\nkey_path = \"{}\"\n",
+            self.cert_path.display(),
+            self.key_path.display()
         )
     }
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::Duration;
 
-use crate::{DemoProc, Validator, ValidatorOptions, bin};
+use crate::{AgentProc, DemoProc, ServerProc, Validator, ValidatorOptions, bin};
 
 pub type Json = serde_json::Value;
 
@@ -311,4 +311,63 @@ pub fn assert_healthy(fleet: &Path) {
         std::thread::sleep(Duration::from_millis(500));
     }
     panic!("status did not exit 0: {last}");
+}
+
+/// A fleet-file server entry for `s`: its admin socket, its SPIFFE ID pinned.
+pub fn server_entry(name: &str, role: &str, segment: &str, s: &ServerProc) -> Json {
+    serde_json::json!({
+        "name": name, "role": role, "segment": segment,
+        "spiffe_id": s.server_spiffe_id(),
+        "admin": format!("unix://{}", s.info().admin_socket.display()),
+    })
+}
+
+/// A fleet-file agent entry for `a` (`serves`: `workloads` or `server`); its SPIFFE ID is
+/// not pinned (a re-bootstrapped agent comes back under another).
+pub fn agent_entry(name: &str, segment: &str, serves: &str, a: &AgentProc) -> Json {
+    serde_json::json!({
+        "name": name, "segment": segment, "serves": serves,
+        "workload_socket": a.socket.display().to_string(),
+        "admin": format!("unix://{}", a.admin_socket().display()),
+    })
+}
+
+/// Writes `dir/fleet.json` (trust domain `example.org`) with these entries; returns its path.
+pub fn write_fleet(dir: &Path, servers: &[Json], agents: &[Json]) -> PathBuf {
+    let path = dir.join("fleet.json");
+    let v = serde_json::json!({
+        "trust_domain": "example.org", "servers": servers, "agents": agents,
+    });
+    std::fs::write(&path, v.to_string()).expect("fleet file");
+    path
+}
+
+/// Why `status` does not call the fleet healthy, less the reasons naming any of `except`
+/// (what a small topology lacks, e.g. `key policy:` for a root key kept on disk).
+pub fn unhealthy_reasons(report: &Json, except: &[&str]) -> Vec<String> {
+    report["reasons"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r.as_str())
+        .filter(|r| !except.iter().any(|e| r.contains(e)))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Polls `status` until `pred` holds for its report (returned), or panics after `secs` with
+/// `what` and the last report.
+pub fn wait_status(fleet: &Path, secs: u64, what: &str, pred: impl Fn(&Json) -> bool) -> Json {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        let (_, report) = fleet_status(fleet);
+        if pred(&report) {
+            return report;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {secs}s waiting for {what}: {report:#}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

@@ -191,6 +191,32 @@ impl DevIdCa {
         }
     }
 
+    /// Signs the CSR file `csr` as an operator would, with openssl (`openssl x509 -req -CA
+    /// devid-ca.pem -CAkey devid-ca.key`, the CA's files written beside `csr`), into `out`
+    /// (PEM).
+    pub fn sign_with_openssl(&self, csr: &Path, out: &Path) {
+        let dir = csr.parent().expect("the CSR's directory");
+        let (ca_pem, ca_key) = (dir.join("devid-ca.pem"), dir.join("devid-ca.key"));
+        write(&ca_pem, &self.pem);
+        write(&ca_key, &self.key_pem);
+        let o = Command::new("openssl")
+            .args(["x509", "-req", "-days", "30", "-in"])
+            .arg(csr)
+            .arg("-CA")
+            .arg(&ca_pem)
+            .arg("-CAkey")
+            .arg(&ca_key)
+            .arg("-out")
+            .arg(out)
+            .output()
+            .expect("openssl");
+        assert!(
+            o.status.success(),
+            "openssl x509 -req: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+
     /// Issues a certificate for a PEM CSR (checking its signature), DER.
     pub fn sign_csr(&self, csr_pem: &str) -> Vec<u8> {
         let csr = rcgen::CertificateSigningRequestParams::from_pem(csr_pem).expect("CSR");
@@ -266,6 +292,36 @@ impl TpmNode {
         )
     }
 
+    /// `trustdeck-agent tpm provision --force` again (the TPM was cleared): a new DevID key
+    /// written over the old one and its CSR beside it, whose path is returned.
+    pub fn reprovision(&self, cn: &str) -> PathBuf {
+        let out_dir = self.key_path.parent().expect("the key's directory");
+        let out = Command::new(bin("trustdeck-agent"))
+            .args(["tpm", "provision", "--tcti", &self.tpm.tcti()])
+            .args(["--cn", cn, "--force", "--out"])
+            .arg(out_dir)
+            .env("TSS2_LOG", "all+none")
+            .output()
+            .expect("tpm provision");
+        assert!(
+            out.status.success(),
+            "tpm provision --force: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out_dir.join("devid.csr.pem")
+    }
+
+    /// The agent SPIFFE ID the DevID certificate file names now (after a re-provisioning,
+    /// not [`agent_id`](Self::agent_id)'s).
+    pub fn current_agent_id(&self) -> String {
+        let pem = std::fs::read_to_string(&self.cert_path).expect("DevID certificate");
+        let der = trustdeck_spiffe::pem::decode_certs(&pem).expect("PEM");
+        format!(
+            "spiffe://example.org/trustdeck/agent/tpm_devid/{}",
+            trustdeck_tpm::verify::sha256_hex(der.first().expect("a certificate"))
+        )
+    }
+
     /// The agent SPIFFE ID this node gets.
     pub fn agent_id(&self) -> String {
         format!(
@@ -306,6 +362,17 @@ impl TpmNode {
             activated_secret,
         }
     }
+}
+
+/// A server trusting `ca` for DevIDs and `node`'s TPM vendor for EKs; `extra` is top-level
+/// TOML.
+pub fn tpm_server(node: &TpmNode, ca: &DevIdCa, extra: &str) -> crate::ServerProc {
+    let devid_ca = node.tpm.dir.path().join("devid-ca-bundle.pem");
+    write(&devid_ca, &ca.pem);
+    crate::ServerProc::start(&format!(
+        "{extra}\n{}",
+        server_section(&devid_ca, &node.ek_ca_path)
+    ))
 }
 
 /// Server config enabling `tpm_devid` with these bundles.

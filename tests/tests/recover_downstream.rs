@@ -7,7 +7,6 @@
 
 use std::time::{Duration, Instant};
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use tokio_stream::StreamExt;
 use trustdeck_e2e::*;
 use trustdeck_proto::workload::X509svidRequest;
@@ -53,35 +52,16 @@ fn intermediate(chain: &[Vec<u8>]) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_downstream_down_longer_than_its_identity_comes_back_by_itself() {
     let dir = tempfile::tempdir().expect("tmp");
-    let mut ca = CertificateParams::new(vec![]).expect("params");
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name.push(DnType::CommonName, "node CA");
-    let ca_key = KeyPair::generate().expect("key");
-    let ca_cert = ca.self_signed(&ca_key).expect("ca");
-    let issuer = Issuer::new(ca, ca_key);
-    let mut node = CertificateParams::new(vec!["node-9.example.org".into()]).expect("params");
-    node.distinguished_name.push(DnType::CommonName, "node-9");
-    let node_key = KeyPair::generate().expect("key");
-    let node_cert = node.signed_by(&node_key, &issuer).expect("cert");
-    let (ca_path, cert_path, key_path) = (
-        dir.path().join("node-ca.pem"),
-        dir.path().join("node.pem"),
-        dir.path().join("node.key"),
-    );
-    std::fs::write(&ca_path, ca_cert.pem()).expect("write");
-    std::fs::write(&cert_path, node_cert.pem()).expect("write");
-    std::fs::write(&key_path, node_key.serialize_pem()).expect("write");
-
+    let pop = PopNode::write(dir.path(), "node-9");
     let root = ServerProc::start(&format!("default_x509_svid_ttl = \"{SVID_TTL_SECS}s\"\n"));
     let mut mid = Downstream::start(
         &root,
         "mid",
         &format!(
             "bind_address = \"127.0.0.1:{}\"\nca_ttl = \"{CA_TTL_SECS}s\"\n\
-             default_x509_svid_ttl = \"6s\"\n\
-             [node_attestation.x509pop]\nca_bundle_path = \"{}\"\n",
+             default_x509_svid_ttl = \"6s\"\n{}",
             free_port(),
-            ca_path.display()
+            pop.server_section()
         ),
     );
     let alias = "spiffe://example.org/prod/mid/node/node-9";
@@ -99,11 +79,7 @@ async fn a_downstream_down_longer_than_its_identity_comes_back_by_itself() {
     entry_for_me(&mid.server, alias, wid, "6s");
     let agent = AgentProc::start(
         &mid.server,
-        &format!(
-            "type = \"x509pop\"\ncert_path = \"{}\"\nkey_path = \"{}\"\n",
-            cert_path.display(),
-            key_path.display()
-        ),
+        &pop.agent_attestation(),
         &format!("server_spiffe_id = \"{}\"\n", mid.server_spiffe_id),
     );
     let mut stale = intermediate(&fresh_svid(&agent, wid, "none", 30).await);

@@ -491,38 +491,8 @@ async fn a_cleared_tpm_node_is_reprovisioned_and_attests_again() {
     agent.stop();
 
     // Re-provision on the node, sign the CSR with the DevID CA, restart the agent.
-    let out_dir = node.key_path.parent().expect("dir").to_path_buf();
-    let out = std::process::Command::new(bin("trustdeck-agent"))
-        .args(["tpm", "provision", "--tcti", &node.tpm.tcti()])
-        .args(["--cn", "node-r", "--force", "--out"])
-        .arg(&out_dir)
-        .env("TSS2_LOG", "all+none")
-        .output()
-        .expect("tpm provision");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let (ca_pem, ca_key) = (out_dir.join("devid-ca.pem"), out_dir.join("devid-ca.key"));
-    std::fs::write(&ca_pem, &ca.pem).expect("write");
-    std::fs::write(&ca_key, &ca.key_pem).expect("write");
-    let out = std::process::Command::new("openssl")
-        .args(["x509", "-req", "-days", "30", "-in"])
-        .arg(out_dir.join("devid.csr.pem"))
-        .arg("-CA")
-        .arg(&ca_pem)
-        .arg("-CAkey")
-        .arg(&ca_key)
-        .arg("-out")
-        .arg(&node.cert_path)
-        .output()
-        .expect("openssl");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let csr = node.reprovision("node-r");
+    ca.sign_with_openssl(&csr, &node.cert_path);
     agent.spawn();
     let svid = first_svid(&agent, 30).await;
     assert_eq!(svid.spiffe_id, wid);
@@ -532,14 +502,7 @@ async fn a_cleared_tpm_node_is_reprovisioned_and_attests_again() {
         &split_der(&svid.x509_svid),
     );
     assert!(ok, "{text}");
-    let new_cert = trustdeck_spiffe::pem::decode_certs(
-        &std::fs::read_to_string(&node.cert_path).expect("cert"),
-    )
-    .expect("PEM");
-    let new_id = format!(
-        "spiffe://example.org/trustdeck/agent/tpm_devid/{}",
-        trustdeck_tpm::verify::sha256_hex(&new_cert[0])
-    );
+    let new_id = node.current_agent_id();
     let listed = wait_for(20, "the new node listed", || {
         let a = agents(&server);
         a.iter()

@@ -52,9 +52,10 @@ pub enum CredentialError {
     /// The x509pop key does not parse.
     #[error("x509pop key_path {}: {source}", path.display())]
     Key { path: PathBuf, source: rcgen::Error },
-    /// A TPM operation (or reading the DevID key blobs) failed.
+    /// A TPM operation (or reading the DevID key blobs) failed. Its text says it all: not a
+    /// `source` too, or `{:#}` would tell it twice.
     #[error("tpm_devid: {0}")]
-    Tpm(#[from] DeviceError),
+    Tpm(DeviceError),
     /// The blocking TPM task did not finish.
     #[error("tpm_devid: TPM task failed: {0}")]
     TpmTask(#[from] tokio::task::JoinError),
@@ -65,6 +66,23 @@ pub enum CredentialError {
 pub struct TpmProver {
     tcti: String,
     key: Arc<DevIdKey>,
+}
+
+impl CredentialError {
+    /// The TPM no longer loads the DevID key (cleared or replaced): the node needs a new
+    /// DevID, which only the operator can give it.
+    pub fn devid_not_loadable(&self) -> bool {
+        matches!(
+            self,
+            CredentialError::Tpm(DeviceError::DevIdNotLoadable { .. })
+        )
+    }
+}
+
+impl From<DeviceError> for CredentialError {
+    fn from(e: DeviceError) -> Self {
+        CredentialError::Tpm(e)
+    }
 }
 
 /// Reads the credentials of the configured method; for `tpm_devid` also what will answer
@@ -209,5 +227,23 @@ impl TpmProver {
             })
         })
         .await?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tpm_failure_is_told_once_in_an_error_chain() {
+        let e = CredentialError::from(DeviceError::DevIdNotLoadable {
+            reason: "integrity check failed".into(),
+        });
+        let told = format!("{:#}", anyhow::Error::from(e));
+        assert_eq!(told.matches("integrity check failed").count(), 1, "{told}");
+        assert!(
+            told.starts_with("tpm_devid: TPM load of the DevID key failed"),
+            "{told}"
+        );
     }
 }

@@ -56,14 +56,14 @@ fn bind(path: &Path, access: &SocketAccess) -> Result<UnixListener, AgentError> 
 
 /// Starts the agent: attests (unless a stored SVID is still valid), then serves the Workload
 /// API and runs the sync loop. Attestation refused by the server is fatal; an unreachable
-/// server is retried in the background.
+/// server, or a TPM that no longer loads the DevID key, is retried in the background.
 pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningAgent, AgentError> {
     let agent = Agent::new(config, clock)?;
     if agent.agent_id().is_none() {
         match agent.attest().await {
             Ok(()) => {}
             Err(e) if e.is_fatal_at_start() => return Err(e),
-            Err(e) => tracing::warn!(error = %e, "server unreachable; will keep trying to attest"),
+            Err(e) => tracing::warn!(error = %e, "not attested; will keep trying to attest"),
         }
     }
     let socket = agent.config().socket_path.clone();

@@ -192,16 +192,20 @@ impl AgentError {
 
     /// Whether an agent that fails its first attestation with this error should stop
     /// rather than retry in the background: the server refused it, or something is wrong
-    /// on this node.
+    /// on this node. A DevID key its TPM no longer loads (cleared or replaced) is not: the
+    /// agent waits, reachable, for the operator's re-provisioning (`rebootstrap-tpm-node`).
     pub fn is_fatal_at_start(&self) -> bool {
-        !matches!(
-            self,
-            AgentError::Unreachable { .. }
-                | AgentError::AttestationCutShort { .. }
-                | AgentError::NotAttested(_)
-                | AgentError::SvidSuperseded(_)
-                | AgentError::Banned(_)
-        )
+        match self {
+            AgentError::Credentials(c) => !c.devid_not_loadable(),
+            _ => !matches!(
+                self,
+                AgentError::Unreachable { .. }
+                    | AgentError::AttestationCutShort { .. }
+                    | AgentError::NotAttested(_)
+                    | AgentError::SvidSuperseded(_)
+                    | AgentError::Banned(_)
+            ),
+        }
     }
 }
 
@@ -274,6 +278,21 @@ mod tests {
         let down = Status::unavailable("no CA");
         let e = AgentError::from_attest_status(ADDR, down);
         assert!(!e.is_fatal_at_start());
+    }
+
+    #[test]
+    fn a_cleared_tpm_waits_for_the_operator_a_bad_credential_file_stops_the_agent() {
+        use trustdeck_tpm::device::DeviceError;
+        let cleared = AgentError::from(CredentialError::from(DeviceError::DevIdNotLoadable {
+            reason: "integrity check failed".into(),
+        }));
+        assert!(!cleared.is_fatal_at_start(), "{cleared}");
+        let no_tpm = AgentError::from(CredentialError::from(DeviceError::Open {
+            tcti: "device:/dev/tpmrm0".into(),
+            reason: "no such device".into(),
+        }));
+        assert!(no_tpm.is_fatal_at_start(), "{no_tpm}");
+        assert!(AgentError::from(CredentialError::NoToken).is_fatal_at_start());
     }
 
     #[test]

@@ -57,7 +57,14 @@ impl Agent {
         match state::load_svid(&self.config.data_dir) {
             Ok(Some(s)) => match self.take_up_svid(&s.chain, &s.key_pkcs8) {
                 Ok(()) => tracing::info!("loaded stored agent SVID"),
-                Err(e) => tracing::warn!(error = %e, "stored agent SVID unusable; will attest"),
+                Err(e) => {
+                    // Expired: not presented, but still who this node was until it attests
+                    // again, so the console and the runbooks can name it (as at run time).
+                    if let Ok((id, _, _)) = leaf_window(&s.chain) {
+                        self.hub.set_spiffe_id(id.as_str(), self.clock.now());
+                    }
+                    tracing::warn!(error = %e, "stored agent SVID unusable; will attest")
+                }
             },
             Ok(None) => {}
             Err(e) => tracing::warn!(error = %e, "stored agent SVID unreadable; will attest"),
