@@ -88,7 +88,10 @@ async fn perform(io: &RunbookIo, e: RunbookEffect) -> RunbookMsg {
         },
         RunbookEffect::Begin(mut req) => {
             req.session = io.session.clone();
-            RunbookMsg::Begun(s(io.begin(req).await))
+            match io.begin(req).await {
+                Err(e) if e.unreachable => RunbookMsg::JournalDown(e.to_string()),
+                r => RunbookMsg::Begun(s(r)),
+            }
         }
         RunbookEffect::Record(mut req) => {
             req.session = io.session.clone();

@@ -9,7 +9,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use fixture::*;
-use trustdeck_console::app::runbooks::{CLAIM_EVERY_SECS, CLAIM_WAIT_SECS, Runbooks};
+use trustdeck_console::app::runbooks::{
+    CLAIM_EVERY_SECS, CLAIM_WAIT_SECS, OBSERVE_EVERY_SECS, Runbooks,
+};
 use trustdeck_console::app::{RunbookEffect, RunbookMsg};
 use trustdeck_proto::admin::{RunbookExecution, RunbookPhase, RunbookState};
 
@@ -108,6 +110,140 @@ fn a_run_that_succeeds_is_journaled_past_its_last_step() {
         .unwrap_or_else(|| panic!("journaled: {fx:?}"));
     assert_eq!(rec.state, RunbookState::Succeeded as i32, "{rec:?}");
     assert_eq!((rec.step, rec.step_id.as_str()), (1, ""), "{rec:?}");
+}
+
+/// A manual step, then one that makes an admin call.
+const MANUAL_THEN_CALL: &str = r#"
+name = "bring-back"
+title = "Bring back"
+summary = "A manual step, then a call."
+applies_to = ["downstream"]
+target = "server"
+[[inputs]]
+name = "server"
+kind = "downstream_server"
+help = "h"
+default_from = "selected"
+[[steps]]
+id = "start"
+title = "Start it"
+why = "w"
+risk = "medium"
+confirm = "yes"
+timeout = "1m"
+action = { call = "manual", instruction = "start ${server}" }
+plan = "nothing changes here"
+[[steps]]
+id = "prepare"
+title = "Prepare"
+why = "w"
+risk = "high"
+confirm = "yes"
+timeout = "1m"
+action = { call = "prepare", server = "${server}", kind = "x509", save = "new" }
+plan = "prepares on ${server}"
+"#;
+
+fn observed(app: &mut App, off: i64) -> Vec<RunbookEffect> {
+    answer(
+        app,
+        RunbookMsg::Observed {
+            authorities: Default::default(),
+            probes: Default::default(),
+        },
+        off,
+    )
+}
+
+#[test]
+fn a_run_whose_journal_is_down_makes_no_call_before_it_is_journaled() {
+    let mut app = operator();
+    let mut set = trustdeck_runbook::shipped().expect("shipped runbooks");
+    let rb =
+        trustdeck_runbook::load::parse("t/bring-back.toml", "bring-back.toml", MANUAL_THEN_CALL)
+            .expect("rb");
+    set.runbooks.insert(rb.name.clone(), Arc::new(rb));
+    app.runbooks = Runbooks::with(set);
+    select(&mut app, "gcp");
+    update(&mut app, ch('R'), now());
+    let pos = app.runbooks.shown.iter().position(|n| n == "bring-back");
+    for _ in 0..pos.expect("offered on gcp") {
+        update(&mut app, key(KeyCode::Down), now());
+    }
+    let fx = runbook_fx(&update(&mut app, key(KeyCode::Enter), now()));
+    assert!(
+        matches!(fx.first(), Some(RunbookEffect::Begin(_))),
+        "{fx:?}"
+    );
+    // The journal's server is down: the manual step goes ahead.
+    let fx = answer(
+        &mut app,
+        RunbookMsg::JournalDown("connection refused".into()),
+        0,
+    );
+    assert!(
+        fx.iter()
+            .any(|e| matches!(e, RunbookEffect::Observe { .. })),
+        "{fx:?}"
+    );
+    assert!(
+        log(&app)
+            .iter()
+            .any(|l| l.contains("as soon as the server answers"))
+    );
+    observed(&mut app, 1);
+    assert_eq!(app.mode, Mode::Confirm, "{:?}", log(&app));
+    typed(&mut app, "yes");
+    let fx = runbook_fx(&update(&mut app, key(KeyCode::Enter), at(1)));
+    assert!(
+        !fx.iter()
+            .any(|e| matches!(e, RunbookEffect::Perform { .. })),
+        "{fx:?}"
+    );
+    observed(&mut app, 2);
+    // prepare makes an admin call: confirmed, but not made while the journal is down.
+    assert_eq!(app.mode, Mode::Confirm, "{:?}", log(&app));
+    typed(&mut app, "yes");
+    let fx = runbook_fx(&update(&mut app, key(KeyCode::Enter), at(2)));
+    assert!(
+        !fx.iter()
+            .any(|e| matches!(e, RunbookEffect::Perform { .. })),
+        "{fx:?}"
+    );
+    assert!(
+        log(&app).iter().any(|l| l.contains("does not answer yet")),
+        "{:?}",
+        log(&app)
+    );
+    // The next observation asks the journal again; it answers.
+    let fx = tick(&mut app, 2 + OBSERVE_EVERY_SECS);
+    assert!(
+        fx.iter().any(|e| matches!(e, RunbookEffect::Begin(_))),
+        "{fx:?}"
+    );
+    let fx = answer(
+        &mut app,
+        RunbookMsg::Begun(Ok(RunbookExecution {
+            id: "e-5".into(),
+            ..Default::default()
+        })),
+        5,
+    );
+    let rec = fx
+        .iter()
+        .find_map(|e| match e {
+            RunbookEffect::Record(r) => Some(r.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("journaled where it stands: {fx:?}"));
+    assert_eq!((rec.id.as_str(), rec.step_id.as_str()), ("e-5", "prepare"));
+    // Then the call, carrying its journal record.
+    let fx = observed(&mut app, 8);
+    assert!(
+        fx.iter()
+            .any(|e| matches!(e, RunbookEffect::Perform { journal, .. } if journal.id == "e-5")),
+        "{fx:?}"
+    );
 }
 
 /// rotate-intermediate on gcp, waiting at the confirmation of activate, last recorded by

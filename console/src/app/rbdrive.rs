@@ -46,24 +46,51 @@ impl App {
                     return;
                 };
                 run.busy = false;
+                run.begin_in_flight = false;
                 run.claiming = None;
                 match r {
                     Ok(e) => {
                         run.id = Some(e.id.clone());
                         run.log
                             .push((Level::Ok, format!("journal: execution {}", e.id)));
+                        // Begun late (its server was down): where it stands already.
+                        let late = run.begin.take().is_some() && run.observed_at.is_some();
+                        if let Some(req) = journal_request(run).filter(|_| late) {
+                            fx.push(Effect::Runbook(RunbookEffect::Record(req)));
+                        }
                         self.observe(now, fx);
                     }
                     Err(e) => {
                         run.plan_only = true;
+                        run.begin = None;
                         run.log.push((
                             Level::Critical,
-                            format!("the journal refused: {e}; nothing was done"),
+                            format!(
+                                "the journal refused: {e}; nothing was changed through the \
+                                 admin API"
+                            ),
                         ));
                     }
                 }
             }
             RunbookMsg::Held { id, why } => self.held(id, why, now),
+            RunbookMsg::JournalDown(why) => {
+                let Some(run) = &mut self.runbooks.run else {
+                    return;
+                };
+                run.busy = false;
+                run.begin_in_flight = false;
+                if run.observed_at.is_none() {
+                    run.log.push((
+                        Level::Warning,
+                        format!(
+                            "journal: {why}; steps without an admin call go ahead, and it is \
+                             journaled as soon as the server answers (no admin call before)"
+                        ),
+                    ));
+                }
+                self.observe(now, fx);
+            }
             RunbookMsg::Recorded(r) => match r {
                 Ok(e) if e.state_wire() == RunbookState::Aborted => {
                     self.runbooks.journal.retain(|x| x.id != e.id);
@@ -121,7 +148,7 @@ impl App {
         let due = rb.run.as_ref().is_some_and(|r| {
             !r.plan_only
                 && !r.busy
-                && r.id.is_some()
+                && (r.id.is_some() || r.begin.is_some())
                 && r.exec.outcome.is_none()
                 && r.exec.phase != Phase::Confirming
                 && r.observed_at
@@ -197,6 +224,13 @@ impl App {
         if run.plan_only || run.exec.outcome.is_some() {
             return;
         }
+        if let (None, Some(req)) = (&run.id, &run.begin)
+            && run.observed_at.is_some()
+            && !run.begin_in_flight
+        {
+            run.begin_in_flight = true;
+            fx.push(Effect::Runbook(RunbookEffect::Begin(req.clone())));
+        }
         run.busy = true;
         fx.push(Effect::Runbook(RunbookEffect::Observe {
             probes: run.exec.probes_wanted(),
@@ -210,7 +244,7 @@ impl App {
         };
         let mut ask = None;
         let mut performing = false;
-        if !run.plan_only && !run.busy && run.id.is_some() {
+        if !run.plan_only && !run.busy && (run.id.is_some() || run.begin.is_some()) {
             let o = Observation {
                 now,
                 fleet: &self.fleet,
@@ -228,6 +262,15 @@ impl App {
                     }
                     Next::Confirm(c) => {
                         ask = Some(c);
+                        break;
+                    }
+                    Next::Act(_) if run.id.is_none() => {
+                        run.exec.retry_later(
+                            now,
+                            "the journal's server does not answer yet: no admin call before \
+                             it holds this execution"
+                                .into(),
+                        );
                         break;
                     }
                     Next::Act(call) | Next::Rollback(call) => {
@@ -331,6 +374,8 @@ impl App {
             busy: true,
             observed_at: None,
             claiming: None,
+            begin: None,
+            begin_in_flight: false,
         });
         fx.push(Effect::Runbook(RunbookEffect::Claim(e.id.clone())));
         self.runbooks.scroll = 0;

@@ -57,4 +57,6 @@ pub enum RunbookMsg {
         why: String,
     },
     Listed(Result<Vec<RunbookExecution>, String>),
+    /// The journal's server did not answer a begin (down, stopped): nothing was decided.
+    JournalDown(String),
 }

@@ -74,6 +74,12 @@ pub struct Run {
     pub observed_at: Option<DateTime<Utc>>,
     /// A resume waiting for another session's hold to lapse.
     pub claiming: Option<Claiming>,
+    /// The begin, until the journal took it: while its server does not answer (the runbook
+    /// may be the one that brings it back), steps without an admin call go ahead and the
+    /// begin is asked again at every observation; no admin call is made before.
+    pub begin: Option<trustdeck_proto::admin::BeginRunbookRequest>,
+    /// A begin is in flight (never two at once: the second would find the target held).
+    pub begin_in_flight: bool,
 }
 
 /// `:resume` of an execution that another session recorded into recently: asked again
@@ -280,6 +286,8 @@ impl App {
             busy: false,
             observed_at: None,
             claiming: None,
+            begin: None,
+            begin_in_flight: false,
         };
         run.exec.take_events();
         if !plan && self.read_only {
@@ -290,18 +298,19 @@ impl App {
         }
         let begin = !run.plan_only;
         if begin {
-            fx.push(Effect::Runbook(RunbookEffect::Begin(
-                trustdeck_proto::admin::BeginRunbookRequest {
-                    runbook: rb.name.clone(),
-                    // The engine's lock (the target's SPIFFE ID, or the trust domain) and
-                    // every resolved value, so a resume means what this run meant.
-                    target: run.exec.lock_key(),
-                    inputs: run.exec.journal_inputs().into_iter().collect(),
-                    runbook_digest: rb.digest.clone(),
-                    session: String::new(),
-                    steps: u32::try_from(rb.steps.len()).unwrap_or(u32::MAX),
-                },
-            )));
+            let req = trustdeck_proto::admin::BeginRunbookRequest {
+                runbook: rb.name.clone(),
+                // The engine's lock (the target's SPIFFE ID, or the trust domain) and
+                // every resolved value, so a resume means what this run meant.
+                target: run.exec.lock_key(),
+                inputs: run.exec.journal_inputs().into_iter().collect(),
+                runbook_digest: rb.digest.clone(),
+                session: String::new(),
+                steps: u32::try_from(rb.steps.len()).unwrap_or(u32::MAX),
+            };
+            run.begin = Some(req.clone());
+            run.begin_in_flight = true;
+            fx.push(Effect::Runbook(RunbookEffect::Begin(req)));
             run.busy = true;
             run.log
                 .push((Level::Ok, "asking the journal to begin it".into()));
