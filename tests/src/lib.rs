@@ -114,6 +114,12 @@ pub fn venv_python() -> PathBuf {
 
 /// Runs the py-spiffe client script (`tests/python/workload_client.py`) and parses its JSON.
 pub fn py_spiffe(socket: &Path, args: &[&str]) -> serde_json::Value {
+    try_py_spiffe(socket, args).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// [`py_spiffe`], its failure returned (an agent that has no entry for the caller yet
+/// answers PERMISSION_DENIED at once: poll with this).
+pub fn try_py_spiffe(socket: &Path, args: &[&str]) -> Result<serde_json::Value, String> {
     let python = venv_python();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/workload_client.py");
     let out = Command::new(python)
@@ -122,13 +128,14 @@ pub fn py_spiffe(socket: &Path, args: &[&str]) -> serde_json::Value {
         .args(args)
         .output()
         .expect("run python");
-    assert!(
-        out.status.success(),
-        "py-spiffe client failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
+    if !out.status.success() {
+        return Err(format!(
+            "py-spiffe client failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| {
+        format!(
             "py-spiffe output is not JSON ({e}): {}",
             String::from_utf8_lossy(&out.stdout)
         )

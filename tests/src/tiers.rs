@@ -110,7 +110,7 @@ impl Tiers {
         };
         for a in t.agents() {
             wait_for(30, &format!("{} served", a.workload_id), || {
-                let v = py_spiffe(&a.agent.socket, &["x509", "--timeout", "3"]);
+                let v = try_py_spiffe(&a.agent.socket, &["x509", "--timeout", "3"]).ok()?;
                 v["x509"]
                     .as_array()?
                     .iter()
