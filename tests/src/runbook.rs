@@ -355,6 +355,14 @@ pub fn unhealthy_reasons(report: &Json, except: &[&str]) -> Vec<String> {
         .collect()
 }
 
+/// Polls `status` (up to 20 s: a renewal may trail under load) until it names no reason but
+/// those containing one of `except`; returns the report.
+pub fn healthy_but(fleet: &Path, except: &[&str]) -> Json {
+    wait_status(fleet, 20, "a healthy fleet", |r| {
+        r["reasons"].is_array() && unhealthy_reasons(r, except).is_empty()
+    })
+}
+
 /// Polls `status` until `pred` holds for its report (returned), or panics after `secs` with
 /// `what` and the last report.
 pub fn wait_status(fleet: &Path, secs: u64, what: &str, pred: impl Fn(&Json) -> bool) -> Json {
