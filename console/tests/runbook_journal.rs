@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use fixture::*;
 use trustdeck_console::app::runbooks::{
-    CLAIM_EVERY_SECS, CLAIM_WAIT_SECS, OBSERVE_EVERY_SECS, Runbooks,
+    CLAIM_EVERY_SECS, CLAIM_WAIT_SECS, HEARTBEAT_SECS, OBSERVE_EVERY_SECS, Runbooks,
 };
 use trustdeck_console::app::{RunbookEffect, RunbookMsg};
 use trustdeck_proto::admin::{RunbookExecution, RunbookPhase, RunbookState};
@@ -244,6 +244,44 @@ fn a_run_whose_journal_is_down_makes_no_call_before_it_is_journaled() {
             .any(|e| matches!(e, RunbookEffect::Perform { journal, .. } if journal.id == "e-5")),
         "{fx:?}"
     );
+}
+
+#[test]
+fn a_run_waiting_for_its_operator_keeps_its_hold() {
+    let mut app = operator();
+    let mut set = trustdeck_runbook::shipped().expect("shipped runbooks");
+    let rb =
+        trustdeck_runbook::load::parse("t/bring-back.toml", "bring-back.toml", MANUAL_THEN_CALL)
+            .expect("rb");
+    set.runbooks.insert(rb.name.clone(), Arc::new(rb));
+    app.runbooks = Runbooks::with(set);
+    select(&mut app, "gcp");
+    update(&mut app, ch('R'), now());
+    let pos = app.runbooks.shown.iter().position(|n| n == "bring-back");
+    for _ in 0..pos.expect("offered on gcp") {
+        update(&mut app, key(KeyCode::Down), now());
+    }
+    update(&mut app, key(KeyCode::Enter), now());
+    answer(
+        &mut app,
+        RunbookMsg::Begun(Ok(RunbookExecution {
+            id: "e-6".into(),
+            ..Default::default()
+        })),
+        0,
+    );
+    observed(&mut app, 1);
+    assert_eq!(app.mode, Mode::Confirm);
+    let records = |fx: &[RunbookEffect]| {
+        fx.iter()
+            .filter(|e| matches!(e, RunbookEffect::Record(r) if r.id == "e-6"))
+            .count()
+    };
+    // The operator reads the instruction for a while: the journal hears from the run.
+    assert_eq!(records(&tick(&mut app, 5)), 0);
+    assert_eq!(records(&tick(&mut app, 1 + HEARTBEAT_SECS)), 1);
+    assert_eq!(records(&tick(&mut app, 2 + HEARTBEAT_SECS)), 0);
+    assert_eq!(records(&tick(&mut app, 1 + 2 * HEARTBEAT_SECS)), 1);
 }
 
 /// rotate-intermediate on gcp, waiting at the confirmation of activate, last recorded by

@@ -12,7 +12,8 @@ use trustdeck_topology::fleet::Level;
 use super::model::App;
 use super::msg::{Effect, RunbookEffect, RunbookMsg};
 use super::runbooks::{
-    CLAIM_EVERY_SECS, CLAIM_WAIT_SECS, Claiming, LIST_EVERY_SECS, OBSERVE_EVERY_SECS, Pending, Run,
+    CLAIM_EVERY_SECS, CLAIM_WAIT_SECS, Claiming, HEARTBEAT_SECS, LIST_EVERY_SECS,
+    OBSERVE_EVERY_SECS, Pending, Run,
 };
 use super::screen::Mode;
 
@@ -51,11 +52,13 @@ impl App {
                 match r {
                     Ok(e) => {
                         run.id = Some(e.id.clone());
+                        run.recorded_at = Some(now);
                         run.log
                             .push((Level::Ok, format!("journal: execution {}", e.id)));
                         // Begun late (its server was down): where it stands already.
                         let late = run.begin.take().is_some() && run.observed_at.is_some();
                         if let Some(req) = journal_request(run).filter(|_| late) {
+                            run.recorded_at = Some(now);
                             fx.push(Effect::Runbook(RunbookEffect::Record(req)));
                         }
                         self.observe(now, fx);
@@ -157,6 +160,7 @@ impl App {
         if due {
             self.observe(now, fx);
         }
+        self.heartbeat(now, fx);
         self.claim_again(now, fx);
     }
 
@@ -188,6 +192,22 @@ impl App {
             since,
             next: now + chrono::Duration::seconds(CLAIM_EVERY_SECS),
         });
+    }
+
+    /// The journal hears from a run under way that recorded nothing for [`HEARTBEAT_SECS`].
+    fn heartbeat(&mut self, now: DateTime<Utc>, fx: &mut Vec<Effect>) {
+        let Some(run) = &mut self.runbooks.run else {
+            return;
+        };
+        let due = !run.plan_only
+            && run.exec.outcome.is_none()
+            && run
+                .recorded_at
+                .is_some_and(|t| (now - t).num_seconds() >= HEARTBEAT_SECS);
+        if let Some(req) = journal_request(run).filter(|_| due) {
+            run.recorded_at = Some(now);
+            fx.push(Effect::Runbook(RunbookEffect::Record(req)));
+        }
     }
 
     /// A resume waiting for the journal's hold: claims again when due, or gives up.
@@ -279,6 +299,7 @@ impl App {
                         let Some(journal) = journal_request(&run) else {
                             break;
                         };
+                        run.recorded_at = Some(now);
                         fx.push(Effect::Runbook(RunbookEffect::Perform {
                             call,
                             execution: run.id.clone().unwrap_or_default(),
@@ -296,7 +317,7 @@ impl App {
             }
         }
         // A call carries its own journal record (recorded before it is made).
-        record(&mut run, if performing { None } else { Some(fx) });
+        record(&mut run, now, if performing { None } else { Some(fx) });
         self.runbooks.run = Some(run);
         if let Some(c) = ask {
             self.ask(Pending::Step(c));
@@ -376,6 +397,7 @@ impl App {
             claiming: None,
             begin: None,
             begin_in_flight: false,
+            recorded_at: None,
         });
         fx.push(Effect::Runbook(RunbookEffect::Claim(e.id.clone())));
         self.runbooks.scroll = 0;
@@ -394,13 +416,14 @@ impl App {
 
 /// Logs the events since the last drive and journals where the execution stands (into `fx`,
 /// when given).
-fn record(run: &mut Run, fx: Option<&mut Vec<Effect>>) {
+fn record(run: &mut Run, now: DateTime<Utc>, fx: Option<&mut Vec<Effect>>) {
     let events = run.exec.take_events();
     if events.is_empty() {
         return;
     }
     run.log.extend(events.iter().map(event_line));
     if let (Some(fx), Some(req)) = (fx, journal_request(run)) {
+        run.recorded_at = Some(now);
         fx.push(Effect::Runbook(RunbookEffect::Record(req)));
     }
 }

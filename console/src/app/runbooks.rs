@@ -24,6 +24,9 @@ use super::screen::Mode;
 pub const LIST_EVERY_SECS: i64 = 15;
 /// Seconds between two observations while an execution waits for its verification.
 pub const OBSERVE_EVERY_SECS: i64 = 2;
+/// How often the journal hears from a run that is only waiting (an operator reading, a long
+/// verification): well inside the journal's hold of 30 s.
+pub const HEARTBEAT_SECS: i64 = 10;
 /// Seconds between two claims of an execution another session held recently (`:resume`).
 pub const CLAIM_EVERY_SECS: i64 = 2;
 /// How long `:resume` waits for the journal's hold (30 s after the other session's last
@@ -80,6 +83,9 @@ pub struct Run {
     pub begin: Option<trustdeck_proto::admin::BeginRunbookRequest>,
     /// A begin is in flight (never two at once: the second would find the target held).
     pub begin_in_flight: bool,
+    /// When the journal last heard from this run (a heartbeat follows after
+    /// [`HEARTBEAT_SECS`], so no other session claims a run that is only waiting).
+    pub recorded_at: Option<DateTime<Utc>>,
 }
 
 /// `:resume` of an execution that another session recorded into recently: asked again
@@ -288,6 +294,7 @@ impl App {
             claiming: None,
             begin: None,
             begin_in_flight: false,
+            recorded_at: None,
         };
         run.exec.take_events();
         if !plan && self.read_only {

@@ -12,7 +12,8 @@ use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 use trustdeck_process::clock::Clock;
 use trustdeck_proto::admin::{
-    AuthorityInfo, BeginRunbookRequest, KeyProbeResult, RecordRunbookRequest, RunbookState,
+    AuthorityInfo, BeginRunbookRequest, KeyProbeResult, RecordRunbookRequest, RunbookRefusal,
+    RunbookState,
 };
 use trustdeck_runbook::exec::{Mismatch, Phase};
 use trustdeck_runbook::{Confirmation, Execution, Next, Observation, Outcome, StepEvent};
@@ -83,6 +84,9 @@ pub enum DriveError {
         "journal: {0}; nothing of step {1} was done: resume the execution when the upstream answers"
     )]
     Journal(IoError, String),
+    /// Another session took the execution over, or it was aborted: this one stops.
+    #[error("journal: {0}; this session stops here and does nothing more")]
+    TakenOver(IoError),
     /// The journal, answering at last, refused to begin the execution (its target is busy).
     #[error("journal: {0}; nothing was changed through the admin API: run it again later")]
     Refused(IoError),
@@ -210,18 +214,19 @@ impl Driver {
         self.io.record(self.record_of(id, e)).await.map(|_| ())
     }
 
-    /// Begins a pending journal entry if its server answers now; a refusal ends the drive.
-    async fn try_begin(&self, j: &mut Journal) -> Result<(), DriveError> {
+    /// Begins a pending journal entry if its server answers now (true when it just did); a
+    /// refusal ends the drive.
+    async fn try_begin(&self, j: &mut Journal) -> Result<bool, DriveError> {
         let Journal::Pending(req) = j else {
-            return Ok(());
+            return Ok(false);
         };
         match self.io.begin(req.clone()).await {
             Ok(b) => {
                 tracing::info!(execution = %b.id, "journal begun");
                 *j = Journal::Begun(b.id);
-                Ok(())
+                Ok(true)
             }
-            Err(err) if err.unreachable => Ok(()),
+            Err(err) if err.unreachable => Ok(false),
             Err(err) => Err(DriveError::Refused(err)),
         }
     }
@@ -263,8 +268,12 @@ impl Driver {
         let mut last = (usize::MAX, Phase::Failed);
         let mut retry: Option<Mismatch> = None;
         let mut polled = tokio::time::Instant::now();
+        let mut recorded = tokio::time::Instant::now();
         loop {
-            self.try_begin(j).await?;
+            if self.try_begin(j).await? {
+                // Where it stands now, at once (the steps done meanwhile were not recorded).
+                last = (usize::MAX, Phase::Failed);
+            }
             let now = self.clock.now();
             let next = {
                 let o = Observation {
@@ -286,21 +295,39 @@ impl Driver {
                 step: e.current().map(|s| s.id.clone()).unwrap_or_default(),
             };
             let acting = matches!(next, Next::Act(_) | Next::Rollback(_));
-            if let (Next::Act(_), Journal::Pending(req)) = (&next, &*j) {
+            if let Journal::Pending(req) = &*j {
                 // No admin call before the journal holds the execution (and its target).
                 let server = self.io.journal_name().unwrap_or_default();
                 let why = format!(
                     "the journal on {server} does not answer yet; {} is not begun",
                     req.runbook
                 );
-                e.retry_later(self.clock.now(), why);
-                continue;
+                match next {
+                    Next::Act(_) => {
+                        e.retry_later(self.clock.now(), why);
+                        continue;
+                    }
+                    Next::Rollback(_) => {
+                        e.rolled_back(Err(format!("{why}: the rollback was not made")));
+                        continue;
+                    }
+                    _ => {}
+                }
             }
-            if (e.step, e.phase) != last || acting || matches!(next, Next::Finished(_)) {
+            let heartbeat = recorded.elapsed() >= HEARTBEAT;
+            if (e.step, e.phase) != last || acting || heartbeat || matches!(next, Next::Finished(_))
+            {
                 last = (e.step, e.phase);
+                recorded = tokio::time::Instant::now();
                 if let Journal::Begun(id) = &*j
                     && let Err(err) = self.record(id, e).await
                 {
+                    if matches!(
+                        err.refusal,
+                        Some(RunbookRefusal::NotHolder | RunbookRefusal::Finished)
+                    ) {
+                        return Err(DriveError::TakenOver(err));
+                    }
                     if acting {
                         return Err(DriveError::Journal(err, tag.step));
                     }

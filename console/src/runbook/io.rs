@@ -69,9 +69,10 @@ impl IoError {
             }
             r
         });
+        // Down, or hung: the call's own deadline ends as Cancelled on the client.
         let unreachable = matches!(
             s.code(),
-            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded
+            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
         );
         IoError {
             message,
@@ -311,6 +312,11 @@ impl RunbookIo {
         to: &str,
         tag: &StepTag,
     ) -> Result<(), IoError> {
+        if from == to {
+            return Err(IoError::plain(format!(
+                "{server}: move entries from {from} to itself: nothing moved"
+            )));
+        }
         let mut c = self.client(server)?;
         let list = self.entries_under(&mut c, server, from, tag).await?;
         let there = self.entries_under(&mut c, server, to, tag).await?;

@@ -167,6 +167,9 @@ fn step_state(run: &Run, i: usize, g: &Glyphs) -> (&'static str, Role, String) {
             "  stopped".into(),
         );
     }
+    if i < e.step && e.skips(i) {
+        return (g.info, Role::Dim, "  skipped: nothing to do".into());
+    }
     if i < e.step || (i == e.step && e.phase == Phase::Done) {
         return (g.ok, Role::Level(Level::Ok), "  verified".into());
     }

@@ -181,8 +181,37 @@ pub fn claim(
         held_by: actor.into(),
         session: req.session.clone(),
         updated_at: now,
+        // Taken over: driven again, so another session waits out the hold from here.
+        state: State::Running,
         ..rec.clone()
     })
+}
+
+/// Whether `holder`, found holding the target of `rec`, is the execution the same session
+/// began with the same runbook and inputs (a begin asked again after its answer was lost):
+/// answered with `holder`, not refused.
+pub fn same_begin(holder: &RunbookRecord, rec: &RunbookRecord) -> bool {
+    holder.session == rec.session
+        && holder.started_by == rec.started_by
+        && holder.runbook == rec.runbook
+        && holder.runbook_digest == rec.runbook_digest
+        && holder.inputs == rec.inputs
+}
+
+/// Whether `req` only says that its session is still there: the holding session, running,
+/// nothing changed (a heartbeat is not an operator action: it takes no audit record).
+pub fn is_heartbeat(cur: &RunbookRecord, req: &RecordRunbookRequest) -> bool {
+    cur.state == State::Running
+        && req.state() == RunbookState::Running
+        && !req.session.is_empty()
+        && req.session == cur.session
+        && req.step == cur.step
+        && req.step_id == cur.step_id
+        && phase_of(req.phase()) == Some(cur.phase)
+        && req.saved.len() == cur.saved.len()
+        && req.saved.iter().all(|(k, v)| cur.saved.get(k) == Some(v))
+        && req.reason == cur.reason
+        && req.rolled_back == cur.rolled_back
 }
 
 /// The journal's state for the API's; `None` for unspecified.

@@ -139,6 +139,59 @@ fn a_stopped_execution_is_claimed_at_once() {
     };
     let c = claim(&stopped, &other, "uid:1000", 106).expect("no one drives a stopped execution");
     assert_eq!((c.session.as_str(), c.held_by.as_str()), ("s2", "uid:1000"));
+    // Taken over, it runs again: a third session waits out the hold.
+    assert_eq!(c.state, State::Running);
+    let third = ClaimRunbookRequest {
+        id: "e1".into(),
+        session: "s3".into(),
+    };
+    assert_eq!(
+        refusal(claim(&c, &third, OP, 107)),
+        RunbookRefusal::HeldElsewhere
+    );
+}
+
+#[test]
+fn a_begin_asked_again_by_its_session_is_the_same_execution() {
+    let r = begun(100);
+    let again = RunbookRecord {
+        id: "e2".into(),
+        ..r.clone()
+    };
+    assert!(same_begin(&r, &again));
+    let other = RunbookRecord {
+        session: "s9".into(),
+        ..again.clone()
+    };
+    assert!(
+        !same_begin(&r, &other),
+        "another session's begin is refused"
+    );
+}
+
+#[test]
+fn a_record_that_changes_nothing_is_a_heartbeat() {
+    let r = begun(100);
+    let same = RecordRunbookRequest {
+        id: "e1".into(),
+        session: "s1".into(),
+        step: r.step,
+        step_id: r.step_id.clone(),
+        phase: RunbookPhase::Checking.into(),
+        state: RunbookState::Running.into(),
+        ..Default::default()
+    };
+    assert!(is_heartbeat(&r, &same));
+    let moved = RecordRunbookRequest {
+        step: 1,
+        ..same.clone()
+    };
+    assert!(!is_heartbeat(&r, &moved));
+    let other = RecordRunbookRequest {
+        session: "s2".into(),
+        ..same
+    };
+    assert!(!is_heartbeat(&r, &other));
 }
 
 #[test]

@@ -132,6 +132,27 @@ impl Datastore {
         Ok(out)
     }
 
+    /// A heartbeat: execution `id`'s last record moved to `now` if it is running and held by
+    /// `session` (nothing else changes, so no audit record); `false` if it is not.
+    pub async fn touch_runbook(
+        &self,
+        id: &str,
+        session: &str,
+        now: i64,
+    ) -> Result<bool, DatastoreError> {
+        let r = sqlx::query(
+            "UPDATE runbook_executions SET updated_at = $1 \
+             WHERE id = $2 AND session = $3 AND state = 'running'",
+        )
+        .bind(now)
+        .bind(id)
+        .bind(session)
+        .execute(&self.pool)
+        .await
+        .map_err(query_err("touch runbook execution"))?;
+        Ok(r.rows_affected() > 0)
+    }
+
     /// The execution with this id, if any.
     pub async fn get_runbook(&self, id: &str) -> Result<Option<RunbookRecord>, DatastoreError> {
         let sql = format!("SELECT {COLUMNS} FROM runbook_executions WHERE id = $1");

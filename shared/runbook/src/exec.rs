@@ -357,6 +357,15 @@ pub struct Execution {
 mod steps;
 
 impl Execution {
+    /// Whether step `i` is skipped with the values known now (its `when` renders empty).
+    pub fn skips(&self, i: usize) -> bool {
+        self.runbook
+            .steps
+            .get(i)
+            .and_then(|s| s.when.as_ref())
+            .is_some_and(|w| w.resolve(&self.vars).is_ok_and(|v| v.trim().is_empty()))
+    }
+
     /// A new execution at its first step.
     pub fn start(runbook: Arc<Runbook>, vars: Vars) -> Execution {
         let mut e = Execution {

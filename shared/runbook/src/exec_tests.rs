@@ -424,6 +424,7 @@ fn an_optional_find_that_finds_nothing_skips_the_steps_that_need_it() {
         "{ev:?}"
     );
     assert!(!ev.iter().any(|x| matches!(x, StepEvent::Confirmed { .. })));
+    assert!(e.skips(1) && !e.skips(0));
 
     // With a tainted JWT key the revoke step runs (and asks for the typed confirmation).
     let mut a = auths();

@@ -58,9 +58,14 @@ impl Agent {
             Ok(Some(s)) => match self.take_up_svid(&s.chain, &s.key_pkcs8) {
                 Ok(()) => tracing::info!("loaded stored agent SVID"),
                 Err(e) => {
-                    // Expired: not presented, but still who this node was until it attests
-                    // again, so the console and the runbooks can name it (as at run time).
-                    if let Ok((id, _, _)) = leaf_window(&s.chain) {
+                    // Expired (only): not presented, but still who this node was until it
+                    // attests again, so the console and the runbooks can name it (as at run
+                    // time). Anything else unusable (another trust domain, a key that does
+                    // not match) names no one.
+                    if let Ok((id, _, na)) = leaf_window(&s.chain)
+                        && na <= self.clock.now()
+                        && id.trust_domain() == &self.config.trust_domain
+                    {
                         self.hub.set_spiffe_id(id.as_str(), self.clock.now());
                     }
                     tracing::warn!(error = %e, "stored agent SVID unusable; will attest")

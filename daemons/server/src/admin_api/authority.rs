@@ -162,8 +162,10 @@ pub fn show(ctx: &ServerCtx, kind: AuthorityKind) -> Result<ShowAuthoritiesRespo
 pub const CENSUS_WARMUP: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Runs an operation for an operator (`actor`), audits and publishes its outcome.
+/// `slots`: the server's probe slots (an activation probes the prepared key first).
 pub async fn operate(
     ctx: &ServerCtx,
+    slots: &super::probe::ProbeSlots,
     caller: &Operator,
     op: AuthorityOp,
     req: AuthorityRequest,
@@ -179,7 +181,7 @@ pub async fn operate(
         },
     };
     let actor = caller.actor.as_str();
-    let result = run(ctx, caller, op, &req, &mut audit).await;
+    let result = run(ctx, slots, caller, op, &req, &mut audit).await;
     if let Err(status) = &result {
         let rec = record(
             ctx.clock.as_ref(),
@@ -198,7 +200,12 @@ pub async fn operate(
 /// Before an activation: the prepared key `id` signs (a token lost since `prepare` would
 /// leave the trust domain with an active authority that cannot sign). Anything else is left to
 /// the operation's rules.
-async fn prepared_key_answers(ctx: &ServerCtx, kind: CaKind, id: &str) -> Result<(), Status> {
+async fn prepared_key_answers(
+    ctx: &ServerCtx,
+    slots: &super::probe::ProbeSlots,
+    kind: CaKind,
+    id: &str,
+) -> Result<(), Status> {
     let st = ctx.ca.snapshot();
     let Some(r) = st
         .journal
@@ -207,7 +214,8 @@ async fn prepared_key_answers(ctx: &ServerCtx, kind: CaKind, id: &str) -> Result
     else {
         return Ok(());
     };
-    let p = super::probe::probe_one(ctx.ca.key_manager(), r, super::probe::PROBE_TIMEOUT).await;
+    let p =
+        super::probe::probe_one(slots, ctx.ca.key_manager(), r, super::probe::PROBE_TIMEOUT).await;
     if p.probe() == KeyProbe::Ok {
         return Ok(());
     }
@@ -225,6 +233,7 @@ async fn prepared_key_answers(ctx: &ServerCtx, kind: CaKind, id: &str) -> Result
 
 async fn run(
     ctx: &ServerCtx,
+    slots: &super::probe::ProbeSlots,
     caller: &Operator,
     op: AuthorityOp,
     req: &AuthorityRequest,
@@ -242,7 +251,7 @@ async fn run(
         step: caller.step.clone(),
     };
     if op == AuthorityOp::Activate {
-        prepared_key_answers(ctx, kind, &req.id).await?;
+        prepared_key_answers(ctx, slots, kind, &req.id).await?;
     }
     let actor = caller.actor.as_str();
     let now = ctx.clock.now();

@@ -458,8 +458,14 @@ impl AdminApi {
         op: AuthorityOp,
     ) -> Result<Response<AuthorityResponse>, Status> {
         let caller = self.operator(&request, method)?;
-        authority::operate(&self.ctx, &caller, op, request.into_inner())
-            .await
-            .map(Response::new)
+        authority::operate(
+            &self.ctx,
+            &self.probes.slots,
+            &caller,
+            op,
+            request.into_inner(),
+        )
+        .await
+        .map(Response::new)
     }
 }

@@ -35,6 +35,8 @@ pub const PROBE_REUSE: Duration = Duration::from_secs(2);
 #[derive(Default)]
 pub struct ProbeGate {
     last: tokio::sync::Mutex<Option<(std::time::Instant, ProbeKeysResponse)>>,
+    /// Shared with every other probe of this server (an activation's).
+    pub slots: ProbeSlots,
 }
 
 impl ProbeGate {
@@ -46,14 +48,14 @@ impl ProbeGate {
         {
             return r.clone();
         }
-        let r = probe_keys(ctx).await;
+        let r = probe_keys(ctx, &self.slots).await;
         *last = Some((std::time::Instant::now(), r.clone()));
         r
     }
 }
 
 /// Probes every key of `ctx`'s journal that the server signs with.
-pub async fn probe_keys(ctx: &ServerCtx) -> ProbeKeysResponse {
+pub async fn probe_keys(ctx: &ServerCtx, slots: &ProbeSlots) -> ProbeKeysResponse {
     let km = ctx.ca.key_manager();
     let st = ctx.ca.snapshot();
     let mut records: Vec<&CaJournalRecord> = st
@@ -66,44 +68,47 @@ pub async fn probe_keys(ctx: &ServerCtx) -> ProbeKeysResponse {
     });
     let mut keys = Vec::with_capacity(records.len());
     for r in records {
-        keys.push(probe_one(km.clone(), r, PROBE_TIMEOUT).await);
+        keys.push(probe_one(slots, km.clone(), r, PROBE_TIMEOUT).await);
     }
     ProbeKeysResponse { keys }
 }
 
-/// Most probes under way at once in this process. Each holds a blocking thread until the key
+/// Most probes under way at once on one server. Each holds a blocking thread until the key
 /// manager answers, also after its caller gave up on it: a token that hangs ties up at most
 /// this many threads, and a probe beyond them reads UNREACHABLE at once.
 pub const MAX_UNDER_WAY: usize = 4;
 
-static UNDER_WAY: AtomicUsize = AtomicUsize::new(0);
+/// The probes under way on one server (see [`MAX_UNDER_WAY`]).
+#[derive(Debug, Default, Clone)]
+pub struct ProbeSlots(Arc<AtomicUsize>);
 
 /// One probe under way; counted down when its blocking task ends.
-struct UnderWay;
+struct UnderWay(Arc<AtomicUsize>);
 
-impl UnderWay {
-    fn take() -> Option<UnderWay> {
-        if UNDER_WAY.fetch_add(1, Ordering::SeqCst) >= MAX_UNDER_WAY {
-            UNDER_WAY.fetch_sub(1, Ordering::SeqCst);
+impl ProbeSlots {
+    fn take(&self) -> Option<UnderWay> {
+        if self.0.fetch_add(1, Ordering::SeqCst) >= MAX_UNDER_WAY {
+            self.0.fetch_sub(1, Ordering::SeqCst);
             return None;
         }
-        Some(UnderWay)
+        Some(UnderWay(self.0.clone()))
     }
 }
 
 impl Drop for UnderWay {
     fn drop(&mut self) {
-        UNDER_WAY.fetch_sub(1, Ordering::SeqCst);
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
 /// Loads `r`'s key from `km`, signs [`PROBE_MESSAGE`] and verifies it, within `timeout`.
 pub async fn probe_one(
+    slots: &ProbeSlots,
     km: Arc<dyn KeyManager>,
     r: &CaJournalRecord,
     timeout: Duration,
 ) -> KeyProbeResult {
-    let (probe, detail) = match UnderWay::take() {
+    let (probe, detail) = match slots.take() {
         Some(slot) => sign_and_check(km, r, timeout, slot).await,
         None => (
             KeyProbe::Unreachable,
@@ -238,41 +243,44 @@ mod tests {
 
     #[tokio::test]
     async fn a_held_key_reads_ok_a_deleted_one_missing() {
+        let slots = ProbeSlots::default();
         let km: Arc<dyn KeyManager> = Arc::new(MemoryKeyManager::new());
         let r = record(km.as_ref(), "jwt-a");
-        let ok = probe_one(km.clone(), &r, PROBE_TIMEOUT).await;
+        let ok = probe_one(&slots, km.clone(), &r, PROBE_TIMEOUT).await;
         assert_eq!((ok.probe(), ok.id.as_str()), (KeyProbe::Ok, "kid-jwt-a"));
         km.delete("jwt-a").expect("delete");
-        let gone = probe_one(km, &r, PROBE_TIMEOUT).await;
+        let gone = probe_one(&slots, km, &r, PROBE_TIMEOUT).await;
         assert_eq!(gone.probe(), KeyProbe::Missing, "{}", gone.detail);
     }
 
     #[tokio::test]
     async fn another_key_under_the_id_reads_wrong_key() {
+        let slots = ProbeSlots::default();
         let km: Arc<dyn KeyManager> = Arc::new(MemoryKeyManager::new());
         let mut r = record(km.as_ref(), "jwt-a");
         let other = record(km.as_ref(), "jwt-b");
         r.public_key_der_b64 = other.public_key_der_b64.clone();
-        let p = probe_one(km.clone(), &r, PROBE_TIMEOUT).await;
+        let p = probe_one(&slots, km.clone(), &r, PROBE_TIMEOUT).await;
         assert_eq!(p.probe(), KeyProbe::WrongKey, "{}", p.detail);
         r.public_key_der_b64 = Some("not base64!".into());
         assert_eq!(
-            probe_one(km, &r, PROBE_TIMEOUT).await.probe(),
+            probe_one(&slots, km, &r, PROBE_TIMEOUT).await.probe(),
             KeyProbe::WrongKey
         );
     }
 
     #[tokio::test]
     async fn a_hung_token_ties_up_a_bounded_number_of_threads() {
+        let slots = ProbeSlots::default();
         let km: Arc<dyn KeyManager> = Arc::new(Hung);
         let r = record(&MemoryKeyManager::new(), "x509-a");
         for _ in 0..MAX_UNDER_WAY {
-            let p = probe_one(km.clone(), &r, Duration::from_millis(50)).await;
+            let p = probe_one(&slots, km.clone(), &r, Duration::from_millis(50)).await;
             assert!(p.detail.contains("did not answer"), "{}", p.detail);
         }
         // Every earlier probe's thread still waits on the token: no new thread is taken.
         let start = std::time::Instant::now();
-        let p = probe_one(km.clone(), &r, Duration::from_secs(5)).await;
+        let p = probe_one(&slots, km.clone(), &r, Duration::from_secs(5)).await;
         assert_eq!(p.probe(), KeyProbe::Unreachable);
         assert!(
             p.detail.contains("earlier probes still wait"),
@@ -282,23 +290,24 @@ mod tests {
         assert!(start.elapsed() < Duration::from_millis(500));
         // Once they end, probes run again.
         tokio::time::sleep(Duration::from_millis(2500)).await;
-        let p = probe_one(km, &r, Duration::from_secs(5)).await;
+        let p = probe_one(&slots, km, &r, Duration::from_secs(5)).await;
         assert!(p.detail.contains("CKR_DEVICE_REMOVED"), "{}", p.detail);
     }
 
     #[tokio::test]
     async fn a_hung_or_failing_token_reads_unreachable_in_bounded_time() {
+        let slots = ProbeSlots::default();
         let km: Arc<dyn KeyManager> = Arc::new(Hung);
         let r = record(&MemoryKeyManager::new(), "x509-a");
         let start = std::time::Instant::now();
-        let p = probe_one(km.clone(), &r, Duration::from_millis(200)).await;
+        let p = probe_one(&slots, km.clone(), &r, Duration::from_millis(200)).await;
         assert_eq!(p.probe(), KeyProbe::Unreachable);
         assert!(p.detail.contains("did not answer"), "{}", p.detail);
         assert!(
             start.elapsed() < Duration::from_secs(2),
             "bounded by the timeout"
         );
-        let p = probe_one(km, &r, Duration::from_secs(5)).await;
+        let p = probe_one(&slots, km, &r, Duration::from_secs(5)).await;
         assert_eq!(p.probe(), KeyProbe::Unreachable);
         assert!(p.detail.contains("CKR_DEVICE_REMOVED"), "{}", p.detail);
     }

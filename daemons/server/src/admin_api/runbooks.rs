@@ -48,6 +48,10 @@ pub async fn begin(
                 audit.detail = rules::audit_detail(&r);
                 Ok(r)
             }
+            Begun::Busy(holder) if rules::same_begin(&holder, &rec) => {
+                audit.detail = format!("{} (asked again)", rules::audit_detail(&holder));
+                Ok(holder)
+            }
             Begun::Busy(holder) => Err(status(rules::busy(&holder))),
         }
     })
@@ -89,6 +93,19 @@ pub async fn record(
         detail: format!("execution {} step {}", bounded(&req.id), req.step),
     };
     let now = ctx.clock.now().timestamp();
+    if let Some(cur) = ctx.ds.get_runbook(&req.id).await.map_err(ds_status)?
+        && rules::is_heartbeat(&cur, &req)
+        && ctx
+            .ds
+            .touch_runbook(&req.id, &req.session, now)
+            .await
+            .map_err(ds_status)?
+    {
+        return Ok(rules::execution(RunbookRecord {
+            updated_at: now,
+            ..cur
+        }));
+    }
     change(ctx, op, audit, &req.id, |cur| {
         let next = rules::record(cur, &req, &op.actor, now)?;
         let detail = rules::audit_detail(&next);

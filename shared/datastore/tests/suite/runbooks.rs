@@ -53,6 +53,23 @@ pub async fn runbooks(ds: &Datastore) {
     assert_eq!(begin(ds, &b, "unused").await, Begun::Busy(a.clone()));
     assert_eq!(ds.get_runbook("rb-b").await.unwrap(), None);
 
+    // A heartbeat moves only the last record's time, for the holding session only.
+    assert!(!ds.touch_runbook("rb-a", "s2", NOW + 5).await.unwrap());
+    assert!(ds.touch_runbook("rb-a", "s1", NOW + 5).await.unwrap());
+    let touched = ds.get_runbook("rb-a").await.unwrap().expect("rb-a");
+    assert_eq!(touched.updated_at, NOW + 5);
+    assert_eq!(
+        RunbookRecord {
+            updated_at: NOW,
+            ..touched
+        },
+        a
+    );
+    let a = RunbookRecord {
+        updated_at: NOW + 5,
+        ..a
+    };
+
     // A dropped change stores nothing.
     {
         let mut tx = ds.begin_audited().await.unwrap();
