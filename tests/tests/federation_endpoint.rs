@@ -156,6 +156,55 @@ async fn curl_reads_the_bundle_from_an_https_web_endpoint() {
     assert!(fetched.result.is_err(), "{:?}", fetched.result);
 }
 
+#[test]
+fn the_endpoint_is_bounded() {
+    use std::io::Read;
+    let pki = tempfile::tempdir().expect("tmp");
+    let (ca, cert, key) = web_pki(pki.path());
+    let extra = format!(
+        "[connections]\nhandshake_timeout = \"2s\"\nidle_timeout = \"2s\"\nmax_unidentified = 2\n\n{}",
+        web_endpoint(&cert, &key)
+    );
+    let server = ServerProc::start(&extra);
+    let port = endpoint_port(&server);
+    assert!(curl(Some(&ca), port).status.success());
+
+    // Two connections that never start TLS fill the endpoint: a third is closed at once.
+    let mut idle = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let other = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let out = curl(Some(&ca), port);
+    assert!(!out.status.success(), "a third connection was served");
+
+    // The handshake timeout closes a silent connection.
+    idle.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .expect("timeout");
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 16];
+    match idle.read(&mut buf) {
+        Ok(0) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        other => panic!("the silent connection was not closed: {other:?}"),
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(8));
+    drop(other);
+    wait_for(10, "the endpoint serves again", || {
+        curl(Some(&ca), port).status.success().then_some(())
+    });
+
+    // A request head larger than 8 KiB is answered 431.
+    let out = Command::new("curl")
+        .args(["--silent", "--max-time", "10", "--output", "/dev/null"])
+        .args(["--write-out", "%{http_code}"])
+        .args(["--resolve", &format!("bundle.test:{port}:127.0.0.1")])
+        .arg("--cacert")
+        .arg(&ca)
+        .args(["-H", &format!("X-Big: {}", "a".repeat(9000))])
+        .arg(format!("https://bundle.test:{port}/"))
+        .output()
+        .expect("curl");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "431");
+}
+
 #[tokio::test]
 async fn check_config_reads_the_endpoint_files() {
     let pki = tempfile::tempdir().expect("tmp");
@@ -184,7 +233,7 @@ async fn check_config_reads_the_endpoint_files() {
 const SPIFFE_ENDPOINT: &str = "[federation.bundle_endpoint]\nbind_address = \"127.0.0.1:0\"\n\
                                profile = \"https_spiffe\"\n";
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fetch_from_an_https_spiffe_endpoint_of_another_trust_domain() {
     let partner_server = server_in("partner.test", SPIFFE_ENDPOINT);
     let td = TrustDomain::parse("partner.test").expect("td");
@@ -260,7 +309,12 @@ async fn fetch_from_an_https_spiffe_endpoint_of_another_trust_domain() {
     );
 
     // The partner prepares a new root: the next fetch has it, at a higher sequence.
-    partner_server.cli_ok(&["authority", "x509", "prepare", "--output", "json"]);
+    let prepared = partner_server.cli_ok(&["authority", "x509", "prepare", "--output", "json"]);
+    let prepared: serde_json::Value = serde_json::from_str(&prepared).expect("json");
+    let new_root = prepared["authority"]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
     let fetched = fetch_bundle(&partner, &endpoint, &state).await;
     match &fetched.result {
         Ok(Accepted::Updated {
@@ -280,4 +334,30 @@ async fn fetch_from_an_https_spiffe_endpoint_of_another_trust_domain() {
     let f = state.freshness(&RefreshPolicy::default(), chrono::Utc::now());
     assert!(f.warnings.is_empty(), "{f:?}");
     assert!(f.sequence > Some(s0));
+
+    // It activates the new root: the endpoint presents an SVID from it (renewed as the CA
+    // rotates), which our copy holds, while the bootstrap bundle alone lacks it.
+    partner_server.cli_ok(&["authority", "x509", "activate", "--id", &new_root]);
+    let chain = wait_for(15, "the endpoint presents an SVID of the new root", || {
+        let fetched = futures_block(fetch_bundle(&partner, &endpoint, &state));
+        let chain = fetched.presented_chain.clone()?;
+        let key_ids = trustdeck_spiffe::x509::chain_key_ids(&chain).ok()?;
+        key_ids.contains(&new_root).then(|| {
+            assert!(fetched.result.is_ok(), "{:?}", fetched.result);
+            chain
+        })
+    });
+    assert!(
+        trustdeck_federation::missing_signing_root(&bootstrap, &chain).is_some(),
+        "the bootstrap bundle lacks the root the partner now signs with"
+    );
+    assert_eq!(
+        trustdeck_federation::missing_signing_root(state.held().expect("held"), &chain),
+        None
+    );
+}
+
+/// Runs a future to completion from synchronous code inside a multi-thread runtime.
+fn futures_block<F: std::future::Future>(f: F) -> F::Output {
+    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
 }
