@@ -129,6 +129,23 @@ async fn curl_reads_the_bundle_from_an_https_web_endpoint() {
         Ok(Accepted::First(b)) => assert_eq!(b, &served),
         other => panic!("https_web fetch: {other:?}"),
     }
+    // A bundle larger than allowed is refused.
+    let small = Endpoint {
+        max_body: 100,
+        ..by_name.clone()
+    };
+    let fetched = fetch_bundle(&partner, &small, &state).await;
+    assert!(
+        matches!(
+            fetched.result,
+            Err(FetchFailure::Transport {
+                kind: TransportKind::TooLarge,
+                ..
+            })
+        ),
+        "{:?}",
+        fetched.result
+    );
     // By IP address, which the certificate does not name: refused in the handshake.
     let by_ip = Endpoint {
         url: format!("https://127.0.0.1:{port}/"),

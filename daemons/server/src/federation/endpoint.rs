@@ -312,7 +312,7 @@ mod tests {
         b.sequence = 7;
         b.refresh_hint_secs = Some(300);
         let body = |head, hint| {
-            let r = parse_response(&answer(head, &b, hint), 1 << 20)
+            let r = parse_response(&answer(head, &b, hint), 1 << 20, true)
                 .expect("ok")
                 .expect("whole");
             (r.status, String::from_utf8(r.body).expect("utf-8"))

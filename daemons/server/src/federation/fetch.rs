@@ -30,7 +30,7 @@ use trustdeck_federation::{
 use trustdeck_spiffe::Bundle;
 use trustdeck_transport::tls::provider;
 
-use super::http::{MAX_HEAD, ResponseError, get_request, parse_response};
+use super::http::{MAX_HEAD, Response, ResponseError, get_request, parse_response};
 
 /// How long a fetch may take unless configured.
 pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -77,6 +77,17 @@ pub struct Url {
     pub port: u16,
     /// Path and query (`/` when absent).
     pub path: String,
+}
+
+impl Url {
+    /// `host:port` as the `Host` header writes it (IPv6 in brackets).
+    pub fn authority(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
 }
 
 /// Parses `https://host[:port][/path]` (no user info, no fragment).
@@ -181,41 +192,10 @@ async fn fetch_inner(
                 format!("TLS with {}: {e}", endpoint.url),
             )
         })?;
-    let io =
-        |e: std::io::Error| transport(TransportKind::Malformed, format!("{}: {e}", endpoint.url));
-    tls.write_all(&get_request(&url.host, &url.path))
+    tls.write_all(&get_request(&url.authority(), &url.path))
         .await
-        .map_err(io)?;
-    let limit = MAX_HEAD + endpoint.max_body;
-    let mut buf = Vec::new();
-    let read = (&mut tls)
-        .take(u64::try_from(limit + 1).unwrap_or(u64::MAX))
-        .read_to_end(&mut buf)
-        .await;
-    // Peers often close TLS without close_notify after a complete answer: what was read
-    // counts; the parse below tells a truncated answer.
-    if let Err(e) = read
-        && e.kind() != std::io::ErrorKind::UnexpectedEof
-    {
-        return Err(io(e));
-    }
-    if buf.len() > limit {
-        return Err(transport(
-            TransportKind::TooLarge,
-            format!("{}: the answer is larger than {limit} bytes", endpoint.url),
-        ));
-    }
-    let response = match parse_response(&buf, endpoint.max_body) {
-        Ok(Some(r)) => r,
-        Ok(None) => return Err(transport(TransportKind::Malformed, "truncated HTTP answer")),
-        Err(ResponseError::TooLarge(n)) => {
-            return Err(transport(
-                TransportKind::TooLarge,
-                format!("{}: the bundle is larger than {n} bytes", endpoint.url),
-            ));
-        }
-        Err(e) => return Err(transport(TransportKind::Malformed, e.to_string())),
-    };
+        .map_err(|e| transport(TransportKind::Connect, format!("{}: {e}", endpoint.url)))?;
+    let response = read_response(&mut tls, endpoint).await?;
     if response.status != 200 {
         return Err(transport(
             TransportKind::HttpStatus(response.status),
@@ -223,6 +203,60 @@ async fn fetch_inner(
         ));
     }
     Ok(accept(partner, state.last_good.as_ref(), &response.body)?)
+}
+
+/// Reads the answer until it is complete (by its length, its last chunk or the peer closing),
+/// at most [`MAX_HEAD`] + `max_body` bytes.
+async fn read_response<S: AsyncReadExt + Unpin>(
+    s: &mut S,
+    endpoint: &Endpoint,
+) -> Result<Response, FetchFailure> {
+    let limit = MAX_HEAD + endpoint.max_body;
+    let too_large = || {
+        transport(
+            TransportKind::TooLarge,
+            format!("{}: the answer is larger than {limit} bytes", endpoint.url),
+        )
+    };
+    let mut buf = Vec::new();
+    let mut chunk = vec![0u8; 16 * 1024];
+    loop {
+        let eof = match s.read(&mut chunk).await {
+            Ok(0) => true,
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                false
+            }
+            // Peers often close TLS without close_notify after a complete answer.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => true,
+            Err(e) => {
+                return Err(transport(
+                    TransportKind::Malformed,
+                    format!("{}: {e}", endpoint.url),
+                ));
+            }
+        };
+        if buf.len() > limit {
+            return Err(too_large());
+        }
+        match parse_response(&buf, endpoint.max_body, eof) {
+            Ok(Some(r)) => return Ok(r),
+            Ok(None) if eof => {
+                return Err(transport(
+                    TransportKind::Malformed,
+                    format!("{}: the answer ends early", endpoint.url),
+                ));
+            }
+            Ok(None) => {}
+            Err(ResponseError::TooLarge(_)) => return Err(too_large()),
+            Err(e) => {
+                return Err(transport(
+                    TransportKind::Malformed,
+                    format!("{}: {e}", endpoint.url),
+                ));
+            }
+        }
+    }
 }
 
 /// The TLS client configuration for the partner's profile.
@@ -399,6 +433,73 @@ impl ServerCertVerifier for SpiffeEndpointVerifier {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn a_silent_endpoint_times_out_and_a_closed_port_fails_to_connect() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let partner = Partner::new(
+            trustdeck_spiffe::TrustDomain::parse("p.test").expect("td"),
+            EndpointProfile::HttpsWeb,
+        )
+        .expect("partner");
+        let mut endpoint = Endpoint::new(format!("https://localhost:{}/", addr.port()));
+        endpoint.timeout = Duration::from_millis(300);
+        // Accepted by the kernel, never answered.
+        let fetched = fetch_bundle(&partner, &endpoint, &PartnerState::default()).await;
+        assert!(
+            matches!(
+                fetched.result,
+                Err(FetchFailure::Transport {
+                    kind: TransportKind::Timeout,
+                    ..
+                })
+            ),
+            "{:?}",
+            fetched.result
+        );
+        drop(listener);
+        let fetched = fetch_bundle(&partner, &endpoint, &PartnerState::default()).await;
+        assert!(
+            matches!(
+                fetched.result,
+                Err(FetchFailure::Transport {
+                    kind: TransportKind::Connect,
+                    ..
+                })
+            ),
+            "{:?}",
+            fetched.result
+        );
+    }
+
+    #[tokio::test]
+    async fn https_spiffe_needs_a_bundle_to_check_the_endpoint() {
+        let td = trustdeck_spiffe::TrustDomain::parse("p.test").expect("td");
+        let partner = Partner::new(
+            td,
+            EndpointProfile::HttpsSpiffe {
+                endpoint_id: trustdeck_spiffe::SpiffeId::parse("spiffe://p.test/server")
+                    .expect("id"),
+            },
+        )
+        .expect("partner");
+        let endpoint = Endpoint::new("https://127.0.0.1:1/");
+        let fetched = fetch_bundle(&partner, &endpoint, &PartnerState::default()).await;
+        assert!(
+            matches!(
+                &fetched.result,
+                Err(FetchFailure::Transport {
+                    kind: TransportKind::Setup,
+                    detail,
+                }) if detail.contains("bootstrap bundle")
+            ),
+            "{:?}",
+            fetched.result
+        );
+    }
+
     #[test]
     fn urls() {
         let u = |host: &str, port, path: &str| Url {
@@ -415,6 +516,8 @@ mod tests {
             Ok(u("127.0.0.1", 8443, "/bundle?x=1"))
         );
         assert_eq!(parse_url("https://[::1]:9/"), Ok(u("::1", 9, "/")));
+        assert_eq!(u("::1", 9, "/").authority(), "[::1]:9");
+        assert_eq!(u("td.example", 443, "/").authority(), "td.example:443");
         for bad in [
             "http://td.example/",
             "https://user@td.example/",

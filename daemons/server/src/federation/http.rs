@@ -83,9 +83,14 @@ pub struct Response {
     pub body: Vec<u8>,
 }
 
-/// Parses a whole response read until the peer closed (or `max_body` was passed); `Ok(None)`
-/// when the head is incomplete.
-pub fn parse_response(buf: &[u8], max_body: usize) -> Result<Option<Response>, ResponseError> {
+/// Parses a response read so far; `eof` when the peer has closed. `Ok(None)` while more is
+/// needed: the head is incomplete, the body is shorter than its `Content-Length` or its last
+/// chunk, or (without either) the peer has not closed yet.
+pub fn parse_response(
+    buf: &[u8],
+    max_body: usize,
+    eof: bool,
+) -> Result<Option<Response>, ResponseError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut resp = httparse::Response::new(&mut headers);
     let head_len = match resp.parse(buf) {
@@ -110,44 +115,45 @@ pub fn parse_response(buf: &[u8], max_body: usize) -> Result<Option<Response>, R
         if len > max_body {
             return Err(ResponseError::TooLarge(max_body));
         }
-        rest.get(..len)
-            .ok_or_else(|| ResponseError::Malformed("body shorter than Content-Length".into()))?
-            .to_vec()
+        rest.get(..len).map(<[u8]>::to_vec)
     } else {
-        rest.to_vec()
+        eof.then(|| rest.to_vec())
     };
-    if body.len() > max_body {
-        return Err(ResponseError::TooLarge(max_body));
+    match body {
+        Some(body) if body.len() > max_body => Err(ResponseError::TooLarge(max_body)),
+        Some(body) => Ok(Some(Response { status, body })),
+        None => Ok(None),
     }
-    Ok(Some(Response { status, body }))
 }
 
-/// Decodes a chunked body (extensions and trailers ignored).
-fn dechunk(mut rest: &[u8], max_body: usize) -> Result<Vec<u8>, ResponseError> {
+/// Decodes a chunked body (extensions and trailers ignored); `Ok(None)` while incomplete.
+fn dechunk(mut rest: &[u8], max_body: usize) -> Result<Option<Vec<u8>>, ResponseError> {
     let malformed = |what: &str| ResponseError::Malformed(format!("chunked body: {what}"));
     let mut body = Vec::new();
     loop {
-        let line_end = rest
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .ok_or_else(|| malformed("no chunk size line"))?;
+        let Some(line_end) = rest.windows(2).position(|w| w == b"\r\n") else {
+            return Ok(None);
+        };
         let line = std::str::from_utf8(&rest[..line_end]).map_err(|_| malformed("size"))?;
         let size = line.split(';').next().unwrap_or_default().trim();
         let size = usize::from_str_radix(size, 16).map_err(|_| malformed("size"))?;
         rest = &rest[line_end + 2..];
         if size == 0 {
-            return Ok(body);
+            return Ok(Some(body));
         }
         if body.len().saturating_add(size) > max_body {
             return Err(ResponseError::TooLarge(max_body));
         }
-        let chunk = rest
-            .get(..size)
-            .ok_or_else(|| malformed("truncated chunk"))?;
+        let Some(chunk) = rest.get(..size) else {
+            return Ok(None);
+        };
         body.extend_from_slice(chunk);
+        rest = &rest[size..];
+        if rest.len() < 2 {
+            return Ok(None);
+        }
         rest = rest
-            .get(size..)
-            .and_then(|r| r.strip_prefix(b"\r\n"))
+            .strip_prefix(b"\r\n")
             .ok_or_else(|| malformed("no CRLF after a chunk"))?;
     }
 }
@@ -179,33 +185,47 @@ mod tests {
     #[test]
     fn responses_by_length_chunks_or_close() {
         let r = response(200, "OK", "application/json", b"{\"keys\":[]}");
+        let whole = Some(Response {
+            status: 200,
+            body: b"{\"keys\":[]}".to_vec(),
+        });
+        assert_eq!(parse_response(&r, 100, false), Ok(whole.clone()));
+        assert_eq!(parse_response(&r, 100, true), Ok(whole));
+        assert_eq!(parse_response(&r[..20], 100, false), Ok(None));
+        assert_eq!(parse_response(&r[..r.len() - 1], 100, false), Ok(None));
         assert_eq!(
-            parse_response(&r, 100),
-            Ok(Some(Response {
-                status: 200,
-                body: b"{\"keys\":[]}".to_vec()
-            }))
+            parse_response(&r, 5, false),
+            Err(ResponseError::TooLarge(5))
         );
-        assert_eq!(parse_response(&r[..20], 100), Ok(None));
-        assert_eq!(parse_response(&r, 5), Err(ResponseError::TooLarge(5)));
-        let chunked =
+        let chunked: &[u8] =
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{\"ke\r\n3;x=y\r\nys\"\r\n0\r\n\r\n";
         assert_eq!(
-            parse_response(chunked, 100)
+            parse_response(chunked, 100, false)
                 .expect("ok")
                 .expect("whole")
                 .body,
             b"{\"keys\"".to_vec()
         );
-        assert_eq!(parse_response(chunked, 5), Err(ResponseError::TooLarge(5)));
-        let cut = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10\r\nabc";
+        for cut in 40..chunked.len() - 4 {
+            assert_eq!(
+                parse_response(&chunked[..cut], 100, false),
+                Ok(None),
+                "{cut}"
+            );
+        }
+        assert_eq!(
+            parse_response(chunked, 5, false),
+            Err(ResponseError::TooLarge(5))
+        );
+        let bad = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabcd\r\n";
         assert!(matches!(
-            parse_response(cut, 100),
+            parse_response(bad, 100, false),
             Err(ResponseError::Malformed(_))
         ));
         let close = b"HTTP/1.0 404 Not Found\r\n\r\nnope";
+        assert_eq!(parse_response(close, 100, false), Ok(None));
         assert_eq!(
-            parse_response(close, 100),
+            parse_response(close, 100, true),
             Ok(Some(Response {
                 status: 404,
                 body: b"nope".to_vec()
