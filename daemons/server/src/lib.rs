@@ -8,6 +8,7 @@
 //!   the dialogues of `trustdeck-attest`.
 //! - [`tpm_devid`]: the `tpm_devid` trust anchors, read from their files.
 //! - [`entry`]: what makes a registration entry acceptable (pure).
+//! - [`federation`]: the bundle endpoint served to other trust domains, and fetching theirs.
 //! - [`admin_api`]: the admin API (Unix socket, and mTLS TCP when configured), used by the CLI.
 //! - [`observe`]: what the admin `Watch` stream publishes (nodes, connectivity, events).
 //! - [`audit_feed`]: every appended audit record, as an event naming its seq.
@@ -24,6 +25,7 @@ pub mod census;
 pub mod config;
 pub mod ctx;
 pub mod entry;
+pub mod federation;
 pub mod namespace;
 pub mod node_api;
 pub mod observe;

@@ -410,6 +410,7 @@ async fn run(cli: Cli) -> Result<()> {
             }
             // Reads the datastore (read-only) and the disk key files (public keys compared as `run`
             // does); writes nothing.
+            trustdeck_server::federation::endpoint::check_files(c.bundle_endpoint.as_ref())?;
             trustdeck_server::start::check_earlier_state(&c).await?;
             if let Some(w) = trustdeck_server::start::check_ca_owner(&c).await? {
                 trustdeck_process::outln!("warning: {w}");

@@ -23,6 +23,9 @@ pub struct ServerInfo {
     pub admin_tcp: Option<SocketAddr>,
     /// The SPIFFE ID the server presents (what agents must expect).
     pub spiffe_id: SpiffeId,
+    /// The federation bundle endpoint (HTTPS), when configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub federation_bundle_endpoint: Option<SocketAddr>,
     pub pid: u32,
 }
 
@@ -90,6 +93,7 @@ mod tests {
             admin_socket: "/run/td/admin.sock".into(),
             admin_tcp: None,
             spiffe_id: SpiffeId::parse("spiffe://example.org/trustdeck/server").expect("id"),
+            federation_bundle_endpoint: None,
             pid: 42,
         };
         info.write(dir.path()).expect("write");

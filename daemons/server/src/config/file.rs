@@ -245,6 +245,52 @@ pub struct ConfigFile {
     /// Present on a downstream server.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream: Option<UpstreamConfig>,
+    /// Federation with other trust domains.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub federation: FederationSection,
+}
+
+/// `[federation]`: this server's part in federation with other trust domains.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct FederationSection {
+    /// `[federation.bundle_endpoint]`: serve this trust domain's bundle to partners.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bundle_endpoint: Option<BundleEndpointConfig>,
+}
+
+/// The bundle endpoint's profile as written (`https_web`, `https_spiffe`).
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum BundleEndpointProfileName {
+    /// A serving certificate and key from files (Web PKI).
+    HttpsWeb,
+    /// The server's own X509-SVID.
+    HttpsSpiffe,
+}
+
+/// `[federation.bundle_endpoint]` as written.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct BundleEndpointConfig {
+    /// Listen address (`IP:port`; port 0 picks a free port, written to `server.json`).
+    pub bind_address: String,
+    pub profile: BundleEndpointProfileName,
+    /// `https_web`: PEM certificate chain (leaf first).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate_path: Option<PathBuf>,
+    /// `https_web`: PEM private key of the certificate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_path: Option<PathBuf>,
+    /// The `spiffe_refresh_hint` served (default: the bundle's own, a tenth of `ca_ttl`
+    /// within bounds).
+    #[serde(
+        default,
+        deserialize_with = "de_opt_duration",
+        serialize_with = "ser_opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub refresh_hint: Option<Duration>,
 }
 
 impl ConfigFile {
@@ -275,6 +321,7 @@ impl ConfigFile {
             connections: ConnectionsConfig::default(),
             server_spiffe_id: None,
             upstream: None,
+            federation: FederationSection::default(),
         }
     }
 }

@@ -16,10 +16,12 @@ pub use trustdeck_pki::rotation::parse_duration;
 pub use trustdeck_process::ConfigError;
 use trustdeck_process::{PathRule, absolute_path};
 
+mod federation;
 mod file;
 #[cfg(test)]
 mod tests;
 
+pub use federation::{BundleEndpoint, ServingProfile};
 pub use file::*;
 
 /// A checked server configuration.
@@ -72,6 +74,8 @@ pub struct Config {
     pub server_spiffe_id: SpiffeId,
     /// Downstream role: the upstream link. `None` for the upstream (root) server.
     pub upstream: Option<Upstream>,
+    /// `[federation.bundle_endpoint]`: serve the bundle to other trust domains.
+    pub bundle_endpoint: Option<BundleEndpoint>,
     /// Non-fatal problems, logged at start and reported by `healthcheck`.
     pub warnings: Vec<String>,
     /// `run --reinitialize`: the operator accepts a new CA on an emptied datastore although
@@ -301,6 +305,8 @@ impl Config {
             ));
         }
         check_connections(&raw.connections).map_err(&invalid)?;
+        let bundle_endpoint =
+            federation::check(&raw.federation, raw.upstream.is_some()).map_err(&invalid)?;
         let admin_access = raw
             .admin
             .access(&raw.admin_allowed_uids)
@@ -350,6 +356,7 @@ impl Config {
             connections: raw.connections,
             server_spiffe_id,
             upstream,
+            bundle_endpoint,
             warnings,
             reinitialize: false,
             take_over_ca: false,

@@ -69,6 +69,7 @@ impl Listeners {
             admin_socket: ctx.config.admin_socket.clone(),
             admin_tcp: self.admin_tcp.as_ref().map(|(_, a)| *a),
             spiffe_id: ctx.server_id.clone(),
+            federation_bundle_endpoint: None,
             pid: std::process::id(),
         }
     }

@@ -29,6 +29,7 @@ use trustdeck_process::clock::{Clock, SystemClock};
 
 use crate::config::Config;
 use crate::ctx::ServerCtx;
+use crate::federation::endpoint::BoundEndpoint;
 use crate::ratelimit::RateLimiter;
 pub use keys::check_lost_keys;
 pub use owner::check_ca_owner;
@@ -133,6 +134,9 @@ pub enum RunError {
     /// TLS state could not be built.
     #[error(transparent)]
     Tls(#[from] trustdeck_transport::tls::TlsError),
+    /// The federation bundle endpoint could not be set up.
+    #[error(transparent)]
+    BundleEndpoint(#[from] crate::federation::endpoint::EndpointError),
     /// Another server answers on the admin socket.
     #[error("admin socket {} is in use by another running server", path.display())]
     AdminSocketInUse { path: PathBuf },
@@ -279,8 +283,22 @@ pub async fn start_with_clock(
 
     let (own_tls, tls) = tls::server_tls(&ctx)?;
     let bound = listeners::Listeners::bind(&ctx.config).await?;
-    let info = bound.info(&ctx);
+    let mut info = bound.info(&ctx);
+    let endpoint = match &ctx.config.bundle_endpoint {
+        Some(e) => Some(BoundEndpoint::bind(e, &own_tls.identity()).await?),
+        None => None,
+    };
+    info.federation_bundle_endpoint = endpoint.as_ref().map(BoundEndpoint::addr);
     bound.serve(&ctx, tls, &shutdown_rx, &mut tasks);
+    if let Some(e) = endpoint {
+        let limits = ctx.config.connections.limits();
+        e.spawn(
+            ctx.ca.subscribe_bundle(),
+            limits,
+            shutdown_rx.clone(),
+            &mut tasks,
+        );
+    }
     tasks.spawn(refusals.run(shutdown_rx.clone()));
     tasks.spawn(crate::audit_feed::run(
         ctx.clone(),

@@ -56,6 +56,11 @@ pub(super) fn server_tls(ctx: &ServerCtx) -> Result<(OwnTls, Arc<rustls::ServerC
 }
 
 impl OwnTls {
+    /// The server's own X509-SVID as a TLS identity, renewed in place.
+    pub(super) fn identity(&self) -> SharedIdentity {
+        self.svid.identity.clone()
+    }
+
     /// Takes in a changed bundle's roots and renews the SVID when due; failures are logged
     /// (the current identity and roots stay).
     pub(super) fn refresh(&mut self, ctx: &ServerCtx, now: DateTime<Utc>) {
