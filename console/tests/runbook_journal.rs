@@ -73,16 +73,7 @@ fn log(app: &App) -> Vec<String> {
 #[test]
 fn a_run_that_succeeds_is_journaled_past_its_last_step() {
     let mut app = operator();
-    let mut set = trustdeck_runbook::shipped().expect("shipped runbooks");
-    let rb = trustdeck_runbook::load::parse("t/noop.toml", "noop.toml", NOOP).expect("noop");
-    set.runbooks.insert(rb.name.clone(), Arc::new(rb));
-    app.runbooks = Runbooks::with(set);
-    select(&mut app, "gcp");
-    update(&mut app, ch('R'), now());
-    let pos = app.runbooks.shown.iter().position(|n| n == "noop");
-    for _ in 0..pos.expect("noop offered on gcp") {
-        update(&mut app, key(KeyCode::Down), now());
-    }
+    offer_extra(&mut app, "noop", NOOP);
     let fx = runbook_fx(&update(&mut app, key(KeyCode::Enter), now()));
     assert!(
         matches!(fx.first(), Some(RunbookEffect::Begin(r)) if r.runbook == "noop"),
@@ -144,6 +135,22 @@ action = { call = "prepare", server = "${server}", kind = "x509", save = "new" }
 plan = "prepares on ${server}"
 "#;
 
+/// Adds runbook `name` (TOML `text`) to the shipped ones and moves the cursor onto it in the
+/// list `R` offers on gcp.
+fn offer_extra(app: &mut App, name: &str, text: &str) {
+    let mut set = trustdeck_runbook::shipped().expect("shipped runbooks");
+    let file = format!("{name}.toml");
+    let rb = trustdeck_runbook::load::parse(&format!("t/{file}"), &file, text).expect("rb");
+    set.runbooks.insert(rb.name.clone(), Arc::new(rb));
+    app.runbooks = Runbooks::with(set);
+    select(app, "gcp");
+    update(app, ch('R'), now());
+    let pos = app.runbooks.shown.iter().position(|n| n == name);
+    for _ in 0..pos.expect("offered on gcp") {
+        update(app, key(KeyCode::Down), now());
+    }
+}
+
 fn observed(app: &mut App, off: i64) -> Vec<RunbookEffect> {
     answer(
         app,
@@ -158,18 +165,7 @@ fn observed(app: &mut App, off: i64) -> Vec<RunbookEffect> {
 #[test]
 fn a_run_whose_journal_is_down_makes_no_call_before_it_is_journaled() {
     let mut app = operator();
-    let mut set = trustdeck_runbook::shipped().expect("shipped runbooks");
-    let rb =
-        trustdeck_runbook::load::parse("t/bring-back.toml", "bring-back.toml", MANUAL_THEN_CALL)
-            .expect("rb");
-    set.runbooks.insert(rb.name.clone(), Arc::new(rb));
-    app.runbooks = Runbooks::with(set);
-    select(&mut app, "gcp");
-    update(&mut app, ch('R'), now());
-    let pos = app.runbooks.shown.iter().position(|n| n == "bring-back");
-    for _ in 0..pos.expect("offered on gcp") {
-        update(&mut app, key(KeyCode::Down), now());
-    }
+    offer_extra(&mut app, "bring-back", MANUAL_THEN_CALL);
     let fx = runbook_fx(&update(&mut app, key(KeyCode::Enter), now()));
     assert!(
         matches!(fx.first(), Some(RunbookEffect::Begin(_))),
@@ -249,18 +245,7 @@ fn a_run_whose_journal_is_down_makes_no_call_before_it_is_journaled() {
 #[test]
 fn a_run_waiting_for_its_operator_keeps_its_hold() {
     let mut app = operator();
-    let mut set = trustdeck_runbook::shipped().expect("shipped runbooks");
-    let rb =
-        trustdeck_runbook::load::parse("t/bring-back.toml", "bring-back.toml", MANUAL_THEN_CALL)
-            .expect("rb");
-    set.runbooks.insert(rb.name.clone(), Arc::new(rb));
-    app.runbooks = Runbooks::with(set);
-    select(&mut app, "gcp");
-    update(&mut app, ch('R'), now());
-    let pos = app.runbooks.shown.iter().position(|n| n == "bring-back");
-    for _ in 0..pos.expect("offered on gcp") {
-        update(&mut app, key(KeyCode::Down), now());
-    }
+    offer_extra(&mut app, "bring-back", MANUAL_THEN_CALL);
     update(&mut app, key(KeyCode::Enter), now());
     answer(
         &mut app,

@@ -102,3 +102,52 @@ impl SoftHsm {
         );
     }
 }
+
+/// Two tokens for a server whose token is replaced: it starts on `a`; `switch_to_b` points its
+/// config and environment at `b`, an empty token (every key of `a` lost to it).
+pub struct TwoTokens {
+    pub a: SoftHsm,
+    pub b: SoftHsm,
+    pin_a: PathBuf,
+    pin_b: PathBuf,
+}
+
+impl TwoTokens {
+    pub fn new(pin: &str) -> TwoTokens {
+        let (a, b) = (
+            SoftHsm::new("td-token-a", pin),
+            SoftHsm::new("td-token-b", pin),
+        );
+        let (pin_a, pin_b) = (a.pin_file(pin), b.pin_file(pin));
+        TwoTokens { a, b, pin_a, pin_b }
+    }
+
+    /// A root server on token `a`, on a fixed port: agents and downstreams find it again
+    /// after its restarts.
+    pub fn root_on_a(&self) -> crate::ServerProc {
+        let extra = format!(
+            "bind_address = \"127.0.0.1:{}\"\n{}",
+            crate::free_port(),
+            self.a.key_manager_toml(&self.pin_a)
+        );
+        let env = self.a.env();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        crate::ServerProc::start_with_env(&extra, &env)
+    }
+
+    /// Points `server` (stopped) at token `b`.
+    pub fn switch_to_b(&self, server: &mut crate::ServerProc) {
+        let config = std::fs::read_to_string(&server.config).expect("config");
+        let config = config.replace(&self.a.label, &self.b.label).replace(
+            &self.pin_a.display().to_string(),
+            &self.pin_b.display().to_string(),
+        );
+        std::fs::write(&server.config, config).expect("config");
+        server.env = self
+            .b
+            .env()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+    }
+}

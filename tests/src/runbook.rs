@@ -182,7 +182,12 @@ pub fn config_of(demo: &DemoProc, server: &str) -> PathBuf {
 
 /// A server's X.509 authorities as (id, status), and its bundle sequence.
 pub fn authorities_of(config: &Path) -> (BTreeSet<(String, String)>, u64) {
-    let v = server_json(config, &["authority", "x509", "show", "--output", "json"]);
+    authorities_of_kind(config, "x509")
+}
+
+/// A server's authorities of `kind` (`x509`, `jwt`) as (id, status), and its bundle sequence.
+pub fn authorities_of_kind(config: &Path, kind: &str) -> (BTreeSet<(String, String)>, u64) {
+    let v = server_json(config, &["authority", kind, "show", "--output", "json"]);
     let set = v["authorities"]
         .as_array()
         .into_iter()

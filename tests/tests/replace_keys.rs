@@ -11,17 +11,10 @@
 
 use std::time::{Duration, Instant};
 
-use trustdeck_e2e::hsm::SoftHsm;
+use trustdeck_e2e::hsm::{SoftHsm, TwoTokens};
 use trustdeck_e2e::*;
 
 const PIN: &str = "td-pin-5150";
-
-fn env_of(hsm: &SoftHsm) -> Vec<(String, String)> {
-    hsm.env()
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect()
-}
 
 /// `trustdeck-server check-config --replace-lost-keys` on `server`'s config with `hsm`.
 fn check_config(server: &ServerProc, hsm: &SoftHsm) -> (bool, String) {
@@ -63,21 +56,8 @@ fn revoke_when_allowed(server: &ServerProc, key: &str, secs: u64) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_lost_token_is_replaced_explicitly_and_the_fleet_moves_to_the_new_root() {
-    let token_a = SoftHsm::new("td-token-a", PIN);
-    let token_b = SoftHsm::new("td-token-b", PIN);
-    let (pin_a, pin_b) = (token_a.pin_file(PIN), token_b.pin_file(PIN));
-    // A fixed port: agents and the downstream find the root again after its restarts.
-    let extra = format!(
-        "bind_address = \"127.0.0.1:{}\"\n{}",
-        free_port(),
-        token_a.key_manager_toml(&pin_a)
-    );
-    let env_a = env_of(&token_a);
-    let env_a: Vec<(&str, &str)> = env_a
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let mut root = ServerProc::start_with_env(&extra, &env_a);
+    let tokens = TwoTokens::new(PIN);
+    let mut root = tokens.root_on_a();
     let mut mid = Downstream::start(&root, "mid", "");
     let (mid_agent, mid_agent_id) = mid.workload_agent();
     let mid_wid = "spiffe://example.org/prod/mid/svc";
@@ -105,12 +85,7 @@ async fn a_lost_token_is_replaced_explicitly_and_the_fleet_moves_to_the_new_root
 
     // The token is replaced by an empty one: the journal names keys it does not hold.
     root.stop();
-    let config = std::fs::read_to_string(&root.config).expect("config");
-    let config = config
-        .replace(&token_a.label, &token_b.label)
-        .replace(&pin_a.display().to_string(), &pin_b.display().to_string());
-    std::fs::write(&root.config, config).expect("config");
-    root.env = env_of(&token_b);
+    tokens.switch_to_b(&mut root);
     root.spawn_expect_failure();
     let log = root.log();
     assert!(
@@ -118,7 +93,7 @@ async fn a_lost_token_is_replaced_explicitly_and_the_fleet_moves_to_the_new_root
             && log.contains("trustdeck-server run --replace-lost-keys"),
         "the refusal names the way out:\n{log}"
     );
-    let (ok, said) = check_config(&root, &token_b);
+    let (ok, said) = check_config(&root, &tokens.b);
     assert!(ok, "{said}");
     assert!(
         said.contains(&format!("would taint x509 authority {old} (active)"))
@@ -143,7 +118,7 @@ async fn a_lost_token_is_replaced_explicitly_and_the_fleet_moves_to_the_new_root
     let jwt = authority(&root, "jwt", "show", None);
     assert_eq!(with_status(&jwt, "tainted"), old_kid, "{jwt}");
     assert_eq!(with_status(&jwt, "active").len(), 1, "{jwt}");
-    let objects = token_b.list_objects();
+    let objects = tokens.b.list_objects();
     assert!(
         objects.matches("Private Key Object").count() >= 2,
         "new keys in the new token:\n{objects}"
@@ -207,6 +182,6 @@ async fn a_lost_token_is_replaced_explicitly_and_the_fleet_moves_to_the_new_root
         "{}",
         root.log()
     );
-    let (ok, said) = check_config(&root, &token_b);
+    let (ok, said) = check_config(&root, &tokens.b);
     assert!(!ok && said.contains("no key is lost"), "{said}");
 }

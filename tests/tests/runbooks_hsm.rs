@@ -12,18 +12,11 @@
 
 use std::path::{Path, PathBuf};
 
-use trustdeck_e2e::hsm::SoftHsm;
+use trustdeck_e2e::hsm::TwoTokens;
 use trustdeck_e2e::runbook::*;
 use trustdeck_e2e::*;
 
 const PIN: &str = "td-pin-7311";
-
-fn env_of(hsm: &SoftHsm) -> Vec<(String, String)> {
-    hsm.env()
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect()
-}
 
 fn agent_admin(a: &AgentProc) -> String {
     format!("unix://{}", a.dir.path().join("data/admin.sock").display())
@@ -43,21 +36,8 @@ fn rebootstrap(agent: &mut AgentProc, roots_pem: &str) {
 
 #[test]
 fn replace_hsm_token_through_the_cli_while_the_journal_server_is_down() {
-    let token_a = SoftHsm::new("td-token-a", PIN);
-    let token_b = SoftHsm::new("td-token-b", PIN);
-    let (pin_a, pin_b) = (token_a.pin_file(PIN), token_b.pin_file(PIN));
-    // A fixed port: agents and the downstream find the root again after its restart.
-    let extra = format!(
-        "bind_address = \"127.0.0.1:{}\"\n{}",
-        free_port(),
-        token_a.key_manager_toml(&pin_a)
-    );
-    let env_a = env_of(&token_a);
-    let env_a: Vec<(&str, &str)> = env_a
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let mut root = ServerProc::start_with_env(&extra, &env_a);
+    let tokens = TwoTokens::new(PIN);
+    let mut root = tokens.root_on_a();
     let mut mid = Downstream::start(&root, "mid", "");
     let (mid_agent, mid_agent_id) = mid.workload_agent();
     entry_for_me(
@@ -119,32 +99,14 @@ fn replace_hsm_token_through_the_cli_while_the_journal_server_is_down() {
     );
     let (before, _) = authorities_of(&root.config);
     let lost = ids_with(&before, "active").pop().expect("an active root");
-    let jwt_keys = |config: &Path| {
-        let v = server_json(config, &["authority", "jwt", "show", "--output", "json"]);
-        v["authorities"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|a| {
-                (
-                    a["id"].as_str().unwrap_or_default().to_string(),
-                    a["status"].as_str().unwrap_or_default().to_string(),
-                )
-            })
-            .collect::<std::collections::BTreeSet<_>>()
-    };
+    let jwt_keys = |config: &Path| authorities_of_kind(config, "jwt").0;
     let lost_jwt = ids_with(&jwt_keys(&root.config), "active")
         .pop()
         .expect("an active JWT key");
 
     // The token is replaced by an empty one: the root refuses to start.
     root.stop();
-    let config = std::fs::read_to_string(&root.config).expect("config");
-    let config = config
-        .replace(&token_a.label, &token_b.label)
-        .replace(&pin_a.display().to_string(), &pin_b.display().to_string());
-    std::fs::write(&root.config, config).expect("config");
-    root.env = env_of(&token_b);
+    tokens.switch_to_b(&mut root);
 
     let cmd = runbook_cmd(
         &fleet,
