@@ -35,6 +35,7 @@ pub use decide::{AcceptedBundle, Policy};
 pub use envelope::{FORMAT, FileKind, kind_of, seal};
 pub use payload::{Receipt, bundle_payload, receipt_payload};
 pub use refusal::Refusal;
+pub use verify::chain_root;
 
 use ring::digest::{SHA256, digest};
 

@@ -133,7 +133,13 @@ pub(crate) fn valid_at(opened: &Opened, now: DateTime<Utc>) -> Result<(), Refusa
 /// The root among `roots` the chain leads to: the chain's last certificate itself, or the
 /// root that signed it.
 pub(crate) fn anchor<'r>(opened: &Opened, roots: &'r [Vec<u8>]) -> Option<&'r Vec<u8>> {
-    let top_der = opened.chain.last()?;
+    chain_root(&opened.chain, roots)
+}
+
+/// The root among `roots` a chain (DER, the signing CA first) leads to: its last certificate
+/// itself, or the root that signed that one.
+pub fn chain_root<'r>(chain: &[Vec<u8>], roots: &'r [Vec<u8>]) -> Option<&'r Vec<u8>> {
+    let top_der = chain.last()?;
     let (_, top) = parse_x509_certificate(top_der).ok()?;
     roots.iter().find(|r| {
         if r.as_slice() == top_der.as_slice() {
