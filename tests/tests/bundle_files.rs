@@ -98,6 +98,18 @@ fn bundles_move_by_hand_between_isolated_trust_domains() {
     let (a1, ex1) = export(&a, dir, "a1.bundle");
     assert_eq!(ex1["trust_domain"], "a.test");
     let a_root = signing_root(&ex1);
+    let text_out = dir.join("text.bundle");
+    let text = a.cli_ok(&[
+        "bundle",
+        "export",
+        "--signed",
+        "--out",
+        text_out.to_str().expect("utf-8"),
+    ]);
+    assert!(
+        text.contains(&format!("{a_root}  ")) && text.contains("(signs this file)"),
+        "{text}"
+    );
     let (_, b_ex) = export(&b, dir, "unused.bundle");
     let b_root = signing_root(&b_ex);
     refused(
@@ -180,7 +192,11 @@ fn bundles_move_by_hand_between_isolated_trust_domains() {
     let text = std::fs::read(&a3).expect("a3");
     let tampered = dir.join("tampered.bundle");
     let mut t = text.clone();
-    let at = text.len() / 3;
+    // One byte of the signed payload (its base64), as a bad copy or an edit would change it.
+    let at = String::from_utf8_lossy(&text)
+        .find("\"payload\": \"")
+        .expect("payload")
+        + 200;
     t[at] = if t[at] == b'A' { b'B' } else { b'A' };
     std::fs::write(&tampered, &t).expect("write");
     refused(
@@ -266,4 +282,27 @@ fn bundles_move_by_hand_between_isolated_trust_domains() {
             .iter()
             .any(|l| l.contains("|bundle.receipt|ok|"))
     );
+}
+
+#[test]
+fn the_hsm_key_signs_the_export() {
+    let hsm = trustdeck_e2e::hsm::SoftHsm::new("td-bundle", "td-pin-4410");
+    let pin = hsm.pin_file("td-pin-4410");
+    let env = hsm.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let extra = format!("trust_domain = \"h.test\"\n{}", hsm.key_manager_toml(&pin));
+    let h = ServerProc::start_with_env(&extra, &env);
+    let show = json(&h.cli_ok(&["authority", "x509", "show", "--output", "json"]));
+    assert_eq!(show["authorities"][0]["key_storage"], "pkcs11", "{show}");
+    let b = server("b.test");
+    let carry = tempfile::tempdir().expect("tmp");
+    let (file, ex) = export(&h, carry.path(), "h.bundle");
+    let got = import(&b, "h.test", &file, Some(&signing_root(&ex)));
+    assert_eq!(got["bootstrap"], true, "{got}");
+    // B's receipt, back on the HSM side (after H holds B's bundle).
+    let (b1, b_ex) = export(&b, carry.path(), "b.bundle");
+    import(&h, "b.test", &b1, Some(&signing_root(&b_ex)));
+    let receipt = Path::new(got["receipt"].as_str().expect("receipt")).to_path_buf();
+    let r = import(&h, "b.test", &receipt, None);
+    assert_eq!(r["sequence"], ex["sequence"], "{r}");
 }

@@ -128,8 +128,11 @@ fn looks_like_envelope(bytes: &[u8]) -> bool {
     bytes.starts_with(b"{\n  \"format\": \"trustdeck-signed/")
 }
 
-/// What a file carries, read without checking its signature (to choose how to check it).
+/// What a file carries (to choose how to decide on it), once it is intact: its signature
+/// checks against its own chain, so a changed byte is [`Refusal::Tampered`] here too, never
+/// content that does not parse. Whether the signer is trusted is the decision's.
 pub fn kind_of(bytes: &[u8]) -> Result<FileKind, Refusal> {
     let opened = open(bytes)?;
+    crate::verify::signature_and_chain(&opened)?;
     crate::payload::kind(&opened.payload)
 }

@@ -128,6 +128,22 @@ fn a_flipped_payload_byte_is_a_tampered_file() {
     let err = import(&s, &t).expect_err("refused");
     assert!(matches!(err, Refusal::Tampered(_)), "{err}");
     assert!(err.to_string().contains("altered after it was signed"));
+    assert!(matches!(kind_of(&t), Err(Refusal::Tampered(_))));
+}
+
+#[test]
+fn the_kind_of_a_file_with_any_payload_byte_changed_is_a_tampered_file() {
+    // Every character of the payload's base64, replaced: never a parse error of the content.
+    let s = side();
+    let text = String::from_utf8(s.file.clone()).expect("utf-8");
+    let start = text.find("\"payload\": \"").expect("payload") + 12;
+    let end = start + text[start..].find('"').expect("end");
+    for i in start..end {
+        let mut t = s.file.clone();
+        t[i] = if t[i] == b'A' { b'B' } else { b'A' };
+        let err = kind_of(&t).expect_err("refused");
+        assert!(matches!(err, Refusal::Tampered(_)), "at {i}: {err}");
+    }
 }
 
 #[test]
