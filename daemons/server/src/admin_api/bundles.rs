@@ -310,3 +310,68 @@ pub async fn list(ctx: &ServerCtx) -> Result<ListForeignBundlesResponse, Status>
             .collect(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use trustdeck_proto::vocab::Vocabulary;
+
+    #[test]
+    fn every_refusal_has_its_own_wire_value() {
+        let all = [
+            Refusal::Truncated,
+            Refusal::Malformed(String::new()),
+            Refusal::UnsupportedFormat { found: "x".into() },
+            Refusal::Tampered(String::new()),
+            Refusal::BrokenChain(String::new()),
+            Refusal::WrongKind {
+                expected: FileKind::Bundle,
+                found: FileKind::Receipt,
+            },
+            Refusal::WrongTrustDomain {
+                asked: "a".into(),
+                found: "b".into(),
+            },
+            Refusal::UnknownSigner {
+                trust_domain: "a".into(),
+                reason: String::new(),
+            },
+            Refusal::SignerNotValid(String::new()),
+            Refusal::NotNewer {
+                trust_domain: "a".into(),
+                held: 2,
+                offered: 1,
+            },
+            Refusal::TooOld {
+                issued_at: 0,
+                age_secs: 0,
+                max_age_secs: 0,
+            },
+            Refusal::IssuedInFuture {
+                issued_at: 0,
+                ahead_secs: 0,
+            },
+            Refusal::FingerprintRequired {
+                trust_domain: "a".into(),
+            },
+            Refusal::FingerprintMismatch {
+                trust_domain: "a".into(),
+                given: String::new(),
+            },
+            Refusal::InvalidContent(String::new()),
+            Refusal::NotAboutUs {
+                ours: "a".into(),
+                about: "b".into(),
+            },
+            Refusal::NoPeerBundle { peer: "b".into() },
+        ];
+        let wire: std::collections::HashSet<_> = all.iter().map(api_refusal).collect();
+        assert_eq!(wire.len(), all.len());
+        assert!(!wire.contains(&BundleFileRefusal::Unspecified));
+        assert!(
+            !wire.contains(&BundleFileRefusal::OwnTrustDomain),
+            "the server's own rule"
+        );
+        assert_eq!(BundleFileRefusal::ALL.len(), all.len() + 2);
+    }
+}
