@@ -19,11 +19,13 @@ pub struct ServerProc {
     pub wrapper: Vec<String>,
 }
 
-/// The config text for a test server in `dir`; `extra` is appended.
+/// The config text for a test server in `dir`; `extra` is appended (a top-level key of
+/// `extra`, `trust_domain` included, replaces its default).
 pub fn server_config(dir: &Path, extra: &str) -> String {
     // Keys the test sets in `extra` replace the defaults below.
     let mut base = String::new();
     for (key, value) in [
+        ("trust_domain", "\"example.org\""),
         ("bind_address", "\"127.0.0.1:0\""),
         ("ca_ttl", "\"1h\""),
         ("default_x509_svid_ttl", "\"10m\""),
@@ -39,8 +41,7 @@ pub fn server_config(dir: &Path, extra: &str) -> String {
         }
     }
     format!(
-        r#"trust_domain = "example.org"
-data_dir = "{data}"
+        r#"data_dir = "{data}"
 {base}{extra}
 "#,
         data = dir.join("data").display(),

@@ -35,6 +35,7 @@ fn out_of_range_durations_are_refused_by_check_config_and_run_alike() {
         ("jwt_key_ttl", "999999999999h"),
         ("default_x509_svid_ttl", "500ms"),
         ("rotation_check_interval", "999999999999h"),
+        ("bundle_import_max_age", "400d"),
     ] {
         let cfg = dir.path().join(format!("{key}-{value}.toml"));
         std::fs::write(

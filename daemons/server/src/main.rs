@@ -11,6 +11,7 @@ use trustdeck_server::config::{Config, parse_duration};
 
 mod audit_cmd;
 mod authority_cmd;
+mod bundle_cmd;
 
 /// The trustdeck SPIFFE server.
 #[derive(Parser)]
@@ -98,10 +99,10 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
-    /// The trust bundle.
+    /// The trust bundle; signed bundle files and receipts for isolated trust domains.
     Bundle {
         #[command(subcommand)]
-        cmd: BundleCmd,
+        cmd: bundle_cmd::BundleCmd,
         #[command(flatten)]
         target: Target,
     },
@@ -212,21 +213,6 @@ enum AgentCmd {
     Ban {
         #[arg(long)]
         spiffe_id: String,
-    },
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum BundleFormat {
-    Pem,
-    Spiffe,
-}
-
-#[derive(Subcommand)]
-enum BundleCmd {
-    /// Print the trust bundle.
-    Show {
-        #[arg(long, value_enum, default_value = "pem")]
-        format: BundleFormat,
     },
 }
 
@@ -592,21 +578,7 @@ async fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
-        Command::Bundle { cmd, target } => match cmd {
-            BundleCmd::Show { format } => {
-                let r = client(&target)
-                    .await?
-                    .get_bundle(GetBundleRequest {})
-                    .await
-                    .map_err(status_err)?
-                    .into_inner();
-                match format {
-                    BundleFormat::Pem => trustdeck_process::out!("{}", r.pem),
-                    BundleFormat::Spiffe => trustdeck_process::outln!("{}", r.spiffe_json),
-                }
-                Ok(())
-            }
-        },
+        Command::Bundle { cmd, target } => bundle_cmd::run(cmd, &target).await,
         Command::Healthcheck { target } => {
             let r = client(&target)
                 .await?

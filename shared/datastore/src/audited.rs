@@ -7,6 +7,9 @@ use crate::audit::{AuditRecord, append};
 use crate::connection::Datastore;
 use crate::entries::{Entry, NewEntry, insert_entry, remove_entry};
 use crate::error::DatastoreError;
+use crate::foreign::{
+    BundleReceipt, ForeignBundle, put_bundle_receipt, put_foreign_bundle, remove_foreign_bundle,
+};
 use crate::join_tokens::insert_join_token;
 use crate::nodes::{AttestedNode, remove_node, update_node_banned};
 use crate::owner::{CaOwner, write_claim};
@@ -115,6 +118,35 @@ impl AuditedChange {
     /// Writes an execution locked by [`lock_runbook`](Self::lock_runbook), as changed.
     pub async fn update_runbook(&mut self, rec: &RunbookRecord) -> Result<(), DatastoreError> {
         update_runbook(&mut *self.tx, rec).await
+    }
+
+    /// Stores the bundle of a foreign trust domain, if its row is still as the caller read it:
+    /// absent (`read` = `None`) or at sequence `read`. Otherwise
+    /// [`DatastoreError::Conflict`], and nothing is stored.
+    pub async fn put_foreign_bundle(
+        &mut self,
+        rec: &ForeignBundle,
+        read: Option<u64>,
+    ) -> Result<(), DatastoreError> {
+        put_foreign_bundle(&mut *self.tx, rec, read).await
+    }
+
+    /// Deletes the bundle held for a foreign trust domain; what it was (`None`: none).
+    pub async fn delete_foreign_bundle(
+        &mut self,
+        trust_domain: &str,
+    ) -> Result<Option<ForeignBundle>, DatastoreError> {
+        remove_foreign_bundle(&mut *self.tx, trust_domain).await
+    }
+
+    /// Records a peer's receipt, if its row is still as the caller read it (see
+    /// [`put_foreign_bundle`](Self::put_foreign_bundle)).
+    pub async fn put_bundle_receipt(
+        &mut self,
+        rec: &BundleReceipt,
+        read: Option<u64>,
+    ) -> Result<(), DatastoreError> {
+        put_bundle_receipt(&mut *self.tx, rec, read).await
     }
 
     /// Appends `record` and commits: the change and its record are stored together, or

@@ -35,6 +35,8 @@
 //!   audit record; `checkpoints`: signed checkpoints of the chain;
 //! * `runbooks`: the runbook execution journal (at most one running or stopped execution
 //!   per target, kept by a partial unique index);
+//! * `foreign`: bundles of foreign trust domains (imported or federated) and the receipts
+//!   peers sent back for ours (compare-and-set on the sequence);
 //! * `row` and `names`: decoding rows and stored names, shared by all; `id`: random ids;
 //! * `unaudited` (feature `test-util`, for tests only): the same changes without an audit
 //!   record.
@@ -47,6 +49,7 @@ mod checkpoints;
 mod connection;
 mod entries;
 mod error;
+mod foreign;
 mod id;
 mod inspect;
 mod join_tokens;
@@ -65,6 +68,7 @@ pub use ca::{BundleRecord, CaJournalRecord, CaKind, CaStatus};
 pub use connection::Datastore;
 pub use entries::{Entry, NewEntry};
 pub use error::DatastoreError;
+pub use foreign::{BundleReceipt, ForeignBundle, ForeignSource};
 pub use id::random_id;
 pub use inspect::Contents;
 pub use join_tokens::JoinToken;

@@ -7,7 +7,8 @@ use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::{Code, Status};
 
 use crate::admin::{
-    AuthorityRefusal, AuthorityRefusalDetail, RunbookRefusal, RunbookRefusalDetail,
+    AuthorityRefusal, AuthorityRefusalDetail, BundleFileRefusal, BundleFileRefusalDetail,
+    RunbookRefusal, RunbookRefusalDetail,
 };
 
 /// The binary metadata key carrying the encoded [`AuthorityRefusalDetail`].
@@ -79,6 +80,28 @@ pub fn runbook_refusal_of(status: &Status) -> Option<RunbookRefusalDetail> {
     crate::reason::detail::<RunbookRefusalDetail>(status, RUNBOOK_REFUSAL_HEADER)
 }
 
+/// The binary metadata key carrying the encoded [`BundleFileRefusalDetail`].
+pub const BUNDLE_REFUSAL_HEADER: &str = "trustdeck-bundle-refusal-bin";
+
+/// A status for a refused signed bundle file or receipt (`FailedPrecondition`).
+pub fn bundle_refusal_status(refusal: BundleFileRefusal, message: impl Into<String>) -> Status {
+    let mut metadata = MetadataMap::new();
+    let detail = BundleFileRefusalDetail {
+        refusal: refusal as i32,
+    };
+    metadata.insert_bin(
+        BUNDLE_REFUSAL_HEADER,
+        MetadataValue::from_bytes(&detail.encode_to_vec()),
+    );
+    Status::with_metadata(Code::FailedPrecondition, message, metadata)
+}
+
+/// The bundle file refusal attached to `status` (see [`refusal_of`]).
+pub fn bundle_refusal_of(status: &Status) -> Option<BundleFileRefusal> {
+    let detail = crate::reason::detail::<BundleFileRefusalDetail>(status, BUNDLE_REFUSAL_HEADER)?;
+    Some(BundleFileRefusal::try_from(detail.refusal).unwrap_or(BundleFileRefusal::Unspecified))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,6 +125,15 @@ mod tests {
             assert_eq!(back.code(), code);
             assert_eq!(back.message(), "no");
         }
+    }
+
+    #[test]
+    fn a_bundle_file_refusal_survives_the_wire() {
+        let back = over_the_wire(&bundle_refusal_status(BundleFileRefusal::Tampered, "no"));
+        assert_eq!(bundle_refusal_of(&back), Some(BundleFileRefusal::Tampered));
+        assert_eq!(back.code(), Code::FailedPrecondition);
+        assert_eq!(refusal_of(&back), None, "not an authority refusal");
+        assert_eq!(bundle_refusal_of(&Status::not_found("x")), None);
     }
 
     #[test]

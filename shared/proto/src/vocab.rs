@@ -12,10 +12,11 @@ use std::fmt;
 use crate::admin::WatchMessage;
 use crate::admin::watch_message::Body;
 use crate::admin::{
-    AuthorityInfo, AuthorityKind, AuthorityRefusal, AuthorityStatus, Connectivity,
-    ConnectivityState, DaemonIdentity, DaemonRole, Event, EventKind, KeyBackend, KeyProbe,
-    KeyProbeResult, KeyStorage, Node, NodeKind, NodeState, RunbookExecution, RunbookPhase,
-    RunbookRefusal, RunbookState, Severity, StrandedReason,
+    AuthorityInfo, AuthorityKind, AuthorityRefusal, AuthorityStatus, BundleFileKind,
+    BundleFileRefusal, Connectivity, ConnectivityState, DaemonIdentity, DaemonRole, Event,
+    EventKind, ForeignBundleInfo, ForeignBundleSource, ImportBundleFileResponse, KeyBackend,
+    KeyProbe, KeyProbeResult, KeyStorage, Node, NodeKind, NodeState, RunbookExecution,
+    RunbookPhase, RunbookRefusal, RunbookState, Severity, StrandedReason,
 };
 
 /// Writes the `legacy_*` text beside every enum field of `msg`, for consoles built before
@@ -362,6 +363,41 @@ vocabulary!(AuthorityRefusal {
     KeyUnreachable => "the prepared key does not answer",
 });
 
+// Why a signed bundle file or receipt was refused, in words (the CLI prints it).
+vocabulary!(BundleFileRefusal {
+    Unspecified => "",
+    Truncated => "truncated file",
+    Malformed => "not a signed bundle file or receipt",
+    UnsupportedFormat => "unsupported format",
+    Tampered => "tampered file",
+    BrokenChain => "broken signing chain",
+    WrongKind => "wrong kind of file",
+    WrongTrustDomain => "wrong trust domain",
+    UnknownSigner => "unknown signer",
+    SignerNotValid => "signing authority not valid now",
+    NotNewer => "not newer than the bundle held",
+    TooOld => "too old",
+    IssuedInFuture => "issued in the future",
+    FingerprintRequired => "first import needs --fingerprint",
+    FingerprintMismatch => "fingerprint mismatch",
+    InvalidContent => "invalid signed content",
+    NotAboutUs => "receipt for another trust domain's bundle",
+    NoPeerBundle => "no bundle held for the peer",
+    OwnTrustDomain => "our own trust domain",
+});
+
+vocabulary!(BundleFileKind {
+    Unspecified => "",
+    Bundle => "bundle",
+    Receipt => "receipt",
+});
+
+vocabulary!(ForeignBundleSource {
+    Unspecified => "",
+    Import => "import",
+    Federation => "federation",
+});
+
 /// Defines `<field>_wire()` readers of enum fields that keep a value this build does not know.
 macro_rules! wire_fields {
     ($($msg:ident { $($get:ident: $field:ident as $ty:ident),+ })+) => {
@@ -392,6 +428,8 @@ wire_fields! {
         probe_wire: probe as KeyProbe
     }
     RunbookExecution { state_wire: state as RunbookState, phase_wire: phase as RunbookPhase }
+    ImportBundleFileResponse { kind_wire: kind as BundleFileKind }
+    ForeignBundleInfo { source_wire: source as ForeignBundleSource }
 }
 
 #[cfg(test)]
@@ -526,6 +564,9 @@ mod tests {
         texts_are_distinct::<AuthorityKind>();
         texts_are_distinct::<AuthorityStatus>();
         texts_are_distinct::<AuthorityRefusal>();
+        texts_are_distinct::<BundleFileRefusal>();
+        texts_are_distinct::<BundleFileKind>();
+        texts_are_distinct::<ForeignBundleSource>();
     }
 
     #[test]

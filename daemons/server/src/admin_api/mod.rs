@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod authority;
+pub mod bundles;
 mod health;
 mod probe;
 mod runbooks;
@@ -406,6 +407,32 @@ impl ServerAdmin for AdminApi {
         runbooks::list(&self.ctx, request.into_inner())
             .await
             .map(Response::new)
+    }
+
+    async fn export_signed_bundle(
+        &self,
+        request: Request<ExportSignedBundleRequest>,
+    ) -> Result<Response<ExportSignedBundleResponse>, Status> {
+        let op = self.operator(&request, "ExportSignedBundle")?;
+        bundles::export(&self.ctx, &op).await.map(Response::new)
+    }
+
+    async fn import_bundle_file(
+        &self,
+        request: Request<ImportBundleFileRequest>,
+    ) -> Result<Response<ImportBundleFileResponse>, Status> {
+        let op = self.operator(&request, "ImportBundleFile")?;
+        bundles::import(&self.ctx, &op, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn list_foreign_bundles(
+        &self,
+        request: Request<ListForeignBundlesRequest>,
+    ) -> Result<Response<ListForeignBundlesResponse>, Status> {
+        self.reader(&request, "ListForeignBundles")?;
+        bundles::list(&self.ctx).await.map(Response::new)
     }
 
     async fn show_authorities(

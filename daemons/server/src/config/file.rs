@@ -231,6 +231,14 @@ pub struct ConfigFile {
         skip_serializing_if = "Option::is_none"
     )]
     pub audit_checkpoint_interval: Option<Duration>,
+    /// How old a signed bundle file or receipt may be when imported; default 30 days.
+    #[serde(
+        default,
+        deserialize_with = "de_opt_duration",
+        serialize_with = "ser_opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub bundle_import_max_age: Option<Duration>,
     #[serde(default = "default_key_manager")]
     pub key_manager: KeyManagerConfig,
     #[serde(default)]
@@ -315,6 +323,7 @@ impl ConfigFile {
             agent_svid_ttl: None,
             rotation_check_interval: default_rotation_tick(),
             audit_checkpoint_interval: None,
+            bundle_import_max_age: None,
             key_manager: default_key_manager(),
             node_attestation: NodeAttestationConfig::default(),
             rate_limit: RateLimitConfig::default(),

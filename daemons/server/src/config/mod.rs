@@ -66,6 +66,8 @@ pub struct Config {
     pub rotation_check_interval: Duration,
     /// How often a signed checkpoint of the audit chain is written (when it moved).
     pub audit_checkpoint_interval: Duration,
+    /// How old a signed bundle file or receipt may be when imported.
+    pub bundle_import_max_age: Duration,
     pub key_manager: KeyManagerConfig,
     pub node_attestation: NodeAttestationConfig,
     pub rate_limit: RateLimitConfig,
@@ -93,6 +95,15 @@ pub struct Config {
 
 /// `datastore_timeout` unless configured.
 pub const DEFAULT_DATASTORE_TIMEOUT_SECS: i64 = 5;
+/// `bundle_import_max_age` unless configured: 30 days.
+pub const DEFAULT_BUNDLE_IMPORT_MAX_AGE_DAYS: i64 = 30;
+
+/// `bundle_import_max_age`: from a minute (a file carried at once) to a year.
+const BUNDLE_IMPORT_MAX_AGE: DurationRange = DurationRange {
+    min: Duration::minutes(1),
+    max: Duration::days(366),
+};
+
 /// How often a signed audit checkpoint is written unless configured: 5 minutes.
 pub const DEFAULT_AUDIT_CHECKPOINT_SECS: i64 = 300;
 
@@ -181,6 +192,12 @@ impl Config {
             "audit_checkpoint_interval",
             raw.audit_checkpoint_interval
                 .unwrap_or(Duration::seconds(DEFAULT_AUDIT_CHECKPOINT_SECS)),
+        )?;
+        let bundle_import_max_age = in_range(
+            BUNDLE_IMPORT_MAX_AGE,
+            "bundle_import_max_age",
+            raw.bundle_import_max_age
+                .unwrap_or(Duration::days(DEFAULT_BUNDLE_IMPORT_MAX_AGE_DAYS)),
         )?;
         for (name, d) in [
             ("default_x509_svid_ttl", x509),
@@ -350,6 +367,7 @@ impl Config {
             agent_svid_ttl,
             rotation_check_interval: tick,
             audit_checkpoint_interval,
+            bundle_import_max_age,
             key_manager: raw.key_manager,
             node_attestation: raw.node_attestation,
             rate_limit: raw.rate_limit,

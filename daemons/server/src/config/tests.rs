@@ -55,6 +55,7 @@ fn parses_defaults() {
     );
     assert_eq!(c.jwt_key_ttl, Duration::hours(24));
     assert_eq!(c.default_jwt_svid_ttl, Duration::minutes(5));
+    assert_eq!(c.bundle_import_max_age, Duration::days(30));
     assert_eq!(c.key_dir(), Some(PathBuf::from("/var/lib/trustdeck/keys")));
     assert!(c.warnings.is_empty(), "{:?}", c.warnings);
 }
@@ -148,6 +149,8 @@ fn every_duration_is_bounded_and_the_error_names_key_and_range() {
         ("datastore_timeout", "2m"),
         ("audit_checkpoint_interval", "10ms"),
         ("audit_checkpoint_interval", "2d"),
+        ("bundle_import_max_age", "30s"),
+        ("bundle_import_max_age", "400d"),
     ] {
         let text = format!("{base}{key} = \"{value}\"\n");
         let e = Config::parse(&text, "t.toml").unwrap_err().to_string();

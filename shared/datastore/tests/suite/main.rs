@@ -6,6 +6,7 @@ mod ca;
 mod chain;
 mod common;
 mod entries;
+mod foreign;
 mod nodes;
 mod open;
 mod rows;
@@ -33,6 +34,7 @@ async fn run_suite(url: &str) {
     ca::audited_ca_state(&ds).await;
     runbooks::runbooks(&ds).await;
     runbooks::concurrent_begins(&ds).await;
+    foreign::foreign_bundles(&ds).await;
 
     // Persistence: a fresh open sees exactly the same data; migrations are
     // idempotent.
@@ -49,6 +51,7 @@ async fn run_suite(url: &str) {
     rows::corrupt_rows(&ds, url).await;
     rows::stored_names(&ds, url).await;
     runbooks::corrupt_runbooks(&ds, url).await;
+    foreign::corrupt_foreign(&ds, url).await;
     chain::tampered_chain(&ds, url).await;
     chain::checkpoints(&ds, url).await;
     ds.close().await;
