@@ -44,6 +44,14 @@ fn refused(e: RunbookEffect, why: &str) -> RunbookMsg {
     }
 }
 
+/// The journal says this session no longer holds the execution.
+fn lost(e: &crate::runbook::io::IoError) -> bool {
+    matches!(
+        e.refusal,
+        Some(RunbookRefusal::NotHolder | RunbookRefusal::Finished)
+    )
+}
+
 fn s<T>(r: Result<T, crate::runbook::io::IoError>) -> Result<T, String> {
     r.map_err(|e| e.to_string())
 }
@@ -60,7 +68,14 @@ async fn perform(io: &RunbookIo, e: RunbookEffect) -> RunbookMsg {
         } => {
             let mut req = *journal;
             req.session = io.session.clone();
+            let id = req.id.clone();
             if let Err(e) = io.record(req).await {
+                if lost(&e) {
+                    return RunbookMsg::TakenOver {
+                        id,
+                        why: e.to_string(),
+                    };
+                }
                 return RunbookMsg::Performed {
                     rollback,
                     retry: false,
@@ -95,7 +110,14 @@ async fn perform(io: &RunbookIo, e: RunbookEffect) -> RunbookMsg {
         }
         RunbookEffect::Record(mut req) => {
             req.session = io.session.clone();
-            RunbookMsg::Recorded(s(io.record(req).await))
+            let id = req.id.clone();
+            match io.record(req).await {
+                Err(e) if lost(&e) => RunbookMsg::TakenOver {
+                    id,
+                    why: e.to_string(),
+                },
+                r => RunbookMsg::Recorded(s(r)),
+            }
         }
         RunbookEffect::Claim(id) => match io.claim(&id).await {
             Err(e) if e.refusal == Some(RunbookRefusal::HeldElsewhere) => RunbookMsg::Held {

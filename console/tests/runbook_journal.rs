@@ -269,6 +269,51 @@ fn a_run_waiting_for_its_operator_keeps_its_hold() {
     assert_eq!(records(&tick(&mut app, 1 + 2 * HEARTBEAT_SECS)), 1);
 }
 
+#[test]
+fn a_run_taken_over_by_another_session_stops_here() {
+    let mut app = operator();
+    offer_extra(&mut app, "bring-back", MANUAL_THEN_CALL);
+    update(&mut app, key(KeyCode::Enter), now());
+    answer(
+        &mut app,
+        RunbookMsg::Begun(Ok(RunbookExecution {
+            id: "e-8".into(),
+            ..Default::default()
+        })),
+        0,
+    );
+    observed(&mut app, 1);
+    assert_eq!(app.mode, Mode::Confirm, "waiting at the manual step");
+    let fx = answer(
+        &mut app,
+        RunbookMsg::TakenOver {
+            id: "e-8".into(),
+            why: "held by uid:1000".into(),
+        },
+        2,
+    );
+    assert!(fx.contains(&RunbookEffect::List), "{fx:?}");
+    let run = app
+        .runbooks
+        .run
+        .as_ref()
+        .expect("the run stays in the pane");
+    assert!(run.plan_only, "no longer driven");
+    assert_ne!(app.mode, Mode::Confirm, "its question is withdrawn");
+    assert!(
+        log(&app).iter().any(|l| l.contains("stops driving it")),
+        "{:?}",
+        log(&app)
+    );
+    // Nothing more leaves for it: no call, no record.
+    let fx = tick(&mut app, 2 + HEARTBEAT_SECS);
+    assert!(
+        !fx.iter()
+            .any(|e| matches!(e, RunbookEffect::Record(_) | RunbookEffect::Perform { .. })),
+        "{fx:?}"
+    );
+}
+
 /// rotate-intermediate on gcp, waiting at the confirmation of activate, last recorded by
 /// another session.
 fn held_elsewhere(app: &App) -> RunbookExecution {

@@ -77,6 +77,32 @@ impl App {
                 }
             }
             RunbookMsg::Held { id, why } => self.held(id, why, now),
+            RunbookMsg::TakenOver { id, why } => {
+                let Some(run) = self
+                    .runbooks
+                    .run
+                    .as_mut()
+                    .filter(|r| r.id.as_deref() == Some(id.as_str()))
+                else {
+                    // Not the pane's run (an abort of one that had finished): say so.
+                    self.flash(Level::Critical, format!("journal: {why}"));
+                    return;
+                };
+                run.busy = false;
+                run.plan_only = true;
+                run.log.push((
+                    Level::Critical,
+                    format!(
+                        "{why}: another session holds this execution now, or it was aborted; \
+                         this console stops driving it (nothing more is done here)"
+                    ),
+                ));
+                if matches!(self.runbooks.confirm, Some(Pending::Step(_))) {
+                    self.close_confirm();
+                }
+                self.flash(Level::Critical, format!("runbook {id}: taken over"));
+                fx.push(Effect::Runbook(RunbookEffect::List));
+            }
             RunbookMsg::JournalDown(why) => {
                 let Some(run) = &mut self.runbooks.run else {
                     return;

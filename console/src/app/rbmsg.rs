@@ -59,4 +59,10 @@ pub enum RunbookMsg {
     Listed(Result<Vec<RunbookExecution>, String>),
     /// The journal's server did not answer a begin (down, stopped): nothing was decided.
     JournalDown(String),
+    /// A record of execution `id` refused because another session holds it now, or it is
+    /// finished (aborted): this console stops driving it.
+    TakenOver {
+        id: String,
+        why: String,
+    },
 }

@@ -370,7 +370,7 @@ impl App {
         self.mode = Mode::Confirm;
     }
 
-    fn close_confirm(&mut self) {
+    pub(super) fn close_confirm(&mut self) {
         self.runbooks.confirm = None;
         self.runbooks.typed.clear();
         self.runbooks.mismatch = None;
