@@ -256,6 +256,12 @@ fn rebootstrap_through_the_cli(mut n: ClearedTpmNode) {
         .to_string();
     assert_eq!(new_id, n.node.current_agent_id(), "{all}");
     assert_ne!(new_id, n.old_id);
+    // The step saved what it moved, and verified the agent serves each of them.
+    assert_eq!(
+        event(&ev, "acted", "move-entries").and_then(|e| e["saved"]["moved"].as_str()),
+        Some(WORKER),
+        "{all}"
+    );
     let exec = execution(&ev);
 
     // The node is attested under its new DevID only; the entry parented to the old ID moved.

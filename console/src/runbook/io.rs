@@ -241,8 +241,16 @@ impl RunbookIo {
                 .await
                 .map_err(|s| IoError::status(server, "evict agent", &s))?;
             }
-            Call::MoveEntries { server, from, to } => {
-                self.move_entries(server, from, to, tag).await?;
+            Call::MoveEntries {
+                server,
+                from,
+                to,
+                save,
+            } => {
+                let moved = self.move_entries(server, from, to, tag).await?;
+                if let Some(save) = save {
+                    saved.insert(save.clone(), moved.join(","));
+                }
             }
         }
         Ok(saved)
@@ -303,15 +311,16 @@ impl RunbookIo {
         Ok(list.into_iter().filter(|e| e.parent_id == parent).collect())
     }
 
-    /// Every entry whose parent is `from` re-created under `to`, then deleted. Asked again
-    /// (a resume after a drop half-way), an entry already re-created is not made twice.
+    /// Every entry whose parent is `from` re-created under `to`, then deleted; returns their
+    /// SPIFFE IDs. Asked again (a resume after a drop half-way), an entry already re-created
+    /// is not made twice.
     async fn move_entries(
         &self,
         server: &str,
         from: &str,
         to: &str,
         tag: &StepTag,
-    ) -> Result<(), IoError> {
+    ) -> Result<Vec<String>, IoError> {
         if from == to {
             return Err(IoError::plain(format!(
                 "{server}: move entries from {from} to itself: nothing moved"
@@ -320,11 +329,12 @@ impl RunbookIo {
         let mut c = self.client(server)?;
         let list = self.entries_under(&mut c, server, from, tag).await?;
         let there = self.entries_under(&mut c, server, to, tag).await?;
+        let mut moved = Vec::with_capacity(list.len());
         for e in list {
-            let moved = there
+            let already = there
                 .iter()
                 .any(|t| t.spiffe_id == e.spiffe_id && same_selectors(t, &e));
-            if !moved {
+            if !already {
                 let positive = |v: i64| (v > 0).then_some(v);
                 let req = CreateEntryRequest {
                     spiffe_id: e.spiffe_id.clone(),
@@ -343,8 +353,9 @@ impl RunbookIo {
             c.delete_entry(tagged(DeleteEntryRequest { id: e.id.clone() }, Some(tag))?)
                 .await
                 .map_err(|s| IoError::status(server, "delete entry", &s))?;
+            moved.push(e.spiffe_id);
         }
-        Ok(())
+        Ok(moved)
     }
 
     /// `ShowAuthorities` of every server target that answers, by fleet name.

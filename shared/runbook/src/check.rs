@@ -136,6 +136,9 @@ pub fn describe(c: &Check, v: &Vars) -> String {
         Check::AgentServing { agent } => {
             format!("{} holds valid workload SVIDs", r(&agent.text))
         }
+        Check::AgentServes { agent, .. } => {
+            format!("{} holds an SVID for every entry moved", r(&agent.text))
+        }
         Check::FleetHealthy => "the fleet is healthy (status ok)".into(),
     }
 }
@@ -603,6 +606,45 @@ fn agents(
                         .count()
                 });
             result(what, n > 0, format!("{n} valid workload SVIDs"))
+        }
+        Check::AgentServes { agent, ids } => {
+            let (name, ids) = (agent.resolve(v)?, ids.resolve(v)?);
+            let want: Vec<&str> = ids
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .collect();
+            let held: Vec<&str> = facts::daemon(fleet, &name)
+                .filter(|d| d.is_live())
+                .map(|d| {
+                    facts::held_svids(d, o.now)
+                        .into_iter()
+                        .filter(|n| n.kind_wire() == trustdeck_proto::admin::NodeKind::WorkloadSvid)
+                        .map(|n| n.spiffe_id.as_str())
+                        .collect()
+                })
+                .unwrap_or_default();
+            let missing: Vec<&str> = want.iter().copied().filter(|w| !held.contains(w)).collect();
+            let detail = if want.is_empty() {
+                "no entries were moved".to_string()
+            } else {
+                format!(
+                    "{} of {} served{}",
+                    want.len() - missing.len(),
+                    want.len(),
+                    if missing.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; not yet: {}", missing.join(", "))
+                    }
+                )
+            };
+            let mut r = result(what, missing.is_empty(), detail);
+            if !want.is_empty() {
+                let n = |x: usize| u64::try_from(x).unwrap_or(u64::MAX);
+                r.progress = Some((n(want.len() - missing.len()), n(want.len())));
+            }
+            r
         }
         _ => return Ok(None),
     }))

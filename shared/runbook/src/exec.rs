@@ -98,6 +98,7 @@ pub enum Call {
         server: String,
         from: String,
         to: String,
+        save: Option<String>,
     },
 }
 
@@ -148,10 +149,16 @@ pub fn resolve_call(a: &Action, v: &Vars) -> Result<Option<Call>, ParamError> {
             server: server.resolve(v)?,
             agent: agent.resolve(v)?,
         },
-        Action::MoveEntries { server, from, to } => Call::MoveEntries {
+        Action::MoveEntries {
+            server,
+            from,
+            to,
+            save,
+        } => Call::MoveEntries {
             server: server.resolve(v)?,
             from: from.resolve(v)?,
             to: to.resolve(v)?,
+            save: save.clone(),
         },
     }))
 }

@@ -441,3 +441,39 @@ fn an_optional_find_that_finds_nothing_skips_the_steps_that_need_it() {
     assert_eq!(c.id, "revoke-jwt");
     assert!(c.plan.contains("revokes k1"), "{}", c.plan);
 }
+
+#[test]
+fn agent_serves_counts_each_moved_entry() {
+    use crate::check::evaluate;
+    use crate::model::Check;
+    use crate::param::Param;
+    let f = fleet(5, "i1");
+    let (a, p) = (BTreeMap::new(), BTreeMap::new());
+    let o = obs(&f, &a, &p, 0);
+    let serves = |ids: &str| {
+        evaluate(
+            &Check::AgentServes {
+                agent: Param::lit("gcp-a"),
+                ids: Param::lit(ids),
+            },
+            &BTreeMap::new(),
+            &o,
+        )
+    };
+    let one = serves("spiffe://td/w1");
+    assert!(one.ok, "{one:?}");
+    let two = serves("spiffe://td/w1, spiffe://td/w2");
+    assert!(!two.ok && two.detail.contains("spiffe://td/w2"), "{two:?}");
+    assert_eq!(two.progress, Some((1, 2)));
+    let none = serves("");
+    assert!(none.ok && none.detail.contains("no entries"), "{none:?}");
+    let other = evaluate(
+        &Check::AgentServes {
+            agent: Param::lit("no-such-agent"),
+            ids: Param::lit("spiffe://td/w1"),
+        },
+        &BTreeMap::new(),
+        &o,
+    );
+    assert!(!other.ok, "{other:?}");
+}

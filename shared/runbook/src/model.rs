@@ -333,11 +333,14 @@ pub enum Action {
     ReadAgentId { agent: Param<String>, save: String },
     /// Re-parents every registration entry on `server` whose parent is `from` onto `to`
     /// (each entry created under `to`, then the old one deleted): the workloads of an agent
-    /// that comes back under a new SPIFFE ID.
+    /// that comes back under a new SPIFFE ID. With `save`, saves the SPIFFE IDs of the entries
+    /// moved (comma-separated) as `<save>`.
     MoveEntries {
         server: Param<String>,
         from: Param<String>,
         to: Param<String>,
+        #[serde(default)]
+        save: Option<String>,
     },
     /// Evicts the attested agent `agent` (a SPIFFE ID) from `server`.
     EvictAgent {
@@ -384,7 +387,9 @@ impl Action {
                 v.extend(agent.vars());
             }
             Action::ReadAgentId { agent, .. } => v.extend(agent.vars()),
-            Action::MoveEntries { server, from, to } => {
+            Action::MoveEntries {
+                server, from, to, ..
+            } => {
                 v.extend(server.vars());
                 v.extend(from.vars());
                 v.extend(to.vars());
@@ -400,6 +405,7 @@ impl Action {
             Action::Taint { save: Some(s), .. } => vec![format!("{s}_sequence")],
             Action::CreateJoinToken { save, .. } => vec![save.clone(), format!("{save}_agent")],
             Action::Find { save, .. } | Action::ReadAgentId { save, .. } => vec![save.clone()],
+            Action::MoveEntries { save: Some(s), .. } => vec![s.clone()],
             _ => Vec::new(),
         }
     }
@@ -495,6 +501,12 @@ pub enum Check {
     },
     /// The agent holds at least one valid workload SVID.
     AgentServing { agent: Param<String> },
+    /// The agent holds a valid workload SVID for each SPIFFE ID of `ids` (comma-separated, as
+    /// `move_entries` saves them; none moved: holds).
+    AgentServes {
+        agent: Param<String>,
+        ids: Param<String>,
+    },
     /// The fleet's health is `ok` (what `trustdeck status` exits 0 for).
     FleetHealthy,
 }
@@ -517,6 +529,11 @@ impl Check {
             | Check::KeysAnswer { server: p }
             | Check::AgentNeedsBootstrap { agent: p }
             | Check::AgentServing { agent: p } => p.vars(),
+            Check::AgentServes { agent, ids } => {
+                let mut v = agent.vars();
+                v.extend(ids.vars());
+                v
+            }
             Check::AgentAttested { agent, id, not_id } => [
                 agent.vars(),
                 id.as_ref().map(Param::vars).unwrap_or_default(),

@@ -120,7 +120,9 @@ pub fn action_words(a: &Action, v: &Vars) -> String {
             "read: the SPIFFE ID {} has now (saved as {save})",
             agent.text.render(v)
         ),
-        Action::MoveEntries { server, from, to } => format!(
+        Action::MoveEntries {
+            server, from, to, ..
+        } => format!(
             "on {}: every entry whose parent is {} re-created under {}, then the old one deleted",
             server.text.render(v),
             from.text.render(v),

@@ -112,12 +112,15 @@ pub fn fleet(seq: u64, svid_issuer: &str) -> Fleet {
             "spiffe://td/agent/a",
             vec![
                 node("agent:a", NodeKind::Agent, NodeState::Held, svid_issuer),
-                node(
-                    "svid:a#e1",
-                    NodeKind::WorkloadSvid,
-                    NodeState::Held,
-                    svid_issuer,
-                ),
+                Node {
+                    spiffe_id: "spiffe://td/w1".into(),
+                    ..node(
+                        "svid:a#e1",
+                        NodeKind::WorkloadSvid,
+                        NodeState::Held,
+                        svid_issuer,
+                    )
+                },
             ],
             Some((GCP, seq)),
         ),
