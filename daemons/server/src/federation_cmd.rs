@@ -14,7 +14,9 @@ use crate::{Output, Target, client, rfc3339, status_err};
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum Profile {
+    #[value(name = "https_web")]
     HttpsWeb,
+    #[value(name = "https_spiffe")]
     HttpsSpiffe,
 }
 
