@@ -248,3 +248,21 @@ fn refreshed(r: &RefreshFederationResponse, output: Output) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use trustdeck_proto::refusal::federation_refusal_status;
+
+    #[test]
+    fn a_refusal_names_its_rule_and_reason() {
+        let e = refused(federation_refusal_status(
+            FederationRefusal::BootstrapRequired,
+            "give --bootstrap-bundle",
+        ));
+        assert_eq!(
+            e.to_string(),
+            "refused: bootstrap required: give --bootstrap-bundle"
+        );
+    }
+}

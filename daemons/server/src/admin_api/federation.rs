@@ -342,23 +342,34 @@ fn outcome(result: &Result<Accepted, FetchFailure>) -> (RefreshOutcome, Federati
 }
 
 /// `federation refresh`: one fetch now; its outcome is the answer (a refused or failed fetch
-/// keeps the last good bundle and is recorded in the relationship).
+/// keeps the last good bundle and is recorded in the relationship). When the refresher or an
+/// import stored a bundle meanwhile (a conflict), the fetch is made once more against it.
 pub async fn refresh_now(
     ctx: &ServerCtx,
     op: &Operator,
     td: &str,
 ) -> Result<RefreshFederationResponse, Status> {
-    let rel = existing(ctx, td).await?;
-    let a = refresh::attempt(ctx, &rel).await.map_err(ds_status)?;
-    let audit = Audit {
-        action: refresh::REFRESH_ACTION.into(),
-        target: td.to_string(),
-        detail: a.detail(),
+    let mut tries = 0;
+    let a = loop {
+        tries += 1;
+        let rel = existing(ctx, td).await?;
+        let a = refresh::attempt(ctx, &rel).await.map_err(ds_status)?;
+        let audit = Audit {
+            action: refresh::REFRESH_ACTION.into(),
+            target: td.to_string(),
+            detail: a.detail(),
+        };
+        let stored = audited(ctx, op, audit, async |tx, _| {
+            refresh::store(tx, &a).await.map_err(ds_status)
+        })
+        .await;
+        match stored {
+            Ok(()) => break a,
+            // A conflict (another writer since the read; recorded as failed): once more.
+            Err(s) if s.code() == tonic::Code::Aborted && tries < 2 => continue,
+            Err(s) => return Err(s),
+        }
     };
-    audited(ctx, op, audit, async |tx, _| {
-        refresh::store(tx, &a).await.map_err(ds_status)
-    })
-    .await?;
     let (outcome, refusal) = outcome(&a.result);
     let rel = existing(ctx, td).await?;
     Ok(RefreshFederationResponse {
@@ -378,4 +389,54 @@ pub async fn refresh_now(
             .unwrap_or(a.read.unwrap_or(0)),
         federation: Some(info(ctx, &rel).await?),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use trustdeck_proto::vocab::Vocabulary;
+    use trustdeck_spiffe::SpiffeId;
+
+    #[test]
+    fn every_rule_has_its_own_wire_value() {
+        let td = TrustDomain::parse("p.test").expect("td");
+        let id = SpiffeId::parse("spiffe://p.test/x").expect("id");
+        let all = [
+            Refusal::NotABundle(Bundle::from_json(&td, b"nope").expect_err("not json")),
+            Refusal::Empty {
+                trust_domain: td.clone(),
+            },
+            Refusal::SequenceBackwards {
+                trust_domain: td.clone(),
+                held: 2,
+                served: 1,
+            },
+            Refusal::SequenceReused {
+                trust_domain: td.clone(),
+                sequence: 1,
+            },
+            Refusal::ForeignAuthority {
+                expected: td.clone(),
+                found: TrustDomain::parse("q.test").expect("td"),
+                index: 0,
+            },
+            Refusal::EndpointOutsideTrustDomain {
+                trust_domain: td.clone(),
+                endpoint_id: id.clone(),
+            },
+            Refusal::UnexpectedEndpointId {
+                expected: id.clone(),
+                presented: id,
+            },
+            Refusal::EndpointRootUnknown {
+                trust_domain: td,
+                missing: None,
+            },
+        ];
+        let wire: std::collections::HashSet<_> = all.iter().map(api_refusal).collect();
+        assert_eq!(wire.len(), all.len());
+        assert!(!wire.contains(&FederationRefusal::Unspecified));
+        // The rest are the server's own rules about the settings.
+        assert_eq!(FederationRefusal::ALL.len(), all.len() + 6);
+    }
 }

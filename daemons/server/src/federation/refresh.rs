@@ -272,3 +272,72 @@ pub async fn run(ctx: Arc<ServerCtx>, mut shutdown: watch::Receiver<bool>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attempt(result: Result<Accepted, FetchFailure>) -> Attempt {
+        Attempt {
+            trust_domain: "p.test".into(),
+            read: Some(3),
+            result,
+            at: DateTime::<Utc>::from_timestamp(1_000, 0).expect("time"),
+            before: RefreshState {
+                last_attempt_at: Some(900),
+                last_success_at: Some(800),
+                last_error: Some("earlier".into()),
+                failures: 2,
+            },
+        }
+    }
+
+    fn bundle(sequence: u64) -> Bundle {
+        let mut b = Bundle::new(TrustDomain::parse("p.test").expect("td"));
+        b.sequence = sequence;
+        b
+    }
+
+    #[test]
+    fn a_failure_keeps_the_last_success_and_counts() {
+        let a = attempt(Err(FetchFailure::Transport {
+            kind: trustdeck_federation::TransportKind::Connect,
+            detail: "refused".into(),
+        }));
+        assert_eq!(
+            a.state(),
+            RefreshState {
+                last_attempt_at: Some(1_000),
+                last_success_at: Some(800),
+                last_error: Some("refused".into()),
+                failures: 3,
+            }
+        );
+        assert_eq!(a.to_store(), None, "the last good bundle is kept");
+    }
+
+    #[test]
+    fn a_success_resets_and_stores_only_a_change() {
+        let a = attempt(Ok(Accepted::Updated {
+            bundle: bundle(4),
+            previous_sequence: 3,
+            added_roots: 1,
+            removed_roots: 0,
+        }));
+        assert_eq!(
+            a.state(),
+            RefreshState {
+                last_attempt_at: Some(1_000),
+                last_success_at: Some(1_000),
+                last_error: None,
+                failures: 0,
+            }
+        );
+        let stored = a.to_store().expect("stored");
+        assert_eq!(
+            (stored.sequence, stored.source, stored.updated_at),
+            (4, ForeignSource::Federation, 1_000)
+        );
+        assert_eq!(attempt(Ok(Accepted::Unchanged(bundle(3)))).to_store(), None);
+    }
+}
