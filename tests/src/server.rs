@@ -68,6 +68,36 @@ impl ServerProc {
         s
     }
 
+    /// Starts a server of trust domain `td` (the default config says example.org) with
+    /// `extra` TOML.
+    pub fn start_in(td: &str, extra: &str) -> ServerProc {
+        let mut s = Self::prepare(extra, &[], &[]);
+        let text = std::fs::read_to_string(&s.config).expect("config");
+        let text = text.replacen(
+            "trust_domain = \"example.org\"",
+            &format!("trust_domain = \"{td}\""),
+            1,
+        );
+        std::fs::write(&s.config, text).expect("write config");
+        s.spawn();
+        s
+    }
+
+    /// Its bundle's sequence (`authority x509 show`).
+    pub fn bundle_sequence(&self) -> u64 {
+        let out = self.cli_ok(&["authority", "x509", "show", "--output", "json"]);
+        let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+        v["bundle_sequence"].as_u64().expect("sequence")
+    }
+
+    /// The port of its federation bundle endpoint (from `server.json`).
+    pub fn bundle_endpoint_port(&self) -> u16 {
+        self.info()
+            .federation_bundle_endpoint
+            .expect("server.json names the bundle endpoint")
+            .port()
+    }
+
     /// A server's directory and config, not started (for a test that expects a refusal).
     pub fn prepare(extra: &str, env: &[(&str, &str)], wrapper: &[&str]) -> ServerProc {
         let dir = tempfile::Builder::new()

@@ -201,6 +201,30 @@ fn configured_uids_reach_the_server_socket_and_refusals_are_audited_once_a_minut
     assert_eq!(after.stdout, before.stdout, "nothing changed");
     assert_eq!(server.bundle_roots(), bundle_before);
 
+    // Federation: a viewer lists relationships; creating or refreshing one is refused.
+    let listed = server_cli(&viewer, &socket, &["federation", "list"]);
+    assert!(listed.status.success(), "viewer lists: {}", stderr(&listed));
+    for op in [
+        vec![
+            "federation",
+            "create",
+            "--trust-domain",
+            "p.test",
+            "--endpoint-url",
+            "https://p.test/",
+            "--profile",
+            "https_web",
+        ],
+        vec!["federation", "refresh", "--trust-domain", "p.test"],
+    ] {
+        let out = server_cli(&viewer, &socket, &op);
+        assert!(
+            stderr(&out).contains(&format!("uid:{} is a viewer", viewer.uid)),
+            "{op:?}: {}",
+            stderr(&out)
+        );
+    }
+
     let created = server_cli(&operator, &socket, &create_args("spiffe://example.org/op"));
     assert!(created.status.success(), "operator: {}", stderr(&created));
     let listed = server.cli_ok(&["entry", "show", "--output", "json"]);

@@ -46,34 +46,6 @@ fn web_endpoint(cert: &Path, key: &Path) -> String {
     )
 }
 
-/// A server of trust domain `td` (the harness writes example.org; replaced before start).
-fn server_in(td: &str, extra: &str) -> ServerProc {
-    let mut s = ServerProc::prepare(extra, &[], &[]);
-    let text = std::fs::read_to_string(&s.config).expect("config");
-    let text = text.replacen(
-        "trust_domain = \"example.org\"",
-        &format!("trust_domain = \"{td}\""),
-        1,
-    );
-    std::fs::write(&s.config, text).expect("write config");
-    s.spawn();
-    s
-}
-
-fn endpoint_port(s: &ServerProc) -> u16 {
-    s.info()
-        .federation_bundle_endpoint
-        .expect("server.json names the bundle endpoint")
-        .port()
-}
-
-/// `authority x509 show`'s bundle sequence.
-fn sequence_of(s: &ServerProc) -> u64 {
-    let out = s.cli_ok(&["authority", "x509", "show", "--output", "json"]);
-    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
-    v["bundle_sequence"].as_u64().expect("sequence")
-}
-
 fn curl(ca: Option<&Path>, port: u16) -> std::process::Output {
     let mut c = Command::new("curl");
     c.args(["--silent", "--show-error", "--fail", "--max-time", "10"])
@@ -91,7 +63,7 @@ async fn curl_reads_the_bundle_from_an_https_web_endpoint() {
     let pki = tempfile::tempdir().expect("tmp");
     let (ca, cert, key) = web_pki(pki.path());
     let server = ServerProc::start(&web_endpoint(&cert, &key));
-    let port = endpoint_port(&server);
+    let port = server.bundle_endpoint_port();
 
     let out = curl(Some(&ca), port);
     assert!(
@@ -100,7 +72,10 @@ async fn curl_reads_the_bundle_from_an_https_web_endpoint() {
         String::from_utf8_lossy(&out.stderr)
     );
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("bundle JSON");
-    assert_eq!(doc["spiffe_sequence"].as_u64(), Some(sequence_of(&server)));
+    assert_eq!(
+        doc["spiffe_sequence"].as_u64(),
+        Some(server.bundle_sequence())
+    );
     assert_eq!(doc["spiffe_refresh_hint"].as_u64(), Some(7));
     let td = TrustDomain::parse("example.org").expect("td");
     let served = Bundle::from_json(&td, &out.stdout).expect("a SPIFFE bundle");
@@ -183,7 +158,7 @@ fn the_endpoint_is_bounded() {
         web_endpoint(&cert, &key)
     );
     let server = ServerProc::start(&extra);
-    let port = endpoint_port(&server);
+    let port = server.bundle_endpoint_port();
     assert!(curl(Some(&ca), port).status.success());
 
     // Two connections that never start TLS fill the endpoint: a third is closed at once.
@@ -252,11 +227,14 @@ const SPIFFE_ENDPOINT: &str = "[federation.bundle_endpoint]\nbind_address = \"12
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fetch_from_an_https_spiffe_endpoint_of_another_trust_domain() {
-    let partner_server = server_in("partner.test", SPIFFE_ENDPOINT);
+    let partner_server = ServerProc::start_in("partner.test", SPIFFE_ENDPOINT);
     let td = TrustDomain::parse("partner.test").expect("td");
     let server_id = partner_server.info().spiffe_id.clone();
     assert_eq!(server_id.trust_domain(), &td);
-    let url = format!("https://127.0.0.1:{}/", endpoint_port(&partner_server));
+    let url = format!(
+        "https://127.0.0.1:{}/",
+        partner_server.bundle_endpoint_port()
+    );
     let endpoint = Endpoint::new(url);
     let pem = partner_server.cli_ok(&["bundle", "show", "--format", "pem"]);
     let bootstrap = Bundle::from_pem_x509(&td, &pem).expect("bootstrap bundle");
@@ -278,7 +256,7 @@ async fn fetch_from_an_https_spiffe_endpoint_of_another_trust_domain() {
         Ok(Accepted::First(b)) => b.clone(),
         other => panic!("first fetch: {other:?}"),
     };
-    let s0 = sequence_of(&partner_server);
+    let s0 = partner_server.bundle_sequence();
     assert_eq!(first.sequence, s0);
     assert_eq!(first.x509_authorities, bootstrap.x509_authorities);
     state.record(fetched, chrono::Utc::now());

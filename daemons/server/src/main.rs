@@ -12,6 +12,7 @@ use trustdeck_server::config::{Config, parse_duration};
 mod audit_cmd;
 mod authority_cmd;
 mod bundle_cmd;
+mod federation_cmd;
 
 /// The trustdeck SPIFFE server.
 #[derive(Parser)]
@@ -103,6 +104,13 @@ enum Command {
     Bundle {
         #[command(subcommand)]
         cmd: bundle_cmd::BundleCmd,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Federation relationships: partners whose bundle this server fetches.
+    Federation {
+        #[command(subcommand)]
+        cmd: federation_cmd::FederationCmd,
         #[command(flatten)]
         target: Target,
     },
@@ -579,6 +587,7 @@ async fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Bundle { cmd, target } => bundle_cmd::run(cmd, &target).await,
+        Command::Federation { cmd, target } => federation_cmd::run(cmd, &target).await,
         Command::Healthcheck { target } => {
             let r = client(&target)
                 .await?

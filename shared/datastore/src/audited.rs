@@ -7,6 +7,10 @@ use crate::audit::{AuditRecord, append};
 use crate::connection::Datastore;
 use crate::entries::{Entry, NewEntry, insert_entry, remove_entry};
 use crate::error::DatastoreError;
+use crate::federation::{
+    FederationRelationship, RefreshState, insert_federation, remove_federation, set_refresh,
+    update_federation,
+};
 use crate::foreign::{
     BundleReceipt, ForeignBundle, put_bundle_receipt, put_foreign_bundle, remove_foreign_bundle,
 };
@@ -147,6 +151,41 @@ impl AuditedChange {
         read: Option<u64>,
     ) -> Result<(), DatastoreError> {
         put_bundle_receipt(&mut *self.tx, rec, read).await
+    }
+
+    /// Creates a federation relationship; [`DatastoreError::AlreadyExists`] when its trust
+    /// domain has one.
+    pub async fn create_federation(
+        &mut self,
+        rec: &FederationRelationship,
+    ) -> Result<(), DatastoreError> {
+        insert_federation(&mut *self.tx, rec).await
+    }
+
+    /// Replaces a relationship's settings (not its refresh state); `false`: there is none.
+    pub async fn update_federation(
+        &mut self,
+        rec: &FederationRelationship,
+    ) -> Result<bool, DatastoreError> {
+        update_federation(&mut *self.tx, rec).await
+    }
+
+    /// Deletes a relationship; what it was (`None`: none).
+    pub async fn delete_federation(
+        &mut self,
+        trust_domain: &str,
+    ) -> Result<Option<FederationRelationship>, DatastoreError> {
+        remove_federation(&mut *self.tx, trust_domain).await
+    }
+
+    /// Records how a fetch went, with the change (e.g. the bundle it stored); `false`: there
+    /// is no such relationship.
+    pub async fn record_federation_refresh(
+        &mut self,
+        trust_domain: &str,
+        state: &RefreshState,
+    ) -> Result<bool, DatastoreError> {
+        set_refresh(&mut *self.tx, trust_domain, state).await
     }
 
     /// Appends `record` and commits: the change and its record are stored together, or

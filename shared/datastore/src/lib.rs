@@ -37,6 +37,7 @@
 //!   per target, kept by a partial unique index);
 //! * `foreign`: bundles of foreign trust domains (imported or federated) and the receipts
 //!   peers sent back for ours (compare-and-set on the sequence);
+//! * `federation`: federation relationships and how their last refreshes went;
 //! * `row` and `names`: decoding rows and stored names, shared by all; `id`: random ids;
 //! * `unaudited` (feature `test-util`, for tests only): the same changes without an audit
 //!   record.
@@ -49,6 +50,7 @@ mod checkpoints;
 mod connection;
 mod entries;
 mod error;
+mod federation;
 mod foreign;
 mod id;
 mod inspect;
@@ -68,6 +70,7 @@ pub use ca::{BundleRecord, CaJournalRecord, CaKind, CaStatus};
 pub use connection::Datastore;
 pub use entries::{Entry, NewEntry};
 pub use error::DatastoreError;
+pub use federation::{FederationProfile, FederationRelationship, RefreshState};
 pub use foreign::{BundleReceipt, ForeignBundle, ForeignSource};
 pub use id::random_id;
 pub use inspect::Contents;

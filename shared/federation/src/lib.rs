@@ -23,4 +23,6 @@ pub use accept::{
     Accepted, EndpointProfile, FetchFailure, Partner, Refusal, TransportKind, accept,
 };
 pub use freshness::{Fetched, Freshness, MissingRoot, PartnerState, Warning, missing_signing_root};
-pub use schedule::{Interval, IntervalSource, RefreshPolicy, refresh_interval, retry_delay};
+pub use schedule::{
+    Interval, IntervalSource, RefreshPolicy, SPIRE_MINIMUM_REFRESH, refresh_interval, retry_delay,
+};

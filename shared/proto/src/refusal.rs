@@ -8,7 +8,7 @@ use tonic::{Code, Status};
 
 use crate::admin::{
     AuthorityRefusal, AuthorityRefusalDetail, BundleFileRefusal, BundleFileRefusalDetail,
-    RunbookRefusal, RunbookRefusalDetail,
+    FederationRefusal, FederationRefusalDetail, RunbookRefusal, RunbookRefusalDetail,
 };
 
 /// The binary metadata key carrying the encoded [`AuthorityRefusalDetail`].
@@ -100,6 +100,37 @@ pub fn bundle_refusal_status(refusal: BundleFileRefusal, message: impl Into<Stri
 pub fn bundle_refusal_of(status: &Status) -> Option<BundleFileRefusal> {
     let detail = crate::reason::detail::<BundleFileRefusalDetail>(status, BUNDLE_REFUSAL_HEADER)?;
     Some(BundleFileRefusal::try_from(detail.refusal).unwrap_or(BundleFileRefusal::Unspecified))
+}
+
+/// The binary metadata key carrying the encoded [`FederationRefusalDetail`].
+pub const FEDERATION_REFUSAL_HEADER: &str = "trustdeck-federation-refusal-bin";
+
+/// A status for a refused federation call: `NotFound` for an unknown trust domain,
+/// `AlreadyExists` for a second relationship, `InvalidArgument` for invalid settings, else
+/// `FailedPrecondition`.
+pub fn federation_refusal_status(refusal: FederationRefusal, message: impl Into<String>) -> Status {
+    let mut metadata = MetadataMap::new();
+    let detail = FederationRefusalDetail {
+        refusal: refusal as i32,
+    };
+    metadata.insert_bin(
+        FEDERATION_REFUSAL_HEADER,
+        MetadataValue::from_bytes(&detail.encode_to_vec()),
+    );
+    let code = match refusal {
+        FederationRefusal::UnknownTrustDomain => Code::NotFound,
+        FederationRefusal::AlreadyExists => Code::AlreadyExists,
+        FederationRefusal::Invalid => Code::InvalidArgument,
+        _ => Code::FailedPrecondition,
+    };
+    Status::with_metadata(code, message, metadata)
+}
+
+/// The federation refusal attached to `status` (see [`refusal_of`]).
+pub fn federation_refusal_of(status: &Status) -> Option<FederationRefusal> {
+    let detail =
+        crate::reason::detail::<FederationRefusalDetail>(status, FEDERATION_REFUSAL_HEADER)?;
+    Some(FederationRefusal::try_from(detail.refusal).unwrap_or(FederationRefusal::Unspecified))
 }
 
 #[cfg(test)]

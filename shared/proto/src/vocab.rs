@@ -14,9 +14,10 @@ use crate::admin::watch_message::Body;
 use crate::admin::{
     AuthorityInfo, AuthorityKind, AuthorityRefusal, AuthorityStatus, BundleFileKind,
     BundleFileRefusal, Connectivity, ConnectivityState, DaemonIdentity, DaemonRole, Event,
-    EventKind, ForeignBundleInfo, ForeignBundleSource, ImportBundleFileResponse, KeyBackend,
-    KeyProbe, KeyProbeResult, KeyStorage, Node, NodeKind, NodeState, RunbookExecution,
-    RunbookPhase, RunbookRefusal, RunbookState, Severity, StrandedReason,
+    EventKind, FederationInfo, FederationProfile, FederationRefusal, ForeignBundleInfo,
+    ForeignBundleSource, ImportBundleFileResponse, KeyBackend, KeyProbe, KeyProbeResult,
+    KeyStorage, Node, NodeKind, NodeState, RefreshFederationResponse, RefreshOutcome,
+    RunbookExecution, RunbookPhase, RunbookRefusal, RunbookState, Severity, StrandedReason,
 };
 
 /// Writes the `legacy_*` text beside every enum field of `msg`, for consoles built before
@@ -398,6 +399,39 @@ vocabulary!(ForeignBundleSource {
     Federation => "federation",
 });
 
+vocabulary!(FederationProfile {
+    Unspecified => "",
+    HttpsWeb => "https_web",
+    HttpsSpiffe => "https_spiffe",
+});
+
+vocabulary!(RefreshOutcome {
+    Unspecified => "",
+    First => "first bundle",
+    Updated => "updated",
+    Unchanged => "unchanged",
+    Refused => "refused",
+    Failed => "failed",
+});
+
+// Why a federation relationship or a fetched bundle was refused, in words (the CLI prints it).
+vocabulary!(FederationRefusal {
+    Unspecified => "",
+    NotABundle => "not a SPIFFE bundle",
+    Empty => "empty bundle",
+    SequenceBackwards => "sequence went backwards",
+    SequenceReused => "sequence reused with other authorities",
+    ForeignAuthority => "authority of another trust domain",
+    EndpointOutsideTrustDomain => "endpoint outside the trust domain",
+    UnexpectedEndpointId => "unexpected endpoint SPIFFE ID",
+    EndpointRootUnknown => "endpoint signed by an unknown root",
+    OwnTrustDomain => "own trust domain",
+    UnknownTrustDomain => "no such relationship",
+    AlreadyExists => "relationship exists",
+    BootstrapRequired => "bootstrap required",
+    Invalid => "invalid settings",
+});
+
 /// Defines `<field>_wire()` readers of enum fields that keep a value this build does not know.
 macro_rules! wire_fields {
     ($($msg:ident { $($get:ident: $field:ident as $ty:ident),+ })+) => {
@@ -430,6 +464,11 @@ wire_fields! {
     RunbookExecution { state_wire: state as RunbookState, phase_wire: phase as RunbookPhase }
     ImportBundleFileResponse { kind_wire: kind as BundleFileKind }
     ForeignBundleInfo { source_wire: source as ForeignBundleSource }
+    FederationInfo { profile_wire: profile as FederationProfile }
+    RefreshFederationResponse {
+        outcome_wire: outcome as RefreshOutcome,
+        refusal_wire: refusal as FederationRefusal
+    }
 }
 
 #[cfg(test)]
@@ -567,6 +606,9 @@ mod tests {
         texts_are_distinct::<BundleFileRefusal>();
         texts_are_distinct::<BundleFileKind>();
         texts_are_distinct::<ForeignBundleSource>();
+        texts_are_distinct::<FederationProfile>();
+        texts_are_distinct::<RefreshOutcome>();
+        texts_are_distinct::<FederationRefusal>();
     }
 
     #[test]

@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod authority;
 pub mod bundles;
+pub mod federation;
 mod health;
 mod probe;
 mod runbooks;
@@ -433,6 +434,65 @@ impl ServerAdmin for AdminApi {
     ) -> Result<Response<ListForeignBundlesResponse>, Status> {
         self.reader(&request, "ListForeignBundles")?;
         bundles::list(&self.ctx).await.map(Response::new)
+    }
+
+    async fn create_federation(
+        &self,
+        request: Request<CreateFederationRequest>,
+    ) -> Result<Response<FederationInfo>, Status> {
+        let op = self.operator(&request, "CreateFederation")?;
+        federation::create(&self.ctx, &op, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn list_federations(
+        &self,
+        request: Request<ListFederationsRequest>,
+    ) -> Result<Response<ListFederationsResponse>, Status> {
+        self.reader(&request, "ListFederations")?;
+        federation::list(&self.ctx).await.map(Response::new)
+    }
+
+    async fn show_federation(
+        &self,
+        request: Request<FederationRequest>,
+    ) -> Result<Response<FederationInfo>, Status> {
+        self.reader(&request, "ShowFederation")?;
+        let td = &request.get_ref().trust_domain;
+        federation::show(&self.ctx, td).await.map(Response::new)
+    }
+
+    async fn update_federation(
+        &self,
+        request: Request<CreateFederationRequest>,
+    ) -> Result<Response<FederationInfo>, Status> {
+        let op = self.operator(&request, "UpdateFederation")?;
+        federation::update(&self.ctx, &op, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn delete_federation(
+        &self,
+        request: Request<FederationRequest>,
+    ) -> Result<Response<FederationInfo>, Status> {
+        let op = self.operator(&request, "DeleteFederation")?;
+        let td = &request.get_ref().trust_domain;
+        federation::delete(&self.ctx, &op, td)
+            .await
+            .map(Response::new)
+    }
+
+    async fn refresh_federation(
+        &self,
+        request: Request<FederationRequest>,
+    ) -> Result<Response<RefreshFederationResponse>, Status> {
+        let op = self.operator(&request, "RefreshFederation")?;
+        let td = &request.get_ref().trust_domain;
+        federation::refresh_now(&self.ctx, &op, td)
+            .await
+            .map(Response::new)
     }
 
     async fn show_authorities(

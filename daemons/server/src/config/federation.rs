@@ -16,6 +16,22 @@ const REFRESH_HINT: DurationRange = DurationRange {
     max: Duration::days(7),
 };
 
+/// `federation.refresh_minimum`: from a second (tests) to a day.
+const REFRESH_MINIMUM: DurationRange = DurationRange {
+    min: Duration::seconds(1),
+    max: Duration::days(1),
+};
+
+/// `federation.refresh_minimum`, checked (default: SPIRE's one minute).
+pub(super) fn refresh_minimum(raw: &FederationSection) -> Result<Duration, String> {
+    match raw.refresh_minimum {
+        None => Ok(trustdeck_federation::SPIRE_MINIMUM_REFRESH),
+        Some(d) => REFRESH_MINIMUM
+            .check("federation.refresh_minimum", d)
+            .map_err(|e| e.to_string()),
+    }
+}
+
 /// A checked `[federation.bundle_endpoint]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BundleEndpoint {
@@ -109,6 +125,20 @@ data_dir = "/var/lib/trustdeck"
 
     fn parse(extra: &str) -> Result<Config, String> {
         Config::parse(&format!("{UPSTREAM}{extra}"), "t.toml").map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn refresh_minimum_defaults_to_spire_and_is_bounded() {
+        assert_eq!(
+            parse("").expect("valid").federation_refresh_minimum,
+            Duration::minutes(1)
+        );
+        let c = parse("[federation]\nrefresh_minimum = \"2s\"\n").expect("valid");
+        assert_eq!(c.federation_refresh_minimum, Duration::seconds(2));
+        for bad in ["0s", "2d"] {
+            let e = parse(&format!("[federation]\nrefresh_minimum = \"{bad}\"\n")).unwrap_err();
+            assert!(e.contains("federation.refresh_minimum"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -265,6 +265,15 @@ pub struct FederationSection {
     /// `[federation.bundle_endpoint]`: serve this trust domain's bundle to partners.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bundle_endpoint: Option<BundleEndpointConfig>,
+    /// No partner's bundle is fetched more often than this (default: SPIRE's one minute;
+    /// tests and demos lower it).
+    #[serde(
+        default,
+        deserialize_with = "de_opt_duration",
+        serialize_with = "ser_opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub refresh_minimum: Option<Duration>,
 }
 
 /// The bundle endpoint's profile as written (`https_web`, `https_spiffe`).

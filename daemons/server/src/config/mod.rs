@@ -78,6 +78,8 @@ pub struct Config {
     pub upstream: Option<Upstream>,
     /// `[federation.bundle_endpoint]`: serve the bundle to other trust domains.
     pub bundle_endpoint: Option<BundleEndpoint>,
+    /// `federation.refresh_minimum`: no partner's bundle is fetched more often.
+    pub federation_refresh_minimum: Duration,
     /// Non-fatal problems, logged at start and reported by `healthcheck`.
     pub warnings: Vec<String>,
     /// `run --reinitialize`: the operator accepts a new CA on an emptied datastore although
@@ -324,6 +326,8 @@ impl Config {
         check_connections(&raw.connections).map_err(&invalid)?;
         let bundle_endpoint =
             federation::check(&raw.federation, raw.upstream.is_some()).map_err(&invalid)?;
+        let federation_refresh_minimum =
+            federation::refresh_minimum(&raw.federation).map_err(&invalid)?;
         let admin_access = raw
             .admin
             .access(&raw.admin_allowed_uids)
@@ -375,6 +379,7 @@ impl Config {
             server_spiffe_id,
             upstream,
             bundle_endpoint,
+            federation_refresh_minimum,
             warnings,
             reinitialize: false,
             take_over_ca: false,

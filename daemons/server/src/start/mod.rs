@@ -300,6 +300,10 @@ pub async fn start_with_clock(
         );
     }
     tasks.spawn(refusals.run(shutdown_rx.clone()));
+    tasks.spawn(crate::federation::refresh::run(
+        ctx.clone(),
+        shutdown_rx.clone(),
+    ));
     tasks.spawn(crate::audit_feed::run(
         ctx.clone(),
         audit_from,

@@ -6,6 +6,7 @@ mod ca;
 mod chain;
 mod common;
 mod entries;
+mod federation;
 mod foreign;
 mod nodes;
 mod open;
@@ -35,6 +36,7 @@ async fn run_suite(url: &str) {
     runbooks::runbooks(&ds).await;
     runbooks::concurrent_begins(&ds).await;
     foreign::foreign_bundles(&ds).await;
+    federation::federations(&ds).await;
 
     // Persistence: a fresh open sees exactly the same data; migrations are
     // idempotent.
@@ -52,6 +54,7 @@ async fn run_suite(url: &str) {
     rows::stored_names(&ds, url).await;
     runbooks::corrupt_runbooks(&ds, url).await;
     foreign::corrupt_foreign(&ds, url).await;
+    federation::corrupt_federations(&ds, url).await;
     chain::tampered_chain(&ds, url).await;
     chain::checkpoints(&ds, url).await;
     ds.close().await;
