@@ -273,8 +273,8 @@ fn bundles_move_by_hand_between_isolated_trust_domains() {
         .count();
     assert_eq!(ok, 3, "{log:#?}");
     assert!(
-        log.iter()
-            .any(|l| l.contains("|bundle.import|failed: ") && l.contains("")),
+        log.iter().any(|l| l.contains("|bundle.import|failed: ")
+            && l.contains("the file was altered after it was signed")),
         "{log:#?}"
     );
     assert!(

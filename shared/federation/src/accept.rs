@@ -176,6 +176,15 @@ pub enum Refusal {
         /// Its index among the bundle's X.509 authorities.
         index: usize,
     },
+    /// An X.509 authority that is no CA certificate a trust domain's root could be (it would
+    /// become a trusted root for the next `https_spiffe` handshake).
+    #[error("X.509 authority #{index} of the served bundle is not a usable CA: {reason}")]
+    NotAnAuthority {
+        /// Its index among the bundle's X.509 authorities.
+        index: usize,
+        /// Why, in words.
+        reason: String,
+    },
     /// The configured `https_spiffe` endpoint ID is not in the partner's trust domain.
     #[error(
         "endpoint SPIFFE ID {endpoint_id} is not in trust domain {trust_domain}: the endpoint \
@@ -273,8 +282,11 @@ pub fn accept(
         });
     }
     for (index, der) in bundle.x509_authorities.iter().enumerate() {
-        if let Ok(info) = trustdeck_spiffe::x509::check_ca(der)
-            && let Some(found) = info.trust_domain
+        let info = trustdeck_spiffe::x509::check_ca(der).map_err(|e| Refusal::NotAnAuthority {
+            index,
+            reason: e.to_string(),
+        })?;
+        if let Some(found) = info.trust_domain
             && &found != td
         {
             return Err(Refusal::ForeignAuthority {

@@ -93,6 +93,19 @@ fn a_root_of_another_trust_domain_is_refused() {
 }
 
 #[test]
+fn an_authority_that_is_no_ca_is_refused() {
+    let t = td("partner.test");
+    let (_, issuer) = root(&t, Duration::days(1));
+    let leaf_der = leaf(&issuer, &id("spiffe://partner.test/w"));
+    let b = bundle(&t, &[&leaf_der], 1, None);
+    let r = accept(&spiffe_partner(), None, &json(&b));
+    assert!(
+        matches!(r, Err(Refusal::NotAnAuthority { index: 0, .. })),
+        "{r:?}"
+    );
+}
+
+#[test]
 fn the_sequence_never_goes_backwards() {
     let t = td("partner.test");
     let (r1, _) = root(&t, Duration::days(1));

@@ -136,11 +136,13 @@ impl PartnerState {
             return now;
         };
         let every = refresh_interval(self.held(), policy).every;
-        if self.consecutive_failures > 0 {
-            last + retry_delay(self.consecutive_failures, every, policy)
+        let wait = if self.consecutive_failures > 0 {
+            retry_delay(self.consecutive_failures, every, policy)
         } else {
-            last + every
-        }
+            every
+        };
+        last.checked_add_signed(wait)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC)
     }
 
     /// The facts shown at `now`.

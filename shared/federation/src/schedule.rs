@@ -12,6 +12,10 @@ use trustdeck_spiffe::Bundle;
 /// SPIRE's smallest refresh interval (`MinimumRefreshHint`).
 pub const SPIRE_MINIMUM_REFRESH: Duration = Duration::minutes(1);
 
+/// No refresh interval is longer, whatever a partner's hint says (the most the bundle
+/// endpoint here serves as its own hint).
+pub const MAXIMUM_REFRESH: Duration = Duration::days(7);
+
 /// The knobs of the schedule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RefreshPolicy {
@@ -43,6 +47,8 @@ pub enum IntervalSource {
     ShortestRoot,
     /// The policy's minimum (raised to it, or nothing else to go by).
     Minimum,
+    /// [`MAXIMUM_REFRESH`] (a longer hint or lifetime, lowered to it).
+    Maximum,
 }
 
 /// How often a partner's bundle is fetched, and why.
@@ -58,7 +64,14 @@ pub struct Interval {
 /// the minimum).
 pub fn refresh_interval(held: Option<&Bundle>, policy: &RefreshPolicy) -> Interval {
     let by = |every: Duration, source| {
-        if every < policy.minimum {
+        if every > MAXIMUM_REFRESH {
+            // A partner's hint never puts its next refresh out of reach (seed 004: a stale
+            // bundle breaks federation at the partner's next rotation).
+            Interval {
+                every: MAXIMUM_REFRESH,
+                source: IntervalSource::Maximum,
+            }
+        } else if every < policy.minimum {
             Interval {
                 every: policy.minimum,
                 source: IntervalSource::Minimum,
@@ -102,6 +115,18 @@ pub fn retry_delay(failures: u32, interval: Duration, policy: &RefreshPolicy) ->
 mod tests {
     use super::*;
     use crate::testutil::*;
+
+    #[test]
+    fn a_huge_hint_is_capped() {
+        let td = trustdeck_spiffe::TrustDomain::parse("partner.example").expect("td");
+        let mut held = trustdeck_spiffe::bundle::Bundle::new(td);
+        held.refresh_hint_secs = Some(10_000_000_000_000);
+        let i = refresh_interval(Some(&held), &policy());
+        assert_eq!(
+            (i.every, i.source),
+            (MAXIMUM_REFRESH, IntervalSource::Maximum)
+        );
+    }
 
     fn policy() -> RefreshPolicy {
         RefreshPolicy::default()

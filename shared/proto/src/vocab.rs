@@ -430,6 +430,7 @@ vocabulary!(FederationRefusal {
     AlreadyExists => "relationship exists",
     BootstrapRequired => "bootstrap required",
     Invalid => "invalid settings",
+    NotAnAuthority => "not a usable CA certificate",
 });
 
 /// Defines `<field>_wire()` readers of enum fields that keep a value this build does not know.

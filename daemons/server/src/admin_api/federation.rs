@@ -39,6 +39,7 @@ pub fn api_refusal(r: &Refusal) -> FederationRefusal {
         Refusal::SequenceBackwards { .. } => FederationRefusal::SequenceBackwards,
         Refusal::SequenceReused { .. } => FederationRefusal::SequenceReused,
         Refusal::ForeignAuthority { .. } => FederationRefusal::ForeignAuthority,
+        Refusal::NotAnAuthority { .. } => FederationRefusal::NotAnAuthority,
         Refusal::EndpointOutsideTrustDomain { .. } => FederationRefusal::EndpointOutsideTrustDomain,
         Refusal::UnexpectedEndpointId { .. } => FederationRefusal::UnexpectedEndpointId,
         Refusal::EndpointRootUnknown { .. } => FederationRefusal::EndpointRootUnknown,
@@ -419,6 +420,10 @@ mod tests {
                 expected: td.clone(),
                 found: TrustDomain::parse("q.test").expect("td"),
                 index: 0,
+            },
+            Refusal::NotAnAuthority {
+                index: 0,
+                reason: "not a CA".into(),
             },
             Refusal::EndpointOutsideTrustDomain {
                 trust_domain: td.clone(),
