@@ -101,6 +101,15 @@ pub fn bundle(
                     reason: "its chain leads to none of the roots held".into(),
                 }
             })?;
+            // A fingerprint the operator gives is checked here too, never ignored.
+            if let Some(given) = fingerprint.map(crate::normalize_fingerprint)
+                && crate::fingerprint(anchor) != given
+            {
+                return Err(Refusal::FingerprintMismatch {
+                    trust_domain: td,
+                    given,
+                });
+            }
             (anchor.clone(), false)
         }
         None => {

@@ -106,6 +106,24 @@ fn continuity_carries_a_new_root_signed_by_the_old_one() {
 }
 
 #[test]
+fn a_fingerprint_given_with_a_bundle_held_is_checked() {
+    let s = side();
+    let next = root("a.test");
+    let file = export(&s.a, &bundle_of("a.test", &[&s.a, &next], 5), now());
+    let got = import(&s, &file).expect("accepted");
+    let later = export(&next, &bundle_of("a.test", &[&next], 6), now());
+    let held = Some(&got.bundle);
+    let wrong = fingerprint(s.a.cert_der());
+    assert!(matches!(
+        decide::bundle(&later, &td("a.test"), held, Some(&wrong), &policy()),
+        Err(Refusal::FingerprintMismatch { .. })
+    ));
+    let right = fingerprint(next.cert_der());
+    decide::bundle(&later, &td("a.test"), held, Some(&right), &policy())
+        .expect("the root it chains to, confirmed");
+}
+
+#[test]
 fn every_flipped_byte_is_refused() {
     let s = side();
     for i in 0..s.file.len() {
