@@ -306,3 +306,35 @@ fn the_hsm_key_signs_the_export() {
     let r = import(&h, "b.test", &receipt, None);
     assert_eq!(r["sequence"], ex["sequence"], "{r}");
 }
+
+#[test]
+fn a_federated_trust_domain_is_not_moved_by_file() {
+    let (a, b) = (server("a.test"), server("b.test"));
+    let dir = tempfile::tempdir().expect("tmp");
+    let (file, exp) = export(&b, dir.path(), "b.bundle");
+    let pem = dir.path().join("b.pem");
+    std::fs::write(&pem, b.cli_ok(&["bundle", "show", "--format", "pem"])).expect("pem");
+    // A federates with B (its endpoint keeps B's bundle): a file does not replace it.
+    a.cli_ok(&[
+        "federation",
+        "create",
+        "--trust-domain",
+        "b.test",
+        "--endpoint-url",
+        "https://127.0.0.1:9/",
+        "--profile",
+        "https_spiffe",
+        "--endpoint-spiffe-id",
+        &b.server_spiffe_id(),
+        "--bootstrap-bundle",
+        pem.to_str().expect("utf-8 path"),
+    ]);
+    refused(
+        &a,
+        "b.test",
+        &file,
+        Some(&signing_root(&exp)),
+        "kept by a federation relationship",
+        "federation delete --trust-domain b.test",
+    );
+}

@@ -385,6 +385,7 @@ vocabulary!(BundleFileRefusal {
     NotAboutUs => "receipt for another trust domain's bundle",
     NoPeerBundle => "no bundle held for the peer",
     OwnTrustDomain => "our own trust domain",
+    Federated => "kept by a federation relationship",
 });
 
 vocabulary!(BundleFileKind {

@@ -125,20 +125,46 @@ fn policy(ctx: &ServerCtx, now: DateTime<Utc>) -> Policy {
     }
 }
 
-/// The bundle held for `td` (its stored sequence kept), if any.
-async fn held_bundle(ctx: &ServerCtx, td: &TrustDomain) -> Result<Option<Bundle>, Status> {
-    let Some(rec) = ctx
+/// What is held for a trust domain before an import: read before the import's transaction
+/// opens (a datastore of one connection would wait on itself); the write is a compare-and-set
+/// on the sequence read, so a change in between is refused, not overwritten.
+#[derive(Default)]
+struct Held {
+    /// The bundle (its stored sequence kept) and where it came from.
+    bundle: Option<(Bundle, ForeignSource)>,
+    /// The sequence of the peer's last receipt.
+    receipt: Option<u64>,
+}
+
+impl Held {
+    fn bundle(&self) -> Option<&Bundle> {
+        self.bundle.as_ref().map(|(b, _)| b)
+    }
+}
+
+async fn held(ctx: &ServerCtx, td: &TrustDomain) -> Result<Held, Status> {
+    let bundle = match ctx
         .ds
         .get_foreign_bundle(td.as_str())
         .await
         .map_err(ds_status)?
-    else {
-        return Ok(None);
+    {
+        None => None,
+        Some(rec) => {
+            let mut b = Bundle::from_json(td, rec.document.as_bytes()).map_err(|e| {
+                Status::internal(format!("the stored bundle of {td} does not parse: {e}"))
+            })?;
+            b.sequence = rec.sequence;
+            Some((b, rec.source))
+        }
     };
-    let mut b = Bundle::from_json(td, rec.document.as_bytes())
-        .map_err(|e| Status::internal(format!("the stored bundle of {td} does not parse: {e}")))?;
-    b.sequence = rec.sequence;
-    Ok(Some(b))
+    let receipt = ctx
+        .ds
+        .get_bundle_receipt(td.as_str())
+        .await
+        .map_err(ds_status)?
+        .map(|r| r.sequence);
+    Ok(Held { bundle, receipt })
 }
 
 /// `bundle import`: a peer's signed bundle file, or its receipt for ours.
@@ -157,12 +183,16 @@ pub async fn import(
         target: req.trust_domain.clone(),
         detail: String::new(),
     };
+    let before = match TrustDomain::parse(&req.trust_domain) {
+        Ok(td) => held(ctx, &td).await?,
+        Err(_) => Held::default(),
+    };
     audited(ctx, op, audit, async |tx, audit| {
         let td = TrustDomain::parse(&req.trust_domain)
             .map_err(|e| Status::invalid_argument(format!("--trust-domain: {e}")))?;
         match kind.map_err(refused)? {
-            FileKind::Bundle => import_bundle(ctx, tx, audit, &td, &req).await,
-            FileKind::Receipt => import_receipt(ctx, tx, audit, &td, &req).await,
+            FileKind::Bundle => import_bundle(ctx, tx, audit, &td, &req, &before).await,
+            FileKind::Receipt => import_receipt(ctx, tx, audit, &td, &req, &before).await,
         }
     })
     .await
@@ -174,6 +204,7 @@ async fn import_bundle(
     audit: &mut Audit,
     td: &TrustDomain,
     req: &ImportBundleFileRequest,
+    before: &Held,
 ) -> Result<ImportBundleFileResponse, Status> {
     let own = &ctx.config.trust_domain;
     if td == own {
@@ -184,11 +215,20 @@ async fn import_bundle(
             ),
         ));
     }
+    if let Some((_, ForeignSource::Federation)) = &before.bundle {
+        return Err(bundle_refusal_status(
+            BundleFileRefusal::Federated,
+            format!(
+                "{td}'s bundle is kept by a federation relationship (its endpoint refreshes it); \
+                 `trustdeck-server federation delete --trust-domain {td}` first to move it by file"
+            ),
+        ));
+    }
     let now = ctx.clock.now();
-    let held = held_bundle(ctx, td).await?;
+    let held = before.bundle();
     let fingerprint = Some(req.fingerprint.as_str()).filter(|f| !f.is_empty());
-    let accepted = decide::bundle(&req.file, td, held.as_ref(), fingerprint, &policy(ctx, now))
-        .map_err(refused)?;
+    let accepted =
+        decide::bundle(&req.file, td, held, fingerprint, &policy(ctx, now)).map_err(refused)?;
     let b = &accepted.bundle;
     // The receipt is signed before anything is stored: both, or neither.
     let receipt = Receipt::new(own, b, now);
@@ -233,25 +273,13 @@ async fn import_receipt(
     audit: &mut Audit,
     peer: &TrustDomain,
     req: &ImportBundleFileRequest,
+    before: &Held,
 ) -> Result<ImportBundleFileResponse, Status> {
     let now = ctx.clock.now();
-    let peer_bundle = held_bundle(ctx, peer).await?;
-    let last = ctx
-        .ds
-        .get_bundle_receipt(peer.as_str())
-        .await
-        .map_err(ds_status)?
-        .map(|r| r.sequence);
+    let (peer_bundle, last) = (before.bundle(), before.receipt);
     let own = &ctx.config.trust_domain;
-    let r = decide::receipt(
-        &req.file,
-        peer,
-        own,
-        peer_bundle.as_ref(),
-        last,
-        &policy(ctx, now),
-    )
-    .map_err(refused)?;
+    let r = decide::receipt(&req.file, peer, own, peer_bundle, last, &policy(ctx, now))
+        .map_err(refused)?;
     let rec = BundleReceipt {
         peer_trust_domain: peer.to_string(),
         sequence: r.sequence,
@@ -368,10 +396,10 @@ mod tests {
         let wire: std::collections::HashSet<_> = all.iter().map(api_refusal).collect();
         assert_eq!(wire.len(), all.len());
         assert!(!wire.contains(&BundleFileRefusal::Unspecified));
-        assert!(
-            !wire.contains(&BundleFileRefusal::OwnTrustDomain),
-            "the server's own rule"
-        );
-        assert_eq!(BundleFileRefusal::ALL.len(), all.len() + 2);
+        for own in [BundleFileRefusal::OwnTrustDomain, BundleFileRefusal::Federated] {
+            assert!(!wire.contains(&own), "the server's own rule: {own:?}");
+        }
+        // Besides the file's rules: Unspecified and the server's two.
+        assert_eq!(BundleFileRefusal::ALL.len(), all.len() + 3);
     }
 }
