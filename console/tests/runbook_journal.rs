@@ -242,21 +242,27 @@ fn a_run_whose_journal_is_down_makes_no_call_before_it_is_journaled() {
     );
 }
 
-#[test]
-fn a_run_waiting_for_its_operator_keeps_its_hold() {
+/// `bring-back` begun as execution `id`, waiting at the confirmation of its manual step.
+fn at_manual_step(id: &str) -> App {
     let mut app = operator();
     offer_extra(&mut app, "bring-back", MANUAL_THEN_CALL);
     update(&mut app, key(KeyCode::Enter), now());
     answer(
         &mut app,
         RunbookMsg::Begun(Ok(RunbookExecution {
-            id: "e-6".into(),
+            id: id.into(),
             ..Default::default()
         })),
         0,
     );
     observed(&mut app, 1);
-    assert_eq!(app.mode, Mode::Confirm);
+    assert_eq!(app.mode, Mode::Confirm, "waiting at the manual step");
+    app
+}
+
+#[test]
+fn a_run_waiting_for_its_operator_keeps_its_hold() {
+    let mut app = at_manual_step("e-6");
     let records = |fx: &[RunbookEffect]| {
         fx.iter()
             .filter(|e| matches!(e, RunbookEffect::Record(r) if r.id == "e-6"))
@@ -271,19 +277,7 @@ fn a_run_waiting_for_its_operator_keeps_its_hold() {
 
 #[test]
 fn a_run_taken_over_by_another_session_stops_here() {
-    let mut app = operator();
-    offer_extra(&mut app, "bring-back", MANUAL_THEN_CALL);
-    update(&mut app, key(KeyCode::Enter), now());
-    answer(
-        &mut app,
-        RunbookMsg::Begun(Ok(RunbookExecution {
-            id: "e-8".into(),
-            ..Default::default()
-        })),
-        0,
-    );
-    observed(&mut app, 1);
-    assert_eq!(app.mode, Mode::Confirm, "waiting at the manual step");
+    let mut app = at_manual_step("e-8");
     let fx = answer(
         &mut app,
         RunbookMsg::TakenOver {

@@ -396,7 +396,10 @@ mod tests {
         let wire: std::collections::HashSet<_> = all.iter().map(api_refusal).collect();
         assert_eq!(wire.len(), all.len());
         assert!(!wire.contains(&BundleFileRefusal::Unspecified));
-        for own in [BundleFileRefusal::OwnTrustDomain, BundleFileRefusal::Federated] {
+        for own in [
+            BundleFileRefusal::OwnTrustDomain,
+            BundleFileRefusal::Federated,
+        ] {
             assert!(!wire.contains(&own), "the server's own rule: {own:?}");
         }
         // Besides the file's rules: Unspecified and the server's two.
