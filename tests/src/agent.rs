@@ -249,6 +249,8 @@ pub struct PopNode {
     pub cert_path: PathBuf,
     /// Its key, PEM.
     pub key_path: PathBuf,
+    /// Its certificate's common name.
+    pub cn: String,
 }
 
 impl PopNode {
@@ -266,6 +268,7 @@ impl PopNode {
         let node_key = KeyPair::generate().expect("key");
         let node_cert = node.signed_by(&node_key, &issuer).expect("cert");
         let p = PopNode {
+            cn: cn.to_string(),
             ca_path: dir.join(format!("{cn}-ca.pem")),
             cert_path: dir.join(format!("{cn}.pem")),
             key_path: dir.join(format!("{cn}.key")),
@@ -282,6 +285,21 @@ impl PopNode {
             "[node_attestation.x509pop]\nca_bundle_path = \"{}\"\n",
             self.ca_path.display()
         )
+    }
+
+    /// Registers on `server` the node alias `alias` (parent `parent`, the server's SPIFFE ID)
+    /// for this node's certificate, so entries parented to it follow whatever ID it attests as.
+    pub fn register_alias(&self, server: &ServerProc, parent: &str, alias: &str) {
+        server.cli_ok(&[
+            "entry",
+            "create",
+            "--spiffe-id",
+            alias,
+            "--parent-id",
+            parent,
+            "--selector",
+            &format!("x509pop:subject:cn:{}", self.cn),
+        ]);
     }
 
     /// The agent's `[node_attestation]` body.

@@ -66,16 +66,7 @@ async fn a_downstream_down_longer_than_its_identity_comes_back_by_itself() {
     );
     let alias = "spiffe://example.org/prod/mid/node/node-9";
     let wid = "spiffe://example.org/prod/mid/db";
-    mid.server.cli_ok(&[
-        "entry",
-        "create",
-        "--spiffe-id",
-        alias,
-        "--parent-id",
-        &mid.server_spiffe_id,
-        "--selector",
-        "x509pop:subject:cn:node-9",
-    ]);
+    pop.register_alias(&mid.server, &mid.server_spiffe_id, alias);
     entry_for_me(&mid.server, alias, wid, "6s");
     let agent = AgentProc::start(
         &mid.server,

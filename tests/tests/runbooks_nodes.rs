@@ -345,16 +345,7 @@ fn downstream_down_past_its_identity() -> DownMid {
         ),
     );
     let alias = "spiffe://example.org/prod/mid/node/node-9";
-    mid.server.cli_ok(&[
-        "entry",
-        "create",
-        "--spiffe-id",
-        alias,
-        "--parent-id",
-        &mid.server_spiffe_id,
-        "--selector",
-        "x509pop:subject:cn:node-9",
-    ]);
+    pop.register_alias(&mid.server, &mid.server_spiffe_id, alias);
     entry_for_me(&mid.server, alias, MID_WORKLOAD, "6s");
     let agent = AgentProc::start(
         &mid.server,

@@ -456,33 +456,5 @@ fn record(run: &mut Run, now: DateTime<Utc>, fx: Option<&mut Vec<Effect>>) {
 
 /// Where `run` stands, for the journal (None before it is begun).
 fn journal_request(run: &Run) -> Option<RecordRunbookRequest> {
-    let id = run.id.clone()?;
-    let (state, reason, rolled_back) = match &run.exec.outcome {
-        None => (RunbookState::Running, String::new(), false),
-        Some(Outcome::Succeeded) => (RunbookState::Succeeded, String::new(), false),
-        Some(Outcome::Stopped {
-            detail,
-            rolled_back,
-            ..
-        }) => (RunbookState::Stopped, detail.clone(), *rolled_back),
-    };
-    // Past the last step once every step verified: the journal takes "succeeded" only there.
-    let step = run.exec.step.min(run.exec.runbook.steps.len());
-    Some(RecordRunbookRequest {
-        id,
-        session: String::new(),
-        step: u32::try_from(step).unwrap_or(u32::MAX),
-        step_id: run
-            .exec
-            .runbook
-            .steps
-            .get(step)
-            .map(|s| s.id.clone())
-            .unwrap_or_default(),
-        phase: run.exec.phase.journal() as i32,
-        state: state as i32,
-        saved: run.exec.saved_values().into_iter().collect(),
-        reason,
-        rolled_back,
-    })
+    run.id.as_deref().map(|id| run.exec.journal_record(id))
 }

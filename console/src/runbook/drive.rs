@@ -13,7 +13,6 @@ use tokio::sync::mpsc;
 use trustdeck_process::clock::Clock;
 use trustdeck_proto::admin::{
     AuthorityInfo, BeginRunbookRequest, KeyProbeResult, RecordRunbookRequest, RunbookRefusal,
-    RunbookState,
 };
 use trustdeck_runbook::exec::{Mismatch, Phase};
 use trustdeck_runbook::{Confirmation, Execution, Next, Observation, Outcome, StepEvent};
@@ -180,38 +179,13 @@ impl Driver {
         self.watcher.stop().await;
     }
 
-    fn record_of(&self, id: &str, e: &Execution) -> RecordRunbookRequest {
-        let step_id = e.current().map(|s| s.id.clone()).unwrap_or_default();
-        let (state, reason, rolled_back) = match &e.outcome {
-            None => (RunbookState::Running, String::new(), false),
-            Some(Outcome::Succeeded) => (RunbookState::Succeeded, String::new(), false),
-            Some(Outcome::Stopped {
-                detail,
-                rolled_back,
-                reason,
-                ..
-            }) => (
-                RunbookState::Stopped,
-                format!("{reason:?}: {detail}"),
-                *rolled_back,
-            ),
-        };
-        RecordRunbookRequest {
-            id: id.to_string(),
-            session: self.io.session.clone(),
-            step: u32::try_from(e.step).unwrap_or(u32::MAX),
-            step_id,
-            phase: e.phase.journal() as i32,
-            state: state as i32,
-            saved: e.saved_values().into_iter().collect(),
-            reason,
-            rolled_back,
-        }
-    }
-
     /// Records where `e` stands; a failure is returned for the caller to weigh.
     async fn record(&self, id: &str, e: &Execution) -> Result<(), IoError> {
-        self.io.record(self.record_of(id, e)).await.map(|_| ())
+        let req = RecordRunbookRequest {
+            session: self.io.session.clone(),
+            ..e.journal_record(id)
+        };
+        self.io.record(req).await.map(|_| ())
     }
 
     /// Begins a pending journal entry if its server answers now (true when it just did); a

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use trustdeck_proto::admin::RunbookPhase;
+use trustdeck_proto::admin::{RecordRunbookRequest, RunbookPhase, RunbookState};
 
 use crate::check::{CheckResult, Observation, evaluate};
 use crate::inputs::Vars;
@@ -364,6 +364,37 @@ pub struct Execution {
 mod steps;
 
 impl Execution {
+    /// Where this execution stands, as journal execution `id` records it (the session is the
+    /// caller's to fill in). Once every step verified its step is past the last one: the
+    /// journal takes "succeeded" only there.
+    pub fn journal_record(&self, id: &str) -> RecordRunbookRequest {
+        let (state, reason, rolled_back) = match &self.outcome {
+            None => (RunbookState::Running, String::new(), false),
+            Some(Outcome::Succeeded) => (RunbookState::Succeeded, String::new(), false),
+            Some(Outcome::Stopped {
+                detail,
+                rolled_back,
+                reason,
+                ..
+            }) => (
+                RunbookState::Stopped,
+                format!("{reason:?}: {detail}"),
+                *rolled_back,
+            ),
+        };
+        RecordRunbookRequest {
+            id: id.to_string(),
+            session: String::new(),
+            step: u32::try_from(self.step).unwrap_or(u32::MAX),
+            step_id: self.current().map(|s| s.id.clone()).unwrap_or_default(),
+            phase: self.phase.journal() as i32,
+            state: state as i32,
+            saved: self.saved_values().into_iter().collect(),
+            reason,
+            rolled_back,
+        }
+    }
+
     /// Whether step `i` is skipped with the values known now (its `when` renders empty).
     pub fn skips(&self, i: usize) -> bool {
         self.runbook

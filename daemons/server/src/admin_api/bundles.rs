@@ -142,7 +142,8 @@ impl Held {
     }
 }
 
-async fn held(ctx: &ServerCtx, td: &TrustDomain) -> Result<Held, Status> {
+/// What is held for `td`; the peer's last receipt only when importing a receipt.
+async fn held(ctx: &ServerCtx, td: &TrustDomain, receipt: bool) -> Result<Held, Status> {
     let bundle = match ctx
         .ds
         .get_foreign_bundle(td.as_str())
@@ -158,12 +159,15 @@ async fn held(ctx: &ServerCtx, td: &TrustDomain) -> Result<Held, Status> {
             Some((b, rec.source))
         }
     };
-    let receipt = ctx
-        .ds
-        .get_bundle_receipt(td.as_str())
-        .await
-        .map_err(ds_status)?
-        .map(|r| r.sequence);
+    let receipt = if receipt {
+        ctx.ds
+            .get_bundle_receipt(td.as_str())
+            .await
+            .map_err(ds_status)?
+            .map(|r| r.sequence)
+    } else {
+        None
+    };
     Ok(Held { bundle, receipt })
 }
 
@@ -184,7 +188,7 @@ pub async fn import(
         detail: String::new(),
     };
     let before = match TrustDomain::parse(&req.trust_domain) {
-        Ok(td) => held(ctx, &td).await?,
+        Ok(td) => held(ctx, &td, matches!(kind, Ok(FileKind::Receipt))).await?,
         Err(_) => Held::default(),
     };
     audited(ctx, op, audit, async |tx, audit| {
