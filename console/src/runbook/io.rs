@@ -345,6 +345,7 @@ impl RunbookIo {
                     downstream: e.downstream,
                     dns_names: e.dns_names.clone(),
                     namespaces: e.namespaces.clone(),
+                    federates_with: e.federates_with.clone(),
                 };
                 c.create_entry(tagged(req, Some(tag))?)
                     .await

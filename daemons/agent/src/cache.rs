@@ -1,11 +1,11 @@
 //! The agent's SVID cache: an immutable snapshot replaced on every change and published on a
 //! watch channel, so every Workload API stream sees whole states.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use trustdeck_spiffe::{Bundle, SpiffeId};
+use trustdeck_spiffe::{Bundle, SpiffeId, TrustDomain};
 
 use crate::attestor;
 
@@ -52,6 +52,28 @@ pub struct LocalEntry {
     /// JWT-SVID TTL in seconds (0 = server default).
     pub jwt_ttl_secs: i64,
     pub dns_names: Vec<String>,
+    /// Foreign trust domains whose bundles the workload receives.
+    pub federates_with: Vec<TrustDomain>,
+}
+
+/// A foreign trust domain's bundle, with its Workload API forms built once.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ForeignBundle {
+    pub bundle: Bundle,
+    /// The X.509 authorities as concatenated DER.
+    pub x509_der: Vec<u8>,
+    /// The JWT authorities as a JWKS document.
+    pub jwks: Vec<u8>,
+}
+
+impl ForeignBundle {
+    pub fn new(bundle: Bundle) -> ForeignBundle {
+        ForeignBundle {
+            x509_der: bundle.x509_authorities_der_concat(),
+            jwks: bundle.jwks_json().into_bytes(),
+            bundle,
+        }
+    }
 }
 
 /// One consistent state of the cache.
@@ -71,6 +93,8 @@ pub struct Cache {
     by_selector: HashMap<String, Vec<usize>>,
     /// The bundle's X.509 authorities as concatenated DER, built once.
     pub bundle_der: Vec<u8>,
+    /// Bundles of the foreign trust domains this node's entries federate with.
+    pub federated: BTreeMap<TrustDomain, Arc<ForeignBundle>>,
 }
 
 impl Cache {
@@ -84,6 +108,7 @@ impl Cache {
             synced: false,
             by_selector: HashMap::new(),
             bundle_der: Vec::new(),
+            federated: BTreeMap::new(),
         };
         c.reindex();
         c
@@ -99,6 +124,7 @@ impl Cache {
             synced: self.synced,
             by_selector: HashMap::new(),
             bundle_der: Vec::new(),
+            federated: self.federated.clone(),
         }
     }
 
@@ -128,6 +154,17 @@ impl Cache {
             .filter(|e| attestor::matches(&e.selectors, selectors))
             .collect()
     }
+
+    /// The foreign bundles `entries` federate with that the agent holds, each once, in
+    /// trust domain order.
+    pub fn federated_for(&self, entries: &[&LocalEntry]) -> Vec<&ForeignBundle> {
+        let mut tds: Vec<&TrustDomain> = entries.iter().flat_map(|e| &e.federates_with).collect();
+        tds.sort();
+        tds.dedup();
+        tds.into_iter()
+            .filter_map(|td| self.federated.get(td).map(|b| &**b))
+            .collect()
+    }
 }
 
 /// Entries that identify workloads on this node: the synced entries whose parent is not
@@ -146,6 +183,11 @@ pub fn local_entries(entries: &[trustdeck_proto::node::Entry]) -> Vec<LocalEntry
                 x509_ttl_secs: e.x509_ttl_secs,
                 jwt_ttl_secs: e.jwt_ttl_secs,
                 dns_names: e.dns_names.clone(),
+                federates_with: e
+                    .federates_with
+                    .iter()
+                    .filter_map(|t| TrustDomain::parse(t).ok())
+                    .collect(),
             })
         })
         .collect();
@@ -168,6 +210,7 @@ mod tests {
             x509_ttl_secs: 0,
             jwt_ttl_secs: 0,
             dns_names: vec![],
+            federates_with: vec![],
         };
         c.entries = vec![
             entry("a", &["unix:uid:1"]),

@@ -20,7 +20,7 @@ use trustdeck_proto::workload::*;
 
 use crate::agent::Agent;
 use crate::attestor::UnixAttestor;
-use crate::cache::Cache;
+use crate::cache::{Cache, ForeignBundle, LocalEntry};
 use crate::limits;
 use crate::peer::PeerInfo;
 
@@ -120,6 +120,32 @@ fn td_key(cache: &Cache) -> String {
     cache.bundle.trust_domain.id().to_string()
 }
 
+/// The bundles of `entries`' workloads, by trust domain ID: this trust domain's, then those
+/// of the foreign trust domains the entries federate with, each as `form` makes it.
+fn bundles_for(
+    cache: &Cache,
+    entries: &[&LocalEntry],
+    own: Vec<u8>,
+    form: impl Fn(&ForeignBundle) -> Vec<u8>,
+) -> HashMap<String, Vec<u8>> {
+    let mut bundles = federated_for(cache, entries, form);
+    bundles.insert(td_key(cache), own);
+    bundles
+}
+
+/// The foreign bundles `entries` federate with, by trust domain ID.
+fn federated_for(
+    cache: &Cache,
+    entries: &[&LocalEntry],
+    form: impl Fn(&ForeignBundle) -> Vec<u8>,
+) -> HashMap<String, Vec<u8>> {
+    cache
+        .federated_for(entries)
+        .into_iter()
+        .map(|b| (b.bundle.trust_domain.id().to_string(), form(b)))
+        .collect()
+}
+
 /// The X509-SVID response for a workload, or why there is none.
 fn x509_view(
     cache: &Cache,
@@ -157,7 +183,7 @@ fn x509_view(
     Ok(Some(X509svidResponse {
         svids,
         crl: vec![],
-        federated_bundles: HashMap::new(),
+        federated_bundles: federated_for(cache, &matched, |b| b.x509_der.clone()),
     }))
 }
 
@@ -272,11 +298,10 @@ impl SpiffeWorkloadApi for WorkloadApi {
             if !require_identity(c, &selectors)? {
                 return Ok(None);
             }
-            let mut bundles = HashMap::new();
-            bundles.insert(td_key(c), c.bundle_der.clone());
+            let matched = c.matching(&selectors);
             Ok(Some(X509BundlesResponse {
                 crl: vec![],
-                bundles,
+                bundles: bundles_for(c, &matched, c.bundle_der.clone(), |b| b.x509_der.clone()),
             }))
         })?;
         Ok(Response::new(holding(s, permit)))
@@ -328,9 +353,11 @@ impl SpiffeWorkloadApi for WorkloadApi {
             if !require_identity(c, &selectors)? {
                 return Ok(None);
             }
-            let mut bundles = HashMap::new();
-            bundles.insert(td_key(c), c.bundle.jwks_json().into_bytes());
-            Ok(Some(JwtBundlesResponse { bundles }))
+            let matched = c.matching(&selectors);
+            let own = c.bundle.jwks_json().into_bytes();
+            Ok(Some(JwtBundlesResponse {
+                bundles: bundles_for(c, &matched, own, |b| b.jwks.clone()),
+            }))
         })?;
         Ok(Response::new(holding(s, permit)))
     }
@@ -339,16 +366,39 @@ impl SpiffeWorkloadApi for WorkloadApi {
         &self,
         request: Request<ValidateJwtsvidRequest>,
     ) -> Result<Response<ValidateJwtsvidResponse>, Status> {
-        let req = request.into_inner();
-        limits::check_validation(&req.audience, &req.svid)?;
-        if req.svid.is_empty() {
+        limits::check_validation(&request.get_ref().audience, &request.get_ref().svid)?;
+        if request.get_ref().svid.is_empty() {
             return Err(Status::invalid_argument("svid must not be empty"));
         }
+        // The subject's trust domain picks the bundle (never another's keys): ours, or a
+        // foreign one the caller's entries federate with.
+        let (_, claims) = trustdeck_spiffe::jwt::decode_unverified(&request.get_ref().svid)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let td = claims.sub.trust_domain().clone();
         let cache = self.agent.cache();
+        let foreign;
+        let authorities = if td == cache.bundle.trust_domain {
+            &cache.bundle.jwt_authorities
+        } else {
+            let selectors = self.selectors(&request).await?;
+            let matched = cache.matching(&selectors);
+            foreign = cache
+                .federated_for(&matched)
+                .into_iter()
+                .find(|b| b.bundle.trust_domain == td)
+                .ok_or_else(|| {
+                    Status::invalid_argument(format!(
+                        "no bundle for trust domain {}: this workload's entries do not federate with it",
+                        td.as_str()
+                    ))
+                })?;
+            &foreign.bundle.jwt_authorities
+        };
+        let req = request.into_inner();
         let v = trustdeck_spiffe::jwt::validate(
             &req.svid,
             &req.audience,
-            &cache.bundle.jwt_authorities,
+            authorities,
             self.agent.clock().now(),
         )
         .map_err(|e| Status::invalid_argument(e.to_string()))?;

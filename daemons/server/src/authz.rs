@@ -144,6 +144,7 @@ mod tests {
             downstream: false,
             dns_names: vec![],
             namespaces: vec![],
+            federates_with: vec![],
             created_at: 0,
         }
     }

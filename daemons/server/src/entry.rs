@@ -57,6 +57,66 @@ pub enum EntryError {
         "spiffe_id {id} is outside this server's namespaces {scope}: no SVID could ever be issued for it here"
     )]
     OutsideNamespace { id: String, scope: String },
+    /// A `federates_with` value is not a trust domain name.
+    #[error("federates_with {value:?}: {error}")]
+    FederatesWith { value: String, error: IdError },
+    /// `federates_with` names this server's own trust domain, whose bundle every workload
+    /// receives anyway.
+    #[error(
+        "federates_with {0}: that is this server's own trust domain; name foreign trust domains only"
+    )]
+    FederatesWithOwn(TrustDomain),
+    #[error("at most {MAX_FEDERATES_WITH} federates_with trust domains per entry, got {0}")]
+    TooManyFederations(usize),
+    /// This server holds no bundle for a trust domain in `federates_with`.
+    #[error(
+        "federates_with {0}: this server holds no bundle for that trust domain; create a \
+         federation relationship (`trustdeck-server federation create`) or import its bundle \
+         (`trustdeck-server bundle import`) first"
+    )]
+    NoForeignBundle(TrustDomain),
+}
+
+/// Refuses `federates_with` naming a trust domain whose bundle is not in `held`.
+pub fn require_held(
+    federates_with: &[String],
+    held: &crate::federation::deliver::ForeignBundles,
+) -> Result<(), EntryError> {
+    match federates_with.iter().find(|td| !held.contains_key(*td)) {
+        None => Ok(()),
+        Some(td) => Err(EntryError::NoForeignBundle(
+            TrustDomain::parse(td).map_err(|error| EntryError::FederatesWith {
+                value: td.clone(),
+                error,
+            })?,
+        )),
+    }
+}
+
+/// Most foreign trust domains one entry may federate with.
+pub const MAX_FEDERATES_WITH: usize = 32;
+
+/// The foreign trust domains of `given`, parsed, sorted and de-duplicated; never `own`.
+pub fn federates_with(given: &[String], own: &TrustDomain) -> Result<Vec<TrustDomain>, EntryError> {
+    if given.len() > MAX_FEDERATES_WITH {
+        return Err(EntryError::TooManyFederations(given.len()));
+    }
+    let mut out = given
+        .iter()
+        .map(|v| {
+            let td = TrustDomain::parse(v).map_err(|error| EntryError::FederatesWith {
+                value: v.clone(),
+                error,
+            })?;
+            if &td == own {
+                return Err(EntryError::FederatesWithOwn(td));
+            }
+            Ok(td)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    out.sort();
+    out.dedup();
+    Ok(out)
 }
 
 /// The namespace rules for `new` (already valid otherwise) on a server that may issue under
@@ -122,6 +182,10 @@ pub fn validate_entry(
     if let Some(d) = req.dns_names.iter().find(|d| !is_dns_name(d)) {
         return Err(EntryError::DnsName(d.clone()));
     }
+    let federates_with = federates_with(&req.federates_with, td)?
+        .iter()
+        .map(|t| t.as_str().to_string())
+        .collect();
     Ok(NewEntry {
         spiffe_id: id.to_string(),
         parent_id: parent.to_string(),
@@ -131,6 +195,7 @@ pub fn validate_entry(
         downstream: req.downstream,
         dns_names: req.dns_names.clone(),
         namespaces: Vec::new(),
+        federates_with,
     })
 }
 
@@ -196,6 +261,27 @@ mod tests {
 
     fn refused(req: CreateEntryRequest) -> EntryError {
         validate_entry(&req, &td(), &server_id()).unwrap_err()
+    }
+
+    #[test]
+    fn federates_with_names_foreign_trust_domains_sorted_once() {
+        let mut req = request();
+        req.federates_with = ["spiffe://b.test", "a.test", "b.test"].map(String::from).to_vec();
+        let e = validate_entry(&req, &td(), &server_id()).unwrap();
+        assert_eq!(e.federates_with, ["a.test", "b.test"]);
+        for (bad, says) in [
+            ("example.org", "own trust domain"),
+            ("spiffe://x.test/path", "federates_with \"spiffe://x.test/path\""),
+            ("Bad Domain", "federates_with \"Bad Domain\""),
+        ] {
+            let mut req = request();
+            req.federates_with = vec![bad.into()];
+            let err = refused(req).to_string();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
+        let mut req = request();
+        req.federates_with = (0..=MAX_FEDERATES_WITH).map(|i| format!("t{i}.test")).collect();
+        assert!(matches!(refused(req), EntryError::TooManyFederations(33)));
     }
 
     #[test]

@@ -166,6 +166,11 @@ enum EntryCmd {
         /// /prod/gcp/; repeatable. Default: the platform path named by the SPIFFE ID.
         #[arg(long = "namespace", requires = "downstream")]
         namespaces: Vec<String>,
+        /// A foreign trust domain whose bundle the workloads receive, e.g. partner.example;
+        /// repeatable. The server must hold its bundle (`federation create` or
+        /// `bundle import`).
+        #[arg(long = "federates-with")]
+        federates_with: Vec<String>,
         #[arg(long, value_enum, default_value = "text")]
         output: Output,
     },
@@ -302,6 +307,9 @@ fn print_entry(e: &EntryInfo) {
     for n in &e.namespaces {
         trustdeck_process::outln!("Namespace     : {n}");
     }
+    for t in &e.federates_with {
+        trustdeck_process::outln!("FederatesWith : {t}");
+    }
     trustdeck_process::outln!();
 }
 
@@ -349,6 +357,7 @@ fn entry_json(e: &EntryInfo) -> serde_json::Value {
         "selectors": e.selectors, "x509_ttl_secs": e.x509_ttl_secs,
         "jwt_ttl_secs": e.jwt_ttl_secs, "downstream": e.downstream,
         "dns_names": e.dns_names, "namespaces": e.namespaces,
+        "federates_with": e.federates_with,
         "created_at": rfc3339(e.created_at),
     })
 }
@@ -446,6 +455,7 @@ async fn run(cli: Cli) -> Result<()> {
                     downstream,
                     dns_names,
                     namespaces,
+                    federates_with,
                     output,
                 } => {
                     let e = c
@@ -458,6 +468,7 @@ async fn run(cli: Cli) -> Result<()> {
                             downstream,
                             dns_names,
                             namespaces,
+                            federates_with,
                         })
                         .await
                         .map_err(status_err)?

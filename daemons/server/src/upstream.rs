@@ -74,6 +74,8 @@ pub struct Upstream {
     clock: Arc<dyn Clock>,
     /// The namespaces the upstream gave this server, with every intermediate.
     pub namespaces: crate::namespace::Held,
+    /// The foreign bundles the upstream relays, for this server's agents.
+    pub relayed: crate::federation::deliver::Relayed,
 }
 
 /// Why the upstream link could not be set up.
@@ -166,6 +168,7 @@ impl Upstream {
             own_id: Mutex::new(Some(id)),
             clock,
             namespaces: Default::default(),
+            relayed: Default::default(),
         });
         tokio::spawn(up.clone().watch_local_svid());
         Ok(up)
@@ -324,6 +327,12 @@ impl Upstream {
             .map_err(|e| Status::internal(format!("upstream bundle: {e}")))?;
         if r.has_namespaces {
             self.namespaces.update(r.namespaces);
+        }
+        if self.relayed.replace(r.federated_bundles) {
+            tracing::info!(
+                trust_domains = ?self.relayed.snapshot().keys().collect::<Vec<_>>(),
+                "foreign bundles from the upstream changed"
+            );
         }
         self.status.send_if_modified(|s| {
             let changed = s.last_bundle_sequence != Some(b.sequence);

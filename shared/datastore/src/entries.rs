@@ -29,6 +29,9 @@ pub struct NewEntry {
     pub dns_names: Vec<String>,
     /// Downstream entries: the SPIFFE ID path prefixes its server may issue under.
     pub namespaces: Vec<String>,
+    /// Foreign trust domains whose bundles the workloads receive. Stored sorted and
+    /// de-duplicated.
+    pub federates_with: Vec<String>,
 }
 
 /// A stored registration entry.
@@ -52,12 +55,14 @@ pub struct Entry {
     pub dns_names: Vec<String>,
     /// Downstream entries: the SPIFFE ID path prefixes its server may issue under.
     pub namespaces: Vec<String>,
+    /// Foreign trust domains whose bundles the workloads receive, sorted.
+    pub federates_with: Vec<String>,
     /// When the entry was created (unix seconds).
     pub created_at: i64,
 }
 
 const ENTRY_COLUMNS: &str = "id, spiffe_id, parent_id, selectors, x509_ttl_secs, jwt_ttl_secs, \
-                             downstream, dns_names, namespaces, created_at";
+                             downstream, dns_names, namespaces, federates_with, created_at";
 
 /// The entries of `rows`, in [`sort_entries`] order.
 fn sorted_entries(rows: &[sqlx::any::AnyRow]) -> Result<Vec<Entry>, DatastoreError> {
@@ -154,6 +159,9 @@ pub(crate) async fn insert_entry<'c>(
     let mut selectors = e.selectors.clone();
     selectors.sort();
     selectors.dedup();
+    let mut federates_with = e.federates_with.clone();
+    federates_with.sort();
+    federates_with.dedup();
     let entry = Entry {
         id: crate::random_id::<16>(),
         spiffe_id: e.spiffe_id.clone(),
@@ -164,13 +172,14 @@ pub(crate) async fn insert_entry<'c>(
         downstream: e.downstream,
         dns_names: e.dns_names.clone(),
         namespaces: e.namespaces.clone(),
+        federates_with,
         created_at: now,
     };
     let selectors_json = to_json(&entry.selectors, "entry selectors")?;
     let result = sqlx::query(
         "INSERT INTO registration_entries (id, spiffe_id, parent_id, selectors, \
-         x509_ttl_secs, jwt_ttl_secs, downstream, dns_names, namespaces, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING",
+         x509_ttl_secs, jwt_ttl_secs, downstream, dns_names, namespaces, federates_with, \
+         created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING",
     )
     .bind(&entry.id)
     .bind(&entry.spiffe_id)
@@ -181,6 +190,7 @@ pub(crate) async fn insert_entry<'c>(
     .bind(i64::from(entry.downstream))
     .bind(to_json(&entry.dns_names, "entry DNS names")?)
     .bind(to_json(&entry.namespaces, "entry namespaces")?)
+    .bind(to_json(&entry.federates_with, "entry federates_with")?)
     .bind(entry.created_at)
     .execute(ex)
     .await
@@ -228,6 +238,7 @@ fn entry_from_row(row: &AnyRow) -> Result<Entry, DatastoreError> {
         downstream: cols.flag("downstream")?,
         dns_names: cols.list("dns_names")?,
         namespaces: cols.list("namespaces")?,
+        federates_with: cols.list("federates_with")?,
         created_at: cols.int("created_at")?,
     })
 }

@@ -14,6 +14,7 @@
 mod attest;
 pub mod error;
 mod fault;
+mod federated;
 mod jwt;
 mod reissue;
 pub mod retry;

@@ -11,6 +11,7 @@ use trustdeck_proto::node::{SignX509SvidsRequest, SvidCsr, SvidResult, SyncEntri
 use trustdeck_spiffe::Bundle;
 use trustdeck_topology::fleet::stranded;
 
+use super::federated;
 use super::retry::{Decision, Log, Retry, Round};
 use super::svid::{jittered_renew_at, key_and_csr, leaf_window};
 use super::{Agent, AgentError};
@@ -53,6 +54,8 @@ impl Agent {
         self.renew_if_tainted(now).await?;
         let entries = local_entries(&resp.entries);
         let cache = self.cache();
+        let federated = federated::from_answer(&resp.federated_bundles, &entries, &cache.federated);
+        let federated_changed = !federated::same(&cache.federated, &federated);
         let tainted = self.taint_due(&cache, now);
         let needs = needs_signing(&entries, &cache, &tainted, now);
         let (fresh, sign_error) = self.sign_batches(&needs, now).await?;
@@ -71,12 +74,21 @@ impl Agent {
             .filter(|(id, s)| s.not_after <= now || !entries.iter().any(|e| &e.id == *id))
             .map(|(id, _)| id.clone())
             .collect();
-        if entries_changed || !fresh.is_empty() || !stale.is_empty() || !cache.synced {
+        let changed = entries_changed || federated_changed;
+        if changed || !fresh.is_empty() || !stale.is_empty() || !cache.synced {
             if !fresh.is_empty() {
                 tracing::info!(count = fresh.len(), "workload SVIDs issued or rotated");
             }
+            if federated_changed {
+                let held: Vec<_> = federated
+                    .iter()
+                    .map(|(td, b)| format!("{}#{}", td.as_str(), b.bundle.sequence))
+                    .collect();
+                tracing::info!(?held, "federated bundles changed");
+            }
             self.publish(|c| {
                 c.entries = entries;
+                c.federated = federated;
                 for id in &stale {
                     c.svids.remove(id);
                 }
@@ -307,6 +319,7 @@ mod tests {
             x509_ttl_secs: 0,
             jwt_ttl_secs: 0,
             dns_names: vec![],
+            federates_with: vec![],
         }
     }
 

@@ -101,6 +101,7 @@ fn entry_info(e: Entry) -> EntryInfo {
         dns_names: e.dns_names,
         created_at: e.created_at,
         namespaces: e.namespaces,
+        federates_with: e.federates_with,
     }
 }
 
@@ -148,6 +149,11 @@ impl ServerAdmin for AdminApi {
                     new.x509_ttl_secs,
                     config.ca_ttl.num_seconds()
                 )));
+            }
+            if !new.federates_with.is_empty() {
+                let held = self.ctx.foreign_bundles().await.map_err(ds_status)?;
+                crate::entry::require_held(&new.federates_with, &held)
+                    .map_err(|e| Status::failed_precondition(e.to_string()))?;
             }
             let entry = tx.create_entry(&new, now).await.map_err(ds_status)?;
             audit.target = entry.id.clone();

@@ -31,6 +31,7 @@ fn entry_to_proto(e: trustdeck_datastore::Entry) -> trustdeck_proto::node::Entry
         downstream: e.downstream,
         dns_names: e.dns_names,
         namespaces: e.namespaces,
+        federates_with: e.federates_with,
     }
 }
 
@@ -87,12 +88,19 @@ impl NodeApi {
             self.ctx.record_held(agent.id.as_str(), held)?;
         }
         let entries = self.ctx.agent_entries(&agent).await?;
+        let federated_bundles = if entries.iter().any(|e| !e.federates_with.is_empty()) {
+            let held = self.ctx.foreign_bundles().await.map_err(super::wire::datastore)?;
+            crate::federation::deliver::for_entries(&held, &entries)
+        } else {
+            Default::default()
+        };
         let bundle = self.ctx.ca.bundle();
         Ok(SyncEntriesResponse {
             entries: entries.into_iter().map(entry_to_proto).collect(),
             bundle: bundle.to_json().into_bytes(),
             bundle_sequence: bundle.sequence,
             tainted: Some(self.ctx.ca.tainted_keys()),
+            federated_bundles,
         })
     }
 

@@ -73,10 +73,14 @@ impl NodeApi {
         if let Some(held) = &request.get_ref().held {
             self.ctx.record_held(caller.as_str(), held)?;
         }
-        let namespaces = if downstream {
-            self.ctx.downstream_namespaces(&caller).await?
+        let (namespaces, federated_bundles) = if downstream {
+            let held = self.ctx.foreign_bundles().await.map_err(super::wire::datastore)?;
+            (
+                self.ctx.downstream_namespaces(&caller).await?,
+                held.into_iter().collect(),
+            )
         } else {
-            Vec::new()
+            Default::default()
         };
         let b = self.ctx.ca.bundle();
         Ok(FetchBundleResponse {
@@ -85,6 +89,7 @@ impl NodeApi {
             tainted: Some(self.ctx.ca.tainted_keys()),
             namespaces,
             has_namespaces: downstream,
+            federated_bundles,
         })
     }
 

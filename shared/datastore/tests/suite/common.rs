@@ -10,6 +10,7 @@ pub const NOW: i64 = 1_700_000_000;
 pub fn new_entry(spiffe_id: &str, parent_id: &str, selectors: &[&str]) -> NewEntry {
     NewEntry {
         namespaces: vec![],
+        federates_with: vec![],
         spiffe_id: spiffe_id.to_owned(),
         parent_id: parent_id.to_owned(),
         selectors: selectors.iter().map(|s| (*s).to_owned()).collect(),

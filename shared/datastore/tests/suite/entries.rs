@@ -30,12 +30,17 @@ pub async fn entries(ds: &Datastore) {
     );
     db.downstream = true;
     db.namespaces = vec!["/prod/gcp/".to_owned(), "/staging/gcp/".to_owned()];
+    db.federates_with = ["partner.test", "isolated.test", "partner.test"]
+        .map(String::from)
+        .to_vec();
     db.dns_names.clear();
     db.x509_ttl_secs = i64::MAX;
     db.jwt_ttl_secs = -1;
     let db = ds.create_entry(&db, NOW + 1).await.unwrap();
     assert!(db.downstream);
     assert_eq!(db.namespaces, vec!["/prod/gcp/", "/staging/gcp/"]);
+    assert_eq!(db.federates_with, vec!["isolated.test", "partner.test"]);
+    assert!(web.federates_with.is_empty());
     assert_eq!(db.x509_ttl_secs, i64::MAX);
     assert_eq!(ds.get_entry(&db.id).await.unwrap(), Some(db.clone()));
 
