@@ -13,6 +13,11 @@ Modes:
              held bundle every --interval-ms, a fresh JWT-SVID against the held JWT bundles
              every --jwt-interval-ms (0: never), until SIGTERM or --stop-file exists; prints
              validations, failures (time, reason), serials and bundle roots seen.
+  federated  what the workload holds of foreign trust domain --trust-domain: the roots
+             (SHA-256 fingerprints) in the X.509 context and in FetchX509Bundles, the JWT key
+             ids in FetchJWTBundles; with --chain-file (a PEM chain of that trust domain, leaf
+             first) whether it verifies against the context's bundle (null or the reason);
+             with --token (its JWT-SVID for --audience) as jwt-check does.
   selftest   the chain check against made-up chains that must fail (and one that must not);
              SOCKET is ignored.
 """
@@ -49,6 +54,52 @@ def x509_summary(ctx):
     return out
 
 
+def fingerprints(certs):
+    from cryptography.hazmat.primitives import hashes
+
+    return sorted(c.fingerprint(hashes.SHA256()).hex() for c in certs)
+
+
+def federated(client, a):
+    import datetime
+
+    from cryptography import x509
+    from spiffe import TrustDomain
+
+    from svid_check import check_chain
+
+    td = TrustDomain(a.trust_domain)
+    out = {}
+    ctx = client.fetch_x509_context()
+    in_ctx = ctx.x509_bundle_set.get_bundle_for_trust_domain(td)
+    out["context_roots"] = fingerprints(in_ctx.x509_authorities) if in_ctx else []
+    bundles = client.fetch_x509_bundles().get_bundle_for_trust_domain(td)
+    out["x509_bundles_roots"] = fingerprints(bundles.x509_authorities) if bundles else []
+    jwt = client.fetch_jwt_bundles().get_bundle_for_trust_domain(td)
+    out["jwt_kids"] = sorted(jwt.jwt_authorities.keys()) if jwt else []
+    if a.chain_file:
+        with open(a.chain_file, "rb") as f:
+            chain = x509.load_pem_x509_certificates(f.read())
+        roots = in_ctx.x509_authorities if in_ctx else []
+        out["chain"] = check_chain(chain, roots, datetime.datetime.now(datetime.timezone.utc))
+    if a.token:
+        if jwt is None:
+            out["local"] = "no JWT bundle for " + a.trust_domain
+        else:
+            try:
+                JwtSvid.parse_and_validate(a.token, jwt, {a.audience})
+                out["local"] = None
+            except Exception as e:  # noqa: BLE001
+                out["local"] = str(e) or type(e).__name__
+        try:
+            v = client.validate_jwt_svid(a.token, a.audience)
+            out["agent"] = None
+            out["agent_spiffe_id"] = str(v.spiffe_id)
+        except Exception as e:  # noqa: BLE001
+            out["agent"] = status_name(e) + ": " + str(e)
+    return out
+
+
 def status_name(exc):
     # py-spiffe wraps grpc errors; find the grpc code in the chain.
     e = exc
@@ -78,7 +129,9 @@ def main():
     p.add_argument("--status-file", help="rewritten twice a second with the summary so far")
     p.add_argument("--max-secs", type=float, default=300.0)
     p.add_argument("--bundle-override", help="PEM roots to validate against instead")
-    p.add_argument("--token", help="jwt-check: the JWT-SVID to validate")
+    p.add_argument("--token", help="jwt-check, federated: the JWT-SVID to validate")
+    p.add_argument("--trust-domain", help="federated: the foreign trust domain")
+    p.add_argument("--chain-file", help="federated: a PEM chain to verify")
     a = p.parse_args()
     if a.mode == "selftest":
         from svid_check import self_test
@@ -106,6 +159,8 @@ def main():
         json.dump(result, sys.stdout)
         return 0
     try:
+        if a.mode == "federated":
+            result = federated(client, a)
         if a.mode == "jwt-check":
             # A given JWT-SVID validated with the JWT bundle py-spiffe fetches, and by the agent
             # (ValidateJWTSVID): each result is null (valid) or the reason.

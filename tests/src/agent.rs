@@ -44,7 +44,7 @@ impl AgentProc {
         std::fs::write(
             &config,
             format!(
-                r#"trust_domain = "example.org"
+                r#"trust_domain = "{td}"
 server_address = "{addr}"
 trust_bundle_path = "{bundle}"
 data_dir = "{data}"
@@ -52,6 +52,7 @@ data_dir = "{data}"
 [node_attestation]
 {attestation}
 "#,
+                td = server.info().trust_domain.as_str(),
                 addr = server.addr(),
                 bundle = bundle.display(),
                 data = dir.path().join("data").display(),

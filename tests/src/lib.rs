@@ -86,7 +86,8 @@ pub fn entry_for_me(server: &ServerProc, parent: &str, spiffe_id: &str, ttl: &st
     ]);
 }
 
-fn hex_lower(b: &[u8]) -> String {
+/// Lower-case hex of `b`.
+pub fn hex_lower(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 

@@ -266,12 +266,17 @@ mod tests {
     #[test]
     fn federates_with_names_foreign_trust_domains_sorted_once() {
         let mut req = request();
-        req.federates_with = ["spiffe://b.test", "a.test", "b.test"].map(String::from).to_vec();
+        req.federates_with = ["spiffe://b.test", "a.test", "b.test"]
+            .map(String::from)
+            .to_vec();
         let e = validate_entry(&req, &td(), &server_id()).unwrap();
         assert_eq!(e.federates_with, ["a.test", "b.test"]);
         for (bad, says) in [
             ("example.org", "own trust domain"),
-            ("spiffe://x.test/path", "federates_with \"spiffe://x.test/path\""),
+            (
+                "spiffe://x.test/path",
+                "federates_with \"spiffe://x.test/path\"",
+            ),
             ("Bad Domain", "federates_with \"Bad Domain\""),
         ] {
             let mut req = request();
@@ -280,7 +285,9 @@ mod tests {
             assert!(err.contains(says), "{bad}: {err}");
         }
         let mut req = request();
-        req.federates_with = (0..=MAX_FEDERATES_WITH).map(|i| format!("t{i}.test")).collect();
+        req.federates_with = (0..=MAX_FEDERATES_WITH)
+            .map(|i| format!("t{i}.test"))
+            .collect();
         assert!(matches!(refused(req), EntryError::TooManyFederations(33)));
     }
 

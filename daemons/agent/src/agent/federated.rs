@@ -97,25 +97,46 @@ mod tests {
             ("a.test".to_string(), doc("a.test", 1)),
             ("b.test".to_string(), b"{oops".to_vec()),
             ("c.test".to_string(), doc("c.test", 1)),
-            ("d.test".to_string(), vec![b' '; MAX_FOREIGN_BUNDLE_BYTES + 1]),
+            (
+                "d.test".to_string(),
+                vec![b' '; MAX_FOREIGN_BUNDLE_BYTES + 1],
+            ),
         ]
         .into();
         let entries = [entry(&["a.test", "b.test", "d.test"]), entry(&["a.test"])];
         let got = from_answer(&given, &entries, &Federated::new());
-        assert_eq!(got.keys().map(|t| t.as_str()).collect::<Vec<_>>(), ["a.test"]);
+        assert_eq!(
+            got.keys().map(|t| t.as_str()).collect::<Vec<_>>(),
+            ["a.test"]
+        );
         assert_eq!(got[&td("a.test")].bundle.sequence, 1);
     }
 
     #[test]
     fn an_unchanged_bundle_keeps_its_arc_and_a_new_sequence_is_a_change() {
         let entries = [entry(&["a.test"])];
-        let first = from_answer(&[("a.test".to_string(), doc("a.test", 1))].into(), &entries, &Federated::new());
-        let again = from_answer(&[("a.test".to_string(), doc("a.test", 1))].into(), &entries, &first);
+        let first = from_answer(
+            &[("a.test".to_string(), doc("a.test", 1))].into(),
+            &entries,
+            &Federated::new(),
+        );
+        let again = from_answer(
+            &[("a.test".to_string(), doc("a.test", 1))].into(),
+            &entries,
+            &first,
+        );
         assert!(Arc::ptr_eq(&first[&td("a.test")], &again[&td("a.test")]));
         assert!(same(&first, &again));
-        let newer = from_answer(&[("a.test".to_string(), doc("a.test", 2))].into(), &entries, &first);
+        let newer = from_answer(
+            &[("a.test".to_string(), doc("a.test", 2))].into(),
+            &entries,
+            &first,
+        );
         assert!(!same(&first, &newer));
         let none = from_answer(&HashMap::new(), &entries, &first);
-        assert!(none.is_empty() && !same(&first, &none), "a trust domain left out is dropped");
+        assert!(
+            none.is_empty() && !same(&first, &none),
+            "a trust domain left out is dropped"
+        );
     }
 }

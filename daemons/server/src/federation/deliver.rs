@@ -34,14 +34,19 @@ impl Relayed {
         given.sort();
         for (name, doc) in given {
             if kept.len() == MAX_RELAYED {
-                tracing::warn!(max = MAX_RELAYED, "upstream relayed too many foreign bundles; the rest are left out");
+                tracing::warn!(
+                    max = MAX_RELAYED,
+                    "upstream relayed too many foreign bundles; the rest are left out"
+                );
                 break;
             }
             match usable(&name, &doc) {
                 Ok(()) => {
                     kept.insert(name, doc);
                 }
-                Err(why) => tracing::warn!(trust_domain = %name, %why, "foreign bundle from the upstream left out"),
+                Err(why) => {
+                    tracing::warn!(trust_domain = %name, %why, "foreign bundle from the upstream left out")
+                }
             }
         }
         let mut held = self.0.write().unwrap_or_else(|p| p.into_inner());
@@ -58,10 +63,15 @@ impl Relayed {
 
 fn usable(name: &str, doc: &[u8]) -> Result<(), String> {
     if doc.len() > MAX_RELAYED_BYTES {
-        return Err(format!("{} bytes, more than {MAX_RELAYED_BYTES}", doc.len()));
+        return Err(format!(
+            "{} bytes, more than {MAX_RELAYED_BYTES}",
+            doc.len()
+        ));
     }
     let td = TrustDomain::parse(name).map_err(|e| e.to_string())?;
-    Bundle::from_json(&td, doc).map(|_| ()).map_err(|e| e.to_string())
+    Bundle::from_json(&td, doc)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 /// The bundles of the trust domains `entries` federate with, out of `held`; one the server
@@ -94,7 +104,9 @@ mod tests {
     use super::*;
 
     fn bundle_json(td: &str) -> Vec<u8> {
-        Bundle::new(TrustDomain::parse(td).unwrap()).to_json().into_bytes()
+        Bundle::new(TrustDomain::parse(td).unwrap())
+            .to_json()
+            .into_bytes()
     }
 
     #[test]
@@ -114,7 +126,10 @@ mod tests {
         assert!(r.replace(flood));
         assert_eq!(r.snapshot().len(), MAX_RELAYED);
         assert!(r.replace(HashMap::new()));
-        assert!(r.snapshot().is_empty(), "a trust domain left out is dropped");
+        assert!(
+            r.snapshot().is_empty(),
+            "a trust domain left out is dropped"
+        );
     }
 
     #[test]
@@ -135,7 +150,14 @@ mod tests {
             federates_with: f.iter().map(|s| s.to_string()).collect(),
             created_at: 0,
         };
-        let got = for_entries(&held, &[entry(&["a.test", "gone.test"]), entry(&["a.test"]), entry(&[])]);
+        let got = for_entries(
+            &held,
+            &[
+                entry(&["a.test", "gone.test"]),
+                entry(&["a.test"]),
+                entry(&[]),
+            ],
+        );
         assert_eq!(got.len(), 1);
         assert_eq!(got["a.test"], b"A");
         assert!(for_entries(&held, &[entry(&[])]).is_empty());

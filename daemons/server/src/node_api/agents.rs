@@ -89,7 +89,11 @@ impl NodeApi {
         }
         let entries = self.ctx.agent_entries(&agent).await?;
         let federated_bundles = if entries.iter().any(|e| !e.federates_with.is_empty()) {
-            let held = self.ctx.foreign_bundles().await.map_err(super::wire::datastore)?;
+            let held = self
+                .ctx
+                .foreign_bundles()
+                .await
+                .map_err(super::wire::datastore)?;
             crate::federation::deliver::for_entries(&held, &entries)
         } else {
             Default::default()

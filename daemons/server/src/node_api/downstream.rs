@@ -74,7 +74,11 @@ impl NodeApi {
             self.ctx.record_held(caller.as_str(), held)?;
         }
         let (namespaces, federated_bundles) = if downstream {
-            let held = self.ctx.foreign_bundles().await.map_err(super::wire::datastore)?;
+            let held = self
+                .ctx
+                .foreign_bundles()
+                .await
+                .map_err(super::wire::datastore)?;
             (
                 self.ctx.downstream_namespaces(&caller).await?,
                 held.into_iter().collect(),
