@@ -34,7 +34,7 @@ fn refused(e: RunbookEffect, why: &str) -> RunbookMsg {
             retry: false,
         },
         RunbookEffect::Observe { .. } => RunbookMsg::Observed {
-            authorities: Default::default(),
+            reads: Default::default(),
             probes: Default::default(),
         },
         RunbookEffect::Begin(_) => RunbookMsg::Begun(Err(why)),
@@ -98,7 +98,7 @@ async fn perform(io: &RunbookIo, e: RunbookEffect) -> RunbookMsg {
             }
         }
         RunbookEffect::Observe { probes } => RunbookMsg::Observed {
-            authorities: io.authorities().await,
+            reads: io.reads().await,
             probes: io.probes(&probes).await,
         },
         RunbookEffect::Begin(mut req) => {

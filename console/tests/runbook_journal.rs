@@ -87,7 +87,7 @@ fn a_run_that_succeeds_is_journaled_past_its_last_step() {
     let fx = answer(
         &mut app,
         RunbookMsg::Observed {
-            authorities: Default::default(),
+            reads: Default::default(),
             probes: Default::default(),
         },
         1,
@@ -155,7 +155,7 @@ fn observed(app: &mut App, off: i64) -> Vec<RunbookEffect> {
     answer(
         app,
         RunbookMsg::Observed {
-            authorities: Default::default(),
+            reads: Default::default(),
             probes: Default::default(),
         },
         off,

@@ -106,7 +106,10 @@ fn observed(
     answer(
         app,
         RunbookMsg::Observed {
-            authorities: auth,
+            reads: trustdeck_runbook::ServerReads {
+                authorities: auth,
+                ..Default::default()
+            },
             probes: probes_ok(),
         },
         off,

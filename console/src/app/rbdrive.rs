@@ -132,11 +132,8 @@ impl App {
                 Ok(_) => {}
                 Err(e) => self.flash(Level::Critical, format!("journal: {e}")),
             },
-            RunbookMsg::Observed {
-                authorities,
-                probes,
-            } => {
-                self.runbooks.authorities = authorities;
+            RunbookMsg::Observed { reads, probes } => {
+                self.runbooks.reads = reads;
                 self.runbooks.probes = probes;
                 if let Some(run) = &mut self.runbooks.run {
                     run.busy = false;
@@ -294,7 +291,7 @@ impl App {
             let o = Observation {
                 now,
                 fleet: &self.fleet,
-                authorities: &self.runbooks.authorities,
+                reads: &self.runbooks.reads,
                 probes: &self.runbooks.probes,
                 thresholds: self.thresholds,
             };

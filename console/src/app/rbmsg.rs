@@ -4,8 +4,9 @@
 use std::collections::BTreeMap;
 
 use trustdeck_proto::admin::{
-    AuthorityInfo, BeginRunbookRequest, KeyProbeResult, RecordRunbookRequest, RunbookExecution,
+    BeginRunbookRequest, KeyProbeResult, RecordRunbookRequest, RunbookExecution,
 };
+use trustdeck_runbook::ServerReads;
 use trustdeck_runbook::exec::Call;
 
 /// What the edge does for the runbook pane and the journal banner. Requests are sent with
@@ -44,7 +45,7 @@ pub enum RunbookMsg {
         retry: bool,
     },
     Observed {
-        authorities: BTreeMap<String, Vec<AuthorityInfo>>,
+        reads: ServerReads,
         probes: BTreeMap<String, Vec<KeyProbeResult>>,
     },
     Begun(Result<RunbookExecution, String>),

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use trustdeck_proto::admin::{
-    AuthorityInfo, ConnectivityState, KeyProbeResult, NodeKind, RunbookExecution, RunbookState,
+    ConnectivityState, KeyProbeResult, NodeKind, RunbookExecution, RunbookState,
 };
 use trustdeck_runbook::exec::Execution;
 use trustdeck_runbook::inputs::Selection;
@@ -121,7 +121,7 @@ pub struct Runbooks {
     /// The mode to go back to after the confirmation.
     pub back: Mode,
     pub scroll: u16,
-    pub authorities: BTreeMap<String, Vec<AuthorityInfo>>,
+    pub reads: trustdeck_runbook::ServerReads,
     pub probes: BTreeMap<String, Vec<KeyProbeResult>>,
 }
 

@@ -12,8 +12,9 @@ use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 use trustdeck_process::clock::Clock;
 use trustdeck_proto::admin::{
-    AuthorityInfo, BeginRunbookRequest, KeyProbeResult, RecordRunbookRequest, RunbookRefusal,
+    BeginRunbookRequest, KeyProbeResult, RecordRunbookRequest, RunbookRefusal,
 };
+use trustdeck_runbook::ServerReads;
 use trustdeck_runbook::exec::{Mismatch, Phase};
 use trustdeck_runbook::{Confirmation, Execution, Next, Observation, Outcome, StepEvent};
 use trustdeck_topology::ttl::Thresholds;
@@ -99,7 +100,7 @@ pub struct Driver {
     clock: Arc<dyn Clock>,
     watcher: Watcher,
     rx: mpsc::UnboundedReceiver<Update>,
-    authorities: BTreeMap<String, Vec<AuthorityInfo>>,
+    reads: ServerReads,
     probes: BTreeMap<String, Vec<KeyProbeResult>>,
 }
 
@@ -120,11 +121,11 @@ impl Driver {
             clock,
             watcher,
             rx,
-            authorities: BTreeMap::new(),
+            reads: ServerReads::default(),
             probes: BTreeMap::new(),
         };
         d.settle().await;
-        d.authorities = d.io.authorities().await;
+        d.reads = d.io.reads().await;
         Ok(d)
     }
 
@@ -160,12 +161,13 @@ impl Driver {
         }
     }
 
-    /// Reads the admin API again (authorities; key probes when the step wants them).
+    /// Reads the admin API again (authorities, foreign bundles; key probes when the step
+    /// wants them).
     async fn poll(&mut self, e: &Execution) {
         while let Ok(u) = self.rx.try_recv() {
             self.apply(u);
         }
-        self.authorities = self.io.authorities().await;
+        self.reads = self.io.reads().await;
         let wanted = e.probes_wanted();
         self.probes = if wanted.is_empty() {
             BTreeMap::new()
@@ -253,7 +255,7 @@ impl Driver {
                 let o = Observation {
                     now,
                     fleet: &self.fleet,
-                    authorities: &self.authorities,
+                    reads: &self.reads,
                     probes: &self.probes,
                     thresholds: self.thresholds,
                 };

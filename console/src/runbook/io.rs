@@ -13,12 +13,14 @@ use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
 use trustdeck_proto::admin::server_admin_client::ServerAdminClient;
 use trustdeck_proto::admin::{
-    AgentRequest, AuthorityInfo, AuthorityRefusal, AuthorityRequest, BeginRunbookRequest,
-    ClaimRunbookRequest, CreateEntryRequest, CreateJoinTokenRequest, DaemonRole,
-    DeleteEntryRequest, EntryInfo, KeyProbeResult, ListEntriesRequest, ListRunbooksRequest,
-    ProbeKeysRequest, RecordRunbookRequest, RunbookExecution, ShowAuthoritiesRequest,
+    AgentRequest, AuthorityRefusal, AuthorityRequest, BeginRunbookRequest, ClaimRunbookRequest,
+    CreateEntryRequest, CreateJoinTokenRequest, DaemonRole, DeleteEntryRequest, EntryInfo,
+    ExportSignedBundleRequest, KeyProbeResult, ListEntriesRequest, ListForeignBundlesRequest,
+    ListRunbooksRequest, ProbeKeysRequest, RecordRunbookRequest, RunbookExecution,
+    ShowAuthoritiesRequest,
 };
 use trustdeck_proto::refusal::{RUNBOOK_STEP_HEADER, refusal_of, runbook_refusal_of};
+use trustdeck_runbook::ServerReads;
 use trustdeck_runbook::exec::Call;
 use trustdeck_runbook::model::AuthKind;
 
@@ -252,8 +254,37 @@ impl RunbookIo {
                     saved.insert(save.clone(), moved.join(","));
                 }
             }
+            Call::ExportBundle { server, dir, save } => {
+                let (path, sequence) = self.export_bundle(server, dir, tag).await?;
+                saved.insert(save.clone(), path);
+                saved.insert(format!("{save}_sequence"), sequence.to_string());
+            }
         }
         Ok(saved)
+    }
+
+    /// `ExportSignedBundle` of `server`, written as a new file in `dir` (never over one):
+    /// its path and bundle sequence.
+    async fn export_bundle(
+        &self,
+        server: &str,
+        dir: &str,
+        tag: &StepTag,
+    ) -> Result<(String, u64), IoError> {
+        let mut c = self.client(server)?;
+        let r = c
+            .export_signed_bundle(tagged(ExportSignedBundleRequest {}, Some(tag))?)
+            .await
+            .map_err(|s| IoError::status(server, "export bundle", &s))?
+            .into_inner();
+        let td = trustdeck_spiffe::TrustDomain::parse(&r.trust_domain).map_err(|e| {
+            IoError::plain(format!("{server}: export names a bad trust domain: {e}"))
+        })?;
+        let name = format!("{}-bundle-{}-{}.json", td.as_str(), r.sequence, r.issued_at);
+        let path = std::path::Path::new(dir).join(name);
+        write_new(&path, &r.file)
+            .map_err(|e| IoError::plain(format!("{server}: write {}: {e}", path.display())))?;
+        Ok((path.display().to_string(), r.sequence))
     }
 
     async fn authority(
@@ -359,9 +390,10 @@ impl RunbookIo {
         Ok(moved)
     }
 
-    /// `ShowAuthorities` of every server target that answers, by fleet name.
-    pub async fn authorities(&self) -> BTreeMap<String, Vec<AuthorityInfo>> {
-        let mut out = BTreeMap::new();
+    /// `ShowAuthorities` and `ListForeignBundles` of every server target that answers, by
+    /// fleet name.
+    pub async fn reads(&self) -> ServerReads {
+        let mut out = ServerReads::default();
         for t in self.targets.iter().filter(|t| is_server(t)) {
             let Ok(mut c) = self.client(&t.name) else {
                 continue;
@@ -371,10 +403,23 @@ impl RunbookIo {
             };
             match c.show_authorities(req).await {
                 Ok(r) => {
-                    out.insert(t.name.clone(), r.into_inner().authorities);
+                    out.authorities
+                        .insert(t.name.clone(), r.into_inner().authorities);
                 }
                 Err(s) => {
-                    tracing::debug!(server = %t.name, error = %describe(&s), "show authorities")
+                    tracing::debug!(server = %t.name, error = %describe(&s), "show authorities");
+                    continue;
+                }
+            }
+            let Ok(req) = tagged(ListForeignBundlesRequest {}, None) else {
+                continue;
+            };
+            match c.list_foreign_bundles(req).await {
+                Ok(r) => {
+                    out.foreign.insert(t.name.clone(), r.into_inner());
+                }
+                Err(s) => {
+                    tracing::debug!(server = %t.name, error = %describe(&s), "list foreign bundles")
                 }
             }
         }
@@ -512,4 +557,18 @@ mod tests {
         assert_ne!(new_session(), new_session());
         assert_eq!(new_session().len(), 32);
     }
+}
+
+/// Writes `bytes` to a new file at `path` (readable by all: a bundle is public), synced;
+/// an existing file is an error, never overwritten.
+fn write_new(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
 }

@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use trustdeck_proto::admin::{AuthorityInfo, DaemonRole, KeyProbe, KeyProbeResult};
+use trustdeck_proto::admin::{
+    AuthorityInfo, DaemonRole, KeyProbe, KeyProbeResult, ListForeignBundlesResponse,
+};
 use trustdeck_topology::ttl::Thresholds;
 use trustdeck_topology::{Fleet, FleetHealth};
 
@@ -16,13 +18,22 @@ use crate::inputs::Vars;
 use crate::model::{AuthKind, Check};
 use crate::param::ParamError;
 
+/// What the admin API answered of each reachable server, by fleet name.
+#[derive(Debug, Clone, Default)]
+pub struct ServerReads {
+    /// `ShowAuthorities`.
+    pub authorities: BTreeMap<String, Vec<AuthorityInfo>>,
+    /// `ListForeignBundles`: the foreign bundles it holds and its peers' receipts.
+    pub foreign: BTreeMap<String, ListForeignBundlesResponse>,
+}
+
 /// What the executor saw, at `now`.
 #[derive(Debug, Clone, Copy)]
 pub struct Observation<'a> {
     pub now: DateTime<Utc>,
     pub fleet: &'a Fleet,
-    /// `ShowAuthorities` of each reachable server, by fleet name.
-    pub authorities: &'a BTreeMap<String, Vec<AuthorityInfo>>,
+    /// What each reachable server's admin API answered.
+    pub reads: &'a ServerReads,
     /// `ProbeKeys` of the servers the current step asks about, by fleet name.
     pub probes: &'a BTreeMap<String, Vec<KeyProbeResult>>,
     pub thresholds: Thresholds,
@@ -140,10 +151,15 @@ pub fn describe(c: &Check, v: &Vars) -> String {
             format!("{} holds an SVID for every entry moved", r(&agent.text))
         }
         Check::FleetHealthy => "the fleet is healthy (status ok)".into(),
+        Check::PeersHold { server, sequence } => format!(
+            "every isolated peer of {} acknowledged bundle sequence {} or later",
+            r(&server.text),
+            r(&sequence.text)
+        ),
     }
 }
 
-fn result(check: String, ok: bool, detail: String) -> CheckResult {
+pub(crate) fn result(check: String, ok: bool, detail: String) -> CheckResult {
     CheckResult {
         check,
         ok,
@@ -154,7 +170,7 @@ fn result(check: String, ok: bool, detail: String) -> CheckResult {
 
 /// A count: holds when every one of at least one counted does (nothing counted is not
 /// "all": a fleet file without agents never verifies what agents must hold).
-fn counted(check: String, good: u64, total: u64, detail: String) -> CheckResult {
+pub(crate) fn counted(check: String, good: u64, total: u64, detail: String) -> CheckResult {
     CheckResult {
         check,
         ok: total > 0 && good == total,
@@ -174,6 +190,7 @@ fn authority<'a>(
     id: &str,
 ) -> Result<Option<&'a AuthorityInfo>, ParamError> {
     let list = o
+        .reads
         .authorities
         .get(server)
         .ok_or_else(|| ParamError::Invalid {
@@ -193,7 +210,10 @@ fn eval(c: &Check, v: &Vars, o: &Observation) -> Result<CheckResult, ParamError>
             Some(r) => Some(r),
             None => match chains(c, v, o, &what)? {
                 Some(r) => Some(r),
-                None => agents(c, v, o, &what)?,
+                None => match agents(c, v, o, &what)? {
+                    Some(r) => Some(r),
+                    None => crate::peers::eval(c, v, o, &what)?,
+                },
             },
         },
     };

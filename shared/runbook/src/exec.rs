@@ -100,6 +100,11 @@ pub enum Call {
         to: String,
         save: Option<String>,
     },
+    ExportBundle {
+        server: String,
+        dir: String,
+        save: String,
+    },
 }
 
 /// The call an action makes with `v`; `None` for one the engine does itself (nothing, a
@@ -158,6 +163,11 @@ pub fn resolve_call(a: &Action, v: &Vars) -> Result<Option<Call>, ParamError> {
             server: server.resolve(v)?,
             from: from.resolve(v)?,
             to: to.resolve(v)?,
+            save: save.clone(),
+        },
+        Action::ExportBundle { server, dir, save } => Call::ExportBundle {
+            server: server.resolve(v)?,
+            dir: dir.resolve(v)?,
             save: save.clone(),
         },
     }))

@@ -407,6 +407,7 @@ fn find(
         status.resolve(v).map_err(|e| e.to_string())?,
     );
     let list = o
+        .reads
         .authorities
         .get(&s)
         .ok_or_else(|| format!("the authorities of {s} could not be read"))?;

@@ -4,6 +4,7 @@ use trustdeck_proto::admin::{AuthorityInfo, AuthorityKind, AuthorityStatus};
 use trustdeck_topology::ttl::Thresholds;
 
 use super::*;
+use crate::check::ServerReads;
 use crate::inputs::resolve_inputs;
 use crate::load::parse;
 use crate::testfleet::{at, fleet};
@@ -39,8 +40,8 @@ verify = [{ check = "bundle_everywhere", sequence = "${new_sequence}" }]
 rollback = { call = "taint", server = "${server}", kind = "x509", id = "${new}" }
 "#;
 
-fn auths() -> BTreeMap<String, Vec<AuthorityInfo>> {
-    BTreeMap::from([(
+fn auths() -> ServerReads {
+    let authorities = BTreeMap::from([(
         "up".to_string(),
         vec![AuthorityInfo {
             kind: AuthorityKind::X509 as i32,
@@ -48,7 +49,11 @@ fn auths() -> BTreeMap<String, Vec<AuthorityInfo>> {
             status: AuthorityStatus::Active as i32,
             ..Default::default()
         }],
-    )])
+    )]);
+    ServerReads {
+        authorities,
+        ..Default::default()
+    }
 }
 
 fn start(seq: u64) -> (Execution, trustdeck_topology::Fleet) {
@@ -62,14 +67,14 @@ fn start(seq: u64) -> (Execution, trustdeck_topology::Fleet) {
 
 fn obs<'a>(
     f: &'a trustdeck_topology::Fleet,
-    a: &'a BTreeMap<String, Vec<AuthorityInfo>>,
+    a: &'a ServerReads,
     p: &'a BTreeMap<String, Vec<trustdeck_proto::admin::KeyProbeResult>>,
     t: i64,
 ) -> Observation<'a> {
     Observation {
         now: at(t),
         fleet: f,
-        authorities: a,
+        reads: a,
         probes: p,
         thresholds: Thresholds::default(),
     }
@@ -392,7 +397,7 @@ action = { call = "revoke", server = "${server}", kind = "jwt", id = "${lost_jwt
 plan = "revokes ${lost_jwt}"
 "#;
 
-fn optional_run(a: &BTreeMap<String, Vec<AuthorityInfo>>) -> (Execution, Next) {
+fn optional_run(a: &ServerReads) -> (Execution, Next) {
     let rb = Arc::new(parse("t.toml", "t.toml", OPTIONAL).expect("loads"));
     let f = fleet(5, "i1");
     let vars = resolve_inputs(&rb, &BTreeMap::new(), &f, None).expect("inputs");
@@ -428,12 +433,15 @@ fn an_optional_find_that_finds_nothing_skips_the_steps_that_need_it() {
 
     // With a tainted JWT key the revoke step runs (and asks for the typed confirmation).
     let mut a = auths();
-    a.get_mut("up").expect("up").push(AuthorityInfo {
-        kind: AuthorityKind::Jwt as i32,
-        id: "k1".into(),
-        status: AuthorityStatus::Tainted as i32,
-        ..Default::default()
-    });
+    a.authorities
+        .get_mut("up")
+        .expect("up")
+        .push(AuthorityInfo {
+            kind: AuthorityKind::Jwt as i32,
+            id: "k1".into(),
+            status: AuthorityStatus::Tainted as i32,
+            ..Default::default()
+        });
     let (_, next) = optional_run(&a);
     let Next::Confirm(c) = next else {
         panic!("{next:?}")
@@ -448,7 +456,7 @@ fn agent_serves_counts_each_moved_entry() {
     use crate::model::Check;
     use crate::param::Param;
     let f = fleet(5, "i1");
-    let (a, p) = (BTreeMap::new(), BTreeMap::new());
+    let (a, p) = (ServerReads::default(), BTreeMap::new());
     let o = obs(&f, &a, &p, 0);
     let serves = |ids: &str| {
         evaluate(

@@ -210,6 +210,12 @@ fn check(spec: &InputSpec, value: &str, fleet: &Fleet) -> Result<Vars, String> {
             .map(|i| i.spiffe_id.clone())
             .filter(|s| !s.is_empty())
         {
+            if let Ok(parsed) = trustdeck_spiffe::SpiffeId::parse(&id) {
+                out.insert(
+                    format!("{name}_trust_domain"),
+                    parsed.trust_domain().as_str().to_string(),
+                );
+            }
             out.insert(format!("{name}_spiffe_id"), id);
         }
         return Ok(out);

@@ -11,6 +11,7 @@
 //! - [`inputs`]: inputs checked against the live fleet, defaults drawn from it.
 //! - [`check`]: the predicates, evaluated over an [`Observation`] (the topology model plus
 //!   what the admin API answered).
+//! - [`peers`]: isolated peers and the receipts they sent back (`peers_hold`).
 //! - [`plan`]: the dry run, rendered.
 //! - [`exec`]: one execution as a state machine; the caller performs the I/O it asks for.
 //!
@@ -24,11 +25,12 @@ pub mod inputs;
 pub mod load;
 pub mod model;
 pub mod param;
+pub mod peers;
 pub mod plan;
 #[cfg(test)]
 mod testfleet;
 
-pub use check::{CheckResult, Observation};
+pub use check::{CheckResult, Observation, ServerReads};
 pub use exec::{Confirmation, Execution, Next, Outcome, StepEvent};
 pub use inputs::{InputError, Vars, resolve_inputs};
 pub use load::{LoadError, Problem, RunbookSet, load_dir, shipped};

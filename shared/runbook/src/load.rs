@@ -39,6 +39,10 @@ pub const SHIPPED: &[(&str, &str)] = &[
         "recover-downstream.toml",
         include_str!("../../../runbooks/recover-downstream.toml"),
     ),
+    (
+        "isolated-bundle-rotation.toml",
+        include_str!("../../../runbooks/isolated-bundle-rotation.toml"),
+    ),
 ];
 
 /// Largest runbook file read.
@@ -245,10 +249,16 @@ fn is_name(s: &str, extra: char) -> bool {
 /// The variables an input of `kind` named `name` implies.
 pub fn implied(name: &str, kind: InputKind) -> Vec<String> {
     let suffixes: &[&str] = match kind {
-        InputKind::UpstreamServer => &["active_x509", "active_jwt", "spiffe_id"],
-        InputKind::Server => &["active_x509", "active_jwt", "upstream", "spiffe_id"],
-        InputKind::DownstreamServer => &["active_x509", "upstream", "spiffe_id"],
-        InputKind::Agent => &["spiffe_id", "server"],
+        InputKind::UpstreamServer => &["active_x509", "active_jwt", "spiffe_id", "trust_domain"],
+        InputKind::Server => &[
+            "active_x509",
+            "active_jwt",
+            "upstream",
+            "spiffe_id",
+            "trust_domain",
+        ],
+        InputKind::DownstreamServer => &["active_x509", "upstream", "spiffe_id", "trust_domain"],
+        InputKind::Agent => &["spiffe_id", "server", "trust_domain"],
         InputKind::AuthorityId => &["server", "kind"],
         InputKind::AuthorityKind | InputKind::Text => &[],
     };

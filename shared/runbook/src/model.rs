@@ -89,6 +89,8 @@ pub struct InputSpec {
 #[serde(rename_all = "snake_case")]
 pub enum InputKind {
     /// A fleet daemon of role upstream. Implies `<name>_active_x509`, `<name>_active_jwt`.
+    /// Every daemon input also implies `<name>_spiffe_id` and `<name>_trust_domain` once
+    /// its identity is known.
     UpstreamServer,
     /// A downstream server. Implies `<name>_active_x509` and `<name>_upstream` (its
     /// upstream's fleet name).
@@ -347,6 +349,14 @@ pub enum Action {
         server: Param<String>,
         agent: Param<String>,
     },
+    /// `bundle export --signed` of `server` into the directory `dir` (a new file, never one
+    /// overwritten): saves the file's path as `<save>` and its bundle sequence as
+    /// `<save>_sequence`.
+    ExportBundle {
+        server: Param<String>,
+        dir: Param<String>,
+        save: String,
+    },
 }
 
 impl Action {
@@ -386,6 +396,10 @@ impl Action {
                 v.extend(server.vars());
                 v.extend(agent.vars());
             }
+            Action::ExportBundle { server, dir, .. } => {
+                v.extend(server.vars());
+                v.extend(dir.vars());
+            }
             Action::ReadAgentId { agent, .. } => v.extend(agent.vars()),
             Action::MoveEntries {
                 server, from, to, ..
@@ -401,7 +415,9 @@ impl Action {
     /// The variables it saves.
     pub fn saves(&self) -> Vec<String> {
         match self {
-            Action::Prepare { save, .. } => vec![save.clone(), format!("{save}_sequence")],
+            Action::Prepare { save, .. } | Action::ExportBundle { save, .. } => {
+                vec![save.clone(), format!("{save}_sequence")]
+            }
             Action::Taint { save: Some(s), .. } => vec![format!("{s}_sequence")],
             Action::CreateJoinToken { save, .. } => vec![save.clone(), format!("{save}_agent")],
             Action::Find { save, .. } | Action::ReadAgentId { save, .. } => vec![save.clone()],
@@ -426,11 +442,16 @@ impl Action {
         )
     }
 
-    /// Whether it changes anything.
+    /// Whether it changes anything in the fleet (an export only writes a file on the
+    /// operator's side).
     pub fn changes(&self) -> bool {
         !matches!(
             self,
-            Action::None | Action::Manual { .. } | Action::Find { .. } | Action::ReadAgentId { .. }
+            Action::None
+                | Action::Manual { .. }
+                | Action::Find { .. }
+                | Action::ReadAgentId { .. }
+                | Action::ExportBundle { .. }
         )
     }
 }
@@ -509,6 +530,13 @@ pub enum Check {
     },
     /// The fleet's health is `ok` (what `trustdeck status` exits 0 for).
     FleetHealthy,
+    /// Every isolated peer of `server` (each foreign trust domain whose bundle came as a
+    /// signed file) sent back a receipt for `sequence` of our bundle or later; with none,
+    /// it does not hold.
+    PeersHold {
+        server: Param<String>,
+        sequence: Param<u64>,
+    },
 }
 
 fn yes() -> bool {
@@ -541,6 +569,7 @@ impl Check {
             ]
             .concat(),
             Check::AgentEvicted { server, agent } => [server.vars(), agent.vars()].concat(),
+            Check::PeersHold { server, sequence } => [server.vars(), sequence.vars()].concat(),
             Check::BundleEverywhere { sequence } => sequence.vars(),
             Check::AuthorityIs {
                 server,

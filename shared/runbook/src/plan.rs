@@ -133,5 +133,10 @@ pub fn action_words(a: &Action, v: &Vars) -> String {
             server.text.render(v),
             agent.text.render(v)
         ),
+        Action::ExportBundle { server, dir, save } => format!(
+            "on {}: bundle export --signed into {} (saved as {save})",
+            server.text.render(v),
+            dir.text.render(v)
+        ),
     }
 }
