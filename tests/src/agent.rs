@@ -15,6 +15,22 @@ pub struct AgentProc {
     pub run_args: Vec<String>,
 }
 
+/// Starts an agent attested to `server` (of any trust domain) with a join token; returns it
+/// with its SPIFFE ID.
+pub fn join_agent(server: &ServerProc) -> (AgentProc, String) {
+    let token = server.token("10m");
+    let td = server.info().trust_domain.as_str().to_string();
+    let agent = AgentProc::start(
+        server,
+        &format!("type = \"join_token\"\ntoken = \"{token}\"\n"),
+        &format!("server_spiffe_id = \"{}\"\n", server.server_spiffe_id()),
+    );
+    (
+        agent,
+        format!("spiffe://{td}/trustdeck/agent/join_token/{token}"),
+    )
+}
+
 impl AgentProc {
     /// Starts an agent for `server` with the given `[node_attestation]` body and extra
     /// top-level TOML; waits until its Workload API socket exists.

@@ -22,6 +22,7 @@ pub mod tpm;
 
 mod agent;
 mod demo;
+mod federation;
 pub mod measure;
 mod node;
 mod pg;
@@ -37,6 +38,7 @@ mod verify;
 
 pub use agent::*;
 pub use demo::*;
+pub use federation::*;
 pub use node::*;
 pub use pg::*;
 pub use pg_own::*;

@@ -7,54 +7,11 @@
 //! workloads hold it before it signs anything.
 
 use std::path::Path;
-use std::process::Output;
 
 use trustdeck_e2e::*;
 
 const PARTNER: &str = "partner.test";
 const AUDIENCE: &str = "home-api";
-
-fn join(server: &ServerProc) -> (AgentProc, String) {
-    let token = server.token("10m");
-    let td = server.info().trust_domain.as_str().to_string();
-    let agent = AgentProc::start(
-        server,
-        &format!("type = \"join_token\"\ntoken = \"{token}\"\n"),
-        &format!("server_spiffe_id = \"{}\"\n", server.server_spiffe_id()),
-    );
-    (
-        agent,
-        format!("spiffe://{td}/trustdeck/agent/join_token/{token}"),
-    )
-}
-
-/// `entry create` for this test's uid under `parent`, federating with `federates_with`.
-fn entry(server: &ServerProc, parent: &str, id: &str, federates_with: &[&str]) -> Output {
-    let uid = format!("unix:uid:{}", my_uid());
-    let mut args = vec![
-        "entry",
-        "create",
-        "--spiffe-id",
-        id,
-        "--parent-id",
-        parent,
-        "--selector",
-        &uid,
-    ];
-    for td in federates_with {
-        args.extend(["--federates-with", td]);
-    }
-    server.cli(&args)
-}
-
-fn fingerprints(ders: &[Vec<u8>]) -> Vec<String> {
-    let mut v: Vec<String> = ders
-        .iter()
-        .map(|der| hex_lower(ring::digest::digest(&ring::digest::SHA256, der).as_ref()))
-        .collect();
-    v.sort();
-    v
-}
 
 /// What the workload on `socket` holds of the partner, and its verdicts on `chain` and `token`.
 fn federated(socket: &Path, chain: &Path, token: &str) -> serde_json::Value {
@@ -63,22 +20,7 @@ fn federated(socket: &Path, chain: &Path, token: &str) -> serde_json::Value {
 
 /// [`federated`], failing while the workload has no identity yet.
 fn try_federated(socket: &Path, chain: &Path, token: &str) -> Result<serde_json::Value, String> {
-    try_py_spiffe(
-        socket,
-        &[
-            "federated",
-            "--trust-domain",
-            PARTNER,
-            "--chain-file",
-            &chain.display().to_string(),
-            "--token",
-            token,
-            "--audience",
-            AUDIENCE,
-            "--timeout",
-            "10",
-        ],
-    )
+    foreign_view(socket, PARTNER, Some(chain), Some((token, AUDIENCE)))
 }
 
 #[test]
@@ -92,9 +34,13 @@ fn workloads_validate_a_federated_partners_svids() {
     let dir = tempfile::tempdir().expect("tempdir");
 
     // A partner workload's SVIDs, from B's agent.
-    let (b_agent, b_agent_id) = join(&b);
+    let (b_agent, b_agent_id) = join_agent(&b);
     let partner_id = format!("spiffe://{PARTNER}/payments");
-    assert!(entry(&b, &b_agent_id, &partner_id, &[]).status.success());
+    assert!(
+        federating_entry(&b, &b_agent_id, &partner_id, &[])
+            .status
+            .success()
+    );
     let svid = wait_for(30, "the partner workload's SVID", || {
         try_py_spiffe(&b_agent.socket, &["x509", "--timeout", "3"]).ok()
     });
@@ -128,9 +74,9 @@ fn workloads_validate_a_federated_partners_svids() {
     a.cli_ok(&["federation", "refresh", "--trust-domain", PARTNER]);
 
     // A workload whose entry does not federate: nothing of B's, B's SVIDs refused.
-    let (a_agent, a_agent_id) = join(&a);
+    let (a_agent, a_agent_id) = join_agent(&a);
     assert!(
-        entry(&a, &a_agent_id, "spiffe://example.org/plain", &[])
+        federating_entry(&a, &a_agent_id, "spiffe://example.org/plain", &[])
             .status
             .success()
     );
@@ -148,7 +94,7 @@ fn workloads_validate_a_federated_partners_svids() {
     );
 
     // An entry may only federate with a trust domain whose bundle the server holds.
-    let out = entry(&a, &a_agent_id, "spiffe://example.org/x", &["unknown.test"]);
+    let out = federating_entry(&a, &a_agent_id, "spiffe://example.org/x", &["unknown.test"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -157,7 +103,7 @@ fn workloads_validate_a_federated_partners_svids() {
     );
 
     // A federating entry for the same process: B's roots and keys, B's SVIDs valid.
-    let out = entry(&a, &a_agent_id, "spiffe://example.org/web", &[PARTNER]);
+    let out = federating_entry(&a, &a_agent_id, "spiffe://example.org/web", &[PARTNER]);
     assert!(
         out.status.success(),
         "{}",
@@ -193,7 +139,7 @@ fn workloads_validate_a_federated_partners_svids() {
     let (seg_agent, seg_agent_id) = seg.workload_agent();
     let seg_id = "spiffe://example.org/prod/onprem/billing";
     wait_for(30, "the downstream holds the relayed bundle", || {
-        entry(&seg.server, &seg_agent_id, seg_id, &[PARTNER])
+        federating_entry(&seg.server, &seg_agent_id, seg_id, &[PARTNER])
             .status
             .success()
             .then_some(())

@@ -434,6 +434,14 @@ fn chains(
         Check::IntermediatesChainTo { id } => {
             let want = id.resolve(v)?;
             let downs: Vec<_> = facts::of_role(fleet, &[DaemonRole::Downstream]).collect();
+            if downs.is_empty() {
+                // A trust domain of one server: no intermediate exists to move.
+                return Ok(Some(result(
+                    what,
+                    true,
+                    "the fleet file lists no downstream server: no intermediate to move".into(),
+                )));
+            }
             let bad: Vec<_> = downs
                 .iter()
                 .filter(|d| {

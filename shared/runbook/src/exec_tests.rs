@@ -485,3 +485,22 @@ fn agent_serves_counts_each_moved_entry() {
     );
     assert!(!other.ok, "{other:?}");
 }
+
+#[test]
+fn intermediates_chain_to_holds_in_a_fleet_without_downstreams() {
+    use crate::check::evaluate;
+    use crate::model::Check;
+    use crate::param::Param;
+    let (f, a, p) = (
+        trustdeck_topology::Fleet::default(),
+        ServerReads::default(),
+        BTreeMap::new(),
+    );
+    let c = Check::IntermediatesChainTo {
+        id: Param::lit("r2"),
+    };
+    let r = evaluate(&c, &Vars::new(), &obs(&f, &a, &p, 0));
+    assert!(r.ok && r.detail.contains("no downstream"), "{r:?}");
+    let r = evaluate(&c, &Vars::new(), &obs(&fleet(5, "i1"), &a, &p, 0));
+    assert!(!r.ok, "a downstream on another root: {r:?}");
+}

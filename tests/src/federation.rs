@@ -1,0 +1,69 @@
+//! Federation and isolated trust domains, as a test sees them: entries that federate, what a
+//! workload holds of a foreign trust domain and whether it verifies that domain's SVIDs.
+
+use super::*;
+
+/// `entry create` for this test's uid under `parent`, federating with `federates_with`.
+pub fn federating_entry(
+    server: &ServerProc,
+    parent: &str,
+    id: &str,
+    federates_with: &[&str],
+) -> Output {
+    let uid = format!("unix:uid:{}", my_uid());
+    let mut args = vec![
+        "entry",
+        "create",
+        "--spiffe-id",
+        id,
+        "--parent-id",
+        parent,
+        "--selector",
+        &uid,
+    ];
+    for td in federates_with {
+        args.extend(["--federates-with", td]);
+    }
+    server.cli(&args)
+}
+
+/// SHA-256 fingerprints (lowercase hex) of DER certificates, sorted.
+pub fn fingerprints(ders: &[Vec<u8>]) -> Vec<String> {
+    let mut v: Vec<String> = ders
+        .iter()
+        .map(|der| hex_lower(ring::digest::digest(&ring::digest::SHA256, der).as_ref()))
+        .collect();
+    v.sort();
+    v
+}
+
+/// What the workload on `socket` holds of trust domain `td` (py-spiffe's `federated` mode):
+/// `context_roots`, `x509_bundles_roots`, `jwt_kids`; with `chain`, whether that PEM chain
+/// verifies (`chain`: null or the reason); with `token` (a JWT-SVID for `audience`), whether
+/// it validates locally (`local`) and at the agent (`agent`). Fails while the workload has
+/// no identity yet.
+pub fn foreign_view(
+    socket: &Path,
+    td: &str,
+    chain: Option<&Path>,
+    token: Option<(&str, &str)>,
+) -> Result<serde_json::Value, String> {
+    let chain = chain.map(|c| c.display().to_string());
+    let mut args = vec!["federated", "--trust-domain", td, "--timeout", "10"];
+    if let Some(c) = &chain {
+        args.extend(["--chain-file", c]);
+    }
+    if let Some((t, audience)) = token {
+        args.extend(["--token", t, "--audience", audience]);
+    }
+    try_py_spiffe(socket, &args)
+}
+
+/// The PEM chain of the first X.509-SVID the workload on `socket` holds, written to `path`.
+pub fn save_svid_chain(socket: &Path, path: &Path) {
+    let svid = wait_for(30, "a workload SVID", || {
+        try_py_spiffe(socket, &["x509", "--timeout", "3"]).ok()
+    });
+    let pem = svid["x509"][0]["chain_pem"].as_str().expect("chain");
+    std::fs::write(path, pem).expect("write chain");
+}
