@@ -22,7 +22,10 @@ use trustdeck_server::config::ConfigFile as ServerFile;
 use crate::fleetfile::{AgentEntry, FleetFile, ServerEntry};
 
 mod config;
+mod federation;
 mod hsm;
+
+pub use federation::{ISOLATED, PARTNER};
 
 /// The demo's trust domain.
 pub const TRUST_DOMAIN: &str = "demo.trustdeck";
@@ -109,6 +112,8 @@ pub struct DemoOptions {
     pub intermediate_ttl: chrono::Duration,
     /// Workload X509-SVID lifetime.
     pub svid_ttl: chrono::Duration,
+    /// Start the federated partner and the isolated trust domains beside the demo's.
+    pub partners: bool,
 }
 
 impl Default for DemoOptions {
@@ -119,6 +124,7 @@ impl Default for DemoOptions {
             workload_agents: 1,
             intermediate_ttl: chrono::Duration::hours(1),
             svid_ttl: chrono::Duration::minutes(5),
+            partners: true,
         }
     }
 }
@@ -280,9 +286,16 @@ impl Demo {
             reason: StartFailure::ServerInfo(e),
             log: dir.join("log").display().to_string(),
         })?;
-        // Its clients are given this port: a restart from its own config comes back to it.
+        // Its clients are given these ports: a restart from its own config comes back to them.
         file.bind_address = info.node_api.to_string();
+        if let (Some(e), Some(bound)) = (
+            file.federation.bundle_endpoint.as_mut(),
+            info.federation_bundle_endpoint,
+        ) {
+            e.bind_address = bound.to_string();
+        }
         config::write(&config, &file)?;
+        let trust_domain = (file.trust_domain != TRUST_DOMAIN).then(|| file.trust_domain.clone());
         Ok(ServerEntry {
             admin: format!("unix://{}", dir.join("admin.sock").display()),
             name,
@@ -291,6 +304,7 @@ impl Demo {
             spiffe_id: Some(info.spiffe_id.to_string()),
             pid: Some(pid),
             node_api: Some(info.node_api.to_string()),
+            trust_domain,
         })
     }
 
@@ -342,6 +356,7 @@ impl Demo {
                 admin: format!("unix://{}", admin_sock.display()),
                 spiffe_id: Some(agent_id),
                 pid: Some(pid),
+                trust_domain: server.trust_domain.clone(),
             },
         ))
     }
@@ -363,11 +378,23 @@ impl Demo {
             procs: Vec::new(),
         };
         let _ = std::fs::remove_file(&demo.fleet_path);
-        let up_file = config::upstream(&base.join("upstream"), opts);
+        let mut up_file = config::upstream(&base.join("upstream"), opts);
+        let web = match opts.partners {
+            true => Some(federation::WebPki::create(&base.join("web-pki"))?),
+            false => None,
+        };
+        if let Some(w) = &web {
+            up_file.federation.bundle_endpoint =
+                Some(config::bundle_endpoint(Some((&w.cert, &w.key))));
+        }
         let upstream = demo
             .start_server(&bins.server, "upstream", up_file, base)
             .await?;
         demo.fleet.servers.push(upstream.clone());
+        if let Some(w) = &web {
+            demo.start_partner(&bins, &upstream, w, opts).await?;
+            demo.start_isolated(&bins, &upstream, opts).await?;
+        }
         for seg in &opts.segments {
             demo.start_segment(&bins, seg, &upstream, opts).await?;
         }
@@ -422,7 +449,7 @@ impl Demo {
             let (agent_id, entry) = self
                 .start_agent(&bins.agent, &name, seg, "workloads", &downstream, base)
                 .await?;
-            create_workload_entries(&downstream, seg, &agent_id).await?;
+            create_workload_entries(&downstream, seg, &agent_id, opts.partners).await?;
             self.fleet.agents.push(entry);
         }
         Ok(())
@@ -540,12 +567,18 @@ async fn bootstrap(
     Ok((bundle_path, token_path, token.agent_spiffe_id))
 }
 
-/// The demo workloads of segment `seg` under workload agent `agent_id`, matching this user.
+/// The demo workloads of segment `seg` under workload agent `agent_id`, matching this user;
+/// with `partners`, each federates with the partner and the isolated trust domains.
 async fn create_workload_entries(
     server: &ServerEntry,
     seg: &str,
     agent_id: &str,
+    partners: bool,
 ) -> Result<(), DemoError> {
+    let federates_with: Vec<String> = match partners {
+        true => vec![PARTNER.into(), ISOLATED.into()],
+        false => Vec::new(),
+    };
     let uid = trustdeck_admin::effective_uid().unwrap_or(0);
     let gid = trustdeck_admin::effective_gid().unwrap_or(0);
     let mut adm = admin(&admin_socket_of(server)).await?;
@@ -560,6 +593,7 @@ async fn create_workload_entries(
             spiffe_id: format!("spiffe://{TRUST_DOMAIN}/prod/{seg}/{team}/{workload}"),
             parent_id: agent_id.to_string(),
             selectors,
+            federates_with: federates_with.clone(),
             ..Default::default()
         })
         .await

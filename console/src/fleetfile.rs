@@ -60,6 +60,13 @@ pub enum TargetError {
     },
     #[error("name {0:?} is used twice")]
     Duplicate(String),
+    #[error("{kind} {name:?}: trust_domain {value:?}: {source}")]
+    TrustDomain {
+        kind: &'static str,
+        name: String,
+        value: String,
+        source: Box<trustdeck_spiffe::IdError>,
+    },
 }
 
 /// Why an admin endpoint is unusable.
@@ -102,6 +109,10 @@ pub struct ServerEntry {
     /// Node API address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_api: Option<String>,
+    /// Its trust domain, when not the fleet's (a federated partner's or an isolated one's
+    /// daemon shown beside the fleet's own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust_domain: Option<String>,
 }
 
 /// An agent entry.
@@ -123,6 +134,9 @@ pub struct AgentEntry {
     pub spiffe_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid: Option<u32>,
+    /// Its trust domain, when not the fleet's, as for a server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust_domain: Option<String>,
 }
 
 /// A fleet file.
@@ -163,6 +177,8 @@ pub struct Target {
     /// The daemon's SPIFFE ID, when the file gives it: the console names only this daemon by
     /// it and flags a daemon that says it is another.
     pub spiffe_id: Option<String>,
+    /// Its trust domain when it is not the fleet's (runbooks leave such daemons alone).
+    pub trust_domain: Option<String>,
 }
 
 /// Checks a pinned SPIFFE ID (whatever the endpoint) and returns it as written.
@@ -232,6 +248,25 @@ impl FleetFile {
     }
 
     /// The daemons to watch, servers first.
+    /// An entry's trust domain, checked: `None` when it is the fleet's (or not given).
+    fn foreign(
+        &self,
+        kind: &'static str,
+        name: &str,
+        td: Option<&str>,
+    ) -> Result<Option<String>, TargetError> {
+        let Some(value) = td else { return Ok(None) };
+        let parsed = trustdeck_spiffe::TrustDomain::parse(value).map_err(|source| {
+            TargetError::TrustDomain {
+                kind,
+                name: name.to_string(),
+                value: value.to_string(),
+                source: Box::new(source),
+            }
+        })?;
+        Ok((parsed.as_str() != self.trust_domain).then(|| parsed.as_str().to_string()))
+    }
+
     pub fn targets(&self) -> Result<Vec<Target>, TargetError> {
         let endpoint = |kind, name: &str, admin: &str, id: Option<&str>| {
             parse_endpoint(admin, id)
@@ -262,6 +297,7 @@ impl FleetFile {
                 endpoint,
                 admin: s.admin.clone(),
                 spiffe_id,
+                trust_domain: self.foreign("server", &s.name, s.trust_domain.as_deref())?,
             });
         }
         for a in &self.agents {
@@ -274,6 +310,7 @@ impl FleetFile {
                 endpoint,
                 admin: a.admin.clone(),
                 spiffe_id,
+                trust_domain: self.foreign("agent", &a.name, a.trust_domain.as_deref())?,
             });
         }
         let mut names = std::collections::HashSet::new();
@@ -284,6 +321,15 @@ impl FleetFile {
         }
         Ok(out)
     }
+}
+
+/// The targets of the fleet's own trust domain (what runbooks act on and observe).
+pub fn own(targets: &[Target]) -> Vec<Target> {
+    targets
+        .iter()
+        .filter(|t| t.trust_domain.is_none())
+        .cloned()
+        .collect()
 }
 
 #[cfg(test)]

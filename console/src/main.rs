@@ -128,6 +128,9 @@ enum Command {
         /// Intermediate CA lifetime.
         #[arg(long, default_value = "1h", value_parser = parse_duration)]
         intermediate_ttl: chrono::Duration,
+        /// Leave out the federated partner and the isolated trust domains.
+        #[arg(long)]
+        no_partners: bool,
     },
     /// Guided runbooks: list, show, plan, run, resume, abort (exit 0 when every step
     /// verified, 1 when it stopped, 2 for a usage error before any change).
@@ -267,7 +270,7 @@ async fn console(
     let fleet = status::fleet_for(&targets);
     let (utx, mut urx) = mpsc::unbounded_channel::<Update>();
     let rb_io = trustdeck_console::runbook::io::RunbookIo {
-        targets: targets.clone(),
+        targets: trustdeck_console::fleetfile::own(&targets),
         tls: tls.clone(),
         session: trustdeck_console::runbook::io::new_session(),
     };
@@ -376,6 +379,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             workload_agents,
             svid_ttl,
             intermediate_ttl,
+            no_partners,
         }) => {
             let dir = match dir {
                 Some(d) => std::path::absolute(&d).context("demo directory")?,
@@ -401,6 +405,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 workload_agents,
                 svid_ttl,
                 intermediate_ttl,
+                partners: !no_partners,
             };
             let demo = tokio::select! {
                 d = Demo::start(&opts) => d,

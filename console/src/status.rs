@@ -37,6 +37,9 @@ pub fn fleet_for(targets: &[Target]) -> Fleet {
         if let Some(id) = &t.spiffe_id {
             f.pin_spiffe_id(d, id.as_str());
         }
+        if let Some(td) = &t.trust_domain {
+            f.set_trust_domain(d, td.as_str());
+        }
     }
     f
 }

@@ -288,9 +288,11 @@ impl App {
         let mut ask = None;
         let mut performing = false;
         if !run.plan_only && !run.busy && (run.id.is_some() || run.begin.is_some()) {
+            // Runbooks act on the fleet's own trust domain: partners' daemons are not theirs.
+            let own = self.fleet.own_trust_domain();
             let o = Observation {
                 now,
-                fleet: &self.fleet,
+                fleet: &own,
                 reads: &self.runbooks.reads,
                 probes: &self.runbooks.probes,
                 thresholds: self.thresholds,

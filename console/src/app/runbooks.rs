@@ -272,7 +272,7 @@ impl App {
         let (vars, log) = match resolve_inputs(
             &rb,
             &Vars::new(),
-            &self.fleet,
+            &self.fleet.own_trust_domain(),
             self.runbooks.selection.as_ref(),
         ) {
             Ok(v) => (v, Vec::new()),

@@ -6,7 +6,9 @@ use std::path::Path;
 use chrono::Duration;
 use serde::Serialize;
 use trustdeck_agent::config::{ConfigFile as AgentFile, NodeAttestation};
-use trustdeck_server::config::{ConfigFile as ServerFile, UpstreamConfig};
+use trustdeck_server::config::{
+    BundleEndpointConfig, BundleEndpointProfileName, ConfigFile as ServerFile, UpstreamConfig,
+};
 
 use super::{DemoError, DemoOptions, TRUST_DOMAIN, io};
 use crate::fleetfile::ServerEntry;
@@ -16,26 +18,59 @@ const ROTATION_CHECK: Duration = Duration::seconds(1);
 
 /// The SPIFFE ID of demo server `name`.
 pub fn server_id(name: &str) -> String {
-    format!("spiffe://{TRUST_DOMAIN}/trustdeck/server/{name}")
+    server_id_in(TRUST_DOMAIN, name)
+}
+
+/// The SPIFFE ID of demo server `name` of trust domain `td`.
+pub fn server_id_in(td: &str, name: &str) -> String {
+    format!("spiffe://{td}/trustdeck/server/{name}")
+}
+
+/// How often the demo's servers may fetch a partner's bundle, and the hint they serve: short,
+/// so freshness moves on screen.
+const REFRESH_MINIMUM: Duration = Duration::seconds(5);
+const REFRESH_HINT: Duration = Duration::seconds(10);
+
+/// A bundle endpoint on a free port (written back once bound): `https_web` with `web`'s
+/// certificate and key, else `https_spiffe`.
+pub fn bundle_endpoint(web: Option<(&Path, &Path)>) -> BundleEndpointConfig {
+    BundleEndpointConfig {
+        bind_address: "127.0.0.1:0".into(),
+        profile: match web {
+            Some(_) => BundleEndpointProfileName::HttpsWeb,
+            None => BundleEndpointProfileName::HttpsSpiffe,
+        },
+        certificate_path: web.map(|w| w.0.to_path_buf()),
+        key_path: web.map(|w| w.1.to_path_buf()),
+        refresh_hint: Some(REFRESH_HINT),
+    }
 }
 
 /// The keys every demo server shares: names, directories, a free port (written back as the
 /// port it bound once it serves, so a restart comes back there), a fast rotation check. The
 /// key manager is added by the caller.
-fn server_base(name: &str, segment: &str, dir: &Path) -> ServerFile {
-    let mut f = ServerFile::new(TRUST_DOMAIN, dir.join("data"));
+fn server_base(td: &str, name: &str, segment: &str, dir: &Path) -> ServerFile {
+    let mut f = ServerFile::new(td, dir.join("data"));
     f.name = Some(name.into());
     f.segment = Some(segment.into());
     f.admin_socket = Some(dir.join("admin.sock"));
     f.bind_address = "127.0.0.1:0".into();
     f.rotation_check_interval = ROTATION_CHECK;
-    f.server_spiffe_id = Some(server_id(name));
+    f.server_spiffe_id = Some(server_id_in(td, name));
+    f.federation.refresh_minimum = Some(REFRESH_MINIMUM);
     f
 }
 
 /// The upstream (root of trust): a day-long root CA, a JWT key rotated twice a day.
 pub fn upstream(dir: &Path, opts: &DemoOptions) -> ServerFile {
-    let mut f = server_base("upstream", "root", dir);
+    upstream_in(TRUST_DOMAIN, "upstream", dir, opts)
+}
+
+/// The upstream `name` of trust domain `td`, as [`upstream`]; another trust domain's is its
+/// own segment, named as the server.
+pub fn upstream_in(td: &str, name: &str, dir: &Path, opts: &DemoOptions) -> ServerFile {
+    let segment = if td == TRUST_DOMAIN { "root" } else { name };
+    let mut f = server_base(td, name, segment, dir);
     f.ca_ttl = Duration::hours(24);
     f.jwt_key_ttl = Some(Duration::hours(12));
     f.default_x509_svid_ttl = opts.svid_ttl;
@@ -53,7 +88,7 @@ pub fn downstream(
     node_agent_socket: &str,
     own_id: &str,
 ) -> ServerFile {
-    let mut f = server_base(segment, segment, dir);
+    let mut f = server_base(TRUST_DOMAIN, segment, segment, dir);
     f.ca_ttl = opts.intermediate_ttl;
     f.default_x509_svid_ttl = opts.svid_ttl;
     // An agent SVID never outlives the intermediate that signs it: a third of a short one.
@@ -77,10 +112,10 @@ pub struct AgentPaths<'a> {
     pub admin_socket: &'a Path,
 }
 
-/// Agent `name` of `segment`, attested to `server` with a join token.
+/// Agent `name` of `segment`, attested to `server` (of its trust domain) with a join token.
 pub fn agent(name: &str, segment: &str, server: &ServerEntry, p: &AgentPaths<'_>) -> AgentFile {
     let mut f = AgentFile::new(
-        TRUST_DOMAIN,
+        server.trust_domain.as_deref().unwrap_or(TRUST_DOMAIN),
         server.node_api.clone().unwrap_or_default(),
         p.bundle,
         p.dir.join("data"),
@@ -122,6 +157,7 @@ mod tests {
             spiffe_id: Some(server_id(name)),
             pid: None,
             node_api: Some("127.0.0.1:4000".into()),
+            trust_domain: None,
         }
     }
 

@@ -182,7 +182,7 @@ fn interactive_or_yes(a: &RunbookArgs) -> Result<()> {
 
 async fn driver(f: Fleet) -> Result<Driver> {
     let io = RunbookIo {
-        targets: f.targets?,
+        targets: trustdeck_console::fleetfile::own(&f.targets?),
         tls: f.tls,
         session: new_session(),
     };
@@ -272,7 +272,7 @@ async fn list(set: &RunbookSet, a: &RunbookArgs, fleet: Option<Fleet>) -> Result
     let mut journal_error = None;
     if let Some(f) = fleet.and_then(|f| f.targets.ok().map(|t| (t, f.tls))) {
         let io = RunbookIo {
-            targets: f.0,
+            targets: trustdeck_console::fleetfile::own(&f.0),
             tls: f.1,
             session: new_session(),
         };
@@ -504,7 +504,7 @@ async fn resumed(set: &RunbookSet, id: &str, d: &Driver) -> Result<Execution> {
 
 async fn abort(id: &str, f: Fleet) -> Result<ExitCode> {
     let io = RunbookIo {
-        targets: f.targets?,
+        targets: trustdeck_console::fleetfile::own(&f.targets?),
         tls: f.tls,
         session: new_session(),
     };

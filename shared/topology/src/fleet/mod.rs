@@ -69,6 +69,9 @@ pub struct DaemonState {
     /// The SPIFFE ID the fleet file gives it: only this daemon is named by that ID, and a
     /// different claim in [`identity`](Self::identity) is flagged (see [`names`]).
     pub pinned_id: Option<String>,
+    /// Its trust domain, when the fleet file gives one that is not the fleet's (a partner's
+    /// or an isolated trust domain's daemon, shown beside the fleet's own).
+    pub trust_domain: Option<String>,
     /// What the daemon said about itself.
     pub identity: Option<DaemonIdentity>,
     /// Its nodes (shared with the merged tree, never copied).
@@ -245,6 +248,7 @@ impl Fleet {
                     role_hint,
                     segment_hint,
                     pinned_id: None,
+                    trust_domain: None,
                     identity: None,
                     nodes: HashMap::new(),
                     upstream: None,
@@ -264,6 +268,24 @@ impl Fleet {
             events_total: 0,
             derived: HashMap::new(),
         }
+    }
+
+    /// Marks daemon `d` as one of trust domain `td`, not the fleet's own.
+    pub fn set_trust_domain(&mut self, d: usize, td: impl Into<String>) {
+        if let Some(ds) = self.daemons.get_mut(d) {
+            ds.trust_domain = Some(td.into()).filter(|s| !s.is_empty());
+        }
+    }
+
+    /// The fleet's own trust domain only: itself when every daemon is of it, else a copy
+    /// without the others' daemons (what runbooks observe and act on).
+    pub fn own_trust_domain(&self) -> std::borrow::Cow<'_, Fleet> {
+        if self.daemons.iter().all(|d| d.trust_domain.is_none()) {
+            return std::borrow::Cow::Borrowed(self);
+        }
+        let mut own = self.clone();
+        own.daemons.retain(|d| d.trust_domain.is_none());
+        std::borrow::Cow::Owned(own)
     }
 
     fn push_event(&mut self, e: FleetEvent) {
