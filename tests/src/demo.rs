@@ -12,8 +12,15 @@ pub struct DemoProc {
 }
 
 impl DemoProc {
-    /// Starts the demo and waits (up to 120 s) for `demo.json`.
+    /// Starts the demo of one trust domain (`--no-partners`: the tests of the main tree see
+    /// only its daemons) and waits (up to 120 s) for `demo.json`.
     pub fn start(extra_args: &[&str]) -> DemoProc {
+        Self::start_full(&[&["--no-partners"][..], extra_args].concat())
+    }
+
+    /// Starts the demo as `trustdeck demo` does by default (with the federated partner and
+    /// the isolated trust domains) and waits (up to 120 s) for `demo.json`.
+    pub fn start_full(extra_args: &[&str]) -> DemoProc {
         let dir = tempfile::Builder::new()
             .prefix("td-demo-")
             .tempdir_in("/tmp")

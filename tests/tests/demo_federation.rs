@@ -43,7 +43,7 @@ fn held(sock: &Path, td: &str) -> Vec<String> {
 
 #[test]
 fn the_demo_federates_with_a_partner_and_an_isolated_trust_domain() {
-    let demo = DemoProc::start(&[]);
+    let demo = DemoProc::start_full(&[]);
     let tds: Vec<(String, String)> = ["servers", "agents"]
         .iter()
         .flat_map(|k| demo.fleet[k].as_array().cloned().unwrap_or_default())
