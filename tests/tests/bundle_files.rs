@@ -338,3 +338,81 @@ fn a_federated_trust_domain_is_not_moved_by_file() {
         "federation delete --trust-domain b.test",
     );
 }
+
+/// A receipt lost on its way back is written again; a decommissioned peer's bundle is
+/// forgotten, never while an entry federates with it, and its receipt record goes with it.
+#[test]
+fn a_lost_receipt_is_reissued_and_a_peer_forgotten() {
+    let a = server("a.test");
+    let b = server("b.test");
+    let carry = tempfile::tempdir().expect("tmp");
+    let dir = carry.path();
+    let (b1, b_ex) = export(&b, dir, "b1.bundle");
+    import(&a, "b.test", &b1, Some(&signing_root(&b_ex)));
+    let (a1, a_ex) = export(&a, dir, "a1.bundle");
+    let got = import(&b, "a.test", &a1, Some(&signing_root(&a_ex)));
+    // The receipt is lost; the same file cannot be imported again (not newer).
+    std::fs::remove_file(got["receipt"].as_str().expect("receipt")).expect("lose it");
+    refused(
+        &b,
+        "a.test",
+        &a1,
+        None,
+        "not newer than the bundle held",
+        "",
+    );
+    let again = dir.join("again.receipt");
+    let out = b.cli_ok(&[
+        "bundle",
+        "receipt",
+        "--trust-domain",
+        "a.test",
+        "--out",
+        again.to_str().expect("utf-8"),
+    ]);
+    assert!(
+        out.contains(&format!("sequence {}", a_ex["sequence"])),
+        "{out}"
+    );
+    let r = import(&a, "b.test", &again, None);
+    assert_eq!(r["kind"], "receipt", "{r}");
+    assert_eq!(foreign(&a)["receipts"][0]["sequence"], a_ex["sequence"]);
+    // No receipt is due for a trust domain never imported.
+    let none = b.cli(&[
+        "bundle",
+        "receipt",
+        "--trust-domain",
+        "c.test",
+        "--out",
+        "/dev/null",
+    ]);
+    assert!(!none.status.success());
+
+    // Forget: refused while an entry federates with it, then done, receipt record included.
+    let token = a.token("10m");
+    let parent = format!("spiffe://a.test/trustdeck/agent/join_token/{token}");
+    let entry = federating_entry(&a, &parent, "spiffe://a.test/w", &["b.test"]);
+    assert!(
+        entry.status.success(),
+        "{}",
+        String::from_utf8_lossy(&entry.stderr)
+    );
+    let out = a.cli(&["bundle", "forget", "--trust-domain", "b.test"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("refused: entries federate with it"),
+        "{err}"
+    );
+    assert_eq!(held(&foreign(&a), "b.test")["sequence"], b_ex["sequence"]);
+    let id = json(&a.cli_ok(&["entry", "show", "--output", "json"]))[0]["id"]
+        .as_str()
+        .expect("entry id")
+        .to_string();
+    a.cli_ok(&["entry", "delete", "--id", &id]);
+    a.cli_ok(&["bundle", "forget", "--trust-domain", "b.test"]);
+    let after = foreign(&a);
+    assert_eq!(after["bundles"], serde_json::json!([]), "{after}");
+    assert_eq!(after["receipts"], serde_json::json!([]), "{after}");
+    assert!(a.audit_log().join("\n").contains("bundle.forget"));
+    assert!(b.audit_log().join("\n").contains("bundle.receipt.reissue"));
+}

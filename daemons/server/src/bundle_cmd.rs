@@ -1,4 +1,4 @@
-//! `trustdeck-server bundle show|export|import|foreign`: the trust bundle, and bundles moved
+//! `trustdeck-server bundle show|export|import|foreign|receipt|forget`: the trust bundle, and bundles moved
 //! by hand between isolated trust domains as signed files. A refused import exits non-zero
 //! naming the rule (the server's [`BundleFileRefusal`], never its message text) and the
 //! reason; nothing is stored.
@@ -61,6 +61,23 @@ pub enum BundleCmd {
         #[arg(long, value_enum, default_value = "text")]
         output: Output,
     },
+    /// Write a fresh receipt for the bundle held of an isolated peer (the first one was lost
+    /// on its way back).
+    Receipt {
+        /// The peer's trust domain.
+        #[arg(long)]
+        trust_domain: String,
+        /// Where to write the receipt.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Forget the bundle held of a foreign trust domain (a peer decommissioned) and the
+    /// receipt recorded from it. Refused while a federation relationship keeps it or an entry
+    /// federates with it.
+    Forget {
+        #[arg(long)]
+        trust_domain: String,
+    },
 }
 
 /// Runs the command.
@@ -108,6 +125,36 @@ pub async fn run(cmd: BundleCmd, target: &Target) -> Result<()> {
                 .map_err(status_err)?
                 .into_inner();
             print_foreign(&r, output);
+            Ok(())
+        }
+        BundleCmd::Receipt { trust_domain, out } => {
+            let r = client(target)
+                .await?
+                .reissue_receipt(ForeignBundleRequest { trust_domain })
+                .await
+                .map_err(refused)?
+                .into_inner();
+            write_file(&out, &r.receipt)?;
+            trustdeck_process::outln!(
+                "wrote a receipt for sequence {} (roots: {}) to {}: carry it back and import it there",
+                r.sequence,
+                r.roots.join(", "),
+                out.display()
+            );
+            Ok(())
+        }
+        BundleCmd::Forget { trust_domain } => {
+            let r = client(target)
+                .await?
+                .forget_foreign_bundle(ForeignBundleRequest { trust_domain })
+                .await
+                .map_err(refused)?
+                .into_inner();
+            trustdeck_process::outln!(
+                "forgot the bundle of {} (sequence {}) and any receipt it sent",
+                r.trust_domain,
+                r.sequence
+            );
             Ok(())
         }
     }

@@ -143,6 +143,14 @@ impl AuditedChange {
         remove_foreign_bundle(&mut *self.tx, trust_domain).await
     }
 
+    /// Deletes the receipt recorded from a peer; what it was (`None`: none).
+    pub async fn delete_bundle_receipt(
+        &mut self,
+        peer: &str,
+    ) -> Result<Option<BundleReceipt>, DatastoreError> {
+        crate::foreign::remove_bundle_receipt(&mut *self.tx, peer).await
+    }
+
     /// Records a peer's receipt, if its row is still as the caller read it (see
     /// [`put_foreign_bundle`](Self::put_foreign_bundle)).
     pub async fn put_bundle_receipt(

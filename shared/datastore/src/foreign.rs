@@ -185,6 +185,24 @@ pub(crate) async fn remove_foreign_bundle<'c>(
         .transpose()
 }
 
+/// Deletes the receipt recorded from `peer`; what it was (`None`: none).
+pub(crate) async fn remove_bundle_receipt<'c>(
+    ex: impl Executor<'c, Database = Any>,
+    peer: &str,
+) -> Result<Option<BundleReceipt>, DatastoreError> {
+    let sql = format!(
+        "DELETE FROM bundle_receipts WHERE peer_trust_domain = $1 RETURNING {RECEIPT_COLUMNS}"
+    );
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(peer)
+        .fetch_optional(ex)
+        .await
+        .map_err(query_err("delete bundle receipt"))?
+        .as_ref()
+        .map(receipt_from_row)
+        .transpose()
+}
+
 /// Stores `rec` if the row is still as read (see [`put_foreign_bundle`]).
 pub(crate) async fn put_bundle_receipt<'c>(
     ex: impl Executor<'c, Database = Any>,

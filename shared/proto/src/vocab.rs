@@ -386,6 +386,7 @@ vocabulary!(BundleFileRefusal {
     NoPeerBundle => "no bundle held for the peer",
     OwnTrustDomain => "our own trust domain",
     Federated => "kept by a federation relationship",
+    InUse => "entries federate with it",
 });
 
 vocabulary!(BundleFileKind {

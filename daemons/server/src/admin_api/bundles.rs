@@ -15,7 +15,7 @@ use trustdeck_pki::X509Authority;
 use trustdeck_proto::admin::{
     BundleFileKind, BundleFileRefusal, BundleReceiptInfo, ExportSignedBundleResponse,
     ForeignBundleInfo, ForeignBundleSource, ImportBundleFileRequest, ImportBundleFileResponse,
-    ListForeignBundlesResponse, RootFingerprint,
+    ListForeignBundlesResponse, ReissueReceiptResponse, RootFingerprint,
 };
 use trustdeck_proto::refusal::bundle_refusal_status;
 use trustdeck_spiffe::{Bundle, TrustDomain};
@@ -308,29 +308,148 @@ fn api_source(s: ForeignSource) -> ForeignBundleSource {
     }
 }
 
+fn bundle_info(f: &ForeignBundle) -> ForeignBundleInfo {
+    let roots = TrustDomain::parse(&f.trust_domain)
+        .ok()
+        .and_then(|td| Bundle::from_json(&td, f.document.as_bytes()).ok())
+        .map(|b| trustdeck_bundlefile::root_fingerprints(&b))
+        .unwrap_or_default();
+    ForeignBundleInfo {
+        trust_domain: f.trust_domain.clone(),
+        sequence: f.sequence,
+        source: api_source(f.source).into(),
+        updated_at: f.updated_at,
+        roots,
+        spiffe_json: f.document.clone(),
+    }
+}
+
+fn trust_domain(td: &str) -> Result<TrustDomain, Status> {
+    TrustDomain::parse(td).map_err(|e| Status::invalid_argument(format!("trust_domain: {e}")))
+}
+
+/// `bundle receipt`: a receipt for the bundle held of isolated peer `td`, signed afresh, for
+/// when the first one was lost on its way back.
+pub async fn reissue_receipt(
+    ctx: &ServerCtx,
+    op: &Operator,
+    td: &str,
+) -> Result<ReissueReceiptResponse, Status> {
+    let td = trust_domain(td)?;
+    let held = ctx
+        .ds
+        .get_foreign_bundle(td.as_str())
+        .await
+        .map_err(ds_status)?;
+    let f = match held {
+        Some(f) if f.source == ForeignSource::Import => f,
+        Some(_) => {
+            return Err(bundle_refusal_status(
+                BundleFileRefusal::Federated,
+                format!("{td}'s bundle is kept by a federation relationship: no receipt is due"),
+            ));
+        }
+        None => {
+            return Err(Status::not_found(format!(
+                "no bundle of {td} was imported: nothing to acknowledge"
+            )));
+        }
+    };
+    let b = Bundle::from_json(&td, f.document.as_bytes())
+        .map_err(|e| Status::internal(format!("the stored bundle of {td} does not parse: {e}")))?;
+    let audit = Audit {
+        action: "bundle.receipt.reissue".into(),
+        target: td.to_string(),
+        detail: format!("sequence={}", b.sequence),
+    };
+    let now = ctx.clock.now();
+    audited(ctx, op, audit, async |_, audit| {
+        let receipt = Receipt::new(&ctx.config.trust_domain, &b, now);
+        let file = sign(
+            active_ca(ctx)?,
+            trustdeck_bundlefile::receipt_payload(&receipt),
+        )
+        .await?;
+        audit.detail = format!("sequence={} roots={:?}", b.sequence, receipt.roots);
+        Ok(ReissueReceiptResponse {
+            receipt: file,
+            sequence: b.sequence,
+            roots: receipt.roots,
+        })
+    })
+    .await
+}
+
+/// `bundle forget`: the bundle held of `td` and the receipt recorded from it, deleted; refused
+/// while a federation relationship keeps it or an entry federates with it.
+pub async fn forget(ctx: &ServerCtx, op: &Operator, td: &str) -> Result<ForeignBundleInfo, Status> {
+    let td = trust_domain(td)?;
+    if ctx
+        .ds
+        .get_federation(td.as_str())
+        .await
+        .map_err(ds_status)?
+        .is_some()
+    {
+        return Err(bundle_refusal_status(
+            BundleFileRefusal::Federated,
+            format!(
+                "{td}'s bundle is kept by a federation relationship: \
+                 `trustdeck-server federation delete --trust-domain {td}` first"
+            ),
+        ));
+    }
+    let users: Vec<String> = ctx
+        .ds
+        .list_entries()
+        .await
+        .map_err(ds_status)?
+        .into_iter()
+        .filter(|e| e.federates_with.iter().any(|t| t == td.as_str()))
+        .map(|e| e.spiffe_id)
+        .collect();
+    if !users.is_empty() {
+        return Err(bundle_refusal_status(
+            BundleFileRefusal::InUse,
+            format!(
+                "{} entries federate with {td} (e.g. {}): delete them or create them without it first",
+                users.len(),
+                users[0]
+            ),
+        ));
+    }
+    let audit = Audit {
+        action: "bundle.forget".into(),
+        target: td.to_string(),
+        detail: String::new(),
+    };
+    audited(ctx, op, audit, async |tx, audit| {
+        let gone = tx
+            .delete_foreign_bundle(td.as_str())
+            .await
+            .map_err(ds_status)?
+            .ok_or_else(|| Status::not_found(format!("no bundle of {td} is held")))?;
+        let receipt = tx
+            .delete_bundle_receipt(td.as_str())
+            .await
+            .map_err(ds_status)?;
+        audit.detail = format!(
+            "sequence={} source={} receipt_sequence={}",
+            gone.sequence,
+            gone.source.as_str(),
+            receipt.map_or(0, |r| r.sequence)
+        );
+        Ok(bundle_info(&gone))
+    })
+    .await
+}
+
 /// Every foreign bundle held and every receipt recorded.
 pub async fn list(ctx: &ServerCtx) -> Result<ListForeignBundlesResponse, Status> {
     let bundles = ctx.ds.list_foreign_bundles().await.map_err(ds_status)?;
     let receipts = ctx.ds.list_bundle_receipts().await.map_err(ds_status)?;
-    let roots = |f: &ForeignBundle| {
-        TrustDomain::parse(&f.trust_domain)
-            .ok()
-            .and_then(|td| Bundle::from_json(&td, f.document.as_bytes()).ok())
-            .map(|b| trustdeck_bundlefile::root_fingerprints(&b))
-            .unwrap_or_default()
-    };
     Ok(ListForeignBundlesResponse {
-        bundles: bundles
-            .iter()
-            .map(|f| ForeignBundleInfo {
-                trust_domain: f.trust_domain.clone(),
-                sequence: f.sequence,
-                source: api_source(f.source).into(),
-                updated_at: f.updated_at,
-                roots: roots(f),
-                spiffe_json: f.document.clone(),
-            })
-            .collect(),
+        bundles: bundles.iter().map(bundle_info).collect(),
         receipts: receipts
             .into_iter()
             .map(|r| BundleReceiptInfo {

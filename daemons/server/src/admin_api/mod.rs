@@ -442,6 +442,26 @@ impl ServerAdmin for AdminApi {
         bundles::list(&self.ctx).await.map(Response::new)
     }
 
+    async fn reissue_receipt(
+        &self,
+        request: Request<ForeignBundleRequest>,
+    ) -> Result<Response<ReissueReceiptResponse>, Status> {
+        let op = self.operator(&request, "ReissueReceipt")?;
+        bundles::reissue_receipt(&self.ctx, &op, &request.get_ref().trust_domain)
+            .await
+            .map(Response::new)
+    }
+
+    async fn forget_foreign_bundle(
+        &self,
+        request: Request<ForeignBundleRequest>,
+    ) -> Result<Response<ForeignBundleInfo>, Status> {
+        let op = self.operator(&request, "ForgetForeignBundle")?;
+        bundles::forget(&self.ctx, &op, &request.get_ref().trust_domain)
+            .await
+            .map(Response::new)
+    }
+
     async fn create_federation(
         &self,
         request: Request<CreateFederationRequest>,

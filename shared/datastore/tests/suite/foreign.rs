@@ -100,7 +100,12 @@ pub async fn foreign_bundles(ds: &Datastore) {
         ds.get_bundle_receipt("b.test").await.unwrap(),
         Some(r2.clone())
     );
-    assert_eq!(ds.list_bundle_receipts().await.unwrap(), vec![r2]);
+    assert_eq!(ds.list_bundle_receipts().await.unwrap(), vec![r2.clone()]);
+    let mut tx = ds.begin_audited().await.unwrap();
+    assert_eq!(tx.delete_bundle_receipt("nope").await.unwrap(), None);
+    assert_eq!(tx.delete_bundle_receipt("b.test").await.unwrap(), Some(r2));
+    tx.commit(&audit("fb-audit-7", NOW)).await.unwrap();
+    assert_eq!(ds.list_bundle_receipts().await.unwrap(), vec![]);
 
     let audited = ds
         .list_audit_links(200)
@@ -109,7 +114,7 @@ pub async fn foreign_bundles(ds: &Datastore) {
         .into_iter()
         .filter(|l| l.record.id.starts_with("fb-audit"))
         .count();
-    assert_eq!(audited, 6, "each change with its record");
+    assert_eq!(audited, 7, "each change with its record");
 }
 
 pub async fn corrupt_foreign(ds: &Datastore, url: &str) {
