@@ -226,6 +226,7 @@ impl App {
             View::Events => self.events().len(),
             View::Daemons => self.fleet.daemons.len(),
             View::Timeline => self.history.rows.len(),
+            View::Federation => self.fleet.foreign().len() + self.fleet.receipts().len(),
         }
     }
 

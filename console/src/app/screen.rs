@@ -17,17 +17,20 @@ pub enum View {
     Daemons,
     /// Health per segment and daemon over the last hour.
     Timeline,
+    /// Foreign trust domains (federated or imported) and peers' receipts.
+    Federation,
 }
 
 impl View {
     /// Every view, in `tab` order.
-    pub const ALL: [View; 6] = [
+    pub const ALL: [View; 7] = [
         View::Tree,
         View::Expiring,
         View::Segments,
         View::Events,
         View::Daemons,
         View::Timeline,
+        View::Federation,
     ];
 
     /// The view's name (also its `:` command).
@@ -39,6 +42,7 @@ impl View {
             View::Events => "events",
             View::Daemons => "daemons",
             View::Timeline => "timeline",
+            View::Federation => "federation",
         }
     }
 
@@ -51,6 +55,7 @@ impl View {
             View::Events => 3,
             View::Daemons => 4,
             View::Timeline => 5,
+            View::Federation => 6,
         }
     }
 

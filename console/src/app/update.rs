@@ -450,6 +450,14 @@ impl App {
                 (!id.is_empty()).then(|| id.clone())
             }
             View::Daemons => daemon_node_id(self.fleet.daemons.get(c)?),
+            View::Federation => {
+                let foreign = self.fleet.foreign();
+                let d = match foreign.get(c) {
+                    Some(r) => r.daemon,
+                    None => self.fleet.receipts().get(c - foreign.len())?.daemon,
+                };
+                daemon_node_id(self.fleet.daemons.get(d)?)
+            }
             View::Timeline => {
                 let r = self.history.rows.get(c)?;
                 let d = match r.subject {

@@ -4,7 +4,7 @@
 //!
 //! - [`header`]: the title and reasons lines; [`footer`]: hints, typed input, messages;
 //! - one module per view: [`tree`], [`expiring`], [`segments`], [`events`], [`daemons`],
-//!   [`timeline`];
+//!   [`timeline`], [`federation`];
 //! - [`overlay`]: the help and detail popups; [`too_small`]: a terminal below 80×24.
 
 use std::borrow::Cow;
@@ -23,6 +23,7 @@ pub mod daemons;
 pub mod draw;
 pub mod events;
 pub mod expiring;
+pub mod federation;
 pub mod footer;
 pub mod header;
 pub mod overlay;
@@ -106,6 +107,7 @@ fn view_info(app: &App, v: View, len: usize, th: Theme) -> String {
         View::Events => format!("{len} newest first"),
         View::Daemons => format!("{len} daemons"),
         View::Timeline => format!("{len} rows"),
+        View::Federation => format!("{len} trust domains and receipts"),
     };
     if !app.filter.is_empty() && matches!(v, View::Tree | View::Expiring | View::Events) {
         info = format!("{len} match \"{}\" {} {info}", app.filter, th.g.dot);
@@ -164,7 +166,7 @@ fn main_view(app: &App, buf: &mut Buffer, r: Rect, now: DateTime<Utc>, th: Theme
         View::Events => {
             events::rows(app, buf, (list, Some(head)), (off, sel), now, th);
         }
-        View::Tree | View::Expiring | View::Daemons | View::Timeline => {
+        View::Tree | View::Expiring | View::Daemons | View::Timeline | View::Federation => {
             let Some(t) = table(v) else { return };
             let mut cols = t.solve(r.width);
             if v == View::Daemons {
@@ -183,6 +185,7 @@ fn main_view(app: &App, buf: &mut Buffer, r: Rect, now: DateTime<Utc>, th: Theme
                         expiring::row(app, &cols, buf, at, app.expiring()[i], now, th)
                     }
                     View::Timeline => timeline::row(app, &cols, buf, at, i, now, th),
+                    View::Federation => federation::row(app, &cols, buf, at, i, now, th),
                     _ => daemons::row(app, &cols, buf, at, i, now, th),
                 }
                 if sel == Some(i) {
@@ -201,6 +204,7 @@ fn table(v: View) -> Option<&'static columns::Table> {
         View::Events => Some(&events::TABLE),
         View::Daemons => Some(&daemons::TABLE),
         View::Timeline => Some(&timeline::TABLE),
+        View::Federation => Some(&federation::TABLE),
         View::Segments => None,
     }
 }
