@@ -230,6 +230,18 @@ impl App {
         }
     }
 
+    /// The views offered as tabs: every view, but the federation view only when a server
+    /// reports a foreign trust domain or a receipt (or it is the current view, by `:`).
+    pub fn views(&self) -> Vec<View> {
+        let federation = self.view == View::Federation
+            || !self.fleet.foreign().is_empty()
+            || !self.fleet.receipts().is_empty();
+        View::ALL
+            .into_iter()
+            .filter(|&v| v != View::Federation || federation)
+            .collect()
+    }
+
     /// The trust domain, as the first daemon that said reports it.
     pub fn trust_domain(&self) -> Option<&str> {
         self.fleet

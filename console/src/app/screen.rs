@@ -59,12 +59,20 @@ impl View {
         }
     }
 
-    pub(crate) fn next(self) -> View {
-        View::ALL[(self.index() + 1) % View::ALL.len()]
+    /// The next of `shown` after this one (`tab`), wrapping.
+    pub(crate) fn next_in(self, shown: &[View]) -> View {
+        let i = shown.iter().position(|&v| v == self).unwrap_or(0);
+        shown
+            .get((i + 1) % shown.len().max(1))
+            .copied()
+            .unwrap_or(self)
     }
 
-    pub(crate) fn prev(self) -> View {
-        View::ALL[(self.index() + View::ALL.len() - 1) % View::ALL.len()]
+    /// The one of `shown` before this one (`shift-tab`), wrapping.
+    pub(crate) fn prev_in(self, shown: &[View]) -> View {
+        let n = shown.len().max(1);
+        let i = shown.iter().position(|&v| v == self).unwrap_or(0);
+        shown.get((i + n - 1) % n).copied().unwrap_or(self)
     }
 }
 

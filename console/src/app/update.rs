@@ -306,9 +306,9 @@ impl App {
                 self.mode = Mode::Command;
                 self.command.clear();
             }
-            Action::NextView => self.view = v.next(),
+            Action::NextView => self.view = v.next_in(&self.views()),
             Action::ShowTimeline => self.view = View::Timeline,
-            Action::PrevView => self.view = v.prev(),
+            Action::PrevView => self.view = v.prev_in(&self.views()),
             Action::Back => {
                 if !self.filter.is_empty() {
                     self.filter.clear();

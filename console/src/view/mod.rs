@@ -82,7 +82,7 @@ pub fn render(app: &App, frame: &mut Frame, now: DateTime<Utc>, color: bool) {
 /// `[tree]  expiring  segments …`, the current view reversed.
 fn view_tabs(app: &App, th: Theme) -> Parts {
     let mut v = Vec::new();
-    for (i, view) in View::ALL.iter().enumerate() {
+    for (i, view) in app.views().iter().enumerate() {
         if i > 0 {
             v.push((Cow::Borrowed(" "), Style::new()));
         }
