@@ -272,7 +272,7 @@ async fn round(ctx: &ServerCtx) -> Result<(), DatastoreError> {
 pub async fn run(ctx: Arc<ServerCtx>, mut shutdown: watch::Receiver<bool>) {
     let mut rounds: u32 = 0;
     loop {
-        if rounds % super::publish::EVERY_ROUNDS == 0 {
+        if rounds.is_multiple_of(super::publish::EVERY_ROUNDS) {
             super::publish::publish(&ctx).await;
         }
         rounds = rounds.wrapping_add(1);
