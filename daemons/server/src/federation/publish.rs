@@ -278,6 +278,15 @@ async fn build(ctx: &ServerCtx) -> Result<trustdeck_proto::admin::Federation, Da
     ))
 }
 
+/// Publishes our bundle's current sequence with what was last published (a CA change moves
+/// it without any federation event).
+pub fn own_sequence(ctx: &ServerCtx, now: DateTime<Utc>) {
+    if let Some(mut f) = ctx.hub.federation() {
+        f.own_sequence = ctx.ca.bundle().sequence;
+        ctx.hub.set_federation(f, now);
+    }
+}
+
 /// Publishes what is held now on the hub (a delta only when it changed); a datastore error is
 /// logged and the last published state stays.
 pub async fn publish(ctx: &ServerCtx) {
