@@ -120,13 +120,13 @@ pub fn assess(td: &ForeignTrustDomain, now: DateTime<Utc>) -> Assessment {
         }
     }
     if failing {
+        let why = match failure_words(td) {
+            w if w.is_empty() => String::new(),
+            w => format!(" ({w})"),
+        };
         add(
             Level::Warning,
-            format!(
-                "{} refreshes failed in a row ({})",
-                td.consecutive_failures,
-                failure_words(td)
-            ),
+            format!("{} refreshes failed in a row{why}", td.consecutive_failures),
         );
     } else if too_old && let Some(a) = age {
         add(

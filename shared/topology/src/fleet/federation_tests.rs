@@ -86,6 +86,24 @@ fn refreshes_that_keep_failing_are_a_warning_with_the_typed_reason() {
 }
 
 #[test]
+fn failures_without_words_read_plainly() {
+    let td = ForeignTrustDomain {
+        consecutive_failures: 3,
+        ..federated()
+    };
+    assert_eq!(assess(&td, now()).reasons, ["3 refreshes failed in a row"]);
+    let older = ForeignTrustDomain {
+        last_failure: FetchFailureKind::NotKnown as i32,
+        last_error: "refused".into(),
+        ..td
+    };
+    assert_eq!(
+        assess(&older, now()).reasons,
+        ["3 refreshes failed in a row (not known since restart: refused)"]
+    );
+}
+
+#[test]
 fn one_failure_is_not_yet_stale() {
     let td = ForeignTrustDomain {
         consecutive_failures: 1,

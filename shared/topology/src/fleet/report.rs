@@ -61,6 +61,8 @@ pub struct DaemonReport {
 /// One foreign trust domain as a server reports it, assessed at the report's time.
 #[derive(Debug, Clone, Serialize)]
 pub struct ForeignReport {
+    /// When the server that reports it is not live: this is last-known as of then (RFC 3339).
+    pub as_of: Option<String>,
     /// The server that holds it.
     pub daemon: String,
     /// RFC 3339.
@@ -100,8 +102,6 @@ pub struct ForeignReport {
     pub source: &'static str,
     /// Whether the copy is stale (old beyond its refresh interval, or refreshes failing).
     pub stale: bool,
-    /// Whether the daemon that reports it is unreachable now (last-known).
-    pub stale_report: bool,
     pub trust_domain: String,
     /// The server's warnings (`refreshes keep failing`, ...).
     pub warnings: Vec<&'static str>,
@@ -289,6 +289,9 @@ impl Fleet {
         let time = |t: i64| (t > 0).then(|| rfc3339(t));
         let failing = td.consecutive_failures > 0;
         ForeignReport {
+            as_of: self.daemons[r.daemon]
+                .lost_since()
+                .map(|t| rfc3339(t.timestamp())),
             daemon: self.daemons[r.daemon].name.clone(),
             earliest_root_expiry: time(td.earliest_root_expiry),
             earliest_root_expiry_seconds: a.earliest_expiry_in,
@@ -311,7 +314,6 @@ impl Fleet {
             sequence: td.has_bundle.then_some(td.sequence),
             source: td.source_wire().as_str(),
             stale: a.stale,
-            stale_report: !self.daemons[r.daemon].is_live(),
             trust_domain: td.trust_domain.clone(),
             warnings: td.warnings_wire().iter().map(|w| w.as_str()).collect(),
         }
