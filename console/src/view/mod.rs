@@ -107,7 +107,15 @@ fn view_info(app: &App, v: View, len: usize, th: Theme) -> String {
         View::Events => format!("{len} newest first"),
         View::Daemons => format!("{len} daemons"),
         View::Timeline => format!("{len} rows"),
-        View::Federation => format!("{len} trust domains and receipts"),
+        View::Federation => {
+            let receipts = app.fleet.receipts().len();
+            let n = |k: usize, one: &str| format!("{k} {one}{}", if k == 1 { "" } else { "s" });
+            format!(
+                "{}, {}",
+                n(len - receipts, "trust domain"),
+                n(receipts, "receipt")
+            )
+        }
     };
     if !app.filter.is_empty() && matches!(v, View::Tree | View::Expiring | View::Events) {
         info = format!("{len} match \"{}\" {} {info}", app.filter, th.g.dot);
