@@ -76,6 +76,7 @@ fn snapshot(name: &str, role: DaemonRole, seg: &str, nodes: Vec<Node>) -> WatchM
             }),
             events: vec![],
             partial: false,
+            federation: None,
         })),
     }
 }

@@ -176,6 +176,7 @@ pub fn table_with(fleet: &Fleet, now: DateTime<Utc>, th: &Thresholds, g: &Glyphs
             conn_words(d, now)
         );
     }
+    federation_block(&mut out, fleet, now, g);
     let _ = writeln!(out, "\nAUTONOMOUS WINDOWS");
     for w in fleet.windows(&tree, now) {
         windows_block(&mut out, &w, now, g);
@@ -200,6 +201,51 @@ pub fn table_with(fleet: &Fleet, now: DateTime<Utc>, th: &Thresholds, g: &Glyphs
         );
     }
     out
+}
+
+/// FEDERATION: each foreign trust domain every server holds, with its level and warnings,
+/// and the receipts of isolated peers; nothing when no server holds any.
+fn federation_block(out: &mut String, fleet: &Fleet, now: DateTime<Utc>, g: &Glyphs) {
+    use crate::text::federation as words;
+    let foreign = fleet.foreign();
+    let receipts = fleet.receipts();
+    if foreign.is_empty() && receipts.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "\nFEDERATION");
+    for r in &foreign {
+        let a = fleet.assess_foreign(r, now);
+        let td = r.td;
+        let _ = writeln!(
+            out,
+            "  {:<20} {:<24} {}  seq {}  last success {}  failures {}  roots expire {}  {}",
+            td.trust_domain,
+            words::source(td),
+            fleet.daemons[r.daemon].name,
+            words::sequence(td),
+            words::age(&a),
+            words::failures(td),
+            words::expiry(&a),
+            g.tagged(
+                g.level(a.level),
+                if a.stale { "stale" } else { a.level.as_str() }
+            )
+        );
+        if !td.endpoint_url.is_empty() {
+            let _ = writeln!(out, "    endpoint {}", td.endpoint_url);
+        }
+        for reason in &a.reasons {
+            let _ = writeln!(out, "    - {reason}");
+        }
+    }
+    for r in &receipts {
+        let _ = writeln!(
+            out,
+            "  receipt  {}: {}",
+            fleet.daemons[r.daemon].name,
+            words::receipt(r.receipt, r.own_sequence)
+        );
+    }
 }
 
 /// One segment's window: a title (marked when its server is not live), the upstream link,

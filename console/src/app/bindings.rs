@@ -294,6 +294,14 @@ pub static BINDINGS: &[Binding] = &[
         "in tree",
         "show the segment's server or the daemon in the tree",
     ),
+    b(
+        Context::Federation,
+        "enter",
+        &[key(KeyCode::Enter)],
+        Action::ShowInTree,
+        "in tree",
+        "show the server holding the bundle (or the receipt) in the tree",
+    ),
     // Detail popup.
     b(
         Context::Detail,

@@ -74,6 +74,11 @@ pub static COMMANDS: &[CommandSpec] = &[
         help: "health per segment and daemon over the last hour",
     },
     CommandSpec {
+        names: &["federation", "fed"],
+        cmd: Cmd::View(View::Federation),
+        help: "foreign trust domains: freshness, failures, root expiry; peers' receipts",
+    },
+    CommandSpec {
         names: &["help"],
         cmd: Cmd::Help,
         help: "this help",

@@ -29,6 +29,8 @@ pub enum Context {
     Daemons,
     /// The timeline view.
     Timeline,
+    /// The federation view.
+    Federation,
     /// The detail popup.
     Detail,
     /// The event detail popup.
@@ -62,6 +64,7 @@ impl Context {
             Context::Events => "Events view",
             Context::Daemons => "Daemons view",
             Context::Timeline => "Timeline view",
+            Context::Federation => "Federation view",
             Context::Detail => "Detail popup",
             Context::EventDetail => "Event detail popup",
             Context::Copy => "Copy menu (OSC 52: works over SSH and in tmux)",
@@ -75,7 +78,7 @@ impl Context {
     }
 
     /// Every context, in help order.
-    pub const ALL: [Context; 18] = [
+    pub const ALL: [Context; 19] = [
         Context::Global,
         Context::Always,
         Context::Moving,
@@ -85,6 +88,7 @@ impl Context {
         Context::Events,
         Context::Daemons,
         Context::Timeline,
+        Context::Federation,
         Context::Detail,
         Context::EventDetail,
         Context::Copy,
@@ -231,6 +235,7 @@ pub fn contexts(mode: Mode, view: View) -> Vec<Context> {
                 View::Events => Context::Events,
                 View::Daemons => Context::Daemons,
                 View::Timeline => Context::Timeline,
+                View::Federation => Context::Federation,
             },
             Context::Moving,
             Context::Global,

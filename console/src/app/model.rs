@@ -226,7 +226,20 @@ impl App {
             View::Events => self.events().len(),
             View::Daemons => self.fleet.daemons.len(),
             View::Timeline => self.history.rows.len(),
+            View::Federation => self.fleet.foreign().len() + self.fleet.receipts().len(),
         }
+    }
+
+    /// The views offered as tabs: every view, but the federation view only when a server
+    /// reports a foreign trust domain or a receipt (or it is the current view, by `:`).
+    pub fn views(&self) -> Vec<View> {
+        let federation = self.view == View::Federation
+            || !self.fleet.foreign().is_empty()
+            || !self.fleet.receipts().is_empty();
+        View::ALL
+            .into_iter()
+            .filter(|&v| v != View::Federation || federation)
+            .collect()
     }
 
     /// The trust domain, as the first daemon that said reports it.

@@ -17,17 +17,20 @@ pub enum View {
     Daemons,
     /// Health per segment and daemon over the last hour.
     Timeline,
+    /// Foreign trust domains (federated or imported) and peers' receipts.
+    Federation,
 }
 
 impl View {
     /// Every view, in `tab` order.
-    pub const ALL: [View; 6] = [
+    pub const ALL: [View; 7] = [
         View::Tree,
         View::Expiring,
         View::Segments,
         View::Events,
         View::Daemons,
         View::Timeline,
+        View::Federation,
     ];
 
     /// The view's name (also its `:` command).
@@ -39,6 +42,7 @@ impl View {
             View::Events => "events",
             View::Daemons => "daemons",
             View::Timeline => "timeline",
+            View::Federation => "federation",
         }
     }
 
@@ -51,15 +55,24 @@ impl View {
             View::Events => 3,
             View::Daemons => 4,
             View::Timeline => 5,
+            View::Federation => 6,
         }
     }
 
-    pub(crate) fn next(self) -> View {
-        View::ALL[(self.index() + 1) % View::ALL.len()]
+    /// The next of `shown` after this one (`tab`), wrapping.
+    pub(crate) fn next_in(self, shown: &[View]) -> View {
+        let i = shown.iter().position(|&v| v == self).unwrap_or(0);
+        shown
+            .get((i + 1) % shown.len().max(1))
+            .copied()
+            .unwrap_or(self)
     }
 
-    pub(crate) fn prev(self) -> View {
-        View::ALL[(self.index() + View::ALL.len() - 1) % View::ALL.len()]
+    /// The one of `shown` before this one (`shift-tab`), wrapping.
+    pub(crate) fn prev_in(self, shown: &[View]) -> View {
+        let n = shown.len().max(1);
+        let i = shown.iter().position(|&v| v == self).unwrap_or(0);
+        shown.get((i + n - 1) % n).copied().unwrap_or(self)
     }
 }
 

@@ -306,9 +306,9 @@ impl App {
                 self.mode = Mode::Command;
                 self.command.clear();
             }
-            Action::NextView => self.view = v.next(),
+            Action::NextView => self.view = v.next_in(&self.views()),
             Action::ShowTimeline => self.view = View::Timeline,
-            Action::PrevView => self.view = v.prev(),
+            Action::PrevView => self.view = v.prev_in(&self.views()),
             Action::Back => {
                 if !self.filter.is_empty() {
                     self.filter.clear();
@@ -450,6 +450,14 @@ impl App {
                 (!id.is_empty()).then(|| id.clone())
             }
             View::Daemons => daemon_node_id(self.fleet.daemons.get(c)?),
+            View::Federation => {
+                let foreign = self.fleet.foreign();
+                let d = match foreign.get(c) {
+                    Some(r) => r.daemon,
+                    None => self.fleet.receipts().get(c - foreign.len())?.daemon,
+                };
+                daemon_node_id(self.fleet.daemons.get(d)?)
+            }
             View::Timeline => {
                 let r = self.history.rows.get(c)?;
                 let d = match r.subject {

@@ -14,6 +14,7 @@ pub mod chain;
 pub mod cli;
 pub mod detail;
 pub mod event;
+pub mod federation;
 pub mod format;
 pub mod glyphs;
 pub mod help;

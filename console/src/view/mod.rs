@@ -4,7 +4,7 @@
 //!
 //! - [`header`]: the title and reasons lines; [`footer`]: hints, typed input, messages;
 //! - one module per view: [`tree`], [`expiring`], [`segments`], [`events`], [`daemons`],
-//!   [`timeline`];
+//!   [`timeline`], [`federation`];
 //! - [`overlay`]: the help and detail popups; [`too_small`]: a terminal below 80×24.
 
 use std::borrow::Cow;
@@ -23,6 +23,7 @@ pub mod daemons;
 pub mod draw;
 pub mod events;
 pub mod expiring;
+pub mod federation;
 pub mod footer;
 pub mod header;
 pub mod overlay;
@@ -81,7 +82,7 @@ pub fn render(app: &App, frame: &mut Frame, now: DateTime<Utc>, color: bool) {
 /// `[tree]  expiring  segments …`, the current view reversed.
 fn view_tabs(app: &App, th: Theme) -> Parts {
     let mut v = Vec::new();
-    for (i, view) in View::ALL.iter().enumerate() {
+    for (i, view) in app.views().iter().enumerate() {
         if i > 0 {
             v.push((Cow::Borrowed(" "), Style::new()));
         }
@@ -106,6 +107,15 @@ fn view_info(app: &App, v: View, len: usize, th: Theme) -> String {
         View::Events => format!("{len} newest first"),
         View::Daemons => format!("{len} daemons"),
         View::Timeline => format!("{len} rows"),
+        View::Federation => {
+            let receipts = app.fleet.receipts().len();
+            let n = |k: usize, one: &str| format!("{k} {one}{}", if k == 1 { "" } else { "s" });
+            format!(
+                "{}, {}",
+                n(len - receipts, "trust domain"),
+                n(receipts, "receipt")
+            )
+        }
     };
     if !app.filter.is_empty() && matches!(v, View::Tree | View::Expiring | View::Events) {
         info = format!("{len} match \"{}\" {} {info}", app.filter, th.g.dot);
@@ -164,7 +174,7 @@ fn main_view(app: &App, buf: &mut Buffer, r: Rect, now: DateTime<Utc>, th: Theme
         View::Events => {
             events::rows(app, buf, (list, Some(head)), (off, sel), now, th);
         }
-        View::Tree | View::Expiring | View::Daemons | View::Timeline => {
+        View::Tree | View::Expiring | View::Daemons | View::Timeline | View::Federation => {
             let Some(t) = table(v) else { return };
             let mut cols = t.solve(r.width);
             if v == View::Daemons {
@@ -183,6 +193,7 @@ fn main_view(app: &App, buf: &mut Buffer, r: Rect, now: DateTime<Utc>, th: Theme
                         expiring::row(app, &cols, buf, at, app.expiring()[i], now, th)
                     }
                     View::Timeline => timeline::row(app, &cols, buf, at, i, now, th),
+                    View::Federation => federation::row(app, &cols, buf, at, i, now, th),
                     _ => daemons::row(app, &cols, buf, at, i, now, th),
                 }
                 if sel == Some(i) {
@@ -201,6 +212,7 @@ fn table(v: View) -> Option<&'static columns::Table> {
         View::Events => Some(&events::TABLE),
         View::Daemons => Some(&daemons::TABLE),
         View::Timeline => Some(&timeline::TABLE),
+        View::Federation => Some(&federation::TABLE),
         View::Segments => None,
     }
 }

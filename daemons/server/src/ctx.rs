@@ -40,6 +40,8 @@ pub struct ServerCtx {
     pub census: crate::census::Census,
     /// The namespaces of the intermediates this server signed, and the violations found.
     pub findings: crate::namespace::Findings,
+    /// What the last fetch of each federated trust domain told beyond what is stored.
+    pub fetches: crate::federation::publish::Fetches,
 }
 
 impl ServerCtx {

@@ -385,6 +385,8 @@ pub fn publish_ca(ctx: &ServerCtx, last: &mut CaBuiltFrom, now: DateTime<Utc>) {
     }
     let nodes = ca_nodes(&ctx.config, ctx.server_id.as_str(), alias.clone(), &st);
     ctx.hub.replace_group(GROUP_CA, nodes, now);
+    // Peers' receipts are read against our bundle's sequence, which this change may move.
+    crate::federation::publish::own_sequence(ctx, now);
     *last = Some((st, alias));
 }
 

@@ -14,10 +14,11 @@ use crate::admin::watch_message::Body;
 use crate::admin::{
     AuthorityInfo, AuthorityKind, AuthorityRefusal, AuthorityStatus, BundleFileKind,
     BundleFileRefusal, Connectivity, ConnectivityState, DaemonIdentity, DaemonRole, Event,
-    EventKind, FederationInfo, FederationProfile, FederationRefusal, ForeignBundleInfo,
-    ForeignBundleSource, ImportBundleFileResponse, KeyBackend, KeyProbe, KeyProbeResult,
-    KeyStorage, Node, NodeKind, NodeState, RefreshFederationResponse, RefreshOutcome,
-    RunbookExecution, RunbookPhase, RunbookRefusal, RunbookState, Severity, StrandedReason,
+    EventKind, FederationInfo, FederationProfile, FederationRefusal, FetchFailureKind,
+    ForeignBundleInfo, ForeignBundleSource, ForeignTrustDomain, FreshnessWarning,
+    ImportBundleFileResponse, KeyBackend, KeyProbe, KeyProbeResult, KeyStorage, Node, NodeKind,
+    NodeState, RefreshFederationResponse, RefreshOutcome, RunbookExecution, RunbookPhase,
+    RunbookRefusal, RunbookState, Severity, StrandedReason,
 };
 
 /// Writes the `legacy_*` text beside every enum field of `msg`, for consoles built before
@@ -435,6 +436,25 @@ vocabulary!(FederationRefusal {
     NotAnAuthority => "not a usable CA certificate",
 });
 
+vocabulary!(FetchFailureKind {
+    Unspecified => "",
+    Refused => "refused",
+    Connect => "connect",
+    Timeout => "timeout",
+    Tls => "tls",
+    HttpStatus => "http status",
+    TooLarge => "too large",
+    Malformed => "malformed answer",
+    Setup => "setup",
+    NotKnown => "not known since restart",
+});
+
+vocabulary!(FreshnessWarning {
+    Unspecified => "",
+    MissingSigningRoot => "partner signs with a root we lack",
+    RefreshesFailing => "refreshes keep failing",
+});
+
 /// Defines `<field>_wire()` readers of enum fields that keep a value this build does not know.
 macro_rules! wire_fields {
     ($($msg:ident { $($get:ident: $field:ident as $ty:ident),+ })+) => {
@@ -468,9 +488,22 @@ wire_fields! {
     ImportBundleFileResponse { kind_wire: kind as BundleFileKind }
     ForeignBundleInfo { source_wire: source as ForeignBundleSource }
     FederationInfo { profile_wire: profile as FederationProfile }
+    ForeignTrustDomain {
+        source_wire: source as ForeignBundleSource,
+        profile_wire: profile as FederationProfile,
+        last_failure_wire: last_failure as FetchFailureKind,
+        last_refusal_wire: last_refusal as FederationRefusal
+    }
     RefreshFederationResponse {
         outcome_wire: outcome as RefreshOutcome,
         refusal_wire: refusal as FederationRefusal
+    }
+}
+
+impl ForeignTrustDomain {
+    /// `warnings` as sent, values this build does not know included.
+    pub fn warnings_wire(&self) -> Vec<Wire<FreshnessWarning>> {
+        self.warnings.iter().map(|&w| Wire::from_raw(w)).collect()
     }
 }
 
@@ -494,6 +527,7 @@ mod tests {
                 upstream: Some(conn),
                 events: vec![event],
                 partial: false,
+                federation: None,
             })),
         }
     }

@@ -53,6 +53,7 @@ fn snap(
             }),
             events: vec![],
             partial: false,
+            federation: None,
         })),
     }
 }

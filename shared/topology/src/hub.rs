@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use chrono::{DateTime, Utc};
 use tokio::sync::broadcast;
 use trustdeck_proto::admin::{
-    Connectivity, ConnectivityState, DaemonIdentity, Delta, Event, EventKind, Node, Snapshot,
-    WatchMessage, watch_message::Body,
+    Connectivity, ConnectivityState, DaemonIdentity, Delta, Event, EventKind, Federation, Node,
+    Snapshot, WatchMessage, watch_message::Body,
 };
 
 pub use trustdeck_proto::admin::Severity;
@@ -28,6 +28,8 @@ struct State {
     identity: DaemonIdentity,
     nodes: HashMap<String, (Arc<str>, Node)>,
     upstream: Connectivity,
+    /// A server's foreign trust domains and receipts (`None`: not published).
+    federation: Option<Federation>,
     events: VecDeque<Event>,
     revision: u64,
     event_seq: u64,
@@ -67,6 +69,7 @@ impl Hub {
                 identity,
                 nodes: HashMap::new(),
                 upstream: Connectivity::default(),
+                federation: None,
                 events: VecDeque::new(),
                 revision: 0,
                 event_seq: 0,
@@ -304,6 +307,30 @@ impl Hub {
         true
     }
 
+    /// The foreign trust domains and receipts as last set.
+    pub fn federation(&self) -> Option<Federation> {
+        self.lock().federation.clone()
+    }
+
+    /// Sets a server's foreign trust domains and its peers' receipts, published whole.
+    /// Returns whether anything changed.
+    pub fn set_federation(&self, f: Federation, now: DateTime<Utc>) -> bool {
+        let mut st = self.lock();
+        if st.federation.as_ref() == Some(&f) {
+            return false;
+        }
+        st.federation = Some(f.clone());
+        self.publish(
+            &mut st,
+            Delta {
+                federation: Some(f),
+                ..Default::default()
+            },
+            now,
+        );
+        true
+    }
+
     /// Sets the daemon's SPIFFE ID (an agent learns it when it attests). Returns whether
     /// anything changed.
     pub fn set_spiffe_id(&self, spiffe_id: &str, now: DateTime<Utc>) -> bool {
@@ -400,6 +427,7 @@ impl Hub {
                     identity: first.then(|| st.identity.clone()),
                     nodes: chunk.map(|c| c.to_vec()).unwrap_or_default(),
                     upstream: first.then(|| st.upstream.clone()),
+                    federation: if first { st.federation.clone() } else { None },
                     events: if first {
                         st.events.iter().cloned().collect()
                     } else {
@@ -442,6 +470,28 @@ mod tests {
         match &m.body {
             Some(Body::Delta(d)) => d,
             other => panic!("expected a delta, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn federation_is_published_whole_when_it_changes() {
+        let hub = Hub::new(DaemonIdentity::default());
+        let mut sub = hub.subscribe(now());
+        let f = Federation {
+            own_sequence: 3,
+            ..Default::default()
+        };
+        assert!(hub.set_federation(f.clone(), now()));
+        assert!(!hub.set_federation(f.clone(), now()), "unchanged: no delta");
+        assert_eq!(
+            delta(&sub.deltas.try_recv().unwrap()).federation,
+            Some(f.clone())
+        );
+        assert!(sub.deltas.try_recv().is_err());
+        let snap = hub.subscribe(now()).snapshot;
+        match &snap[0].body {
+            Some(Body::Snapshot(s)) => assert_eq!(s.federation, Some(f)),
+            other => panic!("expected a snapshot, got {other:?}"),
         }
     }
 

@@ -355,6 +355,7 @@ pub async fn refresh_now(
         tries += 1;
         let rel = existing(ctx, td).await?;
         let a = refresh::attempt(ctx, &rel).await.map_err(ds_status)?;
+        ctx.fetches.note(&a);
         let audit = Audit {
             action: refresh::REFRESH_ACTION.into(),
             target: td.to_string(),

@@ -429,9 +429,9 @@ impl ServerAdmin for AdminApi {
         request: Request<ImportBundleFileRequest>,
     ) -> Result<Response<ImportBundleFileResponse>, Status> {
         let op = self.operator(&request, "ImportBundleFile")?;
-        bundles::import(&self.ctx, &op, request.into_inner())
-            .await
-            .map(Response::new)
+        let answer = bundles::import(&self.ctx, &op, request.into_inner()).await;
+        crate::federation::publish::publish(&self.ctx).await;
+        answer.map(Response::new)
     }
 
     async fn list_foreign_bundles(
@@ -467,9 +467,9 @@ impl ServerAdmin for AdminApi {
         request: Request<CreateFederationRequest>,
     ) -> Result<Response<FederationInfo>, Status> {
         let op = self.operator(&request, "CreateFederation")?;
-        federation::create(&self.ctx, &op, request.into_inner())
-            .await
-            .map(Response::new)
+        let answer = federation::create(&self.ctx, &op, request.into_inner()).await;
+        crate::federation::publish::publish(&self.ctx).await;
+        answer.map(Response::new)
     }
 
     async fn list_federations(
@@ -494,9 +494,9 @@ impl ServerAdmin for AdminApi {
         request: Request<CreateFederationRequest>,
     ) -> Result<Response<FederationInfo>, Status> {
         let op = self.operator(&request, "UpdateFederation")?;
-        federation::update(&self.ctx, &op, request.into_inner())
-            .await
-            .map(Response::new)
+        let answer = federation::update(&self.ctx, &op, request.into_inner()).await;
+        crate::federation::publish::publish(&self.ctx).await;
+        answer.map(Response::new)
     }
 
     async fn delete_federation(
@@ -505,9 +505,9 @@ impl ServerAdmin for AdminApi {
     ) -> Result<Response<FederationInfo>, Status> {
         let op = self.operator(&request, "DeleteFederation")?;
         let td = &request.get_ref().trust_domain;
-        federation::delete(&self.ctx, &op, td)
-            .await
-            .map(Response::new)
+        let answer = federation::delete(&self.ctx, &op, td).await;
+        crate::federation::publish::publish(&self.ctx).await;
+        answer.map(Response::new)
     }
 
     async fn refresh_federation(
@@ -516,9 +516,9 @@ impl ServerAdmin for AdminApi {
     ) -> Result<Response<RefreshFederationResponse>, Status> {
         let op = self.operator(&request, "RefreshFederation")?;
         let td = &request.get_ref().trust_domain;
-        federation::refresh_now(&self.ctx, &op, td)
-            .await
-            .map(Response::new)
+        let answer = federation::refresh_now(&self.ctx, &op, td).await;
+        crate::federation::publish::publish(&self.ctx).await;
+        answer.map(Response::new)
     }
 
     async fn show_authorities(

@@ -103,6 +103,8 @@ pub struct Attempt {
     /// The sequence of the bundle held when the fetch began (`None`: none held).
     pub read: Option<u64>,
     pub result: Result<Accepted, FetchFailure>,
+    /// The chain an `https_spiffe` endpoint presented, when it got that far.
+    pub presented_chain: Option<Vec<Vec<u8>>>,
     pub at: DateTime<Utc>,
     /// The refresh state before.
     pub before: RefreshState,
@@ -162,7 +164,7 @@ pub async fn attempt(
     rel: &FederationRelationship,
 ) -> Result<Attempt, DatastoreError> {
     let partner = partner_of(rel);
-    let (read, result) = match partner {
+    let (read, result, presented_chain) = match partner {
         Err(e) => {
             let failure = match e {
                 Unusable::Refused(r) => FetchFailure::Refused(r),
@@ -171,7 +173,7 @@ pub async fn attempt(
                     detail: other.to_string(),
                 },
             };
-            (None, Err(failure))
+            (None, Err(failure), None)
         }
         Ok(partner) => {
             let held = held_bundle(ctx, partner.trust_domain()).await?;
@@ -181,13 +183,15 @@ pub async fn attempt(
                 ca_file: rel.ca_file.as_ref().map(PathBuf::from),
                 ..Endpoint::new(rel.endpoint_url.clone())
             };
-            (read, fetch_bundle(&partner, &endpoint, &state).await.result)
+            let fetched = fetch_bundle(&partner, &endpoint, &state).await;
+            (read, fetched.result, fetched.presented_chain)
         }
     };
     Ok(Attempt {
         trust_domain: rel.trust_domain.clone(),
         read,
         result,
+        presented_chain,
         at: ctx.clock.now(),
         before: rel.refresh.clone(),
     })
@@ -256,13 +260,22 @@ async fn round(ctx: &ServerCtx) -> Result<(), DatastoreError> {
         if let Err(e) = record_attempt(ctx, &a).await {
             tracing::warn!(trust_domain = %rel.trust_domain, error = %e, "federation refresh not recorded");
         }
+        ctx.fetches.note(&a);
+        super::publish::publish(ctx).await;
     }
     Ok(())
 }
 
-/// Refreshes every partner when due, until shutdown (checked every second).
+/// Refreshes every partner when due, until shutdown (checked every second). What is held
+/// is published at the start and every [`super::publish::EVERY_ROUNDS`] rounds besides every
+/// attempt (another server on the datastore, or time, may have changed it).
 pub async fn run(ctx: Arc<ServerCtx>, mut shutdown: watch::Receiver<bool>) {
+    let mut rounds: u32 = 0;
     loop {
+        if rounds.is_multiple_of(super::publish::EVERY_ROUNDS) {
+            super::publish::publish(&ctx).await;
+        }
+        rounds = rounds.wrapping_add(1);
         tokio::select! {
             _ = shutdown.wait_for(|s| *s) => return,
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -282,6 +295,7 @@ mod tests {
             trust_domain: "p.test".into(),
             read: Some(3),
             result,
+            presented_chain: None,
             at: DateTime::<Utc>::from_timestamp(1_000, 0).expect("time"),
             before: RefreshState {
                 last_attempt_at: Some(900),

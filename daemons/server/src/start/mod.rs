@@ -278,6 +278,7 @@ pub async fn start_with_clock(
         hub,
         census: Default::default(),
         findings: Default::default(),
+        fetches: Default::default(),
     });
     let ca_published = loops::publish_initial(&ctx).await;
 

@@ -214,6 +214,8 @@ impl DaemonState {
         if let Some(id) = s.identity {
             self.identity = Some(id);
             nodes.clear();
+            // The first chunk carries it: a daemon that publishes none has none.
+            self.federation = s.federation;
         }
         if let Some(u) = s.upstream {
             self.set_upstream(u);
@@ -277,6 +279,9 @@ impl DaemonState {
         }
         if let Some(id) = delta.identity {
             self.identity = Some(id);
+        }
+        if let Some(f) = delta.federation {
+            self.federation = Some(f);
         }
         self.seen_seq = delta
             .events

@@ -149,7 +149,7 @@ impl Fleet {
     }
 
     /// Fleet health: the worst tier, node alerts, upstream connectivity (degraded: warning;
-    /// lost: critical), key policy, daemons whose claimed SPIFFE ID names no one (warning),
+    /// lost: critical), foreign trust domains (see [`super::federation`]), key policy, daemons whose claimed SPIFFE ID names no one (warning),
     /// and daemons the console cannot reach.
     pub fn health(&self, tree: &Tree, now: DateTime<Utc>, th: &Thresholds) -> Health {
         let mut h = Health::default();
@@ -179,6 +179,20 @@ impl Fleet {
                 if l > Level::Ok {
                     h.add(l, self.link_reason(ds, u));
                 }
+            }
+        }
+        for r in self.foreign() {
+            let a = self.assess_foreign(&r, now);
+            if a.level > Level::Ok {
+                h.add(
+                    a.level,
+                    format!(
+                        "{}: federation {}: {}",
+                        self.daemons[r.daemon].name,
+                        r.td.trust_domain,
+                        a.reasons.join("; ")
+                    ),
+                );
             }
         }
         for c in self.name_conflicts() {

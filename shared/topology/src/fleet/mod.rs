@@ -10,6 +10,7 @@
 //! - [`tree`]: the merged tree and its visible rows.
 //! - [`windows`]: how long each segment keeps issuing when its upstream or server is lost.
 //! - [`health`]: levels per node and for the fleet.
+//! - [`federation`]: foreign trust domains and peers' receipts: staleness, root expiry, level.
 //! - [`key_policy`]: where CA keys must live.
 //! - [`report`]: the JSON of `trustdeck status`; [`stranded`]: an agent that needs a new
 //!   join token, and its recovery.
@@ -19,11 +20,14 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use trustdeck_proto::admin::{Connectivity, DaemonIdentity, DaemonRole, Event, Node, NodeKind};
+use trustdeck_proto::admin::{
+    Connectivity, DaemonIdentity, DaemonRole, Event, Federation, Node, NodeKind,
+};
 use trustdeck_proto::vocab::Wire;
 
 pub mod conn;
 pub mod derive;
+pub mod federation;
 pub mod filter;
 pub mod health;
 pub mod key_policy;
@@ -78,6 +82,8 @@ pub struct DaemonState {
     pub nodes: HashMap<String, Arc<Node>>,
     /// Its upstream connectivity, when it has an upstream.
     pub upstream: Option<Connectivity>,
+    /// A server's foreign trust domains and peers' receipts, when it publishes them.
+    pub federation: Option<Federation>,
     /// Since when its calls upstream have failed without a success in between (its clock):
     /// the `since` of the first degraded or lost state, kept when degraded turns lost.
     upstream_failing_since: Option<i64>,
@@ -252,6 +258,7 @@ impl Fleet {
                     identity: None,
                     nodes: HashMap::new(),
                     upstream: None,
+                    federation: None,
                     upstream_failing_since: None,
                     revision: 0,
                     conn: DaemonConn::Connecting,

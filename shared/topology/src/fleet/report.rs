@@ -5,6 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use super::federation::Reported;
 use super::{DaemonConn, Fleet, FleetHealth, Reach, SegmentWindow, Tree, key_policy};
 use crate::ttl::{Level, Thresholds, rfc3339};
 
@@ -16,9 +17,13 @@ pub struct StatusReport {
     pub daemons: Vec<DaemonReport>,
     /// What `trustdeck status` exits with (see [`Health::exit_code`](super::Health::exit_code)).
     pub exit_code: i32,
+    /// Every foreign trust domain each server holds (federated or imported).
+    pub federation: Vec<ForeignReport>,
     /// The fleet's state (`ok`, `warning`, `critical`, `unreachable`); `exit_code` follows it.
     pub health: FleetHealth,
     pub reasons: Vec<String>,
+    /// Which sequence of its own bundle each server's isolated peers acknowledged.
+    pub receipts: Vec<ReceiptReport>,
     /// One autonomous window per segment.
     pub segments: Vec<SegmentReport>,
     /// Every node with an expiry.
@@ -51,6 +56,71 @@ pub struct DaemonReport {
     pub state: &'static str,
     /// Its upstream link, when it has one.
     pub upstream: Option<UpstreamReport>,
+}
+
+/// One foreign trust domain as a server reports it, assessed at the report's time.
+#[derive(Debug, Clone, Serialize)]
+pub struct ForeignReport {
+    /// When the server that reports it is not live: this is last-known as of then (RFC 3339).
+    pub as_of: Option<String>,
+    /// The server that holds it.
+    pub daemon: String,
+    /// RFC 3339.
+    pub earliest_root_expiry: Option<String>,
+    /// Seconds until the earliest root expires (negative once it has).
+    pub earliest_root_expiry_seconds: Option<i64>,
+    /// Federated only.
+    pub endpoint_url: Option<String>,
+    /// When the failures in a row began (RFC 3339).
+    pub failing_since: Option<String>,
+    /// Failed refreshes in a row.
+    pub failures: u32,
+    /// Whether the bundle held is still the bootstrap one.
+    pub from_bootstrap: bool,
+    pub last_error: Option<String>,
+    /// The kind of the last failure (`connect`, `refused`, ...).
+    pub last_failure: Option<&'static str>,
+    /// The rule that refused the last fetch, when it was refused.
+    pub last_refusal: Option<&'static str>,
+    /// Federated: the last successful fetch; imported: the import (RFC 3339).
+    pub last_success: Option<String>,
+    /// Seconds since `last_success`.
+    pub last_success_age_seconds: Option<i64>,
+    /// When every root has expired (RFC 3339).
+    pub latest_root_expiry: Option<String>,
+    pub level: Level,
+    /// When the next fetch is due (RFC 3339), federated only.
+    pub next_refresh: Option<String>,
+    /// `https_web` or `https_spiffe`, federated only.
+    pub profile: Option<&'static str>,
+    /// Why `level` is not ok.
+    pub reasons: Vec<String>,
+    pub refresh_interval_seconds: Option<i64>,
+    /// The sequence held (None: no bundle held).
+    pub sequence: Option<u64>,
+    /// `federation` or `import`.
+    pub source: &'static str,
+    /// Whether the copy is stale (old beyond its refresh interval, or refreshes failing).
+    pub stale: bool,
+    pub trust_domain: String,
+    /// The server's warnings (`refreshes keep failing`, ...).
+    pub warnings: Vec<&'static str>,
+}
+
+/// An isolated peer's receipt for a server's bundle.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReceiptReport {
+    /// Whether the peer holds an older sequence than the server's own.
+    pub behind: bool,
+    /// The server whose bundle it acknowledged.
+    pub daemon: String,
+    /// The server's own bundle sequence.
+    pub own_sequence: u64,
+    pub peer_trust_domain: String,
+    /// RFC 3339.
+    pub received_at: String,
+    /// The sequence the peer holds.
+    pub sequence: u64,
 }
 
 /// A daemon's upstream link as it reports it.
@@ -180,8 +250,25 @@ impl Fleet {
             at: rfc3339(now.timestamp()),
             daemons: self.daemons.iter().map(|d| daemon_report(d, now)).collect(),
             exit_code: health.exit_code(),
+            federation: self
+                .foreign()
+                .iter()
+                .map(|r| self.foreign_report(r, now))
+                .collect(),
             health: health.state(),
             reasons: health.reasons,
+            receipts: self
+                .receipts()
+                .iter()
+                .map(|r| ReceiptReport {
+                    behind: super::federation::receipt_behind(r.receipt, r.own_sequence),
+                    daemon: self.daemons[r.daemon].name.clone(),
+                    own_sequence: r.own_sequence,
+                    peer_trust_domain: r.receipt.peer_trust_domain.clone(),
+                    received_at: rfc3339(r.receipt.received_at),
+                    sequence: r.receipt.sequence,
+                })
+                .collect(),
             segments: self
                 .windows(&tree, now)
                 .iter()
@@ -192,6 +279,43 @@ impl Fleet {
                 .map(|i| self.tier_report(&tree, i, now, th))
                 .collect(),
             unreachable: health.unreachable,
+        }
+    }
+
+    fn foreign_report(&self, r: &Reported<'_>, now: DateTime<Utc>) -> ForeignReport {
+        let td = r.td;
+        let a = self.assess_foreign(r, now);
+        let federated = super::federation::is_federated(td);
+        let time = |t: i64| (t > 0).then(|| rfc3339(t));
+        let failing = td.consecutive_failures > 0;
+        ForeignReport {
+            as_of: self.daemons[r.daemon]
+                .lost_since()
+                .map(|t| rfc3339(t.timestamp())),
+            daemon: self.daemons[r.daemon].name.clone(),
+            earliest_root_expiry: time(td.earliest_root_expiry),
+            earliest_root_expiry_seconds: a.earliest_expiry_in,
+            endpoint_url: federated.then(|| td.endpoint_url.clone()),
+            failing_since: time(td.failing_since),
+            failures: td.consecutive_failures,
+            from_bootstrap: td.from_bootstrap,
+            last_error: (failing && !td.last_error.is_empty()).then(|| td.last_error.clone()),
+            last_failure: failing.then(|| td.last_failure_wire().as_str()),
+            last_refusal: (!td.last_refusal_wire().is_unspecified())
+                .then(|| td.last_refusal_wire().as_str()),
+            last_success: time(td.last_success_at),
+            last_success_age_seconds: a.age,
+            latest_root_expiry: time(td.latest_root_expiry),
+            level: a.level,
+            next_refresh: federated.then(|| rfc3339(td.next_refresh_at)),
+            profile: federated.then(|| td.profile_wire().as_str()),
+            reasons: a.reasons,
+            refresh_interval_seconds: federated.then_some(td.refresh_interval_seconds),
+            sequence: td.has_bundle.then_some(td.sequence),
+            source: td.source_wire().as_str(),
+            stale: a.stale,
+            trust_domain: td.trust_domain.clone(),
+            warnings: td.warnings_wire().iter().map(|w| w.as_str()).collect(),
         }
     }
 

@@ -68,6 +68,7 @@ pub(super) fn snap(
             }),
             events: vec![],
             partial: false,
+            federation: None,
         })),
     }
 }
@@ -396,6 +397,7 @@ fn deltas_apply_in_order_and_gaps_are_refused() {
             }),
             events: vec![],
             identity: None,
+            federation: None,
         })),
     };
     f.apply(1, d(10, vec![], Some(ConnectivityState::Lost)), at(1001))
