@@ -522,10 +522,11 @@ mod tests {
         for own in [
             BundleFileRefusal::OwnTrustDomain,
             BundleFileRefusal::Federated,
+            BundleFileRefusal::InUse,
         ] {
             assert!(!wire.contains(&own), "the server's own rule: {own:?}");
         }
-        // Besides the file's rules: Unspecified and the server's two.
-        assert_eq!(BundleFileRefusal::ALL.len(), all.len() + 3);
+        // Besides the file's rules: Unspecified and the server's three.
+        assert_eq!(BundleFileRefusal::ALL.len(), all.len() + 4);
     }
 }

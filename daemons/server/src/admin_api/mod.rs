@@ -457,9 +457,9 @@ impl ServerAdmin for AdminApi {
         request: Request<ForeignBundleRequest>,
     ) -> Result<Response<ForeignBundleInfo>, Status> {
         let op = self.operator(&request, "ForgetForeignBundle")?;
-        bundles::forget(&self.ctx, &op, &request.get_ref().trust_domain)
-            .await
-            .map(Response::new)
+        let answer = bundles::forget(&self.ctx, &op, &request.get_ref().trust_domain).await;
+        crate::federation::publish::publish(&self.ctx).await;
+        answer.map(Response::new)
     }
 
     async fn create_federation(

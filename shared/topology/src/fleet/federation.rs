@@ -9,8 +9,9 @@
 //! - warning: stale, or any warning this build does not know;
 //! - critical: every root expired, or all expire within the current refresh interval (the
 //!   next refresh may come too late), or the partner signs with a root our copy lacks (its
-//!   SVIDs fail here now); an imported bundle whose roots all expire within
-//!   [`IMPORT_WARNING_SECS`] is a warning (a new file must be carried).
+//!   SVIDs fail here now); an imported bundle whose roots all expire within a third of what
+//!   they had left when it was imported, at most [`IMPORT_WARNING_SECS`], is a warning (a
+//!   new file must be carried: a week ahead for roots of a year, hours ahead for a day's).
 
 use chrono::{DateTime, Utc};
 use trustdeck_proto::admin::{
@@ -26,8 +27,19 @@ pub const STALE_FACTOR: i64 = 3;
 /// Failed refreshes in a row that make a federated bundle stale (the server's default for
 /// its "refreshes keep failing" warning).
 pub const FAILING_AFTER: u32 = 3;
-/// An imported bundle whose roots all expire within this long is a warning.
+/// An imported bundle whose roots all expire within this long (or within a third of what
+/// they had left at its import, when that is shorter) is a warning.
 pub const IMPORT_WARNING_SECS: i64 = 7 * 24 * 3600;
+
+/// How long ahead of its roots' expiry an import is warned: a third of what they had left
+/// when it was imported (`age` seconds ago, `left` seconds to go), at most
+/// [`IMPORT_WARNING_SECS`].
+fn import_warning_secs(age: Option<i64>, left: i64) -> i64 {
+    match age {
+        Some(a) => ((a + left) / 3).min(IMPORT_WARNING_SECS),
+        None => IMPORT_WARNING_SECS,
+    }
+}
 
 /// What an operator reads of one foreign trust domain at `now` (the daemon's clock).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,7 +108,7 @@ pub fn assess(td: &ForeignTrustDomain, now: DateTime<Utc>) -> Assessment {
                 fmt_secs(left)
             ),
         ),
-        Some(left) if !federated && left <= IMPORT_WARNING_SECS => add(
+        Some(left) if !federated && left <= import_warning_secs(age, left) => add(
             Level::Warning,
             format!(
                 "every root expires in {}: import a newer bundle",

@@ -183,9 +183,22 @@ fn an_import_is_never_stale_by_age_but_warns_before_its_roots_expire() {
     let soon = ForeignTrustDomain {
         earliest_root_expiry: NOW + DAY,
         latest_root_expiry: NOW + DAY,
-        ..td
+        ..td.clone()
     };
     assert_eq!(assess(&soon, now()).level, Level::Warning);
+    // Roots of a day, imported an hour ago: warned once a third of that day is left.
+    let short = |left: i64| ForeignTrustDomain {
+        last_success_at: NOW - 3600,
+        earliest_root_expiry: NOW + left,
+        latest_root_expiry: NOW + left,
+        ..td.clone()
+    };
+    assert_eq!(assess(&short(DAY - 3600), now()).level, Level::Ok);
+    let late = ForeignTrustDomain {
+        last_success_at: NOW - 16 * 3600,
+        ..short(8 * 3600)
+    };
+    assert_eq!(assess(&late, now()).level, Level::Warning);
 }
 
 #[test]
