@@ -504,6 +504,20 @@ fn same_selectors(a: &EntryInfo, b: &EntryInfo) -> bool {
     key(a) == key(b)
 }
 
+/// Writes `bytes` to a new file at `path` (readable by all: a bundle is public), synced;
+/// an existing file is an error, never overwritten.
+fn write_new(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -557,18 +571,4 @@ mod tests {
         assert_ne!(new_session(), new_session());
         assert_eq!(new_session().len(), 32);
     }
-}
-
-/// Writes `bytes` to a new file at `path` (readable by all: a bundle is public), synced;
-/// an existing file is an error, never overwritten.
-fn write_new(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o644)
-        .open(path)?;
-    f.write_all(bytes)?;
-    f.sync_all()
 }
