@@ -4,7 +4,7 @@
 //! unchanged SPIFFE client (py-spiffe) verifies B's X.509-SVID and B's JWT-SVID, locally and
 //! through the agent's ValidateJWTSVID. An entry without it gets nothing of B's. A downstream
 //! of A hands the bundle relayed by A to its own workloads. When B prepares a new root, A's
-//! workloads hold it before it signs anything.
+//! workloads hold it before it signs anything, and B's SVIDs re-issued on it validate at A.
 
 use std::path::Path;
 
@@ -164,6 +164,33 @@ fn workloads_validate_a_federated_partners_svids() {
         },
     );
     assert!(after["chain"].is_null(), "{after}");
+
+    // B activates it and moves its SVIDs onto it (the old root tainted): A's workload
+    // validates B's new X.509-SVID, and B's SVIDs never failed to validate at A on the way.
+    let authorities = |status: &str| -> String {
+        let v: serde_json::Value =
+            serde_json::from_str(&b.cli_ok(&["authority", "x509", "show", "--output", "json"]))
+                .expect("json");
+        v["authorities"]
+            .as_array()
+            .and_then(|a| a.iter().find(|x| x["status"] == status))
+            .and_then(|x| x["id"].as_str())
+            .unwrap_or_else(|| panic!("a {status} root: {v}"))
+            .to_string()
+    };
+    let (old_root, new_root) = (authorities("active"), authorities("prepared"));
+    b.cli_ok(&["authority", "x509", "activate", "--id", &new_root]);
+    b.cli_ok(&["authority", "x509", "taint", "--id", &old_root]);
+    let first = std::fs::read_to_string(&chain).expect("chain");
+    let moved = dir.path().join("partner-chain-2.pem");
+    let seen = wait_for(30, "B's workload SVID re-issued on the new root", || {
+        save_svid_chain(&b_agent.socket, &moved);
+        let now = std::fs::read_to_string(&moved).ok()?;
+        let v = federated(&a_agent.socket, &moved, &token);
+        assert!(v["chain"].is_null(), "B's SVID failed at A: {v}");
+        (now != first).then_some(v)
+    });
+    assert!(seen["chain"].is_null(), "{seen}");
     let entries = a.cli_ok(&["entry", "show", "--output", "json"]);
     assert!(
         entries.contains("\"federates_with\":[\"partner.test\"]"),
