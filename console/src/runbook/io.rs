@@ -362,9 +362,7 @@ impl RunbookIo {
         let there = self.entries_under(&mut c, server, to, tag).await?;
         let mut moved = Vec::with_capacity(list.len());
         for e in list {
-            let already = there
-                .iter()
-                .any(|t| t.spiffe_id == e.spiffe_id && same_selectors(t, &e));
+            let already = there.iter().any(|t| same_entry(t, &e));
             if !already {
                 let positive = |v: i64| (v > 0).then_some(v);
                 let req = CreateEntryRequest {
@@ -495,27 +493,38 @@ impl RunbookIo {
 }
 
 /// Whether two entries select the same workloads (selectors in any order).
-fn same_selectors(a: &EntryInfo, b: &EntryInfo) -> bool {
-    let key = |e: &EntryInfo| {
-        let mut v = e.selectors.clone();
+/// Whether `a` is `b` re-created: the same SPIFFE ID, selectors and federated trust domains
+/// (one that differs is not taken as done: creating it is refused, the original kept).
+fn same_entry(a: &EntryInfo, b: &EntryInfo) -> bool {
+    let sorted = |v: &[String]| {
+        let mut v = v.to_vec();
         v.sort();
         v
     };
-    key(a) == key(b)
+    a.spiffe_id == b.spiffe_id
+        && sorted(&a.selectors) == sorted(&b.selectors)
+        && sorted(&a.federates_with) == sorted(&b.federates_with)
 }
 
 /// Writes `bytes` to a new file at `path` (readable by all: a bundle is public), synced;
-/// an existing file is an error, never overwritten.
+/// an existing file is an error, never overwritten, and one that could not be written whole
+/// is removed.
 fn write_new(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
+    if bytes.is_empty() {
+        return Err(std::io::Error::other("the server answered an empty file"));
+    }
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o644)
         .open(path)?;
-    f.write_all(bytes)?;
-    f.sync_all()
+    let written = f.write_all(bytes).and_then(|()| f.sync_all());
+    if written.is_err() {
+        let _ = std::fs::remove_file(path);
+    }
+    written
 }
 
 #[cfg(test)]
@@ -552,18 +561,27 @@ mod tests {
     }
 
     #[test]
-    fn an_entry_already_moved_is_recognised_by_id_and_selectors() {
+    fn an_entry_already_moved_is_recognised_by_id_selectors_and_federation() {
         let e = |id: &str, sel: &[&str]| EntryInfo {
             spiffe_id: id.into(),
             selectors: sel.iter().map(|s| s.to_string()).collect(),
             ..Default::default()
         };
         let a = e("spiffe://td/a", &["unix:uid:0", "unix:gid:0"]);
-        assert!(same_selectors(
+        assert!(same_entry(
             &a,
             &e("spiffe://td/a", &["unix:gid:0", "unix:uid:0"])
         ));
-        assert!(!same_selectors(&a, &e("spiffe://td/a", &["unix:uid:0"])));
+        assert!(!same_entry(&a, &e("spiffe://td/a", &["unix:uid:0"])));
+        assert!(!same_entry(
+            &a,
+            &e("spiffe://td/b", &["unix:uid:0", "unix:gid:0"])
+        ));
+        let federated = EntryInfo {
+            federates_with: vec!["p.test".into()],
+            ..a.clone()
+        };
+        assert!(!same_entry(&a, &federated), "federates_with counts");
     }
 
     #[test]

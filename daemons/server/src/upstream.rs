@@ -314,7 +314,10 @@ impl Upstream {
     pub async fn fetch_bundle(&self, held: HeldSvids) -> Result<(Bundle, TaintedKeys), Status> {
         // A short deadline: this poll is also how a frozen upstream (kill -STOP, a hung
         // process, a black-holed network) is noticed, within a few seconds.
-        let mut req = tonic::Request::new(FetchBundleRequest { held: Some(held) });
+        let mut req = tonic::Request::new(FetchBundleRequest {
+            held: Some(held),
+            federated_digest: self.relayed.digest(),
+        });
         req.set_timeout(BUNDLE_POLL_TIMEOUT);
         let r = self
             .client()
@@ -325,10 +328,14 @@ impl Upstream {
         let r = r?;
         let b = Bundle::from_json(&self.settings.trust_domain, &r.bundle)
             .map_err(|e| Status::internal(format!("upstream bundle: {e}")))?;
+        let state = r.federated_state();
         if r.has_namespaces {
             self.namespaces.update(r.namespaces);
         }
-        if self.relayed.replace(r.federated_bundles) {
+        if self
+            .relayed
+            .apply(state, r.federated_bundles, r.federated_digest)
+        {
             tracing::info!(
                 trust_domains = ?self.relayed.snapshot().keys().collect::<Vec<_>>(),
                 "foreign bundles from the upstream changed"

@@ -453,6 +453,7 @@ vocabulary!(FreshnessWarning {
     Unspecified => "",
     MissingSigningRoot => "partner signs with a root we lack",
     RefreshesFailing => "refreshes keep failing",
+    NoRelationship => "no relationship refreshes it",
 });
 
 /// Defines `<field>_wire()` readers of enum fields that keep a value this build does not know.

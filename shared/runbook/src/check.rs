@@ -435,12 +435,36 @@ fn chains(
             let want = id.resolve(v)?;
             let downs: Vec<_> = facts::of_role(fleet, &[DaemonRole::Downstream]).collect();
             if downs.is_empty() {
-                // A trust domain of one server: no intermediate exists to move.
-                return Ok(Some(result(
-                    what,
-                    true,
-                    "the fleet file lists no downstream server: no intermediate to move".into(),
-                )));
+                // A trust domain of one server holds nothing to move, unless its servers
+                // issued intermediates to downstreams the fleet file leaves out.
+                let now = o.now.timestamp();
+                let issued = fleet
+                    .daemons
+                    .iter()
+                    .flat_map(|d| d.nodes.values())
+                    .filter(|n| {
+                        n.kind_wire() == trustdeck_proto::admin::NodeKind::X509Authority
+                            && n.state_wire().known()
+                                == Some(trustdeck_proto::admin::NodeState::Issued)
+                            && n.not_after > now
+                    })
+                    .count();
+                return Ok(Some(if issued == 0 {
+                    result(
+                        what,
+                        true,
+                        "no downstream server and no intermediate issued: nothing to move".into(),
+                    )
+                } else {
+                    result(
+                        what,
+                        false,
+                        format!(
+                            "{issued} valid intermediates were issued to downstream servers the \
+                             fleet file does not list: add them to it"
+                        ),
+                    )
+                }));
             }
             let bad: Vec<_> = downs
                 .iter()

@@ -503,4 +503,12 @@ fn intermediates_chain_to_holds_in_a_fleet_without_downstreams() {
     assert!(r.ok && r.detail.contains("no downstream"), "{r:?}");
     let r = evaluate(&c, &Vars::new(), &obs(&fleet(5, "i1"), &a, &p, 0));
     assert!(!r.ok, "a downstream on another root: {r:?}");
+    // The same fleet without its downstream: the intermediate the upstream issued still says
+    // there is one.
+    let mut partial = fleet(5, "i1");
+    partial
+        .daemons
+        .retain(|d| d.role_hint != trustdeck_proto::admin::DaemonRole::Downstream);
+    let r = evaluate(&c, &Vars::new(), &obs(&partial, &a, &p, 0));
+    assert!(!r.ok && r.detail.contains("does not list"), "{r:?}");
 }

@@ -94,6 +94,8 @@ pub fn fleet(seq: u64, svid_issuer: &str) -> Fleet {
                 node("server:up", NodeKind::Server, NodeState::Serving, ""),
                 node("x509:r1", NodeKind::X509Authority, NodeState::Active, ""),
                 node("jwt:k1", NodeKind::JwtAuthority, NodeState::Active, ""),
+                // The intermediate it issued to gcp, as an upstream publishes it.
+                node("x509:i1", NodeKind::X509Authority, NodeState::Issued, "r1"),
             ],
             None,
         ),

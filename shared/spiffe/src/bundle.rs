@@ -41,10 +41,24 @@ pub const USE_X509_SVID: &str = "x509-svid";
 /// `use` value of JWT authorities.
 pub const USE_JWT_SVID: &str = "jwt-svid";
 
+/// The largest SPIFFE bundle document of a foreign trust domain that servers fetch by default,
+/// hand on to downstream servers and agents, and that agents take.
+pub const MAX_FOREIGN_BUNDLE_BYTES: usize = 1 << 20;
+
 /// A SPIFFE bundle could not be parsed or serialized.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum BundleError {
+    /// The document is larger than [`MAX_FOREIGN_BUNDLE_BYTES`].
+    #[error(
+        "SPIFFE bundle for {trust_domain:?}: {bytes} bytes, more than {MAX_FOREIGN_BUNDLE_BYTES}"
+    )]
+    TooLarge {
+        /// The trust domain being parsed.
+        trust_domain: String,
+        /// The document's size.
+        bytes: usize,
+    },
     /// The document is not valid JSON.
     #[error("SPIFFE bundle for {trust_domain:?}: invalid JSON: {reason}")]
     InvalidJson {
@@ -365,6 +379,18 @@ impl Bundle {
         let mut bundle = Bundle::new(td.clone());
         bundle.x509_authorities = certs;
         Ok(bundle)
+    }
+
+    /// [`Bundle::from_json`] of a foreign trust domain's document handed on, refused above
+    /// [`MAX_FOREIGN_BUNDLE_BYTES`] before it is parsed.
+    pub fn from_foreign_json(td: &TrustDomain, json: &[u8]) -> Result<Bundle, BundleError> {
+        if json.len() > MAX_FOREIGN_BUNDLE_BYTES {
+            return Err(BundleError::TooLarge {
+                trust_domain: td.to_string(),
+                bytes: json.len(),
+            });
+        }
+        Self::from_json(td, json)
     }
 
     /// Parses SPIFFE bundle JSON for trust domain `td`.

@@ -8,9 +8,6 @@ use trustdeck_spiffe::{Bundle, TrustDomain};
 
 use crate::cache::{ForeignBundle, LocalEntry};
 
-/// The largest foreign bundle document taken from the server.
-pub const MAX_FOREIGN_BUNDLE_BYTES: usize = 256 * 1024;
-
 /// Held foreign bundles, by trust domain.
 pub type Federated = BTreeMap<TrustDomain, Arc<ForeignBundle>>;
 
@@ -30,7 +27,7 @@ pub fn from_answer(
         let Some(doc) = given.get(td.as_str()) else {
             continue;
         };
-        match parse(td, doc) {
+        match Bundle::from_foreign_json(td, doc) {
             Ok(b) => {
                 let kept = match current.get(td) {
                     Some(c) if c.bundle == b => c.clone(),
@@ -39,21 +36,11 @@ pub fn from_answer(
                 out.insert(td.clone(), kept);
             }
             Err(why) => {
-                tracing::warn!(trust_domain = %td.as_str(), %why, "foreign bundle from the server left out")
+                tracing::warn!(trust_domain = %td.as_str(), error = %why, "foreign bundle from the server left out")
             }
         }
     }
     out
-}
-
-fn parse(td: &TrustDomain, doc: &[u8]) -> Result<Bundle, String> {
-    if doc.len() > MAX_FOREIGN_BUNDLE_BYTES {
-        return Err(format!(
-            "{} bytes, more than {MAX_FOREIGN_BUNDLE_BYTES}",
-            doc.len()
-        ));
-    }
-    Bundle::from_json(td, doc).map_err(|e| e.to_string())
 }
 
 /// Whether `a` and `b` hold the same bundles.
@@ -68,6 +55,7 @@ pub fn same(a: &Federated, b: &Federated) -> bool {
 mod tests {
     use super::*;
     use trustdeck_spiffe::SpiffeId;
+    use trustdeck_spiffe::bundle::MAX_FOREIGN_BUNDLE_BYTES;
 
     fn td(s: &str) -> TrustDomain {
         TrustDomain::parse(s).unwrap()

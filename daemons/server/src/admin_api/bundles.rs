@@ -301,7 +301,8 @@ async fn import_receipt(
     })
 }
 
-fn api_source(s: ForeignSource) -> ForeignBundleSource {
+/// The wire form of a stored source.
+pub(crate) fn api_source(s: ForeignSource) -> ForeignBundleSource {
     match s {
         ForeignSource::Import => ForeignBundleSource::Import,
         ForeignSource::Federation => ForeignBundleSource::Federation,
@@ -346,7 +347,9 @@ pub async fn reissue_receipt(
         Some(_) => {
             return Err(bundle_refusal_status(
                 BundleFileRefusal::Federated,
-                format!("{td}'s bundle is kept by a federation relationship: no receipt is due"),
+                format!(
+                    "{td}'s bundle was fetched from its endpoint, not imported: no receipt is due"
+                ),
             ));
         }
         None => {

@@ -139,7 +139,8 @@ fn bootstrap(partner: &Partner, file: &[u8]) -> Result<Bundle, Status> {
     Ok(accepted.into_bundle())
 }
 
-fn api_profile(p: Stored) -> FederationProfile {
+/// The wire form of a stored profile.
+pub(crate) fn api_profile(p: Stored) -> FederationProfile {
     match p {
         Stored::HttpsWeb => FederationProfile::HttpsWeb,
         Stored::HttpsSpiffe => FederationProfile::HttpsSpiffe,

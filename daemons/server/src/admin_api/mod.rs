@@ -506,6 +506,10 @@ impl ServerAdmin for AdminApi {
         let op = self.operator(&request, "DeleteFederation")?;
         let td = &request.get_ref().trust_domain;
         let answer = federation::delete(&self.ctx, &op, td).await;
+        if answer.is_ok() {
+            // A relationship created again starts with no failures of this one.
+            self.ctx.fetches.forget(td);
+        }
         crate::federation::publish::publish(&self.ctx).await;
         answer.map(Response::new)
     }

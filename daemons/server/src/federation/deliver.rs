@@ -1,77 +1,181 @@
 //! Handing foreign trust domains' bundles down: an agent gets those its entries federate with
 //! (`SyncEntriesResponse.federated_bundles`); a downstream server gets every one this server
-//! holds (`FetchBundleResponse.federated_bundles`) and hands them on to its own agents the
-//! same way, so a nested segment's workloads federate like the upstream's.
+//! holds within the limits below (`FetchBundleResponse.federated_bundles`, sent again only when
+//! the set's digest changed) and hands them on to its own agents the same way, so a nested
+//! segment's workloads federate like the upstream's. A downstream keeps what it was handed in
+//! `<data_dir>/relayed.json`, so a restart while its upstream is away changes nothing for its
+//! agents.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::RwLock;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, RwLock};
 
 use trustdeck_datastore::{DatastoreError, Entry};
+use trustdeck_proto::node::FederatedBundlesState;
+use trustdeck_spiffe::bundle::MAX_FOREIGN_BUNDLE_BYTES;
 use trustdeck_spiffe::{Bundle, TrustDomain};
 
 use crate::ctx::ServerCtx;
 
-/// Most foreign trust domains a downstream keeps from its upstream's answer.
+/// Most foreign trust domains handed to a downstream.
 pub const MAX_RELAYED: usize = 256;
-/// The largest relayed bundle document kept.
-pub const MAX_RELAYED_BYTES: usize = 256 * 1024;
+/// Most bytes of foreign bundles in one answer to a downstream (below gRPC's 4 MiB).
+pub const MAX_RELAYED_TOTAL_BYTES: usize = 3 << 20;
+/// The file a downstream keeps what it was handed in.
+pub const FILE: &str = "relayed.json";
 
 /// Foreign bundles by trust domain name, as SPIFFE bundle JSON.
 pub type ForeignBundles = BTreeMap<String, Vec<u8>>;
 
-/// The foreign bundles this downstream's upstream last relayed. Kept in memory: after a
-/// restart they come back with the first answer of the upstream.
+/// What a server hands its downstreams of `held`: in trust domain order, each document within
+/// [`MAX_FOREIGN_BUNDLE_BYTES`], at most [`MAX_RELAYED`] of them and [`MAX_RELAYED_TOTAL_BYTES`]
+/// in all; and the digest of that set.
+pub fn to_relay(held: ForeignBundles) -> (ForeignBundles, String) {
+    let mut out = ForeignBundles::new();
+    let mut total = 0;
+    for (td, doc) in held {
+        if out.len() == MAX_RELAYED
+            || doc.len() > MAX_FOREIGN_BUNDLE_BYTES
+            || total + doc.len() > MAX_RELAYED_TOTAL_BYTES
+        {
+            tracing::debug!(trust_domain = %td, bytes = doc.len(), "foreign bundle not handed to downstreams: over the limits");
+            continue;
+        }
+        total += doc.len();
+        out.insert(td, doc);
+    }
+    let d = digest(&out);
+    (out, d)
+}
+
+/// SHA-256 (hex) over each trust domain and document, length-prefixed, in order.
+pub fn digest(b: &ForeignBundles) -> String {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    for (td, doc) in b {
+        for part in [td.as_bytes(), doc.as_slice()] {
+            ctx.update(&(part.len() as u64).to_be_bytes());
+            ctx.update(part);
+        }
+    }
+    hex::encode(ctx.finish().as_ref())
+}
+
+#[derive(Default, serde::Serialize, serde::Deserialize, PartialEq)]
+struct Held {
+    digest: String,
+    /// Documents by trust domain name.
+    bundles: BTreeMap<String, String>,
+}
+
+/// The foreign bundles this downstream's upstream last handed it, and their digest.
 #[derive(Default)]
-pub struct Relayed(RwLock<ForeignBundles>);
+pub struct Relayed {
+    held: RwLock<Held>,
+    path: Mutex<Option<PathBuf>>,
+}
 
 impl Relayed {
-    /// Replaces what is held with `given` (complete on every answer), keeping only bundles
-    /// that parse for the trust domain they are filed under, within [`MAX_RELAYED`] and
-    /// [`MAX_RELAYED_BYTES`]; whether anything changed.
-    pub fn replace(&self, given: HashMap<String, Vec<u8>>) -> bool {
-        let mut kept = ForeignBundles::new();
-        let mut given: Vec<_> = given.into_iter().collect();
-        given.sort();
-        for (name, doc) in given {
-            if kept.len() == MAX_RELAYED {
-                tracing::warn!(
-                    max = MAX_RELAYED,
-                    "upstream relayed too many foreign bundles; the rest are left out"
-                );
-                break;
-            }
-            match usable(&name, &doc) {
-                Ok(()) => {
-                    kept.insert(name, doc);
-                }
-                Err(why) => {
-                    tracing::warn!(trust_domain = %name, %why, "foreign bundle from the upstream left out")
-                }
+    /// Reads what an earlier run kept in `data_dir` (checked as an answer is), and keeps
+    /// future changes there.
+    pub fn load(&self, data_dir: &Path) {
+        let path = data_dir.join(FILE);
+        if let Some(h) = std::fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Held>(&b).ok())
+        {
+            let given = h
+                .bundles
+                .into_iter()
+                .map(|(k, v)| (k, v.into_bytes()))
+                .collect();
+            *self.held.write().unwrap_or_else(|p| p.into_inner()) = Held {
+                digest: h.digest,
+                bundles: checked(given),
+            };
+        }
+        *self.path.lock().unwrap_or_else(|p| p.into_inner()) = Some(path);
+    }
+
+    /// The digest of what is held (sent with the next poll).
+    pub fn digest(&self) -> String {
+        self.held
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .digest
+            .clone()
+    }
+
+    /// Takes in an answer: the complete set (INCLUDED), nothing new (UNCHANGED), or none from
+    /// a server built before federation; whether what is held changed.
+    pub fn apply(
+        &self,
+        state: FederatedBundlesState,
+        given: HashMap<String, Vec<u8>>,
+        digest: String,
+    ) -> bool {
+        let next = match state {
+            FederatedBundlesState::Unchanged => return false,
+            FederatedBundlesState::Included => Held {
+                digest,
+                bundles: checked(given),
+            },
+            FederatedBundlesState::Unspecified => Held::default(),
+        };
+        let mut held = self.held.write().unwrap_or_else(|p| p.into_inner());
+        if *held == next {
+            return false;
+        }
+        *held = next;
+        let path = self.path.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(path) = path
+            && let Ok(text) = serde_json::to_vec(&*held)
+        {
+            let tmp = path.with_extension("json.tmp");
+            if let Err(e) = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, &path)) {
+                tracing::warn!(error = %e, path = %path.display(), "could not keep the relayed foreign bundles");
             }
         }
-        let mut held = self.0.write().unwrap_or_else(|p| p.into_inner());
-        let changed = *held != kept;
-        *held = kept;
-        changed
+        true
     }
 
     /// What is held now.
     pub fn snapshot(&self) -> ForeignBundles {
-        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+        let held = self.held.read().unwrap_or_else(|p| p.into_inner());
+        held.bundles
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone().into_bytes()))
+            .collect()
     }
 }
 
-fn usable(name: &str, doc: &[u8]) -> Result<(), String> {
-    if doc.len() > MAX_RELAYED_BYTES {
-        return Err(format!(
-            "{} bytes, more than {MAX_RELAYED_BYTES}",
-            doc.len()
-        ));
+/// The bundles of `given` that parse for the trust domain they are filed under, within the
+/// limits; one left out is logged.
+fn checked(given: HashMap<String, Vec<u8>>) -> BTreeMap<String, String> {
+    let mut given: Vec<_> = given.into_iter().collect();
+    given.sort();
+    let mut kept = BTreeMap::new();
+    for (name, doc) in given {
+        if kept.len() == MAX_RELAYED {
+            tracing::warn!(
+                max = MAX_RELAYED,
+                "too many foreign bundles from the upstream; the rest are left out"
+            );
+            break;
+        }
+        let parsed = TrustDomain::parse(&name)
+            .map_err(|e| e.to_string())
+            .and_then(|td| Bundle::from_foreign_json(&td, &doc).map_err(|e| e.to_string()))
+            .and_then(|_| String::from_utf8(doc).map_err(|e| e.to_string()));
+        match parsed {
+            Ok(doc) => {
+                kept.insert(name, doc);
+            }
+            Err(why) => {
+                tracing::warn!(trust_domain = %name, %why, "foreign bundle from the upstream left out")
+            }
+        }
     }
-    let td = TrustDomain::parse(name).map_err(|e| e.to_string())?;
-    Bundle::from_json(&td, doc)
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+    kept
 }
 
 /// The bundles of the trust domains `entries` federate with, out of `held`; one the server
@@ -100,66 +204,5 @@ impl ServerCtx {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn bundle_json(td: &str) -> Vec<u8> {
-        Bundle::new(TrustDomain::parse(td).unwrap())
-            .to_json()
-            .into_bytes()
-    }
-
-    #[test]
-    fn relayed_bundles_are_checked_bounded_and_replaced_whole() {
-        let r = Relayed::default();
-        let mut given = HashMap::new();
-        given.insert("a.test".to_string(), bundle_json("a.test"));
-        given.insert("Not A Domain".to_string(), bundle_json("a.test"));
-        given.insert("b.test".to_string(), b"{not json".to_vec());
-        given.insert("c.test".to_string(), vec![b' '; MAX_RELAYED_BYTES + 1]);
-        assert!(r.replace(given.clone()));
-        assert_eq!(r.snapshot().keys().collect::<Vec<_>>(), ["a.test"]);
-        assert!(!r.replace(given), "the same answer changes nothing");
-        let flood: HashMap<_, _> = (0..MAX_RELAYED + 10)
-            .map(|i| (format!("t{i}.test"), bundle_json(&format!("t{i}.test"))))
-            .collect();
-        assert!(r.replace(flood));
-        assert_eq!(r.snapshot().len(), MAX_RELAYED);
-        assert!(r.replace(HashMap::new()));
-        assert!(
-            r.snapshot().is_empty(),
-            "a trust domain left out is dropped"
-        );
-    }
-
-    #[test]
-    fn entries_get_the_bundles_they_federate_with_that_are_held() {
-        let held: ForeignBundles = [("a.test", "A"), ("b.test", "B")]
-            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
-            .into();
-        let entry = |f: &[&str]| Entry {
-            id: String::new(),
-            spiffe_id: String::new(),
-            parent_id: String::new(),
-            selectors: vec![],
-            x509_ttl_secs: 0,
-            jwt_ttl_secs: 0,
-            downstream: false,
-            dns_names: vec![],
-            namespaces: vec![],
-            federates_with: f.iter().map(|s| s.to_string()).collect(),
-            created_at: 0,
-        };
-        let got = for_entries(
-            &held,
-            &[
-                entry(&["a.test", "gone.test"]),
-                entry(&["a.test"]),
-                entry(&[]),
-            ],
-        );
-        assert_eq!(got.len(), 1);
-        assert_eq!(got["a.test"], b"A");
-        assert!(for_entries(&held, &[entry(&[])]).is_empty());
-    }
-}
+#[path = "deliver_tests.rs"]
+mod tests;

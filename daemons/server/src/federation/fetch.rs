@@ -34,8 +34,8 @@ use super::http::{MAX_HEAD, Response, ResponseError, get_request, parse_response
 
 /// How long a fetch may take unless configured.
 pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(10);
-/// The largest bundle accepted unless configured.
-pub const DEFAULT_MAX_BUNDLE: usize = 1 << 20;
+/// The largest bundle accepted unless configured (what servers hand on to their agents).
+pub const DEFAULT_MAX_BUNDLE: usize = trustdeck_spiffe::bundle::MAX_FOREIGN_BUNDLE_BYTES;
 
 /// Where the system's CA certificates are looked for (`SSL_CERT_FILE` first).
 const SYSTEM_CA_FILES: &[&str] = &[

@@ -14,20 +14,20 @@ use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
 use trustdeck_datastore::{
-    BundleReceipt, DatastoreError, FederationProfile as Stored, FederationRelationship,
-    ForeignBundle, ForeignSource,
+    BundleReceipt, DatastoreError, FederationRelationship, ForeignBundle, ForeignSource,
 };
 use trustdeck_federation::{
     FetchFailure, PartnerState, RefreshPolicy, TransportKind, Warning, refresh_interval,
 };
 use trustdeck_proto::admin::{
-    FederationProfile, FederationRefusal, FetchFailureKind, ForeignBundleSource,
-    ForeignTrustDomain, FreshnessWarning, PeerReceipt,
+    FederationRefusal, FetchFailureKind, ForeignBundleSource, ForeignTrustDomain, FreshnessWarning,
+    PeerReceipt,
 };
 use trustdeck_spiffe::{Bundle, TrustDomain};
 
 use super::refresh::{Attempt, policy, state_of};
-use crate::admin_api::federation::api_refusal;
+use crate::admin_api::bundles::api_source;
+use crate::admin_api::federation::{api_profile, api_refusal};
 use crate::ctx::ServerCtx;
 
 /// The refresher publishes every this many rounds (seconds) even when nothing was fetched.
@@ -44,13 +44,22 @@ pub struct LastFetch {
     pub presented_chain: Option<Vec<Vec<u8>>>,
 }
 
-/// The last fetch of each trust domain, in memory.
+/// The last fetch of each trust domain, in memory; and the turn to publish (admin calls and
+/// the refresher both publish, one at a time, so an older build never replaces a newer one).
 #[derive(Debug, Default)]
-pub struct Fetches(Mutex<HashMap<String, LastFetch>>);
+pub struct Fetches {
+    last: Mutex<HashMap<String, LastFetch>>,
+    publishing: tokio::sync::Mutex<()>,
+}
 
 impl Fetches {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, LastFetch>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        self.last.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Drops what is known of `td`'s fetches (its relationship was deleted).
+    pub fn forget(&self, td: &str) {
+        self.lock().remove(td);
     }
 
     /// Takes in an attempt.
@@ -107,20 +116,6 @@ pub fn failure_kind(f: &FetchFailure) -> (FetchFailureKind, FederationRefusal, u
     }
 }
 
-fn profile(p: Stored) -> FederationProfile {
-    match p {
-        Stored::HttpsWeb => FederationProfile::HttpsWeb,
-        Stored::HttpsSpiffe => FederationProfile::HttpsSpiffe,
-    }
-}
-
-fn source(s: ForeignSource) -> ForeignBundleSource {
-    match s {
-        ForeignSource::Import => ForeignBundleSource::Import,
-        ForeignSource::Federation => ForeignBundleSource::Federation,
-    }
-}
-
 /// A stored bundle, parsed, at its stored sequence.
 fn parsed(rec: &ForeignBundle) -> Option<Bundle> {
     let td = TrustDomain::parse(&rec.trust_domain).ok()?;
@@ -168,8 +163,12 @@ pub fn foreign_trust_domain(
         ..Default::default()
     };
     let Some(rel) = rel else {
-        out.source = stored.map_or(ForeignBundleSource::Unspecified, |s| source(s.source)) as i32;
+        out.source =
+            stored.map_or(ForeignBundleSource::Unspecified, |s| api_source(s.source)) as i32;
         out.last_success_at = stored.map_or(0, |s| s.updated_at);
+        if stored.is_some_and(|s| s.source == ForeignSource::Federation) {
+            out.warnings.push(FreshnessWarning::NoRelationship as i32);
+        }
         return out;
     };
     let mut state: PartnerState = state_of(rel, held.clone());
@@ -180,7 +179,7 @@ pub fn foreign_trust_domain(
     state.presented_chain = last.and_then(|l| l.presented_chain.clone());
     let fresh = state.freshness(policy, now);
     out.source = ForeignBundleSource::Federation as i32;
-    out.profile = profile(rel.profile) as i32;
+    out.profile = api_profile(rel.profile) as i32;
     out.endpoint_url = rel.endpoint_url.clone();
     out.from_bootstrap = stored.is_some() && rel.refresh.last_success_at.is_none();
     out.last_success_at = secs(fresh.last_success);
@@ -290,6 +289,7 @@ pub fn own_sequence(ctx: &ServerCtx, now: DateTime<Utc>) {
 /// Publishes what is held now on the hub (a delta only when it changed); a datastore error is
 /// logged and the last published state stays.
 pub async fn publish(ctx: &ServerCtx) {
+    let _turn = ctx.fetches.publishing.lock().await;
     match build(ctx).await {
         Ok(f) => {
             ctx.hub.set_federation(f, ctx.clock.now());

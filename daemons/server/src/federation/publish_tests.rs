@@ -1,6 +1,7 @@
 use super::*;
-use trustdeck_datastore::RefreshState;
+use trustdeck_datastore::{FederationProfile as Stored, RefreshState};
 use trustdeck_federation::Refusal;
+use trustdeck_proto::admin::FederationProfile;
 
 fn at(s: i64) -> DateTime<Utc> {
     DateTime::<Utc>::from_timestamp(s, 0).expect("time")

@@ -6,8 +6,8 @@ use tonic::{Code, Request, Status};
 use trustdeck_pki::csr::verify_csr;
 use trustdeck_proto::admin::EventKind;
 use trustdeck_proto::node::{
-    FetchBundleRequest, FetchBundleResponse, MintIntermediateRequest, MintIntermediateResponse,
-    MintJwtSvidForRequest, MintJwtSvidResponse, Reason,
+    FederatedBundlesState, FetchBundleRequest, FetchBundleResponse, MintIntermediateRequest,
+    MintIntermediateResponse, MintJwtSvidForRequest, MintJwtSvidResponse, Reason,
 };
 use trustdeck_proto::reason::reason_status;
 use trustdeck_spiffe::SpiffeId;
@@ -73,19 +73,24 @@ impl NodeApi {
         if let Some(held) = &request.get_ref().held {
             self.ctx.record_held(caller.as_str(), held)?;
         }
-        let (namespaces, federated_bundles) = if downstream {
+        let (namespaces, federated) = if downstream {
             let held = self
                 .ctx
                 .foreign_bundles()
                 .await
                 .map_err(super::wire::datastore)?;
-            (
-                self.ctx.downstream_namespaces(&caller).await?,
-                held.into_iter().collect(),
-            )
+            let (relay, digest) = crate::federation::deliver::to_relay(held);
+            let federated = if request.get_ref().federated_digest == digest {
+                (Default::default(), FederatedBundlesState::Unchanged, digest)
+            } else {
+                let all = relay.into_iter().collect();
+                (all, FederatedBundlesState::Included, digest)
+            };
+            (self.ctx.downstream_namespaces(&caller).await?, federated)
         } else {
             Default::default()
         };
+        let (federated_bundles, federated_state, federated_digest) = federated;
         let b = self.ctx.ca.bundle();
         Ok(FetchBundleResponse {
             bundle: b.to_json().into_bytes(),
@@ -94,6 +99,8 @@ impl NodeApi {
             namespaces,
             has_namespaces: downstream,
             federated_bundles,
+            federated_state: federated_state.into(),
+            federated_digest,
         })
     }
 

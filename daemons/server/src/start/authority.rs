@@ -37,6 +37,7 @@ pub(super) async fn connect_upstream(
     let up = Upstream::start(settings, LOCAL_SVID_WAIT, clock.clone()).await?;
     // What an earlier run learnt, for a restart with the upstream down.
     up.namespaces.load(&config.data_dir);
+    up.relayed.load(&config.data_dir);
     Ok(Some(up))
 }
 

@@ -126,6 +126,12 @@ pub fn assess(td: &ForeignTrustDomain, now: DateTime<Utc>) -> Assessment {
                     td.missing_root_issuer
                 ),
             ),
+            Some(FreshnessWarning::NoRelationship) => add(
+                Level::Warning,
+                "its federation relationship was deleted: nothing refreshes it \
+                 (create it again, or `bundle forget`)"
+                    .into(),
+            ),
             // Told below with the failures.
             Some(FreshnessWarning::RefreshesFailing | FreshnessWarning::Unspecified) => {}
             None => add(Level::Warning, format!("warning {w}")),
