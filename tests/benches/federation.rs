@@ -14,8 +14,9 @@
 //! - default: no hint configured, so B serves its default (a tenth of its CA lifetime: 10 min
 //!   here, so 60 s), and A's `refresh_minimum` is its default (SPIRE's one minute).
 //!
-//! The times are bound by the refresh interval and the agent's sync (500 ms), not by CPU: a
-//! debug build measures the same.
+//! Each change waits a random part of the refresh interval first, so it falls anywhere between
+//! two refreshes. The times are bound by the refresh interval and the agent's sync (500 ms),
+//! not by CPU: a debug build measures the same.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -29,6 +30,9 @@ const PARTNER_KEY: &str = "spiffe://partner.test";
 
 struct Setting {
     name: &'static str,
+    /// The refresh interval it comes to: each change waits a random part of it first, so
+    /// changes fall anywhere between two refreshes.
+    interval: Duration,
     /// B's bundle endpoint section.
     endpoint: &'static str,
     /// A's extra config.
@@ -38,11 +42,13 @@ struct Setting {
 const SETTINGS: [Setting; 2] = [
     Setting {
         name: "short hint (1 s), refresh_minimum 1 s",
+        interval: Duration::from_secs(1),
         endpoint: "refresh_hint = \"1s\"\n",
         home: "[federation]\nrefresh_minimum = \"1s\"\n",
     },
     Setting {
         name: "defaults (hint = CA TTL 10m / 10 = 60 s; refresh_minimum 1 min)",
+        interval: Duration::from_secs(60),
         endpoint: "",
         home: "",
     },
@@ -100,6 +106,7 @@ async fn run(s: &Setting, samples: usize) -> Vec<f64> {
     let mut held = BTreeSet::new();
     let mut out = Vec::new();
     for i in 0..samples * 2 {
+        tokio::time::sleep(s.interval.mul_f64(rand::random::<f64>())).await;
         let before = fingerprints(&b.bundle_roots());
         let t0 = Instant::now();
         if i % 2 == 0 {

@@ -313,7 +313,11 @@ pub fn accept(
                 sequence: bundle.sequence,
             });
         }
-        return Ok(Accepted::Unchanged(bundle));
+        // The same authorities: unchanged, unless the partner's refresh hint changed (a
+        // bootstrap bundle's hint is ours, not the endpoint's: keep the one it serves).
+        if bundle.refresh_hint_secs == held.refresh_hint_secs {
+            return Ok(Accepted::Unchanged(bundle));
+        }
     }
     let count = |from: &Bundle, to: &Bundle| {
         from.x509_authorities

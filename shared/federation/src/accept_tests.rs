@@ -143,10 +143,22 @@ fn the_same_sequence_and_authorities_is_unchanged_in_any_order() {
     let (r1, _) = root(&t, Duration::days(1));
     let (r2, _) = root(&t, Duration::days(1));
     let held = bundle(&t, &[&r1, &r2], 5, Some(300));
-    let same = bundle(&t, &[&r2, &r1], 5, Some(30));
+    let same = bundle(&t, &[&r2, &r1], 5, Some(300));
     assert_eq!(
         accept(&spiffe_partner(), Some(&held), &json(&same)),
         Ok(Accepted::Unchanged(same))
+    );
+    // Another refresh hint (a bootstrap bundle carries ours, not the endpoint's): kept, so
+    // refreshes follow the partner's.
+    let hinted = bundle(&t, &[&r2, &r1], 5, Some(30));
+    assert_eq!(
+        accept(&spiffe_partner(), Some(&held), &json(&hinted)),
+        Ok(Accepted::Updated {
+            added_roots: 0,
+            removed_roots: 0,
+            previous_sequence: 5,
+            bundle: hinted,
+        })
     );
 }
 
