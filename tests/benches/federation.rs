@@ -106,7 +106,7 @@ async fn run(s: &Setting, samples: usize) -> Vec<f64> {
     let mut held = BTreeSet::new();
     let mut out = Vec::new();
     for i in 0..samples * 2 {
-        tokio::time::sleep(s.interval.mul_f64(rand::random::<f64>())).await;
+        tokio::time::sleep(s.interval.mul_f64(spread())).await;
         let before = fingerprints(&b.bundle_roots());
         let t0 = Instant::now();
         if i % 2 == 0 {
@@ -144,6 +144,15 @@ async fn run(s: &Setting, samples: usize) -> Vec<f64> {
         out.push(t0.elapsed().as_secs_f64() * 1000.0);
     }
     out
+}
+
+/// A number in [0, 1) that differs from call to call (the clock's nanoseconds): enough to
+/// spread the changes over the interval.
+fn spread() -> f64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    f64::from(nanos) / 1e9
 }
 
 fn report(name: &str, mut v: Vec<f64>) {
