@@ -167,9 +167,14 @@ pub fn table_with(fleet: &Fleet, now: DateTime<Utc>, th: &Thresholds, g: &Glyphs
                 )
             })
             .unwrap_or_default();
+        let td = d
+            .trust_domain
+            .as_ref()
+            .map(|t| format!("  [{t}]"))
+            .unwrap_or_default();
         let _ = writeln!(
             out,
-            "  {:<20} {:<10} {:<8} {}{up}",
+            "  {:<20} {:<10} {:<8} {}{up}{td}",
             d.name,
             d.role(),
             d.segment(),

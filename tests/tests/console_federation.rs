@@ -1,5 +1,6 @@
 //! End-to-end: the console in tmux on the default demo (issue 15). Each trust domain is its
-//! own tree (three roots: the demo's upstream, the partner's and the isolated one's), and
+//! own tree (three roots: the demo's upstream first, then the isolated one's and the
+//! partner's), and
 //! `:federation` lists every foreign bundle the servers hold with its freshness: the partner's
 //! (fetched over https_spiffe), ours at the partner (over https_web), the isolated domain's
 //! and ours at it (imported), and the isolated peer's receipt. Stopping the partner makes its
@@ -17,13 +18,23 @@ fn rows<'a>(screen: &'a str, td: &str) -> Vec<&'a str> {
 fn the_console_shows_each_trust_domain_and_the_federation_view() {
     let demo = DemoProc::start_full(&[]);
     let tmux = Tmux::console(&demo, "federation");
-    let tree = tmux.wait_screen(30, "three trust domains' trees", |s| {
-        s.contains("daemons 11/11 live")
-            && s.contains("SRV  partner  spiffe://partner.trustdeck/")
-            && s.contains("SRV  isolated  spiffe://isolated.trustdeck/")
-            && s.contains("SRV  upstream  spiffe://demo.trustdeck/")
+    // The fleet's own trust domain's tree first; the other trust domains' trees below it.
+    let tree = tmux.wait_screen(30, "the demo's tree first", |s| {
+        s.contains("daemons 11/11 live") && s.contains("29 nodes")
     });
+    let first_root = tree
+        .lines()
+        .find(|l| l.contains(" SRV "))
+        .expect("a server row");
+    assert!(
+        first_root.contains("SRV  upstream  spiffe://demo.trustdeck/"),
+        "{tree}"
+    );
     assert!(tree.contains("READ-ONLY"), "{tree}");
+    tmux.keys(&["End"]);
+    tmux.wait_screen(30, "the partner's tree at the end", |s| {
+        s.contains("SRV  partner  spiffe://partner.trustdeck/") && s.contains("partner-workloads")
+    });
 
     tmux.keys(&[":", "federation", "Enter"]);
     let fed = tmux.wait_screen(30, "the federation view", |s| {

@@ -109,4 +109,17 @@ fn the_demo_federates_with_a_partner_and_an_isolated_trust_domain() {
     );
     let (code, report) = demo.status(&[]);
     assert_eq!(code, 0, "{report}");
+    let partner = report["daemons"]
+        .as_array()
+        .and_then(|d| d.iter().find(|x| x["name"] == "partner"))
+        .expect("the partner in the report");
+    assert_eq!(partner["trust_domain"], "partner.trustdeck", "{partner}");
+    let upstream = report["daemons"]
+        .as_array()
+        .and_then(|d| d.iter().find(|x| x["name"] == "upstream"))
+        .expect("the upstream in the report");
+    assert!(
+        upstream.get("trust_domain").is_none(),
+        "the fleet's own: {upstream}"
+    );
 }

@@ -56,6 +56,9 @@ pub struct DaemonReport {
     pub state: &'static str,
     /// Its upstream link, when it has one.
     pub upstream: Option<UpstreamReport>,
+    /// Its trust domain, when the fleet file says it is not the fleet's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trust_domain: Option<String>,
 }
 
 /// One foreign trust domain as a server reports it, assessed at the report's time.
@@ -385,6 +388,7 @@ fn daemon_report(ds: &super::DaemonState, now: DateTime<Utc>) -> DaemonReport {
             state: u.state_wire().as_str(),
             stranded: super::stranded::report(u),
         }),
+        trust_domain: ds.trust_domain.clone(),
     }
 }
 

@@ -337,6 +337,41 @@ fn parent_cycles_do_not_hang_the_tree() {
 }
 
 #[test]
+fn the_fleets_own_trust_domain_comes_first_in_the_tree() {
+    let mut f = Fleet::new([
+        ("zz".into(), "e".into(), DaemonRole::Upstream, "zz".into()),
+        ("aa".into(), "e".into(), DaemonRole::Upstream, "aa".into()),
+    ]);
+    f.set_trust_domain(1, "partner.test");
+    for (d, seg, id) in [
+        (0, "zz", "spiffe://td/up"),
+        (1, "aa", "spiffe://partner.test/up"),
+    ] {
+        let server = n(
+            &format!("server:{id}"),
+            "",
+            NodeKind::Server,
+            NodeState::Serving,
+            0,
+            1,
+        );
+        let m = snap(1, DaemonRole::Upstream, seg, id, vec![server], None);
+        f.apply(d, m, at(0)).unwrap();
+    }
+    let t = f.tree();
+    let roots: Vec<&str> = t
+        .roots
+        .iter()
+        .map(|&i| t.nodes[i].node.id.as_str())
+        .collect();
+    assert_eq!(
+        roots,
+        ["server:spiffe://td/up", "server:spiffe://partner.test/up"]
+    );
+    assert_eq!(f.own_trust_domain().daemons.len(), 1);
+}
+
+#[test]
 fn a_daemon_at_revision_zero_takes_its_first_delta() {
     let mut f = Fleet::new([("a".into(), "e".into(), DaemonRole::Agent, "s".into())]);
     f.apply(

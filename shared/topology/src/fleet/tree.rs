@@ -159,6 +159,16 @@ impl Fleet {
             }
         }
         sort_siblings(&mut tree);
+        // The fleet's own trust domain first, other trust domains' trees below it (the sort
+        // is stable: each keeps its order).
+        let foreign = |i: &usize| {
+            self.daemons
+                .get(tree.nodes[*i].source)
+                .is_some_and(|d| d.trust_domain.is_some())
+        };
+        let mut roots = std::mem::take(&mut tree.roots);
+        roots.sort_by_key(foreign);
+        tree.roots = roots;
         self.assign_segments(&mut tree);
         tree
     }
