@@ -148,6 +148,43 @@ async fn curl_reads_the_bundle_from_an_https_web_endpoint() {
     assert!(fetched.result.is_err(), "{:?}", fetched.result);
 }
 
+/// Silent connections from one source address take at most an eighth of the places (two of
+/// 16): more from it are closed at once, while another source is still served.
+#[test]
+fn one_source_cannot_take_every_place() {
+    let pki = tempfile::tempdir().expect("tmp");
+    let (ca, cert, key) = web_pki(pki.path());
+    let extra = format!(
+        "[connections]\nhandshake_timeout = \"30s\"\nidle_timeout = \"30s\"\nmax_unidentified = 16\n\n{}",
+        web_endpoint(&cert, &key)
+    );
+    let server = ServerProc::start(&extra);
+    let port = server.bundle_endpoint_port();
+    let from = |source: &str| {
+        Command::new("curl")
+            .args(["--silent", "--max-time", "5", "--output", "/dev/null"])
+            .args(["--interface", source])
+            .args(["--resolve", &format!("bundle.test:{port}:127.0.0.1")])
+            .arg("--cacert")
+            .arg(&ca)
+            .arg(format!("https://bundle.test:{port}/"))
+            .output()
+            .expect("curl")
+    };
+    assert!(from("127.0.0.1").status.success());
+    let _silent: Vec<_> = (0..2)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect"))
+        .collect();
+    wait_for(10, "a third connection from 127.0.0.1 closed", || {
+        (!from("127.0.0.1").status.success()).then_some(())
+    });
+    let other = from("127.0.0.2");
+    assert!(
+        other.status.success(),
+        "another source is served: {other:?}"
+    );
+}
+
 #[test]
 fn the_endpoint_is_bounded() {
     use std::io::Read;

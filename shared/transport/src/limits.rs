@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::hash::Hash;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -64,21 +65,34 @@ pub fn max_connections_per_uid(nofile: u64) -> usize {
     usize::try_from((nofile / 8).clamp(8, 1024)).unwrap_or(1024)
 }
 
-/// Counts what each uid holds open (connections, streams) against a maximum.
+/// Counts what each holder (a uid, a source address) holds open against a maximum.
 #[derive(Clone)]
-pub struct UidCounter {
+pub struct PlaceCounter<K: Hash + Eq + Copy> {
     max: usize,
-    open: Arc<Mutex<HashMap<u32, usize>>>,
+    open: Arc<Mutex<HashMap<K, usize>>>,
 }
 
-/// One place held by a uid; dropping it (with what it stands for) frees the place.
-pub struct UidPermit {
-    uid: u32,
-    open: Arc<Mutex<HashMap<u32, usize>>>,
+/// One place held; dropping it (with what it stands for) frees the place.
+pub struct Place<K: Hash + Eq + Copy> {
+    key: K,
+    open: Arc<Mutex<HashMap<K, usize>>>,
 }
+
+/// Places per uid (connections to a local socket, streams).
+pub type UidCounter = PlaceCounter<u32>;
+/// A place held by a uid.
+pub type UidPermit = Place<u32>;
 
 impl UidCounter {
-    /// A counter allowing `max` places per uid.
+    /// A connection counter for this process's open-file limit
+    /// ([`max_connections_per_uid`]).
+    pub fn for_this_process() -> Self {
+        Self::new(max_connections_per_uid(open_file_limit()))
+    }
+}
+
+impl<K: Hash + Eq + Copy> PlaceCounter<K> {
+    /// A counter allowing `max` places per holder.
     pub fn new(max: usize) -> Self {
         Self {
             max,
@@ -86,39 +100,33 @@ impl UidCounter {
         }
     }
 
-    /// A connection counter for this process's open-file limit
-    /// ([`max_connections_per_uid`]).
-    pub fn for_this_process() -> Self {
-        Self::new(max_connections_per_uid(open_file_limit()))
-    }
-
-    /// The most places one uid may hold.
+    /// The most places one holder may have.
     pub fn max(&self) -> usize {
         self.max
     }
 
-    /// A place for `uid`, unless it holds `max` already.
-    pub fn acquire(&self, uid: u32) -> Option<UidPermit> {
+    /// A place for `key`, unless it holds `max` already.
+    pub fn acquire(&self, key: K) -> Option<Place<K>> {
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        let n = open.entry(uid).or_default();
+        let n = open.entry(key).or_default();
         if *n >= self.max {
             return None;
         }
         *n += 1;
-        Some(UidPermit {
-            uid,
+        Some(Place {
+            key,
             open: self.open.clone(),
         })
     }
 }
 
-impl Drop for UidPermit {
+impl<K: Hash + Eq + Copy> Drop for Place<K> {
     fn drop(&mut self) {
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = open.get_mut(&self.uid) {
+        if let Some(n) = open.get_mut(&self.key) {
             *n -= 1;
             if *n == 0 {
-                open.remove(&self.uid);
+                open.remove(&self.key);
             }
         }
     }

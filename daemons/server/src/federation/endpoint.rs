@@ -2,8 +2,9 @@
 //! SPIFFE bundle JSON (`spiffe_sequence`, `spiffe_refresh_hint`). No client authentication;
 //! each connection gets one answer and is closed. Bounded like the node API: the
 //! `[connections]` handshake timeout, the idle timeout for the request head, a head of at most
-//! [`MAX_HEAD`] bytes, at most `max_unidentified` connections at once (more are closed on
-//! accept), and a deadline on the whole connection.
+//! [`MAX_HEAD`] bytes, at most `max_unidentified` connections at once and an eighth of them
+//! from one source address (more are closed on accept), and a deadline on the whole
+//! connection.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -20,7 +21,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use trustdeck_spiffe::Bundle;
-use trustdeck_transport::limits::BurstLog;
+use trustdeck_transport::limits::{BurstLog, PlaceCounter};
 use trustdeck_transport::{ConnectionLimits, SharedIdentity};
 
 use super::http::{MAX_HEAD, Request, parse_request, response};
@@ -28,6 +29,12 @@ use crate::config::{BundleEndpoint, ServingProfile};
 
 /// How long writing the answer may take.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The connections one source address may hold at once: an eighth of `max_unidentified`
+/// (at least 2), so one peer cannot take every place.
+pub fn per_source(max_unidentified: usize) -> usize {
+    (max_unidentified / 8).max(2)
+}
 
 /// Why the bundle endpoint cannot be set up.
 #[derive(Debug, thiserror::Error)]
@@ -198,7 +205,11 @@ impl BoundEndpoint {
         static FULL: BurstLog = BurstLog::new(
             "bundle endpoint: connection closed, too many at once (max_unidentified)",
         );
+        static SOURCE_FULL: BurstLog = BurstLog::new(
+            "bundle endpoint: connection closed, too many at once from one source address",
+        );
         let slots = Arc::new(Semaphore::new(limits.max_unidentified));
+        let sources = PlaceCounter::new(per_source(limits.max_unidentified));
         let deadline = limits.handshake_timeout + limits.idle_timeout + WRITE_TIMEOUT;
         let stop = async move {
             let _ = shutdown.wait_for(|s| *s).await;
@@ -216,6 +227,10 @@ impl BoundEndpoint {
                     }
                 },
             };
+            let Some(place) = sources.acquire(peer.ip()) else {
+                SOURCE_FULL.note(&peer);
+                continue;
+            };
             let Ok(slot) = slots.clone().try_acquire_owned() else {
                 FULL.note(&peer);
                 continue;
@@ -229,7 +244,7 @@ impl BoundEndpoint {
                     Ok(Err(e)) => tracing::debug!(%peer, error = %e, "bundle endpoint connection"),
                     Err(_) => tracing::debug!(%peer, "bundle endpoint connection timed out"),
                 }
-                drop(slot);
+                drop((slot, place));
             });
         }
     }
