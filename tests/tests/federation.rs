@@ -197,3 +197,53 @@ fn a_relationship_refreshes_the_partners_bundle() {
     let foreign = json_of(&a.cli_ok(&["bundle", "foreign", "--output", "json"]));
     assert_eq!(foreign["bundles"][0]["sequence"], s1);
 }
+
+/// A partner whose endpoint accepts and never answers stalls only its own fetch (until the
+/// fetch timeout): another partner keeps being refreshed at its hint meanwhile.
+#[test]
+fn a_stalled_partner_delays_no_other() {
+    let (a, b) = servers();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stall = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let stall_port = stall.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in stall.incoming().flatten() {
+            held.push(c);
+        }
+    });
+    a.cli_ok(&[
+        "federation",
+        "create",
+        "--trust-domain",
+        "stall.test",
+        "--endpoint-url",
+        &format!("https://127.0.0.1:{stall_port}/"),
+        "--profile",
+        "https_web",
+    ]);
+    let url = format!("https://127.0.0.1:{}/", b.bundle_endpoint_port());
+    let bootstrap = write_bootstrap(&b, dir.path());
+    a.cli_ok(
+        &[
+            &["federation", "create"][..],
+            &settings(&url, &b.server_spiffe_id()),
+            &["--bootstrap-bundle", &bootstrap],
+        ]
+        .concat(),
+    );
+    // While stall.test's fetches hang (10 s each), B's attempts go on at its 2 s hint.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let mut seen = std::collections::BTreeSet::new();
+    let start = std::time::Instant::now();
+    while start.elapsed() < std::time::Duration::from_secs(7) {
+        if let Some(t) = show(&a)["last_attempt_at"].as_str() {
+            seen.insert(t.to_string());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    assert!(
+        seen.len() >= 3,
+        "B refreshed while stall.test hung: {seen:?}"
+    );
+}

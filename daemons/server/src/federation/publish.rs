@@ -50,9 +50,36 @@ pub struct LastFetch {
 pub struct Fetches {
     last: Mutex<HashMap<String, LastFetch>>,
     publishing: tokio::sync::Mutex<()>,
+    /// The trust domains being fetched by the refresher now.
+    in_flight: Mutex<std::collections::HashSet<String>>,
+}
+
+/// A trust domain marked as being fetched; dropping it clears the mark.
+pub struct InFlight<'a> {
+    fetches: &'a Fetches,
+    td: String,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.fetches
+            .in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.td);
+    }
 }
 
 impl Fetches {
+    /// Marks `td` as being fetched, unless a fetch of it is under way already.
+    pub fn start(&self, td: &str) -> Option<InFlight<'_>> {
+        let mut f = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        f.insert(td.to_string()).then(|| InFlight {
+            fetches: self,
+            td: td.to_string(),
+        })
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, LastFetch>> {
         self.last.lock().unwrap_or_else(|p| p.into_inner())
     }

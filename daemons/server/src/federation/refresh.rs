@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use trustdeck_datastore::{
     AuditedChange, DatastoreError, FederationProfile, FederationRelationship, ForeignBundle,
     ForeignSource, RefreshState,
@@ -246,24 +246,50 @@ pub async fn next_refresh(
     Ok(state_of(rel, held).next_refresh(&policy(ctx), now))
 }
 
-/// One round: every relationship that is due is fetched and recorded.
-async fn round(ctx: &ServerCtx) -> Result<(), DatastoreError> {
+/// Most partners fetched at once.
+pub const PARALLEL_FETCHES: usize = 8;
+
+/// One round: every relationship that is due and not being fetched already is fetched and
+/// recorded, each in a task of its own (at most [`PARALLEL_FETCHES`] at once), so a partner
+/// that stalls until the fetch timeout delays no other.
+async fn round(ctx: &Arc<ServerCtx>, slots: &Arc<Semaphore>) -> Result<(), DatastoreError> {
     for rel in ctx.ds.list_federations().await? {
         let now = ctx.clock.now();
         if next_refresh(ctx, &rel, now).await? > now {
             continue;
         }
-        let a = attempt(ctx, &rel).await?;
-        if let Err(f) = &a.result {
-            tracing::warn!(trust_domain = %rel.trust_domain, error = %f, "federation refresh failed; the last good bundle is kept");
-        }
-        if let Err(e) = record_attempt(ctx, &a).await {
-            tracing::warn!(trust_domain = %rel.trust_domain, error = %e, "federation refresh not recorded");
-        }
-        ctx.fetches.note(&a);
-        super::publish::publish(ctx).await;
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            return Ok(());
+        };
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            let Some(_mark) = ctx.fetches.start(&rel.trust_domain) else {
+                return;
+            };
+            refresh_one(&ctx, &rel).await;
+            drop(slot);
+        });
     }
     Ok(())
+}
+
+/// Fetches `rel`'s bundle, records the attempt and publishes what is held.
+async fn refresh_one(ctx: &ServerCtx, rel: &FederationRelationship) {
+    let a = match attempt(ctx, rel).await {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!(trust_domain = %rel.trust_domain, error = %e, "federation refresh not attempted");
+            return;
+        }
+    };
+    if let Err(f) = &a.result {
+        tracing::warn!(trust_domain = %rel.trust_domain, error = %f, "federation refresh failed; the last good bundle is kept");
+    }
+    if let Err(e) = record_attempt(ctx, &a).await {
+        tracing::warn!(trust_domain = %rel.trust_domain, error = %e, "federation refresh not recorded");
+    }
+    ctx.fetches.note(&a);
+    super::publish::publish(ctx).await;
 }
 
 /// Refreshes every partner when due, until shutdown (checked every second). What is held
@@ -271,6 +297,7 @@ async fn round(ctx: &ServerCtx) -> Result<(), DatastoreError> {
 /// attempt (another server on the datastore, or time, may have changed it).
 pub async fn run(ctx: Arc<ServerCtx>, mut shutdown: watch::Receiver<bool>) {
     let mut rounds: u32 = 0;
+    let slots = Arc::new(Semaphore::new(PARALLEL_FETCHES));
     loop {
         if rounds.is_multiple_of(super::publish::EVERY_ROUNDS) {
             super::publish::publish(&ctx).await;
@@ -280,7 +307,7 @@ pub async fn run(ctx: Arc<ServerCtx>, mut shutdown: watch::Receiver<bool>) {
             _ = shutdown.wait_for(|s| *s) => return,
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
-        if let Err(e) = round(&ctx).await {
+        if let Err(e) = round(&ctx, &slots).await {
             tracing::warn!(error = %e, "federation refresh round failed; will retry");
         }
     }
