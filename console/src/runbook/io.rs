@@ -493,8 +493,9 @@ impl RunbookIo {
 }
 
 /// Whether two entries select the same workloads (selectors in any order).
-/// Whether `a` is `b` re-created: the same SPIFFE ID, selectors and federated trust domains
-/// (one that differs is not taken as done: creating it is refused, the original kept).
+/// Whether `a` is `b` re-created: the same SPIFFE ID, selectors, federated trust domains, DNS
+/// names, namespaces, downstream flag and TTLs (one that differs is not taken as done:
+/// creating it is refused, the original kept).
 fn same_entry(a: &EntryInfo, b: &EntryInfo) -> bool {
     let sorted = |v: &[String]| {
         let mut v = v.to_vec();
@@ -504,6 +505,10 @@ fn same_entry(a: &EntryInfo, b: &EntryInfo) -> bool {
     a.spiffe_id == b.spiffe_id
         && sorted(&a.selectors) == sorted(&b.selectors)
         && sorted(&a.federates_with) == sorted(&b.federates_with)
+        && a.dns_names == b.dns_names
+        && a.namespaces == b.namespaces
+        && a.downstream == b.downstream
+        && (a.x509_ttl_secs, a.jwt_ttl_secs) == (b.x509_ttl_secs, b.jwt_ttl_secs)
 }
 
 /// Writes `bytes` to a new file at `path` (readable by all: a bundle is public), synced;

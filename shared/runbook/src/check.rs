@@ -447,6 +447,7 @@ fn chains(
                             && n.state_wire().known()
                                 == Some(trustdeck_proto::admin::NodeState::Issued)
                             && n.not_after > now
+                            && !facts::chain_of(fleet, n).contains(&want)
                     })
                     .count();
                 return Ok(Some(if issued == 0 {
@@ -460,8 +461,8 @@ fn chains(
                         what,
                         false,
                         format!(
-                            "{issued} valid intermediates were issued to downstream servers the \
-                             fleet file does not list: add them to it"
+                            "{issued} valid intermediates not chaining to it were issued to \
+                             downstream servers the fleet file does not list: add them to it"
                         ),
                     )
                 }));

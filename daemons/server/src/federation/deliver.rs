@@ -79,19 +79,38 @@ impl Relayed {
     /// future changes there.
     pub fn load(&self, data_dir: &Path) {
         let path = data_dir.join(FILE);
-        if let Some(h) = std::fs::read(&path)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<Held>(&b).ok())
-        {
+        let unreadable = |e: &dyn std::fmt::Display| {
+            tracing::warn!(path = %path.display(), error = %e, "relayed foreign bundles unreadable; waiting for the upstream's");
+        };
+        let read = match std::fs::read(&path) {
+            Ok(b) => serde_json::from_slice::<Held>(&b)
+                .map_err(|e| unreadable(&e))
+                .ok(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => {
+                unreadable(&e);
+                None
+            }
+        };
+        if let Some(h) = read {
             let given = h
                 .bundles
                 .into_iter()
                 .map(|(k, v)| (k, v.into_bytes()))
                 .collect();
-            *self.held.write().unwrap_or_else(|p| p.into_inner()) = Held {
-                digest: h.digest,
-                bundles: checked(given),
+            let bundles = checked(given);
+            // A digest that does not describe what is kept (an edited file, a bundle this
+            // build refuses) is not sent: the upstream then answers the whole set.
+            let kept: ForeignBundles = bundles
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone().into_bytes()))
+                .collect();
+            let digest = if digest(&kept) == h.digest {
+                h.digest
+            } else {
+                String::new()
             };
+            *self.held.write().unwrap_or_else(|p| p.into_inner()) = Held { digest, bundles };
         }
         *self.path.lock().unwrap_or_else(|p| p.into_inner()) = Some(path);
     }
@@ -119,7 +138,11 @@ impl Relayed {
                 digest,
                 bundles: checked(given),
             },
-            FederatedBundlesState::Unspecified => Held::default(),
+            // A server built before the state was sent: what it gave is the whole set.
+            FederatedBundlesState::Unspecified => Held {
+                digest: String::new(),
+                bundles: checked(given),
+            },
         };
         let mut held = self.held.write().unwrap_or_else(|p| p.into_inner());
         if *held == next {
@@ -129,11 +152,9 @@ impl Relayed {
         let path = self.path.lock().unwrap_or_else(|p| p.into_inner()).clone();
         if let Some(path) = path
             && let Ok(text) = serde_json::to_vec(&*held)
+            && let Err(e) = write_synced(&path, &text)
         {
-            let tmp = path.with_extension("json.tmp");
-            if let Err(e) = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, &path)) {
-                tracing::warn!(error = %e, path = %path.display(), "could not keep the relayed foreign bundles");
-            }
+            tracing::warn!(error = %e, path = %path.display(), "could not keep the relayed foreign bundles");
         }
         true
     }
@@ -146,6 +167,21 @@ impl Relayed {
             .map(|(k, v)| (k.clone(), v.clone().into_bytes()))
             .collect()
     }
+}
+
+/// Writes `path` whole: a temporary file beside it, synced, renamed over it, the directory
+/// synced.
+fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("json.tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 /// The bundles of `given` that parse for the trust domain they are filed under, within the
@@ -178,14 +214,27 @@ fn checked(given: HashMap<String, Vec<u8>>) -> BTreeMap<String, String> {
     kept
 }
 
-/// The bundles of the trust domains `entries` federate with, out of `held`; one the server
-/// does not hold is left out.
+/// Most bytes of foreign bundles in one answer to an agent (its entries need room too).
+pub const MAX_AGENT_FEDERATED_BYTES: usize = 2 << 20;
+
+/// The bundles of the trust domains `entries` federate with, out of `held`, in trust domain
+/// order within [`MAX_AGENT_FEDERATED_BYTES`] in all; one the server does not hold, or that
+/// does not fit, is left out.
 pub fn for_entries(held: &ForeignBundles, entries: &[Entry]) -> HashMap<String, Vec<u8>> {
-    entries
-        .iter()
-        .flat_map(|e| &e.federates_with)
-        .filter_map(|td| held.get(td).map(|doc| (td.clone(), doc.clone())))
-        .collect()
+    let wanted: std::collections::BTreeSet<&String> =
+        entries.iter().flat_map(|e| &e.federates_with).collect();
+    let mut total = 0;
+    let mut out = HashMap::new();
+    for td in wanted {
+        let Some(doc) = held.get(td) else { continue };
+        if doc.len() > MAX_FOREIGN_BUNDLE_BYTES || total + doc.len() > MAX_AGENT_FEDERATED_BYTES {
+            tracing::warn!(trust_domain = %td, bytes = doc.len(), "foreign bundle not handed to an agent: over the limits");
+            continue;
+        }
+        total += doc.len();
+        out.insert(td.clone(), doc.clone());
+    }
+    out
 }
 
 impl ServerCtx {

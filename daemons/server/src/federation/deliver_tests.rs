@@ -65,6 +65,62 @@ fn a_restart_keeps_what_the_upstream_handed_on() {
 }
 
 #[test]
+fn a_kept_file_that_does_not_match_its_digest_is_asked_for_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = Relayed::default();
+    r.load(dir.path());
+    // The upstream's set holds a bundle this build leaves out: the digest it sent covers it.
+    let given: HashMap<_, _> = [
+        ("a.test".to_string(), bundle_json("a.test")),
+        ("b.test".to_string(), b"{oops".to_vec()),
+    ]
+    .into();
+    assert!(included(&r, given));
+    assert_eq!(r.snapshot().len(), 1);
+    let again = Relayed::default();
+    again.load(dir.path());
+    assert_eq!(again.snapshot(), r.snapshot(), "the usable bundle is kept");
+    assert_eq!(again.digest(), "", "the upstream answers the whole set");
+    // A kept set that matches its digest keeps it.
+    let exact = Relayed::default();
+    exact.load(dir.path());
+    let only_a: HashMap<_, _> = [("a.test".to_string(), bundle_json("a.test"))].into();
+    assert!(included(&exact, only_a));
+    let reloaded = Relayed::default();
+    reloaded.load(dir.path());
+    assert_eq!(reloaded.digest(), exact.digest());
+    assert!(!reloaded.digest().is_empty());
+    // An unreadable file: nothing kept, nothing claimed.
+    std::fs::write(dir.path().join(FILE), "not json").unwrap();
+    let broken = Relayed::default();
+    broken.load(dir.path());
+    assert!(broken.snapshot().is_empty() && broken.digest().is_empty());
+}
+
+#[test]
+fn an_agent_answer_stays_within_its_limit() {
+    let near = MAX_FOREIGN_BUNDLE_BYTES - 10;
+    let held: ForeignBundles = (0..4)
+        .map(|i| (format!("t{i}.test"), vec![b' '; near]))
+        .collect();
+    let entry = Entry {
+        id: String::new(),
+        spiffe_id: String::new(),
+        parent_id: String::new(),
+        selectors: vec![],
+        x509_ttl_secs: 0,
+        jwt_ttl_secs: 0,
+        downstream: false,
+        dns_names: vec![],
+        namespaces: vec![],
+        federates_with: held.keys().cloned().collect(),
+        created_at: 0,
+    };
+    let got = for_entries(&held, &[entry]);
+    assert_eq!(got.len(), MAX_AGENT_FEDERATED_BYTES / near);
+}
+
+#[test]
 fn the_set_handed_on_stays_within_its_limits_and_its_digest_follows_it() {
     let small = |td: &str| (td.to_string(), bundle_json(td));
     let held: ForeignBundles = [

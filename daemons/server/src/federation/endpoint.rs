@@ -30,6 +30,18 @@ use crate::config::{BundleEndpoint, ServingProfile};
 /// How long writing the answer may take.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// What counts as one source: an IPv4 address (an IPv4-mapped IPv6 one as IPv4), or an
+/// IPv6 /64 (one host may hold a whole /64).
+pub fn source_key(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match ip.to_canonical() {
+        std::net::IpAddr::V6(v6) => {
+            let s = v6.segments();
+            std::net::IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
+        v4 => v4,
+    }
+}
+
 /// The connections one source address may hold at once: an eighth of `max_unidentified`
 /// (at least 2), so one peer cannot take every place.
 pub fn per_source(max_unidentified: usize) -> usize {
@@ -227,7 +239,7 @@ impl BoundEndpoint {
                     }
                 },
             };
-            let Some(place) = sources.acquire(peer.ip()) else {
+            let Some(place) = sources.acquire(source_key(peer.ip())) else {
                 SOURCE_FULL.note(&peer);
                 continue;
             };

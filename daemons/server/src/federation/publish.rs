@@ -51,19 +51,18 @@ pub struct Fetches {
     last: Mutex<HashMap<String, LastFetch>>,
     publishing: tokio::sync::Mutex<()>,
     /// The trust domains being fetched by the refresher now.
-    in_flight: Mutex<std::collections::HashSet<String>>,
+    in_flight: std::sync::Arc<Mutex<std::collections::HashSet<String>>>,
 }
 
 /// A trust domain marked as being fetched; dropping it clears the mark.
-pub struct InFlight<'a> {
-    fetches: &'a Fetches,
+pub struct InFlight {
+    set: std::sync::Arc<Mutex<std::collections::HashSet<String>>>,
     td: String,
 }
 
-impl Drop for InFlight<'_> {
+impl Drop for InFlight {
     fn drop(&mut self) {
-        self.fetches
-            .in_flight
+        self.set
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&self.td);
@@ -72,10 +71,10 @@ impl Drop for InFlight<'_> {
 
 impl Fetches {
     /// Marks `td` as being fetched, unless a fetch of it is under way already.
-    pub fn start(&self, td: &str) -> Option<InFlight<'_>> {
+    pub fn start(&self, td: &str) -> Option<InFlight> {
         let mut f = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
         f.insert(td.to_string()).then(|| InFlight {
-            fetches: self,
+            set: self.in_flight.clone(),
             td: td.to_string(),
         })
     }

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
 use trustdeck_datastore::{
     AuditedChange, DatastoreError, FederationProfile, FederationRelationship, ForeignBundle,
     ForeignSource, RefreshState,
@@ -200,11 +201,21 @@ pub async fn attempt(
 /// Stores what `a` brought with the change `tx`: the bundle (at the sequence read) and the
 /// refresh state. A conflict (another writer since the read) stores nothing.
 pub async fn store(tx: &mut AuditedChange, a: &Attempt) -> Result<(), DatastoreError> {
+    // The relationship first: one deleted while its fetch was under way stores nothing.
+    if !tx
+        .record_federation_refresh(&a.trust_domain, &a.state())
+        .await?
+    {
+        return Err(DatastoreError::Conflict {
+            what: format!(
+                "the federation relationship of {} was deleted during its refresh; nothing stored",
+                a.trust_domain
+            ),
+        });
+    }
     if let Some(rec) = a.to_store() {
         tx.put_foreign_bundle(&rec, a.read).await?;
     }
-    tx.record_federation_refresh(&a.trust_domain, &a.state())
-        .await?;
     Ok(())
 }
 
@@ -250,31 +261,45 @@ pub async fn next_refresh(
 pub const PARALLEL_FETCHES: usize = 8;
 
 /// One round: every relationship that is due and not being fetched already is fetched and
-/// recorded, each in a task of its own (at most [`PARALLEL_FETCHES`] at once), so a partner
-/// that stalls until the fetch timeout delays no other.
-async fn round(ctx: &Arc<ServerCtx>, slots: &Arc<Semaphore>) -> Result<(), DatastoreError> {
+/// recorded, each in a task of its own in `tasks` (at most [`PARALLEL_FETCHES`] at once), so
+/// a partner that stalls until the fetch timeout delays no other.
+async fn round(
+    ctx: &Arc<ServerCtx>,
+    slots: &Arc<Semaphore>,
+    tasks: &mut JoinSet<()>,
+) -> Result<(), DatastoreError> {
     for rel in ctx.ds.list_federations().await? {
         let now = ctx.clock.now();
         if next_refresh(ctx, &rel, now).await? > now {
             continue;
         }
+        let Some(mark) = ctx.fetches.start(&rel.trust_domain) else {
+            continue;
+        };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             return Ok(());
         };
         let ctx = ctx.clone();
-        tokio::spawn(async move {
-            let Some(_mark) = ctx.fetches.start(&rel.trust_domain) else {
-                return;
-            };
-            refresh_one(&ctx, &rel).await;
-            drop(slot);
+        tasks.spawn(async move {
+            refresh_one(&ctx, &rel.trust_domain).await;
+            drop((slot, mark));
         });
     }
     Ok(())
 }
 
-/// Fetches `rel`'s bundle, records the attempt and publishes what is held.
-async fn refresh_one(ctx: &ServerCtx, rel: &FederationRelationship) {
+/// Fetches `td`'s bundle as its relationship stands now (read again: the round's copy may be
+/// older than a fetch that just ended), records the attempt and publishes what is held.
+async fn refresh_one(ctx: &ServerCtx, td: &str) {
+    let rel = match ctx.ds.get_federation(td).await {
+        Ok(Some(rel)) => rel,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::warn!(trust_domain = %td, error = %e, "federation refresh not attempted");
+            return;
+        }
+    };
+    let rel = &rel;
     let a = match attempt(ctx, rel).await {
         Ok(a) => a,
         Err(e) => {
@@ -298,16 +323,23 @@ async fn refresh_one(ctx: &ServerCtx, rel: &FederationRelationship) {
 pub async fn run(ctx: Arc<ServerCtx>, mut shutdown: watch::Receiver<bool>) {
     let mut rounds: u32 = 0;
     let slots = Arc::new(Semaphore::new(PARALLEL_FETCHES));
+    let mut tasks = JoinSet::new();
     loop {
         if rounds.is_multiple_of(super::publish::EVERY_ROUNDS) {
             super::publish::publish(&ctx).await;
         }
         rounds = rounds.wrapping_add(1);
-        tokio::select! {
-            _ = shutdown.wait_for(|s| *s) => return,
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        let stop = tokio::select! {
+            _ = shutdown.wait_for(|s| *s) => true,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => false,
+        };
+        if stop {
+            // No fetch outlives the server.
+            tasks.shutdown().await;
+            return;
         }
-        if let Err(e) = round(&ctx, &slots).await {
+        while tasks.try_join_next().is_some() {}
+        if let Err(e) = round(&ctx, &slots, &mut tasks).await {
             tracing::warn!(error = %e, "federation refresh round failed; will retry");
         }
     }
