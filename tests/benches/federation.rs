@@ -70,23 +70,7 @@ async fn run(s: &Setting, samples: usize) -> Vec<f64> {
     );
     let a = ServerProc::start(s.home);
     let dir = tempfile::tempdir().expect("tmp");
-    let bootstrap = dir.path().join("b.pem");
-    std::fs::write(&bootstrap, b.cli_ok(&["bundle", "show", "--format", "pem"])).expect("write");
-    let url = format!("https://127.0.0.1:{}/", b.bundle_endpoint_port());
-    a.cli_ok(&[
-        "federation",
-        "create",
-        "--trust-domain",
-        PARTNER,
-        "--endpoint-url",
-        &url,
-        "--profile",
-        "https_spiffe",
-        "--endpoint-spiffe-id",
-        &b.server_spiffe_id(),
-        "--bootstrap-bundle",
-        &bootstrap.display().to_string(),
-    ]);
+    federate_https_spiffe(&a, &b, dir.path());
     a.cli_ok(&["federation", "refresh", "--trust-domain", PARTNER]);
     let (agent, agent_id) = join_agent(&a);
     let out = federating_entry(&a, &agent_id, "spiffe://example.org/bench", &[PARTNER]);

@@ -67,3 +67,27 @@ pub fn save_svid_chain(socket: &Path, path: &Path) {
     let pem = svid["x509"][0]["chain_pem"].as_str().expect("chain");
     std::fs::write(path, pem).expect("write chain");
 }
+
+/// `a` federates with `b` over `https_spiffe`, `b`'s current bundle (written into `dir`) as
+/// the bootstrap bundle and `b`'s server ID as the endpoint's; returns `b`'s trust domain.
+pub fn federate_https_spiffe(a: &ServerProc, b: &ServerProc, dir: &Path) -> String {
+    let td = b.info().trust_domain.as_str().to_string();
+    let bootstrap = dir.join(format!("{td}-bootstrap.pem"));
+    std::fs::write(&bootstrap, b.cli_ok(&["bundle", "show", "--format", "pem"])).expect("write");
+    let url = format!("https://127.0.0.1:{}/", b.bundle_endpoint_port());
+    a.cli_ok(&[
+        "federation",
+        "create",
+        "--trust-domain",
+        &td,
+        "--endpoint-url",
+        &url,
+        "--profile",
+        "https_spiffe",
+        "--endpoint-spiffe-id",
+        &b.server_spiffe_id(),
+        "--bootstrap-bundle",
+        &bootstrap.display().to_string(),
+    ]);
+    td
+}

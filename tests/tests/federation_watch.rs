@@ -98,23 +98,8 @@ fn federation_reasons(report: &serde_json::Value) -> Vec<String> {
 fn status_shows_a_partners_freshness_and_its_failures_once_it_is_gone() {
     let (a, b) = servers();
     let dir = tempfile::tempdir().expect("tempdir");
-    let bootstrap = dir.path().join("partner-bundle.pem");
-    std::fs::write(&bootstrap, b.cli_ok(&["bundle", "show", "--format", "pem"])).expect("write");
+    federate_https_spiffe(&a, &b, dir.path());
     let url = format!("https://127.0.0.1:{}/", b.bundle_endpoint_port());
-    a.cli_ok(&[
-        "federation",
-        "create",
-        "--trust-domain",
-        PARTNER,
-        "--endpoint-url",
-        &url,
-        "--profile",
-        "https_spiffe",
-        "--endpoint-spiffe-id",
-        &b.server_spiffe_id(),
-        "--bootstrap-bundle",
-        &bootstrap.display().to_string(),
-    ]);
     let fleet = fleet_of(dir.path(), &a);
     let sequence = b.bundle_sequence();
 

@@ -54,23 +54,7 @@ fn workloads_validate_a_federated_partners_svids() {
     let token = jwt["jwt"]["token"].as_str().expect("token").to_string();
 
     // A federates with B.
-    let bootstrap = dir.path().join("partner-bundle.pem");
-    std::fs::write(&bootstrap, b.cli_ok(&["bundle", "show", "--format", "pem"])).expect("write");
-    let url = format!("https://127.0.0.1:{}/", b.bundle_endpoint_port());
-    a.cli_ok(&[
-        "federation",
-        "create",
-        "--trust-domain",
-        PARTNER,
-        "--endpoint-url",
-        &url,
-        "--profile",
-        "https_spiffe",
-        "--endpoint-spiffe-id",
-        &b.server_spiffe_id(),
-        "--bootstrap-bundle",
-        &bootstrap.display().to_string(),
-    ]);
+    federate_https_spiffe(&a, &b, dir.path());
     a.cli_ok(&["federation", "refresh", "--trust-domain", PARTNER]);
 
     // A workload whose entry does not federate: nothing of B's, B's SVIDs refused.

@@ -6,6 +6,23 @@ fn bundle_json(td: &str) -> Vec<u8> {
         .into_bytes()
 }
 
+/// An entry federating with `f`.
+fn entry(f: &[&str]) -> Entry {
+    Entry {
+        id: String::new(),
+        spiffe_id: String::new(),
+        parent_id: String::new(),
+        selectors: vec![],
+        x509_ttl_secs: 0,
+        jwt_ttl_secs: 0,
+        downstream: false,
+        dns_names: vec![],
+        namespaces: vec![],
+        federates_with: f.iter().map(|s| s.to_string()).collect(),
+        created_at: 0,
+    }
+}
+
 fn included(r: &Relayed, given: HashMap<String, Vec<u8>>) -> bool {
     let d = digest(&given.clone().into_iter().collect());
     r.apply(FederatedBundlesState::Included, given, d)
@@ -103,20 +120,8 @@ fn an_agent_answer_stays_within_its_limit() {
     let held: ForeignBundles = (0..4)
         .map(|i| (format!("t{i}.test"), vec![b' '; near]))
         .collect();
-    let entry = Entry {
-        id: String::new(),
-        spiffe_id: String::new(),
-        parent_id: String::new(),
-        selectors: vec![],
-        x509_ttl_secs: 0,
-        jwt_ttl_secs: 0,
-        downstream: false,
-        dns_names: vec![],
-        namespaces: vec![],
-        federates_with: held.keys().cloned().collect(),
-        created_at: 0,
-    };
-    let got = for_entries(&held, &[entry]);
+    let names: Vec<&str> = held.keys().map(String::as_str).collect();
+    let got = for_entries(&held, &[entry(&names)]);
     assert_eq!(got.len(), MAX_AGENT_FEDERATED_BYTES / near);
 }
 
@@ -152,19 +157,6 @@ fn entries_get_the_bundles_they_federate_with_that_are_held() {
     let held: ForeignBundles = [("a.test", "A"), ("b.test", "B")]
         .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
         .into();
-    let entry = |f: &[&str]| Entry {
-        id: String::new(),
-        spiffe_id: String::new(),
-        parent_id: String::new(),
-        selectors: vec![],
-        x509_ttl_secs: 0,
-        jwt_ttl_secs: 0,
-        downstream: false,
-        dns_names: vec![],
-        namespaces: vec![],
-        federates_with: f.iter().map(|s| s.to_string()).collect(),
-        created_at: 0,
-    };
     let got = for_entries(
         &held,
         &[
