@@ -343,6 +343,10 @@ fn outcome(result: &Result<Accepted, FetchFailure>) -> (RefreshOutcome, Federati
     }
 }
 
+/// How long `federation refresh` waits for the refresher's fetch of the same trust domain
+/// (longer than a fetch may take).
+const IN_FLIGHT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// `federation refresh`: one fetch now; its outcome is the answer (a refused or failed fetch
 /// keeps the last good bundle and is recorded in the relationship). When the refresher or an
 /// import stored a bundle meanwhile (a conflict), the fetch is made once more against it.
@@ -351,6 +355,20 @@ pub async fn refresh_now(
     op: &Operator,
     td: &str,
 ) -> Result<RefreshFederationResponse, Status> {
+    // One fetch of a trust domain at a time: wait for the refresher's, if it is fetching.
+    let waited = std::time::Instant::now();
+    let _mark = loop {
+        if let Some(mark) = ctx.fetches.start(td) {
+            break mark;
+        }
+        if waited.elapsed() > IN_FLIGHT_WAIT {
+            return Err(Status::unavailable(format!(
+                "a refresh of {td} has been under way for {}s; try again",
+                IN_FLIGHT_WAIT.as_secs()
+            )));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
     let mut tries = 0;
     let a = loop {
         tries += 1;

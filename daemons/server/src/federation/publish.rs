@@ -304,8 +304,12 @@ async fn build(ctx: &ServerCtx) -> Result<trustdeck_proto::admin::Federation, Da
 }
 
 /// Publishes our bundle's current sequence with what was last published (a CA change moves
-/// it without any federation event).
+/// it without any federation event). Skipped while a publish is under way (it would be
+/// overwritten, or overwrite a newer one): the next publish reads the sequence anyway.
 pub fn own_sequence(ctx: &ServerCtx, now: DateTime<Utc>) {
+    let Ok(_turn) = ctx.fetches.publishing.try_lock() else {
+        return;
+    };
     if let Some(mut f) = ctx.hub.federation() {
         f.own_sequence = ctx.ca.bundle().sequence;
         ctx.hub.set_federation(f, now);
