@@ -91,3 +91,41 @@ pub fn federate_https_spiffe(a: &ServerProc, b: &ServerProc, dir: &Path) -> Stri
     ]);
     td
 }
+
+/// `bundle export --signed --out <dir>/<name> --output json` on `s`: the file and what was
+/// printed.
+pub fn export_signed(s: &ServerProc, dir: &Path, name: &str) -> (PathBuf, serde_json::Value) {
+    let out = dir.join(name);
+    let path = out.to_str().expect("utf-8 path");
+    let printed = s.cli_ok(&[
+        "bundle", "export", "--signed", "--out", path, "--output", "json",
+    ]);
+    let v = serde_json::from_str(&printed).unwrap_or_else(|e| panic!("{e}: {printed}"));
+    assert!(out.exists(), "{v}");
+    (out, v)
+}
+
+/// The fingerprint of the root that signs an export (as `export_signed` printed it).
+pub fn signing_root(export: &serde_json::Value) -> String {
+    let roots = export["roots"].as_array().expect("roots");
+    let signs: Vec<_> = roots.iter().filter(|r| r["signs"] == true).collect();
+    assert_eq!(signs.len(), 1, "{export}");
+    signs[0]["sha256"].as_str().expect("sha256").to_string()
+}
+
+/// The arguments of `bundle import --trust-domain TD [--fingerprint FP] FILE --output json`.
+pub fn import_args<'a>(td: &'a str, file: &'a Path, fp: Option<&'a str>) -> Vec<&'a str> {
+    let mut a = vec!["bundle", "import", "--trust-domain", td, "--output", "json"];
+    if let Some(fp) = fp {
+        a.extend(["--fingerprint", fp]);
+    }
+    a.push(file.to_str().expect("utf-8 path"));
+    a
+}
+
+/// `bundle import` of `file` (a bundle of `td`, or a receipt from peer `td`) at `s`; its JSON
+/// (`receipt`: the receipt written, for a bundle).
+pub fn import_file(s: &ServerProc, td: &str, file: &Path, fp: Option<&str>) -> serde_json::Value {
+    let out = s.cli_ok(&import_args(td, file, fp));
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+}

@@ -17,38 +17,6 @@ fn json(out: &str) -> Value {
     serde_json::from_str(out).unwrap_or_else(|e| panic!("{e}: {out}"))
 }
 
-/// `bundle export --signed --out <dir>/<name>`: the file and what was printed.
-fn export(s: &ServerProc, dir: &Path, name: &str) -> (PathBuf, Value) {
-    let out = dir.join(name);
-    let path = out.to_str().expect("utf-8 path");
-    let v = json(&s.cli_ok(&[
-        "bundle", "export", "--signed", "--out", path, "--output", "json",
-    ]));
-    assert!(out.exists(), "{v}");
-    (out, v)
-}
-
-/// The fingerprint of the root that signs an export.
-fn signing_root(export: &Value) -> String {
-    let roots = export["roots"].as_array().expect("roots");
-    let signs: Vec<_> = roots.iter().filter(|r| r["signs"] == true).collect();
-    assert_eq!(signs.len(), 1, "{export}");
-    signs[0]["sha256"].as_str().expect("sha256").to_string()
-}
-
-fn import_args<'a>(td: &'a str, file: &'a Path, fp: Option<&'a str>) -> Vec<&'a str> {
-    let mut a = vec!["bundle", "import", "--trust-domain", td, "--output", "json"];
-    if let Some(fp) = fp {
-        a.extend(["--fingerprint", fp]);
-    }
-    a.push(file.to_str().expect("utf-8 path"));
-    a
-}
-
-fn import(s: &ServerProc, td: &str, file: &Path, fp: Option<&str>) -> Value {
-    json(&s.cli_ok(&import_args(td, file, fp)))
-}
-
 fn foreign(s: &ServerProc) -> Value {
     json(&s.cli_ok(&["bundle", "foreign", "--output", "json"]))
 }
@@ -95,7 +63,7 @@ fn bundles_move_by_hand_between_isolated_trust_domains() {
     let dir = carry.path();
 
     // Bootstrap: the first import needs the root's fingerprint, the one A printed.
-    let (a1, ex1) = export(&a, dir, "a1.bundle");
+    let (a1, ex1) = export_signed(&a, dir, "a1.bundle");
     assert_eq!(ex1["trust_domain"], "a.test");
     let a_root = signing_root(&ex1);
     let text_out = dir.join("text.bundle");
@@ -110,7 +78,7 @@ fn bundles_move_by_hand_between_isolated_trust_domains() {
         text.contains(&format!("{a_root}  ")) && text.contains("(signs this file)"),
         "{text}"
     );
-    let (_, b_ex) = export(&b, dir, "unused.bundle");
+    let (_, b_ex) = export_signed(&b, dir, "unused.bundle");
     let b_root = signing_root(&b_ex);
     refused(
         &b,
@@ -128,7 +96,7 @@ fn bundles_move_by_hand_between_isolated_trust_domains() {
         "fingerprint mismatch",
         "do not import it",
     );
-    let got = import(&b, "a.test", &a1, Some(&a_root.to_uppercase()));
+    let got = import_file(&b, "a.test", &a1, Some(&a_root.to_uppercase()));
     assert_eq!(got["bootstrap"], true, "{got}");
     assert_eq!(got["sequence"], ex1["sequence"]);
     assert_eq!(got["roots"], roots_of(&ex1));
@@ -145,9 +113,9 @@ fn bundles_move_by_hand_between_isolated_trust_domains() {
         "no bundle held for the peer",
         "first",
     );
-    let (b1, _) = export(&b, dir, "b1.bundle");
-    import(&a, "b.test", &b1, Some(&b_root));
-    let r = import(&a, "b.test", &receipt1, None);
+    let (b1, _) = export_signed(&b, dir, "b1.bundle");
+    import_file(&a, "b.test", &b1, Some(&b_root));
+    let r = import_file(&a, "b.test", &receipt1, None);
     assert_eq!(r["kind"], "receipt", "{r}");
     let receipts = foreign(&a)["receipts"].clone();
     assert_eq!(receipts[0]["peer_trust_domain"], "b.test");
@@ -168,14 +136,14 @@ fn bundles_move_by_hand_between_isolated_trust_domains() {
     // A rotates its root: the prepared root travels signed by the active one (continuity).
     let prep = json(&a.cli_ok(&["authority", "x509", "prepare", "--output", "json"]));
     let new_id = prep["authority"]["id"].as_str().expect("id").to_string();
-    let (a2, ex2) = export(&a, dir, "a2.bundle");
+    let (a2, ex2) = export_signed(&a, dir, "a2.bundle");
     assert_eq!(signing_root(&ex2), a_root, "the old root still signs");
     assert_eq!(ex2["roots"].as_array().expect("roots").len(), 2);
-    let got = import(&b, "a.test", &a2, None);
+    let got = import_file(&b, "a.test", &a2, None);
     assert_eq!(got["bootstrap"], false);
     assert_eq!(got["previous_sequence"], ex1["sequence"]);
     assert_eq!(got["roots"], roots_of(&ex2));
-    let r = import(
+    let r = import_file(
         &a,
         "b.test",
         Path::new(got["receipt"].as_str().expect("receipt")),
@@ -185,7 +153,7 @@ fn bundles_move_by_hand_between_isolated_trust_domains() {
     assert_eq!(foreign(&a)["receipts"][0]["roots"], roots_of(&ex2));
 
     a.cli_ok(&["authority", "x509", "activate", "--id", &new_id]);
-    let (a3, ex3) = export(&a, dir, "a3.bundle");
+    let (a3, ex3) = export_signed(&a, dir, "a3.bundle");
     assert_ne!(signing_root(&ex3), a_root, "the new root signs");
 
     // Every refusal of the issue, through the CLI, before a3 is imported.
@@ -234,7 +202,7 @@ fn bundles_move_by_hand_between_isolated_trust_domains() {
         "replayed",
     );
     let impostor = server("a.test");
-    let (fake, _) = export(&impostor, dir, "impostor.bundle");
+    let (fake, _) = export_signed(&impostor, dir, "impostor.bundle");
     refused(
         &b,
         "a.test",
@@ -253,7 +221,7 @@ fn bundles_move_by_hand_between_isolated_trust_domains() {
     );
 
     // Signed by the new root, held since a2: accepted without a fingerprint.
-    let got = import(&b, "a.test", &a3, None);
+    let got = import_file(&b, "a.test", &a3, None);
     assert_eq!(got["sequence"], ex3["sequence"]);
     assert_eq!(held(&foreign(&b), "a.test")["sequence"], ex3["sequence"]);
     refused(
@@ -296,14 +264,14 @@ fn the_hsm_key_signs_the_export() {
     assert_eq!(show["authorities"][0]["key_storage"], "pkcs11", "{show}");
     let b = server("b.test");
     let carry = tempfile::tempdir().expect("tmp");
-    let (file, ex) = export(&h, carry.path(), "h.bundle");
-    let got = import(&b, "h.test", &file, Some(&signing_root(&ex)));
+    let (file, ex) = export_signed(&h, carry.path(), "h.bundle");
+    let got = import_file(&b, "h.test", &file, Some(&signing_root(&ex)));
     assert_eq!(got["bootstrap"], true, "{got}");
     // B's receipt, back on the HSM side (after H holds B's bundle).
-    let (b1, b_ex) = export(&b, carry.path(), "b.bundle");
-    import(&h, "b.test", &b1, Some(&signing_root(&b_ex)));
+    let (b1, b_ex) = export_signed(&b, carry.path(), "b.bundle");
+    import_file(&h, "b.test", &b1, Some(&signing_root(&b_ex)));
     let receipt = Path::new(got["receipt"].as_str().expect("receipt")).to_path_buf();
-    let r = import(&h, "b.test", &receipt, None);
+    let r = import_file(&h, "b.test", &receipt, None);
     assert_eq!(r["sequence"], ex["sequence"], "{r}");
 }
 
@@ -311,7 +279,7 @@ fn the_hsm_key_signs_the_export() {
 fn a_federated_trust_domain_is_not_moved_by_file() {
     let (a, b) = (server("a.test"), server("b.test"));
     let dir = tempfile::tempdir().expect("tmp");
-    let (file, exp) = export(&b, dir.path(), "b.bundle");
+    let (file, exp) = export_signed(&b, dir.path(), "b.bundle");
     let pem = dir.path().join("b.pem");
     std::fs::write(&pem, b.cli_ok(&["bundle", "show", "--format", "pem"])).expect("pem");
     // A federates with B (its endpoint keeps B's bundle): a file does not replace it.
@@ -347,10 +315,10 @@ fn a_lost_receipt_is_reissued_and_a_peer_forgotten() {
     let b = server("b.test");
     let carry = tempfile::tempdir().expect("tmp");
     let dir = carry.path();
-    let (b1, b_ex) = export(&b, dir, "b1.bundle");
-    import(&a, "b.test", &b1, Some(&signing_root(&b_ex)));
-    let (a1, a_ex) = export(&a, dir, "a1.bundle");
-    let got = import(&b, "a.test", &a1, Some(&signing_root(&a_ex)));
+    let (b1, b_ex) = export_signed(&b, dir, "b1.bundle");
+    import_file(&a, "b.test", &b1, Some(&signing_root(&b_ex)));
+    let (a1, a_ex) = export_signed(&a, dir, "a1.bundle");
+    let got = import_file(&b, "a.test", &a1, Some(&signing_root(&a_ex)));
     // The receipt is lost; the same file cannot be imported again (not newer).
     std::fs::remove_file(got["receipt"].as_str().expect("receipt")).expect("lose it");
     refused(
@@ -374,7 +342,7 @@ fn a_lost_receipt_is_reissued_and_a_peer_forgotten() {
         out.contains(&format!("sequence {}", a_ex["sequence"])),
         "{out}"
     );
-    let r = import(&a, "b.test", &again, None);
+    let r = import_file(&a, "b.test", &again, None);
     assert_eq!(r["kind"], "receipt", "{r}");
     assert_eq!(foreign(&a)["receipts"][0]["sequence"], a_ex["sequence"]);
     // No receipt is due for a trust domain never imported.

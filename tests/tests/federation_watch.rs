@@ -190,38 +190,6 @@ fn status_shows_a_partners_freshness_and_its_failures_once_it_is_gone() {
     }
 }
 
-/// `bundle export --signed --out <dir>/<name>`: the file and what was printed.
-fn export(s: &ServerProc, dir: &Path, name: &str) -> (PathBuf, serde_json::Value) {
-    let out = dir.join(name);
-    let path = out.to_str().expect("utf-8 path");
-    let printed = s.cli_ok(&[
-        "bundle", "export", "--signed", "--out", path, "--output", "json",
-    ]);
-    (out, serde_json::from_str(&printed).expect("export JSON"))
-}
-
-/// The fingerprint of the root that signs an export.
-fn signing_root(export: &serde_json::Value) -> String {
-    export["roots"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|r| r["signs"] == true)
-        .and_then(|r| r["sha256"].as_str())
-        .expect("signing root")
-        .to_string()
-}
-
-/// `bundle import --trust-domain TD [--fingerprint FP] FILE` on `s`; returns its JSON.
-fn import(s: &ServerProc, td: &str, file: &Path, fp: Option<&str>) -> serde_json::Value {
-    let mut args = vec!["bundle", "import", "--trust-domain", td, "--output", "json"];
-    if let Some(fp) = fp {
-        args.extend(["--fingerprint", fp]);
-    }
-    args.push(file.to_str().expect("utf-8 path"));
-    serde_json::from_str(&s.cli_ok(&args)).expect("import JSON")
-}
-
 #[test]
 fn status_shows_an_imported_bundle_and_which_sequence_of_ours_a_peer_holds() {
     let a = ServerProc::start_in(HOME, "");
@@ -230,12 +198,12 @@ fn status_shows_an_imported_bundle_and_which_sequence_of_ours_a_peer_holds() {
     let fleet = fleet_of(dir.path(), &a);
 
     // A's bundle carried to B, B's receipt and B's bundle carried back to A.
-    let (a1, ex) = export(&a, dir.path(), "a1.bundle");
-    let got = import(&b, HOME, &a1, Some(&signing_root(&ex)));
+    let (a1, ex) = export_signed(&a, dir.path(), "a1.bundle");
+    let got = import_file(&b, HOME, &a1, Some(&signing_root(&ex)));
     let receipt = PathBuf::from(got["receipt"].as_str().expect("receipt path"));
-    let (b1, b_ex) = export(&b, dir.path(), "b1.bundle");
-    import(&a, "isolated.test", &b1, Some(&signing_root(&b_ex)));
-    import(&a, "isolated.test", &receipt, None);
+    let (b1, b_ex) = export_signed(&b, dir.path(), "b1.bundle");
+    import_file(&a, "isolated.test", &b1, Some(&signing_root(&b_ex)));
+    import_file(&a, "isolated.test", &receipt, None);
 
     let (code, report) = wait_report(&fleet, 20, "the import and the receipt", |r| {
         r["receipts"].as_array().is_some_and(|v| !v.is_empty())

@@ -18,37 +18,12 @@ fn json(out: &str) -> Json {
     serde_json::from_str(out).unwrap_or_else(|e| panic!("{e}: {out}"))
 }
 
-/// `bundle export --signed` of `s` into `path`; the fingerprint of the root that signs it.
-fn export(s: &ServerProc, path: &Path) -> String {
-    let v = json(&s.cli_ok(&[
-        "bundle",
-        "export",
-        "--signed",
-        "--out",
-        path.to_str().expect("utf-8"),
-        "--output",
-        "json",
-    ]));
-    v["roots"]
-        .as_array()
-        .expect("roots")
-        .iter()
-        .find(|r| r["signs"] == true)
-        .and_then(|r| r["sha256"].as_str())
-        .expect("a signing root")
-        .to_string()
-}
-
 /// `bundle import` of `file` as trust domain `td` at `s` (a bundle or a receipt); the receipt
 /// it wrote, for a bundle.
 fn import(s: &ServerProc, td: &str, file: &Path, fingerprint: Option<&str>) -> Option<PathBuf> {
-    let mut args = vec!["bundle", "import", "--trust-domain", td, "--output", "json"];
-    if let Some(fp) = fingerprint {
-        args.extend(["--fingerprint", fp]);
-    }
-    args.push(file.to_str().expect("utf-8"));
-    let v = json(&s.cli_ok(&args));
-    v["receipt"].as_str().map(PathBuf::from)
+    import_file(s, td, file, fingerprint)["receipt"]
+        .as_str()
+        .map(PathBuf::from)
 }
 
 /// Whether I's workload verifies A's workload's current SVID now: `None`, or the reason.
@@ -82,11 +57,10 @@ fn isolated_bundle_rotation_with_zero_failed_validations_on_both_sides() {
     std::fs::create_dir(&carry).expect("carry dir");
 
     // Provisioning: bundles and receipts exchanged by hand, both ways.
-    let i0 = work.path().join("i0.bundle");
-    let i_root = export(&i, &i0);
-    let i0_receipt = import(&a, PEER, &i0, Some(&i_root)).expect("receipt");
-    let a0 = work.path().join("a0.bundle");
-    let a_root = export(&a, &a0);
+    let (i0, i_export) = export_signed(&i, work.path(), "i0.bundle");
+    let i0_receipt = import(&a, PEER, &i0, Some(&signing_root(&i_export))).expect("receipt");
+    let (a0, a_export) = export_signed(&a, work.path(), "a0.bundle");
+    let a_root = signing_root(&a_export);
     let a0_receipt = import(&i, "example.org", &a0, Some(&a_root)).expect("receipt");
     import(&a, PEER, &a0_receipt, None);
     import(&i, "example.org", &i0_receipt, None);

@@ -9,7 +9,7 @@
 //! - [`model`]: the file format, typed; [`param`]: values that may name a variable.
 //! - [`load`]: parsing and validation; every error names the file, the step and the problem.
 //! - [`inputs`]: inputs checked against the live fleet, defaults drawn from it.
-//! - [`check`]: the predicates, evaluated over an [`Observation`] (the topology model plus
+//! - [`check`] (with `chains`): the predicates, evaluated over an [`Observation`] (the topology model plus
 //!   what the admin API answered).
 //! - [`peers`]: isolated peers and the receipts they sent back (`peers_hold`).
 //! - [`plan`]: the dry run, rendered.
@@ -18,6 +18,7 @@
 //! No I/O and no clock: `now` is a parameter everywhere.
 #![forbid(unsafe_code)]
 
+mod chains;
 pub mod check;
 pub mod exec;
 pub mod facts;

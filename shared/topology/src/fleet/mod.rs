@@ -42,6 +42,8 @@ pub mod windows;
 mod outage_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tree_tests;
 
 pub use crate::ttl::{Level, Thresholds};
 pub use conn::{ApplyError, DaemonConn};
